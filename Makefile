@@ -1,0 +1,133 @@
+# ztr — one entry point: deps, build, test, bench, install.
+#
+#   make deps     install Debian packages + build wolfSSL with assembly (.deps/)
+#   make          build everything into build/ (-O2 -g)
+#   make asan     the same under ASan + UBSan into build/asan/
+#   make test     deps + asan build + unit tests + fuzz smoke + e2e
+#   make fuzz     run every libFuzzer target longer (FUZZ_SECONDS, default 300)
+#   make clean
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+ROOT    := $(CURDIR)
+BUILD   ?= build
+SAN     ?=
+CC      ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+# ---- wolfSSL: the project-local build when present, else the system one ----
+WOLFSSL_PREFIX := $(ROOT)/.deps/wolfssl
+ifneq ($(wildcard $(WOLFSSL_PREFIX)/lib/libwolfssl.a),)
+WOLFSSL_CFLAGS := -I$(WOLFSSL_PREFIX)/include
+WOLFSSL_LIBS   := $(WOLFSSL_PREFIX)/lib/libwolfssl.a -lm -lpthread
+else
+WOLFSSL_CFLAGS := $(shell pkg-config --cflags wolfssl 2>/dev/null)
+WOLFSSL_LIBS   := $(shell pkg-config --libs wolfssl 2>/dev/null || echo -lwolfssl)
+endif
+
+PKGS      := yaml-0.1
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lyaml)
+
+WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wno-format-nonliteral
+CFLAGS  ?= -O2 -g
+COMMA := ,
+SANFLAGS := $(if $(SAN),-fsanitize=address$(COMMA)undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -D_DEFAULT_SOURCE -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+             -I$(ROOT) $(WOLFSSL_CFLAGS) $(PKG_CFLAGS) -MMD -MP
+LDFLAGS ?=
+ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+
+OBJ := $(BUILD)/obj
+BIN := $(BUILD)/bin
+LIB := $(BUILD)/lib
+
+COMMON_SRC := $(wildcard common/*.c)
+PKI_SRC    := $(wildcard pki/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(OBJ)/%.o)
+PKI_OBJ    := $(PKI_SRC:%.c=$(OBJ)/%.o)
+LIBCOMMON  := $(LIB)/libztrcommon.a
+LIBPKI     := $(LIB)/libztrpki.a
+
+# Link order: pki uses common; both use wolfSSL/libyaml.
+LINK_LIBS = $(LIBPKI) $(LIBCOMMON) $(WOLFSSL_LIBS) $(PKG_LIBS)
+
+PROGRAMS := $(BIN)/ztr-pki
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
+
+.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench
+all: $(PROGRAMS) $(UNIT_BINS)
+
+help:
+	@sed -n '2,10p' Makefile
+
+deps:
+	@bash scripts/deps.sh
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIBCOMMON): $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(LIBPKI): $(PKI_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BIN)/ztr-pki: $(OBJ)/pki/tool/ztr_pki.o $(LIBPKI) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
+
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(TEST_SUPPORT_OBJ) $(LIBPKI) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $< $(TEST_SUPPORT_OBJ) $(LINK_LIBS) -lcmocka -o $@
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 CFLAGS="-O1 -g" all
+
+# ---- tests -----------------------------------------------------------------
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 30
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+test: deps
+	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory unit e2e fuzz-smoke BUILD=build/asan
+
+unit:
+	@bash tests/run-unit.sh $(BUILD)
+
+e2e:
+	@bash tests/run-e2e.sh $(BUILD)
+
+# libFuzzer needs clang; the fuzz build has its own object tree.
+FUZZ_BUILD := build/fuzz
+FUZZ_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(ROOT) \
+               $(WOLFSSL_CFLAGS) $(PKG_CFLAGS)
+FUZZ_LIB_SRC := $(COMMON_SRC) $(PKI_SRC)
+
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRC) $(WOLFSSL_LIBS) $(PKG_LIBS) -o $@
+
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+
+fuzz-smoke: fuzz-build
+	@bash tests/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+fuzz: deps fuzz-build
+	@bash tests/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

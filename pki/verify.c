@@ -1,0 +1,296 @@
+/* The one peer-validation function and its TLS handshake hook.
+ *
+ * Signatures are checked by wolfSSL's certificate manager; everything else
+ * (validity at an injectable time, SAN rules, roles, key usage) is checked
+ * here on our own parse, because wolfSSL 5.5.4 does not check key usage or
+ * CA:TRUE on trust anchors, matches IP SANs loosely (DNS names, CN,
+ * wildcards; IPv6 mishandled) and reads the wall clock directly. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pki/internal.h"
+
+#include <wolfssl/wolfcrypt/error-crypt.h>
+
+const char *
+pki_tls_error_text(int wolfssl_error)
+{
+    switch (wolfssl_error) {
+    case ASN_NO_SIGNER_E:
+    case ASN_SELF_SIGNED_E:
+    case ASN_SIG_CONFIRM_E:
+    case ASN_SIG_KEY_E:
+    case ASN_SIG_OID_E:
+    case ASN_SIG_HASH_E:
+        return PKI_MSG_UNKNOWN_AUTHORITY;
+    case ASN_AFTER_DATE_E:
+        return "x509: certificate has expired";
+    case ASN_BEFORE_DATE_E:
+        return "x509: certificate is not yet valid";
+    case ASN_PATHLEN_INV_E:
+    case ASN_PATHLEN_SIZE_E:
+        return "x509: certificate chain too long for the issuer's path length";
+    case ASN_CRIT_EXT_E:
+        return "x509: unhandled critical extension";
+    default:
+        return "x509: certificate verification failed";
+    }
+}
+
+/* The certificate manager checks signatures only: dates are ours to check
+ * at the time the caller asks about. Overrides nothing else. */
+static int
+signature_only_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    if (!preverify && (store->error == ASN_AFTER_DATE_E || store->error == ASN_BEFORE_DATE_E))
+        return 1;
+    return preverify;
+}
+
+/* A context whose certificate manager trusts exactly the bundle. */
+static WOLFSSL_CTX *
+new_trust_ctx(const struct pki_bundle *bundle, struct ztr_err *err)
+{
+    if (pki_init(err) != 0)
+        return NULL;
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+    if (ctx == NULL) {
+        ztr_err_set(err, ZTR_E_CRYPTO, "cannot create a TLS context");
+        return NULL;
+    }
+    if (pki_tls_load_bundle(ctx, bundle, err) != 0) {
+        wolfSSL_CTX_free(ctx);
+        return NULL;
+    }
+    wolfSSL_CertManagerSetVerify(wolfSSL_CTX_GetCertManager(ctx), signature_only_callback);
+    return ctx;
+}
+
+int
+pki_tls_load_bundle(void *ctx_ptr, const struct pki_bundle *bundle, struct ztr_err *err)
+{
+    WOLFSSL_CTX *ctx = ctx_ptr;
+    for (size_t i = 0; i < bundle->count; i++) {
+        int rc = wolfSSL_CTX_load_verify_buffer_ex(
+            ctx, bundle->certs[i].data, (long)bundle->certs[i].len, WOLFSSL_FILETYPE_ASN1, 0,
+            WOLFSSL_LOAD_FLAG_DATE_ERR_OKAY);
+        if (rc != WOLFSSL_SUCCESS)
+            return ztr_err_set(err, PKI_E_INVALID_CA, PKI_MSG_INVALID_CA
+                               ": bundle entry %zu rejected (wolfSSL error %d)", i, rc);
+    }
+    return 0;
+}
+
+static int
+check_window(const struct pki_cert_info *info, int64_t now, const char *which,
+             struct ztr_err *err)
+{
+    if (now < info->not_before)
+        return ztr_err_set(err, PKI_E_NOT_YET_VALID,
+                           "x509: %s certificate is not yet valid (notBefore %lld, now %lld)",
+                           which, (long long)info->not_before, (long long)now);
+    if (now > info->not_after)
+        return ztr_err_set(err, PKI_E_EXPIRED,
+                           "x509: %s certificate has expired (notAfter %lld, now %lld)", which,
+                           (long long)info->not_after, (long long)now);
+    return 0;
+}
+
+/* Verifies the signatures from the leaf up to a bundle CA. Intermediates are
+ * admitted to the trust set only once they themselves verify. */
+static int
+check_signatures(const struct pki_bundle *bundle, const struct pki_chain *chain,
+                 const struct pki_cert_info *infos, struct ztr_err *err)
+{
+    WOLFSSL_CTX *ctx = new_trust_ctx(bundle, err);
+    if (ctx == NULL)
+        return -1;
+    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CTX_GetCertManager(ctx);
+    bool admitted[PKI_MAX_CHAIN] = {false};
+    size_t pending = chain->count - 1;
+    int last_error = ASN_NO_SIGNER_E;
+    /* Each pass admits at least one intermediate or stops: at most
+     * count-1 passes, whatever order the peer sent them in. */
+    for (bool progress = true; pending > 0 && progress;) {
+        progress = false;
+        for (size_t i = 1; i < chain->count; i++) {
+            if (admitted[i])
+                continue;
+            int rc = wolfSSL_CertManagerVerifyBuffer(cm, chain->certs[i].data,
+                                                     (long)chain->certs[i].len,
+                                                     WOLFSSL_FILETYPE_ASN1);
+            if (rc != WOLFSSL_SUCCESS) {
+                last_error = rc;
+                continue;
+            }
+            if (!infos[i].is_ca || !(infos[i].key_usage & PKI_KU_KEY_CERT_SIGN)) {
+                wolfSSL_CTX_free(ctx);
+                return ztr_err_set(err, PKI_E_CA_KEY_USAGE, PKI_MSG_CA_KEY_USAGE
+                                   " (intermediate \"%s\" needs CA:TRUE and keyCertSign)",
+                                   infos[i].subject_cn);
+            }
+            rc = wolfSSL_CTX_load_verify_buffer_ex(ctx, chain->certs[i].data,
+                                                   (long)chain->certs[i].len,
+                                                   WOLFSSL_FILETYPE_ASN1, 0,
+                                                   WOLFSSL_LOAD_FLAG_DATE_ERR_OKAY);
+            if (rc != WOLFSSL_SUCCESS) {
+                last_error = rc;
+                continue;
+            }
+            admitted[i] = true;
+            pending--;
+            progress = true;
+        }
+    }
+    int rc = wolfSSL_CertManagerVerifyBuffer(cm, chain->certs[0].data,
+                                             (long)chain->certs[0].len, WOLFSSL_FILETYPE_ASN1);
+    wolfSSL_CTX_free(ctx);
+    if (rc == WOLFSSL_SUCCESS)
+        return 0;
+    (void)last_error;
+    return ztr_err_set(err, PKI_E_UNKNOWN_AUTHORITY, "%s", pki_tls_error_text(rc));
+}
+
+static int
+check_leaf_identity(const struct pki_cert_info *leaf, const struct pki_expect *expect,
+                    struct pki_spiffe_id *id, struct ztr_err *err)
+{
+    if (leaf->uri_count != 1)
+        return ztr_err_set(err, PKI_E_URI_SAN,
+                           "x509: certificate must carry exactly one URI SAN (SPIFFE ID), "
+                           "found %zu",
+                           leaf->uri_count);
+    TRY(pki_spiffe_id_parse(leaf->uri, id, err));
+    if (strcmp(id->trust_domain, expect->trust_domain) != 0)
+        return ztr_err_set(err, PKI_E_TRUST_DOMAIN_MISMATCH,
+                           PKI_MSG_TRUST_DOMAIN_MISMATCH ": peer %s, expected trust domain %s",
+                           id->uri, expect->trust_domain);
+    if (id->role != expect->role)
+        return ztr_err_set(err, PKI_E_UNEXPECTED_ROLE,
+                           PKI_MSG_UNEXPECTED_ROLE ": peer %s, expected role %s", id->uri,
+                           pki_role_name(expect->role));
+    if (expect->spiffe_id != NULL && strcmp(id->uri, expect->spiffe_id) != 0)
+        return ztr_err_set(err, PKI_E_SPIFFE_ID_MISMATCH,
+                           "SPIFFE ID mismatch: peer %s, expected %s", id->uri,
+                           expect->spiffe_id);
+    if (leaf->is_ca || (leaf->key_usage & PKI_KU_KEY_CERT_SIGN))
+        return ztr_err_set(err, PKI_E_LEAF_IS_CA,
+                           "x509: peer certificate %s is a CA certificate; an SVID must not be",
+                           id->uri);
+    return 0;
+}
+
+static int
+check_dialed_ip(const struct pki_cert_info *leaf, const char *dial_ip, struct ztr_err *err)
+{
+    struct pki_ip want;
+    if (pki_ip_parse(dial_ip, &want) != 0)
+        return ztr_err_set(err, ZTR_E_INVALID, "dialed address \"%s\" is not an IP address",
+                           dial_ip);
+    /* The text operators know from Go's crypto/x509 for "no IP SANs". */
+    if (leaf->ip_count == 0)
+        return ztr_err_set(err, PKI_E_NO_IP_SANS, PKI_MSG_NO_IP_SANS_FMT, dial_ip);
+    for (size_t i = 0; i < leaf->ip_count; i++)
+        if (leaf->ips[i].len == want.len && memcmp(leaf->ips[i].bytes, want.bytes, want.len) == 0)
+            return 0;
+    char listed[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < leaf->ip_count && used + 48 < sizeof(listed); i++) {
+        char one[48];
+        used += (size_t)snprintf(listed + used, sizeof(listed) - used, "%s%s", i ? ", " : "",
+                                 pki_ip_format(&leaf->ips[i], one, sizeof(one)));
+    }
+    return ztr_err_set(err, PKI_E_IP_SAN_MISMATCH,
+                       "x509: certificate is valid for %s, not %s", listed, dial_ip);
+}
+
+int
+pki_verify(const struct pki_bundle *bundle, const struct pki_chain *chain,
+           const struct pki_expect *expect, struct pki_spiffe_id *peer, struct ztr_err *err)
+{
+    if (chain == NULL || chain->count == 0)
+        return ztr_err_set(err, PKI_E_BAD_CERT, "x509: no certificate presented");
+    if (expect->trust_domain == NULL || expect->role == PKI_ROLE_NONE)
+        return ztr_err_set(err, ZTR_E_INVALID, "pki_verify: trust domain and role required");
+    struct pki_cert_info *infos = calloc(chain->count, sizeof(*infos));
+    if (infos == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    struct pki_spiffe_id id;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < chain->count; i++) {
+        rc = pki_cert_info_parse(chain->certs[i].data, chain->certs[i].len, &infos[i], err);
+        if (rc == 0 && infos[i].unknown_critical_extension)
+            rc = ztr_err_set(err, PKI_E_BAD_CERT, "x509: unhandled critical extension");
+    }
+    if (rc == 0)
+        rc = check_signatures(bundle, chain, infos, err);
+    for (size_t i = 0; rc == 0 && i < chain->count; i++)
+        rc = check_window(&infos[i], expect->now, i == 0 ? "peer" : "intermediate", err);
+    if (rc == 0)
+        rc = check_leaf_identity(&infos[0], expect, &id, err);
+    if (rc == 0 && expect->dial_ip != NULL)
+        rc = check_dialed_ip(&infos[0], expect->dial_ip, err);
+    free(infos);
+    if (rc == 0 && peer != NULL)
+        *peer = id;
+    return rc;
+}
+
+/* ---- TLS hook ------------------------------------------------------------ */
+
+static int
+tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct pki_tls_check *check = store->userCtx;
+    if (check == NULL)
+        return 0;
+    if (!preverify) {
+        /* wolfSSL rejected a certificate: keep the first reason and never
+         * override it. */
+        if (check->err.code == ZTR_OK)
+            ztr_err_set(&check->err, PKI_E_UNKNOWN_AUTHORITY, "%s",
+                        pki_tls_error_text(store->error));
+        check->verified = false;
+        return 0;
+    }
+    if (store->error_depth != 0)
+        return check->err.code == ZTR_OK; /* intermediates: wait for the leaf */
+    if (check->err.code != ZTR_OK)
+        return 0;
+    if (store->certs == NULL || store->totalCerts <= 0 || store->totalCerts > PKI_MAX_CHAIN) {
+        ztr_err_set(&check->err, PKI_E_BAD_CERT, "x509: peer sent no usable chain");
+        return 0;
+    }
+    const uint8_t *ders[PKI_MAX_CHAIN];
+    size_t lens[PKI_MAX_CHAIN];
+    for (int i = 0; i < store->totalCerts; i++) {
+        ders[i] = store->certs[i].buffer;
+        lens[i] = store->certs[i].length;
+    }
+    struct pki_chain *chain;
+    if (pki_chain_from_der_list(ders, lens, (size_t)store->totalCerts, &chain, &check->err) != 0)
+        return 0;
+    struct pki_expect expect = check->expect;
+    expect.now = clock_wall_s(check->clock ? check->clock : clock_system());
+    int rc = pki_verify(check->bundle, chain, &expect, &check->peer, &check->err);
+    pki_chain_free(chain);
+    check->verified = rc == 0;
+    return rc == 0;
+}
+
+int
+pki_tls_check_install(void *ssl_ptr, struct pki_tls_check *check, struct ztr_err *err)
+{
+    WOLFSSL *ssl = ssl_ptr;
+    if (check->bundle == NULL || check->expect.trust_domain == NULL ||
+        check->expect.role == PKI_ROLE_NONE)
+        return ztr_err_set(err, ZTR_E_INVALID, "TLS check needs a bundle, trust domain, role");
+    check->verified = false;
+    ztr_err_clear(&check->err);
+    memset(&check->peer, 0, sizeof(check->peer));
+    wolfSSL_set_verify(ssl, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       tls_verify_callback);
+    wolfSSL_SetCertCbCtx(ssl, check);
+    return 0;
+}

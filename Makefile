@@ -62,6 +62,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 
+.SECONDARY:
 .PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench
 all: $(PROGRAMS) $(UNIT_BINS)
 

@@ -318,10 +318,17 @@ pki_ca_issue(struct pki_ca *ca, const struct pki_leaf_request *request, char **p
         return ztr_err_set(err, PKI_E_TRUST_DOMAIN_MISMATCH,
                            PKI_MSG_TRUST_DOMAIN_MISMATCH ": CA is for %s, leaf is %s",
                            ca_id.trust_domain, request->id->uri);
-    if (request->not_before < ca->info.not_before || request->not_after > ca->info.not_after)
+    /* A leaf never outlives its CA (as SPIRE caps SVID TTLs): clamp to the
+     * CA's window, and refuse only when nothing of the request is left. */
+    int64_t not_before = request->not_before, not_after = request->not_after;
+    if (not_before < ca->info.not_before)
+        not_before = ca->info.not_before;
+    if (not_after > ca->info.not_after)
+        not_after = ca->info.not_after;
+    if (not_after <= not_before)
         return ztr_err_set(err, ZTR_E_INVALID,
-                           "leaf validity must lie within the CA's (CA expires at %lld)",
-                           (long long)ca->info.not_after);
+                           "leaf validity must lie within the CA's (CA valid %lld..%lld)",
+                           (long long)ca->info.not_before, (long long)ca->info.not_after);
     Cert *cert = new_cert(err);
     if (cert == NULL)
         return -1;
@@ -330,7 +337,7 @@ pki_ca_issue(struct pki_ca *ca, const struct pki_leaf_request *request, char **p
     set_name(&cert->subject, cn);
     cert->isCA = 0;
     cert->basicConstSet = 1;
-    if (set_validity(cert, request->not_before, request->not_after, err) == 0 &&
+    if (set_validity(cert, not_before, not_after, err) == 0 &&
         encode_san(request->id->uri, request->ips, request->ip_count, cert, err) == 0) {
         int kr = wc_SetKeyUsage(cert, "digitalSignature");
         if (kr == 0)

@@ -5,6 +5,7 @@
 #   make asan     the same under ASan + UBSan into build/asan/
 #   make test     deps + asan build + unit tests + fuzz smoke + e2e
 #   make fuzz     run every libFuzzer target longer (FUZZ_SECONDS, default 300)
+#   make bench    measure and write bench/RESULTS.md
 #   make clean
 
 SHELL := /bin/bash
@@ -67,7 +68,7 @@ TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 all: $(PROGRAMS) $(UNIT_BINS)
 
 help:
-	@sed -n '2,10p' Makefile
+	@sed -n '2,11p' Makefile
 
 deps:
 	@bash scripts/deps.sh
@@ -127,6 +128,11 @@ fuzz-smoke: fuzz-build
 
 fuzz: deps fuzz-build
 	@bash tests/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Crypto speed of the linked wolfSSL vs Debian's, same run; the relay
+# benchmark (ztr vs stunnel vs direct TCP) joins it with the data plane.
+bench: deps all
+	@bash bench/run.sh
 
 clean:
 	rm -rf build

@@ -10,11 +10,12 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DEPS="$ROOT/.deps"
 PREFIX="$DEPS/wolfssl"
 
+# libwolfssl-dev: only for `make bench` (Debian's build, measured beside ours).
 PACKAGES=(build-essential pkg-config clang libclang-rt-14-dev
   libev-dev libyaml-dev libsqlite3-dev sqlite3 libjansson-dev
   libmicrohttpd-dev libcmocka-dev libsystemd-dev
   autoconf automake libtool dpkg-dev openssl stunnel4 curl
-  iproute2 ca-certificates)
+  iproute2 ca-certificates libwolfssl-dev)
 
 # The exact configure line lives in one place (docs/WOLFSSL.md explains it).
 # shellcheck source=wolfssl-options.sh

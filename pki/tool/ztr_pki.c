@@ -188,10 +188,6 @@ cmd_parse_id(const struct options *opts)
     if (pki_spiffe_id_parse(opts->positional[0], &id, &err) != 0)
         return rejected(&err);
     printf("trust_domain=%s\npath=%s\n", id.trust_domain, id.path);
-    if (id.role != PKI_ROLE_NONE)
-        printf("role=%s\n", pki_role_name(id.role));
-    if (id.name[0] != '\0')
-        printf("name=%s\n", id.name);
     return 0;
 }
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# make bench: measures, then rewrites bench/RESULTS.md from this run only.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="$root/bench/RESULTS.md"
+cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+{
+  echo "# Benchmark results"
+  echo
+  echo "Written by \`make bench\` on $(date -u +%Y-%m-%dT%H:%MZ); every number below comes"
+  echo "from that one run on this machine: $(nproc) cores, ${cpu:-unknown CPU}."
+  echo
+  echo "## Crypto: the wolfSSL ztr links vs Debian's binary package"
+  echo
+  echo "AES-GCM seals 16 KiB records (the TLS record size of the data plane);"
+  echo "ECDSA/ECDHE P-256 is the per-handshake cost. Source: \`bench/crypto_speed.c\`,"
+  echo "built once against each library."
+  echo
+  bash "$root/bench/crypto.sh"
+  echo
+  echo "## Relay throughput"
+  echo
+  echo "Not measured yet: the data plane (tunneler ⇄ connector) is not built. When it"
+  echo "is, this section compares ztr, stunnel and direct TCP in the same run."
+} > "$out.tmp"
+mv "$out.tmp" "$out"
+cat "$out"

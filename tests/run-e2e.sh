@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every tests/e2e/*.sh against the binaries of one build tree.
+set -uo pipefail
+BUILD="${1:-build}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+export ZTR_TEST_BIN="$ROOT/$BUILD/bin"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+passed=0; failed=0; names=()
+for script in "$ROOT"/tests/e2e/*.sh; do
+  name="$(basename "$script" .sh)"
+  [ "$name" = lib ] && continue
+  echo "== e2e/$name"
+  if bash "$script"; then passed=$((passed + 1)); else failed=$((failed + 1)); names+=("$name"); fi
+done
+echo "e2e: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] || { echo "failed: ${names[*]}" >&2; exit 1; }
+[ "$passed" -gt 0 ]

@@ -103,7 +103,8 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
 test: deps
 	@$(MAKE) --no-print-directory asan
-	@$(MAKE) --no-print-directory unit e2e fuzz-smoke BUILD=build/asan
+	@$(MAKE) --no-print-directory fuzz-build
+	@bash tests/run-all.sh build/asan $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 unit:
 	@bash tests/run-unit.sh $(BUILD)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs every cmocka unit test binary of a build tree; fails if any fails.
+# Prints `unit: N passed, M failed` counting individual test cases.
 set -uo pipefail
 BUILD="${1:-build}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -10,21 +11,30 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 passed=0
 failed=0
+binaries=0
 failed_names=()
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 for test in "$ROOT/$BUILD"/tests/test_*; do
   [ -x "$test" ] || continue
   name="$(basename "$test")"
+  binaries=$((binaries + 1))
   echo "== $name"
-  if "$test"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
+  "$test" 2>&1 | tee "$log"
+  status=${PIPESTATUS[0]}
+  ok=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' "$log" | tail -1)
+  bad=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' "$log" | tail -1)
+  passed=$((passed + ${ok:-0}))
+  failed=$((failed + ${bad:-0}))
+  if [ "$status" -ne 0 ]; then
     failed_names+=("$name")
+    # A crash or sanitizer abort counts as a failure even without a summary.
+    [ -z "$bad" ] && failed=$((failed + 1))
   fi
 done
 echo "unit: $passed passed, $failed failed"
-if [ "$failed" -ne 0 ]; then
-  echo "failed: ${failed_names[*]}" >&2
+if [ "${#failed_names[@]}" -ne 0 ]; then
+  echo "failed binaries: ${failed_names[*]}" >&2
   exit 1
 fi
-[ "$passed" -gt 0 ] || { echo "unit: no test binaries found in $BUILD/tests" >&2; exit 1; }
+[ "$binaries" -gt 0 ] || { echo "unit: no test binaries found in $BUILD/tests" >&2; exit 1; }

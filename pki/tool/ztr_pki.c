@@ -176,6 +176,16 @@ read_file(const char *path, char **data, size_t *len, struct ztr_err *err)
     return file_read_all(path, FILE_MAX, data, len, err);
 }
 
+/* Key material is wiped before its memory goes back to the allocator. */
+static void
+free_secret(char *data, size_t len)
+{
+    if (data == NULL)
+        return;
+    explicit_bzero(data, len);
+    free(data);
+}
+
 /* ---- parse-id ------------------------------------------------------------ */
 
 static int
@@ -257,14 +267,21 @@ join_path(char *out, size_t cap, const char *dir, const char *file)
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
+/* A CA directory holds ca.crt and ca.key. */
+static int
+ca_dir_paths(const char *dir, char *cert_path, char *key_path, size_t cap, struct ztr_err *err)
+{
+    if (join_path(cert_path, cap, dir, "ca.crt") != 0 || join_path(key_path, cap, dir, "ca.key") != 0)
+        return ztr_err_set(err, ZTR_E_LIMIT, "path too long: %s", dir);
+    return 0;
+}
+
 static int
 write_pair(const char *dir, const char *cert_pem, size_t cert_len, const char *key_pem,
            size_t key_len, struct ztr_err *err)
 {
     char cert_path[4096], key_path[4096];
-    if (join_path(cert_path, sizeof(cert_path), dir, "ca.crt") != 0 ||
-        join_path(key_path, sizeof(key_path), dir, "ca.key") != 0)
-        return ztr_err_set(err, ZTR_E_LIMIT, "path too long");
+    TRY(ca_dir_paths(dir, cert_path, key_path, sizeof(cert_path), err));
     TRY(file_ensure_dir(dir, 0700, err));
     /* Key first and exclusively: never overwrite an existing CA key. */
     TRY(file_create_exclusive(key_path, key_pem, key_len, 0600, err));
@@ -291,10 +308,7 @@ save_ca(struct pki_ca *ca, const char *dir, struct ztr_err *err)
         pki_ca_key_pem(ca, &key_pem, &key_len, err) == 0)
         rc = write_pair(dir, cert_pem, cert_len, key_pem, key_len, err);
     free(cert_pem);
-    if (key_pem != NULL) {
-        explicit_bzero(key_pem, key_len);
-        free(key_pem);
-    }
+    free_secret(key_pem, key_len);
     return rc;
 }
 
@@ -321,9 +335,7 @@ static int
 load_ca_dir(const char *dir, struct pki_ca **ca, struct ztr_err *err)
 {
     char cert_path[4096], key_path[4096];
-    if (join_path(cert_path, sizeof(cert_path), dir, "ca.crt") != 0 ||
-        join_path(key_path, sizeof(key_path), dir, "ca.key") != 0)
-        return ztr_err_set(err, ZTR_E_LIMIT, "path too long");
+    TRY(ca_dir_paths(dir, cert_path, key_path, sizeof(cert_path), err));
     char *cert_pem = NULL, *key_pem = NULL;
     size_t cert_len, key_len;
     int rc = -1;
@@ -331,10 +343,7 @@ load_ca_dir(const char *dir, struct pki_ca **ca, struct ztr_err *err)
         read_file(key_path, &key_pem, &key_len, err) == 0)
         rc = pki_ca_load(cert_pem, cert_len, key_pem, key_len, ca, err);
     free(cert_pem);
-    if (key_pem != NULL) {
-        explicit_bzero(key_pem, key_len);
-        free(key_pem);
-    }
+    free_secret(key_pem, key_len);
     return rc;
 }
 
@@ -374,10 +383,7 @@ cmd_ca_intermediate(const struct options *opts)
         fprintf(stderr, "%s\n", err.msg);
     free(public_der);
     free(cert_pem);
-    if (key_pem != NULL) {
-        explicit_bzero(key_pem, key_len);
-        free(key_pem);
-    }
+    free_secret(key_pem, key_len);
     pki_key_free(key);
     pki_ca_free(child);
     pki_ca_free(parent);
@@ -395,8 +401,7 @@ write_new_key(const char *path, struct pki_key **key, struct ztr_err *err)
     if (pki_key_to_pem(*key, &pem, &len, err) != 0)
         return -1;
     int rc = file_create_exclusive(path, pem, len, 0600, err);
-    explicit_bzero(pem, len);
-    free(pem);
+    free_secret(pem, len);
     return rc;
 }
 
@@ -419,8 +424,7 @@ load_key(const char *path, struct pki_key **key, struct ztr_err *err)
     size_t len;
     TRY(read_file(path, &pem, &len, err));
     int rc = pki_key_from_pem(pem, len, key, err);
-    explicit_bzero(pem, len);
-    free(pem);
+    free_secret(pem, len);
     return rc;
 }
 

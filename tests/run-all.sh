@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# make test's runner: unit, e2e and fuzz smoke against one build tree, then
+# one closing line with the totals.
+set -uo pipefail
+BUILD="${1:?build tree}"
+FUZZ_BUILD="${2:?fuzz build tree}"
+FUZZ_SECONDS="${3:-30}"
+shift 3
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+status=0
+bash "$ROOT/tests/run-unit.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+bash "$ROOT/tests/run-e2e.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+bash "$ROOT/tests/run-fuzz.sh" "$FUZZ_BUILD" "$FUZZ_SECONDS" "$@" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+total_passed=0; total_failed=0
+while read -r _ p _ f _; do
+  total_passed=$((total_passed + p)); total_failed=$((total_failed + f))
+done < <(grep -E '^(unit|e2e|fuzz): [0-9]+ passed, [0-9]+ failed$' "$out")
+[ "$status" -eq 0 ] || [ "$total_failed" -gt 0 ] || total_failed=1
+echo "all: $total_passed passed, $total_failed failed"
+exit "$status"

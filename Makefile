@@ -29,9 +29,9 @@ WOLFSSL_CFLAGS := $(shell pkg-config --cflags wolfssl 2>/dev/null)
 WOLFSSL_LIBS   := $(shell pkg-config --libs wolfssl 2>/dev/null || echo -lwolfssl)
 endif
 
-PKGS      := yaml-0.1
+PKGS      := yaml-0.1 jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lyaml)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lyaml -ljansson)
 
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wno-format-nonliteral

@@ -50,10 +50,13 @@ next_random(struct backoff *backoff)
 int64_t
 backoff_ceiling_ms(const struct backoff *backoff)
 {
+    const int64_t cap = backoff->policy.cap_ms;
     int64_t ceiling = backoff->policy.base_ms;
-    for (unsigned i = 0; i < backoff->attempts && ceiling < backoff->policy.cap_ms; i++)
-        ceiling *= 2;
-    return ceiling < backoff->policy.cap_ms ? ceiling : backoff->policy.cap_ms;
+    /* Saturate instead of doubling past cap: a cap near INT64_MAX would
+     * otherwise overflow. */
+    for (unsigned i = 0; i < backoff->attempts && ceiling < cap; i++)
+        ceiling = ceiling > cap / 2 ? cap : ceiling * 2;
+    return ceiling;
 }
 
 int
@@ -62,7 +65,7 @@ backoff_next(struct backoff *backoff, int64_t *delay_ms)
     if (backoff->policy.max_attempts != 0 && backoff->attempts >= backoff->policy.max_attempts)
         return -1;
     int64_t ceiling = backoff_ceiling_ms(backoff);
-    *delay_ms = (int64_t)(next_random(backoff) % (uint64_t)(ceiling + 1));
+    *delay_ms = (int64_t)(next_random(backoff) % ((uint64_t)ceiling + 1));
     backoff->attempts++;
     return 0;
 }

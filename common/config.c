@@ -109,6 +109,16 @@ schema_index_by_flag(const struct config *config, const char *flag, size_t flag_
 
 /* ---- values --------------------------------------------------------- */
 
+/* Wipes a secret before freeing it. Not memset: a store right before free()
+ * is dead to the optimiser, and -O2 removes it. */
+static void
+free_text(char *text, bool secret)
+{
+    if (text != NULL && secret)
+        explicit_bzero(text, strlen(text));
+    free(text);
+}
+
 static int
 set_value(struct config *config, size_t idx, const char *text, const char *origin,
           const char *written_as, struct ztr_err *err)
@@ -120,7 +130,7 @@ set_value(struct config *config, size_t idx, const char *text, const char *origi
     char *copy = strdup(text);
     if (copy == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
-    free(value->text);
+    free_text(value->text, config->schema[idx].type == CONFIG_SECRET);
     value->text = copy;
     snprintf(value->origin, sizeof(value->origin), "%s", origin);
     snprintf(value->written_as, sizeof(value->written_as), "%s", written_as);
@@ -292,6 +302,15 @@ load_yaml_file(struct config *config, const char *path, struct ztr_err *err)
         struct yaml_ctx ctx = {config, path, &doc};
         rc = load_yaml_document(&ctx, err);
         yaml_document_delete(&doc);
+        /* A second document would be silently ignored: refuse it instead. */
+        yaml_document_t extra;
+        if (rc == 0 && yaml_parser_load(&parser, &extra)) {
+            yaml_node_t *root = yaml_document_get_root_node(&extra);
+            if (root != NULL)
+                rc = ztr_err_set(err, ZTR_E_CONFIG, "%s:%d: only one YAML document is allowed",
+                                 path, (int)root->start_mark.line + 1);
+            yaml_document_delete(&extra);
+        }
     }
     yaml_parser_delete(&parser);
     free(data);
@@ -572,10 +591,12 @@ check_value(struct config *config, size_t idx, struct ztr_err *err)
                                text);
         return 0;
     case CONFIG_UINT: {
+        /* Digits only: strtoull also skips blanks and takes a sign, so
+         * " -5" would come back as 2^64-5. */
         char *end;
         errno = 0;
         unsigned long long n = strtoull(text, &end, 10);
-        if (errno != 0 || end == text || *end != '\0' || text[0] == '-')
+        if (!isdigit((unsigned char)text[0]) || errno != 0 || *end != '\0')
             return config_fail(config, key->name, err, "invalid number \"%s\"", text);
         value->uint_value = n;
         return 0;
@@ -651,12 +672,8 @@ config_free(struct config *config)
     if (config == NULL)
         return;
     for (size_t i = 0; i < config->schema_len; i++) {
-        if (config->values != NULL) {
-            char *text = config->values[i].text;
-            if (text != NULL && config->schema[i].type == CONFIG_SECRET)
-                memset(text, 0, strlen(text));
-            free(text);
-        }
+        if (config->values != NULL)
+            free_text(config->values[i].text, config->schema[i].type == CONFIG_SECRET);
         if (config->lists != NULL)
             free_list(&config->lists[i], item_key_count(&config->schema[i]));
     }

@@ -86,8 +86,10 @@ const char *config_list_get(const struct config *config, const char *name, size_
                             const char *field);
 const char *config_list_origin(const struct config *config, const char *name, size_t idx);
 
-/* Fills err with "<NAME> (<origin>): <reason>" for daemon-level checks that
- * the schema cannot express, so every config error reads the same. */
+/* Fills err with "<origin>: <key as written there>: <reason>" (e.g.
+ * "conf.yaml:4: heartbeat_interval: ...", "flag: --listen-addr: ..."), or
+ * "<NAME>: <reason>" for an unset key, for daemon-level checks that the
+ * schema cannot express, so every config error reads the same. */
 int config_fail(const struct config *config, const char *name, struct ztr_err *err,
                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

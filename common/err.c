@@ -9,11 +9,15 @@ ztr_err_set(struct ztr_err *err, int code, const char *fmt, ...)
 {
     if (err == NULL)
         return -1;
-    err->code = code;
+    /* Format into a copy first: callers may pass err->msg itself as an
+     * argument to add detail, and vsnprintf must not read what it writes. */
+    char msg[ZTR_ERR_MSG_MAX] = "";
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    err->code = code;
+    memcpy(err->msg, msg, strlen(msg) + 1);
     return -1;
 }
 

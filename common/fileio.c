@@ -33,7 +33,10 @@ int
 file_read_all(const char *path, size_t max_len, char **out, size_t *out_len,
               struct ztr_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer before the regular-file check below could refuse it. It has
+     * no effect on reads from regular files. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return errno_fail(err, "open", path, errno);
     struct stat st;

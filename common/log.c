@@ -86,12 +86,45 @@ log_clear_secrets(void)
     logger.secret_count = 0;
 }
 
-/* Appends src to dst[*len..cap) escaping quotes, backslashes and control
- * characters so that one event stays one line. */
-static void
-append_escaped(char *dst, size_t *len, size_t cap, const char *src, int escape_quotes)
+/* Length of the text at s to hide behind the mask, or 0. The longest
+ * registered secret wins, so one secret that starts another cannot leave
+ * the rest visible. src_cut: the text was truncated by vsnprintf, so a
+ * secret's first bytes at its very end count too (the rest was lost). */
+static size_t
+secret_at(const char *s, int src_cut)
 {
+    size_t best = 0;
+    for (size_t i = 0; i < logger.secret_count; i++) {
+        const char *secret = logger.secrets[i];
+        size_t secret_len = strlen(secret);
+        size_t avail = strnlen(s, secret_len);
+        if ((avail == secret_len || src_cut) && avail > best &&
+            strncmp(s, secret, avail) == 0)
+            best = avail;
+    }
+    return best;
+}
+
+/* Appends src to dst[*len..cap) escaping quotes, backslashes and control
+ * characters so that one event stays one line. Secrets are matched in src,
+ * before escaping could change their bytes and before the line limit could
+ * cut one in half; the mask is never rescanned, so a secret that occurs
+ * inside "[REDACTED]" cannot loop. */
+static void
+append_escaped(char *dst, size_t *len, size_t cap, const char *src, int escape_quotes,
+               int src_cut)
+{
+    static const char mask[] = "[REDACTED]";
     for (const char *s = src; *s != '\0' && *len + 2 < cap; s++) {
+        size_t secret_len = secret_at(s, src_cut);
+        if (secret_len > 0) {
+            if (*len + sizeof(mask) > cap)
+                break;
+            memcpy(dst + *len, mask, sizeof(mask) - 1);
+            *len += sizeof(mask) - 1;
+            s += secret_len - 1;
+            continue;
+        }
         unsigned char c = (unsigned char)*s;
         if (c == '\n' || c == '\r' || c == '\t') {
             dst[(*len)++] = ' ';
@@ -105,35 +138,6 @@ append_escaped(char *dst, size_t *len, size_t cap, const char *src, int escape_q
         }
     }
     dst[*len] = '\0';
-}
-
-static void
-redact_secrets(char *line, size_t cap)
-{
-    static const char mask[] = "[REDACTED]";
-    const size_t mask_len = sizeof(mask) - 1;
-    for (size_t i = 0; i < logger.secret_count; i++) {
-        const char *secret = logger.secrets[i];
-        size_t secret_len = strlen(secret);
-        char *from = line;
-        char *hit;
-        /* Search after each inserted mask so a secret that occurs inside
-         * the mask text cannot loop forever. */
-        while ((hit = strstr(from, secret)) != NULL) {
-            size_t head = (size_t)(hit - line);
-            if (head + mask_len + 1 > cap) {
-                *hit = '\0';
-                break;
-            }
-            size_t tail = strlen(hit + secret_len);
-            if (head + mask_len + tail + 1 > cap)
-                tail = cap - 1 - head - mask_len;
-            memmove(hit + mask_len, hit + secret_len, tail);
-            memcpy(hit, mask, mask_len);
-            hit[mask_len + tail] = '\0';
-            from = hit + mask_len;
-        }
-    }
 }
 
 void
@@ -155,7 +159,7 @@ log_event(enum log_level level, const char *msg, const char *kv_fmt, ...)
     }
     len += (size_t)snprintf(line + len, sizeof(line) - len, "level=%s msg=\"",
                             level_names[level]);
-    append_escaped(line, &len, sizeof(line), msg, 1);
+    append_escaped(line, &len, sizeof(line), msg, 1, 0);
     if (len + 1 < sizeof(line))
         line[len++] = '"';
     line[len] = '\0';
@@ -163,14 +167,13 @@ log_event(enum log_level level, const char *msg, const char *kv_fmt, ...)
         char tail[LOG_LINE_MAX];
         va_list ap;
         va_start(ap, kv_fmt);
-        vsnprintf(tail, sizeof(tail), kv_fmt, ap);
+        int full = vsnprintf(tail, sizeof(tail), kv_fmt, ap);
         va_end(ap);
         if (len + 1 < sizeof(line))
             line[len++] = ' ';
         line[len] = '\0';
-        append_escaped(line, &len, sizeof(line), tail, 0);
+        append_escaped(line, &len, sizeof(line), tail, 0, full >= (int)sizeof(tail));
     }
-    redact_secrets(line, sizeof(line));
     if (logger.sink != NULL) {
         logger.sink(logger.sink_ctx, level, line);
         return;

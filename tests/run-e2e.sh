@@ -2,10 +2,8 @@
 # Runs every tests/e2e/*.sh against the binaries of one build tree.
 set -uo pipefail
 BUILD="${1:-build}"
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-export ZTR_TEST_BIN="$ROOT/$BUILD/bin"
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+. "$(dirname "$0")/env.sh" "$BUILD"
+ROOT="$ZTR_TEST_ROOT"
 passed=0; failed=0; names=()
 for script in "$ROOT"/tests/e2e/*.sh; do
   name="$(basename "$script" .sh)"

@@ -3,12 +3,8 @@
 # Prints `unit: N passed, M failed` counting individual test cases.
 set -uo pipefail
 BUILD="${1:-build}"
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-export ZTR_TEST_ROOT="$ROOT"
-export ZTR_TEST_BIN="$ROOT/$BUILD/bin"
-# Leak checking is part of every run; abort on the first sanitizer report.
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+. "$(dirname "$0")/env.sh" "$BUILD"
+ROOT="$ZTR_TEST_ROOT"
 passed=0
 failed=0
 binaries=0

@@ -29,9 +29,10 @@ WOLFSSL_CFLAGS := $(shell pkg-config --cflags wolfssl 2>/dev/null)
 WOLFSSL_LIBS   := $(shell pkg-config --libs wolfssl 2>/dev/null || echo -lwolfssl)
 endif
 
-PKGS      := yaml-0.1 jansson
+PKGS      := yaml-0.1 jansson libmicrohttpd sqlite3 libsystemd libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lyaml -ljansson)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
+                echo -lyaml -ljansson -lmicrohttpd -lsqlite3 -lsystemd -lcurl) -lev
 
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wno-format-nonliteral
@@ -49,21 +50,26 @@ LIB := $(BUILD)/lib
 
 COMMON_SRC := $(wildcard common/*.c)
 PKI_SRC    := $(wildcard pki/*.c)
+# Each daemon: everything but main.c goes into a library the tests link.
+CONTROLLER_SRC := $(filter-out controller/main.c,$(wildcard controller/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(OBJ)/%.o)
 PKI_OBJ    := $(PKI_SRC:%.c=$(OBJ)/%.o)
+CONTROLLER_OBJ := $(CONTROLLER_SRC:%.c=$(OBJ)/%.o)
 LIBCOMMON  := $(LIB)/libztrcommon.a
 LIBPKI     := $(LIB)/libztrpki.a
+LIBCONTROLLER := $(LIB)/libztrcontroller.a
 
-# Link order: pki uses common; both use wolfSSL/libyaml.
-LINK_LIBS = $(LIBPKI) $(LIBCOMMON) $(WOLFSSL_LIBS) $(PKG_LIBS)
+# Link order: daemons use pki and common; pki uses common.
+LINK_LIBS = $(LIBCONTROLLER) $(LIBPKI) $(LIBCOMMON) $(WOLFSSL_LIBS) $(PKG_LIBS)
+ALL_LIBS = $(LIBCONTROLLER) $(LIBPKI) $(LIBCOMMON)
 
-PROGRAMS := $(BIN)/ztr-pki
+PROGRAMS := $(BIN)/ztr-pki $(if $(wildcard controller/main.c),$(BIN)/controller)
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 
-.SECONDARY:
+.PRECIOUS: $(OBJ)/%.o
 .PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench
 all: $(PROGRAMS) $(UNIT_BINS)
 
@@ -85,11 +91,20 @@ $(LIBPKI): $(PKI_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-$(BIN)/ztr-pki: $(OBJ)/pki/tool/ztr_pki.o $(LIBPKI) $(LIBCOMMON)
+$(LIBCONTROLLER): $(CONTROLLER_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(BIN)/ztr-pki: $(OBJ)/pki/tool/ztr_pki.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
 
-$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(TEST_SUPPORT_OBJ) $(LIBPKI) $(LIBCOMMON)
+$(BIN)/controller: $(OBJ)/controller/main.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
+
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(TEST_SUPPORT_OBJ) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(TEST_SUPPORT_OBJ) $(LINK_LIBS) -lcmocka -o $@
 

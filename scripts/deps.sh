@@ -11,11 +11,12 @@ DEPS="$ROOT/.deps"
 PREFIX="$DEPS/wolfssl"
 
 # libwolfssl-dev: only for `make bench` (Debian's build, measured beside ours).
+# libcurl4-openssl-dev: the controller CLI's HTTP client for the admin API.
 PACKAGES=(build-essential pkg-config clang libclang-rt-14-dev
   libev-dev libyaml-dev libsqlite3-dev sqlite3 libjansson-dev
   libmicrohttpd-dev libcmocka-dev libsystemd-dev
   autoconf automake libtool dpkg-dev openssl stunnel4 curl
-  iproute2 ca-certificates libwolfssl-dev)
+  iproute2 ca-certificates libwolfssl-dev libcurl4-openssl-dev)
 
 # The exact configure line lives in one place (docs/WOLFSSL.md explains it).
 # shellcheck source=wolfssl-options.sh

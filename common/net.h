@@ -1,0 +1,35 @@
+/*
+ * Sockets, the few ways the daemons use them. Addresses are numeric
+ * "host:port" / "[v6]:port" ("localhost" is accepted and means 127.0.0.1).
+ * Every socket is non-blocking and close-on-exec.
+ *
+ * Error texts keep the words operators search for: a port in use reads
+ * `listen 127.0.0.1:8080: bind: address already in use` (failure-modes
+ * §5.3), a refused connection `dial 127.0.0.1:7443: connect: connection refused`.
+ */
+#ifndef ZTR_COMMON_NET_H
+#define ZTR_COMMON_NET_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "common/err.h"
+
+int net_resolve(const char *addr, struct sockaddr_storage *out, socklen_t *out_len,
+                struct ztr_err *err);
+
+/* A listening socket with SO_REUSEADDR, backlog as given. */
+int net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err);
+
+/* Starts a non-blocking connect; the caller waits for writability and then
+ * calls net_connect_finish(). */
+int net_connect_start(const char *addr, int *fd, struct ztr_err *err);
+int net_connect_finish(int fd, const char *addr, struct ztr_err *err);
+
+/* Port a bound socket ended up on (after listening on port 0 in tests). */
+uint16_t net_local_port(int fd);
+
+/* "ip:port" of the peer, for logs. */
+const char *net_peer_name(int fd, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,163 @@
+/*
+ * The controller's state, behind one interface so that a PostgreSQL backend
+ * can replace SQLite without touching callers. Every write is one
+ * transaction; every function returns 0 or -1 with err filled (err->code
+ * ZTR_E_NOT_FOUND when a named row does not exist).
+ *
+ * Times are Unix seconds taken from the clock given to store_open(), so
+ * tests drive them. Records are plain structs with bounded fields; list
+ * functions call a visitor per row (return non-zero from it to stop).
+ */
+#ifndef ZTR_CONTROLLER_STORE_H
+#define ZTR_CONTROLLER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+
+#define STORE_ID_MAX 32          /* node and token ids: short hex strings */
+#define STORE_NAME_MAX 128
+#define STORE_SPIFFE_ID_MAX 2048
+#define STORE_ADDRESSES_MAX 1024 /* JSON array text, e.g. ["10.0.0.5:7444"] */
+#define STORE_DETAIL_MAX 1024
+#define STORE_SERIAL_MAX 64
+
+struct store;
+
+/* Opens (creating and migrating as needed) the database at path: WAL mode,
+ * foreign keys on, schema version in PRAGMA user_version. */
+int store_open(const char *path, const struct ztr_clock *clock, struct store **out,
+               struct ztr_err *err);
+/* Checkpoints the WAL and closes. NULL is fine. */
+void store_close(struct store *store);
+int store_schema_version(struct store *store);
+
+/* ---- tokens ---------------------------------------------------------------
+ * Only the SHA-256 digest of a token's secret is stored. */
+struct store_token {
+    char id[STORE_ID_MAX + 1];
+    uint8_t digest[32];
+    char role[16];                  /* "connector" | "tunneler" */
+    char name[STORE_NAME_MAX + 1];  /* exact name, or a prefix when name_is_prefix */
+    bool name_is_prefix;
+    int64_t uses_left;
+    int64_t expires_at;
+    int64_t created_at;
+};
+
+int store_token_insert(struct store *store, const struct store_token *token,
+                       struct ztr_err *err);
+int store_token_get(struct store *store, const char *id, struct store_token *out,
+                    struct ztr_err *err);
+int store_token_delete(struct store *store, const char *id, struct ztr_err *err);
+int store_token_list(struct store *store, int (*visit)(void *ctx, const struct store_token *),
+                     void *ctx, struct ztr_err *err);
+
+/* ---- nodes ---------------------------------------------------------------- */
+enum store_status { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
+
+struct store_node {
+    char id[STORE_ID_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+    char role[16];
+    char spiffe_id[STORE_SPIFFE_ID_MAX + 1];
+    char addresses[STORE_ADDRESSES_MAX + 1];   /* JSON array text */
+    enum store_status status;
+    bool revoked;
+    int64_t last_seen;                          /* 0 = never */
+    char cert_serial[STORE_SERIAL_MAX + 1];
+    int64_t cert_not_after;
+    int64_t enrolled_at;
+};
+
+/*
+ * Enrollment, atomically: consumes one use of token_id (only if it still has
+ * uses left and has not expired at now) and creates the node, or updates the
+ * existing node of the same role and name (keeping its id), and records an
+ * "enrolled" event. When the token cannot be consumed (lost a race, used up,
+ * expired, deleted) nothing is written and err->code is ZTR_E_NOT_FOUND.
+ * A revoked node of that role and name is not re-enrolled: ZTR_E_INVALID.
+ * node->id may be empty: a new id is generated. *out receives the row.
+ */
+int store_node_enroll(struct store *store, const char *token_id, const struct store_node *node,
+                      struct store_node *out, struct ztr_err *err);
+int store_node_get(struct store *store, const char *id, struct store_node *out,
+                   struct ztr_err *err);
+int store_node_get_by_spiffe_id(struct store *store, const char *spiffe_id,
+                                struct store_node *out, struct ztr_err *err);
+int store_node_list(struct store *store, int (*visit)(void *ctx, const struct store_node *),
+                    void *ctx, struct ztr_err *err);
+/* Sets status and last_seen; records a "status" event (detail "ONLINE" or
+ * "OFFLINE" plus reason) only when the status changes. *changed (optional)
+ * says whether it did. */
+int store_node_set_status(struct store *store, const char *id, enum store_status status,
+                          const char *reason, bool *changed, struct ztr_err *err);
+/* A heartbeat: last_seen = now, no event. */
+int store_node_touch(struct store *store, const char *id, struct ztr_err *err);
+/* Nodes ONLINE whose last_seen is older than cutoff become OFFLINE (one
+ * event each, reason "no heartbeat"); the ids are reported to visit. */
+int store_node_sweep_offline(struct store *store, int64_t cutoff,
+                             int (*visit)(void *ctx, const struct store_node *), void *ctx,
+                             struct ztr_err *err);
+/* Renewal: new serial and notAfter, "renewed" event. */
+int store_node_set_cert(struct store *store, const char *id, const char *serial,
+                        int64_t not_after, struct ztr_err *err);
+/* Marks the node revoked and OFFLINE, writes a revocations row and a
+ * "revoked" event. Revoking twice is not an error. */
+int store_node_revoke(struct store *store, const char *id, const char *reason,
+                      struct ztr_err *err);
+/* Connectors report the resources they serve and their data address. */
+int store_node_set_addresses(struct store *store, const char *id, const char *addresses_json,
+                             struct ztr_err *err);
+
+/* ---- resources and the allowlist ----------------------------------------- */
+struct store_resource {
+    char name[STORE_NAME_MAX + 1];
+    char description[STORE_DETAIL_MAX + 1];
+    int64_t created_at;
+};
+
+int store_resource_put(struct store *store, const char *name, const char *description,
+                       struct ztr_err *err);
+int store_resource_delete(struct store *store, const char *name, struct ztr_err *err);
+int store_resource_list(struct store *store,
+                        int (*visit)(void *ctx, const struct store_resource *), void *ctx,
+                        struct ztr_err *err);
+
+struct store_grant {
+    char tunneler[STORE_NAME_MAX + 1];   /* tunneler node name */
+    char resource[STORE_NAME_MAX + 1];
+    int64_t created_at;
+};
+
+/* Both bump the allowlist version when they change something; granting an
+ * unknown resource is ZTR_E_NOT_FOUND. */
+int store_allow(struct store *store, const char *tunneler, const char *resource,
+                struct ztr_err *err);
+int store_deny(struct store *store, const char *tunneler, const char *resource,
+               struct ztr_err *err);
+int store_allowlist_list(struct store *store, int (*visit)(void *ctx, const struct store_grant *),
+                         void *ctx, struct ztr_err *err);
+/* Monotonic; starts at 1. Bumped by allow/deny/revoke/resource delete. */
+int64_t store_allowlist_version(struct store *store);
+
+/* ---- events -------------------------------------------------------------- */
+struct store_event {
+    int64_t id;                          /* increasing */
+    int64_t at;
+    char kind[32];                       /* enrolled, status, renewed, revoked, denied, admin */
+    char node_id[STORE_ID_MAX + 1];      /* may be empty */
+    char detail[STORE_DETAIL_MAX + 1];
+};
+
+int store_event_add(struct store *store, const char *kind, const char *node_id,
+                    const char *detail, struct ztr_err *err);
+/* Events with id > after_id, oldest first, at most limit. */
+int store_event_list(struct store *store, int64_t after_id, size_t limit,
+                     int (*visit)(void *ctx, const struct store_event *), void *ctx,
+                     struct ztr_err *err);
+
+#endif

@@ -59,8 +59,9 @@ LIBCOMMON  := $(LIB)/libztrcommon.a
 LIBPKI     := $(LIB)/libztrpki.a
 LIBCONTROLLER := $(LIB)/libztrcontroller.a
 
-# Link order: daemons use pki and common; pki uses common.
-LINK_LIBS = $(LIBCONTROLLER) $(LIBPKI) $(LIBCOMMON) $(WOLFSSL_LIBS) $(PKG_LIBS)
+# pki uses common's basics and common's TLS layer uses pki: one link group.
+LINK_LIBS = -Wl,--start-group $(LIBCONTROLLER) $(LIBPKI) $(LIBCOMMON) -Wl,--end-group \
+            $(WOLFSSL_LIBS) $(PKG_LIBS)
 ALL_LIBS = $(LIBCONTROLLER) $(LIBPKI) $(LIBCOMMON)
 
 PROGRAMS := $(BIN)/ztr-pki $(if $(wildcard controller/main.c),$(BIN)/controller)
@@ -71,7 +72,7 @@ TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 
 .PRECIOUS: $(OBJ)/%.o
 .PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench
-all: $(PROGRAMS) $(UNIT_BINS)
+all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS)
 
 help:
 	@sed -n '2,11p' Makefile
@@ -101,6 +102,12 @@ $(BIN)/ztr-pki: $(OBJ)/pki/tool/ztr_pki.o $(ALL_LIBS)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
 
 $(BIN)/controller: $(OBJ)/controller/main.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
+
+# Test tools: small programs the e2e scripts drive (tests/tools/*.c).
+TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
+$(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
 

@@ -42,7 +42,8 @@ static const struct field enrolled_fields[] = {
 };
 static const struct field hello_fields[] = {
     {"version", F_INT, 1, NULL}, {"role", F_STRING, 1, NULL},
-    {"addresses", F_STRINGS, 0, NULL}, {"data_listen", F_STRING, 0, NULL}, END,
+    {"addresses", F_STRINGS, 0, NULL}, {"data_listen", F_STRING, 0, NULL},
+    {"resources", F_STRINGS, 0, NULL}, END,
 };
 static const struct field welcome_fields[] = {
     {"node_id", F_STRING, 1, NULL}, {"heartbeat_interval_ms", F_INT, 1, NULL},

@@ -7,6 +7,8 @@
  * The handler runs on the loop thread, synchronously, once the whole
  * request body has arrived (bodies over HTTP_BODY_MAX get 413 without
  * calling it). It fills the response; the server frees response->body.
+ * The response starts as status 200, no body. The handler must not stop
+ * its own server (defer that to the loop, e.g. with an ev_idle).
  */
 #ifndef ZTR_COMMON_HTTP_H
 #define ZTR_COMMON_HTTP_H
@@ -22,8 +24,9 @@ struct ev_loop;
 
 struct http_request {
     const char *method;         /* "GET", "POST", "DELETE", ... */
-    const char *path;           /* without the query string */
-    const char *query;          /* raw query string without '?', "" if none */
+    const char *path;           /* without the query string; percent-decoded */
+    const char *query;          /* raw query string without '?', "" if none
+                                   (as sent: not decoded, order kept) */
     const char *authorization;  /* Authorization header or NULL */
     const char *body;           /* NUL-terminated; "" when empty */
     size_t body_len;
@@ -56,7 +59,8 @@ void http_respond_error(struct http_response *response, int status, const char *
 
 /* Performs one request; *body_out (malloc()ed, NUL-terminated) and *status
  * are set when a response arrived. bearer may be NULL. Bounded: responses
- * over HTTP_BODY_MAX and requests over timeout_ms fail. */
+ * over HTTP_BODY_MAX and requests over timeout_ms (which must be > 0) fail.
+ * A body is sent as application/json. */
 int http_client_request(const char *method, const char *url, const char *bearer,
                         const char *body, long timeout_ms, long *status, char **body_out,
                         struct ztr_err *err);

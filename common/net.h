@@ -18,18 +18,20 @@
 int net_resolve(const char *addr, struct sockaddr_storage *out, socklen_t *out_len,
                 struct ztr_err *err);
 
-/* A listening socket with SO_REUSEADDR, backlog as given. */
+/* A listening socket with SO_REUSEADDR, backlog as given. Port 0 lets the
+ * kernel choose (see net_local_port). On failure *fd is -1. */
 int net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err);
 
 /* Starts a non-blocking connect; the caller waits for writability and then
- * calls net_connect_finish(). */
+ * calls net_connect_finish(). On failure *fd is -1; a failed finish leaves
+ * the socket to the caller, who closes it. */
 int net_connect_start(const char *addr, int *fd, struct ztr_err *err);
 int net_connect_finish(int fd, const char *addr, struct ztr_err *err);
 
 /* Port a bound socket ended up on (after listening on port 0 in tests). */
 uint16_t net_local_port(int fd);
 
-/* "ip:port" of the peer, for logs. */
+/* "ip:port" ("[v6]:port") of the peer, for logs; "unknown" if it has none. */
 const char *net_peer_name(int fd, char *buf, size_t cap);
 
 #endif

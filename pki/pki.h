@@ -202,6 +202,8 @@ void pki_bundle_free(struct pki_bundle *bundle);
 struct pki_expect {
     const char *trust_domain;   /* required */
     enum pki_role role;         /* required */
+    enum pki_role also_role;    /* optional second accepted role (the controller
+                                   serves connectors and tunnelers alike) */
     const char *spiffe_id;      /* optional: the exact ID announced for the peer */
     const char *dial_ip;        /* optional: we dialed this IP; its SAN must match */
     int64_t now;                /* Unix seconds the validity window is checked at */
@@ -269,13 +271,19 @@ int pki_ca_issue_intermediate(struct pki_ca *ca, const char *common_name,
  * ssl is a WOLFSSL *; typed void * so that this header does not pull in
  * wolfSSL for modules that do not use TLS.
  */
+#define PKI_PUBLIC_KEY_MAX 600
+
 struct pki_tls_check {
     const struct pki_bundle *bundle;
     struct pki_expect expect;          /* expect.now is ignored; clock is read */
     const struct ztr_clock *clock;
+    bool peer_cert_optional;           /* server side: a client may present none
+                                          (then verified stays false) */
     /* results */
     bool verified;
     struct pki_spiffe_id peer;
+    uint8_t peer_public_key[PKI_PUBLIC_KEY_MAX];  /* SubjectPublicKeyInfo DER */
+    size_t peer_public_key_len;
     struct ztr_err err;
 };
 

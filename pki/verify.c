@@ -166,10 +166,12 @@ check_leaf_identity(const struct pki_cert_info *leaf, const struct pki_expect *e
         return ztr_err_set(err, PKI_E_TRUST_DOMAIN_MISMATCH,
                            PKI_MSG_TRUST_DOMAIN_MISMATCH ": peer %s, expected trust domain %s",
                            id->uri, expect->trust_domain);
-    if (id->role != expect->role)
+    if (id->role != expect->role &&
+        (expect->also_role == PKI_ROLE_NONE || id->role != expect->also_role))
         return ztr_err_set(err, PKI_E_UNEXPECTED_ROLE,
-                           PKI_MSG_UNEXPECTED_ROLE ": peer %s, expected role %s", id->uri,
-                           pki_role_name(expect->role));
+                           PKI_MSG_UNEXPECTED_ROLE ": peer %s, expected role %s%s%s", id->uri,
+                           pki_role_name(expect->role), expect->also_role ? " or " : "",
+                           pki_role_name(expect->also_role));
     if (expect->spiffe_id != NULL && strcmp(id->uri, expect->spiffe_id) != 0)
         return ztr_err_set(err, PKI_E_SPIFFE_ID_MISMATCH,
                            "SPIFFE ID mismatch: peer %s, expected %s", id->uri,
@@ -258,6 +260,11 @@ tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
         return check->err.code == ZTR_OK; /* intermediates: wait for the leaf */
     if (check->err.code != ZTR_OK)
         return 0;
+    /* A client that sent no certificate to a server that allows that is
+     * accepted as unauthenticated (verified stays false; the controller
+     * lets such sessions only enroll). */
+    if (store->totalCerts == 0 && check->peer_cert_optional)
+        return 1;
     if (store->certs == NULL || store->totalCerts <= 0 || store->totalCerts > PKI_MAX_CHAIN) {
         ztr_err_set(&check->err, PKI_E_BAD_CERT, "x509: peer sent no usable chain");
         return 0;
@@ -275,6 +282,14 @@ tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
     expect.now = clock_wall_s(check->clock ? check->clock : clock_system());
     int rc = pki_verify(check->bundle, chain, &expect, &check->peer, &check->err);
     pki_chain_free(chain);
+    const uint8_t *spki;
+    size_t spki_len;
+    /* Kept so the controller can refuse a renewal that reuses this key. */
+    if (rc == 0 && cert_public_key_der(ders[0], lens[0], &spki, &spki_len) == 0 &&
+        spki_len <= sizeof(check->peer_public_key)) {
+        memcpy(check->peer_public_key, spki, spki_len);
+        check->peer_public_key_len = spki_len;
+    }
     check->verified = rc == 0;
     return rc == 0;
 }
@@ -289,8 +304,10 @@ pki_tls_check_install(void *ssl_ptr, struct pki_tls_check *check, struct ztr_err
     check->verified = false;
     ztr_err_clear(&check->err);
     memset(&check->peer, 0, sizeof(check->peer));
-    wolfSSL_set_verify(ssl, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                       tls_verify_callback);
+    int mode = WOLFSSL_VERIFY_PEER;
+    if (!check->peer_cert_optional)
+        mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    wolfSSL_set_verify(ssl, mode, tls_verify_callback);
     wolfSSL_SetCertCbCtx(ssl, check);
     return 0;
 }

@@ -147,7 +147,7 @@ verify_text(const struct pki_bundle *bundle, const struct pki_chain *chain,
             enum pki_role role, const char *td, const char *ip, int64_t now)
 {
     static struct ztr_err err;
-    struct pki_expect expect = {td, role, NULL, ip, now};
+    struct pki_expect expect = {.trust_domain = td, .role = role, .dial_ip = ip, .now = now};
     struct pki_spiffe_id peer;
     ztr_err_clear(&err);
     if (pki_verify(bundle, chain, &expect, &peer, &err) == 0)
@@ -532,8 +532,11 @@ test_verify_accepts_module_leaf_and_reports_peer(void **state)
     const char *ips[] = {"127.0.0.1"};
     struct pki_chain *chain =
         issue_leaf(fx.ca, PKI_ROLE_CONNECTOR, "dc1-a", ips, 1, fx.now - 60, fx.now + 3600, NULL);
-    struct pki_expect expect = {TD, PKI_ROLE_CONNECTOR, "spiffe://" TD "/connector/dc1-a",
-                                "127.0.0.1", fx.now};
+    struct pki_expect expect = {.trust_domain = TD,
+                                .role = PKI_ROLE_CONNECTOR,
+                                .spiffe_id = "spiffe://" TD "/connector/dc1-a",
+                                .dial_ip = "127.0.0.1",
+                                .now = fx.now};
     struct pki_spiffe_id peer;
     struct ztr_err err = {0};
     if (pki_verify(fx.bundle, chain, &expect, &peer, &err) != 0)
@@ -541,6 +544,19 @@ test_verify_accepts_module_leaf_and_reports_peer(void **state)
     assert_string_equal(peer.uri, "spiffe://" TD "/connector/dc1-a");
     assert_int_equal(peer.role, PKI_ROLE_CONNECTOR);
     assert_string_equal(peer.name, "dc1-a");
+    /* A second accepted role (the controller takes connectors and tunnelers). */
+    expect.spiffe_id = NULL;
+    expect.role = PKI_ROLE_TUNNELER;
+    assert_int_equal(pki_verify(fx.bundle, chain, &expect, &peer, &err), -1);
+    assert_non_null(strstr(err.msg, "expected role tunneler"));
+    expect.also_role = PKI_ROLE_CONNECTOR;
+    assert_int_equal(pki_verify(fx.bundle, chain, &expect, &peer, &err), 0);
+    expect.role = PKI_ROLE_CONTROLLER;
+    expect.also_role = PKI_ROLE_TUNNELER;
+    assert_int_equal(pki_verify(fx.bundle, chain, &expect, &peer, &err), -1);
+    assert_non_null(strstr(err.msg, "expected role controller or tunneler"));
+    expect.role = PKI_ROLE_CONNECTOR;
+    expect.also_role = PKI_ROLE_NONE;
     expect.spiffe_id = "spiffe://" TD "/connector/dc1-b";
     assert_int_equal(pki_verify(fx.bundle, chain, &expect, &peer, &err), -1);
     assert_int_equal(err.code, PKI_E_SPIFFE_ID_MISMATCH);
@@ -803,7 +819,7 @@ test_malformed_input_is_an_error_not_a_crash(void **state)
         lens[i] = sizeof(junk);
     }
     assert_int_equal(pki_chain_from_der_list(many, lens, PKI_MAX_CHAIN + 1, &none, &err), -1);
-    struct pki_expect expect = {TD, PKI_ROLE_TUNNELER, NULL, NULL, fx.now};
+    struct pki_expect expect = {.trust_domain = TD, .role = PKI_ROLE_TUNNELER, .now = fx.now};
     assert_int_equal(pki_chain_from_der_list(many, lens, 2, &none, &err), 0);
     assert_int_equal(pki_verify(fx.bundle, none, &expect, NULL, &err), -1);
     assert_int_equal(err.code, PKI_E_BAD_CERT);

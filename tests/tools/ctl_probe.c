@@ -1,0 +1,436 @@
+/*
+ * ctl-probe: a small control-plane client built from common/, for the
+ * controller's e2e tests before the real agents exist. It speaks the real
+ * protocol over real mTLS.
+ *
+ *   ctl-probe enroll  --controller ADDR --ca CA.pem --trust-domain TD
+ *                     --token T --role R --name N [--address IP[:PORT]]... --out DIR
+ *       writes DIR/key.pem (0600), DIR/cert.pem, DIR/bundle.pem;
+ *       prints "enrolled <node_id> <spiffe_id>"; a refusal prints the
+ *       controller's message on stderr and exits 1.
+ *   ctl-probe session --controller ADDR --dir DIR --trust-domain TD --role R
+ *                     [--data-listen ADDR] [--resource NAME]... [--interval MS]
+ *                     [--heartbeats N] [--duration MS] [--until TYPE]
+ *                     [--renew | --renew-same-key]
+ *       says hello, prints every message received as one JSON line, sends N
+ *       heartbeats (default: until the end), stops after --duration, after
+ *       the first --until message, or when the controller closes
+ *       ("closed: <reason>"). --renew writes DIR/cert.pem + key.pem anew.
+ *   ctl-probe raw     --controller ADDR --ca CA.pem --trust-domain TD --send JSON
+ *       an unauthenticated session that sends one frame and prints replies.
+ *
+ * Exit: 0 done, 1 refused/closed early/error, 2 usage.
+ */
+#define _GNU_SOURCE
+#include <ev.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/ctlmsg.h"
+#include "common/fileio.h"
+#include "common/frame.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "common/tls.h"
+#include "pki/pki.h"
+
+#define FILE_MAX (256 * 1024)
+
+struct probe {
+    const char *command, *controller, *ca, *trust_domain, *token, *role, *name, *out, *dir,
+        *data_listen, *send, *until;
+    const char *addresses[8];
+    size_t address_count;
+    const char *resources[8];
+    size_t resource_count;
+    long interval_ms, heartbeats, duration_ms;
+    bool renew, renew_same_key;
+
+    struct ev_loop *loop;
+    struct tls_ctx *tls;
+    struct tls_conn *conn;
+    struct frame_reader reader;
+    ev_timer heartbeat_timer, deadline_timer;
+    long heartbeats_sent;
+    struct pki_key *renew_key;
+    int status;
+    bool done;
+};
+
+static int
+usage(const char *problem)
+{
+    fprintf(stderr, "ctl-probe: %s\n(see the comment at the top of tests/tools/ctl_probe.c)\n",
+            problem);
+    return 2;
+}
+
+static void
+finish(struct probe *p, int status, const char *reason)
+{
+    if (p->done)
+        return;
+    p->done = true;
+    p->status = status;
+    if (reason != NULL)
+        printf("closed: %s\n", reason);
+    fflush(stdout);
+    if (p->conn != NULL)
+        tls_conn_close(p->conn, reason ? reason : "done");
+    ev_timer_stop(p->loop, &p->heartbeat_timer);
+    ev_timer_stop(p->loop, &p->deadline_timer);
+}
+
+static void
+send_msg(struct probe *p, json_t *msg)
+{
+    uint8_t *frame;
+    size_t len;
+    struct ztr_err err = {0};
+    /* raw mode may send anything, schema or not */
+    int rc;
+    if (strcmp(p->command, "raw") == 0) {
+        char *text = json_dumps(msg, JSON_COMPACT);
+        rc = frame_encode(text, strlen(text), &frame, &len, &err);
+        free(text);
+    } else {
+        rc = ctlmsg_encode(msg, &frame, &len, &err);
+    }
+    json_decref(msg);
+    if (rc == 0) {
+        tls_conn_write(p->conn, frame, len, &err);
+        free(frame);
+    } else {
+        fprintf(stderr, "cannot send: %s\n", err.msg);
+    }
+}
+
+static int
+write_out(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    struct ztr_err err = {0};
+    if (file_write_atomic(path, text, strlen(text), mode, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+send_renew(struct probe *p)
+{
+    struct ztr_err err = {0};
+    struct pki_key *key = NULL;
+    if (p->renew_same_key) {
+        char path[4096], *pem;
+        size_t len;
+        snprintf(path, sizeof(path), "%s/key.pem", p->dir);
+        if (file_read_all(path, FILE_MAX, &pem, &len, &err) == 0) {
+            pki_key_from_pem(pem, len, &key, &err);
+            free(pem);
+        }
+    } else {
+        pki_key_generate(&key, &err);
+    }
+    char *csr = NULL;
+    size_t csr_len;
+    if (key == NULL || pki_csr_create(key, p->name ? p->name : "renew", &csr, &csr_len, &err) != 0) {
+        fprintf(stderr, "renew: %s\n", err.msg);
+        pki_key_free(key);
+        return;
+    }
+    p->renew_key = key;
+    send_msg(p, json_pack("{s:s, s:s}", "type", "renew", "csr", csr));
+    free(csr);
+}
+
+static void
+handle(struct probe *p, const json_t *msg, enum ctlmsg_type type)
+{
+    char *text = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS);
+    printf("%s\n", text);
+    fflush(stdout);
+    free(text);
+    const char *name = ctlmsg_type_name(type);
+    if (strcmp(p->command, "enroll") == 0) {
+        if (type == CTLMSG_ENROLLED) {
+            char *key_pem;
+            size_t key_len;
+            struct ztr_err err = {0};
+            pki_key_to_pem(p->renew_key, &key_pem, &key_len, &err);
+            int rc = write_out(p->out, "key.pem", key_pem, 0600);
+            free(key_pem);
+            if (rc == 0)
+                rc = write_out(p->out, "cert.pem", json_string_value(json_object_get(msg, "chain")), 0644);
+            if (rc == 0)
+                rc = write_out(p->out, "bundle.pem", json_string_value(json_object_get(msg, "bundle")), 0644);
+            printf("enrolled %s %s\n", json_string_value(json_object_get(msg, "node_id")),
+                   json_string_value(json_object_get(msg, "spiffe_id")));
+            finish(p, rc == 0 ? 0 : 1, NULL);
+        } else if (type == CTLMSG_ERROR) {
+            fprintf(stderr, "%s\n", json_string_value(json_object_get(msg, "message")));
+            finish(p, 1, NULL);
+        }
+        return;
+    }
+    if (type == CTLMSG_WELCOME && (p->renew || p->renew_same_key))
+        send_renew(p);
+    if (type == CTLMSG_RENEWED && p->renew_key != NULL && !p->renew_same_key) {
+        char *key_pem;
+        size_t key_len;
+        struct ztr_err err = {0};
+        if (pki_key_to_pem(p->renew_key, &key_pem, &key_len, &err) == 0) {
+            write_out(p->dir, "key.pem", key_pem, 0600);
+            free(key_pem);
+        }
+        write_out(p->dir, "cert.pem", json_string_value(json_object_get(msg, "chain")), 0644);
+    }
+    if (type == CTLMSG_ERROR)
+        fprintf(stderr, "%s\n", json_string_value(json_object_get(msg, "message")));
+    if (p->until != NULL && strcmp(p->until, name) == 0)
+        finish(p, 0, NULL);
+}
+
+static void
+on_ready(struct tls_conn *conn, void *user)
+{
+    (void)conn;
+    struct probe *p = user;
+    if (strcmp(p->command, "enroll") == 0) {
+        struct ztr_err err = {0};
+        char *csr;
+        size_t csr_len;
+        if (pki_key_generate(&p->renew_key, &err) != 0 ||
+            pki_csr_create(p->renew_key, p->name, &csr, &csr_len, &err) != 0) {
+            fprintf(stderr, "%s\n", err.msg);
+            finish(p, 1, "cannot make a CSR");
+            return;
+        }
+        json_t *addresses = json_array();
+        for (size_t i = 0; i < p->address_count; i++)
+            json_array_append_new(addresses, json_string(p->addresses[i]));
+        send_msg(p, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "type", "enroll", "token",
+                              p->token, "role", p->role, "name", p->name, "csr", csr,
+                              "addresses", addresses));
+        free(csr);
+    } else if (strcmp(p->command, "raw") == 0) {
+        json_error_t jerr;
+        json_t *msg = json_loads(p->send, 0, &jerr);
+        if (msg == NULL) {
+            finish(p, 2, "--send is not JSON");
+            return;
+        }
+        send_msg(p, msg);
+    } else {
+        json_t *resources = json_array();
+        for (size_t i = 0; i < p->resource_count; i++)
+            json_array_append_new(resources, json_string(p->resources[i]));
+        json_t *hello = json_pack("{s:s, s:i, s:s, s:o}", "type", "hello", "version",
+                                  CTLMSG_VERSION, "role", p->role, "resources", resources);
+        if (p->data_listen != NULL)
+            json_object_set_new(hello, "data_listen", json_string(p->data_listen));
+        send_msg(p, hello);
+        if (p->interval_ms > 0)
+            ev_timer_again(p->loop, &p->heartbeat_timer);
+    }
+}
+
+static void
+on_data(struct tls_conn *conn, const uint8_t *data, size_t len, void *user)
+{
+    (void)conn;
+    struct probe *p = user;
+    while (len > 0 && !p->done) {
+        size_t used;
+        struct ztr_err err = {0};
+        if (frame_reader_feed(&p->reader, data, len, &used, &err) != 0) {
+            finish(p, 1, err.msg);
+            return;
+        }
+        data += used;
+        len -= used;
+        if (!frame_reader_complete(&p->reader))
+            continue;
+        size_t payload_len;
+        const uint8_t *payload = frame_reader_payload(&p->reader, &payload_len);
+        json_t *msg;
+        enum ctlmsg_type type;
+        if (ctlmsg_decode(payload, payload_len, &msg, &type, &err) != 0) {
+            frame_reader_next(&p->reader);
+            finish(p, 1, err.msg);
+            return;
+        }
+        frame_reader_next(&p->reader);
+        handle(p, msg, type);
+        json_decref(msg);
+    }
+}
+
+static void
+on_close(struct tls_conn *conn, const char *reason, void *user)
+{
+    (void)conn;
+    struct probe *p = user;
+    p->conn = NULL;
+    if (!p->done)
+        finish(p, 1, reason);
+    ev_break(p->loop, EVBREAK_ALL);
+}
+
+static void
+heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct probe *p = w->data;
+    if (p->done || p->conn == NULL)
+        return;
+    if (p->heartbeats >= 0 && p->heartbeats_sent >= p->heartbeats) {
+        ev_timer_stop(p->loop, &p->heartbeat_timer);
+        return;
+    }
+    p->heartbeats_sent++;
+    send_msg(p, json_pack("{s:s, s:I}", "type", "heartbeat", "seq", (json_int_t)p->heartbeats_sent));
+}
+
+static void
+deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct probe *p = w->data;
+    finish(p, 0, NULL);
+}
+
+static char *
+read_text(const char *path, size_t *len)
+{
+    char *text = NULL;
+    struct ztr_err err = {0};
+    if (file_read_all(path, FILE_MAX, &text, len, &err) != 0)
+        fprintf(stderr, "%s\n", err.msg);
+    return text;
+}
+
+static int
+connect_and_run(struct probe *p)
+{
+    char *bundle = NULL, *chain = NULL, *key = NULL;
+    size_t bundle_len = 0, chain_len = 0, key_len = 0;
+    char path[4096];
+    if (strcmp(p->command, "session") == 0) {
+        snprintf(path, sizeof(path), "%s/bundle.pem", p->dir);
+        bundle = read_text(path, &bundle_len);
+        snprintf(path, sizeof(path), "%s/cert.pem", p->dir);
+        chain = read_text(path, &chain_len);
+        snprintf(path, sizeof(path), "%s/key.pem", p->dir);
+        key = read_text(path, &key_len);
+        if (chain == NULL || key == NULL) {
+            free(bundle), free(chain), free(key);
+            return 1;
+        }
+    } else {
+        bundle = read_text(p->ca, &bundle_len);
+    }
+    if (bundle == NULL) {
+        free(chain), free(key);
+        return 1;
+    }
+    struct ztr_err err = {0};
+    struct tls_ctx_config config = {.side = TLS_SIDE_CLIENT, .alpn = "ztr-ctl/1",
+                                    .chain_pem = chain, .chain_len = chain_len,
+                                    .key_pem = key, .key_len = key_len,
+                                    .bundle_pem = bundle, .bundle_len = bundle_len};
+    int fd = -1;
+    int rc = tls_ctx_new(&config, &p->tls, &err);
+    free(bundle), free(chain), free(key);
+    if (rc == 0)
+        rc = net_connect_start(p->controller, &fd, &err);
+    struct pki_expect expect = {.trust_domain = p->trust_domain, .role = PKI_ROLE_CONTROLLER};
+    static const struct tls_conn_callbacks callbacks = {on_ready, on_data, on_close};
+    if (rc == 0)
+        rc = tls_conn_new(p->loop, p->tls, fd, &expect, &callbacks, p, &p->conn, &err);
+    if (rc != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        tls_ctx_free(p->tls);
+        return 1;
+    }
+    ev_timer_init(&p->heartbeat_timer, heartbeat_cb, 0, p->interval_ms / 1000.0);
+    p->heartbeat_timer.data = p;
+    ev_timer_init(&p->deadline_timer, deadline_cb, p->duration_ms / 1000.0, 0);
+    p->deadline_timer.data = p;
+    if (p->duration_ms > 0)
+        ev_timer_start(p->loop, &p->deadline_timer);
+    ev_run(p->loop, 0);
+    ev_timer_stop(p->loop, &p->heartbeat_timer);
+    ev_timer_stop(p->loop, &p->deadline_timer);
+    tls_ctx_free(p->tls);
+    return p->status;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage("which command?");
+    struct probe p = {.command = argv[1], .interval_ms = 0, .heartbeats = -1, .status = 1};
+    static const struct option options[] = {
+        {"controller", required_argument, NULL, 'c'}, {"ca", required_argument, NULL, 'a'},
+        {"trust-domain", required_argument, NULL, 't'}, {"token", required_argument, NULL, 'k'},
+        {"role", required_argument, NULL, 'r'}, {"name", required_argument, NULL, 'n'},
+        {"address", required_argument, NULL, 'A'}, {"out", required_argument, NULL, 'o'},
+        {"dir", required_argument, NULL, 'd'}, {"data-listen", required_argument, NULL, 'D'},
+        {"resource", required_argument, NULL, 'R'}, {"interval", required_argument, NULL, 'i'},
+        {"heartbeats", required_argument, NULL, 'h'}, {"duration", required_argument, NULL, 'u'},
+        {"until", required_argument, NULL, 'U'}, {"renew", no_argument, NULL, 'w'},
+        {"renew-same-key", no_argument, NULL, 'W'}, {"send", required_argument, NULL, 's'},
+        {NULL, 0, NULL, 0}};
+    int opt;
+    optind = 2;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c': p.controller = optarg; break;
+        case 'a': p.ca = optarg; break;
+        case 't': p.trust_domain = optarg; break;
+        case 'k': p.token = optarg; break;
+        case 'r': p.role = optarg; break;
+        case 'n': p.name = optarg; break;
+        case 'A': if (p.address_count < 8) p.addresses[p.address_count++] = optarg; break;
+        case 'o': p.out = optarg; break;
+        case 'd': p.dir = optarg; break;
+        case 'D': p.data_listen = optarg; break;
+        case 'R': if (p.resource_count < 8) p.resources[p.resource_count++] = optarg; break;
+        case 'i': p.interval_ms = atol(optarg); break;
+        case 'h': p.heartbeats = atol(optarg); break;
+        case 'u': p.duration_ms = atol(optarg); break;
+        case 'U': p.until = optarg; break;
+        case 'w': p.renew = true; break;
+        case 'W': p.renew_same_key = true; break;
+        case 's': p.send = optarg; break;
+        default: return usage("unknown option");
+        }
+    }
+    if (p.controller == NULL || p.trust_domain == NULL)
+        return usage("--controller and --trust-domain are required");
+    bool ok = (strcmp(p.command, "enroll") == 0 && p.ca && p.token && p.role && p.name && p.out) ||
+              (strcmp(p.command, "session") == 0 && p.dir && p.role) ||
+              (strcmp(p.command, "raw") == 0 && p.ca && p.send);
+    if (!ok)
+        return usage("missing options for this command");
+    log_set_level(LOG_WARN);
+    struct ztr_err err = {0};
+    if (pki_init(&err) != 0)
+        return usage(err.msg);
+    frame_reader_init(&p.reader);
+    p.loop = ev_default_loop(0);
+    int status = connect_and_run(&p);
+    frame_reader_free(&p.reader);
+    pki_key_free(p.renew_key);
+    pki_cleanup();
+    return status;
+}

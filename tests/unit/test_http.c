@@ -1,0 +1,795 @@
+/* HTTP: the libmicrohttpd server on a libev loop, and the libcurl client.
+ *
+ * Each server test runs the loop on its own thread (the server never makes
+ * one); the test thread is the client. The handler records what it saw
+ * under a mutex and answers according to the path. Only 127.0.0.1 and
+ * kernel-chosen ports are used. */
+#include "tests/unit/support.h"
+
+#include "common/http.h"
+
+#include <ev.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common/net.h"
+
+#define CLIENT_TIMEOUT_MS 5000L
+
+struct seen {
+    int calls;
+    char method[16];
+    char path[256];
+    char query[256];
+    char authorization[256];
+    bool has_authorization;
+    char *body;
+    size_t body_len;
+};
+
+struct fixture {
+    struct ev_loop *loop;
+    ev_async stop;
+    pthread_t thread;
+    struct http_server *server;
+    char base[64];
+    pthread_mutex_t lock;
+    struct seen seen;
+    int extra_fd; /* a client connection a test leaves open for teardown */
+};
+
+/* ---- handler ------------------------------------------------------------ */
+
+/* The handler runs on the loop thread, where a cmocka assertion cannot
+ * unwind; running out of memory there just aborts the test binary. */
+static void *
+xmalloc(size_t len)
+{
+    void *p = malloc(len);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+static void
+copy_text(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src);
+}
+
+static void
+record(struct fixture *fx, const struct http_request *request)
+{
+    pthread_mutex_lock(&fx->lock);
+    struct seen *seen = &fx->seen;
+    seen->calls++;
+    copy_text(seen->method, sizeof(seen->method), request->method);
+    copy_text(seen->path, sizeof(seen->path), request->path);
+    copy_text(seen->query, sizeof(seen->query), request->query);
+    seen->has_authorization = request->authorization != NULL;
+    copy_text(seen->authorization, sizeof(seen->authorization),
+              request->authorization != NULL ? request->authorization : "");
+    free(seen->body);
+    seen->body = xmalloc(request->body_len + 1);
+    memcpy(seen->body, request->body, request->body_len + 1);
+    seen->body_len = request->body_len;
+    pthread_mutex_unlock(&fx->lock);
+}
+
+static char *
+filled(size_t len, char c)
+{
+    char *text = xmalloc(len + 1);
+    memset(text, c, len);
+    text[len] = '\0';
+    return text;
+}
+
+static void
+handler(void *ctx, const struct http_request *request, struct http_response *response)
+{
+    record(ctx, request);
+    const char *path = request->path;
+    if (strcmp(path, "/metrics") == 0) {
+        response->content_type = "text/plain; version=0.0.4";
+        response->body = strdup("up 1\n");
+    } else if (strcmp(path, "/empty") == 0) {
+        response->status = 204;
+    } else if (strcmp(path, "/missing") == 0) {
+        http_respond_error(response, 404, "no \"such\" thing\\here\n");
+    } else if (strcmp(path, "/binary") == 0) {
+        response->content_type = "application/octet-stream";
+        response->body = xmalloc(3);
+        memcpy(response->body, "a\0b", 3);
+        response->body_len = 3;
+    } else if (strcmp(path, "/big") == 0) {
+        response->body = filled(HTTP_BODY_MAX + 1, 'x');
+    } else {
+        response->status = strcmp(request->method, "POST") == 0 ? 201 : 200;
+        response->body = strdup("{\"ok\":true}");
+    }
+}
+
+/* ---- loop thread -------------------------------------------------------- */
+
+static void
+stop_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void *
+loop_main(void *arg)
+{
+    struct fixture *fx = arg;
+    ev_run(fx->loop, 0);
+    return NULL;
+}
+
+static int
+setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    pthread_mutex_init(&fx->lock, NULL);
+    fx->extra_fd = -1;
+    fx->loop = ev_loop_new(EVFLAG_AUTO);
+    assert_non_null(fx->loop);
+    struct ztr_err err = {0};
+    assert_int_equal(http_server_start(fx->loop, "127.0.0.1:0", handler, fx, &fx->server, &err),
+                     0);
+    assert_int_not_equal(http_server_port(fx->server), 0);
+    snprintf(fx->base, sizeof(fx->base), "http://127.0.0.1:%u",
+             (unsigned)http_server_port(fx->server));
+    ev_async_init(&fx->stop, stop_cb);
+    ev_async_start(fx->loop, &fx->stop);
+    assert_int_equal(pthread_create(&fx->thread, NULL, loop_main, fx), 0);
+    *state = fx;
+    return 0;
+}
+
+/* The loop thread is joined first, so stopping the server never races it. */
+static int
+teardown(void **state)
+{
+    struct fixture *fx = *state;
+    ev_async_send(fx->loop, &fx->stop);
+    pthread_join(fx->thread, NULL);
+    http_server_stop(fx->server);
+    if (fx->extra_fd >= 0)
+        close(fx->extra_fd);
+    ev_async_stop(fx->loop, &fx->stop);
+    ev_loop_destroy(fx->loop);
+    pthread_mutex_destroy(&fx->lock);
+    free(fx->seen.body);
+    free(fx);
+    return 0;
+}
+
+static struct seen
+seen_now(struct fixture *fx)
+{
+    pthread_mutex_lock(&fx->lock);
+    struct seen copy = fx->seen;
+    pthread_mutex_unlock(&fx->lock);
+    return copy;
+}
+
+static char *
+url(const struct fixture *fx, const char *path)
+{
+    size_t len = strlen(fx->base) + strlen(path) + 1;
+    char *text = malloc(len);
+    assert_non_null(text);
+    snprintf(text, len, "%s%s", fx->base, path);
+    return text;
+}
+
+/* One request through our client; fails the test if no response came. */
+static char *
+request_ok(struct fixture *fx, const char *method, const char *path, const char *bearer,
+           const char *body, long *status)
+{
+    char *target = url(fx, path);
+    char *reply = NULL;
+    struct ztr_err err = {0};
+    int rc = http_client_request(method, target, bearer, body, CLIENT_TIMEOUT_MS, status,
+                                 &reply, &err);
+    if (rc != 0)
+        fail_msg("%s %s: %s", method, target, err.msg);
+    free(target);
+    assert_non_null(reply);
+    return reply;
+}
+
+/* ---- raw sockets, for what the client cannot send ------------------------ */
+
+static int
+raw_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    return fd;
+}
+
+/* Writes as much as the peer takes; false once it stops taking. */
+static bool
+raw_send(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return false;
+        data += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Reads until the server closes (every raw request says Connection: close). */
+static char *
+raw_read_all(int fd)
+{
+    size_t cap = 4096, len = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    for (;;) {
+        if (cap - len < 1024) {
+            cap *= 2;
+            text = realloc(text, cap);
+            assert_non_null(text);
+        }
+        ssize_t n = recv(fd, text + len, cap - len - 1, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    text[len] = '\0';
+    return text;
+}
+
+static char *
+raw_exchange(struct fixture *fx, const char *request, size_t len)
+{
+    int fd = raw_connect(http_server_port(fx->server));
+    assert_true(raw_send(fd, request, len));
+    char *reply = raw_read_all(fd);
+    close(fd);
+    return reply;
+}
+
+/* ---- requests reach the handler ------------------------------------------ */
+
+static void
+test_get_passes_method_path_raw_query_and_authorization(void **state)
+{
+    struct fixture *fx = *state;
+    long status = 0;
+    char *reply = request_ok(fx, "GET", "/v1/things?a=1&b=two%20words&a=3", "tok-123", NULL,
+                             &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(reply, "{\"ok\":true}");
+    struct seen seen = seen_now(fx);
+    assert_int_equal(seen.calls, 1);
+    assert_string_equal(seen.method, "GET");
+    assert_string_equal(seen.path, "/v1/things");
+    assert_string_equal(seen.query, "a=1&b=two%20words&a=3");
+    assert_true(seen.has_authorization);
+    assert_string_equal(seen.authorization, "Bearer tok-123");
+    assert_string_equal(seen.body, "");
+    assert_int_equal(seen.body_len, 0);
+    free(reply);
+}
+
+static void
+test_path_is_decoded_and_query_kept_raw(void **state)
+{
+    struct fixture *fx = *state;
+    long status = 0;
+    char *reply = request_ok(fx, "GET", "/v1/a%20b?x=%2F+y&&z", NULL, NULL, &status);
+    free(reply);
+    struct seen seen = seen_now(fx);
+    assert_string_equal(seen.path, "/v1/a b");
+    assert_string_equal(seen.query, "x=%2F+y&&z");
+}
+
+static void
+test_post_passes_body_and_no_authorization(void **state)
+{
+    struct fixture *fx = *state;
+    long status = 0;
+    const char *body = "{\"name\":\"edge-1\",\"tags\":[\"a\",\"b\"]}";
+    char *reply = request_ok(fx, "POST", "/v1/agents", NULL, body, &status);
+    assert_int_equal(status, 201);
+    free(reply);
+    struct seen seen = seen_now(fx);
+    assert_string_equal(seen.method, "POST");
+    assert_string_equal(seen.path, "/v1/agents");
+    assert_string_equal(seen.query, "");
+    assert_false(seen.has_authorization);
+    assert_int_equal(seen.body_len, strlen(body));
+    assert_string_equal(seen.body, body);
+}
+
+static void
+test_delete_and_put_and_patch_are_passed_through(void **state)
+{
+    struct fixture *fx = *state;
+    long status = 0;
+    char *reply = request_ok(fx, "DELETE", "/v1/agents/7?force=1", "t0k3n-abc", NULL, &status);
+    assert_int_equal(status, 200);
+    free(reply);
+    struct seen seen = seen_now(fx);
+    assert_string_equal(seen.method, "DELETE");
+    assert_string_equal(seen.path, "/v1/agents/7");
+    assert_string_equal(seen.query, "force=1");
+    assert_string_equal(seen.authorization, "Bearer t0k3n-abc");
+    assert_int_equal(seen.body_len, 0);
+
+    reply = request_ok(fx, "PUT", "/v1/agents/7", NULL, "{\"x\":1}", &status);
+    free(reply);
+    seen = seen_now(fx);
+    assert_string_equal(seen.method, "PUT");
+    assert_string_equal(seen.body, "{\"x\":1}");
+
+    reply = request_ok(fx, "PATCH", "/v1/agents/7", NULL, "{}", &status);
+    free(reply);
+    seen = seen_now(fx);
+    assert_string_equal(seen.method, "PATCH");
+    assert_string_equal(seen.body, "{}");
+    assert_int_equal(seen.calls, 3);
+}
+
+static void
+test_post_without_body_sends_empty_body(void **state)
+{
+    struct fixture *fx = *state;
+    long status = 0;
+    char *reply = request_ok(fx, "POST", "/v1/rotate", "tok", NULL, &status);
+    assert_int_equal(status, 201);
+    free(reply);
+    struct seen seen = seen_now(fx);
+    assert_string_equal(seen.method, "POST");
+    assert_int_equal(seen.body_len, 0);
+}
+
+static void
+test_empty_response_body_and_status(void **state)
+{
+    struct fixture *fx = *state;
+    long status = 0;
+    char *reply = request_ok(fx, "DELETE", "/empty", NULL, NULL, &status);
+    assert_int_equal(status, 204);
+    assert_string_equal(reply, "");
+    free(reply);
+}
+
+static void
+test_error_response_is_escaped_json(void **state)
+{
+    struct fixture *fx = *state;
+    long status = 0;
+    char *reply = request_ok(fx, "GET", "/missing", NULL, NULL, &status);
+    assert_int_equal(status, 404);
+    assert_string_equal(reply, "{\"error\":\"no \\\"such\\\" thing\\\\here\\n\"}");
+    free(reply);
+}
+
+/* ---- content types and unusual content ----------------------------------- */
+
+static void
+test_content_type_defaults_to_json(void **state)
+{
+    struct fixture *fx = *state;
+    static const char req[] = "GET /v1/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    char *reply = raw_exchange(fx, req, sizeof(req) - 1);
+    assert_non_null(strstr(reply, "HTTP/1.1 200"));
+    assert_non_null(strstr(reply, "Content-Type: application/json\r\n"));
+    assert_non_null(strstr(reply, "\r\n\r\n{\"ok\":true}"));
+    free(reply);
+}
+
+static void
+test_handler_content_type_is_kept(void **state)
+{
+    struct fixture *fx = *state;
+    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    char *reply = raw_exchange(fx, req, sizeof(req) - 1);
+    assert_non_null(strstr(reply, "Content-Type: text/plain; version=0.0.4\r\n"));
+    assert_non_null(strstr(reply, "\r\n\r\nup 1\n"));
+    free(reply);
+}
+
+/* A body of any type, NULs included, reaches the handler byte for byte. */
+static void
+test_binary_body_of_unknown_type_passes_raw(void **state)
+{
+    struct fixture *fx = *state;
+    static const char req[] = "POST /upload HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                              "Content-Type: application/x-unknown\r\n"
+                              "Content-Length: 5\r\n\r\nx\0y\0z";
+    char *reply = raw_exchange(fx, req, sizeof(req) - 1);
+    assert_non_null(strstr(reply, "HTTP/1.1 201"));
+    free(reply);
+    struct seen seen = seen_now(fx);
+    assert_int_equal(seen.body_len, 5);
+    assert_memory_equal(seen.body, "x\0y\0z", 5);
+    assert_int_equal(seen.body[5], '\0');
+}
+
+/* Form-encoded bodies are not parsed by the server: the handler gets them raw. */
+static void
+test_form_body_is_not_interpreted(void **state)
+{
+    struct fixture *fx = *state;
+    static const char req[] = "POST /form?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                              "Content-Type: application/x-www-form-urlencoded\r\n"
+                              "Content-Length: 7\r\n\r\na=1&b=2";
+    char *reply = raw_exchange(fx, req, sizeof(req) - 1);
+    free(reply);
+    struct seen seen = seen_now(fx);
+    assert_string_equal(seen.query, "q=1");
+    assert_string_equal(seen.body, "a=1&b=2");
+}
+
+static void
+test_binary_response_body_with_explicit_length(void **state)
+{
+    struct fixture *fx = *state;
+    static const char req[] = "GET /binary HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    int fd = raw_connect(http_server_port(fx->server));
+    assert_true(raw_send(fd, req, sizeof(req) - 1));
+    char buf[1024];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(buf) && (n = recv(fd, buf + len, sizeof(buf) - len, 0)) > 0)
+        len += (size_t)n;
+    close(fd);
+    assert_true(len > 3);
+    assert_memory_equal(buf + len - 3, "a\0b", 3);
+}
+
+static void
+test_chunked_body_is_collected(void **state)
+{
+    struct fixture *fx = *state;
+    static const char req[] = "POST /chunks HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                              "Transfer-Encoding: chunked\r\n\r\n"
+                              "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n";
+    char *reply = raw_exchange(fx, req, sizeof(req) - 1);
+    assert_non_null(strstr(reply, "HTTP/1.1 201"));
+    free(reply);
+    struct seen seen = seen_now(fx);
+    assert_string_equal(seen.body, "abcdefg");
+}
+
+/* ---- bounds -------------------------------------------------------------- */
+
+static void
+test_body_at_limit_is_accepted(void **state)
+{
+    struct fixture *fx = *state;
+    char *body = filled(HTTP_BODY_MAX, 'a');
+    long status = 0;
+    char *reply = request_ok(fx, "POST", "/v1/bulk", NULL, body, &status);
+    assert_int_equal(status, 201);
+    free(reply);
+    free(body);
+    struct seen seen = seen_now(fx);
+    assert_int_equal(seen.body_len, HTTP_BODY_MAX);
+}
+
+static void
+test_body_over_limit_gets_413_without_handler(void **state)
+{
+    struct fixture *fx = *state;
+    char *body = filled(HTTP_BODY_MAX + 1, 'a');
+    long status = 0;
+    char *reply = request_ok(fx, "POST", "/v1/bulk", NULL, body, &status);
+    assert_int_equal(status, 413);
+    assert_non_null(strstr(reply, "{\"error\":\"request body larger than"));
+    free(reply);
+    free(body);
+    assert_int_equal(seen_now(fx).calls, 0);
+}
+
+/* Without a Content-Length the limit is found while reading. */
+static void
+test_chunked_body_over_limit_gets_413(void **state)
+{
+    struct fixture *fx = *state;
+    int fd = raw_connect(http_server_port(fx->server));
+    static const char head[] = "POST /v1/bulk HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n";
+    assert_true(raw_send(fd, head, sizeof(head) - 1));
+    size_t chunk_len = 64 * 1024;
+    char *chunk = filled(chunk_len, 'z');
+    char size_line[32];
+    snprintf(size_line, sizeof(size_line), "%zx\r\n", chunk_len);
+    bool sending = true;
+    for (size_t sent = 0; sending && sent <= HTTP_BODY_MAX; sent += chunk_len) {
+        sending = raw_send(fd, size_line, strlen(size_line)) && raw_send(fd, chunk, chunk_len) &&
+                  raw_send(fd, "\r\n", 2);
+    }
+    if (sending)
+        raw_send(fd, "0\r\n\r\n", 5);
+    char *reply = raw_read_all(fd);
+    close(fd);
+    assert_non_null(strstr(reply, "HTTP/1.1 413"));
+    free(reply);
+    free(chunk);
+    assert_int_equal(seen_now(fx).calls, 0);
+}
+
+static void
+test_client_refuses_response_over_limit(void **state)
+{
+    struct fixture *fx = *state;
+    char *target = url(fx, "/big");
+    long status = -1;
+    char *reply = (char *)1;
+    struct ztr_err err = {0};
+    assert_int_equal(
+        http_client_request("GET", target, NULL, NULL, CLIENT_TIMEOUT_MS, &status, &reply, &err),
+        -1);
+    assert_int_equal(err.code, ZTR_E_LIMIT);
+    assert_non_null(strstr(err.msg, "response larger than 1048576 bytes"));
+    assert_null(reply);
+    free(target);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+/* Connections left mid-request when the server stops are freed with it
+ * (ASan's leak check runs at exit); a client that vanishes mid-request is
+ * cleaned up while the server runs. */
+static void
+test_stop_with_requests_in_flight_frees_them(void **state)
+{
+    struct fixture *fx = *state;
+    uint16_t port = http_server_port(fx->server);
+    int gone = raw_connect(port);
+    static const char partial_head[] = "GET /gone?x=1 HTTP/1.1\r\nHost: t\r\n";
+    assert_true(raw_send(gone, partial_head, sizeof(partial_head) - 1));
+    int idle = raw_connect(port);
+    static const char partial_body[] = "POST /slow?y=2 HTTP/1.1\r\nHost: t\r\n"
+                                       "Content-Length: 100\r\n\r\nonly part";
+    assert_true(raw_send(idle, partial_body, sizeof(partial_body) - 1));
+    /* A full request on a third connection: by the time it is answered
+     * the loop has most likely read the other two as well. */
+    long status = 0;
+    char *reply = request_ok(fx, "GET", "/v1/x", NULL, NULL, &status);
+    free(reply);
+    close(gone);
+    usleep(50 * 1000);
+    assert_int_equal(seen_now(fx).calls, 1);
+    fx->extra_fd = idle; /* teardown stops the server with it still open */
+}
+
+static void
+test_stop_null_is_fine(void **state)
+{
+    (void)state;
+    http_server_stop(NULL);
+}
+
+static void
+test_second_server_on_same_port_reports_address_in_use(void **state)
+{
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct http_server *first = NULL, *second = (struct http_server *)1;
+    struct ztr_err err = {0};
+    assert_int_equal(http_server_start(loop, "127.0.0.1:0", handler, NULL, &first, &err), 0);
+    char addr[64], expected[128];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)http_server_port(first));
+    snprintf(expected, sizeof(expected), "listen %s: bind: address already in use", addr);
+    assert_int_equal(http_server_start(loop, addr, handler, NULL, &second, &err), -1);
+    assert_string_equal(err.msg, expected);
+    assert_int_equal(err.code, ZTR_E_IO);
+    assert_null(second);
+    http_server_stop(first);
+    ev_loop_destroy(loop);
+}
+
+static void
+test_invalid_listen_address_is_refused(void **state)
+{
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct http_server *server = (struct http_server *)1;
+    struct ztr_err err = {0};
+    assert_int_equal(http_server_start(loop, "admin.example:8080", handler, NULL, &server, &err),
+                     -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    assert_non_null(strstr(err.msg, "admin.example:8080"));
+    assert_null(server);
+    ev_loop_destroy(loop);
+}
+
+/* A server restarted on the port of a stopped one binds again: stop really
+ * closed the listening socket. */
+static void
+test_port_is_free_again_after_stop(void **state)
+{
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct http_server *server = NULL;
+    struct ztr_err err = {0};
+    assert_int_equal(http_server_start(loop, "127.0.0.1:0", handler, NULL, &server, &err), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)http_server_port(server));
+    http_server_stop(server);
+    server = NULL;
+    if (http_server_start(loop, addr, handler, NULL, &server, &err) != 0)
+        fail_msg("%s", err.msg);
+    http_server_stop(server);
+    ev_loop_destroy(loop);
+}
+
+/* ---- http_respond_error --------------------------------------------------- */
+
+static void
+test_respond_error_escapes_and_replaces_body(void **state)
+{
+    (void)state;
+    struct http_response response = {.status = 200, .body = strdup("old")};
+    http_respond_error(&response, 400, "bad \"name\"\t\\ \x01");
+    assert_int_equal(response.status, 400);
+    assert_string_equal(response.content_type, "application/json");
+    assert_string_equal(response.body, "{\"error\":\"bad \\\"name\\\"\\t\\\\ \\u0001\"}");
+    free(response.body);
+}
+
+static void
+test_respond_error_with_invalid_utf8_stays_json(void **state)
+{
+    (void)state;
+    struct http_response response = {0};
+    http_respond_error(&response, 500, "bad \xff byte");
+    assert_int_equal(response.status, 500);
+    assert_non_null(response.body);
+    assert_int_equal(response.body[0], '{');
+    assert_non_null(strstr(response.body, "\"error\":"));
+    free(response.body);
+}
+
+/* ---- client failures ------------------------------------------------------ */
+
+/* A socket that listens but never accepts: the connection completes in the
+ * kernel, the request is never read, the client gives up at its timeout. */
+static void
+test_client_times_out(void **state)
+{
+    (void)state;
+    int fd = -1;
+    struct ztr_err err = {0};
+    assert_int_equal(net_listen("127.0.0.1:0", 1, &fd, &err), 0);
+    char target[64], expected[128];
+    snprintf(target, sizeof(target), "http://127.0.0.1:%u/v1/x", (unsigned)net_local_port(fd));
+    snprintf(expected, sizeof(expected), "GET %s: timed out after 200 ms", target);
+    long status = -1;
+    char *reply = (char *)1;
+    assert_int_equal(
+        http_client_request("GET", target, "secret-bearer", NULL, 200, &status, &reply, &err),
+        -1);
+    assert_int_equal(err.code, ZTR_E_IO);
+    assert_string_equal(err.msg, expected);
+    assert_int_equal(status, 0);
+    assert_null(reply);
+    close(fd);
+}
+
+static void
+test_client_reports_refused_connection(void **state)
+{
+    (void)state;
+    int fd = -1;
+    struct ztr_err err = {0};
+    assert_int_equal(net_listen("127.0.0.1:0", 1, &fd, &err), 0);
+    char target[64], expected[128];
+    snprintf(target, sizeof(target), "http://127.0.0.1:%u/v1/x", (unsigned)net_local_port(fd));
+    close(fd);
+    snprintf(expected, sizeof(expected), "POST %s: connect: connection refused", target);
+    long status = -1;
+    char *reply = NULL;
+    assert_int_equal(http_client_request("POST", target, "secret-bearer", "{}", CLIENT_TIMEOUT_MS,
+                                         &status, &reply, &err),
+                     -1);
+    assert_string_equal(err.msg, expected);
+    assert_null(strstr(err.msg, "secret-bearer"));
+    assert_null(reply);
+}
+
+static void
+test_client_refuses_bearer_with_line_break_without_echoing_it(void **state)
+{
+    (void)state;
+    struct ztr_err err = {0};
+    char *reply = NULL;
+    assert_int_equal(http_client_request("GET", "http://127.0.0.1:1/", "abc\r\nX-Evil: 1", NULL,
+                                         CLIENT_TIMEOUT_MS, NULL, &reply, &err),
+                     -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    assert_null(strstr(err.msg, "abc"));
+    assert_null(strstr(err.msg, "X-Evil"));
+}
+
+static void
+test_client_refuses_bad_method_and_timeout(void **state)
+{
+    (void)state;
+    struct ztr_err err = {0};
+    assert_int_equal(http_client_request("GET /x HTTP/1.0\r\n", "http://127.0.0.1:1/", NULL,
+                                         NULL, CLIENT_TIMEOUT_MS, NULL, NULL, &err),
+                     -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    assert_int_equal(
+        http_client_request("GET", "http://127.0.0.1:1/", NULL, NULL, 0, NULL, NULL, &err), -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+}
+
+static void
+test_client_refuses_non_http_urls(void **state)
+{
+    (void)state;
+    struct ztr_err err = {0};
+    assert_int_equal(http_client_request("GET", "file:///etc/passwd", NULL, NULL,
+                                         CLIENT_TIMEOUT_MS, NULL, NULL, &err),
+                     -1);
+    assert_int_equal(err.code, ZTR_E_IO);
+}
+
+#define SERVER_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        SERVER_TEST(test_get_passes_method_path_raw_query_and_authorization),
+        SERVER_TEST(test_path_is_decoded_and_query_kept_raw),
+        SERVER_TEST(test_post_passes_body_and_no_authorization),
+        SERVER_TEST(test_delete_and_put_and_patch_are_passed_through),
+        SERVER_TEST(test_post_without_body_sends_empty_body),
+        SERVER_TEST(test_empty_response_body_and_status),
+        SERVER_TEST(test_error_response_is_escaped_json),
+        SERVER_TEST(test_content_type_defaults_to_json),
+        SERVER_TEST(test_handler_content_type_is_kept),
+        SERVER_TEST(test_binary_body_of_unknown_type_passes_raw),
+        SERVER_TEST(test_form_body_is_not_interpreted),
+        SERVER_TEST(test_binary_response_body_with_explicit_length),
+        SERVER_TEST(test_chunked_body_is_collected),
+        SERVER_TEST(test_body_at_limit_is_accepted),
+        SERVER_TEST(test_body_over_limit_gets_413_without_handler),
+        SERVER_TEST(test_chunked_body_over_limit_gets_413),
+        SERVER_TEST(test_client_refuses_response_over_limit),
+        SERVER_TEST(test_stop_with_requests_in_flight_frees_them),
+        cmocka_unit_test(test_stop_null_is_fine),
+        cmocka_unit_test(test_second_server_on_same_port_reports_address_in_use),
+        cmocka_unit_test(test_invalid_listen_address_is_refused),
+        cmocka_unit_test(test_port_is_free_again_after_stop),
+        cmocka_unit_test(test_respond_error_escapes_and_replaces_body),
+        cmocka_unit_test(test_respond_error_with_invalid_utf8_stays_json),
+        cmocka_unit_test(test_client_times_out),
+        cmocka_unit_test(test_client_reports_refused_connection),
+        cmocka_unit_test(test_client_refuses_bearer_with_line_break_without_echoing_it),
+        cmocka_unit_test(test_client_refuses_bad_method_and_timeout),
+        cmocka_unit_test(test_client_refuses_non_http_urls),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -527,7 +527,8 @@ config_parse_addr(const char *text, char *host, size_t host_cap, uint16_t *port)
             return -1;
         value = value * 10 + (unsigned long)(*d - '0');
     }
-    if (value == 0 || value > 65535)
+    /* Port 0 is valid for listeners: the kernel picks a free port (tests). */
+    if (value > 65535)
         return -1;
     memcpy(host, host_start, host_len);
     host[host_len] = '\0';

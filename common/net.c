@@ -22,29 +22,6 @@ invalid_addr(const char *addr, struct ztr_err *err)
                        addr);
 }
 
-/*
- * config_parse_addr() refuses port 0, rightly for a configured daemon port,
- * but binding port 0 is how tests (and anything wanting an ephemeral port)
- * ask the kernel to choose. So a trailing ":0" is split with a stand-in
- * port and then put back.
- */
-static int
-split_addr(const char *addr, char *host, size_t host_cap, uint16_t *port)
-{
-    size_t len = strlen(addr);
-    if (len < 2 || strcmp(addr + len - 2, ":0") != 0)
-        return config_parse_addr(addr, host, host_cap, port);
-    char copy[ADDR_HOST_MAX + 8];
-    if (len >= sizeof(copy))
-        return -1;
-    memcpy(copy, addr, len + 1);
-    copy[len - 1] = '1';
-    if (config_parse_addr(copy, host, host_cap, port) != 0)
-        return -1;
-    *port = 0;
-    return 0;
-}
-
 int
 net_resolve(const char *addr, struct sockaddr_storage *out, socklen_t *out_len,
             struct ztr_err *err)
@@ -53,7 +30,7 @@ net_resolve(const char *addr, struct sockaddr_storage *out, socklen_t *out_len,
     uint16_t port = 0;
     if (addr == NULL)
         return invalid_addr("", err);
-    if (split_addr(addr, host, sizeof(host), &port) != 0)
+    if (config_parse_addr(addr, host, sizeof(host), &port) != 0)
         return invalid_addr(addr, err);
     memset(out, 0, sizeof(*out));
     /* Brackets are for IPv6 only, so "[127.0.0.1]:80" is refused rather

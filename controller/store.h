@@ -21,7 +21,10 @@
 #define STORE_ID_MAX 32          /* node and token ids: short hex strings */
 #define STORE_NAME_MAX 128
 #define STORE_SPIFFE_ID_MAX 2048
-#define STORE_ADDRESSES_MAX 1024 /* JSON array text, e.g. ["10.0.0.5:7444"] */
+/* What a node advertises, as JSON text: the addresses given at enrollment
+ * (["10.0.0.5:7444"]), then, once a connector said hello, an object
+ * {"addresses":[...], "data_listen":"10.0.0.5:7444", "resources":["pg"]}. */
+#define STORE_ADDRESSES_MAX 1024
 #define STORE_DETAIL_MAX 1024
 #define STORE_SERIAL_MAX 64
 
@@ -64,7 +67,7 @@ struct store_node {
     char name[STORE_NAME_MAX + 1];
     char role[16];
     char spiffe_id[STORE_SPIFFE_ID_MAX + 1];
-    char addresses[STORE_ADDRESSES_MAX + 1];   /* JSON array text */
+    char addresses[STORE_ADDRESSES_MAX + 1];   /* JSON text, see STORE_ADDRESSES_MAX */
     enum store_status status;
     bool revoked;
     int64_t last_seen;                          /* 0 = never */

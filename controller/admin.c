@@ -1,0 +1,1221 @@
+/*
+ * The admin API (everything under /api/admin, bearer ADMIN_AUTH_TOKEN) and the
+ * unauthenticated /health and /metrics endpoints.
+ *
+ * Both servers run on the daemon's loop and their handlers are synchronous
+ * and short: a store read or write and, after a change, one push to the live
+ * control sessions. JSON in, JSON out; every error is {"error": "..."} with a
+ * message an operator can act on (bad input names the field).
+ */
+#include "controller/controller.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/config.h"
+#include "common/http.h"
+#include "common/log.h"
+
+#define ADMIN_PREFIX "/api/admin"
+/* The longest path segment a route captures: ids and names both fit. */
+#define ROUTE_ARG_MAX (STORE_NAME_MAX + 1)
+#define EVENTS_DEFAULT_LIMIT 100
+#define EVENTS_MAX_LIMIT 1000
+/* A bearer of the wrong length is still compared over this many bytes. */
+#define AUTH_COMPARE_FILLER 256
+#define REVOKE_DEFAULT_REASON "revoked by an administrator"
+
+/* One request being served: the route's arguments in one place. */
+struct admin_call {
+    struct controller *c;
+    const struct http_request *request;
+    const char *arg; /* the path segment matched by "*", or "" */
+    struct http_response *response;
+};
+
+typedef void (*route_fn)(struct admin_call *call);
+
+struct route {
+    const char *method;
+    const char *pattern; /* literal path; "*" stands for one non-empty segment */
+    route_fn run;
+};
+
+/* ---- responses ------------------------------------------------------------ */
+
+/* Takes ownership of value (NULL means a failed json_pack: out of memory,
+ * since every string that reaches it went through json_text). */
+static void
+respond_json(struct http_response *response, int status, json_t *value)
+{
+    char *text = value != NULL ? json_dumps(value, JSON_COMPACT) : NULL;
+    json_decref(value);
+    if (text == NULL) {
+        http_respond_error(response, 500, "cannot encode the response");
+        return;
+    }
+    response->status = status;
+    response->content_type = "application/json";
+    response->body = text;
+    response->body_len = strlen(text);
+}
+
+static int
+status_for(const struct ztr_err *err)
+{
+    switch (err->code) {
+    case ZTR_E_NOT_FOUND:
+        return 404;
+    case ZTR_E_INVALID:
+    case ZTR_E_LIMIT:
+    case PKI_E_BAD_SPIFFE_ID: /* a name that cannot be a SPIFFE ID segment */
+        return 400;
+    default:
+        return 500;
+    }
+}
+
+/* Maps an error from the store (or a validator) to a status: a missing row
+ * is the caller's mistake (404), bad input too (400); anything else is ours
+ * and is logged, since the operator on the other end may not be the one who
+ * reads the journal. */
+static void
+respond_failure(struct http_response *response, const struct ztr_err *err)
+{
+    int status = status_for(err);
+    if (status >= 500)
+        log_error("admin request failed", "error=\"%s\"", err->msg);
+    http_respond_error(response, status, err->msg);
+}
+
+/* A JSON string for stored text. Jansson refuses invalid UTF-8, and a
+ * detail cut at its byte limit by another writer may end inside a
+ * character: such bytes become '?' rather than failing a whole list. */
+static json_t *
+json_text(const char *text)
+{
+    json_t *value = json_string(text);
+    if (value != NULL)
+        return value;
+    char *copy = strdup(text);
+    if (copy == NULL)
+        return NULL;
+    for (char *p = copy; *p != '\0'; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    value = json_string(copy);
+    free(copy);
+    return value;
+}
+
+/* ---- authentication ------------------------------------------------------- */
+
+/* Compares in time that depends only on the lengths, never on how many
+ * leading bytes of a guess were right. A guess of the wrong length is
+ * refused, but only after a compare over a fixed-size buffer, so a wrong
+ * length is not the fast path. The pointers are volatile so the compiler
+ * keeps the loop even when it can see the result. */
+static bool
+ct_token_equal(const char *given, const char *secret)
+{
+    static const unsigned char filler[AUTH_COMPARE_FILLER];
+    size_t given_len = strlen(given);
+    size_t secret_len = strlen(secret);
+    const volatile unsigned char *a = (const unsigned char *)given;
+    const volatile unsigned char *b = (const unsigned char *)secret;
+    size_t n = secret_len;
+    if (given_len != secret_len) {
+        a = filler;
+        b = filler;
+        n = sizeof(filler);
+    }
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return (diff == 0) & (given_len == secret_len);
+}
+
+/* An unset or empty admin token refuses everyone: fail closed. */
+static bool
+authorized(const struct controller *c, const char *header)
+{
+    static const char scheme[] = "Bearer ";
+    if (c->admin_token == NULL || c->admin_token[0] == '\0' || header == NULL)
+        return false;
+    /* The scheme name is case-insensitive (RFC 9110 §11.1). */
+    if (strncasecmp(header, scheme, sizeof(scheme) - 1) != 0)
+        return false;
+    const char *given = header + sizeof(scheme) - 1;
+    while (*given == ' ')
+        given++;
+    return ct_token_equal(given, c->admin_token);
+}
+
+/* ---- routing -------------------------------------------------------------- */
+
+/* Matches path against pattern; a single trailing '/' is ignored so that
+ * "/api/admin/nodes/" names the collection too. On success arg holds the
+ * segment "*" matched ("" when the pattern has none). */
+static bool
+route_match(const char *pattern, const char *path, char *arg, size_t arg_cap)
+{
+    size_t path_len = strlen(path);
+    if (path_len > 1 && path[path_len - 1] == '/')
+        path_len--;
+    const char *p = path;
+    const char *end = path + path_len;
+    arg[0] = '\0';
+    for (const char *q = pattern; *q != '\0'; q++) {
+        if (*q == '*') {
+            const char *slash = memchr(p, '/', (size_t)(end - p));
+            const char *seg_end = slash != NULL ? slash : end;
+            size_t n = (size_t)(seg_end - p);
+            if (n == 0 || n >= arg_cap)
+                return false;
+            memcpy(arg, p, n);
+            arg[n] = '\0';
+            p = seg_end;
+            continue;
+        }
+        if (p == end || *p != *q)
+            return false;
+        p++;
+    }
+    return p == end;
+}
+
+/* Runs the route for method + path: 404 when no route has the path, 405
+ * when some does but not for this method. */
+static void
+dispatch(const struct route *routes, size_t count, struct admin_call *call)
+{
+    char arg[ROUTE_ARG_MAX];
+    bool path_known = false;
+    for (size_t i = 0; i < count; i++) {
+        if (!route_match(routes[i].pattern, call->request->path, arg, sizeof(arg)))
+            continue;
+        if (strcmp(routes[i].method, call->request->method) != 0) {
+            path_known = true;
+            continue;
+        }
+        call->arg = arg;
+        routes[i].run(call);
+        return;
+    }
+    if (path_known)
+        http_respond_error(call->response, 405, "method not allowed");
+    else
+        http_respond_error(call->response, 404, "not found");
+}
+
+/* ---- request input -------------------------------------------------------- */
+
+/* The body as a JSON object. An empty body reads as {} so that routes whose
+ * fields are all optional accept none. Responds 400 and returns NULL
+ * otherwise. */
+static json_t *
+parse_body(const struct http_request *request, struct http_response *response)
+{
+    const char *text = request->body != NULL ? request->body : "";
+    size_t len = request->body_len != 0 ? request->body_len : strlen(text);
+    if (len == 0)
+        return json_object();
+    json_error_t jerr;
+    json_t *body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (body == NULL) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "invalid JSON body: %s", jerr.text);
+        http_respond_error(response, 400, msg);
+        return NULL;
+    }
+    if (!json_is_object(body)) {
+        json_decref(body);
+        http_respond_error(response, 400, "the request body must be a JSON object");
+        return NULL;
+    }
+    return body;
+}
+
+/* Refuses fields the route does not know: a misspelt optional field ("tll")
+ * would otherwise be ignored silently and its default used. */
+static int
+check_fields(const json_t *body, const char *const *known, struct ztr_err *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)body, key, value) {
+        (void)value;
+        size_t i = 0;
+        while (known[i] != NULL && strcmp(known[i], key) != 0)
+            i++;
+        if (known[i] == NULL)
+            return ztr_err_set(err, ZTR_E_INVALID, "unknown field \"%.64s\"", key);
+    }
+    return 0;
+}
+
+/* A string field; *out is NULL when an optional field is absent. */
+static int
+field_string(const json_t *body, const char *field, bool required, size_t max_len,
+             const char **out, struct ztr_err *err)
+{
+    const json_t *value = json_object_get(body, field);
+    *out = NULL;
+    if (value == NULL || json_is_null(value)) {
+        if (required)
+            return ztr_err_set(err, ZTR_E_INVALID, "field \"%s\" is required", field);
+        return 0;
+    }
+    if (!json_is_string(value))
+        return ztr_err_set(err, ZTR_E_INVALID, "field \"%s\" must be a string", field);
+    const char *text = json_string_value(value);
+    if (required && text[0] == '\0')
+        return ztr_err_set(err, ZTR_E_INVALID, "field \"%s\" must not be empty", field);
+    if (strlen(text) > max_len)
+        return ztr_err_set(err, ZTR_E_INVALID, "field \"%s\" is longer than %zu bytes", field,
+                           max_len);
+    *out = text;
+    return 0;
+}
+
+/* Resource names travel in URLs, CLI output and connector configs: keep
+ * them to characters that need no quoting anywhere. */
+static int
+check_resource_name(const char *field, const char *name, struct ztr_err *err)
+{
+    for (const char *p = name; *p != '\0'; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "field \"%s\" may hold only letters, digits, '-', '_' and '.'",
+                               field);
+    return 0;
+}
+
+/* A tunneler name becomes the last segment of its SPIFFE ID. */
+static int
+check_tunneler_name(const struct controller *c, const char *name, struct ztr_err *err)
+{
+    struct pki_spiffe_id id;
+    if (pki_spiffe_id_build(c->settings.trust_domain, PKI_ROLE_TUNNELER, name, &id, err) != 0) {
+        ztr_err_wrap(err, "field \"tunneler\"");
+        err->code = ZTR_E_INVALID;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = (char)tolower((unsigned char)ch);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* Decodes %HH and '+' of a query value of length len into out. */
+static int
+percent_decode(const char *text, size_t len, char *out, size_t cap)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%') {
+            int hi = i + 2 < len ? hex_value(text[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_value(text[i + 2]) : -1;
+            if (lo < 0)
+                return -1;
+            ch = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (ch == '\0' || used + 1 >= cap)
+            return -1;
+        out[used++] = ch;
+    }
+    out[used] = '\0';
+    return 0;
+}
+
+/* Finds name in the raw query string: 1 and the decoded value in out when
+ * present, 0 when absent, -1 with err naming the parameter when malformed. */
+static int
+query_get(const char *query, const char *name, char *out, size_t cap, struct ztr_err *err)
+{
+    size_t name_len = strlen(name);
+    const char *p = query != NULL ? query : "";
+    while (*p != '\0') {
+        const char *amp = strchr(p, '&');
+        size_t pair_len = amp != NULL ? (size_t)(amp - p) : strlen(p);
+        if (pair_len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
+            if (percent_decode(p + name_len + 1, pair_len - name_len - 1, out, cap) != 0)
+                return ztr_err_set(err, ZTR_E_INVALID,
+                                   "query parameter \"%s\" is malformed or too long", name);
+            return 1;
+        }
+        if (pair_len == name_len && strncmp(p, name, name_len) == 0) {
+            out[0] = '\0';
+            return 1;
+        }
+        p += pair_len;
+        if (*p == '&')
+            p++;
+    }
+    return 0;
+}
+
+/* A non-negative integer query parameter; *out keeps its default when the
+ * parameter is absent. */
+static int
+query_int(const char *query, const char *name, int64_t min, int64_t *out, struct ztr_err *err)
+{
+    char text[24];
+    int found = query_get(query, name, text, sizeof(text), err);
+    if (found <= 0)
+        return found;
+    char *end;
+    errno = 0;
+    long long value = strtoll(text, &end, 10);
+    if (!isdigit((unsigned char)text[0]) || *end != '\0' || errno != 0 || value < min)
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "query parameter \"%s\" must be an integer >= %lld", name,
+                           (long long)min);
+    *out = value;
+    return 0;
+}
+
+/* ---- side effects shared by the changing routes --------------------------- */
+
+/* Records an "admin" event and logs it. Callers never pass a secret. A
+ * failure to record is logged, not returned: the change itself is done. */
+static void record_admin_event(struct controller *c, const char *node_id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+record_admin_event(struct controller *c, const char *node_id, const char *fmt, ...)
+{
+    char detail[STORE_DETAIL_MAX + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    log_info("admin change", "detail=\"%s\"", detail);
+    struct ztr_err err = {0};
+    if (store_event_add(c->store, "admin", node_id != NULL ? node_id : "", detail, &err) != 0)
+        log_warn("admin event not recorded", "error=\"%s\"", err.msg);
+}
+
+/* Sends live sessions whatever the change altered for them. */
+static void
+push_changes(struct controller *c)
+{
+    if (c->ctl != NULL)
+        ctl_server_push_all(c->ctl);
+}
+
+static int64_t
+now_s(const struct controller *c)
+{
+    return clock_wall_s(c->clock);
+}
+
+/* ---- nodes ---------------------------------------------------------------- */
+
+static json_t *
+addresses_value(const char *text)
+{
+    json_t *value = text[0] != '\0' ? json_loads(text, 0, NULL) : NULL;
+    if (!json_is_array(value)) {
+        json_decref(value);
+        value = json_array();
+    }
+    return value;
+}
+
+/* Past the middle of its certificate's life a node should have renewed
+ * (agents renew at half the TTL). A revoked node will not renew, and one
+ * without a certificate has nothing to renew: neither is overdue. */
+static bool
+renewal_overdue(const struct controller *c, const struct store_node *node, int64_t now)
+{
+    if (node->revoked || node->cert_not_after == 0)
+        return false;
+    return node->cert_not_after - c->settings.svid_ttl_s / 2 < now;
+}
+
+static json_t *
+node_json(const struct controller *c, const struct store_node *node, int64_t now)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o}", "id",
+                     node->id, "name", node->name, "role", node->role, "spiffe_id",
+                     node->spiffe_id, "status", node->status == STORE_ONLINE ? "ONLINE" : "OFFLINE",
+                     "revoked", node->revoked, "last_seen", (json_int_t)node->last_seen,
+                     "cert_serial", node->cert_serial, "cert_not_after",
+                     (json_int_t)node->cert_not_after, "enrolled_at",
+                     (json_int_t)node->enrolled_at, "renewal_overdue",
+                     renewal_overdue(c, node, now), "addresses", addresses_value(node->addresses));
+}
+
+/* Collects rows of any list into a JSON array; a NULL element (out of
+ * memory) stops the walk and marks the list failed. */
+struct json_list {
+    const struct controller *c;
+    json_t *array;
+    int64_t now;
+    bool failed;
+};
+
+static int
+json_list_add(struct json_list *list, json_t *item)
+{
+    if (item == NULL || json_array_append_new(list->array, item) != 0) {
+        list->failed = true;
+        return 1;
+    }
+    return 0;
+}
+
+static int
+visit_node(void *ctx, const struct store_node *node)
+{
+    struct json_list *list = ctx;
+    return json_list_add(list, node_json(list->c, node, list->now));
+}
+
+/* Answers with {"<key>": [...]} once a store list walk is done, or with
+ * what stopped it. */
+static void
+respond_list(struct admin_call *call, const char *key, json_t *array, bool failed, int rc,
+             const struct ztr_err *err)
+{
+    if (rc != 0 && !failed) {
+        json_decref(array);
+        respond_failure(call->response, err);
+        return;
+    }
+    if (failed) {
+        json_decref(array);
+        http_respond_error(call->response, 500, "out of memory");
+        return;
+    }
+    respond_json(call->response, 200, json_pack("{s:o}", key, array));
+}
+
+static void
+route_nodes_list(struct admin_call *call)
+{
+    struct json_list list = {call->c, json_array(), now_s(call->c), false};
+    struct ztr_err err = {0};
+    int rc = store_node_list(call->c->store, visit_node, &list, &err);
+    respond_list(call, "nodes", list.array, list.failed, rc, &err);
+}
+
+static void
+route_node_get(struct admin_call *call)
+{
+    struct store_node node;
+    struct ztr_err err = {0};
+    if (store_node_get(call->c->store, call->arg, &node, &err) != 0) {
+        respond_failure(call->response, &err);
+        return;
+    }
+    respond_json(call->response, 200, node_json(call->c, &node, now_s(call->c)));
+}
+
+static void
+route_node_revoke(struct admin_call *call)
+{
+    static const char *const fields[] = {"reason", NULL};
+    struct controller *c = call->c;
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    struct ztr_err err = {0};
+    const char *reason;
+    struct store_node node;
+    if (check_fields(body, fields, &err) != 0 ||
+        field_string(body, "reason", false, STORE_DETAIL_MAX / 2, &reason, &err) != 0 ||
+        store_node_get(c->store, call->arg, &node, &err) != 0) {
+        respond_failure(call->response, &err);
+        json_decref(body);
+        return;
+    }
+    if (reason == NULL || reason[0] == '\0')
+        reason = REVOKE_DEFAULT_REASON;
+    if (store_node_revoke(c->store, node.id, reason, &err) != 0) {
+        respond_failure(call->response, &err);
+        json_decref(body);
+        return;
+    }
+    /* Revoking twice is allowed (idempotent) but counts once. */
+    if (!node.revoked)
+        c->counters.revocations++;
+    if (c->ctl != NULL)
+        ctl_server_revoke(c->ctl, node.id, reason);
+    push_changes(c);
+    record_admin_event(c, node.id, "node revoked id=%s role=%s name=%s reason=%s", node.id,
+                       node.role, node.name, reason);
+    respond_json(call->response, 200,
+                 json_pack("{s:s, s:s, s:s, s:b, s:s}", "id", node.id, "name", node.name, "role",
+                           node.role, "revoked", 1, "reason", reason));
+    json_decref(body);
+}
+
+/* ---- tokens --------------------------------------------------------------- */
+
+static int
+visit_token(void *ctx, const struct store_token *token)
+{
+    struct json_list *list = ctx;
+    /* Never the digest: it is all an attacker needs to test guesses offline. */
+    return json_list_add(
+        list, json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:b}", "id", token->id, "role",
+                        token->role, "name", token->name, "name_is_prefix",
+                        token->name_is_prefix, "uses_left", (json_int_t)token->uses_left,
+                        "expires_at", (json_int_t)token->expires_at, "created_at",
+                        (json_int_t)token->created_at, "expired", list->now >= token->expires_at));
+}
+
+static void
+route_tokens_list(struct admin_call *call)
+{
+    struct json_list list = {call->c, json_array(), now_s(call->c), false};
+    struct ztr_err err = {0};
+    int rc = store_token_list(call->c->store, visit_token, &list, &err);
+    respond_list(call, "tokens", list.array, list.failed, rc, &err);
+}
+
+/* Reads and checks the body of POST /api/admin/tokens into request. The
+ * strings point into body. */
+static int
+token_request_from(const struct controller *c, const json_t *body,
+                   struct token_request *request, struct ztr_err *err)
+{
+    static const char *const fields[] = {"role", "name", "uses", "ttl", "name_prefix", NULL};
+    TRY(check_fields(body, fields, err));
+    TRY(field_string(body, "role", true, 16, &request->role, err));
+    if (strcmp(request->role, "connector") != 0 && strcmp(request->role, "tunneler") != 0)
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "field \"role\" must be \"connector\" or \"tunneler\"");
+    TRY(field_string(body, "name", true, STORE_NAME_MAX, &request->name, err));
+
+    request->uses = 1;
+    const json_t *uses = json_object_get(body, "uses");
+    if (uses != NULL && !json_is_null(uses)) {
+        if (!json_is_integer(uses) || json_integer_value(uses) < 1)
+            return ztr_err_set(err, ZTR_E_INVALID, "field \"uses\" must be an integer >= 1");
+        request->uses = json_integer_value(uses);
+    }
+
+    request->ttl_s = c->settings.token_ttl_s;
+    const char *ttl;
+    TRY(field_string(body, "ttl", false, 32, &ttl, err));
+    if (ttl != NULL) {
+        int64_t ttl_ms;
+        if (config_parse_duration_ms(ttl, &ttl_ms) != 0 || ttl_ms < 1000)
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "field \"ttl\" must be a duration of at least 1s, e.g. 30m or 24h");
+        request->ttl_s = ttl_ms / 1000;
+    }
+
+    request->name_is_prefix = false;
+    const json_t *prefix = json_object_get(body, "name_prefix");
+    if (prefix != NULL && !json_is_null(prefix)) {
+        if (!json_is_boolean(prefix))
+            return ztr_err_set(err, ZTR_E_INVALID, "field \"name_prefix\" must be true or false");
+        request->name_is_prefix = json_is_true(prefix);
+    }
+    return 0;
+}
+
+static void
+route_token_create(struct admin_call *call)
+{
+    struct controller *c = call->c;
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    struct token_request request = {0};
+    struct store_token record = {0};
+    struct ztr_err err = {0};
+    char *text = NULL;
+    if (token_request_from(c, body, &request, &err) != 0 ||
+        token_create(c, &request, &text, &record, &err) != 0) {
+        respond_failure(call->response, &err);
+        json_decref(body);
+        return;
+    }
+    record_admin_event(c, NULL, "token created id=%s role=%s name=%s%s uses=%lld expires_at=%lld",
+                       record.id, record.role, record.name, record.name_is_prefix ? "*" : "",
+                       (long long)record.uses_left, (long long)record.expires_at);
+    /* The plaintext leaves in this response and nowhere else. */
+    json_t *reply = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I}", "token", text, "id",
+                              record.id, "role", record.role, "name", record.name,
+                              "name_is_prefix", record.name_is_prefix, "uses_left",
+                              (json_int_t)record.uses_left, "expires_at",
+                              (json_int_t)record.expires_at);
+    explicit_bzero(text, strlen(text));
+    free(text);
+    respond_json(call->response, 201, reply);
+    json_decref(body);
+}
+
+static void
+route_token_delete(struct admin_call *call)
+{
+    struct ztr_err err = {0};
+    if (store_token_delete(call->c->store, call->arg, &err) != 0) {
+        respond_failure(call->response, &err);
+        return;
+    }
+    /* Tokens matter only to enrollment, never to a live session: no push. */
+    record_admin_event(call->c, NULL, "token deleted id=%s", call->arg);
+    respond_json(call->response, 200, json_pack("{s:s, s:b}", "id", call->arg, "deleted", 1));
+}
+
+/* ---- resources ------------------------------------------------------------ */
+
+static int
+visit_resource(void *ctx, const struct store_resource *resource)
+{
+    struct json_list *list = ctx;
+    return json_list_add(list, json_pack("{s:s, s:o, s:I}", "name", resource->name,
+                                         "description", json_text(resource->description),
+                                         "created_at", (json_int_t)resource->created_at));
+}
+
+static void
+route_resources_list(struct admin_call *call)
+{
+    struct json_list list = {call->c, json_array(), now_s(call->c), false};
+    struct ztr_err err = {0};
+    int rc = store_resource_list(call->c->store, visit_resource, &list, &err);
+    respond_list(call, "resources", list.array, list.failed, rc, &err);
+}
+
+static void
+route_resource_add(struct admin_call *call)
+{
+    static const char *const fields[] = {"name", "description", NULL};
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    struct ztr_err err = {0};
+    const char *name, *description;
+    if (check_fields(body, fields, &err) != 0 ||
+        field_string(body, "name", true, STORE_NAME_MAX, &name, &err) != 0 ||
+        check_resource_name("name", name, &err) != 0 ||
+        field_string(body, "description", false, STORE_DETAIL_MAX, &description, &err) != 0 ||
+        store_resource_put(call->c->store, name, description != NULL ? description : "", &err) !=
+            0) {
+        respond_failure(call->response, &err);
+        json_decref(body);
+        return;
+    }
+    push_changes(call->c);
+    record_admin_event(call->c, NULL, "resource added name=%s", name);
+    respond_json(call->response, 201,
+                 json_pack("{s:s, s:s}", "name", name, "description",
+                           description != NULL ? description : ""));
+    json_decref(body);
+}
+
+static void
+route_resource_delete(struct admin_call *call)
+{
+    struct ztr_err err = {0};
+    if (store_resource_delete(call->c->store, call->arg, &err) != 0) {
+        respond_failure(call->response, &err);
+        return;
+    }
+    /* Grants of the resource went with it: connectors must learn now. */
+    push_changes(call->c);
+    record_admin_event(call->c, NULL, "resource deleted name=%s", call->arg);
+    respond_json(call->response, 200, json_pack("{s:s, s:b}", "name", call->arg, "deleted", 1));
+}
+
+/* ---- allowlist ------------------------------------------------------------ */
+
+static int
+visit_grant(void *ctx, const struct store_grant *grant)
+{
+    struct json_list *list = ctx;
+    return json_list_add(list, json_pack("{s:s, s:s, s:I}", "tunneler", grant->tunneler,
+                                         "resource", grant->resource, "created_at",
+                                         (json_int_t)grant->created_at));
+}
+
+static void
+route_allowlist_get(struct admin_call *call)
+{
+    struct json_list list = {call->c, json_array(), now_s(call->c), false};
+    struct ztr_err err = {0};
+    int rc = store_allowlist_list(call->c->store, visit_grant, &list, &err);
+    if (rc != 0 || list.failed) {
+        respond_list(call, "grants", list.array, list.failed, rc, &err);
+        return;
+    }
+    respond_json(call->response, 200,
+                 json_pack("{s:I, s:o}", "version",
+                           (json_int_t)store_allowlist_version(call->c->store), "grants",
+                           list.array));
+}
+
+struct grant_input {
+    char tunneler[STORE_NAME_MAX + 1];
+    char resource[STORE_NAME_MAX + 1];
+};
+
+static int
+copy_field(const json_t *body, const char *field, char *out, size_t cap, struct ztr_err *err)
+{
+    const char *value;
+    TRY(field_string(body, field, true, cap - 1, &value, err));
+    memcpy(out, value, strlen(value) + 1);
+    return 0;
+}
+
+static int
+query_field(const char *query, const char *field, char *out, size_t cap, struct ztr_err *err)
+{
+    int found = query_get(query, field, out, cap, err);
+    if (found < 0)
+        return -1;
+    if (found == 0 || out[0] == '\0')
+        return ztr_err_set(err, ZTR_E_INVALID, "field \"%s\" is required", field);
+    return 0;
+}
+
+/* {tunneler, resource} from the body, or for DELETE without a body from the
+ * query string (some HTTP clients send no body with DELETE). */
+static int
+grant_from(const struct admin_call *call, struct grant_input *grant, struct ztr_err *err)
+{
+    static const char *const fields[] = {"tunneler", "resource", NULL};
+    const struct http_request *request = call->request;
+    bool has_body = request->body != NULL && (request->body_len != 0 || request->body[0] != '\0');
+    if (!has_body && strcmp(request->method, "DELETE") == 0) {
+        TRY(query_field(request->query, "tunneler", grant->tunneler, sizeof(grant->tunneler),
+                        err));
+        TRY(query_field(request->query, "resource", grant->resource, sizeof(grant->resource),
+                        err));
+    } else {
+        json_t *body = parse_body(request, call->response);
+        if (body == NULL)
+            return 1; /* already answered */
+        int rc = check_fields(body, fields, err) != 0 ||
+                         copy_field(body, "tunneler", grant->tunneler, sizeof(grant->tunneler),
+                                    err) != 0 ||
+                         copy_field(body, "resource", grant->resource, sizeof(grant->resource),
+                                    err) != 0
+                     ? -1
+                     : 0;
+        json_decref(body);
+        TRY(rc);
+    }
+    TRY(check_tunneler_name(call->c, grant->tunneler, err));
+    TRY(check_resource_name("resource", grant->resource, err));
+    return 0;
+}
+
+static void
+change_grant(struct admin_call *call, bool allow)
+{
+    struct controller *c = call->c;
+    struct grant_input grant;
+    struct ztr_err err = {0};
+    int rc = grant_from(call, &grant, &err);
+    if (rc > 0)
+        return;
+    if (rc == 0)
+        rc = allow ? store_allow(c->store, grant.tunneler, grant.resource, &err)
+                   : store_deny(c->store, grant.tunneler, grant.resource, &err);
+    if (rc != 0) {
+        respond_failure(call->response, &err);
+        return;
+    }
+    int64_t version = store_allowlist_version(c->store);
+    /* Connectors close a removed tunneler's streams on receipt: push now. */
+    push_changes(c);
+    record_admin_event(c, NULL, "%s tunneler=%s resource=%s allowlist_version=%lld",
+                       allow ? "allowed" : "denied", grant.tunneler, grant.resource,
+                       (long long)version);
+    respond_json(call->response, 200,
+                 json_pack("{s:s, s:s, s:b, s:I}", "tunneler", grant.tunneler, "resource",
+                           grant.resource, "allowed", allow, "version", (json_int_t)version));
+}
+
+static void
+route_allow(struct admin_call *call)
+{
+    change_grant(call, true);
+}
+
+static void
+route_deny(struct admin_call *call)
+{
+    change_grant(call, false);
+}
+
+/* ---- events --------------------------------------------------------------- */
+
+static int
+visit_event(void *ctx, const struct store_event *event)
+{
+    struct json_list *list = ctx;
+    return json_list_add(list, json_pack("{s:I, s:I, s:o, s:o, s:o}", "id",
+                                         (json_int_t)event->id, "at", (json_int_t)event->at,
+                                         "kind", json_text(event->kind), "node_id",
+                                         json_text(event->node_id), "detail",
+                                         json_text(event->detail)));
+}
+
+static void
+route_events(struct admin_call *call)
+{
+    int64_t after = 0, limit = EVENTS_DEFAULT_LIMIT;
+    struct ztr_err err = {0};
+    if (query_int(call->request->query, "after", 0, &after, &err) != 0 ||
+        query_int(call->request->query, "limit", 1, &limit, &err) != 0) {
+        respond_failure(call->response, &err);
+        return;
+    }
+    if (limit > EVENTS_MAX_LIMIT)
+        limit = EVENTS_MAX_LIMIT;
+    struct json_list list = {call->c, json_array(), now_s(call->c), false};
+    int rc = store_event_list(call->c->store, after, (size_t)limit, visit_event, &list, &err);
+    respond_list(call, "events", list.array, list.failed, rc, &err);
+}
+
+/* ---- CA ------------------------------------------------------------------- */
+
+static json_t *
+ca_description(const struct controller *c)
+{
+    json_t *cas = ca_set_describe(c->cas);
+    return cas != NULL ? cas : json_array();
+}
+
+static void
+route_ca_show(struct admin_call *call)
+{
+    const struct controller *c = call->c;
+    char *pem = NULL;
+    size_t len = 0;
+    struct ztr_err err = {0};
+    if (ca_set_bundle_pem(c->cas, &pem, &len, &err) != 0) {
+        respond_failure(call->response, &err);
+        return;
+    }
+    respond_json(call->response, 200,
+                 json_pack("{s:s%, s:I, s:o}", "bundle", pem, len, "version",
+                           (json_int_t)ca_set_bundle_version(c->cas), "cas", ca_description(c)));
+    free(pem);
+}
+
+static void
+route_ca_rotate(struct admin_call *call)
+{
+    struct controller *c = call->c;
+    struct ztr_err err = {0};
+    if (ca_set_rotate(c->cas, c->settings.svid_ttl_s, &err) != 0) {
+        /* An operator CA is the operator's to rotate: a conflict with how
+         * the controller is configured, not a server fault. */
+        if (c->settings.ca_cert[0] != '\0')
+            http_respond_error(call->response, 409, err.msg);
+        else
+            respond_failure(call->response, &err);
+        return;
+    }
+    int64_t version = ca_set_bundle_version(c->cas);
+    record_admin_event(c, NULL, "CA rotated bundle_version=%lld", (long long)version);
+    /* The controller's own certificate must chain to the new signer before
+     * agents are told about it, or their next handshake would fail. */
+    struct ztr_err refresh_err = {0};
+    int refreshed = c->ctl != NULL ? ctl_server_refresh_identity(c->ctl, &refresh_err) : 0;
+    push_changes(c);
+    if (refreshed != 0) {
+        log_error("controller certificate not re-issued after CA rotation", "error=\"%s\"",
+                  refresh_err.msg);
+        char msg[ZTR_ERR_MSG_MAX + 96];
+        snprintf(msg, sizeof(msg),
+                 "CA rotated, but the controller certificate was not re-issued: %s",
+                 refresh_err.msg);
+        http_respond_error(call->response, 500, msg);
+        return;
+    }
+    respond_json(call->response, 200,
+                 json_pack("{s:I, s:o}", "version", (json_int_t)version, "cas",
+                           ca_description(c)));
+}
+
+/* ---- the admin server ----------------------------------------------------- */
+
+static const struct route admin_routes[] = {
+    {"GET", ADMIN_PREFIX "/nodes", route_nodes_list},
+    {"GET", ADMIN_PREFIX "/nodes/*", route_node_get},
+    {"POST", ADMIN_PREFIX "/nodes/*/revoke", route_node_revoke},
+    {"GET", ADMIN_PREFIX "/tokens", route_tokens_list},
+    {"POST", ADMIN_PREFIX "/tokens", route_token_create},
+    {"DELETE", ADMIN_PREFIX "/tokens/*", route_token_delete},
+    {"GET", ADMIN_PREFIX "/resources", route_resources_list},
+    {"POST", ADMIN_PREFIX "/resources", route_resource_add},
+    {"DELETE", ADMIN_PREFIX "/resources/*", route_resource_delete},
+    {"GET", ADMIN_PREFIX "/allowlist", route_allowlist_get},
+    {"POST", ADMIN_PREFIX "/allowlist", route_allow},
+    {"DELETE", ADMIN_PREFIX "/allowlist", route_deny},
+    {"GET", ADMIN_PREFIX "/events", route_events},
+    {"GET", ADMIN_PREFIX "/ca", route_ca_show},
+    {"POST", ADMIN_PREFIX "/ca/rotate", route_ca_rotate},
+};
+
+static bool
+under_admin_prefix(const char *path)
+{
+    size_t n = strlen(ADMIN_PREFIX);
+    return strncmp(path, ADMIN_PREFIX, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+static void
+admin_handle(void *ctx, const struct http_request *request, struct http_response *response)
+{
+    struct admin_call call = {ctx, request, "", response};
+    if (!under_admin_prefix(request->path)) {
+        http_respond_error(response, 404, "not found");
+        return;
+    }
+    /* Before routing, so that without the token even the set of paths
+     * stays unknown. Neither the header nor the path is logged: the first
+     * may be a near-miss of the secret. */
+    if (!authorized(call.c, request->authorization)) {
+        log_warn("admin request refused", "method=%s reason=unauthorized", request->method);
+        http_respond_error(response, 401, "unauthorized");
+        return;
+    }
+    dispatch(admin_routes, sizeof(admin_routes) / sizeof(admin_routes[0]), &call);
+}
+
+/* ---- /health and /metrics ------------------------------------------------- */
+
+struct node_stats {
+    size_t total;
+    size_t online;
+    int64_t now;
+    FILE *expiry; /* ztr_svid_expiry_seconds lines, or NULL */
+};
+
+/* Prometheus label values escape '\', '"' and newlines. */
+static void
+write_label_value(FILE *out, const char *value)
+{
+    for (const char *p = value; *p != '\0'; p++) {
+        if (*p == '\\' || *p == '"')
+            fprintf(out, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*p, out);
+    }
+}
+
+static int
+visit_node_stats(void *ctx, const struct store_node *node)
+{
+    struct node_stats *stats = ctx;
+    stats->total++;
+    if (node->status == STORE_ONLINE)
+        stats->online++;
+    /* A revoked node's certificate is dead weight for expiry alerts. */
+    if (stats->expiry != NULL && !node->revoked && node->cert_not_after != 0) {
+        fputs("ztr_svid_expiry_seconds{node=\"", stats->expiry);
+        write_label_value(stats->expiry, node->name);
+        fputs("\",role=\"", stats->expiry);
+        write_label_value(stats->expiry, node->role);
+        fprintf(stats->expiry, "\"} %lld\n", (long long)(node->cert_not_after - stats->now));
+    }
+    return 0;
+}
+
+static size_t
+session_count(const struct controller *c)
+{
+    return c->ctl != NULL ? ctl_server_session_count(c->ctl) : 0;
+}
+
+static int64_t
+bundle_version(const struct controller *c)
+{
+    return c->cas != NULL ? ca_set_bundle_version(c->cas) : 0;
+}
+
+static void
+route_health(struct admin_call *call)
+{
+    const struct controller *c = call->c;
+    struct node_stats stats = {0, 0, now_s(c), NULL};
+    struct ztr_err err = {0};
+    if (store_node_list(c->store, visit_node_stats, &stats, &err) != 0) {
+        log_error("health check failed", "error=\"%s\"", err.msg);
+        respond_json(call->response, 503,
+                     json_pack("{s:s, s:s}", "status", "error", "error", err.msg));
+        return;
+    }
+    int64_t uptime = stats.now - c->started_at;
+    respond_json(call->response, 200,
+                 json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "status", "ok", "uptime_s",
+                           (json_int_t)(uptime > 0 ? uptime : 0), "sessions",
+                           (json_int_t)session_count(c), "nodes_online",
+                           (json_int_t)stats.online, "nodes_total", (json_int_t)stats.total,
+                           "bundle_version", (json_int_t)bundle_version(c)));
+}
+
+static const struct counter_metric {
+    const char *name;
+    const char *help;
+    size_t offset;
+} counter_metrics[] = {
+    {"ztr_controller_enrollments_total", "Agents enrolled with a token.",
+     offsetof(struct controller_counters, enrollments)},
+    {"ztr_controller_enrollment_denied_total", "Enrollments refused.",
+     offsetof(struct controller_counters, enrollment_denied)},
+    {"ztr_controller_renewals_total", "Certificates renewed over the control stream.",
+     offsetof(struct controller_counters, renewals)},
+    {"ztr_controller_renewal_denied_total", "Renewals refused.",
+     offsetof(struct controller_counters, renewal_denied)},
+    {"ztr_controller_sessions_accepted_total", "Control sessions accepted.",
+     offsetof(struct controller_counters, sessions_accepted)},
+    {"ztr_controller_sessions_rejected_total", "Control sessions rejected.",
+     offsetof(struct controller_counters, sessions_rejected)},
+    {"ztr_controller_heartbeats_total", "Heartbeats received.",
+     offsetof(struct controller_counters, heartbeats)},
+    {"ztr_controller_revocations_total", "Nodes revoked.",
+     offsetof(struct controller_counters, revocations)},
+    {"ztr_controller_frames_in_total", "Control frames received.",
+     offsetof(struct controller_counters, frames_in)},
+    {"ztr_controller_frames_out_total", "Control frames sent.",
+     offsetof(struct controller_counters, frames_out)},
+};
+
+static void
+write_gauge(FILE *out, const char *name, const char *help, long long value)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, value);
+}
+
+static void
+write_metrics(FILE *out, const struct controller *c, const struct node_stats *stats,
+              const char *expiry_lines)
+{
+    for (size_t i = 0; i < sizeof(counter_metrics) / sizeof(counter_metrics[0]); i++) {
+        const struct counter_metric *m = &counter_metrics[i];
+        uint64_t value;
+        memcpy(&value, (const char *)&c->counters + m->offset, sizeof(value));
+        fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", m->name, m->help, m->name,
+                m->name, (unsigned long long)value);
+    }
+    write_gauge(out, "ztr_controller_sessions", "Live control sessions.",
+                (long long)session_count(c));
+    fputs("# HELP ztr_controller_nodes Enrolled nodes by status.\n"
+          "# TYPE ztr_controller_nodes gauge\n",
+          out);
+    fprintf(out, "ztr_controller_nodes{status=\"online\"} %zu\n", stats->online);
+    fprintf(out, "ztr_controller_nodes{status=\"offline\"} %zu\n", stats->total - stats->online);
+    write_gauge(out, "ztr_controller_bundle_version", "Version of the trust bundle.",
+                (long long)bundle_version(c));
+    write_gauge(out, "ztr_controller_allowlist_version", "Version of the allowlist.",
+                (long long)store_allowlist_version(c->store));
+    fputs("# HELP ztr_svid_expiry_seconds Time left on each node's current certificate.\n"
+          "# TYPE ztr_svid_expiry_seconds gauge\n",
+          out);
+    fputs(expiry_lines, out);
+}
+
+static void
+route_metrics(struct admin_call *call)
+{
+    const struct controller *c = call->c;
+    char *expiry = NULL, *text = NULL;
+    size_t expiry_len = 0, text_len = 0;
+    struct node_stats stats = {0, 0, now_s(c), open_memstream(&expiry, &expiry_len)};
+    if (stats.expiry == NULL) {
+        http_respond_error(call->response, 500, "out of memory");
+        return;
+    }
+    struct ztr_err err = {0};
+    int rc = store_node_list(c->store, visit_node_stats, &stats, &err);
+    fclose(stats.expiry);
+    FILE *out = rc == 0 ? open_memstream(&text, &text_len) : NULL;
+    if (out == NULL) {
+        free(expiry);
+        if (rc != 0)
+            respond_failure(call->response, &err);
+        else
+            http_respond_error(call->response, 500, "out of memory");
+        return;
+    }
+    write_metrics(out, c, &stats, expiry != NULL ? expiry : "");
+    free(expiry);
+    if (fclose(out) != 0 || text == NULL) {
+        free(text);
+        http_respond_error(call->response, 500, "out of memory");
+        return;
+    }
+    call->response->status = 200;
+    call->response->content_type = "text/plain; version=0.0.4";
+    call->response->body = text;
+    call->response->body_len = text_len;
+}
+
+static const struct route health_routes[] = {
+    {"GET", "/health", route_health},
+    {"GET", "/metrics", route_metrics},
+};
+
+static void
+health_handle(void *ctx, const struct http_request *request, struct http_response *response)
+{
+    struct admin_call call = {ctx, request, "", response};
+    dispatch(health_routes, sizeof(health_routes) / sizeof(health_routes[0]), &call);
+}
+
+/* ---- start and stop ------------------------------------------------------- */
+
+int
+admin_start(struct controller *c, struct ztr_err *err)
+{
+    /* The bind error is returned as is: it already reads `listen
+     * 127.0.0.1:8080: bind: address already in use`, the runbook's words. */
+    TRY(http_server_start(c->loop, c->settings.admin_listen, admin_handle, c, &c->admin_http,
+                          err));
+    if (c->admin_token == NULL || c->admin_token[0] == '\0')
+        log_warn("admin API has no ADMIN_AUTH_TOKEN: every request will be refused", NULL);
+    log_info("admin API listening", "addr=%s port=%u", c->settings.admin_listen,
+             (unsigned)http_server_port(c->admin_http));
+    if (c->settings.health_listen[0] == '\0')
+        return 0;
+    if (http_server_start(c->loop, c->settings.health_listen, health_handle, c, &c->health_http,
+                          err) != 0) {
+        http_server_stop(c->admin_http);
+        c->admin_http = NULL;
+        return -1;
+    }
+    log_info("health and metrics listening", "addr=%s port=%u", c->settings.health_listen,
+             (unsigned)http_server_port(c->health_http));
+    return 0;
+}
+
+void
+admin_stop(struct controller *c)
+{
+    http_server_stop(c->health_http);
+    c->health_http = NULL;
+    http_server_stop(c->admin_http);
+    c->admin_http = NULL;
+}

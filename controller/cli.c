@@ -1,0 +1,843 @@
+/*
+ * `controller <subcommand>`: the admin CLI, a thin client of the admin API.
+ *
+ * ADMIN_URL (default http://127.0.0.1:8080) says where, ADMIN_AUTH_TOKEN
+ * authenticates. Output is for shells: lists print one `key=value ...` line
+ * per item, `token create` prints only the token, other commands one short
+ * confirmation line. Exit status: 0 done, 1 the request failed (the
+ * server's error or the transport's reason on stderr), 2 usage.
+ */
+#include "controller/controller.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/http.h"
+
+#define CLI_DEFAULT_URL "http://127.0.0.1:8080"
+#define CLI_TIMEOUT_MS 30000L
+#define CLI_URL_MAX 2048
+#define CLI_MAX_OPTIONS 5
+#define CLI_MAX_POSITIONALS 1
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+struct cli {
+    char base[CLI_URL_MAX];  /* ADMIN_URL without a trailing '/' */
+    const char *token;
+};
+
+struct option_spec {
+    const char *name;  /* without "--"; NULL ends the list */
+    bool takes_value;
+    bool required;
+};
+
+/* A command's arguments once parsed: positionals, then option values in
+ * the order of the command's option_spec list. */
+struct args {
+    const char *pos[CLI_MAX_POSITIONALS];
+    size_t pos_count;
+    const char *values[CLI_MAX_OPTIONS];
+    bool seen[CLI_MAX_OPTIONS];
+    const struct option_spec *specs;
+};
+
+struct command {
+    const char *group;  /* argv[0] */
+    const char *verb;   /* argv[1], or NULL for one-word commands */
+    size_t positionals;
+    struct option_spec options[CLI_MAX_OPTIONS];
+    int (*run)(const struct cli *cli, const struct args *args);
+    const char *usage;
+};
+
+/* ---- output --------------------------------------------------------------- */
+
+enum field_kind { F_PLAIN, F_TIME, F_LIST };
+
+struct field {
+    const char *key;    /* in the JSON object */
+    const char *label;  /* printed; NULL = key */
+    enum field_kind kind;
+};
+
+/* Quotes a value only when a shell reader would need it to: spaces, quotes,
+ * '=', control characters, or nothing at all. */
+static void
+print_value(const char *text)
+{
+    bool plain = text[0] != '\0';
+    for (const char *p = text; *p != '\0' && plain; p++)
+        if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p) || *p == '"' ||
+            *p == '\\' || *p == '=')
+            plain = false;
+    if (plain) {
+        fputs(text, stdout);
+        return;
+    }
+    putchar('"');
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", stdout);
+        else if (iscntrl((unsigned char)*p))
+            printf("\\x%02x", (unsigned char)*p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+/* Unix seconds as RFC 3339 UTC; 0 (never seen, no retire time) as "-". */
+static void
+print_time(json_int_t seconds)
+{
+    if (seconds == 0) {
+        fputs("-", stdout);
+        return;
+    }
+    time_t t = (time_t)seconds;
+    struct tm tm;
+    char text[32];
+    if (gmtime_r(&t, &tm) == NULL || strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        printf("%lld", (long long)seconds);
+    else
+        fputs(text, stdout);
+}
+
+static void
+print_json_value(const json_t *value, enum field_kind kind)
+{
+    if (kind == F_TIME && json_is_integer(value)) {
+        print_time(json_integer_value(value));
+    } else if (json_is_string(value)) {
+        print_value(json_string_value(value));
+    } else if (json_is_integer(value)) {
+        printf("%lld", (long long)json_integer_value(value));
+    } else if (json_is_boolean(value)) {
+        fputs(json_is_true(value) ? "true" : "false", stdout);
+    } else if (kind == F_LIST && json_is_array(value)) {
+        /* Addresses and the like: comma-joined, which needs no quoting. */
+        size_t i;
+        const json_t *item;
+        if (json_array_size(value) == 0)
+            fputs("-", stdout);
+        json_array_foreach(value, i, item) {
+            if (i > 0)
+                putchar(',');
+            print_value(json_is_string(item) ? json_string_value(item) : "?");
+        }
+    } else if (value == NULL || json_is_null(value)) {
+        fputs("-", stdout);
+    } else {
+        char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+        print_value(text != NULL ? text : "?");
+        free(text);
+    }
+}
+
+static void
+print_item(const json_t *item, const struct field *fields)
+{
+    for (size_t i = 0; fields[i].key != NULL; i++) {
+        if (i > 0)
+            putchar(' ');
+        printf("%s=", fields[i].label != NULL ? fields[i].label : fields[i].key);
+        print_json_value(json_object_get(item, fields[i].key), fields[i].kind);
+    }
+    putchar('\n');
+}
+
+static void
+print_list(const json_t *reply, const char *key, const struct field *fields)
+{
+    size_t i;
+    const json_t *item;
+    json_array_foreach(json_object_get(reply, key), i, item)
+        print_item(item, fields);
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+/* Percent-encodes text for a path segment or a query value (RFC 3986
+ * unreserved characters pass as they are). */
+static int
+url_append_encoded(char *url, size_t cap, const char *text)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t used = strlen(url);
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+        bool plain = isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~';
+        if (used + (plain ? 1 : 3) >= cap)
+            return -1;
+        if (plain) {
+            url[used++] = (char)*p;
+        } else {
+            url[used++] = '%';
+            url[used++] = hex[*p >> 4];
+            url[used++] = hex[*p & 15];
+        }
+    }
+    url[used] = '\0';
+    return 0;
+}
+
+static int
+url_append(char *url, size_t cap, const char *text)
+{
+    size_t used = strlen(url);
+    if (used + strlen(text) >= cap)
+        return -1;
+    memcpy(url + used, text, strlen(text) + 1);
+    return 0;
+}
+
+/* Builds base + path_prefix [+ encoded segment] [+ path_suffix]. */
+static int
+build_url(const struct cli *cli, char *url, size_t cap, const char *path_prefix,
+          const char *segment, const char *path_suffix)
+{
+    url[0] = '\0';
+    if (url_append(url, cap, cli->base) != 0 || url_append(url, cap, path_prefix) != 0 ||
+        (segment != NULL && url_append_encoded(url, cap, segment) != 0) ||
+        (path_suffix != NULL && url_append(url, cap, path_suffix) != 0)) {
+        fprintf(stderr, "error: request URL longer than %d bytes\n", CLI_URL_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * One request. Takes ownership of body (may be NULL). On a 2xx answer
+ * *reply holds the parsed JSON object and EXIT_OK is returned; otherwise
+ * the reason is on stderr and EXIT_FAILED is returned.
+ */
+static int
+call_api(const struct cli *cli, const char *method, const char *url, json_t *body,
+         json_t **reply)
+{
+    *reply = NULL;
+    char *body_text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    long status = 0;
+    char *text = NULL;
+    struct ztr_err err = {0};
+    int rc = http_client_request(method, url, cli->token, body_text, CLI_TIMEOUT_MS, &status,
+                                 &text, &err);
+    free(body_text);
+    if (rc != 0) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return EXIT_FAILED;
+    }
+    json_t *parsed = text != NULL && text[0] != '\0' ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (status < 200 || status > 299) {
+        const char *message = json_string_value(json_object_get(parsed, "error"));
+        if (message != NULL)
+            fprintf(stderr, "error: %s\n", message);
+        else
+            fprintf(stderr, "error: the admin API answered HTTP %ld\n", status);
+        json_decref(parsed);
+        return EXIT_FAILED;
+    }
+    if (!json_is_object(parsed)) {
+        fprintf(stderr, "error: the admin API answered HTTP %ld without a JSON object\n",
+                status);
+        json_decref(parsed);
+        return EXIT_FAILED;
+    }
+    *reply = parsed;
+    return EXIT_OK;
+}
+
+/* GET path and print the list under key. */
+static int
+list_command(const struct cli *cli, const char *path, const char *key,
+             const struct field *fields)
+{
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), path, NULL, NULL) != 0)
+        return EXIT_FAILED;
+    int rc = call_api(cli, "GET", url, NULL, &reply);
+    if (rc == EXIT_OK)
+        print_list(reply, key, fields);
+    json_decref(reply);
+    return rc;
+}
+
+static const char *
+arg_value(const struct args *args, const char *name)
+{
+    for (size_t i = 0; args->specs[i].name != NULL; i++)
+        if (strcmp(args->specs[i].name, name) == 0)
+            return args->seen[i] ? args->values[i] : NULL;
+    return NULL;
+}
+
+static bool
+arg_flag(const struct args *args, const char *name)
+{
+    for (size_t i = 0; args->specs[i].name != NULL; i++)
+        if (strcmp(args->specs[i].name, name) == 0)
+            return args->seen[i];
+    return false;
+}
+
+static const char *
+reply_string(const json_t *reply, const char *key)
+{
+    const char *value = json_string_value(json_object_get(reply, key));
+    return value != NULL ? value : "?";
+}
+
+static long long
+reply_int(const json_t *reply, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(reply, key));
+}
+
+/* ---- tokens --------------------------------------------------------------- */
+
+static const struct field token_fields[] = {
+    {"id", NULL, F_PLAIN},          {"role", NULL, F_PLAIN},
+    {"name", NULL, F_PLAIN},        {"name_is_prefix", "prefix", F_PLAIN},
+    {"uses_left", NULL, F_PLAIN},   {"expires_at", NULL, F_TIME},
+    {"expired", NULL, F_PLAIN},     {"created_at", NULL, F_TIME},
+    {NULL, NULL, F_PLAIN},
+};
+
+static int
+cmd_token_create(const struct cli *cli, const struct args *args)
+{
+    json_t *body = json_pack("{s:s, s:s, s:b}", "role", arg_value(args, "role"), "name",
+                             arg_value(args, "name"), "name_prefix", arg_flag(args, "prefix"));
+    const char *uses = arg_value(args, "uses");
+    if (uses != NULL)
+        json_object_set_new(body, "uses", json_integer(strtoll(uses, NULL, 10)));
+    const char *ttl = arg_value(args, "ttl");
+    if (ttl != NULL)
+        json_object_set_new(body, "ttl", json_string(ttl));
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/tokens", NULL, NULL) != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    int rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK) {
+        const char *token = json_string_value(json_object_get(reply, "token"));
+        if (token == NULL) {
+            fprintf(stderr, "error: the admin API answered without a token\n");
+            rc = EXIT_FAILED;
+        } else {
+            /* Only the token, so ENROLLMENT_TOKEN=$(controller token create ...) works. */
+            printf("%s\n", token);
+        }
+    }
+    json_decref(reply);
+    return rc;
+}
+
+static int
+cmd_token_list(const struct cli *cli, const struct args *args)
+{
+    (void)args;
+    return list_command(cli, "/api/admin/tokens", "tokens", token_fields);
+}
+
+/* DELETE prefix/<segment> and print "<what> deleted <label>=<segment>". */
+static int
+delete_command(const struct cli *cli, const char *path_prefix, const char *segment,
+               const char *what, const char *label)
+{
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), path_prefix, segment, NULL) != 0)
+        return EXIT_FAILED;
+    int rc = call_api(cli, "DELETE", url, NULL, &reply);
+    if (rc == EXIT_OK) {
+        printf("%s deleted %s=", what, label);
+        print_value(segment);
+        putchar('\n');
+    }
+    json_decref(reply);
+    return rc;
+}
+
+static int
+cmd_token_delete(const struct cli *cli, const struct args *args)
+{
+    return delete_command(cli, "/api/admin/tokens/", args->pos[0], "token", "id");
+}
+
+/* ---- nodes ---------------------------------------------------------------- */
+
+static const struct field node_fields[] = {
+    {"id", NULL, F_PLAIN},
+    {"name", NULL, F_PLAIN},
+    {"role", NULL, F_PLAIN},
+    {"status", NULL, F_PLAIN},
+    {"revoked", NULL, F_PLAIN},
+    {"last_seen", NULL, F_TIME},
+    {"cert_not_after", NULL, F_TIME},
+    {"renewal_overdue", NULL, F_PLAIN},
+    {"addresses", NULL, F_LIST},
+    /* No label but the first ends in "id=": scripts cut the node id out
+     * with a greedy sed on "id=", which must not land on this one. */
+    {"spiffe_id", "spiffe", F_PLAIN},
+    {NULL, NULL, F_PLAIN},
+};
+
+static int
+cmd_node_list(const struct cli *cli, const struct args *args)
+{
+    (void)args;
+    return list_command(cli, "/api/admin/nodes", "nodes", node_fields);
+}
+
+static int
+cmd_node_revoke(const struct cli *cli, const struct args *args)
+{
+    const char *reason = arg_value(args, "reason");
+    json_t *body = reason != NULL ? json_pack("{s:s}", "reason", reason) : json_object();
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/nodes/", args->pos[0], "/revoke") != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    int rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK) {
+        static const struct field fields[] = {
+            {"id", NULL, F_PLAIN}, {"name", NULL, F_PLAIN}, {"role", NULL, F_PLAIN},
+            {"reason", NULL, F_PLAIN}, {NULL, NULL, F_PLAIN}};
+        fputs("node revoked ", stdout);
+        print_item(reply, fields);
+    }
+    json_decref(reply);
+    return rc;
+}
+
+/* ---- resources ------------------------------------------------------------ */
+
+static const struct field resource_fields[] = {
+    {"name", NULL, F_PLAIN},
+    {"description", NULL, F_PLAIN},
+    {"created_at", NULL, F_TIME},
+    {NULL, NULL, F_PLAIN},
+};
+
+static int
+cmd_resource_add(const struct cli *cli, const struct args *args)
+{
+    const char *description = arg_value(args, "description");
+    json_t *body = json_pack("{s:s, s:s}", "name", args->pos[0], "description",
+                             description != NULL ? description : "");
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/resources", NULL, NULL) != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    int rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK) {
+        fputs("resource added name=", stdout);
+        print_value(reply_string(reply, "name"));
+        putchar('\n');
+    }
+    json_decref(reply);
+    return rc;
+}
+
+static int
+cmd_resource_list(const struct cli *cli, const struct args *args)
+{
+    (void)args;
+    return list_command(cli, "/api/admin/resources", "resources", resource_fields);
+}
+
+static int
+cmd_resource_delete(const struct cli *cli, const struct args *args)
+{
+    return delete_command(cli, "/api/admin/resources/", args->pos[0], "resource", "name");
+}
+
+/* ---- allowlist ------------------------------------------------------------ */
+
+static const struct field grant_fields[] = {
+    {"tunneler", NULL, F_PLAIN},
+    {"resource", NULL, F_PLAIN},
+    {"created_at", NULL, F_TIME},
+    {NULL, NULL, F_PLAIN},
+};
+
+/* allow: POST with a body. deny: DELETE with the grant in the query string,
+ * which every HTTP client and proxy passes along (a DELETE body is not
+ * guaranteed to be). */
+static int
+grant_command(const struct cli *cli, const struct args *args, bool allow)
+{
+    const char *tunneler = arg_value(args, "tunneler");
+    const char *resource = arg_value(args, "resource");
+    char url[CLI_URL_MAX];
+    json_t *body = NULL;
+    if (build_url(cli, url, sizeof(url), "/api/admin/allowlist", NULL, NULL) != 0)
+        return EXIT_FAILED;
+    if (allow) {
+        body = json_pack("{s:s, s:s}", "tunneler", tunneler, "resource", resource);
+    } else if (url_append(url, sizeof(url), "?tunneler=") != 0 ||
+               url_append_encoded(url, sizeof(url), tunneler) != 0 ||
+               url_append(url, sizeof(url), "&resource=") != 0 ||
+               url_append_encoded(url, sizeof(url), resource) != 0) {
+        fprintf(stderr, "error: request URL longer than %d bytes\n", CLI_URL_MAX);
+        return EXIT_FAILED;
+    }
+    json_t *reply;
+    int rc = call_api(cli, allow ? "POST" : "DELETE", url, body, &reply);
+    if (rc == EXIT_OK) {
+        fputs(allow ? "allowed tunneler=" : "denied tunneler=", stdout);
+        print_value(reply_string(reply, "tunneler"));
+        fputs(" resource=", stdout);
+        print_value(reply_string(reply, "resource"));
+        printf(" version=%lld\n", reply_int(reply, "version"));
+    }
+    json_decref(reply);
+    return rc;
+}
+
+static int
+cmd_allow(const struct cli *cli, const struct args *args)
+{
+    return grant_command(cli, args, true);
+}
+
+static int
+cmd_deny(const struct cli *cli, const struct args *args)
+{
+    return grant_command(cli, args, false);
+}
+
+static int
+cmd_allowlist(const struct cli *cli, const struct args *args)
+{
+    (void)args;
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/allowlist", NULL, NULL) != 0)
+        return EXIT_FAILED;
+    int rc = call_api(cli, "GET", url, NULL, &reply);
+    if (rc == EXIT_OK) {
+        printf("version=%lld\n", reply_int(reply, "version"));
+        print_list(reply, "grants", grant_fields);
+    }
+    json_decref(reply);
+    return rc;
+}
+
+/* ---- CA ------------------------------------------------------------------- */
+
+static const struct field ca_fields[] = {
+    {"number", NULL, F_PLAIN},    {"fingerprint", NULL, F_PLAIN}, {"signer", NULL, F_PLAIN},
+    {"not_after", NULL, F_TIME},  {"retire_at", NULL, F_TIME},    {NULL, NULL, F_PLAIN},
+};
+
+static int
+cmd_ca_show(const struct cli *cli, const struct args *args)
+{
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/ca", NULL, NULL) != 0)
+        return EXIT_FAILED;
+    int rc = call_api(cli, "GET", url, NULL, &reply);
+    if (rc == EXIT_OK && arg_flag(args, "pem")) {
+        /* The bundle alone, for CONTROLLER_CA files: ca show --pem > ca.pem */
+        fputs(reply_string(reply, "bundle"), stdout);
+    } else if (rc == EXIT_OK) {
+        printf("version=%lld\n", reply_int(reply, "version"));
+        print_list(reply, "cas", ca_fields);
+    }
+    json_decref(reply);
+    return rc;
+}
+
+static int
+cmd_ca_rotate(const struct cli *cli, const struct args *args)
+{
+    (void)args;
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/ca/rotate", NULL, NULL) != 0)
+        return EXIT_FAILED;
+    int rc = call_api(cli, "POST", url, json_object(), &reply);
+    if (rc == EXIT_OK)
+        printf("ca rotated version=%lld\n", reply_int(reply, "version"));
+    json_decref(reply);
+    return rc;
+}
+
+/* ---- events --------------------------------------------------------------- */
+
+static const struct field event_fields[] = {
+    {"id", NULL, F_PLAIN},      {"at", NULL, F_TIME},     {"kind", NULL, F_PLAIN},
+    {"node_id", "node", F_PLAIN}, {"detail", NULL, F_PLAIN}, {NULL, NULL, F_PLAIN},
+};
+
+static int
+cmd_events(const struct cli *cli, const struct args *args)
+{
+    char path[128];
+    const char *after = arg_value(args, "after");
+    const char *limit = arg_value(args, "limit");
+    /* Both were checked to be plain digits, so need no encoding. */
+    snprintf(path, sizeof(path), "/api/admin/events?after=%s%s%s", after != NULL ? after : "0",
+             limit != NULL ? "&limit=" : "", limit != NULL ? limit : "");
+    return list_command(cli, path, "events", event_fields);
+}
+
+/* ---- the command table and argument parsing ------------------------------- */
+
+static const struct command commands[] = {
+    {"token", "create", 0,
+     {{"role", true, true}, {"name", true, true}, {"uses", true, false}, {"ttl", true, false},
+      {"prefix", false, false}},
+     cmd_token_create,
+     "token create --role connector|tunneler --name NAME [--uses N] [--ttl 24h] [--prefix]"},
+    {"token", "list", 0, {{NULL, false, false}}, cmd_token_list, "token list"},
+    {"token", "delete", 1, {{NULL, false, false}}, cmd_token_delete, "token delete ID"},
+    {"node", "list", 0, {{NULL, false, false}}, cmd_node_list, "node list"},
+    {"node", "revoke", 1, {{"reason", true, false}}, cmd_node_revoke,
+     "node revoke ID [--reason TEXT]"},
+    {"resource", "add", 1, {{"description", true, false}}, cmd_resource_add,
+     "resource add NAME [--description TEXT]"},
+    {"resource", "list", 0, {{NULL, false, false}}, cmd_resource_list, "resource list"},
+    {"resource", "delete", 1, {{NULL, false, false}}, cmd_resource_delete,
+     "resource delete NAME"},
+    {"allow", NULL, 0, {{"tunneler", true, true}, {"resource", true, true}}, cmd_allow,
+     "allow --tunneler NAME --resource NAME"},
+    {"deny", NULL, 0, {{"tunneler", true, true}, {"resource", true, true}}, cmd_deny,
+     "deny --tunneler NAME --resource NAME"},
+    {"allowlist", NULL, 0, {{NULL, false, false}}, cmd_allowlist, "allowlist"},
+    {"ca", "rotate", 0, {{NULL, false, false}}, cmd_ca_rotate, "ca rotate"},
+    {"ca", "show", 0, {{"pem", false, false}}, cmd_ca_show, "ca show [--pem]"},
+    {"events", NULL, 0, {{"after", true, false}, {"limit", true, false}}, cmd_events,
+     "events [--after ID] [--limit N]"},
+};
+
+#define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
+
+static void
+print_usage(FILE *out)
+{
+    fputs("usage: controller [serve] [--config FILE] [flags]   run the controller\n", out);
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        fprintf(out, "       controller %s\n", commands[i].usage);
+    fputs("environment: ADMIN_URL (default " CLI_DEFAULT_URL "), ADMIN_AUTH_TOKEN (required)\n",
+          out);
+}
+
+static int usage_error(const struct command *command, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Says what is wrong and how the command is used; returns EXIT_USAGE. With
+ * no command, every command's usage line. */
+static int
+usage_error(const struct command *command, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("controller: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (command != NULL)
+        fprintf(stderr, "usage: controller %s\n", command->usage);
+    else
+        print_usage(stderr);
+    return EXIT_USAGE;
+}
+
+static bool
+all_digits(const char *text)
+{
+    if (text[0] == '\0' || strlen(text) > 18)
+        return false;
+    for (const char *p = text; *p != '\0'; p++)
+        if (!isdigit((unsigned char)*p))
+            return false;
+    return true;
+}
+
+static int
+find_option(const struct command *command, const char *name, size_t name_len)
+{
+    for (size_t i = 0; i < CLI_MAX_OPTIONS && command->options[i].name != NULL; i++)
+        if (strlen(command->options[i].name) == name_len &&
+            strncmp(command->options[i].name, name, name_len) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Accepts `--opt value`, `--opt=value` and `--` before positionals that
+ * start with '-'. Returns 0, or EXIT_USAGE after saying why. */
+static int
+parse_args(const struct command *command, int argc, char **argv, struct args *args)
+{
+    memset(args, 0, sizeof(*args));
+    args->specs = command->options;
+    bool options_done = false;
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!options_done && strcmp(arg, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (options_done || arg[0] != '-' || arg[1] == '\0') {
+            if (args->pos_count >= command->positionals)
+                return usage_error(command, "unexpected argument \"%s\"", arg);
+            args->pos[args->pos_count++] = arg;
+            continue;
+        }
+        const char *name = arg[1] == '-' ? arg + 2 : arg + 1;
+        const char *eq = strchr(name, '=');
+        int idx = find_option(command, name, eq != NULL ? (size_t)(eq - name) : strlen(name));
+        if (idx < 0 || arg[1] != '-')
+            return usage_error(command, "unknown option \"%s\"", arg);
+        const struct option_spec *spec = &command->options[idx];
+        if (!spec->takes_value && eq != NULL)
+            return usage_error(command, "option \"--%s\" takes no value", spec->name);
+        if (spec->takes_value && eq == NULL && i + 1 >= argc)
+            return usage_error(command, "option \"--%s\" needs a value", spec->name);
+        args->seen[idx] = true;
+        if (spec->takes_value)
+            args->values[idx] = eq != NULL ? eq + 1 : argv[++i];
+    }
+    if (args->pos_count < command->positionals)
+        return usage_error(command, "missing argument");
+    for (size_t i = 0; i < CLI_MAX_OPTIONS && command->options[i].name != NULL; i++)
+        if (command->options[i].required && !args->seen[i])
+            return usage_error(command, "option \"--%s\" is required", command->options[i].name);
+    /* Numbers are checked here so that a typo is a usage error, not a
+     * confusing answer from the server. */
+    static const char *const numeric[] = {"uses", "after", "limit"};
+    for (size_t i = 0; i < sizeof(numeric) / sizeof(numeric[0]); i++) {
+        const char *value = arg_value(args, numeric[i]);
+        if (value != NULL && !all_digits(value))
+            return usage_error(command, "option \"--%s\" needs a whole number", numeric[i]);
+    }
+    return 0;
+}
+
+static const struct command *
+find_command(int argc, char **argv, int *used)
+{
+    for (size_t i = 0; i < COMMAND_COUNT; i++) {
+        const struct command *command = &commands[i];
+        if (strcmp(command->group, argv[0]) != 0)
+            continue;
+        if (command->verb == NULL) {
+            *used = 1;
+            return command;
+        }
+        if (argc > 1 && strcmp(command->verb, argv[1]) == 0) {
+            *used = 2;
+            return command;
+        }
+    }
+    return NULL;
+}
+
+/* `controller token` or `controller token frobnicate`: list what the group
+ * offers rather than every command. */
+static int
+group_usage_error(int argc, char **argv)
+{
+    bool known = false;
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        known = known || strcmp(commands[i].group, argv[0]) == 0;
+    if (!known)
+        return usage_error(NULL, "unknown command \"%s\"", argv[0]);
+    if (argc > 1)
+        fprintf(stderr, "controller: unknown command \"%s %s\"\n", argv[0], argv[1]);
+    else
+        fprintf(stderr, "controller: \"%s\" needs a subcommand\n", argv[0]);
+    const char *prefix = "usage:";
+    for (size_t i = 0; i < COMMAND_COUNT; i++) {
+        if (strcmp(commands[i].group, argv[0]) == 0) {
+            fprintf(stderr, "%-6s controller %s\n", prefix, commands[i].usage);
+            prefix = "";
+        }
+    }
+    return EXIT_USAGE;
+}
+
+static bool
+is_help(const char *arg)
+{
+    return strcmp(arg, "help") == 0 || strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+/* ADMIN_URL without trailing slashes, so paths can be appended as is. */
+static int
+cli_init(struct cli *cli)
+{
+    const char *base = getenv("ADMIN_URL");
+    if (base == NULL || base[0] == '\0')
+        base = CLI_DEFAULT_URL;
+    size_t len = strlen(base);
+    while (len > 0 && base[len - 1] == '/')
+        len--;
+    if (len == 0 || len >= sizeof(cli->base) / 2) {
+        fprintf(stderr, "controller: ADMIN_URL is not a usable URL\n");
+        return EXIT_USAGE;
+    }
+    memcpy(cli->base, base, len);
+    cli->base[len] = '\0';
+    cli->token = getenv("ADMIN_AUTH_TOKEN");
+    if (cli->token == NULL || cli->token[0] == '\0') {
+        fprintf(stderr, "ADMIN_AUTH_TOKEN is required\n");
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
+int
+cli_main(int argc, char **argv)
+{
+    if (argc < 1 || is_help(argv[0])) {
+        print_usage(argc < 1 ? stderr : stdout);
+        return argc < 1 ? EXIT_USAGE : EXIT_OK;
+    }
+    int used = 0;
+    const struct command *command = find_command(argc, argv, &used);
+    if (command == NULL)
+        return group_usage_error(argc, argv);
+    for (int i = used; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (is_help(argv[i]) && argv[i][0] == '-') {
+            printf("usage: controller %s\n", command->usage);
+            return EXIT_OK;
+        }
+    }
+    struct args args;
+    int rc = parse_args(command, argc - used, argv + used, &args);
+    if (rc != 0)
+        return rc;
+    struct cli cli;
+    rc = cli_init(&cli);
+    if (rc != EXIT_OK)
+        return rc;
+    rc = command->run(&cli, &args);
+    /* Output that never reached its file (a full disk under > file) is a
+     * failure too: a script must not go on with half a token. */
+    if (fflush(stdout) != 0 && rc == EXIT_OK) {
+        perror("controller: stdout");
+        rc = EXIT_FAILED;
+    }
+    return rc;
+}

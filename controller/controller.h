@@ -1,0 +1,152 @@
+/*
+ * Private to controller/: the daemon's parts and how they call each other.
+ *
+ *   ca.c          the CA set in STATE_DIR (create, load operator CA, rotate)
+ *   enroll.c      tokens: create, check, enroll an agent
+ *   ctl_server.c  the mTLS control-plane listener and sessions
+ *   admin.c       the admin API (under /api/admin/) and /health, /metrics
+ *   cli.c         the CLI subcommands, over the admin API
+ *   daemon.c      configuration, start-up, signals, shutdown
+ *
+ * Everything runs on one libev loop in one thread.
+ */
+#ifndef ZTR_CONTROLLER_CONTROLLER_H
+#define ZTR_CONTROLLER_CONTROLLER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+#include "controller/store.h"
+#include "pki/pki.h"
+
+struct ev_loop;
+struct http_server;
+struct ctl_server;
+struct ca_set;
+
+/* Operator-facing texts the agents and tests match on. */
+#define CTL_MSG_INVALID_TOKEN "invalid enrollment token"
+#define CTL_MSG_PERMISSION_DENIED "permission denied"
+#define CTL_MSG_CA_MISMATCH "internal CA mismatch during renewal"
+#define CTL_MSG_READ_CA "failed to read controller CA"
+
+struct controller_settings {
+    char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
+    char state_dir[1024];
+    char controller_listen[128];
+    char admin_listen[128];
+    char health_listen[128];       /* "" = off */
+    char ca_cert[1024];            /* operator CA, "" = managed CA */
+    char ca_key[1024];
+    int64_t svid_ttl_s;
+    int64_t heartbeat_interval_ms;
+    int64_t token_ttl_s;           /* default TTL of new tokens */
+};
+
+/* Counters exported on /metrics (Prometheus names in admin.c). */
+struct controller_counters {
+    uint64_t enrollments;
+    uint64_t enrollment_denied;
+    uint64_t renewals;
+    uint64_t renewal_denied;
+    uint64_t sessions_accepted;
+    uint64_t sessions_rejected;
+    uint64_t heartbeats;
+    uint64_t revocations;
+    uint64_t frames_in;
+    uint64_t frames_out;
+};
+
+struct controller {
+    struct ev_loop *loop;
+    const struct ztr_clock *clock;
+    struct controller_settings settings;
+    struct store *store;
+    struct ca_set *cas;
+    struct ctl_server *ctl;
+    struct http_server *admin_http;
+    struct http_server *health_http;
+    char *admin_token;             /* ADMIN_AUTH_TOKEN (secret, wiped on exit) */
+    struct controller_counters counters;
+    int64_t started_at;
+};
+
+/* ---- ca.c ------------------------------------------------------------------ */
+
+/* Opens the CA set: the operator CA when settings name one (errors: `failed
+ * to read controller CA`, `invalid internal CA`, `CA certificate missing key
+ * usage`), else the managed CAs in STATE_DIR/ca/, creating the first one. */
+int ca_set_open(const struct controller_settings *settings, const struct ztr_clock *clock,
+                struct ca_set **out, struct ztr_err *err);
+void ca_set_free(struct ca_set *cas);
+/* The CA that signs new certificates. */
+struct pki_ca *ca_set_signer(struct ca_set *cas);
+/* Every CA agents must trust (PEM, malloc()ed). */
+int ca_set_bundle_pem(const struct ca_set *cas, char **pem, size_t *len, struct ztr_err *err);
+int64_t ca_set_bundle_version(const struct ca_set *cas);
+/* Adds a new CA to the bundle and makes it the signer; the previous ones
+ * stay in the bundle until every leaf they signed has expired (their
+ * retire time is now + svid_ttl). Refused for an operator CA. */
+int ca_set_rotate(struct ca_set *cas, int64_t svid_ttl_s, struct ztr_err *err);
+/* Drops CAs past their retire time; *changed says whether the bundle did. */
+int ca_set_prune(struct ca_set *cas, bool *changed, struct ztr_err *err);
+/* Describes the set for the admin API: [{fingerprint, not_after, signer, retire_at}]. */
+json_t *ca_set_describe(const struct ca_set *cas);
+/* Issues a leaf for id (IPs optional) valid [now-60, now+ttl) with the signer. */
+int ca_set_issue(struct ca_set *cas, const struct pki_spiffe_id *id, const uint8_t *public_der,
+                 size_t public_len, const struct pki_ip *ips, size_t ip_count, int64_t ttl_s,
+                 char **chain_pem, size_t *chain_len, struct ztr_err *err);
+
+/* ---- enroll.c -------------------------------------------------------------- */
+
+struct token_request {
+    const char *role;          /* connector | tunneler */
+    const char *name;          /* exact name, or prefix when name_is_prefix */
+    bool name_is_prefix;
+    int64_t uses;              /* >= 1 */
+    int64_t ttl_s;             /* > 0 */
+};
+
+/* Creates a token; *token_text (malloc()ed, shown once) is "<id>.<secret>". */
+int token_create(struct controller *c, const struct token_request *request, char **token_text,
+                 struct store_token *record, struct ztr_err *err);
+
+/* Handles an `enroll` message from an unauthenticated session: returns the
+ * `enrolled` reply, or an `error` reply with code invalid_token /
+ * permission_denied / bad_request (never NULL). */
+json_t *enroll_handle(struct controller *c, const json_t *enroll, const char *peer_addr);
+
+/* ---- ctl_server.c ---------------------------------------------------------- */
+
+int ctl_server_start(struct controller *c, struct ztr_err *err);
+void ctl_server_stop(struct ctl_server *server);
+uint16_t ctl_server_port(const struct ctl_server *server);
+size_t ctl_server_session_count(const struct ctl_server *server);
+/* Recomputes what each session should have (bundle, allowlist, connectors)
+ * and sends what changed. Call after any admin change. */
+void ctl_server_push_all(struct ctl_server *server);
+/* Sends `revoked` to the node's session (if connected) and closes it. */
+void ctl_server_revoke(struct ctl_server *server, const char *node_id, const char *reason);
+/* Re-issues the controller's own certificate (after CA rotation). */
+int ctl_server_refresh_identity(struct ctl_server *server, struct ztr_err *err);
+
+/* ---- admin.c --------------------------------------------------------------- */
+
+/* Starts the admin API on settings.admin_listen and, if set, /health and
+ * /metrics on settings.health_listen. */
+int admin_start(struct controller *c, struct ztr_err *err);
+void admin_stop(struct controller *c);
+
+/* ---- cli.c ----------------------------------------------------------------- */
+
+/* `controller <subcommand> ...` other than serve; returns the exit status. */
+int cli_main(int argc, char **argv);
+
+/* ---- daemon.c -------------------------------------------------------------- */
+
+int daemon_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,755 @@
+#define _GNU_SOURCE /* accept4 */
+/* The control-plane listener: one long-lived mTLS session per agent.
+ *
+ * A session without a client certificate may only enroll. A session with a
+ * verified SVID (role connector or tunneler, known and not revoked) says
+ * hello, heartbeats, renews, and receives the bundle, its allowlist
+ * (connectors) or its connector list (tunnelers) whenever they change. */
+#include <errno.h>
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/ctlmsg.h"
+#include "common/frame.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "common/tls.h"
+#include "controller/controller.h"
+
+#define CTL_ALPN "ztr-ctl/1"
+#define SESSIONS_MAX 20000
+#define IDENTITY_KEY_MAX 4096
+
+enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_AWAIT_HELLO, S_ACTIVE, S_CLOSING };
+
+struct session {
+    struct ctl_server *server;
+    struct tls_conn *conn;
+    struct frame_reader reader;
+    enum session_state state;
+    struct store_node node;
+    enum pki_role role;
+    int64_t bundle_version_sent;
+    int64_t allowlist_version_sent;
+    char *connectors_sent;            /* last connectors list sent (JSON text) */
+    struct session *prev, *next;
+};
+
+struct ctl_server {
+    struct controller *c;
+    int listen_fd;
+    uint16_t port;
+    ev_io accept_io;
+    ev_timer sweep_timer;
+    struct tls_ctx *tls;
+    int64_t identity_renew_at;
+    struct session *sessions;
+    size_t session_count;
+    int64_t connectors_version;
+};
+
+/* ---- sending -------------------------------------------------------------- */
+
+static void
+session_close(struct session *s, const char *reason)
+{
+    if (s->state == S_CLOSING)
+        return;
+    s->state = S_CLOSING;
+    tls_conn_close(s->conn, reason);
+}
+
+/* Sends msg (and drops the reference); a peer that cannot take it is closed. */
+static void
+session_send(struct session *s, json_t *msg)
+{
+    if (msg == NULL || s->state == S_CLOSING) {
+        json_decref(msg);
+        return;
+    }
+    uint8_t *frame;
+    size_t len;
+    struct ztr_err err = {0};
+    int rc = ctlmsg_encode(msg, &frame, &len, &err);
+    json_decref(msg);
+    if (rc == 0) {
+        rc = tls_conn_write(s->conn, frame, len, &err);
+        free(frame);
+    }
+    if (rc != 0) {
+        log_warn("control message not sent", "node=%s peer=%s error=\"%s\"", s->node.id,
+                 tls_conn_peer_addr(s->conn), err.msg);
+        session_close(s, err.msg);
+        return;
+    }
+    s->server->c->counters.frames_out++;
+}
+
+static void
+session_fail(struct session *s, const char *code, const char *message)
+{
+    session_send(s, ctlmsg_error(code, message));
+    session_close(s, message);
+}
+
+/* ---- what each agent should have ------------------------------------------ */
+
+static void
+push_bundle(struct session *s)
+{
+    struct controller *c = s->server->c;
+    int64_t version = ca_set_bundle_version(c->cas);
+    if (s->bundle_version_sent == version)
+        return;
+    char *pem;
+    size_t len;
+    struct ztr_err err;
+    if (ca_set_bundle_pem(c->cas, &pem, &len, &err) != 0)
+        return;
+    session_send(s, json_pack("{s:s, s:s, s:I}", "type", "bundle", "bundle", pem, "version",
+                              (json_int_t)version));
+    free(pem);
+    s->bundle_version_sent = version;
+}
+
+struct grant_walk {
+    struct controller *c;
+    json_t *by_tunneler;   /* tunneler name -> [resources] */
+    const char *only_tunneler;
+};
+
+static int
+collect_grant(void *ctx, const struct store_grant *grant)
+{
+    struct grant_walk *walk = ctx;
+    if (walk->only_tunneler != NULL && strcmp(walk->only_tunneler, grant->tunneler) != 0)
+        return 0;
+    json_t *list = json_object_get(walk->by_tunneler, grant->tunneler);
+    if (list == NULL) {
+        list = json_array();
+        json_object_set_new(walk->by_tunneler, grant->tunneler, list);
+    }
+    json_array_append_new(list, json_string(grant->resource));
+    return 0;
+}
+
+static json_t *
+grants_by_tunneler(struct controller *c, const char *only_tunneler)
+{
+    struct grant_walk walk = {c, json_object(), only_tunneler};
+    struct ztr_err err;
+    store_allowlist_list(c->store, collect_grant, &walk, &err);
+    return walk.by_tunneler;
+}
+
+static void
+push_allowlist(struct session *s)
+{
+    struct controller *c = s->server->c;
+    int64_t version = store_allowlist_version(c->store);
+    if (s->allowlist_version_sent == version)
+        return;
+    json_t *by_tunneler = grants_by_tunneler(c, NULL);
+    json_t *entries = json_array();
+    const char *name;
+    json_t *resources;
+    json_object_foreach(by_tunneler, name, resources) {
+        struct pki_spiffe_id id;
+        struct store_node node;
+        if (pki_spiffe_id_build(c->settings.trust_domain, PKI_ROLE_TUNNELER, name, &id, NULL) != 0)
+            continue;
+        /* A revoked tunneler loses its grants everywhere at once. */
+        if (store_node_get_by_spiffe_id(c->store, id.uri, &node, NULL) == 0 && node.revoked)
+            continue;
+        json_array_append_new(entries, json_pack("{s:s, s:O}", "spiffe_id", id.uri,
+                                                 "resources", resources));
+    }
+    json_decref(by_tunneler);
+    session_send(s, json_pack("{s:s, s:I, s:o}", "type", "allowlist", "version",
+                              (json_int_t)version, "tunnelers", entries));
+    s->allowlist_version_sent = version;
+}
+
+struct connector_walk {
+    json_t *granted;       /* resources the tunneler may reach */
+    json_t *entries;
+};
+
+static int
+collect_connector(void *ctx, const struct store_node *node)
+{
+    struct connector_walk *walk = ctx;
+    if (strcmp(node->role, "connector") != 0 || node->revoked)
+        return 0;
+    json_t *advert = json_loads(node->addresses, 0, NULL);
+    const char *data = json_string_value(json_object_get(advert, "data_listen"));
+    json_t *served = json_object_get(advert, "resources");
+    json_t *reachable = json_array();
+    size_t i, j;
+    json_t *r, *g;
+    json_array_foreach(served, i, r) {
+        json_array_foreach(walk->granted, j, g) {
+            if (json_equal(r, g)) {
+                json_array_append(reachable, r);
+                break;
+            }
+        }
+    }
+    /* Least privilege: a tunneler learns only connectors it may use. */
+    if (data != NULL && json_array_size(reachable) > 0)
+        json_array_append_new(walk->entries,
+                              json_pack("{s:s, s:s, s:s, s:O}", "id", node->id, "spiffe_id",
+                                        node->spiffe_id, "address", data, "resources",
+                                        reachable));
+    json_decref(reachable);
+    json_decref(advert);
+    return 0;
+}
+
+static void
+push_connectors(struct session *s)
+{
+    struct ctl_server *server = s->server;
+    struct controller *c = server->c;
+    json_t *by_tunneler = grants_by_tunneler(c, s->node.name);
+    json_t *granted = json_object_get(by_tunneler, s->node.name);
+    struct connector_walk walk = {granted ? granted : json_array(), json_array()};
+    if (granted == NULL)
+        json_decref(walk.granted), walk.granted = json_array();
+    struct ztr_err err;
+    store_node_list(c->store, collect_connector, &walk, &err);
+    char *text = json_dumps(walk.entries, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text != NULL && (s->connectors_sent == NULL || strcmp(text, s->connectors_sent) != 0)) {
+        /* Versions only grow, across restarts too: milliseconds since the epoch. */
+        int64_t version = clock_wall_ms(c->clock);
+        if (version <= server->connectors_version)
+            version = server->connectors_version + 1;
+        server->connectors_version = version;
+        session_send(s, json_pack("{s:s, s:I, s:O}", "type", "connectors", "version",
+                                  (json_int_t)version, "connectors", walk.entries));
+        free(s->connectors_sent);
+        s->connectors_sent = text;
+        text = NULL;
+    }
+    free(text);
+    json_decref(walk.entries);
+    if (granted == NULL)
+        json_decref(walk.granted);
+    json_decref(by_tunneler);
+}
+
+static void
+session_push(struct session *s)
+{
+    if (s->state != S_ACTIVE)
+        return;
+    push_bundle(s);
+    if (s->role == PKI_ROLE_CONNECTOR)
+        push_allowlist(s);
+    else
+        push_connectors(s);
+}
+
+void
+ctl_server_push_all(struct ctl_server *server)
+{
+    for (struct session *s = server->sessions; s != NULL; s = s->next)
+        session_push(s);
+}
+
+/* ---- messages ------------------------------------------------------------- */
+
+static void
+handle_hello(struct session *s, const json_t *msg)
+{
+    struct controller *c = s->server->c;
+    const char *role = json_string_value(json_object_get(msg, "role"));
+    if (json_integer_value(json_object_get(msg, "version")) != CTLMSG_VERSION) {
+        session_fail(s, CTLMSG_E_BAD_REQUEST, "unsupported protocol version");
+        return;
+    }
+    if (strcmp(role, s->node.role) != 0) {
+        session_fail(s, CTLMSG_E_BAD_REQUEST, "hello role does not match the certificate");
+        return;
+    }
+    struct ztr_err err = {0};
+    if (s->role == PKI_ROLE_CONNECTOR) {
+        /* The addresses certified at enrollment stay unless hello names new
+         * ones: renewals must keep the IP SANs tunnelers dial. */
+        json_t *previous = json_loads(s->node.addresses, 0, NULL);
+        json_t *addresses = json_object_get(msg, "addresses");
+        if (addresses == NULL)
+            addresses = json_is_array(previous) ? previous
+                                                : json_object_get(previous, "addresses");
+        json_t *advert = json_pack("{s:O?, s:O?, s:O?}", "addresses", addresses, "data_listen",
+                                   json_object_get(msg, "data_listen"), "resources",
+                                   json_object_get(msg, "resources"));
+        char *text = json_dumps(advert, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(advert);
+        json_decref(previous);
+        if (text == NULL || strlen(text) > STORE_ADDRESSES_MAX) {
+            free(text);
+            session_fail(s, CTLMSG_E_BAD_REQUEST, "advertisement too large");
+            return;
+        }
+        bool changed = strcmp(text, s->node.addresses) != 0;
+        if (changed && store_node_set_addresses(c->store, s->node.id, text, &err) == 0)
+            snprintf(s->node.addresses, sizeof(s->node.addresses), "%s", text);
+        free(text);
+    }
+    bool status_changed = false;
+    store_node_set_status(c->store, s->node.id, STORE_ONLINE, "control stream connected",
+                          &status_changed, &err);
+    s->state = S_ACTIVE;
+    log_info("node connected", "node=%s spiffe_id=%s peer=%s", s->node.id, s->node.spiffe_id,
+             tls_conn_peer_addr(s->conn));
+    session_send(s, json_pack("{s:s, s:s, s:I, s:I}", "type", "welcome", "node_id", s->node.id,
+                              "heartbeat_interval_ms",
+                              (json_int_t)c->settings.heartbeat_interval_ms, "server_time",
+                              (json_int_t)clock_wall_s(c->clock)));
+    if (s->role == PKI_ROLE_CONNECTOR)
+        ctl_server_push_all(s->server); /* tunnelers may gain this connector */
+    else
+        session_push(s);
+}
+
+static void
+handle_heartbeat(struct session *s, const json_t *msg)
+{
+    struct controller *c = s->server->c;
+    struct ztr_err err = {0};
+    c->counters.heartbeats++;
+    store_node_touch(c->store, s->node.id, &err);
+    /* The sweep may have marked a slow node OFFLINE; its heartbeat says it
+     * is back. */
+    bool changed = false;
+    store_node_set_status(c->store, s->node.id, STORE_ONLINE, "heartbeat", &changed, &err);
+    if (changed)
+        log_info("node ONLINE", "node=%s reason=heartbeat", s->node.id);
+    session_send(s, json_pack("{s:s, s:O, s:I}", "type", "heartbeat_ack", "seq",
+                              json_object_get(msg, "seq"), "server_time",
+                              (json_int_t)clock_wall_s(c->clock)));
+}
+
+static size_t
+node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
+{
+    json_t *advert = json_loads(node->addresses, 0, NULL);
+    /* Enrollment stored a list; hello stores an object with "addresses". */
+    json_t *list = json_is_array(advert) ? advert : json_object_get(advert, "addresses");
+    size_t count = 0, i;
+    json_t *item;
+    json_array_foreach(list, i, item) {
+        char host[128];
+        uint16_t port;
+        const char *text = json_string_value(item);
+        if (text == NULL || count == max)
+            continue;
+        if (config_parse_addr(text, host, sizeof(host), &port) != 0)
+            snprintf(host, sizeof(host), "%s", text);
+        if (pki_ip_parse(host, &ips[count]) == 0)
+            count++;
+    }
+    json_decref(advert);
+    return count;
+}
+
+static void
+handle_renew(struct session *s, const json_t *msg)
+{
+    struct controller *c = s->server->c;
+    const char *csr_text = json_string_value(json_object_get(msg, "csr"));
+    struct ztr_err err = {0};
+    struct pki_csr *csr;
+    if (pki_csr_parse((const uint8_t *)csr_text, strlen(csr_text), &csr, &err) != 0) {
+        c->counters.renewal_denied++;
+        session_send(s, ctlmsg_error(CTLMSG_E_BAD_REQUEST, err.msg));
+        return;
+    }
+    size_t new_len, old_len = 0;
+    const uint8_t *new_key = pki_csr_public_der(csr, &new_len);
+    const uint8_t *old_key = tls_conn_peer_public_key(s->conn, &old_len);
+    /* Renewal means a fresh key: a stolen key must not outlive its cert. */
+    if (old_key != NULL && old_len == new_len && memcmp(old_key, new_key, new_len) == 0) {
+        pki_csr_free(csr);
+        c->counters.renewal_denied++;
+        store_event_add(c->store, "denied", s->node.id, "renewal reused the current key", NULL);
+        session_send(s, ctlmsg_error(CTLMSG_E_KEY_REUSED,
+                                     "renewal must use a fresh key, not the current one"));
+        return;
+    }
+    struct pki_spiffe_id id;
+    struct pki_ip ips[PKI_MAX_IP_SANS];
+    size_t ip_count = s->role == PKI_ROLE_CONNECTOR ? node_ips(&s->node, ips, PKI_MAX_IP_SANS) : 0;
+    char *chain = NULL;
+    size_t chain_len;
+    int rc = pki_spiffe_id_parse(s->node.spiffe_id, &id, &err);
+    if (rc == 0)
+        rc = ca_set_issue(c->cas, &id, new_key, new_len, ips, ip_count, c->settings.svid_ttl_s,
+                          &chain, &chain_len, &err);
+    pki_csr_free(csr);
+    struct pki_chain *parsed = NULL;
+    struct pki_cert_info info = {0};
+    if (rc == 0 && pki_chain_from_pem(chain, chain_len, &parsed, &err) == 0) {
+        size_t der_len;
+        const uint8_t *der = pki_chain_der(parsed, 0, &der_len);
+        rc = pki_cert_info_parse(der, der_len, &info, &err);
+        pki_chain_free(parsed);
+    }
+    if (rc == 0)
+        rc = store_node_set_cert(c->store, s->node.id, info.serial_hex, info.not_after, &err);
+    if (rc != 0) {
+        log_error("renewal failed", "node=%s error=\"%s\"", s->node.id, err.msg);
+        session_send(s, ctlmsg_error(CTLMSG_E_INTERNAL, "cannot issue certificate"));
+        free(chain);
+        return;
+    }
+    c->counters.renewals++;
+    log_info("certificate renewed", "node=%s spiffe_id=%s not_after=%lld", s->node.id,
+             s->node.spiffe_id, (long long)info.not_after);
+    session_send(s, json_pack("{s:s, s:s}", "type", "renewed", "chain", chain));
+    free(chain);
+}
+
+static void
+handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
+{
+    struct controller *c = s->server->c;
+    switch (s->state) {
+    case S_ENROLL_ONLY:
+        if (type != CTLMSG_ENROLL) {
+            session_fail(s, CTLMSG_E_PERMISSION_DENIED,
+                         "a session without a client certificate may only enroll");
+            return;
+        }
+        session_send(s, enroll_handle(c, msg, tls_conn_peer_addr(s->conn)));
+        session_close(s, "enrollment answered");
+        return;
+    case S_AWAIT_HELLO:
+        if (type != CTLMSG_HELLO) {
+            session_fail(s, CTLMSG_E_BAD_REQUEST, "expected hello");
+            return;
+        }
+        handle_hello(s, msg);
+        return;
+    case S_ACTIVE:
+        if (type == CTLMSG_HEARTBEAT)
+            handle_heartbeat(s, msg);
+        else if (type == CTLMSG_RENEW)
+            handle_renew(s, msg);
+        else
+            session_fail(s, CTLMSG_E_BAD_REQUEST, "unexpected message");
+        return;
+    case S_HANDSHAKE:
+    case S_CLOSING:
+        return;
+    }
+}
+
+/* ---- TLS callbacks -------------------------------------------------------- */
+
+static void
+on_ready(struct tls_conn *conn, void *user)
+{
+    struct session *s = user;
+    struct controller *c = s->server->c;
+    const struct pki_spiffe_id *peer = tls_conn_peer_id(conn);
+    if (peer == NULL) {
+        s->state = S_ENROLL_ONLY;
+        return;
+    }
+    struct ztr_err err = {0};
+    if (store_node_get_by_spiffe_id(c->store, peer->uri, &s->node, &err) != 0) {
+        c->counters.sessions_rejected++;
+        log_warn("control session refused", "spiffe_id=%s peer=%s reason=\"unknown node\"",
+                 peer->uri, tls_conn_peer_addr(conn));
+        s->state = S_ACTIVE; /* so the error frame is sent */
+        session_fail(s, CTLMSG_E_PERMISSION_DENIED, "unknown node");
+        return;
+    }
+    s->role = peer->role;
+    if (s->node.revoked) {
+        c->counters.sessions_rejected++;
+        log_warn("control session refused", "node=%s peer=%s reason=revoked", s->node.id,
+                 tls_conn_peer_addr(conn));
+        s->state = S_ACTIVE;
+        session_send(s, json_pack("{s:s, s:s}", "type", "revoked", "reason", "node revoked"));
+        session_close(s, "node revoked");
+        return;
+    }
+    c->counters.sessions_accepted++;
+    s->state = S_AWAIT_HELLO;
+}
+
+static void
+on_data(struct tls_conn *conn, const uint8_t *data, size_t len, void *user)
+{
+    (void)conn;
+    struct session *s = user;
+    while (len > 0 && s->state != S_CLOSING) {
+        size_t used;
+        struct ztr_err err = {0};
+        if (frame_reader_feed(&s->reader, data, len, &used, &err) != 0) {
+            log_warn("control session closed", "node=%s peer=%s reason=\"%s\"", s->node.id,
+                     tls_conn_peer_addr(s->conn), err.msg);
+            session_fail(s, CTLMSG_E_BAD_REQUEST, err.msg);
+            return;
+        }
+        data += used;
+        len -= used;
+        if (!frame_reader_complete(&s->reader))
+            continue;
+        size_t payload_len;
+        const uint8_t *payload = frame_reader_payload(&s->reader, &payload_len);
+        json_t *msg;
+        enum ctlmsg_type type;
+        s->server->c->counters.frames_in++;
+        if (ctlmsg_decode(payload, payload_len, &msg, &type, &err) != 0) {
+            frame_reader_next(&s->reader);
+            log_warn("control session closed", "node=%s peer=%s reason=\"%s\"", s->node.id,
+                     tls_conn_peer_addr(s->conn), err.msg);
+            session_fail(s, CTLMSG_E_BAD_REQUEST, err.msg);
+            return;
+        }
+        frame_reader_next(&s->reader);
+        handle_message(s, type, msg);
+        json_decref(msg);
+    }
+}
+
+static void
+on_close(struct tls_conn *conn, const char *reason, void *user)
+{
+    (void)conn;
+    struct session *s = user;
+    struct ctl_server *server = s->server;
+    struct controller *c = server->c;
+    if (s->node.id[0] != '\0' && !s->node.revoked) {
+        char why[ZTR_ERR_MSG_MAX];
+        snprintf(why, sizeof(why), "control stream closed: %s", reason);
+        bool changed = false;
+        struct ztr_err err;
+        store_node_set_status(c->store, s->node.id, STORE_OFFLINE, why, &changed, &err);
+        log_info("node disconnected", "node=%s reason=\"%s\"", s->node.id, reason);
+    } else if (s->state == S_HANDSHAKE) {
+        c->counters.sessions_rejected++;
+        log_warn("TLS handshake failed", "peer=%s reason=\"%s\"", tls_conn_peer_addr(conn),
+                 reason);
+    }
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        server->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    server->session_count--;
+    frame_reader_free(&s->reader);
+    free(s->connectors_sent);
+    free(s);
+}
+
+static const struct tls_conn_callbacks session_callbacks = {on_ready, on_data, on_close};
+
+/* ---- listener, sweep, identity ------------------------------------------- */
+
+static void
+accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct ctl_server *server = w->data;
+    struct controller *c = server->c;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(server->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_warn("accept failed", "errno=%d", errno);
+            return;
+        }
+        if (server->session_count >= SESSIONS_MAX) {
+            close(fd);
+            c->counters.sessions_rejected++;
+            continue;
+        }
+        struct session *s = calloc(1, sizeof(*s));
+        if (s == NULL) {
+            close(fd);
+            continue;
+        }
+        s->server = server;
+        frame_reader_init(&s->reader);
+        struct pki_expect expect = {.trust_domain = c->settings.trust_domain,
+                                    .role = PKI_ROLE_CONNECTOR,
+                                    .also_role = PKI_ROLE_TUNNELER};
+        struct ztr_err err = {0};
+        if (tls_conn_new(loop, server->tls, fd, &expect, &session_callbacks, s, &s->conn, &err) !=
+            0) {
+            log_warn("cannot start TLS", "error=\"%s\"", err.msg);
+            free(s);
+            continue;
+        }
+        s->next = server->sessions;
+        if (server->sessions != NULL)
+            server->sessions->prev = s;
+        server->sessions = s;
+        server->session_count++;
+    }
+}
+
+static int
+log_offline(void *ctx, const struct store_node *node)
+{
+    (void)ctx;
+    log_info("node OFFLINE", "node=%s name=%s reason=\"no heartbeat\" last_seen=%lld", node->id,
+             node->name, (long long)node->last_seen);
+    return 0;
+}
+
+static int issue_identity(struct ctl_server *server, bool update, struct ztr_err *err);
+
+static void
+sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct ctl_server *server = w->data;
+    struct controller *c = server->c;
+    struct ztr_err err = {0};
+    int64_t now = clock_wall_s(c->clock);
+    /* Three missed intervals make a node OFFLINE (failure-modes §3.2). */
+    int64_t cutoff = now - (3 * c->settings.heartbeat_interval_ms + 999) / 1000;
+    if (store_node_sweep_offline(c->store, cutoff, log_offline, NULL, &err) != 0)
+        log_warn("offline sweep failed", "error=\"%s\"", err.msg);
+    bool pruned = false;
+    if (ca_set_prune(c->cas, &pruned, &err) == 0 && pruned)
+        ctl_server_push_all(server);
+    if (now >= server->identity_renew_at && issue_identity(server, true, &err) != 0)
+        log_warn("controller certificate not renewed", "error=\"%s\"", err.msg);
+}
+
+/* Issues the controller's own SVID (spiffe://<td>/controller) with a fresh
+ * key and installs it for new handshakes. */
+static int
+issue_identity(struct ctl_server *server, bool update, struct ztr_err *err)
+{
+    struct controller *c = server->c;
+    struct pki_key *key = NULL;
+    uint8_t *public_der = NULL;
+    size_t public_len;
+    char *chain = NULL, *key_pem = NULL, *bundle = NULL;
+    size_t chain_len, key_len = 0, bundle_len;
+    struct pki_spiffe_id id;
+    int rc = pki_spiffe_id_build(c->settings.trust_domain, PKI_ROLE_CONTROLLER, NULL, &id, err);
+    if (rc == 0)
+        rc = pki_key_generate(&key, err);
+    if (rc == 0)
+        rc = pki_key_public_der(key, &public_der, &public_len, err);
+    if (rc == 0)
+        rc = ca_set_issue(c->cas, &id, public_der, public_len, NULL, 0, c->settings.svid_ttl_s,
+                          &chain, &chain_len, err);
+    if (rc == 0)
+        rc = pki_key_to_pem(key, &key_pem, &key_len, err);
+    if (rc == 0)
+        rc = ca_set_bundle_pem(c->cas, &bundle, &bundle_len, err);
+    if (rc == 0 && update)
+        rc = tls_ctx_update(server->tls, chain, chain_len, key_pem, key_len, bundle, bundle_len,
+                            err);
+    if (rc == 0 && !update) {
+        struct tls_ctx_config config = {
+            .side = TLS_SIDE_SERVER, .alpn = CTL_ALPN, .chain_pem = chain,
+            .chain_len = chain_len, .key_pem = key_pem, .key_len = key_len,
+            .bundle_pem = bundle, .bundle_len = bundle_len, .peer_cert_optional = true,
+            .clock = c->clock};
+        rc = tls_ctx_new(&config, &server->tls, err);
+    }
+    if (rc == 0)
+        server->identity_renew_at = clock_wall_s(c->clock) + c->settings.svid_ttl_s / 2;
+    pki_key_free(key);
+    free(public_der);
+    free(chain);
+    if (key_pem != NULL)
+        explicit_bzero(key_pem, key_len);
+    free(key_pem);
+    free(bundle);
+    return rc;
+}
+
+int
+ctl_server_refresh_identity(struct ctl_server *server, struct ztr_err *err)
+{
+    return issue_identity(server, true, err);
+}
+
+int
+ctl_server_start(struct controller *c, struct ztr_err *err)
+{
+    struct ctl_server *server = calloc(1, sizeof(*server));
+    if (server == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    server->c = c;
+    server->listen_fd = -1;
+    if (issue_identity(server, false, err) != 0 ||
+        net_listen(c->settings.controller_listen, 1024, &server->listen_fd, err) != 0) {
+        tls_ctx_free(server->tls);
+        free(server);
+        return -1;
+    }
+    server->port = net_local_port(server->listen_fd);
+    ev_io_init(&server->accept_io, accept_cb, server->listen_fd, EV_READ);
+    server->accept_io.data = server;
+    ev_io_start(c->loop, &server->accept_io);
+    double interval = (double)c->settings.heartbeat_interval_ms / 1000.0;
+    ev_timer_init(&server->sweep_timer, sweep_cb, interval, interval);
+    server->sweep_timer.data = server;
+    ev_timer_start(c->loop, &server->sweep_timer);
+    c->ctl = server;
+    return 0;
+}
+
+void
+ctl_server_stop(struct ctl_server *server)
+{
+    if (server == NULL)
+        return;
+    struct controller *c = server->c;
+    ev_io_stop(c->loop, &server->accept_io);
+    ev_timer_stop(c->loop, &server->sweep_timer);
+    close(server->listen_fd);
+    for (struct session *s = server->sessions; s != NULL; s = s->next)
+        session_close(s, "controller shutting down");
+    /* Let the sessions finish (on_close frees each) before the context goes. */
+    for (int i = 0; i < 100 && server->sessions != NULL; i++)
+        ev_run(c->loop, EVRUN_NOWAIT);
+    tls_ctx_free(server->tls);
+    c->ctl = NULL;
+    free(server);
+}
+
+uint16_t
+ctl_server_port(const struct ctl_server *server)
+{
+    return server->port;
+}
+
+size_t
+ctl_server_session_count(const struct ctl_server *server)
+{
+    return server->session_count;
+}
+
+void
+ctl_server_revoke(struct ctl_server *server, const char *node_id, const char *reason)
+{
+    for (struct session *s = server->sessions; s != NULL; s = s->next) {
+        if (strcmp(s->node.id, node_id) != 0 || s->state == S_CLOSING)
+            continue;
+        s->node.revoked = true;
+        session_send(s, json_pack("{s:s, s:s}", "type", "revoked", "reason",
+                                  reason ? reason : "revoked by an administrator"));
+        session_close(s, "node revoked");
+    }
+}

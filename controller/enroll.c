@@ -1,0 +1,277 @@
+/* Enrollment tokens and the enroll exchange.
+ *
+ * A token reads "<id>.<secret>": the id (8 random bytes, hex) finds the row,
+ * the secret (32 random bytes, hex) is checked against the stored SHA-256
+ * digest in constant time. Only the digest is ever stored; the plaintext is
+ * shown once, to the operator who created it. */
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hash.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "common/config.h"
+#include "common/ctlmsg.h"
+#include "common/log.h"
+#include "controller/controller.h"
+
+#define TOKEN_ID_BYTES 8
+#define TOKEN_SECRET_BYTES 32
+
+static void
+hex_encode(const uint8_t *bytes, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static int
+hex_decode(const char *text, size_t len, uint8_t *out)
+{
+    for (size_t i = 0; i < len; i++) {
+        int hi = isxdigit((unsigned char)text[2 * i]), lo = isxdigit((unsigned char)text[2 * i + 1]);
+        if (!hi || !lo)
+            return -1;
+        char pair[3] = {text[2 * i], text[2 * i + 1], 0};
+        out[i] = (uint8_t)strtoul(pair, NULL, 16);
+    }
+    return 0;
+}
+
+static int
+random_bytes(uint8_t *out, size_t len, struct ztr_err *err)
+{
+    if (getrandom(out, len, 0) != (ssize_t)len)
+        return ztr_err_set(err, ZTR_E_IO, "getrandom failed");
+    return 0;
+}
+
+/* Compares without an early exit, so the time taken says nothing about
+ * how many leading bytes of a guess were right. */
+static int
+digest_equal(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    volatile uint8_t diff = 0;
+    for (size_t i = 0; i < len; i++)
+        diff |= (uint8_t)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+int
+token_create(struct controller *c, const struct token_request *request, char **token_text,
+             struct store_token *record, struct ztr_err *err)
+{
+    enum pki_role role;
+    if (request->role == NULL || pki_role_parse(request->role, &role) != 0 ||
+        role == PKI_ROLE_CONTROLLER)
+        return ztr_err_set(err, ZTR_E_INVALID, "role must be connector or tunneler");
+    if (request->name == NULL || request->name[0] == '\0' ||
+        strlen(request->name) > STORE_NAME_MAX)
+        return ztr_err_set(err, ZTR_E_INVALID, "name must be 1..%d bytes", STORE_NAME_MAX);
+    struct pki_spiffe_id probe;
+    if (pki_spiffe_id_build(c->settings.trust_domain, role, request->name, &probe, err) != 0)
+        return ztr_err_wrap(err, "name \"%s\" cannot be a SPIFFE ID segment", request->name);
+    if (request->uses < 1 || request->uses > 1000000)
+        return ztr_err_set(err, ZTR_E_INVALID, "uses must be 1..1000000");
+    if (request->ttl_s < 1 || request->ttl_s > 366LL * 86400)
+        return ztr_err_set(err, ZTR_E_INVALID, "ttl must be 1s..366d");
+    uint8_t id_bytes[TOKEN_ID_BYTES], secret[TOKEN_SECRET_BYTES];
+    TRY(random_bytes(id_bytes, sizeof(id_bytes), err));
+    TRY(random_bytes(secret, sizeof(secret), err));
+    struct store_token token = {0};
+    hex_encode(id_bytes, sizeof(id_bytes), token.id);
+    if (wc_Sha256Hash(secret, sizeof(secret), token.digest) != 0)
+        return ztr_err_set(err, ZTR_E_CRYPTO, "SHA-256 failed");
+    snprintf(token.role, sizeof(token.role), "%s", request->role);
+    snprintf(token.name, sizeof(token.name), "%s", request->name);
+    token.name_is_prefix = request->name_is_prefix;
+    token.uses_left = request->uses;
+    int64_t now = clock_wall_s(c->clock);
+    token.created_at = now;
+    token.expires_at = now + request->ttl_s;
+    TRY(store_token_insert(c->store, &token, err));
+    char *text = malloc(2 * TOKEN_ID_BYTES + 1 + 2 * TOKEN_SECRET_BYTES + 1);
+    if (text == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    hex_encode(id_bytes, sizeof(id_bytes), text);
+    text[2 * TOKEN_ID_BYTES] = '.';
+    hex_encode(secret, sizeof(secret), text + 2 * TOKEN_ID_BYTES + 1);
+    explicit_bzero(secret, sizeof(secret));
+    *token_text = text;
+    if (record != NULL)
+        *record = token;
+    return 0;
+}
+
+/* ---- enroll ------------------------------------------------------------- */
+
+struct enroll_ctx {
+    struct controller *c;
+    const char *peer;
+    const char *role;
+    const char *name;
+};
+
+static json_t *
+deny(struct enroll_ctx *e, const char *code, const char *message, const char *why)
+{
+    e->c->counters.enrollment_denied++;
+    char detail[STORE_DETAIL_MAX];
+    snprintf(detail, sizeof(detail), "enroll role=%.16s name=%.128s peer=%s: %s (%s)", e->role,
+             e->name, e->peer, message, why);
+    log_warn("enrollment denied", "reason=\"%s\" detail=\"%s\" role=%.16s name=%.128s peer=%s",
+             message, why, e->role, e->name, e->peer);
+    store_event_add(e->c->store, "denied", "", detail, NULL);
+    return ctlmsg_error(code, message);
+}
+
+/* The token row for text "<id>.<secret>", if the secret matches. */
+static int
+find_token(struct controller *c, const char *text, struct store_token *token)
+{
+    size_t id_len = 2 * TOKEN_ID_BYTES, secret_len = 2 * TOKEN_SECRET_BYTES;
+    if (strlen(text) != id_len + 1 + secret_len || text[id_len] != '.')
+        return -1;
+    char id[2 * TOKEN_ID_BYTES + 1];
+    memcpy(id, text, id_len);
+    id[id_len] = '\0';
+    uint8_t secret[TOKEN_SECRET_BYTES], digest[WC_SHA256_DIGEST_SIZE];
+    uint8_t id_bytes[TOKEN_ID_BYTES];
+    if (hex_decode(id, TOKEN_ID_BYTES, id_bytes) != 0 ||
+        hex_decode(text + id_len + 1, TOKEN_SECRET_BYTES, secret) != 0)
+        return -1;
+    int rc = wc_Sha256Hash(secret, sizeof(secret), digest);
+    explicit_bzero(secret, sizeof(secret));
+    if (rc != 0 || store_token_get(c->store, id, token, NULL) != 0)
+        return -1;
+    return digest_equal(digest, token->digest, sizeof(digest)) ? 0 : -1;
+}
+
+static bool
+name_allowed(const struct store_token *token, const char *name)
+{
+    if (token->name_is_prefix)
+        return strncmp(name, token->name, strlen(token->name)) == 0;
+    return strcmp(name, token->name) == 0;
+}
+
+/* IP SANs for a connector: each advertised "ip", "ip:port" or "[v6]:port". */
+static int
+advertised_ips(const json_t *addresses, struct pki_ip *ips, size_t *count, struct ztr_err *err)
+{
+    *count = 0;
+    size_t i;
+    const json_t *item;
+    json_array_foreach(addresses, i, item) {
+        const char *text = json_string_value(item);
+        char host[128];
+        uint16_t port;
+        if (config_parse_addr(text, host, sizeof(host), &port) != 0)
+            snprintf(host, sizeof(host), "%s", text);
+        if (*count == PKI_MAX_IP_SANS)
+            return ztr_err_set(err, ZTR_E_LIMIT, "more than %d addresses", PKI_MAX_IP_SANS);
+        if (pki_ip_parse(host, &ips[*count]) != 0)
+            return ztr_err_set(err, ZTR_E_INVALID, "address \"%.64s\" is not an IP address", text);
+        (*count)++;
+    }
+    return 0;
+}
+
+json_t *
+enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
+{
+    struct enroll_ctx e = {c, peer_addr, json_string_value(json_object_get(msg, "role")),
+                           json_string_value(json_object_get(msg, "name"))};
+    const char *token_text = json_string_value(json_object_get(msg, "token"));
+    const char *csr_text = json_string_value(json_object_get(msg, "csr"));
+    const json_t *addresses = json_object_get(msg, "addresses");
+    int64_t now = clock_wall_s(c->clock);
+
+    struct store_token token;
+    if (find_token(c, token_text, &token) != 0)
+        return deny(&e, CTLMSG_E_INVALID_TOKEN, CTL_MSG_INVALID_TOKEN, "unknown token");
+    if (token.expires_at <= now)
+        return deny(&e, CTLMSG_E_INVALID_TOKEN, CTL_MSG_INVALID_TOKEN, "token expired");
+    if (token.uses_left <= 0)
+        return deny(&e, CTLMSG_E_INVALID_TOKEN, CTL_MSG_INVALID_TOKEN, "token used up");
+    if (strcmp(token.role, e.role) != 0)
+        return deny(&e, CTLMSG_E_PERMISSION_DENIED, CTL_MSG_PERMISSION_DENIED,
+                    "token is for another role");
+    if (!name_allowed(&token, e.name))
+        return deny(&e, CTLMSG_E_PERMISSION_DENIED, CTL_MSG_PERMISSION_DENIED,
+                    "token is for another name");
+
+    struct ztr_err err = {0};
+    enum pki_role role;
+    struct pki_spiffe_id id;
+    struct pki_csr *csr = NULL;
+    struct pki_ip ips[PKI_MAX_IP_SANS];
+    size_t ip_count = 0;
+    if (pki_role_parse(e.role, &role) != 0 ||
+        pki_spiffe_id_build(c->settings.trust_domain, role, e.name, &id, &err) != 0)
+        return deny(&e, CTLMSG_E_BAD_REQUEST, "invalid node name", err.msg);
+    if (pki_csr_parse((const uint8_t *)csr_text, strlen(csr_text), &csr, &err) != 0)
+        return deny(&e, CTLMSG_E_BAD_REQUEST, "invalid certificate request", err.msg);
+    if (role == PKI_ROLE_CONNECTOR && addresses != NULL &&
+        advertised_ips(addresses, ips, &ip_count, &err) != 0) {
+        pki_csr_free(csr);
+        return deny(&e, CTLMSG_E_BAD_REQUEST, "invalid advertised address", err.msg);
+    }
+    size_t public_len;
+    const uint8_t *public_der = pki_csr_public_der(csr, &public_len);
+    char *chain = NULL, *bundle = NULL;
+    size_t chain_len, bundle_len;
+    json_t *reply = NULL;
+    if (ca_set_issue(c->cas, &id, public_der, public_len, ips, ip_count, c->settings.svid_ttl_s,
+                     &chain, &chain_len, &err) != 0 ||
+        ca_set_bundle_pem(c->cas, &bundle, &bundle_len, &err) != 0) {
+        log_error("cannot issue certificate", "spiffe_id=%s error=\"%s\"", id.uri, err.msg);
+        reply = ctlmsg_error(CTLMSG_E_INTERNAL, "cannot issue certificate");
+        goto out;
+    }
+    struct pki_chain *parsed;
+    struct pki_cert_info info = {0};
+    if (pki_chain_from_pem(chain, chain_len, &parsed, NULL) == 0) {
+        size_t der_len;
+        const uint8_t *der = pki_chain_der(parsed, 0, &der_len);
+        pki_cert_info_parse(der, der_len, &info, NULL);
+        pki_chain_free(parsed);
+    }
+    struct store_node node = {0}, stored;
+    snprintf(node.name, sizeof(node.name), "%s", e.name);
+    snprintf(node.role, sizeof(node.role), "%s", e.role);
+    snprintf(node.spiffe_id, sizeof(node.spiffe_id), "%s", id.uri);
+    char *addresses_text = json_dumps(addresses ? addresses : json_array(), JSON_COMPACT);
+    snprintf(node.addresses, sizeof(node.addresses), "%s", addresses_text ? addresses_text : "[]");
+    free(addresses_text);
+    snprintf(node.cert_serial, sizeof(node.cert_serial), "%s", info.serial_hex);
+    node.cert_not_after = info.not_after;
+    if (store_node_enroll(c->store, token.id, &node, &stored, &err) != 0) {
+        if (err.code == ZTR_E_NOT_FOUND)
+            reply = deny(&e, CTLMSG_E_INVALID_TOKEN, CTL_MSG_INVALID_TOKEN,
+                         "token already consumed");
+        else if (err.code == ZTR_E_INVALID)
+            reply = deny(&e, CTLMSG_E_PERMISSION_DENIED, CTL_MSG_PERMISSION_DENIED, err.msg);
+        else
+            reply = ctlmsg_error(CTLMSG_E_INTERNAL, "cannot record the node");
+        goto out;
+    }
+    c->counters.enrollments++;
+    log_info("node enrolled", "node=%s spiffe_id=%s peer=%s not_after=%lld", stored.id, id.uri,
+             peer_addr, (long long)info.not_after);
+    reply = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "enrolled", "node_id", stored.id,
+                      "spiffe_id", id.uri, "chain", chain, "bundle", bundle);
+out:
+    free(chain);
+    free(bundle);
+    pki_csr_free(csr);
+    return reply;
+}

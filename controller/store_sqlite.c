@@ -1,0 +1,1359 @@
+/* The controller's state in SQLite; store.h is the contract.
+ *
+ * One connection per store handle. Every write runs inside BEGIN IMMEDIATE,
+ * which takes the write lock up front: a second writer (another handle or
+ * process) then waits at BEGIN under busy_timeout, instead of reading first
+ * and failing when it tries to upgrade, which WAL refuses once someone else
+ * has committed in between (SQLITE_BUSY_SNAPSHOT, no retry).
+ *
+ * Every value reaches SQLite as a bound parameter. The only SQL built at run
+ * time is `PRAGMA user_version = N`, whose N is this file's own counter. */
+#include "controller/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define BUSY_TIMEOUT_MS "5000" /* spliced into the PRAGMA */
+#define NODE_ID_BYTES 8
+#define SQL_IN_ERRORS 60 /* how much of a failing statement an error quotes */
+#define FIELD_SIZE(type, member) sizeof(((type *)0)->member)
+
+struct store {
+    sqlite3 *db;
+    const struct ztr_clock *clock;
+};
+
+/* ---- schema --------------------------------------------------------------
+ * migrations[i] takes user_version i to i + 1, in one transaction. Append
+ * only: a released entry never changes, since databases in the field have
+ * already run it. */
+static const char *const migrations[] = {
+    /* 1: the tables. */
+    "CREATE TABLE nodes ("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  role TEXT NOT NULL CHECK (role IN ('connector', 'tunneler')),"
+    "  spiffe_id TEXT NOT NULL UNIQUE,"
+    "  addresses TEXT NOT NULL DEFAULT '[]' CONSTRAINT addresses_is_json"
+    "    CHECK (CASE WHEN json_valid(addresses)"
+    "           THEN json_type(addresses) IN ('array', 'object')"
+    "           ELSE 0 END),"
+    "  status INTEGER NOT NULL DEFAULT 0 CHECK (status IN (0, 1)),"
+    "  revoked INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1)),"
+    "  last_seen INTEGER NOT NULL DEFAULT 0,"
+    "  cert_serial TEXT NOT NULL DEFAULT '',"
+    "  cert_not_after INTEGER NOT NULL DEFAULT 0,"
+    "  enrolled_at INTEGER NOT NULL,"
+    "  UNIQUE (role, name));"
+    "CREATE TABLE tokens ("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  digest BLOB(32) NOT NULL CHECK (typeof(digest) = 'blob' AND length(digest) = 32),"
+    "  role TEXT NOT NULL CHECK (role IN ('connector', 'tunneler')),"
+    "  name TEXT NOT NULL,"
+    "  name_is_prefix INTEGER NOT NULL CHECK (name_is_prefix IN (0, 1)),"
+    "  uses_left INTEGER NOT NULL CHECK (uses_left >= 0),"
+    "  expires_at INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE resources ("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE grants ("
+    "  tunneler TEXT NOT NULL,"
+    "  resource TEXT NOT NULL REFERENCES resources(name) ON DELETE CASCADE,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (tunneler, resource));"
+    "CREATE TABLE revocations ("
+    "  id INTEGER PRIMARY KEY,"
+    "  node_id TEXT NOT NULL REFERENCES nodes(id),"
+    "  serial TEXT NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  at INTEGER NOT NULL);"
+    /* AUTOINCREMENT: ids are never reused, so an after_id cursor held by a
+     * reader cannot skip events written later. */
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  at INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  node_id TEXT,"
+    "  detail TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY NOT NULL,"
+    "  value NOT NULL);"
+    "INSERT INTO meta (key, value) VALUES ('allowlist_version', 1);",
+
+    /* 2: indexes for the offline sweep and for foreign keys whose child
+     * column does not lead a key (SQLite scans the child table on every
+     * parent delete otherwise). Kept apart from 1 so that upgrading an
+     * existing database is a path exercised from the first release. */
+    "CREATE INDEX nodes_by_status ON nodes (status, last_seen);"
+    "CREATE INDEX grants_by_resource ON grants (resource);"
+    "CREATE INDEX revocations_by_node ON revocations (node_id);",
+};
+
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* ---- statements with bound arguments -------------------------------------- */
+
+enum arg_kind { ARG_TEXT, ARG_INT, ARG_BLOB };
+
+struct sql_arg {
+    enum arg_kind kind;
+    const char *text; /* NULL binds SQL NULL */
+    int64_t num;
+    const void *blob;
+    int blob_len;
+};
+
+#define TEXT_ARG(v) {.kind = ARG_TEXT, .text = (v)}
+#define INT_ARG(v) {.kind = ARG_INT, .num = (v)}
+#define BLOB_ARG(p, n) {.kind = ARG_BLOB, .blob = (p), .blob_len = (n)}
+/* Expands to the two parameters `args, count`. */
+#define ARGS(...)                                \
+    (const struct sql_arg[]){__VA_ARGS__},       \
+        sizeof((const struct sql_arg[]){__VA_ARGS__}) / sizeof(struct sql_arg)
+#define NO_ARGS NULL, 0
+
+static int
+db_fail(struct store *s, const char *sql, struct ztr_err *err)
+{
+    int rc = sqlite3_extended_errcode(s->db);
+    int code;
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+        code = ZTR_E_INVALID;
+        break;
+    case SQLITE_NOMEM:
+        code = ZTR_E_NOMEM;
+        break;
+    case SQLITE_TOOBIG:
+        code = ZTR_E_LIMIT;
+        break;
+    default:
+        code = ZTR_E_IO;
+        break;
+    }
+    return ztr_err_set(err, code, "sqlite: %s (in \"%.*s\")", sqlite3_errmsg(s->db),
+                       SQL_IN_ERRORS, sql != NULL ? sql : "");
+}
+
+static int
+bind_arg(sqlite3_stmt *st, int index, const struct sql_arg *arg)
+{
+    switch (arg->kind) {
+    case ARG_TEXT:
+        return sqlite3_bind_text(st, index, arg->text, -1, SQLITE_TRANSIENT);
+    case ARG_INT:
+        return sqlite3_bind_int64(st, index, arg->num);
+    case ARG_BLOB:
+        return sqlite3_bind_blob(st, index, arg->blob, arg->blob_len, SQLITE_TRANSIENT);
+    }
+    return SQLITE_MISUSE;
+}
+
+static int
+stmt_open(struct store *s, const char *sql, const struct sql_arg *args, size_t count,
+          sqlite3_stmt **out, struct ztr_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_fail(s, sql, err);
+    for (size_t i = 0; i < count; i++) {
+        if (bind_arg(st, (int)i + 1, &args[i]) != SQLITE_OK) {
+            db_fail(s, sql, err);
+            sqlite3_finalize(st);
+            return -1;
+        }
+    }
+    *out = st;
+    return 0;
+}
+
+/* 1: a row is ready, 0: done, -1: error. */
+static int
+stmt_step(struct store *s, sqlite3_stmt *st, struct ztr_err *err)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return db_fail(s, sqlite3_sql(st), err);
+}
+
+/* Runs a statement for its effect; *changes (optional) gets the row count. */
+static int
+stmt_exec(struct store *s, const char *sql, const struct sql_arg *args, size_t count,
+          int *changes, struct ztr_err *err)
+{
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, sql, args, count, &st, err));
+    int rc = stmt_step(s, st, err);
+    sqlite3_finalize(st);
+    if (rc < 0)
+        return -1;
+    if (changes != NULL)
+        *changes = sqlite3_changes(s->db);
+    return 0;
+}
+
+/* The first column of the first row: 1 found, 0 no row, -1 error. */
+static int
+query_int(struct store *s, const char *sql, const struct sql_arg *args, size_t count,
+          int64_t *out, struct ztr_err *err)
+{
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, sql, args, count, &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int
+query_text(struct store *s, const char *sql, char *out, size_t cap, struct ztr_err *err)
+{
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, sql, NO_ARGS, &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1) {
+        const unsigned char *text = sqlite3_column_text(st, 0);
+        snprintf(out, cap, "%s", text != NULL ? (const char *)text : "");
+    } else if (rc == 0) {
+        rc = ztr_err_set(err, ZTR_E_IO, "sqlite: \"%s\" returned nothing", sql);
+    }
+    sqlite3_finalize(st);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Calls each() per row; each() returns 0 to go on, 1 to stop, -1 on error.
+ * Rows are handed out while the statement is still open (no copy of the
+ * whole table); a visitor may still read and write through the same store,
+ * as SQLite lets one connection write while it reads. */
+static int
+for_each_row(struct store *s, sqlite3_stmt *st,
+             int (*each)(sqlite3_stmt *st, void *ctx, struct ztr_err *err), void *ctx,
+             struct ztr_err *err)
+{
+    int rc;
+    while ((rc = stmt_step(s, st, err)) == 1) {
+        int verdict = each(st, ctx, err);
+        if (verdict != 0) {
+            rc = verdict < 0 ? -1 : 0;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc < 0 ? -1 : 0;
+}
+
+/* ---- transactions --------------------------------------------------------- */
+
+/* Returns -1 so that error paths can end in `return tx_abort(s);`. */
+static int
+tx_abort(struct store *s)
+{
+    /* Some errors (SQLITE_FULL, ...) already rolled back; a second ROLLBACK
+     * would only add an error of its own. */
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+/* Runs body inside BEGIN IMMEDIATE ... COMMIT; any failure rolls back, so a
+ * body may return -1 from anywhere with err filled. */
+static int
+in_tx(struct store *s, int (*body)(struct store *s, void *ctx, struct ztr_err *err), void *ctx,
+      struct ztr_err *err)
+{
+    TRY(stmt_exec(s, "BEGIN IMMEDIATE", NO_ARGS, NULL, err));
+    if (body(s, ctx, err) != 0)
+        return tx_abort(s);
+    if (stmt_exec(s, "COMMIT", NO_ARGS, NULL, err) != 0)
+        return tx_abort(s);
+    return 0;
+}
+
+/* ---- values in and out ---------------------------------------------------- */
+
+static int64_t
+now_s(const struct store *s)
+{
+    return clock_wall_s(s->clock);
+}
+
+/* Refuses text longer than max (the record field it will be read back into)
+ * rather than storing something a read would have to cut. strnlen keeps the
+ * check inside a fixed-size field even when it is not terminated. */
+static int
+check_text(const char *what, const char *value, size_t max, bool required,
+           struct ztr_err *err)
+{
+    if (value == NULL || value[0] == '\0')
+        return required ? ztr_err_set(err, ZTR_E_INVALID, "%s is empty", what) : 0;
+    if (strnlen(value, max + 1) > max)
+        return ztr_err_set(err, ZTR_E_LIMIT, "%s is longer than %zu bytes", what, max);
+    return 0;
+}
+
+static int
+check_role(const char *what, const char *role, size_t max, struct ztr_err *err)
+{
+    TRY(check_text(what, role, max, true, err));
+    if (strcmp(role, "connector") != 0 && strcmp(role, "tunneler") != 0)
+        return ztr_err_set(err, ZTR_E_INVALID, "%s must be connector or tunneler", what);
+    return 0;
+}
+
+static const char *
+or_empty(const char *text)
+{
+    return text != NULL ? text : "";
+}
+
+/* Copies a text column into a record field; NULL reads as "". A stored value
+ * that does not fit (written by something else) is an error, not a cut. */
+static int
+col_text(sqlite3_stmt *st, int col, char *dst, size_t cap, struct ztr_err *err)
+{
+    const unsigned char *text = sqlite3_column_text(st, col);
+    size_t len = (size_t)sqlite3_column_bytes(st, col);
+    if (text == NULL) {
+        dst[0] = '\0';
+        if (sqlite3_column_type(st, col) != SQLITE_NULL)
+            return ztr_err_set(err, ZTR_E_NOMEM, "sqlite: out of memory reading %s",
+                               sqlite3_column_name(st, col));
+        return 0;
+    }
+    if (len >= cap)
+        return ztr_err_set(err, ZTR_E_LIMIT, "stored %s is longer than %zu bytes",
+                           sqlite3_column_name(st, col), cap - 1);
+    memcpy(dst, text, len);
+    dst[len] = '\0';
+    return 0;
+}
+
+static int
+random_hex_id(char *out, size_t cap, struct ztr_err *err)
+{
+    static const char digits[] = "0123456789abcdef";
+    uint8_t bytes[NODE_ID_BYTES];
+    ssize_t got;
+    do
+        got = getrandom(bytes, sizeof(bytes), 0);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)sizeof(bytes))
+        return ztr_err_set(err, ZTR_E_IO, "getrandom failed: %s",
+                           got < 0 ? strerror(errno) : "short read");
+    if (cap < 2 * sizeof(bytes) + 1)
+        return ztr_err_set(err, ZTR_E_LIMIT, "id buffer too small");
+    for (size_t i = 0; i < sizeof(bytes); i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * sizeof(bytes)] = '\0';
+    return 0;
+}
+
+/* ---- opening -------------------------------------------------------------- */
+
+static bool
+in_memory(const char *path)
+{
+    return path[0] == '\0' || strcmp(path, ":memory:") == 0;
+}
+
+/* Creates the file 0600 before SQLite would create it 0644 (less umask): it
+ * holds token digests and the node inventory, and the -wal and -shm files
+ * SQLite makes later copy the database file's mode. */
+static int
+create_private(const char *path, struct ztr_err *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ztr_err_set(err, ZTR_E_IO, "open: %s", strerror(errno));
+    close(fd);
+    return 0;
+}
+
+static int
+schema_version(struct store *s, int64_t *version, struct ztr_err *err)
+{
+    int rc = query_int(s, "PRAGMA user_version", NO_ARGS, version, err);
+    if (rc == 0)
+        return ztr_err_set(err, ZTR_E_IO, "sqlite: PRAGMA user_version returned nothing");
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+check_known_version(int64_t version, struct ztr_err *err)
+{
+    if (version > SCHEMA_VERSION)
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "schema version %lld is newer than this controller supports "
+                           "(%d); refusing to open it (run a newer controller)",
+                           (long long)version, SCHEMA_VERSION);
+    if (version < 0)
+        return ztr_err_set(err, ZTR_E_INVALID, "schema version %lld is not valid",
+                           (long long)version);
+    return 0;
+}
+
+/* One migration step, or *done when the schema is current. The version is
+ * read again under the write lock: another process may have migrated the
+ * file since we looked. */
+static int
+migrate_step(struct store *s, void *ctx, struct ztr_err *err)
+{
+    bool *done = ctx;
+    int64_t version;
+    TRY(schema_version(s, &version, err));
+    TRY(check_known_version(version, err));
+    if (version == SCHEMA_VERSION) {
+        *done = true;
+        return 0;
+    }
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, migrations[version], NULL, NULL, &msg) != SQLITE_OK) {
+        ztr_err_set(err, ZTR_E_IO, "migration to schema version %lld failed: %s",
+                    (long long)version + 1, msg != NULL ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    /* PRAGMA takes no bound parameters; the number is ours, not input. */
+    char sql[48];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)version + 1);
+    return stmt_exec(s, sql, NO_ARGS, NULL, err);
+}
+
+static int
+migrate(struct store *s, struct ztr_err *err)
+{
+    bool done = false;
+    while (!done)
+        TRY(in_tx(s, migrate_step, &done, err));
+    return 0;
+}
+
+static int
+configure(struct store *s, const char *path, struct ztr_err *err)
+{
+    /* Waits out another writer's transaction instead of failing at once. */
+    TRY(stmt_exec(s, "PRAGMA busy_timeout = " BUSY_TIMEOUT_MS, NO_ARGS, NULL, err));
+    /* Refuse a newer schema before anything below writes to the file. */
+    int64_t version;
+    TRY(schema_version(s, &version, err));
+    TRY(check_known_version(version, err));
+
+    char mode[16];
+    TRY(query_text(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err));
+    if (strcmp(mode, "wal") != 0 && !(in_memory(path) && strcmp(mode, "memory") == 0))
+        return ztr_err_set(err, ZTR_E_IO, "cannot switch to WAL mode (journal mode is %s)",
+                           mode);
+    /* With WAL, NORMAL only risks the last commits on power loss, never
+     * corruption; FULL would fsync on every heartbeat. */
+    TRY(stmt_exec(s, "PRAGMA synchronous = NORMAL", NO_ARGS, NULL, err));
+    /* Per connection, and silently ignored by builds without foreign key
+     * support: check that it took. */
+    TRY(stmt_exec(s, "PRAGMA foreign_keys = ON", NO_ARGS, NULL, err));
+    int64_t on = 0;
+    if (query_int(s, "PRAGMA foreign_keys", NO_ARGS, &on, err) < 0)
+        return -1;
+    if (on != 1)
+        return ztr_err_set(err, ZTR_E_IO, "this SQLite does not enforce foreign keys");
+    return 0;
+}
+
+int
+store_open(const char *path, const struct ztr_clock *clock, struct store **out,
+           struct ztr_err *err)
+{
+    *out = NULL;
+    if (path == NULL || clock == NULL)
+        return ztr_err_set(err, ZTR_E_INVALID, "store_open: path and clock are required");
+    if (!in_memory(path) && create_private(path, err) != 0)
+        return ztr_err_wrap(err, "state database %s", path);
+    struct store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    s->clock = clock;
+    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        ztr_err_set(err, rc == SQLITE_NOMEM ? ZTR_E_NOMEM : ZTR_E_IO, "sqlite: %s",
+                    s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    if (configure(s, path, err) != 0 || migrate(s, err) != 0)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    sqlite3_close_v2(s->db);
+    free(s);
+    return ztr_err_wrap(err, "state database %s", path);
+}
+
+void
+store_close(struct store *s)
+{
+    if (s == NULL)
+        return;
+    /* Folds the WAL back into the database so that at rest the state is the
+     * one file (what a backup that copies only it would expect). Best
+     * effort: a reader on another handle may keep part of the WAL alive. */
+    sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+    sqlite3_close_v2(s->db);
+    free(s);
+}
+
+int
+store_schema_version(struct store *s)
+{
+    int64_t version;
+    if (schema_version(s, &version, NULL) != 0)
+        return -1;
+    return (int)version;
+}
+
+/* ---- events (used inside other writes, so first) ------------------------- */
+
+static int
+check_event(const char *kind, const char *node_id, const char *detail, struct ztr_err *err)
+{
+    TRY(check_text("event kind", kind, FIELD_SIZE(struct store_event, kind) - 1, true, err));
+    TRY(check_text("event node id", node_id, STORE_ID_MAX, false, err));
+    return check_text("event detail", detail, STORE_DETAIL_MAX, false, err);
+}
+
+static int
+insert_event(struct store *s, const char *kind, const char *node_id, const char *detail,
+             struct ztr_err *err)
+{
+    /* No node is stored as NULL, not "", so "which node" queries stay exact. */
+    const char *node = node_id != NULL && node_id[0] != '\0' ? node_id : NULL;
+    return stmt_exec(s, "INSERT INTO events (at, kind, node_id, detail) VALUES (?, ?, ?, ?)",
+                     ARGS(INT_ARG(now_s(s)), TEXT_ARG(kind), TEXT_ARG(node),
+                          TEXT_ARG(or_empty(detail))),
+                     NULL, err);
+}
+
+struct event_job {
+    const char *kind, *node_id, *detail;
+};
+
+static int
+event_add_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct event_job *job = ctx;
+    return insert_event(s, job->kind, job->node_id, job->detail, err);
+}
+
+int
+store_event_add(struct store *s, const char *kind, const char *node_id, const char *detail,
+                struct ztr_err *err)
+{
+    TRY(check_event(kind, node_id, detail, err));
+    struct event_job job = {kind, node_id, detail};
+    return in_tx(s, event_add_body, &job, err);
+}
+
+static int
+read_event(sqlite3_stmt *st, struct store_event *e, struct ztr_err *err)
+{
+    memset(e, 0, sizeof(*e));
+    e->id = sqlite3_column_int64(st, 0);
+    e->at = sqlite3_column_int64(st, 1);
+    if (col_text(st, 2, e->kind, sizeof(e->kind), err) != 0 ||
+        col_text(st, 3, e->node_id, sizeof(e->node_id), err) != 0 ||
+        col_text(st, 4, e->detail, sizeof(e->detail), err) != 0)
+        return -1;
+    return 0;
+}
+
+struct event_visit {
+    int (*visit)(void *ctx, const struct store_event *);
+    void *ctx;
+};
+
+static int
+each_event(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+{
+    struct event_visit *v = ctx;
+    struct store_event e;
+    TRY(read_event(st, &e, err));
+    return v->visit(v->ctx, &e) != 0 ? 1 : 0;
+}
+
+int
+store_event_list(struct store *s, int64_t after_id, size_t limit,
+                 int (*visit)(void *ctx, const struct store_event *), void *ctx,
+                 struct ztr_err *err)
+{
+    if (limit == 0 || visit == NULL)
+        return 0;
+    int64_t bounded = limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)limit;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s,
+                  "SELECT id, at, kind, node_id, detail FROM events WHERE id > ? "
+                  "ORDER BY id LIMIT ?",
+                  ARGS(INT_ARG(after_id), INT_ARG(bounded)), &st, err));
+    struct event_visit v = {visit, ctx};
+    return for_each_row(s, st, each_event, &v, err);
+}
+
+/* ---- tokens --------------------------------------------------------------- */
+
+#define TOKEN_SELECT                                                                     \
+    "SELECT id, digest, role, name, name_is_prefix, uses_left, expires_at, created_at " \
+    "FROM tokens "
+
+static int
+read_token(sqlite3_stmt *st, struct store_token *t, struct ztr_err *err)
+{
+    memset(t, 0, sizeof(*t));
+    if (col_text(st, 0, t->id, sizeof(t->id), err) != 0)
+        return -1;
+    const void *digest = sqlite3_column_blob(st, 1);
+    if (digest == NULL || sqlite3_column_bytes(st, 1) != (int)sizeof(t->digest))
+        return ztr_err_set(err, ZTR_E_INVALID, "stored digest of token %s is not %zu bytes",
+                           t->id, sizeof(t->digest));
+    memcpy(t->digest, digest, sizeof(t->digest));
+    if (col_text(st, 2, t->role, sizeof(t->role), err) != 0 ||
+        col_text(st, 3, t->name, sizeof(t->name), err) != 0)
+        return -1;
+    t->name_is_prefix = sqlite3_column_int(st, 4) != 0;
+    t->uses_left = sqlite3_column_int64(st, 5);
+    t->expires_at = sqlite3_column_int64(st, 6);
+    t->created_at = sqlite3_column_int64(st, 7);
+    return 0;
+}
+
+static int
+token_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct store_token *t = ctx;
+    /* The caller's created_at when it has one (enroll.c reads the same
+     * clock), so the record it keeps matches the row. */
+    int64_t created = t->created_at != 0 ? t->created_at : now_s(s);
+    int64_t exists = 0;
+    int found = query_int(s, "SELECT 1 FROM tokens WHERE id = ?", ARGS(TEXT_ARG(t->id)),
+                          &exists, err);
+    if (found < 0)
+        return -1;
+    if (found == 1)
+        return ztr_err_set(err, ZTR_E_INVALID, "token %s already exists", t->id);
+    return stmt_exec(s,
+                     "INSERT INTO tokens (id, digest, role, name, name_is_prefix, uses_left, "
+                     "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     ARGS(TEXT_ARG(t->id), BLOB_ARG(t->digest, (int)sizeof(t->digest)),
+                          TEXT_ARG(t->role), TEXT_ARG(t->name),
+                          INT_ARG(t->name_is_prefix ? 1 : 0), INT_ARG(t->uses_left),
+                          INT_ARG(t->expires_at), INT_ARG(created)),
+                     NULL, err);
+}
+
+int
+store_token_insert(struct store *s, const struct store_token *token, struct ztr_err *err)
+{
+    TRY(check_text("token id", token->id, STORE_ID_MAX, true, err));
+    TRY(check_role("token role", token->role, sizeof(token->role) - 1, err));
+    TRY(check_text("token name", token->name, STORE_NAME_MAX, true, err));
+    if (token->uses_left < 0)
+        return ztr_err_set(err, ZTR_E_INVALID, "token uses must not be negative");
+    return in_tx(s, token_body, (void *)token, err);
+}
+
+int
+store_token_get(struct store *s, const char *id, struct store_token *out, struct ztr_err *err)
+{
+    TRY(check_text("token id", id, STORE_ID_MAX, true, err));
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, TOKEN_SELECT "WHERE id = ?", ARGS(TEXT_ARG(id)), &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1)
+        rc = read_token(st, out, err) == 0 ? 1 : -1;
+    sqlite3_finalize(st);
+    if (rc == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "token %s not found", id);
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+token_delete_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const char *id = ctx;
+    int changes;
+    TRY(stmt_exec(s, "DELETE FROM tokens WHERE id = ?", ARGS(TEXT_ARG(id)), &changes, err));
+    if (changes == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "token %s not found", id);
+    return 0;
+}
+
+int
+store_token_delete(struct store *s, const char *id, struct ztr_err *err)
+{
+    TRY(check_text("token id", id, STORE_ID_MAX, true, err));
+    return in_tx(s, token_delete_body, (void *)id, err);
+}
+
+struct token_visit {
+    int (*visit)(void *ctx, const struct store_token *);
+    void *ctx;
+};
+
+static int
+each_token(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+{
+    struct token_visit *v = ctx;
+    struct store_token t;
+    TRY(read_token(st, &t, err));
+    return v->visit(v->ctx, &t) != 0 ? 1 : 0;
+}
+
+int
+store_token_list(struct store *s, int (*visit)(void *ctx, const struct store_token *),
+                 void *ctx, struct ztr_err *err)
+{
+    if (visit == NULL)
+        return 0;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, TOKEN_SELECT "ORDER BY created_at, id", NO_ARGS, &st, err));
+    struct token_visit v = {visit, ctx};
+    return for_each_row(s, st, each_token, &v, err);
+}
+
+/* ---- nodes ---------------------------------------------------------------- */
+
+#define NODE_SELECT                                                                      \
+    "SELECT id, name, role, spiffe_id, addresses, status, revoked, last_seen, "         \
+    "cert_serial, cert_not_after, enrolled_at FROM nodes "
+
+static int
+read_node(sqlite3_stmt *st, struct store_node *n, struct ztr_err *err)
+{
+    memset(n, 0, sizeof(*n));
+    if (col_text(st, 0, n->id, sizeof(n->id), err) != 0 ||
+        col_text(st, 1, n->name, sizeof(n->name), err) != 0 ||
+        col_text(st, 2, n->role, sizeof(n->role), err) != 0 ||
+        col_text(st, 3, n->spiffe_id, sizeof(n->spiffe_id), err) != 0 ||
+        col_text(st, 4, n->addresses, sizeof(n->addresses), err) != 0 ||
+        col_text(st, 8, n->cert_serial, sizeof(n->cert_serial), err) != 0)
+        return -1;
+    n->status = sqlite3_column_int(st, 5) == STORE_ONLINE ? STORE_ONLINE : STORE_OFFLINE;
+    n->revoked = sqlite3_column_int(st, 6) != 0;
+    n->last_seen = sqlite3_column_int64(st, 7);
+    n->cert_not_after = sqlite3_column_int64(st, 9);
+    n->enrolled_at = sqlite3_column_int64(st, 10);
+    return 0;
+}
+
+/* One node by the query's WHERE: 1 found, 0 none, -1 error. */
+static int
+node_fetch(struct store *s, const char *sql, const struct sql_arg *args, size_t count,
+           struct store_node *out, struct ztr_err *err)
+{
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, sql, args, count, &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1 && read_node(st, out, err) != 0)
+        rc = -1;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The node with this id, or ZTR_E_NOT_FOUND. */
+static int
+node_by_id(struct store *s, const char *id, struct store_node *out, struct ztr_err *err)
+{
+    int rc = node_fetch(s, NODE_SELECT "WHERE id = ?", ARGS(TEXT_ARG(id)), out, err);
+    if (rc == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "node %s not found", id);
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+check_node(const struct store_node *n, struct ztr_err *err)
+{
+    TRY(check_text("node id", n->id, STORE_ID_MAX, false, err));
+    TRY(check_text("node name", n->name, STORE_NAME_MAX, true, err));
+    TRY(check_role("node role", n->role, sizeof(n->role) - 1, err));
+    TRY(check_text("node SPIFFE ID", n->spiffe_id, STORE_SPIFFE_ID_MAX, true, err));
+    TRY(check_text("node addresses", n->addresses, STORE_ADDRESSES_MAX, false, err));
+    return check_text("certificate serial", n->cert_serial, STORE_SERIAL_MAX, false, err);
+}
+
+static const char *
+addresses_or_empty(const char *addresses)
+{
+    return addresses != NULL && addresses[0] != '\0' ? addresses : "[]";
+}
+
+struct enroll_job {
+    const char *token_id;
+    const struct store_node *node;
+    struct store_node *out;
+};
+
+static int
+consume_token(struct store *s, const char *token_id, struct ztr_err *err)
+{
+    int changes;
+    TRY(stmt_exec(s,
+                  "UPDATE tokens SET uses_left = uses_left - 1 "
+                  "WHERE id = ? AND uses_left > 0 AND expires_at > ?",
+                  ARGS(TEXT_ARG(token_id), INT_ARG(now_s(s))), &changes, err));
+    if (changes != 1)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "token %s is unknown, used up or expired",
+                           token_id);
+    return 0;
+}
+
+static int
+reenroll(struct store *s, const char *id, const struct store_node *n, struct ztr_err *err)
+{
+    return stmt_exec(s,
+                     "UPDATE nodes SET spiffe_id = ?, addresses = ?, cert_serial = ?, "
+                     "cert_not_after = ?, enrolled_at = ? WHERE id = ?",
+                     ARGS(TEXT_ARG(n->spiffe_id), TEXT_ARG(addresses_or_empty(n->addresses)),
+                          TEXT_ARG(n->cert_serial), INT_ARG(n->cert_not_after),
+                          INT_ARG(now_s(s)), TEXT_ARG(id)),
+                     NULL, err);
+}
+
+static int
+insert_node(struct store *s, const char *id, const struct store_node *n, struct ztr_err *err)
+{
+    return stmt_exec(s,
+                     "INSERT INTO nodes (id, name, role, spiffe_id, addresses, status, revoked, "
+                     "last_seen, cert_serial, cert_not_after, enrolled_at) "
+                     "VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?)",
+                     ARGS(TEXT_ARG(id), TEXT_ARG(n->name), TEXT_ARG(n->role),
+                          TEXT_ARG(n->spiffe_id), TEXT_ARG(addresses_or_empty(n->addresses)),
+                          TEXT_ARG(n->cert_serial), INT_ARG(n->cert_not_after),
+                          INT_ARG(now_s(s))),
+                     NULL, err);
+}
+
+/* The token is consumed first: if anything after it fails, the rollback
+ * gives the use back, and when it cannot be consumed nothing else runs. */
+static int
+enroll_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    struct enroll_job *job = ctx;
+    const struct store_node *n = job->node;
+    TRY(consume_token(s, job->token_id, err));
+    struct store_node existing;
+    int found = node_fetch(s, NODE_SELECT "WHERE role = ? AND name = ?",
+                           ARGS(TEXT_ARG(n->role), TEXT_ARG(n->name)), &existing, err);
+    if (found < 0)
+        return -1;
+    char id[STORE_ID_MAX + 1];
+    if (found == 1) {
+        if (existing.revoked)
+            return ztr_err_set(err, ZTR_E_INVALID, "node %s is revoked", n->name);
+        memcpy(id, existing.id, sizeof(id));
+        TRY(reenroll(s, id, n, err));
+    } else {
+        if (n->id[0] != '\0')
+            memcpy(id, n->id, sizeof(id));
+        else
+            TRY(random_hex_id(id, sizeof(id), err));
+        TRY(insert_node(s, id, n, err));
+    }
+    char detail[STORE_DETAIL_MAX + 1];
+    snprintf(detail, sizeof(detail), "%s %s %s with token %s", found ? "re-enrolled" : "enrolled",
+             n->role, n->name, job->token_id);
+    TRY(insert_event(s, "enrolled", id, detail, err));
+    return node_by_id(s, id, job->out, err);
+}
+
+int
+store_node_enroll(struct store *s, const char *token_id, const struct store_node *node,
+                  struct store_node *out, struct ztr_err *err)
+{
+    TRY(check_text("token id", token_id, STORE_ID_MAX, true, err));
+    TRY(check_node(node, err));
+    struct store_node row;
+    struct enroll_job job = {token_id, node, &row};
+    TRY(in_tx(s, enroll_body, &job, err));
+    /* Copied only after COMMIT, so *out never shows a row that was rolled
+     * back (and out may be node itself). */
+    if (out != NULL)
+        *out = row;
+    return 0;
+}
+
+int
+store_node_get(struct store *s, const char *id, struct store_node *out, struct ztr_err *err)
+{
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    return node_by_id(s, id, out, err);
+}
+
+int
+store_node_get_by_spiffe_id(struct store *s, const char *spiffe_id, struct store_node *out,
+                            struct ztr_err *err)
+{
+    TRY(check_text("SPIFFE ID", spiffe_id, STORE_SPIFFE_ID_MAX, true, err));
+    int rc = node_fetch(s, NODE_SELECT "WHERE spiffe_id = ?", ARGS(TEXT_ARG(spiffe_id)), out,
+                        err);
+    if (rc == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "no node has SPIFFE ID %.256s", spiffe_id);
+    return rc < 0 ? -1 : 0;
+}
+
+struct node_visit {
+    int (*visit)(void *ctx, const struct store_node *);
+    void *ctx;
+};
+
+static int
+each_node(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+{
+    struct node_visit *v = ctx;
+    struct store_node n;
+    TRY(read_node(st, &n, err));
+    return v->visit(v->ctx, &n) != 0 ? 1 : 0;
+}
+
+int
+store_node_list(struct store *s, int (*visit)(void *ctx, const struct store_node *), void *ctx,
+                struct ztr_err *err)
+{
+    if (visit == NULL)
+        return 0;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, NODE_SELECT "ORDER BY role, name", NO_ARGS, &st, err));
+    struct node_visit v = {visit, ctx};
+    return for_each_row(s, st, each_node, &v, err);
+}
+
+/* "ONLINE" or "OFFLINE", with ": reason" when there is one. */
+static int
+status_detail(enum store_status status, const char *reason, char *out, size_t cap,
+              struct ztr_err *err)
+{
+    const char *word = status == STORE_ONLINE ? "ONLINE" : "OFFLINE";
+    int n = reason != NULL && reason[0] != '\0'
+                ? snprintf(out, cap, "%s: %s", word, reason)
+                : snprintf(out, cap, "%s", word);
+    if (n < 0 || (size_t)n >= cap)
+        return ztr_err_set(err, ZTR_E_LIMIT, "status reason is longer than %zu bytes",
+                           cap - 1 - strlen(word) - 2);
+    return 0;
+}
+
+struct status_job {
+    const char *id;
+    enum store_status status;
+    const char *detail;
+    bool changed;
+};
+
+static int
+status_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    struct status_job *job = ctx;
+    struct store_node node;
+    TRY(node_by_id(s, job->id, &node, err));
+    /* A revoked node's sessions are refused; one showing up ONLINE would
+     * mean a check was missed upstream. */
+    if (node.revoked && job->status == STORE_ONLINE)
+        return ztr_err_set(err, ZTR_E_INVALID, "node %s is revoked", node.name);
+    TRY(stmt_exec(s, "UPDATE nodes SET status = ?, last_seen = ? WHERE id = ?",
+                  ARGS(INT_ARG(job->status), INT_ARG(now_s(s)), TEXT_ARG(job->id)), NULL,
+                  err));
+    job->changed = node.status != job->status;
+    if (job->changed)
+        TRY(insert_event(s, "status", job->id, job->detail, err));
+    return 0;
+}
+
+int
+store_node_set_status(struct store *s, const char *id, enum store_status status,
+                      const char *reason, bool *changed, struct ztr_err *err)
+{
+    if (changed != NULL)
+        *changed = false;
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    if (status != STORE_ONLINE && status != STORE_OFFLINE)
+        return ztr_err_set(err, ZTR_E_INVALID, "unknown node status %d", (int)status);
+    char detail[STORE_DETAIL_MAX + 1];
+    TRY(status_detail(status, reason, detail, sizeof(detail), err));
+    struct status_job job = {id, status, detail, false};
+    TRY(in_tx(s, status_body, &job, err));
+    if (changed != NULL)
+        *changed = job.changed;
+    return 0;
+}
+
+static int
+touch_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const char *id = ctx;
+    int changes;
+    TRY(stmt_exec(s, "UPDATE nodes SET last_seen = ? WHERE id = ?",
+                  ARGS(INT_ARG(now_s(s)), TEXT_ARG(id)), &changes, err));
+    if (changes == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "node %s not found", id);
+    return 0;
+}
+
+int
+store_node_touch(struct store *s, const char *id, struct ztr_err *err)
+{
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    return in_tx(s, touch_body, (void *)id, err);
+}
+
+struct sweep_job {
+    int64_t cutoff;
+    struct store_node *nodes;
+    size_t count, cap;
+};
+
+static int
+collect_node(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+{
+    struct sweep_job *job = ctx;
+    if (job->count == job->cap) {
+        size_t cap = job->cap != 0 ? 2 * job->cap : 8;
+        struct store_node *grown = realloc(job->nodes, cap * sizeof(*grown));
+        if (grown == NULL)
+            return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+        job->nodes = grown;
+        job->cap = cap;
+    }
+    TRY(read_node(st, &job->nodes[job->count], err));
+    job->count++;
+    return 0;
+}
+
+static int
+sweep_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    struct sweep_job *job = ctx;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, NODE_SELECT "WHERE status = 1 AND last_seen < ? ORDER BY id",
+                  ARGS(INT_ARG(job->cutoff)), &st, err));
+    TRY(for_each_row(s, st, collect_node, job, err));
+    for (size_t i = 0; i < job->count; i++) {
+        struct store_node *n = &job->nodes[i];
+        TRY(stmt_exec(s, "UPDATE nodes SET status = 0 WHERE id = ?", ARGS(TEXT_ARG(n->id)),
+                      NULL, err));
+        TRY(insert_event(s, "status", n->id, "OFFLINE: no heartbeat", err));
+        n->status = STORE_OFFLINE;
+    }
+    return 0;
+}
+
+/* The visitor runs after COMMIT, so it sees the nodes already OFFLINE and
+ * may write to the store itself. */
+int
+store_node_sweep_offline(struct store *s, int64_t cutoff,
+                         int (*visit)(void *ctx, const struct store_node *), void *ctx,
+                         struct ztr_err *err)
+{
+    struct sweep_job job = {cutoff, NULL, 0, 0};
+    int rc = in_tx(s, sweep_body, &job, err);
+    for (size_t i = 0; rc == 0 && visit != NULL && i < job.count; i++) {
+        if (visit(ctx, &job.nodes[i]) != 0)
+            break;
+    }
+    free(job.nodes);
+    return rc;
+}
+
+struct cert_job {
+    const char *id, *serial;
+    int64_t not_after;
+};
+
+static int
+cert_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct cert_job *job = ctx;
+    struct store_node node;
+    TRY(node_by_id(s, job->id, &node, err));
+    if (node.revoked)
+        return ztr_err_set(err, ZTR_E_INVALID, "node %s is revoked", node.name);
+    TRY(stmt_exec(s, "UPDATE nodes SET cert_serial = ?, cert_not_after = ? WHERE id = ?",
+                  ARGS(TEXT_ARG(job->serial), INT_ARG(job->not_after), TEXT_ARG(job->id)), NULL,
+                  err));
+    char detail[STORE_DETAIL_MAX + 1];
+    snprintf(detail, sizeof(detail), "serial %s not_after %lld", job->serial,
+             (long long)job->not_after);
+    return insert_event(s, "renewed", job->id, detail, err);
+}
+
+int
+store_node_set_cert(struct store *s, const char *id, const char *serial, int64_t not_after,
+                    struct ztr_err *err)
+{
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    TRY(check_text("certificate serial", serial, STORE_SERIAL_MAX, true, err));
+    struct cert_job job = {id, serial, not_after};
+    return in_tx(s, cert_body, &job, err);
+}
+
+static int
+bump_allowlist(struct store *s, struct ztr_err *err)
+{
+    int changes;
+    TRY(stmt_exec(s, "UPDATE meta SET value = value + 1 WHERE key = 'allowlist_version'",
+                  NO_ARGS, &changes, err));
+    if (changes != 1)
+        return ztr_err_set(err, ZTR_E_IO, "allowlist_version is missing from meta");
+    return 0;
+}
+
+struct revoke_job {
+    const char *id, *reason;
+};
+
+static int
+revoke_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct revoke_job *job = ctx;
+    struct store_node node;
+    TRY(node_by_id(s, job->id, &node, err));
+    if (node.revoked)
+        return 0;
+    TRY(stmt_exec(s, "UPDATE nodes SET revoked = 1, status = 0 WHERE id = ?",
+                  ARGS(TEXT_ARG(job->id)), NULL, err));
+    TRY(stmt_exec(s, "INSERT INTO revocations (node_id, serial, reason, at) VALUES (?, ?, ?, ?)",
+                  ARGS(TEXT_ARG(job->id), TEXT_ARG(node.cert_serial), TEXT_ARG(job->reason),
+                       INT_ARG(now_s(s))),
+                  NULL, err));
+    TRY(insert_event(s, "revoked", job->id, job->reason, err));
+    /* A revoked tunneler's grants stop mattering: agents that cache the
+     * allowlist must refetch it. */
+    return bump_allowlist(s, err);
+}
+
+int
+store_node_revoke(struct store *s, const char *id, const char *reason, struct ztr_err *err)
+{
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    TRY(check_text("revocation reason", reason, STORE_DETAIL_MAX, false, err));
+    struct revoke_job job = {id, or_empty(reason)};
+    return in_tx(s, revoke_body, &job, err);
+}
+
+struct addresses_job {
+    const char *id, *addresses;
+};
+
+static int
+addresses_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct addresses_job *job = ctx;
+    int changes;
+    TRY(stmt_exec(s, "UPDATE nodes SET addresses = ? WHERE id = ?",
+                  ARGS(TEXT_ARG(job->addresses), TEXT_ARG(job->id)), &changes, err));
+    if (changes == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "node %s not found", job->id);
+    return 0;
+}
+
+int
+store_node_set_addresses(struct store *s, const char *id, const char *addresses_json,
+                         struct ztr_err *err)
+{
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    TRY(check_text("node addresses", addresses_json, STORE_ADDRESSES_MAX, false, err));
+    struct addresses_job job = {id, addresses_or_empty(addresses_json)};
+    return in_tx(s, addresses_body, &job, err);
+}
+
+/* ---- resources and the allowlist ----------------------------------------- */
+
+struct resource_job {
+    const char *name, *description;
+};
+
+static int
+resource_put_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct resource_job *job = ctx;
+    return stmt_exec(s,
+                     "INSERT INTO resources (name, description, created_at) VALUES (?, ?, ?) "
+                     "ON CONFLICT (name) DO UPDATE SET description = excluded.description",
+                     ARGS(TEXT_ARG(job->name), TEXT_ARG(job->description),
+                          INT_ARG(now_s(s))),
+                     NULL, err);
+}
+
+int
+store_resource_put(struct store *s, const char *name, const char *description,
+                   struct ztr_err *err)
+{
+    TRY(check_text("resource name", name, STORE_NAME_MAX, true, err));
+    TRY(check_text("resource description", description, STORE_DETAIL_MAX, false, err));
+    struct resource_job job = {name, or_empty(description)};
+    return in_tx(s, resource_put_body, &job, err);
+}
+
+static int
+resource_delete_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const char *name = ctx;
+    int64_t grants = 0;
+    if (query_int(s, "SELECT count(*) FROM grants WHERE resource = ?", ARGS(TEXT_ARG(name)),
+                  &grants, err) < 0)
+        return -1;
+    int changes;
+    /* The grants go with it: ON DELETE CASCADE. */
+    TRY(stmt_exec(s, "DELETE FROM resources WHERE name = ?", ARGS(TEXT_ARG(name)), &changes,
+                  err));
+    if (changes == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s not found", name);
+    return grants > 0 ? bump_allowlist(s, err) : 0;
+}
+
+int
+store_resource_delete(struct store *s, const char *name, struct ztr_err *err)
+{
+    TRY(check_text("resource name", name, STORE_NAME_MAX, true, err));
+    return in_tx(s, resource_delete_body, (void *)name, err);
+}
+
+struct resource_visit {
+    int (*visit)(void *ctx, const struct store_resource *);
+    void *ctx;
+};
+
+static int
+each_resource(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+{
+    struct resource_visit *v = ctx;
+    struct store_resource r;
+    memset(&r, 0, sizeof(r));
+    if (col_text(st, 0, r.name, sizeof(r.name), err) != 0 ||
+        col_text(st, 1, r.description, sizeof(r.description), err) != 0)
+        return -1;
+    r.created_at = sqlite3_column_int64(st, 2);
+    return v->visit(v->ctx, &r) != 0 ? 1 : 0;
+}
+
+int
+store_resource_list(struct store *s, int (*visit)(void *ctx, const struct store_resource *),
+                    void *ctx, struct ztr_err *err)
+{
+    if (visit == NULL)
+        return 0;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, "SELECT name, description, created_at FROM resources ORDER BY name",
+                  NO_ARGS, &st, err));
+    struct resource_visit v = {visit, ctx};
+    return for_each_row(s, st, each_resource, &v, err);
+}
+
+struct grant_job {
+    const char *tunneler, *resource;
+};
+
+static int
+allow_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct grant_job *job = ctx;
+    int64_t one;
+    int found = query_int(s, "SELECT 1 FROM resources WHERE name = ?",
+                          ARGS(TEXT_ARG(job->resource)), &one, err);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s not found", job->resource);
+    int changes;
+    TRY(stmt_exec(s,
+                  "INSERT INTO grants (tunneler, resource, created_at) VALUES (?, ?, ?) "
+                  "ON CONFLICT DO NOTHING",
+                  ARGS(TEXT_ARG(job->tunneler), TEXT_ARG(job->resource), INT_ARG(now_s(s))),
+                  &changes, err));
+    return changes > 0 ? bump_allowlist(s, err) : 0;
+}
+
+static int
+deny_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct grant_job *job = ctx;
+    int changes;
+    TRY(stmt_exec(s, "DELETE FROM grants WHERE tunneler = ? AND resource = ?",
+                  ARGS(TEXT_ARG(job->tunneler), TEXT_ARG(job->resource)), &changes, err));
+    return changes > 0 ? bump_allowlist(s, err) : 0;
+}
+
+static int
+check_grant(const char *tunneler, const char *resource, struct ztr_err *err)
+{
+    TRY(check_text("tunneler name", tunneler, STORE_NAME_MAX, true, err));
+    return check_text("resource name", resource, STORE_NAME_MAX, true, err);
+}
+
+int
+store_allow(struct store *s, const char *tunneler, const char *resource, struct ztr_err *err)
+{
+    TRY(check_grant(tunneler, resource, err));
+    struct grant_job job = {tunneler, resource};
+    return in_tx(s, allow_body, &job, err);
+}
+
+int
+store_deny(struct store *s, const char *tunneler, const char *resource, struct ztr_err *err)
+{
+    TRY(check_grant(tunneler, resource, err));
+    struct grant_job job = {tunneler, resource};
+    return in_tx(s, deny_body, &job, err);
+}
+
+struct grant_visit {
+    int (*visit)(void *ctx, const struct store_grant *);
+    void *ctx;
+};
+
+static int
+each_grant(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+{
+    struct grant_visit *v = ctx;
+    struct store_grant g;
+    memset(&g, 0, sizeof(g));
+    if (col_text(st, 0, g.tunneler, sizeof(g.tunneler), err) != 0 ||
+        col_text(st, 1, g.resource, sizeof(g.resource), err) != 0)
+        return -1;
+    g.created_at = sqlite3_column_int64(st, 2);
+    return v->visit(v->ctx, &g) != 0 ? 1 : 0;
+}
+
+int
+store_allowlist_list(struct store *s, int (*visit)(void *ctx, const struct store_grant *),
+                     void *ctx, struct ztr_err *err)
+{
+    if (visit == NULL)
+        return 0;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s,
+                  "SELECT tunneler, resource, created_at FROM grants "
+                  "ORDER BY tunneler, resource",
+                  NO_ARGS, &st, err));
+    struct grant_visit v = {visit, ctx};
+    return for_each_row(s, st, each_grant, &v, err);
+}
+
+/* -1 when it cannot be read (the header's signature has no err). */
+int64_t
+store_allowlist_version(struct store *s)
+{
+    int64_t version;
+    if (query_int(s, "SELECT value FROM meta WHERE key = 'allowlist_version'", NO_ARGS,
+                  &version, NULL) != 1)
+        return -1;
+    return version;
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The controller's start-up contract: required settings, CA checks with the
+# failure-modes texts, port conflicts, state that survives a restart, a
+# clean SIGTERM.
+. "$(dirname "$0")/lib.sh"
+T="$E2E_TMP"
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+C="$ZTR_TEST_BIN/controller"
+base=(TRUST_DOMAIN=example.org STATE_DIR="$T/s" CONTROLLER_LISTEN=127.0.0.1:0
+      ADMIN_LISTEN=127.0.0.1:0 HEALTH_LISTEN=127.0.0.1:0)
+
+run env -u ADMIN_AUTH_TOKEN "${base[@]}" "$C"
+expect_status 1 "no ADMIN_AUTH_TOKEN"
+expect_err_has "ADMIN_AUTH_TOKEN is required" "refuses to start without the admin token"
+run env "${base[@]}" ADMIN_AUTH_TOKEN=tiny-tok "$C"
+expect_status 1 "short ADMIN_AUTH_TOKEN"
+expect_err_has "too short" "names the problem"
+[[ "$RUN_ERR" != *"tiny-tok"* ]]; check "the token value is not logged" $?
+
+run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" TRUST_DOMAIN=example.org. "$C"
+expect_status 1 "TRUST_DOMAIN with a trailing dot (failure-modes 1.4)"
+expect_err_has 'cannot parse URI "spiffe://example.org.": invalid domain' "1.4 symptom"
+run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" HEARTBEAT_INTERVAL=10 "$C"
+expect_status 1 "bad duration"
+expect_err_has "env: HEARTBEAT_INTERVAL: invalid duration" "config error names key and origin"
+
+# Operator CA: missing file, bad PEM, no keyCertSign (failure-modes 1.3, 1.5)
+bash "$ROOT/tests/fixtures/foreign-certs.sh" "$T/f" >/dev/null
+run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" CA_CERT="$T/nope.crt" CA_KEY="$T/nope.key" "$C"
+expect_status 1 "missing operator CA"
+expect_err_has "failed to read controller CA: open $T/nope.crt: no such file or directory" "1.3 missing file"
+printf 'not a certificate\n' > "$T/bad.crt"
+run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" CA_CERT="$T/bad.crt" CA_KEY="$T/f/goodroot.key" "$C"
+expect_status 1 "bad operator CA PEM"
+expect_err_has "invalid internal CA" "1.3 bad PEM"
+run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" CA_CERT="$T/f/nocertsign.crt" CA_KEY="$T/f/nocertsign.key" "$C"
+expect_status 1 "operator CA without keyCertSign"
+expect_err_has "CA certificate missing key usage" "1.5 symptom"
+
+# A managed CA: created once (key 0600), kept across restarts.
+start_controller main
+check "controller starts" $?
+expect_file_mode "$CTL_STATE/ca/ca-1.key" 600 "CA key is private"
+fp1=$(sha256sum < "$CTL_STATE/ca/ca-1.crt")
+run curl -s "$HEALTH_URL/health"
+expect_out_has '"status":"ok"' "/health answers"
+run curl -s "$HEALTH_URL/metrics"
+expect_out_has "ztr_controller_sessions" "/metrics answers"
+admin_port=${ADMIN_URL##*:}
+
+# Port conflict (failure-modes 5.3): a second controller on the same admin port.
+run env "${base[@]}" STATE_DIR="$T/s2" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" ADMIN_LISTEN="127.0.0.1:$admin_port" "$C"
+expect_status 1 "admin port taken"
+expect_err_has "bind: address already in use" "5.3 symptom"
+expect_err_has "listen 127.0.0.1:$admin_port" "names the address"
+
+stop_controller
+[ "$STOP_STATUS" -eq 0 ]; check "SIGTERM exits 0" $?
+grep -qF 'msg="controller stopped"' "$CTL_LOG"; check "logs a clean stop" $?
+start_controller main
+fp2=$(sha256sum < "$CTL_STATE/ca/ca-1.crt")
+[ "$fp1" = "$fp2" ]; check "restart keeps the CA" $?
+[ ! -e "$CTL_STATE/ca/ca-2.crt" ]; check "no second CA on restart" $?
+stop_controller
+! grep -qF "$E2E_ADMIN_TOKEN" "$CTL_LOG"; check "admin token never logged" $?
+finish

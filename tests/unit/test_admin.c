@@ -1,0 +1,1106 @@
+/*
+ * The admin API, /health, /metrics and the admin CLI, in process: a real
+ * store in a temporary directory on a manual clock, a real managed CA set,
+ * real tokens, and the HTTP servers on a real libev loop on loopback.
+ *
+ * The control-plane server is faked here (struct ctl_server and the four
+ * ctl_server_* functions admin.c calls), so the tests can see every push,
+ * revocation and identity refresh the admin API asks for. Nothing else in
+ * the test binary references ctl_server.o, so the linker never pulls the
+ * real one in beside the fake.
+ *
+ * The HTTP client (libcurl, blocking) runs on a helper thread while the
+ * test thread runs the loop that serves it; every server-side object is
+ * touched by the test thread only.
+ */
+#include "tests/unit/support.h"
+
+#include <ev.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "controller/controller.h"
+#include "pki/pki.h"
+
+#define TD "example.org"
+#define ADMIN_TOKEN "unit-test-admin-token-0123456789abcdef"
+#define START_MS 1700000000000LL
+#define SVID_TTL_S 3600
+
+/* ---- the fake control-plane server ---------------------------------------- */
+
+struct ctl_server {
+    int pushes;
+    int revokes;
+    int refreshes;
+    size_t sessions;
+    char revoked_id[STORE_ID_MAX + 1];
+    char revoked_reason[256];
+};
+
+void
+ctl_server_push_all(struct ctl_server *server)
+{
+    server->pushes++;
+}
+
+void
+ctl_server_revoke(struct ctl_server *server, const char *node_id, const char *reason)
+{
+    server->revokes++;
+    snprintf(server->revoked_id, sizeof(server->revoked_id), "%s", node_id);
+    snprintf(server->revoked_reason, sizeof(server->revoked_reason), "%s", reason);
+}
+
+size_t
+ctl_server_session_count(const struct ctl_server *server)
+{
+    return server->sessions;
+}
+
+int
+ctl_server_refresh_identity(struct ctl_server *server, struct ztr_err *err)
+{
+    (void)err;
+    server->refreshes++;
+    return 0;
+}
+
+/* ---- fixture -------------------------------------------------------------- */
+
+struct fixture {
+    char *dir;
+    struct ztr_clock clock;
+    struct ev_loop *loop;
+    ev_async done;
+    struct ctl_server ctl;
+    struct controller c;
+    char admin_base[64];
+    char health_base[64];
+};
+
+static void
+init_controller(struct fixture *f, struct controller *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->loop = f->loop;
+    c->clock = &f->clock;
+    snprintf(c->settings.trust_domain, sizeof(c->settings.trust_domain), "%s", TD);
+    snprintf(c->settings.state_dir, sizeof(c->settings.state_dir), "%s", f->dir);
+    snprintf(c->settings.admin_listen, sizeof(c->settings.admin_listen), "127.0.0.1:0");
+    snprintf(c->settings.health_listen, sizeof(c->settings.health_listen), "127.0.0.1:0");
+    c->settings.svid_ttl_s = SVID_TTL_S;
+    c->settings.heartbeat_interval_ms = 10000;
+    c->settings.token_ttl_s = 86400;
+    c->admin_token = strdup(ADMIN_TOKEN);
+    assert_non_null(c->admin_token);
+    c->started_at = clock_wall_s(&f->clock) - 42;
+}
+
+static int
+setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    test_log_capture_start();
+    f->dir = test_mkdtemp();
+    clock_manual_init(&f->clock, START_MS);
+    f->loop = ev_loop_new(EVFLAG_AUTO);
+    assert_non_null(f->loop);
+    struct controller *c = &f->c;
+    init_controller(f, c);
+    struct ztr_err err = {0};
+    char *db = test_path(f->dir, "controller.db");
+    assert_int_equal(store_open(db, &f->clock, &c->store, &err), 0);
+    free(db);
+    assert_int_equal(ca_set_open(&c->settings, &f->clock, &c->cas, &err), 0);
+    c->ctl = &f->ctl;
+    assert_int_equal(admin_start(c, &err), 0);
+    snprintf(f->admin_base, sizeof(f->admin_base), "http://127.0.0.1:%u",
+             (unsigned)http_server_port(c->admin_http));
+    snprintf(f->health_base, sizeof(f->health_base), "http://127.0.0.1:%u",
+             (unsigned)http_server_port(c->health_http));
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fixture *f = *state;
+    admin_stop(&f->c);
+    assert_null(f->c.admin_http);
+    assert_null(f->c.health_http);
+    /* The admin token must never reach a log line. */
+    assert_null(strstr(test_log_captured(), ADMIN_TOKEN));
+    test_log_capture_stop();
+    ca_set_free(f->c.cas);
+    store_close(f->c.store);
+    free(f->c.admin_token);
+    ev_loop_destroy(f->loop);
+    test_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static int
+group_setup(void **state)
+{
+    (void)state;
+    struct ztr_err err = {0};
+    return pki_init(&err);
+}
+
+static int
+group_teardown(void **state)
+{
+    (void)state;
+    pki_cleanup();
+    return 0;
+}
+
+/* ---- running a client beside the loop ------------------------------------- */
+
+struct beside {
+    void (*fn)(void *arg);
+    void *arg;
+    struct ev_loop *loop;
+    ev_async *done;
+};
+
+static void *
+beside_main(void *p)
+{
+    struct beside *b = p;
+    b->fn(b->arg);
+    ev_async_send(b->loop, b->done);
+    return NULL;
+}
+
+static void
+done_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* Runs fn(arg) on a helper thread while this thread serves HTTP. */
+static void
+run_beside_loop(struct fixture *f, void (*fn)(void *), void *arg)
+{
+    struct beside b = {fn, arg, f->loop, &f->done};
+    ev_async_init(&f->done, done_cb);
+    ev_async_start(f->loop, &f->done);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, beside_main, &b), 0);
+    ev_run(f->loop, 0);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    ev_async_stop(f->loop, &f->done);
+}
+
+struct http_job {
+    const char *method;
+    char url[512];
+    const char *bearer;
+    const char *body;
+    int rc;
+    long status;
+    char *reply;
+    struct ztr_err err;
+};
+
+static void
+http_job_run(void *arg)
+{
+    struct http_job *job = arg;
+    job->rc = http_client_request(job->method, job->url, job->bearer, job->body, 10000,
+                                  &job->status, &job->reply, &job->err);
+}
+
+struct reply {
+    long status;
+    char *text;
+    json_t *json;
+};
+
+static void
+reply_free(struct reply *r)
+{
+    free(r->text);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+static void
+send_request(struct fixture *f, const char *base, const char *method, const char *path,
+             const char *bearer, const char *body, struct reply *out)
+{
+    struct http_job job = {.method = method, .bearer = bearer, .body = body};
+    snprintf(job.url, sizeof(job.url), "%s%s", base, path);
+    run_beside_loop(f, http_job_run, &job);
+    if (job.rc != 0)
+        fail_msg("%s %s: %s", method, path, job.err.msg);
+    out->status = job.status;
+    out->text = job.reply;
+    out->json = job.reply[0] != '\0' ? json_loads(job.reply, JSON_DECODE_ANY, NULL) : NULL;
+}
+
+/* An authenticated admin API call. */
+static void
+api(struct fixture *f, const char *method, const char *path, const char *body, struct reply *out)
+{
+    send_request(f, f->admin_base, method, path, ADMIN_TOKEN, body, out);
+}
+
+static const char *
+error_of(const struct reply *r)
+{
+    const char *msg = json_string_value(json_object_get(r->json, "error"));
+    return msg != NULL ? msg : "";
+}
+
+static json_int_t
+int_of(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    assert_true(json_is_integer(v));
+    return json_integer_value(v);
+}
+
+static const char *
+str_of(const json_t *obj, const char *key)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    assert_non_null(v);
+    return v;
+}
+
+static void
+expect_error(struct fixture *f, const char *method, const char *path, const char *body,
+             long status, const char *needle)
+{
+    struct reply r;
+    api(f, method, path, body, &r);
+    if (r.status != status || strstr(error_of(&r), needle) == NULL)
+        fail_msg("%s %s %s: got %ld %s, want %ld containing \"%s\"", method, path,
+                 body != NULL ? body : "", r.status, r.text, status, needle);
+    reply_free(&r);
+}
+
+/* A node enrolled straight through the store, certificate valid SVID_TTL_S. */
+static void
+seed_node(struct fixture *f, const char *role, const char *name, struct store_node *out)
+{
+    struct ztr_err err = {0};
+    struct store_token token = {0};
+    snprintf(token.id, sizeof(token.id), "seed%s", name);
+    snprintf(token.role, sizeof(token.role), "%s", role);
+    snprintf(token.name, sizeof(token.name), "%s", name);
+    token.uses_left = 1;
+    token.created_at = clock_wall_s(&f->clock);
+    token.expires_at = token.created_at + 3600;
+    assert_int_equal(store_token_insert(f->c.store, &token, &err), 0);
+    struct store_node node = {0};
+    snprintf(node.name, sizeof(node.name), "%s", name);
+    snprintf(node.role, sizeof(node.role), "%s", role);
+    snprintf(node.spiffe_id, sizeof(node.spiffe_id), "spiffe://%s/%s/%s", TD, role, name);
+    snprintf(node.addresses, sizeof(node.addresses), "[\"10.0.0.5:7444\"]");
+    snprintf(node.cert_serial, sizeof(node.cert_serial), "0a0b0c");
+    node.cert_not_after = clock_wall_s(&f->clock) + SVID_TTL_S;
+    if (store_node_enroll(f->c.store, token.id, &node, out, &err) != 0)
+        fail_msg("store_node_enroll: %s", err.msg);
+}
+
+static bool
+has_admin_event(struct fixture *f, const char *needle)
+{
+    struct reply r;
+    api(f, "GET", "/api/admin/events?limit=1000", NULL, &r);
+    assert_int_equal(r.status, 200);
+    bool found = false;
+    size_t i;
+    json_t *event;
+    json_array_foreach(json_object_get(r.json, "events"), i, event) {
+        if (strcmp(str_of(event, "kind"), "admin") == 0 &&
+            strstr(str_of(event, "detail"), needle) != NULL)
+            found = true;
+    }
+    reply_free(&r);
+    return found;
+}
+
+/* ---- authentication and routing ------------------------------------------- */
+
+static void
+test_requests_without_the_admin_token_are_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    /* The client sends "Authorization: Bearer <value>" (no header for NULL). */
+    const char *bad[] = {
+        NULL,
+        "",
+        "wrong",
+        "unit-test-admin-token-0123456789abcdeX", /* right length, last byte wrong */
+        ADMIN_TOKEN "x",                          /* right prefix, one byte longer */
+        "unit-test-admin-token",                  /* a prefix of the token */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        send_request(f, f->admin_base, "GET", "/api/admin/nodes", bad[i], NULL, &r);
+        assert_int_equal(r.status, 401);
+        assert_string_equal(error_of(&r), "unauthorized");
+        /* The token is never echoed. */
+        assert_null(strstr(r.text, ADMIN_TOKEN));
+        reply_free(&r);
+    }
+    /* Unknown paths under the prefix are refused before routing, so the
+     * route table stays private. */
+    send_request(f, f->admin_base, "GET", "/api/admin/nope", "wrong", NULL, &r);
+    assert_int_equal(r.status, 401);
+    reply_free(&r);
+    send_request(f, f->admin_base, "GET", "/api/admin/nodes", ADMIN_TOKEN, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_array(json_object_get(r.json, "nodes")));
+    reply_free(&r);
+}
+
+static void
+test_unknown_paths_and_methods(void **state)
+{
+    struct fixture *f = *state;
+    expect_error(f, "GET", "/api/admin/nope", NULL, 404, "not found");
+    expect_error(f, "GET", "/api/admin/nodes/x/y/z", NULL, 404, "not found");
+    expect_error(f, "PUT", "/api/admin/nodes", "{}", 405, "method not allowed");
+    expect_error(f, "GET", "/api/admin/ca/rotate", NULL, 405, "method not allowed");
+    struct reply r;
+    send_request(f, f->admin_base, "GET", "/elsewhere", NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    reply_free(&r);
+    /* A trailing slash names the same collection. */
+    api(f, "GET", "/api/admin/tokens/", NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+static void
+test_bad_json_is_a_400(void **state)
+{
+    struct fixture *f = *state;
+    expect_error(f, "POST", "/api/admin/tokens", "{not json", 400, "invalid JSON body");
+    expect_error(f, "POST", "/api/admin/tokens", "[1,2]", 400, "JSON object");
+}
+
+/* ---- tokens --------------------------------------------------------------- */
+
+static void
+test_token_create_list_delete(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    api(f, "POST", "/api/admin/tokens",
+        "{\"role\":\"connector\",\"name\":\"dc1-a\",\"uses\":3,\"ttl\":\"2h\"}", &r);
+    assert_int_equal(r.status, 201);
+    char *token = strdup(str_of(r.json, "token"));
+    char id[64];
+    snprintf(id, sizeof(id), "%s", str_of(r.json, "id"));
+    /* "<id>.<secret>" */
+    assert_true(strncmp(token, id, strlen(id)) == 0 && token[strlen(id)] == '.');
+    assert_int_equal(int_of(r.json, "expires_at"), START_MS / 1000 + 7200);
+    reply_free(&r);
+
+    api(f, "GET", "/api/admin/tokens", NULL, &r);
+    assert_int_equal(r.status, 200);
+    /* Neither the secret nor its digest ever leaves in a list. */
+    assert_null(strstr(r.text, token + strlen(id) + 1));
+    assert_null(strstr(r.text, "digest"));
+    json_t *tokens = json_object_get(r.json, "tokens");
+    assert_int_equal(json_array_size(tokens), 1);
+    json_t *t = json_array_get(tokens, 0);
+    assert_string_equal(str_of(t, "id"), id);
+    assert_string_equal(str_of(t, "role"), "connector");
+    assert_string_equal(str_of(t, "name"), "dc1-a");
+    assert_int_equal(int_of(t, "uses_left"), 3);
+    assert_true(json_is_false(json_object_get(t, "name_is_prefix")));
+    assert_true(json_is_false(json_object_get(t, "expired")));
+    reply_free(&r);
+
+    /* Past its TTL the list says so. */
+    clock_manual_advance(&f->clock, 7200 * 1000LL);
+    api(f, "GET", "/api/admin/tokens", NULL, &r);
+    assert_true(json_is_true(json_object_get(json_array_get(json_object_get(r.json, "tokens"), 0),
+                                             "expired")));
+    reply_free(&r);
+
+    assert_true(has_admin_event(f, "token created id="));
+    /* The event names the token, never its secret. */
+    api(f, "GET", "/api/admin/events", NULL, &r);
+    assert_null(strstr(r.text, token + strlen(id) + 1));
+    reply_free(&r);
+    assert_null(strstr(test_log_captured(), token + strlen(id) + 1));
+
+    char path[128];
+    snprintf(path, sizeof(path), "/api/admin/tokens/%s", id);
+    api(f, "DELETE", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    expect_error(f, "DELETE", path, NULL, 404, "");
+    assert_true(has_admin_event(f, "token deleted id="));
+    free(token);
+    /* Token changes concern no live session. */
+    assert_int_equal(f->ctl.pushes, 0);
+}
+
+static void
+test_token_defaults_and_prefix(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    api(f, "POST", "/api/admin/tokens",
+        "{\"role\":\"tunneler\",\"name\":\"laptop-\",\"name_prefix\":true}", &r);
+    assert_int_equal(r.status, 201);
+    assert_int_equal(int_of(r.json, "expires_at"), START_MS / 1000 + f->c.settings.token_ttl_s);
+    assert_int_equal(int_of(r.json, "uses_left"), 1);
+    reply_free(&r);
+    api(f, "GET", "/api/admin/tokens", NULL, &r);
+    json_t *t = json_array_get(json_object_get(r.json, "tokens"), 0);
+    assert_true(json_is_true(json_object_get(t, "name_is_prefix")));
+    reply_free(&r);
+}
+
+static void
+test_token_create_names_the_bad_field(void **state)
+{
+    struct fixture *f = *state;
+    const char *path = "/api/admin/tokens";
+    expect_error(f, "POST", path, "{\"name\":\"a\"}", 400, "\"role\" is required");
+    expect_error(f, "POST", path, "{\"role\":\"controller\",\"name\":\"a\"}", 400, "\"role\"");
+    expect_error(f, "POST", path, "{\"role\":\"connector\"}", 400, "\"name\" is required");
+    expect_error(f, "POST", path, "{\"role\":\"connector\",\"name\":7}", 400, "\"name\"");
+    expect_error(f, "POST", path, "{\"role\":\"connector\",\"name\":\"a\",\"uses\":0}", 400,
+                 "\"uses\"");
+    expect_error(f, "POST", path, "{\"role\":\"connector\",\"name\":\"a\",\"uses\":\"2\"}", 400,
+                 "\"uses\"");
+    expect_error(f, "POST", path, "{\"role\":\"connector\",\"name\":\"a\",\"ttl\":\"soon\"}",
+                 400, "\"ttl\"");
+    expect_error(f, "POST", path, "{\"role\":\"connector\",\"name\":\"a\",\"ttl\":\"10ms\"}",
+                 400, "\"ttl\"");
+    expect_error(f, "POST", path,
+                 "{\"role\":\"connector\",\"name\":\"a\",\"name_prefix\":\"yes\"}", 400,
+                 "\"name_prefix\"");
+    expect_error(f, "POST", path, "{\"role\":\"connector\",\"name\":\"a\",\"tll\":\"1h\"}", 400,
+                 "unknown field \"tll\"");
+    /* A name that cannot be a SPIFFE ID segment is refused by token_create. */
+    expect_error(f, "POST", path, "{\"role\":\"connector\",\"name\":\"a/b\"}", 400, "");
+    struct reply r;
+    api(f, "GET", "/api/admin/tokens", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "tokens")), 0);
+    reply_free(&r);
+}
+
+/* ---- nodes ---------------------------------------------------------------- */
+
+static void
+test_nodes_list_and_renewal_overdue(void **state)
+{
+    struct fixture *f = *state;
+    struct store_node node;
+    seed_node(f, "connector", "dc1-a", &node);
+    struct ztr_err err = {0};
+    assert_int_equal(store_node_set_status(f->c.store, node.id, STORE_ONLINE, "test", NULL, &err),
+                     0);
+    struct reply r;
+    api(f, "GET", "/api/admin/nodes", NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *nodes = json_object_get(r.json, "nodes");
+    assert_int_equal(json_array_size(nodes), 1);
+    json_t *n = json_array_get(nodes, 0);
+    assert_string_equal(str_of(n, "id"), node.id);
+    assert_string_equal(str_of(n, "name"), "dc1-a");
+    assert_string_equal(str_of(n, "role"), "connector");
+    assert_string_equal(str_of(n, "status"), "ONLINE");
+    assert_string_equal(str_of(n, "spiffe_id"), "spiffe://" TD "/connector/dc1-a");
+    assert_string_equal(str_of(n, "cert_serial"), "0a0b0c");
+    assert_int_equal(int_of(n, "cert_not_after"), START_MS / 1000 + SVID_TTL_S);
+    assert_true(json_is_false(json_object_get(n, "revoked")));
+    assert_true(json_is_false(json_object_get(n, "renewal_overdue")));
+    json_t *addresses = json_object_get(n, "addresses");
+    assert_true(json_is_array(addresses));
+    assert_string_equal(json_string_value(json_array_get(addresses, 0)), "10.0.0.5:7444");
+    reply_free(&r);
+
+    /* Past the middle of the certificate's life without a renewal. */
+    clock_manual_advance(&f->clock, (SVID_TTL_S / 2 + 1) * 1000LL);
+    api(f, "GET", "/api/admin/nodes", NULL, &r);
+    n = json_array_get(json_object_get(r.json, "nodes"), 0);
+    assert_true(json_is_true(json_object_get(n, "renewal_overdue")));
+    reply_free(&r);
+
+    char path[128];
+    snprintf(path, sizeof(path), "/api/admin/nodes/%s", node.id);
+    api(f, "GET", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str_of(r.json, "name"), "dc1-a");
+    reply_free(&r);
+    expect_error(f, "GET", "/api/admin/nodes/ffffffff", NULL, 404, "");
+}
+
+static void
+test_node_revoke(void **state)
+{
+    struct fixture *f = *state;
+    struct store_node node;
+    seed_node(f, "tunneler", "laptop-1", &node);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/admin/nodes/%s/revoke", node.id);
+    struct reply r;
+    api(f, "POST", path, "{\"reason\":\"laptop lost\"}", &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    assert_int_equal(f->ctl.revokes, 1);
+    assert_string_equal(f->ctl.revoked_id, node.id);
+    assert_string_equal(f->ctl.revoked_reason, "laptop lost");
+    assert_true(f->ctl.pushes >= 1);
+    assert_int_equal(f->c.counters.revocations, 1);
+    assert_true(has_admin_event(f, "node revoked"));
+
+    api(f, "GET", "/api/admin/nodes", NULL, &r);
+    json_t *n = json_array_get(json_object_get(r.json, "nodes"), 0);
+    assert_true(json_is_true(json_object_get(n, "revoked")));
+    assert_string_equal(str_of(n, "status"), "OFFLINE");
+    reply_free(&r);
+
+    /* Again, with no body: allowed, counted once. */
+    api(f, "POST", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    assert_int_equal(f->c.counters.revocations, 1);
+
+    expect_error(f, "POST", "/api/admin/nodes/ffffffff/revoke", "{}", 404, "");
+    expect_error(f, "POST", path, "{\"reason\":5}", 400, "\"reason\"");
+}
+
+/* ---- resources and the allowlist ------------------------------------------ */
+
+static void
+test_resources_and_allowlist(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    api(f, "POST", "/api/admin/resources", "{\"name\":\"pg\",\"description\":\"the database\"}",
+        &r);
+    assert_int_equal(r.status, 201);
+    reply_free(&r);
+    expect_error(f, "POST", "/api/admin/resources", "{\"name\":\"has space\"}", 400, "\"name\"");
+    expect_error(f, "POST", "/api/admin/resources", "{}", 400, "\"name\" is required");
+
+    api(f, "GET", "/api/admin/resources", NULL, &r);
+    json_t *res = json_array_get(json_object_get(r.json, "resources"), 0);
+    assert_string_equal(str_of(res, "name"), "pg");
+    assert_string_equal(str_of(res, "description"), "the database");
+    reply_free(&r);
+
+    api(f, "GET", "/api/admin/allowlist", NULL, &r);
+    json_int_t v0 = int_of(r.json, "version");
+    assert_int_equal(json_array_size(json_object_get(r.json, "grants")), 0);
+    reply_free(&r);
+
+    int pushes = f->ctl.pushes;
+    api(f, "POST", "/api/admin/allowlist", "{\"tunneler\":\"laptop-1\",\"resource\":\"pg\"}", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(int_of(r.json, "version") > v0);
+    reply_free(&r);
+    assert_int_equal(f->ctl.pushes, pushes + 1);
+    assert_true(has_admin_event(f, "allowed tunneler=laptop-1 resource=pg"));
+
+    api(f, "GET", "/api/admin/allowlist", NULL, &r);
+    json_t *grants = json_object_get(r.json, "grants");
+    assert_int_equal(json_array_size(grants), 1);
+    assert_string_equal(str_of(json_array_get(grants, 0), "tunneler"), "laptop-1");
+    assert_string_equal(str_of(json_array_get(grants, 0), "resource"), "pg");
+    reply_free(&r);
+
+    expect_error(f, "POST", "/api/admin/allowlist",
+                 "{\"tunneler\":\"laptop-1\",\"resource\":\"nope\"}", 404, "");
+    expect_error(f, "POST", "/api/admin/allowlist", "{\"resource\":\"pg\"}", 400,
+                 "\"tunneler\" is required");
+    expect_error(f, "POST", "/api/admin/allowlist", "{\"tunneler\":\"a/b\",\"resource\":\"pg\"}",
+                 400, "\"tunneler\"");
+
+    /* Deny through the query string (no DELETE body). */
+    api(f, "DELETE", "/api/admin/allowlist?tunneler=laptop-1&resource=pg", NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    api(f, "GET", "/api/admin/allowlist", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "grants")), 0);
+    reply_free(&r);
+    expect_error(f, "DELETE", "/api/admin/allowlist?tunneler=laptop-1", NULL, 400,
+                 "\"resource\" is required");
+
+    /* Deny through a body. */
+    api(f, "POST", "/api/admin/allowlist", "{\"tunneler\":\"laptop-2\",\"resource\":\"pg\"}", &r);
+    reply_free(&r);
+    api(f, "DELETE", "/api/admin/allowlist", "{\"tunneler\":\"laptop-2\",\"resource\":\"pg\"}", &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    api(f, "GET", "/api/admin/allowlist", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "grants")), 0);
+    reply_free(&r);
+
+    pushes = f->ctl.pushes;
+    api(f, "DELETE", "/api/admin/resources/pg", NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    assert_int_equal(f->ctl.pushes, pushes + 1);
+    expect_error(f, "DELETE", "/api/admin/resources/pg", NULL, 404, "");
+}
+
+/* ---- events --------------------------------------------------------------- */
+
+static void
+test_events_paging(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    for (int i = 0; i < 3; i++) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"name\":\"r%d\"}", i);
+        api(f, "POST", "/api/admin/resources", body, &r);
+        reply_free(&r);
+    }
+    api(f, "GET", "/api/admin/events?limit=2", NULL, &r);
+    json_t *events = json_object_get(r.json, "events");
+    assert_int_equal(json_array_size(events), 2);
+    json_t *first = json_array_get(events, 0);
+    json_int_t second_id = int_of(json_array_get(events, 1), "id");
+    assert_string_equal(str_of(first, "kind"), "admin");
+    assert_int_equal(int_of(first, "at"), START_MS / 1000);
+    assert_non_null(json_object_get(first, "node_id"));
+    reply_free(&r);
+
+    char path[128];
+    snprintf(path, sizeof(path), "/api/admin/events?after=%lld&limit=5000", (long long)second_id);
+    api(f, "GET", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    events = json_object_get(r.json, "events");
+    assert_true(json_array_size(events) >= 1);
+    assert_true(int_of(json_array_get(events, 0), "id") > second_id);
+    reply_free(&r);
+
+    /* A detail another writer cut inside a UTF-8 character still lists. */
+    struct ztr_err err = {0};
+    assert_int_equal(store_event_add(f->c.store, "status", "", "cut \xc3", &err), 0);
+    api(f, "GET", "/api/admin/events?limit=1000", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.text, "\"cut ?\""));
+    reply_free(&r);
+
+    expect_error(f, "GET", "/api/admin/events?limit=abc", NULL, 400, "\"limit\"");
+    expect_error(f, "GET", "/api/admin/events?limit=0", NULL, 400, "\"limit\"");
+    expect_error(f, "GET", "/api/admin/events?after=-1", NULL, 400, "\"after\"");
+}
+
+/* ---- CA ------------------------------------------------------------------- */
+
+static void
+test_ca_show_and_rotate(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    api(f, "GET", "/api/admin/ca", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(str_of(r.json, "bundle"), "-----BEGIN CERTIFICATE-----"));
+    json_int_t version = int_of(r.json, "version");
+    assert_int_equal(json_array_size(json_object_get(r.json, "cas")), 1);
+    reply_free(&r);
+
+    api(f, "POST", "/api/admin/ca/rotate", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(int_of(r.json, "version"), version + 1);
+    reply_free(&r);
+    assert_int_equal(f->ctl.refreshes, 1);
+    assert_true(f->ctl.pushes >= 1);
+    assert_true(has_admin_event(f, "CA rotated"));
+
+    api(f, "GET", "/api/admin/ca", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "cas")), 2);
+    reply_free(&r);
+}
+
+/* An operator CA (CA_CERT/CA_KEY) is not ztr's to rotate: 409. */
+static void
+test_ca_rotate_refused_for_operator_ca(void **state)
+{
+    struct fixture *f = *state;
+    struct ztr_err err = {0};
+    struct pki_ca *ca;
+    assert_int_equal(pki_ca_create(TD, START_MS / 1000, 86400 * 365, &ca, &err), 0);
+    char *cert, *key;
+    size_t cert_len, key_len;
+    assert_int_equal(pki_ca_cert_pem(ca, &cert, &cert_len, &err), 0);
+    assert_int_equal(pki_ca_key_pem(ca, &key, &key_len, &err), 0);
+    pki_ca_free(ca);
+    char *cert_path = test_path(f->dir, "operator.crt");
+    char *key_path = test_path(f->dir, "operator.key");
+    test_write_file(cert_path, cert);
+    test_write_file(key_path, key);
+    free(cert);
+    explicit_bzero(key, key_len);
+    free(key);
+    snprintf(f->c.settings.ca_cert, sizeof(f->c.settings.ca_cert), "%s", cert_path);
+    snprintf(f->c.settings.ca_key, sizeof(f->c.settings.ca_key), "%s", key_path);
+    free(cert_path);
+    free(key_path);
+    ca_set_free(f->c.cas);
+    f->c.cas = NULL;
+    assert_int_equal(ca_set_open(&f->c.settings, &f->clock, &f->c.cas, &err), 0);
+
+    expect_error(f, "POST", "/api/admin/ca/rotate", NULL, 409, "operator");
+    assert_int_equal(f->ctl.refreshes, 0);
+}
+
+/* ---- /health and /metrics ------------------------------------------------- */
+
+static void
+test_health_and_metrics(void **state)
+{
+    struct fixture *f = *state;
+    struct store_node a, b;
+    seed_node(f, "connector", "dc1-a", &a);
+    seed_node(f, "tunneler", "laptop-\"1\"", &b);
+    struct ztr_err err = {0};
+    assert_int_equal(store_node_set_status(f->c.store, a.id, STORE_ONLINE, "test", NULL, &err), 0);
+    f->ctl.sessions = 1;
+    f->c.counters.enrollments = 2;
+    f->c.counters.heartbeats = 17;
+
+    struct reply r;
+    send_request(f, f->health_base, "GET", "/health", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str_of(r.json, "status"), "ok");
+    assert_int_equal(int_of(r.json, "uptime_s"), 42);
+    assert_int_equal(int_of(r.json, "sessions"), 1);
+    assert_int_equal(int_of(r.json, "nodes_online"), 1);
+    assert_int_equal(int_of(r.json, "nodes_total"), 2);
+    assert_int_equal(int_of(r.json, "bundle_version"), ca_set_bundle_version(f->c.cas));
+    reply_free(&r);
+
+    clock_manual_advance(&f->clock, 100 * 1000LL);
+    send_request(f, f->health_base, "GET", "/metrics", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    const char *expect[] = {
+        "# TYPE ztr_controller_enrollments_total counter\n",
+        "\nztr_controller_enrollments_total 2\n",
+        "\nztr_controller_heartbeats_total 17\n",
+        "\nztr_controller_revocations_total 0\n",
+        "\nztr_controller_enrollment_denied_total 0\n",
+        "\nztr_controller_renewals_total 0\n",
+        "\nztr_controller_renewal_denied_total 0\n",
+        "\nztr_controller_sessions_accepted_total 0\n",
+        "\nztr_controller_sessions_rejected_total 0\n",
+        "\nztr_controller_sessions 1\n",
+        "\nztr_controller_nodes{status=\"online\"} 1\n",
+        "\nztr_controller_nodes{status=\"offline\"} 1\n",
+        "\nztr_controller_bundle_version 1\n",
+        "\nztr_svid_expiry_seconds{node=\"dc1-a\",role=\"connector\"} 3500\n",
+        /* Label values are escaped. */
+        "\nztr_svid_expiry_seconds{node=\"laptop-\\\"1\\\"\",role=\"tunneler\"} 3500\n",
+    };
+    for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++)
+        if (strstr(r.text, expect[i]) == NULL)
+            fail_msg("metrics lack \"%s\":\n%s", expect[i], r.text);
+    reply_free(&r);
+
+    send_request(f, f->health_base, "GET", "/api/admin/nodes", ADMIN_TOKEN, NULL, &r);
+    assert_int_equal(r.status, 404);
+    reply_free(&r);
+    send_request(f, f->admin_base, "GET", "/health", NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    reply_free(&r);
+}
+
+static void
+test_port_in_use_is_reported_as_is(void **state)
+{
+    struct fixture *f = *state;
+    struct controller other;
+    init_controller(f, &other);
+    snprintf(other.settings.admin_listen, sizeof(other.settings.admin_listen), "127.0.0.1:%u",
+             (unsigned)http_server_port(f->c.admin_http));
+    other.store = f->c.store;
+    struct ztr_err err = {0};
+    assert_int_equal(admin_start(&other, &err), -1);
+    assert_non_null(strstr(err.msg, "bind: address already in use"));
+    assert_null(other.admin_http);
+    assert_null(other.health_http);
+
+    /* The health port taken: the admin server started first is stopped. */
+    snprintf(other.settings.admin_listen, sizeof(other.settings.admin_listen), "127.0.0.1:0");
+    snprintf(other.settings.health_listen, sizeof(other.settings.health_listen), "127.0.0.1:%u",
+             (unsigned)http_server_port(f->c.health_http));
+    assert_int_equal(admin_start(&other, &err), -1);
+    assert_non_null(strstr(err.msg, "bind: address already in use"));
+    assert_null(other.admin_http);
+    admin_stop(&other);
+    free(other.admin_token);
+}
+
+/* ---- the CLI -------------------------------------------------------------- */
+
+struct cli_job {
+    int argc;
+    char **argv;
+    int status;
+};
+
+static void
+cli_job_run(void *arg)
+{
+    struct cli_job *job = arg;
+    job->status = cli_main(job->argc, job->argv);
+}
+
+struct cli_result {
+    int status;
+    char *out;
+    char *err;
+};
+
+static void
+cli_result_free(struct cli_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Runs `controller <args...>` in process, stdout and stderr captured, with
+ * the server answering on this thread (or not at all when serve is false). */
+static void
+run_cli(struct fixture *f, bool serve, const char *token, struct cli_result *result, ...)
+{
+    char *argv[16];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, result);
+    for (const char *a; (a = va_arg(ap, const char *)) != NULL && argc < 15;)
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+    if (token != NULL)
+        setenv("ADMIN_AUTH_TOKEN", token, 1);
+    else
+        unsetenv("ADMIN_AUTH_TOKEN");
+    setenv("ADMIN_URL", f->admin_base, 1);
+
+    char *out_path = test_path(f->dir, "cli.out");
+    char *err_path = test_path(f->dir, "cli.err");
+    fflush(stdout);
+    fflush(stderr);
+    int saved_out = dup(1), saved_err = dup(2);
+    int out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved_out >= 0 && saved_err >= 0 && out_fd >= 0 && err_fd >= 0);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    struct cli_job job = {argc, argv, -1};
+    if (serve)
+        run_beside_loop(f, cli_job_run, &job);
+    else
+        cli_job_run(&job);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out);
+    close(saved_err);
+    close(out_fd);
+    close(err_fd);
+    result->status = job.status;
+    result->out = test_read_file(out_path, NULL);
+    result->err = test_read_file(err_path, NULL);
+    free(out_path);
+    free(err_path);
+    unsetenv("ADMIN_AUTH_TOKEN");
+    unsetenv("ADMIN_URL");
+}
+
+static void
+test_cli_token_create_prints_only_the_token(void **state)
+{
+    struct fixture *f = *state;
+    struct cli_result r;
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "create", "--role", "connector", "--name",
+            "dc1-a", "--uses=2", "--ttl", "1h", NULL);
+    assert_int_equal(r.status, 0);
+    /* Exactly "<16 hex>.<64 hex>\n". */
+    size_t len = strlen(r.out);
+    assert_int_equal(len, 16 + 1 + 64 + 1);
+    assert_int_equal(r.out[16], '.');
+    assert_int_equal(r.out[len - 1], '\n');
+    assert_null(strchr(r.out, ' '));
+    cli_result_free(&r);
+
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "list", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "role=connector name=dc1-a prefix=false uses_left=2 "));
+    assert_non_null(strstr(r.out, "expired=false"));
+    assert_non_null(strstr(r.out, "expires_at=2023-11-14T23:13:20Z"));
+    assert_int_equal(strchr(r.out, '\n') - r.out + 1, (long)strlen(r.out)); /* one line */
+    cli_result_free(&r);
+}
+
+static void
+test_cli_lists_and_changes(void **state)
+{
+    struct fixture *f = *state;
+    struct store_node node;
+    seed_node(f, "connector", "dc1-a", &node);
+    struct cli_result r;
+    run_cli(f, true, ADMIN_TOKEN, &r, "node", "list", NULL);
+    assert_int_equal(r.status, 0);
+    char want[256];
+    snprintf(want, sizeof(want), "id=%s name=dc1-a role=connector status=OFFLINE ", node.id);
+    assert_non_null(strstr(r.out, want));
+    assert_non_null(strstr(r.out, " last_seen="));
+    assert_non_null(strstr(r.out, " addresses=10.0.0.5:7444 "));
+    cli_result_free(&r);
+
+    run_cli(f, true, ADMIN_TOKEN, &r, "resource", "add", "pg", "--description", "main db", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "resource added name=pg\n");
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "resource", "list", NULL);
+    assert_non_null(strstr(r.out, "name=pg description=\"main db\" created_at="));
+    cli_result_free(&r);
+
+    run_cli(f, true, ADMIN_TOKEN, &r, "allow", "--tunneler", "laptop-1", "--resource", "pg", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "allowed tunneler=laptop-1 resource=pg version="));
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "allowlist", NULL);
+    assert_non_null(strstr(r.out, "\ntunneler=laptop-1 resource=pg "));
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "deny", "--tunneler", "laptop-1", "--resource", "pg", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "denied tunneler=laptop-1 resource=pg"));
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "allowlist", NULL);
+    assert_null(strstr(r.out, "tunneler="));
+    cli_result_free(&r);
+
+    run_cli(f, true, ADMIN_TOKEN, &r, "node", "revoke", node.id, "--reason", "decommissioned",
+            NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "node revoked id="));
+    cli_result_free(&r);
+    assert_string_equal(f->ctl.revoked_reason, "decommissioned");
+
+    run_cli(f, true, ADMIN_TOKEN, &r, "events", "--limit", "1000", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "kind=admin"));
+    assert_non_null(strstr(r.out, "detail=\"resource added name=pg\""));
+    cli_result_free(&r);
+
+    run_cli(f, true, ADMIN_TOKEN, &r, "ca", "show", "--pem", NULL);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "-----BEGIN CERTIFICATE-----", 27) == 0);
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "ca", "rotate", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "ca rotated version=2\n");
+    cli_result_free(&r);
+
+    run_cli(f, true, ADMIN_TOKEN, &r, "resource", "delete", "pg", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "resource deleted name=pg\n");
+    cli_result_free(&r);
+}
+
+static void
+test_cli_errors_and_exit_codes(void **state)
+{
+    struct fixture *f = *state;
+    struct cli_result r;
+    run_cli(f, false, NULL, &r, "token", "list", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "ADMIN_AUTH_TOKEN is required"));
+    cli_result_free(&r);
+
+    run_cli(f, false, ADMIN_TOKEN, &r, "token", "create", "--name", "x", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--role"));
+    assert_non_null(strstr(r.err, "usage: controller token create"));
+    cli_result_free(&r);
+    run_cli(f, false, ADMIN_TOKEN, &r, "token", "create", "--role", "connector", "--name", "x",
+            "--uses", "many", NULL);
+    assert_int_equal(r.status, 2);
+    cli_result_free(&r);
+    run_cli(f, false, ADMIN_TOKEN, &r, "bogus", NULL);
+    assert_int_equal(r.status, 2);
+    cli_result_free(&r);
+    run_cli(f, false, ADMIN_TOKEN, &r, "token", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "controller token create"));
+    cli_result_free(&r);
+    run_cli(f, false, ADMIN_TOKEN, &r, "node", "revoke", NULL);
+    assert_int_equal(r.status, 2);
+    cli_result_free(&r);
+
+    /* The server's message, exit 1. */
+    run_cli(f, true, "not-the-token", &r, "node", "list", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "unauthorized"));
+    assert_string_equal(r.out, "");
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "create", "--role", "connector", "--name", "x",
+            "--ttl", "soon", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "\"ttl\""));
+    assert_string_equal(r.out, "");
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "resource", "delete", "nope", NULL);
+    assert_int_equal(r.status, 1);
+    cli_result_free(&r);
+
+    /* Nothing listening: the transport's reason, exit 1. */
+    admin_stop(&f->c);
+    run_cli(f, false, ADMIN_TOKEN, &r, "node", "list", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "refused"));
+    cli_result_free(&r);
+}
+
+int
+main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_requests_without_the_admin_token_are_refused),
+        T(test_unknown_paths_and_methods),
+        T(test_bad_json_is_a_400),
+        T(test_token_create_list_delete),
+        T(test_token_defaults_and_prefix),
+        T(test_token_create_names_the_bad_field),
+        T(test_nodes_list_and_renewal_overdue),
+        T(test_node_revoke),
+        T(test_resources_and_allowlist),
+        T(test_events_paging),
+        T(test_ca_show_and_rotate),
+        T(test_ca_rotate_refused_for_operator_ca),
+        T(test_health_and_metrics),
+        T(test_port_in_use_is_reported_as_is),
+        T(test_cli_token_create_prints_only_the_token),
+        T(test_cli_lists_and_changes),
+        T(test_cli_errors_and_exit_codes),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -69,6 +69,8 @@ PROGRAMS := $(BIN)/ztr-pki $(if $(wildcard controller/main.c),$(BIN)/controller)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
+# Small programs the e2e scripts drive (tests/tools/*.c).
+TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 
 .PRECIOUS: $(OBJ)/%.o
 .PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench
@@ -105,8 +107,7 @@ $(BIN)/controller: $(OBJ)/controller/main.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
 
-# Test tools: small programs the e2e scripts drive (tests/tools/*.c).
-TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
+# Test tools: small programs the e2e scripts drive (TEST_TOOLS, above).
 $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@

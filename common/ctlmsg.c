@@ -66,6 +66,7 @@ static const struct field renewed_fields[] = {{"chain", F_STRING, 1, NULL}, END}
 static const struct field bundle_fields[] = {
     {"bundle", F_STRING, 1, NULL}, {"version", F_INT, 0, NULL}, END,
 };
+static const struct field bundle_request_fields[] = {END};
 static const struct field revoked_fields[] = {{"reason", F_STRING, 1, NULL}, END};
 static const struct field error_fields[] = {
     {"code", F_STRING, 1, NULL}, {"message", F_STRING, 1, NULL}, END,
@@ -86,6 +87,7 @@ static const struct {
     [CTLMSG_RENEW] = {"renew", renew_fields},
     [CTLMSG_RENEWED] = {"renewed", renewed_fields},
     [CTLMSG_BUNDLE] = {"bundle", bundle_fields},
+    [CTLMSG_BUNDLE_REQUEST] = {"bundle_request", bundle_request_fields},
     [CTLMSG_REVOKED] = {"revoked", revoked_fields},
     [CTLMSG_ERROR] = {"error", error_fields},
 };

@@ -24,6 +24,8 @@ enum ctlmsg_type {
     CTLMSG_RENEW,
     CTLMSG_RENEWED,
     CTLMSG_BUNDLE,
+    CTLMSG_BUNDLE_REQUEST, /* agent → controller: send me the bundle now (after a
+                              renewed chain did not verify against mine) */
     CTLMSG_REVOKED,
     CTLMSG_ERROR,
     CTLMSG_TYPE_COUNT,

@@ -263,6 +263,14 @@ ca_set_signer(struct ca_set *cas)
     return entry ? entry->ca : NULL;
 }
 
+struct pki_ca *
+ca_set_oldest(struct ca_set *cas)
+{
+    /* Entries are kept in creation order (rotation appends, pruning keeps
+     * the order). */
+    return cas->count > 0 ? cas->entries[0].ca : NULL;
+}
+
 int
 ca_set_bundle_pem(const struct ca_set *cas, char **pem, size_t *len, struct ztr_err *err)
 {

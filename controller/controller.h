@@ -84,6 +84,9 @@ int ca_set_open(const struct controller_settings *settings, const struct ztr_clo
 void ca_set_free(struct ca_set *cas);
 /* The CA that signs new certificates. */
 struct pki_ca *ca_set_signer(struct ca_set *cas);
+/* The oldest CA still in the bundle (signs the controller's own certificate,
+ * which every agent must be able to verify, even one that missed a rotation). */
+struct pki_ca *ca_set_oldest(struct ca_set *cas);
 /* Every CA agents must trust (PEM, malloc()ed). */
 int ca_set_bundle_pem(const struct ca_set *cas, char **pem, size_t *len, struct ztr_err *err);
 int64_t ca_set_bundle_version(const struct ca_set *cas);

@@ -442,6 +442,10 @@ handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
             handle_heartbeat(s, msg);
         else if (type == CTLMSG_RENEW)
             handle_renew(s, msg);
+        else if (type == CTLMSG_BUNDLE_REQUEST) {
+            s->bundle_version_sent = -1; /* resend even if we think it has it */
+            push_bundle(s);
+        }
         else
             session_fail(s, CTLMSG_E_BAD_REQUEST, "unexpected message");
         return;
@@ -625,8 +629,10 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (store_node_sweep_offline(c->store, cutoff, log_offline, NULL, &err) != 0)
         log_warn("offline sweep failed", "error=\"%s\"", err.msg);
     bool pruned = false;
-    if (ca_set_prune(c->cas, &pruned, &err) == 0 && pruned)
+    if (ca_set_prune(c->cas, &pruned, &err) == 0 && pruned) {
         ctl_server_push_all(server);
+        server->identity_renew_at = now; /* its signer may have just retired */
+    }
     if (now >= server->identity_renew_at && issue_identity(server, true, &err) != 0)
         log_warn("controller certificate not renewed", "error=\"%s\"", err.msg);
 }
@@ -648,9 +654,14 @@ issue_identity(struct ctl_server *server, bool update, struct ztr_err *err)
         rc = pki_key_generate(&key, err);
     if (rc == 0)
         rc = pki_key_public_der(key, &public_der, &public_len, err);
-    if (rc == 0)
-        rc = ca_set_issue(c->cas, &id, public_der, public_len, NULL, 0, c->settings.svid_ttl_s,
-                          &chain, &chain_len, err);
+    /* Signed by the oldest CA still in the bundle: an agent that missed a
+     * rotation still trusts it, connects, and then receives the new bundle. */
+    if (rc == 0) {
+        int64_t now = clock_wall_s(c->clock);
+        struct pki_leaf_request request = {&id, public_der, public_len, NULL, 0, now - 60,
+                                           now + c->settings.svid_ttl_s};
+        rc = pki_ca_issue(ca_set_oldest(c->cas), &request, &chain, &chain_len, err);
+    }
     if (rc == 0)
         rc = pki_key_to_pem(key, &key_pem, &key_len, err);
     if (rc == 0)

@@ -11,11 +11,15 @@
  *   ctl-probe session --controller ADDR --dir DIR --trust-domain TD --role R
  *                     [--data-listen ADDR] [--resource NAME]... [--interval MS]
  *                     [--heartbeats N] [--duration MS] [--until TYPE]
- *                     [--renew | --renew-same-key]
+ *                     [--renew | --renew-same-key] [--stale-bundle]
  *       says hello, prints every message received as one JSON line, sends N
  *       heartbeats (default: until the end), stops after --duration, after
  *       the first --until message, or when the controller closes
- *       ("closed: <reason>"). --renew writes DIR/cert.pem + key.pem anew.
+ *       ("closed: <reason>"). --renew writes DIR/cert.pem + key.pem anew once
+ *       the renewed chain verifies against DIR/bundle.pem (kept up to date
+ *       from `bundle` pushes unless --stale-bundle); if it does not, prints
+ *       "internal CA mismatch during renewal", sends bundle_request, and
+ *       retries the check when the bundle arrives ("renewal recovered").
  *   ctl-probe raw     --controller ADDR --ca CA.pem --trust-domain TD --send JSON
  *       an unauthenticated session that sends one frame and prints replies.
  *
@@ -29,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/ctlmsg.h"
 #include "common/fileio.h"
 #include "common/frame.h"
@@ -47,7 +52,8 @@ struct probe {
     const char *resources[8];
     size_t resource_count;
     long interval_ms, heartbeats, duration_ms;
-    bool renew, renew_same_key;
+    bool renew, renew_same_key, stale_bundle, bundle_requested;
+    char *pending_chain;   /* renewed chain waiting for a bundle that verifies it */
 
     struct ev_loop *loop;
     struct tls_ctx *tls;
@@ -149,6 +155,82 @@ send_renew(struct probe *p)
     free(csr);
 }
 
+/* The agent-side renewal check: the new chain must verify against the
+ * bundle this agent trusts. */
+static int
+chain_verifies(struct probe *p, const char *chain_pem, struct ztr_err *err)
+{
+    char path[4096], *bundle_pem;
+    size_t bundle_len;
+    snprintf(path, sizeof(path), "%s/bundle.pem", p->dir);
+    TRY(file_read_all(path, FILE_MAX, &bundle_pem, &bundle_len, err));
+    struct pki_bundle *bundle = NULL;
+    struct pki_chain *chain = NULL;
+    enum pki_role role = PKI_ROLE_NONE;
+    pki_role_parse(p->role, &role);
+    struct pki_expect expect = {.trust_domain = p->trust_domain, .role = role,
+                                .now = clock_wall_s(clock_system())};
+    int rc = pki_bundle_from_pem(bundle_pem, bundle_len, &bundle, err);
+    if (rc == 0)
+        rc = pki_chain_from_pem(chain_pem, strlen(chain_pem), &chain, err);
+    if (rc == 0)
+        rc = pki_verify(bundle, chain, &expect, NULL, err);
+    pki_chain_free(chain);
+    pki_bundle_free(bundle);
+    free(bundle_pem);
+    return rc;
+}
+
+static void
+install_renewed(struct probe *p, const char *chain)
+{
+    char *key_pem;
+    size_t key_len;
+    struct ztr_err err = {0};
+    if (pki_key_to_pem(p->renew_key, &key_pem, &key_len, &err) == 0) {
+        write_out(p->dir, "key.pem", key_pem, 0600);
+        free(key_pem);
+    }
+    write_out(p->dir, "cert.pem", chain, 0644);
+}
+
+static void
+handle_renewed(struct probe *p, const char *chain)
+{
+    struct ztr_err err = {0};
+    if (chain_verifies(p, chain, &err) == 0) {
+        install_renewed(p, chain);
+        return;
+    }
+    printf("internal CA mismatch during renewal: %s\n", err.msg);
+    free(p->pending_chain);
+    p->pending_chain = strdup(chain);
+    p->bundle_requested = true;
+    send_msg(p, json_pack("{s:s}", "type", "bundle_request"));
+}
+
+static void
+handle_bundle(struct probe *p, const char *bundle)
+{
+    if (p->stale_bundle && !p->bundle_requested)
+        return;
+    write_out(p->dir, "bundle.pem", bundle, 0644);
+    if (p->pending_chain == NULL)
+        return;
+    struct ztr_err err = {0};
+    if (chain_verifies(p, p->pending_chain, &err) == 0) {
+        install_renewed(p, p->pending_chain);
+        printf("renewal recovered\n");
+        fflush(stdout);
+        if (p->until != NULL && strcmp(p->until, "recovered") == 0)
+            finish(p, 0, NULL);
+    } else {
+        printf("renewal still does not verify: %s\n", err.msg);
+    }
+    free(p->pending_chain);
+    p->pending_chain = NULL;
+}
+
 static void
 handle(struct probe *p, const json_t *msg, enum ctlmsg_type type)
 {
@@ -180,16 +262,10 @@ handle(struct probe *p, const json_t *msg, enum ctlmsg_type type)
     }
     if (type == CTLMSG_WELCOME && (p->renew || p->renew_same_key))
         send_renew(p);
-    if (type == CTLMSG_RENEWED && p->renew_key != NULL && !p->renew_same_key) {
-        char *key_pem;
-        size_t key_len;
-        struct ztr_err err = {0};
-        if (pki_key_to_pem(p->renew_key, &key_pem, &key_len, &err) == 0) {
-            write_out(p->dir, "key.pem", key_pem, 0600);
-            free(key_pem);
-        }
-        write_out(p->dir, "cert.pem", json_string_value(json_object_get(msg, "chain")), 0644);
-    }
+    if (type == CTLMSG_BUNDLE)
+        handle_bundle(p, json_string_value(json_object_get(msg, "bundle")));
+    if (type == CTLMSG_RENEWED && p->renew_key != NULL && !p->renew_same_key)
+        handle_renewed(p, json_string_value(json_object_get(msg, "chain")));
     if (type == CTLMSG_ERROR)
         fprintf(stderr, "%s\n", json_string_value(json_object_get(msg, "message")));
     if (p->until != NULL && strcmp(p->until, name) == 0)
@@ -389,6 +465,7 @@ main(int argc, char **argv)
         {"heartbeats", required_argument, NULL, 'h'}, {"duration", required_argument, NULL, 'u'},
         {"until", required_argument, NULL, 'U'}, {"renew", no_argument, NULL, 'w'},
         {"renew-same-key", no_argument, NULL, 'W'}, {"send", required_argument, NULL, 's'},
+        {"stale-bundle", no_argument, NULL, 'S'},
         {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
@@ -412,6 +489,7 @@ main(int argc, char **argv)
         case 'w': p.renew = true; break;
         case 'W': p.renew_same_key = true; break;
         case 's': p.send = optarg; break;
+        case 'S': p.stale_bundle = true; break;
         default: return usage("unknown option");
         }
     }
@@ -431,6 +509,7 @@ main(int argc, char **argv)
     int status = connect_and_run(&p);
     frame_reader_free(&p.reader);
     pki_key_free(p.renew_key);
+    free(p.pending_chain);
     pki_cleanup();
     return status;
 }

@@ -64,7 +64,7 @@ LINK_LIBS = -Wl,--start-group $(LIBCONTROLLER) $(LIBPKI) $(LIBCOMMON) -Wl,--end-
             $(WOLFSSL_LIBS) $(PKG_LIBS)
 ALL_LIBS = $(LIBCONTROLLER) $(LIBPKI) $(LIBCOMMON)
 
-PROGRAMS := $(BIN)/ztr-pki $(if $(wildcard controller/main.c),$(BIN)/controller)
+PROGRAMS := $(BIN)/ztr-pki $(foreach d,controller connector tunneler,$(if $(wildcard $(d)/main.c),$(BIN)/$(d)))
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -103,12 +103,17 @@ $(BIN)/ztr-pki: $(OBJ)/pki/tool/ztr_pki.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
 
-$(BIN)/controller: $(OBJ)/controller/main.o $(ALL_LIBS)
+$(BIN)/controller $(BIN)/connector $(BIN)/tunneler: $(BIN)/%: $(OBJ)/%/main.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
 
 # Test tools: small programs the e2e scripts drive (TEST_TOOLS, above).
 $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
+
+# The controller load generator bench/controller.sh drives.
+$(BUILD)/bench/ctl_load: $(OBJ)/bench/ctl_load.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
 

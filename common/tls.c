@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
 #include "common/net.h"
 
 #define READ_CHUNK 16384
@@ -329,11 +331,20 @@ conn_handshake(struct tls_conn *conn)
     /* Our own verdict on the peer is the most useful reason; otherwise what
      * wolfSSL saw (including an alert from a peer that rejected us). */
     char buf[ZTR_ERR_MSG_MAX];
-    if (conn->check.err.code != ZTR_OK)
-        snprintf(buf, sizeof(buf), "%s", conn->check.err.msg);
-    else
-        ssl_error_text(conn, ret, buf, sizeof(buf));
-    conn_request_close(conn, buf);
+    int socket_error = 0;
+    socklen_t socket_error_len = sizeof(socket_error);
+    if (conn->check.err.code != ZTR_OK) {
+        conn_request_close(conn, conn->check.err.msg);
+    } else if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &socket_error, &socket_error_len) == 0 &&
+               socket_error != 0) {
+        /* The TCP connect itself failed (refused, unreachable): say so. */
+        char reason[128];
+        snprintf(buf, sizeof(buf), "connect: %s",
+                 file_strerror(socket_error, reason, sizeof(reason)));
+        conn_request_close(conn, buf);
+    } else {
+        conn_request_close(conn, ssl_error_text(conn, ret, buf, sizeof(buf)));
+    }
 }
 
 static void

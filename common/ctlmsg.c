@@ -123,10 +123,23 @@ check_field(const json_t *value, const struct field *field, const char *where,
         if (!json_is_integer(value) || json_integer_value(value) < 0)
             return ztr_err_set(err, ZTR_E_INVALID, "%s: expected a non-negative integer", where);
         return 0;
-    case F_OBJECT:
-        if (!json_is_object(value))
-            return ztr_err_set(err, ZTR_E_INVALID, "%s: expected an object", where);
+    case F_OBJECT: {
+        /* The only free-form object is a heartbeat's counters: names to
+         * non-negative integers, bounded. Reals are refused everywhere, so
+         * whatever decodes re-encodes to the same size. */
+        if (!json_is_object(value) || json_object_size(value) > 64)
+            return ztr_err_set(err, ZTR_E_INVALID, "%s: expected an object of at most 64 counters",
+                               where);
+        const char *name;
+        const json_t *counter;
+        json_object_foreach((json_t *)value, name, counter) {
+            if (!json_is_integer(counter) || json_integer_value(counter) < 0 || strlen(name) > 64)
+                return ztr_err_set(err, ZTR_E_INVALID,
+                                   "%s: counter \"%.64s\" must be a non-negative integer", where,
+                                   name);
+        }
         return 0;
+    }
     case F_STRINGS:
     case F_OBJECTS: {
         if (!json_is_array(value) || json_array_size(value) > CTLMSG_ARRAY_MAX)

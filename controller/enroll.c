@@ -225,6 +225,16 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
         pki_csr_free(csr);
         return deny(&e, CTLMSG_E_BAD_REQUEST, "invalid advertised address", err.msg);
     }
+    /* The node record keeps the list as JSON text of bounded size; a list
+     * that does not fit is the request's fault, found before issuing. */
+    char *addresses_text = addresses != NULL ? json_dumps(addresses, JSON_COMPACT) : NULL;
+    if (addresses_text != NULL && strlen(addresses_text) > STORE_ADDRESSES_MAX) {
+        free(addresses_text);
+        pki_csr_free(csr);
+        snprintf(err.msg, sizeof(err.msg), "addresses longer than %d bytes as JSON",
+                 STORE_ADDRESSES_MAX);
+        return deny(&e, CTLMSG_E_BAD_REQUEST, "invalid advertised address", err.msg);
+    }
     size_t public_len;
     const uint8_t *public_der = pki_csr_public_der(csr, &public_len);
     char *chain = NULL, *bundle = NULL;
@@ -249,9 +259,7 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
     snprintf(node.name, sizeof(node.name), "%s", e.name);
     snprintf(node.role, sizeof(node.role), "%s", e.role);
     snprintf(node.spiffe_id, sizeof(node.spiffe_id), "%s", id.uri);
-    char *addresses_text = json_dumps(addresses ? addresses : json_array(), JSON_COMPACT);
     snprintf(node.addresses, sizeof(node.addresses), "%s", addresses_text ? addresses_text : "[]");
-    free(addresses_text);
     snprintf(node.cert_serial, sizeof(node.cert_serial), "%s", info.serial_hex);
     node.cert_not_after = info.not_after;
     if (store_node_enroll(c->store, token.id, &node, &stored, &err) != 0) {
@@ -270,6 +278,7 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
     reply = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "enrolled", "node_id", stored.id,
                       "spiffe_id", id.uri, "chain", chain, "bundle", bundle);
 out:
+    free(addresses_text);
     free(chain);
     free(bundle);
     pki_csr_free(csr);

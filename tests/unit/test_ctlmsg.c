@@ -174,6 +174,10 @@ test_schema_violations_are_named(void **state)
                "enroll.addresses[0]: expected a string");
     decode_bad("{\"type\":\"renew\",\"csr\":\"a\",\"csr\":\"b\"}", "duplicate");
     decode_bad("{\"type\":\"renew\",\"csr\":\"a\\u0000b\"}", "NUL");
+    decode_bad("{\"type\":\"heartbeat\",\"seq\":1,\"counters\":{\"x\":1e-9}}",
+               "counter \"x\" must be a non-negative integer");
+    decode_bad("{\"type\":\"heartbeat\",\"seq\":1,\"counters\":{\"x\":\"1\"}}",
+               "must be a non-negative integer");
 }
 
 static void

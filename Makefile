@@ -42,7 +42,7 @@ SANFLAGS := $(if $(SAN),-fsanitize=address$(COMMA)undefined -fno-omit-frame-poin
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -D_DEFAULT_SOURCE -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
              -I$(ROOT) $(WOLFSSL_CFLAGS) $(PKG_CFLAGS) -MMD -MP
 LDFLAGS ?=
-ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+ALL_LDFLAGS = $(SANFLAGS) -Wl,--as-needed $(LDFLAGS)
 
 OBJ := $(BUILD)/obj
 BIN := $(BUILD)/bin

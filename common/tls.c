@@ -317,6 +317,18 @@ conn_handshake(struct tls_conn *conn)
     int ret = conn->ctx->side == TLS_SIDE_SERVER ? wolfSSL_accept(conn->ssl)
                                                  : wolfSSL_connect(conn->ssl);
     if (ret == WOLFSSL_SUCCESS) {
+        /* FAILED_ON_MISMATCH only fails a peer that offers another protocol;
+         * one that offers none must not get through either. */
+        char *protocol = NULL;
+        unsigned short protocol_len = 0;
+        if (wolfSSL_ALPN_GetProtocol(conn->ssl, &protocol, &protocol_len) != WOLFSSL_SUCCESS ||
+            protocol_len != strlen(conn->ctx->alpn) ||
+            memcmp(protocol, conn->ctx->alpn, protocol_len) != 0) {
+            char reason[128];
+            snprintf(reason, sizeof(reason), "peer did not negotiate ALPN %s", conn->ctx->alpn);
+            conn_request_close(conn, reason);
+            return;
+        }
         conn->state = CONN_OPEN;
         ev_timer_stop(conn->loop, &conn->handshake_timer);
         if (conn->callbacks.on_ready != NULL)

@@ -428,10 +428,17 @@ now_s(const struct controller *c)
 
 /* ---- nodes ---------------------------------------------------------------- */
 
+/* The node's advertised addresses: the list given at enrollment, or, after
+ * a connector's hello, the "addresses" of its advertisement object. */
 static json_t *
 addresses_value(const char *text)
 {
     json_t *value = text[0] != '\0' ? json_loads(text, 0, NULL) : NULL;
+    if (json_is_object(value)) {
+        json_t *list = json_incref(json_object_get(value, "addresses"));
+        json_decref(value);
+        value = list;
+    }
     if (!json_is_array(value)) {
         json_decref(value);
         value = json_array();

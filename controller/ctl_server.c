@@ -23,6 +23,8 @@
 
 #define CTL_ALPN "ztr-ctl/1"
 #define SESSIONS_MAX 20000
+/* A session must say what it is for within this long after its handshake. */
+#define FIRST_MESSAGE_TIMEOUT_MS 10000
 #define IDENTITY_KEY_MAX 4096
 
 enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_AWAIT_HELLO, S_ACTIVE, S_CLOSING };
@@ -37,6 +39,8 @@ struct session {
     int64_t bundle_version_sent;
     int64_t allowlist_version_sent;
     char *connectors_sent;            /* last connectors list sent (JSON text) */
+    int64_t opened_ms;                /* monotonic */
+    int64_t last_frame_ms;
     struct session *prev, *next;
 };
 
@@ -445,7 +449,10 @@ handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
         else if (type == CTLMSG_BUNDLE_REQUEST) {
             s->bundle_version_sent = -1; /* resend even if we think it has it */
             push_bundle(s);
-        }
+        } else if (type == CTLMSG_ERROR)
+            log_warn("agent reported an error", "node=%s code=%s message=\"%s\"", s->node.id,
+                     json_string_value(json_object_get(msg, "code")),
+                     json_string_value(json_object_get(msg, "message")));
         else
             session_fail(s, CTLMSG_E_BAD_REQUEST, "unexpected message");
         return;
@@ -513,6 +520,7 @@ on_data(struct tls_conn *conn, const uint8_t *data, size_t len, void *user)
         json_t *msg;
         enum ctlmsg_type type;
         s->server->c->counters.frames_in++;
+        s->last_frame_ms = clock_monotonic_ms(s->server->c->clock);
         if (ctlmsg_decode(payload, payload_len, &msg, &type, &err) != 0) {
             frame_reader_next(&s->reader);
             log_warn("control session closed", "node=%s peer=%s reason=\"%s\"", s->node.id,
@@ -585,6 +593,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         s->server = server;
+        s->opened_ms = s->last_frame_ms = clock_monotonic_ms(c->clock);
         frame_reader_init(&s->reader);
         struct pki_expect expect = {.trust_domain = c->settings.trust_domain,
                                     .role = PKI_ROLE_CONNECTOR,
@@ -615,6 +624,23 @@ log_offline(void *ctx, const struct store_node *node)
 
 static int issue_identity(struct ctl_server *server, bool update, struct ztr_err *err);
 
+/* Bounds how long a session may hold a slot without doing its job: one
+ * that never says hello (or never enrolls), or an agent that went silent. */
+static void
+close_idle_sessions(struct ctl_server *server)
+{
+    struct controller *c = server->c;
+    int64_t now = clock_monotonic_ms(c->clock);
+    int64_t silent_limit = 6 * c->settings.heartbeat_interval_ms;
+    for (struct session *s = server->sessions; s != NULL; s = s->next) {
+        if ((s->state == S_ENROLL_ONLY || s->state == S_AWAIT_HELLO) &&
+            now - s->opened_ms > FIRST_MESSAGE_TIMEOUT_MS)
+            session_close(s, "no enroll or hello within 10 s");
+        else if (s->state == S_ACTIVE && now - s->last_frame_ms > silent_limit)
+            session_close(s, "no heartbeat for 6 intervals");
+    }
+}
+
 static void
 sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -628,6 +654,7 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     int64_t cutoff = now - (3 * c->settings.heartbeat_interval_ms + 999) / 1000;
     if (store_node_sweep_offline(c->store, cutoff, log_offline, NULL, &err) != 0)
         log_warn("offline sweep failed", "error=\"%s\"", err.msg);
+    close_idle_sessions(server);
     bool pruned = false;
     if (ca_set_prune(c->cas, &pruned, &err) == 0 && pruned) {
         ctl_server_push_all(server);

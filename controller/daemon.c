@@ -21,7 +21,8 @@ static const struct config_key controller_schema[] = {
     {"CONTROLLER_LISTEN", CONFIG_ADDR, "0.0.0.0:7443", "control-plane mTLS listener", NULL},
     {"ADMIN_LISTEN", CONFIG_ADDR, "127.0.0.1:8080", "admin API listener", NULL},
     {"ADMIN_AUTH_TOKEN", CONFIG_SECRET, NULL, "bearer token for the admin API (required)", NULL},
-    {"HEALTH_LISTEN", CONFIG_ADDR, "127.0.0.1:9100", "/health and /metrics listener", NULL},
+    {"HEALTH_LISTEN", CONFIG_STRING, "127.0.0.1:9100", "/health and /metrics listener, or off",
+     NULL},
     {"CA_CERT", CONFIG_STRING, NULL, "operator CA certificate (PEM); default: managed CA", NULL},
     {"CA_KEY", CONFIG_STRING, NULL, "operator CA key (PEM)", NULL},
     {"SVID_TTL", CONFIG_DURATION, "24h", "lifetime of issued certificates", NULL},
@@ -78,6 +79,13 @@ load_settings(struct controller *c, const struct config *config, struct ztr_err 
                      "CONTROLLER_LISTEN", err));
     TRY(copy_setting(s->admin_listen, sizeof(s->admin_listen), config, "ADMIN_LISTEN", err));
     TRY(copy_setting(s->health_listen, sizeof(s->health_listen), config, "HEALTH_LISTEN", err));
+    char host[128];
+    uint16_t port;
+    if (strcmp(s->health_listen, "off") == 0)
+        s->health_listen[0] = '\0';
+    else if (config_parse_addr(s->health_listen, host, sizeof(host), &port) != 0)
+        return config_fail(config, "HEALTH_LISTEN", err,
+                           "invalid address \"%s\" (use host:port, or off)", s->health_listen);
     TRY(copy_setting(s->ca_cert, sizeof(s->ca_cert), config, "CA_CERT", err));
     TRY(copy_setting(s->ca_key, sizeof(s->ca_key), config, "CA_KEY", err));
     s->svid_ttl_s = config_get_duration_ms(config, "SVID_TTL") / 1000;
@@ -87,8 +95,8 @@ load_settings(struct controller *c, const struct config *config, struct ztr_err 
     if (s->heartbeat_interval_ms < 100)
         return config_fail(config, "HEARTBEAT_INTERVAL", err, "must be at least 100ms");
     s->token_ttl_s = config_get_duration_ms(config, "TOKEN_TTL") / 1000;
-    if (s->token_ttl_s < 1)
-        return config_fail(config, "TOKEN_TTL", err, "must be at least 1s");
+    if (s->token_ttl_s < 1 || s->token_ttl_s > 366LL * 86400)
+        return config_fail(config, "TOKEN_TTL", err, "must be between 1s and 366d");
     enum log_level level;
     if (log_level_from_name(config_get(config, "LOG_LEVEL"), &level) != 0)
         return config_fail(config, "LOG_LEVEL", err, "use debug, info, warn or error");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/frame.h"
+#include "common/tls.h"
 
 enum field_kind { F_STRING, F_INT, F_STRINGS, F_OBJECTS, F_OBJECT };
 
@@ -240,6 +241,22 @@ ctlmsg_encode(const json_t *msg, uint8_t **frame, size_t *frame_len, struct ztr_
         return ztr_err_set(err, ZTR_E_NOMEM, "cannot serialise message");
     int rc = frame_encode(text, strlen(text), frame, frame_len, err);
     free(text);
+    return rc;
+}
+
+int
+ctlmsg_write(struct tls_conn *conn, json_t *msg, struct ztr_err *err)
+{
+    if (msg == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "cannot build message");
+    uint8_t *frame;
+    size_t len;
+    int rc = ctlmsg_encode(msg, &frame, &len, err);
+    json_decref(msg);
+    if (rc != 0)
+        return -1;
+    rc = tls_conn_write(conn, frame, len, err);
+    free(frame);
     return rc;
 }
 

@@ -59,6 +59,12 @@ int ctlmsg_encode(const json_t *msg, uint8_t **frame, size_t *frame_len, struct 
 /* Checks an object against the schema of its "type" (used by both). */
 int ctlmsg_validate(const json_t *msg, enum ctlmsg_type *type, struct ztr_err *err);
 
+struct tls_conn;
+
+/* Checks and frames msg, queues it on conn, and drops the caller's
+ * reference to msg whatever happens (msg may be NULL: an error). */
+int ctlmsg_write(struct tls_conn *conn, json_t *msg, struct ztr_err *err);
+
 /* Convenience for {"type":"error","code":...,"message":...}. */
 json_t *ctlmsg_error(const char *code, const char *message);
 

@@ -274,29 +274,10 @@ ca_set_oldest(struct ca_set *cas)
 int
 ca_set_bundle_pem(const struct ca_set *cas, char **pem, size_t *len, struct ztr_err *err)
 {
-    char *joined = NULL;
-    size_t total = 0;
-    for (size_t i = 0; i < cas->count; i++) {
-        char *one;
-        size_t one_len;
-        if (pki_ca_cert_pem(cas->entries[i].ca, &one, &one_len, err) != 0) {
-            free(joined);
-            return -1;
-        }
-        char *grown = realloc(joined, total + one_len + 1);
-        if (grown == NULL) {
-            free(one);
-            free(joined);
-            return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
-        }
-        joined = grown;
-        memcpy(joined + total, one, one_len + 1);
-        total += one_len;
-        free(one);
-    }
-    *pem = joined;
-    *len = total;
-    return 0;
+    struct pki_ca *list[CA_MAX];
+    for (size_t i = 0; i < cas->count; i++)
+        list[i] = cas->entries[i].ca;
+    return pki_cas_to_pem(list, cas->count, pem, len, err);
 }
 
 int64_t

@@ -76,15 +76,8 @@ session_send(struct session *s, json_t *msg)
         json_decref(msg);
         return;
     }
-    uint8_t *frame;
-    size_t len;
     struct ztr_err err = {0};
-    int rc = ctlmsg_encode(msg, &frame, &len, &err);
-    json_decref(msg);
-    if (rc == 0) {
-        rc = tls_conn_write(s->conn, frame, len, &err);
-        free(frame);
-    }
+    int rc = ctlmsg_write(s->conn, msg, &err);
     if (rc != 0) {
         log_warn("control message not sent", "node=%s peer=%s error=\"%s\"", s->node.id,
                  tls_conn_peer_addr(s->conn), err.msg);

@@ -376,7 +376,7 @@ pem_encode(const uint8_t *der, size_t der_len, int type, char **pem, size_t *pem
 
 /* ---- chains ------------------------------------------------------------- */
 
-static int
+int
 blobs_to_pem(const struct der_blob *blobs, size_t count, char **pem, size_t *len,
              struct ztr_err *err)
 {

@@ -52,6 +52,10 @@ int cert_public_key_der(const uint8_t *der, size_t len, const uint8_t **spki,
 
 void der_blob_free(struct der_blob *blob);
 
+/* Concatenated PEM of DER certificates (malloc()ed). */
+int blobs_to_pem(const struct der_blob *blobs, size_t count, char **pem, size_t *len,
+                 struct ztr_err *err);
+
 /* The commonName of an X.501 Name ("" when absent or too long). */
 void pki_name_common_name(struct der_cursor name, char *out, size_t cap);
 

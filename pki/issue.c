@@ -271,6 +271,18 @@ pki_ca_key_pem(const struct pki_ca *ca, char **pem, size_t *len, struct ztr_err 
     return pki_key_to_pem(ca->key, pem, len, err);
 }
 
+int
+pki_cas_to_pem(struct pki_ca *const *cas, size_t count, char **pem, size_t *len,
+               struct ztr_err *err)
+{
+    struct der_blob blobs[PKI_MAX_CHAIN * 4];
+    if (count == 0 || count > sizeof(blobs) / sizeof(blobs[0]))
+        return ztr_err_set(err, ZTR_E_LIMIT, "a bundle of %zu CAs", count);
+    for (size_t i = 0; i < count; i++)
+        blobs[i] = cas[i]->cert;
+    return blobs_to_pem(blobs, count, pem, len, err);
+}
+
 const struct pki_cert_info *
 pki_ca_info(const struct pki_ca *ca)
 {

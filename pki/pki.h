@@ -235,6 +235,9 @@ int pki_ca_load(const char *cert_pem, size_t cert_len, const char *key_pem, size
 int pki_ca_cert_pem(const struct pki_ca *ca, char **pem, size_t *len, struct ztr_err *err);
 int pki_ca_key_pem(const struct pki_ca *ca, char **pem, size_t *len, struct ztr_err *err);
 const struct pki_cert_info *pki_ca_info(const struct pki_ca *ca);
+/* The certificates of several CAs as one PEM bundle (malloc()ed). */
+int pki_cas_to_pem(struct pki_ca *const *cas, size_t count, char **pem, size_t *len,
+                   struct ztr_err *err);
 void pki_ca_free(struct pki_ca *ca);
 
 struct pki_leaf_request {

@@ -243,9 +243,11 @@ leaf_facts(const char *chain_pem, size_t len, struct pki_cert_info *info, struct
     return rc;
 }
 
-/* Makes the loaded identity current: dates, renewal time, TLS context. */
+/* Makes the loaded identity current: dates, renewal time, TLS context.
+ * received_at: when a certificate that just arrived (enrollment, renewal)
+ * was received; 0 for one loaded from STATE_DIR. */
 static int
-adopt_identity(struct agent *a, struct ztr_err *err)
+adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err)
 {
     struct pki_cert_info info;
     TRY(leaf_facts(a->chain_pem, a->chain_len, &info, err));
@@ -253,7 +255,17 @@ adopt_identity(struct agent *a, struct ztr_err *err)
     a->not_after = info.not_after;
     snprintf(a->spiffe_id, sizeof(a->spiffe_id), "%s", info.uri);
     int jitter = (int)(a->renew_backoff.rng_state % 201) - 100;
-    a->renew_at = agent_renew_at(a->not_before, a->not_after, jitter);
+    /* The controller backdates notBefore by 60 s of clock-skew allowance.
+     * Counted as lifetime, that minute put 50 % of a short SVID (SVID_TTL
+     * under ~90 s) before the moment it arrived: every renewed certificate
+     * was due again at once and the agent renewed in a tight loop
+     * (thousands a second). A certificate that just arrived counts its
+     * lifetime from its arrival; one loaded from disk keeps notBefore, which
+     * can only make the first renewal earlier, never later. */
+    int64_t start = a->not_before;
+    if (received_at > start && received_at < a->not_after)
+        start = received_at;
+    a->renew_at = agent_renew_at(start, a->not_after, jitter);
     if (a->ctl_tls == NULL) {
         struct tls_ctx_config config = {
             .side = TLS_SIDE_CLIENT, .alpn = CTL_ALPN, .chain_pem = a->chain_pem,
@@ -310,7 +322,7 @@ load_identity(struct agent *a, bool *found, struct ztr_err *err)
     replace_text(&a->key_pem, &a->key_len, key, key_len, true);
     replace_text(&a->bundle_pem, &a->bundle_len, bundle, bundle_len, false);
     *found = true;
-    return adopt_identity(a, err);
+    return adopt_identity(a, 0, err);
 }
 
 /* ---- sending ------------------------------------------------------------------ */
@@ -408,7 +420,7 @@ save_enrollment(struct agent *a, const json_t *msg, struct ztr_err *err)
     replace_text(&a->key_pem, &a->key_len, key_pem, key_len, true);
     replace_text(&a->chain_pem, &a->chain_len, strdup(chain), strlen(chain), false);
     replace_text(&a->bundle_pem, &a->bundle_len, strdup(bundle), strlen(bundle), false);
-    return adopt_identity(a, err);
+    return adopt_identity(a, clock_wall_s(a->clock), err);
 }
 
 static void
@@ -613,7 +625,7 @@ try_install_chain(struct agent *a, const char *chain, struct ztr_err *err)
     }
     replace_text(&a->key_pem, &a->key_len, key_pem, key_len, true);
     replace_text(&a->chain_pem, &a->chain_len, strdup(chain), strlen(chain), false);
-    return adopt_identity(a, err);
+    return adopt_identity(a, clock_wall_s(a->clock), err);
 }
 
 static void
@@ -651,6 +663,15 @@ handle_bundle(struct agent *a, const json_t *msg)
         if (write_state_file(a, "bundle.pem", bundle, strlen(bundle), 0644, &err) != 0 ||
             tls_ctx_update(a->ctl_tls, NULL, 0, NULL, 0, bundle, strlen(bundle), &err) != 0) {
             log_warn("bundle not saved", "error=\"%s\"", err.msg);
+            /* A renewal waiting for this bundle must not wait forever: it
+             * used to stay RENEWING with nothing scheduled (renew_cb only
+             * runs while ONLINE) until the stream dropped. Count it failed
+             * and retry with backoff; the next attempt asks again. */
+            if (a->pending_chain != NULL) {
+                free(a->pending_chain);
+                a->pending_chain = NULL;
+                renewal_failed(a, err.msg);
+            }
             return;
         }
         replace_text(&a->bundle_pem, &a->bundle_len, strdup(bundle), strlen(bundle), false);
@@ -1265,7 +1286,10 @@ agent_main(const struct agent_spec *spec, int argc, char **argv)
     if (keys == NULL)
         return AGENT_EXIT_RUNTIME;
     memcpy(keys, common_keys, sizeof(common_keys));
-    memcpy(keys + COMMON_KEY_COUNT, spec->extra_keys, spec->extra_key_count * sizeof(*keys));
+    /* memcpy() from NULL is undefined even for 0 bytes: the tunneler has no
+     * extra keys, and UBSan (make asan) aborted it before it could start. */
+    if (spec->extra_key_count > 0)
+        memcpy(keys + COMMON_KEY_COUNT, spec->extra_keys, spec->extra_key_count * sizeof(*keys));
     for (size_t i = 0; i < key_count; i++) {
         if (strcmp(keys[i].name, "STATE_DIR") == 0)
             keys[i].default_value = spec->default_state_dir;

@@ -715,9 +715,24 @@ ctl_server_refresh_identity(struct ctl_server *server, struct ztr_err *err)
     return issue_identity(server, true, err);
 }
 
+static int
+mark_offline_after_restart(void *ctx, const struct store_node *node)
+{
+    struct controller *c = ctx;
+    struct ztr_err err;
+    if (node->status == STORE_ONLINE && !node->revoked)
+        store_node_set_status(c->store, node->id, STORE_OFFLINE, "controller restarted", NULL,
+                              &err);
+    return 0;
+}
+
 int
 ctl_server_start(struct controller *c, struct ztr_err *err)
 {
+    /* No session survives a restart: whatever the store says, every node is
+     * OFFLINE until it says hello again (failure-modes §3.1's flap shows as
+     * OFFLINE → ONLINE events). */
+    TRY(store_node_list(c->store, mark_offline_after_restart, c, err));
     struct ctl_server *server = calloc(1, sizeof(*server));
     if (server == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");

@@ -94,3 +94,140 @@ stop_controller() {
 
 ctl() { "$ZTR_TEST_BIN/controller" "$@"; }
 probe() { "$ZTR_TEST_BIN/../tests/tools/ctl_probe" "$@"; }
+
+# ---- agents -------------------------------------------------------------------
+
+# check() shows the last run's output: defined even before the first run,
+# since agent scripts check many things that are not a run.
+RUN_STATUS=${RUN_STATUS:-0} RUN_OUT=${RUN_OUT:-} RUN_ERR=${RUN_ERR:-}
+
+# free_port: a loopback TCP port nothing uses right now.
+free_port() {
+  local port used
+  used="$(ss -Htan 2>/dev/null | awk '{print $4}' | sed 's/.*://')"
+  for _ in $(seq 1 100); do
+    port=$((20000 + RANDOM % 20000))
+    grep -qx "$port" <<<"$used" || { echo "$port"; return 0; }
+  done
+  return 1
+}
+
+# agent_env ROLE NAME [VAR=value ...]: fills AGENT_ENV with the settings of
+# an agent talking to the controller of start_controller (STATE_DIR
+# $E2E_TMP/agent-NAME, /health on a kernel-chosen loopback port, short
+# reconnect delays, a connector's CONNECTOR_LISTEN on a free loopback port);
+# the VAR=value pairs come last, so they override any of these. Sets
+# AGENT_STATE and AGENT_LOG (a new file for every start).
+agent_env() {
+  local role="$1" name="$2"; shift 2
+  AGENT_STATE="$E2E_TMP/agent-$name"
+  E2E_STARTS=$((${E2E_STARTS:-0} + 1))
+  AGENT_LOG="$E2E_TMP/agent-$name.$E2E_STARTS.log"
+  AGENT_ENV=(TRUST_DOMAIN=example.org STATE_DIR="$AGENT_STATE" NODE_NAME="$name"
+    HEALTH_LISTEN=127.0.0.1:0 CONTROLLER_ADDR="$CTL_ADDR" CONTROLLER_CA="$CTL_STATE/ca/ca-1.crt"
+    RECONNECT_MIN_DELAY=50ms RECONNECT_MAX_DELAY=300ms RECONNECT_ATTEMPTS=20)
+  [ "$role" = connector ] && AGENT_ENV+=(CONNECTOR_LISTEN="127.0.0.1:$(free_port)")
+  AGENT_ENV+=("$@")
+}
+
+# start_agent ROLE NAME [VAR=value ...]: runs $ZTR_TEST_BIN/ROLE in the
+# background with agent_env's settings (ENROLLMENT_TOKEN=... for a first
+# start), stopped when the script exits. Waits for `msg="agent started"`;
+# sets AGENT_PID, AGENT_LOG, AGENT_STATE, AGENT_HEALTH_URL. AGENT_STATUS is
+# 255 while the agent runs; if it exited before it started, start_agent
+# returns 1 with its exit status there.
+start_agent() {
+  local role="$1" i
+  agent_env "$@"
+  AGENT_HEALTH_URL=""
+  AGENT_STATUS=255
+  env "${AGENT_ENV[@]}" "$ZTR_TEST_BIN/$role" >>"$AGENT_LOG" 2>&1 &
+  AGENT_PID=$!
+  E2E_PIDS+=("$AGENT_PID")
+  for ((i = 0; i < 400; i++)); do
+    if grep -qF 'msg="agent started"' "$AGENT_LOG" 2>/dev/null; then
+      AGENT_HEALTH_URL="http://127.0.0.1:$(grep -F 'msg="agent started"' "$AGENT_LOG" | tail -1 |
+        tr ' ' '\n' | sed -n 's/^health_port=//p')"
+      return 0
+    fi
+    if ! kill -0 "$AGENT_PID" 2>/dev/null; then
+      wait "$AGENT_PID"; AGENT_STATUS=$?
+      return 1
+    fi
+    sleep 0.05
+  done
+  echo "$role $2 did not start:" >&2; tail -5 "$AGENT_LOG" >&2
+  return 1
+}
+
+# run_agent ROLE NAME [VAR=value ...]: runs the agent in the foreground
+# until it exits (at most 30 s), like run: RUN_STATUS, RUN_OUT, RUN_ERR (its
+# log); the log is kept in AGENT_LOG too.
+run_agent() {
+  local role="$1"
+  agent_env "$@"
+  run timeout 30 env "${AGENT_ENV[@]}" "$ZTR_TEST_BIN/$role"
+  printf '%s\n%s\n' "$RUN_OUT" "$RUN_ERR" >"$AGENT_LOG"
+}
+
+# stop_agent [PID]: SIGTERM and wait (default $AGENT_PID); sets AGENT_STATUS.
+stop_agent() {
+  local pid="${1:-$AGENT_PID}"
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+  AGENT_STATUS=$?
+}
+
+# wait_agent_exit [SECONDS] [PID]: waits for the agent to exit by itself and
+# sets AGENT_STATUS; after SECONDS it is killed and AGENT_STATUS is 255.
+wait_agent_exit() {
+  local limit="${1:-10}" pid="${2:-$AGENT_PID}" i
+  for ((i = 0; i < limit * 20; i++)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid"; AGENT_STATUS=$?
+      return 0
+    fi
+    sleep 0.05
+  done
+  kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  AGENT_STATUS=255
+  return 1
+}
+
+# health [URL]: GET URL/health (default $AGENT_HEALTH_URL); sets HEALTH_CODE
+# and HEALTH_BODY (compact JSON).
+health() {
+  local url="${1:-$AGENT_HEALTH_URL}" out
+  out="$(curl -s -m 5 -w '\n%{http_code}' "$url/health")"
+  HEALTH_CODE="${out##*$'\n'}"
+  HEALTH_BODY="${out%$'\n'*}"
+}
+
+# json_value KEY [JSON]: the first "KEY": scalar of JSON (default
+# $HEALTH_BODY), unquoted; enough for /health, whose keys that repeat
+# (state, connected) carry the same value everywhere.
+json_value() {
+  grep -o "\"$1\":\(\"[^\"]*\"\|[^,}]*\)" <<<"${2:-$HEALTH_BODY}" | head -1 |
+    sed -e "s/^\"$1\"://" -e 's/^"\(.*\)"$/\1/'
+}
+
+# wait_for_state STATE [SECONDS] [URL]: polls /health until it reports STATE
+# (HEALTH_CODE and HEALTH_BODY hold the last answer).
+wait_for_state() {
+  local want="$1" limit="${2:-20}" url="${3:-$AGENT_HEALTH_URL}" i
+  for ((i = 0; i < limit * 20; i++)); do
+    health "$url"
+    [ "$(json_value state)" = "$want" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# count_lines FILE... TEXT: lines containing TEXT in the files (0 if none).
+count_lines() {
+  local text="${*: -1}"
+  cat "${@:1:$#-1}" 2>/dev/null | grep -cF -- "$text"
+}
+
+# log_epoch LINE: the ts= of a log line as Unix seconds.
+log_epoch() { date -u -d "$(sed -n 's/^ts=\([^ ]*\).*/\1/p' <<<"$1")" +%s; }

@@ -138,7 +138,7 @@ struct agent {
     size_t pending_key_len;
     char *pending_chain;
 
-    ev_timer reconnect_timer, heartbeat_timer, renew_timer;
+    ev_timer reconnect_timer, heartbeat_timer, renew_timer, watchdog_timer;
     ev_signal sigterm, sigint, sighup;
     struct http_server *health;
     struct counters counters;
@@ -1194,6 +1194,16 @@ agent_stop(struct agent *a, int exit_code)
 }
 
 static void
+watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    /* The loop is alive: that is what systemd's watchdog asks. */
+    sd_notify(0, "WATCHDOG=1");
+}
+
+static void
 signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
@@ -1357,6 +1367,12 @@ agent_main(const struct agent_spec *spec, int argc, char **argv)
              "state_dir=%s",
              pki_role_name(spec->role), agent_state_name(a.state), a.controller_addr,
              a.health_listen, a.health ? http_server_port(a.health) : 0, a.state_dir);
+    uint64_t watchdog_usec = 0;
+    ev_timer_init(&a.watchdog_timer, watchdog_cb, 0, 0);
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0) {
+        a.watchdog_timer.repeat = (double)watchdog_usec / 2e6;
+        ev_timer_again(a.loop, &a.watchdog_timer);
+    }
     maybe_start_daemon(&a);
     if (a.exit_code < 0) {
         if (identity_expired(&a)) {
@@ -1369,6 +1385,7 @@ agent_main(const struct agent_spec *spec, int argc, char **argv)
             ev_run(a.loop, 0);
     }
     sd_notify(0, "STOPPING=1");
+    ev_timer_stop(a.loop, &a.watchdog_timer);
     ev_signal_stop(a.loop, &a.sigterm);
     ev_signal_stop(a.loop, &a.sigint);
     ev_signal_stop(a.loop, &a.sighup);

@@ -72,7 +72,7 @@ TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 # Small programs the e2e scripts drive (tests/tools/*.c).
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 
-.PRECIOUS: $(OBJ)/%.o
+.PRECIOUS: $(OBJ)/%.o build/fuzz/obj/%.o
 .PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS)
 
@@ -126,12 +126,14 @@ asan:
 
 # ---- tests -----------------------------------------------------------------
 FUZZ_SECONDS ?= 300
-FUZZ_SMOKE_SECONDS ?= 30
+FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: deps
-	@$(MAKE) --no-print-directory asan
-	@$(MAKE) --no-print-directory fuzz-build
+	@$(MAKE) --no-print-directory -j$(JOBS) asan
+	@$(MAKE) --no-print-directory -j$(JOBS) fuzz-build
 	@bash tests/run-all.sh build/asan $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 unit:
@@ -140,15 +142,24 @@ unit:
 e2e:
 	@bash tests/run-e2e.sh $(BUILD)
 
-# libFuzzer needs clang; the fuzz build has its own object tree.
+# libFuzzer needs clang; the fuzz build has its own object tree, compiled
+# once and shared by every target.
 FUZZ_BUILD := build/fuzz
-FUZZ_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(ROOT) \
-               $(WOLFSSL_CFLAGS) $(PKG_CFLAGS)
+FUZZ_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+               -I$(ROOT) $(WOLFSSL_CFLAGS) $(PKG_CFLAGS)
 FUZZ_LIB_SRC := $(COMMON_SRC) $(PKI_SRC)
+FUZZ_LIB := $(FUZZ_BUILD)/libfuzzdeps.a
 
-$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
+$(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRC) $(WOLFSSL_LIBS) $(PKG_LIBS) -o $@
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/%.o $(FUZZ_LIB)
+	clang -fsanitize=fuzzer,address,undefined $< $(FUZZ_LIB) $(WOLFSSL_LIBS) $(PKG_LIBS) -o $@
 
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 

@@ -943,7 +943,7 @@ start_reauth(struct agent *a, const char *why)
     if (a->token == NULL) {
         log_error("certificate expired and no ENROLLMENT_TOKEN is configured",
                   "not_after=%lld hint=\"issue a new token: controller token create --role %s "
-                  "--name %s, set ENROLLMENT_TOKEN and restart\"",
+                  "--name %s, then set ENROLLMENT_TOKEN and restart\"",
                   (long long)a->not_after, pki_role_name(a->spec->role), a->node_name);
         set_state(a, AGENT_EXPIRED, why);
         schedule_reconnect(a, "expired");

@@ -117,7 +117,7 @@ N_PID=$AGENT_PID N_LOG=$AGENT_LOG
 wait_for_state EXPIRED 5; check "no token: state EXPIRED" $?
 [ "$HEALTH_CODE" = 503 ]; check "/health 503 EXPIRED" $?
 grep -F 'msg="certificate expired and no ENROLLMENT_TOKEN is configured"' "$N_LOG" |
-  grep -qF "controller token create --role connector --name none, set ENROLLMENT_TOKEN and restart"
+  grep -qF "controller token create --role connector --name none, then set ENROLLMENT_TOKEN and restart"
 check "logs the expiry with the hint to issue a new token" $?
 ! grep -qF 're-enrolling' "$N_LOG"; check "no re-enrollment attempted" $?
 grep -qF 'to=EXPIRED reason="certificate expired while the agent was down"' "$N_LOG"; check "EXPIRED at once" $?

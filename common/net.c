@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -110,6 +111,7 @@ net_connect_start(const char *addr, int *fd, struct ztr_err *err)
     int s = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0)
         return sys_fail(err, "dial", addr, "socket", errno);
+    net_set_nodelay(s);
     if (connect(s, (struct sockaddr *)&sa, sa_len) != 0 && errno != EINPROGRESS)
         return close_fail(s, err, "dial", addr, "connect", errno);
     *fd = s;
@@ -126,6 +128,14 @@ net_connect_finish(int fd, const char *addr, struct ztr_err *err)
     if (so_error != 0)
         return sys_fail(err, "dial", addr, "connect", so_error);
     return 0;
+}
+
+void
+net_set_nodelay(int fd)
+{
+    int one = 1;
+    /* Best effort: a socket that refuses (not TCP) works without it. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 uint16_t

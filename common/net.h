@@ -28,6 +28,10 @@ int net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err);
 int net_connect_start(const char *addr, int *fd, struct ztr_err *err);
 int net_connect_finish(int fd, const char *addr, struct ztr_err *err);
 
+/* Turns off Nagle's algorithm: control messages and relayed requests are
+ * small and latency-bound (it cost ~40 ms per enrollment round trip). */
+void net_set_nodelay(int fd);
+
 /* Port a bound socket ended up on (after listening on port 0 in tests). */
 uint16_t net_local_port(int fd);
 

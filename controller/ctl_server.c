@@ -575,6 +575,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 log_warn("accept failed", "errno=%d", errno);
             return;
         }
+        net_set_nodelay(fd);
         if (server->session_count >= SESSIONS_MAX) {
             close(fd);
             c->counters.sessions_rejected++;

@@ -116,6 +116,7 @@ struct agent {
     size_t chain_len, key_len, bundle_len;
     int64_t not_before, not_after, renew_at;
     struct tls_ctx *ctl_tls;
+    struct tls_ctx *enroll_tls;    /* no identity; trusts CONTROLLER_CA (or the bundle) */
 
     /* control stream */
     enum agent_state state;
@@ -858,8 +859,6 @@ enrollment_tls(struct agent *a, struct tls_ctx **out, struct ztr_err *err)
     return tls_ctx_new(&config, out, err);
 }
 
-static struct tls_ctx *enroll_tls;
-
 static void
 ctl_connect(struct agent *a)
 {
@@ -867,14 +866,14 @@ ctl_connect(struct agent *a)
     int fd = -1;
     struct tls_ctx *ctx = a->ctl_tls;
     if (a->state == AGENT_ENROLLING) {
-        tls_ctx_free(enroll_tls);
-        enroll_tls = NULL;
-        if (enrollment_tls(a, &enroll_tls, &err) != 0) {
+        tls_ctx_free(a->enroll_tls);
+        a->enroll_tls = NULL;
+        if (enrollment_tls(a, &a->enroll_tls, &err) != 0) {
             log_error("cannot prepare enrollment", "error=\"%s\"", err.msg);
             agent_stop(a, AGENT_EXIT_CONFIG);
             return;
         }
-        ctx = enroll_tls;
+        ctx = a->enroll_tls;
     }
     struct pki_expect expect = {.trust_domain = a->trust_domain, .role = PKI_ROLE_CONTROLLER};
     if (net_connect_start(a->controller_addr, &fd, &err) != 0 ||
@@ -1266,8 +1265,7 @@ agent_free(struct agent *a)
         a->spec->stop(a->spec->ctx);
     http_server_stop(a->health);
     tls_ctx_free(a->ctl_tls);
-    tls_ctx_free(enroll_tls);
-    enroll_tls = NULL;
+    tls_ctx_free(a->enroll_tls);
     frame_reader_free(&a->reader);
     pki_key_free(a->pending_key);
     free(a->pending_chain);

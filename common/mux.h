@@ -29,6 +29,61 @@
  *
  * Stream ids: the opener (tunneler) uses odd ids, increasing; the acceptor
  * never opens streams. At most MUX_MAX_STREAMS open at once per session.
+ * Ids are never reused within a session (so a late frame can never be taken
+ * for a newer stream's); after 2^31 streams mux_open fails with ZTR_E_LIMIT
+ * and the owner opens a new session. Both ends must be configured with the
+ * same window (nothing on the wire negotiates it). An OPEN beyond
+ * max_streams is answered with RST REFUSED and never reaches on_open.
+ *
+ * Stream lifecycle. OPEN → the acceptor's owner answers with mux_accept
+ * (OPEN_OK) or mux_reset. The opener sends DATA only after OPEN_OK (before
+ * it, mux_send returns 0 and on_writable follows OPEN_OK); a mux_fin before
+ * OPEN_OK is held and sent right after it. Each side ends its direction with
+ * FIN (half-close): mux_send after our FIN fails, DATA after the peer's FIN
+ * is a protocol error. The stream closes when both FINs are done, or at once
+ * on RST either way; on_stream_closed runs exactly once per stream, also for
+ * streams the owner resets or finishes itself (inside that mux call) and for
+ * every stream still open when the session ends.
+ *
+ * RST acknowledgement. The receiver of an RST answers with an RST carrying
+ * MUX_FLAG_ACK (code NORMAL); a side that reset a stream on which the peer
+ * may still be sending keeps the id reserved (a tombstone, counted against
+ * max_streams) until the peer's RST or ACK arrives, and meanwhile discards
+ * DATA/FIN/OPEN_OK/WINDOW that crossed its RST — returning that DATA's
+ * session credit at once. That is how frames for closed streams can be
+ * protocol errors without racing: only WINDOW and RST may arrive for an id
+ * both sides consider closed (late credit, a crossing RST).
+ *
+ * Protocol errors (the session ends with MUX_CODE_PROTOCOL_ERROR, a GOAWAY
+ * carrying the reason goes to the peer, and on_session_closed gets the same
+ * reason): an unknown frame type or flag; a payload over MUX_MAX_PAYLOAD or
+ * of the wrong size for its type (OPEN resource 1..255 bytes without NUL,
+ * RST/GOAWAY reason ≤ 255 bytes, WINDOW 4, PING/PONG 8, OPEN_OK/FIN 0); a
+ * stream frame on id 0 or a session frame on another; OPEN received by the
+ * opener, OPEN_OK received by the acceptor; an even, repeated or
+ * non-increasing OPEN id; DATA beyond the stream's or the session's credit;
+ * DATA or FIN before OPEN_OK or after the peer's FIN; a frame for a stream
+ * never opened, or for a closed one other than WINDOW/RST; a WINDOW of 0 or
+ * one taking credit past 2^31-1; an unknown RST/GOAWAY code; an ACK for a
+ * stream not reset; a PONG that answers no PING.
+ *
+ * Callbacks and re-entrancy. Callbacks run synchronously inside mux calls:
+ * mux_input, and every call that sends (a write the owner refuses ends the
+ * session with MUX_CODE_INTERNAL, running on_stream_closed for each stream
+ * and on_session_closed before that call returns). From any callback except
+ * write the owner may call mux_open, mux_accept, mux_send, mux_consumed,
+ * mux_fin, mux_reset, mux_ping, mux_goaway and the getters; a stream closed
+ * from inside a callback gets its on_stream_closed nested, before the call
+ * that closed it returns. Once the session is ending — in the
+ * on_stream_closed calls that precede on_session_closed, and after — every
+ * mux call fails (mux_stream_count is 0). mux_input must not be called
+ * from a callback (it returns -1 and does nothing). write must not call
+ * into the mux (such calls fail). mux_free may be called from any
+ * callback, write included: it takes effect when the outermost mux call
+ * returns, and no callback runs after it — so on_session_closed may free
+ * the mux, but then the owner must not use the mux after the call it made
+ * returns. Pointers given to callbacks
+ * (data, resource, reason) are valid only during the callback.
  */
 #ifndef ZTR_COMMON_MUX_H
 #define ZTR_COMMON_MUX_H
@@ -44,7 +99,10 @@
 #define MUX_MAX_PAYLOAD 16384
 #define MUX_DEFAULT_WINDOW (256 * 1024)
 #define MUX_MAX_STREAMS 4096
-#define MUX_REASON_MAX 256
+#define MUX_REASON_MAX 256   /* reasons ≤ 255 bytes + NUL */
+
+/* The only frame flag: on RST, "this acknowledges your RST". */
+#define MUX_FLAG_ACK 0x01
 
 enum mux_frame_type {
     MUX_OPEN = 1,
@@ -84,7 +142,9 @@ struct mux_callbacks {
     /* Opener: the peer accepted the stream. */
     void (*on_open_ok)(void *user, uint32_t stream);
     /* Bytes for a stream; the owner calls mux_consumed() once it has passed
-     * them on (that is what returns credit to the sender). */
+     * them on (that is what returns credit to the sender). When the stream
+     * closes, bytes not yet consumed count as consumed for the session
+     * (mux_consumed on a closed id does nothing). */
     void (*on_data)(void *user, uint32_t stream, const uint8_t *data, size_t len);
     /* The peer half-closed the stream (no more data from it). */
     void (*on_fin)(void *user, uint32_t stream);
@@ -92,9 +152,11 @@ struct mux_callbacks {
      * code/reason say why. The id is free again after this. */
     void (*on_stream_closed)(void *user, uint32_t stream, enum mux_code code,
                              const char *reason);
-    /* Send credit became available for a stream that had run out. */
+    /* Send credit became available for a stream whose last mux_send came up
+     * short (or was made before OPEN_OK). Streams waiting on the session's
+     * credit are called oldest first while credit lasts. */
     void (*on_writable)(void *user, uint32_t stream);
-    /* PONG arrived: round-trip time in ms. */
+    /* PONG arrived: round-trip time in ms (now_ms at PONG − now_ms at PING). */
     void (*on_pong)(void *user, int64_t rtt_ms);
     /* The session is over (GOAWAY from the peer, or a protocol error here);
      * no callbacks follow. */
@@ -105,19 +167,25 @@ struct mux_config {
     enum mux_role role;
     uint32_t window;            /* initial credit per stream and per session; 0 = default */
     uint32_t max_streams;       /* 0 = MUX_MAX_STREAMS */
-    int64_t (*now_ms)(void *user);  /* monotonic clock for PING RTTs */
+    int64_t (*now_ms)(void *user);  /* monotonic clock for PING RTTs; NULL = system */
 };
 
+/* window ≤ 2^31-1, max_streams ≤ MUX_MAX_STREAMS; only write is a required
+ * callback. */
 int mux_new(const struct mux_config *config, const struct mux_callbacks *callbacks, void *user,
             struct mux **out, struct ztr_err *err);
+/* Sends nothing and calls no callback; streams still open are dropped. From
+ * inside a callback it is deferred (see above). */
 void mux_free(struct mux *mux);
 
 /* Feeds bytes read from the TLS connection; returns -1 after a protocol
- * error (on_session_closed has run). Bounded: it never buffers more than
- * one partial frame. */
+ * error (on_session_closed has run), and whenever the session is over
+ * (GOAWAY either way, a failed write). Bounded: it never buffers more than
+ * one partial frame; whole frames are parsed in place. */
 int mux_input(struct mux *mux, const uint8_t *data, size_t len);
 
-/* Opener: a new stream to resource; *stream receives its id. */
+/* Opener: a new stream to resource (1..255 bytes); *stream receives its id.
+ * ZTR_E_LIMIT at max_streams (reset streams awaiting the peer's ACK count). */
 int mux_open(struct mux *mux, const char *resource, uint32_t *stream, struct ztr_err *err);
 /* Acceptor: the target is connected. */
 int mux_accept(struct mux *mux, uint32_t stream, struct ztr_err *err);
@@ -127,16 +195,27 @@ int mux_accept(struct mux *mux, uint32_t stream, struct ztr_err *err);
  * or -1 if the stream cannot send (closed, half-closed). Splits into
  * frames of at most MUX_MAX_PAYLOAD. */
 ssize_t mux_send(struct mux *mux, uint32_t stream, const uint8_t *data, size_t len);
-/* Credit the sender may use again: call after passing on_data bytes on. */
+/* Credit the sender may use again: call after passing on_data bytes on.
+ * Returned with WINDOW once half the window has been consumed (stream and
+ * session separately), not per call. Clamped to what was delivered. */
 void mux_consumed(struct mux *mux, uint32_t stream, size_t len);
+/* Half-closes our direction; when the peer's FIN is already in, the stream
+ * closes (on_stream_closed runs before this returns). -1 if the stream is
+ * unknown, already finished, or not yet accepted (acceptor). */
 int mux_fin(struct mux *mux, uint32_t stream);
+/* Sends RST (code, reason ≤ 255 bytes) and closes the stream:
+ * on_stream_closed(code, reason) runs before this returns. */
 int mux_reset(struct mux *mux, uint32_t stream, enum mux_code code, const char *reason);
+/* PING carrying now_ms; on_pong gets the RTT. -1 with 4 PINGs unanswered. */
 int mux_ping(struct mux *mux);
-/* Sends GOAWAY (code, reason) and ends the session. */
+/* Sends GOAWAY (code, reason) and ends the session: on_stream_closed for
+ * each stream, then on_session_closed, all with code and reason. */
 int mux_goaway(struct mux *mux, enum mux_code code, const char *reason);
 
+/* Streams the owner sees open (0 once the session is over). */
 size_t mux_stream_count(const struct mux *mux);
-/* Send credit left on a stream (for tests and /metrics). */
+/* Send credit left on a stream, or on the session for stream 0 (for tests
+ * and /metrics); 0 for an unknown stream. */
 uint32_t mux_send_credit(const struct mux *mux, uint32_t stream);
 
 #endif

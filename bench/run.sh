@@ -22,6 +22,18 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo
   echo "Not measured yet: the data plane (tunneler ⇄ connector) is not built. When it"
   echo "is, this section compares ztr, stunnel and direct TCP in the same run."
+  echo
+  echo "## Controller scale"
+  echo
+  bash "$root/bench/controller.sh"
+  echo
+  echo "## Agent footprint"
+  echo
+  echo "A connector and a tunneler (release build) enrolled and ONLINE against a local"
+  echo "controller with 10 s heartbeats; RSS and CPU over an idle window. Target:"
+  echo "≤ 4 MiB RSS, ~0 % CPU. Source: \`bench/agents.sh\`."
+  echo
+  bash "$root/bench/agents.sh"
 } > "$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"

@@ -17,33 +17,10 @@
 
 #include "common/ctlmsg.h"
 #include "common/frame.h"
+#include "tests/fuzz/chunker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static uint32_t
-hash_input(const uint8_t *data, size_t size)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < size; i++)
-        h = (h ^ data[i]) * 16777619u;
-    return h;
-}
-
-/* Chunk sizes: 1..max, where max itself comes from the hash (1 byte at a
- * time, small reads, or large reads that span frames). */
-struct chunker {
-    uint32_t state;
-    size_t max;
-};
-
-static size_t
-next_chunk(struct chunker *ch)
-{
-    ch->state ^= ch->state << 13;
-    ch->state ^= ch->state >> 17;
-    ch->state ^= ch->state << 5;
-    return 1 + ch->state % ch->max;
-}
 
 static uint32_t
 be32(const uint8_t *p)

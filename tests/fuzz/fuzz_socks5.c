@@ -18,32 +18,10 @@
 #include <string.h>
 
 #include "common/socks5.h"
+#include "tests/fuzz/chunker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static uint32_t
-hash_input(const uint8_t *data, size_t size)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < size; i++)
-        h = (h ^ data[i]) * 16777619u;
-    return h;
-}
-
-struct chunker {
-    uint32_t state;
-    size_t max;
-};
-
-/* 1..max (xorshift32). */
-static size_t
-next_chunk(struct chunker *ch)
-{
-    ch->state ^= ch->state << 13;
-    ch->state ^= ch->state >> 17;
-    ch->state ^= ch->state << 5;
-    return 1 + ch->state % ch->max;
-}
 
 /* ---- the reference: RFC 1928 read straight off the whole stream ------- */
 

@@ -52,17 +52,21 @@ COMMON_SRC := $(wildcard common/*.c)
 PKI_SRC    := $(wildcard pki/*.c)
 # Each daemon: everything but main.c goes into a library the tests link.
 CONTROLLER_SRC := $(filter-out controller/main.c,$(wildcard controller/*.c))
+CONNECTOR_SRC := $(filter-out connector/main.c,$(wildcard connector/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(OBJ)/%.o)
 PKI_OBJ    := $(PKI_SRC:%.c=$(OBJ)/%.o)
 CONTROLLER_OBJ := $(CONTROLLER_SRC:%.c=$(OBJ)/%.o)
+CONNECTOR_OBJ := $(CONNECTOR_SRC:%.c=$(OBJ)/%.o)
 LIBCOMMON  := $(LIB)/libztrcommon.a
 LIBPKI     := $(LIB)/libztrpki.a
 LIBCONTROLLER := $(LIB)/libztrcontroller.a
+LIBCONNECTOR := $(LIB)/libztrconnector.a
 
 # pki uses common's basics and common's TLS layer uses pki: one link group.
-LINK_LIBS = -Wl,--start-group $(LIBCONTROLLER) $(LIBPKI) $(LIBCOMMON) -Wl,--end-group \
+LINK_LIBS = -Wl,--start-group $(LIBCONTROLLER) $(LIBCONNECTOR) $(LIBPKI) $(LIBCOMMON) \
+            -Wl,--end-group \
             $(WOLFSSL_LIBS) $(PKG_LIBS)
-ALL_LIBS = $(LIBCONTROLLER) $(LIBPKI) $(LIBCOMMON)
+ALL_LIBS = $(LIBCONTROLLER) $(LIBCONNECTOR) $(LIBPKI) $(LIBCOMMON)
 
 PROGRAMS := $(BIN)/ztr-pki $(foreach d,controller connector tunneler,$(if $(wildcard $(d)/main.c),$(BIN)/$(d)))
 
@@ -95,6 +99,11 @@ $(LIBPKI): $(PKI_OBJ)
 	$(AR) rcs $@ $^
 
 $(LIBCONTROLLER): $(CONTROLLER_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(LIBCONNECTOR): $(CONNECTOR_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@
 	$(AR) rcs $@ $^

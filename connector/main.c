@@ -8,6 +8,7 @@
 
 #include "common/agent.h"
 #include "common/log.h"
+#include "connector/allowlist.h"
 
 #define ADVERTISE_MAX 16
 
@@ -26,14 +27,16 @@ struct connector {
     size_t advertise_count;
     char data_address[128];        /* what tunnelers dial: first advertised IP + port */
     json_t *resources;             /* names */
+    struct agent *agent;
+    struct allowlist *allowlist;   /* enforced from disk while the controller is away */
 };
 
 static int
 connector_configure(void *ctx, struct agent *agent, const struct config *config,
                     struct ztr_err *err)
 {
-    (void)agent;
     struct connector *c = ctx;
+    c->agent = agent;
     const char *listen = config_get(config, "CONNECTOR_LISTEN");
     if (listen == NULL)
         return ztr_err_set(err, ZTR_E_CONFIG, "CONNECTOR_LISTEN is required");
@@ -68,6 +71,23 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
     for (size_t i = 0; i < config_list_len(config, "RESOURCES"); i++)
         json_array_append_new(c->resources,
                               json_string(config_list_get(config, "RESOURCES", i, "name")));
+    c->allowlist = allowlist_new();
+    if (c->allowlist == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    return 0;
+}
+
+/* The last allowlist received, from STATE_DIR: enforced even if the
+ * controller never answers (fail-static). */
+static int
+connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
+{
+    struct connector *c = ctx;
+    TRY(allowlist_load(c->allowlist, agent_state_dir(agent), err));
+    if (allowlist_version(c->allowlist) > 0)
+        log_info("allowlist loaded from disk", "version=%lld tunnelers=%zu received_at=%lld",
+                 (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist),
+                 (long long)allowlist_received_at(c->allowlist));
     return 0;
 }
 
@@ -98,10 +118,55 @@ connector_add_hello(void *ctx, json_t *hello)
 static void
 connector_on_allowlist(void *ctx, const json_t *msg)
 {
-    (void)ctx;
+    struct connector *c = ctx;
+    struct ztr_err err = {0};
+    int64_t now = clock_wall_s(agent_clock(c->agent));
+    if (allowlist_apply(c->allowlist, msg, now, &err) != 0) {
+        log_warn("allowlist ignored", "error=\"%s\"", err.msg);
+        return;
+    }
+    if (allowlist_save(c->allowlist, agent_state_dir(c->agent), &err) != 0)
+        log_warn("allowlist not persisted", "error=\"%s\"", err.msg);
     log_info("allowlist received", "version=%lld tunnelers=%zu",
-             (long long)json_integer_value(json_object_get(msg, "version")),
-             json_array_size(json_object_get(msg, "tunnelers")));
+             (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist));
+}
+
+static void
+connector_add_health(void *ctx, json_t *health)
+{
+    struct connector *c = ctx;
+    int64_t received = allowlist_received_at(c->allowlist);
+    int64_t now = clock_wall_s(agent_clock(c->agent));
+    json_object_set_new(health, "allowlist",
+                        json_pack("{s:I, s:I, s:I}", "version",
+                                  (json_int_t)allowlist_version(c->allowlist), "tunnelers",
+                                  (json_int_t)allowlist_size(c->allowlist), "age_seconds",
+                                  (json_int_t)(received > 0 ? now - received : -1)));
+}
+
+static void
+connector_add_metrics(void *ctx, char **text, size_t *len)
+{
+    struct connector *c = ctx;
+    int64_t received = allowlist_received_at(c->allowlist);
+    char block[512];
+    int n = snprintf(block, sizeof(block),
+                     "# HELP ztr_allowlist_version Version of the allowlist being enforced.\n"
+                     "# TYPE ztr_allowlist_version gauge\nztr_allowlist_version %lld\n"
+                     "# HELP ztr_allowlist_age_seconds Time since the enforced allowlist "
+                     "arrived.\n# TYPE ztr_allowlist_age_seconds gauge\n"
+                     "ztr_allowlist_age_seconds %lld\n",
+                     (long long)allowlist_version(c->allowlist),
+                     (long long)(received > 0 ? clock_wall_s(agent_clock(c->agent)) - received
+                                              : -1));
+    if (n <= 0 || (size_t)n >= sizeof(block))
+        return;
+    char *grown = realloc(*text, *len + (size_t)n + 1);
+    if (grown == NULL)
+        return;
+    memcpy(grown + *len, block, (size_t)n + 1);
+    *text = grown;
+    *len += (size_t)n;
 }
 
 int
@@ -117,10 +182,14 @@ main(int argc, char **argv)
         .configure = connector_configure,
         .add_enroll = connector_add_enroll,
         .add_hello = connector_add_hello,
+        .start = connector_start,
         .on_allowlist = connector_on_allowlist,
+        .add_health = connector_add_health,
+        .add_metrics = connector_add_metrics,
         .ctx = &connector,
     };
     int status = agent_main(&spec, argc - 1, argv + 1);
     json_decref(connector.resources);
+    allowlist_free(connector.allowlist);
     return status;
 }

@@ -1,0 +1,173 @@
+#include "connector/allowlist.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fileio.h"
+
+#define ALLOWLIST_FILE_MAX (16 * 1024 * 1024)
+
+/* Kept as the JSON the controller sent (tunnelers: [{spiffe_id, resources}])
+ * plus an index object spiffe_id → resources for O(1) lookups. */
+struct allowlist {
+    int64_t version;
+    int64_t received_at;
+    json_t *tunnelers;   /* the list as received (for saving) */
+    json_t *index;       /* spiffe_id → array of resource names */
+};
+
+struct allowlist *
+allowlist_new(void)
+{
+    struct allowlist *list = calloc(1, sizeof(*list));
+    if (list == NULL)
+        return NULL;
+    list->tunnelers = json_array();
+    list->index = json_object();
+    return list;
+}
+
+void
+allowlist_free(struct allowlist *list)
+{
+    if (list == NULL)
+        return;
+    json_decref(list->tunnelers);
+    json_decref(list->index);
+    free(list);
+}
+
+static int
+build_index(const json_t *tunnelers, json_t **index, struct ztr_err *err)
+{
+    if (!json_is_array(tunnelers) || json_array_size(tunnelers) > ALLOWLIST_MAX_ENTRIES)
+        return ztr_err_set(err, ZTR_E_INVALID, "allowlist: tunnelers must be a bounded list");
+    json_t *built = json_object();
+    size_t i;
+    const json_t *entry;
+    json_array_foreach(tunnelers, i, entry) {
+        const char *id = json_string_value(json_object_get(entry, "spiffe_id"));
+        json_t *resources = json_object_get(entry, "resources");
+        if (id == NULL || !json_is_array(resources)) {
+            json_decref(built);
+            return ztr_err_set(err, ZTR_E_INVALID, "allowlist: entry %zu is malformed", i);
+        }
+        json_object_set(built, id, resources);
+    }
+    *index = built;
+    return 0;
+}
+
+static int
+replace(struct allowlist *list, int64_t version, int64_t received_at, json_t *tunnelers,
+        struct ztr_err *err)
+{
+    json_t *index = NULL;
+    TRY(build_index(tunnelers, &index, err));
+    json_decref(list->tunnelers);
+    json_decref(list->index);
+    list->tunnelers = json_incref(tunnelers);
+    list->index = index;
+    list->version = version;
+    list->received_at = received_at;
+    return 0;
+}
+
+int
+allowlist_apply(struct allowlist *list, const json_t *msg, int64_t received_at,
+                struct ztr_err *err)
+{
+    int64_t version = json_integer_value(json_object_get(msg, "version"));
+    /* Versions only grow: an older list arriving late must not undo a
+     * revocation that a newer one carried. */
+    if (version < list->version)
+        return ztr_err_set(err, ZTR_E_INVALID, "allowlist version %lld is older than %lld",
+                           (long long)version, (long long)list->version);
+    return replace(list, version, received_at, json_object_get(msg, "tunnelers"), err);
+}
+
+int
+allowlist_save(const struct allowlist *list, const char *dir, struct ztr_err *err)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s/%s", dir, ALLOWLIST_FILE) >= (int)sizeof(path))
+        return ztr_err_set(err, ZTR_E_LIMIT, "path too long");
+    json_t *doc = json_pack("{s:I, s:I, s:O}", "version", (json_int_t)list->version,
+                            "received_at", (json_int_t)list->received_at, "tunnelers",
+                            list->tunnelers);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "cannot serialise the allowlist");
+    int rc = file_write_atomic(path, text, strlen(text), 0600, err);
+    free(text);
+    return rc;
+}
+
+int
+allowlist_load(struct allowlist *list, const char *dir, struct ztr_err *err)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s/%s", dir, ALLOWLIST_FILE) >= (int)sizeof(path))
+        return ztr_err_set(err, ZTR_E_LIMIT, "path too long");
+    char *text;
+    size_t len;
+    struct ztr_err probe;
+    if (file_read_all(path, ALLOWLIST_FILE_MAX, &text, &len, &probe) != 0) {
+        if (probe.code == ZTR_E_NOT_FOUND)
+            return 0;
+        *err = probe;
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return ztr_err_set(err, ZTR_E_INVALID, "%s: not an allowlist (%s)", path, jerr.text);
+    }
+    int rc = replace(list, json_integer_value(json_object_get(doc, "version")),
+                     json_integer_value(json_object_get(doc, "received_at")),
+                     json_object_get(doc, "tunnelers"), err);
+    json_decref(doc);
+    if (rc != 0)
+        return ztr_err_wrap(err, "%s", path);
+    return 0;
+}
+
+bool
+allowlist_contains(const struct allowlist *list, const char *spiffe_id)
+{
+    return json_object_get(list->index, spiffe_id) != NULL;
+}
+
+bool
+allowlist_permits(const struct allowlist *list, const char *spiffe_id, const char *resource)
+{
+    const json_t *resources = json_object_get(list->index, spiffe_id);
+    size_t i;
+    const json_t *name;
+    json_array_foreach(resources, i, name)
+        if (json_is_string(name) && strcmp(json_string_value(name), resource) == 0)
+            return true;
+    return false;
+}
+
+int64_t
+allowlist_version(const struct allowlist *list)
+{
+    return list->version;
+}
+
+int64_t
+allowlist_received_at(const struct allowlist *list)
+{
+    return list->received_at;
+}
+
+size_t
+allowlist_size(const struct allowlist *list)
+{
+    return json_object_size(list->index);
+}

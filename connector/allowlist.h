@@ -1,0 +1,47 @@
+/*
+ * The connector's copy of the controller's allowlist: which tunnelers
+ * (SPIFFE IDs) may reach which resources. It is persisted in STATE_DIR
+ * (allowlist.json, written atomically) on every change and loaded at start,
+ * so the connector keeps enforcing the last decision it received while the
+ * controller is unreachable (fail-static). Version and age are exported.
+ */
+#ifndef ZTR_CONNECTOR_ALLOWLIST_H
+#define ZTR_CONNECTOR_ALLOWLIST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define ALLOWLIST_FILE "allowlist.json"
+#define ALLOWLIST_MAX_ENTRIES 65536
+
+struct allowlist;
+
+/* An empty allowlist (version 0: nothing received yet — nobody allowed). */
+struct allowlist *allowlist_new(void);
+void allowlist_free(struct allowlist *list);
+
+/* Replaces the contents from an `allowlist` control message (schema-checked
+ * by common/ctlmsg), remembering received_at (Unix seconds). A message with
+ * a version older than the current one is refused (ZTR_E_INVALID). */
+int allowlist_apply(struct allowlist *list, const json_t *msg, int64_t received_at,
+                    struct ztr_err *err);
+
+/* Persists to dir/allowlist.json atomically; loads it back (a missing file
+ * leaves the list empty and is not an error). */
+int allowlist_save(const struct allowlist *list, const char *dir, struct ztr_err *err);
+int allowlist_load(struct allowlist *list, const char *dir, struct ztr_err *err);
+
+/* Whether spiffe_id is on the list at all, and whether it may reach
+ * resource. */
+bool allowlist_contains(const struct allowlist *list, const char *spiffe_id);
+bool allowlist_permits(const struct allowlist *list, const char *spiffe_id,
+                       const char *resource);
+
+int64_t allowlist_version(const struct allowlist *list);
+int64_t allowlist_received_at(const struct allowlist *list);
+size_t allowlist_size(const struct allowlist *list);
+
+#endif

@@ -9,8 +9,8 @@
 # to stdout; progress and failures go to stderr. Loopback only.
 #
 # Knobs (environment; defaults are what `make bench` runs):
-#   CTL_BENCH_ENROLL=5000 CTL_BENCH_ENROLL_CONCURRENCY=128 CTL_BENCH_SERIAL=100
-#   CTL_BENCH_SESSIONS=10000 CTL_BENCH_IDENTITIES=1000 CTL_BENCH_SESSION_CONCURRENCY=64
+#   CTL_BENCH_ENROLL=5000 CTL_BENCH_ENROLL_CONCURRENCY=16 CTL_BENCH_SERIAL=100
+#   CTL_BENCH_SESSIONS=10000 CTL_BENCH_IDENTITIES=1000 CTL_BENCH_SESSION_CONCURRENCY=16
 #   CTL_BENCH_INTERVAL=10s CTL_BENCH_WARMUP=10 CTL_BENCH_WINDOW=30
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,11 +19,11 @@ controller="$root/build/bin/controller"
 load="$root/build/bench/ctl_load"
 
 enroll_count="${CTL_BENCH_ENROLL:-5000}"
-enroll_conc="${CTL_BENCH_ENROLL_CONCURRENCY:-128}"
+enroll_conc="${CTL_BENCH_ENROLL_CONCURRENCY:-16}"
 serial_count="${CTL_BENCH_SERIAL:-100}"  # enrollments one at a time, for latency alone
 sessions="${CTL_BENCH_SESSIONS:-10000}"
 identities="${CTL_BENCH_IDENTITIES:-1000}"
-session_conc="${CTL_BENCH_SESSION_CONCURRENCY:-64}"
+session_conc="${CTL_BENCH_SESSION_CONCURRENCY:-16}"
 interval="${CTL_BENCH_INTERVAL:-10s}"
 warmup="${CTL_BENCH_WARMUP:-10}"   # after the last session is up: every beat phase running
 window="${CTL_BENCH_WINDOW:-30}"   # the steady-state sample

@@ -114,149 +114,179 @@ push_bundle(struct session *s)
     s->bundle_version_sent = version;
 }
 
-struct grant_walk {
-    struct controller *c;
-    json_t *by_tunneler;   /* tunneler name -> [resources] */
-    const char *only_tunneler;
+/* What every agent should have, read from the store once per push round:
+ * pushing to N sessions must cost one pass over the tables, not N (a
+ * connector's hello with 10 000 tunneler sessions connected used to stall
+ * the loop for seconds). */
+struct push_snapshot {
+    json_t *grants;       /* tunneler name -> [resources] */
+    json_t *connectors;   /* [{id, spiffe_id, address, served}] usable connectors */
+    json_t *revoked;      /* tunneler name -> true */
+    json_t *allowlist;    /* the connectors' allowlist entries, built once */
+    int64_t allowlist_version;
 };
 
 static int
 collect_grant(void *ctx, const struct store_grant *grant)
 {
-    struct grant_walk *walk = ctx;
-    if (walk->only_tunneler != NULL && strcmp(walk->only_tunneler, grant->tunneler) != 0)
-        return 0;
-    json_t *list = json_object_get(walk->by_tunneler, grant->tunneler);
+    struct push_snapshot *snap = ctx;
+    json_t *list = json_object_get(snap->grants, grant->tunneler);
     if (list == NULL) {
         list = json_array();
-        json_object_set_new(walk->by_tunneler, grant->tunneler, list);
+        json_object_set_new(snap->grants, grant->tunneler, list);
     }
     json_array_append_new(list, json_string(grant->resource));
     return 0;
 }
 
-static json_t *
-grants_by_tunneler(struct controller *c, const char *only_tunneler)
-{
-    struct grant_walk walk = {c, json_object(), only_tunneler};
-    struct ztr_err err;
-    store_allowlist_list(c->store, collect_grant, &walk, &err);
-    return walk.by_tunneler;
-}
-
-static void
-push_allowlist(struct session *s)
-{
-    struct controller *c = s->server->c;
-    int64_t version = store_allowlist_version(c->store);
-    if (s->allowlist_version_sent == version)
-        return;
-    json_t *by_tunneler = grants_by_tunneler(c, NULL);
-    json_t *entries = json_array();
-    const char *name;
-    json_t *resources;
-    json_object_foreach(by_tunneler, name, resources) {
-        struct pki_spiffe_id id;
-        struct store_node node;
-        if (pki_spiffe_id_build(c->settings.trust_domain, PKI_ROLE_TUNNELER, name, &id, NULL) != 0)
-            continue;
-        /* A revoked tunneler loses its grants everywhere at once. */
-        if (store_node_get_by_spiffe_id(c->store, id.uri, &node, NULL) == 0 && node.revoked)
-            continue;
-        json_array_append_new(entries, json_pack("{s:s, s:O}", "spiffe_id", id.uri,
-                                                 "resources", resources));
-    }
-    json_decref(by_tunneler);
-    session_send(s, json_pack("{s:s, s:I, s:o}", "type", "allowlist", "version",
-                              (json_int_t)version, "tunnelers", entries));
-    s->allowlist_version_sent = version;
-}
-
-struct connector_walk {
-    json_t *granted;       /* resources the tunneler may reach */
-    json_t *entries;
-};
-
 static int
-collect_connector(void *ctx, const struct store_node *node)
+collect_node(void *ctx, const struct store_node *node)
 {
-    struct connector_walk *walk = ctx;
-    if (strcmp(node->role, "connector") != 0 || node->revoked)
+    struct push_snapshot *snap = ctx;
+    if (strcmp(node->role, "tunneler") == 0) {
+        if (node->revoked)
+            json_object_set_new(snap->revoked, node->name, json_true());
+        return 0;
+    }
+    if (node->revoked)
         return 0;
     json_t *advert = json_loads(node->addresses, 0, NULL);
-    const char *data = json_string_value(json_object_get(advert, "data_listen"));
+    json_t *data = json_object_get(advert, "data_listen");
     json_t *served = json_object_get(advert, "resources");
-    json_t *reachable = json_array();
-    size_t i, j;
-    json_t *r, *g;
-    json_array_foreach(served, i, r) {
-        json_array_foreach(walk->granted, j, g) {
-            if (json_equal(r, g)) {
-                json_array_append(reachable, r);
-                break;
-            }
-        }
-    }
-    /* Least privilege: a tunneler learns only connectors it may use. */
-    if (data != NULL && json_array_size(reachable) > 0)
-        json_array_append_new(walk->entries,
-                              json_pack("{s:s, s:s, s:s, s:O}", "id", node->id, "spiffe_id",
-                                        node->spiffe_id, "address", data, "resources",
-                                        reachable));
-    json_decref(reachable);
+    if (json_is_string(data) && json_is_array(served))
+        json_array_append_new(snap->connectors,
+                              json_pack("{s:s, s:s, s:O, s:O}", "id", node->id, "spiffe_id",
+                                        node->spiffe_id, "address", data, "served", served));
     json_decref(advert);
     return 0;
 }
 
 static void
-push_connectors(struct session *s)
+snapshot_build(struct controller *c, struct push_snapshot *snap)
+{
+    struct ztr_err err;
+    snap->grants = json_object();
+    snap->connectors = json_array();
+    snap->revoked = json_object();
+    snap->allowlist = json_array();
+    snap->allowlist_version = store_allowlist_version(c->store);
+    store_allowlist_list(c->store, collect_grant, snap, &err);
+    store_node_list(c->store, collect_node, snap, &err);
+    const char *name;
+    json_t *resources;
+    json_object_foreach(snap->grants, name, resources) {
+        struct pki_spiffe_id id;
+        /* A revoked tunneler loses its grants everywhere at once. */
+        if (json_object_get(snap->revoked, name) != NULL ||
+            pki_spiffe_id_build(c->settings.trust_domain, PKI_ROLE_TUNNELER, name, &id, NULL) != 0)
+            continue;
+        json_array_append_new(snap->allowlist, json_pack("{s:s, s:O}", "spiffe_id", id.uri,
+                                                         "resources", resources));
+    }
+}
+
+static void
+snapshot_free(struct push_snapshot *snap)
+{
+    json_decref(snap->grants);
+    json_decref(snap->connectors);
+    json_decref(snap->revoked);
+    json_decref(snap->allowlist);
+}
+
+static void
+push_allowlist(struct session *s, const struct push_snapshot *snap)
+{
+    if (s->allowlist_version_sent == snap->allowlist_version)
+        return;
+    session_send(s, json_pack("{s:s, s:I, s:O}", "type", "allowlist", "version",
+                              (json_int_t)snap->allowlist_version, "tunnelers", snap->allowlist));
+    s->allowlist_version_sent = snap->allowlist_version;
+}
+
+/* Least privilege: a tunneler learns only the connectors it may use, each
+ * with the resources it may reach there. */
+static json_t *
+connectors_for(const struct push_snapshot *snap, const char *tunneler)
+{
+    json_t *granted = json_object_get(snap->grants, tunneler);
+    json_t *entries = json_array();
+    size_t i, j, k;
+    json_t *connector, *r, *g;
+    json_array_foreach(snap->connectors, i, connector) {
+        json_t *reachable = json_array();
+        json_array_foreach(json_object_get(connector, "served"), j, r) {
+            json_array_foreach(granted, k, g) {
+                if (json_equal(r, g)) {
+                    json_array_append(reachable, r);
+                    break;
+                }
+            }
+        }
+        if (json_array_size(reachable) > 0)
+            json_array_append_new(entries, json_pack("{s:O, s:O, s:O, s:o}", "id",
+                                                     json_object_get(connector, "id"), "spiffe_id",
+                                                     json_object_get(connector, "spiffe_id"),
+                                                     "address",
+                                                     json_object_get(connector, "address"),
+                                                     "resources", reachable));
+        else
+            json_decref(reachable);
+    }
+    return entries;
+}
+
+static void
+push_connectors(struct session *s, const struct push_snapshot *snap)
 {
     struct ctl_server *server = s->server;
-    struct controller *c = server->c;
-    json_t *by_tunneler = grants_by_tunneler(c, s->node.name);
-    json_t *granted = json_object_get(by_tunneler, s->node.name);
-    struct connector_walk walk = {granted ? granted : json_array(), json_array()};
-    if (granted == NULL)
-        json_decref(walk.granted), walk.granted = json_array();
-    struct ztr_err err;
-    store_node_list(c->store, collect_connector, &walk, &err);
-    char *text = json_dumps(walk.entries, JSON_COMPACT | JSON_SORT_KEYS);
+    json_t *entries = connectors_for(snap, s->node.name);
+    char *text = json_dumps(entries, JSON_COMPACT | JSON_SORT_KEYS);
     if (text != NULL && (s->connectors_sent == NULL || strcmp(text, s->connectors_sent) != 0)) {
         /* Versions only grow, across restarts too: milliseconds since the epoch. */
-        int64_t version = clock_wall_ms(c->clock);
+        int64_t version = clock_wall_ms(server->c->clock);
         if (version <= server->connectors_version)
             version = server->connectors_version + 1;
         server->connectors_version = version;
         session_send(s, json_pack("{s:s, s:I, s:O}", "type", "connectors", "version",
-                                  (json_int_t)version, "connectors", walk.entries));
+                                  (json_int_t)version, "connectors", entries));
         free(s->connectors_sent);
         s->connectors_sent = text;
         text = NULL;
     }
     free(text);
-    json_decref(walk.entries);
-    if (granted == NULL)
-        json_decref(walk.granted);
-    json_decref(by_tunneler);
+    json_decref(entries);
 }
 
 static void
-session_push(struct session *s)
+session_push_with(struct session *s, const struct push_snapshot *snap)
 {
     if (s->state != S_ACTIVE)
         return;
     push_bundle(s);
     if (s->role == PKI_ROLE_CONNECTOR)
-        push_allowlist(s);
+        push_allowlist(s, snap);
     else
-        push_connectors(s);
+        push_connectors(s, snap);
+}
+
+static void
+session_push(struct session *s)
+{
+    struct push_snapshot snap;
+    snapshot_build(s->server->c, &snap);
+    session_push_with(s, &snap);
+    snapshot_free(&snap);
 }
 
 void
 ctl_server_push_all(struct ctl_server *server)
 {
+    struct push_snapshot snap;
+    snapshot_build(server->c, &snap);
     for (struct session *s = server->sessions; s != NULL; s = s->next)
-        session_push(s);
+        session_push_with(s, &snap);
+    snapshot_free(&snap);
 }
 
 /* ---- messages ------------------------------------------------------------- */

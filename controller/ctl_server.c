@@ -564,7 +564,13 @@ on_close(struct tls_conn *conn, const char *reason, void *user)
     struct session *s = user;
     struct ctl_server *server = s->server;
     struct controller *c = server->c;
-    if (s->node.id[0] != '\0' && !s->node.revoked) {
+    bool other_session = false;
+    for (struct session *o = server->sessions; o != NULL && s->node.id[0] != '\0'; o = o->next)
+        if (o != s && o->state == S_ACTIVE && strcmp(o->node.id, s->node.id) == 0)
+            other_session = true;
+    /* A node with another live session (a restarted agent whose old stream
+     * has not timed out yet) stays ONLINE. */
+    if (s->node.id[0] != '\0' && !s->node.revoked && !other_session) {
         char why[ZTR_ERR_MSG_MAX];
         snprintf(why, sizeof(why), "control stream closed: %s", reason);
         bool changed = false;

@@ -30,6 +30,21 @@ expect_out_has '"type":"bundle"' "bundle pushed on connect"
 expect_out_has '"type":"allowlist"' "allowlist pushed on connect"
 expect_out_has '"type":"heartbeat_ack"' "heartbeats acknowledged"
 
+# Two sessions of one node: the one that ends does not take the node OFFLINE.
+probe session "${P[@]}" --dir "$T/dc1-a" --role connector --data-listen 127.0.0.1:7444 \
+  --resource pg --interval 100 --duration 2500 >"$T/long.out" 2>&1 &
+long=$!
+wait_for_line "$T/long.out" '"type":"welcome"' 5
+offline_events() { ctl events --limit 1000 | grep -c 'detail="OFFLINE: control stream closed'; }
+before=$(offline_events)
+run probe session "${P[@]}" --dir "$T/dc1-a" --role connector --until welcome --duration 3000
+sleep 0.3
+after=$(offline_events)
+[ "$before" -eq "$after" ]; check "a second session closing does not take the node OFFLINE ($before → $after events)" $?
+run ctl node list
+expect_out_has "name=dc1-a role=connector status=ONLINE" "the node stays ONLINE"
+wait $long
+
 # A session that stops heartbeating goes OFFLINE within 3 intervals (0.9 s).
 probe session "${P[@]}" --dir "$T/dc1-a" --role connector --data-listen 127.0.0.1:7444 \
   --resource pg --interval 100 --heartbeats 3 --duration 4000 >"$T/silent.out" 2>&1 &
@@ -47,10 +62,10 @@ expect_out_has "no heartbeat" "the OFFLINE event says why"
 
 # Allowlist and connector lists are pushed when they change.
 probe session "${P[@]}" --dir "$T/dc1-a" --role connector --data-listen 127.0.0.1:7444 \
-  --resource pg --interval 100 --duration 6000 >"$T/conn.out" 2>&1 &
+  --resource pg --interval 100 --duration 20000 >"$T/conn.out" 2>&1 &
 conn=$!
 wait_for_line "$T/conn.out" '"type":"allowlist"' 5
-probe session "${P[@]}" --dir "$T/laptop" --role tunneler --interval 100 --duration 6000 >"$T/tun.out" 2>&1 &
+probe session "${P[@]}" --dir "$T/laptop" --role tunneler --interval 100 --duration 20000 >"$T/tun.out" 2>&1 &
 tun=$!
 wait_for_line "$T/tun.out" '"type":"connectors"' 5
 check "tunneler gets a connectors list" $?

@@ -335,16 +335,8 @@ ctl_send(struct agent *a, json_t *msg)
         json_decref(msg);
         return;
     }
-    uint8_t *frame;
-    size_t len;
     struct ztr_err err = {0};
-    int rc = ctlmsg_encode(msg, &frame, &len, &err);
-    json_decref(msg);
-    if (rc == 0) {
-        rc = tls_conn_write(a->ctl, frame, len, &err);
-        free(frame);
-    }
-    if (rc != 0) {
+    if (ctlmsg_write(a->ctl, msg, &err) != 0) {
         log_warn("control message not sent", "error=\"%s\"", err.msg);
         tls_conn_close(a->ctl, err.msg);
     }
@@ -998,11 +990,8 @@ health_json(struct agent *a)
     return health;
 }
 
-static void
-append_metric(char **text, size_t *len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-append_metric(char **text, size_t *len, const char *fmt, ...)
+void
+agent_metrics_append(char **text, size_t *len, const char *fmt, ...)
 {
     char line[512];
     va_list ap;
@@ -1026,12 +1015,12 @@ metrics_text(struct agent *a, char **text, size_t *len)
 {
     const char *role = pki_role_name(a->spec->role);
     int64_t now = clock_wall_s(a->clock);
-    append_metric(text, len, "# HELP ztr_agent_state Current agent state (1 for the current one).\n"
+    agent_metrics_append(text, len, "# HELP ztr_agent_state Current agent state (1 for the current one).\n"
                              "# TYPE ztr_agent_state gauge\n");
     for (int s = 0; s < AGENT_STATE_COUNT; s++)
-        append_metric(text, len, "ztr_agent_state{role=\"%s\",state=\"%s\"} %d\n", role,
+        agent_metrics_append(text, len, "ztr_agent_state{role=\"%s\",state=\"%s\"} %d\n", role,
                       state_names[s], (int)a->state == s);
-    append_metric(text, len,
+    agent_metrics_append(text, len,
                   "# HELP ztr_agent_connected 1 while the control-plane stream is up.\n"
                   "# TYPE ztr_agent_connected gauge\nztr_agent_connected{role=\"%s\"} %d\n",
                   role, a->welcomed);
@@ -1056,11 +1045,11 @@ metrics_text(struct agent *a, char **text, size_t *len)
     };
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
         uint64_t value = *(const uint64_t *)((const char *)&a->counters + counters[i].offset);
-        append_metric(text, len, "# HELP %s %s\n# TYPE %s counter\n%s{role=\"%s\"} %llu\n",
+        agent_metrics_append(text, len, "# HELP %s %s\n# TYPE %s counter\n%s{role=\"%s\"} %llu\n",
                       counters[i].name, counters[i].help, counters[i].name, counters[i].name,
                       role, (unsigned long long)value);
     }
-    append_metric(text, len,
+    agent_metrics_append(text, len,
                   "# HELP ztr_svid_expiry_seconds Time left on the current certificate.\n"
                   "# TYPE ztr_svid_expiry_seconds gauge\nztr_svid_expiry_seconds{role=\"%s\"} "
                   "%lld\n",

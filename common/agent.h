@@ -105,6 +105,11 @@ const char *agent_trust_domain(const struct agent *agent);
 const char *agent_state_dir(const struct agent *agent);
 const struct ztr_clock *agent_clock(const struct agent *agent);
 
+/* Appends printf-style text to a /metrics body being built (add_metrics);
+ * bounded to 512 bytes per call, silently dropped when out of memory. */
+void agent_metrics_append(char **text, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Renewal schedule: the moment in [not_before, not_after] at 50 % of the
  * lifetime with ±10 % jitter (jitter_permille in [-100, 100]). */
 int64_t agent_renew_at(int64_t not_before, int64_t not_after, int jitter_permille);

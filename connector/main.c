@@ -149,26 +149,15 @@ connector_add_metrics(void *ctx, char **text, size_t *len)
 {
     struct connector *c = ctx;
     int64_t received = allowlist_received_at(c->allowlist);
-    char block[512];
-    int n = snprintf(block, sizeof(block),
-                     "# HELP ztr_allowlist_version Version of the allowlist being enforced.\n"
-                     "# TYPE ztr_allowlist_version gauge\nztr_allowlist_version %lld\n"
-                     "# HELP ztr_allowlist_age_seconds Time since the enforced allowlist "
-                     "arrived.\n# TYPE ztr_allowlist_age_seconds gauge\n"
-                     "ztr_allowlist_age_seconds %lld\n",
-                     (long long)allowlist_version(c->allowlist),
-                     (long long)(received > 0 ? clock_wall_s(agent_clock(c->agent)) - received
-                                              : -1));
-    if (n <= 0 || (size_t)n >= sizeof(block))
-        return;
-    char *grown = realloc(*text, *len + (size_t)n + 1);
-    if (grown == NULL)
-        return;
-    memcpy(grown + *len, block, (size_t)n + 1);
-    *text = grown;
-    *len += (size_t)n;
+    agent_metrics_append(
+        text, len,
+        "# HELP ztr_allowlist_version Version of the allowlist being enforced.\n"
+        "# TYPE ztr_allowlist_version gauge\nztr_allowlist_version %lld\n"
+        "# HELP ztr_allowlist_age_seconds Time since the enforced allowlist arrived.\n"
+        "# TYPE ztr_allowlist_age_seconds gauge\nztr_allowlist_age_seconds %lld\n",
+        (long long)allowlist_version(c->allowlist),
+        (long long)(received > 0 ? clock_wall_s(agent_clock(c->agent)) - received : -1));
 }
-
 int
 main(int argc, char **argv)
 {

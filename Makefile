@@ -53,20 +53,24 @@ PKI_SRC    := $(wildcard pki/*.c)
 # Each daemon: everything but main.c goes into a library the tests link.
 CONTROLLER_SRC := $(filter-out controller/main.c,$(wildcard controller/*.c))
 CONNECTOR_SRC := $(filter-out connector/main.c,$(wildcard connector/*.c))
+TUNNELER_SRC := $(filter-out tunneler/main.c,$(wildcard tunneler/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(OBJ)/%.o)
 PKI_OBJ    := $(PKI_SRC:%.c=$(OBJ)/%.o)
 CONTROLLER_OBJ := $(CONTROLLER_SRC:%.c=$(OBJ)/%.o)
 CONNECTOR_OBJ := $(CONNECTOR_SRC:%.c=$(OBJ)/%.o)
+TUNNELER_OBJ := $(TUNNELER_SRC:%.c=$(OBJ)/%.o)
 LIBCOMMON  := $(LIB)/libztrcommon.a
 LIBPKI     := $(LIB)/libztrpki.a
 LIBCONTROLLER := $(LIB)/libztrcontroller.a
 LIBCONNECTOR := $(LIB)/libztrconnector.a
+LIBTUNNELER := $(LIB)/libztrtunneler.a
 
 # pki uses common's basics and common's TLS layer uses pki: one link group.
-LINK_LIBS = -Wl,--start-group $(LIBCONTROLLER) $(LIBCONNECTOR) $(LIBPKI) $(LIBCOMMON) \
+LINK_LIBS = -Wl,--start-group $(LIBCONTROLLER) $(LIBCONNECTOR) $(LIBTUNNELER) $(LIBPKI) \
+            $(LIBCOMMON) \
             -Wl,--end-group \
             $(WOLFSSL_LIBS) $(PKG_LIBS)
-ALL_LIBS = $(LIBCONTROLLER) $(LIBCONNECTOR) $(LIBPKI) $(LIBCOMMON)
+ALL_LIBS = $(LIBCONTROLLER) $(LIBCONNECTOR) $(LIBTUNNELER) $(LIBPKI) $(LIBCOMMON)
 
 PROGRAMS := $(BIN)/ztr-pki $(foreach d,controller connector tunneler,$(if $(wildcard $(d)/main.c),$(BIN)/$(d)))
 
@@ -104,6 +108,11 @@ $(LIBCONTROLLER): $(CONTROLLER_OBJ)
 	$(AR) rcs $@ $^
 
 $(LIBCONNECTOR): $(CONNECTOR_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(LIBTUNNELER): $(TUNNELER_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@
 	$(AR) rcs $@ $^

@@ -116,6 +116,7 @@ struct agent {
     size_t chain_len, key_len, bundle_len;
     int64_t not_before, not_after, renew_at;
     struct tls_ctx *ctl_tls;
+    struct tls_ctx *data_tls;      /* the data plane's (agent_data_tls), same identity */
     struct tls_ctx *enroll_tls;    /* no identity; trusts CONTROLLER_CA (or the bundle) */
 
     /* control stream */
@@ -277,6 +278,11 @@ adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err)
         TRY(tls_ctx_update(a->ctl_tls, a->chain_pem, a->chain_len, a->key_pem, a->key_len,
                            a->bundle_pem, a->bundle_len, err));
     }
+    /* New data-plane handshakes present the new certificate; sessions
+     * already up keep theirs (nothing is torn down). */
+    if (a->data_tls != NULL)
+        TRY(tls_ctx_update(a->data_tls, a->chain_pem, a->chain_len, a->key_pem, a->key_len,
+                           a->bundle_pem, a->bundle_len, err));
     a->have_identity = true;
     return 0;
 }
@@ -654,7 +660,9 @@ handle_bundle(struct agent *a, const json_t *msg)
     pki_bundle_free(parsed);
     if (a->bundle_pem == NULL || strcmp(bundle, a->bundle_pem) != 0) {
         if (write_state_file(a, "bundle.pem", bundle, strlen(bundle), 0644, &err) != 0 ||
-            tls_ctx_update(a->ctl_tls, NULL, 0, NULL, 0, bundle, strlen(bundle), &err) != 0) {
+            tls_ctx_update(a->ctl_tls, NULL, 0, NULL, 0, bundle, strlen(bundle), &err) != 0 ||
+            (a->data_tls != NULL &&
+             tls_ctx_update(a->data_tls, NULL, 0, NULL, 0, bundle, strlen(bundle), &err) != 0)) {
             log_warn("bundle not saved", "error=\"%s\"", err.msg);
             /* A renewal waiting for this bundle must not wait forever: it
              * used to stay RENEWING with nothing scheduled (renew_cb only
@@ -1254,6 +1262,7 @@ agent_free(struct agent *a)
         a->spec->stop(a->spec->ctx);
     http_server_stop(a->health);
     tls_ctx_free(a->ctl_tls);
+    tls_ctx_free(a->data_tls);
     tls_ctx_free(a->enroll_tls);
     frame_reader_free(&a->reader);
     pki_key_free(a->pending_key);
@@ -1386,15 +1395,20 @@ agent_main(const struct agent_spec *spec, int argc, char **argv)
 }
 
 struct tls_ctx *
-agent_tls_server_ctx(struct agent *agent, const char *alpn, struct ztr_err *err)
+agent_data_tls(struct agent *agent, enum tls_side side, const char *alpn, struct ztr_err *err)
 {
-    struct tls_ctx *ctx;
+    if (agent->data_tls != NULL)
+        return agent->data_tls;
+    if (!agent->have_identity) {
+        ztr_err_set(err, ZTR_E_INVALID, "no identity yet");
+        return NULL;
+    }
     struct tls_ctx_config config = {
-        .side = TLS_SIDE_SERVER, .alpn = alpn, .chain_pem = agent->chain_pem,
+        .side = side, .alpn = alpn, .chain_pem = agent->chain_pem,
         .chain_len = agent->chain_len, .key_pem = agent->key_pem, .key_len = agent->key_len,
         .bundle_pem = agent->bundle_pem, .bundle_len = agent->bundle_len,
         .clock = agent->clock};
-    if (tls_ctx_new(&config, &ctx, err) != 0)
+    if (tls_ctx_new(&config, &agent->data_tls, err) != 0)
         return NULL;
-    return ctx;
+    return agent->data_tls;
 }

@@ -98,8 +98,11 @@ int agent_main(const struct agent_spec *spec, int argc, char **argv);
 /* For the daemon's data plane: the loop, the current TLS identity (chain,
  * key, bundle — updated in place on renewal), state and names. */
 struct ev_loop *agent_loop(struct agent *agent);
-struct tls_ctx *agent_tls_server_ctx(struct agent *agent, const char *alpn,
-                                     struct ztr_err *err);
+/* The data plane's TLS context (created on the first call, owned by the
+ * agent): the agent's identity and bundle, replaced in it on every renewal
+ * and bundle change, so new handshakes use them and live sessions stay. */
+struct tls_ctx *agent_data_tls(struct agent *agent, enum tls_side side, const char *alpn,
+                               struct ztr_err *err);
 enum agent_state agent_current_state(const struct agent *agent);
 const char *agent_trust_domain(const struct agent *agent);
 const char *agent_state_dir(const struct agent *agent);

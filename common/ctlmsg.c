@@ -29,6 +29,7 @@ static const struct field connector_entry[] = {
     {"spiffe_id", F_STRING, 1, NULL},
     {"address", F_STRING, 1, NULL},
     {"resources", F_STRINGS, 1, NULL},
+    {"targets", F_STRINGS, 0, NULL},   /* ip:port of each resource, same order */
     END,
 };
 
@@ -44,7 +45,7 @@ static const struct field enrolled_fields[] = {
 static const struct field hello_fields[] = {
     {"version", F_INT, 1, NULL}, {"role", F_STRING, 1, NULL},
     {"addresses", F_STRINGS, 0, NULL}, {"data_listen", F_STRING, 0, NULL},
-    {"resources", F_STRINGS, 0, NULL}, END,
+    {"resources", F_STRINGS, 0, NULL}, {"targets", F_STRINGS, 0, NULL}, END,
 };
 static const struct field welcome_fields[] = {
     {"node_id", F_STRING, 1, NULL}, {"heartbeat_interval_ms", F_INT, 1, NULL},

@@ -31,7 +31,7 @@
 
 #define MUX_CREDIT_MAX 0x7fffffffu   /* WINDOW may not push credit past 2^31-1 */
 #define MUX_RESOURCE_MAX 255
-#define MUX_CODE_LAST MUX_CODE_INTERNAL
+#define MUX_CODE_LAST MUX_CODE_CANCEL
 #define MUX_PINGS_MAX 4              /* unanswered PINGs kept for matching */
 #define MUX_FRAME_MAX (MUX_HEADER_SIZE + MUX_MAX_PAYLOAD)
 
@@ -49,6 +49,7 @@ struct stream {
     uint32_t recv_credit;  /* what the peer may still send (our grant) */
     uint32_t unconsumed;   /* delivered by on_data, not yet mux_consumed */
     uint32_t to_return;    /* consumed, not yet returned with WINDOW */
+    void *user;            /* the owner's, mux_stream_set_user */
 };
 
 struct slot {
@@ -63,7 +64,9 @@ struct mux {
     void *user;
     enum mux_role role;
     uint32_t window;
-    uint32_t threshold;    /* consumed bytes that trigger a WINDOW */
+    uint32_t threshold;    /* consumed bytes that trigger a stream WINDOW */
+    uint32_t session_window;
+    uint32_t session_threshold;
     uint32_t max_streams;
     int64_t (*now_ms)(void *user);
 
@@ -71,6 +74,8 @@ struct mux {
     unsigned depth;        /* nesting of mux calls (callbacks run inside) */
     bool in_write;
     bool free_pending;     /* mux_free from a callback: done by the last leave() */
+    uint32_t closing_id;   /* the stream whose on_stream_closed is running */
+    void *closing_user;
 
     /* Streams, sorted by id; holes are compacted when they outnumber half. */
     struct slot *slots;
@@ -379,7 +384,7 @@ send_window(struct mux *m, uint32_t id, uint32_t increment)
 static int
 return_session_credit(struct mux *m)
 {
-    if (m->to_return < m->threshold)
+    if (m->to_return < m->session_threshold)
         return 0;
     uint32_t n = m->to_return;
     if (send_window(m, 0, n) != 0)
@@ -454,6 +459,7 @@ stream_close(struct mux *m, struct stream *s, enum mux_code code, const char *re
              bool tombstone)
 {
     uint32_t id = s->id;
+    void *user = s->user;
     unblock(m, s);
     m->unconsumed -= s->unconsumed;
     m->to_return += s->unconsumed;
@@ -465,7 +471,14 @@ stream_close(struct mux *m, struct stream *s, enum mux_code code, const char *re
         table_remove(m, id);
         free(s);
     }
+    /* The owner finds its pointer for the stream during the callback. */
+    uint32_t outer_id = m->closing_id;
+    void *outer_user = m->closing_user;
+    m->closing_id = id;
+    m->closing_user = user;
     CALLBACK(m, on_stream_closed, id, code, reason);
+    m->closing_id = outer_id;
+    m->closing_user = outer_user;
     if (!alive(m))
         return -1;
     return return_session_credit(m);
@@ -972,6 +985,10 @@ mux_new(const struct mux_config *config, const struct mux_callbacks *callbacks, 
     uint32_t window = config->window != 0 ? config->window : MUX_DEFAULT_WINDOW;
     if (window > MUX_CREDIT_MAX)
         return ztr_err_set(err, ZTR_E_INVALID, "mux: window %u above 2^31-1", window);
+    uint32_t session_window = config->session_window != 0 ? config->session_window : window;
+    if (session_window > MUX_CREDIT_MAX)
+        return ztr_err_set(err, ZTR_E_INVALID, "mux: session window %u above 2^31-1",
+                           session_window);
     uint32_t max_streams = config->max_streams != 0 ? config->max_streams : MUX_MAX_STREAMS;
     if (max_streams > MUX_MAX_STREAMS)
         return ztr_err_set(err, ZTR_E_INVALID, "mux: max_streams %u above %d", max_streams,
@@ -984,12 +1001,14 @@ mux_new(const struct mux_config *config, const struct mux_callbacks *callbacks, 
     m->role = config->role;
     m->window = window;
     m->threshold = (window + 1) / 2;
+    m->session_window = session_window;
+    m->session_threshold = (session_window + 1) / 2;
     m->max_streams = max_streams;
     m->now_ms = config->now_ms;
     m->state = SESSION_LIVE;
     m->next_id = 1;
-    m->send_credit = window;
-    m->recv_credit = window;
+    m->send_credit = session_window;
+    m->recv_credit = session_window;
     *out = m;
     return 0;
 }
@@ -1270,4 +1289,25 @@ mux_send_credit(const struct mux *mux, uint32_t stream)
         return mux->send_credit > 0 ? (uint32_t)mux->send_credit : 0;
     const struct stream *s = find_live(mux, stream);
     return s != NULL && s->send_credit > 0 ? (uint32_t)s->send_credit : 0;
+}
+
+int
+mux_stream_set_user(struct mux *mux, uint32_t stream, void *user)
+{
+    struct stream *s = mux != NULL ? find_live(mux, stream) : NULL;
+    if (s == NULL)
+        return -1;
+    s->user = user;
+    return 0;
+}
+
+void *
+mux_stream_user(const struct mux *mux, uint32_t stream)
+{
+    if (mux == NULL || stream == 0)
+        return NULL;
+    if (stream == mux->closing_id)
+        return mux->closing_user;
+    const struct stream *s = find_live(mux, stream);
+    return s != NULL ? s->user : NULL;
 }

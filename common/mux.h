@@ -18,8 +18,8 @@
  *   PING     (stream 0, payload = 8 bytes)          PONG echoes them
  *   GOAWAY   (stream 0, payload = 2-byte code + reason text)
  *
- * Flow control: each stream and the session start with `window` bytes of
- * send credit (default 256 KiB) in each direction. DATA spends credit on
+ * Flow control: each stream starts with `window` bytes of send credit
+ * (default 256 KiB) in each direction, the session with `session_window`. DATA spends credit on
  * both the stream and the session; the receiver returns credit with WINDOW
  * once the owner has consumed bytes (mux_consumed). A sender never exceeds
  * its credit, so a slow reader stops its writer and nothing buffers without
@@ -125,6 +125,7 @@ enum mux_code {
     MUX_CODE_PROTOCOL_ERROR = 4,
     MUX_CODE_REFUSED = 5,          /* stream limit, shutting down */
     MUX_CODE_INTERNAL = 6,
+    MUX_CODE_CANCEL = 7,           /* the stream's local end went away (reset, error) */
 };
 
 enum mux_role { MUX_OPENER, MUX_ACCEPTOR };
@@ -165,9 +166,10 @@ struct mux_callbacks {
 
 struct mux_config {
     enum mux_role role;
-    uint32_t window;            /* initial credit per stream and per session; 0 = default */
+    uint32_t window;            /* initial credit per stream; 0 = default */
     uint32_t max_streams;       /* 0 = MUX_MAX_STREAMS */
     int64_t (*now_ms)(void *user);  /* monotonic clock for PING RTTs; NULL = system */
+    uint32_t session_window;    /* initial credit of the session; 0 = window */
 };
 
 /* window ≤ 2^31-1, max_streams ≤ MUX_MAX_STREAMS; only write is a required
@@ -214,6 +216,12 @@ int mux_goaway(struct mux *mux, enum mux_code code, const char *reason);
 
 /* Streams the owner sees open (0 once the session is over). */
 size_t mux_stream_count(const struct mux *mux);
+/* The owner's pointer for a stream (e.g. its relay), for dispatching the
+ * callbacks — also inside that stream's on_stream_closed; -1 / NULL for an
+ * unknown or closed stream. */
+int mux_stream_set_user(struct mux *mux, uint32_t stream, void *user);
+void *mux_stream_user(const struct mux *mux, uint32_t stream);
+
 /* Send credit left on a stream, or on the session for stream 0 (for tests
  * and /metrics); 0 for an unknown stream. */
 uint32_t mux_send_credit(const struct mux *mux, uint32_t stream);

@@ -1,14 +1,17 @@
 /* build/bin/connector: the agent core (common/agent.h) in the connector
- * role. It enrolls with an IP SAN for every address it advertises and tells
- * the controller where its data listener is and which resources it serves.
- * The data plane that uses them is built on this in its own module. */
+ * role. It enrolls with an IP SAN for every address it advertises, tells
+ * the controller where its data listener is and which resources it serves,
+ * and runs the data plane (connector/dataplane.h) with the allowlist the
+ * controller pushes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/agent.h"
 #include "common/log.h"
+#include "common/mux.h"
 #include "connector/allowlist.h"
+#include "connector/dataplane.h"
 
 #define ADVERTISE_MAX 16
 
@@ -19,6 +22,12 @@ static const struct config_key connector_keys[] = {
     {"CONNECTOR_ADVERTISE", CONFIG_STRING, NULL,
      "comma-separated IPs tunnelers dial (IP SANs); default: the listen IP", NULL},
     {"RESOURCES", CONFIG_LIST, NULL, "resources served: name=target,...", resource_fields},
+    {"DATA_WINDOW", CONFIG_UINT, "262144",
+     "flow-control window per stream in bytes (the same on tunnelers; session: 4x)", NULL},
+    {"DIAL_TIMEOUT", CONFIG_DURATION, "10s", "how long a resource's target may take to accept",
+     NULL},
+    {"DATA_IDLE_TIMEOUT", CONFIG_DURATION, "60s",
+     "data sessions silent this long are closed (tunnelers ping every 15s)", NULL},
 };
 
 struct connector {
@@ -27,8 +36,14 @@ struct connector {
     size_t advertise_count;
     char data_address[128];        /* what tunnelers dial: first advertised IP + port */
     json_t *resources;             /* names */
+    json_t *targets;               /* ip:port of each, same order */
+    struct connector_resource served[CONFIG_LIST_MAX];
+    size_t served_count;
+    uint32_t window;
+    int64_t dial_timeout_ms, idle_timeout_ms;
     struct agent *agent;
     struct allowlist *allowlist;   /* enforced from disk while the controller is away */
+    struct dataplane *dataplane;
 };
 
 static int
@@ -68,9 +83,35 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
     snprintf(c->data_address, sizeof(c->data_address), v6 ? "[%s]:%u" : "%s:%u",
              c->advertise[0], port);
     c->resources = json_array();
-    for (size_t i = 0; i < config_list_len(config, "RESOURCES"); i++)
-        json_array_append_new(c->resources,
-                              json_string(config_list_get(config, "RESOURCES", i, "name")));
+    c->targets = json_array();
+    for (size_t i = 0; i < config_list_len(config, "RESOURCES"); i++) {
+        const char *name = config_list_get(config, "RESOURCES", i, "name");
+        const char *target = config_list_get(config, "RESOURCES", i, "target");
+        char target_host[64];
+        uint16_t target_port;
+        struct pki_ip target_ip;
+        if (strlen(name) == 0 || strlen(name) >= sizeof(c->served[0].name))
+            return config_fail(config, "RESOURCES", err, "resource name \"%s\" must be 1..255 bytes",
+                               name);
+        if (config_parse_addr(target, target_host, sizeof(target_host), &target_port) != 0 ||
+            target_port == 0 || pki_ip_parse(target_host, &target_ip) != 0)
+            return config_fail(config, "RESOURCES", err,
+                               "target \"%s\" of resource %s must be ip:port", target, name);
+        for (size_t j = 0; j < c->served_count; j++)
+            if (strcmp(c->served[j].name, name) == 0)
+                return config_fail(config, "RESOURCES", err, "resource %s listed twice", name);
+        snprintf(c->served[c->served_count].name, sizeof(c->served[0].name), "%s", name);
+        snprintf(c->served[c->served_count].target, sizeof(c->served[0].target), "%s", target);
+        c->served_count++;
+        json_array_append_new(c->resources, json_string(name));
+        json_array_append_new(c->targets, json_string(target));
+    }
+    uint64_t window = config_get_uint(config, "DATA_WINDOW");
+    if (window < MUX_MAX_PAYLOAD || window > (1u << 28))
+        return config_fail(config, "DATA_WINDOW", err, "must be 16384..268435456 bytes");
+    c->window = (uint32_t)window;
+    c->dial_timeout_ms = config_get_duration_ms(config, "DIAL_TIMEOUT");
+    c->idle_timeout_ms = config_get_duration_ms(config, "DATA_IDLE_TIMEOUT");
     c->allowlist = allowlist_new();
     if (c->allowlist == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
@@ -88,7 +129,19 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
         log_info("allowlist loaded from disk", "version=%lld tunnelers=%zu received_at=%lld",
                  (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist),
                  (long long)allowlist_received_at(c->allowlist));
-    return 0;
+    struct dataplane_config dp = {
+        .listen = c->listen, .resources = c->served, .resource_count = c->served_count,
+        .allowlist = c->allowlist, .window = c->window, .session_window = 4 * c->window,
+        .dial_timeout_ms = c->dial_timeout_ms, .idle_timeout_ms = c->idle_timeout_ms};
+    return dataplane_start(agent, &dp, &c->dataplane, err);
+}
+
+static void
+connector_stop(void *ctx)
+{
+    struct connector *c = ctx;
+    dataplane_stop(c->dataplane);
+    c->dataplane = NULL;
 }
 
 static json_t *
@@ -113,6 +166,7 @@ connector_add_hello(void *ctx, json_t *hello)
     json_object_set_new(hello, "addresses", advertised(c));
     json_object_set_new(hello, "data_listen", json_string(c->data_address));
     json_object_set(hello, "resources", c->resources);
+    json_object_set(hello, "targets", c->targets);
 }
 
 static void
@@ -129,6 +183,7 @@ connector_on_allowlist(void *ctx, const json_t *msg)
         log_warn("allowlist not persisted", "error=\"%s\"", err.msg);
     log_info("allowlist received", "version=%lld tunnelers=%zu",
              (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist));
+    dataplane_enforce(c->dataplane);
 }
 
 static void
@@ -142,6 +197,7 @@ connector_add_health(void *ctx, json_t *health)
                                   (json_int_t)allowlist_version(c->allowlist), "tunnelers",
                                   (json_int_t)allowlist_size(c->allowlist), "age_seconds",
                                   (json_int_t)(received > 0 ? now - received : -1)));
+    dataplane_add_health(c->dataplane, health);
 }
 
 static void
@@ -157,7 +213,9 @@ connector_add_metrics(void *ctx, char **text, size_t *len)
         "# TYPE ztr_allowlist_age_seconds gauge\nztr_allowlist_age_seconds %lld\n",
         (long long)allowlist_version(c->allowlist),
         (long long)(received > 0 ? clock_wall_s(agent_clock(c->agent)) - received : -1));
+    dataplane_add_metrics(c->dataplane, text, len);
 }
+
 int
 main(int argc, char **argv)
 {
@@ -175,10 +233,12 @@ main(int argc, char **argv)
         .on_allowlist = connector_on_allowlist,
         .add_health = connector_add_health,
         .add_metrics = connector_add_metrics,
+        .stop = connector_stop,
         .ctx = &connector,
     };
     int status = agent_main(&spec, argc - 1, argv + 1);
     json_decref(connector.resources);
+    json_decref(connector.targets);
     allowlist_free(connector.allowlist);
     return status;
 }

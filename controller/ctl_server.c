@@ -153,10 +153,14 @@ collect_node(void *ctx, const struct store_node *node)
     json_t *advert = json_loads(node->addresses, 0, NULL);
     json_t *data = json_object_get(advert, "data_listen");
     json_t *served = json_object_get(advert, "resources");
+    json_t *targets = json_object_get(advert, "targets");
+    if (!json_is_array(targets) || json_array_size(targets) != json_array_size(served))
+        targets = NULL;
     if (json_is_string(data) && json_is_array(served))
         json_array_append_new(snap->connectors,
-                              json_pack("{s:s, s:s, s:O, s:O}", "id", node->id, "spiffe_id",
-                                        node->spiffe_id, "address", data, "served", served));
+                              json_pack("{s:s, s:s, s:O, s:O, s:O*}", "id", node->id,
+                                        "spiffe_id", node->spiffe_id, "address", data,
+                                        "served", served, "targets", targets));
     json_decref(advert);
     return 0;
 }
@@ -215,23 +219,31 @@ connectors_for(const struct push_snapshot *snap, const char *tunneler)
     json_t *connector, *r, *g;
     json_array_foreach(snap->connectors, i, connector) {
         json_t *reachable = json_array();
+        json_t *served_targets = json_object_get(connector, "targets");
+        json_t *targets = served_targets != NULL ? json_array() : NULL;
         json_array_foreach(json_object_get(connector, "served"), j, r) {
             json_array_foreach(granted, k, g) {
                 if (json_equal(r, g)) {
                     json_array_append(reachable, r);
+                    if (targets != NULL)
+                        json_array_append(targets, json_array_get(served_targets, j));
                     break;
                 }
             }
         }
-        if (json_array_size(reachable) > 0)
-            json_array_append_new(entries, json_pack("{s:O, s:O, s:O, s:o}", "id",
-                                                     json_object_get(connector, "id"), "spiffe_id",
-                                                     json_object_get(connector, "spiffe_id"),
-                                                     "address",
-                                                     json_object_get(connector, "address"),
-                                                     "resources", reachable));
-        else
+        if (json_array_size(reachable) > 0) {
+            json_t *entry = json_pack("{s:O, s:O, s:O, s:o}", "id",
+                                      json_object_get(connector, "id"), "spiffe_id",
+                                      json_object_get(connector, "spiffe_id"), "address",
+                                      json_object_get(connector, "address"), "resources",
+                                      reachable);
+            if (targets != NULL)
+                json_object_set_new(entry, "targets", targets);
+            json_array_append_new(entries, entry);
+        } else {
             json_decref(reachable);
+            json_decref(targets);
+        }
     }
     return entries;
 }
@@ -313,9 +325,10 @@ handle_hello(struct session *s, const json_t *msg)
         if (addresses == NULL)
             addresses = json_is_array(previous) ? previous
                                                 : json_object_get(previous, "addresses");
-        json_t *advert = json_pack("{s:O?, s:O?, s:O?}", "addresses", addresses, "data_listen",
-                                   json_object_get(msg, "data_listen"), "resources",
-                                   json_object_get(msg, "resources"));
+        json_t *advert = json_pack("{s:O?, s:O?, s:O?, s:O?}", "addresses", addresses,
+                                   "data_listen", json_object_get(msg, "data_listen"),
+                                   "resources", json_object_get(msg, "resources"), "targets",
+                                   json_object_get(msg, "targets"));
         char *text = json_dumps(advert, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(advert);
         json_decref(previous);

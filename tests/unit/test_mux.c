@@ -252,7 +252,7 @@ side_init(struct side *s, const char *name, enum mux_role role, uint32_t window,
 {
     memset(s, 0, sizeof(*s));
     s->name = name;
-    struct mux_config config = {role, window, max_streams, cb_now};
+    struct mux_config config = {role, window, max_streams, cb_now, 0};
     struct ztr_err err = {0};
     assert_int_equal(mux_new(&config, &callbacks, s, &s->mux, &err), 0);
 }
@@ -1245,15 +1245,15 @@ test_new_rejects_bad_config(void **state)
     (void)state;
     struct mux *m = NULL;
     struct ztr_err err = {0};
-    struct mux_config config = {MUX_OPENER, 0, MUX_MAX_STREAMS + 1, NULL};
+    struct mux_config config = {MUX_OPENER, 0, MUX_MAX_STREAMS + 1, NULL, 0};
     assert_int_equal(mux_new(&config, &callbacks, NULL, &m, &err), -1);
     assert_null(m);
-    config = (struct mux_config){MUX_OPENER, 0x80000000u, 0, NULL};
+    config = (struct mux_config){MUX_OPENER, 0x80000000u, 0, NULL, 0};
     assert_int_equal(mux_new(&config, &callbacks, NULL, &m, &err), -1);
     struct mux_callbacks none = {0};
-    config = (struct mux_config){MUX_OPENER, 0, 0, NULL};
+    config = (struct mux_config){MUX_OPENER, 0, 0, NULL, 0};
     assert_int_equal(mux_new(&config, &none, NULL, &m, &err), -1);
-    config = (struct mux_config){(enum mux_role)7, 0, 0, NULL};
+    config = (struct mux_config){(enum mux_role)7, 0, 0, NULL, 0};
     assert_int_equal(mux_new(&config, &callbacks, NULL, &m, &err), -1);
     mux_free(NULL);
     assert_int_equal(mux_input(NULL, NULL, 0), -1);

@@ -1,0 +1,451 @@
+#define _GNU_SOURCE /* accept4 */
+#include "connector/dataplane.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/agent.h"
+#include "common/dsession.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "connector/allowlist.h"
+
+#define LISTEN_BACKLOG 1024
+#define SESSIONS_MAX 16384
+#define POOL_FREE_CHUNKS 256
+#define REVOCATION_BUCKETS 6
+
+static const double revocation_bounds[REVOCATION_BUCKETS] = {0.001, 0.01, 0.1, 0.5, 1, 5};
+
+struct dp_session {
+    struct dataplane *dp;
+    struct dsession *ds;
+    struct dp_session *prev, *next;
+    bool ready;
+    double removed_at;               /* loop time the allowlist dropped it (0: not) */
+    char spiffe_id[PKI_SPIFFE_ID_MAX + 1];
+};
+
+/* A stream waiting for its target's TCP connect. */
+struct dial {
+    struct dp_session *session;
+    uint32_t stream;
+    int fd;
+    ev_io io;
+    ev_timer timer;
+    char target[128];
+    char resource[256];
+};
+
+struct dataplane {
+    struct agent *agent;
+    struct ev_loop *loop;
+    struct dataplane_config config;
+    struct connector_resource *resources;
+    struct tls_ctx *tls;
+    struct relay_pool *pool;
+    int listen_fd;
+    ev_io listen_io;
+    ev_timer idle_timer;
+    struct dp_session *sessions;
+    size_t session_count;
+    struct dsession_stats stats;
+    uint64_t rejected;
+    uint64_t revocation_buckets[REVOCATION_BUCKETS];
+    uint64_t revocation_count;
+    double revocation_sum;
+};
+
+/* ---- target dials ------------------------------------------------------------------ */
+
+static void
+dial_free(struct dial *d)
+{
+    ev_io_stop(d->session->dp->loop, &d->io);
+    ev_timer_stop(d->session->dp->loop, &d->timer);
+    if (d->fd >= 0)
+        close(d->fd);
+    free(d);
+}
+
+static void
+stream_refused(struct dp_session *s, uint32_t stream, const char *resource, enum mux_code code,
+               const char *reason)
+{
+    log_info("stream refused", "spiffe_id=%s resource=\"%s\" reason=\"%s\"", s->spiffe_id,
+             resource, reason);
+    (void)dsession_reset(s->ds, stream, code, reason);
+}
+
+/* The dial failed: resetting the stream frees it (on_pending_closed). */
+static void
+dial_failed(struct dial *d, const char *reason)
+{
+    ev_io_stop(d->session->dp->loop, &d->io);
+    ev_timer_stop(d->session->dp->loop, &d->timer);
+    char resource[sizeof(d->resource)];
+    memcpy(resource, d->resource, sizeof(resource));
+    stream_refused(d->session, d->stream, resource, MUX_CODE_CONNECT_FAILED, reason);
+}
+
+static void
+dial_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct dial *d = w->data;
+    struct ztr_err err;
+    if (net_connect_finish(d->fd, d->target, &err) != 0) {
+        dial_failed(d, err.msg);
+        return;
+    }
+    struct dsession *ds = d->session->ds;
+    uint32_t stream = d->stream;
+    int fd = d->fd;
+    net_set_nodelay(fd);
+    d->fd = -1;
+    dsession_set_stream_user(ds, stream, NULL);
+    dial_free(d);
+    if (dsession_accept(ds, stream, fd, &err) != 0)
+        log_warn("stream not started", "error=\"%s\"", err.msg);
+}
+
+static void
+dial_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct dial *d = w->data;
+    char reason[200];
+    snprintf(reason, sizeof(reason), "dial %s: connect: timed out", d->target);
+    dial_failed(d, reason);
+}
+
+static const struct connector_resource *
+find_resource(const struct dataplane *dp, const char *name)
+{
+    for (size_t i = 0; i < dp->config.resource_count; i++)
+        if (strcmp(dp->resources[i].name, name) == 0)
+            return &dp->resources[i];
+    return NULL;
+}
+
+static void
+on_open(void *user, struct dsession *ds, uint32_t stream, const char *resource)
+{
+    (void)ds;
+    struct dp_session *s = user;
+    struct dataplane *dp = s->dp;
+    char reason[MUX_REASON_MAX];
+    if (!allowlist_permits(dp->config.allowlist, s->spiffe_id, resource)) {
+        snprintf(reason, sizeof(reason), "resource \"%s\" not allowed for this tunneler",
+                 resource);
+        stream_refused(s, stream, resource, MUX_CODE_NOT_ALLOWED, reason);
+        return;
+    }
+    const struct connector_resource *r = find_resource(dp, resource);
+    if (r == NULL) {
+        snprintf(reason, sizeof(reason), "unknown resource \"%s\"", resource);
+        stream_refused(s, stream, resource, MUX_CODE_UNKNOWN_RESOURCE, reason);
+        return;
+    }
+    struct dial *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        stream_refused(s, stream, resource, MUX_CODE_INTERNAL, "out of memory");
+        return;
+    }
+    struct ztr_err err;
+    d->session = s;
+    d->stream = stream;
+    snprintf(d->target, sizeof(d->target), "%s", r->target);
+    snprintf(d->resource, sizeof(d->resource), "%s", resource);
+    if (net_connect_start(r->target, &d->fd, &err) != 0) {
+        free(d);
+        stream_refused(s, stream, resource, MUX_CODE_CONNECT_FAILED, err.msg);
+        return;
+    }
+    ev_io_init(&d->io, dial_io_cb, d->fd, EV_WRITE);
+    d->io.data = d;
+    ev_io_start(dp->loop, &d->io);
+    ev_timer_init(&d->timer, dial_timeout_cb, (double)dp->config.dial_timeout_ms / 1000.0, 0);
+    d->timer.data = d;
+    ev_timer_start(dp->loop, &d->timer);
+    dsession_set_stream_user(s->ds, stream, d);
+}
+
+static void
+on_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *stream_user,
+                  enum mux_code code, const char *reason)
+{
+    (void)user;
+    (void)ds;
+    (void)stream;
+    (void)code;
+    (void)reason;
+    if (stream_user != NULL)
+        dial_free(stream_user);
+}
+
+/* ---- sessions ------------------------------------------------------------------------- */
+
+static void
+session_refuse(struct dp_session *s, const char *why)
+{
+    s->dp->rejected++;
+    log_warn(DATAPLANE_MSG_NOT_ALLOWED, "spiffe_id=%s peer=%s reason=\"%s\"", s->spiffe_id,
+             dsession_peer_addr(s->ds), why);
+    dsession_close(s->ds, MUX_CODE_NOT_ALLOWED, DATAPLANE_MSG_NOT_ALLOWED);
+}
+
+static void
+on_ready(void *user, struct dsession *ds)
+{
+    struct dp_session *s = user;
+    const struct pki_spiffe_id *peer = dsession_peer_id(ds);
+    snprintf(s->spiffe_id, sizeof(s->spiffe_id), "%s", peer != NULL ? peer->uri : "");
+    s->ready = true;
+    if (!allowlist_contains(s->dp->config.allowlist, s->spiffe_id)) {
+        session_refuse(s, "not on the allowlist");
+        return;
+    }
+    log_info("data session opened", "spiffe_id=%s peer=%s", s->spiffe_id,
+             dsession_peer_addr(ds));
+}
+
+static void
+observe_revocation(struct dataplane *dp, double seconds)
+{
+    for (int i = 0; i < REVOCATION_BUCKETS; i++)
+        if (seconds <= revocation_bounds[i])
+            dp->revocation_buckets[i]++;
+    dp->revocation_count++;
+    dp->revocation_sum += seconds;
+}
+
+static void
+on_closed(void *user, struct dsession *ds, const char *reason)
+{
+    (void)ds;
+    struct dp_session *s = user;
+    struct dataplane *dp = s->dp;
+    if (!s->ready)
+        log_warn("data session refused", "peer=%s reason=\"%s\"", dsession_peer_addr(ds),
+                 reason);
+    else
+        log_info("data session closed", "spiffe_id=%s reason=\"%s\"", s->spiffe_id, reason);
+    if (s->removed_at > 0)
+        observe_revocation(dp, ev_now(dp->loop) - s->removed_at);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        dp->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    dp->session_count--;
+    free(s);
+}
+
+static const struct dsession_hooks session_hooks = {
+    .on_ready = on_ready,
+    .on_open = on_open,
+    .on_pending_closed = on_pending_closed,
+    .on_closed = on_closed,
+};
+
+static void
+accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct dataplane *dp = w->data;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(dp->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_warn("accept failed", "errno=%d", errno);
+            return;
+        }
+        if (dp->session_count >= SESSIONS_MAX) {
+            close(fd);
+            log_warn("data session refused", "reason=\"%d sessions open\"", SESSIONS_MAX);
+            continue;
+        }
+        net_set_nodelay(fd);
+        struct dp_session *s = calloc(1, sizeof(*s));
+        if (s == NULL) {
+            close(fd);
+            continue;
+        }
+        s->dp = dp;
+        struct pki_expect expect = {.trust_domain = agent_trust_domain(dp->agent),
+                                    .role = PKI_ROLE_TUNNELER};
+        struct dsession_config config = {.loop = dp->loop,
+                                         .tls = dp->tls,
+                                         .pool = dp->pool,
+                                         .stats = &dp->stats,
+                                         .role = MUX_ACCEPTOR,
+                                         .window = dp->config.window,
+                                         .session_window = dp->config.session_window,
+                                         .hooks = &session_hooks,
+                                         .user = s};
+        struct ztr_err err;
+        if (dsession_new(&config, fd, &expect, &s->ds, &err) != 0) {
+            log_warn("data session refused", "error=\"%s\"", err.msg);
+            free(s);
+            continue;
+        }
+        s->next = dp->sessions;
+        if (dp->sessions != NULL)
+            dp->sessions->prev = s;
+        dp->sessions = s;
+        dp->session_count++;
+    }
+}
+
+static void
+idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct dataplane *dp = w->data;
+    int64_t now = (int64_t)(ev_now(loop) * 1000.0);
+    struct dp_session *next;
+    for (struct dp_session *s = dp->sessions; s != NULL; s = next) {
+        next = s->next;   /* closing is deferred to the loop, but stay safe */
+        if (dsession_is_ready(s->ds) &&
+            now - dsession_last_input_ms(s->ds) > dp->config.idle_timeout_ms)
+            dsession_close(s->ds, MUX_CODE_NORMAL, "idle session");
+    }
+}
+
+/* ---- allowlist changes ------------------------------------------------------------------ */
+
+static void
+reset_if_revoked(void *ctx, struct dsession *ds, uint32_t stream, const char *resource)
+{
+    struct dp_session *s = ctx;
+    if (allowlist_permits(s->dp->config.allowlist, s->spiffe_id, resource))
+        return;
+    char reason[MUX_REASON_MAX];
+    snprintf(reason, sizeof(reason), "resource \"%s\" no longer allowed", resource);
+    log_info("stream closed by the allowlist", "spiffe_id=%s resource=\"%s\"", s->spiffe_id,
+             resource);
+    (void)dsession_reset(ds, stream, MUX_CODE_NOT_ALLOWED, reason);
+}
+
+void
+dataplane_enforce(struct dataplane *dp)
+{
+    if (dp == NULL)
+        return;
+    for (struct dp_session *s = dp->sessions; s != NULL; s = s->next) {
+        if (!s->ready || s->removed_at > 0)
+            continue;
+        if (!allowlist_contains(dp->config.allowlist, s->spiffe_id)) {
+            s->removed_at = ev_time();
+            session_refuse(s, "removed from the allowlist");
+            continue;
+        }
+        dsession_foreach_stream(s->ds, reset_if_revoked, s);
+    }
+}
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+int
+dataplane_start(struct agent *agent, const struct dataplane_config *config,
+                struct dataplane **out, struct ztr_err *err)
+{
+    *out = NULL;
+    struct dataplane *dp = calloc(1, sizeof(*dp));
+    if (dp == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    dp->agent = agent;
+    dp->loop = agent_loop(agent);
+    dp->config = *config;
+    dp->listen_fd = -1;
+    dp->resources = calloc(config->resource_count + 1, sizeof(*dp->resources));
+    if (dp->resources == NULL) {
+        free(dp);
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    }
+    memcpy(dp->resources, config->resources, config->resource_count * sizeof(*dp->resources));
+    dp->config.resources = dp->resources;
+    dp->tls = agent_data_tls(agent, TLS_SIDE_SERVER, DATA_ALPN, err);
+    if (dp->tls == NULL || relay_pool_new(POOL_FREE_CHUNKS, &dp->pool, err) != 0 ||
+        net_listen(config->listen, LISTEN_BACKLOG, &dp->listen_fd, err) != 0) {
+        dataplane_stop(dp);
+        return -1;
+    }
+    ev_io_init(&dp->listen_io, accept_cb, dp->listen_fd, EV_READ);
+    dp->listen_io.data = dp;
+    ev_io_start(dp->loop, &dp->listen_io);
+    double every = (double)config->idle_timeout_ms / 4000.0;
+    ev_timer_init(&dp->idle_timer, idle_cb, every, every);
+    dp->idle_timer.data = dp;
+    ev_timer_start(dp->loop, &dp->idle_timer);
+    log_info("data listener started", "listen=%s port=%u resources=%zu", config->listen,
+             (unsigned)net_local_port(dp->listen_fd), config->resource_count);
+    *out = dp;
+    return 0;
+}
+
+void
+dataplane_stop(struct dataplane *dp)
+{
+    if (dp == NULL)
+        return;
+    ev_io_stop(dp->loop, &dp->listen_io);
+    ev_timer_stop(dp->loop, &dp->idle_timer);
+    if (dp->listen_fd >= 0)
+        close(dp->listen_fd);
+    for (struct dp_session *s = dp->sessions; s != NULL; s = s->next)
+        dsession_close(s->ds, MUX_CODE_REFUSED, "shutting down");
+    /* The closes finish on the loop (a turn each); bounded. */
+    for (int i = 0; i < 100 && dp->session_count > 0; i++)
+        ev_run(dp->loop, EVRUN_NOWAIT);
+    relay_pool_free(dp->pool);
+    free(dp->resources);
+    free(dp);
+}
+
+void
+dataplane_add_health(const struct dataplane *dp, json_t *health)
+{
+    if (dp == NULL)
+        return;
+    dsession_stats_health(&dp->stats, health);
+    json_object_set_new(json_object_get(health, "data"), "tunnelers_rejected",
+                        json_integer((json_int_t)dp->rejected));
+}
+
+void
+dataplane_add_metrics(const struct dataplane *dp, char **text, size_t *len)
+{
+    if (dp == NULL)
+        return;
+    dsession_stats_metrics(&dp->stats, "connector", text, len);
+    agent_metrics_append(text, len,
+                         "# HELP ztr_tunnelers_rejected_total Sessions refused or closed: "
+                         "tunneler not allowed.\n# TYPE ztr_tunnelers_rejected_total counter\n"
+                         "ztr_tunnelers_rejected_total %llu\n"
+                         "# HELP ztr_revocation_apply_seconds Allowlist change received to the "
+                         "removed tunneler's session closed.\n"
+                         "# TYPE ztr_revocation_apply_seconds histogram\n",
+                         (unsigned long long)dp->rejected);
+    for (int i = 0; i < REVOCATION_BUCKETS; i++)
+        agent_metrics_append(text, len, "ztr_revocation_apply_seconds_bucket{le=\"%g\"} %llu\n",
+                             revocation_bounds[i],
+                             (unsigned long long)dp->revocation_buckets[i]);
+    agent_metrics_append(text, len,
+                         "ztr_revocation_apply_seconds_bucket{le=\"+Inf\"} %llu\n"
+                         "ztr_revocation_apply_seconds_sum %.6f\n"
+                         "ztr_revocation_apply_seconds_count %llu\n",
+                         (unsigned long long)dp->revocation_count, dp->revocation_sum,
+                         (unsigned long long)dp->revocation_count);
+}

@@ -1,0 +1,61 @@
+/*
+ * The connector's data plane: the CONNECTOR_LISTEN listener (TLS 1.3, ALPN
+ * ztr-data/1, mutual TLS with the agent's current certificate), one session
+ * per tunneler, and for each stream a connection to the target of the
+ * resource it names.
+ *
+ * Admission, in this order: the TLS handshake checks the tunneler's chain,
+ * trust domain and role (pki_verify); then its SPIFFE ID must be on the
+ * allowlist the controller pushed (or the one loaded from disk while the
+ * controller is away) — otherwise the session ends with GOAWAY
+ * `tunneler not allowed` (failure-modes §3.3), a log line naming the SPIFFE ID,
+ * and a counter. Each OPEN must name a resource this connector serves and the
+ * allowlist grants that tunneler; anything else is reset with a reason, and
+ * only then is the resource's target dialed.
+ *
+ * dataplane_enforce() applies an allowlist change at once: sessions of
+ * tunnelers that left the list are closed, streams to resources no longer
+ * granted are reset.
+ */
+#ifndef ZTR_CONNECTOR_DATAPLANE_H
+#define ZTR_CONNECTOR_DATAPLANE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct agent;
+struct allowlist;
+struct json_t;
+
+#define DATAPLANE_MSG_NOT_ALLOWED "tunneler not allowed"
+
+struct connector_resource {
+    char name[256];
+    char target[128];
+};
+
+struct dataplane_config {
+    const char *listen;
+    const struct connector_resource *resources;
+    size_t resource_count;
+    const struct allowlist *allowlist;
+    uint32_t window, session_window;
+    int64_t dial_timeout_ms;
+    int64_t idle_timeout_ms;        /* sessions silent this long are closed */
+};
+
+struct dataplane;
+
+int dataplane_start(struct agent *agent, const struct dataplane_config *config,
+                    struct dataplane **out, struct ztr_err *err);
+/* The allowlist changed: close and reset what it no longer permits. */
+void dataplane_enforce(struct dataplane *dp);
+/* Ends every session (GOAWAY "shutting down") and closes the listener. */
+void dataplane_stop(struct dataplane *dp);
+
+void dataplane_add_health(const struct dataplane *dp, struct json_t *health);
+void dataplane_add_metrics(const struct dataplane *dp, char **text, size_t *len);
+
+#endif

@@ -1,0 +1,888 @@
+#define _GNU_SOURCE /* accept4 */
+#include "tunneler/dataplane.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/agent.h"
+#include "common/backoff.h"
+#include "common/dsession.h"
+#include "common/fileio.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "common/socks5.h"
+
+#define CONNECTORS_FILE "connectors.json"
+#define CONNECTORS_MAX 256
+#define LISTENERS_MAX (CONFIG_LIST_MAX + 1)
+#define CLIENTS_MAX 65536
+#define LISTEN_BACKLOG 1024
+#define POOL_FREE_CHUNKS 256
+
+struct tunnel;
+
+/* A connector from the controller's list, and our one session to it. */
+struct tconn {
+    struct tunnel *tunnel;
+    char id[64];
+    char spiffe_id[PKI_SPIFFE_ID_MAX + 1];
+    char address[128];
+    char ip[64];
+    json_t *resources;           /* names, and targets (same order, may be NULL) */
+    json_t *targets;
+    struct dsession *session;
+    bool session_ready;
+    bool removed;                /* left the list: freed once its session is gone */
+    int64_t down_until_ms;       /* monotonic; 0 = up */
+    struct backoff backoff;
+    char last_error[ZTR_ERR_MSG_MAX];
+    int64_t rtt_ms;
+    struct client *waiting;      /* clients waiting for the session */
+    size_t waiting_count;
+};
+
+/* SOCKS: handshake; ROUTING: between connectors; WAITING: for a session;
+ * OPENING: OPEN sent, OPEN_OK due. */
+enum client_state { CLIENT_SOCKS, CLIENT_ROUTING, CLIENT_WAITING, CLIENT_OPENING };
+
+#define CLIENT_ATTEMPTS_MAX 8
+
+/* A local connection until its stream is established (then a relay owns the
+ * socket and this is freed). */
+struct client {
+    struct tunnel *tunnel;
+    int fd;
+    enum client_state state;
+    bool socks;
+    struct socks5_session socks5;
+    ev_io io;
+    ev_timer timer;
+    char resource[256];
+    uint8_t early[RELAY_EARLY_MAX];
+    size_t early_len;
+    struct tconn *via;
+    struct tconn *tried[CLIENT_ATTEMPTS_MAX];   /* connectors that failed this client */
+    size_t tried_count;
+    struct client *prev, *next;  /* in via->waiting */
+    char peer[80];
+};
+
+struct listener {
+    struct tunnel *tunnel;
+    int fd;
+    ev_io io;
+    bool socks;
+    char resource[256];
+};
+
+struct tunnel {
+    struct agent *agent;
+    struct ev_loop *loop;
+    struct tunneler_config config;
+    struct tls_ctx *tls;
+    struct relay_pool *pool;
+    struct listener listeners[LISTENERS_MAX];
+    size_t listener_count;
+    struct tconn *conns[CONNECTORS_MAX];
+    size_t conn_count;
+    int64_t list_version;
+    ev_timer ping_timer;
+    size_t clients;
+    struct dsession_stats stats;
+    uint64_t streams_refused;
+    uint64_t failovers;
+    bool stopping;
+};
+
+static void route(struct client *c);
+
+static int64_t
+now_ms(const struct tunnel *t)
+{
+    return (int64_t)(ev_now(t->loop) * 1000.0);
+}
+
+/* ---- clients ---------------------------------------------------------------------- */
+
+static void
+client_unwait(struct client *c)
+{
+    if (c->state != CLIENT_WAITING || c->via == NULL)
+        return;
+    struct tconn *k = c->via;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        k->waiting = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    k->waiting_count--;
+}
+
+static void
+client_free(struct client *c)
+{
+    client_unwait(c);
+    ev_io_stop(c->tunnel->loop, &c->io);
+    ev_timer_stop(c->tunnel->loop, &c->timer);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->tunnel->clients--;
+    free(c);
+}
+
+static enum socks5_reply_code
+socks_code(enum mux_code code)
+{
+    switch (code) {
+    case MUX_CODE_NOT_ALLOWED: return SOCKS5_REP_NOT_ALLOWED;
+    case MUX_CODE_UNKNOWN_RESOURCE: return SOCKS5_REP_HOST_UNREACHABLE;
+    case MUX_CODE_CONNECT_FAILED: return SOCKS5_REP_CONNECTION_REFUSED;
+    case MUX_CODE_REFUSED: return SOCKS5_REP_NETWORK_UNREACHABLE;
+    default: return SOCKS5_REP_GENERAL_FAILURE;
+    }
+}
+
+/* Whatever the SOCKS5 session has queued goes to the client now; the reply
+ * is a few bytes into an empty socket buffer, so one send takes it. */
+static void
+socks_flush(struct client *c)
+{
+    size_t len;
+    const uint8_t *out;
+    struct ztr_err err;
+    if (socks5_pending_output(&c->socks5, &out, &len) == 0)
+        return;
+    ssize_t n = send(c->fd, out, len, MSG_NOSIGNAL);
+    (void)socks5_output_sent(&c->socks5, n > 0 ? (size_t)n : len, &err);
+}
+
+/* The client cannot be served: a SOCKS5 reply saying why, or (forward) the
+ * connection closed; one log line either way. */
+static void
+client_fail(struct client *c, enum socks5_reply_code reply, const char *reason)
+{
+    log_warn("stream failed", "client=%s resource=\"%s\" reason=\"%s\"%s%s", c->peer,
+             c->resource, reason, c->socks ? " socks5_reply=" : "",
+             c->socks ? socks5_reply_name(reply) : "");
+    c->tunnel->streams_refused++;
+    if (c->socks) {
+        struct ztr_err err;
+        (void)socks5_reply(&c->socks5, reply, NULL, &err);
+        socks_flush(c);
+    }
+    client_free(c);
+}
+
+static void
+client_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct client *c = w->data;
+    if (c->state == CLIENT_OPENING) {
+        /* The stream's own end (connector's dial timeout) is due; wait. */
+        return;
+    }
+    client_fail(c, SOCKS5_REP_TTL_EXPIRED, "timed out waiting for a connector");
+}
+
+/* ---- connectors ---------------------------------------------------------------------- */
+
+static bool
+serves(const struct tconn *k, const char *resource)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(k->resources, i, r) {
+        if (strcmp(json_string_value(r), resource) == 0)
+            return true;
+    }
+    return false;
+}
+
+static size_t
+load_of(const struct tconn *k)
+{
+    return k->waiting_count + (k->session != NULL ? dsession_stream_count(k->session) : 0);
+}
+
+static bool
+tried(const struct client *c, const struct tconn *k)
+{
+    for (size_t i = 0; i < c->tried_count; i++)
+        if (c->tried[i] == k)
+            return true;
+    return false;
+}
+
+static struct tconn *
+choose(const struct tunnel *t, const struct client *c)
+{
+    struct tconn *best = NULL, *soonest = NULL;
+    int64_t now = now_ms(t);
+    for (size_t i = 0; i < t->conn_count; i++) {
+        struct tconn *k = t->conns[i];
+        if (k->removed || !serves(k, c->resource) || tried(c, k))
+            continue;
+        if (k->down_until_ms > now) {
+            if (soonest == NULL || k->down_until_ms < soonest->down_until_ms)
+                soonest = k;
+            continue;
+        }
+        if (best == NULL || load_of(k) < load_of(best))
+            best = k;
+    }
+    return best != NULL ? best : soonest;
+}
+
+static void
+mark_down(struct tconn *k, const char *reason)
+{
+    int64_t delay;
+    if (backoff_next(&k->backoff, &delay) != 0)
+        delay = k->tunnel->config.retry_max_ms;
+    k->down_until_ms = now_ms(k->tunnel) + delay;
+    snprintf(k->last_error, sizeof(k->last_error), "%s", reason);
+    log_warn("connector marked down", "connector=%s address=%s retry_in_ms=%lld reason=\"%s\"",
+             k->id, k->address, (long long)delay, reason);
+}
+
+/* k failed this client: it goes back to routing, k excluded. */
+static void
+move_on(struct client *c, struct tconn *k)
+{
+    client_unwait(c);
+    if (c->tried_count < CLIENT_ATTEMPTS_MAX)
+        c->tried[c->tried_count++] = k;
+    c->via = NULL;
+    c->state = CLIENT_ROUTING;
+}
+
+static void
+open_stream(struct client *c)
+{
+    struct tconn *k = c->via;
+    struct ztr_err err;
+    uint32_t stream;
+    c->state = CLIENT_OPENING;
+    if (dsession_open(k->session, c->resource, c, &stream, &err) != 0) {
+        move_on(c, k);
+        log_info("stream not opened", "connector=%s error=\"%s\"", k->id, err.msg);
+        route(c);
+    }
+}
+
+static void
+session_ready(void *user, struct dsession *ds)
+{
+    (void)ds;
+    struct tconn *k = user;
+    k->session_ready = true;
+    k->down_until_ms = 0;
+    k->last_error[0] = '\0';
+    backoff_reset(&k->backoff);
+    log_info("data session opened", "connector=%s address=%s spiffe_id=%s", k->id, k->address,
+             k->spiffe_id);
+    while (k->waiting != NULL) {
+        struct client *c = k->waiting;
+        client_unwait(c);
+        open_stream(c);
+    }
+}
+
+static void
+session_open_ok(void *user, struct dsession *ds, uint32_t stream, void *stream_user)
+{
+    (void)user;
+    struct client *c = stream_user;
+    if (c->socks) {
+        struct ztr_err err;
+        (void)socks5_reply(&c->socks5, SOCKS5_REP_SUCCEEDED, NULL, &err);
+        socks_flush(c);
+    }
+    int fd = c->fd;
+    c->fd = -1;
+    struct ztr_err err;
+    uint8_t early[RELAY_EARLY_MAX];
+    size_t early_len = c->early_len;
+    memcpy(early, c->early, early_len);
+    dsession_set_stream_user(ds, stream, NULL);
+    client_free(c);
+    if (dsession_attach(ds, stream, fd, early, early_len, &err) != 0)
+        log_warn("stream not started", "error=\"%s\"", err.msg);
+}
+
+/* Worth another connector: the session or the target failed, not a verdict
+ * on us or the resource. */
+static bool
+retryable(enum mux_code code, const char *reason)
+{
+    if (code == MUX_CODE_NOT_ALLOWED)
+        return strcmp(reason, "tunneler not allowed") == 0;
+    return code != MUX_CODE_UNKNOWN_RESOURCE && code != MUX_CODE_NORMAL;
+}
+
+static void
+session_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *stream_user,
+                       enum mux_code code, const char *reason)
+{
+    (void)ds;
+    (void)stream;
+    struct tconn *k = user;
+    struct client *c = stream_user;
+    if (c == NULL)
+        return;
+    if (c->tunnel->stopping) {
+        client_free(c);
+        return;
+    }
+    if (retryable(code, reason) && c->tried_count < CLIENT_ATTEMPTS_MAX) {
+        move_on(c, k);
+        snprintf(k->last_error, sizeof(k->last_error), "%s", reason);
+        log_info("stream failing over", "connector=%s resource=\"%s\" reason=\"%s\"", k->id,
+                 c->resource, reason);
+        c->tunnel->failovers++;
+        route(c);
+        return;
+    }
+    char text[MUX_REASON_MAX + 64];
+    snprintf(text, sizeof(text), "connector %s refused the stream: %s", k->id, reason);
+    client_fail(c, socks_code(code), text);
+}
+
+static void
+session_pong(void *user, struct dsession *ds, int64_t rtt_ms)
+{
+    (void)ds;
+    struct tconn *k = user;
+    k->rtt_ms = rtt_ms;
+}
+
+static void tconn_free(struct tconn *k);
+
+static void
+session_closed(void *user, struct dsession *ds, const char *reason)
+{
+    (void)ds;
+    struct tconn *k = user;
+    struct tunnel *t = k->tunnel;
+    bool was_ready = k->session_ready;
+    k->session = NULL;
+    k->session_ready = false;
+    if (t->stopping)
+        return;
+    if (strcmp(reason, "tunneler not allowed") == 0)
+        log_warn("tunneler not allowed", "connector=%s address=%s", k->id, k->address);
+    if (was_ready)
+        log_info("data session closed", "connector=%s reason=\"%s\"", k->id, reason);
+    else
+        log_warn("connector unreachable", "connector=%s address=%s reason=\"%s\"", k->id,
+                 k->address, reason);
+    if (!k->removed && (!was_ready || strcmp(reason, "tunneler not allowed") == 0))
+        mark_down(k, reason);
+    /* Whoever waited for this session tries the next connector. */
+    while (k->waiting != NULL) {
+        struct client *c = k->waiting;
+        move_on(c, k);
+        t->failovers++;
+        route(c);
+    }
+    if (k->removed)
+        tconn_free(k);
+}
+
+static const struct dsession_hooks session_hooks = {
+    .on_ready = session_ready,
+    .on_open_ok = session_open_ok,
+    .on_pending_closed = session_pending_closed,
+    .on_pong = session_pong,
+    .on_closed = session_closed,
+};
+
+static int
+dial(struct tconn *k, struct ztr_err *err)
+{
+    struct tunnel *t = k->tunnel;
+    int fd;
+    TRY(net_connect_start(k->address, &fd, err));
+    net_set_nodelay(fd);
+    struct pki_expect expect = {.trust_domain = agent_trust_domain(t->agent),
+                                .role = PKI_ROLE_CONNECTOR,
+                                .spiffe_id = k->spiffe_id,
+                                .dial_ip = k->ip};
+    struct dsession_config config = {.loop = t->loop,
+                                     .tls = t->tls,
+                                     .pool = t->pool,
+                                     .stats = &t->stats,
+                                     .role = MUX_OPENER,
+                                     .window = t->config.window,
+                                     .session_window = t->config.session_window,
+                                     .hooks = &session_hooks,
+                                     .user = k};
+    return dsession_new(&config, fd, &expect, &k->session, err);
+}
+
+static void
+route(struct client *c)
+{
+    struct tunnel *t = c->tunnel;
+    struct tconn *k = c->tried_count < CLIENT_ATTEMPTS_MAX ? choose(t, c) : NULL;
+    if (k == NULL) {
+        bool any = false;
+        for (size_t i = 0; i < t->conn_count && !any; i++)
+            any = !t->conns[i]->removed && serves(t->conns[i], c->resource);
+        char reason[ZTR_ERR_MSG_MAX + 64];
+        if (!any)
+            snprintf(reason, sizeof(reason), "no connector serves resource %s", c->resource);
+        else
+            snprintf(reason, sizeof(reason), "no connector reachable for resource %s",
+                     c->resource);
+        client_fail(c, any ? SOCKS5_REP_NETWORK_UNREACHABLE : SOCKS5_REP_HOST_UNREACHABLE,
+                    reason);
+        return;
+    }
+    c->via = k;
+    if (k->session_ready) {
+        open_stream(c);
+        return;
+    }
+    if (k->session == NULL) {
+        struct ztr_err err;
+        if (dial(k, &err) != 0) {
+            mark_down(k, err.msg);
+            move_on(c, k);
+            route(c);
+            return;
+        }
+    }
+    c->state = CLIENT_WAITING;
+    c->prev = NULL;
+    c->next = k->waiting;
+    if (k->waiting != NULL)
+        k->waiting->prev = c;
+    k->waiting = c;
+    k->waiting_count++;
+}
+
+static void
+tconn_free(struct tconn *k)
+{
+    struct tunnel *t = k->tunnel;
+    for (size_t i = 0; i < t->conn_count; i++) {
+        if (t->conns[i] == k) {
+            t->conns[i] = t->conns[--t->conn_count];
+            break;
+        }
+    }
+    json_decref(k->resources);
+    json_decref(k->targets);
+    free(k);
+}
+
+/* ---- front ends -------------------------------------------------------------------------- */
+
+static bool
+resource_matches(const struct tunnel *t, const struct socks5_request *req, char *out, size_t cap)
+{
+    char target[300];
+    snprintf(target, sizeof(target), strchr(req->host, ':') ? "[%s]:%u" : "%s:%u", req->host,
+             (unsigned)req->port);
+    for (size_t i = 0; i < t->conn_count; i++) {
+        const struct tconn *k = t->conns[i];
+        size_t j;
+        json_t *r;
+        json_array_foreach(k->resources, j, r) {
+            const char *name = json_string_value(r);
+            const char *tgt = json_string_value(json_array_get(k->targets, j));
+            if (strcmp(name, req->host) == 0 || (tgt != NULL && strcmp(tgt, target) == 0)) {
+                snprintf(out, cap, "%s", name);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static void
+socks_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct client *c = w->data;
+    uint8_t buf[SOCKS5_GREETING_MAX + SOCKS5_REQUEST_MAX + RELAY_EARLY_MAX];
+    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        client_free(c);   /* the client left during the handshake */
+        return;
+    }
+    size_t off = 0, used;
+    struct ztr_err err = {0};
+    for (;;) {
+        enum socks5_status st = socks5_feed(&c->socks5, buf + off, (size_t)n - off, &used, &err);
+        off += used;
+        socks_flush(c);
+        if (st == SOCKS5_REPLY_READY)
+            continue;
+        if (st == SOCKS5_NEED_MORE)
+            return;
+        if (st == SOCKS5_ERROR) {
+            log_warn("SOCKS5 request refused", "client=%s error=\"%s\"", c->peer, err.msg);
+            client_free(c);
+            return;
+        }
+        break;   /* SOCKS5_REQUEST_READY */
+    }
+    ev_io_stop(c->tunnel->loop, &c->io);
+    const struct socks5_request *req = socks5_request(&c->socks5);
+    if ((size_t)n - off > RELAY_EARLY_MAX) {
+        client_fail(c, SOCKS5_REP_GENERAL_FAILURE, "too much data before the SOCKS5 reply");
+        return;
+    }
+    c->early_len = (size_t)n - off;
+    memcpy(c->early, buf + off, c->early_len);
+    if (!resource_matches(c->tunnel, req, c->resource, sizeof(c->resource))) {
+        int room = (int)sizeof(c->resource) - 7;   /* ":65535" + NUL */
+        snprintf(c->resource, sizeof(c->resource), "%.*s:%u", room, req->host,
+                 (unsigned)req->port);
+        client_fail(c, SOCKS5_REP_HOST_UNREACHABLE, "no resource matches the SOCKS5 request");
+        return;
+    }
+    c->state = CLIENT_ROUTING;
+    route(c);
+}
+
+static void
+accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct listener *l = w->data;
+    struct tunnel *t = l->tunnel;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_warn("accept failed", "errno=%d", errno);
+            return;
+        }
+        struct client *c = t->clients < CLIENTS_MAX ? calloc(1, sizeof(*c)) : NULL;
+        if (c == NULL) {
+            close(fd);
+            log_warn("connection refused", "reason=\"too many connections waiting\"");
+            continue;
+        }
+        net_set_nodelay(fd);
+        t->clients++;
+        c->tunnel = t;
+        c->fd = fd;
+        c->socks = l->socks;
+        c->state = CLIENT_SOCKS;
+        net_peer_name(fd, c->peer, sizeof(c->peer));
+        ev_timer_init(&c->timer, client_timeout_cb, (double)t->config.client_timeout_ms / 1000.0,
+                      0);
+        c->timer.data = c;
+        ev_timer_start(loop, &c->timer);
+        if (l->socks) {
+            socks5_session_init(&c->socks5);
+            ev_io_init(&c->io, socks_read_cb, fd, EV_READ);
+            c->io.data = c;
+            ev_io_start(loop, &c->io);
+            continue;
+        }
+        ev_io_init(&c->io, socks_read_cb, -1, EV_READ);   /* never started */
+        c->state = CLIENT_ROUTING;
+        snprintf(c->resource, sizeof(c->resource), "%s", l->resource);
+        route(c);
+    }
+}
+
+static int
+add_listener(struct tunnel *t, const char *addr, bool socks, const char *resource,
+             struct ztr_err *err)
+{
+    struct listener *l = &t->listeners[t->listener_count];
+    l->tunnel = t;
+    l->socks = socks;
+    snprintf(l->resource, sizeof(l->resource), "%s", resource != NULL ? resource : "");
+    TRY(net_listen(addr, LISTEN_BACKLOG, &l->fd, err));
+    t->listener_count++;
+    ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
+    l->io.data = l;
+    ev_io_start(t->loop, &l->io);
+    log_info(socks ? "SOCKS5 listener started" : "forward listener started",
+             "listen=%s port=%u%s%s", addr, (unsigned)net_local_port(l->fd),
+             socks ? "" : " resource=", socks ? "" : resource);
+    return 0;
+}
+
+/* ---- keepalive ------------------------------------------------------------------------------ */
+
+static void
+ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct tunnel *t = w->data;
+    for (size_t i = 0; i < t->conn_count; i++) {
+        struct tconn *k = t->conns[i];
+        if (k->session_ready && dsession_ping(k->session) != 0)
+            dsession_close(k->session, MUX_CODE_INTERNAL, "connector does not answer PING");
+    }
+}
+
+/* ---- the connector list ---------------------------------------------------------------------- */
+
+static struct tconn *
+find_conn(const struct tunnel *t, const char *id, const char *address, const char *spiffe_id)
+{
+    for (size_t i = 0; i < t->conn_count; i++) {
+        struct tconn *k = t->conns[i];
+        if (!k->removed && strcmp(k->id, id) == 0 && strcmp(k->address, address) == 0 &&
+            strcmp(k->spiffe_id, spiffe_id) == 0)
+            return k;
+    }
+    return NULL;
+}
+
+static void
+remove_conn(struct tconn *k)
+{
+    k->removed = true;
+    if (k->session != NULL) {
+        dsession_close(k->session, MUX_CODE_NORMAL, "connector removed");
+        return;   /* freed when the session is gone */
+    }
+    tconn_free(k);
+}
+
+static int
+apply_list(struct tunnel *t, const json_t *list)
+{
+    size_t i;
+    json_t *entry;
+    /* Mark everything, keep what is listed again, drop the rest. */
+    bool keep[CONNECTORS_MAX] = {false};
+    struct tconn *fresh[CONNECTORS_MAX];
+    size_t fresh_count = 0;
+    json_array_foreach(list, i, entry) {
+        const char *id = json_string_value(json_object_get(entry, "id"));
+        const char *spiffe = json_string_value(json_object_get(entry, "spiffe_id"));
+        const char *address = json_string_value(json_object_get(entry, "address"));
+        json_t *resources = json_object_get(entry, "resources");
+        json_t *targets = json_object_get(entry, "targets");
+        if (id == NULL || spiffe == NULL || address == NULL || !json_is_array(resources))
+            continue;
+        struct tconn *k = find_conn(t, id, address, spiffe);
+        if (k == NULL) {
+            if (t->conn_count + fresh_count >= CONNECTORS_MAX)
+                break;
+            char host[64];
+            uint16_t port;
+            if (config_parse_addr(address, host, sizeof(host), &port) != 0 ||
+                strlen(id) >= sizeof(k->id) || strlen(spiffe) >= sizeof(k->spiffe_id)) {
+                log_warn("connector ignored", "connector=%s address=%s reason=\"bad entry\"", id,
+                         address);
+                continue;
+            }
+            k = calloc(1, sizeof(*k));
+            if (k == NULL)
+                continue;
+            k->tunnel = t;
+            snprintf(k->id, sizeof(k->id), "%s", id);
+            snprintf(k->spiffe_id, sizeof(k->spiffe_id), "%s", spiffe);
+            snprintf(k->address, sizeof(k->address), "%s", address);
+            snprintf(k->ip, sizeof(k->ip), "%s", host);
+            struct backoff_policy policy = {.base_ms = t->config.retry_min_ms,
+                                            .cap_ms = t->config.retry_max_ms};
+            backoff_init(&k->backoff, &policy, (uint64_t)now_ms(t) ^ (uintptr_t)k);
+            fresh[fresh_count++] = k;
+        } else {
+            for (size_t j = 0; j < t->conn_count; j++)
+                if (t->conns[j] == k)
+                    keep[j] = true;
+            json_decref(k->resources);
+            json_decref(k->targets);
+        }
+        k->resources = json_incref(resources);
+        k->targets = json_is_array(targets) && json_array_size(targets) == json_array_size(resources)
+                         ? json_incref(targets)
+                         : NULL;
+    }
+    /* Back to front: remove_conn may swap the last entry into this slot. */
+    for (size_t j = t->conn_count; j-- > 0;)
+        if (!keep[j] && !t->conns[j]->removed)
+            remove_conn(t->conns[j]);
+    for (size_t j = 0; j < fresh_count; j++)
+        t->conns[t->conn_count++] = fresh[j];
+    return 0;
+}
+
+static void
+save_list(struct tunnel *t, const json_t *msg)
+{
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/%s", agent_state_dir(t->agent), CONNECTORS_FILE);
+    char *text = json_dumps(msg, JSON_COMPACT);
+    struct ztr_err err;
+    if (text == NULL || file_write_atomic(path, text, strlen(text), 0600, &err) != 0)
+        log_warn("connector list not persisted", "error=\"%s\"",
+                 text == NULL ? "out of memory" : err.msg);
+    free(text);
+}
+
+void
+tunnel_set_connectors(struct tunnel *t, const json_t *msg)
+{
+    if (t == NULL)
+        return;
+    int64_t version = json_integer_value(json_object_get(msg, "version"));
+    apply_list(t, json_object_get(msg, "connectors"));
+    t->list_version = version;
+    save_list(t, msg);
+    log_info("connector list received", "version=%lld connectors=%zu", (long long)version,
+             json_array_size(json_object_get(msg, "connectors")));
+}
+
+static void
+load_list(struct tunnel *t)
+{
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/%s", agent_state_dir(t->agent), CONNECTORS_FILE);
+    json_error_t jerr;
+    json_t *msg = json_load_file(path, 0, &jerr);
+    if (msg == NULL)
+        return;   /* none yet: the controller sends one */
+    apply_list(t, json_object_get(msg, "connectors"));
+    t->list_version = json_integer_value(json_object_get(msg, "version"));
+    log_info("connector list loaded from disk", "version=%lld connectors=%zu",
+             (long long)t->list_version, t->conn_count);
+    json_decref(msg);
+}
+
+/* ---- life cycle --------------------------------------------------------------------------------- */
+
+int
+tunnel_start(struct agent *agent, const struct tunneler_config *config, struct tunnel **out,
+             struct ztr_err *err)
+{
+    *out = NULL;
+    struct tunnel *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    t->agent = agent;
+    t->loop = agent_loop(agent);
+    t->config = *config;
+    t->tls = agent_data_tls(agent, TLS_SIDE_CLIENT, DATA_ALPN, err);
+    int rc = t->tls == NULL ? -1 : relay_pool_new(POOL_FREE_CHUNKS, &t->pool, err);
+    for (size_t i = 0; rc == 0 && i < config->forward_count; i++)
+        rc = add_listener(t, config->forwards[i].listen, false, config->forwards[i].resource, err);
+    if (rc == 0 && config->socks_listen != NULL)
+        rc = add_listener(t, config->socks_listen, true, NULL, err);
+    if (rc != 0) {
+        tunnel_stop(t);
+        return -1;
+    }
+    t->config.forwards = NULL;   /* not ours to keep */
+    t->config.socks_listen = NULL;
+    load_list(t);
+    double every = (double)config->ping_interval_ms / 1000.0;
+    ev_timer_init(&t->ping_timer, ping_cb, every, every);
+    t->ping_timer.data = t;
+    ev_timer_start(t->loop, &t->ping_timer);
+    *out = t;
+    return 0;
+}
+
+void
+tunnel_stop(struct tunnel *t)
+{
+    if (t == NULL)
+        return;
+    t->stopping = true;
+    ev_timer_stop(t->loop, &t->ping_timer);
+    for (size_t i = 0; i < t->listener_count; i++) {
+        ev_io_stop(t->loop, &t->listeners[i].io);
+        close(t->listeners[i].fd);
+    }
+    for (size_t i = 0; i < t->conn_count; i++) {
+        struct tconn *k = t->conns[i];
+        while (k->waiting != NULL)
+            client_free(k->waiting);
+        if (k->session != NULL)
+            dsession_close(k->session, MUX_CODE_NORMAL, "shutting down");
+    }
+    /* Sessions finish on the loop (a turn each); bounded. */
+    for (int i = 0; i < 100; i++) {
+        bool open = false;
+        for (size_t j = 0; j < t->conn_count; j++)
+            open = open || t->conns[j]->session != NULL;
+        if (!open)
+            break;
+        ev_run(t->loop, EVRUN_NOWAIT);
+    }
+    while (t->conn_count > 0)
+        tconn_free(t->conns[0]);
+    relay_pool_free(t->pool);
+    free(t);
+}
+
+void
+tunnel_add_health(const struct tunnel *t, json_t *health)
+{
+    if (t == NULL)
+        return;
+    dsession_stats_health(&t->stats, health);
+    json_t *data = json_object_get(health, "data");
+    json_object_set_new(data, "streams_refused", json_integer((json_int_t)t->streams_refused));
+    json_object_set_new(data, "failovers", json_integer((json_int_t)t->failovers));
+    json_t *list = json_array();
+    int64_t now = now_ms(t);
+    for (size_t i = 0; i < t->conn_count; i++) {
+        const struct tconn *k = t->conns[i];
+        if (k->removed)
+            continue;
+        const char *state = k->session_ready ? "up" : k->down_until_ms > now ? "down" : "idle";
+        json_t *entry = json_pack("{s:s, s:s, s:s, s:s, s:I, s:O}", "id", k->id, "address",
+                                  k->address, "spiffe_id", k->spiffe_id, "state", state,
+                                  "streams", (json_int_t)load_of(k), "resources", k->resources);
+        if (k->session_ready)
+            json_object_set_new(entry, "rtt_ms", json_integer(k->rtt_ms));
+        if (k->last_error[0] != '\0')
+            json_object_set_new(entry, "last_error", json_string(k->last_error));
+        json_array_append_new(list, entry);
+    }
+    json_object_set_new(health, "connectors",
+                        json_pack("{s:I, s:o}", "version", (json_int_t)t->list_version, "list",
+                                  list));
+}
+
+void
+tunnel_add_metrics(const struct tunnel *t, char **text, size_t *len)
+{
+    if (t == NULL)
+        return;
+    dsession_stats_metrics(&t->stats, "tunneler", text, len);
+    size_t up = 0;
+    for (size_t i = 0; i < t->conn_count; i++)
+        up += t->conns[i]->session_ready;
+    agent_metrics_append(text, len,
+                         "# HELP ztr_connectors_known Connectors in the last list.\n"
+                         "# TYPE ztr_connectors_known gauge\nztr_connectors_known %zu\n"
+                         "# HELP ztr_connectors_up Connectors with a live session.\n"
+                         "# TYPE ztr_connectors_up gauge\nztr_connectors_up %zu\n"
+                         "# HELP ztr_streams_refused_total Client connections not served.\n"
+                         "# TYPE ztr_streams_refused_total counter\nztr_streams_refused_total "
+                         "%llu\n# HELP ztr_failovers_total Streams moved to another connector.\n"
+                         "# TYPE ztr_failovers_total counter\nztr_failovers_total %llu\n",
+                         t->conn_count, up, (unsigned long long)t->streams_refused,
+                         (unsigned long long)t->failovers);
+}

@@ -464,6 +464,10 @@ relay_new(struct ev_loop *loop, struct relay_pool *pool, struct mux *mux, uint32
     ev_io_init(&r->write_io, write_cb, fd, EV_WRITE);
     r->write_io.data = r;
     ev_io_start(loop, &r->read_io);
+    /* Early bytes go out even if the client now waits for an answer and
+     * the socket never turns readable again. */
+    if (early_len > 0)
+        ev_feed_event(loop, &r->read_io, EV_READ);
     *out = r;
     return 0;
 }

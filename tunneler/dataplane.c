@@ -38,6 +38,9 @@ struct tconn {
     json_t *targets;
     struct dsession *session;
     bool session_ready;
+    int dial_fd;                 /* TCP connect in progress (-1: none) */
+    ev_io dial_io;
+    ev_timer dial_timer;
     bool removed;                /* left the list: freed once its session is gone */
     int64_t down_until_ms;       /* monotonic; 0 = up */
     struct backoff backoff;
@@ -368,15 +371,12 @@ session_pong(void *user, struct dsession *ds, int64_t rtt_ms)
 
 static void tconn_free(struct tconn *k);
 
+/* The session to k is over (or never came up): log, mark k down when it
+ * failed to come up or refused us, and move its waiting clients on. */
 static void
-session_closed(void *user, struct dsession *ds, const char *reason)
+conn_lost(struct tconn *k, bool was_ready, const char *reason)
 {
-    (void)ds;
-    struct tconn *k = user;
     struct tunnel *t = k->tunnel;
-    bool was_ready = k->session_ready;
-    k->session = NULL;
-    k->session_ready = false;
     if (t->stopping)
         return;
     if (strcmp(reason, "tunneler not allowed") == 0)
@@ -399,6 +399,17 @@ session_closed(void *user, struct dsession *ds, const char *reason)
         tconn_free(k);
 }
 
+static void
+session_closed(void *user, struct dsession *ds, const char *reason)
+{
+    (void)ds;
+    struct tconn *k = user;
+    bool was_ready = k->session_ready;
+    k->session = NULL;
+    k->session_ready = false;
+    conn_lost(k, was_ready, reason);
+}
+
 static const struct dsession_hooks session_hooks = {
     .on_ready = session_ready,
     .on_open_ok = session_open_ok,
@@ -407,13 +418,25 @@ static const struct dsession_hooks session_hooks = {
     .on_closed = session_closed,
 };
 
-static int
-dial(struct tconn *k, struct ztr_err *err)
+static const struct dsession_hooks session_hooks;
+
+/* TCP is up: the TLS handshake and the session start. */
+static void
+dial_connected(struct ev_loop *loop, ev_io *w, int revents)
 {
+    (void)revents;
+    struct tconn *k = w->data;
     struct tunnel *t = k->tunnel;
-    int fd;
-    TRY(net_connect_start(k->address, &fd, err));
-    net_set_nodelay(fd);
+    int fd = k->dial_fd;
+    ev_io_stop(loop, &k->dial_io);
+    ev_timer_stop(loop, &k->dial_timer);
+    k->dial_fd = -1;
+    struct ztr_err err;
+    if (net_connect_finish(fd, k->address, &err) != 0) {
+        close(fd);
+        conn_lost(k, false, err.msg);
+        return;
+    }
     struct pki_expect expect = {.trust_domain = agent_trust_domain(t->agent),
                                 .role = PKI_ROLE_CONNECTOR,
                                 .spiffe_id = k->spiffe_id,
@@ -427,7 +450,48 @@ dial(struct tconn *k, struct ztr_err *err)
                                      .session_window = t->config.session_window,
                                      .hooks = &session_hooks,
                                      .user = k};
-    return dsession_new(&config, fd, &expect, &k->session, err);
+    if (dsession_new(&config, fd, &expect, &k->session, &err) != 0)
+        conn_lost(k, false, err.msg);
+}
+
+static void
+dial_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct tconn *k = w->data;
+    ev_io_stop(loop, &k->dial_io);
+    close(k->dial_fd);
+    k->dial_fd = -1;
+    char reason[200];
+    snprintf(reason, sizeof(reason), "dial %s: connect: timed out", k->address);
+    conn_lost(k, false, reason);
+}
+
+/* Starts the TCP connect; the session follows in dial_connected. */
+static int
+dial(struct tconn *k, struct ztr_err *err)
+{
+    struct tunnel *t = k->tunnel;
+    TRY(net_connect_start(k->address, &k->dial_fd, err));
+    net_set_nodelay(k->dial_fd);
+    ev_io_init(&k->dial_io, dial_connected, k->dial_fd, EV_WRITE);
+    k->dial_io.data = k;
+    ev_io_start(t->loop, &k->dial_io);
+    ev_timer_init(&k->dial_timer, dial_timeout, TLS_HANDSHAKE_TIMEOUT_MS / 1000.0, 0);
+    k->dial_timer.data = k;
+    ev_timer_start(t->loop, &k->dial_timer);
+    return 0;
+}
+
+static void
+dial_cancel(struct tconn *k)
+{
+    if (k->dial_fd < 0)
+        return;
+    ev_io_stop(k->tunnel->loop, &k->dial_io);
+    ev_timer_stop(k->tunnel->loop, &k->dial_timer);
+    close(k->dial_fd);
+    k->dial_fd = -1;
 }
 
 static void
@@ -454,7 +518,7 @@ route(struct client *c)
         open_stream(c);
         return;
     }
-    if (k->session == NULL) {
+    if (k->session == NULL && k->dial_fd < 0) {
         struct ztr_err err;
         if (dial(k, &err) != 0) {
             mark_down(k, err.msg);
@@ -657,6 +721,11 @@ static void
 remove_conn(struct tconn *k)
 {
     k->removed = true;
+    if (k->dial_fd >= 0) {
+        dial_cancel(k);
+        conn_lost(k, false, "connector removed");   /* frees k */
+        return;
+    }
     if (k->session != NULL) {
         dsession_close(k->session, MUX_CODE_NORMAL, "connector removed");
         return;   /* freed when the session is gone */
@@ -697,6 +766,7 @@ apply_list(struct tunnel *t, const json_t *list)
             if (k == NULL)
                 continue;
             k->tunnel = t;
+            k->dial_fd = -1;
             snprintf(k->id, sizeof(k->id), "%s", id);
             snprintf(k->spiffe_id, sizeof(k->spiffe_id), "%s", spiffe);
             snprintf(k->address, sizeof(k->address), "%s", address);
@@ -817,6 +887,7 @@ tunnel_stop(struct tunnel *t)
         struct tconn *k = t->conns[i];
         while (k->waiting != NULL)
             client_free(k->waiting);
+        dial_cancel(k);
         if (k->session != NULL)
             dsession_close(k->session, MUX_CODE_NORMAL, "shutting down");
     }

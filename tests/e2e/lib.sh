@@ -231,3 +231,47 @@ count_lines() {
 
 # log_epoch LINE: the ts= of a log line as Unix seconds.
 log_epoch() { date -u -d "$(sed -n 's/^ts=\([^ ]*\).*/\1/p' <<<"$1")" +%s; }
+
+# ---- data plane -----------------------------------------------------------------
+
+# tcp_peer MODE ...: the test resource/client program (tests/tools/tcp_peer.c).
+tcp_peer() { "$ZTR_TEST_BIN/../tests/tools/tcp_peer" "$@"; }
+
+# start_peer MODE ARGS...: a tcp_peer server on a kernel-chosen loopback port
+# (its LISTEN argument is 127.0.0.1:0), stopped when the script exits; sets
+# PEER_PORT and PEER_PID.
+start_peer() {
+  local mode="$1" out i; shift
+  out="$E2E_TMP/peer.$mode.$RANDOM"
+  tcp_peer "$mode" 127.0.0.1:0 "$@" >"$out" 2>&1 &
+  PEER_PID=$!
+  E2E_PIDS+=("$PEER_PID")
+  for ((i = 0; i < 100; i++)); do
+    PEER_PORT="$(sed -n 's/^listening port=//p' "$out")"
+    [ -n "$PEER_PORT" ] && return 0
+    sleep 0.05
+  done
+  echo "tcp_peer $mode did not start:" >&2; cat "$out" >&2
+  return 1
+}
+
+# keep_agent PREFIX: copies the last started agent's AGENT_PID, AGENT_LOG,
+# AGENT_STATE and AGENT_HEALTH_URL to PREFIX_PID, PREFIX_LOG, ... so several
+# agents can run in one script.
+keep_agent() {
+  printf -v "$1_PID" '%s' "$AGENT_PID"
+  printf -v "$1_LOG" '%s' "$AGENT_LOG"
+  printf -v "$1_STATE" '%s' "$AGENT_STATE"
+  printf -v "$1_URL" '%s' "$AGENT_HEALTH_URL"
+}
+
+# wait_for_json URL KEY VALUE [SECONDS]: polls URL/health until KEY has VALUE.
+wait_for_json() {
+  local url="$1" key="$2" want="$3" limit="${4:-10}" i
+  for ((i = 0; i < limit * 20; i++)); do
+    health "$url"
+    [ "$(json_value "$key")" = "$want" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* accept4 */
 #include "common/net.h"
 
 #include <arpa/inet.h>
@@ -10,6 +11,7 @@
 
 #include "common/config.h"
 #include "common/fileio.h"
+#include "common/log.h"
 
 /* Room for an IPv6 literal, brackets and a port. */
 #define ADDR_HOST_MAX 64
@@ -183,4 +185,19 @@ net_peer_name(int fd, char *buf, size_t cap)
         snprintf(buf, cap, "unknown");
     }
     return buf;
+}
+
+int
+net_accept(int listen_fd)
+{
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            char text[128];
+            log_warn("accept failed", "error=\"%s\"", file_strerror(errno, text, sizeof(text)));
+        }
+        return -1;
+    }
+    net_set_nodelay(fd);
+    return fd;
 }

@@ -28,6 +28,12 @@ int net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err);
 int net_connect_start(const char *addr, int *fd, struct ztr_err *err);
 int net_connect_finish(int fd, const char *addr, struct ztr_err *err);
 
+/* Takes one waiting connection from a listening socket (non-blocking,
+ * close-on-exec, TCP_NODELAY). Returns its fd, or -1 when none is waiting;
+ * other failures (out of descriptors, ...) are logged once per call and
+ * also give -1, so an accept loop simply stops. */
+int net_accept(int listen_fd);
+
 /* Turns off Nagle's algorithm: control messages and relayed requests are
  * small and latency-bound (it cost ~40 ms per enrollment round trip). */
 void net_set_nodelay(int fd);

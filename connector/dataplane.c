@@ -1,4 +1,3 @@
-#define _GNU_SOURCE /* accept4 */
 #include "connector/dataplane.h"
 
 #include <errno.h>
@@ -265,18 +264,14 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     struct dataplane *dp = w->data;
     for (int i = 0; i < 64; i++) {
-        int fd = accept4(dp->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                log_warn("accept failed", "errno=%d", errno);
+        int fd = net_accept(dp->listen_fd);
+        if (fd < 0)
             return;
-        }
         if (dp->session_count >= SESSIONS_MAX) {
             close(fd);
             log_warn("data session refused", "reason=\"%d sessions open\"", SESSIONS_MAX);
             continue;
         }
-        net_set_nodelay(fd);
         struct dp_session *s = calloc(1, sizeof(*s));
         if (s == NULL) {
             close(fd);

@@ -1,4 +1,3 @@
-#define _GNU_SOURCE /* accept4 */
 /* The control-plane listener: one long-lived mTLS session per agent.
  *
  * A session without a client certificate may only enroll. A session with a
@@ -618,13 +617,9 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct ctl_server *server = w->data;
     struct controller *c = server->c;
     for (int i = 0; i < 64; i++) {
-        int fd = accept4(server->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                log_warn("accept failed", "errno=%d", errno);
+        int fd = net_accept(server->listen_fd);
+        if (fd < 0)
             return;
-        }
-        net_set_nodelay(fd);
         if (server->session_count >= SESSIONS_MAX) {
             close(fd);
             c->counters.sessions_rejected++;

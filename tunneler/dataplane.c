@@ -1,4 +1,3 @@
-#define _GNU_SOURCE /* accept4 */
 #include "tunneler/dataplane.h"
 
 #include <errno.h>
@@ -632,19 +631,15 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct listener *l = w->data;
     struct tunnel *t = l->tunnel;
     for (int i = 0; i < 64; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                log_warn("accept failed", "errno=%d", errno);
+        int fd = net_accept(l->fd);
+        if (fd < 0)
             return;
-        }
         struct client *c = t->clients < CLIENTS_MAX ? calloc(1, sizeof(*c)) : NULL;
         if (c == NULL) {
             close(fd);
             log_warn("connection refused", "reason=\"too many connections waiting\"");
             continue;
         }
-        net_set_nodelay(fd);
         t->clients++;
         c->tunnel = t;
         c->fd = fd;

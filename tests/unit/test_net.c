@@ -280,8 +280,11 @@ test_connect_to_listener_succeeds_and_names_peers(void **state)
 
     struct pollfd pfd = {.fd = listener, .events = POLLIN};
     assert_int_equal(poll(&pfd, 1, 5000), 1);
-    int accepted = accept(listener, NULL, NULL);
+    int accepted = net_accept(listener);
     assert_true(accepted >= 0);
+    assert_nonblocking_cloexec(accepted);
+    /* Nothing else waits: -1, and no blocking. */
+    assert_int_equal(net_accept(listener), -1);
 
     char name[80], expected[80];
     assert_string_equal(net_peer_name(client, name, sizeof(name)), addr);

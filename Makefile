@@ -192,6 +192,41 @@ fuzz: deps fuzz-build
 bench: deps all
 	@bash bench/run.sh
 
+# ---- install (docs/OPERATIONS.md, "Install with systemd") ------------------
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binaries into $(PREFIX)/bin,
+# the units into /etc/systemd/system and the examples into /etc/ztr/*.example
+# (both with the /usr/local prefix replaced by $(PREFIX); an existing
+# /etc/ztr/*.conf is never touched), the docs into $(PREFIX)/share/doc/ztr.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     := $(PREFIX)/bin
+DOCDIR     := $(PREFIX)/share/doc/ztr
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(SYSCONFDIR)/systemd/system
+INSTALL_PROGRAMS := $(BIN)/controller $(BIN)/connector $(BIN)/tunneler $(BIN)/ztr-pki
+
+.PHONY: install systemd-test
+install: $(INSTALL_PROGRAMS)
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/ztr
+	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(BINDIR)/
+	for unit in ztr-controller ztr-connector ztr-tunneler; do \
+	  sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$unit.service >$(DESTDIR)$(UNITDIR)/$$unit.service.tmp && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit.service.tmp && \
+	  mv -f $(DESTDIR)$(UNITDIR)/$$unit.service.tmp $(DESTDIR)$(UNITDIR)/$$unit.service || exit 1; \
+	done
+	for example in conf/*.example; do \
+	  sed 's|/usr/local/|$(PREFIX)/|g' $$example >$(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} && \
+	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} || exit 1; \
+	done
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	@echo "installed; next: docs/OPERATIONS.md, \"Install with systemd\" (systemctl daemon-reload)"
+
+# The units under a real systemd: a throw-away systemd-nspawn boot of this
+# host's own root (needs root; prints "skipped" and why when it cannot run).
+systemd-test: $(INSTALL_PROGRAMS) $(BUILD)/tests/tools/tcp_peer
+	@bash tests/systemd/run.sh $(BUILD)
+
 clean:
 	rm -rf build
 

@@ -16,7 +16,7 @@ PACKAGES=(build-essential pkg-config clang libclang-rt-14-dev
   libev-dev libyaml-dev libsqlite3-dev sqlite3 libjansson-dev
   libmicrohttpd-dev libcmocka-dev libsystemd-dev
   autoconf automake libtool dpkg-dev openssl stunnel4 curl
-  iproute2 ca-certificates libwolfssl-dev libcurl4-openssl-dev)
+  iproute2 ca-certificates libwolfssl-dev libcurl4-openssl-dev systemd-container)
 
 # The exact configure line lives in one place (docs/WOLFSSL.md explains it).
 # shellcheck source=wolfssl-options.sh

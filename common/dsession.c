@@ -117,7 +117,13 @@ mux_write(void *user, const uint8_t *data, size_t len)
     struct ztr_err err;
     if (s->conn == NULL)
         return -1;
-    return tls_conn_write(s->conn, data, len, &err);
+    if (tls_conn_write(s->conn, data, len, &err) != 0) {
+        /* The session ends for this: say why where operators look. */
+        log_warn("data session write failed", "peer=%s error=\"%s\"", tls_conn_peer_addr(s->conn),
+                 err.msg);
+        return -1;
+    }
+    return 0;
 }
 
 static void
@@ -289,6 +295,10 @@ dsession_new(const struct dsession_config *config, int fd, const struct pki_expe
         free(s);
         return -1;
     }
+    /* Bounded by flow control: DATA never exceeds the session window, the
+     * rest are small control frames. */
+    size_t window = config->session_window != 0 ? config->session_window : MUX_DEFAULT_WINDOW;
+    tls_conn_set_queue_max(s->conn, window + window / 4 + 256 * 1024);
     config->stats->sessions++;
     config->stats->sessions_total++;
     *out = s;

@@ -1000,9 +1000,11 @@ mux_new(const struct mux_config *config, const struct mux_callbacks *callbacks, 
     m->user = user;
     m->role = config->role;
     m->window = window;
-    m->threshold = (window + 1) / 2;
+    /* A quarter, not half: credit flows back while the sender still has
+     * plenty, so a fast path never stalls waiting for it. */
+    m->threshold = (window + 3) / 4;
     m->session_window = session_window;
-    m->session_threshold = (session_window + 1) / 2;
+    m->session_threshold = (session_window + 3) / 4;
     m->max_streams = max_streams;
     m->now_ms = config->now_ms;
     m->state = SESSION_LIVE;

@@ -198,7 +198,7 @@ int mux_accept(struct mux *mux, uint32_t stream, struct ztr_err *err);
  * frames of at most MUX_MAX_PAYLOAD. */
 ssize_t mux_send(struct mux *mux, uint32_t stream, const uint8_t *data, size_t len);
 /* Credit the sender may use again: call after passing on_data bytes on.
- * Returned with WINDOW once half the window has been consumed (stream and
+ * Returned with WINDOW once a quarter of the window has been consumed (stream and
  * session separately), not per call. Clamped to what was delivered. */
 void mux_consumed(struct mux *mux, uint32_t stream, size_t len);
 /* Half-closes our direction; when the peer's FIN is already in, the stream

@@ -4,6 +4,7 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
 
+#include <errno.h>
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ struct tls_generation {
 
 struct tls_ctx {
     enum tls_side side;
+    size_t read_ahead;
     char alpn[64];
     bool peer_cert_optional;
     const struct ztr_clock *clock;
@@ -46,6 +48,7 @@ struct tls_conn {
     int fd;
     ev_io io;
     ev_timer handshake_timer;
+    ev_prepare flush_watch;   /* writes of one loop turn go out together */
     enum conn_state state;
     struct pki_tls_check check;
     char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
@@ -56,6 +59,11 @@ struct tls_conn {
     uint8_t *out;
     size_t out_len, out_off, out_cap;
     size_t retry_len;   /* a write that returned WANT_WRITE must be retried as is */
+    size_t queue_max;
+    /* Read-ahead (tls_ctx_config.read_ahead): socket bytes wolfSSL has not
+     * asked for yet, in[in_off, in_len). */
+    uint8_t *in;
+    size_t in_off, in_len, in_cap;
     struct tls_conn_callbacks callbacks;
     void *user;
     bool close_requested;
@@ -151,6 +159,7 @@ tls_ctx_new(const struct tls_ctx_config *config, struct tls_ctx **out, struct zt
     if (ctx == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     ctx->side = config->side;
+    ctx->read_ahead = config->read_ahead;
     snprintf(ctx->alpn, sizeof(ctx->alpn), "%s", config->alpn);
     ctx->peer_cert_optional = config->peer_cert_optional;
     ctx->clock = config->clock ? config->clock : clock_system();
@@ -278,12 +287,14 @@ conn_finish(struct tls_conn *conn)
     conn->state = CONN_CLOSED;
     ev_io_stop(conn->loop, &conn->io);
     ev_timer_stop(conn->loop, &conn->handshake_timer);
+    ev_prepare_stop(conn->loop, &conn->flush_watch);
     if (conn->callbacks.on_close != NULL)
         conn->callbacks.on_close(conn, conn->close_reason, conn->user);
     wolfSSL_free(conn->ssl);
     close(conn->fd);
     generation_release(conn->gen);
     free(conn->out);
+    free(conn->in);
     free(conn);
 }
 
@@ -440,6 +451,49 @@ conn_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     conn_request_close(conn, "TLS handshake timed out");
 }
 
+/* wolfSSL reads a record header and then its body, two recv() calls a
+ * record; with read-ahead one recv() takes what the socket has and the
+ * records are served from memory. */
+static int
+conn_recv_cb(WOLFSSL *ssl, char *buf, int size, void *ctx)
+{
+    (void)ssl;
+    struct tls_conn *conn = ctx;
+    if (conn->in_off == conn->in_len) {
+        ssize_t n;
+        do {
+            n = recv(conn->fd, conn->in, conn->in_cap, 0);
+        } while (n < 0 && errno == EINTR);
+        if (n == 0)
+            return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return WOLFSSL_CBIO_ERR_WANT_READ;
+            if (errno == ECONNRESET)
+                return WOLFSSL_CBIO_ERR_CONN_RST;
+            return WOLFSSL_CBIO_ERR_GENERAL;
+        }
+        conn->in_off = 0;
+        conn->in_len = (size_t)n;
+    }
+    size_t take = conn->in_len - conn->in_off;
+    if (take > (size_t)size)
+        take = (size_t)size;
+    memcpy(buf, conn->in + conn->in_off, take);
+    conn->in_off += take;
+    return (int)take;
+}
+
+static void
+conn_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    struct tls_conn *conn = w->data;
+    ev_prepare_stop(loop, w);
+    if (conn->state == CONN_OPEN && !conn->close_requested && conn->out_len > conn->out_off)
+        conn_flush(conn);   /* a failure requests the close itself */
+}
+
 int
 tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
              const struct pki_expect *expect, const struct tls_conn_callbacks *callbacks,
@@ -457,6 +511,17 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
     conn->gen->refs++;
     conn->callbacks = *callbacks;
     conn->user = user;
+    conn->queue_max = TLS_WRITE_QUEUE_MAX;
+    if (ctx->read_ahead > 0) {
+        conn->in = malloc(ctx->read_ahead);
+        if (conn->in == NULL) {
+            close(fd);
+            generation_release(conn->gen);
+            free(conn);
+            return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+        }
+        conn->in_cap = ctx->read_ahead;
+    }
     net_peer_name(fd, conn->peer_addr, sizeof(conn->peer_addr));
     snprintf(conn->trust_domain, sizeof(conn->trust_domain), "%s", expect->trust_domain);
     conn->check.bundle = conn->gen->bundle;
@@ -478,6 +543,10 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
         rc = -1;
     if (rc == 0) {
         wolfSSL_set_using_nonblock(conn->ssl, 1);
+        if (conn->in != NULL) {
+            wolfSSL_SSLSetIORecv(conn->ssl, conn_recv_cb);
+            wolfSSL_SetIOReadCtx(conn->ssl, conn);
+        }
         /* Both sides must name the same protocol, or the handshake fails:
          * a data-plane client can never land on the control plane. */
         if (wolfSSL_UseALPN(conn->ssl, ctx->alpn, (unsigned)strlen(ctx->alpn),
@@ -493,6 +562,7 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
             wolfSSL_free(conn->ssl);
         close(fd);
         generation_release(conn->gen);
+        free(conn->in);
         free(conn);
         return -1;
     }
@@ -502,6 +572,8 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
     ev_timer_init(&conn->handshake_timer, conn_timeout_cb, TLS_HANDSHAKE_TIMEOUT_MS / 1000.0, 0);
     conn->handshake_timer.data = conn;
     ev_timer_start(loop, &conn->handshake_timer);
+    ev_prepare_init(&conn->flush_watch, conn_flush_cb);
+    conn->flush_watch.data = conn;
     *out = conn;
     return 0;
 }
@@ -512,7 +584,7 @@ tls_conn_write(struct tls_conn *conn, const void *data, size_t len, struct ztr_e
     if (conn->state == CONN_CLOSED || conn->close_requested)
         return ztr_err_set(err, ZTR_E_IO, "connection is closing");
     size_t queued = conn->out_len - conn->out_off;
-    if (queued + len > TLS_WRITE_QUEUE_MAX)
+    if (queued + len > conn->queue_max)
         return ztr_err_set(err, ZTR_E_LIMIT, "peer is not reading: %zu bytes queued", queued);
     if (conn->out_len + len > conn->out_cap) {
         /* Compact first; grow only when the live part does not fit. A
@@ -535,8 +607,10 @@ tls_conn_write(struct tls_conn *conn, const void *data, size_t len, struct ztr_e
     }
     memcpy(conn->out + conn->out_len, data, len);
     conn->out_len += len;
-    if (conn->state == CONN_OPEN)
-        conn_set_events(conn, EV_READ | EV_WRITE);
+    /* Flushed once this loop turn is done (ev_prepare), not per call: many
+     * frames become few records, and no extra poll round trip. */
+    if (conn->state == CONN_OPEN && !ev_is_active(&conn->flush_watch))
+        ev_prepare_start(conn->loop, &conn->flush_watch);
     return 0;
 }
 
@@ -571,6 +645,12 @@ const char *
 tls_conn_peer_addr(const struct tls_conn *conn)
 {
     return conn->peer_addr;
+}
+
+void
+tls_conn_set_queue_max(struct tls_conn *conn, size_t bytes)
+{
+    conn->queue_max = bytes;
 }
 
 size_t

@@ -19,8 +19,10 @@
  *             it never calls on_close itself (that happens from the loop),
  *             and output queued before it is flushed as far as the socket
  *             takes it without waiting.
- * Output is queued up to TLS_WRITE_QUEUE_MAX bytes; beyond that
- * tls_conn_write fails (the caller closes a peer that does not read).
+ * Output is queued up to TLS_WRITE_QUEUE_MAX bytes (tls_conn_set_queue_max);
+ * beyond that tls_conn_write fails (the caller closes a peer that does not
+ * read). What is written during one loop turn is flushed together at its
+ * end.
  */
 #ifndef ZTR_COMMON_TLS_H
 #define ZTR_COMMON_TLS_H
@@ -52,6 +54,8 @@ struct tls_ctx_config {
     bool peer_cert_optional;       /* server: accept clients without a certificate
                                       (they are unauthenticated: enrollment only) */
     const struct ztr_clock *clock; /* for validity checks; NULL = system */
+    size_t read_ahead;             /* bytes read from the socket at once (bulk data
+                                      connections); 0 = as wolfSSL asks */
 };
 
 struct tls_ctx;
@@ -93,6 +97,9 @@ const uint8_t *tls_conn_peer_public_key(const struct tls_conn *conn, size_t *len
 /* "ip:port" of the peer. */
 const char *tls_conn_peer_addr(const struct tls_conn *conn);
 size_t tls_conn_queued(const struct tls_conn *conn);
+/* The output queue's bound for this connection (default TLS_WRITE_QUEUE_MAX);
+ * a data session sizes it from its flow-control window. */
+void tls_conn_set_queue_max(struct tls_conn *conn, size_t bytes);
 void *tls_conn_user(const struct tls_conn *conn);
 void tls_conn_set_user(struct tls_conn *conn, void *user);
 

@@ -1394,8 +1394,9 @@ agent_main(const struct agent_spec *spec, int argc, char **argv)
     return exit_code;
 }
 
-/* Data sessions carry bulk streams: one recv() for several TLS records. */
-#define AGENT_DATA_READ_AHEAD (64 * 1024)
+/* Data sessions carry bulk streams: one recv() / send() for several TLS
+ * records. */
+#define AGENT_DATA_IO_BUFFER (64 * 1024)
 
 struct tls_ctx *
 agent_data_tls(struct agent *agent, enum tls_side side, const char *alpn, struct ztr_err *err)
@@ -1410,7 +1411,7 @@ agent_data_tls(struct agent *agent, enum tls_side side, const char *alpn, struct
         .side = side, .alpn = alpn, .chain_pem = agent->chain_pem,
         .chain_len = agent->chain_len, .key_pem = agent->key_pem, .key_len = agent->key_len,
         .bundle_pem = agent->bundle_pem, .bundle_len = agent->bundle_len,
-        .clock = agent->clock, .read_ahead = AGENT_DATA_READ_AHEAD};
+        .clock = agent->clock, .io_buffer = AGENT_DATA_IO_BUFFER};
     if (tls_ctx_new(&config, &agent->data_tls, err) != 0)
         return NULL;
     return agent->data_tls;

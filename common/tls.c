@@ -29,7 +29,7 @@ struct tls_generation {
 
 struct tls_ctx {
     enum tls_side side;
-    size_t read_ahead;
+    size_t io_buffer;
     char alpn[64];
     bool peer_cert_optional;
     const struct ztr_clock *clock;
@@ -60,10 +60,14 @@ struct tls_conn {
     size_t out_len, out_off, out_cap;
     size_t retry_len;   /* a write that returned WANT_WRITE must be retried as is */
     size_t queue_max;
-    /* Read-ahead (tls_ctx_config.read_ahead): socket bytes wolfSSL has not
-     * asked for yet, in[in_off, in_len). */
-    uint8_t *in;
+    /* Buffered socket I/O (tls_ctx_config.io_buffer): socket bytes wolfSSL
+     * has not asked for yet, in[in_off, in_len); records wolfSSL wrote that
+     * the socket has not taken yet, enc[enc_off, enc_len). */
+    uint8_t *in, *enc;
     size_t in_off, in_len, in_cap;
+    size_t enc_off, enc_len, enc_cap;
+    int want_events;          /* what the TLS state needs; EV_WRITE is added
+                                 while enc holds bytes */
     struct tls_conn_callbacks callbacks;
     void *user;
     bool close_requested;
@@ -159,7 +163,7 @@ tls_ctx_new(const struct tls_ctx_config *config, struct tls_ctx **out, struct zt
     if (ctx == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     ctx->side = config->side;
-    ctx->read_ahead = config->read_ahead;
+    ctx->io_buffer = config->io_buffer;
     snprintf(ctx->alpn, sizeof(ctx->alpn), "%s", config->alpn);
     ctx->peer_cert_optional = config->peer_cert_optional;
     ctx->clock = config->clock ? config->clock : clock_system();
@@ -267,6 +271,8 @@ conn_request_close(struct tls_conn *conn, const char *reason)
 }
 
 static void conn_flush(struct tls_conn *conn);
+static int enc_send(struct tls_conn *conn);
+static void conn_send_output(struct tls_conn *conn);
 
 static void
 conn_finish(struct tls_conn *conn)
@@ -283,6 +289,8 @@ conn_finish(struct tls_conn *conn)
             memcpy(conn->close_reason, reason, sizeof(reason));
         }
         wolfSSL_shutdown(conn->ssl); /* one try at close_notify, never waits */
+        if (conn->enc != NULL)
+            (void)enc_send(conn);
     }
     conn->state = CONN_CLOSED;
     ev_io_stop(conn->loop, &conn->io);
@@ -295,12 +303,29 @@ conn_finish(struct tls_conn *conn)
     generation_release(conn->gen);
     free(conn->out);
     free(conn->in);
+    free(conn->enc);
     free(conn);
+}
+
+static void
+conn_apply_events(struct tls_conn *conn)
+{
+    int events = conn->want_events | (conn->enc_len > conn->enc_off ? EV_WRITE : 0);
+    if (conn->io.events == events && ev_is_active(&conn->io))
+        return;
+    ev_io_stop(conn->loop, &conn->io);
+    ev_io_set(&conn->io, conn->fd, events);
+    ev_io_start(conn->loop, &conn->io);
 }
 
 static void
 conn_set_events(struct tls_conn *conn, int events)
 {
+    conn->want_events = events;
+    if (conn->enc != NULL) {
+        conn_apply_events(conn);
+        return;
+    }
     if (conn->io.events == events && ev_is_active(&conn->io))
         return;
     ev_io_stop(conn->loop, &conn->io);
@@ -438,6 +463,7 @@ conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (!conn->close_requested && conn->out_len > conn->out_off)
             conn_flush(conn);
     }
+    conn_send_output(conn);
     if (conn->close_requested)
         conn_finish(conn);
 }
@@ -449,6 +475,71 @@ conn_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct tls_conn *conn = w->data;
     conn_request_close(conn, "TLS handshake timed out");
+}
+
+/* Sends what enc holds: 0 when all of it went, 1 when the socket is full,
+ * -1 on an error (errno kept). */
+static int
+enc_send(struct tls_conn *conn)
+{
+    while (conn->enc_off < conn->enc_len) {
+        ssize_t n = send(conn->fd, conn->enc + conn->enc_off, conn->enc_len - conn->enc_off,
+                         MSG_NOSIGNAL);
+        if (n > 0) {
+            conn->enc_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1;
+        if (n == 0)
+            errno = EPIPE;
+        return -1;
+    }
+    conn->enc_off = conn->enc_len = 0;
+    return 0;
+}
+
+/* wolfSSL sends every record with its own send(); collected here, the
+ * records of one flush go out in one call. */
+static int
+conn_send_cb(WOLFSSL *ssl, char *buf, int size, void *ctx)
+{
+    (void)ssl;
+    struct tls_conn *conn = ctx;
+    if (conn->enc_len + (size_t)size > conn->enc_cap) {
+        if (enc_send(conn) < 0)
+            return errno == ECONNRESET || errno == EPIPE ? WOLFSSL_CBIO_ERR_CONN_RST
+                                                        : WOLFSSL_CBIO_ERR_GENERAL;
+        if (conn->enc_off > 0) {
+            memmove(conn->enc, conn->enc + conn->enc_off, conn->enc_len - conn->enc_off);
+            conn->enc_len -= conn->enc_off;
+            conn->enc_off = 0;
+        }
+        if (conn->enc_len + (size_t)size > conn->enc_cap) {
+            conn_apply_events(conn);
+            return WOLFSSL_CBIO_ERR_WANT_WRITE;
+        }
+    }
+    memcpy(conn->enc + conn->enc_len, buf, (size_t)size);
+    conn->enc_len += (size_t)size;
+    return size;
+}
+
+/* After wolfSSL ran: the collected records go to the socket. */
+static void
+conn_send_output(struct tls_conn *conn)
+{
+    if (conn->enc == NULL || conn->close_requested)
+        return;
+    if (enc_send(conn) < 0) {
+        char text[128], reason[160];
+        snprintf(reason, sizeof(reason), "send: %s", file_strerror(errno, text, sizeof(text)));
+        conn_request_close(conn, reason);
+        return;
+    }
+    conn_apply_events(conn);
 }
 
 /* wolfSSL reads a record header and then its body, two recv() calls a
@@ -492,6 +583,7 @@ conn_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     ev_prepare_stop(loop, w);
     if (conn->state == CONN_OPEN && !conn->close_requested && conn->out_len > conn->out_off)
         conn_flush(conn);   /* a failure requests the close itself */
+    conn_send_output(conn);
 }
 
 int
@@ -512,15 +604,24 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
     conn->callbacks = *callbacks;
     conn->user = user;
     conn->queue_max = TLS_WRITE_QUEUE_MAX;
-    if (ctx->read_ahead > 0) {
-        conn->in = malloc(ctx->read_ahead);
+    if (ctx->io_buffer > 0) {
+        conn->in = malloc(ctx->io_buffer);
         if (conn->in == NULL) {
             close(fd);
             generation_release(conn->gen);
             free(conn);
             return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
         }
-        conn->in_cap = ctx->read_ahead;
+        conn->in_cap = ctx->io_buffer;
+        conn->enc = malloc(ctx->io_buffer * 2);
+        if (conn->enc == NULL) {
+            close(fd);
+            generation_release(conn->gen);
+            free(conn->in);
+            free(conn);
+            return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+        }
+        conn->enc_cap = ctx->io_buffer * 2;
     }
     net_peer_name(fd, conn->peer_addr, sizeof(conn->peer_addr));
     snprintf(conn->trust_domain, sizeof(conn->trust_domain), "%s", expect->trust_domain);
@@ -546,6 +647,8 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
         if (conn->in != NULL) {
             wolfSSL_SSLSetIORecv(conn->ssl, conn_recv_cb);
             wolfSSL_SetIOReadCtx(conn->ssl, conn);
+            wolfSSL_SSLSetIOSend(conn->ssl, conn_send_cb);
+            wolfSSL_SetIOWriteCtx(conn->ssl, conn);
         }
         /* Both sides must name the same protocol, or the handshake fails:
          * a data-plane client can never land on the control plane. */
@@ -563,6 +666,7 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
         close(fd);
         generation_release(conn->gen);
         free(conn->in);
+        free(conn->enc);
         free(conn);
         return -1;
     }

@@ -54,8 +54,9 @@ struct tls_ctx_config {
     bool peer_cert_optional;       /* server: accept clients without a certificate
                                       (they are unauthenticated: enrollment only) */
     const struct ztr_clock *clock; /* for validity checks; NULL = system */
-    size_t read_ahead;             /* bytes read from the socket at once (bulk data
-                                      connections); 0 = as wolfSSL asks */
+    size_t io_buffer;              /* bulk data connections: bytes read from the socket
+                                      at once, and records collected for one send (2x);
+                                      0 = one syscall per record as wolfSSL does it */
 };
 
 struct tls_ctx;

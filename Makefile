@@ -3,7 +3,9 @@
 #   make deps     install Debian packages + build wolfSSL with assembly (.deps/)
 #   make          build everything into build/ (-O2 -g)
 #   make asan     the same under ASan + UBSan into build/asan/
-#   make test     deps + asan build + unit tests + fuzz smoke + e2e
+#   make demo     deps + build, then the whole system on loopback (Ctrl-C stops it)
+#   make test     deps + asan build + unit + e2e + failure modes + systemd + fuzz smoke
+#   make failure-modes  the failure-modes table (tests/e2e/failure_modes/)
 #   make fuzz     run every libFuzzer target longer (FUZZ_SECONDS, default 300)
 #   make bench    measure and write bench/RESULTS.md
 #   make clean
@@ -81,11 +83,11 @@ TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 
 .PRECIOUS: $(OBJ)/%.o build/fuzz/obj/%.o
-.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench
+.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench demo failure-modes
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS)
 
 help:
-	@sed -n '2,11p' Makefile
+	@sed -n '2,13p' Makefile
 
 deps:
 	@bash scripts/deps.sh
@@ -159,6 +161,16 @@ unit:
 
 e2e:
 	@bash tests/run-e2e.sh $(BUILD)
+
+# Every failure mode of the failure-modes document, as a table.
+failure-modes: all
+	@bash tests/run-failure-modes.sh $(BUILD)
+
+# The README's first command: everything on loopback, a request through the
+# tunneler's forward and SOCKS5, every node's /health; Ctrl-C cleans up.
+demo: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@bash scripts/demo.sh
 
 # libFuzzer needs clang; the fuzz build has its own object tree, compiled
 # once and shared by every target.

@@ -149,6 +149,11 @@ stop(struct controller *c)
     pki_cleanup();
 }
 
+/* Exit statuses: a configuration error will not fix itself, so systemd's
+ * RestartPreventExitStatus=2 stops retrying it; a runtime failure (a port
+ * in use, a CA file) may, and exits 1. */
+enum { CONTROLLER_EXIT_RUNTIME = 1, CONTROLLER_EXIT_CONFIG = 2 };
+
 int
 daemon_main(int argc, char **argv)
 {
@@ -156,7 +161,7 @@ daemon_main(int argc, char **argv)
     struct config *config = NULL;
     if (config_load(controller_schema, SCHEMA_LEN, environ, argc, argv, &config, &err) != 0) {
         log_error("controller failed to start", "error=\"%s\"", err.msg);
-        return 1;
+        return CONTROLLER_EXIT_CONFIG;
     }
     if (config_help_requested(config)) {
         printf("usage: controller [serve] [--config FILE] [flags]\n"
@@ -172,12 +177,15 @@ daemon_main(int argc, char **argv)
     c.started_at = clock_wall_s(c.clock);
     int rc = load_settings(&c, config, &err);
     config_free(config);
-    if (rc == 0)
+    int status = CONTROLLER_EXIT_CONFIG;
+    if (rc == 0) {
         rc = start(&c, &err);
+        status = CONTROLLER_EXIT_RUNTIME;
+    }
     if (rc != 0) {
         log_error("controller failed to start", "error=\"%s\"", err.msg);
         stop(&c);
-        return 1;
+        return status;
     }
     ev_signal sigterm, sigint;
     ev_signal_init(&sigterm, stop_cb, SIGTERM);

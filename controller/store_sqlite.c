@@ -968,9 +968,15 @@ status_body(struct store *s, void *ctx, struct ztr_err *err)
      * mean a check was missed upstream. */
     if (node.revoked && job->status == STORE_ONLINE)
         return ztr_err_set(err, ZTR_E_INVALID, "node %s is revoked", node.name);
-    TRY(stmt_exec(s, "UPDATE nodes SET status = ?, last_seen = ? WHERE id = ?",
-                  ARGS(INT_ARG(job->status), INT_ARG(now_s(s)), TEXT_ARG(job->id)), NULL,
-                  err));
+    /* last_seen is when the node was last heard from: going OFFLINE must
+     * not move it (operators read staleness from it). */
+    if (job->status == STORE_ONLINE)
+        TRY(stmt_exec(s, "UPDATE nodes SET status = ?, last_seen = ? WHERE id = ?",
+                      ARGS(INT_ARG(job->status), INT_ARG(now_s(s)), TEXT_ARG(job->id)), NULL,
+                      err));
+    else
+        TRY(stmt_exec(s, "UPDATE nodes SET status = ? WHERE id = ?",
+                      ARGS(INT_ARG(job->status), TEXT_ARG(job->id)), NULL, err));
     job->changed = node.status != job->status;
     if (job->changed)
         TRY(insert_event(s, "status", job->id, job->detail, err));

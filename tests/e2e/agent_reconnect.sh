@@ -56,7 +56,8 @@ wait_for_line "$F_LOG" 'msg="controller unreachable: retry budget exhausted" att
 check "retry budget exhausted after RECONNECT_ATTEMPTS=4" $?
 sleep 0.2
 health "$F_URL"
-[ "$(json_value link)" = disconnected ]; check "/health controller.link disconnected, not stale (got $(json_value link))" $?
+[ "$(json_value link)" = disconnected ]; ok=$?
+check "/health controller.link disconnected, not stale (got $(json_value link))" $ok
 [ "$(json_value telemetry.reconnect.failed)" = 1 ]; check "telemetry.reconnect.failed=1" $?
 [ "$HEALTH_CODE" = 503 ] && [ "$(json_value state)" = RECONNECTING ]; check "still RECONNECTING, 503" $?
 run curl -s "$F_URL/metrics"
@@ -103,7 +104,8 @@ run ctl node list
 expect_out_has "id=$P_NODE name=parked role=connector status=OFFLINE" "controller marks the silent node OFFLINE"
 health "$P_URL"
 [ "$(json_value state)" = RECONNECTING ] && [ "$(json_value link)" = disconnected ]
-check "parked agent still waiting (state $(json_value state), link $(json_value link))" $?
+ok=$?
+check "parked agent still waiting (state $(json_value state), link $(json_value link))" $ok
 run ctl node list
 expect_out_has "id=$P_NODE name=parked role=connector status=OFFLINE" "node list: parked OFFLINE"
 

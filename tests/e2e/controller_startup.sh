@@ -10,18 +10,18 @@ base=(TRUST_DOMAIN=example.org STATE_DIR="$T/s" CONTROLLER_LISTEN=127.0.0.1:0
       ADMIN_LISTEN=127.0.0.1:0 HEALTH_LISTEN=127.0.0.1:0)
 
 run env -u ADMIN_AUTH_TOKEN "${base[@]}" "$C"
-expect_status 1 "no ADMIN_AUTH_TOKEN"
+expect_status 2 "no ADMIN_AUTH_TOKEN"
 expect_err_has "ADMIN_AUTH_TOKEN is required" "refuses to start without the admin token"
 run env "${base[@]}" ADMIN_AUTH_TOKEN=tiny-tok "$C"
-expect_status 1 "short ADMIN_AUTH_TOKEN"
+expect_status 2 "short ADMIN_AUTH_TOKEN"
 expect_err_has "too short" "names the problem"
 [[ "$RUN_ERR" != *"tiny-tok"* ]]; check "the token value is not logged" $?
 
 run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" TRUST_DOMAIN=example.org. "$C"
-expect_status 1 "TRUST_DOMAIN with a trailing dot (failure-modes 1.4)"
+expect_status 2 "TRUST_DOMAIN with a trailing dot (failure-modes 1.4)"
 expect_err_has 'cannot parse URI "spiffe://example.org.": invalid domain' "1.4 symptom"
 run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" HEARTBEAT_INTERVAL=10 "$C"
-expect_status 1 "bad duration"
+expect_status 2 "bad duration"
 expect_err_has "env: HEARTBEAT_INTERVAL: invalid duration" "config error names key and origin"
 
 # Operator CA: missing file, bad PEM, no keyCertSign (failure-modes 1.3, 1.5)

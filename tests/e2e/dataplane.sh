@@ -72,7 +72,8 @@ while kill -0 "$READER" 2>/dev/null; do
 done
 wait "$READER"; status=$?
 [ "$status" -eq 0 ] && grep -q "^ok bytes=$BIG" "$E2E_TMP/slow.out"
-check "1 GiB arrives intact at a reader limited to 200 MB/s ($(cat "$E2E_TMP/slow.out"))" $?
+ok=$?
+check "1 GiB arrives intact at a reader limited to 200 MB/s ($(cat "$E2E_TMP/slow.out"))" $ok
 echo "  RSS growth during the transfer: connector $((max_dc1 - base_dc1)) KiB, tunneler $((max_laptop - base_laptop)) KiB"
 [ $((max_dc1 - base_dc1)) -lt 16384 ] && [ $((max_laptop - base_laptop)) -lt 16384 ]
 check "neither side's memory grows by 16 MiB while 1 GiB passes" $?
@@ -149,7 +150,8 @@ for ((i = 0; i < 100; i++)); do kill -0 "$READER" 2>/dev/null || break; sleep 0.
 after=$(date +%s%N)
 wait "$READER"; status=$?
 [ "$status" -ne 0 ] && grep -q "^error after" "$E2E_TMP/cut.out"
-check "the transfer is cut ($(cat "$E2E_TMP/cut.out"))" $?
+ok=$?
+check "the transfer is cut ($(cat "$E2E_TMP/cut.out"))" $ok
 elapsed_ms=$(((after - before) / 1000000))
 [ "$elapsed_ms" -lt 1000 ]
 check "the client sees the cut $elapsed_ms ms after the allowlist change (< 1 s)" $?
@@ -168,7 +170,8 @@ sleep 1
 ctl deny --tunneler laptop --resource src >/dev/null
 for ((i = 0; i < 100; i++)); do kill -0 "$READER" 2>/dev/null || break; sleep 0.02; done
 wait "$READER"; status=$?
-[ "$status" -ne 0 ]; check "laptop's transfer of a resource it lost is cut ($(cat "$E2E_TMP/cut2.out"))" $?
+[ "$status" -ne 0 ]; ok=$?
+check "laptop's transfer of a resource it lost is cut ($(cat "$E2E_TMP/cut2.out"))" $ok
 run curl -s -m 10 "http://127.0.0.1:$FWD_WEB/"
 expect_out "hello from resource" "a resource it still has keeps working"
 

@@ -6,7 +6,9 @@
 . "$(dirname "$0")/lib.sh"
 TTL=20
 start_controller ctl SVID_TTL=${TTL}s || exit 1
-start_peer source 8000000000 || exit 1; SRC_PORT=$PEER_PORT
+# 16 s at 40 MB/s: longer than the time to both renewals (≤ 60 % of 20 s).
+BYTES=$((40000000 * 16))
+start_peer source "$BYTES" || exit 1; SRC_PORT=$PEER_PORT
 start_peer http || exit 1; HTTP_PORT=$PEER_PORT
 for r in src web; do ctl resource add "$r" >/dev/null; done
 start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
@@ -21,8 +23,6 @@ wait_for_line "$LAPTOP_LOG" 'msg="connector list received"' 10
 health "$DC1_URL"; dc1_not_after=$(json_value not_after)
 health "$LAPTOP_URL"; laptop_not_after=$(json_value not_after)
 
-# 16 s at 40 MB/s: longer than the time to both renewals (≤ 60 % of 20 s).
-BYTES=$((40000000 * 16))
 tcp_peer read "127.0.0.1:$FWD_SRC" "$BYTES" 40000000 >"$E2E_TMP/read.out" 2>&1 &
 READER=$!
 wait_for_line "$DC1_LOG" 'msg="certificate renewed"' $((TTL * 6 / 10 + 5))
@@ -32,7 +32,8 @@ check "the tunneler renews during the transfer" $?
 kill -0 "$READER" 2>/dev/null; check "the transfer is still running after both renewals" $?
 wait "$READER"; status=$?
 [ "$status" -eq 0 ] && grep -q "^ok bytes=$BYTES" "$E2E_TMP/read.out"
-check "every byte arrived intact ($(cat "$E2E_TMP/read.out"))" $?
+ok=$?
+check "every byte arrived intact ($(cat "$E2E_TMP/read.out"))" $ok
 [ "$(count_lines "$LAPTOP_LOG" 'msg="data session opened"')" -eq 1 ]
 check "the same data session carried it (no reconnect)" $?
 [ "$(count_lines "$LAPTOP_LOG" 'msg="data session closed"')" -eq 0 ]

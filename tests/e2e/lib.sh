@@ -243,7 +243,9 @@ tcp_peer() { "$ZTR_TEST_BIN/../tests/tools/tcp_peer" "$@"; }
 start_peer() {
   local mode="$1" out i; shift
   out="$E2E_TMP/peer.$mode.$RANDOM"
-  tcp_peer "$mode" 127.0.0.1:0 "$@" >"$out" 2>&1 &
+  # The program itself, not the shell function: $! must be its PID so the
+  # exit trap stops it.
+  "$ZTR_TEST_BIN/../tests/tools/tcp_peer" "$mode" 127.0.0.1:0 "$@" >"$out" 2>&1 &
   PEER_PID=$!
   E2E_PIDS+=("$PEER_PID")
   for ((i = 0; i < 100; i++)); do

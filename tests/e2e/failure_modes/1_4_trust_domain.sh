@@ -26,7 +26,7 @@ expect_out_has "name=laptop prefix=false uses_left=1" "no refused configuration 
 # The controller refuses the same trust domain.
 run env TRUST_DOMAIN=example.org. STATE_DIR="$T/s2" CONTROLLER_LISTEN=127.0.0.1:0 ADMIN_LISTEN=127.0.0.1:0 \
   HEALTH_LISTEN=127.0.0.1:0 ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" "$ZTR_TEST_BIN/controller"
-expect_status 1 "controller with TRUST_DOMAIN=example.org. exits non-zero"
+expect_status 2 "controller with TRUST_DOMAIN=example.org. exits non-zero (configuration: 2)"
 expect_err_has 'cannot parse URI "spiffe://example.org.": invalid domain' "controller symptom"
 
 # Certificate parse fails: a leaf whose URI SAN has an invalid domain.

@@ -115,7 +115,8 @@ free_port() {
 # agent_env ROLE NAME [VAR=value ...]: fills AGENT_ENV with the settings of
 # an agent talking to the controller of start_controller (STATE_DIR
 # $E2E_TMP/agent-NAME, /health on a kernel-chosen loopback port, short
-# reconnect delays, a connector's CONNECTOR_LISTEN on a free loopback port);
+# reconnect delays, a connector's CONNECTOR_LISTEN on a free loopback port,
+# no SOCKS5 server on a tunneler);
 # the VAR=value pairs come last, so they override any of these. Sets
 # AGENT_STATE and AGENT_LOG (a new file for every start).
 agent_env() {
@@ -127,6 +128,9 @@ agent_env() {
     HEALTH_LISTEN=127.0.0.1:0 CONTROLLER_ADDR="$CTL_ADDR" CONTROLLER_CA="$CTL_STATE/ca/ca-1.crt"
     RECONNECT_MIN_DELAY=50ms RECONNECT_MAX_DELAY=300ms RECONNECT_ATTEMPTS=20)
   [ "$role" = connector ] && AGENT_ENV+=(CONNECTOR_LISTEN="127.0.0.1:$(free_port)")
+  # Tunnelers default to a SOCKS5 server on 127.0.0.1:1080; several run at
+  # once here, so a script that wants one names its port.
+  [ "$role" = tunneler ] && AGENT_ENV+=(SOCKS5_LISTEN=off)
   AGENT_ENV+=("$@")
 }
 

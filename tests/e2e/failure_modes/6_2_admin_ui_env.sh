@@ -33,13 +33,13 @@ fi
 run env ADMIN_URL= "$C" node list
 [ "$RUN_STATUS" -ne 2 ]; check "an empty ADMIN_URL is the default, not a configuration error" $?
 
-# The daemon without ADMIN_AUTH_TOKEN: refuses to start, exit 1.
+# The daemon without ADMIN_AUTH_TOKEN: refuses to start, exit 2 (configuration).
 run env -u ADMIN_AUTH_TOKEN TRUST_DOMAIN=example.org STATE_DIR="$E2E_TMP/s2" CONTROLLER_LISTEN=127.0.0.1:0 \
   ADMIN_LISTEN=127.0.0.1:0 HEALTH_LISTEN=127.0.0.1:0 "$C"
-expect_status 1 "controller without ADMIN_AUTH_TOKEN"
+expect_status 2 "controller without ADMIN_AUTH_TOKEN"
 expect_err_has 'ADMIN_AUTH_TOKEN is required: the admin API never runs without authentication' "daemon names the setting"
 ! grep -qF "ADMIN_API_URL or ADMIN_AUTH_TOKEN not configured" <<<"$RUN_ERR"; check "the document's text is not used by ztr" $?
 stop_controller
 
 [ "$E2E_FAILURES" -eq 0 ] || fm_finish
-fm_pending "no web UI in ztr; the CLI reads ADMIN_URL (default http://127.0.0.1:8080, ADMIN_API_URL ignored); no token: 'ADMIN_AUTH_TOKEN is required' (CLI exit 2, daemon exit 1), API 401"
+fm_pending "no web UI in ztr; the CLI reads ADMIN_URL (default http://127.0.0.1:8080, ADMIN_API_URL ignored); no token: 'ADMIN_AUTH_TOKEN is required' (CLI exit 2, daemon exit 2), API 401"

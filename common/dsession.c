@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/agent.h"
+#include "common/config.h"
 #include "common/log.h"
 
 /* A stream's bookkeeping. It leaves its session's list when the stream
@@ -235,7 +236,9 @@ tls_ready(struct tls_conn *conn, void *user)
     struct dsession *s = user;
     struct mux_config config = {.role = s->config.role,
                                 .window = s->config.window,
-                                .session_window = s->config.session_window};
+                                .session_window = s->config.session_window,
+                                .max_window = s->config.max_window,
+                                .session_max_window = s->config.session_max_window};
     struct ztr_err err;
     if (mux_new(&config, &mux_callbacks, s, &s->mux, &err) != 0) {
         tls_conn_close(conn, err.msg);
@@ -298,6 +301,8 @@ dsession_new(const struct dsession_config *config, int fd, const struct pki_expe
     /* Bounded by flow control: DATA never exceeds the session window, the
      * rest are small control frames. */
     size_t window = config->session_window != 0 ? config->session_window : MUX_DEFAULT_WINDOW;
+    if (config->session_max_window > window)
+        window = config->session_max_window;
     tls_conn_set_queue_max(s->conn, window + window / 4 + 256 * 1024);
     config->stats->sessions++;
     config->stats->sessions_total++;
@@ -506,4 +511,20 @@ dsession_stats_metrics(const struct dsession_stats *st, const char *role, char *
                              rows[i].name, role,
                              (unsigned long long)*(const uint64_t *)((const char *)st +
                                                                      rows[i].offset));
+}
+
+int
+dsession_window_config(const struct config *config, uint32_t *window, uint32_t *max_window,
+                       struct ztr_err *err)
+{
+    uint64_t w = config_get_uint(config, "DATA_WINDOW");
+    if (w < MUX_MAX_PAYLOAD || w > (64u << 20))
+        return config_fail(config, "DATA_WINDOW", err, "must be 16384..67108864 bytes");
+    uint64_t max = config_get_uint(config, "DATA_WINDOW_MAX");
+    if (max < w || max > (128u << 20))
+        return config_fail(config, "DATA_WINDOW_MAX", err,
+                           "must be DATA_WINDOW (%llu)..134217728 bytes", (unsigned long long)w);
+    *window = (uint32_t)w;
+    *max_window = (uint32_t)max;
+    return 0;
 }

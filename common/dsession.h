@@ -69,6 +69,7 @@ struct dsession_config {
     struct dsession_stats *stats;    /* shared by the agent's sessions */
     enum mux_role role;
     uint32_t window, session_window;
+    uint32_t max_window, session_max_window;   /* growth limits (mux_config) */
     const struct dsession_hooks *hooks;
     void *user;
 };
@@ -111,6 +112,20 @@ size_t dsession_stream_count(const struct dsession *s);
 int64_t dsession_last_input_ms(const struct dsession *s);
 void *dsession_user(const struct dsession *s);
 void dsession_set_user(struct dsession *s, void *user);
+
+/* The flow-control keys both agents take (in their config schema). */
+#define DSESSION_CONFIG_KEYS                                                                     \
+    {"DATA_WINDOW", CONFIG_UINT, "262144",                                                      \
+     "initial flow-control window per stream, bytes (session: 4x); the same on both ends",     \
+     NULL},                                                                                     \
+    {"DATA_WINDOW_MAX", CONFIG_UINT, "4194304",                                                 \
+     "a stream's receive window grows up to this while its reader keeps up (session: 4x)",    \
+     NULL}
+
+struct config;
+/* Reads and checks them: window 16 KiB..64 MiB, max_window window..128 MiB. */
+int dsession_window_config(const struct config *config, uint32_t *window, uint32_t *max_window,
+                           struct ztr_err *err);
 
 /* Appends the "data" object to /health and ztr_data_* lines to /metrics. */
 struct json_t;

@@ -35,6 +35,17 @@
 #define MUX_PINGS_MAX 4              /* unanswered PINGs kept for matching */
 #define MUX_FRAME_MAX (MUX_HEADER_SIZE + MUX_MAX_PAYLOAD)
 
+/* Receive-window growth: a window the owner drains in less than
+ * MUX_GROW_MS is what limits the sender, so it doubles (up to the maximum).
+ * A slow reader never drains one that fast, so it never grows. */
+#define MUX_GROW_MS 20
+
+struct autotune {
+    uint32_t window;          /* current size; credit is returned per quarter of it */
+    int64_t epoch_ms;         /* when the current window's draining started */
+    uint32_t epoch_consumed;  /* returned since then */
+};
+
 struct stream {
     uint32_t id;
     bool established;   /* OPEN_OK sent (acceptor) or received (opener) */
@@ -49,6 +60,7 @@ struct stream {
     uint32_t recv_credit;  /* what the peer may still send (our grant) */
     uint32_t unconsumed;   /* delivered by on_data, not yet mux_consumed */
     uint32_t to_return;    /* consumed, not yet returned with WINDOW */
+    struct autotune tune;  /* the receive window this stream has grown to */
     void *user;            /* the owner's, mux_stream_set_user */
 };
 
@@ -64,9 +76,9 @@ struct mux {
     void *user;
     enum mux_role role;
     uint32_t window;
-    uint32_t threshold;    /* consumed bytes that trigger a stream WINDOW */
     uint32_t session_window;
-    uint32_t session_threshold;
+    uint32_t max_window, session_max_window;
+    struct autotune session_tune;
     uint32_t max_streams;
     int64_t (*now_ms)(void *user);
 
@@ -109,6 +121,8 @@ struct frame {
 };
 
 /* ---- small helpers ------------------------------------------------------- */
+
+static int64_t now(struct mux *m);
 
 static uint32_t
 be32(const uint8_t *p)
@@ -247,6 +261,8 @@ stream_new(struct mux *m, uint32_t id)
     s->id = id;
     s->send_credit = m->window;
     s->recv_credit = m->window;
+    s->tune.window = m->window;
+    s->tune.epoch_ms = now(m);
     if (table_insert(m, s) != 0) {
         free(s);
         return NULL;
@@ -380,13 +396,34 @@ send_window(struct mux *m, uint32_t id, uint32_t increment)
     return send_frame(m, MUX_WINDOW, 0, id, p, 4, NULL, 0);
 }
 
-/* Credit goes back in batches of at least `threshold` bytes, not per read. */
+/* Credit returned now (n), plus the growth when the window was drained
+ * fast; *grant is what the WINDOW frame carries. */
+static uint32_t
+autotune_grant(struct mux *m, struct autotune *t, uint32_t max_window, uint32_t n)
+{
+    if (t->window >= max_window)
+        return n;
+    int64_t at = now(m);
+    t->epoch_consumed += n;
+    if (t->epoch_consumed < t->window)
+        return n;
+    uint32_t grow = 0;
+    if (at - t->epoch_ms < MUX_GROW_MS) {
+        grow = t->window < max_window - t->window ? t->window : max_window - t->window;
+        t->window += grow;
+    }
+    t->epoch_ms = at;
+    t->epoch_consumed = 0;
+    return n + grow;
+}
+
+/* Credit goes back in batches of a quarter window, not per read. */
 static int
 return_session_credit(struct mux *m)
 {
-    if (m->to_return < m->session_threshold)
+    if (m->to_return < m->session_tune.window / 4)
         return 0;
-    uint32_t n = m->to_return;
+    uint32_t n = autotune_grant(m, &m->session_tune, m->session_max_window, m->to_return);
     if (send_window(m, 0, n) != 0)
         return -1;
     m->to_return = 0;
@@ -401,9 +438,9 @@ return_stream_credit(struct mux *m, struct stream *s)
         s->to_return = 0;   /* the peer sends no more: credit is moot */
         return 0;
     }
-    if (s->to_return < m->threshold)
+    if (s->to_return < s->tune.window / 4)
         return 0;
-    uint32_t n = s->to_return;
+    uint32_t n = autotune_grant(m, &s->tune, m->max_window, s->to_return);
     if (send_window(m, s->id, n) != 0)
         return -1;
     s->to_return = 0;
@@ -989,6 +1026,12 @@ mux_new(const struct mux_config *config, const struct mux_callbacks *callbacks, 
     if (session_window > MUX_CREDIT_MAX)
         return ztr_err_set(err, ZTR_E_INVALID, "mux: session window %u above 2^31-1",
                            session_window);
+    uint32_t max_window = config->max_window > window ? config->max_window : window;
+    uint32_t session_max = config->session_max_window > session_window
+                               ? config->session_max_window
+                               : session_window;
+    if (max_window > MUX_CREDIT_MAX / 2 || session_max > MUX_CREDIT_MAX / 2)
+        return ztr_err_set(err, ZTR_E_INVALID, "mux: maximum window above 2^30");
     uint32_t max_streams = config->max_streams != 0 ? config->max_streams : MUX_MAX_STREAMS;
     if (max_streams > MUX_MAX_STREAMS)
         return ztr_err_set(err, ZTR_E_INVALID, "mux: max_streams %u above %d", max_streams,
@@ -1000,17 +1043,17 @@ mux_new(const struct mux_config *config, const struct mux_callbacks *callbacks, 
     m->user = user;
     m->role = config->role;
     m->window = window;
-    /* A quarter, not half: credit flows back while the sender still has
-     * plenty, so a fast path never stalls waiting for it. */
-    m->threshold = (window + 3) / 4;
     m->session_window = session_window;
-    m->session_threshold = (session_window + 3) / 4;
+    m->max_window = max_window;
+    m->session_max_window = session_max;
+    m->session_tune.window = session_window;
     m->max_streams = max_streams;
     m->now_ms = config->now_ms;
     m->state = SESSION_LIVE;
     m->next_id = 1;
     m->send_credit = session_window;
     m->recv_credit = session_window;
+    m->session_tune.epoch_ms = now(m);
     *out = m;
     return 0;
 }

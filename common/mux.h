@@ -19,7 +19,8 @@
  *   GOAWAY   (stream 0, payload = 2-byte code + reason text)
  *
  * Flow control: each stream starts with `window` bytes of send credit
- * (default 256 KiB) in each direction, the session with `session_window`. DATA spends credit on
+ * (default 256 KiB) in each direction, the session with `session_window`;
+ * a receiver whose owner drains a window fast grows it (max_window). DATA spends credit on
  * both the stream and the session; the receiver returns credit with WINDOW
  * once the owner has consumed bytes (mux_consumed). A sender never exceeds
  * its credit, so a slow reader stops its writer and nothing buffers without
@@ -170,6 +171,10 @@ struct mux_config {
     uint32_t max_streams;       /* 0 = MUX_MAX_STREAMS */
     int64_t (*now_ms)(void *user);  /* monotonic clock for PING RTTs; NULL = system */
     uint32_t session_window;    /* initial credit of the session; 0 = window */
+    /* Receive windows grow (doubling) while the owner drains them in under
+     * 20 ms, up to these; 0 = no growth. Growth is the receiver's alone: it
+     * is granted with WINDOW, so the peer needs no setting for it. */
+    uint32_t max_window, session_max_window;
 };
 
 /* window ≤ 2^31-1, max_streams ≤ MUX_MAX_STREAMS; only write is a required

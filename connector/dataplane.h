@@ -42,6 +42,7 @@ struct dataplane_config {
     size_t resource_count;
     const struct allowlist *allowlist;
     uint32_t window, session_window;
+    uint32_t max_window;                /* streams' windows may grow to this (session: 4x) */
     int64_t dial_timeout_ms;
     int64_t idle_timeout_ms;        /* sessions silent this long are closed */
 };

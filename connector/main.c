@@ -9,6 +9,7 @@
 
 #include "common/agent.h"
 #include "common/log.h"
+#include "common/dsession.h"
 #include "common/mux.h"
 #include "connector/allowlist.h"
 #include "connector/dataplane.h"
@@ -22,8 +23,7 @@ static const struct config_key connector_keys[] = {
     {"CONNECTOR_ADVERTISE", CONFIG_STRING, NULL,
      "comma-separated IPs tunnelers dial (IP SANs); default: the listen IP", NULL},
     {"RESOURCES", CONFIG_LIST, NULL, "resources served: name=target,...", resource_fields},
-    {"DATA_WINDOW", CONFIG_UINT, "262144",
-     "flow-control window per stream in bytes (the same on tunnelers; session: 4x)", NULL},
+    DSESSION_CONFIG_KEYS,
     {"DIAL_TIMEOUT", CONFIG_DURATION, "10s", "how long a resource's target may take to accept",
      NULL},
     {"DATA_IDLE_TIMEOUT", CONFIG_DURATION, "60s",
@@ -39,7 +39,7 @@ struct connector {
     json_t *targets;               /* ip:port of each, same order */
     struct connector_resource served[CONFIG_LIST_MAX];
     size_t served_count;
-    uint32_t window;
+    uint32_t window, max_window;
     int64_t dial_timeout_ms, idle_timeout_ms;
     struct agent *agent;
     struct allowlist *allowlist;   /* enforced from disk while the controller is away */
@@ -106,10 +106,7 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
         json_array_append_new(c->resources, json_string(name));
         json_array_append_new(c->targets, json_string(target));
     }
-    uint64_t window = config_get_uint(config, "DATA_WINDOW");
-    if (window < MUX_MAX_PAYLOAD || window > (1u << 28))
-        return config_fail(config, "DATA_WINDOW", err, "must be 16384..268435456 bytes");
-    c->window = (uint32_t)window;
+    TRY(dsession_window_config(config, &c->window, &c->max_window, err));
     c->dial_timeout_ms = config_get_duration_ms(config, "DIAL_TIMEOUT");
     c->idle_timeout_ms = config_get_duration_ms(config, "DATA_IDLE_TIMEOUT");
     c->allowlist = allowlist_new();
@@ -132,6 +129,7 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
     struct dataplane_config dp = {
         .listen = c->listen, .resources = c->served, .resource_count = c->served_count,
         .allowlist = c->allowlist, .window = c->window, .session_window = 4 * c->window,
+        .max_window = c->max_window,
         .dial_timeout_ms = c->dial_timeout_ms, .idle_timeout_ms = c->idle_timeout_ms};
     return dataplane_start(agent, &dp, &c->dataplane, err);
 }

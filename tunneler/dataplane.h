@@ -42,6 +42,7 @@ struct tunneler_config {
     size_t forward_count;
     const char *socks_listen;           /* NULL: no SOCKS5 server */
     uint32_t window, session_window;
+    uint32_t max_window;                /* streams' windows may grow to this (session: 4x) */
     int64_t ping_interval_ms;
     int64_t retry_min_ms, retry_max_ms;
     int64_t client_timeout_ms;          /* SOCKS5 handshake + stream open */

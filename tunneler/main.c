@@ -6,6 +6,7 @@
 
 #include "common/agent.h"
 #include "common/log.h"
+#include "common/dsession.h"
 #include "common/mux.h"
 #include "tunneler/dataplane.h"
 
@@ -15,8 +16,7 @@ static const struct config_key tunneler_keys[] = {
     {"FORWARDS", CONFIG_LIST, NULL, "port forwards: listen=resource,... (e.g. 127.0.0.1:15432=pg)",
      forward_fields},
     {"SOCKS5_LISTEN", CONFIG_STRING, "127.0.0.1:1080", "SOCKS5 server ip:port, or off", NULL},
-    {"DATA_WINDOW", CONFIG_UINT, "262144",
-     "flow-control window per stream in bytes (the same on connectors; session: 4x)", NULL},
+    DSESSION_CONFIG_KEYS,
     {"DATA_PING_INTERVAL", CONFIG_DURATION, "15s", "keepalive PING on each data session", NULL},
     {"CONNECTOR_RETRY_MIN", CONFIG_DURATION, "500ms",
      "first backoff ceiling for a connector marked down", NULL},
@@ -62,11 +62,8 @@ tunneler_configure(void *ctx, struct agent *agent, const struct config *config,
         snprintf(t->socks_listen, sizeof(t->socks_listen), "%s", socks);
         t->config.socks_listen = t->socks_listen;
     }
-    uint64_t window = config_get_uint(config, "DATA_WINDOW");
-    if (window < MUX_MAX_PAYLOAD || window > (1u << 28))
-        return config_fail(config, "DATA_WINDOW", err, "must be 16384..268435456 bytes");
-    t->config.window = (uint32_t)window;
-    t->config.session_window = 4 * (uint32_t)window;
+    TRY(dsession_window_config(config, &t->config.window, &t->config.max_window, err));
+    t->config.session_window = 4 * t->config.window;
     t->config.ping_interval_ms = config_get_duration_ms(config, "DATA_PING_INTERVAL");
     t->config.retry_min_ms = config_get_duration_ms(config, "CONNECTOR_RETRY_MIN");
     t->config.retry_max_ms = config_get_duration_ms(config, "CONNECTOR_RETRY_MAX");

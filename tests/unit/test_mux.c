@@ -246,13 +246,16 @@ static const struct mux_callbacks callbacks = {
     .on_session_closed = cb_session_closed,
 };
 
+/* max_window of the sides side_init makes (0: windows never grow). */
+static uint32_t side_max_window;
+
 static void
 side_init(struct side *s, const char *name, enum mux_role role, uint32_t window,
           uint32_t max_streams)
 {
     memset(s, 0, sizeof(*s));
     s->name = name;
-    struct mux_config config = {role, window, max_streams, cb_now, 0};
+    struct mux_config config = {role, window, max_streams, cb_now, 0, side_max_window, 0};
     struct ztr_err err = {0};
     assert_int_equal(mux_new(&config, &callbacks, s, &s->mux, &err), 0);
 }
@@ -719,6 +722,45 @@ test_ping_rtt(void **state)
 }
 
 /* ---- flow control -------------------------------------------------------- */
+
+/* Sends a full window on a fresh stream, lets b consume it all at once
+ * with `gap_ms` between each quarter, and returns a's credit afterwards. */
+static uint32_t
+credit_after_one_window(uint32_t window, uint32_t max_window, int64_t gap_ms)
+{
+    struct pair p;
+    side_max_window = max_window;
+    pair_init(&p, window, 0, 0, 0);
+    side_max_window = 0;
+    p.b.auto_consume = false;
+    uint32_t id = open_stream(&p.a, "r");
+    pump(&p);
+    static uint8_t buf[1 << 20];
+    assert_int_equal(mux_send(p.a.mux, id, buf, window), (ssize_t)window);
+    pump(&p);
+    for (int q = 0; q < 4; q++) {
+        p.b.clock += gap_ms;
+        consume(&p.b, id, window / 4);
+        pump(&p);
+    }
+    uint32_t credit = mux_send_credit(p.a.mux, id);
+    assert_int_equal(p.a.session_closed + p.b.session_closed, 0);
+    pair_free(&p);
+    return credit;
+}
+
+/* A window drained within 20 ms doubles (the receiver grants the growth
+ * with WINDOW); one drained slowly stays; growth stops at max_window. */
+static void
+test_window_grows_only_for_fast_readers(void **state)
+{
+    (void)state;
+    enum { W = 65536 };
+    assert_int_equal(credit_after_one_window(W, 4 * W, 0), 2 * W);
+    assert_int_equal(credit_after_one_window(W, 4 * W, 50), W);
+    assert_int_equal(credit_after_one_window(W, 0, 0), W);
+    assert_int_equal(credit_after_one_window(W, W + W / 2, 0), W + W / 2);
+}
 
 static void
 test_stream_window_stops_exactly(void **state)
@@ -1246,15 +1288,15 @@ test_new_rejects_bad_config(void **state)
     (void)state;
     struct mux *m = NULL;
     struct ztr_err err = {0};
-    struct mux_config config = {MUX_OPENER, 0, MUX_MAX_STREAMS + 1, NULL, 0};
+    struct mux_config config = {MUX_OPENER, 0, MUX_MAX_STREAMS + 1, NULL, 0, 0, 0};
     assert_int_equal(mux_new(&config, &callbacks, NULL, &m, &err), -1);
     assert_null(m);
-    config = (struct mux_config){MUX_OPENER, 0x80000000u, 0, NULL, 0};
+    config = (struct mux_config){MUX_OPENER, 0x80000000u, 0, NULL, 0, 0, 0};
     assert_int_equal(mux_new(&config, &callbacks, NULL, &m, &err), -1);
     struct mux_callbacks none = {0};
-    config = (struct mux_config){MUX_OPENER, 0, 0, NULL, 0};
+    config = (struct mux_config){MUX_OPENER, 0, 0, NULL, 0, 0, 0};
     assert_int_equal(mux_new(&config, &none, NULL, &m, &err), -1);
-    config = (struct mux_config){(enum mux_role)7, 0, 0, NULL, 0};
+    config = (struct mux_config){(enum mux_role)7, 0, 0, NULL, 0, 0, 0};
     assert_int_equal(mux_new(&config, &callbacks, NULL, &m, &err), -1);
     mux_free(NULL);
     assert_int_equal(mux_input(NULL, NULL, 0), -1);
@@ -1605,6 +1647,7 @@ main(void)
         cmocka_unit_test(test_goaway_with_reason),
         cmocka_unit_test(test_ping_rtt),
         cmocka_unit_test(test_stream_window_stops_exactly),
+        cmocka_unit_test(test_window_grows_only_for_fast_readers),
         cmocka_unit_test(test_session_window_stops_exactly),
         cmocka_unit_test(test_close_returns_unconsumed_credit),
         cmocka_unit_test(test_writable_needs_both_credits),

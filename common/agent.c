@@ -829,6 +829,14 @@ on_close(struct tls_conn *conn, const char *reason, void *user)
         a->counters.renewals_failed++;
     if (identity_expired(a)) {
         a->counters.auth_expired++;
+        /* A re-enrollment that could not reach the controller waits like
+         * any other attempt; retrying it at once spun the loop (tens of
+         * thousands of attempts a second while the controller was down). */
+        if (a->state == AGENT_ENROLLING && a->reauth) {
+            a->counters.auth_unavailable++;
+            schedule_reconnect(a, reason);
+            return;
+        }
         start_reauth(a, "certificate expired");
         return;
     }

@@ -71,6 +71,7 @@ struct tls_conn {
     struct tls_conn_callbacks callbacks;
     void *user;
     bool close_requested;
+    bool connect_checked;     /* client: the TCP connect's own result was read */
     char close_reason[ZTR_ERR_MSG_MAX];
 };
 
@@ -350,6 +351,21 @@ ssl_error_text(struct tls_conn *conn, int ret, char *buf, size_t cap)
 static void
 conn_handshake(struct tls_conn *conn)
 {
+    /* A refused or unreachable connect must read as such, not as whatever
+     * wolfSSL makes of the failed send (`connection closed by peer`). */
+    if (conn->ctx->side == TLS_SIDE_CLIENT && !conn->connect_checked) {
+        conn->connect_checked = true;
+        int socket_error = 0;
+        socklen_t socket_error_len = sizeof(socket_error);
+        if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &socket_error, &socket_error_len) == 0 &&
+            socket_error != 0) {
+            char text[128], reason[160];
+            snprintf(reason, sizeof(reason), "connect: %s",
+                     file_strerror(socket_error, text, sizeof(text)));
+            conn_request_close(conn, reason);
+            return;
+        }
+    }
     int ret = conn->ctx->side == TLS_SIDE_SERVER ? wolfSSL_accept(conn->ssl)
                                                  : wolfSSL_connect(conn->ssl);
     if (ret == WOLFSSL_SUCCESS) {

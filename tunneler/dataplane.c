@@ -71,6 +71,8 @@ struct client {
     struct tconn *via;
     struct tconn *tried[CLIENT_ATTEMPTS_MAX];   /* connectors that failed this client */
     size_t tried_count;
+    enum mux_code last_code;     /* why the last connector failed it (for the reply) */
+    char last_reason[ZTR_ERR_MSG_MAX + 80];
     struct client *prev, *next;  /* in via->waiting */
     char peer[80];
 };
@@ -257,11 +259,13 @@ mark_down(struct tconn *k, const char *reason)
              k->id, k->address, (long long)delay, reason);
 }
 
-/* k failed this client: it goes back to routing, k excluded. */
+/* k failed this client (code, reason): it goes back to routing, k excluded. */
 static void
-move_on(struct client *c, struct tconn *k)
+move_on(struct client *c, struct tconn *k, enum mux_code code, const char *reason)
 {
     client_unwait(c);
+    c->last_code = code;
+    snprintf(c->last_reason, sizeof(c->last_reason), "connector %s: %s", k->id, reason);
     if (c->tried_count < CLIENT_ATTEMPTS_MAX)
         c->tried[c->tried_count++] = k;
     c->via = NULL;
@@ -276,7 +280,7 @@ open_stream(struct client *c)
     uint32_t stream;
     c->state = CLIENT_OPENING;
     if (dsession_open(k->session, c->resource, c, &stream, &err) != 0) {
-        move_on(c, k);
+        move_on(c, k, MUX_CODE_REFUSED, err.msg);
         log_info("stream not opened", "connector=%s error=\"%s\"", k->id, err.msg);
         route(c);
     }
@@ -347,7 +351,7 @@ session_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *s
         return;
     }
     if (retryable(code, reason) && c->tried_count < CLIENT_ATTEMPTS_MAX) {
-        move_on(c, k);
+        move_on(c, k, code, reason);
         snprintf(k->last_error, sizeof(k->last_error), "%s", reason);
         log_info("stream failing over", "connector=%s resource=\"%s\" reason=\"%s\"", k->id,
                  c->resource, reason);
@@ -390,7 +394,7 @@ conn_lost(struct tconn *k, bool was_ready, const char *reason)
     /* Whoever waited for this session tries the next connector. */
     while (k->waiting != NULL) {
         struct client *c = k->waiting;
-        move_on(c, k);
+        move_on(c, k, MUX_CODE_REFUSED, reason);
         t->failovers++;
         route(c);
     }
@@ -504,14 +508,23 @@ route(struct client *c)
         bool any = false;
         for (size_t i = 0; i < t->conn_count && !any; i++)
             any = !t->conns[i]->removed && serves(t->conns[i], c->resource);
-        char reason[ZTR_ERR_MSG_MAX + 64];
-        if (!any)
+        char reason[2 * ZTR_ERR_MSG_MAX + 400];
+        enum socks5_reply_code reply = SOCKS5_REP_HOST_UNREACHABLE;
+        if (!any) {
             snprintf(reason, sizeof(reason), "no connector serves resource %s", c->resource);
-        else
+        } else if (c->last_reason[0] != '\0') {
+            /* Say what the last attempt met: the client's reply too (a
+             * refused target is "connection refused", not "unreachable"). */
+            snprintf(reason, sizeof(reason), "no connector reachable for resource %s (last: %s)",
+                     c->resource, c->last_reason);
+            reply = c->last_code == MUX_CODE_CONNECT_FAILED ? SOCKS5_REP_CONNECTION_REFUSED
+                                                            : SOCKS5_REP_NETWORK_UNREACHABLE;
+        } else {
             snprintf(reason, sizeof(reason), "no connector reachable for resource %s",
                      c->resource);
-        client_fail(c, any ? SOCKS5_REP_NETWORK_UNREACHABLE : SOCKS5_REP_HOST_UNREACHABLE,
-                    reason);
+            reply = SOCKS5_REP_NETWORK_UNREACHABLE;
+        }
+        client_fail(c, reply, reason);
         return;
     }
     c->via = k;
@@ -523,7 +536,7 @@ route(struct client *c)
         struct ztr_err err;
         if (dial(k, &err) != 0) {
             mark_down(k, err.msg);
-            move_on(c, k);
+            move_on(c, k, MUX_CODE_REFUSED, err.msg);
             route(c);
             return;
         }

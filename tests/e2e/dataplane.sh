@@ -15,12 +15,13 @@ start_peer http || exit 1; HTTP_PORT=$PEER_PORT
 start_peer echo || exit 1; ECHO_PORT=$PEER_PORT
 BIG=$((1024 * 1024 * 1024))
 start_peer source "$BIG" || exit 1; SRC_PORT=$PEER_PORT
-for r in web echo src; do ctl resource add "$r" >/dev/null; done
+for r in web echo src dead; do ctl resource add "$r" >/dev/null; done
+DEAD_PORT=$(free_port)   # nothing listens there: the target refuses
 start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
-  RESOURCES="web=127.0.0.1:$HTTP_PORT,echo=127.0.0.1:$ECHO_PORT,src=127.0.0.1:$SRC_PORT"
+  RESOURCES="web=127.0.0.1:$HTTP_PORT,echo=127.0.0.1:$ECHO_PORT,src=127.0.0.1:$SRC_PORT,dead=127.0.0.1:$DEAD_PORT"
 check "connector starts" $?
 keep_agent DC1
-for r in web echo src; do ctl allow --tunneler laptop --resource "$r" >/dev/null; done
+for r in web echo src dead; do ctl allow --tunneler laptop --resource "$r" >/dev/null; done
 FWD_WEB=$(free_port); FWD_ECHO=$(free_port); FWD_SRC=$(free_port); SOCKS=$(free_port)
 start_agent tunneler laptop ENROLLMENT_TOKEN="$(ctl token create --role tunneler --name laptop)" \
   FORWARDS="127.0.0.1:$FWD_WEB=web,127.0.0.1:$FWD_ECHO=echo,127.0.0.1:$FWD_SRC=src" \
@@ -42,6 +43,10 @@ run curl -s -m 10 --socks5-hostname "127.0.0.1:$SOCKS" "http://db.internal:5432/
 [ "$RUN_STATUS" -ne 0 ]; check "SOCKS5 to an unknown name fails (curl exit $RUN_STATUS)" $?
 grep -qF 'reason="no resource matches the SOCKS5 request" socks5_reply=host unreachable' "$LAPTOP_LOG"
 check "the tunneler logs why and answers SOCKS5 host unreachable" $?
+run curl -s -m 10 --socks5-hostname "127.0.0.1:$SOCKS" "http://dead/"
+[ "$RUN_STATUS" -ne 0 ]; check "SOCKS5 to a resource whose target refuses fails (curl exit $RUN_STATUS)" $?
+grep -F 'resource="dead"' "$LAPTOP_LOG" | grep -qF "connect: connection refused)\" socks5_reply=connection refused"
+check "the tunneler logs the target's refusal and answers SOCKS5 connection refused" $?
 grep -qF 'msg="data session opened" connector=' "$LAPTOP_LOG"
 check "one data session to the connector" $?
 [ "$(count_lines "$LAPTOP_LOG" 'msg="data session opened"')" -eq 1 ]

@@ -28,14 +28,20 @@ start_agent() { # role name [extra env]
   pids+=($!)
   echo $!
 }
-conn_pid=$(start_agent connector dc1 CONNECTOR_LISTEN=127.0.0.1:17444)
-tun_pid=$(start_agent tunneler laptop)
+conn_pid=$(start_agent connector dc1 CONNECTOR_LISTEN="127.0.0.1:$((20000 + RANDOM % 20000))")
+tun_pid=$(start_agent tunneler laptop SOCKS5_LISTEN=127.0.0.1:0)
 for _ in $(seq 200); do
   grep -q 'control-plane stream connected' "$work/dc1.log" 2>/dev/null &&
     grep -q 'control-plane stream connected' "$work/laptop.log" 2>/dev/null && break
   sleep 0.05
 done
 sleep 1
+for p in "$conn_pid" "$tun_pid"; do
+  kill -0 "$p" 2>/dev/null && continue
+  echo "an agent exited before the measurement:" >&2
+  tail -3 "$work"/dc1.log "$work"/laptop.log >&2
+  exit 1
+done
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -126,6 +126,7 @@ struct agent {
     bool welcomed;
     bool reauth;                 /* this enrollment replaces an expired cert */
     unsigned reauth_failures;
+    bool reauth_refused;         /* the controller answered the last attempt: retry now */
     bool budget_exhausted;
     int64_t heartbeat_interval_ms;
     int64_t last_ack_mono_ms;
@@ -473,6 +474,7 @@ enrollment_refused(struct agent *a, const char *message)
         schedule_reconnect(a, "expired");
         return;
     }
+    a->reauth_refused = true;
     tls_conn_close(a->ctl, message);
 }
 
@@ -832,11 +834,12 @@ on_close(struct tls_conn *conn, const char *reason, void *user)
         /* A re-enrollment that could not reach the controller waits like
          * any other attempt; retrying it at once spun the loop (tens of
          * thousands of attempts a second while the controller was down). */
-        if (a->state == AGENT_ENROLLING && a->reauth) {
+        if (a->state == AGENT_ENROLLING && a->reauth && !a->reauth_refused) {
             a->counters.auth_unavailable++;
             schedule_reconnect(a, reason);
             return;
         }
+        a->reauth_refused = false;
         start_reauth(a, "certificate expired");
         return;
     }

@@ -421,7 +421,7 @@ autotune_grant(struct mux *m, struct autotune *t, uint32_t max_window, uint32_t 
 static int
 return_session_credit(struct mux *m)
 {
-    if (m->to_return < m->session_tune.window / 4)
+    if (m->to_return == 0 || m->to_return < (m->session_tune.window + 3) / 4)
         return 0;
     uint32_t n = autotune_grant(m, &m->session_tune, m->session_max_window, m->to_return);
     if (send_window(m, 0, n) != 0)
@@ -438,7 +438,7 @@ return_stream_credit(struct mux *m, struct stream *s)
         s->to_return = 0;   /* the peer sends no more: credit is moot */
         return 0;
     }
-    if (s->to_return < s->tune.window / 4)
+    if (s->to_return == 0 || s->to_return < (s->tune.window + 3) / 4)
         return 0;
     uint32_t n = autotune_grant(m, &s->tune, m->max_window, s->to_return);
     if (send_window(m, s->id, n) != 0)

@@ -514,13 +514,13 @@ deliver(struct pipe *p, struct owner *to, size_t n)
 
 /* With nothing in flight, credit is conserved exactly: what the sender may
  * still send + what the receiver holds + what it has consumed and not yet
- * returned (< half the window) = the window. */
+ * returned (< a quarter of the window) = the window. */
 static void
 check_conservation(struct owner *tx, struct owner *rx)
 {
     if (tx->closed || rx->closed)
         return;
-    uint32_t w = tx->window, threshold = (w + 1) / 2;
+    uint32_t w = tx->window, threshold = (w + 3) / 4;
     uint64_t sum = (uint64_t)mux_send_credit(tx->mux, 0) + rx->held;
     CHECK(sum <= w && sum + threshold > w);
     for (int i = 0; i < MAX_TRACKED; i++) {

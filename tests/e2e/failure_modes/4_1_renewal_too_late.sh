@@ -15,7 +15,7 @@ start_controller ctl SVID_TTL=${TTL}s || exit 1
 # A stream that outlasts both renewals: 14 s at 20 MB/s (renewals are due
 # by 60 % of 20 s = 12 s after enrollment). The source sends exactly that.
 BYTES=$((20000000 * 14))
-fm_start_peer source "$BYTES" || exit 1; SRC_PORT=$PEER_PORT
+start_peer source "$BYTES" || exit 1; SRC_PORT=$PEER_PORT
 ctl resource add src >/dev/null
 start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
   RESOURCES="src=127.0.0.1:$SRC_PORT"

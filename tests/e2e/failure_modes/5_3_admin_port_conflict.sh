@@ -10,7 +10,7 @@ base=(TRUST_DOMAIN=example.org CONTROLLER_LISTEN=127.0.0.1:0 HEALTH_LISTEN=127.0
       ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN")
 
 # Another program holds the port.
-fm_start_peer echo || exit 1; TAKEN=$PEER_PORT
+start_peer echo || exit 1; TAKEN=$PEER_PORT
 run timeout 20 env "${base[@]}" STATE_DIR="$T/s1" ADMIN_LISTEN="127.0.0.1:$TAKEN" "$ZTR_TEST_BIN/controller"
 printf '%s\n' "$RUN_ERR" >"$T/c1.log"
 fm_seen "$T/c1.log"

@@ -69,7 +69,7 @@ admin_get() {
 # go to the controller.
 dp_setup() {
   start_controller ctl "$@" || return 1
-  fm_start_peer http || return 1; HTTP_PORT=$PEER_PORT
+  start_peer http || return 1; HTTP_PORT=$PEER_PORT
   ctl resource add web >/dev/null
   start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
     RESOURCES="web=127.0.0.1:$HTTP_PORT" || return 1
@@ -116,23 +116,3 @@ expect_refused() {
   check "$1: the tunneler logs \"$2\"" $?
 }
 
-# fm_start_peer MODE ARGS...: lib.sh's start_peer, but the tcp_peer binary
-# itself is the background job. start_peer backgrounds the tcp_peer shell
-# function, so $! is a subshell: the EXIT trap kills that subshell and the
-# server it started is left running (reparented to init) after every
-# script. Here $! is the server, so the trap stops it. Sets PEER_PORT and
-# PEER_PID.
-fm_start_peer() {
-  local mode="$1" out i; shift
-  out="$E2E_TMP/peer.$mode.$RANDOM"
-  "$ZTR_TEST_BIN/../tests/tools/tcp_peer" "$mode" 127.0.0.1:0 "$@" >"$out" 2>&1 &
-  PEER_PID=$!
-  E2E_PIDS+=("$PEER_PID")
-  for ((i = 0; i < 100; i++)); do
-    PEER_PORT="$(sed -n 's/^listening port=//p' "$out")"
-    [ -n "$PEER_PORT" ] && return 0
-    sleep 0.05
-  done
-  echo "tcp_peer $mode did not start:" >&2; cat "$out" >&2
-  return 1
-}

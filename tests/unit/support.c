@@ -138,3 +138,26 @@ test_log_captured(void)
 {
     return captured.text ? captured.text : "";
 }
+
+void
+test_bytes_add(struct test_bytes *b, const void *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        b->buf = realloc(b->buf, cap);
+        assert_non_null(b->buf);
+        b->cap = cap;
+    }
+    if (n > 0)
+        memcpy(b->buf + b->len, p, n);
+    b->len += n;
+}
+
+void
+test_bytes_free(struct test_bytes *b)
+{
+    free(b->buf);
+    memset(b, 0, sizeof(*b));
+}

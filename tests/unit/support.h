@@ -31,4 +31,13 @@ void test_log_capture_stop(void);
 /* Everything logged since start, one line per event, '\n'-separated. */
 const char *test_log_captured(void);
 
+/* A growing byte buffer for captured output: buf[off, len) unread. */
+struct test_bytes {
+    uint8_t *buf;
+    size_t len, off, cap;
+};
+/* Appends n bytes (fails the test when out of memory). */
+void test_bytes_add(struct test_bytes *b, const void *p, size_t n);
+void test_bytes_free(struct test_bytes *b);
+
 #endif

@@ -12,30 +12,11 @@
 
 /* ---- harness --------------------------------------------------------------- */
 
-struct bytes {
-    uint8_t *buf;
-    size_t len, off, cap;
-};
 
-static void
-bytes_add(struct bytes *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        b->buf = realloc(b->buf, cap);
-        assert_non_null(b->buf);
-        b->cap = cap;
-    }
-    if (n > 0)
-        memcpy(b->buf + b->len, p, n);
-    b->len += n;
-}
 
 /* Drops what has been read, so long runs keep the pipe small. */
 static void
-bytes_compact(struct bytes *b)
+bytes_compact(struct test_bytes *b)
 {
     if (b->off == 0)
         return;
@@ -45,7 +26,7 @@ bytes_compact(struct bytes *b)
 }
 
 static size_t
-bytes_pending(const struct bytes *b)
+bytes_pending(const struct test_bytes *b)
 {
     return b->len - b->off;
 }
@@ -59,13 +40,13 @@ struct rec {
     char reason[MUX_REASON_MAX];
     size_t received, consumed;
     uint64_t hash;                 /* FNV-1a over the bytes received */
-    struct bytes data;             /* kept when the side says so */
+    struct test_bytes data;             /* kept when the side says so */
 };
 
 struct side {
     const char *name;
     struct mux *mux;
-    struct bytes out;              /* what this side wrote (the peer's input) */
+    struct test_bytes out;              /* what this side wrote (the peer's input) */
     struct rec *recs;
     size_t nrecs, caprecs;
     bool keep_data, auto_accept, auto_consume, fail_write, free_on_close, dead;
@@ -122,7 +103,7 @@ cb_write(void *user, const uint8_t *data, size_t len)
     late(s);
     if (s->fail_write)
         return -1;
-    bytes_add(&s->out, data, len);
+    test_bytes_add(&s->out, data, len);
     return 0;
 }
 
@@ -158,7 +139,7 @@ cb_data(void *user, uint32_t stream, const uint8_t *data, size_t len)
     r->received += len;
     r->hash = fnv(r->hash, data, len);
     if (s->keep_data)
-        bytes_add(&r->data, data, len);
+        test_bytes_add(&r->data, data, len);
     s->buffered += len;
     if (s->buffered > s->max_buffered)
         s->max_buffered = s->buffered;
@@ -389,7 +370,7 @@ struct parsed {
 };
 
 static size_t
-parse_frames(const struct bytes *b, struct parsed *out, size_t max)
+parse_frames(const struct test_bytes *b, struct parsed *out, size_t max)
 {
     size_t n = 0, off = 0;
     while (off + MUX_HEADER_SIZE <= b->len && n < max) {
@@ -408,7 +389,7 @@ parse_frames(const struct bytes *b, struct parsed *out, size_t max)
 }
 
 static size_t
-count_frames(const struct bytes *b, uint8_t type)
+count_frames(const struct test_bytes *b, uint8_t type)
 {
     static struct parsed frames[65536];
     size_t n = parse_frames(b, frames, 65536), count = 0;
@@ -1401,7 +1382,7 @@ static const struct error_case error_cases[] = {
 };
 
 static void
-raw_append(struct bytes *b, const struct raw *r)
+raw_append(struct test_bytes *b, const struct raw *r)
 {
     uint8_t payload[MUX_MAX_PAYLOAD];
     size_t len = r->len < 0 ? strlen(r->payload) : (size_t)r->len;
@@ -1413,9 +1394,9 @@ raw_append(struct bytes *b, const struct raw *r)
     uint8_t h[MUX_HEADER_SIZE] = {(uint8_t)r->type, r->flags, (uint8_t)(r->stream >> 24),
                                   (uint8_t)(r->stream >> 16), (uint8_t)(r->stream >> 8),
                                   (uint8_t)r->stream, (uint8_t)(claimed >> 8), (uint8_t)claimed};
-    bytes_add(b, h, sizeof(h));
+    test_bytes_add(b, h, sizeof(h));
     if (r->header_len <= 0)
-        bytes_add(b, payload, len);
+        test_bytes_add(b, payload, len);
 }
 
 static void
@@ -1431,7 +1412,7 @@ run_error_case(const struct error_case *c, size_t chunk)
     if (c->role == MUX_OPENER)
         assert_int_equal(mux_ping(s.mux), 0);
     size_t written = s.out.len;
-    struct bytes in = {0};
+    struct test_bytes in = {0};
     for (const struct raw *r = c->frames; r < c->frames + 8 && r->type != 0; r++)
         raw_append(&in, r);
     int rc = 0;
@@ -1446,7 +1427,7 @@ run_error_case(const struct error_case *c, size_t chunk)
     assert_int_equal(s.session_code, MUX_CODE_PROTOCOL_ERROR);
     /* The peer was told, with the same reason, in the last frame written. */
     static struct parsed frames[64];
-    struct bytes mine = {s.out.buf + written, s.out.len - written, 0, 0};
+    struct test_bytes mine = {s.out.buf + written, s.out.len - written, 0, 0};
     size_t n = parse_frames(&mine, frames, 64);
     assert_true(n >= 1);
     const struct parsed *g = &frames[n - 1];
@@ -1489,7 +1470,7 @@ test_late_window_and_rst_harmless(void **state)
         F_RST(1, 0, "\0\x03"),
         F_RST(1, MUX_FLAG_ACK, "\0\0"), {MUX_PING, 0, 0, 8, NULL, 0},
     };
-    struct bytes in = {0};
+    struct test_bytes in = {0};
     for (size_t i = 0; i < sizeof(frames) / sizeof(frames[0]); i++)
         raw_append(&in, &frames[i]);
     assert_int_equal(mux_input(s.mux, in.buf, in.len), 0);
@@ -1518,7 +1499,7 @@ test_reason_text_sanitised(void **state)
     struct side s;
     side_init(&s, "raw", MUX_ACCEPTOR, 0, 0);
     const struct raw frames[] = {{MUX_GOAWAY, 0, 0, 6, "\0\x06" "a\x1b[b", 0}};
-    struct bytes in = {0};
+    struct test_bytes in = {0};
     raw_append(&in, &frames[0]);
     assert_int_equal(mux_input(s.mux, in.buf, in.len), -1);
     assert_int_equal(s.session_code, MUX_CODE_INTERNAL);
@@ -1551,7 +1532,7 @@ test_writable_needs_both_credits(void **state)
     side_init(&s, "raw", MUX_OPENER, 1024, 0);
     uint32_t a = open_stream(&s, "a"), b = open_stream(&s, "b");
     const struct raw ok = F_OK(1);
-    struct bytes in = {0};
+    struct test_bytes in = {0};
     raw_append(&in, &ok);
     assert_int_equal(mux_input(s.mux, in.buf, in.len), 0);
     static uint8_t buf[2048];

@@ -29,33 +29,8 @@
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-struct bytes {
-    uint8_t *buf;
-    size_t len, cap;
-};
 
-static void
-bytes_add(struct bytes *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        b->buf = realloc(b->buf, cap);
-        assert_non_null(b->buf);
-        b->cap = cap;
-    }
-    if (n > 0)
-        memcpy(b->buf + b->len, p, n);
-    b->len += n;
-}
 
-static void
-bytes_free(struct bytes *b)
-{
-    free(b->buf);
-    memset(b, 0, sizeof(*b));
-}
 
 static double
 now_s(void)
@@ -154,7 +129,7 @@ struct peer {
     /* receiving */
     bool reading;           /* read whatever arrives on each step */
     size_t read_quota;      /* > 0: read at most this much per step */
-    struct bytes rx;
+    struct test_bytes rx;
     bool eof;               /* recv returned 0 */
     int rx_err;             /* recv failed with this errno */
     /* sending */
@@ -198,7 +173,7 @@ peer_io(struct peer *p)
         size_t want = budget < sizeof(buf) ? budget : sizeof(buf);
         ssize_t r = recv(p->fd, buf, want, 0);
         if (r > 0) {
-            bytes_add(&p->rx, buf, (size_t)r);
+            test_bytes_add(&p->rx, buf, (size_t)r);
             budget -= (size_t)r;
             continue;
         }
@@ -224,7 +199,7 @@ struct side {
     struct fixture *t;
     const char *name;
     struct mux *mux;
-    struct bytes out;              /* frames this mux wrote: the other's input */
+    struct test_bytes out;              /* frames this mux wrote: the other's input */
     uint32_t stream;
     int relay_fd;                  /* handed to relay_new at open / open_ok; -1 after */
     const uint8_t *early;          /* opener: early bytes for relay_new */
@@ -278,7 +253,7 @@ static int
 cb_write(void *user, const uint8_t *data, size_t len)
 {
     struct side *s = user;
-    bytes_add(&s->out, data, len);
+    test_bytes_add(&s->out, data, len);
     return 0;
 }
 
@@ -379,11 +354,11 @@ deliver(struct side *from, struct side *to)
 {
     if (from->out.len == 0)
         return false;
-    struct bytes b = from->out;
+    struct test_bytes b = from->out;
     memset(&from->out, 0, sizeof(from->out));
     if (to->mux != NULL)
         (void)mux_input(to->mux, b.buf, b.len);
-    bytes_free(&b);
+    test_bytes_free(&b);
     return true;
 }
 
@@ -460,7 +435,7 @@ teardown(void **state)
             relay_on_stream_closed(s->relay, MUX_CODE_INTERNAL, "teardown");
         mux_free(s->mux);
         s->mux = NULL;
-        bytes_free(&s->out);
+        test_bytes_free(&s->out);
         if (s->relay_fd >= 0)
             close(s->relay_fd);
     }
@@ -468,7 +443,7 @@ teardown(void **state)
     for (int i = 0; i < 2; i++) {
         if (peers[i]->fd >= 0)
             close(peers[i]->fd);
-        bytes_free(&peers[i]->rx);
+        test_bytes_free(&peers[i]->rx);
     }
     relay_pool_free(t->pool);
     ev_loop_destroy(t->loop);

@@ -720,7 +720,7 @@ handle_revoked(struct agent *a, const json_t *msg)
     a->counters.auth_revoked++;
     log_error("node revoked by the controller",
               "reason=\"%s\" spiffe_id=%s hint=\"this identity can no longer be used; enroll "
-              "again with a new token\"",
+              "again with a new token and a new NODE_NAME, and an empty STATE_DIR\"",
               json_string_value(json_object_get(msg, "reason")), a->spiffe_id);
     set_state(a, AGENT_REVOKED, "revoked");
     agent_stop(a, AGENT_EXIT_REVOKED);

@@ -141,14 +141,13 @@ relay_finish(struct relay *r)
     free(r);
 }
 
-/* Returns false when the relay is gone (the caller must not touch it). */
-static bool
+/* The relay may be gone after this: callers touch it no more. */
+static void
 relay_leave(struct relay *r)
 {
     if (--r->depth > 0 || !r->done)
-        return true;
+        return;
     relay_finish(r);
-    return false;
 }
 
 static void

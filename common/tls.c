@@ -323,15 +323,7 @@ static void
 conn_set_events(struct tls_conn *conn, int events)
 {
     conn->want_events = events;
-    if (conn->enc != NULL) {
-        conn_apply_events(conn);
-        return;
-    }
-    if (conn->io.events == events && ev_is_active(&conn->io))
-        return;
-    ev_io_stop(conn->loop, &conn->io);
-    ev_io_set(&conn->io, conn->fd, events);
-    ev_io_start(conn->loop, &conn->io);
+    conn_apply_events(conn);
 }
 
 static const char *

@@ -28,28 +28,6 @@ CAD="$E2E_TMP/ctl-ca"; mkdir -p "$CAD"
 cp "$CTL_STATE/ca/ca-1.crt" "$CAD/ca.crt"; cp "$CTL_STATE/ca/ca-1.key" "$CAD/ca.key"
 "$PKI" csr --key "$DC1_STATE/key.pem" >"$E2E_TMP/dc1.csr"
 
-# restart_dc1_with CERT: the connector comes back presenting CERT (its own key).
-restart_dc1_with() {
-  stop_agent "$DC1_PID"
-  cp "$1" "$DC1_STATE/cert.pem"
-  env "${DC1_ENV[@]}" "$ZTR_TEST_BIN/connector" >>"$DC1_LOG" 2>&1 &
-  DC1_PID=$!; E2E_PIDS+=("$DC1_PID")
-  wait_for_line "$DC1_LOG" 'msg="data listener started"' 10
-  : >"$E2E_TMP/mark"
-  sleep 0.3   # past the tunneler's short retry backoff
-}
-
-# expect_refused DESCRIPTION TEXT: a request fails and the tunneler logs TEXT.
-expect_refused() {
-  local before
-  before=$(count_lines "$LAPTOP_LOG" "$2")
-  run curl -s -m 10 "http://127.0.0.1:$FWD/"
-  [ "$RUN_STATUS" -ne 0 ] && [ -z "$RUN_OUT" ]
-  check "$1: the client gets nothing (curl exit $RUN_STATUS)" $?
-  [ "$(count_lines "$LAPTOP_LOG" "$2")" -gt "$before" ]
-  check "$1: the tunneler logs \"$2\"" $?
-}
-
 # §2.2: no IP SAN for the address the tunneler dials.
 "$PKI" issue --ca-dir "$CAD" --role connector --name dc1 --csr "$E2E_TMP/dc1.csr" \
   --out "$E2E_TMP/no-ip.pem" >/dev/null

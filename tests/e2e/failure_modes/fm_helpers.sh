@@ -93,26 +93,4 @@ ctl_ca_dir() {
   echo "$d"
 }
 
-# restart_dc1_with CERT: connector dc1 comes back presenting CERT (a
-# certificate for its own key) instead of the one the controller issued.
-restart_dc1_with() {
-  stop_agent "$DC1_PID"
-  cp "$1" "$DC1_STATE/cert.pem"
-  env "${DC1_ENV[@]}" "$ZTR_TEST_BIN/connector" >>"$DC1_LOG" 2>&1 &
-  DC1_PID=$!; E2E_PIDS+=("$DC1_PID")
-  wait_for_line "$DC1_LOG" 'msg="data listener started"' 10
-  sleep 0.3   # past the tunneler's short retry backoff
-}
-
-# expect_refused DESCRIPTION TEXT: a request through the forward fails and
-# the tunneler logs TEXT (one more time than before).
-expect_refused() {
-  local before
-  before=$(count_lines "$LAPTOP_LOG" "$2")
-  run curl -s -m 10 "http://127.0.0.1:$FWD/"
-  [ "$RUN_STATUS" -ne 0 ] && [ -z "$RUN_OUT" ]
-  check "$1: the client gets nothing (curl exit $RUN_STATUS)" $?
-  [ "$(count_lines "$LAPTOP_LOG" "$2")" -gt "$before" ]
-  check "$1: the tunneler logs \"$2\"" $?
-}
 

@@ -50,29 +50,24 @@ OBJ := $(BUILD)/obj
 BIN := $(BUILD)/bin
 LIB := $(BUILD)/lib
 
-COMMON_SRC := $(wildcard common/*.c)
-PKI_SRC    := $(wildcard pki/*.c)
-# Each daemon: everything but main.c goes into a library the tests link.
-CONTROLLER_SRC := $(filter-out controller/main.c,$(wildcard controller/*.c))
-CONNECTOR_SRC := $(filter-out connector/main.c,$(wildcard connector/*.c))
-TUNNELER_SRC := $(filter-out tunneler/main.c,$(wildcard tunneler/*.c))
-COMMON_OBJ := $(COMMON_SRC:%.c=$(OBJ)/%.o)
-PKI_OBJ    := $(PKI_SRC:%.c=$(OBJ)/%.o)
-CONTROLLER_OBJ := $(CONTROLLER_SRC:%.c=$(OBJ)/%.o)
-CONNECTOR_OBJ := $(CONNECTOR_SRC:%.c=$(OBJ)/%.o)
-TUNNELER_OBJ := $(TUNNELER_SRC:%.c=$(OBJ)/%.o)
-LIBCOMMON  := $(LIB)/libztrcommon.a
-LIBPKI     := $(LIB)/libztrpki.a
-LIBCONTROLLER := $(LIB)/libztrcontroller.a
-LIBCONNECTOR := $(LIB)/libztrconnector.a
-LIBTUNNELER := $(LIB)/libztrtunneler.a
+# The layers, lowest first (DESIGN.md §1): each folder includes only the
+# folders before it (tests/layering.sh checks it), so the link order is the
+# reverse of this list and needs no link group.
+LAYERS := base pki net ctl data agent controller connector tunneler
+# Each layer is a library; a daemon's main.c stays out of it so tests link it.
+layer_src = $(filter-out $(1)/main.c,$(wildcard $(1)/*.c))
+layer_lib = $(LIB)/libztr$(1).a
+reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
+ALL_LIBS  := $(foreach l,$(call reverse,$(LAYERS)),$(call layer_lib,$(l)))
+LINK_LIBS = $(ALL_LIBS) $(WOLFSSL_LIBS) $(PKG_LIBS)
 
-# pki uses common's basics and common's TLS layer uses pki: one link group.
-LINK_LIBS = -Wl,--start-group $(LIBCONTROLLER) $(LIBCONNECTOR) $(LIBTUNNELER) $(LIBPKI) \
-            $(LIBCOMMON) \
-            -Wl,--end-group \
-            $(WOLFSSL_LIBS) $(PKG_LIBS)
-ALL_LIBS = $(LIBCONTROLLER) $(LIBCONNECTOR) $(LIBTUNNELER) $(LIBPKI) $(LIBCOMMON)
+define layer_rule
+$(call layer_lib,$(1)): $(patsubst %.c,$(OBJ)/%.o,$(call layer_src,$(1)))
+	@mkdir -p $$(dir $$@)
+	rm -f $$@
+	$$(AR) rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rule,$(l))))
 
 PROGRAMS := $(BIN)/ztr-pki $(foreach d,controller connector tunneler,$(if $(wildcard $(d)/main.c),$(BIN)/$(d)))
 
@@ -95,29 +90,6 @@ deps:
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
-
-$(LIBCOMMON): $(COMMON_OBJ)
-	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
-
-$(LIBPKI): $(PKI_OBJ)
-	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
-
-$(LIBCONTROLLER): $(CONTROLLER_OBJ)
-	@mkdir -p $(dir $@)
-	rm -f $@
-	$(AR) rcs $@ $^
-
-$(LIBCONNECTOR): $(CONNECTOR_OBJ)
-	@mkdir -p $(dir $@)
-	rm -f $@
-	$(AR) rcs $@ $^
-
-$(LIBTUNNELER): $(TUNNELER_OBJ)
-	@mkdir -p $(dir $@)
-	rm -f $@
-	$(AR) rcs $@ $^
 
 $(BIN)/ztr-pki: $(OBJ)/pki/tool/ztr_pki.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
@@ -177,7 +149,7 @@ demo: deps
 FUZZ_BUILD := build/fuzz
 FUZZ_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
                -I$(ROOT) $(WOLFSSL_CFLAGS) $(PKG_CFLAGS)
-FUZZ_LIB_SRC := $(COMMON_SRC) $(PKI_SRC)
+FUZZ_LIB_SRC := $(foreach l,base pki net ctl data,$(call layer_src,$(l))) tunneler/socks5.c
 FUZZ_LIB := $(FUZZ_BUILD)/libfuzzdeps.a
 
 $(FUZZ_BUILD)/obj/%.o: %.c

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/fileio.h"
+#include "base/fileio.h"
 
 #define ALLOWLIST_FILE_MAX (16 * 1024 * 1024)
 

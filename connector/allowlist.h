@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/err.h"
+#include "base/err.h"
 
 #define ALLOWLIST_FILE "allowlist.json"
 #define ALLOWLIST_MAX_ENTRIES 65536

@@ -9,10 +9,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/agent.h"
-#include "common/dsession.h"
-#include "common/log.h"
-#include "common/net.h"
+#include "agent/agent.h"
+#include "data/dsession.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "net/net.h"
 #include "connector/allowlist.h"
 
 #define LISTEN_BACKLOG 1024
@@ -422,27 +423,22 @@ dataplane_add_health(const struct dataplane *dp, json_t *health)
 }
 
 void
-dataplane_add_metrics(const struct dataplane *dp, char **text, size_t *len)
+dataplane_add_metrics(const struct dataplane *dp, struct metrics *m)
 {
     if (dp == NULL)
         return;
-    dsession_stats_metrics(&dp->stats, "connector", text, len);
-    agent_metrics_append(text, len,
-                         "# HELP ztr_tunnelers_rejected_total Sessions refused or closed: "
-                         "tunneler not allowed.\n# TYPE ztr_tunnelers_rejected_total counter\n"
-                         "ztr_tunnelers_rejected_total %llu\n"
-                         "# HELP ztr_revocation_apply_seconds Allowlist change received to the "
-                         "removed tunneler's session closed.\n"
-                         "# TYPE ztr_revocation_apply_seconds histogram\n",
-                         (unsigned long long)dp->rejected);
+    dsession_stats_metrics(&dp->stats, "connector", m);
+    metrics_counter(m, "ztr_tunnelers_rejected_total",
+                    "Sessions refused or closed: tunneler not allowed.", NULL, dp->rejected);
+    metrics_family(m, "ztr_revocation_apply_seconds", "histogram",
+                   "Allowlist change received to the removed tunneler's session closed.");
     for (int i = 0; i < REVOCATION_BUCKETS; i++)
-        agent_metrics_append(text, len, "ztr_revocation_apply_seconds_bucket{le=\"%g\"} %llu\n",
-                             revocation_bounds[i],
-                             (unsigned long long)dp->revocation_buckets[i]);
-    agent_metrics_append(text, len,
-                         "ztr_revocation_apply_seconds_bucket{le=\"+Inf\"} %llu\n"
-                         "ztr_revocation_apply_seconds_sum %.6f\n"
-                         "ztr_revocation_apply_seconds_count %llu\n",
-                         (unsigned long long)dp->revocation_count, dp->revocation_sum,
-                         (unsigned long long)dp->revocation_count);
+        metrics_printf(m, "ztr_revocation_apply_seconds_bucket{le=\"%g\"} %llu\n",
+                       revocation_bounds[i], (unsigned long long)dp->revocation_buckets[i]);
+    metrics_printf(m,
+                   "ztr_revocation_apply_seconds_bucket{le=\"+Inf\"} %llu\n"
+                   "ztr_revocation_apply_seconds_sum %.6f\n"
+                   "ztr_revocation_apply_seconds_count %llu\n",
+                   (unsigned long long)dp->revocation_count, dp->revocation_sum,
+                   (unsigned long long)dp->revocation_count);
 }

@@ -23,8 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/err.h"
+#include "base/err.h"
 
+struct metrics;
 struct agent;
 struct allowlist;
 struct json_t;
@@ -57,6 +58,6 @@ void dataplane_enforce(struct dataplane *dp);
 void dataplane_stop(struct dataplane *dp);
 
 void dataplane_add_health(const struct dataplane *dp, struct json_t *health);
-void dataplane_add_metrics(const struct dataplane *dp, char **text, size_t *len);
+void dataplane_add_metrics(const struct dataplane *dp, struct metrics *metrics);
 
 #endif

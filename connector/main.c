@@ -1,4 +1,4 @@
-/* build/bin/connector: the agent core (common/agent.h) in the connector
+/* build/bin/connector: the agent core (agent/agent.h) in the connector
  * role. It enrolls with an IP SAN for every address it advertises, tells
  * the controller where its data listener is and which resources it serves,
  * and runs the data plane (connector/dataplane.h) with the allowlist the
@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/agent.h"
-#include "common/log.h"
-#include "common/dsession.h"
-#include "common/mux.h"
+#include "agent/agent.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "data/dsession.h"
+#include "data/mux.h"
 #include "connector/allowlist.h"
 #include "connector/dataplane.h"
 
@@ -199,19 +200,15 @@ connector_add_health(void *ctx, json_t *health)
 }
 
 static void
-connector_add_metrics(void *ctx, char **text, size_t *len)
+connector_add_metrics(void *ctx, struct metrics *m)
 {
     struct connector *c = ctx;
     int64_t received = allowlist_received_at(c->allowlist);
-    agent_metrics_append(
-        text, len,
-        "# HELP ztr_allowlist_version Version of the allowlist being enforced.\n"
-        "# TYPE ztr_allowlist_version gauge\nztr_allowlist_version %lld\n"
-        "# HELP ztr_allowlist_age_seconds Time since the enforced allowlist arrived.\n"
-        "# TYPE ztr_allowlist_age_seconds gauge\nztr_allowlist_age_seconds %lld\n",
-        (long long)allowlist_version(c->allowlist),
-        (long long)(received > 0 ? clock_wall_s(agent_clock(c->agent)) - received : -1));
-    dataplane_add_metrics(c->dataplane, text, len);
+    metrics_gauge(m, "ztr_allowlist_version", "Version of the allowlist being enforced.", NULL,
+                  allowlist_version(c->allowlist));
+    metrics_gauge(m, "ztr_allowlist_age_seconds", "Time since the enforced allowlist arrived.",
+                  NULL, received > 0 ? clock_wall_s(agent_clock(c->agent)) - received : -1);
+    dataplane_add_metrics(c->dataplane, m);
 }
 
 int

@@ -18,9 +18,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/config.h"
-#include "common/http.h"
-#include "common/log.h"
+#include "base/config.h"
+#include "net/http.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 #define ADMIN_PREFIX "/api/admin"
 /* The longest path segment a route captures: ids and names both fit. */
@@ -1015,22 +1016,8 @@ struct node_stats {
     size_t total;
     size_t online;
     int64_t now;
-    FILE *expiry; /* ztr_svid_expiry_seconds lines, or NULL */
+    struct metrics *expiry; /* ztr_svid_expiry_seconds samples, or NULL */
 };
-
-/* Prometheus label values escape '\', '"' and newlines. */
-static void
-write_label_value(FILE *out, const char *value)
-{
-    for (const char *p = value; *p != '\0'; p++) {
-        if (*p == '\\' || *p == '"')
-            fprintf(out, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", out);
-        else
-            fputc(*p, out);
-    }
-}
 
 static int
 visit_node_stats(void *ctx, const struct store_node *node)
@@ -1041,11 +1028,11 @@ visit_node_stats(void *ctx, const struct store_node *node)
         stats->online++;
     /* A revoked node's certificate is dead weight for expiry alerts. */
     if (stats->expiry != NULL && !node->revoked && node->cert_not_after != 0) {
-        fputs("ztr_svid_expiry_seconds{node=\"", stats->expiry);
-        write_label_value(stats->expiry, node->name);
-        fputs("\",role=\"", stats->expiry);
-        write_label_value(stats->expiry, node->role);
-        fprintf(stats->expiry, "\"} %lld\n", (long long)(node->cert_not_after - stats->now));
+        metrics_printf(stats->expiry, "ztr_svid_expiry_seconds{node=\"");
+        metrics_label_value(stats->expiry, node->name);
+        metrics_printf(stats->expiry, "\",role=\"");
+        metrics_label_value(stats->expiry, node->role);
+        metrics_printf(stats->expiry, "\"} %lld\n", (long long)(node->cert_not_after - stats->now));
     }
     return 0;
 }
@@ -1083,101 +1070,82 @@ route_health(struct admin_call *call)
                            "bundle_version", (json_int_t)bundle_version(c)));
 }
 
-static const struct counter_metric {
-    const char *name;
-    const char *help;
-    size_t offset;
-} counter_metrics[] = {
-    {"ztr_controller_enrollments_total", "Agents enrolled with a token.",
+static const struct metrics_row counter_metrics[] = {
+    {"ztr_controller_enrollments_total", "counter", "Agents enrolled with a token.",
      offsetof(struct controller_counters, enrollments)},
-    {"ztr_controller_enrollment_denied_total", "Enrollments refused.",
+    {"ztr_controller_enrollment_denied_total", "counter", "Enrollments refused.",
      offsetof(struct controller_counters, enrollment_denied)},
-    {"ztr_controller_renewals_total", "Certificates renewed over the control stream.",
+    {"ztr_controller_renewals_total", "counter", "Certificates renewed over the control stream.",
      offsetof(struct controller_counters, renewals)},
-    {"ztr_controller_renewal_denied_total", "Renewals refused.",
+    {"ztr_controller_renewal_denied_total", "counter", "Renewals refused.",
      offsetof(struct controller_counters, renewal_denied)},
-    {"ztr_controller_sessions_accepted_total", "Control sessions accepted.",
+    {"ztr_controller_sessions_accepted_total", "counter", "Control sessions accepted.",
      offsetof(struct controller_counters, sessions_accepted)},
-    {"ztr_controller_sessions_rejected_total", "Control sessions rejected.",
+    {"ztr_controller_sessions_rejected_total", "counter", "Control sessions rejected.",
      offsetof(struct controller_counters, sessions_rejected)},
-    {"ztr_controller_heartbeats_total", "Heartbeats received.",
+    {"ztr_controller_heartbeats_total", "counter", "Heartbeats received.",
      offsetof(struct controller_counters, heartbeats)},
-    {"ztr_controller_revocations_total", "Nodes revoked.",
+    {"ztr_controller_revocations_total", "counter", "Nodes revoked.",
      offsetof(struct controller_counters, revocations)},
-    {"ztr_controller_frames_in_total", "Control frames received.",
+    {"ztr_controller_frames_in_total", "counter", "Control frames received.",
      offsetof(struct controller_counters, frames_in)},
-    {"ztr_controller_frames_out_total", "Control frames sent.",
+    {"ztr_controller_frames_out_total", "counter", "Control frames sent.",
      offsetof(struct controller_counters, frames_out)},
 };
 
 static void
-write_gauge(FILE *out, const char *name, const char *help, long long value)
+write_metrics(struct metrics *m, const struct controller *c, const struct node_stats *stats,
+              const char *expiry_samples)
 {
-    fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, value);
-}
-
-static void
-write_metrics(FILE *out, const struct controller *c, const struct node_stats *stats,
-              const char *expiry_lines)
-{
-    for (size_t i = 0; i < sizeof(counter_metrics) / sizeof(counter_metrics[0]); i++) {
-        const struct counter_metric *m = &counter_metrics[i];
-        uint64_t value;
-        memcpy(&value, (const char *)&c->counters + m->offset, sizeof(value));
-        fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", m->name, m->help, m->name,
-                m->name, (unsigned long long)value);
-    }
-    write_gauge(out, "ztr_controller_sessions", "Live control sessions.",
-                (long long)session_count(c));
-    fputs("# HELP ztr_controller_nodes Enrolled nodes by status.\n"
-          "# TYPE ztr_controller_nodes gauge\n",
-          out);
-    fprintf(out, "ztr_controller_nodes{status=\"online\"} %zu\n", stats->online);
-    fprintf(out, "ztr_controller_nodes{status=\"offline\"} %zu\n", stats->total - stats->online);
-    write_gauge(out, "ztr_controller_bundle_version", "Version of the trust bundle.",
-                (long long)bundle_version(c));
-    write_gauge(out, "ztr_controller_allowlist_version", "Version of the allowlist.",
-                (long long)store_allowlist_version(c->store));
-    fputs("# HELP ztr_svid_expiry_seconds Time left on each node's current certificate.\n"
-          "# TYPE ztr_svid_expiry_seconds gauge\n",
-          out);
-    fputs(expiry_lines, out);
+    metrics_rows(m, counter_metrics, sizeof(counter_metrics) / sizeof(counter_metrics[0]),
+                 &c->counters, NULL);
+    metrics_gauge(m, "ztr_controller_sessions", "Live control sessions.", NULL,
+                  (int64_t)session_count(c));
+    metrics_family(m, "ztr_controller_nodes", "gauge", "Enrolled nodes by status.");
+    metrics_u64(m, "ztr_controller_nodes", "status=\"online\"", stats->online);
+    metrics_u64(m, "ztr_controller_nodes", "status=\"offline\"", stats->total - stats->online);
+    metrics_gauge(m, "ztr_controller_bundle_version", "Version of the trust bundle.", NULL,
+                  bundle_version(c));
+    metrics_gauge(m, "ztr_controller_allowlist_version", "Version of the allowlist.", NULL,
+                  store_allowlist_version(c->store));
+    metrics_family(m, "ztr_svid_expiry_seconds", "gauge",
+                   "Time left on each node's current certificate.");
+    metrics_printf(m, "%s", expiry_samples);
 }
 
 static void
 route_metrics(struct admin_call *call)
 {
     const struct controller *c = call->c;
+    struct node_stats stats = {0, 0, now_s(c), metrics_new()};
+    struct metrics *m = metrics_new();
     char *expiry = NULL, *text = NULL;
     size_t expiry_len = 0, text_len = 0;
-    struct node_stats stats = {0, 0, now_s(c), open_memstream(&expiry, &expiry_len)};
-    if (stats.expiry == NULL) {
-        http_respond_error(call->response, 500, "out of memory");
-        return;
-    }
     struct ztr_err err = {0};
-    int rc = store_node_list(c->store, visit_node_stats, &stats, &err);
-    fclose(stats.expiry);
-    FILE *out = rc == 0 ? open_memstream(&text, &text_len) : NULL;
-    if (out == NULL) {
-        free(expiry);
-        if (rc != 0)
-            respond_failure(call->response, &err);
-        else
-            http_respond_error(call->response, 500, "out of memory");
-        return;
+    if (stats.expiry == NULL || m == NULL)
+        goto out_of_memory;
+    if (store_node_list(c->store, visit_node_stats, &stats, &err) != 0) {
+        respond_failure(call->response, &err);
+        goto out;
     }
-    write_metrics(out, c, &stats, expiry != NULL ? expiry : "");
-    free(expiry);
-    if (fclose(out) != 0 || text == NULL) {
-        free(text);
-        http_respond_error(call->response, 500, "out of memory");
-        return;
-    }
+    expiry = metrics_take(stats.expiry, &expiry_len);
+    if (expiry == NULL)
+        goto out_of_memory;
+    write_metrics(m, c, &stats, expiry);
+    text = metrics_take(m, &text_len);
+    if (text == NULL)
+        goto out_of_memory;
     call->response->status = 200;
     call->response->content_type = "text/plain; version=0.0.4";
     call->response->body = text;
     call->response->body_len = text_len;
+    goto out;
+out_of_memory:
+    http_respond_error(call->response, 500, "out of memory");
+out:
+    free(expiry);
+    metrics_free(stats.expiry);
+    metrics_free(m);
 }
 
 static const struct route health_routes[] = {

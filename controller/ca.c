@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/fileio.h"
-#include "common/log.h"
+#include "base/fileio.h"
+#include "base/log.h"
 #include "controller/controller.h"
 
 #define CA_MAX 8

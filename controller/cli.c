@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/http.h"
+#include "net/http.h"
 
 #define CLI_DEFAULT_URL "http://127.0.0.1:8080"
 #define CLI_TIMEOUT_MS 30000L

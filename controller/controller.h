@@ -17,8 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/clock.h"
-#include "common/err.h"
+#include "base/clock.h"
+#include "base/err.h"
 #include "controller/store.h"
 #include "pki/pki.h"
 

@@ -12,12 +12,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/config.h"
-#include "common/ctlmsg.h"
-#include "common/frame.h"
-#include "common/log.h"
-#include "common/net.h"
-#include "common/tls.h"
+#include "base/config.h"
+#include "ctl/ctlmsg.h"
+#include "ctl/frame.h"
+#include "base/log.h"
+#include "net/net.h"
+#include "net/tls.h"
 #include "controller/controller.h"
 
 #define CTL_ALPN "ztr-ctl/1"

@@ -7,10 +7,10 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "common/config.h"
-#include "common/fileio.h"
-#include "common/http.h"
-#include "common/log.h"
+#include "base/config.h"
+#include "base/fileio.h"
+#include "net/http.h"
+#include "base/log.h"
 #include "controller/controller.h"
 
 extern char **environ;

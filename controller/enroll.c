@@ -14,9 +14,9 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "common/config.h"
-#include "common/ctlmsg.h"
-#include "common/log.h"
+#include "base/config.h"
+#include "ctl/ctlmsg.h"
+#include "base/log.h"
 #include "controller/controller.h"
 
 #define TOKEN_ID_BYTES 8

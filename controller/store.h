@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/clock.h"
-#include "common/err.h"
+#include "base/clock.h"
+#include "base/err.h"
 
 #define STORE_ID_MAX 32          /* node and token ids: short hex strings */
 #define STORE_NAME_MAX 128

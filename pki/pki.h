@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/clock.h"
-#include "common/err.h"
+#include "base/clock.h"
+#include "base/err.h"
 
 /* ---- operator-facing texts (failure-modes document, verbatim) -------- */
 #define PKI_MSG_UNKNOWN_AUTHORITY "x509: certificate signed by unknown authority"
@@ -32,7 +32,7 @@
 #define PKI_MSG_INVALID_DOMAIN_FMT "cannot parse URI \"%s\": invalid domain"
 #define PKI_MSG_INVALID_CA "invalid internal CA"
 
-/* err->code values set by this module (beyond common/err.h's). */
+/* err->code values set by this module (beyond base/err.h's). */
 enum pki_error {
     PKI_E_BAD_SPIFFE_ID = 100,
     PKI_E_BAD_TRUST_DOMAIN,

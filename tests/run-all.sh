@@ -11,6 +11,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 status=0
+bash "$ROOT/tests/layering.sh" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 bash "$ROOT/tests/run-unit.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 bash "$ROOT/tests/run-e2e.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 bash "$ROOT/tests/run-failure-modes.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
@@ -26,7 +27,7 @@ bash "$ROOT/tests/run-fuzz.sh" "$FUZZ_BUILD" "$FUZZ_SECONDS" "$@" 2>&1 | tee -a 
 total_passed=0; total_failed=0
 while read -r _ p _ f _; do
   total_passed=$((total_passed + p)); total_failed=$((total_failed + f))
-done < <(grep -E '^(unit|e2e|fuzz|systemd|failure modes): [0-9]+ passed, [0-9]+ failed' "$out" |
+done < <(grep -E '^(layering|unit|e2e|fuzz|systemd|failure modes): [0-9]+ passed, [0-9]+ failed' "$out" |
   sed 's/^failure modes:/failure-modes:/')
 [ "$status" -eq 0 ] || [ "$total_failed" -gt 0 ] || total_failed=1
 echo "all: $total_passed passed, $total_failed failed"

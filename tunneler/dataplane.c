@@ -9,13 +9,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/agent.h"
-#include "common/backoff.h"
-#include "common/dsession.h"
-#include "common/fileio.h"
-#include "common/log.h"
-#include "common/net.h"
-#include "common/socks5.h"
+#include "agent/agent.h"
+#include "base/backoff.h"
+#include "data/dsession.h"
+#include "base/fileio.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "net/net.h"
+#include "tunneler/socks5.h"
 
 #define CONNECTORS_FILE "connectors.json"
 #define CONNECTORS_MAX 256
@@ -947,23 +948,19 @@ tunnel_add_health(const struct tunnel *t, json_t *health)
 }
 
 void
-tunnel_add_metrics(const struct tunnel *t, char **text, size_t *len)
+tunnel_add_metrics(const struct tunnel *t, struct metrics *m)
 {
     if (t == NULL)
         return;
-    dsession_stats_metrics(&t->stats, "tunneler", text, len);
+    dsession_stats_metrics(&t->stats, "tunneler", m);
     size_t up = 0;
     for (size_t i = 0; i < t->conn_count; i++)
         up += t->conns[i]->session_ready;
-    agent_metrics_append(text, len,
-                         "# HELP ztr_connectors_known Connectors in the last list.\n"
-                         "# TYPE ztr_connectors_known gauge\nztr_connectors_known %zu\n"
-                         "# HELP ztr_connectors_up Connectors with a live session.\n"
-                         "# TYPE ztr_connectors_up gauge\nztr_connectors_up %zu\n"
-                         "# HELP ztr_streams_refused_total Client connections not served.\n"
-                         "# TYPE ztr_streams_refused_total counter\nztr_streams_refused_total "
-                         "%llu\n# HELP ztr_failovers_total Streams moved to another connector.\n"
-                         "# TYPE ztr_failovers_total counter\nztr_failovers_total %llu\n",
-                         t->conn_count, up, (unsigned long long)t->streams_refused,
-                         (unsigned long long)t->failovers);
+    metrics_gauge(m, "ztr_connectors_known", "Connectors in the last list.", NULL,
+                  (int64_t)t->conn_count);
+    metrics_gauge(m, "ztr_connectors_up", "Connectors with a live session.", NULL, (int64_t)up);
+    metrics_counter(m, "ztr_streams_refused_total", "Client connections not served.", NULL,
+                    t->streams_refused);
+    metrics_counter(m, "ztr_failovers_total", "Streams moved to another connector.", NULL,
+                    t->failovers);
 }

@@ -27,8 +27,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/err.h"
+#include "base/err.h"
 
+struct metrics;
 struct agent;
 struct json_t;
 
@@ -57,6 +58,6 @@ void tunnel_set_connectors(struct tunnel *t, const struct json_t *msg);
 void tunnel_stop(struct tunnel *t);
 
 void tunnel_add_health(const struct tunnel *t, struct json_t *health);
-void tunnel_add_metrics(const struct tunnel *t, char **text, size_t *len);
+void tunnel_add_metrics(const struct tunnel *t, struct metrics *metrics);
 
 #endif

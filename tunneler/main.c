@@ -1,13 +1,13 @@
-/* build/bin/tunneler: the agent core (common/agent.h) in the tunneler role,
+/* build/bin/tunneler: the agent core (agent/agent.h) in the tunneler role,
  * with the data plane of tunneler/dataplane.h: port forwards and a SOCKS5
  * server whose connections are carried to connectors the controller names. */
 #include <stdio.h>
 #include <string.h>
 
-#include "common/agent.h"
-#include "common/log.h"
-#include "common/dsession.h"
-#include "common/mux.h"
+#include "agent/agent.h"
+#include "base/log.h"
+#include "data/dsession.h"
+#include "data/mux.h"
 #include "tunneler/dataplane.h"
 
 static const char *const forward_fields[] = {"listen", "resource", NULL};
@@ -105,10 +105,10 @@ tunneler_add_health(void *ctx, json_t *health)
 }
 
 static void
-tunneler_add_metrics(void *ctx, char **text, size_t *len)
+tunneler_add_metrics(void *ctx, struct metrics *m)
 {
     struct tunneler *t = ctx;
-    tunnel_add_metrics(t->tunnel, text, len);
+    tunnel_add_metrics(t->tunnel, m);
 }
 
 int

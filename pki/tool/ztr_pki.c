@@ -25,10 +25,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "common/clock.h"
-#include "common/config.h"
-#include "common/err.h"
-#include "common/fileio.h"
+#include "base/clock.h"
+#include "base/config.h"
+#include "base/err.h"
+#include "base/fileio.h"
 #include "pki/pki.h"
 
 #define FILE_MAX (1024 * 1024)

@@ -15,8 +15,8 @@
 
 #include <jansson.h>
 
-#include "common/ctlmsg.h"
-#include "common/frame.h"
+#include "ctl/ctlmsg.h"
+#include "ctl/frame.h"
 #include "tests/fuzz/chunker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

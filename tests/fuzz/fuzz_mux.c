@@ -1,4 +1,4 @@
-/* libFuzzer target: the data-plane session protocol (common/mux.c) reads
+/* libFuzzer target: the data-plane session protocol (data/mux.c) reads
  * every byte an authenticated but possibly hostile peer sends.
  *
  * Input: 4 config bytes, then either
@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/mux.h"
+#include "data/mux.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/socks5.h"
+#include "tunneler/socks5.h"
 #include "tests/fuzz/chunker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -33,13 +33,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/clock.h"
-#include "common/ctlmsg.h"
-#include "common/fileio.h"
-#include "common/frame.h"
-#include "common/log.h"
-#include "common/net.h"
-#include "common/tls.h"
+#include "base/clock.h"
+#include "ctl/ctlmsg.h"
+#include "base/fileio.h"
+#include "ctl/frame.h"
+#include "base/log.h"
+#include "net/net.h"
+#include "net/tls.h"
 #include "pki/pki.h"
 
 #define FILE_MAX (256 * 1024)

@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/log.h"
+#include "base/log.h"
 
 char *
 test_mkdtemp(void)

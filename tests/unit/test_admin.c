@@ -23,9 +23,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/clock.h"
-#include "common/http.h"
-#include "common/log.h"
+#include "base/clock.h"
+#include "net/http.h"
+#include "base/log.h"
 #include "controller/controller.h"
 #include "pki/pki.h"
 

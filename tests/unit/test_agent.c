@@ -1,7 +1,7 @@
 /* The agent core's pure parts: the state table and the renewal schedule. */
 #include "tests/unit/support.h"
 
-#include "common/agent.h"
+#include "agent/agent.h"
 
 static void
 test_state_names(void **state)

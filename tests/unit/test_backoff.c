@@ -4,8 +4,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/backoff.h"
-#include "common/clock.h"
+#include "base/backoff.h"
+#include "base/clock.h"
 
 #define SEED 0x5eed5eed5eedULL
 

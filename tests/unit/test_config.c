@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/config.h"
-#include "common/log.h"
+#include "base/config.h"
+#include "base/log.h"
 
 static const char *const resource_keys[] = {"name", "target", NULL};
 static const char *const forward_keys[] = {"listen", "resource", "proto", NULL};

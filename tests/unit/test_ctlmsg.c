@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/ctlmsg.h"
-#include "common/frame.h"
+#include "ctl/ctlmsg.h"
+#include "ctl/frame.h"
 
 static void
 test_frame_roundtrip_byte_by_byte(void **state)

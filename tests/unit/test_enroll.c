@@ -21,8 +21,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "common/clock.h"
-#include "common/ctlmsg.h"
+#include "base/clock.h"
+#include "ctl/ctlmsg.h"
 #include "controller/controller.h"
 #include "pki/pki.h"
 

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "common/err.h"
+#include "base/err.h"
 
 static int try_calls;
 

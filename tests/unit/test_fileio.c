@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/fileio.h"
+#include "base/fileio.h"
 
 /* Each test gets a fresh directory in *state. */
 static int

@@ -6,7 +6,7 @@
  * kernel-chosen ports are used. */
 #include "tests/unit/support.h"
 
-#include "common/http.h"
+#include "net/http.h"
 
 #include <ev.h>
 #include <netinet/in.h>
@@ -19,7 +19,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "common/net.h"
+#include "net/net.h"
 
 #define CLIENT_TIMEOUT_MS 5000L
 

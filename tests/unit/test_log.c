@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/log.h"
+#include "base/log.h"
 
 static int
 setup(void **state)

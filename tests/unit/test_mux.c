@@ -1,4 +1,4 @@
-/* The data-plane session protocol (common/mux.c): two muxes back to back
+/* The data-plane session protocol (data/mux.c): two muxes back to back
  * through in-memory pipes, bytes delivered in random chunk sizes, and a
  * single mux fed hand-made frames for every protocol error. */
 #include "tests/unit/support.h"
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/mux.h"
+#include "data/mux.h"
 
 /* ---- harness --------------------------------------------------------------- */
 

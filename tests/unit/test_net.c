@@ -2,7 +2,7 @@
  * Only 127.0.0.1 is ever bound or dialled, on kernel-chosen ports. */
 #include "tests/unit/support.h"
 
-#include "common/net.h"
+#include "net/net.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

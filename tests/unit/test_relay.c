@@ -1,4 +1,4 @@
-/* One relayed stream (common/relay.c): two muxes back to back in memory, a
+/* One relayed stream (data/relay.c): two muxes back to back in memory, a
  * libev loop, and for each side a loopback TCP pair whose one end is the
  * relay's socket and whose other end the test drives as the local peer (the
  * tunneler's client, the connector's target). TCP rather than socketpair so
@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/mux.h"
-#include "common/relay.h"
+#include "data/mux.h"
+#include "data/relay.h"
 
 /* Every wait gives up (and fails the test) after this long. */
 #define WAIT_SECONDS 5.0

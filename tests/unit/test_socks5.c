@@ -4,8 +4,8 @@
  * (curl hands every target to the proxy). */
 #include "tests/unit/support.h"
 
-#include "common/net.h"
-#include "common/socks5.h"
+#include "net/net.h"
+#include "tunneler/socks5.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

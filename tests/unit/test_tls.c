@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/net.h"
-#include "common/tls.h"
+#include "net/net.h"
+#include "net/tls.h"
 
 #define TD "example.org"
 

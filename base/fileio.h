@@ -1,0 +1,41 @@
+/*
+ * The one place that reads and writes state files.
+ *
+ * Writes are atomic: data goes to a temporary file in the same directory
+ * (created with O_EXCL and the final mode), is fsynced, renamed over the
+ * target and the directory is fsynced, so a crash leaves either the old file
+ * or the new one, never a torn one.
+ *
+ * Error texts follow the form operators know from other daemons:
+ * `open <path>: permission denied`, `open <path>: no such file or directory`.
+ */
+#ifndef ZTR_BASE_FILEIO_H
+#define ZTR_BASE_FILEIO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "base/err.h"
+
+/* Reads the whole file into a new NUL-terminated buffer the caller frees
+ * with free(). Files larger than max_len are refused (ZTR_E_LIMIT). */
+int file_read_all(const char *path, size_t max_len, char **out, size_t *out_len,
+                  struct ztr_err *err);
+
+/* Replaces path atomically with data, leaving it with the given mode. */
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+                      struct ztr_err *err);
+
+/* Creates path with O_EXCL (fails if it exists) and the given mode; data is
+ * fsynced before return. For private keys: never overwrite one silently. */
+int file_create_exclusive(const char *path, const void *data, size_t len, mode_t mode,
+                          struct ztr_err *err);
+
+/* Creates dir (one level) with mode if missing; an existing directory is
+ * fine. */
+int file_ensure_dir(const char *dir, mode_t mode, struct ztr_err *err);
+
+/* Formats an errno the way the texts above do (lowercase, no period). */
+const char *file_strerror(int errnum, char *buf, size_t cap);
+
+#endif

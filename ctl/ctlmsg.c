@@ -1,0 +1,268 @@
+#include "ctl/ctlmsg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/frame.h"
+#include "net/tls.h"
+
+enum field_kind { F_STRING, F_INT, F_STRINGS, F_OBJECTS, F_OBJECT };
+
+struct field {
+    const char *name;
+    enum field_kind kind;
+    int required;
+    const struct field *items; /* F_OBJECTS: fields of each item, {NULL} terminated */
+};
+
+#define END {NULL, F_STRING, 0, NULL}
+
+static const struct field allowlist_entry[] = {
+    {"spiffe_id", F_STRING, 1, NULL},
+    {"resources", F_STRINGS, 1, NULL},
+    END,
+};
+
+static const struct field connector_entry[] = {
+    {"id", F_STRING, 1, NULL},
+    {"spiffe_id", F_STRING, 1, NULL},
+    {"address", F_STRING, 1, NULL},
+    {"resources", F_STRINGS, 1, NULL},
+    {"targets", F_STRINGS, 0, NULL},   /* ip:port of each resource, same order */
+    END,
+};
+
+static const struct field enroll_fields[] = {
+    {"token", F_STRING, 1, NULL}, {"role", F_STRING, 1, NULL},
+    {"name", F_STRING, 1, NULL},  {"csr", F_STRING, 1, NULL},
+    {"addresses", F_STRINGS, 0, NULL}, END,
+};
+static const struct field enrolled_fields[] = {
+    {"node_id", F_STRING, 1, NULL}, {"spiffe_id", F_STRING, 1, NULL},
+    {"chain", F_STRING, 1, NULL},   {"bundle", F_STRING, 1, NULL}, END,
+};
+static const struct field hello_fields[] = {
+    {"version", F_INT, 1, NULL}, {"role", F_STRING, 1, NULL},
+    {"addresses", F_STRINGS, 0, NULL}, {"data_listen", F_STRING, 0, NULL},
+    {"resources", F_STRINGS, 0, NULL}, {"targets", F_STRINGS, 0, NULL}, END,
+};
+static const struct field welcome_fields[] = {
+    {"node_id", F_STRING, 1, NULL}, {"heartbeat_interval_ms", F_INT, 1, NULL},
+    {"server_time", F_INT, 1, NULL}, END,
+};
+static const struct field heartbeat_fields[] = {
+    {"seq", F_INT, 1, NULL}, {"counters", F_OBJECT, 0, NULL}, END,
+};
+static const struct field heartbeat_ack_fields[] = {
+    {"seq", F_INT, 1, NULL}, {"server_time", F_INT, 1, NULL}, END,
+};
+static const struct field allowlist_fields[] = {
+    {"version", F_INT, 1, NULL}, {"tunnelers", F_OBJECTS, 1, allowlist_entry}, END,
+};
+static const struct field connectors_fields[] = {
+    {"version", F_INT, 1, NULL}, {"connectors", F_OBJECTS, 1, connector_entry}, END,
+};
+static const struct field renew_fields[] = {{"csr", F_STRING, 1, NULL}, END};
+static const struct field renewed_fields[] = {{"chain", F_STRING, 1, NULL}, END};
+static const struct field bundle_fields[] = {
+    {"bundle", F_STRING, 1, NULL}, {"version", F_INT, 0, NULL}, END,
+};
+static const struct field bundle_request_fields[] = {END};
+static const struct field revoked_fields[] = {{"reason", F_STRING, 1, NULL}, END};
+static const struct field error_fields[] = {
+    {"code", F_STRING, 1, NULL}, {"message", F_STRING, 1, NULL}, END,
+};
+
+static const struct {
+    const char *name;
+    const struct field *fields;
+} schema[CTLMSG_TYPE_COUNT] = {
+    [CTLMSG_ENROLL] = {"enroll", enroll_fields},
+    [CTLMSG_ENROLLED] = {"enrolled", enrolled_fields},
+    [CTLMSG_HELLO] = {"hello", hello_fields},
+    [CTLMSG_WELCOME] = {"welcome", welcome_fields},
+    [CTLMSG_HEARTBEAT] = {"heartbeat", heartbeat_fields},
+    [CTLMSG_HEARTBEAT_ACK] = {"heartbeat_ack", heartbeat_ack_fields},
+    [CTLMSG_ALLOWLIST] = {"allowlist", allowlist_fields},
+    [CTLMSG_CONNECTORS] = {"connectors", connectors_fields},
+    [CTLMSG_RENEW] = {"renew", renew_fields},
+    [CTLMSG_RENEWED] = {"renewed", renewed_fields},
+    [CTLMSG_BUNDLE] = {"bundle", bundle_fields},
+    [CTLMSG_BUNDLE_REQUEST] = {"bundle_request", bundle_request_fields},
+    [CTLMSG_REVOKED] = {"revoked", revoked_fields},
+    [CTLMSG_ERROR] = {"error", error_fields},
+};
+
+const char *
+ctlmsg_type_name(enum ctlmsg_type type)
+{
+    return (unsigned)type < CTLMSG_TYPE_COUNT ? schema[type].name : "?";
+}
+
+static int
+check_string(const json_t *value, const char *where, struct ztr_err *err)
+{
+    if (!json_is_string(value))
+        return ztr_err_set(err, ZTR_E_INVALID, "%s: expected a string", where);
+    size_t len = json_string_length(value);
+    if (len > CTLMSG_STRING_MAX || memchr(json_string_value(value), 0, len) != NULL)
+        return ztr_err_set(err, ZTR_E_INVALID, "%s: string too long or contains NUL", where);
+    return 0;
+}
+
+static int check_fields(const json_t *object, const struct field *fields, const char *where,
+                        int allow_type, struct ztr_err *err);
+
+static int
+check_field(const json_t *value, const struct field *field, const char *where,
+            struct ztr_err *err)
+{
+    switch (field->kind) {
+    case F_STRING:
+        return check_string(value, where, err);
+    case F_INT:
+        if (!json_is_integer(value) || json_integer_value(value) < 0)
+            return ztr_err_set(err, ZTR_E_INVALID, "%s: expected a non-negative integer", where);
+        return 0;
+    case F_OBJECT: {
+        /* The only free-form object is a heartbeat's counters: names to
+         * non-negative integers, bounded. Reals are refused everywhere, so
+         * whatever decodes re-encodes to the same size. */
+        if (!json_is_object(value) || json_object_size(value) > 64)
+            return ztr_err_set(err, ZTR_E_INVALID, "%s: expected an object of at most 64 counters",
+                               where);
+        const char *name;
+        const json_t *counter;
+        json_object_foreach((json_t *)value, name, counter) {
+            if (!json_is_integer(counter) || json_integer_value(counter) < 0 || strlen(name) > 64)
+                return ztr_err_set(err, ZTR_E_INVALID,
+                                   "%s: counter \"%.64s\" must be a non-negative integer", where,
+                                   name);
+        }
+        return 0;
+    }
+    case F_STRINGS:
+    case F_OBJECTS: {
+        if (!json_is_array(value) || json_array_size(value) > CTLMSG_ARRAY_MAX)
+            return ztr_err_set(err, ZTR_E_INVALID, "%s: expected a list of at most %d", where,
+                               CTLMSG_ARRAY_MAX);
+        size_t i;
+        const json_t *item;
+        json_array_foreach(value, i, item) {
+            char item_where[128];
+            snprintf(item_where, sizeof(item_where), "%.100s[%zu]", where, i);
+            if (field->kind == F_STRINGS)
+                TRY(check_string(item, item_where, err));
+            else if (!json_is_object(item))
+                return ztr_err_set(err, ZTR_E_INVALID, "%s: expected an object", item_where);
+            else
+                TRY(check_fields(item, field->items, item_where, 0, err));
+        }
+        return 0;
+    }
+    }
+    return 0;
+}
+
+static int
+check_fields(const json_t *object, const struct field *fields, const char *where,
+             int allow_type, struct ztr_err *err)
+{
+    const char *key;
+    const json_t *value;
+    /* Unknown fields are refused: a typo must not be silently ignored. */
+    json_object_foreach((json_t *)object, key, value) {
+        if (allow_type && strcmp(key, "type") == 0)
+            continue;
+        const struct field *f = fields;
+        while (f->name != NULL && strcmp(f->name, key) != 0)
+            f++;
+        if (f->name == NULL)
+            return ztr_err_set(err, ZTR_E_INVALID, "%s: unknown field \"%.64s\"", where, key);
+    }
+    for (const struct field *f = fields; f->name != NULL; f++) {
+        const json_t *v = json_object_get(object, f->name);
+        char field_where[160];
+        snprintf(field_where, sizeof(field_where), "%.100s.%s", where, f->name);
+        if (v == NULL) {
+            if (f->required)
+                return ztr_err_set(err, ZTR_E_INVALID, "%s: missing", field_where);
+            continue;
+        }
+        TRY(check_field(v, f, field_where, err));
+    }
+    return 0;
+}
+
+int
+ctlmsg_validate(const json_t *msg, enum ctlmsg_type *type, struct ztr_err *err)
+{
+    if (!json_is_object(msg))
+        return ztr_err_set(err, ZTR_E_INVALID, "message is not a JSON object");
+    const json_t *type_value = json_object_get(msg, "type");
+    if (!json_is_string(type_value))
+        return ztr_err_set(err, ZTR_E_INVALID, "message has no \"type\"");
+    const char *name = json_string_value(type_value);
+    for (int t = 0; t < CTLMSG_TYPE_COUNT; t++) {
+        if (strcmp(schema[t].name, name) == 0) {
+            TRY(check_fields(msg, schema[t].fields, schema[t].name, 1, err));
+            if (type != NULL)
+                *type = (enum ctlmsg_type)t;
+            return 0;
+        }
+    }
+    return ztr_err_set(err, ZTR_E_INVALID, "unknown message type \"%.64s\"", name);
+}
+
+int
+ctlmsg_decode(const uint8_t *payload, size_t len, json_t **msg, enum ctlmsg_type *type,
+              struct ztr_err *err)
+{
+    json_error_t json_error;
+    json_t *root = json_loadb((const char *)payload, len,
+                              JSON_REJECT_DUPLICATES, &json_error);
+    if (root == NULL)
+        return ztr_err_set(err, ZTR_E_INVALID, "invalid JSON at byte %d: %s",
+                           json_error.position, json_error.text);
+    if (ctlmsg_validate(root, type, err) != 0) {
+        json_decref(root);
+        return -1;
+    }
+    *msg = root;
+    return 0;
+}
+
+int
+ctlmsg_encode(const json_t *msg, uint8_t **frame, size_t *frame_len, struct ztr_err *err)
+{
+    TRY(ctlmsg_validate(msg, NULL, err));
+    char *text = json_dumps(msg, JSON_COMPACT);
+    if (text == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "cannot serialise message");
+    int rc = frame_encode(text, strlen(text), frame, frame_len, err);
+    free(text);
+    return rc;
+}
+
+int
+ctlmsg_write(struct tls_conn *conn, json_t *msg, struct ztr_err *err)
+{
+    if (msg == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "cannot build message");
+    uint8_t *frame;
+    size_t len;
+    int rc = ctlmsg_encode(msg, &frame, &len, err);
+    json_decref(msg);
+    if (rc != 0)
+        return -1;
+    rc = tls_conn_write(conn, frame, len, err);
+    free(frame);
+    return rc;
+}
+
+json_t *
+ctlmsg_error(const char *code, const char *message)
+{
+    return json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message);
+}

@@ -1,0 +1,71 @@
+/*
+ * Control-plane messages: one JSON object per frame with a "type", checked
+ * against one schema table (docs/PROTOCOL.md documents the same table).
+ * A message that fails the schema is never handed to a daemon's logic.
+ */
+#ifndef ZTR_CTL_CTLMSG_H
+#define ZTR_CTL_CTLMSG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+
+enum ctlmsg_type {
+    CTLMSG_ENROLL,        /* agent → controller, the only message allowed without mTLS */
+    CTLMSG_ENROLLED,
+    CTLMSG_HELLO,
+    CTLMSG_WELCOME,
+    CTLMSG_HEARTBEAT,
+    CTLMSG_HEARTBEAT_ACK,
+    CTLMSG_ALLOWLIST,
+    CTLMSG_CONNECTORS,
+    CTLMSG_RENEW,
+    CTLMSG_RENEWED,
+    CTLMSG_BUNDLE,
+    CTLMSG_BUNDLE_REQUEST, /* agent → controller: send me the bundle now (after a
+                              renewed chain did not verify against mine) */
+    CTLMSG_REVOKED,
+    CTLMSG_ERROR,
+    CTLMSG_TYPE_COUNT,
+};
+
+/* Protocol version carried in hello. */
+#define CTLMSG_VERSION 1
+/* Strings are bounded: PEM chains and bundles are the largest values. */
+#define CTLMSG_STRING_MAX (64 * 1024)
+#define CTLMSG_ARRAY_MAX 4096
+
+/* Error codes carried in {"type":"error","code":...}. */
+#define CTLMSG_E_INVALID_TOKEN "invalid_token"          /* "invalid enrollment token" */
+#define CTLMSG_E_PERMISSION_DENIED "permission_denied"  /* "permission denied" */
+#define CTLMSG_E_BAD_REQUEST "bad_request"
+#define CTLMSG_E_CA_MISMATCH "ca_mismatch"              /* "internal CA mismatch during renewal" */
+#define CTLMSG_E_KEY_REUSED "key_reused"
+#define CTLMSG_E_NOT_ALLOWED "not_allowed"
+#define CTLMSG_E_INTERNAL "internal"
+
+const char *ctlmsg_type_name(enum ctlmsg_type type);
+
+/* Parses and checks one frame payload. On success *msg (caller owns: json_decref)
+ * is an object that satisfies the schema of *type. */
+int ctlmsg_decode(const uint8_t *payload, size_t len, json_t **msg, enum ctlmsg_type *type,
+                  struct ztr_err *err);
+
+/* Checks msg against its schema and writes a complete frame (free()). */
+int ctlmsg_encode(const json_t *msg, uint8_t **frame, size_t *frame_len, struct ztr_err *err);
+
+/* Checks an object against the schema of its "type" (used by both). */
+int ctlmsg_validate(const json_t *msg, enum ctlmsg_type *type, struct ztr_err *err);
+
+struct tls_conn;
+
+/* Checks and frames msg, queues it on conn, and drops the caller's
+ * reference to msg whatever happens (msg may be NULL: an error). */
+int ctlmsg_write(struct tls_conn *conn, json_t *msg, struct ztr_err *err);
+
+/* Convenience for {"type":"error","code":...,"message":...}. */
+json_t *ctlmsg_error(const char *code, const char *message);
+
+#endif

@@ -1,0 +1,92 @@
+#include "ctl/frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void
+frame_reader_init(struct frame_reader *reader)
+{
+    memset(reader, 0, sizeof(*reader));
+}
+
+void
+frame_reader_free(struct frame_reader *reader)
+{
+    free(reader->payload);
+    memset(reader, 0, sizeof(*reader));
+}
+
+int
+frame_reader_feed(struct frame_reader *reader, const uint8_t *data, size_t len, size_t *used,
+                  struct ztr_err *err)
+{
+    size_t offset = 0;
+    *used = 0;
+    if (reader->complete)
+        return 0;
+    while (reader->header_have < FRAME_HEADER_SIZE && offset < len)
+        reader->header[reader->header_have++] = data[offset++];
+    if (reader->header_have < FRAME_HEADER_SIZE) {
+        *used = offset;
+        return 0;
+    }
+    if (reader->payload == NULL) {
+        uint32_t length = (uint32_t)reader->header[0] << 24 | (uint32_t)reader->header[1] << 16 |
+                          (uint32_t)reader->header[2] << 8 | reader->header[3];
+        if (length == 0 || length > FRAME_MAX_PAYLOAD) {
+            *used = offset;
+            return ztr_err_set(err, ZTR_E_LIMIT,
+                               "frame length %u outside 1..%d bytes", length, FRAME_MAX_PAYLOAD);
+        }
+        /* Allocated only once the header is complete and within bounds. */
+        reader->payload = malloc(length);
+        if (reader->payload == NULL)
+            return ztr_err_set(err, ZTR_E_NOMEM, "out of memory for a %u-byte frame", length);
+        reader->payload_len = length;
+        reader->payload_have = 0;
+    }
+    size_t want = reader->payload_len - reader->payload_have;
+    size_t take = len - offset < want ? len - offset : want;
+    memcpy(reader->payload + reader->payload_have, data + offset, take);
+    reader->payload_have += take;
+    offset += take;
+    reader->complete = reader->payload_have == reader->payload_len;
+    *used = offset;
+    return 0;
+}
+
+const uint8_t *
+frame_reader_payload(const struct frame_reader *reader, size_t *len)
+{
+    if (!reader->complete)
+        return NULL;
+    *len = reader->payload_len;
+    return reader->payload;
+}
+
+void
+frame_reader_next(struct frame_reader *reader)
+{
+    free(reader->payload);
+    frame_reader_init(reader);
+}
+
+int
+frame_encode(const void *payload, size_t len, uint8_t **out, size_t *out_len,
+             struct ztr_err *err)
+{
+    if (len == 0 || len > FRAME_MAX_PAYLOAD)
+        return ztr_err_set(err, ZTR_E_LIMIT, "frame payload of %zu bytes outside 1..%d", len,
+                           FRAME_MAX_PAYLOAD);
+    uint8_t *buf = malloc(FRAME_HEADER_SIZE + len);
+    if (buf == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    buf[0] = (uint8_t)(len >> 24);
+    buf[1] = (uint8_t)(len >> 16);
+    buf[2] = (uint8_t)(len >> 8);
+    buf[3] = (uint8_t)len;
+    memcpy(buf + FRAME_HEADER_SIZE, payload, len);
+    *out = buf;
+    *out_len = FRAME_HEADER_SIZE + len;
+    return 0;
+}

@@ -1,0 +1,137 @@
+/*
+ * One data-plane session (ALPN ztr-data/1): a TLS connection carrying the
+ * mux (data/mux.h), and the streams on it. Both agents use it — the
+ * tunneler as the opener, the connector as the acceptor — so the wiring of
+ * TLS bytes into the mux, mux frames into TLS, and established streams into
+ * relays (data/relay.h) exists once.
+ *
+ * A stream is "pending" until its owner attaches a socket (connector: after
+ * dialing the target, dsession_accept; tunneler: after OPEN_OK,
+ * dsession_attach); then it is relayed until it ends. The owner keeps its
+ * own pointer per pending stream (the dial, the waiting client) and hears of
+ * a pending stream's end through on_pending_closed; relayed streams end by
+ * themselves and only update the counters.
+ *
+ * Life cycle: dsession_new starts the handshake; on_ready runs once the
+ * peer is verified (dsession_peer_id); on_closed runs exactly once, from the
+ * loop, after every stream has ended, and the session is freed right after
+ * it returns. dsession_close may be called from any callback.
+ */
+#ifndef ZTR_DATA_DSESSION_H
+#define ZTR_DATA_DSESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "data/mux.h"
+#include "data/relay.h"
+#include "net/tls.h"
+
+#define DATA_ALPN "ztr-data/1"
+
+/* Counters both agents export (/health "data", /metrics ztr_data_*). */
+struct dsession_stats {
+    uint64_t sessions;          /* open now */
+    uint64_t sessions_total;
+    uint64_t streams;           /* open now (pending and relayed) */
+    uint64_t streams_total;
+    uint64_t streams_failed;    /* ended with a code other than NORMAL */
+    uint64_t bytes_sent;        /* relayed onto sessions */
+    uint64_t bytes_received;    /* relayed off sessions */
+};
+
+struct dsession;
+
+struct dsession_hooks {
+    void (*on_ready)(void *user, struct dsession *session);
+    /* Acceptor: the peer opens stream to resource; answer with
+     * dsession_accept or dsession_reset (now or later). */
+    void (*on_open)(void *user, struct dsession *session, uint32_t stream, const char *resource);
+    /* Opener: the peer accepted; attach a socket with dsession_attach. */
+    void (*on_open_ok)(void *user, struct dsession *session, uint32_t stream,
+                       void *stream_user);
+    /* A stream that had no socket attached ended (refused, reset, session
+     * over): the owner drops stream_user. */
+    void (*on_pending_closed)(void *user, struct dsession *session, uint32_t stream,
+                              void *stream_user, enum mux_code code, const char *reason);
+    /* Opener: PONG arrived. */
+    void (*on_pong)(void *user, struct dsession *session, int64_t rtt_ms);
+    /* The session is over (reason: the TLS or mux reason); freed after. */
+    void (*on_closed)(void *user, struct dsession *session, const char *reason);
+};
+
+struct dsession_config {
+    struct ev_loop *loop;
+    struct tls_ctx *tls;
+    struct relay_pool *pool;
+    struct dsession_stats *stats;    /* shared by the agent's sessions */
+    enum mux_role role;
+    uint32_t window, session_window;
+    uint32_t max_window, session_max_window;   /* growth limits (mux_config) */
+    const struct dsession_hooks *hooks;
+    void *user;
+};
+
+/* Takes fd (connected or connecting, non-blocking) in every case. */
+int dsession_new(const struct dsession_config *config, int fd, const struct pki_expect *expect,
+                 struct dsession **out, struct ztr_err *err);
+
+/* Opener: OPEN a stream to resource; stream_user comes back in on_open_ok
+ * or on_pending_closed. ZTR_E_LIMIT when the session cannot open more. */
+int dsession_open(struct dsession *s, const char *resource, void *stream_user, uint32_t *stream,
+                  struct ztr_err *err);
+/* Opener, after on_open_ok: relay fd (owned from here) on the stream. */
+int dsession_attach(struct dsession *s, uint32_t stream, int fd, const uint8_t *early,
+                    size_t early_len, struct ztr_err *err);
+/* Acceptor: OPEN_OK, then relay fd (owned from here) on the stream. */
+int dsession_accept(struct dsession *s, uint32_t stream, int fd, struct ztr_err *err);
+/* Pending or relayed: RST with code and reason. */
+int dsession_reset(struct dsession *s, uint32_t stream, enum mux_code code, const char *reason);
+/* Pending streams' owner pointer (NULL when relayed or unknown). */
+void *dsession_stream_user(const struct dsession *s, uint32_t stream);
+void dsession_set_stream_user(struct dsession *s, uint32_t stream, void *stream_user);
+/* The resource a stream was opened to (NULL when unknown). */
+const char *dsession_stream_resource(const struct dsession *s, uint32_t stream);
+/* Calls fn for every open stream (fn may reset the one it is given). */
+void dsession_foreach_stream(struct dsession *s,
+                             void (*fn)(void *ctx, struct dsession *s, uint32_t stream,
+                                        const char *resource),
+                             void *ctx);
+
+/* GOAWAY(code, reason) if the session is up, then close. */
+void dsession_close(struct dsession *s, enum mux_code code, const char *reason);
+int dsession_ping(struct dsession *s);
+
+bool dsession_is_ready(const struct dsession *s);
+const struct pki_spiffe_id *dsession_peer_id(const struct dsession *s);
+const char *dsession_peer_addr(const struct dsession *s);
+size_t dsession_stream_count(const struct dsession *s);
+/* Monotonic ms of the last bytes received (idle detection). */
+int64_t dsession_last_input_ms(const struct dsession *s);
+void *dsession_user(const struct dsession *s);
+void dsession_set_user(struct dsession *s, void *user);
+
+/* The flow-control keys both agents take (in their config schema). */
+#define DSESSION_CONFIG_KEYS                                                                     \
+    {"DATA_WINDOW", CONFIG_UINT, "262144",                                                      \
+     "initial flow-control window per stream, bytes (session: 4x); the same on both ends",     \
+     NULL},                                                                                     \
+    {"DATA_WINDOW_MAX", CONFIG_UINT, "4194304",                                                 \
+     "a stream's receive window grows up to this while its reader keeps up (session: 4x)",    \
+     NULL}
+
+struct config;
+struct metrics;
+/* Reads and checks them: window 16 KiB..64 MiB, max_window window..128 MiB. */
+int dsession_window_config(const struct config *config, uint32_t *window, uint32_t *max_window,
+                           struct ztr_err *err);
+
+/* Appends the "data" object to /health and ztr_data_* lines to /metrics. */
+struct json_t;
+void dsession_stats_health(const struct dsession_stats *stats, struct json_t *health);
+void dsession_stats_metrics(const struct dsession_stats *stats, const char *role,
+                            struct metrics *metrics);
+
+#endif

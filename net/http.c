@@ -1,0 +1,378 @@
+#include "net/http.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/log.h"
+#include "net/net.h"
+
+/* Bounds, so no client can hold more than this much of the daemon. */
+#define HTTP_LISTEN_BACKLOG 128
+#define HTTP_CONNECTION_LIMIT 256u
+#define HTTP_CONNECTION_TIMEOUT_S 10u
+
+struct http_server {
+    struct ev_loop *loop;
+    struct MHD_Daemon *daemon;
+    ev_io epoll_io;
+    ev_timer timeout_timer;
+    http_handler_fn handler;
+    void *ctx;
+    uint16_t port;
+};
+
+/* One per request: created by the URI callback, freed by the completion
+ * callback, whatever happens in between. */
+struct request_state {
+    char *query;      /* raw query string, "" if none */
+    char *body;       /* NUL-terminated once complete */
+    size_t body_len;
+    size_t body_cap;
+    bool headers_seen;
+    bool too_large;
+};
+
+/* ---- responses --------------------------------------------------------- */
+
+void
+http_respond_error(struct http_response *response, int status, const char *message)
+{
+    free(response->body);
+    response->body = NULL;
+    response->body_len = 0;
+    response->status = status;
+    response->content_type = "application/json";
+    json_t *obj = json_object();
+    json_t *text = json_string(message != NULL ? message : "");
+    if (obj != NULL && text != NULL && json_object_set_new(obj, "error", text) == 0) {
+        text = NULL;
+        response->body = json_dumps(obj, JSON_COMPACT);
+    }
+    json_decref(text);
+    json_decref(obj);
+    /* json_string() refuses invalid UTF-8; the status still tells the
+     * client what happened, and the body stays valid JSON. */
+    if (response->body == NULL)
+        response->body = strdup("{\"error\":\"unprintable error message\"}");
+}
+
+static enum MHD_Result
+queue_response(struct MHD_Connection *conn, struct http_response *response)
+{
+    char *body = response->body;
+    size_t len = body == NULL ? 0 : response->body_len != 0 ? response->body_len : strlen(body);
+    struct MHD_Response *mhd;
+    if (len == 0) {
+        free(body);
+        mhd = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    } else {
+        /* MHD sends straight from the handler's buffer and frees it when
+         * done: no copy of a large body. */
+        mhd = MHD_create_response_from_buffer_with_free_callback(len, body, free);
+        if (mhd == NULL)
+            free(body);
+    }
+    response->body = NULL;
+    if (mhd == NULL)
+        return MHD_NO;
+    const char *type = response->content_type != NULL ? response->content_type : "application/json";
+    int status = response->status;
+    if (status < 100 || status > 599) {
+        log_error("http handler returned an invalid status", "status=%d", status);
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    enum MHD_Result rc = MHD_add_response_header(mhd, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (rc == MHD_YES)
+        rc = MHD_queue_response(conn, (unsigned int)status, mhd);
+    MHD_destroy_response(mhd);
+    return rc;
+}
+
+static enum MHD_Result
+queue_error(struct MHD_Connection *conn, int status, const char *message)
+{
+    struct http_response response = {0};
+    http_respond_error(&response, status, message);
+    return queue_response(conn, &response);
+}
+
+static enum MHD_Result
+queue_too_large(struct MHD_Connection *conn)
+{
+    char message[64];
+    snprintf(message, sizeof(message), "request body larger than %d bytes", HTTP_BODY_MAX);
+    return queue_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, message);
+}
+
+/* ---- request collection ------------------------------------------------- */
+
+static bool
+declared_too_large(struct MHD_Connection *conn)
+{
+    const char *value =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (value == NULL)
+        return false;
+    errno = 0;
+    unsigned long long declared = strtoull(value, NULL, 10);
+    return errno == ERANGE || declared > (unsigned long long)HTTP_BODY_MAX;
+}
+
+/* Keeps room for the terminating NUL; past HTTP_BODY_MAX the body is
+ * dropped at once rather than held until the request ends. */
+static void
+append_body(struct request_state *state, const char *data, size_t len)
+{
+    if (state->too_large)
+        return;
+    if (len > HTTP_BODY_MAX - state->body_len) {
+        state->too_large = true;
+        free(state->body);
+        state->body = NULL;
+        state->body_len = 0;
+        state->body_cap = 0;
+        return;
+    }
+    size_t need = state->body_len + len + 1;
+    if (need > state->body_cap) {
+        size_t cap = state->body_cap != 0 ? state->body_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        char *grown = realloc(state->body, cap);
+        if (grown == NULL) {
+            /* Answered like an oversized body: the request cannot be kept. */
+            state->too_large = true;
+            return;
+        }
+        state->body = grown;
+        state->body_cap = cap;
+    }
+    memcpy(state->body + state->body_len, data, len);
+    state->body_len += len;
+    state->body[state->body_len] = '\0';
+}
+
+static enum MHD_Result
+dispatch(struct http_server *server, struct MHD_Connection *conn, const char *method,
+         const char *path, struct request_state *state)
+{
+    struct http_request request = {
+        .method = method,
+        .path = path,
+        .query = state->query,
+        .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_AUTHORIZATION),
+        .body = state->body != NULL ? state->body : "",
+        .body_len = state->body_len,
+    };
+    struct http_response response = {.status = MHD_HTTP_OK};
+    server->handler(server->ctx, &request, &response);
+    return queue_response(conn, &response);
+}
+
+/*
+ * MHD calls this once when the headers are in, once per chunk of body, and
+ * once more with no data when the body is complete; only the last call
+ * answers, except for a body declared too large, which is refused before
+ * it is read.
+ */
+static enum MHD_Result
+access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+          const char *version, const char *upload_data, size_t *upload_data_size,
+          void **con_cls)
+{
+    (void)version;
+    struct request_state *state = *con_cls;
+    if (state == NULL)
+        return MHD_NO; /* the URI callback ran out of memory */
+    if (!state->headers_seen) {
+        state->headers_seen = true;
+        if (declared_too_large(conn))
+            return queue_too_large(conn);
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) {
+        append_body(state, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (state->too_large)
+        return queue_too_large(conn);
+    return dispatch(cls, conn, method, url, state);
+}
+
+/*
+ * The query string is taken here, from the URI as it arrived: MHD hands
+ * the access handler only the path and the arguments already split and
+ * unescaped, from which the raw string could not be rebuilt faithfully
+ * (order, repeated keys, "%26" versus "&").
+ */
+static void *
+uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    struct request_state *state = calloc(1, sizeof(*state));
+    if (state == NULL)
+        return NULL;
+    const char *mark = strchr(uri, '?');
+    state->query = strdup(mark != NULL ? mark + 1 : "");
+    if (state->query == NULL) {
+        free(state);
+        return NULL;
+    }
+    return state;
+}
+
+static void
+completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+             enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct request_state *state = *con_cls;
+    if (state == NULL)
+        return;
+    free(state->query);
+    free(state->body);
+    free(state);
+    *con_cls = NULL;
+}
+
+__attribute__((format(printf, 2, 0))) static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char text[256];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    /* MHD ends its messages with a newline and may quote things; the log
+     * line is one line with a quoted detail. */
+    for (char *p = text; *p != '\0'; p++) {
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+        else if (*p == '"')
+            *p = '\'';
+    }
+    size_t len = strlen(text);
+    while (len > 0 && text[len - 1] == ' ')
+        text[--len] = '\0';
+    log_warn("http server", "detail=\"%s\"", text);
+}
+
+/* ---- driving MHD from the loop ------------------------------------------ */
+
+/* MHD must run again no later than it says, even without socket activity
+ * (connection timeouts, data it has buffered but not processed yet). */
+static void
+rearm_timer(struct http_server *server)
+{
+    MHD_UNSIGNED_LONG_LONG timeout_ms = 0;
+    ev_timer_stop(server->loop, &server->timeout_timer);
+    if (MHD_get_timeout(server->daemon, &timeout_ms) != MHD_YES)
+        return;
+    ev_timer_set(&server->timeout_timer, (double)timeout_ms / 1000.0, 0.0);
+    ev_timer_start(server->loop, &server->timeout_timer);
+}
+
+static void
+run_daemon(struct http_server *server)
+{
+    MHD_run(server->daemon);
+    rearm_timer(server);
+}
+
+static void
+epoll_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    run_daemon(w->data);
+}
+
+static void
+timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    run_daemon(w->data);
+}
+
+int
+http_server_start(struct ev_loop *loop, const char *listen_addr, http_handler_fn handler,
+                  void *ctx, struct http_server **out, struct ztr_err *err)
+{
+    *out = NULL;
+    struct http_server *server = calloc(1, sizeof(*server));
+    if (server == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    server->loop = loop;
+    server->handler = handler;
+    server->ctx = ctx;
+    int fd = -1;
+    /* Our own socket, so a taken port reads as every other listen error. */
+    if (net_listen(listen_addr, HTTP_LISTEN_BACKLOG, &fd, err) != 0) {
+        free(server);
+        return -1;
+    }
+    server->port = net_local_port(fd);
+    server->daemon = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, access_cb, server,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONNECTION_TIMEOUT_S,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_cb, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
+        MHD_OPTION_END);
+    if (server->daemon == NULL) {
+        close(fd);
+        free(server);
+        return ztr_err_set(err, ZTR_E_IO, "listen %s: http: cannot start server", listen_addr);
+    }
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    if (info == NULL) {
+        MHD_stop_daemon(server->daemon);
+        free(server);
+        return ztr_err_set(err, ZTR_E_IO, "listen %s: http: no epoll descriptor", listen_addr);
+    }
+    ev_io_init(&server->epoll_io, epoll_cb, info->epoll_fd, EV_READ);
+    server->epoll_io.data = server;
+    ev_io_start(loop, &server->epoll_io);
+    ev_init(&server->timeout_timer, timeout_cb);
+    server->timeout_timer.data = server;
+    rearm_timer(server);
+    *out = server;
+    return 0;
+}
+
+uint16_t
+http_server_port(const struct http_server *server)
+{
+    return server->port;
+}
+
+void
+http_server_stop(struct http_server *server)
+{
+    if (server == NULL)
+        return;
+    ev_io_stop(server->loop, &server->epoll_io);
+    ev_timer_stop(server->loop, &server->timeout_timer);
+    /* Closes every connection (running completed_cb for each) and the
+     * listening socket, which MHD owns from a successful start on. */
+    MHD_stop_daemon(server->daemon);
+    free(server);
+}
+

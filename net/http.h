@@ -1,0 +1,68 @@
+/*
+ * HTTP for the admin API, /health and /metrics: libmicrohttpd in external
+ * epoll mode, driven by one ev_io on its epoll fd (and an ev_timer for its
+ * timeouts) on the daemon's libev loop — no extra thread, no hand-written
+ * HTTP parser.
+ *
+ * The handler runs on the loop thread, synchronously, once the whole
+ * request body has arrived (bodies over HTTP_BODY_MAX get 413 without
+ * calling it). It fills the response; the server frees response->body.
+ * The response starts as status 200, no body. The handler must not stop
+ * its own server (defer that to the loop, e.g. with an ev_idle).
+ */
+#ifndef ZTR_NET_HTTP_H
+#define ZTR_NET_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+
+struct ev_loop;
+
+#define HTTP_BODY_MAX (1024 * 1024)
+
+struct http_request {
+    const char *method;         /* "GET", "POST", "DELETE", ... */
+    const char *path;           /* without the query string; percent-decoded */
+    const char *query;          /* raw query string without '?', "" if none
+                                   (as sent: not decoded, order kept) */
+    const char *authorization;  /* Authorization header or NULL */
+    const char *body;           /* NUL-terminated; "" when empty */
+    size_t body_len;
+};
+
+struct http_response {
+    int status;
+    const char *content_type;   /* default "application/json" */
+    char *body;                 /* malloc()ed; may be NULL for an empty body */
+    size_t body_len;            /* 0 = strlen(body) */
+};
+
+typedef void (*http_handler_fn)(void *ctx, const struct http_request *request,
+                                struct http_response *response);
+
+struct http_server;
+
+/* Binds listen_addr (errors as net/net.h: `bind: address already in use`)
+ * and starts serving on loop. */
+int http_server_start(struct ev_loop *loop, const char *listen_addr, http_handler_fn handler,
+                      void *ctx, struct http_server **out, struct ztr_err *err);
+uint16_t http_server_port(const struct http_server *server);
+/* Stops, closes connections, frees. NULL is fine. */
+void http_server_stop(struct http_server *server);
+
+/* Convenience: sets status and a JSON body {"error": message}. */
+void http_respond_error(struct http_response *response, int status, const char *message);
+
+/* ---- client (the CLIs), libcurl ------------------------------------------ */
+
+/* Performs one request; *body_out (malloc()ed, NUL-terminated) and *status
+ * are set when a response arrived. bearer may be NULL. Bounded: responses
+ * over HTTP_BODY_MAX and requests over timeout_ms (which must be > 0) fail.
+ * A body is sent as application/json. */
+int http_client_request(const char *method, const char *url, const char *bearer,
+                        const char *body, long timeout_ms, long *status, char **body_out,
+                        struct ztr_err *err);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * Sockets, the few ways the daemons use them. Addresses are numeric
+ * "host:port" / "[v6]:port" ("localhost" is accepted and means 127.0.0.1).
+ * Every socket is non-blocking and close-on-exec.
+ *
+ * Error texts keep the words operators search for: a port in use reads
+ * `listen 127.0.0.1:8080: bind: address already in use` (failure-modes
+ * §5.3), a refused connection `dial 127.0.0.1:7443: connect: connection refused`.
+ */
+#ifndef ZTR_NET_NET_H
+#define ZTR_NET_NET_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/err.h"
+
+int net_resolve(const char *addr, struct sockaddr_storage *out, socklen_t *out_len,
+                struct ztr_err *err);
+
+/* A listening socket with SO_REUSEADDR, backlog as given. Port 0 lets the
+ * kernel choose (see net_local_port). On failure *fd is -1. */
+int net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err);
+
+/* Starts a non-blocking connect; the caller waits for writability and then
+ * calls net_connect_finish(). On failure *fd is -1; a failed finish leaves
+ * the socket to the caller, who closes it. */
+int net_connect_start(const char *addr, int *fd, struct ztr_err *err);
+int net_connect_finish(int fd, const char *addr, struct ztr_err *err);
+
+/* Takes one waiting connection from a listening socket (non-blocking,
+ * close-on-exec, TCP_NODELAY). Returns its fd, or -1 when none is waiting;
+ * other failures (out of descriptors, ...) are logged once per call and
+ * also give -1, so an accept loop simply stops. */
+int net_accept(int listen_fd);
+
+/* Turns off Nagle's algorithm: control messages and relayed requests are
+ * small and latency-bound (it cost ~40 ms per enrollment round trip). */
+void net_set_nodelay(int fd);
+
+/* Port a bound socket ended up on (after listening on port 0 in tests). */
+uint16_t net_local_port(int fd);
+
+/* "ip:port" ("[v6]:port") of the peer, for logs; "unknown" if it has none. */
+const char *net_peer_name(int fd, char *buf, size_t cap);
+
+#endif

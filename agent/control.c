@@ -1,0 +1,306 @@
+/* The control stream: connect, hello/welcome, heartbeats, messages in. */
+#include "agent/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "base/log.h"
+#include "ctl/ctlmsg.h"
+#include "net/net.h"
+
+/* ---- sending ------------------------------------------------------------------ */
+
+void
+agent_ctl_send(struct agent *a, json_t *msg)
+{
+    if (a->ctl == NULL) {
+        json_decref(msg);
+        return;
+    }
+    struct ztr_err err = {0};
+    if (ctlmsg_write(a->ctl, msg, &err) != 0) {
+        log_warn("control message not sent", "error=\"%s\"", err.msg);
+        tls_conn_close(a->ctl, err.msg);
+    }
+}
+
+static json_t *
+counters_json(const struct agent *a)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "reconnect_scheduled",
+                     (json_int_t)a->counters.reconnect_scheduled, "reconnect_failed",
+                     (json_int_t)a->counters.reconnect_failed, "auth_expired",
+                     (json_int_t)a->counters.auth_expired, "auth_revoked",
+                     (json_int_t)a->counters.auth_revoked, "auth_unavailable",
+                     (json_int_t)a->counters.auth_unavailable, "renewals_ok",
+                     (json_int_t)a->counters.renewals_ok, "renewals_failed",
+                     (json_int_t)a->counters.renewals_failed);
+}
+
+
+/* ---- the control stream ------------------------------------------------------- */
+
+static void
+send_hello(struct agent *a)
+{
+    json_t *hello = json_pack("{s:s, s:i, s:s}", "type", "hello", "version", CTLMSG_VERSION,
+                              "role", pki_role_name(a->spec->role));
+    if (a->spec->add_hello != NULL)
+        a->spec->add_hello(a->spec->ctx, hello);
+    agent_ctl_send(a, hello);
+}
+
+void
+agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct agent *a = w->data;
+    if (a->ctl == NULL || !a->welcomed)
+        return;
+    int64_t now = clock_monotonic_ms(a->clock);
+    /* Three missed acks: the stream is dead even if TCP has not noticed. */
+    if (now - a->last_ack_mono_ms > 3 * a->heartbeat_interval_ms) {
+        log_warn("no heartbeat ack for 3 intervals", "controller=%s", a->controller_addr);
+        tls_conn_close(a->ctl, "no heartbeat ack for 3 intervals");
+        return;
+    }
+    json_t *hb = json_pack("{s:s, s:I, s:o}", "type", "heartbeat", "seq",
+                           (json_int_t)++a->heartbeat_seq, "counters", counters_json(a));
+    agent_ctl_send(a, hb);
+}
+
+static void
+handle_welcome(struct agent *a, const json_t *msg)
+{
+    a->welcomed = true;
+    a->counters.connects++;
+    a->heartbeat_interval_ms = json_integer_value(json_object_get(msg, "heartbeat_interval_ms"));
+    if (a->heartbeat_interval_ms < 100)
+        a->heartbeat_interval_ms = 100;
+    a->last_ack_mono_ms = clock_monotonic_ms(a->clock);
+    const char *node_id = json_string_value(json_object_get(msg, "node_id"));
+    if (node_id != NULL)
+        snprintf(a->node_id, sizeof(a->node_id), "%s", node_id);
+    backoff_reset(&a->reconnect_backoff);
+    a->budget_exhausted = false;
+    a->reauth_failures = 0;
+    /* Exactly once per connection (failure-modes §3.1). */
+    log_info(AGENT_MSG_STREAM_CONNECTED, "controller=%s node=%s spiffe_id=%s",
+             a->controller_addr, a->node_id, a->spiffe_id);
+    agent_set_state(a, AGENT_ONLINE, "welcome");
+    double interval = (double)a->heartbeat_interval_ms / 1000.0;
+    ev_timer_stop(a->loop, &a->heartbeat_timer);
+    ev_timer_set(&a->heartbeat_timer, interval, interval);
+    ev_timer_start(a->loop, &a->heartbeat_timer);
+    if (!a->ready_notified) {
+        sd_notify(0, "READY=1");
+        a->ready_notified = true;
+    }
+    agent_schedule_renewal(a);
+}
+
+
+static void
+handle_error(struct agent *a, const json_t *msg)
+{
+    const char *code = json_string_value(json_object_get(msg, "code"));
+    const char *message = json_string_value(json_object_get(msg, "message"));
+    if (a->state == AGENT_ENROLLING &&
+        (strcmp(code, CTLMSG_E_INVALID_TOKEN) == 0 || strcmp(code, CTLMSG_E_PERMISSION_DENIED) == 0)) {
+        agent_enrollment_refused(a, message);
+        return;
+    }
+    if (a->state == AGENT_RENEWING) {
+        agent_renewal_failed(a, message);
+        return;
+    }
+    log_warn("controller error", "code=%s message=\"%s\"", code, message);
+}
+
+static void
+handle_revoked(struct agent *a, const json_t *msg)
+{
+    a->counters.auth_revoked++;
+    log_error("node revoked by the controller",
+              "reason=\"%s\" spiffe_id=%s hint=\"this identity can no longer be used; enroll "
+              "again with a new token and a new NODE_NAME, and an empty STATE_DIR\"",
+              json_string_value(json_object_get(msg, "reason")), a->spiffe_id);
+    agent_set_state(a, AGENT_REVOKED, "revoked");
+    agent_stop(a, AGENT_EXIT_REVOKED);
+}
+
+static void
+handle_message(struct agent *a, enum ctlmsg_type type, const json_t *msg)
+{
+    switch (type) {
+    case CTLMSG_ENROLLED: agent_handle_enrolled(a, msg); break;
+    case CTLMSG_WELCOME: handle_welcome(a, msg); break;
+    case CTLMSG_HEARTBEAT_ACK:
+        a->last_ack_mono_ms = clock_monotonic_ms(a->clock);
+        a->last_heartbeat_wall = clock_wall_s(a->clock);
+        break;
+    case CTLMSG_BUNDLE: agent_handle_bundle(a, msg); break;
+    case CTLMSG_RENEWED: agent_handle_renewed(a, msg); break;
+    case CTLMSG_REVOKED: handle_revoked(a, msg); break;
+    case CTLMSG_ERROR: handle_error(a, msg); break;
+    case CTLMSG_ALLOWLIST:
+        if (a->spec->on_allowlist != NULL)
+            a->spec->on_allowlist(a->spec->ctx, msg);
+        break;
+    case CTLMSG_CONNECTORS:
+        if (a->spec->on_connectors != NULL)
+            a->spec->on_connectors(a->spec->ctx, msg);
+        break;
+    default:
+        log_warn("unexpected control message", "type=%s", ctlmsg_type_name(type));
+        break;
+    }
+}
+
+static void
+on_ready(struct tls_conn *conn, void *user)
+{
+    (void)conn;
+    struct agent *a = user;
+    if (a->state == AGENT_ENROLLING)
+        agent_send_enroll(a);
+    else
+        send_hello(a);
+}
+
+static void
+on_data(struct tls_conn *conn, const uint8_t *data, size_t len, void *user)
+{
+    struct agent *a = user;
+    while (len > 0 && a->ctl == conn) {
+        size_t used;
+        struct ztr_err err = {0};
+        if (frame_reader_feed(&a->reader, data, len, &used, &err) != 0) {
+            tls_conn_close(conn, err.msg);
+            return;
+        }
+        data += used;
+        len -= used;
+        if (!frame_reader_complete(&a->reader))
+            continue;
+        size_t payload_len;
+        const uint8_t *payload = frame_reader_payload(&a->reader, &payload_len);
+        json_t *msg;
+        enum ctlmsg_type type;
+        int rc = ctlmsg_decode(payload, payload_len, &msg, &type, &err);
+        frame_reader_next(&a->reader);
+        if (rc != 0) {
+            log_warn("bad control message", "error=\"%s\"", err.msg);
+            tls_conn_close(conn, err.msg);
+            return;
+        }
+        handle_message(a, type, msg);
+        json_decref(msg);
+        if (a->exit_code >= 0)
+            return;
+    }
+}
+
+bool
+agent_identity_expired(const struct agent *a)
+{
+    return a->have_identity && clock_wall_s(a->clock) > a->not_after;
+}
+
+static void
+on_close(struct tls_conn *conn, const char *reason, void *user)
+{
+    (void)conn;
+    struct agent *a = user;
+    bool was_welcomed = a->welcomed;
+    a->ctl = NULL;
+    a->welcomed = false;
+    frame_reader_next(&a->reader);
+    ev_timer_stop(a->loop, &a->heartbeat_timer);
+    if (a->exit_code >= 0 || a->state == AGENT_REVOKED || a->state == AGENT_EXPIRED)
+        return;
+    if (a->state == AGENT_CONNECTING && a->have_identity && !was_welcomed &&
+        strcmp(reason, "enrollment complete") == 0) {
+        agent_ctl_connect(a); /* straight on to the mTLS stream */
+        return;
+    }
+    if (was_welcomed)
+        log_warn("control-plane stream lost", "controller=%s reason=\"%s\"", a->controller_addr,
+                 reason);
+    else
+        log_warn("control-plane connection failed", "controller=%s reason=\"%s\"",
+                 a->controller_addr, reason);
+    if (a->state == AGENT_RENEWING && a->pending_chain == NULL)
+        a->counters.renewals_failed++;
+    if (agent_identity_expired(a)) {
+        a->counters.auth_expired++;
+        /* A re-enrollment that could not reach the controller waits like
+         * any other attempt; retrying it at once spun the loop (tens of
+         * thousands of attempts a second while the controller was down). */
+        if (a->state == AGENT_ENROLLING && a->reauth && !a->reauth_refused) {
+            a->counters.auth_unavailable++;
+            agent_schedule_reconnect(a, reason);
+            return;
+        }
+        a->reauth_refused = false;
+        agent_start_reauth(a, "certificate expired");
+        return;
+    }
+    if (!was_welcomed)
+        a->counters.auth_unavailable++;
+    if (a->state == AGENT_ENROLLING) {
+        agent_schedule_reconnect(a, reason);
+        return;
+    }
+    agent_set_state(a, AGENT_RECONNECTING, reason);
+    agent_schedule_reconnect(a, reason);
+}
+
+static const struct tls_conn_callbacks ctl_callbacks = {on_ready, on_data, on_close};
+
+static int
+enrollment_tls(struct agent *a, struct tls_ctx **out, struct ztr_err *err)
+{
+    struct tls_ctx_config config = {.side = TLS_SIDE_CLIENT, .alpn = CTL_ALPN,
+                                    .bundle_pem = a->controller_ca_pem,
+                                    .bundle_len = a->controller_ca_len, .clock = a->clock};
+    /* An agent re-enrolling after expiry trusts its bundle (the CA may have
+     * rotated since CONTROLLER_CA was written). */
+    if (a->bundle_pem != NULL) {
+        config.bundle_pem = a->bundle_pem;
+        config.bundle_len = a->bundle_len;
+    }
+    return tls_ctx_new(&config, out, err);
+}
+
+void
+agent_ctl_connect(struct agent *a)
+{
+    struct ztr_err err = {0};
+    int fd = -1;
+    struct tls_ctx *ctx = a->ctl_tls;
+    if (a->state == AGENT_ENROLLING) {
+        tls_ctx_free(a->enroll_tls);
+        a->enroll_tls = NULL;
+        if (enrollment_tls(a, &a->enroll_tls, &err) != 0) {
+            log_error("cannot prepare enrollment", "error=\"%s\"", err.msg);
+            agent_stop(a, AGENT_EXIT_CONFIG);
+            return;
+        }
+        ctx = a->enroll_tls;
+    }
+    struct pki_expect expect = {.trust_domain = a->trust_domain, .role = PKI_ROLE_CONTROLLER};
+    if (net_connect_start(a->controller_addr, &fd, &err) != 0 ||
+        tls_conn_new(a->loop, ctx, fd, &expect, &ctl_callbacks, a, &a->ctl, &err) != 0) {
+        a->ctl = NULL;
+        a->counters.auth_unavailable++;
+        log_warn("control-plane connection failed", "controller=%s reason=\"%s\"",
+                 a->controller_addr, err.msg);
+        if (a->state != AGENT_ENROLLING)
+            agent_set_state(a, AGENT_RECONNECTING, err.msg);
+        agent_schedule_reconnect(a, err.msg);
+    }
+}

@@ -1,0 +1,124 @@
+/* Enrollment with ENROLLMENT_TOKEN, and its refusals. */
+#include "agent/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+/* ---- enrollment ---------------------------------------------------------------- */
+
+void
+agent_send_enroll(struct agent *a)
+{
+    struct ztr_err err = {0};
+    char *csr = NULL;
+    size_t csr_len;
+    pki_key_free(a->pending_key);
+    a->pending_key = NULL;
+    /* The key is made here and never leaves the host. */
+    if (pki_key_generate(&a->pending_key, &err) != 0 ||
+        pki_csr_create(a->pending_key, a->node_name, &csr, &csr_len, &err) != 0) {
+        log_error("cannot make a key", "error=\"%s\"", err.msg);
+        agent_stop(a, AGENT_EXIT_RUNTIME);
+        return;
+    }
+    json_t *enroll = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "enroll", "token", a->token,
+                               "role", pki_role_name(a->spec->role), "name", a->node_name,
+                               "csr", csr);
+    if (a->spec->add_enroll != NULL)
+        a->spec->add_enroll(a->spec->ctx, enroll);
+    free(csr);
+    agent_ctl_send(a, enroll);
+}
+
+static int
+save_enrollment(struct agent *a, const json_t *msg, struct ztr_err *err)
+{
+    const char *chain = json_string_value(json_object_get(msg, "chain"));
+    const char *bundle = json_string_value(json_object_get(msg, "bundle"));
+    char *key_pem;
+    size_t key_len;
+    TRY(pki_key_to_pem(a->pending_key, &key_pem, &key_len, err));
+    /* The key goes first (0600, its temporary file created O_EXCL); a crash
+     * before cert.pem leaves no half identity that looks complete. */
+    int rc = agent_write_state_file(a, "key.pem", key_pem, key_len, 0600, err);
+    if (rc == 0)
+        rc = agent_write_state_file(a, "bundle.pem", bundle, strlen(bundle), 0644, err);
+    json_t *node = json_pack("{s:O, s:O}", "node_id", json_object_get(msg, "node_id"),
+                             "spiffe_id", json_object_get(msg, "spiffe_id"));
+    char *node_text = json_dumps(node, JSON_INDENT(2));
+    json_decref(node);
+    if (rc == 0 && node_text != NULL)
+        rc = agent_write_state_file(a, "node.json", node_text, strlen(node_text), 0644, err);
+    free(node_text);
+    if (rc == 0)
+        rc = agent_write_state_file(a, "cert.pem", chain, strlen(chain), 0644, err);
+    if (rc != 0) {
+        explicit_bzero(key_pem, key_len);
+        free(key_pem);
+        return -1;
+    }
+    snprintf(a->node_id, sizeof(a->node_id), "%s",
+             json_string_value(json_object_get(msg, "node_id")));
+    agent_replace_text(&a->key_pem, &a->key_len, key_pem, key_len, true);
+    agent_replace_text(&a->chain_pem, &a->chain_len, strdup(chain), strlen(chain), false);
+    agent_replace_text(&a->bundle_pem, &a->bundle_len, strdup(bundle), strlen(bundle), false);
+    return agent_adopt_identity(a, clock_wall_s(a->clock), err);
+}
+
+void
+agent_start_daemon(struct agent *a)
+{
+    if (a->daemon_started || a->spec->start == NULL || !a->have_identity)
+        return;
+    struct ztr_err err = {0};
+    a->daemon_started = true;
+    if (a->spec->start(a->spec->ctx, a, &err) != 0) {
+        log_error("cannot start", "error=\"%s\"", err.msg);
+        agent_stop(a, AGENT_EXIT_RUNTIME);
+    }
+}
+
+void
+agent_handle_enrolled(struct agent *a, const json_t *msg)
+{
+    struct ztr_err err = {0};
+    if (save_enrollment(a, msg, &err) != 0) {
+        log_error("cannot save the enrolled identity", "error=\"%s\"", err.msg);
+        agent_stop(a, AGENT_EXIT_RUNTIME);
+        return;
+    }
+    log_info("enrolled", "node=%s spiffe_id=%s not_after=%lld", a->node_id, a->spiffe_id,
+             (long long)a->not_after);
+    a->reauth = false;
+    a->reauth_failures = 0;
+    backoff_reset(&a->reconnect_backoff);
+    agent_set_state(a, AGENT_CONNECTING, "enrolled");
+    tls_conn_close(a->ctl, "enrollment complete");
+    agent_start_daemon(a);
+}
+
+void
+agent_enrollment_refused(struct agent *a, const char *message)
+{
+    log_error(message, "role=%s name=%s controller=%s", pki_role_name(a->spec->role),
+              a->node_name, a->controller_addr);
+    if (!a->reauth) {
+        agent_stop(a, AGENT_EXIT_ENROLLMENT_REFUSED);
+        return;
+    }
+    a->counters.auth_expired++;
+    if (++a->reauth_failures >= REAUTH_ATTEMPTS) {
+        log_error("re-enrollment failed; issue a new token",
+                  "attempts=%u hint=\"controller token create --role %s --name %s, then set "
+                  "ENROLLMENT_TOKEN and restart\"",
+                  a->reauth_failures, pki_role_name(a->spec->role), a->node_name);
+        agent_set_state(a, AGENT_EXPIRED, "re-enrollment failed 3 times");
+        agent_schedule_reconnect(a, "expired");
+        return;
+    }
+    a->reauth_refused = true;
+    tls_conn_close(a->ctl, message);
+}

@@ -1,0 +1,138 @@
+/* The identity in STATE_DIR: key, certificate chain, bundle, node.json. */
+#include "agent/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fileio.h"
+
+/* ---- files -------------------------------------------------------------------- */
+
+static int
+state_path(const struct agent *a, const char *name, char *out, size_t cap, struct ztr_err *err)
+{
+    int n = snprintf(out, cap, "%s/%s", a->state_dir, name);
+    if (n < 0 || (size_t)n >= cap)
+        return ztr_err_set(err, ZTR_E_LIMIT, "STATE_DIR path too long");
+    return 0;
+}
+
+int
+agent_write_state_file(const struct agent *a, const char *name, const char *text, size_t len,
+                 mode_t mode, struct ztr_err *err)
+{
+    char path[1200];
+    TRY(state_path(a, name, path, sizeof(path), err));
+    return file_write_atomic(path, text, len, mode, err);
+}
+
+void
+agent_replace_text(char **field, size_t *field_len, char *value, size_t len, bool secret)
+{
+    if (*field != NULL && secret)
+        explicit_bzero(*field, *field_len);
+    free(*field);
+    *field = value;
+    *field_len = len;
+}
+
+/* Reads notBefore/notAfter and the SPIFFE ID of the leaf in chain_pem. */
+static int
+leaf_facts(const char *chain_pem, size_t len, struct pki_cert_info *info, struct ztr_err *err)
+{
+    struct pki_chain *chain;
+    TRY(pki_chain_from_pem(chain_pem, len, &chain, err));
+    size_t der_len;
+    const uint8_t *der = pki_chain_der(chain, 0, &der_len);
+    int rc = pki_cert_info_parse(der, der_len, info, err);
+    pki_chain_free(chain);
+    return rc;
+}
+
+/* Makes the loaded identity current: dates, renewal time, TLS context.
+ * received_at: when a certificate that just arrived (enrollment, renewal)
+ * was received; 0 for one loaded from STATE_DIR. */
+int
+agent_adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err)
+{
+    struct pki_cert_info info;
+    TRY(leaf_facts(a->chain_pem, a->chain_len, &info, err));
+    a->not_before = info.not_before;
+    a->not_after = info.not_after;
+    snprintf(a->spiffe_id, sizeof(a->spiffe_id), "%s", info.uri);
+    int jitter = (int)(a->renew_backoff.rng_state % 201) - 100;
+    /* The controller backdates notBefore by 60 s of clock-skew allowance.
+     * Counted as lifetime, that minute put 50 % of a short SVID (SVID_TTL
+     * under ~90 s) before the moment it arrived: every renewed certificate
+     * was due again at once and the agent renewed in a tight loop
+     * (thousands a second). A certificate that just arrived counts its
+     * lifetime from its arrival; one loaded from disk keeps notBefore, which
+     * can only make the first renewal earlier, never later. */
+    int64_t start = a->not_before;
+    if (received_at > start && received_at < a->not_after)
+        start = received_at;
+    a->renew_at = agent_renew_at(start, a->not_after, jitter);
+    if (a->ctl_tls == NULL) {
+        struct tls_ctx_config config = {
+            .side = TLS_SIDE_CLIENT, .alpn = CTL_ALPN, .chain_pem = a->chain_pem,
+            .chain_len = a->chain_len, .key_pem = a->key_pem, .key_len = a->key_len,
+            .bundle_pem = a->bundle_pem, .bundle_len = a->bundle_len, .clock = a->clock};
+        TRY(tls_ctx_new(&config, &a->ctl_tls, err));
+    } else {
+        TRY(tls_ctx_update(a->ctl_tls, a->chain_pem, a->chain_len, a->key_pem, a->key_len,
+                           a->bundle_pem, a->bundle_len, err));
+    }
+    /* New data-plane handshakes present the new certificate; sessions
+     * already up keep theirs (nothing is torn down). */
+    if (a->data_tls != NULL)
+        TRY(tls_ctx_update(a->data_tls, a->chain_pem, a->chain_len, a->key_pem, a->key_len,
+                           a->bundle_pem, a->bundle_len, err));
+    a->have_identity = true;
+    return 0;
+}
+
+int
+agent_load_identity(struct agent *a, bool *found, struct ztr_err *err)
+{
+    char path[1200];
+    *found = false;
+    char *chain = NULL, *key = NULL, *bundle = NULL, *node = NULL;
+    size_t chain_len = 0, key_len = 0, bundle_len = 0, node_len = 0;
+    struct ztr_err probe;
+    TRY(state_path(a, "cert.pem", path, sizeof(path), err));
+    if (file_read_all(path, STATE_FILE_MAX, &chain, &chain_len, &probe) != 0) {
+        if (probe.code == ZTR_E_NOT_FOUND)
+            return 0;
+        *err = probe;
+        return -1;
+    }
+    int rc = state_path(a, "key.pem", path, sizeof(path), err);
+    if (rc == 0)
+        rc = file_read_all(path, STATE_FILE_MAX, &key, &key_len, err);
+    if (rc == 0)
+        rc = state_path(a, "bundle.pem", path, sizeof(path), err);
+    if (rc == 0)
+        rc = file_read_all(path, STATE_FILE_MAX, &bundle, &bundle_len, err);
+    if (rc == 0 && state_path(a, "node.json", path, sizeof(path), err) == 0 &&
+        file_read_all(path, STATE_FILE_MAX, &node, &node_len, &probe) == 0) {
+        json_t *j = json_loadb(node, node_len, 0, NULL);
+        const char *id = json_string_value(json_object_get(j, "node_id"));
+        snprintf(a->node_id, sizeof(a->node_id), "%s", id ? id : "");
+        json_decref(j);
+        free(node);
+    }
+    if (rc != 0) {
+        free(chain);
+        if (key)
+            explicit_bzero(key, key_len);
+        free(key);
+        free(bundle);
+        return ztr_err_wrap(err, "stored identity in %s is incomplete", a->state_dir);
+    }
+    agent_replace_text(&a->chain_pem, &a->chain_len, chain, chain_len, false);
+    agent_replace_text(&a->key_pem, &a->key_len, key, key_len, true);
+    agent_replace_text(&a->bundle_pem, &a->bundle_len, bundle, bundle_len, false);
+    *found = true;
+    return agent_adopt_identity(a, 0, err);
+}

@@ -1,0 +1,131 @@
+/*
+ * The agent's internals, shared by the files of agent/ and by nothing else:
+ * the one struct agent, and the functions one concern offers the others.
+ * Everything runs on the agent's loop; nothing here is thread-safe.
+ */
+#ifndef ZTR_AGENT_INTERNAL_H
+#define ZTR_AGENT_INTERNAL_H
+
+#include <ev.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent/agent.h"
+#include "base/backoff.h"
+#include "ctl/frame.h"
+#include "net/http.h"
+
+#define CTL_ALPN "ztr-ctl/1"
+#define STATE_FILE_MAX (256 * 1024)
+#define REAUTH_ATTEMPTS 3
+
+struct counters {
+    uint64_t reconnect_scheduled;
+    uint64_t reconnect_failed;
+    uint64_t auth_expired;
+    uint64_t auth_revoked;
+    uint64_t auth_unavailable;
+    uint64_t renewals_ok;
+    uint64_t renewals_failed;
+    uint64_t connects;
+};
+
+struct agent {
+    const struct agent_spec *spec;
+    struct ev_loop *loop;
+    const struct ztr_clock *clock;
+
+    char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
+    char state_dir[1024];
+    char node_name[PKI_NAME_MAX + 1];
+    char controller_addr[256];
+    char controller_ca_path[1024];
+    char health_listen[128];
+    char *token;
+    char *controller_ca_pem;
+    size_t controller_ca_len;
+    struct backoff_policy reconnect_policy;
+
+    /* identity */
+    bool have_identity;
+    char node_id[64];
+    char spiffe_id[PKI_SPIFFE_ID_MAX + 1];
+    char *chain_pem, *key_pem, *bundle_pem;
+    size_t chain_len, key_len, bundle_len;
+    int64_t not_before, not_after, renew_at;
+    struct tls_ctx *ctl_tls;
+    struct tls_ctx *data_tls;      /* the data plane's (agent_data_tls), same identity */
+    struct tls_ctx *enroll_tls;    /* no identity; trusts CONTROLLER_CA (or the bundle) */
+
+    /* control stream */
+    enum agent_state state;
+    struct tls_conn *ctl;
+    struct frame_reader reader;
+    bool welcomed;
+    bool reauth;                 /* this enrollment replaces an expired cert */
+    unsigned reauth_failures;
+    bool reauth_refused;         /* the controller answered the last attempt: retry now */
+    bool budget_exhausted;
+    int64_t heartbeat_interval_ms;
+    int64_t last_ack_mono_ms;
+    int64_t last_heartbeat_wall;
+    uint64_t heartbeat_seq;
+    struct backoff reconnect_backoff;
+    struct backoff renew_backoff;
+
+    /* renewal in flight */
+    struct pki_key *pending_key;
+    char *pending_key_pem;
+    size_t pending_key_len;
+    char *pending_chain;
+
+    ev_timer reconnect_timer, heartbeat_timer, renew_timer, watchdog_timer;
+    ev_signal sigterm, sigint, sighup;
+    struct http_server *health;
+    struct counters counters;
+    bool ready_notified;
+    bool daemon_started;
+    int exit_code;
+};
+
+/* the life cycle (agent.c) */
+void agent_set_state(struct agent *a, enum agent_state to, const char *reason);
+void agent_stop(struct agent *a, int exit_code);
+
+/* identity files in STATE_DIR (identity.c) */
+int agent_write_state_file(const struct agent *a, const char *name, const char *text, size_t len,
+                 mode_t mode, struct ztr_err *err);
+void agent_replace_text(char **field, size_t *field_len, char *value, size_t len, bool secret);
+int agent_adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err);
+int agent_load_identity(struct agent *a, bool *found, struct ztr_err *err);
+
+/* enrollment (enroll.c) */
+void agent_send_enroll(struct agent *a);
+void agent_start_daemon(struct agent *a);
+void agent_handle_enrolled(struct agent *a, const json_t *msg);
+void agent_enrollment_refused(struct agent *a, const char *message);
+
+/* the control stream (control.c) */
+void agent_ctl_send(struct agent *a, json_t *msg);
+void agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents);
+bool agent_identity_expired(const struct agent *a);
+void agent_ctl_connect(struct agent *a);
+
+/* renewal and trust bundle updates (renew.c) */
+void agent_renew_cb(struct ev_loop *loop, ev_timer *w, int revents);
+void agent_schedule_renewal(struct agent *a);
+void agent_renewal_failed(struct agent *a, const char *why);
+void agent_handle_renewed(struct agent *a, const json_t *msg);
+void agent_handle_bundle(struct agent *a, const json_t *msg);
+
+/* the reconnect worker and re-authentication (reconnect.c) */
+void agent_reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents);
+void agent_schedule_reconnect(struct agent *a, const char *reason);
+void agent_start_reauth(struct agent *a, const char *why);
+
+/* /health and /metrics (health.c) */
+void agent_health_handler(void *ctx, const struct http_request *request, struct http_response *response);
+
+#endif

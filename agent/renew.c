@@ -1,0 +1,165 @@
+/* Renewal over the live control stream, and trust bundle updates. */
+#include "agent/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+/* ---- renewal ----------------------------------------------------------------- */
+
+void
+agent_renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct agent *a = w->data;
+    if (a->state != AGENT_ONLINE || a->ctl == NULL)
+        return; /* the next welcome reschedules */
+    struct ztr_err err = {0};
+    char *csr = NULL;
+    size_t csr_len;
+    pki_key_free(a->pending_key);
+    a->pending_key = NULL;
+    /* A fresh key every time: the controller refuses the current one. */
+    if (pki_key_generate(&a->pending_key, &err) != 0 ||
+        pki_csr_create(a->pending_key, a->node_name, &csr, &csr_len, &err) != 0) {
+        log_error("renewal: cannot make a key", "error=\"%s\"", err.msg);
+        return;
+    }
+    agent_set_state(a, AGENT_RENEWING, "renewal due");
+    log_info("renewing certificate", "not_after=%lld renew_at=%lld", (long long)a->not_after,
+             (long long)a->renew_at);
+    agent_ctl_send(a, json_pack("{s:s, s:s}", "type", "renew", "csr", csr));
+    free(csr);
+}
+
+void
+agent_schedule_renewal(struct agent *a)
+{
+    ev_timer_stop(a->loop, &a->renew_timer);
+    if (!a->have_identity)
+        return;
+    double delay = (double)(a->renew_at - clock_wall_s(a->clock));
+    ev_timer_set(&a->renew_timer, delay > 0 ? delay : 0, 0);
+    ev_timer_start(a->loop, &a->renew_timer);
+}
+
+void
+agent_renewal_failed(struct agent *a, const char *why)
+{
+    a->counters.renewals_failed++;
+    int64_t delay_ms = 60000;
+    backoff_next(&a->renew_backoff, &delay_ms);
+    log_warn("renewal failed", "reason=\"%s\" retry_in_ms=%lld not_after=%lld", why,
+             (long long)delay_ms, (long long)a->not_after);
+    if (a->state == AGENT_RENEWING)
+        agent_set_state(a, AGENT_ONLINE, "renewal failed");
+    ev_timer_stop(a->loop, &a->renew_timer);
+    ev_timer_set(&a->renew_timer, (double)delay_ms / 1000.0, 0);
+    ev_timer_start(a->loop, &a->renew_timer);
+}
+
+/* Checks a renewed chain against our bundle; installs it when it verifies. */
+static int
+try_install_chain(struct agent *a, const char *chain, struct ztr_err *err)
+{
+    struct pki_bundle *bundle = NULL;
+    struct pki_chain *parsed = NULL;
+    struct pki_expect expect = {.trust_domain = a->trust_domain, .role = a->spec->role,
+                                .spiffe_id = a->spiffe_id, .now = clock_wall_s(a->clock)};
+    int rc = pki_bundle_from_pem(a->bundle_pem, a->bundle_len, &bundle, err);
+    if (rc == 0)
+        rc = pki_chain_from_pem(chain, strlen(chain), &parsed, err);
+    if (rc == 0)
+        rc = pki_verify(bundle, parsed, &expect, NULL, err);
+    pki_chain_free(parsed);
+    pki_bundle_free(bundle);
+    if (rc != 0)
+        return -1;
+    char *key_pem;
+    size_t key_len;
+    TRY(pki_key_to_pem(a->pending_key, &key_pem, &key_len, err));
+    /* Key then certificate, each atomically: new handshakes use them; the
+     * control stream and every established session stay as they are. */
+    rc = agent_write_state_file(a, "key.pem", key_pem, key_len, 0600, err);
+    if (rc == 0)
+        rc = agent_write_state_file(a, "cert.pem", chain, strlen(chain), 0644, err);
+    if (rc != 0) {
+        explicit_bzero(key_pem, key_len);
+        free(key_pem);
+        return -1;
+    }
+    agent_replace_text(&a->key_pem, &a->key_len, key_pem, key_len, true);
+    agent_replace_text(&a->chain_pem, &a->chain_len, strdup(chain), strlen(chain), false);
+    return agent_adopt_identity(a, clock_wall_s(a->clock), err);
+}
+
+void
+agent_handle_renewed(struct agent *a, const json_t *msg)
+{
+    const char *chain = json_string_value(json_object_get(msg, "chain"));
+    struct ztr_err err = {0};
+    if (try_install_chain(a, chain, &err) != 0) {
+        log_warn(AGENT_MSG_CA_MISMATCH, "detail=\"%s\" action=bundle_request", err.msg);
+        free(a->pending_chain);
+        a->pending_chain = strdup(chain);
+        agent_ctl_send(a, json_pack("{s:s}", "type", "bundle_request"));
+        return;
+    }
+    a->counters.renewals_ok++;
+    backoff_reset(&a->renew_backoff);
+    log_info("certificate renewed", "not_after=%lld renew_at=%lld", (long long)a->not_after,
+             (long long)a->renew_at);
+    agent_set_state(a, AGENT_ONLINE, "renewed");
+    agent_schedule_renewal(a);
+}
+
+void
+agent_handle_bundle(struct agent *a, const json_t *msg)
+{
+    const char *bundle = json_string_value(json_object_get(msg, "bundle"));
+    struct pki_bundle *parsed;
+    struct ztr_err err = {0};
+    if (pki_bundle_from_pem(bundle, strlen(bundle), &parsed, &err) != 0) {
+        log_warn("bundle rejected", "error=\"%s\"", err.msg);
+        return;
+    }
+    pki_bundle_free(parsed);
+    if (a->bundle_pem == NULL || strcmp(bundle, a->bundle_pem) != 0) {
+        if (agent_write_state_file(a, "bundle.pem", bundle, strlen(bundle), 0644, &err) != 0 ||
+            tls_ctx_update(a->ctl_tls, NULL, 0, NULL, 0, bundle, strlen(bundle), &err) != 0 ||
+            (a->data_tls != NULL &&
+             tls_ctx_update(a->data_tls, NULL, 0, NULL, 0, bundle, strlen(bundle), &err) != 0)) {
+            log_warn("bundle not saved", "error=\"%s\"", err.msg);
+            /* A renewal waiting for this bundle must not wait forever: it
+             * used to stay RENEWING with nothing scheduled (agent_renew_cb only
+             * runs while ONLINE) until the stream dropped. Count it failed
+             * and retry with backoff; the next attempt asks again. */
+            if (a->pending_chain != NULL) {
+                free(a->pending_chain);
+                a->pending_chain = NULL;
+                agent_renewal_failed(a, err.msg);
+            }
+            return;
+        }
+        agent_replace_text(&a->bundle_pem, &a->bundle_len, strdup(bundle), strlen(bundle), false);
+        log_info("trust bundle updated", "version=%lld",
+                 (long long)json_integer_value(json_object_get(msg, "version")));
+    }
+    if (a->pending_chain != NULL) {
+        char *chain = a->pending_chain;
+        a->pending_chain = NULL;
+        if (try_install_chain(a, chain, &err) == 0) {
+            a->counters.renewals_ok++;
+            log_info("certificate renewed after a bundle update", "not_after=%lld",
+                     (long long)a->not_after);
+            agent_set_state(a, AGENT_ONLINE, "renewed");
+            agent_schedule_renewal(a);
+        } else {
+            agent_renewal_failed(a, err.msg);
+        }
+        free(chain);
+    }
+}

@@ -13,14 +13,12 @@
 #include <unistd.h>
 
 #include "base/config.h"
-#include "ctl/ctlmsg.h"
-#include "ctl/frame.h"
 #include "base/log.h"
+#include "ctl/stream.h"
 #include "net/net.h"
 #include "net/tls.h"
 #include "controller/controller.h"
 
-#define CTL_ALPN "ztr-ctl/1"
 #define SESSIONS_MAX 20000
 /* A session must say what it is for within this long after its handshake. */
 #define FIRST_MESSAGE_TIMEOUT_MS 10000
@@ -30,8 +28,7 @@ enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_AWAIT_HELLO, S_ACTIVE, S_CLOS
 
 struct session {
     struct ctl_server *server;
-    struct tls_conn *conn;
-    struct frame_reader reader;
+    struct ctl_stream *stream;
     enum session_state state;
     struct store_node node;
     enum pki_role role;
@@ -64,7 +61,7 @@ session_close(struct session *s, const char *reason)
     if (s->state == S_CLOSING)
         return;
     s->state = S_CLOSING;
-    tls_conn_close(s->conn, reason);
+    ctl_stream_close(s->stream, reason);
 }
 
 /* Sends msg (and drops the reference); a peer that cannot take it is closed. */
@@ -76,10 +73,10 @@ session_send(struct session *s, json_t *msg)
         return;
     }
     struct ztr_err err = {0};
-    int rc = ctlmsg_write(s->conn, msg, &err);
+    int rc = ctl_stream_send(s->stream, msg, &err);
     if (rc != 0) {
         log_warn("control message not sent", "node=%s peer=%s error=\"%s\"", s->node.id,
-                 tls_conn_peer_addr(s->conn), err.msg);
+                 ctl_stream_peer_addr(s->stream), err.msg);
         session_close(s, err.msg);
         return;
     }
@@ -346,7 +343,7 @@ handle_hello(struct session *s, const json_t *msg)
                           &status_changed, &err);
     s->state = S_ACTIVE;
     log_info("node connected", "node=%s spiffe_id=%s peer=%s", s->node.id, s->node.spiffe_id,
-             tls_conn_peer_addr(s->conn));
+             ctl_stream_peer_addr(s->stream));
     session_send(s, json_pack("{s:s, s:s, s:I, s:I}", "type", "welcome", "node_id", s->node.id,
                               "heartbeat_interval_ms",
                               (json_int_t)c->settings.heartbeat_interval_ms, "server_time",
@@ -412,7 +409,7 @@ handle_renew(struct session *s, const json_t *msg)
     }
     size_t new_len, old_len = 0;
     const uint8_t *new_key = pki_csr_public_der(csr, &new_len);
-    const uint8_t *old_key = tls_conn_peer_public_key(s->conn, &old_len);
+    const uint8_t *old_key = ctl_stream_peer_public_key(s->stream, &old_len);
     /* Renewal means a fresh key: a stolen key must not outlive its cert. */
     if (old_key != NULL && old_len == new_len && memcmp(old_key, new_key, new_len) == 0) {
         pki_csr_free(csr);
@@ -466,7 +463,7 @@ handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
                          "a session without a client certificate may only enroll");
             return;
         }
-        session_send(s, enroll_handle(c, msg, tls_conn_peer_addr(s->conn)));
+        session_send(s, enroll_handle(c, msg, ctl_stream_peer_addr(s->stream)));
         session_close(s, "enrollment answered");
         return;
     case S_AWAIT_HELLO:
@@ -497,14 +494,14 @@ handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
     }
 }
 
-/* ---- TLS callbacks -------------------------------------------------------- */
+/* ---- stream callbacks ----------------------------------------------------- */
 
 static void
-on_ready(struct tls_conn *conn, void *user)
+on_ready(void *user)
 {
     struct session *s = user;
     struct controller *c = s->server->c;
-    const struct pki_spiffe_id *peer = tls_conn_peer_id(conn);
+    const struct pki_spiffe_id *peer = ctl_stream_peer_id(s->stream);
     if (peer == NULL) {
         s->state = S_ENROLL_ONLY;
         return;
@@ -513,7 +510,7 @@ on_ready(struct tls_conn *conn, void *user)
     if (store_node_get_by_spiffe_id(c->store, peer->uri, &s->node, &err) != 0) {
         c->counters.sessions_rejected++;
         log_warn("control session refused", "spiffe_id=%s peer=%s reason=\"unknown node\"",
-                 peer->uri, tls_conn_peer_addr(conn));
+                 peer->uri, ctl_stream_peer_addr(s->stream));
         s->state = S_ACTIVE; /* so the error frame is sent */
         session_fail(s, CTLMSG_E_PERMISSION_DENIED, "unknown node");
         return;
@@ -522,7 +519,7 @@ on_ready(struct tls_conn *conn, void *user)
     if (s->node.revoked) {
         c->counters.sessions_rejected++;
         log_warn("control session refused", "node=%s peer=%s reason=revoked", s->node.id,
-                 tls_conn_peer_addr(conn));
+                 ctl_stream_peer_addr(s->stream));
         s->state = S_ACTIVE;
         session_send(s, json_pack("{s:s, s:s}", "type", "revoked", "reason", "node revoked"));
         session_close(s, "node revoked");
@@ -533,46 +530,31 @@ on_ready(struct tls_conn *conn, void *user)
 }
 
 static void
-on_data(struct tls_conn *conn, const uint8_t *data, size_t len, void *user)
+on_message(void *user, enum ctlmsg_type type, const json_t *msg)
 {
-    (void)conn;
     struct session *s = user;
-    while (len > 0 && s->state != S_CLOSING) {
-        size_t used;
-        struct ztr_err err = {0};
-        if (frame_reader_feed(&s->reader, data, len, &used, &err) != 0) {
-            log_warn("control session closed", "node=%s peer=%s reason=\"%s\"", s->node.id,
-                     tls_conn_peer_addr(s->conn), err.msg);
-            session_fail(s, CTLMSG_E_BAD_REQUEST, err.msg);
-            return;
-        }
-        data += used;
-        len -= used;
-        if (!frame_reader_complete(&s->reader))
-            continue;
-        size_t payload_len;
-        const uint8_t *payload = frame_reader_payload(&s->reader, &payload_len);
-        json_t *msg;
-        enum ctlmsg_type type;
+    s->server->c->counters.frames_in++;
+    s->last_frame_ms = clock_monotonic_ms(s->server->c->clock);
+    handle_message(s, type, msg);
+}
+
+/* A broken frame or message ends the session, with an error reply first. */
+static void
+on_fault(void *user, enum ctl_stream_fault fault, const char *error)
+{
+    struct session *s = user;
+    if (fault == CTL_STREAM_BAD_MESSAGE) {
         s->server->c->counters.frames_in++;
         s->last_frame_ms = clock_monotonic_ms(s->server->c->clock);
-        if (ctlmsg_decode(payload, payload_len, &msg, &type, &err) != 0) {
-            frame_reader_next(&s->reader);
-            log_warn("control session closed", "node=%s peer=%s reason=\"%s\"", s->node.id,
-                     tls_conn_peer_addr(s->conn), err.msg);
-            session_fail(s, CTLMSG_E_BAD_REQUEST, err.msg);
-            return;
-        }
-        frame_reader_next(&s->reader);
-        handle_message(s, type, msg);
-        json_decref(msg);
     }
+    log_warn("control session closed", "node=%s peer=%s reason=\"%s\"", s->node.id,
+             ctl_stream_peer_addr(s->stream), error);
+    session_fail(s, CTLMSG_E_BAD_REQUEST, error);
 }
 
 static void
-on_close(struct tls_conn *conn, const char *reason, void *user)
+on_close(void *user, const char *reason)
 {
-    (void)conn;
     struct session *s = user;
     struct ctl_server *server = s->server;
     struct controller *c = server->c;
@@ -591,8 +573,8 @@ on_close(struct tls_conn *conn, const char *reason, void *user)
         log_info("node disconnected", "node=%s reason=\"%s\"", s->node.id, reason);
     } else if (s->state == S_HANDSHAKE) {
         c->counters.sessions_rejected++;
-        log_warn("TLS handshake failed", "peer=%s reason=\"%s\"", tls_conn_peer_addr(conn),
-                 reason);
+        log_warn("TLS handshake failed", "peer=%s reason=\"%s\"",
+                 ctl_stream_peer_addr(s->stream), reason);
     }
     if (s->prev != NULL)
         s->prev->next = s->next;
@@ -601,12 +583,12 @@ on_close(struct tls_conn *conn, const char *reason, void *user)
     if (s->next != NULL)
         s->next->prev = s->prev;
     server->session_count--;
-    frame_reader_free(&s->reader);
     free(s->connectors_sent);
     free(s);
 }
 
-static const struct tls_conn_callbacks session_callbacks = {on_ready, on_data, on_close};
+static const struct ctl_stream_callbacks session_callbacks = {on_ready, on_message, on_fault,
+                                                              on_close};
 
 /* ---- listener, sweep, identity ------------------------------------------- */
 
@@ -632,13 +614,12 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         s->server = server;
         s->opened_ms = s->last_frame_ms = clock_monotonic_ms(c->clock);
-        frame_reader_init(&s->reader);
         struct pki_expect expect = {.trust_domain = c->settings.trust_domain,
                                     .role = PKI_ROLE_CONNECTOR,
                                     .also_role = PKI_ROLE_TUNNELER};
         struct ztr_err err = {0};
-        if (tls_conn_new(loop, server->tls, fd, &expect, &session_callbacks, s, &s->conn, &err) !=
-            0) {
+        if (ctl_stream_new(loop, server->tls, fd, &expect, &session_callbacks, s, &s->stream,
+                           &err) != 0) {
             log_warn("cannot start TLS", "error=\"%s\"", err.msg);
             free(s);
             continue;

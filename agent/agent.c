@@ -152,7 +152,7 @@ agent_stop(struct agent *a, int exit_code)
     if (a->exit_code < 0)
         a->exit_code = exit_code;
     if (a->ctl != NULL)
-        tls_conn_close(a->ctl, "agent stopping");
+        ctl_stream_close(a->ctl, "agent stopping");
     ev_break(a->loop, EVBREAK_ALL);
 }
 
@@ -231,7 +231,6 @@ agent_free(struct agent *a)
     tls_ctx_free(a->ctl_tls);
     tls_ctx_free(a->data_tls);
     tls_ctx_free(a->enroll_tls);
-    frame_reader_free(&a->reader);
     pki_key_free(a->pending_key);
     free(a->pending_chain);
     free(a->chain_pem);
@@ -289,7 +288,6 @@ agent_main(const struct agent_spec *spec, int argc, char **argv)
     }
     a.clock = clock_system();
     a.loop = ev_default_loop(EVFLAG_AUTO);
-    frame_reader_init(&a.reader);
     signal(SIGPIPE, SIG_IGN);
     int rc = pki_init(&err);
     if (rc == 0)

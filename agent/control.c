@@ -7,7 +7,6 @@
 #include <systemd/sd-daemon.h>
 
 #include "base/log.h"
-#include "ctl/ctlmsg.h"
 #include "net/net.h"
 
 /* ---- sending ------------------------------------------------------------------ */
@@ -20,9 +19,9 @@ agent_ctl_send(struct agent *a, json_t *msg)
         return;
     }
     struct ztr_err err = {0};
-    if (ctlmsg_write(a->ctl, msg, &err) != 0) {
+    if (ctl_stream_send(a->ctl, msg, &err) != 0) {
         log_warn("control message not sent", "error=\"%s\"", err.msg);
-        tls_conn_close(a->ctl, err.msg);
+        ctl_stream_close(a->ctl, err.msg);
     }
 }
 
@@ -64,7 +63,7 @@ agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     /* Three missed acks: the stream is dead even if TCP has not noticed. */
     if (now - a->last_ack_mono_ms > 3 * a->heartbeat_interval_ms) {
         log_warn("no heartbeat ack for 3 intervals", "controller=%s", a->controller_addr);
-        tls_conn_close(a->ctl, "no heartbeat ack for 3 intervals");
+        ctl_stream_close(a->ctl, "no heartbeat ack for 3 intervals");
         return;
     }
     json_t *hb = json_pack("{s:s, s:I, s:o}", "type", "heartbeat", "seq",
@@ -161,9 +160,8 @@ handle_message(struct agent *a, enum ctlmsg_type type, const json_t *msg)
 }
 
 static void
-on_ready(struct tls_conn *conn, void *user)
+on_ready(void *user)
 {
-    (void)conn;
     struct agent *a = user;
     if (a->state == AGENT_ENROLLING)
         agent_send_enroll(a);
@@ -171,37 +169,20 @@ on_ready(struct tls_conn *conn, void *user)
         send_hello(a);
 }
 
+/* Any stop (agent_stop) or hand-over closes the stream, so nothing more
+ * reaches handle_message after it. */
 static void
-on_data(struct tls_conn *conn, const uint8_t *data, size_t len, void *user)
+on_message(void *user, enum ctlmsg_type type, const json_t *msg)
 {
-    struct agent *a = user;
-    while (len > 0 && a->ctl == conn) {
-        size_t used;
-        struct ztr_err err = {0};
-        if (frame_reader_feed(&a->reader, data, len, &used, &err) != 0) {
-            tls_conn_close(conn, err.msg);
-            return;
-        }
-        data += used;
-        len -= used;
-        if (!frame_reader_complete(&a->reader))
-            continue;
-        size_t payload_len;
-        const uint8_t *payload = frame_reader_payload(&a->reader, &payload_len);
-        json_t *msg;
-        enum ctlmsg_type type;
-        int rc = ctlmsg_decode(payload, payload_len, &msg, &type, &err);
-        frame_reader_next(&a->reader);
-        if (rc != 0) {
-            log_warn("bad control message", "error=\"%s\"", err.msg);
-            tls_conn_close(conn, err.msg);
-            return;
-        }
-        handle_message(a, type, msg);
-        json_decref(msg);
-        if (a->exit_code >= 0)
-            return;
-    }
+    handle_message(user, type, msg);
+}
+
+static void
+on_fault(void *user, enum ctl_stream_fault fault, const char *error)
+{
+    (void)user;
+    if (fault == CTL_STREAM_BAD_MESSAGE)
+        log_warn("bad control message", "error=\"%s\"", error);
 }
 
 bool
@@ -211,14 +192,12 @@ agent_identity_expired(const struct agent *a)
 }
 
 static void
-on_close(struct tls_conn *conn, const char *reason, void *user)
+on_close(void *user, const char *reason)
 {
-    (void)conn;
     struct agent *a = user;
     bool was_welcomed = a->welcomed;
     a->ctl = NULL;
     a->welcomed = false;
-    frame_reader_next(&a->reader);
     ev_timer_stop(a->loop, &a->heartbeat_timer);
     if (a->exit_code >= 0 || a->state == AGENT_REVOKED || a->state == AGENT_EXPIRED)
         return;
@@ -259,7 +238,8 @@ on_close(struct tls_conn *conn, const char *reason, void *user)
     agent_schedule_reconnect(a, reason);
 }
 
-static const struct tls_conn_callbacks ctl_callbacks = {on_ready, on_data, on_close};
+static const struct ctl_stream_callbacks ctl_callbacks = {on_ready, on_message, on_fault,
+                                                          on_close};
 
 static int
 enrollment_tls(struct agent *a, struct tls_ctx **out, struct ztr_err *err)
@@ -294,7 +274,7 @@ agent_ctl_connect(struct agent *a)
     }
     struct pki_expect expect = {.trust_domain = a->trust_domain, .role = PKI_ROLE_CONTROLLER};
     if (net_connect_start(a->controller_addr, &fd, &err) != 0 ||
-        tls_conn_new(a->loop, ctx, fd, &expect, &ctl_callbacks, a, &a->ctl, &err) != 0) {
+        ctl_stream_new(a->loop, ctx, fd, &expect, &ctl_callbacks, a, &a->ctl, &err) != 0) {
         a->ctl = NULL;
         a->counters.auth_unavailable++;
         log_warn("control-plane connection failed", "controller=%s reason=\"%s\"",

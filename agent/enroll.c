@@ -96,7 +96,7 @@ agent_handle_enrolled(struct agent *a, const json_t *msg)
     a->reauth_failures = 0;
     backoff_reset(&a->reconnect_backoff);
     agent_set_state(a, AGENT_CONNECTING, "enrolled");
-    tls_conn_close(a->ctl, "enrollment complete");
+    ctl_stream_close(a->ctl, "enrollment complete");
     agent_start_daemon(a);
 }
 
@@ -120,5 +120,5 @@ agent_enrollment_refused(struct agent *a, const char *message)
         return;
     }
     a->reauth_refused = true;
-    tls_conn_close(a->ctl, message);
+    ctl_stream_close(a->ctl, message);
 }

@@ -14,10 +14,9 @@
 
 #include "agent/agent.h"
 #include "base/backoff.h"
-#include "ctl/frame.h"
+#include "ctl/stream.h"
 #include "net/http.h"
 
-#define CTL_ALPN "ztr-ctl/1"
 #define STATE_FILE_MAX (256 * 1024)
 #define REAUTH_ATTEMPTS 3
 
@@ -61,8 +60,7 @@ struct agent {
 
     /* control stream */
     enum agent_state state;
-    struct tls_conn *ctl;
-    struct frame_reader reader;
+    struct ctl_stream *ctl;
     bool welcomed;
     bool reauth;                 /* this enrollment replaces an expired cert */
     unsigned reauth_failures;

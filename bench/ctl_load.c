@@ -1,7 +1,7 @@
 /*
  * ctl-load: load generator for the controller's control plane. One process,
  * one thread, one libev loop; the real protocol over real TLS 1.3, built
- * from the same common/ and pki/ modules the agents use.
+ * from the same ctl/ and pki/ modules the agents use.
  *
  *   ctl_load enroll   --controller ADDR --ca CA.pem --trust-domain TD --token T
  *                     [--count N] [--concurrency C] [--name-prefix P] [--timeout SECS]
@@ -47,10 +47,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ctl/ctlmsg.h"
 #include "base/fileio.h"
-#include "ctl/frame.h"
 #include "base/log.h"
+#include "ctl/stream.h"
 #include "net/net.h"
 #include "net/tls.h"
 #include "pki/pki.h"
@@ -184,8 +183,7 @@ struct enroll_job {
     char name[NAME_MAX_LEN];
     struct pki_key *key;
     char *csr;
-    struct tls_conn *conn;
-    struct frame_reader reader;
+    struct ctl_stream *stream;
     double started;
     bool answered;
     char *chain;                  /* kept only when sessions need it */
@@ -197,8 +195,7 @@ struct session {
     struct load *load;
     size_t index;
     struct tls_ctx *tls;          /* its identity's context (shared) */
-    struct tls_conn *conn;
-    struct frame_reader reader;
+    struct ctl_stream *stream;
     ev_timer heartbeat;
     enum session_state state;
     double opened_at, beat_sent_at;
@@ -246,53 +243,6 @@ usage(const char *problem)
     return 2;
 }
 
-/* Encodes and queues one message; false when it cannot be sent. */
-static bool
-send_msg(struct tls_conn *conn, json_t *msg, struct ztr_err *err)
-{
-    uint8_t *frame;
-    size_t len;
-    int rc = ctlmsg_encode(msg, &frame, &len, err);
-    json_decref(msg);
-    if (rc != 0)
-        return false;
-    rc = tls_conn_write(conn, frame, len, err);
-    free(frame);
-    return rc == 0;
-}
-
-/* Feeds plaintext to a frame reader and hands out each decoded message;
- * handle() returns false to stop. On a framing or schema error, fills err
- * and returns false. */
-static bool
-feed_frames(struct frame_reader *reader, const uint8_t *data, size_t len,
-            bool (*handle)(void *ctx, enum ctlmsg_type type, const json_t *msg), void *ctx,
-            struct ztr_err *err)
-{
-    while (len > 0) {
-        size_t used;
-        if (frame_reader_feed(reader, data, len, &used, err) != 0)
-            return false;
-        data += used;
-        len -= used;
-        if (!frame_reader_complete(reader))
-            continue;
-        size_t payload_len;
-        const uint8_t *payload = frame_reader_payload(reader, &payload_len);
-        json_t *msg;
-        enum ctlmsg_type type;
-        int rc = ctlmsg_decode(payload, payload_len, &msg, &type, err);
-        frame_reader_next(reader);
-        if (rc != 0)
-            return false;
-        bool go_on = handle(ctx, type, msg);
-        json_decref(msg);
-        if (!go_on)
-            return true;
-    }
-    return true;
-}
-
 static const char *
 error_text(const json_t *msg)
 {
@@ -303,21 +253,22 @@ error_text(const json_t *msg)
 /* ---- enrollment ------------------------------------------------------------ */
 
 static void
-enroll_ready(struct tls_conn *conn, void *user)
+enroll_ready(void *user)
 {
     struct enroll_job *job = user;
     struct load *load = job->load;
     struct ztr_err err = {0};
     json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "enroll", "token", load->token,
                             "role", "tunneler", "name", job->name, "csr", job->csr);
-    if (!send_msg(conn, msg, &err))
-        tls_conn_close(conn, err.msg[0] ? err.msg : "cannot send enroll");
+    if (ctl_stream_send(job->stream, msg, &err) != 0)
+        ctl_stream_close(job->stream, err.msg[0] ? err.msg : "cannot send enroll");
 }
 
-static bool
-enroll_on_msg(void *ctx, enum ctlmsg_type type, const json_t *msg)
+/* The one reply ends the exchange: closing stops any further delivery. */
+static void
+enroll_message(void *user, enum ctlmsg_type type, const json_t *msg)
 {
-    struct enroll_job *job = ctx;
+    struct enroll_job *job = user;
     struct load *load = job->load;
     job->answered = true;
     if (type == CTLMSG_ENROLLED) {
@@ -327,61 +278,54 @@ enroll_on_msg(void *ctx, enum ctlmsg_type type, const json_t *msg)
             const char *chain = json_string_value(json_object_get(msg, "chain"));
             job->chain = chain != NULL ? strdup(chain) : NULL;
         }
-        tls_conn_close(job->conn, "enrolled");
+        ctl_stream_close(job->stream, "enrolled");
     } else {
         reasons_add(&load->enroll_reasons,
                     type == CTLMSG_ERROR ? error_text(msg) : "unexpected reply to enroll");
-        tls_conn_close(job->conn, "refused");
+        ctl_stream_close(job->stream, "refused");
     }
-    return false;
 }
 
+/* The stream closes itself with the error as the reason. */
 static void
-enroll_data(struct tls_conn *conn, const uint8_t *data, size_t len, void *user)
+enroll_fault(void *user, enum ctl_stream_fault fault, const char *error)
 {
+    (void)fault;
     struct enroll_job *job = user;
-    struct ztr_err err = {0};
-    if (job->answered)
-        return;
-    if (!feed_frames(&job->reader, data, len, enroll_on_msg, job, &err)) {
-        job->answered = true;
-        reasons_add(&job->load->enroll_reasons, err.msg);
-        tls_conn_close(conn, err.msg);
-    }
+    job->answered = true;
+    reasons_add(&job->load->enroll_reasons, error);
 }
 
 static void
-enroll_close(struct tls_conn *conn, const char *reason, void *user)
+enroll_close(void *user, const char *reason)
 {
-    (void)conn;
     struct enroll_job *job = user;
     struct load *load = job->load;
     if (!job->answered)
         reasons_add(&load->enroll_reasons, reason);
-    job->conn = NULL;
-    frame_reader_free(&job->reader);
+    job->stream = NULL;
     load->job_inflight--;
     load->job_finished++;
     if (load->job_finished == load->job_count)
         ev_break(load->loop, EVBREAK_ONE);
 }
 
-static const struct tls_conn_callbacks enroll_callbacks = {enroll_ready, enroll_data,
-                                                           enroll_close};
+static const struct ctl_stream_callbacks enroll_callbacks = {enroll_ready, enroll_message,
+                                                             enroll_fault, enroll_close};
 
 /* Dials the controller and starts TLS; false (err filled) when it cannot. */
 static bool
-dial(struct load *load, struct tls_ctx *tls, const struct tls_conn_callbacks *callbacks,
-     void *user, struct tls_conn **conn, struct ztr_err *err)
+dial(struct load *load, struct tls_ctx *tls, const struct ctl_stream_callbacks *callbacks,
+     void *user, struct ctl_stream **stream, struct ztr_err *err)
 {
     int fd = -1;
     if (net_connect_start(load->controller, &fd, err) != 0)
         return false;
     /* The peer must be this trust domain's controller (tls_conn_new copies
-     * expect). It owns fd from here on, success or not. */
+     * expect). The stream owns fd from here on, success or not. */
     struct pki_expect expect = {.trust_domain = load->trust_domain,
                                 .role = PKI_ROLE_CONTROLLER};
-    return tls_conn_new(load->loop, tls, fd, &expect, callbacks, user, conn, err) == 0;
+    return ctl_stream_new(load->loop, tls, fd, &expect, callbacks, user, stream, err) == 0;
 }
 
 static void
@@ -389,13 +333,11 @@ enroll_start_one(struct load *load)
 {
     struct enroll_job *job = &load->jobs[load->job_next++];
     struct ztr_err err = {0};
-    frame_reader_init(&job->reader);
     job->started = mono_now();
     load->job_inflight++;
-    if (!dial(load, load->anon, &enroll_callbacks, job, &job->conn, &err)) {
+    if (!dial(load, load->anon, &enroll_callbacks, job, &job->stream, &err)) {
         /* No connection, so no on_close will come: account for it here. */
         reasons_add(&load->enroll_reasons, err.msg);
-        frame_reader_free(&job->reader);
         load->job_inflight--;
         load->job_finished++;
         if (load->job_finished == load->job_count)
@@ -502,20 +444,20 @@ drain_check(struct load *load)
 }
 
 static void
-session_ready(struct tls_conn *conn, void *user)
+session_ready(void *user)
 {
-    (void)user;
+    struct session *s = user;
     struct ztr_err err = {0};
     json_t *hello = json_pack("{s:s, s:i, s:s}", "type", "hello", "version", CTLMSG_VERSION,
                               "role", "tunneler");
-    if (!send_msg(conn, hello, &err))
-        tls_conn_close(conn, err.msg[0] ? err.msg : "cannot send hello");
+    if (ctl_stream_send(s->stream, hello, &err) != 0)
+        ctl_stream_close(s->stream, err.msg[0] ? err.msg : "cannot send hello");
 }
 
-static bool
-session_handle(void *ctx, enum ctlmsg_type type, const json_t *msg)
+static void
+session_message(void *user, enum ctlmsg_type type, const json_t *msg)
 {
-    struct session *s = ctx;
+    struct session *s = user;
     struct load *load = s->load;
     double now = mono_now();
     switch (type) {
@@ -536,7 +478,7 @@ session_handle(void *ctx, enum ctlmsg_type type, const json_t *msg)
         if (load->phase == PH_RAMP || load->phase == PH_HOLD)
             ev_timer_start(load->loop, &s->heartbeat);
         ramp_check(load);
-        return true;
+        return;
     case CTLMSG_HEARTBEAT_ACK: {
         int64_t seq = (int64_t)json_integer_value(json_object_get(msg, "seq"));
         load->acks++;
@@ -547,17 +489,17 @@ session_handle(void *ctx, enum ctlmsg_type type, const json_t *msg)
         if (seq > s->seq_acked)
             s->seq_acked = seq;
         drain_check(load);
-        return true;
+        return;
     }
     case CTLMSG_BUNDLE:
     case CTLMSG_CONNECTORS:
     case CTLMSG_ALLOWLIST:
         load->pushes++;
-        return true;
+        return;
     case CTLMSG_ERROR:
         load->error_frames++;
         reasons_add(&load->sess_reasons, error_text(msg));
-        return true;
+        return;
     default:
         break;
     }
@@ -565,24 +507,20 @@ session_handle(void *ctx, enum ctlmsg_type type, const json_t *msg)
     char text[96];
     snprintf(text, sizeof(text), "unexpected %s", ctlmsg_type_name(type));
     reasons_add(&load->sess_reasons, text);
-    return true;
 }
 
+/* The stream closes itself with the error as the reason. */
 static void
-session_data(struct tls_conn *conn, const uint8_t *data, size_t len, void *user)
+session_fault(void *user, enum ctl_stream_fault fault, const char *error)
 {
+    (void)fault;
     struct session *s = user;
-    struct ztr_err err = {0};
-    if (!feed_frames(&s->reader, data, len, session_handle, s, &err)) {
-        reasons_add(&s->load->sess_reasons, err.msg);
-        tls_conn_close(conn, err.msg);
-    }
+    reasons_add(&s->load->sess_reasons, error);
 }
 
 static void
-session_close(struct tls_conn *conn, const char *reason, void *user)
+session_close(void *user, const char *reason)
 {
-    (void)conn;
     struct session *s = user;
     struct load *load = s->load;
     ev_timer_stop(load->loop, &s->heartbeat);
@@ -597,16 +535,15 @@ session_close(struct tls_conn *conn, const char *reason, void *user)
         reasons_add(&load->sess_reasons, reason);
     }
     s->state = SS_DONE;
-    s->conn = NULL;
-    frame_reader_free(&s->reader);
+    s->stream = NULL;
     load->sess_closed++;
     ramp_check(load);
     if (load->phase == PH_CLOSE && load->sess_closed == load->sess_next)
         ev_break(load->loop, EVBREAK_ONE);
 }
 
-static const struct tls_conn_callbacks session_callbacks = {session_ready, session_data,
-                                                            session_close};
+static const struct ctl_stream_callbacks session_callbacks = {session_ready, session_message,
+                                                              session_fault, session_close};
 
 static void
 session_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -623,9 +560,9 @@ session_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     s->beat_sent_at = mono_now();
     struct ztr_err err = {0};
     json_t *beat = json_pack("{s:s, s:I}", "type", "heartbeat", "seq", (json_int_t)s->seq_sent);
-    if (!send_msg(s->conn, beat, &err)) {
+    if (ctl_stream_send(s->stream, beat, &err) != 0) {
         reasons_add(&load->sess_reasons, err.msg);
-        tls_conn_close(s->conn, err.msg);
+        ctl_stream_close(s->stream, err.msg);
         return;
     }
     load->beats_sent++;
@@ -638,13 +575,11 @@ session_start_one(struct load *load)
     struct ztr_err err = {0};
     s->load = load;
     s->tls = load->identity_tls[s->index % load->identity_count];
-    frame_reader_init(&s->reader);
     s->state = SS_OPENING;
     s->opened_at = mono_now();
     load->sess_opening++;
-    if (!dial(load, s->tls, &session_callbacks, s, &s->conn, &err)) {
+    if (!dial(load, s->tls, &session_callbacks, s, &s->stream, &err)) {
         reasons_add(&load->sess_reasons, err.msg);
-        frame_reader_free(&s->reader);
         s->state = SS_DONE;
         load->sess_opening--;
         load->sess_setup_failed++;
@@ -712,7 +647,7 @@ make_identities(struct load *load, size_t count)
         int rc = job->chain == NULL ? -1 : pki_key_to_pem(job->key, &key_pem, &key_len, &err);
         if (rc == 0) {
             struct tls_ctx_config config = {
-                .side = TLS_SIDE_CLIENT, .alpn = "ztr-ctl/1", .chain_pem = job->chain,
+                .side = TLS_SIDE_CLIENT, .alpn = CTL_ALPN, .chain_pem = job->chain,
                 .chain_len = strlen(job->chain), .key_pem = key_pem, .key_len = key_len,
                 .bundle_pem = load->bundle_pem, .bundle_len = load->bundle_len};
             rc = tls_ctx_new(&config, &load->identity_tls[i], &err);
@@ -788,7 +723,7 @@ run_sessions(struct load *load)
             else
                 load->sess_opening--;
             s->state = SS_CLOSING;
-            tls_conn_close(s->conn, "bench done");
+            ctl_stream_close(s->stream, "bench done");
         }
     }
     if (load->sess_closed < load->sess_next)
@@ -915,7 +850,7 @@ main(int argc, char **argv)
         return usage(err.msg);
     if (file_read_all(load.ca, FILE_MAX, &load.bundle_pem, &load.bundle_len, &err) != 0)
         return usage(err.msg);
-    struct tls_ctx_config config = {.side = TLS_SIDE_CLIENT, .alpn = "ztr-ctl/1",
+    struct tls_ctx_config config = {.side = TLS_SIDE_CLIENT, .alpn = CTL_ALPN,
                                     .bundle_pem = load.bundle_pem,
                                     .bundle_len = load.bundle_len};
     if (tls_ctx_new(&config, &load.anon, &err) != 0)

@@ -1,5 +1,5 @@
 /*
- * ctl-probe: a small control-plane client built from common/, for the
+ * ctl-probe: a small control-plane client built from ctl/ and pki/, for the
  * controller's e2e tests before the real agents exist. It speaks the real
  * protocol over real mTLS.
  *
@@ -34,10 +34,9 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "ctl/ctlmsg.h"
 #include "base/fileio.h"
-#include "ctl/frame.h"
 #include "base/log.h"
+#include "ctl/stream.h"
 #include "net/net.h"
 #include "net/tls.h"
 #include "pki/pki.h"
@@ -57,8 +56,7 @@ struct probe {
 
     struct ev_loop *loop;
     struct tls_ctx *tls;
-    struct tls_conn *conn;
-    struct frame_reader reader;
+    struct ctl_stream *stream;
     ev_timer heartbeat_timer, deadline_timer;
     long heartbeats_sent;
     struct pki_key *renew_key;
@@ -84,8 +82,8 @@ finish(struct probe *p, int status, const char *reason)
     if (reason != NULL)
         printf("closed: %s\n", reason);
     fflush(stdout);
-    if (p->conn != NULL)
-        tls_conn_close(p->conn, reason ? reason : "done");
+    if (p->stream != NULL)
+        ctl_stream_close(p->stream, reason ? reason : "done");
     ev_timer_stop(p->loop, &p->heartbeat_timer);
     ev_timer_stop(p->loop, &p->deadline_timer);
 }
@@ -93,25 +91,19 @@ finish(struct probe *p, int status, const char *reason)
 static void
 send_msg(struct probe *p, json_t *msg)
 {
-    uint8_t *frame;
-    size_t len;
     struct ztr_err err = {0};
     /* raw mode may send anything, schema or not */
     int rc;
     if (strcmp(p->command, "raw") == 0) {
         char *text = json_dumps(msg, JSON_COMPACT);
-        rc = frame_encode(text, strlen(text), &frame, &len, &err);
+        json_decref(msg);
+        rc = ctl_stream_send_unchecked(p->stream, text, strlen(text), &err);
         free(text);
     } else {
-        rc = ctlmsg_encode(msg, &frame, &len, &err);
+        rc = ctl_stream_send(p->stream, msg, &err);
     }
-    json_decref(msg);
-    if (rc == 0) {
-        tls_conn_write(p->conn, frame, len, &err);
-        free(frame);
-    } else {
+    if (rc != 0)
         fprintf(stderr, "cannot send: %s\n", err.msg);
-    }
 }
 
 static int
@@ -273,9 +265,8 @@ handle(struct probe *p, const json_t *msg, enum ctlmsg_type type)
 }
 
 static void
-on_ready(struct tls_conn *conn, void *user)
+on_ready(void *user)
 {
-    (void)conn;
     struct probe *p = user;
     if (strcmp(p->command, "enroll") == 0) {
         struct ztr_err err = {0};
@@ -317,42 +308,23 @@ on_ready(struct tls_conn *conn, void *user)
 }
 
 static void
-on_data(struct tls_conn *conn, const uint8_t *data, size_t len, void *user)
+on_message(void *user, enum ctlmsg_type type, const json_t *msg)
 {
-    (void)conn;
-    struct probe *p = user;
-    while (len > 0 && !p->done) {
-        size_t used;
-        struct ztr_err err = {0};
-        if (frame_reader_feed(&p->reader, data, len, &used, &err) != 0) {
-            finish(p, 1, err.msg);
-            return;
-        }
-        data += used;
-        len -= used;
-        if (!frame_reader_complete(&p->reader))
-            continue;
-        size_t payload_len;
-        const uint8_t *payload = frame_reader_payload(&p->reader, &payload_len);
-        json_t *msg;
-        enum ctlmsg_type type;
-        if (ctlmsg_decode(payload, payload_len, &msg, &type, &err) != 0) {
-            frame_reader_next(&p->reader);
-            finish(p, 1, err.msg);
-            return;
-        }
-        frame_reader_next(&p->reader);
-        handle(p, msg, type);
-        json_decref(msg);
-    }
+    handle(user, msg, type);
 }
 
 static void
-on_close(struct tls_conn *conn, const char *reason, void *user)
+on_fault(void *user, enum ctl_stream_fault fault, const char *error)
 {
-    (void)conn;
+    (void)fault;
+    finish(user, 1, error);
+}
+
+static void
+on_close(void *user, const char *reason)
+{
     struct probe *p = user;
-    p->conn = NULL;
+    p->stream = NULL;
     if (!p->done)
         finish(p, 1, reason);
     ev_break(p->loop, EVBREAK_ALL);
@@ -364,7 +336,7 @@ heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct probe *p = w->data;
-    if (p->done || p->conn == NULL)
+    if (p->done || p->stream == NULL)
         return;
     if (p->heartbeats >= 0 && p->heartbeats_sent >= p->heartbeats) {
         ev_timer_stop(p->loop, &p->heartbeat_timer);
@@ -418,7 +390,7 @@ connect_and_run(struct probe *p)
         return 1;
     }
     struct ztr_err err = {0};
-    struct tls_ctx_config config = {.side = TLS_SIDE_CLIENT, .alpn = "ztr-ctl/1",
+    struct tls_ctx_config config = {.side = TLS_SIDE_CLIENT, .alpn = CTL_ALPN,
                                     .chain_pem = chain, .chain_len = chain_len,
                                     .key_pem = key, .key_len = key_len,
                                     .bundle_pem = bundle, .bundle_len = bundle_len};
@@ -428,9 +400,10 @@ connect_and_run(struct probe *p)
     if (rc == 0)
         rc = net_connect_start(p->controller, &fd, &err);
     struct pki_expect expect = {.trust_domain = p->trust_domain, .role = PKI_ROLE_CONTROLLER};
-    static const struct tls_conn_callbacks callbacks = {on_ready, on_data, on_close};
+    static const struct ctl_stream_callbacks callbacks = {on_ready, on_message, on_fault,
+                                                          on_close};
     if (rc == 0)
-        rc = tls_conn_new(p->loop, p->tls, fd, &expect, &callbacks, p, &p->conn, &err);
+        rc = ctl_stream_new(p->loop, p->tls, fd, &expect, &callbacks, p, &p->stream, &err);
     if (rc != 0) {
         fprintf(stderr, "%s\n", err.msg);
         tls_ctx_free(p->tls);
@@ -504,10 +477,8 @@ main(int argc, char **argv)
     struct ztr_err err = {0};
     if (pki_init(&err) != 0)
         return usage(err.msg);
-    frame_reader_init(&p.reader);
     p.loop = ev_default_loop(0);
     int status = connect_and_run(&p);
-    frame_reader_free(&p.reader);
     pki_key_free(p.renew_key);
     free(p.pending_chain);
     pki_cleanup();

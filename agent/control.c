@@ -9,7 +9,6 @@
 #include "base/log.h"
 #include "net/net.h"
 
-/* ---- sending ------------------------------------------------------------------ */
 
 void
 agent_ctl_send(struct agent *a, json_t *msg)
@@ -39,7 +38,6 @@ counters_json(const struct agent *a)
 }
 
 
-/* ---- the control stream ------------------------------------------------------- */
 
 static void
 send_hello(struct agent *a)

@@ -7,19 +7,13 @@
 
 #include "base/log.h"
 
-/* ---- enrollment ---------------------------------------------------------------- */
 
 void
 agent_send_enroll(struct agent *a)
 {
     struct ztr_err err = {0};
     char *csr = NULL;
-    size_t csr_len;
-    pki_key_free(a->pending_key);
-    a->pending_key = NULL;
-    /* The key is made here and never leaves the host. */
-    if (pki_key_generate(&a->pending_key, &err) != 0 ||
-        pki_csr_create(a->pending_key, a->node_name, &csr, &csr_len, &err) != 0) {
+    if (agent_new_pending_key(a, &csr, &err) != 0) {
         log_error("cannot make a key", "error=\"%s\"", err.msg);
         agent_stop(a, AGENT_EXIT_RUNTIME);
         return;

@@ -8,7 +8,6 @@
 
 #include "base/metrics.h"
 
-/* ---- health ------------------------------------------------------------------- */
 
 static json_t *
 health_json(struct agent *a)

@@ -7,7 +7,6 @@
 
 #include "base/fileio.h"
 
-/* ---- files -------------------------------------------------------------------- */
 
 static int
 state_path(const struct agent *a, const char *name, char *out, size_t cap, struct ztr_err *err)
@@ -135,4 +134,15 @@ agent_load_identity(struct agent *a, bool *found, struct ztr_err *err)
     agent_replace_text(&a->bundle_pem, &a->bundle_len, bundle, bundle_len, false);
     *found = true;
     return agent_adopt_identity(a, 0, err);
+}
+
+int
+agent_new_pending_key(struct agent *a, char **csr_pem, struct ztr_err *err)
+{
+    size_t csr_len;
+    pki_key_free(a->pending_key);
+    a->pending_key = NULL;
+    /* The key is made here and never leaves the host. */
+    TRY(pki_key_generate(&a->pending_key, err));
+    return pki_csr_create(a->pending_key, a->node_name, csr_pem, &csr_len, err);
 }

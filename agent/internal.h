@@ -98,6 +98,9 @@ int agent_write_state_file(const struct agent *a, const char *name, const char *
 void agent_replace_text(char **field, size_t *field_len, char *value, size_t len, bool secret);
 int agent_adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err);
 int agent_load_identity(struct agent *a, bool *found, struct ztr_err *err);
+/* Replaces the pending key (enrollment, renewal) with a fresh one and
+ * makes its CSR for NODE_NAME; *csr_pem is the caller's to free. */
+int agent_new_pending_key(struct agent *a, char **csr_pem, struct ztr_err *err);
 
 /* enrollment (enroll.c) */
 void agent_send_enroll(struct agent *a);

@@ -3,7 +3,6 @@
 
 #include "base/log.h"
 
-/* ---- the reconnect worker ---------------------------------------------------- */
 
 void
 agent_reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents)

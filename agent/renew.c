@@ -7,7 +7,6 @@
 
 #include "base/log.h"
 
-/* ---- renewal ----------------------------------------------------------------- */
 
 void
 agent_renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -19,12 +18,8 @@ agent_renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return; /* the next welcome reschedules */
     struct ztr_err err = {0};
     char *csr = NULL;
-    size_t csr_len;
-    pki_key_free(a->pending_key);
-    a->pending_key = NULL;
     /* A fresh key every time: the controller refuses the current one. */
-    if (pki_key_generate(&a->pending_key, &err) != 0 ||
-        pki_csr_create(a->pending_key, a->node_name, &csr, &csr_len, &err) != 0) {
+    if (agent_new_pending_key(a, &csr, &err) != 0) {
         log_error("renewal: cannot make a key", "error=\"%s\"", err.msg);
         return;
     }

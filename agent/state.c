@@ -1,7 +1,6 @@
 /* The agent state machine as a table, and the renewal schedule: see agent.h. */
 #include "agent/agent.h"
 
-/* ---- states ----------------------------------------------------------------- */
 
 static const char *const state_names[AGENT_STATE_COUNT] = {
     [AGENT_UNENROLLED] = "UNENROLLED", [AGENT_ENROLLING] = "ENROLLING",

@@ -14,6 +14,7 @@ status=0
 bash "$ROOT/tests/layering.sh" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 bash "$ROOT/tests/run-unit.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 bash "$ROOT/tests/run-e2e.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+bash "$ROOT/tests/run-e2e.sh" "$BUILD" hostile 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 bash "$ROOT/tests/run-failure-modes.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 # The units under systemd ran once for the 5.x modes above; their own checks count too.
 systemd_out="$ROOT/$BUILD/systemd-test/run.out"
@@ -27,7 +28,7 @@ bash "$ROOT/tests/run-fuzz.sh" "$FUZZ_BUILD" "$FUZZ_SECONDS" "$@" 2>&1 | tee -a 
 total_passed=0; total_failed=0
 while read -r _ p _ f _; do
   total_passed=$((total_passed + p)); total_failed=$((total_failed + f))
-done < <(grep -E '^(layering|unit|e2e|fuzz|systemd|failure modes): [0-9]+ passed, [0-9]+ failed' "$out" |
+done < <(grep -E '^(layering|unit|e2e|hostile|fuzz|systemd|failure modes): [0-9]+ passed, [0-9]+ failed' "$out" |
   sed 's/^failure modes:/failure-modes:/')
 [ "$status" -eq 0 ] || [ "$total_failed" -gt 0 ] || total_failed=1
 echo "all: $total_passed passed, $total_failed failed"

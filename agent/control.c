@@ -199,8 +199,9 @@ on_close(void *user, const char *reason)
     ev_timer_stop(a->loop, &a->heartbeat_timer);
     if (a->exit_code >= 0 || a->state == AGENT_REVOKED || a->state == AGENT_EXPIRED)
         return;
-    if (a->state == AGENT_CONNECTING && a->have_identity && !was_welcomed &&
-        strcmp(reason, "enrollment complete") == 0) {
+    bool handover = a->enrolled_handover;
+    a->enrolled_handover = false;
+    if (a->state == AGENT_CONNECTING && a->have_identity && !was_welcomed && handover) {
         agent_ctl_connect(a); /* straight on to the mTLS stream */
         return;
     }

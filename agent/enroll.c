@@ -90,6 +90,7 @@ agent_handle_enrolled(struct agent *a, const json_t *msg)
     a->reauth_failures = 0;
     backoff_reset(&a->reconnect_backoff);
     agent_set_state(a, AGENT_CONNECTING, "enrolled");
+    a->enrolled_handover = true;
     ctl_stream_close(a->ctl, "enrollment complete");
     agent_start_daemon(a);
 }

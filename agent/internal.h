@@ -63,6 +63,7 @@ struct agent {
     struct ctl_stream *ctl;
     bool welcomed;
     bool reauth;                 /* this enrollment replaces an expired cert */
+    bool enrolled_handover;      /* the enrollment stream closes: go straight to mTLS */
     unsigned reauth_failures;
     bool reauth_refused;         /* the controller answered the last attempt: retry now */
     bool budget_exhausted;

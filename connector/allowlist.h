@@ -24,7 +24,7 @@ struct allowlist *allowlist_new(void);
 void allowlist_free(struct allowlist *list);
 
 /* Replaces the contents from an `allowlist` control message (schema-checked
- * by common/ctlmsg), remembering received_at (Unix seconds). A message with
+ * by ctl/ctlmsg), remembering received_at (Unix seconds). A message with
  * a version older than the current one is refused (ZTR_E_INVALID). */
 int allowlist_apply(struct allowlist *list, const json_t *msg, int64_t received_at,
                     struct ztr_err *err);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "controller/http_client.h"
 #include "net/http.h"
 
 #define CLI_DEFAULT_URL "http://127.0.0.1:8080"

@@ -1,5 +1,6 @@
 /* The HTTP client of the CLIs (libcurl), apart from the server so that
  * daemons that only serve HTTP do not link libcurl. */
+#include "controller/http_client.h"
 #include "net/http.h"
 
 #include <curl/curl.h>

@@ -55,14 +55,4 @@ void http_server_stop(struct http_server *server);
 /* Convenience: sets status and a JSON body {"error": message}. */
 void http_respond_error(struct http_response *response, int status, const char *message);
 
-/* ---- client (the CLIs), libcurl ------------------------------------------ */
-
-/* Performs one request; *body_out (malloc()ed, NUL-terminated) and *status
- * are set when a response arrived. bearer may be NULL. Bounded: responses
- * over HTTP_BODY_MAX and requests over timeout_ms (which must be > 0) fail.
- * A body is sent as application/json. */
-int http_client_request(const char *method, const char *url, const char *bearer,
-                        const char *body, long timeout_ms, long *status, char **body_out,
-                        struct ztr_err *err);
-
 #endif

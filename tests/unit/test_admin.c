@@ -25,6 +25,7 @@
 
 #include "base/clock.h"
 #include "net/http.h"
+#include "controller/http_client.h"
 #include "base/log.h"
 #include "controller/controller.h"
 #include "pki/pki.h"

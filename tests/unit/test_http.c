@@ -7,6 +7,7 @@
 #include "tests/unit/support.h"
 
 #include "net/http.h"
+#include "controller/http_client.h"
 
 #include <ev.h>
 #include <netinet/in.h>

@@ -1,4 +1,5 @@
-/* The agent's life cycle: configuration, start, signals, watchdog, stop. */
+/* The agent's life cycle: settings, agent_new / agent_start / agent_free, and
+ * agent_main, which runs them in the daemon skeleton (base/daemon.h). */
 #include "agent/internal.h"
 
 #include <ev.h>

@@ -171,7 +171,7 @@ int agent_start(struct agent *agent, struct ztr_err *err);
  * daemon's data plane (spec->stop), frees the agent. NULL is a no-op. */
 void agent_free(struct agent *agent);
 /* The status the agent chose to stop with (REVOKED: 3, ...), or -1 while
- * it runs. agent_stop() breaks the loop when it sets one. */
+ * it runs; when it chooses one it also breaks the loop (ev_break). */
 int agent_exit_code(const struct agent *agent);
 /* SIGHUP: retry the controller now instead of waiting out the backoff. */
 void agent_retry_now(struct agent *agent);

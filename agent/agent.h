@@ -6,10 +6,12 @@
  * the agent was down, revocation, and /health + /metrics.
  *
  * One libev loop, one thread. A daemon describes itself with an
- * agent_spec and calls agent_main(); it gets callbacks for what the
- * controller pushes (allowlist, connectors) and adds its own fields to
- * hello. Credential changes (renewal, bundle) never tear down the control
- * stream or anything else already established.
+ * agent_spec (its schema starts with AGENT_CONFIG_KEYS) and calls
+ * agent_main(), which runs the agent in the daemon skeleton (base/daemon.h);
+ * it gets callbacks for what the controller pushes (allowlist, connectors)
+ * and adds its own fields to hello. A test builds one with agent_new() on
+ * its own loop and clock instead. Credential changes (renewal, bundle)
+ * never tear down the control stream or anything else already established.
  *
  * Exit statuses (for systemd's RestartPreventExitStatus=):
  *   0  stopped by a signal
@@ -26,14 +28,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/clock.h"
 #include "base/config.h"
+#include "base/daemon.h"
 #include "net/tls.h"
 #include "pki/pki.h"
 
 enum agent_exit {
-    AGENT_EXIT_OK = 0,
-    AGENT_EXIT_RUNTIME = 1,
-    AGENT_EXIT_CONFIG = 2,
+    AGENT_EXIT_OK = DAEMON_EXIT_OK,
+    AGENT_EXIT_RUNTIME = DAEMON_EXIT_RUNTIME,
+    AGENT_EXIT_CONFIG = DAEMON_EXIT_CONFIG,
     AGENT_EXIT_REVOKED = 3,
     AGENT_EXIT_ENROLLMENT_REFUSED = 4,
 };
@@ -64,15 +68,58 @@ struct agent;
 struct ev_loop;
 struct metrics;
 
+/* What both agents are configured with (AGENT_CONFIG_KEYS fills it). */
+struct agent_settings {
+    char enrollment_token[CONFIG_VALUE_MAX + 1]; /* secret; "" = none */
+    char controller_addr[256];
+    char controller_ca[1024];                    /* path; "" = unset */
+    char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
+    char state_dir[1024];
+    char node_name[PKI_NAME_MAX + 1];            /* "" = from the stored identity */
+    char health_listen[128];                     /* "" = no /health listener */
+    int64_t reconnect_min_delay_ms;
+    int64_t reconnect_max_delay_ms;
+    uint64_t reconnect_attempts;
+    char log_level[16];                          /* "" = leave the logger's level */
+};
+
+/* The rows every agent's schema starts with, bound to STRUCT's MEMBER (a
+ * struct agent_settings); the two defaults differ per daemon. */
+#define AGENT_CONFIG_KEYS(STRUCT, MEMBER, STATE_DIR_DEFAULT, HEALTH_LISTEN_DEFAULT)            \
+    CONFIG_KEY("ENROLLMENT_TOKEN", CONFIG_SECRET, NULL,                                         \
+               "one-time enrollment token (first start only)", STRUCT, MEMBER.enrollment_token), \
+    CONFIG_KEY("CONTROLLER_ADDR", CONFIG_ADDR, NULL,                                            \
+               "controller control-plane address host:port", STRUCT, MEMBER.controller_addr),   \
+    CONFIG_KEY("CONTROLLER_CA", CONFIG_STRING, NULL,                                            \
+               "PEM file of the CA to trust for the controller", STRUCT, MEMBER.controller_ca), \
+    CONFIG_KEY("TRUST_DOMAIN", CONFIG_STRING, NULL, "SPIFFE trust domain, e.g. example.org",    \
+               STRUCT, MEMBER.trust_domain),                                                     \
+    CONFIG_KEY("STATE_DIR", CONFIG_STRING, STATE_DIR_DEFAULT,                                   \
+               "where the key, certificate and bundle live", STRUCT, MEMBER.state_dir),         \
+    CONFIG_KEY("NODE_NAME", CONFIG_STRING, NULL,                                                \
+               "this node's name (its SPIFFE ID's last segment)", STRUCT, MEMBER.node_name),    \
+    CONFIG_KEY("HEALTH_LISTEN", CONFIG_ADDR, HEALTH_LISTEN_DEFAULT,                             \
+               "/health and /metrics listener", STRUCT, MEMBER.health_listen),                  \
+    CONFIG_KEY("RECONNECT_MIN_DELAY", CONFIG_DURATION, "1s", "first reconnect backoff ceiling", \
+               STRUCT, MEMBER.reconnect_min_delay_ms),                                          \
+    CONFIG_KEY("RECONNECT_MAX_DELAY", CONFIG_DURATION, "60s", "largest reconnect delay",        \
+               STRUCT, MEMBER.reconnect_max_delay_ms),                                          \
+    CONFIG_KEY("RECONNECT_ATTEMPTS", CONFIG_UINT, "10",                                         \
+               "attempts before reporting disconnected", STRUCT, MEMBER.reconnect_attempts),    \
+    CONFIG_KEY("LOG_LEVEL", CONFIG_STRING, "info", "debug, info, warn or error", STRUCT,        \
+               MEMBER.log_level)
+
 struct agent_spec {
     enum pki_role role;                  /* connector or tunneler */
-    const char *default_state_dir;
-    const char *default_health_listen;
-    /* Extra configuration keys of this daemon (may be empty). */
-    const struct config_key *extra_keys;
-    size_t extra_key_count;
-    /* Called once the configuration is loaded and before anything starts;
-     * returns 0, or -1 with err (exit 2). */
+    /* agent_main only: the daemon's whole schema (AGENT_CONFIG_KEYS first),
+     * the struct it fills, and the struct agent_settings inside that. */
+    const struct config_key *schema;
+    size_t schema_len;
+    void *settings;
+    struct agent_settings *agent_settings;
+    /* agent_main only: called once the agent exists and before anything
+     * starts, to check the daemon's own settings (config: for error
+     * origins and lists); returns 0, or -1 with err (exit 2). */
     int (*configure)(void *ctx, struct agent *agent, const struct config *config,
                      struct ztr_err *err);
     /* Called when the loop runs and the identity is usable (to start data
@@ -93,8 +140,41 @@ struct agent_spec {
     void *ctx;
 };
 
-/* Runs the agent until a signal or a final state; returns an exit status. */
+/* Runs the agent in the daemon skeleton until a signal or a final state;
+ * returns an exit status. argv holds only flags. */
 int agent_main(const struct agent_spec *spec, int argc, char **argv);
+
+/* Checks settings for role: TRUST_DOMAIN and CONTROLLER_ADDR present, the
+ * trust domain and NODE_NAME usable in a SPIFFE ID, the reconnect delays,
+ * LOG_LEVEL (applied to the logger when set). config (may be NULL) gives
+ * errors their origin. */
+int agent_settings_check(const struct agent_settings *settings, enum pki_role role,
+                         const struct config *config, struct ztr_err *err);
+
+/*
+ * A new agent on loop and clock (both the caller's, and must outlive it);
+ * spec is borrowed for the agent's lifetime; settings are checked
+ * (agent_settings_check) and copied. pki_init() must have run. Nothing
+ * starts until agent_start(). *out is the caller's (agent_free).
+ */
+int agent_new(struct ev_loop *loop, const struct ztr_clock *clock, const struct agent_spec *spec,
+              const struct agent_settings *settings, struct agent **out, struct ztr_err *err);
+/*
+ * Loads the identity from STATE_DIR (or prepares enrollment), opens
+ * /health, starts the daemon's data plane (spec->start) when an identity
+ * exists, and begins connecting: from here on the caller runs the loop.
+ * -1 with err when it cannot start (agent_exit_code() says 1 or 2).
+ * The agent may also stop at once (agent_exit_code() >= 0).
+ */
+int agent_start(struct agent *agent, struct ztr_err *err);
+/* Closes the control stream (letting it finish on the loop), stops the
+ * daemon's data plane (spec->stop), frees the agent. NULL is a no-op. */
+void agent_free(struct agent *agent);
+/* The status the agent chose to stop with (REVOKED: 3, ...), or -1 while
+ * it runs; when it chooses one it also breaks the loop (ev_break). */
+int agent_exit_code(const struct agent *agent);
+/* SIGHUP: retry the controller now instead of waiting out the backoff. */
+void agent_retry_now(struct agent *agent);
 
 /* For the daemon's data plane: the loop, the current TLS identity (chain,
  * key, bundle — updated in place on renewal), state and names. */

@@ -80,8 +80,7 @@ struct agent {
     size_t pending_key_len;
     char *pending_chain;
 
-    ev_timer reconnect_timer, heartbeat_timer, renew_timer, watchdog_timer;
-    ev_signal sigterm, sigint, sighup;
+    ev_timer reconnect_timer, heartbeat_timer, renew_timer;
     struct http_server *health;
     struct counters counters;
     bool ready_notified;

@@ -563,7 +563,7 @@ config_fail(const struct config *config, const char *name, struct ztr_err *err,
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    long idx = schema_index(config, name);
+    long idx = config != NULL ? schema_index(config, name) : -1;
     if (idx < 0 || config->values[idx].text == NULL)
         return ztr_err_set(err, ZTR_E_CONFIG, "%s: %s", name, reason);
     const struct config_value *value = &config->values[idx];
@@ -585,6 +585,7 @@ check_value(struct config *config, size_t idx, struct ztr_err *err)
     case CONFIG_LIST:
         return 0;
     case CONFIG_DURATION:
+    case CONFIG_DURATION_S:
         if (config_parse_duration_ms(text, &value->duration_ms) != 0)
             return config_fail(config, key->name, err,
                                "invalid duration \"%s\" (use a number with a unit: ms, s, m, "
@@ -620,6 +621,88 @@ check_value(struct config *config, size_t idx, struct ztr_err *err)
     return 0;
 }
 
+/* ---- typed settings ------------------------------------------------- */
+
+/* Whether a row's field has the size its type fills (a schema mistake
+ * would otherwise write past the field). */
+static bool
+field_fits(const struct config_key *key)
+{
+    if (key->size == 0)
+        return true;
+    switch (key->type) {
+    case CONFIG_STRING:
+    case CONFIG_SECRET:
+    case CONFIG_ADDR:
+        return true;
+    case CONFIG_DURATION:
+    case CONFIG_DURATION_S:
+        return key->size == sizeof(int64_t);
+    case CONFIG_UINT:
+        return key->size == sizeof(uint64_t);
+    case CONFIG_BOOL:
+        return key->size == sizeof(bool);
+    case CONFIG_LIST:
+        return false;
+    }
+    return false;
+}
+
+int
+config_fill(const struct config *config, void *settings, struct ztr_err *err)
+{
+    for (size_t i = 0; i < config->schema_len; i++) {
+        const struct config_key *key = &config->schema[i];
+        const struct config_value *value = &config->values[i];
+        unsigned char *field = (unsigned char *)settings + key->offset;
+        if (key->size == 0)
+            continue;
+        switch (key->type) {
+        case CONFIG_STRING:
+        case CONFIG_SECRET:
+        case CONFIG_ADDR: {
+            size_t len = value->text != NULL ? strlen(value->text) : 0;
+            if (len >= key->size)
+                return config_fail(config, key->name, err, "longer than %zu bytes",
+                                   key->size - 1);
+            if (len > 0)
+                memcpy(field, value->text, len);
+            field[len] = '\0';
+            break;
+        }
+        case CONFIG_DURATION:
+        case CONFIG_DURATION_S: {
+            int64_t n = value->text == NULL ? 0
+                        : key->type == CONFIG_DURATION ? value->duration_ms
+                                                       : value->duration_ms / 1000;
+            memcpy(field, &n, sizeof(n));
+            break;
+        }
+        case CONFIG_UINT: {
+            uint64_t n = value->text != NULL ? value->uint_value : 0;
+            memcpy(field, &n, sizeof(n));
+            break;
+        }
+        case CONFIG_BOOL: {
+            bool b = value->text != NULL && value->bool_value;
+            memcpy(field, &b, sizeof(b));
+            break;
+        }
+        case CONFIG_LIST:
+            break;
+        }
+    }
+    return 0;
+}
+
+void
+config_wipe_secrets(const struct config_key *schema, size_t schema_len, void *settings)
+{
+    for (size_t i = 0; i < schema_len; i++)
+        if (schema[i].type == CONFIG_SECRET && schema[i].size > 0)
+            explicit_bzero((unsigned char *)settings + schema[i].offset, schema[i].size);
+}
+
 /* ---- public API ----------------------------------------------------- */
 
 int
@@ -642,6 +725,9 @@ config_load(const struct config_key *schema, size_t schema_len, char *const *env
         if (strlen(schema[i].name) >= NAME_MAX_LEN ||
             item_key_count(&schema[i]) > CONFIG_ITEM_KEYS_MAX)
             rc = ztr_err_set(err, ZTR_E_CONFIG, "schema: key %s too large", schema[i].name);
+        else if (!field_fits(&schema[i]))
+            rc = ztr_err_set(err, ZTR_E_CONFIG, "schema: key %s: a %zu-byte field cannot hold it",
+                             schema[i].name, schema[i].size);
         else if (schema[i].default_value != NULL && schema[i].type != CONFIG_LIST)
             rc = set_value(config, i, schema[i].default_value, "default", schema[i].name, err);
     }

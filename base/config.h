@@ -16,6 +16,11 @@
  * The result is parsed and checked once into an immutable struct config;
  * every error names the key and where the bad value came from
  * (`conf.yaml:4`, `env`, `flag`), in one line.
+ *
+ * A row may also name a field of the daemon's own settings struct
+ * (CONFIG_KEY(), with offsetof): config_fill() then writes the checked,
+ * typed value there, so a daemon reads `settings.state_dir`, never a string
+ * looked up by name. Lists stay in struct config (config_list_get()).
  */
 #ifndef ZTR_BASE_CONFIG_H
 #define ZTR_BASE_CONFIG_H
@@ -29,9 +34,10 @@
 enum config_type {
     CONFIG_STRING,
     CONFIG_SECRET,    /* a string that is never logged or printed */
-    CONFIG_DURATION,  /* "500ms", "10s", "5m", "24h", "1h30m", "7d" */
-    CONFIG_UINT,
-    CONFIG_BOOL,      /* true/false/yes/no/1/0 */
+    CONFIG_DURATION,  /* "500ms", "10s", "5m", "24h", "1h30m", "7d"; field: int64_t ms */
+    CONFIG_DURATION_S, /* the same text; field: int64_t whole seconds */
+    CONFIG_UINT,      /* field: uint64_t */
+    CONFIG_BOOL,      /* true/false/yes/no/1/0; field: bool */
     CONFIG_ADDR,      /* host:port or [v6]:port with a numeric port */
     CONFIG_LIST,      /* YAML sequence of mappings; see item_keys */
 };
@@ -44,7 +50,18 @@ struct config_key {
     /* CONFIG_LIST only: the keys each item may have (lower-case YAML names),
      * NULL-terminated; every listed key is required in every item. */
     const char *const *item_keys;
+    /* The settings field config_fill() writes: offset into the daemon's
+     * settings struct and its size (0: no field; read it from struct config).
+     * Strings, secrets and addresses fill a char array ("" when unset; a
+     * value that does not fit is a configuration error). */
+    size_t offset;
+    size_t size;
 };
+
+/* A schema row bound to STRUCT's FIELD (FIELD may be nested: agent.state_dir). */
+#define CONFIG_KEY(NAME, TYPE, DEFAULT, HELP, STRUCT, FIELD)                                \
+    {.name = (NAME), .type = (TYPE), .default_value = (DEFAULT), .help = (HELP),            \
+     .offset = offsetof(STRUCT, FIELD), .size = sizeof(((STRUCT *)0)->FIELD)}
 
 #define CONFIG_VALUE_MAX 4096
 #define CONFIG_LIST_MAX 64
@@ -64,6 +81,19 @@ int config_load(const struct config_key *schema, size_t schema_len, char *const 
                 int argc, char *const *argv, struct config **out, struct ztr_err *err);
 
 void config_free(struct config *config);
+
+/*
+ * Writes every bound row's value (or its zero value when unset) into
+ * settings, the struct the schema's offsets point into. Fails with
+ * "<origin>: <key>: longer than N bytes" when a string does not fit its
+ * field. settings stays the caller's; secrets copied into it are theirs to
+ * wipe (config_wipe_secrets).
+ */
+int config_fill(const struct config *config, void *settings, struct ztr_err *err);
+
+/* Zeroes every secret field of settings (before it is freed or goes out of
+ * scope), so a token does not linger in memory. */
+void config_wipe_secrets(const struct config_key *schema, size_t schema_len, void *settings);
 
 bool config_help_requested(const struct config *config);
 /* Writes one line per key (name, default, help) to a stream-like callback. */
@@ -88,7 +118,8 @@ const char *config_list_origin(const struct config *config, const char *name, si
 
 /* Fills err with "<origin>: <key as written there>: <reason>" (e.g.
  * "conf.yaml:4: heartbeat_interval: ...", "flag: --listen-addr: ..."), or
- * "<NAME>: <reason>" for an unset key, for daemon-level checks that the
+ * "<NAME>: <reason>" for an unset key or a NULL config (settings that did
+ * not come from a file, e.g. in tests), for daemon-level checks that the
  * schema cannot express, so every config error reads the same. */
 int config_fail(const struct config *config, const char *name, struct ztr_err *err,
                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));

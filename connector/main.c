@@ -3,6 +3,7 @@
  * the controller where its data listener is and which resources it serves,
  * and runs the data plane (connector/dataplane.h) with the allowlist the
  * controller pushes. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,20 +20,36 @@
 
 static const char *const resource_fields[] = {"name", "target", NULL};
 
+/* The connector's settings: the agent's, then its own (lists and the data
+ * window stay in struct config: connector_configure reads them there). */
+struct connector_settings {
+    struct agent_settings agent;
+    char listen[128];
+    char advertise[1024];          /* "" = the listen IP */
+    int64_t dial_timeout_ms, idle_timeout_ms;
+};
+
 static const struct config_key connector_keys[] = {
-    {"CONNECTOR_LISTEN", CONFIG_ADDR, NULL, "data-plane listener ip:port (required)", NULL},
-    {"CONNECTOR_ADVERTISE", CONFIG_STRING, NULL,
-     "comma-separated IPs tunnelers dial (IP SANs); default: the listen IP", NULL},
-    {"RESOURCES", CONFIG_LIST, NULL, "resources served: name=target,...", resource_fields},
+    AGENT_CONFIG_KEYS(struct connector_settings, agent, "/var/lib/ztr-connector",
+                      "127.0.0.1:9101"),
+    CONFIG_KEY("CONNECTOR_LISTEN", CONFIG_ADDR, NULL, "data-plane listener ip:port (required)",
+               struct connector_settings, listen),
+    CONFIG_KEY("CONNECTOR_ADVERTISE", CONFIG_STRING, NULL,
+               "comma-separated IPs tunnelers dial (IP SANs); default: the listen IP",
+               struct connector_settings, advertise),
+    {.name = "RESOURCES", .type = CONFIG_LIST, .help = "resources served: name=target,...",
+     .item_keys = resource_fields},
     DSESSION_CONFIG_KEYS,
-    {"DIAL_TIMEOUT", CONFIG_DURATION, "10s", "how long a resource's target may take to accept",
-     NULL},
-    {"DATA_IDLE_TIMEOUT", CONFIG_DURATION, "60s",
-     "data sessions silent this long are closed (tunnelers ping every 15s)", NULL},
+    CONFIG_KEY("DIAL_TIMEOUT", CONFIG_DURATION, "10s",
+               "how long a resource's target may take to accept", struct connector_settings,
+               dial_timeout_ms),
+    CONFIG_KEY("DATA_IDLE_TIMEOUT", CONFIG_DURATION, "60s",
+               "data sessions silent this long are closed (tunnelers ping every 15s)",
+               struct connector_settings, idle_timeout_ms),
 };
 
 struct connector {
-    char listen[128];
+    struct connector_settings settings;
     char advertise[ADVERTISE_MAX][64];
     size_t advertise_count;
     char data_address[128];        /* what tunnelers dial: first advertised IP + port */
@@ -41,7 +58,6 @@ struct connector {
     struct connector_resource served[CONFIG_LIST_MAX];
     size_t served_count;
     uint32_t window, max_window;
-    int64_t dial_timeout_ms, idle_timeout_ms;
     struct agent *agent;
     struct allowlist *allowlist;   /* enforced from disk while the controller is away */
     struct dataplane *dataplane;
@@ -52,18 +68,17 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
                     struct ztr_err *err)
 {
     struct connector *c = ctx;
+    const struct connector_settings *s = &c->settings;
     c->agent = agent;
-    const char *listen = config_get(config, "CONNECTOR_LISTEN");
-    if (listen == NULL)
+    if (s->listen[0] == '\0')
         return ztr_err_set(err, ZTR_E_CONFIG, "CONNECTOR_LISTEN is required");
-    snprintf(c->listen, sizeof(c->listen), "%s", listen);
     char host[64];
     uint16_t port;
-    if (config_parse_addr(listen, host, sizeof(host), &port) != 0 || port == 0)
+    if (config_parse_addr(s->listen, host, sizeof(host), &port) != 0 || port == 0)
         return config_fail(config, "CONNECTOR_LISTEN", err, "needs an IP and a port");
-    const char *advertise = config_get(config, "CONNECTOR_ADVERTISE");
+    bool advertise = s->advertise[0] != '\0';
     char list[1024];
-    snprintf(list, sizeof(list), "%s", advertise ? advertise : host);
+    snprintf(list, sizeof(list), "%s", advertise ? s->advertise : host);
     char *save = NULL;
     for (char *ip = strtok_r(list, ",", &save); ip != NULL; ip = strtok_r(NULL, ",", &save)) {
         struct pki_ip parsed;
@@ -108,8 +123,6 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
         json_array_append_new(c->targets, json_string(target));
     }
     TRY(dsession_window_config(config, &c->window, &c->max_window, err));
-    c->dial_timeout_ms = config_get_duration_ms(config, "DIAL_TIMEOUT");
-    c->idle_timeout_ms = config_get_duration_ms(config, "DATA_IDLE_TIMEOUT");
     c->allowlist = allowlist_new();
     if (c->allowlist == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
@@ -128,10 +141,11 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
                  (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist),
                  (long long)allowlist_received_at(c->allowlist));
     struct dataplane_config dp = {
-        .listen = c->listen, .resources = c->served, .resource_count = c->served_count,
+        .listen = c->settings.listen, .resources = c->served, .resource_count = c->served_count,
         .allowlist = c->allowlist, .window = c->window, .session_window = 4 * c->window,
         .max_window = c->max_window,
-        .dial_timeout_ms = c->dial_timeout_ms, .idle_timeout_ms = c->idle_timeout_ms};
+        .dial_timeout_ms = c->settings.dial_timeout_ms,
+        .idle_timeout_ms = c->settings.idle_timeout_ms};
     return dataplane_start(agent, &dp, &c->dataplane, err);
 }
 
@@ -217,10 +231,10 @@ main(int argc, char **argv)
     struct connector connector = {0};
     struct agent_spec spec = {
         .role = PKI_ROLE_CONNECTOR,
-        .default_state_dir = "/var/lib/ztr-connector",
-        .default_health_listen = "127.0.0.1:9101",
-        .extra_keys = connector_keys,
-        .extra_key_count = sizeof(connector_keys) / sizeof(connector_keys[0]),
+        .schema = connector_keys,
+        .schema_len = sizeof(connector_keys) / sizeof(connector_keys[0]),
+        .settings = &connector.settings,
+        .agent_settings = &connector.settings.agent,
         .configure = connector_configure,
         .add_enroll = connector_add_enroll,
         .add_hello = connector_add_hello,

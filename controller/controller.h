@@ -6,7 +6,8 @@
  *   ctl_server.c  the mTLS control-plane listener and sessions
  *   admin.c       the admin API (under /api/admin/) and /health, /metrics
  *   cli.c         the CLI subcommands, over the admin API
- *   daemon.c      configuration, start-up, signals, shutdown
+ *   daemon.c      its settings schema, start-up and shutdown in the daemon
+ *                 skeleton (base/daemon.h)
  *
  * Everything runs on one libev loop in one thread.
  */
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "base/clock.h"
+#include "base/config.h"
 #include "base/err.h"
 #include "controller/store.h"
 #include "pki/pki.h"
@@ -33,6 +35,7 @@ struct ca_set;
 #define CTL_MSG_CA_MISMATCH "internal CA mismatch during renewal"
 #define CTL_MSG_READ_CA "failed to read controller CA"
 
+/* What `controller serve` is configured with; daemon.c's schema fills it. */
 struct controller_settings {
     char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
     char state_dir[1024];
@@ -44,6 +47,8 @@ struct controller_settings {
     int64_t svid_ttl_s;
     int64_t heartbeat_interval_ms;
     int64_t token_ttl_s;           /* default TTL of new tokens */
+    char admin_auth_token[CONFIG_VALUE_MAX + 1]; /* secret, wiped on exit */
+    char log_level[16];
 };
 
 /* Counters exported on /metrics (Prometheus names in admin.c). */
@@ -69,7 +74,7 @@ struct controller {
     struct ctl_server *ctl;
     struct http_server *admin_http;
     struct http_server *health_http;
-    char *admin_token;             /* ADMIN_AUTH_TOKEN (secret, wiped on exit) */
+    char *admin_token;             /* ADMIN_AUTH_TOKEN: points at settings.admin_auth_token */
     struct controller_counters counters;
     int64_t started_at;
 };

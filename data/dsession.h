@@ -115,12 +115,10 @@ void dsession_set_user(struct dsession *s, void *user);
 
 /* The flow-control keys both agents take (in their config schema). */
 #define DSESSION_CONFIG_KEYS                                                                     \
-    {"DATA_WINDOW", CONFIG_UINT, "262144",                                                      \
-     "initial flow-control window per stream, bytes (session: 4x); the same on both ends",     \
-     NULL},                                                                                     \
-    {"DATA_WINDOW_MAX", CONFIG_UINT, "4194304",                                                 \
-     "a stream's receive window grows up to this while its reader keeps up (session: 4x)",    \
-     NULL}
+    {.name = "DATA_WINDOW", .type = CONFIG_UINT, .default_value = "262144",                     \
+     .help = "initial flow-control window per stream, bytes (session: 4x); the same on both ends"}, \
+    {.name = "DATA_WINDOW_MAX", .type = CONFIG_UINT, .default_value = "4194304",                \
+     .help = "a stream's receive window grows up to this while its reader keeps up (session: 4x)"}
 
 struct config;
 struct metrics;

@@ -1,6 +1,7 @@
 /* build/bin/tunneler: the agent core (agent/agent.h) in the tunneler role,
  * with the data plane of tunneler/dataplane.h: port forwards and a SOCKS5
  * server whose connections are carried to connectors the controller names. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,24 +13,43 @@
 
 static const char *const forward_fields[] = {"listen", "resource", NULL};
 
+/* The tunneler's settings: the agent's, then its own (FORWARDS and the data
+ * window stay in struct config: tunneler_configure reads them there). */
+struct tunneler_settings {
+    struct agent_settings agent;
+    char socks5_listen[128];       /* ip:port, or "off" */
+    int64_t data_ping_interval_ms;
+    int64_t connector_retry_min_ms, connector_retry_max_ms;
+    int64_t client_timeout_ms;
+};
+
 static const struct config_key tunneler_keys[] = {
-    {"FORWARDS", CONFIG_LIST, NULL, "port forwards: listen=resource,... (e.g. 127.0.0.1:15432=pg)",
-     forward_fields},
-    {"SOCKS5_LISTEN", CONFIG_STRING, "127.0.0.1:1080", "SOCKS5 server ip:port, or off", NULL},
+    AGENT_CONFIG_KEYS(struct tunneler_settings, agent, "/var/lib/ztr-tunneler",
+                      "127.0.0.1:9102"),
+    {.name = "FORWARDS", .type = CONFIG_LIST,
+     .help = "port forwards: listen=resource,... (e.g. 127.0.0.1:15432=pg)",
+     .item_keys = forward_fields},
+    CONFIG_KEY("SOCKS5_LISTEN", CONFIG_STRING, "127.0.0.1:1080", "SOCKS5 server ip:port, or off",
+               struct tunneler_settings, socks5_listen),
     DSESSION_CONFIG_KEYS,
-    {"DATA_PING_INTERVAL", CONFIG_DURATION, "15s", "keepalive PING on each data session", NULL},
-    {"CONNECTOR_RETRY_MIN", CONFIG_DURATION, "500ms",
-     "first backoff ceiling for a connector marked down", NULL},
-    {"CONNECTOR_RETRY_MAX", CONFIG_DURATION, "30s", "largest backoff ceiling for a connector",
-     NULL},
-    {"CLIENT_TIMEOUT", CONFIG_DURATION, "30s",
-     "a local connection's SOCKS5 handshake and stream open must finish within this", NULL},
+    CONFIG_KEY("DATA_PING_INTERVAL", CONFIG_DURATION, "15s",
+               "keepalive PING on each data session", struct tunneler_settings,
+               data_ping_interval_ms),
+    CONFIG_KEY("CONNECTOR_RETRY_MIN", CONFIG_DURATION, "500ms",
+               "first backoff ceiling for a connector marked down", struct tunneler_settings,
+               connector_retry_min_ms),
+    CONFIG_KEY("CONNECTOR_RETRY_MAX", CONFIG_DURATION, "30s",
+               "largest backoff ceiling for a connector", struct tunneler_settings,
+               connector_retry_max_ms),
+    CONFIG_KEY("CLIENT_TIMEOUT", CONFIG_DURATION, "30s",
+               "a local connection's SOCKS5 handshake and stream open must finish within this",
+               struct tunneler_settings, client_timeout_ms),
 };
 
 struct tunneler {
+    struct tunneler_settings settings;
     struct tunneler_forward forwards[CONFIG_LIST_MAX];
     struct tunneler_config config;
-    char socks_listen[128];
     struct tunnel *tunnel;
 };
 
@@ -55,19 +75,18 @@ tunneler_configure(void *ctx, struct agent *agent, const struct config *config,
     }
     t->config.forwards = t->forwards;
     t->config.forward_count = n;
-    const char *socks = config_get(config, "SOCKS5_LISTEN");
-    if (socks != NULL && strcmp(socks, "off") != 0 && socks[0] != '\0') {
+    const char *socks = t->settings.socks5_listen;
+    if (strcmp(socks, "off") != 0 && socks[0] != '\0') {
         if (config_parse_addr(socks, host, sizeof(host), &port) != 0)
             return config_fail(config, "SOCKS5_LISTEN", err, "must be ip:port or off");
-        snprintf(t->socks_listen, sizeof(t->socks_listen), "%s", socks);
-        t->config.socks_listen = t->socks_listen;
+        t->config.socks_listen = socks;
     }
     TRY(dsession_window_config(config, &t->config.window, &t->config.max_window, err));
     t->config.session_window = 4 * t->config.window;
-    t->config.ping_interval_ms = config_get_duration_ms(config, "DATA_PING_INTERVAL");
-    t->config.retry_min_ms = config_get_duration_ms(config, "CONNECTOR_RETRY_MIN");
-    t->config.retry_max_ms = config_get_duration_ms(config, "CONNECTOR_RETRY_MAX");
-    t->config.client_timeout_ms = config_get_duration_ms(config, "CLIENT_TIMEOUT");
+    t->config.ping_interval_ms = t->settings.data_ping_interval_ms;
+    t->config.retry_min_ms = t->settings.connector_retry_min_ms;
+    t->config.retry_max_ms = t->settings.connector_retry_max_ms;
+    t->config.client_timeout_ms = t->settings.client_timeout_ms;
     if (t->config.ping_interval_ms <= 0 || t->config.retry_min_ms <= 0 ||
         t->config.retry_max_ms < t->config.retry_min_ms || t->config.client_timeout_ms <= 0)
         return config_fail(config, "CONNECTOR_RETRY_MAX", err,
@@ -117,10 +136,10 @@ main(int argc, char **argv)
     struct tunneler tunneler = {0};
     struct agent_spec spec = {
         .role = PKI_ROLE_TUNNELER,
-        .default_state_dir = "/var/lib/ztr-tunneler",
-        .default_health_listen = "127.0.0.1:9102",
-        .extra_keys = tunneler_keys,
-        .extra_key_count = sizeof(tunneler_keys) / sizeof(tunneler_keys[0]),
+        .schema = tunneler_keys,
+        .schema_len = sizeof(tunneler_keys) / sizeof(tunneler_keys[0]),
+        .settings = &tunneler.settings,
+        .agent_settings = &tunneler.settings.agent,
         .configure = tunneler_configure,
         .start = tunneler_start,
         .on_connectors = tunneler_on_connectors,

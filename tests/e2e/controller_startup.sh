@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The controller's start-up contract: required settings, CA checks with the
-# failure-modes texts, port conflicts, state that survives a restart, a
-# clean SIGTERM.
+# failure-modes texts, port conflicts, state that survives a restart,
+# SIGHUP survived, a clean SIGTERM.
 . "$(dirname "$0")/lib.sh"
 T="$E2E_TMP"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -53,6 +53,16 @@ run env "${base[@]}" STATE_DIR="$T/s2" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" ADMIN
 expect_status 1 "admin port taken"
 expect_err_has "bind: address already in use" "5.3 symptom"
 expect_err_has "listen 127.0.0.1:$admin_port" "names the address"
+
+# SIGHUP reloads nothing and must not kill the controller (its default
+# action would): it logs, keeps serving, and still stops cleanly on SIGTERM.
+kill -HUP "$CTL_PID"
+wait_for_line "$CTL_LOG" 'msg="SIGHUP: nothing to reload' 10; check "SIGHUP is logged" $?
+kill -0 "$CTL_PID" 2>/dev/null; check "the controller survives SIGHUP" $?
+run curl -s "$HEALTH_URL/health"
+expect_out_has '"status":"ok"' "/health answers after SIGHUP"
+run curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $E2E_ADMIN_TOKEN" "$ADMIN_URL/api/admin/nodes"
+expect_out_has 200 "the admin API answers after SIGHUP"
 
 stop_controller
 [ "$STOP_STATUS" -eq 0 ]; check "SIGTERM exits 0" $?

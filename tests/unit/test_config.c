@@ -2,6 +2,8 @@
 #include "tests/unit/support.h"
 
 #include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +16,36 @@
 static const char *const resource_keys[] = {"name", "target", NULL};
 static const char *const forward_keys[] = {"listen", "resource", "proto", NULL};
 
-static const struct config_key schema[] = {
-    {"TRUST_DOMAIN", CONFIG_STRING, NULL, "SPIFFE trust domain", NULL},
-    {"JOIN_TOKEN", CONFIG_SECRET, NULL, "one-time enrolment token", NULL},
-    {"HEARTBEAT_INTERVAL", CONFIG_DURATION, "10s", "how often to report", NULL},
-    {"MAX_CONNECTIONS", CONFIG_UINT, "1024", "concurrent streams", NULL},
-    {"DEBUG", CONFIG_BOOL, "false", "verbose logging", NULL},
-    {"LISTEN_ADDR", CONFIG_ADDR, "127.0.0.1:7443", "where to listen", NULL},
-    {"CONTROLLER_ADDR", CONFIG_ADDR, NULL, "controller endpoint", NULL},
-    {"RESOURCES", CONFIG_LIST, NULL, "published resources", resource_keys},
-    {"FORWARDS", CONFIG_LIST, NULL, "local forwards", forward_keys},
-    {"LOG_LEVEL", CONFIG_STRING, "info", NULL, NULL},
+/* The typed settings the schema fills (config_fill); RESOURCES and FORWARDS
+ * are lists and stay in struct config. */
+struct test_settings {
+    char trust_domain[32];
+    char join_token[64];
+    int64_t heartbeat_interval_ms;
+    uint64_t max_connections;
+    bool debug;
+    char listen_addr[64];
+    char controller_addr[64];
+    char log_level[8];
 };
+
+#define TS struct test_settings
+static const struct config_key schema[] = {
+    CONFIG_KEY("TRUST_DOMAIN", CONFIG_STRING, NULL, "SPIFFE trust domain", TS, trust_domain),
+    CONFIG_KEY("JOIN_TOKEN", CONFIG_SECRET, NULL, "one-time enrolment token", TS, join_token),
+    CONFIG_KEY("HEARTBEAT_INTERVAL", CONFIG_DURATION, "10s", "how often to report", TS,
+               heartbeat_interval_ms),
+    CONFIG_KEY("MAX_CONNECTIONS", CONFIG_UINT, "1024", "concurrent streams", TS,
+               max_connections),
+    CONFIG_KEY("DEBUG", CONFIG_BOOL, "false", "verbose logging", TS, debug),
+    CONFIG_KEY("LISTEN_ADDR", CONFIG_ADDR, "127.0.0.1:7443", "where to listen", TS, listen_addr),
+    CONFIG_KEY("CONTROLLER_ADDR", CONFIG_ADDR, NULL, "controller endpoint", TS, controller_addr),
+    {.name = "RESOURCES", .type = CONFIG_LIST, .help = "published resources",
+     .item_keys = resource_keys},
+    {.name = "FORWARDS", .type = CONFIG_LIST, .help = "local forwards", .item_keys = forward_keys},
+    CONFIG_KEY("LOG_LEVEL", CONFIG_STRING, "info", NULL, TS, log_level),
+};
+#undef TS
 #define SCHEMA_LEN (sizeof(schema) / sizeof(schema[0]))
 
 #define DURATION_HINT "(use a number with a unit: ms, s, m, h, d; e.g. 10s, 24h)"
@@ -704,7 +724,7 @@ test_bad_default_names_default(void **state)
 {
     (void)state;
     static const struct config_key bad[] = {
-        {"TIMEOUT", CONFIG_DURATION, "30", "", NULL},
+        {.name = "TIMEOUT", .type = CONFIG_DURATION, .default_value = "30", .help = ""},
     };
     struct config *config = NULL;
     struct ztr_err err = {0};
@@ -1042,8 +1062,8 @@ test_schema_with_oversized_name_is_refused(void **state)
 {
     (void)state;
     static const struct config_key bad[] = {
-        {"A_VERY_LONG_NAME_THAT_GOES_ON_AND_ON_AND_ON_AND_ON_FAR_PAST_SIXTY", CONFIG_STRING,
-         NULL, "", NULL},
+        {.name = "A_VERY_LONG_NAME_THAT_GOES_ON_AND_ON_AND_ON_AND_ON_FAR_PAST_SIXTY",
+         .type = CONFIG_STRING, .help = ""},
     };
     struct config *config = NULL;
     struct ztr_err err = {0};
@@ -1067,6 +1087,150 @@ test_empty_schema_loads_and_rejects_every_flag(void **state)
                      -1);
     assert_string_equal(err.msg, "unknown flag --trust-domain");
     config_free(NULL);
+}
+
+/* ---- typed settings (config_fill) ----------------------------------------- */
+
+static struct test_settings
+fill_ok(const struct config *config)
+{
+    struct test_settings settings;
+    struct ztr_err err = {0};
+    memset(&settings, 0x5a, sizeof(settings)); /* every field must be written */
+    if (config_fill(config, &settings, &err) != 0)
+        fail_msg("config_fill failed: %s", err.msg);
+    return settings;
+}
+
+static void
+test_fill_writes_defaults_and_zero_values(void **state)
+{
+    (void)state;
+    struct config *config = load_ok(NULL, NO_ARGS);
+    struct test_settings s = fill_ok(config);
+    assert_string_equal(s.trust_domain, "");
+    assert_string_equal(s.join_token, "");
+    assert_int_equal(s.heartbeat_interval_ms, 10000);
+    assert_int_equal(s.max_connections, 1024);
+    assert_false(s.debug);
+    assert_string_equal(s.listen_addr, "127.0.0.1:7443");
+    assert_string_equal(s.controller_addr, "");
+    assert_string_equal(s.log_level, "info");
+    config_free(config);
+}
+
+static void
+test_fill_follows_precedence(void **state)
+{
+    (void)state;
+    test_write_file("conf.yaml", "trust_domain: file.org\nheartbeat_interval: 1m\n"
+                                 "debug: yes\nmax_connections: 7\n");
+    struct config *config = load_ok(ENV("TRUST_DOMAIN=env.org", "MAX_CONNECTIONS=9"),
+                                    ARGS("--config", "conf.yaml", "--max-connections=11",
+                                         "--controller-addr", "[::1]:7443"));
+    struct test_settings s = fill_ok(config);
+    assert_string_equal(s.trust_domain, "env.org");
+    assert_int_equal(s.heartbeat_interval_ms, 60000);
+    assert_true(s.debug);
+    assert_int_equal(s.max_connections, 11);
+    assert_string_equal(s.controller_addr, "[::1]:7443");
+    config_free(config);
+}
+
+static void
+test_fill_refuses_a_string_longer_than_its_field(void **state)
+{
+    (void)state;
+    struct test_settings s;
+    struct ztr_err err = {0};
+    /* 31 bytes fit trust_domain[32]; 32 do not. */
+    struct config *config = load_ok(ENV("TRUST_DOMAIN=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), NO_ARGS);
+    s = fill_ok(config);
+    assert_int_equal(strlen(s.trust_domain), 31);
+    config_free(config);
+    test_write_file("conf.yaml", "log_level: verbose-please\n");
+    config = load_ok(NULL, ARGS("--config", "conf.yaml"));
+    assert_int_equal(config_fill(config, &s, &err), -1);
+    assert_int_equal(err.code, ZTR_E_CONFIG);
+    assert_string_equal(err.msg, "conf.yaml:1: log_level: longer than 7 bytes");
+    config_free(config);
+    config = load_ok(NULL, ARGS("--trust-domain", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"));
+    assert_int_equal(config_fill(config, &s, &err), -1);
+    assert_string_equal(err.msg, "flag: --trust-domain: longer than 31 bytes");
+    config_free(config);
+}
+
+static void
+test_fill_copies_secrets_and_wipe_clears_them(void **state)
+{
+    (void)state;
+    test_log_capture_start();
+    struct config *config = load_ok(ENV("JOIN_TOKEN=tok-supersecret-123"), NO_ARGS);
+    struct test_settings s = fill_ok(config);
+    config_free(config);
+    assert_string_equal(s.join_token, "tok-supersecret-123");
+    /* Still redacted after config_free: the logger keeps its own copy. */
+    log_info("joined", "token=%s", s.join_token);
+    assert_null(strstr(test_log_captured(), "tok-supersecret-123"));
+    config_wipe_secrets(schema, SCHEMA_LEN, &s);
+    for (size_t i = 0; i < sizeof(s.join_token); i++)
+        assert_int_equal(s.join_token[i], 0);
+    assert_string_equal(s.trust_domain, ""); /* other fields untouched */
+    assert_string_equal(s.log_level, "info");
+}
+
+struct seconds_settings {
+    int64_t ttl_s;
+    int64_t ttl_ms;
+};
+
+static void
+test_fill_duration_in_seconds(void **state)
+{
+    (void)state;
+    static const struct config_key rows[] = {
+        CONFIG_KEY("TTL", CONFIG_DURATION_S, "24h", "lifetime", struct seconds_settings, ttl_s),
+        CONFIG_KEY("TTL_MS", CONFIG_DURATION, "1500ms", "", struct seconds_settings, ttl_ms),
+    };
+    struct config *config = NULL;
+    struct ztr_err err = {0};
+    assert_int_equal(config_load(rows, 2, ENV("TTL=1h30m"), NO_ARGS, &config, &err), 0);
+    struct seconds_settings s = {0};
+    assert_int_equal(config_fill(config, &s, &err), 0);
+    assert_int_equal(s.ttl_s, 5400);
+    assert_int_equal(s.ttl_ms, 1500);
+    config_free(config);
+    config = NULL;
+    assert_int_equal(config_load(rows, 2, ENV("TTL=90"), NO_ARGS, &config, &err), -1);
+    assert_string_equal(err.msg, "env: TTL: invalid duration \"90\" " DURATION_HINT);
+}
+
+struct narrow_settings {
+    uint32_t count;
+};
+
+static void
+test_schema_with_a_field_of_the_wrong_size_is_refused(void **state)
+{
+    (void)state;
+    static const struct config_key bad[] = {
+        CONFIG_KEY("COUNT", CONFIG_UINT, "1", "", struct narrow_settings, count),
+    };
+    struct config *config = NULL;
+    struct ztr_err err = {0};
+    assert_int_equal(config_load(bad, 1, NULL, NO_ARGS, &config, &err), -1);
+    assert_null(config);
+    assert_string_equal(err.msg, "schema: key COUNT: a 4-byte field cannot hold it");
+}
+
+static void
+test_config_fail_without_a_config_names_the_key(void **state)
+{
+    (void)state;
+    struct ztr_err err = {0};
+    assert_int_equal(config_fail(NULL, "NODE_NAME", &err, "not usable: %s", "x/y"), -1);
+    assert_int_equal(err.code, ZTR_E_CONFIG);
+    assert_string_equal(err.msg, "NODE_NAME: not usable: x/y");
 }
 
 #define CONFIG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1140,6 +1304,13 @@ main(void)
         CONFIG_TEST(test_help_lists_every_key_with_flag_name_and_default),
         CONFIG_TEST(test_schema_with_oversized_name_is_refused),
         CONFIG_TEST(test_empty_schema_loads_and_rejects_every_flag),
+        CONFIG_TEST(test_fill_writes_defaults_and_zero_values),
+        CONFIG_TEST(test_fill_follows_precedence),
+        CONFIG_TEST(test_fill_refuses_a_string_longer_than_its_field),
+        CONFIG_TEST(test_fill_copies_secrets_and_wipe_clears_them),
+        CONFIG_TEST(test_fill_duration_in_seconds),
+        CONFIG_TEST(test_schema_with_a_field_of_the_wrong_size_is_refused),
+        CONFIG_TEST(test_config_fail_without_a_config_names_the_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

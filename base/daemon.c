@@ -1,0 +1,171 @@
+#include "base/daemon.h"
+
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <systemd/sd-daemon.h>
+
+#include "base/log.h"
+
+extern char **environ;
+
+struct daemon {
+    const struct daemon_spec *spec;
+    struct ev_loop *loop;
+    const struct ztr_clock *clock;
+    ev_signal sigterm, sigint, sighup;
+    ev_timer watchdog;
+    bool stopped;
+    int exit_status;
+};
+
+void
+daemon_stop(struct daemon *daemon, int exit_status)
+{
+    if (!daemon->stopped)
+        daemon->exit_status = exit_status;
+    daemon->stopped = true;
+    ev_break(daemon->loop, EVBREAK_ALL);
+}
+
+struct ev_loop *
+daemon_loop(const struct daemon *daemon)
+{
+    return daemon->loop;
+}
+
+const struct ztr_clock *
+daemon_clock(const struct daemon *daemon)
+{
+    return daemon->clock;
+}
+
+void
+daemon_notify_ready(const char *status)
+{
+    if (status != NULL)
+        sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+    else
+        sd_notify(0, "READY=1");
+}
+
+void
+daemon_notify_status(const char *status)
+{
+    sd_notifyf(0, "STATUS=%s", status);
+}
+
+static void
+signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct daemon *d = w->data;
+    if (w->signum == SIGHUP) {
+        if (d->spec->on_hup != NULL)
+            d->spec->on_hup(d->spec->ctx, d);
+        else
+            log_info("SIGHUP ignored", NULL);
+        return;
+    }
+    log_info(d->spec->msg_stopping, "signal=%d", w->signum);
+    daemon_stop(d, DAEMON_EXIT_OK);
+}
+
+static void
+watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    /* The loop is alive: that is what systemd's watchdog asks. */
+    sd_notify(0, "WATCHDOG=1");
+}
+
+static void
+print_line(void *ctx, const char *line)
+{
+    fprintf(ctx, "%s\n", line);
+}
+
+/* Loads, fills and checks the configuration; 1 when --help was answered. */
+static int
+configure(struct daemon *d, int argc, char **argv, struct ztr_err *err)
+{
+    const struct daemon_spec *spec = d->spec;
+    struct config *config = NULL;
+    TRY(config_load(spec->schema, spec->schema_len, environ, argc, argv, &config, err));
+    if (config_help_requested(config)) {
+        printf("%s\n\nflags (each also an environment variable and a YAML key):\n", spec->usage);
+        config_print_help(spec->schema, spec->schema_len, print_line, stdout);
+        config_free(config);
+        return 1;
+    }
+    int rc = config_fill(config, spec->settings, err);
+    if (rc == 0 && spec->configure != NULL)
+        rc = spec->configure(spec->ctx, d, config, err);
+    config_free(config);
+    return rc;
+}
+
+static void
+watch(struct daemon *d)
+{
+    ev_signal *signals[] = {&d->sigterm, &d->sigint, &d->sighup};
+    int numbers[] = {SIGTERM, SIGINT, SIGHUP};
+    for (size_t i = 0; i < 3; i++) {
+        ev_signal_init(signals[i], signal_cb, numbers[i]);
+        signals[i]->data = d;
+        ev_signal_start(d->loop, signals[i]);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    uint64_t watchdog_usec = 0;
+    ev_timer_init(&d->watchdog, watchdog_cb, 0, 0);
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0) {
+        d->watchdog.repeat = (double)watchdog_usec / 2e6;
+        ev_timer_again(d->loop, &d->watchdog);
+    }
+}
+
+static void
+unwatch(struct daemon *d)
+{
+    ev_timer_stop(d->loop, &d->watchdog);
+    ev_signal_stop(d->loop, &d->sigterm);
+    ev_signal_stop(d->loop, &d->sigint);
+    ev_signal_stop(d->loop, &d->sighup);
+}
+
+int
+daemon_run(const struct daemon_spec *spec, int argc, char **argv)
+{
+    struct daemon d = {.spec = spec, .clock = clock_system()};
+    struct ztr_err err = {0};
+    d.loop = ev_default_loop(EVFLAG_AUTO);
+    int rc = configure(&d, argc, argv, &err);
+    if (rc == 1)
+        return DAEMON_EXIT_OK;
+    int status = DAEMON_EXIT_CONFIG;
+    if (rc == 0) {
+        watch(&d);
+        status = DAEMON_EXIT_RUNTIME;
+        rc = spec->start(spec->ctx, &d, &status, &err);
+    }
+    if (rc != 0) {
+        log_error(spec->msg_failed, "error=\"%s\"", err.msg);
+        unwatch(&d);
+        if (spec->stop != NULL)
+            spec->stop(spec->ctx, false, status);
+        config_wipe_secrets(spec->schema, spec->schema_len, spec->settings);
+        log_clear_secrets();
+        return status;
+    }
+    if (!d.stopped)
+        ev_run(d.loop, 0);
+    sd_notify(0, "STOPPING=1");
+    unwatch(&d);
+    status = spec->stop != NULL ? spec->stop(spec->ctx, true, d.exit_status) : d.exit_status;
+    config_wipe_secrets(spec->schema, spec->schema_len, spec->settings);
+    log_clear_secrets();
+    return status;
+}

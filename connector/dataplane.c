@@ -146,7 +146,7 @@ on_open(void *user, struct dsession *ds, uint32_t stream, const char *resource)
     if (!allowlist_permits(dp->config.allowlist, s->spiffe_id, resource)) {
         snprintf(reason, sizeof(reason), "resource \"%s\" not allowed for this tunneler",
                  resource);
-        stream_refused(s, stream, resource, MUX_CODE_NOT_ALLOWED, reason);
+        stream_refused(s, stream, resource, MUX_CODE_RESOURCE_NOT_ALLOWED, reason);
         return;
     }
     const struct connector_resource *r = find_resource(dp, resource);
@@ -200,7 +200,7 @@ session_refuse(struct dp_session *s, const char *why)
     s->dp->rejected++;
     log_warn(DATAPLANE_MSG_NOT_ALLOWED, "spiffe_id=%s peer=%s reason=\"%s\"", s->spiffe_id,
              dsession_peer_addr(s->ds), why);
-    dsession_close(s->ds, MUX_CODE_NOT_ALLOWED, DATAPLANE_MSG_NOT_ALLOWED);
+    dsession_close(s->ds, MUX_CODE_PEER_NOT_ALLOWED, DATAPLANE_MSG_NOT_ALLOWED);
 }
 
 static void
@@ -229,9 +229,9 @@ observe_revocation(struct dataplane *dp, double seconds)
 }
 
 static void
-on_closed(void *user, struct dsession *ds, const char *reason)
+on_closed(void *user, struct dsession *ds, enum mux_code code, const char *reason)
 {
-    (void)ds;
+    (void)code;
     struct dp_session *s = user;
     struct dataplane *dp = s->dp;
     if (!s->ready)
@@ -333,7 +333,7 @@ reset_if_revoked(void *ctx, struct dsession *ds, uint32_t stream, const char *re
     snprintf(reason, sizeof(reason), "resource \"%s\" no longer allowed", resource);
     log_info("stream closed by the allowlist", "spiffe_id=%s resource=\"%s\"", s->spiffe_id,
              resource);
-    (void)dsession_reset(ds, stream, MUX_CODE_NOT_ALLOWED, reason);
+    (void)dsession_reset(ds, stream, MUX_CODE_RESOURCE_NOT_ALLOWED, reason);
 }
 
 void

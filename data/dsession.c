@@ -33,6 +33,7 @@ struct dsession {
     struct dstream *streams;
     size_t stream_count;
     int64_t last_input_ms;
+    enum mux_code end_code;      /* for on_closed: the mux's, else INTERNAL */
     bool ready;
     void *user;
 };
@@ -210,8 +211,8 @@ mux_pong_cb(void *user, int64_t rtt_ms)
 static void
 mux_session_closed_cb(void *user, enum mux_code code, const char *reason)
 {
-    (void)code;
     struct dsession *s = user;
+    s->end_code = code;
     if (s->conn != NULL)
         tls_conn_close(s->conn, reason);
 }
@@ -271,7 +272,7 @@ tls_closed(struct tls_conn *conn, const char *reason, void *user)
         (void)mux_goaway(s->mux, MUX_CODE_INTERNAL, reason);
     s->config.stats->sessions--;
     if (s->hooks.on_closed != NULL)
-        s->hooks.on_closed(s->user, s, reason);
+        s->hooks.on_closed(s->user, s, s->end_code, reason);
     mux_free(s->mux);
     free(s);
 }
@@ -293,6 +294,7 @@ dsession_new(const struct dsession_config *config, int fd, const struct pki_expe
     s->config = *config;
     s->hooks = *config->hooks;
     s->user = config->user;
+    s->end_code = MUX_CODE_INTERNAL;
     if (tls_conn_new(config->loop, config->tls, fd, expect, &tls_callbacks, s, &s->conn, err) !=
         0) {
         free(s);

@@ -58,8 +58,11 @@ struct dsession_hooks {
                               void *stream_user, enum mux_code code, const char *reason);
     /* Opener: PONG arrived. */
     void (*on_pong)(void *user, struct dsession *session, int64_t rtt_ms);
-    /* The session is over (reason: the TLS or mux reason); freed after. */
-    void (*on_closed)(void *user, struct dsession *session, const char *reason);
+    /* The session is over; freed after. code: the GOAWAY's (either way) or
+     * MUX_CODE_INTERNAL when the connection failed without one — decide on
+     * it; reason (the TLS or mux text) is for logs. */
+    void (*on_closed)(void *user, struct dsession *session, enum mux_code code,
+                      const char *reason);
 };
 
 struct dsession_config {

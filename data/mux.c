@@ -31,7 +31,6 @@
 
 #define MUX_CREDIT_MAX 0x7fffffffu   /* WINDOW may not push credit past 2^31-1 */
 #define MUX_RESOURCE_MAX 255
-#define MUX_CODE_LAST MUX_CODE_CANCEL
 #define MUX_PINGS_MAX 4              /* unanswered PINGs kept for matching */
 #define MUX_FRAME_MAX (MUX_HEADER_SIZE + MUX_MAX_PAYLOAD)
 
@@ -1355,4 +1354,23 @@ mux_stream_user(const struct mux *mux, uint32_t stream)
         return mux->closing_user;
     const struct stream *s = find_live(mux, stream);
     return s != NULL ? s->user : NULL;
+}
+
+const char *
+mux_code_name(enum mux_code code)
+{
+    static const char *const names[] = {
+        [MUX_CODE_NORMAL] = "normal",
+        [MUX_CODE_RESOURCE_NOT_ALLOWED] = "resource_not_allowed",
+        [MUX_CODE_UNKNOWN_RESOURCE] = "unknown_resource",
+        [MUX_CODE_CONNECT_FAILED] = "connect_failed",
+        [MUX_CODE_PROTOCOL_ERROR] = "protocol_error",
+        [MUX_CODE_REFUSED] = "refused",
+        [MUX_CODE_INTERNAL] = "internal",
+        [MUX_CODE_CANCEL] = "cancel",
+        [MUX_CODE_PEER_NOT_ALLOWED] = "peer_not_allowed",
+    };
+    if ((unsigned)code >= sizeof(names) / sizeof(names[0]))
+        return "unknown";
+    return names[code];
 }

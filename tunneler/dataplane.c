@@ -143,16 +143,26 @@ client_free(struct client *c)
     free(c);
 }
 
-static enum socks5_reply_code
-socks_code(enum mux_code code)
+struct tunnel_refusal
+tunnel_refusal_of(enum mux_code code)
 {
-    switch (code) {
-    case MUX_CODE_NOT_ALLOWED: return SOCKS5_REP_NOT_ALLOWED;
-    case MUX_CODE_UNKNOWN_RESOURCE: return SOCKS5_REP_HOST_UNREACHABLE;
-    case MUX_CODE_CONNECT_FAILED: return SOCKS5_REP_CONNECTION_REFUSED;
-    case MUX_CODE_REFUSED: return SOCKS5_REP_NETWORK_UNREACHABLE;
-    default: return SOCKS5_REP_GENERAL_FAILURE;
-    }
+    /* A verdict on this tunneler or the resource holds at every connector;
+     * a failed session or target may not. Codes a newer peer may add land
+     * on the default: worth another connector. */
+    static const struct tunnel_refusal table[] = {
+        [MUX_CODE_NORMAL] = {false, false, SOCKS5_REP_GENERAL_FAILURE},
+        [MUX_CODE_RESOURCE_NOT_ALLOWED] = {false, false, SOCKS5_REP_NOT_ALLOWED},
+        [MUX_CODE_UNKNOWN_RESOURCE] = {false, false, SOCKS5_REP_HOST_UNREACHABLE},
+        [MUX_CODE_CONNECT_FAILED] = {true, false, SOCKS5_REP_CONNECTION_REFUSED},
+        [MUX_CODE_PROTOCOL_ERROR] = {true, false, SOCKS5_REP_GENERAL_FAILURE},
+        [MUX_CODE_REFUSED] = {true, false, SOCKS5_REP_NETWORK_UNREACHABLE},
+        [MUX_CODE_INTERNAL] = {true, false, SOCKS5_REP_GENERAL_FAILURE},
+        [MUX_CODE_CANCEL] = {true, false, SOCKS5_REP_GENERAL_FAILURE},
+        [MUX_CODE_PEER_NOT_ALLOWED] = {true, true, SOCKS5_REP_NOT_ALLOWED},
+    };
+    if ((unsigned)code >= sizeof(table) / sizeof(table[0]))
+        return (struct tunnel_refusal){true, false, SOCKS5_REP_GENERAL_FAILURE};
+    return table[code];
 }
 
 /* Whatever the SOCKS5 session has queued goes to the client now; the reply
@@ -327,16 +337,6 @@ session_open_ok(void *user, struct dsession *ds, uint32_t stream, void *stream_u
         log_warn("stream not started", "error=\"%s\"", err.msg);
 }
 
-/* Worth another connector: the session or the target failed, not a verdict
- * on us or the resource. */
-static bool
-retryable(enum mux_code code, const char *reason)
-{
-    if (code == MUX_CODE_NOT_ALLOWED)
-        return strcmp(reason, "tunneler not allowed") == 0;
-    return code != MUX_CODE_UNKNOWN_RESOURCE && code != MUX_CODE_NORMAL;
-}
-
 static void
 session_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *stream_user,
                        enum mux_code code, const char *reason)
@@ -351,7 +351,7 @@ session_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *s
         client_free(c);
         return;
     }
-    if (retryable(code, reason) && c->tried_count < CLIENT_ATTEMPTS_MAX) {
+    if (tunnel_refusal_of(code).failover && c->tried_count < CLIENT_ATTEMPTS_MAX) {
         move_on(c, k, code, reason);
         snprintf(k->last_error, sizeof(k->last_error), "%s", reason);
         log_info("stream failing over", "connector=%s resource=\"%s\" reason=\"%s\"", k->id,
@@ -362,7 +362,7 @@ session_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *s
     }
     char text[MUX_REASON_MAX + 64];
     snprintf(text, sizeof(text), "connector %s refused the stream: %s", k->id, reason);
-    client_fail(c, socks_code(code), text);
+    client_fail(c, tunnel_refusal_of(code).socks5_reply, text);
 }
 
 static void
@@ -376,21 +376,21 @@ session_pong(void *user, struct dsession *ds, int64_t rtt_ms)
 static void tconn_free(struct tconn *k);
 
 /* The session to k is over (or never came up): log, mark k down when it
- * failed to come up or refused us, and move its waiting clients on. */
+ * failed to come up or its code says so, and move its waiting clients on. */
 static void
-conn_lost(struct tconn *k, bool was_ready, const char *reason)
+conn_lost(struct tconn *k, bool was_ready, enum mux_code code, const char *reason)
 {
     struct tunnel *t = k->tunnel;
     if (t->stopping)
         return;
-    if (strcmp(reason, "tunneler not allowed") == 0)
+    if (code == MUX_CODE_PEER_NOT_ALLOWED)
         log_warn("tunneler not allowed", "connector=%s address=%s", k->id, k->address);
     if (was_ready)
         log_info("data session closed", "connector=%s reason=\"%s\"", k->id, reason);
     else
         log_warn("connector unreachable", "connector=%s address=%s reason=\"%s\"", k->id,
                  k->address, reason);
-    if (!k->removed && (!was_ready || strcmp(reason, "tunneler not allowed") == 0))
+    if (!k->removed && (!was_ready || tunnel_refusal_of(code).mark_down))
         mark_down(k, reason);
     /* Whoever waited for this session tries the next connector. */
     while (k->waiting != NULL) {
@@ -404,14 +404,14 @@ conn_lost(struct tconn *k, bool was_ready, const char *reason)
 }
 
 static void
-session_closed(void *user, struct dsession *ds, const char *reason)
+session_closed(void *user, struct dsession *ds, enum mux_code code, const char *reason)
 {
     (void)ds;
     struct tconn *k = user;
     bool was_ready = k->session_ready;
     k->session = NULL;
     k->session_ready = false;
-    conn_lost(k, was_ready, reason);
+    conn_lost(k, was_ready, code, reason);
 }
 
 static const struct dsession_hooks session_hooks = {
@@ -438,7 +438,7 @@ dial_connected(struct ev_loop *loop, ev_io *w, int revents)
     struct ztr_err err;
     if (net_connect_finish(fd, k->address, &err) != 0) {
         close(fd);
-        conn_lost(k, false, err.msg);
+        conn_lost(k, false, MUX_CODE_INTERNAL, err.msg);
         return;
     }
     struct pki_expect expect = {.trust_domain = agent_trust_domain(t->agent),
@@ -457,7 +457,7 @@ dial_connected(struct ev_loop *loop, ev_io *w, int revents)
                                      .hooks = &session_hooks,
                                      .user = k};
     if (dsession_new(&config, fd, &expect, &k->session, &err) != 0)
-        conn_lost(k, false, err.msg);
+        conn_lost(k, false, MUX_CODE_INTERNAL, err.msg);
 }
 
 static void
@@ -470,7 +470,7 @@ dial_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     k->dial_fd = -1;
     char reason[200];
     snprintf(reason, sizeof(reason), "dial %s: connect: timed out", k->address);
-    conn_lost(k, false, reason);
+    conn_lost(k, false, MUX_CODE_INTERNAL, reason);
 }
 
 /* Starts the TCP connect; the session follows in dial_connected. */
@@ -734,7 +734,7 @@ remove_conn(struct tconn *k)
     k->removed = true;
     if (k->dial_fd >= 0) {
         dial_cancel(k);
-        conn_lost(k, false, "connector removed");   /* frees k */
+        conn_lost(k, false, MUX_CODE_NORMAL, "connector removed");   /* frees k */
         return;
     }
     if (k->session != NULL) {

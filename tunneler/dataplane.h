@@ -17,17 +17,21 @@
  * (CONNECTOR_RETRY_MIN doubling to CONNECTOR_RETRY_MAX); streams waiting
  * for it move to the next candidate (failover). When every candidate is
  * down, the one due back soonest is tried anyway, so a recovered connector
- * is found by the next connection. A stream the connector refuses for a
- * reason about the tunneler or the resource (not allowed, unknown) is not
- * retried elsewhere; one whose target could not be reached is.
+ * is found by the next connection. What a connector's refusal leads to is
+ * decided by its code alone (tunnel_refusal_of): a stream refused for the
+ * resource (not allowed, unknown) is not retried elsewhere; one whose
+ * target could not be reached, or whose session ended, is.
  */
 #ifndef ZTR_TUNNELER_DATAPLANE_H
 #define ZTR_TUNNELER_DATAPLANE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "base/err.h"
+#include "data/mux.h"
+#include "tunneler/socks5.h"
 
 struct metrics;
 struct agent;
@@ -50,6 +54,15 @@ struct tunneler_config {
 };
 
 struct tunnel;
+
+/* What the tunneler does when a connector ends a stream, or the session it
+ * rides on, with code: the one table of these decisions. */
+struct tunnel_refusal {
+    bool failover;                      /* try the next connector serving the resource */
+    bool mark_down;                     /* a session ended with it marks the connector down */
+    enum socks5_reply_code socks5_reply;  /* the client's reply when it is refused with it */
+};
+struct tunnel_refusal tunnel_refusal_of(enum mux_code code);
 
 int tunnel_start(struct agent *agent, const struct tunneler_config *config,
                  struct tunnel **out, struct ztr_err *err);

@@ -287,9 +287,6 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                                          .stats = &dp->stats,
                                          .role = MUX_ACCEPTOR,
                                          .window = dp->config.window,
-                                         .session_window = dp->config.session_window,
-                                         .max_window = dp->config.max_window,
-                                         .session_max_window = 4 * dp->config.max_window,
                                          .hooks = &session_hooks,
                                          .user = s};
         struct ztr_err err;

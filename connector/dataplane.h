@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "data/dsession.h"
 
 struct metrics;
 struct agent;
@@ -42,8 +43,7 @@ struct dataplane_config {
     const struct connector_resource *resources;
     size_t resource_count;
     const struct allowlist *allowlist;
-    uint32_t window, session_window;
-    uint32_t max_window;                /* streams' windows may grow to this (session: 4x) */
+    struct dsession_window window;      /* flow control of every session */
     int64_t dial_timeout_ms;
     int64_t idle_timeout_ms;        /* sessions silent this long are closed */
 };

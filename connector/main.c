@@ -40,7 +40,7 @@ struct connector {
     json_t *targets;               /* ip:port of each, same order */
     struct connector_resource served[CONFIG_LIST_MAX];
     size_t served_count;
-    uint32_t window, max_window;
+    struct dsession_window window;
     int64_t dial_timeout_ms, idle_timeout_ms;
     struct agent *agent;
     struct allowlist *allowlist;   /* enforced from disk while the controller is away */
@@ -107,7 +107,7 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
         json_array_append_new(c->resources, json_string(name));
         json_array_append_new(c->targets, json_string(target));
     }
-    TRY(dsession_window_config(config, &c->window, &c->max_window, err));
+    TRY(dsession_window_config(config, &c->window, err));
     c->dial_timeout_ms = config_get_duration_ms(config, "DIAL_TIMEOUT");
     c->idle_timeout_ms = config_get_duration_ms(config, "DATA_IDLE_TIMEOUT");
     c->allowlist = allowlist_new();
@@ -129,8 +129,7 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
                  (long long)allowlist_received_at(c->allowlist));
     struct dataplane_config dp = {
         .listen = c->listen, .resources = c->served, .resource_count = c->served_count,
-        .allowlist = c->allowlist, .window = c->window, .session_window = 4 * c->window,
-        .max_window = c->max_window,
+        .allowlist = c->allowlist, .window = c->window,
         .dial_timeout_ms = c->dial_timeout_ms, .idle_timeout_ms = c->idle_timeout_ms};
     return dataplane_start(agent, &dp, &c->dataplane, err);
 }

@@ -1009,6 +1009,16 @@ usable(const struct mux *m)
     return m != NULL && alive(m) && !m->in_write;
 }
 
+#define MUX_SESSION_WINDOW_FACTOR 4u
+
+uint32_t
+mux_session_window(uint32_t stream_window)
+{
+    if (stream_window > UINT32_MAX / MUX_SESSION_WINDOW_FACTOR)
+        return UINT32_MAX;
+    return MUX_SESSION_WINDOW_FACTOR * stream_window;
+}
+
 int
 mux_new(const struct mux_config *config, const struct mux_callbacks *callbacks, void *user,
         struct mux **out, struct ztr_err *err)

@@ -189,6 +189,13 @@ struct mux_config {
     uint32_t max_window, session_max_window;
 };
 
+/* A session's credit (and its growth limit) for a given per-stream value:
+ * four streams' worth, so one busy stream cannot use up the session while
+ * others wait, and a few can run at full speed. The one place the factor
+ * lives; both ends derive their session window from it (saturates at
+ * UINT32_MAX, which mux_new then refuses). */
+uint32_t mux_session_window(uint32_t stream_window);
+
 /* window ≤ 2^31-1, max_streams ≤ MUX_MAX_STREAMS; only write is a required
  * callback. */
 int mux_new(const struct mux_config *config, const struct mux_callbacks *callbacks, void *user,

@@ -451,9 +451,6 @@ dial_connected(struct ev_loop *loop, ev_io *w, int revents)
                                      .stats = &t->stats,
                                      .role = MUX_OPENER,
                                      .window = t->config.window,
-                                     .session_window = t->config.session_window,
-                                         .max_window = t->config.max_window,
-                                         .session_max_window = 4 * t->config.max_window,
                                      .hooks = &session_hooks,
                                      .user = k};
     if (dsession_new(&config, fd, &expect, &k->session, &err) != 0)

@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
-#include "data/mux.h"
+#include "data/dsession.h"
 #include "tunneler/socks5.h"
 
 struct metrics;
@@ -46,8 +46,7 @@ struct tunneler_config {
     const struct tunneler_forward *forwards;
     size_t forward_count;
     const char *socks_listen;           /* NULL: no SOCKS5 server */
-    uint32_t window, session_window;
-    uint32_t max_window;                /* streams' windows may grow to this (session: 4x) */
+    struct dsession_window window;      /* flow control of every session */
     int64_t ping_interval_ms;
     int64_t retry_min_ms, retry_max_ms;
     int64_t client_timeout_ms;          /* SOCKS5 handshake + stream open */

@@ -62,8 +62,7 @@ tunneler_configure(void *ctx, struct agent *agent, const struct config *config,
         snprintf(t->socks_listen, sizeof(t->socks_listen), "%s", socks);
         t->config.socks_listen = t->socks_listen;
     }
-    TRY(dsession_window_config(config, &t->config.window, &t->config.max_window, err));
-    t->config.session_window = 4 * t->config.window;
+    TRY(dsession_window_config(config, &t->config.window, err));
     t->config.ping_interval_ms = config_get_duration_ms(config, "DATA_PING_INTERVAL");
     t->config.retry_min_ms = config_get_duration_ms(config, "CONNECTOR_RETRY_MIN");
     t->config.retry_max_ms = config_get_duration_ms(config, "CONNECTOR_RETRY_MAX");

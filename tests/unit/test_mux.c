@@ -557,6 +557,24 @@ test_every_code_crosses_the_wire(void **state)
     assert_int_equal(MUX_CODE_PEER_NOT_ALLOWED, 8);
 }
 
+/* The session window both ends derive from the stream window. */
+static void
+test_session_window_is_four_streams(void **state)
+{
+    (void)state;
+    assert_int_equal(mux_session_window(262144), 1048576);
+    assert_int_equal(mux_session_window(0), 0);
+    assert_int_equal(mux_session_window(UINT32_MAX / 4), (UINT32_MAX / 4) * 4);
+    assert_int_equal(mux_session_window(UINT32_MAX / 4 + 1), UINT32_MAX);
+    /* A saturated value is refused, not wrapped. */
+    struct mux *m = NULL;
+    struct mux_config config = {.role = MUX_OPENER,
+                                .session_window = mux_session_window(0x40000000u)};
+    struct ztr_err err = {0};
+    assert_int_equal(mux_new(&config, &callbacks, NULL, &m, &err), -1);
+    assert_null(m);
+}
+
 static void
 test_reset_with_reason(void **state)
 {
@@ -1672,6 +1690,7 @@ main(void)
         cmocka_unit_test(test_send_and_fin_before_open_ok),
         cmocka_unit_test(test_reset_with_reason),
         cmocka_unit_test(test_every_code_crosses_the_wire),
+        cmocka_unit_test(test_session_window_is_four_streams),
         cmocka_unit_test(test_reset_crossing_data),
         cmocka_unit_test(test_reset_after_fins),
         cmocka_unit_test(test_goaway_with_reason),

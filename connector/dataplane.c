@@ -44,8 +44,8 @@ struct dial {
 };
 
 struct dataplane {
-    struct agent *agent;
     struct ev_loop *loop;
+    char *trust_domain;
     struct dataplane_config config;
     struct connector_resource *resources;
     struct tls_ctx *tls;
@@ -279,7 +279,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         s->dp = dp;
-        struct pki_expect expect = {.trust_domain = agent_trust_domain(dp->agent),
+        struct pki_expect expect = {.trust_domain = dp->trust_domain,
                                     .role = PKI_ROLE_TUNNELER};
         struct dsession_config config = {.loop = dp->loop,
                                          .tls = dp->tls,
@@ -353,26 +353,28 @@ dataplane_enforce(struct dataplane *dp)
 /* ---- life cycle ------------------------------------------------------------------------- */
 
 int
-dataplane_start(struct agent *agent, const struct dataplane_config *config,
-                struct dataplane **out, struct ztr_err *err)
+dataplane_new(const struct dataplane_env *env, const struct dataplane_config *config,
+              struct dataplane **out, struct ztr_err *err)
 {
     *out = NULL;
     struct dataplane *dp = calloc(1, sizeof(*dp));
     if (dp == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
-    dp->agent = agent;
-    dp->loop = agent_loop(agent);
+    dp->loop = env->loop;
+    dp->tls = env->tls;
     dp->config = *config;
     dp->listen_fd = -1;
+    dp->trust_domain = strdup(env->trust_domain);
     dp->resources = calloc(config->resource_count + 1, sizeof(*dp->resources));
-    if (dp->resources == NULL) {
+    if (dp->resources == NULL || dp->trust_domain == NULL) {
+        free(dp->resources);
+        free(dp->trust_domain);
         free(dp);
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     }
     memcpy(dp->resources, config->resources, config->resource_count * sizeof(*dp->resources));
     dp->config.resources = dp->resources;
-    dp->tls = agent_data_tls(agent, TLS_SIDE_SERVER, DATA_ALPN, err);
-    if (dp->tls == NULL || relay_pool_new(POOL_FREE_CHUNKS, &dp->pool, err) != 0 ||
+    if (relay_pool_new(POOL_FREE_CHUNKS, &dp->pool, err) != 0 ||
         net_listen(config->listen, LISTEN_BACKLOG, &dp->listen_fd, err) != 0) {
         dataplane_stop(dp);
         return -1;
@@ -388,6 +390,25 @@ dataplane_start(struct agent *agent, const struct dataplane_config *config,
              (unsigned)net_local_port(dp->listen_fd), config->resource_count);
     *out = dp;
     return 0;
+}
+
+int
+dataplane_start(struct agent *agent, const struct dataplane_config *config,
+                struct dataplane **out, struct ztr_err *err)
+{
+    *out = NULL;
+    struct dataplane_env env = {.loop = agent_loop(agent),
+                                .tls = agent_data_tls(agent, TLS_SIDE_SERVER, DATA_ALPN, err),
+                                .trust_domain = agent_trust_domain(agent)};
+    if (env.tls == NULL)
+        return -1;
+    return dataplane_new(&env, config, out, err);
+}
+
+uint16_t
+dataplane_listen_port(const struct dataplane *dp)
+{
+    return dp != NULL && dp->listen_fd >= 0 ? net_local_port(dp->listen_fd) : 0;
 }
 
 void
@@ -406,6 +427,7 @@ dataplane_stop(struct dataplane *dp)
         ev_run(dp->loop, EVRUN_NOWAIT);
     relay_pool_free(dp->pool);
     free(dp->resources);
+    free(dp->trust_domain);
     free(dp);
 }
 

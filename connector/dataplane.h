@@ -50,8 +50,26 @@ struct dataplane_config {
 
 struct dataplane;
 
+/* What the data plane takes from its agent. dataplane_start fills it from
+ * the agent; a test builds one around its own loop and certificates. loop
+ * and tls must outlive the data plane (the agent updates tls in place on
+ * renewal); trust_domain is copied. */
+struct dataplane_env {
+    struct ev_loop *loop;
+    struct tls_ctx *tls;         /* server side, ALPN DATA_ALPN, the agent's identity */
+    const char *trust_domain;    /* tunnelers must be in it */
+};
+
+/* Listens on config->listen. config's resources are copied; its allowlist
+ * is the caller's and must outlive the data plane (changes to it take
+ * effect at dataplane_enforce). */
+int dataplane_new(const struct dataplane_env *env, const struct dataplane_config *config,
+                  struct dataplane **out, struct ztr_err *err);
+/* dataplane_new with the agent's loop, data TLS context and trust domain. */
 int dataplane_start(struct agent *agent, const struct dataplane_config *config,
                     struct dataplane **out, struct ztr_err *err);
+/* The port the listener got (CONNECTOR_LISTEN may ask for port 0). */
+uint16_t dataplane_listen_port(const struct dataplane *dp);
 /* The allowlist changed: close and reset what it no longer permits. */
 void dataplane_enforce(struct dataplane *dp);
 /* Ends every session (GOAWAY "shutting down") and closes the listener. */

@@ -19,6 +19,7 @@
 #include "tunneler/socks5.h"
 
 #define CONNECTORS_FILE "connectors.json"
+#define CONNECTORS_FILE_MAX (16 * 1024 * 1024)
 #define CONNECTORS_MAX 256
 #define LISTENERS_MAX (CONFIG_LIST_MAX + 1)
 #define CLIENTS_MAX 65536
@@ -87,8 +88,9 @@ struct listener {
 };
 
 struct tunnel {
-    struct agent *agent;
     struct ev_loop *loop;
+    char *trust_domain;
+    char *state_dir;
     struct tunneler_config config;
     struct tls_ctx *tls;
     struct relay_pool *pool;
@@ -441,7 +443,7 @@ dial_connected(struct ev_loop *loop, ev_io *w, int revents)
         conn_lost(k, false, MUX_CODE_INTERNAL, err.msg);
         return;
     }
-    struct pki_expect expect = {.trust_domain = agent_trust_domain(t->agent),
+    struct pki_expect expect = {.trust_domain = t->trust_domain,
                                 .role = PKI_ROLE_CONNECTOR,
                                 .spiffe_id = k->spiffe_id,
                                 .dial_ip = k->ip};
@@ -804,17 +806,19 @@ apply_list(struct tunnel *t, const json_t *list)
     return 0;
 }
 
-static void
-save_list(struct tunnel *t, const json_t *msg)
+/* STATE_DIR/connectors.json holds the last `connectors` message as it
+ * came, written like the connector's allowlist: atomically, 0600. */
+static int
+save_list(const struct tunnel *t, const json_t *msg, struct ztr_err *err)
 {
-    char path[1200];
-    snprintf(path, sizeof(path), "%s/%s", agent_state_dir(t->agent), CONNECTORS_FILE);
+    char path[4096];
+    TRY(file_path_join(path, sizeof(path), t->state_dir, CONNECTORS_FILE, err));
     char *text = json_dumps(msg, JSON_COMPACT);
-    struct ztr_err err;
-    if (text == NULL || file_write_atomic(path, text, strlen(text), 0600, &err) != 0)
-        log_warn("connector list not persisted", "error=\"%s\"",
-                 text == NULL ? "out of memory" : err.msg);
+    if (text == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    int rc = file_write_atomic(path, text, strlen(text), 0600, err);
     free(text);
+    return rc;
 }
 
 void
@@ -825,20 +829,30 @@ tunnel_set_connectors(struct tunnel *t, const json_t *msg)
     int64_t version = json_integer_value(json_object_get(msg, "version"));
     apply_list(t, json_object_get(msg, "connectors"));
     t->list_version = version;
-    save_list(t, msg);
+    struct ztr_err err = {0};
+    if (save_list(t, msg, &err) != 0)
+        log_warn("connector list not persisted", "error=\"%s\"", err.msg);
     log_info("connector list received", "version=%lld connectors=%zu", (long long)version,
              json_array_size(json_object_get(msg, "connectors")));
 }
 
+/* The list saved by the last run, if any: without it the tunneler waits
+ * for the controller's (an unreadable file counts as none). */
 static void
 load_list(struct tunnel *t)
 {
-    char path[1200];
-    snprintf(path, sizeof(path), "%s/%s", agent_state_dir(t->agent), CONNECTORS_FILE);
+    char path[4096];
+    char *text;
+    size_t len;
+    struct ztr_err err = {0};
+    if (file_path_join(path, sizeof(path), t->state_dir, CONNECTORS_FILE, &err) != 0 ||
+        file_read_all(path, CONNECTORS_FILE_MAX, &text, &len, &err) != 0)
+        return;
     json_error_t jerr;
-    json_t *msg = json_load_file(path, 0, &jerr);
+    json_t *msg = json_loadb(text, len, 0, &jerr);
+    free(text);
     if (msg == NULL)
-        return;   /* none yet: the controller sends one */
+        return;
     apply_list(t, json_object_get(msg, "connectors"));
     t->list_version = json_integer_value(json_object_get(msg, "version"));
     log_info("connector list loaded from disk", "version=%lld connectors=%zu",
@@ -849,18 +863,21 @@ load_list(struct tunnel *t)
 /* ---- life cycle --------------------------------------------------------------------------------- */
 
 int
-tunnel_start(struct agent *agent, const struct tunneler_config *config, struct tunnel **out,
-             struct ztr_err *err)
+tunnel_new(const struct tunnel_env *env, const struct tunneler_config *config,
+           struct tunnel **out, struct ztr_err *err)
 {
     *out = NULL;
     struct tunnel *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
-    t->agent = agent;
-    t->loop = agent_loop(agent);
+    t->loop = env->loop;
     t->config = *config;
-    t->tls = agent_data_tls(agent, TLS_SIDE_CLIENT, DATA_ALPN, err);
-    int rc = t->tls == NULL ? -1 : relay_pool_new(POOL_FREE_CHUNKS, &t->pool, err);
+    t->tls = env->tls;
+    t->trust_domain = strdup(env->trust_domain);
+    t->state_dir = strdup(env->state_dir);
+    int rc = t->trust_domain == NULL || t->state_dir == NULL
+                 ? ztr_err_set(err, ZTR_E_NOMEM, "out of memory")
+                 : relay_pool_new(POOL_FREE_CHUNKS, &t->pool, err);
     for (size_t i = 0; rc == 0 && i < config->forward_count; i++)
         rc = add_listener(t, config->forwards[i].listen, false, config->forwards[i].resource, err);
     if (rc == 0 && config->socks_listen != NULL)
@@ -878,6 +895,20 @@ tunnel_start(struct agent *agent, const struct tunneler_config *config, struct t
     ev_timer_start(t->loop, &t->ping_timer);
     *out = t;
     return 0;
+}
+
+int
+tunnel_start(struct agent *agent, const struct tunneler_config *config, struct tunnel **out,
+             struct ztr_err *err)
+{
+    *out = NULL;
+    struct tunnel_env env = {.loop = agent_loop(agent),
+                             .tls = agent_data_tls(agent, TLS_SIDE_CLIENT, DATA_ALPN, err),
+                             .trust_domain = agent_trust_domain(agent),
+                             .state_dir = agent_state_dir(agent)};
+    if (env.tls == NULL)
+        return -1;
+    return tunnel_new(&env, config, out, err);
 }
 
 void
@@ -911,7 +942,15 @@ tunnel_stop(struct tunnel *t)
     while (t->conn_count > 0)
         tconn_free(t->conns[0]);
     relay_pool_free(t->pool);
+    free(t->trust_domain);
+    free(t->state_dir);
     free(t);
+}
+
+uint16_t
+tunnel_listener_port(const struct tunnel *t, size_t i)
+{
+    return t != NULL && i < t->listener_count ? net_local_port(t->listeners[i].fd) : 0;
 }
 
 void

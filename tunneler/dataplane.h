@@ -63,11 +63,31 @@ struct tunnel_refusal {
 };
 struct tunnel_refusal tunnel_refusal_of(enum mux_code code);
 
+/* What the data plane takes from its agent. tunnel_start fills it from
+ * the agent; a test builds one around its own loop and certificates. The
+ * loop and tls must outlive the tunnel (the agent updates tls in place on
+ * renewal); the strings are copied. */
+struct tunnel_env {
+    struct ev_loop *loop;
+    struct tls_ctx *tls;         /* client side, ALPN DATA_ALPN, the agent's identity */
+    const char *trust_domain;    /* connectors must be in it */
+    const char *state_dir;       /* connectors.json lives here */
+};
+
+/* Starts the listeners and loads STATE_DIR/connectors.json. config's
+ * strings are read here and not kept. */
+int tunnel_new(const struct tunnel_env *env, const struct tunneler_config *config,
+               struct tunnel **out, struct ztr_err *err);
+/* tunnel_new with the agent's loop, data TLS context, trust domain and
+ * STATE_DIR. */
 int tunnel_start(struct agent *agent, const struct tunneler_config *config,
                  struct tunnel **out, struct ztr_err *err);
 /* A `connectors` message (schema-checked): replaces the list, persists it. */
 void tunnel_set_connectors(struct tunnel *t, const struct json_t *msg);
 void tunnel_stop(struct tunnel *t);
+/* The port listener i got: the forwards in config order, then SOCKS5 (0
+ * when there is no such listener). */
+uint16_t tunnel_listener_port(const struct tunnel *t, size_t i);
 
 void tunnel_add_health(const struct tunnel *t, struct json_t *health);
 void tunnel_add_metrics(const struct tunnel *t, struct metrics *metrics);

@@ -8,10 +8,12 @@
  * trust domain and role (pki_verify); then its SPIFFE ID must be on the
  * allowlist the controller pushed (or the one loaded from disk while the
  * controller is away) — otherwise the session ends with GOAWAY
- * `tunneler not allowed` (failure-modes §3.3), a log line naming the SPIFFE ID,
- * and a counter. Each OPEN must name a resource this connector serves and the
- * allowlist grants that tunneler; anything else is reset with a reason, and
- * only then is the resource's target dialed.
+ * PEER_NOT_ALLOWED `tunneler not allowed` (failure-modes §3.3), a log line
+ * naming the SPIFFE ID, and a counter. Each OPEN must name a resource the
+ * allowlist grants that tunneler (else RST RESOURCE_NOT_ALLOWED) and this
+ * connector serves (else RST UNKNOWN_RESOURCE); only then is the resource's
+ * target dialed (RST CONNECT_FAILED if that fails). Peers decide on these
+ * codes; the reason texts beside them are for people.
  *
  * dataplane_enforce() applies an allowlist change at once: sessions of
  * tunnelers that left the list are closed, streams to resources no longer

@@ -11,9 +11,8 @@
 static int
 state_path(const struct agent *a, const char *name, char *out, size_t cap, struct ztr_err *err)
 {
-    int n = snprintf(out, cap, "%s/%s", a->state_dir, name);
-    if (n < 0 || (size_t)n >= cap)
-        return ztr_err_set(err, ZTR_E_LIMIT, "STATE_DIR path too long");
+    if (file_path_join(out, cap, a->state_dir, name, err) != 0)
+        return ztr_err_wrap(err, "STATE_DIR");
     return 0;
 }
 

@@ -184,3 +184,20 @@ file_ensure_dir(const char *dir, mode_t mode, struct ztr_err *err)
     }
     return errno_fail(err, "mkdir", dir, errno);
 }
+
+int
+file_path_join(char *out, size_t cap, const char *dir, const char *name, struct ztr_err *err)
+{
+    if (cap > 0)
+        out[0] = '\0';
+    if (name[0] == '\0' || strchr(name, '/') != NULL)
+        return ztr_err_set(err, ZTR_E_INVALID, "\"%s\" is not a file name", name);
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap > 0)
+            out[0] = '\0';
+        return ztr_err_set(err, ZTR_E_LIMIT, "path %s/%s is longer than %zu bytes", dir, name,
+                           cap > 0 ? cap - 1 : 0);
+    }
+    return 0;
+}

@@ -35,6 +35,13 @@ int file_create_exclusive(const char *path, const void *data, size_t len, mode_t
  * fine. */
 int file_ensure_dir(const char *dir, mode_t mode, struct ztr_err *err);
 
+/* Writes "dir/name" into out (cap bytes): the one way a state file's path
+ * is built. A result that does not fit is refused, never cut short:
+ * ZTR_E_LIMIT, `path <dir>/<name> is longer than <cap-1> bytes`. name is a
+ * plain file name (no '/'; ZTR_E_INVALID otherwise). */
+int file_path_join(char *out, size_t cap, const char *dir, const char *name,
+                   struct ztr_err *err);
+
 /* Formats an errno the way the texts above do (lowercase, no period). */
 const char *file_strerror(int errnum, char *buf, size_t cap);
 

@@ -91,8 +91,7 @@ int
 allowlist_save(const struct allowlist *list, const char *dir, struct ztr_err *err)
 {
     char path[4096];
-    if (snprintf(path, sizeof(path), "%s/%s", dir, ALLOWLIST_FILE) >= (int)sizeof(path))
-        return ztr_err_set(err, ZTR_E_LIMIT, "path too long");
+    TRY(file_path_join(path, sizeof(path), dir, ALLOWLIST_FILE, err));
     json_t *doc = json_pack("{s:I, s:I, s:O}", "version", (json_int_t)list->version,
                             "received_at", (json_int_t)list->received_at, "tunnelers",
                             list->tunnelers);
@@ -109,8 +108,7 @@ int
 allowlist_load(struct allowlist *list, const char *dir, struct ztr_err *err)
 {
     char path[4096];
-    if (snprintf(path, sizeof(path), "%s/%s", dir, ALLOWLIST_FILE) >= (int)sizeof(path))
-        return ztr_err_set(err, ZTR_E_LIMIT, "path too long");
+    TRY(file_path_join(path, sizeof(path), dir, ALLOWLIST_FILE, err));
     char *text;
     size_t len;
     struct ztr_err probe;

@@ -44,8 +44,8 @@ struct dial {
 };
 
 struct dataplane {
-    struct agent *agent;
     struct ev_loop *loop;
+    char *trust_domain;
     struct dataplane_config config;
     struct connector_resource *resources;
     struct tls_ctx *tls;
@@ -146,7 +146,7 @@ on_open(void *user, struct dsession *ds, uint32_t stream, const char *resource)
     if (!allowlist_permits(dp->config.allowlist, s->spiffe_id, resource)) {
         snprintf(reason, sizeof(reason), "resource \"%s\" not allowed for this tunneler",
                  resource);
-        stream_refused(s, stream, resource, MUX_CODE_NOT_ALLOWED, reason);
+        stream_refused(s, stream, resource, MUX_CODE_RESOURCE_NOT_ALLOWED, reason);
         return;
     }
     const struct connector_resource *r = find_resource(dp, resource);
@@ -200,7 +200,7 @@ session_refuse(struct dp_session *s, const char *why)
     s->dp->rejected++;
     log_warn(DATAPLANE_MSG_NOT_ALLOWED, "spiffe_id=%s peer=%s reason=\"%s\"", s->spiffe_id,
              dsession_peer_addr(s->ds), why);
-    dsession_close(s->ds, MUX_CODE_NOT_ALLOWED, DATAPLANE_MSG_NOT_ALLOWED);
+    dsession_close(s->ds, MUX_CODE_PEER_NOT_ALLOWED, DATAPLANE_MSG_NOT_ALLOWED);
 }
 
 static void
@@ -229,9 +229,9 @@ observe_revocation(struct dataplane *dp, double seconds)
 }
 
 static void
-on_closed(void *user, struct dsession *ds, const char *reason)
+on_closed(void *user, struct dsession *ds, enum mux_code code, const char *reason)
 {
-    (void)ds;
+    (void)code;
     struct dp_session *s = user;
     struct dataplane *dp = s->dp;
     if (!s->ready)
@@ -279,7 +279,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         s->dp = dp;
-        struct pki_expect expect = {.trust_domain = agent_trust_domain(dp->agent),
+        struct pki_expect expect = {.trust_domain = dp->trust_domain,
                                     .role = PKI_ROLE_TUNNELER};
         struct dsession_config config = {.loop = dp->loop,
                                          .tls = dp->tls,
@@ -287,9 +287,6 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                                          .stats = &dp->stats,
                                          .role = MUX_ACCEPTOR,
                                          .window = dp->config.window,
-                                         .session_window = dp->config.session_window,
-                                         .max_window = dp->config.max_window,
-                                         .session_max_window = 4 * dp->config.max_window,
                                          .hooks = &session_hooks,
                                          .user = s};
         struct ztr_err err;
@@ -333,7 +330,7 @@ reset_if_revoked(void *ctx, struct dsession *ds, uint32_t stream, const char *re
     snprintf(reason, sizeof(reason), "resource \"%s\" no longer allowed", resource);
     log_info("stream closed by the allowlist", "spiffe_id=%s resource=\"%s\"", s->spiffe_id,
              resource);
-    (void)dsession_reset(ds, stream, MUX_CODE_NOT_ALLOWED, reason);
+    (void)dsession_reset(ds, stream, MUX_CODE_RESOURCE_NOT_ALLOWED, reason);
 }
 
 void
@@ -356,26 +353,28 @@ dataplane_enforce(struct dataplane *dp)
 /* ---- life cycle ------------------------------------------------------------------------- */
 
 int
-dataplane_start(struct agent *agent, const struct dataplane_config *config,
-                struct dataplane **out, struct ztr_err *err)
+dataplane_new(const struct dataplane_env *env, const struct dataplane_config *config,
+              struct dataplane **out, struct ztr_err *err)
 {
     *out = NULL;
     struct dataplane *dp = calloc(1, sizeof(*dp));
     if (dp == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
-    dp->agent = agent;
-    dp->loop = agent_loop(agent);
+    dp->loop = env->loop;
+    dp->tls = env->tls;
     dp->config = *config;
     dp->listen_fd = -1;
+    dp->trust_domain = strdup(env->trust_domain);
     dp->resources = calloc(config->resource_count + 1, sizeof(*dp->resources));
-    if (dp->resources == NULL) {
+    if (dp->resources == NULL || dp->trust_domain == NULL) {
+        free(dp->resources);
+        free(dp->trust_domain);
         free(dp);
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     }
     memcpy(dp->resources, config->resources, config->resource_count * sizeof(*dp->resources));
     dp->config.resources = dp->resources;
-    dp->tls = agent_data_tls(agent, TLS_SIDE_SERVER, DATA_ALPN, err);
-    if (dp->tls == NULL || relay_pool_new(POOL_FREE_CHUNKS, &dp->pool, err) != 0 ||
+    if (relay_pool_new(POOL_FREE_CHUNKS, &dp->pool, err) != 0 ||
         net_listen(config->listen, LISTEN_BACKLOG, &dp->listen_fd, err) != 0) {
         dataplane_stop(dp);
         return -1;
@@ -391,6 +390,25 @@ dataplane_start(struct agent *agent, const struct dataplane_config *config,
              (unsigned)net_local_port(dp->listen_fd), config->resource_count);
     *out = dp;
     return 0;
+}
+
+int
+dataplane_start(struct agent *agent, const struct dataplane_config *config,
+                struct dataplane **out, struct ztr_err *err)
+{
+    *out = NULL;
+    struct dataplane_env env = {.loop = agent_loop(agent),
+                                .tls = agent_data_tls(agent, TLS_SIDE_SERVER, DATA_ALPN, err),
+                                .trust_domain = agent_trust_domain(agent)};
+    if (env.tls == NULL)
+        return -1;
+    return dataplane_new(&env, config, out, err);
+}
+
+uint16_t
+dataplane_listen_port(const struct dataplane *dp)
+{
+    return dp != NULL && dp->listen_fd >= 0 ? net_local_port(dp->listen_fd) : 0;
 }
 
 void
@@ -409,6 +427,7 @@ dataplane_stop(struct dataplane *dp)
         ev_run(dp->loop, EVRUN_NOWAIT);
     relay_pool_free(dp->pool);
     free(dp->resources);
+    free(dp->trust_domain);
     free(dp);
 }
 

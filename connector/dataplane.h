@@ -8,10 +8,12 @@
  * trust domain and role (pki_verify); then its SPIFFE ID must be on the
  * allowlist the controller pushed (or the one loaded from disk while the
  * controller is away) — otherwise the session ends with GOAWAY
- * `tunneler not allowed` (failure-modes §3.3), a log line naming the SPIFFE ID,
- * and a counter. Each OPEN must name a resource this connector serves and the
- * allowlist grants that tunneler; anything else is reset with a reason, and
- * only then is the resource's target dialed.
+ * PEER_NOT_ALLOWED `tunneler not allowed` (failure-modes §3.3), a log line
+ * naming the SPIFFE ID, and a counter. Each OPEN must name a resource the
+ * allowlist grants that tunneler (else RST RESOURCE_NOT_ALLOWED) and this
+ * connector serves (else RST UNKNOWN_RESOURCE); only then is the resource's
+ * target dialed (RST CONNECT_FAILED if that fails). Peers decide on these
+ * codes; the reason texts beside them are for people.
  *
  * dataplane_enforce() applies an allowlist change at once: sessions of
  * tunnelers that left the list are closed, streams to resources no longer
@@ -24,6 +26,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "data/dsession.h"
 
 struct metrics;
 struct agent;
@@ -42,16 +45,33 @@ struct dataplane_config {
     const struct connector_resource *resources;
     size_t resource_count;
     const struct allowlist *allowlist;
-    uint32_t window, session_window;
-    uint32_t max_window;                /* streams' windows may grow to this (session: 4x) */
+    struct dsession_window window;      /* flow control of every session */
     int64_t dial_timeout_ms;
     int64_t idle_timeout_ms;        /* sessions silent this long are closed */
 };
 
 struct dataplane;
 
+/* What the data plane takes from its agent. dataplane_start fills it from
+ * the agent; a test builds one around its own loop and certificates. loop
+ * and tls must outlive the data plane (the agent updates tls in place on
+ * renewal); trust_domain is copied. */
+struct dataplane_env {
+    struct ev_loop *loop;
+    struct tls_ctx *tls;         /* server side, ALPN DATA_ALPN, the agent's identity */
+    const char *trust_domain;    /* tunnelers must be in it */
+};
+
+/* Listens on config->listen. config's resources are copied; its allowlist
+ * is the caller's and must outlive the data plane (changes to it take
+ * effect at dataplane_enforce). */
+int dataplane_new(const struct dataplane_env *env, const struct dataplane_config *config,
+                  struct dataplane **out, struct ztr_err *err);
+/* dataplane_new with the agent's loop, data TLS context and trust domain. */
 int dataplane_start(struct agent *agent, const struct dataplane_config *config,
                     struct dataplane **out, struct ztr_err *err);
+/* The port the listener got (CONNECTOR_LISTEN may ask for port 0). */
+uint16_t dataplane_listen_port(const struct dataplane *dp);
 /* The allowlist changed: close and reset what it no longer permits. */
 void dataplane_enforce(struct dataplane *dp);
 /* Ends every session (GOAWAY "shutting down") and closes the listener. */

@@ -57,7 +57,7 @@ struct connector {
     json_t *targets;               /* ip:port of each, same order */
     struct connector_resource served[CONFIG_LIST_MAX];
     size_t served_count;
-    uint32_t window, max_window;
+    struct dsession_window window;
     struct agent *agent;
     struct allowlist *allowlist;   /* enforced from disk while the controller is away */
     struct dataplane *dataplane;
@@ -122,7 +122,7 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
         json_array_append_new(c->resources, json_string(name));
         json_array_append_new(c->targets, json_string(target));
     }
-    TRY(dsession_window_config(config, &c->window, &c->max_window, err));
+    TRY(dsession_window_config(config, &c->window, err));
     c->allowlist = allowlist_new();
     if (c->allowlist == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
@@ -142,8 +142,7 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
                  (long long)allowlist_received_at(c->allowlist));
     struct dataplane_config dp = {
         .listen = c->settings.listen, .resources = c->served, .resource_count = c->served_count,
-        .allowlist = c->allowlist, .window = c->window, .session_window = 4 * c->window,
-        .max_window = c->max_window,
+        .allowlist = c->allowlist, .window = c->window,
         .dial_timeout_ms = c->settings.dial_timeout_ms,
         .idle_timeout_ms = c->settings.idle_timeout_ms};
     return dataplane_start(agent, &dp, &c->dataplane, err);

@@ -106,7 +106,10 @@ save_state(struct ca_set *cas, struct ztr_err *err)
     if (text == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     char path[1200];
-    snprintf(path, sizeof(path), "%s/state.json", cas->dir);
+    if (file_path_join(path, sizeof(path), cas->dir, "state.json", err) != 0) {
+        free(text);
+        return -1;
+    }
     int rc = file_write_atomic(path, text, strlen(text), 0600, err);
     free(text);
     return rc;
@@ -149,7 +152,7 @@ static int
 load_state(struct ca_set *cas, struct ztr_err *err)
 {
     char path[1200];
-    snprintf(path, sizeof(path), "%s/state.json", cas->dir);
+    TRY(file_path_join(path, sizeof(path), cas->dir, "state.json", err));
     char *text;
     size_t len;
     TRY(file_read_all(path, CA_FILE_MAX, &text, &len, err));
@@ -194,7 +197,7 @@ open_managed(struct ca_set *cas, const char *state_dir, struct ztr_err *err)
         return ztr_err_set(err, ZTR_E_LIMIT, "STATE_DIR too long");
     TRY(file_ensure_dir(cas->dir, 0700, err));
     char state_path[1200];
-    snprintf(state_path, sizeof(state_path), "%s/state.json", cas->dir);
+    TRY(file_path_join(state_path, sizeof(state_path), cas->dir, "state.json", err));
     char *probe;
     struct ztr_err probe_err;
     if (file_read_all(state_path, CA_FILE_MAX, &probe, NULL, &probe_err) == 0) {

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bytes.h"
+
 void
 frame_reader_init(struct frame_reader *reader)
 {
@@ -24,15 +26,24 @@ frame_reader_feed(struct frame_reader *reader, const uint8_t *data, size_t len, 
     *used = 0;
     if (reader->complete)
         return 0;
-    while (reader->header_have < FRAME_HEADER_SIZE && offset < len)
-        reader->header[reader->header_have++] = data[offset++];
+    /* The header may arrive in pieces: collect it, then read it through
+     * the cursor. */
+    struct bytes_reader in;
+    bytes_reader_init(&in, data, len);
+    size_t missing = FRAME_HEADER_SIZE - reader->header_have;
+    size_t take_header = missing < len ? missing : len;
+    (void)bytes_read(&in, reader->header + reader->header_have, take_header);
+    reader->header_have += take_header;
+    offset = bytes_consumed(&in);
     if (reader->header_have < FRAME_HEADER_SIZE) {
         *used = offset;
         return 0;
     }
     if (reader->payload == NULL) {
-        uint32_t length = (uint32_t)reader->header[0] << 24 | (uint32_t)reader->header[1] << 16 |
-                          (uint32_t)reader->header[2] << 8 | reader->header[3];
+        struct bytes_reader header;
+        uint32_t length = 0;
+        bytes_reader_init(&header, reader->header, FRAME_HEADER_SIZE);
+        (void)bytes_read_u32be(&header, &length);
         if (length == 0 || length > FRAME_MAX_PAYLOAD) {
             *used = offset;
             return ztr_err_set(err, ZTR_E_LIMIT,
@@ -81,11 +92,10 @@ frame_encode(const void *payload, size_t len, uint8_t **out, size_t *out_len,
     uint8_t *buf = malloc(FRAME_HEADER_SIZE + len);
     if (buf == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
-    buf[0] = (uint8_t)(len >> 24);
-    buf[1] = (uint8_t)(len >> 16);
-    buf[2] = (uint8_t)(len >> 8);
-    buf[3] = (uint8_t)len;
-    memcpy(buf + FRAME_HEADER_SIZE, payload, len);
+    struct bytes_writer w;
+    bytes_writer_init(&w, buf, FRAME_HEADER_SIZE + len);
+    (void)bytes_write_u32be(&w, (uint32_t)len);
+    (void)bytes_write(&w, payload, len);
     *out = buf;
     *out_len = FRAME_HEADER_SIZE + len;
     return 0;

@@ -33,6 +33,7 @@ struct dsession {
     struct dstream *streams;
     size_t stream_count;
     int64_t last_input_ms;
+    enum mux_code end_code;      /* for on_closed: the mux's, else INTERNAL */
     bool ready;
     void *user;
 };
@@ -210,8 +211,8 @@ mux_pong_cb(void *user, int64_t rtt_ms)
 static void
 mux_session_closed_cb(void *user, enum mux_code code, const char *reason)
 {
-    (void)code;
     struct dsession *s = user;
+    s->end_code = code;
     if (s->conn != NULL)
         tls_conn_close(s->conn, reason);
 }
@@ -234,11 +235,13 @@ static void
 tls_ready(struct tls_conn *conn, void *user)
 {
     struct dsession *s = user;
+    const struct dsession_window *w = &s->config.window;
+    uint32_t window = w->window != 0 ? w->window : MUX_DEFAULT_WINDOW;
     struct mux_config config = {.role = s->config.role,
-                                .window = s->config.window,
-                                .session_window = s->config.session_window,
-                                .max_window = s->config.max_window,
-                                .session_max_window = s->config.session_max_window};
+                                .window = window,
+                                .session_window = mux_session_window(window),
+                                .max_window = w->max_window,
+                                .session_max_window = mux_session_window(w->max_window)};
     struct ztr_err err;
     if (mux_new(&config, &mux_callbacks, s, &s->mux, &err) != 0) {
         tls_conn_close(conn, err.msg);
@@ -271,7 +274,7 @@ tls_closed(struct tls_conn *conn, const char *reason, void *user)
         (void)mux_goaway(s->mux, MUX_CODE_INTERNAL, reason);
     s->config.stats->sessions--;
     if (s->hooks.on_closed != NULL)
-        s->hooks.on_closed(s->user, s, reason);
+        s->hooks.on_closed(s->user, s, s->end_code, reason);
     mux_free(s->mux);
     free(s);
 }
@@ -279,6 +282,19 @@ tls_closed(struct tls_conn *conn, const char *reason, void *user)
 static const struct tls_conn_callbacks tls_callbacks = {tls_ready, tls_data, tls_closed};
 
 /* ---- public ------------------------------------------------------------------------------ */
+
+size_t
+dsession_queue_max(const struct dsession_window *w)
+{
+    /* DATA never exceeds the session's credit; the rest are small frames. */
+    uint32_t window = w->window != 0 ? w->window : MUX_DEFAULT_WINDOW;
+    size_t credit = mux_session_window(window);
+    if (mux_session_window(w->max_window) > credit)
+        credit = mux_session_window(w->max_window);
+    return credit + credit / 4 + 256 * 1024;
+}
+
+/* ---- sessions ------------------------------------------------------------------------------ */
 
 int
 dsession_new(const struct dsession_config *config, int fd, const struct pki_expect *expect,
@@ -293,17 +309,13 @@ dsession_new(const struct dsession_config *config, int fd, const struct pki_expe
     s->config = *config;
     s->hooks = *config->hooks;
     s->user = config->user;
+    s->end_code = MUX_CODE_INTERNAL;
     if (tls_conn_new(config->loop, config->tls, fd, expect, &tls_callbacks, s, &s->conn, err) !=
         0) {
         free(s);
         return -1;
     }
-    /* Bounded by flow control: DATA never exceeds the session window, the
-     * rest are small control frames. */
-    size_t window = config->session_window != 0 ? config->session_window : MUX_DEFAULT_WINDOW;
-    if (config->session_max_window > window)
-        window = config->session_max_window;
-    tls_conn_set_queue_max(s->conn, window + window / 4 + 256 * 1024);
+    tls_conn_set_queue_max(s->conn, dsession_queue_max(&config->window));
     config->stats->sessions++;
     config->stats->sessions_total++;
     *out = s;
@@ -507,7 +519,7 @@ dsession_stats_metrics(const struct dsession_stats *st, const char *role, struct
 }
 
 int
-dsession_window_config(const struct config *config, uint32_t *window, uint32_t *max_window,
+dsession_window_config(const struct config *config, struct dsession_window *out,
                        struct ztr_err *err)
 {
     uint64_t w = config_get_uint(config, "DATA_WINDOW");
@@ -517,7 +529,7 @@ dsession_window_config(const struct config *config, uint32_t *window, uint32_t *
     if (max < w || max > (128u << 20))
         return config_fail(config, "DATA_WINDOW_MAX", err,
                            "must be DATA_WINDOW (%llu)..134217728 bytes", (unsigned long long)w);
-    *window = (uint32_t)w;
-    *max_window = (uint32_t)max;
+    out->window = (uint32_t)w;
+    out->max_window = (uint32_t)max;
     return 0;
 }

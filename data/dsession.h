@@ -42,6 +42,21 @@ struct dsession_stats {
     uint64_t bytes_received;    /* relayed off sessions */
 };
 
+/* A data session's flow control as configured (DATA_WINDOW,
+ * DATA_WINDOW_MAX), handed from the daemon's config to each session in
+ * this one struct; the session's own window and its growth limit follow
+ * from these through mux_session_window. */
+struct dsession_window {
+    uint32_t window;       /* initial credit per stream; the same on both ends (0: default) */
+    uint32_t max_window;   /* a stream's receive window may grow to this (0: no growth) */
+};
+
+/* How much TLS output a session may queue: its send credit (at most the
+ * session window, grown) plus a quarter for framing and control frames and
+ * 256 KiB of slack. Flow control keeps a session under it, so reaching it
+ * means a broken peer. */
+size_t dsession_queue_max(const struct dsession_window *window);
+
 struct dsession;
 
 struct dsession_hooks {
@@ -58,8 +73,11 @@ struct dsession_hooks {
                               void *stream_user, enum mux_code code, const char *reason);
     /* Opener: PONG arrived. */
     void (*on_pong)(void *user, struct dsession *session, int64_t rtt_ms);
-    /* The session is over (reason: the TLS or mux reason); freed after. */
-    void (*on_closed)(void *user, struct dsession *session, const char *reason);
+    /* The session is over; freed after. code: the GOAWAY's (either way) or
+     * MUX_CODE_INTERNAL when the connection failed without one — decide on
+     * it; reason (the TLS or mux text) is for logs. */
+    void (*on_closed)(void *user, struct dsession *session, enum mux_code code,
+                      const char *reason);
 };
 
 struct dsession_config {
@@ -68,8 +86,7 @@ struct dsession_config {
     struct relay_pool *pool;
     struct dsession_stats *stats;    /* shared by the agent's sessions */
     enum mux_role role;
-    uint32_t window, session_window;
-    uint32_t max_window, session_max_window;   /* growth limits (mux_config) */
+    struct dsession_window window;
     const struct dsession_hooks *hooks;
     void *user;
 };
@@ -122,8 +139,9 @@ void dsession_set_user(struct dsession *s, void *user);
 
 struct config;
 struct metrics;
-/* Reads and checks them: window 16 KiB..64 MiB, max_window window..128 MiB. */
-int dsession_window_config(const struct config *config, uint32_t *window, uint32_t *max_window,
+/* Reads and checks them into *out: window 16 KiB..64 MiB, max_window
+ * window..128 MiB. */
+int dsession_window_config(const struct config *config, struct dsession_window *out,
                            struct ztr_err *err);
 
 /* Appends the "data" object to /health and ztr_data_* lines to /metrics. */

@@ -27,11 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bytes.h"
 #include "base/clock.h"
 
 #define MUX_CREDIT_MAX 0x7fffffffu   /* WINDOW may not push credit past 2^31-1 */
 #define MUX_RESOURCE_MAX 255
-#define MUX_CODE_LAST MUX_CODE_CANCEL
 #define MUX_PINGS_MAX 4              /* unanswered PINGs kept for matching */
 #define MUX_FRAME_MAX (MUX_HEADER_SIZE + MUX_MAX_PAYLOAD)
 
@@ -123,21 +123,6 @@ struct frame {
 /* ---- small helpers ------------------------------------------------------- */
 
 static int64_t now(struct mux *m);
-
-static uint32_t
-be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
 /* Callbacks run only while the session is live and nobody asked to free it:
  * that is the whole of "no callbacks after on_session_closed". */
@@ -339,25 +324,28 @@ can_send(const struct mux *m, const struct stream *s)
 
 static void session_end(struct mux *m, enum mux_code code, const char *reason, bool goaway);
 
-/* Encodes one frame (payload in up to two parts) and hands it to write. */
+/* Encodes one frame (payload in up to two parts) and hands it to write.
+ * Callers bound the payload (≤ MUX_MAX_PAYLOAD); one that does not fit
+ * the frame buffer is refused like a failed write. */
 static int
 emit(struct mux *m, uint8_t type, uint8_t flags, uint32_t id, const void *a, size_t a_len,
      const void *b, size_t b_len)
 {
-    uint8_t *o = m->out;
-    size_t len = a_len + b_len;
-    o[0] = type;
-    o[1] = flags;
-    put32(o + 2, id);
-    o[6] = (uint8_t)(len >> 8);
-    o[7] = (uint8_t)len;
-    if (a_len > 0)
-        memcpy(o + MUX_HEADER_SIZE, a, a_len);
-    if (b_len > 0)
-        memcpy(o + MUX_HEADER_SIZE + a_len, b, b_len);
+    struct bytes_writer w;
+    bytes_writer_init(&w, m->out, sizeof(m->out));
+    if (a_len > MUX_MAX_PAYLOAD || b_len > MUX_MAX_PAYLOAD - a_len)
+        return -1;
+    (void)bytes_write_u8(&w, type);
+    (void)bytes_write_u8(&w, flags);
+    (void)bytes_write_u32be(&w, id);
+    (void)bytes_write_u16be(&w, (uint16_t)(a_len + b_len));
+    (void)bytes_write(&w, a, a_len);
+    (void)bytes_write(&w, b, b_len);
+    if (bytes_writer_failed(&w))
+        return -1;
     m->in_write = true;
     m->depth++;
-    int rc = m->cb.write(m->user, o, MUX_HEADER_SIZE + len);
+    int rc = m->cb.write(m->user, m->out, bytes_written(&w));
     m->depth--;
     m->in_write = false;
     return rc;
@@ -379,11 +367,21 @@ send_frame(struct mux *m, uint8_t type, uint8_t flags, uint32_t id, const void *
     return alive(m) ? 0 : -1;
 }
 
+/* RST and GOAWAY payloads: the 2-byte code, then the reason. */
+static void
+encode_code(uint8_t out[2], enum mux_code code)
+{
+    struct bytes_writer w;
+    bytes_writer_init(&w, out, 2);
+    (void)bytes_write_u16be(&w, (uint16_t)code);
+}
+
 static int
 send_code(struct mux *m, uint8_t type, uint8_t flags, uint32_t id, enum mux_code code,
           const char *reason)
 {
-    uint8_t c[2] = {(uint8_t)((unsigned)code >> 8), (uint8_t)code};
+    uint8_t c[2];
+    encode_code(c, code);
     size_t n = reason != NULL ? strnlen(reason, MUX_REASON_MAX - 1) : 0;
     return send_frame(m, type, flags, id, c, 2, reason, n);
 }
@@ -392,8 +390,10 @@ static int
 send_window(struct mux *m, uint32_t id, uint32_t increment)
 {
     uint8_t p[4];
-    put32(p, increment);
-    return send_frame(m, MUX_WINDOW, 0, id, p, 4, NULL, 0);
+    struct bytes_writer w;
+    bytes_writer_init(&w, p, sizeof(p));
+    (void)bytes_write_u32be(&w, increment);
+    return send_frame(m, MUX_WINDOW, 0, id, p, sizeof(p), NULL, 0);
 }
 
 /* Credit returned now (n), plus the growth when the window was drained
@@ -461,7 +461,8 @@ session_end(struct mux *m, enum mux_code code, const char *reason, bool goaway)
         return;
     m->state = SESSION_CLOSED;
     if (goaway && !m->free_pending) {
-        uint8_t c[2] = {(uint8_t)((unsigned)code >> 8), (uint8_t)code};
+        uint8_t c[2];
+        encode_code(c, code);
         (void)emit(m, MUX_GOAWAY, 0, 0, c, 2, reason, strnlen(reason, MUX_REASON_MAX - 1));
     }
     for (uint32_t i = 0; i < m->nslots; i++) {
@@ -560,15 +561,24 @@ lookup(const struct mux *m, uint32_t id, struct stream **out)
     return id <= m->last_peer_id ? LOOKUP_CLOSED : LOOKUP_UNKNOWN;
 }
 
+/* RST / GOAWAY payload (its size was checked with the header). */
 static int
 parse_code(struct mux *m, const struct frame *f, const char *what, enum mux_code *code,
            char reason[MUX_REASON_MAX])
 {
-    unsigned c = (unsigned)f->payload[0] << 8 | f->payload[1];
+    struct bytes_reader r;
+    uint16_t c;
+    const uint8_t *text;
+    bytes_reader_init(&r, f->payload, f->len);
+    (void)bytes_read_u16be(&r, &c);
+    size_t text_len = bytes_remaining(&r);
+    if (bytes_read_view(&r, text_len, &text) != 0)
+        return fail(m, "%s payload of %u bytes (must be 2..%d)", what, f->len,
+                    2 + MUX_REASON_MAX - 1);
     if (c > MUX_CODE_LAST)
-        return fail(m, "%s with unknown code %u", what, c);
+        return fail(m, "%s with unknown code %u", what, (unsigned)c);
     *code = (enum mux_code)c;
-    copy_text(reason, MUX_REASON_MAX, f->payload + 2, f->len - 2);
+    copy_text(reason, MUX_REASON_MAX, text, text_len);
     return 0;
 }
 
@@ -741,7 +751,11 @@ wake_blocked(struct mux *m)
 static int
 handle_window(struct mux *m, const struct frame *f)
 {
-    uint32_t inc = be32(f->payload);
+    uint32_t inc;
+    struct bytes_reader r;
+    bytes_reader_init(&r, f->payload, f->len);
+    if (bytes_read_u32be(&r, &inc) != 0)
+        return fail(m, "WINDOW payload of %u bytes (must be 4)", f->len);
     if (f->stream == 0) {
         if (check_increment(m, m->send_credit, inc, 0) != 0)
             return -1;
@@ -817,10 +831,10 @@ handle_pong(struct mux *m, const struct frame *f)
     if (m->ping_count == 0)
         return fail(m, "unsolicited PONG");
     int64_t sent = m->pings[m->ping_first];
-    uint8_t want[8];
-    put32(want, (uint32_t)((uint64_t)sent >> 32));
-    put32(want + 4, (uint32_t)sent);
-    if (memcmp(want, f->payload, 8) != 0)
+    uint64_t echoed;
+    struct bytes_reader r;
+    bytes_reader_init(&r, f->payload, f->len);
+    if (bytes_read_u64be(&r, &echoed) != 0 || echoed != (uint64_t)sent)
         return fail(m, "PONG does not match the PING sent");
     m->ping_first = (m->ping_first + 1) % MUX_PINGS_MAX;
     m->ping_count--;
@@ -869,14 +883,19 @@ static const struct frame_kind kinds[] = {
                     handle_goaway},
 };
 
-static void
-parse_header(const uint8_t *h, struct frame *f)
+/* Reads a frame header off r; -1 (r failed) when fewer than
+ * MUX_HEADER_SIZE bytes remain. */
+static int
+read_header(struct bytes_reader *r, struct frame *f)
 {
-    f->type = h[0];
-    f->flags = h[1];
-    f->stream = be32(h + 2);
-    f->len = (uint32_t)h[6] << 8 | h[7];
+    uint16_t len = 0;
+    (void)bytes_read_u8(r, &f->type);
+    (void)bytes_read_u8(r, &f->flags);
+    (void)bytes_read_u32be(r, &f->stream);
+    (void)bytes_read_u16be(r, &len);
+    f->len = len;
     f->payload = NULL;
+    return bytes_reader_failed(r) ? -1 : 0;
 }
 
 static int
@@ -911,69 +930,76 @@ dispatch(struct mux *m, const struct frame *f)
     return alive(m) ? 0 : -1;
 }
 
-/* Completes the buffered partial frame from data; returns bytes used, or -1
- * when the frame ended the session. */
-static ssize_t
-input_partial(struct mux *m, const uint8_t *data, size_t len)
+/* The header of the buffered partial frame (complete: callers check). */
+static void
+partial_header(const struct mux *m, struct frame *f)
 {
-    size_t used = 0;
+    struct bytes_reader r;
+    bytes_reader_init(&r, m->partial, m->partial_len);
+    (void)read_header(&r, f);
+}
+
+/* Moves up to want bytes from in to the end of the partial frame. */
+static void
+partial_fill(struct mux *m, struct bytes_reader *in, size_t want)
+{
+    size_t take = want < bytes_remaining(in) ? want : bytes_remaining(in);
+    (void)bytes_read(in, m->partial + m->partial_len, take);
+    m->partial_len += take;
+}
+
+/* Completes the buffered partial frame from in; -1 when the frame ended
+ * the session. */
+static int
+input_partial(struct mux *m, struct bytes_reader *in)
+{
+    struct frame f;
     if (m->partial_len < MUX_HEADER_SIZE) {
-        size_t take = MUX_HEADER_SIZE - m->partial_len;
-        if (take > len)
-            take = len;
-        memcpy(m->partial + m->partial_len, data, take);
-        m->partial_len += take;
-        used = take;
+        partial_fill(m, in, MUX_HEADER_SIZE - m->partial_len);
         if (m->partial_len < MUX_HEADER_SIZE)
-            return (ssize_t)used;
-        struct frame f;
-        parse_header(m->partial, &f);
+            return 0;
+        partial_header(m, &f);
         if (check_header(m, &f) != 0)
             return -1;
     }
-    struct frame f;
-    parse_header(m->partial, &f);
-    size_t want = MUX_HEADER_SIZE + f.len - m->partial_len;
-    size_t take = want < len - used ? want : len - used;
-    memcpy(m->partial + m->partial_len, data + used, take);
-    m->partial_len += take;
-    used += take;
+    partial_header(m, &f);
+    partial_fill(m, in, MUX_HEADER_SIZE + f.len - m->partial_len);
     if (m->partial_len < MUX_HEADER_SIZE + f.len)
-        return (ssize_t)used;
+        return 0;
     m->partial_len = 0;   /* the payload stays put: mux_input cannot nest */
     f.payload = m->partial + MUX_HEADER_SIZE;
-    if (dispatch(m, &f) != 0)
-        return -1;
-    return (ssize_t)used;
+    return dispatch(m, &f);
 }
 
 static int
 input(struct mux *m, const uint8_t *data, size_t len)
 {
-    size_t off = 0;
+    struct bytes_reader in;
+    bytes_reader_init(&in, data, len);
     if (m->partial_len > 0) {
-        ssize_t used = input_partial(m, data, len);
-        if (used < 0)
+        if (input_partial(m, &in) != 0)
             return -1;
-        off = (size_t)used;
         if (m->partial_len > 0)
             return 0;   /* the whole input went into the partial frame */
     }
-    /* Whole frames are parsed where they lie; only a tail is copied. */
-    while (len - off >= MUX_HEADER_SIZE) {
+    /* Whole frames are parsed where they lie; only a tail is copied. The
+     * header is read on a copy of the cursor, so an incomplete frame is
+     * left in place for the copy below. */
+    for (;;) {
+        struct bytes_reader ahead = in;
         struct frame f;
-        parse_header(data + off, &f);
+        if (read_header(&ahead, &f) != 0)
+            break;
         if (check_header(m, &f) != 0)
             return -1;
-        if (len - off - MUX_HEADER_SIZE < f.len)
+        if (bytes_read_view(&ahead, f.len, &f.payload) != 0)
             break;
-        f.payload = data + off + MUX_HEADER_SIZE;
-        off += MUX_HEADER_SIZE + f.len;
+        in = ahead;
         if (dispatch(m, &f) != 0)
             return -1;
     }
-    memcpy(m->partial, data + off, len - off);
-    m->partial_len = len - off;
+    m->partial_len = bytes_remaining(&in);
+    (void)bytes_read(&in, m->partial, m->partial_len);
     return 0;
 }
 
@@ -1008,6 +1034,16 @@ static bool
 usable(const struct mux *m)
 {
     return m != NULL && alive(m) && !m->in_write;
+}
+
+#define MUX_SESSION_WINDOW_FACTOR 4u
+
+uint32_t
+mux_session_window(uint32_t stream_window)
+{
+    if (stream_window > UINT32_MAX / MUX_SESSION_WINDOW_FACTOR)
+        return UINT32_MAX;
+    return MUX_SESSION_WINDOW_FACTOR * stream_window;
 }
 
 int
@@ -1285,8 +1321,9 @@ ping(struct mux *m)
         return -1;
     int64_t t = now(m);
     uint8_t p[8];
-    put32(p, (uint32_t)((uint64_t)t >> 32));
-    put32(p + 4, (uint32_t)t);
+    struct bytes_writer w;
+    bytes_writer_init(&w, p, sizeof(p));
+    (void)bytes_write_u64be(&w, (uint64_t)t);
     if (send_frame(m, MUX_PING, 0, 0, p, 8, NULL, 0) != 0)
         return -1;
     m->pings[(m->ping_first + m->ping_count) % MUX_PINGS_MAX] = t;
@@ -1355,4 +1392,23 @@ mux_stream_user(const struct mux *mux, uint32_t stream)
         return mux->closing_user;
     const struct stream *s = find_live(mux, stream);
     return s != NULL ? s->user : NULL;
+}
+
+const char *
+mux_code_name(enum mux_code code)
+{
+    static const char *const names[] = {
+        [MUX_CODE_NORMAL] = "normal",
+        [MUX_CODE_RESOURCE_NOT_ALLOWED] = "resource_not_allowed",
+        [MUX_CODE_UNKNOWN_RESOURCE] = "unknown_resource",
+        [MUX_CODE_CONNECT_FAILED] = "connect_failed",
+        [MUX_CODE_PROTOCOL_ERROR] = "protocol_error",
+        [MUX_CODE_REFUSED] = "refused",
+        [MUX_CODE_INTERNAL] = "internal",
+        [MUX_CODE_CANCEL] = "cancel",
+        [MUX_CODE_PEER_NOT_ALLOWED] = "peer_not_allowed",
+    };
+    if ((unsigned)code >= sizeof(names) / sizeof(names[0]))
+        return "unknown";
+    return names[code];
 }

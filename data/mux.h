@@ -117,17 +117,29 @@ enum mux_frame_type {
     MUX_GOAWAY = 9,
 };
 
-/* RST / GOAWAY codes. */
+/* RST / GOAWAY codes: what peers decide on (failover, marking a connector
+ * down, a SOCKS5 reply); the reason text beside a code is for people and
+ * logs, and no decision reads it. A value never changes meaning: a new
+ * refusal gets a new number (table in docs/PROTOCOL.md). Code 1 used to
+ * cover both refusals; it keeps the per-stream one, because a peer built
+ * before code 8 existed ends the whole session on a code it does not know —
+ * harmless on a GOAWAY (the session is ending anyway), not on an RST. */
 enum mux_code {
     MUX_CODE_NORMAL = 0,
-    MUX_CODE_NOT_ALLOWED = 1,      /* "tunneler not allowed" / resource not allowed */
-    MUX_CODE_UNKNOWN_RESOURCE = 2,
-    MUX_CODE_CONNECT_FAILED = 3,   /* the connector could not reach the target */
+    MUX_CODE_RESOURCE_NOT_ALLOWED = 1,  /* RST: the allowlist does not grant this resource */
+    MUX_CODE_UNKNOWN_RESOURCE = 2,      /* RST: no such resource on this connector */
+    MUX_CODE_CONNECT_FAILED = 3,        /* RST: the connector could not reach the target */
     MUX_CODE_PROTOCOL_ERROR = 4,
-    MUX_CODE_REFUSED = 5,          /* stream limit, shutting down */
+    MUX_CODE_REFUSED = 5,               /* stream limit, shutting down */
     MUX_CODE_INTERNAL = 6,
-    MUX_CODE_CANCEL = 7,           /* the stream's local end went away (reset, error) */
+    MUX_CODE_CANCEL = 7,                /* the stream's local end went away (reset, error) */
+    MUX_CODE_PEER_NOT_ALLOWED = 8,      /* GOAWAY: "tunneler not allowed" (not on the allowlist) */
 };
+#define MUX_CODE_LAST MUX_CODE_PEER_NOT_ALLOWED
+
+/* A short stable name for a code ("resource_not_allowed"), for logs and
+ * tests; "unknown" outside the table. Static storage. */
+const char *mux_code_name(enum mux_code code);
 
 enum mux_role { MUX_OPENER, MUX_ACCEPTOR };
 
@@ -176,6 +188,13 @@ struct mux_config {
      * is granted with WINDOW, so the peer needs no setting for it. */
     uint32_t max_window, session_max_window;
 };
+
+/* A session's credit (and its growth limit) for a given per-stream value:
+ * four streams' worth, so one busy stream cannot use up the session while
+ * others wait, and a few can run at full speed. The one place the factor
+ * lives; both ends derive their session window from it (saturates at
+ * UINT32_MAX, which mux_new then refuses). */
+uint32_t mux_session_window(uint32_t stream_window);
 
 /* window ≤ 2^31-1, max_streams ≤ MUX_MAX_STREAMS; only write is a required
  * callback. */

@@ -19,6 +19,7 @@
 #include "tunneler/socks5.h"
 
 #define CONNECTORS_FILE "connectors.json"
+#define CONNECTORS_FILE_MAX (16 * 1024 * 1024)
 #define CONNECTORS_MAX 256
 #define LISTENERS_MAX (CONFIG_LIST_MAX + 1)
 #define CLIENTS_MAX 65536
@@ -87,8 +88,9 @@ struct listener {
 };
 
 struct tunnel {
-    struct agent *agent;
     struct ev_loop *loop;
+    char *trust_domain;
+    char *state_dir;
     struct tunneler_config config;
     struct tls_ctx *tls;
     struct relay_pool *pool;
@@ -143,16 +145,26 @@ client_free(struct client *c)
     free(c);
 }
 
-static enum socks5_reply_code
-socks_code(enum mux_code code)
+struct tunnel_refusal
+tunnel_refusal_of(enum mux_code code)
 {
-    switch (code) {
-    case MUX_CODE_NOT_ALLOWED: return SOCKS5_REP_NOT_ALLOWED;
-    case MUX_CODE_UNKNOWN_RESOURCE: return SOCKS5_REP_HOST_UNREACHABLE;
-    case MUX_CODE_CONNECT_FAILED: return SOCKS5_REP_CONNECTION_REFUSED;
-    case MUX_CODE_REFUSED: return SOCKS5_REP_NETWORK_UNREACHABLE;
-    default: return SOCKS5_REP_GENERAL_FAILURE;
-    }
+    /* A verdict on this tunneler or the resource holds at every connector;
+     * a failed session or target may not. Codes a newer peer may add land
+     * on the default: worth another connector. */
+    static const struct tunnel_refusal table[] = {
+        [MUX_CODE_NORMAL] = {false, false, SOCKS5_REP_GENERAL_FAILURE},
+        [MUX_CODE_RESOURCE_NOT_ALLOWED] = {false, false, SOCKS5_REP_NOT_ALLOWED},
+        [MUX_CODE_UNKNOWN_RESOURCE] = {false, false, SOCKS5_REP_HOST_UNREACHABLE},
+        [MUX_CODE_CONNECT_FAILED] = {true, false, SOCKS5_REP_CONNECTION_REFUSED},
+        [MUX_CODE_PROTOCOL_ERROR] = {true, false, SOCKS5_REP_GENERAL_FAILURE},
+        [MUX_CODE_REFUSED] = {true, false, SOCKS5_REP_NETWORK_UNREACHABLE},
+        [MUX_CODE_INTERNAL] = {true, false, SOCKS5_REP_GENERAL_FAILURE},
+        [MUX_CODE_CANCEL] = {true, false, SOCKS5_REP_GENERAL_FAILURE},
+        [MUX_CODE_PEER_NOT_ALLOWED] = {true, true, SOCKS5_REP_NOT_ALLOWED},
+    };
+    if ((unsigned)code >= sizeof(table) / sizeof(table[0]))
+        return (struct tunnel_refusal){true, false, SOCKS5_REP_GENERAL_FAILURE};
+    return table[code];
 }
 
 /* Whatever the SOCKS5 session has queued goes to the client now; the reply
@@ -327,16 +339,6 @@ session_open_ok(void *user, struct dsession *ds, uint32_t stream, void *stream_u
         log_warn("stream not started", "error=\"%s\"", err.msg);
 }
 
-/* Worth another connector: the session or the target failed, not a verdict
- * on us or the resource. */
-static bool
-retryable(enum mux_code code, const char *reason)
-{
-    if (code == MUX_CODE_NOT_ALLOWED)
-        return strcmp(reason, "tunneler not allowed") == 0;
-    return code != MUX_CODE_UNKNOWN_RESOURCE && code != MUX_CODE_NORMAL;
-}
-
 static void
 session_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *stream_user,
                        enum mux_code code, const char *reason)
@@ -351,7 +353,7 @@ session_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *s
         client_free(c);
         return;
     }
-    if (retryable(code, reason) && c->tried_count < CLIENT_ATTEMPTS_MAX) {
+    if (tunnel_refusal_of(code).failover && c->tried_count < CLIENT_ATTEMPTS_MAX) {
         move_on(c, k, code, reason);
         snprintf(k->last_error, sizeof(k->last_error), "%s", reason);
         log_info("stream failing over", "connector=%s resource=\"%s\" reason=\"%s\"", k->id,
@@ -362,7 +364,7 @@ session_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *s
     }
     char text[MUX_REASON_MAX + 64];
     snprintf(text, sizeof(text), "connector %s refused the stream: %s", k->id, reason);
-    client_fail(c, socks_code(code), text);
+    client_fail(c, tunnel_refusal_of(code).socks5_reply, text);
 }
 
 static void
@@ -376,21 +378,21 @@ session_pong(void *user, struct dsession *ds, int64_t rtt_ms)
 static void tconn_free(struct tconn *k);
 
 /* The session to k is over (or never came up): log, mark k down when it
- * failed to come up or refused us, and move its waiting clients on. */
+ * failed to come up or its code says so, and move its waiting clients on. */
 static void
-conn_lost(struct tconn *k, bool was_ready, const char *reason)
+conn_lost(struct tconn *k, bool was_ready, enum mux_code code, const char *reason)
 {
     struct tunnel *t = k->tunnel;
     if (t->stopping)
         return;
-    if (strcmp(reason, "tunneler not allowed") == 0)
+    if (code == MUX_CODE_PEER_NOT_ALLOWED)
         log_warn("tunneler not allowed", "connector=%s address=%s", k->id, k->address);
     if (was_ready)
         log_info("data session closed", "connector=%s reason=\"%s\"", k->id, reason);
     else
         log_warn("connector unreachable", "connector=%s address=%s reason=\"%s\"", k->id,
                  k->address, reason);
-    if (!k->removed && (!was_ready || strcmp(reason, "tunneler not allowed") == 0))
+    if (!k->removed && (!was_ready || tunnel_refusal_of(code).mark_down))
         mark_down(k, reason);
     /* Whoever waited for this session tries the next connector. */
     while (k->waiting != NULL) {
@@ -404,14 +406,14 @@ conn_lost(struct tconn *k, bool was_ready, const char *reason)
 }
 
 static void
-session_closed(void *user, struct dsession *ds, const char *reason)
+session_closed(void *user, struct dsession *ds, enum mux_code code, const char *reason)
 {
     (void)ds;
     struct tconn *k = user;
     bool was_ready = k->session_ready;
     k->session = NULL;
     k->session_ready = false;
-    conn_lost(k, was_ready, reason);
+    conn_lost(k, was_ready, code, reason);
 }
 
 static const struct dsession_hooks session_hooks = {
@@ -438,10 +440,10 @@ dial_connected(struct ev_loop *loop, ev_io *w, int revents)
     struct ztr_err err;
     if (net_connect_finish(fd, k->address, &err) != 0) {
         close(fd);
-        conn_lost(k, false, err.msg);
+        conn_lost(k, false, MUX_CODE_INTERNAL, err.msg);
         return;
     }
-    struct pki_expect expect = {.trust_domain = agent_trust_domain(t->agent),
+    struct pki_expect expect = {.trust_domain = t->trust_domain,
                                 .role = PKI_ROLE_CONNECTOR,
                                 .spiffe_id = k->spiffe_id,
                                 .dial_ip = k->ip};
@@ -451,13 +453,10 @@ dial_connected(struct ev_loop *loop, ev_io *w, int revents)
                                      .stats = &t->stats,
                                      .role = MUX_OPENER,
                                      .window = t->config.window,
-                                     .session_window = t->config.session_window,
-                                         .max_window = t->config.max_window,
-                                         .session_max_window = 4 * t->config.max_window,
                                      .hooks = &session_hooks,
                                      .user = k};
     if (dsession_new(&config, fd, &expect, &k->session, &err) != 0)
-        conn_lost(k, false, err.msg);
+        conn_lost(k, false, MUX_CODE_INTERNAL, err.msg);
 }
 
 static void
@@ -470,7 +469,7 @@ dial_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     k->dial_fd = -1;
     char reason[200];
     snprintf(reason, sizeof(reason), "dial %s: connect: timed out", k->address);
-    conn_lost(k, false, reason);
+    conn_lost(k, false, MUX_CODE_INTERNAL, reason);
 }
 
 /* Starts the TCP connect; the session follows in dial_connected. */
@@ -734,7 +733,7 @@ remove_conn(struct tconn *k)
     k->removed = true;
     if (k->dial_fd >= 0) {
         dial_cancel(k);
-        conn_lost(k, false, "connector removed");   /* frees k */
+        conn_lost(k, false, MUX_CODE_NORMAL, "connector removed");   /* frees k */
         return;
     }
     if (k->session != NULL) {
@@ -807,17 +806,19 @@ apply_list(struct tunnel *t, const json_t *list)
     return 0;
 }
 
-static void
-save_list(struct tunnel *t, const json_t *msg)
+/* STATE_DIR/connectors.json holds the last `connectors` message as it
+ * came, written like the connector's allowlist: atomically, 0600. */
+static int
+save_list(const struct tunnel *t, const json_t *msg, struct ztr_err *err)
 {
-    char path[1200];
-    snprintf(path, sizeof(path), "%s/%s", agent_state_dir(t->agent), CONNECTORS_FILE);
+    char path[4096];
+    TRY(file_path_join(path, sizeof(path), t->state_dir, CONNECTORS_FILE, err));
     char *text = json_dumps(msg, JSON_COMPACT);
-    struct ztr_err err;
-    if (text == NULL || file_write_atomic(path, text, strlen(text), 0600, &err) != 0)
-        log_warn("connector list not persisted", "error=\"%s\"",
-                 text == NULL ? "out of memory" : err.msg);
+    if (text == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    int rc = file_write_atomic(path, text, strlen(text), 0600, err);
     free(text);
+    return rc;
 }
 
 void
@@ -828,20 +829,30 @@ tunnel_set_connectors(struct tunnel *t, const json_t *msg)
     int64_t version = json_integer_value(json_object_get(msg, "version"));
     apply_list(t, json_object_get(msg, "connectors"));
     t->list_version = version;
-    save_list(t, msg);
+    struct ztr_err err = {0};
+    if (save_list(t, msg, &err) != 0)
+        log_warn("connector list not persisted", "error=\"%s\"", err.msg);
     log_info("connector list received", "version=%lld connectors=%zu", (long long)version,
              json_array_size(json_object_get(msg, "connectors")));
 }
 
+/* The list saved by the last run, if any: without it the tunneler waits
+ * for the controller's (an unreadable file counts as none). */
 static void
 load_list(struct tunnel *t)
 {
-    char path[1200];
-    snprintf(path, sizeof(path), "%s/%s", agent_state_dir(t->agent), CONNECTORS_FILE);
+    char path[4096];
+    char *text;
+    size_t len;
+    struct ztr_err err = {0};
+    if (file_path_join(path, sizeof(path), t->state_dir, CONNECTORS_FILE, &err) != 0 ||
+        file_read_all(path, CONNECTORS_FILE_MAX, &text, &len, &err) != 0)
+        return;
     json_error_t jerr;
-    json_t *msg = json_load_file(path, 0, &jerr);
+    json_t *msg = json_loadb(text, len, 0, &jerr);
+    free(text);
     if (msg == NULL)
-        return;   /* none yet: the controller sends one */
+        return;
     apply_list(t, json_object_get(msg, "connectors"));
     t->list_version = json_integer_value(json_object_get(msg, "version"));
     log_info("connector list loaded from disk", "version=%lld connectors=%zu",
@@ -852,18 +863,21 @@ load_list(struct tunnel *t)
 /* ---- life cycle --------------------------------------------------------------------------------- */
 
 int
-tunnel_start(struct agent *agent, const struct tunneler_config *config, struct tunnel **out,
-             struct ztr_err *err)
+tunnel_new(const struct tunnel_env *env, const struct tunneler_config *config,
+           struct tunnel **out, struct ztr_err *err)
 {
     *out = NULL;
     struct tunnel *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
-    t->agent = agent;
-    t->loop = agent_loop(agent);
+    t->loop = env->loop;
     t->config = *config;
-    t->tls = agent_data_tls(agent, TLS_SIDE_CLIENT, DATA_ALPN, err);
-    int rc = t->tls == NULL ? -1 : relay_pool_new(POOL_FREE_CHUNKS, &t->pool, err);
+    t->tls = env->tls;
+    t->trust_domain = strdup(env->trust_domain);
+    t->state_dir = strdup(env->state_dir);
+    int rc = t->trust_domain == NULL || t->state_dir == NULL
+                 ? ztr_err_set(err, ZTR_E_NOMEM, "out of memory")
+                 : relay_pool_new(POOL_FREE_CHUNKS, &t->pool, err);
     for (size_t i = 0; rc == 0 && i < config->forward_count; i++)
         rc = add_listener(t, config->forwards[i].listen, false, config->forwards[i].resource, err);
     if (rc == 0 && config->socks_listen != NULL)
@@ -881,6 +895,20 @@ tunnel_start(struct agent *agent, const struct tunneler_config *config, struct t
     ev_timer_start(t->loop, &t->ping_timer);
     *out = t;
     return 0;
+}
+
+int
+tunnel_start(struct agent *agent, const struct tunneler_config *config, struct tunnel **out,
+             struct ztr_err *err)
+{
+    *out = NULL;
+    struct tunnel_env env = {.loop = agent_loop(agent),
+                             .tls = agent_data_tls(agent, TLS_SIDE_CLIENT, DATA_ALPN, err),
+                             .trust_domain = agent_trust_domain(agent),
+                             .state_dir = agent_state_dir(agent)};
+    if (env.tls == NULL)
+        return -1;
+    return tunnel_new(&env, config, out, err);
 }
 
 void
@@ -914,7 +942,15 @@ tunnel_stop(struct tunnel *t)
     while (t->conn_count > 0)
         tconn_free(t->conns[0]);
     relay_pool_free(t->pool);
+    free(t->trust_domain);
+    free(t->state_dir);
     free(t);
+}
+
+uint16_t
+tunnel_listener_port(const struct tunnel *t, size_t i)
+{
+    return t != NULL && i < t->listener_count ? net_local_port(t->listeners[i].fd) : 0;
 }
 
 void

@@ -17,17 +17,21 @@
  * (CONNECTOR_RETRY_MIN doubling to CONNECTOR_RETRY_MAX); streams waiting
  * for it move to the next candidate (failover). When every candidate is
  * down, the one due back soonest is tried anyway, so a recovered connector
- * is found by the next connection. A stream the connector refuses for a
- * reason about the tunneler or the resource (not allowed, unknown) is not
- * retried elsewhere; one whose target could not be reached is.
+ * is found by the next connection. What a connector's refusal leads to is
+ * decided by its code alone (tunnel_refusal_of): a stream refused for the
+ * resource (not allowed, unknown) is not retried elsewhere; one whose
+ * target could not be reached, or whose session ended, is.
  */
 #ifndef ZTR_TUNNELER_DATAPLANE_H
 #define ZTR_TUNNELER_DATAPLANE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "base/err.h"
+#include "data/dsession.h"
+#include "tunneler/socks5.h"
 
 struct metrics;
 struct agent;
@@ -42,8 +46,7 @@ struct tunneler_config {
     const struct tunneler_forward *forwards;
     size_t forward_count;
     const char *socks_listen;           /* NULL: no SOCKS5 server */
-    uint32_t window, session_window;
-    uint32_t max_window;                /* streams' windows may grow to this (session: 4x) */
+    struct dsession_window window;      /* flow control of every session */
     int64_t ping_interval_ms;
     int64_t retry_min_ms, retry_max_ms;
     int64_t client_timeout_ms;          /* SOCKS5 handshake + stream open */
@@ -51,11 +54,40 @@ struct tunneler_config {
 
 struct tunnel;
 
+/* What the tunneler does when a connector ends a stream, or the session it
+ * rides on, with code: the one table of these decisions. */
+struct tunnel_refusal {
+    bool failover;                      /* try the next connector serving the resource */
+    bool mark_down;                     /* a session ended with it marks the connector down */
+    enum socks5_reply_code socks5_reply;  /* the client's reply when it is refused with it */
+};
+struct tunnel_refusal tunnel_refusal_of(enum mux_code code);
+
+/* What the data plane takes from its agent. tunnel_start fills it from
+ * the agent; a test builds one around its own loop and certificates. The
+ * loop and tls must outlive the tunnel (the agent updates tls in place on
+ * renewal); the strings are copied. */
+struct tunnel_env {
+    struct ev_loop *loop;
+    struct tls_ctx *tls;         /* client side, ALPN DATA_ALPN, the agent's identity */
+    const char *trust_domain;    /* connectors must be in it */
+    const char *state_dir;       /* connectors.json lives here */
+};
+
+/* Starts the listeners and loads STATE_DIR/connectors.json. config's
+ * strings are read here and not kept. */
+int tunnel_new(const struct tunnel_env *env, const struct tunneler_config *config,
+               struct tunnel **out, struct ztr_err *err);
+/* tunnel_new with the agent's loop, data TLS context, trust domain and
+ * STATE_DIR. */
 int tunnel_start(struct agent *agent, const struct tunneler_config *config,
                  struct tunnel **out, struct ztr_err *err);
 /* A `connectors` message (schema-checked): replaces the list, persists it. */
 void tunnel_set_connectors(struct tunnel *t, const struct json_t *msg);
 void tunnel_stop(struct tunnel *t);
+/* The port listener i got: the forwards in config order, then SOCKS5 (0
+ * when there is no such listener). */
+uint16_t tunnel_listener_port(const struct tunnel *t, size_t i);
 
 void tunnel_add_health(const struct tunnel *t, struct json_t *health);
 void tunnel_add_metrics(const struct tunnel *t, struct metrics *metrics);

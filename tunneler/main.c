@@ -81,8 +81,7 @@ tunneler_configure(void *ctx, struct agent *agent, const struct config *config,
             return config_fail(config, "SOCKS5_LISTEN", err, "must be ip:port or off");
         t->config.socks_listen = socks;
     }
-    TRY(dsession_window_config(config, &t->config.window, &t->config.max_window, err));
-    t->config.session_window = 4 * t->config.window;
+    TRY(dsession_window_config(config, &t->config.window, err));
     t->config.ping_interval_ms = t->settings.data_ping_interval_ms;
     t->config.retry_min_ms = t->settings.connector_retry_min_ms;
     t->config.retry_max_ms = t->settings.connector_retry_max_ms;

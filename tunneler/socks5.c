@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/bytes.h"
+
 /* One state per field of the two client messages, read top to bottom. Each
  * byte moves at most one state forward; no state looks back at earlier
  * bytes, so nothing but the current field needs keeping. */
@@ -48,10 +50,12 @@ output_append(struct socks5_session *session, const uint8_t *bytes, size_t n,
         memmove(session->out, session->out + session->out_start, session->out_len);
         session->out_start = 0;
     }
-    if (n > sizeof(session->out) - session->out_len)
+    struct bytes_writer w;
+    bytes_writer_init(&w, session->out + session->out_len,
+                      sizeof(session->out) - session->out_len);
+    if (bytes_write(&w, bytes, n) != 0)
         return ztr_err_set(err, ZTR_E_LIMIT, "socks5: %zu reply bytes do not fit the %zu left",
                            n, sizeof(session->out) - session->out_len);
-    memcpy(session->out + session->out_len, bytes, n);
     session->out_len = (uint8_t)(session->out_len + n);
     return 0;
 }
@@ -63,20 +67,29 @@ queue_reply(struct socks5_session *session, uint8_t code, uint8_t atyp, const vo
             size_t addr_len, uint16_t port_be, struct ztr_err *err)
 {
     uint8_t reply[SOCKS5_REPLY_MAX];
-    reply[0] = SOCKS5_VERSION;
-    reply[1] = code;
-    reply[2] = 0x00;
-    reply[3] = atyp;
-    memcpy(reply + 4, addr, addr_len);
-    memcpy(reply + 4 + addr_len, &port_be, 2);
-    return output_append(session, reply, 4 + addr_len + 2, err);
+    struct bytes_writer w;
+    bytes_writer_init(&w, reply, sizeof(reply));
+    (void)bytes_write_u8(&w, SOCKS5_VERSION);
+    (void)bytes_write_u8(&w, code);
+    (void)bytes_write_u8(&w, 0x00);
+    (void)bytes_write_u8(&w, atyp);
+    (void)bytes_write(&w, addr, addr_len);
+    (void)bytes_write(&w, &port_be, 2);   /* already in network order */
+    if (bytes_writer_failed(&w))
+        return ztr_err_set(err, ZTR_E_LIMIT, "socks5: a %zu-byte address does not fit a reply",
+                           addr_len);
+    return output_append(session, reply, bytes_written(&w), err);
 }
 
 static int
 queue_method(struct socks5_session *session, uint8_t method, struct ztr_err *err)
 {
-    const uint8_t reply[2] = {SOCKS5_VERSION, method};
-    return output_append(session, reply, sizeof(reply), err);
+    uint8_t reply[2];
+    struct bytes_writer w;
+    bytes_writer_init(&w, reply, sizeof(reply));
+    (void)bytes_write_u8(&w, SOCKS5_VERSION);
+    (void)bytes_write_u8(&w, method);
+    return output_append(session, reply, bytes_written(&w), err);
 }
 
 /* Ends the session with a request-phase error: the reply carries code and
@@ -162,6 +175,23 @@ finish_host(struct socks5_request *request, uint8_t len)
         inet_ntop(AF_INET, request->addr, request->host, sizeof(request->host));
     else
         inet_ntop(AF_INET6, request->addr, request->host, sizeof(request->host));
+}
+
+/* Stores byte at index i of the address field the request's atyp names.
+ * The state machine bounds i by the wire's length byte; this bounds it by
+ * the storage, so the two can never disagree into an overflow. */
+static int
+field_put(struct socks5_request *request, size_t i, uint8_t byte)
+{
+    uint8_t *field = request->atyp == SOCKS5_ATYP_DOMAIN ? (uint8_t *)request->host
+                                                         : request->addr;
+    size_t cap = request->atyp == SOCKS5_ATYP_DOMAIN ? SOCKS5_HOST_MAX
+                 : request->atyp == SOCKS5_ATYP_IPV4  ? 4
+                                                      : sizeof(request->addr);
+    if (i >= cap)
+        return -1;
+    field[i] = byte;
+    return 0;
 }
 
 /* One client byte. Returns SOCKS5_NEED_MORE to go on with the next byte. */
@@ -253,10 +283,13 @@ step(struct socks5_session *session, uint8_t byte, struct ztr_err *err)
                 return fail_request(session, SOCKS5_REP_GENERAL_FAILURE, err,
                                     "socks5: domain name has byte 0x%02x (printable ASCII only)",
                                     byte);
-            request->host[session->field_have++] = (char)byte;
-        } else {
-            request->addr[session->field_have++] = byte;
         }
+        if (field_put(request, session->field_have, byte) != 0) {
+            ztr_err_set(err, ZTR_E_INVALID, "socks5: address longer than its field");
+            session->state = FAILED;
+            return SOCKS5_ERROR;
+        }
+        session->field_have++;
         if (session->field_have < session->field_len)
             return SOCKS5_NEED_MORE;
         finish_host(request, session->field_len);
@@ -287,15 +320,17 @@ socks5_feed(struct socks5_session *session, const uint8_t *data, size_t len, siz
         ztr_err_set(err, ZTR_E_INVALID, "socks5: input after the handshake failed");
         return SOCKS5_ERROR;
     }
-    size_t offset = 0;
-    while (offset < len) {
-        enum socks5_status status = step(session, data[offset++], err);
+    struct bytes_reader in;
+    uint8_t byte;
+    bytes_reader_init(&in, data, len);
+    while (bytes_read_u8(&in, &byte) == 0) {
+        enum socks5_status status = step(session, byte, err);
         if (status != SOCKS5_NEED_MORE) {
-            *used = offset;
+            *used = bytes_consumed(&in);
             return status;
         }
     }
-    *used = offset;
+    *used = bytes_consumed(&in);
     return SOCKS5_NEED_MORE;
 }
 

@@ -299,7 +299,7 @@ cb_open(void *user, uint32_t stream, const char *resource)
             t->accepted = true;
         CHECK(mux_accept(o->mux, stream, NULL) == -1);
     } else if (r % 8 == 6) {
-        CHECK(mux_reset(o->mux, stream, MUX_CODE_NOT_ALLOWED, "not allowed") == 0 || o->closed);
+        CHECK(mux_reset(o->mux, stream, MUX_CODE_RESOURCE_NOT_ALLOWED, "not allowed") == 0 || o->closed);
     }
 }
 

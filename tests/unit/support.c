@@ -10,6 +10,11 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "net/tls.h"
+#include "pki/pki.h"
+
+#include <ev.h>
+#include <time.h>
 
 char *
 test_mkdtemp(void)
@@ -160,4 +165,100 @@ test_bytes_free(struct test_bytes *b)
 {
     free(b->buf);
     memset(b, 0, sizeof(*b));
+}
+
+void
+test_pki_init(struct test_pki *pki, const char *trust_domain)
+{
+    memset(pki, 0, sizeof(*pki));
+    assert_int_equal(pki_init(NULL), 0);
+    snprintf(pki->trust_domain, sizeof(pki->trust_domain), "%s", trust_domain);
+    pki->now = (int64_t)time(NULL);
+    assert_int_equal(pki_ca_create(trust_domain, pki->now - 3600, 86400, &pki->ca, NULL), 0);
+    assert_int_equal(pki_ca_cert_pem(pki->ca, &pki->bundle, &pki->bundle_len, NULL), 0);
+}
+
+void
+test_pki_free(struct test_pki *pki)
+{
+    free(pki->bundle);
+    pki_ca_free(pki->ca);
+    pki_cleanup();
+    memset(pki, 0, sizeof(*pki));
+}
+
+void
+test_pki_issue(const struct test_pki *pki, int role, const char *name, const char *ip,
+               struct test_identity *out)
+{
+    struct pki_key *key;
+    uint8_t *public_der;
+    size_t public_len;
+    struct pki_spiffe_id id;
+    struct pki_ip parsed;
+    assert_int_equal(pki_key_generate(&key, NULL), 0);
+    assert_int_equal(pki_key_public_der(key, &public_der, &public_len, NULL), 0);
+    assert_int_equal(pki_spiffe_id_build(pki->trust_domain, (enum pki_role)role, name, &id, NULL),
+                     0);
+    if (ip != NULL)
+        assert_int_equal(pki_ip_parse(ip, &parsed), 0);
+    struct pki_leaf_request request = {&id, public_der, public_len, &parsed, ip ? 1 : 0,
+                                       pki->now - 60, pki->now + 3600};
+    assert_int_equal(pki_ca_issue(pki->ca, &request, &out->chain, &out->chain_len, NULL), 0);
+    assert_int_equal(pki_key_to_pem(key, &out->key, &out->key_len, NULL), 0);
+    free(public_der);
+    pki_key_free(key);
+}
+
+void
+test_identity_free(struct test_identity *id)
+{
+    free(id->chain);
+    free(id->key);
+    memset(id, 0, sizeof(*id));
+}
+
+struct tls_ctx *
+test_tls_ctx(const struct test_pki *pki, int side, const char *alpn,
+             const struct test_identity *id)
+{
+    struct tls_ctx_config config = {.side = (enum tls_side)side, .alpn = alpn,
+                                    .bundle_pem = pki->bundle, .bundle_len = pki->bundle_len};
+    if (id != NULL) {
+        config.chain_pem = id->chain;
+        config.chain_len = id->chain_len;
+        config.key_pem = id->key;
+        config.key_len = id->key_len;
+    }
+    struct tls_ctx *ctx = NULL;
+    struct ztr_err err = {0};
+    if (tls_ctx_new(&config, &ctx, &err) != 0)
+        fail_msg("tls_ctx_new: %s", err.msg);
+    return ctx;
+}
+
+static void
+tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+void
+test_loop_once(struct ev_loop *loop)
+{
+    ev_timer tick;
+    ev_timer_init(&tick, tick_cb, 0.01, 0);
+    ev_timer_start(loop, &tick);
+    ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &tick);
+}
+
+double
+test_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

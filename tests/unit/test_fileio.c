@@ -665,6 +665,29 @@ test_strerror_truncates_to_small_buffers(void **state)
     assert_string_equal(file_strerror(ENOENT, one, sizeof(one)), "");
 }
 
+/* dir + name: exact fit, one byte short (refused, never cut), no '/'. */
+static void
+test_path_join_fits_exactly_or_refuses(void **state)
+{
+    (void)state;
+    char out[16];
+    struct ztr_err err = {0};
+    assert_int_equal(file_path_join(out, sizeof(out), "/var/lib", "node.json", &err), -1);
+    assert_int_equal(err.code, ZTR_E_LIMIT);
+    assert_string_equal(err.msg, "path /var/lib/node.json is longer than 15 bytes");
+    assert_string_equal(out, "");   /* nothing half-written to open by mistake */
+    /* "/var/lib/a.json" is 15 bytes + NUL: exactly 16. */
+    assert_int_equal(file_path_join(out, sizeof(out), "/var/lib", "a.json", &err), 0);
+    assert_string_equal(out, "/var/lib/a.json");
+    assert_int_equal(file_path_join(out, sizeof(out), "/var/lib", "ab.json", &err), -1);
+    assert_int_equal(err.code, ZTR_E_LIMIT);
+
+    assert_int_equal(file_path_join(out, sizeof(out), "/d", "../x", &err), -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    assert_int_equal(file_path_join(out, sizeof(out), "/d", "", &err), -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+}
+
 #define FILE_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -672,6 +695,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         FILE_TEST(test_read_all_returns_content_length_and_terminator),
+        cmocka_unit_test(test_path_join_fits_exactly_or_refuses),
         FILE_TEST(test_read_all_of_empty_file_gives_empty_string),
         FILE_TEST(test_read_all_keeps_embedded_nul_bytes),
         FILE_TEST(test_read_all_accepts_null_length_pointer),

@@ -511,6 +511,70 @@ test_send_and_fin_before_open_ok(void **state)
     pair_free(&p);
 }
 
+/* Each code travels as its own two bytes (big-endian) on RST and on
+ * GOAWAY and reaches the peer as the same code: decisions upstream rest on
+ * that, never on the reason text. */
+static void
+test_every_code_crosses_the_wire(void **state)
+{
+    (void)state;
+    for (unsigned code = 0; code <= MUX_CODE_LAST; code++) {
+        struct pair p;
+        pair_init(&p, 0, 0, 0, 0);
+        uint32_t id = open_stream(&p.a, "r");
+        pump(&p);
+        assert_int_equal(mux_reset(p.b.mux, id, (enum mux_code)code, "refused by test"), 0);
+        /* b's output: the RST frame, 8-byte header then the code. */
+        const uint8_t *f = p.b.out.buf + p.b.out.off;
+        assert_true(bytes_pending(&p.b.out) >= MUX_HEADER_SIZE + 2);
+        assert_int_equal(f[0], MUX_RST);
+        assert_int_equal(f[MUX_HEADER_SIZE] << 8 | f[MUX_HEADER_SIZE + 1], code);
+        pump(&p);
+        assert_int_equal(rec_get(&p.a, id)->closed, 1);
+        assert_int_equal(rec_get(&p.a, id)->code, code);
+        assert_string_equal(rec_get(&p.a, id)->reason, "refused by test");
+
+        assert_int_equal(mux_goaway(p.b.mux, (enum mux_code)code, "bye"), 0);
+        f = p.b.out.buf + p.b.out.off;
+        assert_int_equal(f[0], MUX_GOAWAY);
+        assert_int_equal(f[MUX_HEADER_SIZE] << 8 | f[MUX_HEADER_SIZE + 1], code);
+        pump(&p);
+        assert_int_equal(p.a.session_closed, 1);
+        assert_int_equal(p.a.session_code, code);
+        assert_string_equal(p.a.session_reason, "bye");
+        assert_string_not_equal(mux_code_name((enum mux_code)code), "unknown");
+        pair_free(&p);
+    }
+    assert_string_equal(mux_code_name(MUX_CODE_PEER_NOT_ALLOWED), "peer_not_allowed");
+    assert_string_equal(mux_code_name(MUX_CODE_RESOURCE_NOT_ALLOWED), "resource_not_allowed");
+    assert_string_equal(mux_code_name((enum mux_code)(MUX_CODE_LAST + 1)), "unknown");
+    /* The two refusals that once shared a value no longer do, and the
+     * values already on the wire kept their numbers. */
+    assert_int_equal(MUX_CODE_RESOURCE_NOT_ALLOWED, 1);
+    assert_int_equal(MUX_CODE_UNKNOWN_RESOURCE, 2);
+    assert_int_equal(MUX_CODE_CONNECT_FAILED, 3);
+    assert_int_equal(MUX_CODE_CANCEL, 7);
+    assert_int_equal(MUX_CODE_PEER_NOT_ALLOWED, 8);
+}
+
+/* The session window both ends derive from the stream window. */
+static void
+test_session_window_is_four_streams(void **state)
+{
+    (void)state;
+    assert_int_equal(mux_session_window(262144), 1048576);
+    assert_int_equal(mux_session_window(0), 0);
+    assert_int_equal(mux_session_window(UINT32_MAX / 4), (UINT32_MAX / 4) * 4);
+    assert_int_equal(mux_session_window(UINT32_MAX / 4 + 1), UINT32_MAX);
+    /* A saturated value is refused, not wrapped. */
+    struct mux *m = NULL;
+    struct mux_config config = {.role = MUX_OPENER,
+                                .session_window = mux_session_window(0x40000000u)};
+    struct ztr_err err = {0};
+    assert_int_equal(mux_new(&config, &callbacks, NULL, &m, &err), -1);
+    assert_null(m);
+}
+
 static void
 test_reset_with_reason(void **state)
 {
@@ -518,15 +582,15 @@ test_reset_with_reason(void **state)
     struct pair p;
     pair_init(&p, 0, 0, 0, 5);
     /* Refused from inside on_open. */
-    p.b.refuse = MUX_CODE_NOT_ALLOWED;
+    p.b.refuse = MUX_CODE_RESOURCE_NOT_ALLOWED;
     uint32_t id = open_stream(&p.a, "secret:22");
     pump(&p);
     struct rec *ra = rec_get(&p.a, id), *rb = rec_get(&p.b, id);
     assert_int_equal(ra->closed, 1);
-    assert_int_equal(ra->code, MUX_CODE_NOT_ALLOWED);
+    assert_int_equal(ra->code, MUX_CODE_RESOURCE_NOT_ALLOWED);
     assert_string_equal(ra->reason, "refused by test");
     assert_int_equal(rb->closed, 1);
-    assert_int_equal(rb->code, MUX_CODE_NOT_ALLOWED);
+    assert_int_equal(rb->code, MUX_CODE_RESOURCE_NOT_ALLOWED);
     assert_int_equal(ra->open_oks, 0);
     p.b.refuse = 0;
 
@@ -1352,6 +1416,8 @@ static const struct error_case error_cases[] = {
     {"WINDOW for unknown stream 5", MUX_ACCEPTOR, 0, false, 0, {F_WIN(5, "\0\0\0\1")}},
     {"RST with unknown code 99", MUX_ACCEPTOR, 0, false, 0,
      {F_OPEN(1, "r"), F_RST(1, 0, "\0\x63")}},
+    {"RST with unknown code 9", MUX_ACCEPTOR, 0, false, 0,
+     {F_OPEN(1, "r"), F_RST(1, 0, "\0\x09")}},
     {"RST ACK for stream 1, which was not reset", MUX_ACCEPTOR, 0, false, 0,
      {F_OPEN(1, "r"), F_RST(1, MUX_FLAG_ACK, "\0\0")}},
     {"RST for unknown stream 5", MUX_ACCEPTOR, 0, false, 0, {F_RST(5, 0, "\0\0")}},
@@ -1623,6 +1689,8 @@ main(void)
         cmocka_unit_test(test_acceptor_finishes_first),
         cmocka_unit_test(test_send_and_fin_before_open_ok),
         cmocka_unit_test(test_reset_with_reason),
+        cmocka_unit_test(test_every_code_crosses_the_wire),
+        cmocka_unit_test(test_session_window_is_four_streams),
         cmocka_unit_test(test_reset_crossing_data),
         cmocka_unit_test(test_reset_after_fins),
         cmocka_unit_test(test_goaway_with_reason),

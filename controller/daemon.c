@@ -93,7 +93,7 @@ start(void *ctx, struct daemon *daemon, int *exit_status, struct ztr_err *err)
     TRY(pki_init(err));
     TRY(ca_set_open(&c->settings, c->clock, &c->cas, err));
     char db_path[1200];
-    snprintf(db_path, sizeof(db_path), "%s/controller.db", c->settings.state_dir);
+    TRY(file_path_join(db_path, sizeof(db_path), c->settings.state_dir, "controller.db", err));
     TRY(store_open(db_path, c->clock, &c->store, err));
     TRY(ctl_server_start(c, err));
     TRY(admin_start(c, err));

@@ -32,14 +32,7 @@ save_enrollment(struct agent *a, const json_t *msg, struct ztr_err *err)
 {
     const char *chain = json_string_value(json_object_get(msg, "chain"));
     const char *bundle = json_string_value(json_object_get(msg, "bundle"));
-    char *key_pem;
-    size_t key_len;
-    TRY(pki_key_to_pem(a->pending_key, &key_pem, &key_len, err));
-    /* The key goes first (0600, its temporary file created O_EXCL); a crash
-     * before cert.pem leaves no half identity that looks complete. */
-    int rc = agent_write_state_file(a, "key.pem", key_pem, key_len, 0600, err);
-    if (rc == 0)
-        rc = agent_write_state_file(a, "bundle.pem", bundle, strlen(bundle), 0644, err);
+    int rc = agent_write_state_file(a, "bundle.pem", bundle, strlen(bundle), 0644, err);
     json_t *node = json_pack("{s:O, s:O}", "node_id", json_object_get(msg, "node_id"),
                              "spiffe_id", json_object_get(msg, "spiffe_id"));
     char *node_text = json_dumps(node, JSON_INDENT(2));
@@ -47,19 +40,12 @@ save_enrollment(struct agent *a, const json_t *msg, struct ztr_err *err)
     if (rc == 0 && node_text != NULL)
         rc = agent_write_state_file(a, "node.json", node_text, strlen(node_text), 0644, err);
     free(node_text);
-    if (rc == 0)
-        rc = agent_write_state_file(a, "cert.pem", chain, strlen(chain), 0644, err);
-    if (rc != 0) {
-        explicit_bzero(key_pem, key_len);
-        free(key_pem);
+    if (rc != 0)
         return -1;
-    }
     snprintf(a->node_id, sizeof(a->node_id), "%s",
              json_string_value(json_object_get(msg, "node_id")));
-    agent_replace_text(&a->key_pem, &a->key_len, key_pem, key_len, true);
-    agent_replace_text(&a->chain_pem, &a->chain_len, strdup(chain), strlen(chain), false);
     agent_replace_text(&a->bundle_pem, &a->bundle_len, strdup(bundle), strlen(bundle), false);
-    return agent_adopt_identity(a, clock_wall_s(a->clock), err);
+    return agent_install_pending_identity(a, chain, err);
 }
 
 void

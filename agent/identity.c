@@ -145,3 +145,25 @@ agent_new_pending_key(struct agent *a, char **csr_pem, struct ztr_err *err)
     TRY(pki_key_generate(&a->pending_key, err));
     return pki_csr_create(a->pending_key, a->node_name, csr_pem, &csr_len, err);
 }
+
+int
+agent_install_pending_identity(struct agent *a, const char *chain, struct ztr_err *err)
+{
+    char *key_pem;
+    size_t key_len;
+    TRY(pki_key_to_pem(a->pending_key, &key_pem, &key_len, err));
+    /* Key then certificate, each atomically (the key 0600, its temporary
+     * file created O_EXCL): a crash before cert.pem leaves no new identity
+     * that looks complete. */
+    int rc = agent_write_state_file(a, "key.pem", key_pem, key_len, 0600, err);
+    if (rc == 0)
+        rc = agent_write_state_file(a, "cert.pem", chain, strlen(chain), 0644, err);
+    if (rc != 0) {
+        explicit_bzero(key_pem, key_len);
+        free(key_pem);
+        return -1;
+    }
+    agent_replace_text(&a->key_pem, &a->key_len, key_pem, key_len, true);
+    agent_replace_text(&a->chain_pem, &a->chain_len, strdup(chain), strlen(chain), false);
+    return agent_adopt_identity(a, clock_wall_s(a->clock), err);
+}

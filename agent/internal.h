@@ -101,6 +101,9 @@ int agent_load_identity(struct agent *a, bool *found, struct ztr_err *err);
 /* Replaces the pending key (enrollment, renewal) with a fresh one and
  * makes its CSR for NODE_NAME; *csr_pem is the caller's to free. */
 int agent_new_pending_key(struct agent *a, char **csr_pem, struct ztr_err *err);
+/* Makes the pending key and chain (PEM, verified by the caller) the
+ * identity: on disk, in memory and in the TLS contexts. */
+int agent_install_pending_identity(struct agent *a, const char *chain, struct ztr_err *err);
 
 /* enrollment (enroll.c) */
 void agent_send_enroll(struct agent *a);

@@ -73,22 +73,9 @@ try_install_chain(struct agent *a, const char *chain, struct ztr_err *err)
     pki_bundle_free(bundle);
     if (rc != 0)
         return -1;
-    char *key_pem;
-    size_t key_len;
-    TRY(pki_key_to_pem(a->pending_key, &key_pem, &key_len, err));
-    /* Key then certificate, each atomically: new handshakes use them; the
-     * control stream and every established session stay as they are. */
-    rc = agent_write_state_file(a, "key.pem", key_pem, key_len, 0600, err);
-    if (rc == 0)
-        rc = agent_write_state_file(a, "cert.pem", chain, strlen(chain), 0644, err);
-    if (rc != 0) {
-        explicit_bzero(key_pem, key_len);
-        free(key_pem);
-        return -1;
-    }
-    agent_replace_text(&a->key_pem, &a->key_len, key_pem, key_len, true);
-    agent_replace_text(&a->chain_pem, &a->chain_len, strdup(chain), strlen(chain), false);
-    return agent_adopt_identity(a, clock_wall_s(a->clock), err);
+    /* New handshakes use it; the control stream and every established
+     * session stay as they are. */
+    return agent_install_pending_identity(a, chain, err);
 }
 
 void

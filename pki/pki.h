@@ -51,6 +51,8 @@ enum pki_error {
     PKI_E_BAD_CSR,
     PKI_E_BAD_KEY,
     PKI_E_INVALID_CA,
+    PKI_E_SVID_KEY_USAGE,    /* a leaf's keyUsage/EKU break the X509-SVID profile */
+    PKI_E_SIGNING_CERT_ID,   /* a CA carries a SPIFFE ID with a path */
 };
 
 /* ---- SPIFFE IDs -------------------------------------------------------- */
@@ -211,10 +213,13 @@ struct pki_expect {
 
 /*
  * The one validation function, in this order:
- *   chain to the bundle → validity window (every certificate) → exactly one
+ *   chain to the bundle (every intermediate CA:TRUE with keyCertSign and no
+ *   SPIFFE ID path) → validity window (every certificate) → exactly one
  *   URI SAN → SPIFFE ID parse → trust domain equal → expected role →
- *   (spiffe_id equal) → leaf not a CA, no keyCertSign → (dial_ip) an IP SAN
- *   byte-equal to the dialed address.
+ *   (spiffe_id equal) → the X509-SVID leaf profile (not a CA; keyUsage
+ *   digitalSignature without keyCertSign or cRLSign; an EKU, when present,
+ *   with serverAuth and clientAuth) → (dial_ip) an IP SAN byte-equal to the
+ *   dialed address.
  * On success fills *peer (optional).
  */
 int pki_verify(const struct pki_bundle *bundle, const struct pki_chain *chain,

@@ -31,6 +31,7 @@
 #define PKI_MSG_CA_KEY_USAGE "CA certificate missing key usage"
 #define PKI_MSG_INVALID_DOMAIN_FMT "cannot parse URI \"%s\": invalid domain"
 #define PKI_MSG_INVALID_CA "invalid internal CA"
+#define PKI_MSG_PEER_NOT_VERIFIED "x509: peer certificate was not verified"
 
 /* err->code values set by this module (beyond base/err.h's). */
 enum pki_error {
@@ -296,6 +297,14 @@ struct pki_tls_check {
 };
 
 int pki_tls_check_install(void *ssl, struct pki_tls_check *check, struct ztr_err *err);
+
+/* Called once wolfSSL reports the handshake done, before the connection is
+ * used: 0 when the peer may be admitted (the hook verified it, or it sent
+ * no certificate at all to a server with peer_cert_optional), else -1 with
+ * PKI_MSG_PEER_NOT_VERIFIED (or the hook's own reason). Defence in depth:
+ * a handshake must never complete on a peer the hook did not judge. */
+int pki_tls_check_admit(const struct pki_tls_check *check, bool peer_sent_certificate,
+                        struct ztr_err *err);
 
 /* Loads every CA of the bundle as a trust anchor of a WOLFSSL_CTX (void *),
  * accepting CAs outside their validity window (pki_verify decides that). */

@@ -11,6 +11,7 @@
 
 #include "pki/internal.h"
 
+#include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 const char *
@@ -33,6 +34,10 @@ pki_tls_error_text(int wolfssl_error)
         return "x509: certificate chain too long for the issuer's path length";
     case ASN_CRIT_EXT_E:
         return "x509: unhandled critical extension";
+    case EXTKEYUSAGE_E:
+    case EXTKEYUSE_AUTH_E:
+    case KEYUSE_SIGNATURE_E:
+        return "x509: certificate specifies an incompatible key usage";
     default:
         return "x509: certificate verification failed";
     }
@@ -273,6 +278,13 @@ pki_verify(const struct pki_bundle *bundle, const struct pki_chain *chain,
 
 /* ---- TLS hook ------------------------------------------------------------ */
 
+/* Without this option wolfSSL calls the hook only for certificates it has
+ * already rejected: every SPIFFE rule above would be skipped for a peer
+ * wolfSSL accepts. A build that cannot enforce them must not exist. */
+#ifndef WOLFSSL_ALWAYS_VERIFY_CB
+#error "ztr requires wolfSSL built with WOLFSSL_ALWAYS_VERIFY_CB (see docs/WOLFSSL.md)"
+#endif
+
 static int
 tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
@@ -342,4 +354,17 @@ pki_tls_check_install(void *ssl_ptr, struct pki_tls_check *check, struct ztr_err
     wolfSSL_set_verify(ssl, mode, tls_verify_callback);
     wolfSSL_SetCertCbCtx(ssl, check);
     return 0;
+}
+
+int
+pki_tls_check_admit(const struct pki_tls_check *check, bool peer_sent_certificate,
+                    struct ztr_err *err)
+{
+    if (check->verified && check->err.code == ZTR_OK)
+        return 0;
+    if (check->err.code != ZTR_OK)
+        return ztr_err_set(err, check->err.code, "%s", check->err.msg);
+    if (check->peer_cert_optional && !peer_sent_certificate)
+        return 0;
+    return ztr_err_set(err, PKI_E_BAD_CERT, PKI_MSG_PEER_NOT_VERIFIED);
 }

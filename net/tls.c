@@ -292,6 +292,10 @@ conn_finish(struct tls_conn *conn)
         wolfSSL_shutdown(conn->ssl); /* one try at close_notify, never waits */
         if (conn->enc != NULL)
             (void)enc_send(conn);
+    } else if (conn->enc != NULL) {
+        /* A refused handshake: the alert wolfSSL wrote tells the peer why
+         * (protocol version, ALPN, certificate); one try, never waits. */
+        (void)enc_send(conn);
     }
     conn->state = CONN_CLOSED;
     ev_io_stop(conn->loop, &conn->io);

@@ -295,7 +295,8 @@ format_conversion(const struct conversion *conv, va_list *ap, char *out, size_t 
         const char *value = va_arg(*ap, const char *);
         if (value == NULL)
             value = "(null)";
-        /* Precision bounds the bytes read; width pads (rare in logs). */
+        /* Precision bounds the bytes read; a width is not applied (no
+         * log line pads a string). */
         const char *dot = strchr(conv->spec, '.');
         size_t limit = (size_t)-1;
         if (dot != NULL)
@@ -303,8 +304,9 @@ format_conversion(const struct conversion *conv, va_list *ap, char *out, size_t 
                                   : strtoul(dot + 1, NULL, 10);
         *text = value;
         *text_len = strnlen(value, limit);
-        /* A precision may cut a secret: its first bytes count. */
-        *cut = dot != NULL;
+        /* A precision that cut the value may have cut a secret: its first
+         * bytes at the end count. */
+        *cut = dot != NULL && *text_len == limit;
         return 0;
     }
     default:

@@ -361,6 +361,12 @@ test_secret_cut_by_precision_leaves_no_prefix(void **state)
     assert_int_equal(log_add_secret("SECRETVALUE"), 0);
     log_info("m", "v=%.9s", "xxSECRETVALUE");
     assert_null(strstr(test_log_captured(), "SECR"));
+    /* A value the precision did not shorten is not cut: its last byte
+     * stays, even when a secret begins with it. */
+    test_log_capture_start();
+    char line[LOG_LINE_MAX];
+    log_info("m", "v=%.20s", "xxS");
+    assert_string_equal(only_line(line, sizeof(line)), "level=info msg=\"m\" v=xxS");
 }
 
 static void

@@ -1,9 +1,12 @@
 #include "base/log.h"
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -89,15 +92,16 @@ log_clear_secrets(void)
 /* Length of the text at s to hide behind the mask, or 0. The longest
  * registered secret wins, so one secret that starts another cannot leave
  * the rest visible. src_cut: the text was truncated by vsnprintf, so a
- * secret's first bytes at its very end count too (the rest was lost). */
+ * secret's first bytes at its very end count too (the rest was lost).
+ * Reads at most left bytes of s. */
 static size_t
-secret_at(const char *s, int src_cut)
+secret_at(const char *s, size_t left, int src_cut)
 {
     size_t best = 0;
     for (size_t i = 0; i < logger.secret_count; i++) {
         const char *secret = logger.secrets[i];
         size_t secret_len = strlen(secret);
-        size_t avail = strnlen(s, secret_len);
+        size_t avail = strnlen(s, secret_len < left ? secret_len : left);
         if ((avail == secret_len || src_cut) && avail > best &&
             strncmp(s, secret, avail) == 0)
             best = avail;
@@ -105,18 +109,27 @@ secret_at(const char *s, int src_cut)
     return best;
 }
 
-/* Appends src to dst[*len..cap) escaping quotes, backslashes and control
- * characters so that one event stays one line. Secrets are matched in src,
- * before escaping could change their bytes and before the line limit could
- * cut one in half; the mask is never rescanned, so a secret that occurs
- * inside "[REDACTED]" cannot loop. */
+/* How one piece of text is written into the line. */
+enum piece_kind {
+    PIECE_TRUSTED,   /* the caller's own format text: control characters mapped */
+    PIECE_QUOTED,    /* a value inside key="...": quotes and backslashes escaped */
+    PIECE_BARE,      /* a value right after key=: quoted when it needs to be */
+};
+
+/* Appends src (src_len bytes) to dst[*len..cap) so that one event stays
+ * one line and a value stays one field: control characters become ' ' or
+ * '?', and in a quoted value '"' and '\' are escaped. Secrets are matched
+ * in src, before escaping could change their bytes and before the line
+ * limit could cut one in half; the mask is never rescanned, so a secret
+ * that occurs inside "[REDACTED]" cannot loop. */
 static void
-append_escaped(char *dst, size_t *len, size_t cap, const char *src, int escape_quotes,
-               int src_cut)
+append_escaped(char *dst, size_t *len, size_t cap, const char *src, size_t src_len,
+               int escape_quotes, int src_cut)
 {
     static const char mask[] = "[REDACTED]";
-    for (const char *s = src; *s != '\0' && *len + 2 < cap; s++) {
-        size_t secret_len = secret_at(s, src_cut);
+    const char *end = src + src_len;
+    for (const char *s = src; s < end && *s != '\0' && *len + 2 < cap; s++) {
+        size_t secret_len = secret_at(s, (size_t)(end - s), src_cut);
         if (secret_len > 0) {
             if (*len + sizeof(mask) > cap)
                 break;
@@ -140,6 +153,217 @@ append_escaped(char *dst, size_t *len, size_t cap, const char *src, int escape_q
     dst[*len] = '\0';
 }
 
+/* A bare value must be quoted when it could end its field early or start
+ * another: when it holds a space, '=', '"', '\' or a control byte outside
+ * the secrets that will be masked. (An empty value forges nothing.) */
+static int
+bare_needs_quotes(const char *value, size_t value_len, int src_cut)
+{
+    for (size_t i = 0; i < value_len && value[i] != '\0'; i++) {
+        size_t secret_len = secret_at(value + i, value_len - i, src_cut);
+        if (secret_len > 0) {
+            i += secret_len - 1;
+            continue;
+        }
+        unsigned char c = (unsigned char)value[i];
+        if (c <= ' ' || c == 0x7f || c == '"' || c == '\\' || c == '=')
+            return 1;
+    }
+    return 0;
+}
+
+static void
+append_piece(char *dst, size_t *len, size_t cap, const char *src, size_t src_len,
+             enum piece_kind kind, int src_cut)
+{
+    if (kind == PIECE_BARE && bare_needs_quotes(src, src_len, src_cut)) {
+        if (*len + 2 >= cap)
+            return;
+        dst[(*len)++] = '"';
+        /* One byte less, so the closing quote always fits. */
+        append_escaped(dst, len, cap - 1, src, src_len, 1, src_cut);
+        dst[(*len)++] = '"';
+        dst[*len] = '\0';
+        return;
+    }
+    append_escaped(dst, len, cap, src, src_len, kind != PIECE_TRUSTED, src_cut);
+}
+
+/* One conversion of kv_fmt, formatted alone. Only what printf's format
+ * checking lets through reaches here; %n is never honoured. */
+struct conversion {
+    char spec[32];    /* "%-8.3lld" */
+    char length[3];   /* "", "h", "hh", "l", "ll", "z", "j", "t", "L" */
+    char type;        /* the conversion character */
+    size_t fmt_len;   /* bytes of kv_fmt it spans */
+};
+
+static int
+parse_conversion(const char *fmt, struct conversion *conv)
+{
+    size_t i = 1;
+    while (fmt[i] != '\0' && strchr("-+ #0", fmt[i]) != NULL)
+        i++;
+    while ((fmt[i] >= '0' && fmt[i] <= '9') || fmt[i] == '*')
+        i++;
+    if (fmt[i] == '.') {
+        i++;
+        while ((fmt[i] >= '0' && fmt[i] <= '9') || fmt[i] == '*')
+            i++;
+    }
+    size_t length_start = i;
+    while (fmt[i] != '\0' && strchr("hlzjtL", fmt[i]) != NULL && i - length_start < 2)
+        i++;
+    if (fmt[i] == '\0' || i + 1 >= sizeof(conv->spec))
+        return -1;
+    memcpy(conv->length, fmt + length_start, i - length_start);
+    conv->length[i - length_start] = '\0';
+    conv->type = fmt[i];
+    memcpy(conv->spec, fmt, i + 1);
+    conv->spec[i + 1] = '\0';
+    conv->fmt_len = i + 1;
+    return 0;
+}
+
+/* Formats one conversion into out, consuming its arguments from ap. For %s
+ * the value itself is returned in *text (not copied, not cut by out). */
+static int
+format_conversion(const struct conversion *conv, va_list *ap, char *out, size_t cap,
+                  const char **text, size_t *text_len, int *cut)
+{
+    int star[2] = {0, 0}, stars = 0;
+    for (const char *p = conv->spec; *p != '\0'; p++)
+        if (*p == '*' && stars < 2)
+            star[stars++] = va_arg(*ap, int);
+    const char *l = conv->length;
+    int n = -1;
+#define FORMAT_ONE(value)                                                              \
+    (stars == 0   ? snprintf(out, cap, conv->spec, value)                              \
+     : stars == 1 ? snprintf(out, cap, conv->spec, star[0], value)                     \
+                  : snprintf(out, cap, conv->spec, star[0], star[1], value))
+    switch (conv->type) {
+    case 'd':
+    case 'i':
+        if (strcmp(l, "ll") == 0)
+            n = FORMAT_ONE(va_arg(*ap, long long));
+        else if (strcmp(l, "l") == 0)
+            n = FORMAT_ONE(va_arg(*ap, long));
+        else if (strcmp(l, "z") == 0)
+            n = FORMAT_ONE(va_arg(*ap, ssize_t));
+        else if (strcmp(l, "t") == 0)
+            n = FORMAT_ONE(va_arg(*ap, ptrdiff_t));
+        else if (strcmp(l, "j") == 0)
+            n = FORMAT_ONE(va_arg(*ap, intmax_t));
+        else
+            n = FORMAT_ONE(va_arg(*ap, int));
+        break;
+    case 'u':
+    case 'x':
+    case 'X':
+    case 'o':
+        if (strcmp(l, "ll") == 0)
+            n = FORMAT_ONE(va_arg(*ap, unsigned long long));
+        else if (strcmp(l, "l") == 0)
+            n = FORMAT_ONE(va_arg(*ap, unsigned long));
+        else if (strcmp(l, "z") == 0)
+            n = FORMAT_ONE(va_arg(*ap, size_t));
+        else if (strcmp(l, "j") == 0)
+            n = FORMAT_ONE(va_arg(*ap, uintmax_t));
+        else if (strcmp(l, "t") == 0)
+            n = FORMAT_ONE(va_arg(*ap, ptrdiff_t));
+        else
+            n = FORMAT_ONE(va_arg(*ap, unsigned int));
+        break;
+    case 'c':
+        n = FORMAT_ONE(va_arg(*ap, int));
+        break;
+    case 'e':
+    case 'E':
+    case 'f':
+    case 'F':
+    case 'g':
+    case 'G':
+        if (strcmp(l, "L") == 0)
+            n = FORMAT_ONE(va_arg(*ap, long double));
+        else
+            n = FORMAT_ONE(va_arg(*ap, double));
+        break;
+    case 'p':
+        n = FORMAT_ONE(va_arg(*ap, void *));
+        break;
+    case 's': {
+        const char *value = va_arg(*ap, const char *);
+        if (value == NULL)
+            value = "(null)";
+        /* Precision bounds the bytes read; a width is not applied (no
+         * log line pads a string). */
+        const char *dot = strchr(conv->spec, '.');
+        size_t limit = (size_t)-1;
+        if (dot != NULL)
+            limit = dot[1] == '*' ? (star[stars - 1] < 0 ? (size_t)-1 : (size_t)star[stars - 1])
+                                  : strtoul(dot + 1, NULL, 10);
+        *text = value;
+        *text_len = strnlen(value, limit);
+        /* A precision that cut the value may have cut a secret: its first
+         * bytes at the end count. */
+        *cut = dot != NULL && *text_len == limit;
+        return 0;
+    }
+    default:
+        break;
+    }
+#undef FORMAT_ONE
+    if (n < 0)
+        out[0] = '\0';
+    *cut = 0;
+    *text = out;
+    *text_len = strnlen(out, cap);
+    return 0;
+}
+
+/* Writes the key=value tail, escaping each value by where it stands in the
+ * format: the caller's text is trusted, the arguments are not (node names,
+ * SPIFFE IDs and reasons come from peers). */
+static void
+append_kv(char *line, size_t *len, size_t cap, const char *kv_fmt, va_list *ap)
+{
+    int in_quotes = 0;
+    const char *literal = kv_fmt;
+    for (const char *p = kv_fmt; *p != '\0';) {
+        if (*p != '%') {
+            if (*p == '"')
+                in_quotes = !in_quotes;
+            p++;
+            continue;
+        }
+        append_piece(line, len, cap, literal, (size_t)(p - literal), PIECE_TRUSTED, 0);
+        if (p[1] == '%') {
+            append_piece(line, len, cap, "%", 1, PIECE_TRUSTED, 0);
+            p += 2;
+            literal = p;
+            continue;
+        }
+        struct conversion conv;
+        if (parse_conversion(p, &conv) != 0 || conv.type == 'n')
+            return;
+        char scratch[128];
+        const char *text;
+        size_t text_len;
+        int cut;
+        format_conversion(&conv, ap, scratch, sizeof(scratch), &text, &text_len, &cut);
+        /* Numbers are printf's own text; strings and characters are not. */
+        int text_arg = conv.type == 's' || conv.type == 'c';
+        enum piece_kind kind = !text_arg                      ? PIECE_TRUSTED
+                               : in_quotes                    ? PIECE_QUOTED
+                               : (p > kv_fmt && p[-1] == '=') ? PIECE_BARE
+                                                              : PIECE_TRUSTED;
+        append_piece(line, len, cap, text, text_len, kind, cut);
+        p += conv.fmt_len;
+        literal = p;
+    }
+    append_piece(line, len, cap, literal, strlen(literal), PIECE_TRUSTED, 0);
+}
+
 void
 log_event(enum log_level level, const char *msg, const char *kv_fmt, ...)
 {
@@ -159,20 +383,18 @@ log_event(enum log_level level, const char *msg, const char *kv_fmt, ...)
     }
     len += (size_t)snprintf(line + len, sizeof(line) - len, "level=%s msg=\"",
                             level_names[level]);
-    append_escaped(line, &len, sizeof(line), msg, 1, 0);
+    append_escaped(line, &len, sizeof(line), msg, strlen(msg), 1, 0);
     if (len + 1 < sizeof(line))
         line[len++] = '"';
     line[len] = '\0';
     if (kv_fmt != NULL && kv_fmt[0] != '\0') {
-        char tail[LOG_LINE_MAX];
-        va_list ap;
-        va_start(ap, kv_fmt);
-        int full = vsnprintf(tail, sizeof(tail), kv_fmt, ap);
-        va_end(ap);
         if (len + 1 < sizeof(line))
             line[len++] = ' ';
         line[len] = '\0';
-        append_escaped(line, &len, sizeof(line), tail, 0, full >= (int)sizeof(tail));
+        va_list ap;
+        va_start(ap, kv_fmt);
+        append_kv(line, &len, sizeof(line), kv_fmt, &ap);
+        va_end(ap);
     }
     if (logger.sink != NULL) {
         logger.sink(logger.sink_ctx, level, line);

@@ -292,6 +292,10 @@ conn_finish(struct tls_conn *conn)
         wolfSSL_shutdown(conn->ssl); /* one try at close_notify, never waits */
         if (conn->enc != NULL)
             (void)enc_send(conn);
+    } else if (conn->enc != NULL) {
+        /* A refused handshake: the alert wolfSSL wrote tells the peer why
+         * (protocol version, ALPN, certificate); one try, never waits. */
+        (void)enc_send(conn);
     }
     conn->state = CONN_CLOSED;
     ev_io_stop(conn->loop, &conn->io);
@@ -340,6 +344,16 @@ ssl_error_text(struct tls_conn *conn, int ret, char *buf, size_t cap)
     return buf;
 }
 
+static bool
+peer_sent_certificate(WOLFSSL *ssl)
+{
+    WOLFSSL_X509 *peer = wolfSSL_get_peer_certificate(ssl);
+    if (peer == NULL)
+        return false;
+    wolfSSL_X509_free(peer);
+    return true;
+}
+
 static void
 conn_handshake(struct tls_conn *conn)
 {
@@ -371,6 +385,13 @@ conn_handshake(struct tls_conn *conn)
             char reason[128];
             snprintf(reason, sizeof(reason), "peer did not negotiate ALPN %s", conn->ctx->alpn);
             conn_request_close(conn, reason);
+            return;
+        }
+        /* The verify hook is the only place our rules run; a handshake that
+         * finished without its verdict must not reach on_ready. */
+        struct ztr_err verdict = {0};
+        if (pki_tls_check_admit(&conn->check, peer_sent_certificate(conn->ssl), &verdict) != 0) {
+            conn_request_close(conn, verdict.msg);
             return;
         }
         conn->state = CONN_OPEN;

@@ -38,6 +38,7 @@
 struct ev_loop;
 
 #define TLS_WRITE_QUEUE_MAX (4 * 1024 * 1024)
+
 #define TLS_HANDSHAKE_TIMEOUT_MS 10000
 
 enum tls_side { TLS_SIDE_CLIENT, TLS_SIDE_SERVER };

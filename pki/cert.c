@@ -493,6 +493,21 @@ pki_chain_free(struct pki_chain *chain)
 
 /* ---- bundles ------------------------------------------------------------ */
 
+int
+pki_signing_cert_id_check(const struct pki_cert_info *info, struct ztr_err *err)
+{
+    /* A CA that names a workload could be a leaf key promoted to signer; only
+     * SPIFFE IDs are judged, other URIs are the operator's business. */
+    struct pki_spiffe_id id;
+    if (info->uri_count > 0 && pki_spiffe_id_parse(info->uri, &id, NULL) == 0 &&
+        id.path[0] != '\0')
+        return ztr_err_set(err, PKI_E_SIGNING_CERT_ID,
+                               "x509: CA certificate \"%s\" carries SPIFFE ID %s; a signing "
+                               "certificate may name only its trust domain",
+                               info->subject_cn, info->uri);
+    return 0;
+}
+
 static int
 invalid_ca(struct ztr_err *err)
 {
@@ -529,6 +544,10 @@ pki_bundle_from_pem(const char *pem, size_t len, struct pki_bundle **out, struct
             pki_bundle_free(bundle);
             return ztr_err_set(err, PKI_E_CA_KEY_USAGE, PKI_MSG_CA_KEY_USAGE
                                " (\"%s\" needs CA:TRUE and keyCertSign)", info.subject_cn);
+        }
+        if (pki_signing_cert_id_check(&info, err) != 0) {
+            pki_bundle_free(bundle);
+            return -1;
         }
     }
     *out = bundle;

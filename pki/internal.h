@@ -56,6 +56,10 @@ void der_blob_free(struct der_blob *blob);
 int blobs_to_pem(const struct der_blob *blobs, size_t count, char **pem, size_t *len,
                  struct ztr_err *err);
 
+/* X509-SVID §3: a signing certificate's SPIFFE ID, if it has one, names
+ * only the trust domain. 0, or -1 with PKI_E_SIGNING_CERT_ID. */
+int pki_signing_cert_id_check(const struct pki_cert_info *info, struct ztr_err *err);
+
 /* The commonName of an X.501 Name ("" when absent or too long). */
 void pki_name_common_name(struct der_cursor name, char *out, size_t cap);
 

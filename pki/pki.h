@@ -31,6 +31,7 @@
 #define PKI_MSG_CA_KEY_USAGE "CA certificate missing key usage"
 #define PKI_MSG_INVALID_DOMAIN_FMT "cannot parse URI \"%s\": invalid domain"
 #define PKI_MSG_INVALID_CA "invalid internal CA"
+#define PKI_MSG_PEER_NOT_VERIFIED "x509: peer certificate was not verified"
 
 /* err->code values set by this module (beyond base/err.h's). */
 enum pki_error {
@@ -51,6 +52,8 @@ enum pki_error {
     PKI_E_BAD_CSR,
     PKI_E_BAD_KEY,
     PKI_E_INVALID_CA,
+    PKI_E_SVID_KEY_USAGE,    /* a leaf's keyUsage/EKU break the X509-SVID profile */
+    PKI_E_SIGNING_CERT_ID,   /* a CA carries a SPIFFE ID with a path */
 };
 
 /* ---- SPIFFE IDs -------------------------------------------------------- */
@@ -211,10 +214,13 @@ struct pki_expect {
 
 /*
  * The one validation function, in this order:
- *   chain to the bundle → validity window (every certificate) → exactly one
+ *   chain to the bundle (every intermediate CA:TRUE with keyCertSign and no
+ *   SPIFFE ID path) → validity window (every certificate) → exactly one
  *   URI SAN → SPIFFE ID parse → trust domain equal → expected role →
- *   (spiffe_id equal) → leaf not a CA, no keyCertSign → (dial_ip) an IP SAN
- *   byte-equal to the dialed address.
+ *   (spiffe_id equal) → the X509-SVID leaf profile (not a CA; keyUsage
+ *   digitalSignature without keyCertSign or cRLSign; an EKU, when present,
+ *   with serverAuth and clientAuth) → (dial_ip) an IP SAN byte-equal to the
+ *   dialed address.
  * On success fills *peer (optional).
  */
 int pki_verify(const struct pki_bundle *bundle, const struct pki_chain *chain,
@@ -291,6 +297,14 @@ struct pki_tls_check {
 };
 
 int pki_tls_check_install(void *ssl, struct pki_tls_check *check, struct ztr_err *err);
+
+/* Called once wolfSSL reports the handshake done, before the connection is
+ * used: 0 when the peer may be admitted (the hook verified it, or it sent
+ * no certificate at all to a server with peer_cert_optional), else -1 with
+ * PKI_MSG_PEER_NOT_VERIFIED (or the hook's own reason). Defence in depth:
+ * a handshake must never complete on a peer the hook did not judge. */
+int pki_tls_check_admit(const struct pki_tls_check *check, bool peer_sent_certificate,
+                        struct ztr_err *err);
 
 /* Loads every CA of the bundle as a trust anchor of a WOLFSSL_CTX (void *),
  * accepting CAs outside their validity window (pki_verify decides that). */

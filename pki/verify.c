@@ -11,6 +11,7 @@
 
 #include "pki/internal.h"
 
+#include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 const char *
@@ -33,6 +34,10 @@ pki_tls_error_text(int wolfssl_error)
         return "x509: certificate chain too long for the issuer's path length";
     case ASN_CRIT_EXT_E:
         return "x509: unhandled critical extension";
+    case EXTKEYUSAGE_E:
+    case EXTKEYUSE_AUTH_E:
+    case KEYUSE_SIGNATURE_E:
+        return "x509: certificate specifies an incompatible key usage";
     default:
         return "x509: certificate verification failed";
     }
@@ -130,6 +135,10 @@ check_signatures(const struct pki_bundle *bundle, const struct pki_chain *chain,
                                    " (intermediate \"%s\" needs CA:TRUE and keyCertSign)",
                                    infos[i].subject_cn);
             }
+            if (pki_signing_cert_id_check(&infos[i], err) != 0) {
+                wolfSSL_CTX_free(ctx);
+                return -1;
+            }
             rc = wolfSSL_CTX_load_verify_buffer_ex(ctx, chain->certs[i].data,
                                                    (long)chain->certs[i].len,
                                                    WOLFSSL_FILETYPE_ASN1, 0,
@@ -150,6 +159,38 @@ check_signatures(const struct pki_bundle *bundle, const struct pki_chain *chain,
         return 0;
     (void)last_error;
     return ztr_err_set(err, PKI_E_UNKNOWN_AUTHORITY, "%s", pki_tls_error_text(rc));
+}
+
+/* X509-SVID §4 and §5.2: a leaf proves a workload and can sign nothing
+ * else, so a key that could mint certificates or CRLs is never an SVID. */
+static int
+check_svid_profile(const struct pki_cert_info *leaf, const char *uri, struct ztr_err *err)
+{
+    if (leaf->is_ca)
+        return ztr_err_set(err, PKI_E_LEAF_IS_CA,
+                           "x509: peer certificate %s is a CA certificate; an SVID must not be",
+                           uri);
+    if (leaf->key_usage & PKI_KU_KEY_CERT_SIGN)
+        return ztr_err_set(err, PKI_E_LEAF_IS_CA,
+                           "x509: peer certificate %s has keyUsage keyCertSign; an SVID must not "
+                           "sign certificates",
+                           uri);
+    if (leaf->key_usage & PKI_KU_CRL_SIGN)
+        return ztr_err_set(err, PKI_E_SVID_KEY_USAGE,
+                           "x509: peer certificate %s has keyUsage cRLSign; an SVID must not "
+                           "sign CRLs",
+                           uri);
+    if (!leaf->has_key_usage || !(leaf->key_usage & PKI_KU_DIGITAL_SIGNATURE))
+        return ztr_err_set(err, PKI_E_SVID_KEY_USAGE,
+                           "x509: peer certificate %s lacks keyUsage digitalSignature, which an "
+                           "SVID must have",
+                           uri);
+    if (leaf->has_eku && !(leaf->eku_server_auth && leaf->eku_client_auth))
+        return ztr_err_set(err, PKI_E_SVID_KEY_USAGE,
+                           "x509: peer certificate %s has an extendedKeyUsage without both "
+                           "serverAuth and clientAuth",
+                           uri);
+    return 0;
 }
 
 static int
@@ -176,11 +217,7 @@ check_leaf_identity(const struct pki_cert_info *leaf, const struct pki_expect *e
         return ztr_err_set(err, PKI_E_SPIFFE_ID_MISMATCH,
                            "SPIFFE ID mismatch: peer %s, expected %s", id->uri,
                            expect->spiffe_id);
-    if (leaf->is_ca || (leaf->key_usage & PKI_KU_KEY_CERT_SIGN))
-        return ztr_err_set(err, PKI_E_LEAF_IS_CA,
-                           "x509: peer certificate %s is a CA certificate; an SVID must not be",
-                           id->uri);
-    return 0;
+    return check_svid_profile(leaf, id->uri, err);
 }
 
 static int
@@ -240,6 +277,13 @@ pki_verify(const struct pki_bundle *bundle, const struct pki_chain *chain,
 }
 
 /* ---- TLS hook ------------------------------------------------------------ */
+
+/* Without this option wolfSSL calls the hook only for certificates it has
+ * already rejected: every SPIFFE rule above would be skipped for a peer
+ * wolfSSL accepts. A build that cannot enforce them must not exist. */
+#ifndef WOLFSSL_ALWAYS_VERIFY_CB
+#error "ztr requires wolfSSL built with WOLFSSL_ALWAYS_VERIFY_CB (see docs/WOLFSSL.md)"
+#endif
 
 static int
 tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
@@ -310,4 +354,17 @@ pki_tls_check_install(void *ssl_ptr, struct pki_tls_check *check, struct ztr_err
     wolfSSL_set_verify(ssl, mode, tls_verify_callback);
     wolfSSL_SetCertCbCtx(ssl, check);
     return 0;
+}
+
+int
+pki_tls_check_admit(const struct pki_tls_check *check, bool peer_sent_certificate,
+                    struct ztr_err *err)
+{
+    if (check->verified && check->err.code == ZTR_OK)
+        return 0;
+    if (check->err.code != ZTR_OK)
+        return ztr_err_set(err, check->err.code, "%s", check->err.msg);
+    if (check->peer_cert_optional && !peer_sent_certificate)
+        return 0;
+    return ztr_err_set(err, PKI_E_BAD_CERT, PKI_MSG_PEER_NOT_VERIFIED);
 }

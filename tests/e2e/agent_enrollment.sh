@@ -130,7 +130,7 @@ expect_err_has "failed to read controller CA" "says which file is missing"
 # 1.4 a trust domain with a trailing dot.
 run_agent tunneler td ENROLLMENT_TOKEN="$ntok" TRUST_DOMAIN=example.org.
 expect_status 2 "TRUST_DOMAIN=example.org."
-expect_err_has 'cannot parse URI "spiffe://example.org.": invalid domain' "failure-modes 1.4 symptom"
+expect_err_has 'cannot parse URI \"spiffe://example.org.\": invalid domain' "failure-modes 1.4 symptom (quotes escaped in the log value)"
 grep -qE 'cannot parse URI .*invalid domain' <<<"$RUN_ERR"; check "1.4 symptom shape" $?
 # None of the refused configurations used the token.
 run ctl token list

@@ -19,7 +19,7 @@ expect_err_has "too short" "names the problem"
 
 run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" TRUST_DOMAIN=example.org. "$C"
 expect_status 2 "TRUST_DOMAIN with a trailing dot (failure-modes 1.4)"
-expect_err_has 'cannot parse URI "spiffe://example.org.": invalid domain' "1.4 symptom"
+expect_err_has 'cannot parse URI \"spiffe://example.org.\": invalid domain' "1.4 symptom (quotes escaped in the log value)"
 run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" HEARTBEAT_INTERVAL=10 "$C"
 expect_status 2 "bad duration"
 expect_err_has "env: HEARTBEAT_INTERVAL: invalid duration" "config error names key and origin"

@@ -266,11 +266,107 @@ test_forged_second_event_in_kv_stays_on_one_line(void **state)
 {
     (void)state;
     char line[LOG_LINE_MAX];
-    /* A peer-controlled value must not start a fake log line. */
+    /* A peer-controlled value must not start a fake log line, nor fake
+     * fields on this one: it stays the one value of name=. */
     log_info("peer", "name=%s", "x\nlevel=error msg=\"forged\"");
     assert_int_equal(count_lines(), 1);
     assert_string_equal(only_line(line, sizeof(line)),
-                        "level=info msg=\"peer\" name=x level=error msg=\"forged\"");
+                        "level=info msg=\"peer\" name=\"x level=error msg=\\\"forged\\\"\"");
+}
+
+static void
+test_quote_in_quoted_value_cannot_close_the_field(void **state)
+{
+    (void)state;
+    char line[LOG_LINE_MAX];
+    log_warn("enrollment denied", "name=\"%s\" peer=%s", "a\" role=controller x=\"",
+             "127.0.0.1:9");
+    assert_string_equal(only_line(line, sizeof(line)),
+                        "level=warn msg=\"enrollment denied\" "
+                        "name=\"a\\\" role=controller x=\\\"\" peer=127.0.0.1:9");
+}
+
+static void
+test_backslash_cannot_eat_the_closing_quote(void **state)
+{
+    (void)state;
+    char line[LOG_LINE_MAX];
+    log_info("m", "reason=\"%s\" next=%d", "ends in \\", 7);
+    assert_string_equal(only_line(line, sizeof(line)),
+                        "level=info msg=\"m\" reason=\"ends in \\\\\" next=7");
+}
+
+static void
+test_bare_value_with_space_or_equals_is_quoted(void **state)
+{
+    (void)state;
+    char line[LOG_LINE_MAX];
+    log_info("m", "node=%s spiffe_id=%s role=%s", "dc1 role=controller",
+             "spiffe://example.org/tunneler/t1", "a=b");
+    assert_string_equal(only_line(line, sizeof(line)),
+                        "level=info msg=\"m\" node=\"dc1 role=controller\" "
+                        "spiffe_id=spiffe://example.org/tunneler/t1 role=\"a=b\"");
+}
+
+static void
+test_plain_values_are_written_as_before(void **state)
+{
+    (void)state;
+    char line[LOG_LINE_MAX];
+    /* Every conversion the daemons use, with nothing to escape: the line is
+     * exactly what printf would have written. */
+    log_info("m", "a=%s b=%d c=%u d=%zu e=%lld f=\"%s\" g=%.3s h=%s%s i=%x j=%5.1f k=%%",
+             "x", -3, 4u, (size_t)5, -6LL, "two words", "abcdef", "p", "q", 255u, 2.25);
+    assert_string_equal(only_line(line, sizeof(line)),
+                        "level=info msg=\"m\" a=x b=-3 c=4 d=5 e=-6 f=\"two words\" g=abc "
+                        "h=pq i=ff j=  2.2 k=%");
+    test_log_capture_start();
+    log_info("m", "v=%s", "");
+    assert_string_equal(only_line(line, sizeof(line)), "level=info msg=\"m\" v=");
+}
+
+static void
+test_format_text_itself_is_trusted(void **state)
+{
+    (void)state;
+    char line[LOG_LINE_MAX];
+    /* A conversion that is not a key's value (here a field built by the
+     * caller) is written as given. */
+    log_info("m", "reason=\"%s\"%s%s", "r", " extra=", "1");
+    assert_string_equal(only_line(line, sizeof(line)), "level=info msg=\"m\" reason=\"r\" extra=1");
+}
+
+static void
+test_quoted_bare_value_at_line_end_stays_bounded_and_closed(void **state)
+{
+    (void)state;
+    char *value = malloc(LOG_LINE_MAX * 2);
+    assert_non_null(value);
+    for (size_t i = 0; i < LOG_LINE_MAX * 2 - 1; i++)
+        value[i] = i % 2 ? '"' : ' ';
+    value[LOG_LINE_MAX * 2 - 1] = '\0';
+    log_info("m", "v=%s", value);
+    const char *text = test_log_captured();
+    size_t len = strlen(text) - 1;
+    assert_int_equal(count_lines(), 1);
+    assert_true(len < LOG_LINE_MAX);
+    assert_int_equal(text[len - 1], '"');
+    free(value);
+}
+
+static void
+test_secret_cut_by_precision_leaves_no_prefix(void **state)
+{
+    (void)state;
+    assert_int_equal(log_add_secret("SECRETVALUE"), 0);
+    log_info("m", "v=%.9s", "xxSECRETVALUE");
+    assert_null(strstr(test_log_captured(), "SECR"));
+    /* A value the precision did not shorten is not cut: its last byte
+     * stays, even when a secret begins with it. */
+    test_log_capture_start();
+    char line[LOG_LINE_MAX];
+    log_info("m", "v=%.20s", "xxS");
+    assert_string_equal(only_line(line, sizeof(line)), "level=info msg=\"m\" v=xxS");
 }
 
 static void
@@ -573,6 +669,13 @@ main(void)
         LOG_TEST(test_quotes_and_backslashes_in_msg_are_escaped),
         LOG_TEST(test_control_characters_in_msg_keep_event_on_one_line),
         LOG_TEST(test_forged_second_event_in_kv_stays_on_one_line),
+        LOG_TEST(test_quote_in_quoted_value_cannot_close_the_field),
+        LOG_TEST(test_backslash_cannot_eat_the_closing_quote),
+        LOG_TEST(test_bare_value_with_space_or_equals_is_quoted),
+        LOG_TEST(test_plain_values_are_written_as_before),
+        LOG_TEST(test_format_text_itself_is_trusted),
+        LOG_TEST(test_quoted_bare_value_at_line_end_stays_bounded_and_closed),
+        LOG_TEST(test_secret_cut_by_precision_leaves_no_prefix),
         LOG_TEST(test_utf8_passes_through_unchanged),
         LOG_TEST(test_oversized_event_is_truncated_to_one_bounded_line),
         LOG_TEST(test_oversized_escaped_message_never_splits_an_escape),

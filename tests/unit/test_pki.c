@@ -521,6 +521,12 @@ test_bundle_rules(void **state)
         assert_contains(err.msg, "CA certificate missing key usage");
         free(text);
     }
+    /* A CA that names a workload is no trust anchor either. */
+    char *text = foreign_file("pathinter.crt", &len);
+    assert_int_equal(pki_bundle_from_pem(text, len, &bundle, &err), -1);
+    assert_int_equal(err.code, PKI_E_SIGNING_CERT_ID);
+    assert_contains(err.msg, "a signing certificate may name only its trust domain");
+    free(text);
 }
 
 /* ---- verification ---------------------------------------------------------- */
@@ -742,6 +748,17 @@ test_verify_foreign_certificates(void **state)
         {"chained-chain.pem", PKI_ROLE_CONNECTOR, "127.0.0.3", ""},
         {"chained.crt", PKI_ROLE_CONNECTOR, "127.0.0.3", "unknown authority"},
         {"underbad-chain.pem", PKI_ROLE_CONNECTOR, NULL, "CA certificate missing key usage"},
+        /* The X509-SVID leaf profile (§4.3, §4.4, §5.2), one broken rule each. */
+        {"certsign.crt", PKI_ROLE_TUNNELER, NULL, "has keyUsage keyCertSign"},
+        {"crlsign.crt", PKI_ROLE_TUNNELER, NULL, "has keyUsage cRLSign"},
+        {"nodigsig.crt", PKI_ROLE_TUNNELER, NULL, "lacks keyUsage digitalSignature"},
+        {"noku.crt", PKI_ROLE_TUNNELER, NULL, "lacks keyUsage digitalSignature"},
+        {"serveronly.crt", PKI_ROLE_TUNNELER, NULL, "without both serverAuth and clientAuth"},
+        {"noeku.crt", PKI_ROLE_TUNNELER, NULL, ""},
+        {"nobc.crt", PKI_ROLE_TUNNELER, NULL, ""},
+        /* A signing certificate names at most its trust domain (§3). */
+        {"underpath-chain.pem", PKI_ROLE_CONNECTOR, NULL,
+         "CA certificate \"pathinter\" carries SPIFFE ID spiffe://example.org/connector/pathinter"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct pki_chain *chain = foreign_chain(cases[i].file);

@@ -347,6 +347,37 @@ test_required_client_certificate_refuses_anonymous(void **state)
     free_identity(&server_id);
 }
 
+/* The last gate before on_ready: only the hook's own verdict, or a client
+ * that sent nothing to a server that allows that, lets a session open. */
+static void
+test_session_opens_only_on_a_verified_peer(void **state)
+{
+    (void)state;
+    struct pki_tls_check check = {0};
+    struct ztr_err err = {0};
+    /* Handshake done, hook never judged the peer: closed, on both sides. */
+    assert_int_equal(pki_tls_check_admit(&check, true, &err), -1);
+    assert_string_equal(err.msg, PKI_MSG_PEER_NOT_VERIFIED);
+    ztr_err_clear(&err);
+    assert_int_equal(pki_tls_check_admit(&check, false, &err), -1);
+    assert_string_equal(err.msg, PKI_MSG_PEER_NOT_VERIFIED);
+    /* Enrollment server: no certificate at all is the one unverified peer
+     * it admits; a certificate nobody judged is not. */
+    check.peer_cert_optional = true;
+    assert_int_equal(pki_tls_check_admit(&check, false, NULL), 0);
+    ztr_err_clear(&err);
+    assert_int_equal(pki_tls_check_admit(&check, true, &err), -1);
+    assert_string_equal(err.msg, PKI_MSG_PEER_NOT_VERIFIED);
+    /* A verdict against the peer wins, whatever else is set. */
+    check.verified = true;
+    ztr_err_set(&check.err, PKI_E_UNEXPECTED_ROLE, "%s", PKI_MSG_UNEXPECTED_ROLE);
+    ztr_err_clear(&err);
+    assert_int_equal(pki_tls_check_admit(&check, true, &err), -1);
+    assert_string_equal(err.msg, PKI_MSG_UNEXPECTED_ROLE);
+    ztr_err_clear(&check.err);
+    assert_int_equal(pki_tls_check_admit(&check, true, NULL), 0);
+}
+
 static void
 test_missing_ip_san_is_reported_by_the_client(void **state)
 {
@@ -462,6 +493,7 @@ main(void)
         cmocka_unit_test(test_large_transfer_survives_partial_writes),
         cmocka_unit_test(test_optional_client_certificate_leaves_peer_unverified),
         cmocka_unit_test(test_required_client_certificate_refuses_anonymous),
+        cmocka_unit_test(test_session_opens_only_on_a_verified_peer),
         cmocka_unit_test(test_missing_ip_san_is_reported_by_the_client),
         cmocka_unit_test(test_alpn_mismatch_fails_the_handshake),
         cmocka_unit_test(test_identity_update_keeps_open_connections),

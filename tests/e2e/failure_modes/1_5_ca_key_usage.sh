@@ -19,7 +19,7 @@ run env "${base[@]}" CA_CERT="$T/f/nocertsign.crt" CA_KEY="$T/f/nocertsign.key" 
 printf '%s\n' "$RUN_ERR" >"$T/controller-nocertsign.log"
 fm_seen "$T/controller-nocertsign.log"
 expect_status 1 "controller on a CA without keyCertSign exits non-zero"
-expect_err_has 'CA certificate missing key usage ("nocertsign" needs CA:TRUE and keyCertSign)' "names the CA and the rule"
+expect_err_has 'CA certificate missing key usage (\"nocertsign\" needs CA:TRUE and keyCertSign)' "names the CA and the rule (quotes escaped in the log value)"
 ! grep -qF 'msg="controller started"' <<<"$RUN_ERR"; check "no controller started" $?
 # The same openssl-made CA family with keyCertSign is fine (the check is not
 # just refusing foreign CAs).

@@ -14,6 +14,7 @@
 
 #include "base/config.h"
 #include "base/log.h"
+#include "ctl/frame.h"
 #include "ctl/stream.h"
 #include "net/net.h"
 #include "net/tls.h"
@@ -23,6 +24,12 @@
 /* A session must say what it is for within this long after its handshake. */
 #define FIRST_MESSAGE_TIMEOUT_MS 10000
 #define IDENTITY_KEY_MAX 4096
+/* Until a peer has shown a certificate it may only enroll, and the largest
+ * enroll a real agent sends is under 3 KiB (an 81-byte token, a 128-byte
+ * name, a ~560-byte CSR, 32 IPv6 "[addr]:port" entries); a length header
+ * above this bound closes the session before anything is allocated for it.
+ * Authenticated sessions get the protocol's FRAME_MAX_PAYLOAD. */
+#define PREAUTH_FRAME_MAX (16 * 1024)
 
 enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_AWAIT_HELLO, S_ACTIVE, S_CLOSING };
 
@@ -506,6 +513,7 @@ on_ready(void *user)
         s->state = S_ENROLL_ONLY;
         return;
     }
+    ctl_stream_set_max_frame(s->stream, FRAME_MAX_PAYLOAD);
     struct ztr_err err = {0};
     if (store_node_get_by_spiffe_id(c->store, peer->uri, &s->node, &err) != 0) {
         c->counters.sessions_rejected++;
@@ -624,6 +632,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             free(s);
             continue;
         }
+        ctl_stream_set_max_frame(s->stream, PREAUTH_FRAME_MAX);
         s->next = server->sessions;
         if (server->sessions != NULL)
             server->sessions->prev = s;

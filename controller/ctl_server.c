@@ -417,8 +417,12 @@ handle_renew(struct session *s, const json_t *msg)
     size_t new_len, old_len = 0;
     const uint8_t *new_key = pki_csr_public_der(csr, &new_len);
     const uint8_t *old_key = ctl_stream_peer_public_key(s->stream, &old_len);
-    /* Renewal means a fresh key: a stolen key must not outlive its cert. */
-    if (old_key != NULL && old_len == new_len && memcmp(old_key, new_key, new_len) == 0) {
+    /* Renewal means a fresh key: a stolen key must not outlive its cert.
+     * Compared as keys, not bytes: one key has several encodings that the
+     * CSR parser accepts. */
+    int same = old_key != NULL ? pki_public_key_equal(old_key, old_len, new_key, new_len, &err)
+                               : 0;
+    if (same != 0) {
         pki_csr_free(csr);
         c->counters.renewal_denied++;
         store_event_add(c->store, "denied", s->node.id, "renewal reused the current key", NULL);

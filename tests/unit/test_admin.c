@@ -430,6 +430,7 @@ test_token_create_list_delete(void **state)
     assert_string_equal(str_of(t, "name"), "dc1-a");
     assert_int_equal(int_of(t, "uses_left"), 3);
     assert_true(json_is_false(json_object_get(t, "name_is_prefix")));
+    assert_true(json_is_false(json_object_get(t, "replace")));
     assert_true(json_is_false(json_object_get(t, "expired")));
     reply_free(&r);
 
@@ -474,6 +475,33 @@ test_token_defaults_and_prefix(void **state)
     json_t *t = json_array_get(json_object_get(r.json, "tokens"), 0);
     assert_true(json_is_true(json_object_get(t, "name_is_prefix")));
     reply_free(&r);
+}
+
+/* A replacing token says so when created, in the list and in its event. */
+static void
+test_token_replace_is_stored_and_shown(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    api(f, "POST", "/api/admin/tokens",
+        "{\"role\":\"connector\",\"name\":\"dc1-a\",\"replace\":true}", &r);
+    assert_int_equal(r.status, 201);
+    assert_true(json_is_true(json_object_get(r.json, "replace")));
+    char id[64];
+    snprintf(id, sizeof(id), "%s", str_of(r.json, "id"));
+    reply_free(&r);
+    api(f, "GET", "/api/admin/tokens", NULL, &r);
+    json_t *t = json_array_get(json_object_get(r.json, "tokens"), 0);
+    assert_true(json_is_true(json_object_get(t, "replace")));
+    reply_free(&r);
+    struct store_token stored;
+    assert_int_equal(store_token_get(f->c.store, id, &stored, NULL), 0);
+    assert_true(stored.replace);
+    assert_true(has_admin_event(f, "name=dc1-a uses=1"));
+    assert_true(has_admin_event(f, "replace=true"));
+    expect_error(f, "POST", "/api/admin/tokens",
+                 "{\"role\":\"connector\",\"name\":\"a\",\"replace\":\"yes\"}", 400,
+                 "\"replace\"");
 }
 
 static void
@@ -1088,6 +1116,7 @@ main(void)
         T(test_bad_json_is_a_400),
         T(test_token_create_list_delete),
         T(test_token_defaults_and_prefix),
+        T(test_token_replace_is_stored_and_shown),
         T(test_token_create_names_the_bad_field),
         T(test_nodes_list_and_renewal_overdue),
         T(test_node_revoke),

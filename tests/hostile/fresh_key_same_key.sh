@@ -60,4 +60,5 @@ run probe session "${P[@]}" --dir "$T/n" --role connector --renew --until renewe
 expect_out_has '"type":"renewed"' "a fresh key renews"
 [ "$(serial_now)" != "$SERIAL_BEFORE" ]; check "and the serial moves on" $?
 stop_controller
+[ "$STOP_STATUS" -eq 0 ]; check "controller exits 0, nothing leaked (got $STOP_STATUS)" $?
 finish

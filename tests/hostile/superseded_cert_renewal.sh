@@ -87,4 +87,5 @@ run probe session "${P[@]}" --dir "$T/previous" --until welcome --duration 5000
 [ "$(stored_serial)" = "$NEWER" ]; check "the node's serial is its newest ($NEWER)" $?
 kill -0 "$CTL_PID" 2>/dev/null; check "controller still running" $?
 stop_controller
+[ "$STOP_STATUS" -eq 0 ]; check "controller exits 0, nothing leaked (got $STOP_STATUS)" $?
 finish

@@ -76,4 +76,5 @@ check "and names the superseded serial" $?
 expect_out_has "kind=security node=$NODE" "closing the replaced session is a security event"
 stop_agent
 stop_controller
+[ "$STOP_STATUS" -eq 0 ]; check "controller exits 0, nothing leaked (got $STOP_STATUS)" $?
 finish

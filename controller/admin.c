@@ -461,14 +461,20 @@ renewal_overdue(const struct controller *c, const struct store_node *node, int64
 static json_t *
 node_json(const struct controller *c, const struct store_node *node, int64_t now)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o}", "id",
-                     node->id, "name", node->name, "role", node->role, "spiffe_id",
+    /* The previous certificate shows only while it still opens sessions
+     * (the renewal grace): what an operator checks when a node's old key
+     * may have been copied. */
+    bool in_grace = node->prev_cert_serial[0] != '\0' && now < node->prev_cert_until;
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:s, s:I}",
+                     "id", node->id, "name", node->name, "role", node->role, "spiffe_id",
                      node->spiffe_id, "status", node->status == STORE_ONLINE ? "ONLINE" : "OFFLINE",
                      "revoked", node->revoked, "last_seen", (json_int_t)node->last_seen,
                      "cert_serial", node->cert_serial, "cert_not_after",
                      (json_int_t)node->cert_not_after, "enrolled_at",
                      (json_int_t)node->enrolled_at, "renewal_overdue",
-                     renewal_overdue(c, node, now), "addresses", addresses_value(node->addresses));
+                     renewal_overdue(c, node, now), "addresses", addresses_value(node->addresses),
+                     "previous_cert_serial", in_grace ? node->prev_cert_serial : "",
+                     "previous_cert_until", (json_int_t)(in_grace ? node->prev_cert_until : 0));
 }
 
 /* Collects rows of any list into a JSON array; a NULL element (out of

@@ -577,8 +577,27 @@ test_nodes_list_and_renewal_overdue(void **state)
     api(f, "GET", path, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(str_of(r.json, "name"), "dc1-a");
+    assert_string_equal(str_of(r.json, "previous_cert_serial"), "");
+    assert_int_equal(int_of(r.json, "previous_cert_until"), 0);
     reply_free(&r);
     expect_error(f, "GET", "/api/admin/nodes/ffffffff", NULL, 404, "");
+
+    /* After a renewal the previous certificate shows for its grace. */
+    struct store_cert_check check;
+    assert_int_equal(store_node_cert_admit(f->c.store, node.id, "k1", &check, &err), 0);
+    assert_int_equal(store_node_renew(f->c.store, node.id, "k1", "beef", "k2",
+                                      START_MS / 1000 + 2 * SVID_TTL_S, 600, &err),
+                     0);
+    int64_t now = clock_wall_s(&f->clock);
+    api(f, "GET", path, NULL, &r);
+    assert_string_equal(str_of(r.json, "cert_serial"), "beef");
+    assert_string_equal(str_of(r.json, "previous_cert_serial"), "0a0b0c");
+    assert_int_equal(int_of(r.json, "previous_cert_until"), now + 600);
+    reply_free(&r);
+    clock_manual_advance(&f->clock, 600 * 1000LL);
+    api(f, "GET", path, NULL, &r);
+    assert_string_equal(str_of(r.json, "previous_cert_serial"), "");
+    reply_free(&r);
 }
 
 static void

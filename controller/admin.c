@@ -461,14 +461,20 @@ renewal_overdue(const struct controller *c, const struct store_node *node, int64
 static json_t *
 node_json(const struct controller *c, const struct store_node *node, int64_t now)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o}", "id",
-                     node->id, "name", node->name, "role", node->role, "spiffe_id",
+    /* The previous certificate shows only while it still opens sessions
+     * (the renewal grace): what an operator checks when a node's old key
+     * may have been copied. */
+    bool in_grace = node->prev_cert_serial[0] != '\0' && now < node->prev_cert_until;
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:s, s:I}",
+                     "id", node->id, "name", node->name, "role", node->role, "spiffe_id",
                      node->spiffe_id, "status", node->status == STORE_ONLINE ? "ONLINE" : "OFFLINE",
                      "revoked", node->revoked, "last_seen", (json_int_t)node->last_seen,
                      "cert_serial", node->cert_serial, "cert_not_after",
                      (json_int_t)node->cert_not_after, "enrolled_at",
                      (json_int_t)node->enrolled_at, "renewal_overdue",
-                     renewal_overdue(c, node, now), "addresses", addresses_value(node->addresses));
+                     renewal_overdue(c, node, now), "addresses", addresses_value(node->addresses),
+                     "previous_cert_serial", in_grace ? node->prev_cert_serial : "",
+                     "previous_cert_until", (json_int_t)(in_grace ? node->prev_cert_until : 0));
 }
 
 /* Collects rows of any list into a JSON array; a NULL element (out of
@@ -584,11 +590,12 @@ visit_token(void *ctx, const struct store_token *token)
     struct json_list *list = ctx;
     /* Never the digest: it is all an attacker needs to test guesses offline. */
     return json_list_add(
-        list, json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:b}", "id", token->id, "role",
+        list, json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:b, s:b}", "id", token->id, "role",
                         token->role, "name", token->name, "name_is_prefix",
                         token->name_is_prefix, "uses_left", (json_int_t)token->uses_left,
                         "expires_at", (json_int_t)token->expires_at, "created_at",
-                        (json_int_t)token->created_at, "expired", list->now >= token->expires_at));
+                        (json_int_t)token->created_at, "expired", list->now >= token->expires_at,
+                        "replace", token->replace));
 }
 
 static void
@@ -606,7 +613,8 @@ static int
 token_request_from(const struct controller *c, const json_t *body,
                    struct token_request *request, struct ztr_err *err)
 {
-    static const char *const fields[] = {"role", "name", "uses", "ttl", "name_prefix", NULL};
+    static const char *const fields[] = {"role", "name", "uses", "ttl", "name_prefix", "replace",
+                                         NULL};
     TRY(check_fields(body, fields, err));
     TRY(field_string(body, "role", true, 16, &request->role, err));
     if (strcmp(request->role, "connector") != 0 && strcmp(request->role, "tunneler") != 0)
@@ -640,6 +648,14 @@ token_request_from(const struct controller *c, const json_t *body,
             return ztr_err_set(err, ZTR_E_INVALID, "field \"name_prefix\" must be true or false");
         request->name_is_prefix = json_is_true(prefix);
     }
+
+    request->replace = false;
+    const json_t *replace = json_object_get(body, "replace");
+    if (replace != NULL && !json_is_null(replace)) {
+        if (!json_is_boolean(replace))
+            return ztr_err_set(err, ZTR_E_INVALID, "field \"replace\" must be true or false");
+        request->replace = json_is_true(replace);
+    }
     return 0;
 }
 
@@ -660,15 +676,16 @@ route_token_create(struct admin_call *call)
         json_decref(body);
         return;
     }
-    record_admin_event(c, NULL, "token created id=%s role=%s name=%s%s uses=%lld expires_at=%lld",
+    record_admin_event(c, NULL, "token created id=%s role=%s name=%s%s uses=%lld expires_at=%lld%s",
                        record.id, record.role, record.name, record.name_is_prefix ? "*" : "",
-                       (long long)record.uses_left, (long long)record.expires_at);
+                       (long long)record.uses_left, (long long)record.expires_at,
+                       record.replace ? " replace=true" : "");
     /* The plaintext leaves in this response and nowhere else. */
-    json_t *reply = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I}", "token", text, "id",
+    json_t *reply = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:b}", "token", text, "id",
                               record.id, "role", record.role, "name", record.name,
                               "name_is_prefix", record.name_is_prefix, "uses_left",
                               (json_int_t)record.uses_left, "expires_at",
-                              (json_int_t)record.expires_at);
+                              (json_int_t)record.expires_at, "replace", record.replace);
     explicit_bzero(text, strlen(text));
     free(text);
     respond_json(call->response, 201, reply);

@@ -22,7 +22,7 @@
 #define CLI_DEFAULT_URL "http://127.0.0.1:8080"
 #define CLI_TIMEOUT_MS 30000L
 #define CLI_URL_MAX 2048
-#define CLI_MAX_OPTIONS 5
+#define CLI_MAX_OPTIONS 6
 #define CLI_MAX_POSITIONALS 1
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
@@ -311,7 +311,7 @@ static const struct field token_fields[] = {
     {"name", NULL, F_PLAIN},        {"name_is_prefix", "prefix", F_PLAIN},
     {"uses_left", NULL, F_PLAIN},   {"expires_at", NULL, F_TIME},
     {"expired", NULL, F_PLAIN},     {"created_at", NULL, F_TIME},
-    {NULL, NULL, F_PLAIN},
+    {"replace", NULL, F_PLAIN},     {NULL, NULL, F_PLAIN},
 };
 
 static int
@@ -319,6 +319,10 @@ cmd_token_create(const struct cli *cli, const struct args *args)
 {
     json_t *body = json_pack("{s:s, s:s, s:b}", "role", arg_value(args, "role"), "name",
                              arg_value(args, "name"), "name_prefix", arg_flag(args, "prefix"));
+    /* Sent only when asked for: a controller without the field keeps
+     * refusing unknown fields rather than silently ignoring it. */
+    if (arg_flag(args, "replace"))
+        json_object_set_new(body, "replace", json_true());
     const char *uses = arg_value(args, "uses");
     if (uses != NULL)
         json_object_set_new(body, "uses", json_integer(strtoll(uses, NULL, 10)));
@@ -607,9 +611,10 @@ cmd_events(const struct cli *cli, const struct args *args)
 static const struct command commands[] = {
     {"token", "create", 0,
      {{"role", true, true}, {"name", true, true}, {"uses", true, false}, {"ttl", true, false},
-      {"prefix", false, false}},
+      {"prefix", false, false}, {"replace", false, false}},
      cmd_token_create,
-     "token create --role connector|tunneler --name NAME [--uses N] [--ttl 24h] [--prefix]"},
+     "token create --role connector|tunneler --name NAME [--uses N] [--ttl 24h] [--prefix] "
+     "[--replace]"},
     {"token", "list", 0, {{NULL, false, false}}, cmd_token_list, "token list"},
     {"token", "delete", 1, {{NULL, false, false}}, cmd_token_delete, "token delete ID"},
     {"node", "list", 0, {{NULL, false, false}}, cmd_node_list, "node list"},

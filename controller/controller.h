@@ -116,6 +116,7 @@ struct token_request {
     bool name_is_prefix;
     int64_t uses;              /* >= 1 */
     int64_t ttl_s;             /* > 0 */
+    bool replace;              /* may re-enroll a node whose certificate is valid */
 };
 
 /* Creates a token; *token_text (malloc()ed, shown once) is "<id>.<secret>". */

@@ -3,7 +3,14 @@
  * A session without a client certificate may only enroll. A session with a
  * verified SVID (role connector or tunneler, known and not revoked) says
  * hello, heartbeats, renews, and receives the bundle, its allowlist
- * (connectors) or its connector list (tunnelers) whenever they change. */
+ * (connectors) or its connector list (tunnelers) whenever they change.
+ *
+ * A valid certificate is not enough: the node must present the one the
+ * controller issued it last (or, for STORE_RENEWAL_GRACE_S after a renewal
+ * and until the new one is used, the one before). Any other certificate of
+ * the node — a copy of an old key — is refused and recorded as a security
+ * event; certificates are told apart by their keys, which renewal makes
+ * fresh every time. */
 #include <errno.h>
 #include <ev.h>
 #include <stdio.h>
@@ -14,6 +21,7 @@
 
 #include "base/config.h"
 #include "base/log.h"
+#include "ctl/frame.h"
 #include "ctl/stream.h"
 #include "net/net.h"
 #include "net/tls.h"
@@ -23,6 +31,12 @@
 /* A session must say what it is for within this long after its handshake. */
 #define FIRST_MESSAGE_TIMEOUT_MS 10000
 #define IDENTITY_KEY_MAX 4096
+/* Until a peer has shown a certificate it may only enroll, and the largest
+ * enroll a real agent sends is under 3 KiB (an 81-byte token, a 128-byte
+ * name, a ~560-byte CSR, 32 IPv6 "[addr]:port" entries); a length header
+ * above this bound closes the session before anything is allocated for it.
+ * Authenticated sessions get the protocol's FRAME_MAX_PAYLOAD. */
+#define PREAUTH_FRAME_MAX (16 * 1024)
 
 enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_AWAIT_HELLO, S_ACTIVE, S_CLOSING };
 
@@ -37,6 +51,11 @@ struct session {
     char *connectors_sent;            /* last connectors list sent (JSON text) */
     int64_t opened_ms;                /* monotonic */
     int64_t last_frame_ms;
+    /* The certificate this session stands for: the one it authenticated
+     * with, then the last one renewed through it. */
+    char key[PKI_KEY_FINGERPRINT_MAX + 1];
+    char serial[STORE_SERIAL_MAX + 1];
+    bool refused;                     /* never admitted: its close changes no status */
     struct session *prev, *next;
 };
 
@@ -297,6 +316,89 @@ ctl_server_push_all(struct ctl_server *server)
     snapshot_free(&snap);
 }
 
+/* ---- which certificate a session stands for ------------------------------- */
+
+static const char *
+serial_or_unknown(const char *serial)
+{
+    return serial[0] != '\0' ? serial : "unknown";
+}
+
+/* Ends a session whose certificate is not (or no longer) one the node may
+ * use: logged, and a "security" event for the operator. */
+static void
+refuse_superseded(struct session *s, const char *what)
+{
+    struct controller *c = s->server->c;
+    const char *peer = ctl_stream_peer_addr(s->stream);
+    log_warn(what, "node=%s serial=%s current_serial=%s peer=%s reason=\"superseded certificate\"",
+             s->node.id, serial_or_unknown(s->serial), s->node.cert_serial, peer);
+    char detail[STORE_DETAIL_MAX];
+    snprintf(detail, sizeof(detail), "%s: superseded certificate serial=%s current_serial=%s peer=%s",
+             what, serial_or_unknown(s->serial), s->node.cert_serial, peer);
+    store_event_add(c->store, "security", s->node.id, detail, NULL);
+    if (s->state == S_HANDSHAKE) {
+        s->refused = true;
+        s->state = S_ACTIVE; /* on_close then does not count a failed handshake */
+    }
+    session_fail(s, CTLMSG_E_PERMISSION_DENIED, "certificate superseded");
+}
+
+static bool
+session_live(const struct session *s)
+{
+    return (s->state == S_AWAIT_HELLO || s->state == S_ACTIVE) && !s->refused;
+}
+
+/* Closes the node's live sessions whose certificate the store no longer
+ * admits: after a replacing enrollment, or once the renewed certificate
+ * ended its predecessor's grace. */
+static void
+close_superseded(struct ctl_server *server, const char *node_id)
+{
+    struct controller *c = server->c;
+    for (struct session *o = server->sessions; o != NULL; o = o->next) {
+        if (!session_live(o) || strcmp(o->node.id, node_id) != 0 || o->key[0] == '\0')
+            continue;
+        struct store_cert_check check;
+        struct ztr_err err;
+        if (store_node_cert_state(c->store, node_id, o->key, &check, &err) == 0 &&
+            check.state == STORE_CERT_SUPERSEDED) {
+            struct store_node now;
+            if (store_node_get(c->store, node_id, &now, &err) == 0)
+                snprintf(o->node.cert_serial, sizeof(o->node.cert_serial), "%s",
+                         now.cert_serial);
+            refuse_superseded(o, "control session closed");
+        }
+    }
+}
+
+/* Two live sessions of one node with different keys: one of them is not
+ * the node (or the node restarted across a renewal while its old stream
+ * lingers). Either way an operator should look. */
+static void
+alert_other_keys(struct session *s)
+{
+    struct controller *c = s->server->c;
+    for (struct session *o = s->server->sessions; o != NULL; o = o->next) {
+        if (o == s || !session_live(o) || strcmp(o->node.id, s->node.id) != 0 ||
+            strcmp(o->key, s->key) == 0)
+            continue;
+        const char *peer = ctl_stream_peer_addr(s->stream);
+        const char *other_peer = ctl_stream_peer_addr(o->stream);
+        log_warn("two control sessions of one node with different keys",
+                 "node=%s serial=%s peer=%s other_serial=%s other_peer=%s", s->node.id,
+                 serial_or_unknown(s->serial), peer, serial_or_unknown(o->serial), other_peer);
+        char detail[STORE_DETAIL_MAX];
+        snprintf(detail, sizeof(detail),
+                 "two live control sessions with different keys: serial=%s peer=%s and "
+                 "serial=%s peer=%s",
+                 serial_or_unknown(s->serial), peer, serial_or_unknown(o->serial), other_peer);
+        store_event_add(c->store, "alert", s->node.id, detail, NULL);
+        return;
+    }
+}
+
 /* ---- messages ------------------------------------------------------------- */
 
 static void
@@ -410,13 +512,34 @@ handle_renew(struct session *s, const json_t *msg)
     size_t new_len, old_len = 0;
     const uint8_t *new_key = pki_csr_public_der(csr, &new_len);
     const uint8_t *old_key = ctl_stream_peer_public_key(s->stream, &old_len);
-    /* Renewal means a fresh key: a stolen key must not outlive its cert. */
-    if (old_key != NULL && old_len == new_len && memcmp(old_key, new_key, new_len) == 0) {
+    /* Renewal means a fresh key: a stolen key must not outlive its cert.
+     * Compared as keys, not bytes: one key has several encodings that the
+     * CSR parser accepts. */
+    int same = old_key != NULL ? pki_public_key_equal(old_key, old_len, new_key, new_len, &err)
+                               : 0;
+    if (same != 0) {
         pki_csr_free(csr);
         c->counters.renewal_denied++;
         store_event_add(c->store, "denied", s->node.id, "renewal reused the current key", NULL);
         session_send(s, ctlmsg_error(CTLMSG_E_KEY_REUSED,
                                      "renewal must use a fresh key, not the current one"));
+        return;
+    }
+    /* Checked again now, not only at hello: the grace of the certificate
+     * this session opened with may have ended since. */
+    struct store_cert_check from;
+    char new_fp[PKI_KEY_FINGERPRINT_MAX + 1];
+    if (store_node_cert_state(c->store, s->node.id, s->key, &from, &err) == 0 &&
+        from.state == STORE_CERT_SUPERSEDED) {
+        pki_csr_free(csr);
+        c->counters.renewal_denied++;
+        refuse_superseded(s, "renewal refused");
+        return;
+    }
+    if (pki_public_key_fingerprint(new_key, new_len, new_fp, &err) != 0) {
+        pki_csr_free(csr);
+        c->counters.renewal_denied++;
+        session_send(s, ctlmsg_error(CTLMSG_E_BAD_REQUEST, err.msg));
         return;
     }
     struct pki_spiffe_id id;
@@ -438,7 +561,14 @@ handle_renew(struct session *s, const json_t *msg)
         pki_chain_free(parsed);
     }
     if (rc == 0)
-        rc = store_node_set_cert(c->store, s->node.id, info.serial_hex, info.not_after, &err);
+        rc = store_node_renew(c->store, s->node.id, s->key, info.serial_hex, new_fp,
+                              info.not_after, STORE_RENEWAL_GRACE_S, &err);
+    if (rc != 0 && err.code == STORE_E_SUPERSEDED) {
+        free(chain);
+        c->counters.renewal_denied++;
+        refuse_superseded(s, "renewal refused");
+        return;
+    }
     if (rc != 0) {
         log_error("renewal failed", "node=%s error=\"%s\"", s->node.id, err.msg);
         session_send(s, ctlmsg_error(CTLMSG_E_INTERNAL, "cannot issue certificate"));
@@ -446,6 +576,9 @@ handle_renew(struct session *s, const json_t *msg)
         return;
     }
     c->counters.renewals++;
+    snprintf(s->key, sizeof(s->key), "%s", new_fp);
+    snprintf(s->serial, sizeof(s->serial), "%s", info.serial_hex);
+    snprintf(s->node.cert_serial, sizeof(s->node.cert_serial), "%s", info.serial_hex);
     log_info("certificate renewed", "node=%s spiffe_id=%s not_after=%lld", s->node.id,
              s->node.spiffe_id, (long long)info.not_after);
     session_send(s, json_pack("{s:s, s:s}", "type", "renewed", "chain", chain));
@@ -453,9 +586,24 @@ handle_renew(struct session *s, const json_t *msg)
 }
 
 static void
+handle_enroll(struct session *s, const json_t *msg)
+{
+    json_t *reply = enroll_handle(s->server->c, msg, ctl_stream_peer_addr(s->stream));
+    const char *node_id = json_string_value(json_object_get(reply, "node_id"));
+    char enrolled[STORE_ID_MAX + 1] = "";
+    if (node_id != NULL)
+        snprintf(enrolled, sizeof(enrolled), "%s", node_id);
+    session_send(s, reply);
+    session_close(s, "enrollment answered");
+    /* A replacing enrollment leaves the node one certificate: sessions with
+     * the one it replaced end now. */
+    if (enrolled[0] != '\0')
+        close_superseded(s->server, enrolled);
+}
+
+static void
 handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
 {
-    struct controller *c = s->server->c;
     switch (s->state) {
     case S_ENROLL_ONLY:
         if (type != CTLMSG_ENROLL) {
@@ -463,8 +611,7 @@ handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
                          "a session without a client certificate may only enroll");
             return;
         }
-        session_send(s, enroll_handle(c, msg, ctl_stream_peer_addr(s->stream)));
-        session_close(s, "enrollment answered");
+        handle_enroll(s, msg);
         return;
     case S_AWAIT_HELLO:
         if (type != CTLMSG_HELLO) {
@@ -506,6 +653,7 @@ on_ready(void *user)
         s->state = S_ENROLL_ONLY;
         return;
     }
+    ctl_stream_set_max_frame(s->stream, FRAME_MAX_PAYLOAD);
     struct ztr_err err = {0};
     if (store_node_get_by_spiffe_id(c->store, peer->uri, &s->node, &err) != 0) {
         c->counters.sessions_rejected++;
@@ -525,8 +673,37 @@ on_ready(void *user)
         session_close(s, "node revoked");
         return;
     }
+    size_t spki_len = 0;
+    const uint8_t *spki = ctl_stream_peer_public_key(s->stream, &spki_len);
+    struct store_cert_check check;
+    if (spki == NULL || pki_public_key_fingerprint(spki, spki_len, s->key, &err) != 0 ||
+        store_node_cert_admit(c->store, s->node.id, s->key, &check, &err) != 0) {
+        c->counters.sessions_rejected++;
+        log_error("control session refused", "node=%s peer=%s error=\"%s\"", s->node.id,
+                  ctl_stream_peer_addr(s->stream), spki == NULL ? "no peer key" : err.msg);
+        s->refused = true;
+        s->state = S_ACTIVE;
+        session_fail(s, CTLMSG_E_INTERNAL, "cannot check the certificate");
+        return;
+    }
+    snprintf(s->serial, sizeof(s->serial), "%s", check.serial);
+    if (check.state == STORE_CERT_SUPERSEDED) {
+        c->counters.sessions_rejected++;
+        refuse_superseded(s, "control session refused");
+        return;
+    }
+    if (check.bound)
+        log_info("certificate key recorded", "node=%s serial=%s", s->node.id,
+                 serial_or_unknown(s->serial));
+    if (check.state == STORE_CERT_PREVIOUS)
+        log_info("control session with the previous certificate",
+                 "node=%s serial=%s current_serial=%s until=%lld", s->node.id, s->serial,
+                 s->node.cert_serial, (long long)s->node.prev_cert_until);
     c->counters.sessions_accepted++;
     s->state = S_AWAIT_HELLO;
+    alert_other_keys(s);
+    if (check.grace_ended)
+        close_superseded(s->server, s->node.id);
 }
 
 static void
@@ -564,7 +741,7 @@ on_close(void *user, const char *reason)
             other_session = true;
     /* A node with another live session (a restarted agent whose old stream
      * has not timed out yet) stays ONLINE. */
-    if (s->node.id[0] != '\0' && !s->node.revoked && !other_session) {
+    if (s->node.id[0] != '\0' && !s->node.revoked && !s->refused && !other_session) {
         char why[ZTR_ERR_MSG_MAX];
         snprintf(why, sizeof(why), "control stream closed: %s", reason);
         bool changed = false;
@@ -624,6 +801,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             free(s);
             continue;
         }
+        ctl_stream_set_max_frame(s->stream, PREAUTH_FRAME_MAX);
         s->next = server->sessions;
         if (server->sessions != NULL)
             server->sessions->prev = s;

@@ -93,6 +93,7 @@ token_create(struct controller *c, const struct token_request *request, char **t
     snprintf(token.role, sizeof(token.role), "%s", request->role);
     snprintf(token.name, sizeof(token.name), "%s", request->name);
     token.name_is_prefix = request->name_is_prefix;
+    token.replace = request->replace;
     token.uses_left = request->uses;
     int64_t now = clock_wall_s(c->clock);
     token.created_at = now;
@@ -237,6 +238,12 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
     }
     size_t public_len;
     const uint8_t *public_der = pki_csr_public_der(csr, &public_len);
+    char key[PKI_KEY_FINGERPRINT_MAX + 1];
+    if (pki_public_key_fingerprint(public_der, public_len, key, &err) != 0) {
+        free(addresses_text);
+        pki_csr_free(csr);
+        return deny(&e, CTLMSG_E_BAD_REQUEST, "invalid certificate request", err.msg);
+    }
     char *chain = NULL, *bundle = NULL;
     size_t chain_len, bundle_len;
     json_t *reply = NULL;
@@ -261,6 +268,7 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
     snprintf(node.spiffe_id, sizeof(node.spiffe_id), "%s", id.uri);
     snprintf(node.addresses, sizeof(node.addresses), "%s", addresses_text ? addresses_text : "[]");
     snprintf(node.cert_serial, sizeof(node.cert_serial), "%s", info.serial_hex);
+    snprintf(node.cert_key, sizeof(node.cert_key), "%s", key);
     node.cert_not_after = info.not_after;
     if (store_node_enroll(c->store, token.id, &node, &stored, &err) != 0) {
         if (err.code == ZTR_E_NOT_FOUND)
@@ -268,6 +276,13 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
                          "token already consumed");
         else if (err.code == ZTR_E_INVALID)
             reply = deny(&e, CTLMSG_E_PERMISSION_DENIED, CTL_MSG_PERMISSION_DENIED, err.msg);
+        else if (err.code == STORE_E_ENROLLED) {
+            /* The agent is told which name is taken: its operator may have
+             * meant a new node, or needs a --replace token. */
+            char message[STORE_NAME_MAX + 32];
+            snprintf(message, sizeof(message), "node %s already enrolled", e.name);
+            reply = deny(&e, CTLMSG_E_PERMISSION_DENIED, message, err.msg);
+        }
         else
             reply = ctlmsg_error(CTLMSG_E_INTERNAL, "cannot record the node");
         goto out;

@@ -27,6 +27,19 @@
 #define STORE_ADDRESSES_MAX 1024
 #define STORE_DETAIL_MAX 1024
 #define STORE_SERIAL_MAX 64
+/* A certificate's key as pki_public_key_fingerprint writes it (hex SHA-256
+ * of the point): one key, one text, whatever encoding carried it. */
+#define STORE_KEY_MAX 64
+/* How long a node's previous certificate still opens sessions after a
+ * renewal, unless the new one is used first (docs/SECURITY.md): a renewal
+ * whose reply was lost must not lock the node out. */
+#define STORE_RENEWAL_GRACE_S (10 * 60)
+
+/* err->code values of this module (beyond base/err.h's). */
+enum store_error {
+    STORE_E_ENROLLED = 200, /* the name belongs to a node whose certificate is valid */
+    STORE_E_SUPERSEDED,     /* a key that is not the node's current (or previous) one */
+};
 
 struct store;
 
@@ -46,6 +59,11 @@ struct store_token {
     char role[16];                  /* "connector" | "tunneler" */
     char name[STORE_NAME_MAX + 1];  /* exact name, or a prefix when name_is_prefix */
     bool name_is_prefix;
+    /* May re-enroll a name whose node still has a valid certificate; the
+     * node's previous certificate is superseded. Without it such an
+     * enrollment is refused (STORE_E_ENROLLED): a token must not take a
+     * live node over by accident or by theft. */
+    bool replace;
     int64_t uses_left;
     int64_t expires_at;
     int64_t created_at;
@@ -72,7 +90,13 @@ struct store_node {
     bool revoked;
     int64_t last_seen;                          /* 0 = never */
     char cert_serial[STORE_SERIAL_MAX + 1];
+    char cert_key[STORE_KEY_MAX + 1];          /* "" only for rows from before keys were kept */
     int64_t cert_not_after;
+    /* The certificate a renewal replaced, still admitted until prev_cert_until
+     * or until the current one opens a session ("" when none). */
+    char prev_cert_serial[STORE_SERIAL_MAX + 1];
+    char prev_cert_key[STORE_KEY_MAX + 1];
+    int64_t prev_cert_until;
     int64_t enrolled_at;
 };
 
@@ -83,6 +107,10 @@ struct store_node {
  * "enrolled" event. When the token cannot be consumed (lost a race, used up,
  * expired, deleted) nothing is written and err->code is ZTR_E_NOT_FOUND.
  * A revoked node of that role and name is not re-enrolled: ZTR_E_INVALID.
+ * An existing node whose certificate is still valid (cert_not_after > now)
+ * is re-enrolled only by a token with replace: else nothing is written and
+ * err->code is STORE_E_ENROLLED. node->cert_serial and cert_key name the new
+ * certificate; it becomes the only one admitted (no previous one).
  * node->id may be empty: a new id is generated. *out receives the row.
  */
 int store_node_enroll(struct store *store, const char *token_id, const struct store_node *node,
@@ -105,9 +133,36 @@ int store_node_touch(struct store *store, const char *id, struct ztr_err *err);
 int store_node_sweep_offline(struct store *store, int64_t cutoff,
                              int (*visit)(void *ctx, const struct store_node *), void *ctx,
                              struct ztr_err *err);
-/* Renewal: new serial and notAfter, "renewed" event. */
-int store_node_set_cert(struct store *store, const char *id, const char *serial,
-                        int64_t not_after, struct ztr_err *err);
+/* Which of a node's certificates a key (STORE_KEY_MAX text) belongs to. */
+enum store_cert_state {
+    STORE_CERT_CURRENT,    /* the certificate issued last */
+    STORE_CERT_PREVIOUS,   /* the one a renewal replaced, within its grace */
+    STORE_CERT_SUPERSEDED, /* any other: refused */
+};
+
+struct store_cert_check {
+    enum store_cert_state state;
+    char serial[STORE_SERIAL_MAX + 1]; /* of the key's certificate; "" when never issued */
+    bool grace_ended;                  /* admit: the current one ended the previous' grace */
+    bool bound;                        /* admit: a row without a key took this one */
+};
+
+/* Read only: classifies key for node id. */
+int store_node_cert_state(struct store *store, const char *id, const char *key,
+                          struct store_cert_check *out, struct ztr_err *err);
+/* A control session opens with key: classifies it like store_node_cert_state
+ * and, atomically, a session with the current key ends the previous one's
+ * grace (grace_ended), and a row that has no key yet (enrolled before keys
+ * were kept) takes this one as current (bound). */
+int store_node_cert_admit(struct store *store, const char *id, const char *key,
+                          struct store_cert_check *out, struct ztr_err *err);
+/* Renewal, atomically: session_key must be the current key or the previous
+ * one within its grace (else STORE_E_SUPERSEDED, nothing written); its
+ * certificate becomes the previous one until now + grace_s, the new serial
+ * and key the current one; a "renewed" event. */
+int store_node_renew(struct store *store, const char *id, const char *session_key,
+                     const char *serial, const char *key, int64_t not_after, int64_t grace_s,
+                     struct ztr_err *err);
 /* Marks the node revoked and OFFLINE, writes a revocations row and a
  * "revoked" event. Revoking twice is not an error. */
 int store_node_revoke(struct store *store, const char *id, const char *reason,
@@ -151,7 +206,8 @@ int64_t store_allowlist_version(struct store *store);
 struct store_event {
     int64_t id;                          /* increasing */
     int64_t at;
-    char kind[32];                       /* enrolled, status, renewed, revoked, denied, admin */
+    char kind[32];                       /* enrolled, status, renewed, revoked, denied, admin,
+                                            security (a refused identity), alert */
     char node_id[STORE_ID_MAX + 1];      /* may be empty */
     char detail[STORE_DETAIL_MAX + 1];
 };

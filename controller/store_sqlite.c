@@ -95,6 +95,24 @@ static const char *const migrations[] = {
     "CREATE INDEX nodes_by_status ON nodes (status, last_seen);"
     "CREATE INDEX grants_by_resource ON grants (resource);"
     "CREATE INDEX revocations_by_node ON revocations (node_id);",
+
+    /* 3: which key each certificate certifies, so that only a node's
+     * current certificate (and its previous one, briefly) opens a session;
+     * every certificate issued, so that a refused one is named by serial;
+     * tokens that may replace a node whose certificate is still valid. */
+    "ALTER TABLE nodes ADD COLUMN cert_key TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN prev_cert_serial TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN prev_cert_key TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN prev_cert_until INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tokens ADD COLUMN replace_node INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (replace_node IN (0, 1));"
+    "CREATE TABLE certificates ("
+    "  node_id TEXT NOT NULL REFERENCES nodes(id),"
+    "  serial TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  issued_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (node_id, serial));"
+    "CREATE INDEX certificates_by_key ON certificates (node_id, key);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -612,8 +630,8 @@ store_event_list(struct store *s, int64_t after_id, size_t limit,
 /* ---- tokens --------------------------------------------------------------- */
 
 #define TOKEN_SELECT                                                                     \
-    "SELECT id, digest, role, name, name_is_prefix, uses_left, expires_at, created_at " \
-    "FROM tokens "
+    "SELECT id, digest, role, name, name_is_prefix, uses_left, expires_at, created_at, " \
+    "replace_node FROM tokens "
 
 static int
 read_token(sqlite3_stmt *st, struct store_token *t, struct ztr_err *err)
@@ -633,6 +651,7 @@ read_token(sqlite3_stmt *st, struct store_token *t, struct ztr_err *err)
     t->uses_left = sqlite3_column_int64(st, 5);
     t->expires_at = sqlite3_column_int64(st, 6);
     t->created_at = sqlite3_column_int64(st, 7);
+    t->replace = sqlite3_column_int(st, 8) != 0;
     return 0;
 }
 
@@ -652,11 +671,11 @@ token_body(struct store *s, void *ctx, struct ztr_err *err)
         return ztr_err_set(err, ZTR_E_INVALID, "token %s already exists", t->id);
     return stmt_exec(s,
                      "INSERT INTO tokens (id, digest, role, name, name_is_prefix, uses_left, "
-                     "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     "expires_at, created_at, replace_node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      ARGS(TEXT_ARG(t->id), BLOB_ARG(t->digest, (int)sizeof(t->digest)),
                           TEXT_ARG(t->role), TEXT_ARG(t->name),
                           INT_ARG(t->name_is_prefix ? 1 : 0), INT_ARG(t->uses_left),
-                          INT_ARG(t->expires_at), INT_ARG(created)),
+                          INT_ARG(t->expires_at), INT_ARG(created), INT_ARG(t->replace ? 1 : 0)),
                      NULL, err);
 }
 
@@ -734,7 +753,8 @@ store_token_list(struct store *s, int (*visit)(void *ctx, const struct store_tok
 
 #define NODE_SELECT                                                                      \
     "SELECT id, name, role, spiffe_id, addresses, status, revoked, last_seen, "         \
-    "cert_serial, cert_not_after, enrolled_at FROM nodes "
+    "cert_serial, cert_not_after, enrolled_at, cert_key, prev_cert_serial, "            \
+    "prev_cert_key, prev_cert_until FROM nodes "
 
 static int
 read_node(sqlite3_stmt *st, struct store_node *n, struct ztr_err *err)
@@ -745,8 +765,12 @@ read_node(sqlite3_stmt *st, struct store_node *n, struct ztr_err *err)
         col_text(st, 2, n->role, sizeof(n->role), err) != 0 ||
         col_text(st, 3, n->spiffe_id, sizeof(n->spiffe_id), err) != 0 ||
         col_text(st, 4, n->addresses, sizeof(n->addresses), err) != 0 ||
-        col_text(st, 8, n->cert_serial, sizeof(n->cert_serial), err) != 0)
+        col_text(st, 8, n->cert_serial, sizeof(n->cert_serial), err) != 0 ||
+        col_text(st, 11, n->cert_key, sizeof(n->cert_key), err) != 0 ||
+        col_text(st, 12, n->prev_cert_serial, sizeof(n->prev_cert_serial), err) != 0 ||
+        col_text(st, 13, n->prev_cert_key, sizeof(n->prev_cert_key), err) != 0)
         return -1;
+    n->prev_cert_until = sqlite3_column_int64(st, 14);
     n->status = sqlite3_column_int(st, 5) == STORE_ONLINE ? STORE_ONLINE : STORE_OFFLINE;
     n->revoked = sqlite3_column_int(st, 6) != 0;
     n->last_seen = sqlite3_column_int64(st, 7);
@@ -787,7 +811,8 @@ check_node(const struct store_node *n, struct ztr_err *err)
     TRY(check_role("node role", n->role, sizeof(n->role) - 1, err));
     TRY(check_text("node SPIFFE ID", n->spiffe_id, STORE_SPIFFE_ID_MAX, true, err));
     TRY(check_text("node addresses", n->addresses, STORE_ADDRESSES_MAX, false, err));
-    return check_text("certificate serial", n->cert_serial, STORE_SERIAL_MAX, false, err);
+    TRY(check_text("certificate serial", n->cert_serial, STORE_SERIAL_MAX, false, err));
+    return check_text("certificate key", n->cert_key, STORE_KEY_MAX, false, err);
 }
 
 static const char *
@@ -816,15 +841,32 @@ consume_token(struct store *s, const char *token_id, struct ztr_err *err)
     return 0;
 }
 
+/* The history every issued certificate goes into: how a refused key is
+ * named by the serial it was certified under. */
+static int
+record_cert(struct store *s, const char *id, const char *serial, const char *key,
+            struct ztr_err *err)
+{
+    if (serial[0] == '\0' || key[0] == '\0')
+        return 0;
+    return stmt_exec(s,
+                     "INSERT OR REPLACE INTO certificates (node_id, serial, key, issued_at) "
+                     "VALUES (?, ?, ?, ?)",
+                     ARGS(TEXT_ARG(id), TEXT_ARG(serial), TEXT_ARG(key), INT_ARG(now_s(s))),
+                     NULL, err);
+}
+
+/* The new certificate is the only one admitted: no grace for the old. */
 static int
 reenroll(struct store *s, const char *id, const struct store_node *n, struct ztr_err *err)
 {
     return stmt_exec(s,
                      "UPDATE nodes SET spiffe_id = ?, addresses = ?, cert_serial = ?, "
-                     "cert_not_after = ?, enrolled_at = ? WHERE id = ?",
+                     "cert_not_after = ?, enrolled_at = ?, cert_key = ?, prev_cert_serial = '', "
+                     "prev_cert_key = '', prev_cert_until = 0 WHERE id = ?",
                      ARGS(TEXT_ARG(n->spiffe_id), TEXT_ARG(addresses_or_empty(n->addresses)),
                           TEXT_ARG(n->cert_serial), INT_ARG(n->cert_not_after),
-                          INT_ARG(now_s(s)), TEXT_ARG(id)),
+                          INT_ARG(now_s(s)), TEXT_ARG(n->cert_key), TEXT_ARG(id)),
                      NULL, err);
 }
 
@@ -833,12 +875,12 @@ insert_node(struct store *s, const char *id, const struct store_node *n, struct 
 {
     return stmt_exec(s,
                      "INSERT INTO nodes (id, name, role, spiffe_id, addresses, status, revoked, "
-                     "last_seen, cert_serial, cert_not_after, enrolled_at) "
-                     "VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?)",
+                     "last_seen, cert_serial, cert_not_after, enrolled_at, cert_key) "
+                     "VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?)",
                      ARGS(TEXT_ARG(id), TEXT_ARG(n->name), TEXT_ARG(n->role),
                           TEXT_ARG(n->spiffe_id), TEXT_ARG(addresses_or_empty(n->addresses)),
                           TEXT_ARG(n->cert_serial), INT_ARG(n->cert_not_after),
-                          INT_ARG(now_s(s))),
+                          INT_ARG(now_s(s)), TEXT_ARG(n->cert_key)),
                      NULL, err);
 }
 
@@ -856,9 +898,26 @@ enroll_body(struct store *s, void *ctx, struct ztr_err *err)
     if (found < 0)
         return -1;
     char id[STORE_ID_MAX + 1];
+    bool replaced = false;
     if (found == 1) {
         if (existing.revoked)
             return ztr_err_set(err, ZTR_E_INVALID, "node %s is revoked", n->name);
+        /* A node whose certificate is still valid is live: taking its name
+         * (and its grants) needs a token made for that. An expired node is
+         * the documented re-enrollment with a retained token. */
+        if (existing.cert_not_after > now_s(s)) {
+            int64_t replace = 0;
+            if (query_int(s, "SELECT replace_node FROM tokens WHERE id = ?",
+                          ARGS(TEXT_ARG(job->token_id)), &replace, err) < 0)
+                return -1;
+            if (!replace)
+                return ztr_err_set(err, STORE_E_ENROLLED,
+                                   "node %s already enrolled, its certificate (serial %s) valid "
+                                   "until %lld; a token created with --replace may re-enroll it",
+                                   n->name, existing.cert_serial,
+                                   (long long)existing.cert_not_after);
+            replaced = true;
+        }
         memcpy(id, existing.id, sizeof(id));
         TRY(reenroll(s, id, n, err));
     } else {
@@ -868,9 +927,15 @@ enroll_body(struct store *s, void *ctx, struct ztr_err *err)
             TRY(random_hex_id(id, sizeof(id), err));
         TRY(insert_node(s, id, n, err));
     }
+    TRY(record_cert(s, id, n->cert_serial, n->cert_key, err));
     char detail[STORE_DETAIL_MAX + 1];
-    snprintf(detail, sizeof(detail), "%s %s %s with token %s", found ? "re-enrolled" : "enrolled",
-             n->role, n->name, job->token_id);
+    if (replaced)
+        snprintf(detail, sizeof(detail),
+                 "replaced %s %s with token %s: serial %s superseded by %s", n->role, n->name,
+                 job->token_id, existing.cert_serial, n->cert_serial);
+    else
+        snprintf(detail, sizeof(detail), "%s %s %s with token %s",
+                 found ? "re-enrolled" : "enrolled", n->role, n->name, job->token_id);
     TRY(insert_event(s, "enrolled", id, detail, err));
     return node_by_id(s, id, job->out, err);
 }
@@ -1078,22 +1143,132 @@ store_node_sweep_offline(struct store *s, int64_t cutoff,
     return rc;
 }
 
-struct cert_job {
-    const char *id, *serial;
-    int64_t not_after;
+/* Classifies key against node (read inside the caller's statement or tx). */
+static int
+classify_key(struct store *s, const struct store_node *node, const char *key,
+             struct store_cert_check *out, struct ztr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (node->cert_key[0] != '\0' && strcmp(key, node->cert_key) == 0) {
+        out->state = STORE_CERT_CURRENT;
+        snprintf(out->serial, sizeof(out->serial), "%s", node->cert_serial);
+        return 0;
+    }
+    if (node->prev_cert_key[0] != '\0' && strcmp(key, node->prev_cert_key) == 0 &&
+        now_s(s) < node->prev_cert_until) {
+        out->state = STORE_CERT_PREVIOUS;
+        snprintf(out->serial, sizeof(out->serial), "%s", node->prev_cert_serial);
+        return 0;
+    }
+    out->state = STORE_CERT_SUPERSEDED;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s,
+                  "SELECT serial FROM certificates WHERE node_id = ? AND key = ? "
+                  "ORDER BY issued_at DESC LIMIT 1",
+                  ARGS(TEXT_ARG(node->id), TEXT_ARG(key)), &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1)
+        rc = col_text(st, 0, out->serial, sizeof(out->serial), err) == 0 ? 1 : -1;
+    sqlite3_finalize(st);
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+check_key_args(const char *id, const char *key, struct ztr_err *err)
+{
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    return check_text("certificate key", key, STORE_KEY_MAX, true, err);
+}
+
+int
+store_node_cert_state(struct store *s, const char *id, const char *key,
+                      struct store_cert_check *out, struct ztr_err *err)
+{
+    TRY(check_key_args(id, key, err));
+    struct store_node node;
+    TRY(node_by_id(s, id, &node, err));
+    return classify_key(s, &node, key, out, err);
+}
+
+struct admit_job {
+    const char *id, *key;
+    struct store_cert_check *out;
 };
 
 static int
-cert_body(struct store *s, void *ctx, struct ztr_err *err)
+admit_body(struct store *s, void *ctx, struct ztr_err *err)
 {
-    const struct cert_job *job = ctx;
+    struct admit_job *job = ctx;
+    struct store_node node;
+    TRY(node_by_id(s, job->id, &node, err));
+    if (node.cert_key[0] == '\0' && !node.revoked) {
+        /* A row from before keys were kept: the first session binds it. */
+        TRY(stmt_exec(s, "UPDATE nodes SET cert_key = ? WHERE id = ?",
+                      ARGS(TEXT_ARG(job->key), TEXT_ARG(job->id)), NULL, err));
+        TRY(record_cert(s, job->id, node.cert_serial, job->key, err));
+        memset(job->out, 0, sizeof(*job->out));
+        job->out->state = STORE_CERT_CURRENT;
+        job->out->bound = true;
+        snprintf(job->out->serial, sizeof(job->out->serial), "%s", node.cert_serial);
+        return 0;
+    }
+    TRY(classify_key(s, &node, job->key, job->out, err));
+    if (job->out->state == STORE_CERT_CURRENT && node.prev_cert_key[0] != '\0') {
+        TRY(stmt_exec(s,
+                      "UPDATE nodes SET prev_cert_serial = '', prev_cert_key = '', "
+                      "prev_cert_until = 0 WHERE id = ?",
+                      ARGS(TEXT_ARG(job->id)), NULL, err));
+        job->out->grace_ended = true;
+    }
+    return 0;
+}
+
+int
+store_node_cert_admit(struct store *s, const char *id, const char *key,
+                      struct store_cert_check *out, struct ztr_err *err)
+{
+    TRY(check_key_args(id, key, err));
+    /* Most sessions change nothing: a read decides, and only a session that
+     * binds a key or ends a grace takes the write lock (and decides again
+     * under it). */
+    struct store_node node;
+    TRY(node_by_id(s, id, &node, err));
+    if (node.cert_key[0] != '\0' && node.prev_cert_key[0] == '\0')
+        return classify_key(s, &node, key, out, err);
+    struct store_cert_check result;
+    struct admit_job job = {id, key, &result};
+    TRY(in_tx(s, admit_body, &job, err));
+    *out = result;
+    return 0;
+}
+
+struct renew_job {
+    const char *id, *session_key, *serial, *key;
+    int64_t not_after, grace_s;
+};
+
+static int
+renew_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct renew_job *job = ctx;
     struct store_node node;
     TRY(node_by_id(s, job->id, &node, err));
     if (node.revoked)
         return ztr_err_set(err, ZTR_E_INVALID, "node %s is revoked", node.name);
-    TRY(stmt_exec(s, "UPDATE nodes SET cert_serial = ?, cert_not_after = ? WHERE id = ?",
-                  ARGS(TEXT_ARG(job->serial), INT_ARG(job->not_after), TEXT_ARG(job->id)), NULL,
-                  err));
+    struct store_cert_check from;
+    TRY(classify_key(s, &node, job->session_key, &from, err));
+    if (from.state == STORE_CERT_SUPERSEDED)
+        return ztr_err_set(err, STORE_E_SUPERSEDED,
+                           "node %s: certificate %s is superseded, renewal refused", node.name,
+                           from.serial[0] != '\0' ? from.serial : "(unknown)");
+    TRY(stmt_exec(s,
+                  "UPDATE nodes SET cert_serial = ?, cert_not_after = ?, cert_key = ?, "
+                  "prev_cert_serial = ?, prev_cert_key = ?, prev_cert_until = ? WHERE id = ?",
+                  ARGS(TEXT_ARG(job->serial), INT_ARG(job->not_after), TEXT_ARG(job->key),
+                       TEXT_ARG(from.serial), TEXT_ARG(job->session_key),
+                       INT_ARG(now_s(s) + job->grace_s), TEXT_ARG(job->id)),
+                  NULL, err));
+    TRY(record_cert(s, job->id, job->serial, job->key, err));
     char detail[STORE_DETAIL_MAX + 1];
     snprintf(detail, sizeof(detail), "serial %s not_after %lld", job->serial,
              (long long)job->not_after);
@@ -1101,13 +1276,16 @@ cert_body(struct store *s, void *ctx, struct ztr_err *err)
 }
 
 int
-store_node_set_cert(struct store *s, const char *id, const char *serial, int64_t not_after,
-                    struct ztr_err *err)
+store_node_renew(struct store *s, const char *id, const char *session_key, const char *serial,
+                 const char *key, int64_t not_after, int64_t grace_s, struct ztr_err *err)
 {
-    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    TRY(check_key_args(id, session_key, err));
     TRY(check_text("certificate serial", serial, STORE_SERIAL_MAX, true, err));
-    struct cert_job job = {id, serial, not_after};
-    return in_tx(s, cert_body, &job, err);
+    TRY(check_text("certificate key", key, STORE_KEY_MAX, true, err));
+    if (grace_s < 0)
+        return ztr_err_set(err, ZTR_E_INVALID, "renewal grace must not be negative");
+    struct renew_job job = {id, session_key, serial, key, not_after, grace_s};
+    return in_tx(s, renew_body, &job, err);
 }
 
 static int

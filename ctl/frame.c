@@ -9,6 +9,15 @@ void
 frame_reader_init(struct frame_reader *reader)
 {
     memset(reader, 0, sizeof(*reader));
+    reader->max_payload = FRAME_MAX_PAYLOAD;
+}
+
+void
+frame_reader_set_max(struct frame_reader *reader, size_t max_payload)
+{
+    if (max_payload == 0 || max_payload > FRAME_MAX_PAYLOAD)
+        max_payload = FRAME_MAX_PAYLOAD;
+    reader->max_payload = max_payload;
 }
 
 void
@@ -44,10 +53,10 @@ frame_reader_feed(struct frame_reader *reader, const uint8_t *data, size_t len, 
         uint32_t length = 0;
         bytes_reader_init(&header, reader->header, FRAME_HEADER_SIZE);
         (void)bytes_read_u32be(&header, &length);
-        if (length == 0 || length > FRAME_MAX_PAYLOAD) {
+        if (length == 0 || length > reader->max_payload) {
             *used = offset;
-            return ztr_err_set(err, ZTR_E_LIMIT,
-                               "frame length %u outside 1..%d bytes", length, FRAME_MAX_PAYLOAD);
+            return ztr_err_set(err, ZTR_E_LIMIT, "frame length %u outside 1..%zu bytes",
+                               length, reader->max_payload);
         }
         /* Allocated only once the header is complete and within bounds. */
         reader->payload = malloc(length);
@@ -78,8 +87,10 @@ frame_reader_payload(const struct frame_reader *reader, size_t *len)
 void
 frame_reader_next(struct frame_reader *reader)
 {
+    size_t max_payload = reader->max_payload;
     free(reader->payload);
     frame_reader_init(reader);
+    reader->max_payload = max_payload;
 }
 
 int

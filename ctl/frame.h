@@ -20,6 +20,10 @@
 #define FRAME_MAX_PAYLOAD (1024 * 1024)
 
 struct frame_reader {
+    /* The largest payload this reader accepts (1..FRAME_MAX_PAYLOAD): a
+     * peer that has not authenticated yet gets a smaller bound, so its
+     * length header alone cannot make us allocate a megabyte. */
+    size_t max_payload;
     uint8_t header[FRAME_HEADER_SIZE];
     size_t header_have;
     uint8_t *payload;
@@ -28,12 +32,16 @@ struct frame_reader {
     bool complete;
 };
 
+/* Starts with max_payload FRAME_MAX_PAYLOAD. */
 void frame_reader_init(struct frame_reader *reader);
 void frame_reader_free(struct frame_reader *reader);
+/* Sets the bound for frames whose header has not been read yet (clamped to
+ * 1..FRAME_MAX_PAYLOAD); a frame already being read keeps its length. */
+void frame_reader_set_max(struct frame_reader *reader, size_t max_payload);
 
 /* Consumes bytes from data; *used says how many (≤ len). Stops after one
  * complete frame (frame_reader_complete). Returns -1 with err on a length
- * of 0 or above FRAME_MAX_PAYLOAD. */
+ * of 0 or above the reader's max_payload, before allocating anything. */
 int frame_reader_feed(struct frame_reader *reader, const uint8_t *data, size_t len,
                       size_t *used, struct ztr_err *err);
 

@@ -127,6 +127,12 @@ ctl_stream_send_unchecked(struct ctl_stream *stream, const void *payload, size_t
 }
 
 void
+ctl_stream_set_max_frame(struct ctl_stream *stream, size_t max_payload)
+{
+    frame_reader_set_max(&stream->reader, max_payload);
+}
+
+void
 ctl_stream_close(struct ctl_stream *stream, const char *reason)
 {
     stream->closing = true;

@@ -42,7 +42,7 @@ struct ev_loop;
 struct ctl_stream;
 
 enum ctl_stream_fault {
-    CTL_STREAM_BAD_FRAME,   /* a length of 0 or above FRAME_MAX_PAYLOAD */
+    CTL_STREAM_BAD_FRAME,   /* a length of 0 or above the stream's bound */
     CTL_STREAM_BAD_MESSAGE, /* a complete frame that is not a valid message */
 };
 
@@ -70,6 +70,11 @@ int ctl_stream_send(struct ctl_stream *stream, json_t *msg, struct ztr_err *err)
  * show how a peer treats what no daemon sends. The caller keeps payload. */
 int ctl_stream_send_unchecked(struct ctl_stream *stream, const void *payload, size_t len,
                               struct ztr_err *err);
+
+/* The largest frame payload accepted from now on (default
+ * FRAME_MAX_PAYLOAD, which is also the ceiling): the controller holds an
+ * unauthenticated peer to a few KiB. */
+void ctl_stream_set_max_frame(struct ctl_stream *stream, size_t max_payload);
 
 /* Stops delivery at once and closes (queued output is flushed as far as
  * the socket takes it); on_close follows from the loop with reason (the

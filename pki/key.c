@@ -1,4 +1,5 @@
 /* P-256 keys, PKCS#10 requests and the process RNG. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -178,6 +179,43 @@ pki_public_key_import(const uint8_t *spki, size_t len, ecc_key *key, struct ztr_
         wc_ecc_free(key);
         return -1;
     }
+    return 0;
+}
+
+/* The uncompressed point (0x04 || X || Y) of a SubjectPublicKeyInfo. */
+static int
+public_point(const uint8_t *spki, size_t len, uint8_t point[65], struct ztr_err *err)
+{
+    ecc_key key;
+    TRY(pki_public_key_import(spki, len, &key, err));
+    word32 point_len = 65;
+    int rc = wc_ecc_export_x963(&key, point, &point_len);
+    wc_ecc_free(&key);
+    if (rc != 0 || point_len != 65)
+        return key_fail(err, "cannot export the public key", rc);
+    return 0;
+}
+
+int
+pki_public_key_equal(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len,
+                     struct ztr_err *err)
+{
+    uint8_t point_a[65], point_b[65];
+    TRY(public_point(a, a_len, point_a, err));
+    TRY(public_point(b, b_len, point_b, err));
+    return memcmp(point_a, point_b, sizeof(point_a)) == 0 ? 1 : 0;
+}
+
+int
+pki_public_key_fingerprint(const uint8_t *spki, size_t len,
+                           char out[PKI_KEY_FINGERPRINT_MAX + 1], struct ztr_err *err)
+{
+    uint8_t point[65], digest[WC_SHA256_DIGEST_SIZE];
+    TRY(public_point(spki, len, point, err));
+    if (wc_Sha256Hash(point, sizeof(point), digest) != 0)
+        return ztr_err_set(err, ZTR_E_CRYPTO, "SHA-256 failed");
+    for (size_t i = 0; i < sizeof(digest); i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
     return 0;
 }
 

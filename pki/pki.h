@@ -117,6 +117,20 @@ int pki_key_public_der(const struct pki_key *key, uint8_t **der, size_t *len,
                        struct ztr_err *err);
 void pki_key_free(struct pki_key *key);
 
+/* Whether two SubjectPublicKeyInfo DERs hold the same P-256 key, compared
+ * as decoded points, not as bytes: one key has more than one encoding a
+ * parser accepts (trailing data in the SEQUENCE, for one), so a byte
+ * comparison can be walked around. Returns 1 equal, 0 different, -1 with
+ * err when either is not a P-256 public key. */
+int pki_public_key_equal(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len,
+                         struct ztr_err *err);
+
+/* Hex SHA-256 of the key's uncompressed point: the same for every encoding
+ * of one key (see pki_public_key_equal). out receives 64 hex digits + NUL. */
+#define PKI_KEY_FINGERPRINT_MAX 64
+int pki_public_key_fingerprint(const uint8_t *spki, size_t len,
+                               char out[PKI_KEY_FINGERPRINT_MAX + 1], struct ztr_err *err);
+
 /* A PKCS#10 request proving possession of key; subject CN = common_name. */
 int pki_csr_create(const struct pki_key *key, const char *common_name, char **pem,
                    size_t *len, struct ztr_err *err);

@@ -11,7 +11,7 @@
  *   ctl-probe session --controller ADDR --dir DIR --trust-domain TD --role R
  *                     [--data-listen ADDR] [--resource NAME]... [--interval MS]
  *                     [--heartbeats N] [--duration MS] [--until TYPE]
- *                     [--renew | --renew-same-key] [--stale-bundle]
+ *                     [--renew | --renew-same-key | --renew-csr FILE] [--stale-bundle]
  *       says hello, prints every message received as one JSON line, sends N
  *       heartbeats (default: until the end), stops after --duration, after
  *       the first --until message, or when the controller closes
@@ -20,6 +20,7 @@
  *       from `bundle` pushes unless --stale-bundle); if it does not, prints
  *       "internal CA mismatch during renewal", sends bundle_request, and
  *       retries the check when the bundle arrives ("renewal recovered").
+ *       --renew-csr sends FILE (PEM, made elsewhere) as the renewal's CSR.
  *   ctl-probe raw     --controller ADDR --ca CA.pem --trust-domain TD --send JSON
  *       an unauthenticated session that sends one frame and prints replies.
  *
@@ -45,7 +46,7 @@
 
 struct probe {
     const char *command, *controller, *ca, *trust_domain, *token, *role, *name, *out, *dir,
-        *data_listen, *send, *until;
+        *data_listen, *send, *until, *renew_csr;
     const char *addresses[8];
     size_t address_count;
     const char *resources[8];
@@ -124,6 +125,17 @@ send_renew(struct probe *p)
 {
     struct ztr_err err = {0};
     struct pki_key *key = NULL;
+    if (p->renew_csr != NULL) {
+        char *pem;
+        size_t len;
+        if (file_read_all(p->renew_csr, FILE_MAX, &pem, &len, &err) != 0) {
+            fprintf(stderr, "renew: %s\n", err.msg);
+            return;
+        }
+        send_msg(p, json_pack("{s:s, s:s%}", "type", "renew", "csr", pem, len));
+        free(pem);
+        return;
+    }
     if (p->renew_same_key) {
         char path[4096], *pem;
         size_t len;
@@ -252,7 +264,7 @@ handle(struct probe *p, const json_t *msg, enum ctlmsg_type type)
         }
         return;
     }
-    if (type == CTLMSG_WELCOME && (p->renew || p->renew_same_key))
+    if (type == CTLMSG_WELCOME && (p->renew || p->renew_same_key || p->renew_csr))
         send_renew(p);
     if (type == CTLMSG_BUNDLE)
         handle_bundle(p, json_string_value(json_object_get(msg, "bundle")));
@@ -438,7 +450,7 @@ main(int argc, char **argv)
         {"heartbeats", required_argument, NULL, 'h'}, {"duration", required_argument, NULL, 'u'},
         {"until", required_argument, NULL, 'U'}, {"renew", no_argument, NULL, 'w'},
         {"renew-same-key", no_argument, NULL, 'W'}, {"send", required_argument, NULL, 's'},
-        {"stale-bundle", no_argument, NULL, 'S'},
+        {"stale-bundle", no_argument, NULL, 'S'}, {"renew-csr", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
@@ -463,6 +475,7 @@ main(int argc, char **argv)
         case 'W': p.renew_same_key = true; break;
         case 's': p.send = optarg; break;
         case 'S': p.stale_bundle = true; break;
+        case 'C': p.renew_csr = optarg; break;
         default: return usage("unknown option");
         }
     }

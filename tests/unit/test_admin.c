@@ -431,6 +431,7 @@ test_token_create_list_delete(void **state)
     assert_string_equal(str_of(t, "name"), "dc1-a");
     assert_int_equal(int_of(t, "uses_left"), 3);
     assert_true(json_is_false(json_object_get(t, "name_is_prefix")));
+    assert_true(json_is_false(json_object_get(t, "replace")));
     assert_true(json_is_false(json_object_get(t, "expired")));
     reply_free(&r);
 
@@ -475,6 +476,33 @@ test_token_defaults_and_prefix(void **state)
     json_t *t = json_array_get(json_object_get(r.json, "tokens"), 0);
     assert_true(json_is_true(json_object_get(t, "name_is_prefix")));
     reply_free(&r);
+}
+
+/* A replacing token says so when created, in the list and in its event. */
+static void
+test_token_replace_is_stored_and_shown(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    api(f, "POST", "/api/admin/tokens",
+        "{\"role\":\"connector\",\"name\":\"dc1-a\",\"replace\":true}", &r);
+    assert_int_equal(r.status, 201);
+    assert_true(json_is_true(json_object_get(r.json, "replace")));
+    char id[64];
+    snprintf(id, sizeof(id), "%s", str_of(r.json, "id"));
+    reply_free(&r);
+    api(f, "GET", "/api/admin/tokens", NULL, &r);
+    json_t *t = json_array_get(json_object_get(r.json, "tokens"), 0);
+    assert_true(json_is_true(json_object_get(t, "replace")));
+    reply_free(&r);
+    struct store_token stored;
+    assert_int_equal(store_token_get(f->c.store, id, &stored, NULL), 0);
+    assert_true(stored.replace);
+    assert_true(has_admin_event(f, "name=dc1-a uses=1"));
+    assert_true(has_admin_event(f, "replace=true"));
+    expect_error(f, "POST", "/api/admin/tokens",
+                 "{\"role\":\"connector\",\"name\":\"a\",\"replace\":\"yes\"}", 400,
+                 "\"replace\"");
 }
 
 static void
@@ -550,8 +578,27 @@ test_nodes_list_and_renewal_overdue(void **state)
     api(f, "GET", path, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(str_of(r.json, "name"), "dc1-a");
+    assert_string_equal(str_of(r.json, "previous_cert_serial"), "");
+    assert_int_equal(int_of(r.json, "previous_cert_until"), 0);
     reply_free(&r);
     expect_error(f, "GET", "/api/admin/nodes/ffffffff", NULL, 404, "");
+
+    /* After a renewal the previous certificate shows for its grace. */
+    struct store_cert_check check;
+    assert_int_equal(store_node_cert_admit(f->c.store, node.id, "k1", &check, &err), 0);
+    assert_int_equal(store_node_renew(f->c.store, node.id, "k1", "beef", "k2",
+                                      START_MS / 1000 + 2 * SVID_TTL_S, 600, &err),
+                     0);
+    int64_t now = clock_wall_s(&f->clock);
+    api(f, "GET", path, NULL, &r);
+    assert_string_equal(str_of(r.json, "cert_serial"), "beef");
+    assert_string_equal(str_of(r.json, "previous_cert_serial"), "0a0b0c");
+    assert_int_equal(int_of(r.json, "previous_cert_until"), now + 600);
+    reply_free(&r);
+    clock_manual_advance(&f->clock, 600 * 1000LL);
+    api(f, "GET", path, NULL, &r);
+    assert_string_equal(str_of(r.json, "previous_cert_serial"), "");
+    reply_free(&r);
 }
 
 static void
@@ -1089,6 +1136,7 @@ main(void)
         T(test_bad_json_is_a_400),
         T(test_token_create_list_delete),
         T(test_token_defaults_and_prefix),
+        T(test_token_replace_is_stored_and_shown),
         T(test_token_create_names_the_bad_field),
         T(test_nodes_list_and_renewal_overdue),
         T(test_node_revoke),

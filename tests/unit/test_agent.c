@@ -137,7 +137,8 @@ controller_down(struct fixture *f)
 static void
 issue_token(struct fixture *f, int64_t uses)
 {
-    struct token_request request = {"tunneler", "t1", false, uses, 86400};
+    struct token_request request = {.role = "tunneler", .name = "t1", .uses = uses,
+                                    .ttl_s = 86400};
     struct store_token record;
     struct ztr_err err = {0};
     char *text = NULL;

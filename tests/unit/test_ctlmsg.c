@@ -92,6 +92,35 @@ test_frame_lengths_are_bounded(void **state)
     assert_int_equal(frame_encode("x", FRAME_MAX_PAYLOAD + 1, &frame, &frame_len, &err), -1);
 }
 
+/* A reader held to a smaller bound refuses a longer header before it
+ * allocates, keeps the bound across frames, and can be raised again. */
+static void
+test_frame_reader_per_reader_bound(void **state)
+{
+    (void)state;
+    struct frame_reader reader;
+    struct ztr_err err = {0};
+    size_t used;
+    frame_reader_init(&reader);
+    frame_reader_set_max(&reader, 16 * 1024);
+    const uint8_t small[] = {0x00, 0x00, 0x00, 0x02, '{', '}'};
+    assert_int_equal(frame_reader_feed(&reader, small, sizeof(small), &used, &err), 0);
+    assert_true(frame_reader_complete(&reader));
+    frame_reader_next(&reader);
+    assert_int_equal(reader.max_payload, 16 * 1024);
+    const uint8_t mib[] = {0x00, 0x10, 0x00, 0x00}; /* 1 MiB */
+    assert_int_equal(frame_reader_feed(&reader, mib, 4, &used, &err), -1);
+    assert_string_equal(err.msg, "frame length 1048576 outside 1..16384 bytes");
+    assert_null(reader.payload);
+    frame_reader_free(&reader);
+    frame_reader_init(&reader);
+    frame_reader_set_max(&reader, 16 * 1024);
+    frame_reader_set_max(&reader, 0); /* back to the protocol's ceiling */
+    assert_int_equal(frame_reader_feed(&reader, mib, 4, &used, &err), 0);
+    assert_non_null(reader.payload);
+    frame_reader_free(&reader);
+}
+
 static enum ctlmsg_type
 decode_ok(const char *json)
 {
@@ -213,6 +242,7 @@ main(void)
         cmocka_unit_test(test_frame_roundtrip_byte_by_byte),
         cmocka_unit_test(test_frame_reader_stops_after_one_frame),
         cmocka_unit_test(test_frame_lengths_are_bounded),
+        cmocka_unit_test(test_frame_reader_per_reader_bound),
         cmocka_unit_test(test_every_message_type_decodes),
         cmocka_unit_test(test_schema_violations_are_named),
         cmocka_unit_test(test_encode_validates_and_frames),

@@ -142,7 +142,7 @@ static const char *
 new_token(struct fixture *f, const char *role, const char *name, bool prefix, int64_t uses,
           int64_t ttl_s, struct store_token *record)
 {
-    struct token_request request = {role, name, prefix, uses, ttl_s};
+    struct token_request request = {role, name, prefix, uses, ttl_s, false};
     struct ztr_err err = {0};
     char *text = NULL;
     if (token_create(&f->c, &request, &text, record, &err) != 0)
@@ -509,7 +509,7 @@ static void
 expect_create_fails(struct fixture *f, const char *role, const char *name, bool prefix,
                     int64_t uses, int64_t ttl_s, const char *needle)
 {
-    struct token_request request = {role, name, prefix, uses, ttl_s};
+    struct token_request request = {role, name, prefix, uses, ttl_s, false};
     struct ztr_err err = {0};
     char *text = NULL;
     struct store_token record = {0};
@@ -702,11 +702,14 @@ static void
 test_multi_use_token(void **state)
 {
     struct fixture *f = *state;
-    const char *token = new_token(f, "connector", "db-1", false, 3, 600, NULL);
+    const char *token = new_token(f, "connector", "db-1", false, 3, 86400, NULL);
     json_t *first = expect_enrolled(f, token, "connector", "db-1", "[\"10.0.0.5\"]");
     assert_int_equal(uses_left(f, token), 2);
-    clock_manual_advance(&f->clock, 10000);
-    /* The same name again: the node keeps its id, the certificate is new. */
+    /* The same name again once its certificate has expired (re-enrolling
+     * with a retained token): the node keeps its id, the certificate is
+     * new. A live node is not re-enrolled by it
+     * (test_live_node_is_not_taken_over_without_replace). */
+    clock_manual_advance(&f->clock, SVID_TTL_S * 1000LL);
     json_t *second = expect_enrolled(f, token, "connector", "db-1", "[\"10.0.0.6\"]");
     assert_int_equal(uses_left(f, token), 1);
     assert_string_equal(str_of(first, "node_id"), str_of(second, "node_id"));
@@ -726,6 +729,7 @@ test_multi_use_token(void **state)
     json_decref(second);
     assert_int_equal(events(f, "enrolled", "re-enrolled connector db-1", NULL), 1);
 
+    clock_manual_advance(&f->clock, SVID_TTL_S * 1000LL);
     json_t *third = expect_enrolled(f, token, "connector", "db-1", NULL);
     json_decref(third);
     assert_int_equal(uses_left(f, token), 0);
@@ -734,6 +738,51 @@ test_multi_use_token(void **state)
     assert_int_equal(f->c.counters.enrollments, 3);
     assert_int_equal(f->c.counters.enrollment_denied, 1);
     assert_int_equal(events(f, "denied", "(token used up)", NULL), 1);
+}
+
+/* A token for a name (prefix or multi-use) does not take over the node that
+ * already holds that name with a valid certificate; one created with
+ * replace does, and the node keeps its id and its grants. */
+static void
+test_live_node_is_not_taken_over_without_replace(void **state)
+{
+    struct fixture *f = *state;
+    const char *fleet = new_token(f, "connector", "db-", true, 5, 86400, NULL);
+    json_t *first = expect_enrolled(f, fleet, "connector", "db-1", NULL);
+    clock_manual_advance(&f->clock, 5000);
+    expect_refused(f, fleet, "connector", "db-1", f->csr, NULL, CTLMSG_E_PERMISSION_DENIED,
+                   "node db-1 already enrolled");
+    assert_int_equal(uses_left(f, fleet), 4);
+    struct event_count ec;
+    assert_int_equal(events(f, "denied", "node db-1 already enrolled", &ec), 1);
+    assert_true(contains(ec.last_detail, "--replace"));
+    assert_int_equal(f->c.counters.enrollment_denied, 1);
+    struct store_node node;
+    assert_int_equal(store_node_get(f->c.store, str_of(first, "node_id"), &node, NULL), 0);
+    struct issued a;
+    issued_parse(first, &a);
+    assert_string_equal(node.cert_serial, a.info.serial_hex);
+
+    struct token_request request = {"connector", "db-1", false, 1, 600, true};
+    char *text = NULL;
+    struct store_token record;
+    struct ztr_err err = {0};
+    assert_int_equal(token_create(&f->c, &request, &text, &record, &err), 0);
+    assert_true(record.replace);
+    f->tokens[f->token_count++] = text;
+    json_t *second = expect_enrolled(f, text, "connector", "db-1", NULL);
+    assert_string_equal(str_of(first, "node_id"), str_of(second, "node_id"));
+    struct issued b;
+    issued_parse(second, &b);
+    assert_int_equal(store_node_get(f->c.store, str_of(second, "node_id"), &node, NULL), 0);
+    assert_string_equal(node.cert_serial, b.info.serial_hex);
+    assert_string_equal(node.prev_cert_serial, "");
+    assert_int_equal(events(f, "enrolled", "replaced connector db-1", &ec), 1);
+    assert_true(contains(ec.last_detail, a.info.serial_hex));
+    issued_free(&a);
+    issued_free(&b);
+    json_decref(first);
+    json_decref(second);
 }
 
 /* ---- enroll: refused ------------------------------------------------------ */
@@ -1111,6 +1160,7 @@ main(void)
         T(test_enroll_connector),
         T(test_enroll_tunneler_gets_no_ip_sans),
         T(test_multi_use_token),
+        T(test_live_node_is_not_taken_over_without_replace),
         T(test_unknown_and_garbled_tokens),
         T(test_expired_token),
         T(test_used_up_token),

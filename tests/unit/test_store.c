@@ -13,7 +13,7 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 2 /* the number of migrations in store_sqlite.c */
+#define CURRENT_SCHEMA 3 /* the number of migrations in store_sqlite.c */
 
 struct fx {
     char *dir;
@@ -154,6 +154,7 @@ node_for(const char *role, const char *name)
     snprintf(n.spiffe_id, sizeof(n.spiffe_id), "spiffe://example.org/%s/%s", role, name);
     snprintf(n.addresses, sizeof(n.addresses), "[\"10.0.0.5:7444\"]");
     snprintf(n.cert_serial, sizeof(n.cert_serial), "0a0b");
+    snprintf(n.cert_key, sizeof(n.cert_key), "key-%.32s", name);
     n.cert_not_after = T0 + 3600;
     return n;
 }
@@ -280,6 +281,15 @@ events_of_kind(struct fx *f, const char *kind)
     return n;
 }
 
+static size_t
+all_events_count(struct fx *f)
+{
+    struct events *ev = all_events(f);
+    size_t n = ev->n;
+    free(ev);
+    return n;
+}
+
 static void
 assert_last_event(struct fx *f, const char *kind, const char *node_id, const char *detail)
 {
@@ -325,9 +335,14 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     struct fx *f = *state;
     store_close(f->store);
     f->store = NULL;
-    /* What a version 1 database looks like: no indexes yet. */
+    /* What a version 1 database looks like: no indexes yet, no keys. */
     raw_exec(f->path, "DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
-                      "DROP INDEX revocations_by_node; PRAGMA user_version = 1;");
+                      "DROP INDEX revocations_by_node; DROP TABLE certificates;"
+                      "ALTER TABLE nodes DROP COLUMN cert_key;"
+                      "ALTER TABLE nodes DROP COLUMN prev_cert_serial;"
+                      "ALTER TABLE nodes DROP COLUMN prev_cert_key;"
+                      "ALTER TABLE nodes DROP COLUMN prev_cert_until;"
+                      "ALTER TABLE tokens DROP COLUMN replace_node; PRAGMA user_version = 1;");
     f->store = open_store(f);
     assert_int_equal(store_schema_version(f->store), CURRENT_SCHEMA);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' "
@@ -783,8 +798,12 @@ test_reenroll_same_name_keeps_id_and_takes_new_certificate(void **state)
     struct store_node first = enrolled(f, "connector", "db1");
     assert_int_equal(store_node_set_status(f->store, first.id, STORE_ONLINE, NULL, NULL, &err),
                      0);
-    add_token(f, "again", 1, 600);
-    advance_s(f, 100);
+    /* The same name in the other role is a different node. */
+    struct store_node t = enrolled(f, "tunneler", "db1");
+    add_token(f, "again", 1, 7200);
+    /* Past its certificate's notAfter: a live node would need --replace
+     * (test_enroll_live_node_needs_a_replacing_token). */
+    advance_s(f, 3600);
     struct store_node n = node_for("connector", "db1");
     snprintf(n.id, sizeof(n.id), "ignored");
     snprintf(n.cert_serial, sizeof(n.cert_serial), "ffee");
@@ -796,11 +815,9 @@ test_reenroll_same_name_keeps_id_and_takes_new_certificate(void **state)
     assert_string_equal(second.cert_serial, "ffee");
     assert_int_equal(second.cert_not_after, T0 + 9999);
     assert_string_equal(second.addresses, "[\"10.0.0.9:7444\"]");
-    assert_int_equal(second.enrolled_at, T0 + 100);
-    assert_int_equal(node_count(f), 1);
-    assert_int_equal(events_of_kind(f, "enrolled"), 2);
-    /* The same name in the other role is a different node. */
-    struct store_node t = enrolled(f, "tunneler", "db1");
+    assert_int_equal(second.enrolled_at, T0 + 3600);
+    assert_int_equal(node_count(f), 2);
+    assert_int_equal(events_of_kind(f, "enrolled"), 3);
     assert_string_not_equal(t.id, first.id);
 }
 
@@ -972,18 +989,24 @@ test_sweep_visitor_may_write_to_the_store(void **state)
 }
 
 static void
-test_set_cert_records_renewal(void **state)
+test_renew_records_renewal(void **state)
 {
     struct fx *f = *state;
     struct ztr_err err = {0};
     struct store_node n = enrolled(f, "connector", "c1");
     advance_s(f, 7);
-    assert_int_equal(store_node_set_cert(f->store, n.id, "beef01", T0 + 86400, &err), 0);
+    assert_int_equal(store_node_renew(f->store, n.id, "key-c1", "beef01", "k2", T0 + 86400, 600,
+                                      &err),
+                     0);
     struct store_node got;
     assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
     assert_string_equal(got.cert_serial, "beef01");
+    assert_string_equal(got.cert_key, "k2");
     assert_int_equal(got.cert_not_after, T0 + 86400);
     assert_int_equal(got.enrolled_at, T0);
+    assert_string_equal(got.prev_cert_serial, "0a0b");
+    assert_string_equal(got.prev_cert_key, "key-c1");
+    assert_int_equal(got.prev_cert_until, T0 + 7 + 600);
     struct events *ev = all_events(f);
     const struct store_event *last = &ev->items[ev->n - 1];
     assert_string_equal(last->kind, "renewed");
@@ -991,13 +1014,163 @@ test_set_cert_records_renewal(void **state)
     assert_non_null(strstr(last->detail, "beef01"));
     free(ev);
 
-    assert_int_equal(store_node_set_cert(f->store, "missing", "01", 1, &err), -1);
+    assert_int_equal(store_node_renew(f->store, "missing", "k2", "01", "k3", 1, 600, &err), -1);
     assert_int_equal(err.code, ZTR_E_NOT_FOUND);
     assert_int_equal(store_node_revoke(f->store, n.id, NULL, &err), 0);
-    assert_int_equal(store_node_set_cert(f->store, n.id, "02", T0 + 1, &err), -1);
+    assert_int_equal(store_node_renew(f->store, n.id, "k2", "02", "k3", T0 + 1, 600, &err), -1);
     assert_int_equal(err.code, ZTR_E_INVALID);
     assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
     assert_string_equal(got.cert_serial, "beef01");
+}
+
+/* The previous certificate opens sessions for its grace, then it is
+ * superseded and still named by its serial; a renewal from it is refused
+ * and writes nothing. */
+static void
+test_renew_previous_key_has_a_grace_then_is_superseded(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store_node n = enrolled(f, "connector", "c1");
+    assert_int_equal(store_node_renew(f->store, n.id, "key-c1", "beef01", "k2", T0 + 86400, 600,
+                                      &err),
+                     0);
+    struct store_cert_check check;
+    assert_int_equal(store_node_cert_state(f->store, n.id, "key-c1", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_PREVIOUS);
+    assert_string_equal(check.serial, "0a0b");
+    assert_int_equal(store_node_cert_state(f->store, n.id, "k2", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_CURRENT);
+    assert_string_equal(check.serial, "beef01");
+    assert_int_equal(store_node_cert_state(f->store, n.id, "never", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_SUPERSEDED);
+    assert_string_equal(check.serial, "");
+
+    advance_s(f, 600);
+    assert_int_equal(store_node_cert_state(f->store, n.id, "key-c1", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_SUPERSEDED);
+    assert_string_equal(check.serial, "0a0b");
+    size_t events_before = all_events_count(f);
+    assert_int_equal(store_node_renew(f->store, n.id, "key-c1", "cafe", "k3", T0 + 90000, 600,
+                                      &err),
+                     -1);
+    assert_int_equal(err.code, STORE_E_SUPERSEDED);
+    assert_non_null(strstr(err.msg, "0a0b"));
+    struct store_node got;
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_string_equal(got.cert_serial, "beef01");
+    assert_string_equal(got.cert_key, "k2");
+    assert_int_equal(all_events_count(f), events_before);
+
+    /* A renewal from the previous key within its grace (the reply to the
+     * first was lost) keeps that key as the previous one. */
+    assert_int_equal(store_node_renew(f->store, n.id, "k2", "d00d", "k3", T0 + 90000, 600, &err),
+                     0);
+    assert_int_equal(store_node_renew(f->store, n.id, "k2", "e00e", "k4", T0 + 90000, 600, &err),
+                     0);
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_string_equal(got.cert_key, "k4");
+    assert_string_equal(got.prev_cert_key, "k2");
+    assert_string_equal(got.prev_cert_serial, "beef01");
+}
+
+/* A session with the current key ends the previous key's grace at once. */
+static void
+test_admit_with_current_key_ends_the_grace(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store_node n = enrolled(f, "connector", "c1");
+    struct store_cert_check check;
+    assert_int_equal(store_node_cert_admit(f->store, n.id, "key-c1", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_CURRENT);
+    assert_false(check.grace_ended);
+    assert_false(check.bound);
+    assert_int_equal(store_node_renew(f->store, n.id, "key-c1", "beef01", "k2", T0 + 86400, 600,
+                                      &err),
+                     0);
+    assert_int_equal(store_node_cert_admit(f->store, n.id, "key-c1", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_PREVIOUS);
+    assert_false(check.grace_ended);
+    assert_int_equal(store_node_cert_admit(f->store, n.id, "k2", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_CURRENT);
+    assert_true(check.grace_ended);
+    assert_int_equal(store_node_cert_admit(f->store, n.id, "key-c1", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_SUPERSEDED);
+    assert_string_equal(check.serial, "0a0b");
+    assert_int_equal(store_node_cert_admit(f->store, n.id, "k2", &check, &err), 0);
+    assert_false(check.grace_ended);
+    assert_int_equal(store_node_cert_admit(f->store, "missing", "k2", &check, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+}
+
+/* A row from a database older than keys takes the first session's key. */
+static void
+test_admit_binds_a_row_without_key(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store_node n = enrolled(f, "tunneler", "old");
+    raw_exec(f->path, "UPDATE nodes SET cert_key = ''");
+    struct store_cert_check check;
+    assert_int_equal(store_node_cert_admit(f->store, n.id, "first", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_CURRENT);
+    assert_true(check.bound);
+    assert_string_equal(check.serial, "0a0b");
+    assert_int_equal(store_node_cert_admit(f->store, n.id, "second", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_SUPERSEDED);
+    assert_false(check.bound);
+}
+
+/* A live node's name is not taken by any token; a --replace token takes it
+ * and leaves it one certificate; an expired node re-enrolls without one. */
+static void
+test_enroll_live_node_needs_a_replacing_token(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store_node first = enrolled(f, "connector", "c1");
+    assert_int_equal(store_node_renew(f->store, first.id, "key-c1", "beef01", "k2", T0 + 3600,
+                                      600, &err),
+                     0);
+    add_token(f, "plain", 5, 7200);
+    struct store_node n = node_for("connector", "c1");
+    snprintf(n.cert_serial, sizeof(n.cert_serial), "77");
+    snprintf(n.cert_key, sizeof(n.cert_key), "k-new");
+    size_t events_before = all_events_count(f);
+    struct store_node out;
+    assert_int_equal(store_node_enroll(f->store, "plain", &n, &out, &err), -1);
+    assert_int_equal(err.code, STORE_E_ENROLLED);
+    assert_non_null(strstr(err.msg, "node c1 already enrolled"));
+    assert_int_equal(uses_left(f, "plain"), 5);
+    assert_int_equal(all_events_count(f), events_before);
+
+    struct store_token t = token_for("swap", "connector", "c1", 1, 600);
+    t.replace = true;
+    assert_int_equal(store_token_insert(f->store, &t, &err), 0);
+    struct store_token got_token;
+    assert_int_equal(store_token_get(f->store, "swap", &got_token, &err), 0);
+    assert_true(got_token.replace);
+    assert_int_equal(store_node_enroll(f->store, "swap", &n, &out, &err), 0);
+    assert_string_equal(out.id, first.id);
+    assert_string_equal(out.cert_serial, "77");
+    assert_string_equal(out.cert_key, "k-new");
+    assert_string_equal(out.prev_cert_key, "");
+    assert_last_event(f, "enrolled", first.id,
+                      "replaced connector c1 with token swap: serial beef01 superseded by 77");
+    struct store_cert_check check;
+    assert_int_equal(store_node_cert_state(f->store, first.id, "k2", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_SUPERSEDED);
+    assert_string_equal(check.serial, "beef01");
+    assert_int_equal(store_node_cert_state(f->store, first.id, "key-c1", &check, &err), 0);
+    assert_int_equal(check.state, STORE_CERT_SUPERSEDED);
+
+    /* Once its certificate has expired, the name re-enrolls with any token. */
+    advance_s(f, 3600);
+    snprintf(n.cert_serial, sizeof(n.cert_serial), "78");
+    assert_int_equal(store_node_enroll(f->store, "plain", &n, &out, &err), 0);
+    assert_string_equal(out.id, first.id);
+    assert_int_equal(uses_left(f, "plain"), 4);
 }
 
 static void
@@ -1297,7 +1470,7 @@ test_values_longer_than_their_fields_are_refused_not_cut(void **state)
 
     assert_limit(store_node_enroll(f->store, id_over, &n, &out, &err), &err);
     assert_limit(store_node_get(f->store, id_over, &out, &err), &err);
-    assert_limit(store_node_set_cert(f->store, ok.id, serial_over, 1, &err), &err);
+    assert_limit(store_node_renew(f->store, ok.id, "k", serial_over, "k2", 1, 600, &err), &err);
     assert_limit(store_node_set_addresses(f->store, ok.id, addresses_over, &err), &err);
     assert_limit(store_node_revoke(f->store, ok.id, detail_over, &err), &err);
     assert_limit(store_node_set_status(f->store, ok.id, STORE_OFFLINE, detail_over, NULL, &err),
@@ -1368,7 +1541,9 @@ main(void)
         T(test_touch_moves_last_seen_without_an_event),
         T(test_sweep_marks_only_stale_online_nodes_offline),
         T(test_sweep_visitor_may_write_to_the_store),
-        T(test_set_cert_records_renewal),
+        T(test_renew_records_renewal), T(test_renew_previous_key_has_a_grace_then_is_superseded),
+        T(test_admit_with_current_key_ends_the_grace), T(test_admit_binds_a_row_without_key),
+        T(test_enroll_live_node_needs_a_replacing_token),
         T(test_set_addresses_takes_json_arrays_and_objects),
         T(test_revoke_is_idempotent_and_bumps_allowlist_once),
         T(test_allow_and_deny_bump_version_only_on_change),

@@ -92,10 +92,10 @@ read_controller_ca(struct agent *a, struct ztr_err *err)
 {
     if (a->controller_ca_path[0] == '\0')
         return ztr_err_set(err, ZTR_E_CONFIG,
-                           "failed to read controller CA: CONTROLLER_CA is not set");
+                           PKI_MSG_READ_CA ": CONTROLLER_CA is not set");
     if (file_read_all(a->controller_ca_path, STATE_FILE_MAX, &a->controller_ca_pem,
                       &a->controller_ca_len, err) != 0)
-        return ztr_err_wrap(err, "failed to read controller CA");
+        return ztr_err_wrap(err, PKI_MSG_READ_CA);
     struct pki_bundle *bundle;
     TRY(pki_bundle_from_pem(a->controller_ca_pem, a->controller_ca_len, &bundle, err));
     pki_bundle_free(bundle);

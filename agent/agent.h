@@ -62,7 +62,6 @@ bool agent_transition_allowed(enum agent_state from, enum agent_state to);
  * (failure-modes §3.1). */
 #define AGENT_MSG_STREAM_CONNECTED "control-plane stream connected"
 #define AGENT_MSG_TOKEN_REQUIRED "ENROLLMENT_TOKEN is required"
-#define AGENT_MSG_CA_MISMATCH "internal CA mismatch during renewal"
 
 struct agent;
 struct ev_loop;

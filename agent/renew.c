@@ -84,7 +84,7 @@ agent_handle_renewed(struct agent *a, const json_t *msg)
     const char *chain = json_string_value(json_object_get(msg, "chain"));
     struct ztr_err err = {0};
     if (try_install_chain(a, chain, &err) != 0) {
-        log_warn(AGENT_MSG_CA_MISMATCH, "detail=\"%s\" action=bundle_request", err.msg);
+        log_warn(CTLMSG_TEXT_CA_MISMATCH, "detail=\"%s\" action=bundle_request", err.msg);
         free(a->pending_chain);
         a->pending_chain = strdup(chain);
         agent_ctl_send(a, json_pack("{s:s}", "type", "bundle_request"));

@@ -30,7 +30,6 @@
 #define EVENTS_MAX_LIMIT 1000
 /* A bearer of the wrong length is still compared over this many bytes. */
 #define AUTH_COMPARE_FILLER 256
-#define REVOKE_DEFAULT_REASON "revoked by an administrator"
 
 /* One request being served: the route's arguments in one place. */
 struct admin_call {
@@ -562,7 +561,7 @@ route_node_revoke(struct admin_call *call)
         return;
     }
     if (reason == NULL || reason[0] == '\0')
-        reason = REVOKE_DEFAULT_REASON;
+        reason = CONTROLLER_REVOKE_REASON;
     if (store_node_revoke(c->store, node.id, reason, &err) != 0) {
         respond_failure(call->response, &err);
         json_decref(body);

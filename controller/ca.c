@@ -71,7 +71,7 @@ load_ca_files(const char *cert_path, const char *key_path, struct pki_ca **ca,
         rc = file_read_all(key_path, CA_FILE_MAX, &key, &key_len, err);
     if (rc != 0) {
         free(cert);
-        return ztr_err_wrap(err, CTL_MSG_READ_CA);
+        return ztr_err_wrap(err, PKI_MSG_READ_CA);
     }
     rc = pki_ca_load(cert, cert_len, key, key_len, ca, err);
     free(cert);
@@ -227,7 +227,7 @@ ca_set_open(const struct controller_settings *settings, const struct ztr_clock *
     if (settings->ca_cert[0] != '\0' || settings->ca_key[0] != '\0') {
         struct pki_ca *ca = NULL;
         if (settings->ca_cert[0] == '\0' || settings->ca_key[0] == '\0')
-            rc = ztr_err_set(err, ZTR_E_CONFIG, CTL_MSG_READ_CA ": CA_CERT and CA_KEY go together");
+            rc = ztr_err_set(err, ZTR_E_CONFIG, PKI_MSG_READ_CA ": CA_CERT and CA_KEY go together");
         else
             rc = load_ca_files(settings->ca_cert, settings->ca_key, &ca, err);
         if (rc == 0) {

@@ -29,11 +29,8 @@ struct http_server;
 struct ctl_server;
 struct ca_set;
 
-/* Operator-facing texts the agents and tests match on. */
-#define CTL_MSG_INVALID_TOKEN "invalid enrollment token"
-#define CTL_MSG_PERMISSION_DENIED "permission denied"
-#define CTL_MSG_CA_MISMATCH "internal CA mismatch during renewal"
-#define CTL_MSG_READ_CA "failed to read controller CA"
+/* The reason a revocation carries when the operator gave none. */
+#define CONTROLLER_REVOKE_REASON "revoked by an administrator"
 
 /* What `controller serve` is configured with; daemon.c's schema fills it. */
 struct controller_settings {

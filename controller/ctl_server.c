@@ -999,7 +999,7 @@ ctl_server_revoke(struct ctl_server *server, const char *node_id, const char *re
             continue;
         s->node.revoked = true;
         session_send(s, json_pack("{s:s, s:s}", "type", "revoked", "reason",
-                                  reason ? reason : "revoked by an administrator"));
+                                  reason ? reason : CONTROLLER_REVOKE_REASON));
         session_close(s, "node revoked");
     }
 }

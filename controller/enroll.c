@@ -198,16 +198,16 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
 
     struct store_token token;
     if (find_token(c, token_text, &token) != 0)
-        return deny(&e, CTLMSG_E_INVALID_TOKEN, CTL_MSG_INVALID_TOKEN, "unknown token");
+        return deny(&e, CTLMSG_E_INVALID_TOKEN, CTLMSG_TEXT_INVALID_TOKEN, "unknown token");
     if (token.expires_at <= now)
-        return deny(&e, CTLMSG_E_INVALID_TOKEN, CTL_MSG_INVALID_TOKEN, "token expired");
+        return deny(&e, CTLMSG_E_INVALID_TOKEN, CTLMSG_TEXT_INVALID_TOKEN, "token expired");
     if (token.uses_left <= 0)
-        return deny(&e, CTLMSG_E_INVALID_TOKEN, CTL_MSG_INVALID_TOKEN, "token used up");
+        return deny(&e, CTLMSG_E_INVALID_TOKEN, CTLMSG_TEXT_INVALID_TOKEN, "token used up");
     if (strcmp(token.role, e.role) != 0)
-        return deny(&e, CTLMSG_E_PERMISSION_DENIED, CTL_MSG_PERMISSION_DENIED,
+        return deny(&e, CTLMSG_E_PERMISSION_DENIED, CTLMSG_TEXT_PERMISSION_DENIED,
                     "token is for another role");
     if (!name_allowed(&token, e.name))
-        return deny(&e, CTLMSG_E_PERMISSION_DENIED, CTL_MSG_PERMISSION_DENIED,
+        return deny(&e, CTLMSG_E_PERMISSION_DENIED, CTLMSG_TEXT_PERMISSION_DENIED,
                     "token is for another name");
 
     struct ztr_err err = {0};
@@ -272,10 +272,10 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
     node.cert_not_after = info.not_after;
     if (store_node_enroll(c->store, token.id, &node, &stored, &err) != 0) {
         if (err.code == ZTR_E_NOT_FOUND)
-            reply = deny(&e, CTLMSG_E_INVALID_TOKEN, CTL_MSG_INVALID_TOKEN,
+            reply = deny(&e, CTLMSG_E_INVALID_TOKEN, CTLMSG_TEXT_INVALID_TOKEN,
                          "token already consumed");
         else if (err.code == ZTR_E_INVALID)
-            reply = deny(&e, CTLMSG_E_PERMISSION_DENIED, CTL_MSG_PERMISSION_DENIED, err.msg);
+            reply = deny(&e, CTLMSG_E_PERMISSION_DENIED, CTLMSG_TEXT_PERMISSION_DENIED, err.msg);
         else if (err.code == STORE_E_ENROLLED) {
             /* The agent is told which name is taken: its operator may have
              * meant a new node, or needs a --replace token. */

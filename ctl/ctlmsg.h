@@ -38,13 +38,19 @@ enum ctlmsg_type {
 #define CTLMSG_ARRAY_MAX 4096
 
 /* Error codes carried in {"type":"error","code":...}. */
-#define CTLMSG_E_INVALID_TOKEN "invalid_token"          /* "invalid enrollment token" */
-#define CTLMSG_E_PERMISSION_DENIED "permission_denied"  /* "permission denied" */
+#define CTLMSG_E_INVALID_TOKEN "invalid_token"
+#define CTLMSG_E_PERMISSION_DENIED "permission_denied"
 #define CTLMSG_E_BAD_REQUEST "bad_request"
-#define CTLMSG_E_CA_MISMATCH "ca_mismatch"              /* "internal CA mismatch during renewal" */
+#define CTLMSG_E_CA_MISMATCH "ca_mismatch"
 #define CTLMSG_E_KEY_REUSED "key_reused"
 #define CTLMSG_E_NOT_ALLOWED "not_allowed"
 #define CTLMSG_E_INTERNAL "internal"
+
+/* The operator texts both ends of the control plane use for those codes
+ * (failure-modes §1 and §4); decisions read the codes above, never these. */
+#define CTLMSG_TEXT_INVALID_TOKEN "invalid enrollment token"
+#define CTLMSG_TEXT_PERMISSION_DENIED "permission denied"
+#define CTLMSG_TEXT_CA_MISMATCH "internal CA mismatch during renewal"
 
 const char *ctlmsg_type_name(enum ctlmsg_type type);
 

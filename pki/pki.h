@@ -31,6 +31,7 @@
 #define PKI_MSG_CA_KEY_USAGE "CA certificate missing key usage"
 #define PKI_MSG_INVALID_DOMAIN_FMT "cannot parse URI \"%s\": invalid domain"
 #define PKI_MSG_INVALID_CA "invalid internal CA"
+#define PKI_MSG_READ_CA "failed to read controller CA"
 #define PKI_MSG_PEER_NOT_VERIFIED "x509: peer certificate was not verified"
 
 /* err->code values set by this module (beyond base/err.h's). */

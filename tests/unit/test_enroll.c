@@ -247,10 +247,10 @@ expect_refused(struct fixture *f, const char *token, const char *role, const cha
 
 #define expect_invalid_token(f, token, role, name)                                          \
     expect_refused(f, token, role, name, (f)->csr, NULL, CTLMSG_E_INVALID_TOKEN,              \
-                   CTL_MSG_INVALID_TOKEN)
+                   CTLMSG_TEXT_INVALID_TOKEN)
 #define expect_permission_denied(f, token, role, name)                                      \
     expect_refused(f, token, role, name, (f)->csr, NULL, CTLMSG_E_PERMISSION_DENIED,          \
-                   CTL_MSG_PERMISSION_DENIED)
+                   CTLMSG_TEXT_PERMISSION_DENIED)
 
 /* Enrolls and expects success; returns the reply (caller: json_decref). */
 static json_t *
@@ -1132,13 +1132,13 @@ test_refusals_are_checked_in_order(void **state)
     const char *token = new_token(f, "connector", "db-1", false, 1, 60, NULL);
     clock_manual_advance(&f->clock, 60000);
     expect_refused(f, token, "tunneler", "other", "junk", NULL, CTLMSG_E_INVALID_TOKEN,
-                   CTL_MSG_INVALID_TOKEN);
+                   CTLMSG_TEXT_INVALID_TOKEN);
     /* Role before name before CSR. */
     const char *live = new_token(f, "connector", "db-1", false, 1, 60, NULL);
     expect_refused(f, live, "tunneler", "other", "junk", NULL, CTLMSG_E_PERMISSION_DENIED,
-                   CTL_MSG_PERMISSION_DENIED);
+                   CTLMSG_TEXT_PERMISSION_DENIED);
     expect_refused(f, live, "connector", "other", "junk", "[\"x\"]", CTLMSG_E_PERMISSION_DENIED,
-                   CTL_MSG_PERMISSION_DENIED);
+                   CTLMSG_TEXT_PERMISSION_DENIED);
     expect_refused(f, live, "connector", "db-1", "junk", "[\"x\"]", CTLMSG_E_BAD_REQUEST,
                    "invalid certificate request");
     assert_int_equal(events(f, "denied", "(token expired)", NULL), 1);

@@ -37,6 +37,10 @@
  * above this bound closes the session before anything is allocated for it.
  * Authenticated sessions get the protocol's FRAME_MAX_PAYLOAD. */
 #define PREAUTH_FRAME_MAX (16 * 1024)
+/* One node needs one control session; a few more cover a reconnect while
+ * the old stream has not timed out yet. More is a copy of its key at work,
+ * or a node holding the controller's descriptors: refused. */
+#define NODE_SESSIONS_MAX 4
 
 enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_AWAIT_HELLO, S_ACTIVE, S_CLOSING };
 
@@ -373,6 +377,15 @@ close_superseded(struct ctl_server *server, const char *node_id)
     }
 }
 
+static size_t
+node_session_count(const struct ctl_server *server, const struct session *except)
+{
+    size_t n = 0;
+    for (const struct session *o = server->sessions; o != NULL; o = o->next)
+        n += o != except && session_live(o) && strcmp(o->node.id, except->node.id) == 0;
+    return n;
+}
+
 /* Two live sessions of one node with different keys: one of them is not
  * the node (or the node restarted across a renewal while its old stream
  * lingers). Either way an operator should look. */
@@ -690,6 +703,15 @@ on_ready(void *user)
     if (check.state == STORE_CERT_SUPERSEDED) {
         c->counters.sessions_rejected++;
         refuse_superseded(s, "control session refused");
+        return;
+    }
+    if (node_session_count(s->server, s) >= NODE_SESSIONS_MAX) {
+        c->counters.sessions_rejected++;
+        log_warn("control session refused", "node=%s peer=%s reason=\"too many sessions\" limit=%d",
+                 s->node.id, ctl_stream_peer_addr(s->stream), NODE_SESSIONS_MAX);
+        s->refused = true;
+        s->state = S_ACTIVE; /* so the error frame is sent */
+        session_fail(s, CTLMSG_E_NOT_ALLOWED, "too many control sessions for this node");
         return;
     }
     if (check.bound)

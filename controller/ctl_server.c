@@ -41,6 +41,10 @@
  * the old stream has not timed out yet. More is a copy of its key at work,
  * or a node holding the controller's descriptors: refused. */
 #define NODE_SESSIONS_MAX 4
+/* An agent is issued about two certificates per SVID_TTL (renewal at
+ * 50 % ± 10 %). A node issued this many within a quarter of SVID_TTL is
+ * renewing in a loop, or a copy of its key is: the renewal waits. */
+#define RENEWALS_PER_QUARTER_TTL 3
 
 enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_AWAIT_HELLO, S_ACTIVE, S_CLOSING };
 
@@ -547,6 +551,18 @@ handle_renew(struct session *s, const json_t *msg)
         pki_csr_free(csr);
         c->counters.renewal_denied++;
         refuse_superseded(s, "renewal refused");
+        return;
+    }
+    int64_t window_s = c->settings.svid_ttl_s / 4;
+    int64_t issued = 0;
+    if (store_node_certificates_since(c->store, s->node.id, clock_wall_s(c->clock) - window_s,
+                                      &issued, &err) == 0 &&
+        issued >= RENEWALS_PER_QUARTER_TTL) {
+        pki_csr_free(csr);
+        c->counters.renewal_denied++;
+        log_warn("renewal refused", "node=%s reason=\"rate limited\" issued=%lld window_s=%lld",
+                 s->node.id, (long long)issued, (long long)window_s);
+        session_send(s, ctlmsg_error(CTLMSG_E_NOT_ALLOWED, "renewal rate limited, try later"));
         return;
     }
     if (pki_public_key_fingerprint(new_key, new_len, new_fp, &err) != 0) {

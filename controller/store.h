@@ -163,6 +163,10 @@ int store_node_cert_admit(struct store *store, const char *id, const char *key,
 int store_node_renew(struct store *store, const char *id, const char *session_key,
                      const char *serial, const char *key, int64_t not_after, int64_t grace_s,
                      struct ztr_err *err);
+/* How many certificates the node was issued at or after since (Unix
+ * seconds): enrollments and renewals alike. */
+int store_node_certificates_since(struct store *store, const char *id, int64_t since,
+                                  int64_t *count, struct ztr_err *err);
 /* Marks the node revoked and OFFLINE, writes a revocations row and a
  * "revoked" event. Revoking twice is not an error. */
 int store_node_revoke(struct store *store, const char *id, const char *reason,

@@ -1276,6 +1276,17 @@ renew_body(struct store *s, void *ctx, struct ztr_err *err)
 }
 
 int
+store_node_certificates_since(struct store *s, const char *id, int64_t since, int64_t *count,
+                              struct ztr_err *err)
+{
+    *count = 0;
+    return query_int(s, "SELECT COUNT(*) FROM certificates WHERE node_id = ? AND issued_at >= ?",
+                     ARGS(TEXT_ARG(id), INT_ARG(since)), count, err) < 0
+               ? -1
+               : 0;
+}
+
+int
 store_node_renew(struct store *s, const char *id, const char *session_key, const char *serial,
                  const char *key, int64_t not_after, int64_t grace_s, struct ztr_err *err)
 {

@@ -387,6 +387,17 @@ dataplane_enforce(struct dataplane *dp)
 }
 
 void
+dataplane_recheck_peers(struct dataplane *dp)
+{
+    if (dp == NULL)
+        return;
+    const struct pki_bundle *bundle = tls_ctx_bundle(dp->tls);
+    for (struct dp_session *s = dp->sessions; s != NULL; s = s->next)
+        if (s->ready)
+            (void)dsession_recheck_peer(s->ds, bundle);
+}
+
+void
 dataplane_refuse(struct dataplane *dp, const char *reason)
 {
     if (dp == NULL)

@@ -85,6 +85,9 @@ int dataplane_start(struct agent *agent, const struct dataplane_config *config,
 uint16_t dataplane_listen_port(const struct dataplane *dp);
 /* The allowlist changed: close and reset what it no longer permits. */
 void dataplane_enforce(struct dataplane *dp);
+/* The trust bundle changed: sessions whose tunneler no longer verifies
+ * against the TLS context's bundle are closed (dsession_recheck_peer). */
+void dataplane_recheck_peers(struct dataplane *dp);
 /* reason != NULL: close every session and refuse new ones with it (copied);
  * NULL: serve again. */
 void dataplane_refuse(struct dataplane *dp, const char *reason);

@@ -296,6 +296,13 @@ connector_on_allowlist(void *ctx, const json_t *msg)
 }
 
 static void
+connector_on_bundle(void *ctx)
+{
+    struct connector *c = ctx;
+    dataplane_recheck_peers(c->dataplane);
+}
+
+static void
 connector_add_health(void *ctx, json_t *health)
 {
     struct connector *c = ctx;
@@ -344,6 +351,7 @@ main(int argc, char **argv)
         .add_hello = connector_add_hello,
         .start = connector_start,
         .on_allowlist = connector_on_allowlist,
+        .on_bundle = connector_on_bundle,
         .add_health = connector_add_health,
         .add_metrics = connector_add_metrics,
         .stop = connector_stop,

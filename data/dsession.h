@@ -31,6 +31,13 @@
 
 #define DATA_ALPN "ztr-data/1"
 
+/* A session lasts no longer than its peer's identity: at the earliest
+ * not_after of the peer's chain it ends (GOAWAY REFUSED with this text,
+ * and a warn line). */
+#define DSESSION_MSG_PEER_EXPIRED "peer certificate expired"
+/* dsession_recheck_peer found the peer no longer verifies. */
+#define DSESSION_MSG_PEER_UNTRUSTED "peer no longer trusted"
+
 /* Counters both agents export (/health "data", /metrics ztr_data_*). */
 struct dsession_stats {
     uint64_t sessions;          /* open now */
@@ -120,6 +127,13 @@ void dsession_foreach_stream(struct dsession *s,
 /* GOAWAY(code, reason) if the session is up, then close. */
 void dsession_close(struct dsession *s, enum mux_code code, const char *reason);
 int dsession_ping(struct dsession *s);
+/* The trust bundle changed: verify the peer again against bundle (the
+ * caller's) at the current time. A peer that no longer verifies is logged
+ * and its session closed (GOAWAY REFUSED); returns -1 then, else 0 (also
+ * for a session not ready yet: its handshake uses the new bundle). */
+int dsession_recheck_peer(struct dsession *s, const struct pki_bundle *bundle);
+/* When the session ends by itself (0: before the handshake). */
+int64_t dsession_peer_not_after(const struct dsession *s);
 
 bool dsession_is_ready(const struct dsession *s);
 const struct pki_spiffe_id *dsession_peer_id(const struct dsession *s);

@@ -698,6 +698,17 @@ add_listener(struct tunnel *t, const char *addr, bool socks, const char *resourc
     return 0;
 }
 
+void
+tunnel_recheck_peers(struct tunnel *t)
+{
+    if (t == NULL)
+        return;
+    const struct pki_bundle *bundle = tls_ctx_bundle(t->tls);
+    for (size_t i = 0; i < t->conn_count; i++)
+        if (t->conns[i]->session != NULL && t->conns[i]->session_ready)
+            (void)dsession_recheck_peer(t->conns[i]->session, bundle);
+}
+
 /* ---- keepalive ------------------------------------------------------------------------------ */
 
 static void

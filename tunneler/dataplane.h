@@ -85,6 +85,9 @@ int tunnel_start(struct agent *agent, const struct tunneler_config *config,
 /* A `connectors` message (schema-checked): replaces the list, persists it. */
 void tunnel_set_connectors(struct tunnel *t, const struct json_t *msg);
 void tunnel_stop(struct tunnel *t);
+/* The trust bundle changed: sessions whose connector no longer verifies
+ * against the TLS context's bundle are closed (dsession_recheck_peer). */
+void tunnel_recheck_peers(struct tunnel *t);
 /* The port listener i got: the forwards in config order, then SOCKS5 (0
  * when there is no such listener). */
 uint16_t tunnel_listener_port(const struct tunnel *t, size_t i);

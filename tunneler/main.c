@@ -116,6 +116,13 @@ tunneler_on_connectors(void *ctx, const json_t *msg)
 }
 
 static void
+tunneler_on_bundle(void *ctx)
+{
+    struct tunneler *t = ctx;
+    tunnel_recheck_peers(t->tunnel);
+}
+
+static void
 tunneler_add_health(void *ctx, json_t *health)
 {
     struct tunneler *t = ctx;
@@ -142,6 +149,7 @@ main(int argc, char **argv)
         .configure = tunneler_configure,
         .start = tunneler_start,
         .on_connectors = tunneler_on_connectors,
+        .on_bundle = tunneler_on_bundle,
         .add_health = tunneler_add_health,
         .add_metrics = tunneler_add_metrics,
         .stop = tunneler_stop,

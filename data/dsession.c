@@ -21,6 +21,8 @@ struct dstream {
     struct relay *relay;
     void *owner;
     struct dsession_stats *stats;
+    void (*on_done)(void *ctx);  /* dsession_set_stream_done */
+    void *done_ctx;
     struct dstream *prev, *next;
     bool listed;
     char resource[];
@@ -94,6 +96,8 @@ stream_free(struct dstream *d, enum mux_code code)
     d->stats->streams--;
     if (code != MUX_CODE_NORMAL)
         d->stats->streams_failed++;
+    if (d->on_done != NULL)
+        d->on_done(d->done_ctx);
     free(d);
 }
 
@@ -416,6 +420,17 @@ dsession_set_stream_user(struct dsession *s, uint32_t stream, void *stream_user)
     struct dstream *d = stream_of(s, stream);
     if (d != NULL && d->relay == NULL)
         d->owner = stream_user;
+}
+
+int
+dsession_set_stream_done(struct dsession *s, uint32_t stream, void (*fn)(void *ctx), void *ctx)
+{
+    struct dstream *d = stream_of(s, stream);
+    if (d == NULL)
+        return -1;
+    d->on_done = fn;
+    d->done_ctx = ctx;
+    return 0;
 }
 
 const char *

@@ -116,6 +116,12 @@ int dsession_reset(struct dsession *s, uint32_t stream, enum mux_code code, cons
 /* Pending streams' owner pointer (NULL when relayed or unknown). */
 void *dsession_stream_user(const struct dsession *s, uint32_t stream);
 void dsession_set_stream_user(struct dsession *s, uint32_t stream, void *stream_user);
+/* fn(ctx) runs once when the stream is completely over: after its relay
+ * drained and closed its socket, or when it ends pending — possibly after
+ * the session is gone, so ctx must not be the session's. -1 (and nothing
+ * kept) when the stream is unknown. */
+int dsession_set_stream_done(struct dsession *s, uint32_t stream, void (*fn)(void *ctx),
+                             void *ctx);
 /* The resource a stream was opened to (NULL when unknown). */
 const char *dsession_stream_resource(const struct dsession *s, uint32_t stream);
 /* Calls fn for every open stream (fn may reset the one it is given). */

@@ -21,6 +21,12 @@
  * decided by its code alone (tunnel_refusal_of): a stream refused for the
  * resource (not allowed, unknown) is not retried elsewhere; one whose
  * target could not be reached, or whose session ended, is.
+ *
+ * Local clients are counted per source IP, from accept until their stream
+ * is completely over (relay drained): beyond client_streams_max at once a
+ * new connection is closed at accept, counted (ztr_client_streams_over_quota
+ * _total) and logged at most once a second — so one host on a shared or
+ * non-loopback SOCKS5 address cannot take every stream.
  */
 #ifndef ZTR_TUNNELER_DATAPLANE_H
 #define ZTR_TUNNELER_DATAPLANE_H
@@ -50,6 +56,7 @@ struct tunneler_config {
     int64_t ping_interval_ms;
     int64_t retry_min_ms, retry_max_ms;
     int64_t client_timeout_ms;          /* SOCKS5 handshake + stream open */
+    uint32_t client_streams_max;        /* per source IP, open at once (0: no quota) */
 };
 
 struct tunnel;

@@ -131,6 +131,9 @@ struct agent_spec {
     /* Pushes from the controller (already schema-checked). */
     void (*on_allowlist)(void *ctx, const json_t *msg);
     void (*on_connectors)(void *ctx, const json_t *msg);
+    /* The trust bundle changed (already in agent_data_tls): live data
+     * sessions re-verify their peers against it. May be NULL. */
+    void (*on_bundle)(void *ctx);
     /* Adds daemon fields to /health and lines to /metrics (may be NULL). */
     void (*add_health)(void *ctx, json_t *health);
     void (*add_metrics)(void *ctx, struct metrics *metrics);

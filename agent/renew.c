@@ -129,6 +129,8 @@ agent_handle_bundle(struct agent *a, const json_t *msg)
         agent_replace_text(&a->bundle_pem, &a->bundle_len, strdup(bundle), strlen(bundle), false);
         log_info("trust bundle updated", "version=%lld",
                  (long long)json_integer_value(json_object_get(msg, "version")));
+        if (a->spec->on_bundle != NULL)
+            a->spec->on_bundle(a->spec->ctx);
     }
     if (a->pending_chain != NULL) {
         char *chain = a->pending_chain;

@@ -57,6 +57,10 @@ struct dataplane {
     size_t session_count;
     struct dsession_stats stats;
     uint64_t rejected;
+    uint64_t quota_refused;
+    double quota_logged_at;          /* loop time of the last quota log line */
+    uint64_t quota_unlogged;         /* refusals since then */
+    char refusing[MUX_REASON_MAX];   /* "" = serving */
     uint64_t revocation_buckets[REVOCATION_BUCKETS];
     uint64_t revocation_count;
     double revocation_sum;
@@ -136,6 +140,18 @@ find_resource(const struct dataplane *dp, const char *name)
     return NULL;
 }
 
+/* Streams open for this tunneler over all its sessions (the new one
+ * included: it is listed before on_open). */
+static size_t
+tunneler_streams(const struct dataplane *dp, const char *spiffe_id)
+{
+    size_t n = 0;
+    for (const struct dp_session *s = dp->sessions; s != NULL; s = s->next)
+        if (s->ready && strcmp(s->spiffe_id, spiffe_id) == 0)
+            n += dsession_stream_count(s->ds);
+    return n;
+}
+
 static void
 on_open(void *user, struct dsession *ds, uint32_t stream, const char *resource)
 {
@@ -147,6 +163,20 @@ on_open(void *user, struct dsession *ds, uint32_t stream, const char *resource)
         snprintf(reason, sizeof(reason), "resource \"%s\" not allowed for this tunneler",
                  resource);
         stream_refused(s, stream, resource, MUX_CODE_RESOURCE_NOT_ALLOWED, reason);
+        return;
+    }
+    if (dp->config.streams_per_tunneler > 0 &&
+        tunneler_streams(dp, s->spiffe_id) > dp->config.streams_per_tunneler) {
+        dp->quota_refused++;
+        dp->quota_unlogged++;
+        if (ev_now(dp->loop) - dp->quota_logged_at >= 1.0) {
+            log_warn(DATAPLANE_MSG_QUOTA, "spiffe_id=%s limit=%u refused=%llu", s->spiffe_id,
+                     (unsigned)dp->config.streams_per_tunneler,
+                     (unsigned long long)dp->quota_unlogged);
+            dp->quota_logged_at = ev_now(dp->loop);
+            dp->quota_unlogged = 0;
+        }
+        (void)dsession_reset(s->ds, stream, MUX_CODE_REFUSED, DATAPLANE_MSG_QUOTA);
         return;
     }
     const struct connector_resource *r = find_resource(dp, resource);
@@ -210,6 +240,12 @@ on_ready(void *user, struct dsession *ds)
     const struct pki_spiffe_id *peer = dsession_peer_id(ds);
     snprintf(s->spiffe_id, sizeof(s->spiffe_id), "%s", peer != NULL ? peer->uri : "");
     s->ready = true;
+    if (s->dp->refusing[0] != '\0') {
+        log_warn("data session refused", "spiffe_id=%s peer=%s reason=\"%s\"", s->spiffe_id,
+                 dsession_peer_addr(ds), s->dp->refusing);
+        dsession_close(ds, MUX_CODE_REFUSED, s->dp->refusing);
+        return;
+    }
     if (!allowlist_contains(s->dp->config.allowlist, s->spiffe_id)) {
         session_refuse(s, "not on the allowlist");
         return;
@@ -350,6 +386,30 @@ dataplane_enforce(struct dataplane *dp)
     }
 }
 
+void
+dataplane_recheck_peers(struct dataplane *dp)
+{
+    if (dp == NULL)
+        return;
+    const struct pki_bundle *bundle = tls_ctx_bundle(dp->tls);
+    for (struct dp_session *s = dp->sessions; s != NULL; s = s->next)
+        if (s->ready)
+            (void)dsession_recheck_peer(s->ds, bundle);
+}
+
+void
+dataplane_refuse(struct dataplane *dp, const char *reason)
+{
+    if (dp == NULL)
+        return;
+    snprintf(dp->refusing, sizeof(dp->refusing), "%s", reason != NULL ? reason : "");
+    if (reason == NULL)
+        return;
+    for (struct dp_session *s = dp->sessions; s != NULL; s = s->next)
+        if (s->ready)
+            dsession_close(s->ds, MUX_CODE_REFUSED, dp->refusing);
+}
+
 /* ---- life cycle ------------------------------------------------------------------------- */
 
 int
@@ -439,6 +499,11 @@ dataplane_add_health(const struct dataplane *dp, json_t *health)
     dsession_stats_health(&dp->stats, health);
     json_object_set_new(json_object_get(health, "data"), "tunnelers_rejected",
                         json_integer((json_int_t)dp->rejected));
+    json_object_set_new(json_object_get(health, "data"), "streams_over_quota",
+                        json_integer((json_int_t)dp->quota_refused));
+    if (dp->refusing[0] != '\0')
+        json_object_set_new(json_object_get(health, "data"), "refusing",
+                            json_string(dp->refusing));
 }
 
 void
@@ -449,6 +514,9 @@ dataplane_add_metrics(const struct dataplane *dp, struct metrics *m)
     dsession_stats_metrics(&dp->stats, "connector", m);
     metrics_counter(m, "ztr_tunnelers_rejected_total",
                     "Sessions refused or closed: tunneler not allowed.", NULL, dp->rejected);
+    metrics_counter(m, "ztr_streams_over_quota_total",
+                    "Streams refused: the tunneler had its quota of streams open.", NULL,
+                    dp->quota_refused);
     metrics_family(m, "ztr_revocation_apply_seconds", "histogram",
                    "Allowlist change received to the removed tunneler's session closed.");
     for (int i = 0; i < REVOCATION_BUCKETS; i++)

@@ -18,6 +18,15 @@
  * dataplane_enforce() applies an allowlist change at once: sessions of
  * tunnelers that left the list are closed, streams to resources no longer
  * granted are reset.
+ *
+ * dataplane_refuse() stops serving altogether (the allowlist is older than
+ * ALLOWLIST_MAX_AGE): every session ends with GOAWAY REFUSED and the reason,
+ * and new sessions get the same right after their handshake, until it is
+ * called again with NULL.
+ *
+ * A tunneler (one SPIFFE ID, all its sessions together) may hold at most
+ * streams_per_tunneler streams open; an OPEN beyond that is answered with
+ * RST REFUSED `stream quota reached`, counted and logged (rate-limited).
  */
 #ifndef ZTR_CONNECTOR_DATAPLANE_H
 #define ZTR_CONNECTOR_DATAPLANE_H
@@ -34,6 +43,7 @@ struct allowlist;
 struct json_t;
 
 #define DATAPLANE_MSG_NOT_ALLOWED "tunneler not allowed"
+#define DATAPLANE_MSG_QUOTA "stream quota reached"
 
 struct connector_resource {
     char name[256];
@@ -48,6 +58,7 @@ struct dataplane_config {
     struct dsession_window window;      /* flow control of every session */
     int64_t dial_timeout_ms;
     int64_t idle_timeout_ms;        /* sessions silent this long are closed */
+    uint32_t streams_per_tunneler;  /* 0: no quota beyond the mux's per session */
 };
 
 struct dataplane;
@@ -74,6 +85,12 @@ int dataplane_start(struct agent *agent, const struct dataplane_config *config,
 uint16_t dataplane_listen_port(const struct dataplane *dp);
 /* The allowlist changed: close and reset what it no longer permits. */
 void dataplane_enforce(struct dataplane *dp);
+/* The trust bundle changed: sessions whose tunneler no longer verifies
+ * against the TLS context's bundle are closed (dsession_recheck_peer). */
+void dataplane_recheck_peers(struct dataplane *dp);
+/* reason != NULL: close every session and refuse new ones with it (copied);
+ * NULL: serve again. */
+void dataplane_refuse(struct dataplane *dp, const char *reason);
 /* Ends every session (GOAWAY "shutting down") and closes the listener. */
 void dataplane_stop(struct dataplane *dp);
 

@@ -3,6 +3,7 @@
  * the controller where its data listener is and which resources it serves,
  * and runs the data plane (connector/dataplane.h) with the allowlist the
  * controller pushes. */
+#include <ev.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@ struct connector_settings {
     char listen[128];
     char advertise[1024];          /* "" = the listen IP */
     int64_t dial_timeout_ms, idle_timeout_ms;
+    int64_t allowlist_max_age_ms;
+    uint64_t streams_per_tunneler;
 };
 
 static const struct config_key connector_keys[] = {
@@ -46,6 +49,13 @@ static const struct config_key connector_keys[] = {
     CONFIG_KEY("DATA_IDLE_TIMEOUT", CONFIG_DURATION, "60s",
                "data sessions silent this long are closed (tunnelers ping every 15s)",
                struct connector_settings, idle_timeout_ms),
+    CONFIG_KEY("ALLOWLIST_MAX_AGE", CONFIG_DURATION, "24h",
+               "fail-static bound: past this without the controller confirming the allowlist, "
+               "data sessions are refused and closed (1s..30d)",
+               struct connector_settings, allowlist_max_age_ms),
+    CONFIG_KEY("STREAMS_PER_TUNNELER", CONFIG_UINT, "1024",
+               "streams one tunneler may hold open on this connector (1..65536)",
+               struct connector_settings, streams_per_tunneler),
 };
 
 struct connector {
@@ -61,7 +71,19 @@ struct connector {
     struct agent *agent;
     struct allowlist *allowlist;   /* enforced from disk while the controller is away */
     struct dataplane *dataplane;
+    /* Fail-static has a bound: the allowlist counts as current from when it
+     * arrived, and again at every check while the control stream that
+     * delivered it is still up (the controller pushes each change on that
+     * stream, so nothing newer exists). Past ALLOWLIST_MAX_AGE without
+     * that, the connector stops serving. */
+    int64_t confirmed_at;          /* wall seconds; 0 = never */
+    bool delivered_online;         /* an allowlist arrived on the current control stream */
+    bool stale;
+    bool refusing;                 /* dataplane_refuse'd for the age */
+    ev_timer age_timer;
 };
+
+#define ALLOWLIST_MAX_AGE_MAX_MS (30LL * 86400 * 1000)
 
 static int
 connector_configure(void *ctx, struct agent *agent, const struct config *config,
@@ -122,6 +144,11 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
         json_array_append_new(c->resources, json_string(name));
         json_array_append_new(c->targets, json_string(target));
     }
+    if (s->allowlist_max_age_ms < 1000 || s->allowlist_max_age_ms > ALLOWLIST_MAX_AGE_MAX_MS)
+        return config_fail(config, "ALLOWLIST_MAX_AGE", err,
+                           "must be 1s..30d (fail-static is always bounded)");
+    if (s->streams_per_tunneler < 1 || s->streams_per_tunneler > 65536)
+        return config_fail(config, "STREAMS_PER_TUNNELER", err, "must be 1..65536");
     TRY(dsession_window_config(config, &c->window, err));
     c->allowlist = allowlist_new();
     if (c->allowlist == NULL)
@@ -129,13 +156,66 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
     return 0;
 }
 
+static int64_t
+allowlist_age(const struct connector *c)
+{
+    return c->confirmed_at > 0 ? clock_wall_s(agent_clock(c->agent)) - c->confirmed_at : -1;
+}
+
+static void
+check_allowlist_age(struct connector *c)
+{
+    int64_t now = clock_wall_s(agent_clock(c->agent));
+    enum agent_state state = agent_current_state(c->agent);
+    if (state != AGENT_ONLINE && state != AGENT_RENEWING)
+        c->delivered_online = false;
+    else if (c->delivered_online)
+        c->confirmed_at = now;
+    int64_t age = allowlist_age(c);
+    bool stale = age < 0 || age * 1000 > c->settings.allowlist_max_age_ms;
+    if (stale == c->stale)
+        return;
+    c->stale = stale;
+    if (!stale) {
+        if (c->refusing)
+            log_info("allowlist current again, data sessions served",
+                     "version=%lld age_seconds=%lld", (long long)allowlist_version(c->allowlist),
+                     (long long)age);
+        c->refusing = false;
+        dataplane_refuse(c->dataplane, NULL);
+        return;
+    }
+    c->refusing = true;
+    char reason[MUX_REASON_MAX];
+    if (age < 0)
+        snprintf(reason, sizeof(reason), "no allowlist received from the controller");
+    else
+        snprintf(reason, sizeof(reason), "allowlist too old: %llds > ALLOWLIST_MAX_AGE %llds",
+                 (long long)age, (long long)(c->settings.allowlist_max_age_ms / 1000));
+    log_warn("allowlist too old, data sessions refused",
+             "version=%lld age_seconds=%lld max_age_seconds=%lld",
+             (long long)allowlist_version(c->allowlist), (long long)age,
+             (long long)(c->settings.allowlist_max_age_ms / 1000));
+    dataplane_refuse(c->dataplane, reason);
+}
+
+static void
+age_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    check_allowlist_age(w->data);
+}
+
 /* The last allowlist received, from STATE_DIR: enforced even if the
- * controller never answers (fail-static). */
+ * controller never answers (fail-static), for at most ALLOWLIST_MAX_AGE
+ * counted from when it arrived. */
 static int
 connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
 {
     struct connector *c = ctx;
     TRY(allowlist_load(c->allowlist, agent_state_dir(agent), err));
+    c->confirmed_at = allowlist_received_at(c->allowlist);
     if (allowlist_version(c->allowlist) > 0)
         log_info("allowlist loaded from disk", "version=%lld tunnelers=%zu received_at=%lld",
                  (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist),
@@ -144,14 +224,28 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
         .listen = c->settings.listen, .resources = c->served, .resource_count = c->served_count,
         .allowlist = c->allowlist, .window = c->window,
         .dial_timeout_ms = c->settings.dial_timeout_ms,
-        .idle_timeout_ms = c->settings.idle_timeout_ms};
-    return dataplane_start(agent, &dp, &c->dataplane, err);
+        .idle_timeout_ms = c->settings.idle_timeout_ms,
+        .streams_per_tunneler = (uint32_t)c->settings.streams_per_tunneler};
+    TRY(dataplane_start(agent, &dp, &c->dataplane, err));
+    /* No allowlist at all refuses every tunneler anyway; only an old one
+     * needs the refusal (and its log line). */
+    c->stale = allowlist_version(c->allowlist) == 0;
+    check_allowlist_age(c);
+    double every = (double)c->settings.allowlist_max_age_ms / 4000.0;
+    if (every > 1.0)
+        every = 1.0;
+    ev_timer_init(&c->age_timer, age_timer_cb, every, every);
+    c->age_timer.data = c;
+    ev_timer_start(agent_loop(agent), &c->age_timer);
+    return 0;
 }
 
 static void
 connector_stop(void *ctx)
 {
     struct connector *c = ctx;
+    if (c->agent != NULL)
+        ev_timer_stop(agent_loop(c->agent), &c->age_timer);
     dataplane_stop(c->dataplane);
     c->dataplane = NULL;
 }
@@ -195,7 +289,17 @@ connector_on_allowlist(void *ctx, const json_t *msg)
         log_warn("allowlist not persisted", "error=\"%s\"", err.msg);
     log_info("allowlist received", "version=%lld tunnelers=%zu",
              (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist));
+    c->confirmed_at = now;
+    c->delivered_online = true;
     dataplane_enforce(c->dataplane);
+    check_allowlist_age(c);
+}
+
+static void
+connector_on_bundle(void *ctx)
+{
+    struct connector *c = ctx;
+    dataplane_recheck_peers(c->dataplane);
 }
 
 static void
@@ -209,6 +313,11 @@ connector_add_health(void *ctx, json_t *health)
                                   (json_int_t)allowlist_version(c->allowlist), "tunnelers",
                                   (json_int_t)allowlist_size(c->allowlist), "age_seconds",
                                   (json_int_t)(received > 0 ? now - received : -1)));
+    json_t *list = json_object_get(health, "allowlist");
+    json_object_set_new(list, "confirmed_age_seconds", json_integer(allowlist_age(c)));
+    json_object_set_new(list, "max_age_seconds",
+                        json_integer(c->settings.allowlist_max_age_ms / 1000));
+    json_object_set_new(list, "stale", json_boolean(c->stale));
     dataplane_add_health(c->dataplane, health);
 }
 
@@ -221,6 +330,9 @@ connector_add_metrics(void *ctx, struct metrics *m)
                   allowlist_version(c->allowlist));
     metrics_gauge(m, "ztr_allowlist_age_seconds", "Time since the enforced allowlist arrived.",
                   NULL, received > 0 ? clock_wall_s(agent_clock(c->agent)) - received : -1);
+    metrics_gauge(m, "ztr_allowlist_stale",
+                  "1 while the allowlist is older than ALLOWLIST_MAX_AGE and sessions are refused.",
+                  NULL, c->stale);
     dataplane_add_metrics(c->dataplane, m);
 }
 
@@ -239,6 +351,7 @@ main(int argc, char **argv)
         .add_hello = connector_add_hello,
         .start = connector_start,
         .on_allowlist = connector_on_allowlist,
+        .on_bundle = connector_on_bundle,
         .add_health = connector_add_health,
         .add_metrics = connector_add_metrics,
         .stop = connector_stop,

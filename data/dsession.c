@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -20,6 +21,8 @@ struct dstream {
     struct relay *relay;
     void *owner;
     struct dsession_stats *stats;
+    void (*on_done)(void *ctx);  /* dsession_set_stream_done */
+    void *done_ctx;
     struct dstream *prev, *next;
     bool listed;
     char resource[];
@@ -34,6 +37,8 @@ struct dsession {
     size_t stream_count;
     int64_t last_input_ms;
     enum mux_code end_code;      /* for on_closed: the mux's, else INTERNAL */
+    ev_timer expiry_timer;       /* at the peer's not_after */
+    int64_t peer_not_after;
     bool ready;
     void *user;
 };
@@ -91,6 +96,8 @@ stream_free(struct dstream *d, enum mux_code code)
     d->stats->streams--;
     if (code != MUX_CODE_NORMAL)
         d->stats->streams_failed++;
+    if (d->on_done != NULL)
+        d->on_done(d->done_ctx);
     free(d);
 }
 
@@ -249,6 +256,14 @@ tls_ready(struct tls_conn *conn, void *user)
     }
     s->ready = true;
     s->last_input_ms = loop_ms(s);
+    /* The peer proved an identity valid until not_after, no longer: the
+     * session ends there, whatever it carries. */
+    s->peer_not_after = tls_conn_peer_not_after(conn);
+    if (s->peer_not_after > 0) {
+        int64_t left = s->peer_not_after - clock_wall_s(clock_system());
+        ev_timer_set(&s->expiry_timer, left > 0 ? (double)left : 0.0, 0.0);
+        ev_timer_start(s->config.loop, &s->expiry_timer);
+    }
     if (s->hooks.on_ready != NULL)
         s->hooks.on_ready(s->user, s);
 }
@@ -269,6 +284,7 @@ tls_closed(struct tls_conn *conn, const char *reason, void *user)
     (void)conn;
     struct dsession *s = user;
     s->conn = NULL;
+    ev_timer_stop(s->config.loop, &s->expiry_timer);
     /* Streams still open end here (the GOAWAY cannot go out any more). */
     if (s->mux != NULL)
         (void)mux_goaway(s->mux, MUX_CODE_INTERNAL, reason);
@@ -280,6 +296,18 @@ tls_closed(struct tls_conn *conn, const char *reason, void *user)
 }
 
 static const struct tls_conn_callbacks tls_callbacks = {tls_ready, tls_data, tls_closed};
+
+static void
+expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct dsession *s = w->data;
+    const struct pki_spiffe_id *peer = dsession_peer_id(s);
+    log_warn(DSESSION_MSG_PEER_EXPIRED, "spiffe_id=%s peer=%s not_after=%lld",
+             peer != NULL ? peer->uri : "", dsession_peer_addr(s), (long long)s->peer_not_after);
+    dsession_close(s, MUX_CODE_REFUSED, DSESSION_MSG_PEER_EXPIRED);
+}
 
 /* ---- public ------------------------------------------------------------------------------ */
 
@@ -310,6 +338,8 @@ dsession_new(const struct dsession_config *config, int fd, const struct pki_expe
     s->hooks = *config->hooks;
     s->user = config->user;
     s->end_code = MUX_CODE_INTERNAL;
+    ev_init(&s->expiry_timer, expiry_cb);
+    s->expiry_timer.data = s;
     if (tls_conn_new(config->loop, config->tls, fd, expect, &tls_callbacks, s, &s->conn, err) !=
         0) {
         free(s);
@@ -392,6 +422,17 @@ dsession_set_stream_user(struct dsession *s, uint32_t stream, void *stream_user)
         d->owner = stream_user;
 }
 
+int
+dsession_set_stream_done(struct dsession *s, uint32_t stream, void (*fn)(void *ctx), void *ctx)
+{
+    struct dstream *d = stream_of(s, stream);
+    if (d == NULL)
+        return -1;
+    d->on_done = fn;
+    d->done_ctx = ctx;
+    return 0;
+}
+
 const char *
 dsession_stream_resource(const struct dsession *s, uint32_t stream)
 {
@@ -430,6 +471,30 @@ dsession_close(struct dsession *s, enum mux_code code, const char *reason)
     if (s->mux != NULL && mux_goaway(s->mux, code, reason) == 0)
         return;   /* on_session_closed closes the connection */
     tls_conn_close(s->conn, reason);
+}
+
+int
+dsession_recheck_peer(struct dsession *s, const struct pki_bundle *bundle)
+{
+    if (!dsession_is_ready(s) || !tls_conn_peer_verified(s->conn))
+        return 0;
+    struct ztr_err err = {0};
+    if (tls_conn_peer_recheck(s->conn, bundle, &err) == 0)
+        return 0;
+    const struct pki_spiffe_id *peer = dsession_peer_id(s);
+    log_warn(DSESSION_MSG_PEER_UNTRUSTED, "spiffe_id=%s peer=%s error=\"%s\"",
+             peer != NULL ? peer->uri : "", dsession_peer_addr(s), err.msg);
+    char reason[MUX_REASON_MAX];
+    /* The reason goes on the wire: the peer learns that, not our details. */
+    snprintf(reason, sizeof(reason), "%s", DSESSION_MSG_PEER_UNTRUSTED);
+    dsession_close(s, MUX_CODE_REFUSED, reason);
+    return -1;
+}
+
+int64_t
+dsession_peer_not_after(const struct dsession *s)
+{
+    return s->peer_not_after;
 }
 
 int

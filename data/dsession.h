@@ -31,6 +31,13 @@
 
 #define DATA_ALPN "ztr-data/1"
 
+/* A session lasts no longer than its peer's identity: at the earliest
+ * not_after of the peer's chain it ends (GOAWAY REFUSED with this text,
+ * and a warn line). */
+#define DSESSION_MSG_PEER_EXPIRED "peer certificate expired"
+/* dsession_recheck_peer found the peer no longer verifies. */
+#define DSESSION_MSG_PEER_UNTRUSTED "peer no longer trusted"
+
 /* Counters both agents export (/health "data", /metrics ztr_data_*). */
 struct dsession_stats {
     uint64_t sessions;          /* open now */
@@ -109,6 +116,12 @@ int dsession_reset(struct dsession *s, uint32_t stream, enum mux_code code, cons
 /* Pending streams' owner pointer (NULL when relayed or unknown). */
 void *dsession_stream_user(const struct dsession *s, uint32_t stream);
 void dsession_set_stream_user(struct dsession *s, uint32_t stream, void *stream_user);
+/* fn(ctx) runs once when the stream is completely over: after its relay
+ * drained and closed its socket, or when it ends pending — possibly after
+ * the session is gone, so ctx must not be the session's. -1 (and nothing
+ * kept) when the stream is unknown. */
+int dsession_set_stream_done(struct dsession *s, uint32_t stream, void (*fn)(void *ctx),
+                             void *ctx);
 /* The resource a stream was opened to (NULL when unknown). */
 const char *dsession_stream_resource(const struct dsession *s, uint32_t stream);
 /* Calls fn for every open stream (fn may reset the one it is given). */
@@ -120,6 +133,13 @@ void dsession_foreach_stream(struct dsession *s,
 /* GOAWAY(code, reason) if the session is up, then close. */
 void dsession_close(struct dsession *s, enum mux_code code, const char *reason);
 int dsession_ping(struct dsession *s);
+/* The trust bundle changed: verify the peer again against bundle (the
+ * caller's) at the current time. A peer that no longer verifies is logged
+ * and its session closed (GOAWAY REFUSED); returns -1 then, else 0 (also
+ * for a session not ready yet: its handshake uses the new bundle). */
+int dsession_recheck_peer(struct dsession *s, const struct pki_bundle *bundle);
+/* When the session ends by itself (0: before the handshake). */
+int64_t dsession_peer_not_after(const struct dsession *s);
 
 bool dsession_is_ready(const struct dsession *s);
 const struct pki_spiffe_id *dsession_peer_id(const struct dsession *s);

@@ -23,6 +23,8 @@ struct chunk {
 struct relay_pool {
     struct chunk *free_list;
     size_t free_count, max_free, in_use;
+    unsigned refs;            /* the owner's and one per live relay */
+    int64_t drain_ms;
     uint8_t read_buf[RELAY_READ_MAX];
 };
 
@@ -33,6 +35,7 @@ struct relay {
     uint32_t stream;
     int fd;
     ev_io read_io, write_io;
+    ev_timer drain_timer;     /* runs while a finished stream drains */
     struct chunk *head, *tail;
     size_t queued;
     uint8_t early[RELAY_EARLY_MAX];
@@ -60,14 +63,22 @@ relay_pool_new(size_t max_free_chunks, struct relay_pool **out, struct ztr_err *
     if (pool == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     pool->max_free = max_free_chunks;
+    pool->refs = 1;
+    pool->drain_ms = RELAY_DRAIN_TIMEOUT_MS;
     *out = pool;
     return 0;
 }
 
 void
-relay_pool_free(struct relay_pool *pool)
+relay_pool_set_drain_timeout(struct relay_pool *pool, int64_t ms)
 {
-    if (pool == NULL)
+    pool->drain_ms = ms > 0 ? ms : RELAY_DRAIN_TIMEOUT_MS;
+}
+
+static void
+pool_unref(struct relay_pool *pool)
+{
+    if (--pool->refs > 0)
         return;
     while (pool->free_list != NULL) {
         struct chunk *c = pool->free_list;
@@ -75,6 +86,13 @@ relay_pool_free(struct relay_pool *pool)
         free(c);
     }
     free(pool);
+}
+
+void
+relay_pool_free(struct relay_pool *pool)
+{
+    if (pool != NULL)
+        pool_unref(pool);
 }
 
 size_t
@@ -125,6 +143,7 @@ relay_finish(struct relay *r)
 {
     ev_io_stop(r->loop, &r->read_io);
     ev_io_stop(r->loop, &r->write_io);
+    ev_timer_stop(r->loop, &r->drain_timer);
     if (!r->finished_normally) {
         /* A cut stream must not look like a complete one to the local peer. */
         struct linger hard = {.l_onoff = 1, .l_linger = 0};
@@ -136,9 +155,11 @@ relay_finish(struct relay *r)
         r->head = c->next;
         chunk_put(r->pool, c);
     }
+    struct relay_pool *pool = r->pool;
     if (r->on_done != NULL)
         r->on_done(r->user, r->code, r->reason, &r->totals);
     free(r);
+    pool_unref(pool);
 }
 
 /* The relay may be gone after this: callers touch it no more. */
@@ -172,6 +193,23 @@ relay_cancel(struct relay *r, const char *what, int error)
             return;
     }
     relay_mark_done(r, MUX_CODE_CANCEL, reason);
+}
+
+/* The local peer stopped reading after the stream finished: what it has not
+ * taken is dropped and the socket reset, so it sees a cut transfer. */
+static void
+drain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct relay *r = w->data;
+    relay_enter(r);
+    r->finished_normally = false;
+    char reason[MUX_REASON_MAX];
+    snprintf(reason, sizeof(reason), "drain timed out after %lld ms with %zu bytes unread",
+             (long long)r->pool->drain_ms, r->queued);
+    relay_mark_done(r, MUX_CODE_CANCEL, reason);
+    relay_leave(r);
 }
 
 /* ---- stream → socket ----------------------------------------------------------- */
@@ -420,6 +458,8 @@ relay_on_stream_closed(struct relay *r, enum mux_code code, const char *reason)
         r->code = code;
         snprintf(r->reason, sizeof(r->reason), "%s", reason);
         maybe_shutdown(r);
+        if (!r->done)
+            ev_timer_start(r->loop, &r->drain_timer);
     } else {
         relay_mark_done(r, code, reason);
     }
@@ -450,6 +490,7 @@ relay_new(struct ev_loop *loop, struct relay_pool *pool, struct mux *mux, uint32
     }
     r->loop = loop;
     r->pool = pool;
+    pool->refs++;
     r->mux = mux;
     r->stream = stream;
     r->fd = fd;
@@ -462,6 +503,8 @@ relay_new(struct ev_loop *loop, struct relay_pool *pool, struct mux *mux, uint32
     r->read_io.data = r;
     ev_io_init(&r->write_io, write_cb, fd, EV_WRITE);
     r->write_io.data = r;
+    ev_timer_init(&r->drain_timer, drain_timeout_cb, (double)pool->drain_ms / 1000.0, 0);
+    r->drain_timer.data = r;
     ev_io_start(loop, &r->read_io);
     /* Early bytes go out even if the client now waits for an answer and
      * the socket never turns readable again. */

@@ -11,7 +11,8 @@
  *
  * Ends: EOF from the socket becomes FIN on the stream; the peer's FIN
  * becomes shutdown(SHUT_WR) once everything before it is written. A stream
- * that finishes normally is drained before the socket closes; a reset stream
+ * that finishes normally is drained before the socket closes (within the
+ * pool's drain deadline, RELAY_DRAIN_TIMEOUT_MS); a reset stream
  * closes the socket at once with a TCP RST (SO_LINGER 0), so a truncated
  * transfer never looks complete to the local peer. A socket error resets
  * the stream (MUX_CODE_CANCEL).
@@ -40,11 +41,24 @@ struct ev_loop;
  * the same read as its SOCKS5 request). */
 #define RELAY_EARLY_MAX 1024
 
+/* How long a stream that finished normally may take to hand its last bytes
+ * to a local peer that does not read: past it the socket is reset
+ * (MUX_CODE_CANCEL), so a stalled reader cannot hold a relay, its chunks
+ * and its descriptor forever. */
+#define RELAY_DRAIN_TIMEOUT_MS 30000
+
 /* Chunks and the read buffer, shared by every relay on one loop. Free chunks
- * are kept up to max_free_chunks (the rest go back to malloc). */
+ * are kept up to max_free_chunks (the rest go back to malloc).
+ *
+ * Lifetime: the creator holds one reference and every live relay another,
+ * so relay_pool_free only drops the creator's; the pool itself goes when
+ * the last relay still draining into its socket finishes. */
 struct relay_pool;
 int relay_pool_new(size_t max_free_chunks, struct relay_pool **out, struct ztr_err *err);
 void relay_pool_free(struct relay_pool *pool);
+/* The drain deadline of relays started from here on (ms; <= 0: the default
+ * RELAY_DRAIN_TIMEOUT_MS). */
+void relay_pool_set_drain_timeout(struct relay_pool *pool, int64_t ms);
 /* Chunks handed out and not yet returned (for /metrics and tests). */
 size_t relay_pool_chunks_in_use(const struct relay_pool *pool);
 

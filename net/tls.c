@@ -774,6 +774,60 @@ tls_conn_peer_public_key(const struct tls_conn *conn, size_t *len)
     return conn->check.peer_public_key;
 }
 
+/* The verified peer's chain as it sent it (wolfSSL keeps it in the session:
+ * --enable-sessioncerts, docs/WOLFSSL.md). */
+static int
+peer_chain(const struct tls_conn *conn, struct pki_chain **out, struct ztr_err *err)
+{
+    WOLFSSL_X509_CHAIN *chain = conn->check.verified ? wolfSSL_get_peer_chain(conn->ssl) : NULL;
+    int count = chain != NULL ? wolfSSL_get_chain_count(chain) : 0;
+    if (count <= 0 || count > PKI_MAX_CHAIN)
+        return ztr_err_set(err, PKI_E_BAD_CERT, "x509: the peer's chain is not available");
+    const uint8_t *ders[PKI_MAX_CHAIN];
+    size_t lens[PKI_MAX_CHAIN];
+    for (int i = 0; i < count; i++) {
+        ders[i] = wolfSSL_get_chain_cert(chain, i);
+        int len = wolfSSL_get_chain_length(chain, i);
+        if (ders[i] == NULL || len <= 0)
+            return ztr_err_set(err, PKI_E_BAD_CERT, "x509: the peer's chain is not available");
+        lens[i] = (size_t)len;
+    }
+    return pki_chain_from_der_list(ders, lens, (size_t)count, out, err);
+}
+
+int64_t
+tls_conn_peer_not_after(const struct tls_conn *conn)
+{
+    struct pki_chain *chain;
+    struct ztr_err err;
+    if (peer_chain(conn, &chain, &err) != 0)
+        return 0;
+    int64_t first = 0;
+    for (size_t i = 0; i < pki_chain_length(chain); i++) {
+        size_t len;
+        const uint8_t *der = pki_chain_der(chain, i, &len);
+        struct pki_cert_info info;
+        if (pki_cert_info_parse(der, len, &info, &err) == 0 &&
+            (first == 0 || info.not_after < first))
+            first = info.not_after;
+    }
+    pki_chain_free(chain);
+    return first;
+}
+
+int
+tls_conn_peer_recheck(const struct tls_conn *conn, const struct pki_bundle *bundle,
+                      struct ztr_err *err)
+{
+    struct pki_chain *chain;
+    TRY(peer_chain(conn, &chain, err));
+    struct pki_expect expect = conn->check.expect;
+    expect.now = clock_wall_s(conn->check.clock != NULL ? conn->check.clock : clock_system());
+    int rc = pki_verify(bundle, chain, &expect, NULL, err);
+    pki_chain_free(chain);
+    return rc;
+}
+
 const char *
 tls_conn_peer_addr(const struct tls_conn *conn)
 {

@@ -96,6 +96,14 @@ bool tls_conn_peer_verified(const struct tls_conn *conn);
 const struct pki_spiffe_id *tls_conn_peer_id(const struct tls_conn *conn);
 /* The verified peer's SubjectPublicKeyInfo DER (NULL when unverified). */
 const uint8_t *tls_conn_peer_public_key(const struct tls_conn *conn, size_t *len);
+/* The earliest not_after (Unix seconds) in the verified peer's chain: the
+ * moment the peer stops being who it proved to be. 0 when unverified. */
+int64_t tls_conn_peer_not_after(const struct tls_conn *conn);
+/* Runs pki_verify again on the verified peer's chain, with what the
+ * handshake expected, against bundle (the caller's) at the current time:
+ * 0 while the peer still verifies, else -1 with the reason. */
+int tls_conn_peer_recheck(const struct tls_conn *conn, const struct pki_bundle *bundle,
+                          struct ztr_err *err);
 /* "ip:port" of the peer. */
 const char *tls_conn_peer_addr(const struct tls_conn *conn);
 size_t tls_conn_queued(const struct tls_conn *conn);

@@ -76,6 +76,7 @@ struct client {
     enum mux_code last_code;     /* why the last connector failed it (for the reply) */
     char last_reason[ZTR_ERR_MSG_MAX + 80];
     struct client *prev, *next;  /* in via->waiting */
+    struct ip_quota *quota;      /* handed to the stream once it is relayed */
     char peer[80];
 };
 
@@ -85,6 +86,15 @@ struct listener {
     ev_io io;
     bool socks;
     char resource[256];
+};
+
+/* Open streams of one source IP. Entries live while count > 0; one that
+ * outlives its tunnel (a relay still draining at stop) frees itself. */
+struct ip_quota {
+    struct ip_quota *next;
+    struct tunnel *tunnel;       /* NULL once the tunnel is gone */
+    size_t count;
+    char ip[80];
 };
 
 struct tunnel {
@@ -104,6 +114,10 @@ struct tunnel {
     struct dsession_stats stats;
     uint64_t streams_refused;
     uint64_t failovers;
+    struct ip_quota *quotas;
+    uint64_t quota_refused;
+    uint64_t quota_unlogged;     /* refusals since the last log line */
+    double quota_logged_at;
     bool stopping;
 };
 
@@ -133,10 +147,67 @@ client_unwait(struct client *c)
     k->waiting_count--;
 }
 
+/* ---- per source IP quota ------------------------------------------------------------ */
+
+static void
+quota_release(void *ctx)
+{
+    struct ip_quota *q = ctx;
+    if (--q->count > 0)
+        return;
+    if (q->tunnel != NULL) {
+        struct ip_quota **p = &q->tunnel->quotas;
+        while (*p != q)
+            p = &(*p)->next;
+        *p = q->next;
+    }
+    free(q);
+}
+
+/* peer is "ip:port" or "[ip]:port". NULL (and the refusal logged) when the
+ * IP has its quota open already, or out of memory. */
+static struct ip_quota *
+quota_take(struct tunnel *t, const char *peer)
+{
+    char ip[80];
+    snprintf(ip, sizeof(ip), "%s", peer[0] == '[' ? peer + 1 : peer);
+    char *end = strrchr(ip, peer[0] == '[' ? ']' : ':');
+    if (end != NULL)
+        *end = '\0';
+    struct ip_quota *q = t->quotas;
+    while (q != NULL && strcmp(q->ip, ip) != 0)
+        q = q->next;
+    if (q != NULL && t->config.client_streams_max > 0 &&
+        q->count >= t->config.client_streams_max) {
+        t->quota_refused++;
+        t->quota_unlogged++;
+        if (ev_now(t->loop) - t->quota_logged_at >= 1.0) {
+            log_warn("client stream quota reached", "ip=%s limit=%u refused=%llu", ip,
+                     (unsigned)t->config.client_streams_max,
+                     (unsigned long long)t->quota_unlogged);
+            t->quota_logged_at = ev_now(t->loop);
+            t->quota_unlogged = 0;
+        }
+        return NULL;
+    }
+    if (q == NULL) {
+        if ((q = calloc(1, sizeof(*q))) == NULL)
+            return NULL;
+        q->tunnel = t;
+        snprintf(q->ip, sizeof(q->ip), "%s", ip);
+        q->next = t->quotas;
+        t->quotas = q;
+    }
+    q->count++;
+    return q;
+}
+
 static void
 client_free(struct client *c)
 {
     client_unwait(c);
+    if (c->quota != NULL)
+        quota_release(c->quota);
     ev_io_stop(c->tunnel->loop, &c->io);
     ev_timer_stop(c->tunnel->loop, &c->timer);
     if (c->fd >= 0)
@@ -334,7 +405,12 @@ session_open_ok(void *user, struct dsession *ds, uint32_t stream, void *stream_u
     size_t early_len = c->early_len;
     memcpy(early, c->early, early_len);
     dsession_set_stream_user(ds, stream, NULL);
+    /* The client's place in its IP's quota passes to the stream. */
+    struct ip_quota *quota = c->quota;
+    c->quota = NULL;
     client_free(c);
+    if (quota != NULL && dsession_set_stream_done(ds, stream, quota_release, quota) != 0)
+        quota_release(quota);
     if (dsession_attach(ds, stream, fd, early, early_len, &err) != 0)
         log_warn("stream not started", "error=\"%s\"", err.msg);
 }
@@ -649,18 +725,27 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         int fd = net_accept(l->fd);
         if (fd < 0)
             return;
+        char peer[80];
+        net_peer_name(fd, peer, sizeof(peer));
+        struct ip_quota *quota = quota_take(t, peer);
+        if (quota == NULL) {
+            close(fd);
+            continue;
+        }
         struct client *c = t->clients < CLIENTS_MAX ? calloc(1, sizeof(*c)) : NULL;
         if (c == NULL) {
+            quota_release(quota);
             close(fd);
             log_warn("connection refused", "reason=\"too many connections waiting\"");
             continue;
         }
+        c->quota = quota;
         t->clients++;
         c->tunnel = t;
         c->fd = fd;
         c->socks = l->socks;
         c->state = CLIENT_SOCKS;
-        net_peer_name(fd, c->peer, sizeof(c->peer));
+        snprintf(c->peer, sizeof(c->peer), "%s", peer);
         ev_timer_init(&c->timer, client_timeout_cb, (double)t->config.client_timeout_ms / 1000.0,
                       0);
         c->timer.data = c;
@@ -696,6 +781,17 @@ add_listener(struct tunnel *t, const char *addr, bool socks, const char *resourc
              "listen=%s port=%u%s%s", addr, (unsigned)net_local_port(l->fd),
              socks ? "" : " resource=", socks ? "" : resource);
     return 0;
+}
+
+void
+tunnel_recheck_peers(struct tunnel *t)
+{
+    if (t == NULL)
+        return;
+    const struct pki_bundle *bundle = tls_ctx_bundle(t->tls);
+    for (size_t i = 0; i < t->conn_count; i++)
+        if (t->conns[i]->session != NULL && t->conns[i]->session_ready)
+            (void)dsession_recheck_peer(t->conns[i]->session, bundle);
 }
 
 /* ---- keepalive ------------------------------------------------------------------------------ */
@@ -941,6 +1037,8 @@ tunnel_stop(struct tunnel *t)
     }
     while (t->conn_count > 0)
         tconn_free(t->conns[0]);
+    for (struct ip_quota *q = t->quotas; q != NULL; q = q->next)
+        q->tunnel = NULL;
     relay_pool_free(t->pool);
     free(t->trust_domain);
     free(t->state_dir);
@@ -962,6 +1060,8 @@ tunnel_add_health(const struct tunnel *t, json_t *health)
     json_t *data = json_object_get(health, "data");
     json_object_set_new(data, "streams_refused", json_integer((json_int_t)t->streams_refused));
     json_object_set_new(data, "failovers", json_integer((json_int_t)t->failovers));
+    json_object_set_new(data, "client_streams_over_quota",
+                        json_integer((json_int_t)t->quota_refused));
     json_t *list = json_array();
     int64_t now = now_ms(t);
     for (size_t i = 0; i < t->conn_count; i++) {
@@ -997,6 +1097,9 @@ tunnel_add_metrics(const struct tunnel *t, struct metrics *m)
     metrics_gauge(m, "ztr_connectors_up", "Connectors with a live session.", NULL, (int64_t)up);
     metrics_counter(m, "ztr_streams_refused_total", "Client connections not served.", NULL,
                     t->streams_refused);
+    metrics_counter(m, "ztr_client_streams_over_quota_total",
+                    "Client connections closed at accept: their source IP had its quota open.",
+                    NULL, t->quota_refused);
     metrics_counter(m, "ztr_failovers_total", "Streams moved to another connector.", NULL,
                     t->failovers);
 }

@@ -21,6 +21,12 @@
  * decided by its code alone (tunnel_refusal_of): a stream refused for the
  * resource (not allowed, unknown) is not retried elsewhere; one whose
  * target could not be reached, or whose session ended, is.
+ *
+ * Local clients are counted per source IP, from accept until their stream
+ * is completely over (relay drained): beyond client_streams_max at once a
+ * new connection is closed at accept, counted (ztr_client_streams_over_quota
+ * _total) and logged at most once a second — so one host on a shared or
+ * non-loopback SOCKS5 address cannot take every stream.
  */
 #ifndef ZTR_TUNNELER_DATAPLANE_H
 #define ZTR_TUNNELER_DATAPLANE_H
@@ -50,6 +56,7 @@ struct tunneler_config {
     int64_t ping_interval_ms;
     int64_t retry_min_ms, retry_max_ms;
     int64_t client_timeout_ms;          /* SOCKS5 handshake + stream open */
+    uint32_t client_streams_max;        /* per source IP, open at once (0: no quota) */
 };
 
 struct tunnel;
@@ -85,6 +92,9 @@ int tunnel_start(struct agent *agent, const struct tunneler_config *config,
 /* A `connectors` message (schema-checked): replaces the list, persists it. */
 void tunnel_set_connectors(struct tunnel *t, const struct json_t *msg);
 void tunnel_stop(struct tunnel *t);
+/* The trust bundle changed: sessions whose connector no longer verifies
+ * against the TLS context's bundle are closed (dsession_recheck_peer). */
+void tunnel_recheck_peers(struct tunnel *t);
 /* The port listener i got: the forwards in config order, then SOCKS5 (0
  * when there is no such listener). */
 uint16_t tunnel_listener_port(const struct tunnel *t, size_t i);

@@ -21,6 +21,7 @@ struct tunneler_settings {
     int64_t data_ping_interval_ms;
     int64_t connector_retry_min_ms, connector_retry_max_ms;
     int64_t client_timeout_ms;
+    uint64_t client_streams_max;
 };
 
 static const struct config_key tunneler_keys[] = {
@@ -44,6 +45,9 @@ static const struct config_key tunneler_keys[] = {
     CONFIG_KEY("CLIENT_TIMEOUT", CONFIG_DURATION, "30s",
                "a local connection's SOCKS5 handshake and stream open must finish within this",
                struct tunneler_settings, client_timeout_ms),
+    CONFIG_KEY("CLIENT_STREAMS_MAX", CONFIG_UINT, "256",
+               "streams one local source IP may hold open at once, SOCKS5 and forwards (1..65536)",
+               struct tunneler_settings, client_streams_max),
 };
 
 struct tunneler {
@@ -52,6 +56,15 @@ struct tunneler {
     struct tunneler_config config;
     struct tunnel *tunnel;
 };
+
+static bool
+is_loopback(const struct pki_ip *ip)
+{
+    static const uint8_t v6_loopback[16] = {[15] = 1};
+    if (ip->len == 4)
+        return ip->bytes[0] == 127;
+    return ip->len == 16 && memcmp(ip->bytes, v6_loopback, 16) == 0;
+}
 
 static int
 tunneler_configure(void *ctx, struct agent *agent, const struct config *config,
@@ -80,12 +93,21 @@ tunneler_configure(void *ctx, struct agent *agent, const struct config *config,
         if (config_parse_addr(socks, host, sizeof(host), &port) != 0)
             return config_fail(config, "SOCKS5_LISTEN", err, "must be ip:port or off");
         t->config.socks_listen = socks;
+        struct pki_ip ip;
+        if (pki_ip_parse(host, &ip) != 0 || !is_loopback(&ip))
+            log_warn("SOCKS5 listener is not on loopback",
+                     "listen=%s risk=\"SOCKS5 has no authentication: anyone who can reach this "
+                     "address can use every resource this tunneler may reach\"",
+                     socks);
     }
     TRY(dsession_window_config(config, &t->config.window, err));
     t->config.ping_interval_ms = t->settings.data_ping_interval_ms;
     t->config.retry_min_ms = t->settings.connector_retry_min_ms;
     t->config.retry_max_ms = t->settings.connector_retry_max_ms;
     t->config.client_timeout_ms = t->settings.client_timeout_ms;
+    if (t->settings.client_streams_max < 1 || t->settings.client_streams_max > 65536)
+        return config_fail(config, "CLIENT_STREAMS_MAX", err, "must be 1..65536");
+    t->config.client_streams_max = (uint32_t)t->settings.client_streams_max;
     if (t->config.ping_interval_ms <= 0 || t->config.retry_min_ms <= 0 ||
         t->config.retry_max_ms < t->config.retry_min_ms || t->config.client_timeout_ms <= 0)
         return config_fail(config, "CONNECTOR_RETRY_MAX", err,
@@ -116,6 +138,13 @@ tunneler_on_connectors(void *ctx, const json_t *msg)
 }
 
 static void
+tunneler_on_bundle(void *ctx)
+{
+    struct tunneler *t = ctx;
+    tunnel_recheck_peers(t->tunnel);
+}
+
+static void
 tunneler_add_health(void *ctx, json_t *health)
 {
     struct tunneler *t = ctx;
@@ -142,6 +171,7 @@ main(int argc, char **argv)
         .configure = tunneler_configure,
         .start = tunneler_start,
         .on_connectors = tunneler_on_connectors,
+        .on_bundle = tunneler_on_bundle,
         .add_health = tunneler_add_health,
         .add_metrics = tunneler_add_metrics,
         .stop = tunneler_stop,

@@ -25,6 +25,7 @@
 
 static struct test_pki pki;
 static struct test_identity connector_id, laptop_id, intruder_id;
+static uint32_t world_quota;   /* streams_per_tunneler of the next world (0: none) */
 
 /* The tunneler's side of one session, as the connector sees it from the
  * outside. */
@@ -172,7 +173,8 @@ world_start(struct world *w)
                                       .allowlist = w->allowlist,
                                       .window = {65536, 0},
                                       .dial_timeout_ms = 5000,
-                                      .idle_timeout_ms = 60000};
+                                      .idle_timeout_ms = 60000,
+                                      .streams_per_tunneler = world_quota};
     assert_int_equal(dataplane_new(&env, &config, &w->dp, &err), 0);
     assert_true(dataplane_listen_port(w->dp) != 0);
 }
@@ -376,6 +378,65 @@ test_allowlist_change_applies_to_live_sessions(void **state)
     world_stop(&w);
 }
 
+/* A tunneler at its stream quota: the next OPEN gets RST REFUSED with the
+ * quota's text, counted; the stream it already has is untouched. */
+static void
+test_stream_quota_per_tunneler(void **state)
+{
+    (void)state;
+    struct world w;
+    struct tunneler t;
+    world_quota = 1;
+    world_start(&w);
+    world_quota = 0;
+    dial(&w, &t, &laptop_id);
+    open_stream(&t, "echo");
+    TEST_LOOP_UNTIL(w.loop, t.open_oks == 1);
+    assert_int_equal(t.open_oks, 1);
+    w.target_fd = net_accept(w.target_listen);
+    open_stream(&t, "echo");
+    TEST_LOOP_UNTIL(w.loop, t.pending_closed == 1);
+    assert_int_equal(t.pending_closed, 1);
+    assert_int_equal(t.pending_code, MUX_CODE_REFUSED);
+    assert_string_equal(t.pending_reason, DATAPLANE_MSG_QUOTA);
+    assert_int_equal(health_data(&w, "streams_over_quota"), 1);
+    assert_int_equal(t.stats.streams, 1);
+    assert_false(t.closed);
+    hang_up(&w, &t);
+    world_stop(&w);
+}
+
+/* dataplane_refuse: live sessions end with GOAWAY REFUSED and the reason,
+ * new ones get the same after their handshake, until it is lifted. */
+static void
+test_refuse_closes_and_refuses_until_lifted(void **state)
+{
+    (void)state;
+    struct world w;
+    struct tunneler t;
+    world_start(&w);
+    dial(&w, &t, &laptop_id);
+    assert_true(t.ready);
+    dataplane_refuse(w.dp, "allowlist too old: 9s > ALLOWLIST_MAX_AGE 2s");
+    TEST_LOOP_UNTIL(w.loop, t.closed);
+    assert_true(t.closed);
+    assert_int_equal(t.closed_code, MUX_CODE_REFUSED);
+    assert_string_equal(t.closed_reason, "allowlist too old: 9s > ALLOWLIST_MAX_AGE 2s");
+    hang_up(&w, &t);
+    dial(&w, &t, &laptop_id);
+    TEST_LOOP_UNTIL(w.loop, t.closed);
+    assert_true(t.closed);
+    assert_int_equal(t.closed_code, MUX_CODE_REFUSED);
+    hang_up(&w, &t);
+    dataplane_refuse(w.dp, NULL);
+    dial(&w, &t, &laptop_id);
+    assert_true(t.ready);
+    test_loop_once(w.loop);
+    assert_false(t.closed);
+    hang_up(&w, &t);
+    world_stop(&w);
+}
+
 int
 main(void)
 {
@@ -384,6 +445,8 @@ main(void)
         cmocka_unit_test(test_tunneler_not_allowed_gets_goaway_with_its_code),
         cmocka_unit_test(test_refused_streams_carry_their_codes),
         cmocka_unit_test(test_allowlist_change_applies_to_live_sessions),
+        cmocka_unit_test(test_stream_quota_per_tunneler),
+        cmocka_unit_test(test_refuse_closes_and_refuses_until_lifted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -409,6 +410,43 @@ test_queue_bound_follows_the_window(void **state)
     assert_int_equal(dsession_queue_max(&no_growth), 1048576 + 262144 + 262144);
 }
 
+/* Each end knows when its peer's identity runs out; a trust bundle that no
+ * longer holds the peer's CA closes the session (REFUSED, both ends), one
+ * that still does leaves it alone. */
+static void
+test_peer_recheck_and_expiry(void **state)
+{
+    (void)state;
+    struct world w;
+    world_start(&w);
+    int64_t now = (int64_t)time(NULL);
+    assert_true(dsession_peer_not_after(w.server.ds) > now);
+    assert_true(dsession_peer_not_after(w.client.ds) > now);
+    struct ztr_err err = {0};
+    struct pki_bundle *same, *other;
+    assert_int_equal(pki_bundle_from_pem(pki.bundle, pki.bundle_len, &same, &err), 0);
+    assert_int_equal(dsession_recheck_peer(w.server.ds, same), 0);
+    assert_int_equal(dsession_recheck_peer(w.client.ds, same), 0);
+    test_loop_once(w.loop);
+    assert_false(w.server.closed || w.client.closed);
+    struct pki_ca *ca;
+    char *pem;
+    size_t len;
+    assert_int_equal(pki_ca_create(TD, now, 3600, &ca, &err), 0);
+    assert_int_equal(pki_ca_cert_pem(ca, &pem, &len, &err), 0);
+    assert_int_equal(pki_bundle_from_pem(pem, len, &other, &err), 0);
+    assert_int_equal(dsession_recheck_peer(w.server.ds, other), -1);
+    TEST_LOOP_UNTIL(w.loop, w.server.closed && w.client.closed);
+    assert_true(w.server.closed && w.client.closed);
+    assert_int_equal(w.client.closed_code, MUX_CODE_REFUSED);
+    assert_string_equal(w.client.closed_reason, DSESSION_MSG_PEER_UNTRUSTED);
+    pki_bundle_free(same);
+    pki_bundle_free(other);
+    free(pem);
+    pki_ca_free(ca);
+    world_stop(&w);
+}
+
 int
 main(void)
 {
@@ -418,6 +456,7 @@ main(void)
         cmocka_unit_test(test_goaway_ends_the_session_with_its_code),
         cmocka_unit_test(test_lost_connection_reads_as_internal),
         cmocka_unit_test(test_queue_bound_follows_the_window),
+        cmocka_unit_test(test_peer_recheck_and_expiry),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

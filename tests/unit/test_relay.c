@@ -233,7 +233,7 @@ sample(struct fixture *t)
         if (s->relay != NULL && relay_queued(s->relay) > s->max_queued)
             s->max_queued = relay_queued(s->relay);
     }
-    size_t chunks = relay_pool_chunks_in_use(t->pool);
+    size_t chunks = t->pool != NULL ? relay_pool_chunks_in_use(t->pool) : 0;
     if (chunks > t->max_chunks)
         t->max_chunks = chunks;
 }
@@ -738,6 +738,63 @@ test_finish_drains_queue(void **state)
     free(up);
 }
 
+/* A local peer that never reads what a finished stream still holds: at the
+ * drain deadline the relay gives up, resets the socket (a cut transfer, not
+ * a complete one) and returns every chunk. */
+static void
+test_drain_deadline(void **state)
+{
+    struct fixture *t = *state;
+    enum { W = 64 * 1024, N = 48 * 1024 };
+    relay_pool_set_drain_timeout(t->pool, 300);
+    start(t, W, 4096);
+    uint8_t *up = pattern(N, 8);
+    t->opp.tx = up;
+    t->opp.tx_len = N;
+    t->opp.shut_after_tx = true;
+    assert_int_equal(shutdown(t->acp.fd, SHUT_WR), 0);
+    WAIT_FOR(t, t->ac.stream_closes == 1 && t->op.done_calls == 1);
+    assert_true(t->ac.queued_at_close > 0);
+    /* Before the deadline it still waits for the reader... */
+    run_for(t, 0.1);
+    assert_int_equal(t->ac.done_calls, 0);
+    /* ...and at it the relay is closed without the peer ever reading. */
+    WAIT_FOR(t, t->ac.done_calls == 1);
+    assert_null(t->ac.relay);
+    assert_int_equal(t->ac.done_code, MUX_CODE_CANCEL);
+    assert_non_null(strstr(t->ac.done_reason, "drain timed out"));
+    assert_true(t->ac.totals.bytes_to_socket < N);
+    assert_int_equal(relay_pool_chunks_in_use(t->pool), 0);
+    wait_reset(t, &t->acp);
+    assert_true(t->acp.rx.len < N);
+    assert_sessions_clean(t);
+    free(up);
+}
+
+/* The pool's owner lets go while a relay still drains: the pool stays until
+ * that relay is done (ASan would report a use after free or a leak). */
+static void
+test_pool_outlives_draining_relay(void **state)
+{
+    struct fixture *t = *state;
+    enum { W = 64 * 1024, N = 48 * 1024 };
+    relay_pool_set_drain_timeout(t->pool, 200);
+    start(t, W, 4096);
+    uint8_t *up = pattern(N, 8);
+    t->opp.tx = up;
+    t->opp.tx_len = N;
+    t->opp.shut_after_tx = true;
+    assert_int_equal(shutdown(t->acp.fd, SHUT_WR), 0);
+    WAIT_FOR(t, t->ac.stream_closes == 1 && t->op.done_calls == 1);
+    assert_non_null(t->ac.relay);
+    relay_pool_free(t->pool);
+    t->pool = NULL;
+    WAIT_FOR(t, t->ac.done_calls == 1);
+    assert_int_equal(t->ac.done_code, MUX_CODE_CANCEL);
+    assert_sessions_clean(t);
+    free(up);
+}
+
 /* ---- 4. reset from the other side ----------------------------------------------------- */
 
 static void
@@ -1067,6 +1124,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_early_bytes_beyond_credit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_bytes_silent_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_too_long, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_outlives_draining_relay, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

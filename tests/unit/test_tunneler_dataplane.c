@@ -63,6 +63,7 @@ test_refusal_codes_decide_failover_and_reply(void **state)
 
 static struct test_pki pki;
 static struct test_identity dc_id[2], laptop_id;
+static uint32_t tunnel_quota;   /* client_streams_max of the next tunnel (0: none) */
 
 /* One connector: its data plane, its allowlist, and the target its
  * resource "echo" points at. */
@@ -175,7 +176,8 @@ tunnel_open(struct world *w)
     struct tunneler_config config = {.forwards = &forward, .forward_count = 1,
                                      .socks_listen = "127.0.0.1:0", .window = {65536, 0},
                                      .ping_interval_ms = 60000, .retry_min_ms = 60000,
-                                     .retry_max_ms = 120000, .client_timeout_ms = 5000};
+                                     .retry_max_ms = 120000, .client_timeout_ms = 5000,
+                                     .client_streams_max = tunnel_quota};
     struct tunnel_env env = {.loop = w->loop, .tls = w->laptop_tls, .trust_domain = TD,
                              .state_dir = w->state_dir};
     struct tunnel *t = NULL;
@@ -462,6 +464,54 @@ test_resource_not_allowed_is_not_retried(void **state)
     world_stop(&w);
 }
 
+static int
+targets_accepted(struct world *w)
+{
+    accept_targets(w);
+    return w->dc[0].accepted + w->dc[1].accepted;
+}
+
+/* One source IP at its quota: a further connection is closed at accept and
+ * counted; once one of its streams is over, it may open another. */
+static void
+test_client_quota_per_source_ip(void **state)
+{
+    (void)state;
+    struct world w;
+    tunnel_quota = 2;
+    world_start(&w, false);
+    tunnel_quota = 0;
+    int a = client_connect(&w, 0), b = client_connect(&w, 0);
+    TEST_LOOP_UNTIL(w.loop, targets_accepted(&w) == 2);
+    assert_int_equal(targets_accepted(&w), 2);
+    int c = client_connect(&w, 0);
+    bool closed = false;
+    double end = test_now() + 10;
+    while (!closed && test_now() < end) {
+        char x;
+        ssize_t n = recv(c, &x, 1, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+            closed = true;
+        else
+            test_loop_once(w.loop);
+    }
+    assert_true(closed);
+    assert_int_equal(data_counter(&w, "client_streams_over_quota"), 1);
+    assert_int_equal(targets_accepted(&w), 2);
+    struct linger hard = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(a, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard)), 0);
+    close(a);
+    TEST_LOOP_UNTIL(w.loop, data_counter(&w, "streams") == 1);
+    int d = client_connect(&w, 0);
+    TEST_LOOP_UNTIL(w.loop, targets_accepted(&w) == 3);
+    assert_int_equal(targets_accepted(&w), 3);
+    assert_int_equal(data_counter(&w, "client_streams_over_quota"), 1);
+    close(b);
+    close(c);
+    close(d);
+    world_stop(&w);
+}
+
 int
 main(void)
 {
@@ -472,6 +522,7 @@ main(void)
         cmocka_unit_test(test_peer_not_allowed_fails_over_and_marks_down),
         cmocka_unit_test(test_connect_failed_fails_over_without_marking_down),
         cmocka_unit_test(test_resource_not_allowed_is_not_retried),
+        cmocka_unit_test(test_client_quota_per_source_ip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

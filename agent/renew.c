@@ -108,7 +108,6 @@ agent_handle_bundle(struct agent *a, const json_t *msg)
         log_warn("bundle rejected", "error=\"%s\"", err.msg);
         return;
     }
-    pki_bundle_free(parsed);
     if (a->bundle_pem == NULL || strcmp(bundle, a->bundle_pem) != 0) {
         if (agent_write_state_file(a, "bundle.pem", bundle, strlen(bundle), 0644, &err) != 0 ||
             tls_ctx_update(a->ctl_tls, NULL, 0, NULL, 0, bundle, strlen(bundle), &err) != 0 ||
@@ -124,6 +123,7 @@ agent_handle_bundle(struct agent *a, const json_t *msg)
                 a->pending_chain = NULL;
                 agent_renewal_failed(a, err.msg);
             }
+            pki_bundle_free(parsed);
             return;
         }
         agent_replace_text(&a->bundle_pem, &a->bundle_len, strdup(bundle), strlen(bundle), false);
@@ -131,7 +131,13 @@ agent_handle_bundle(struct agent *a, const json_t *msg)
                  (long long)json_integer_value(json_object_get(msg, "version")));
         if (a->spec->on_bundle != NULL)
             a->spec->on_bundle(a->spec->ctx);
+        /* The controller on the other end proved itself against the old
+         * bundle; it must still verify against the new one. */
+        if (a->ctl != NULL && ctl_stream_peer_recheck(a->ctl, parsed, &err) != 0)
+            log_warn("control stream closed: the controller no longer verifies",
+                     "error=\"%s\"", err.msg);
     }
+    pki_bundle_free(parsed);
     if (a->pending_chain != NULL) {
         char *chain = a->pending_chain;
         a->pending_chain = NULL;

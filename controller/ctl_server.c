@@ -607,6 +607,9 @@ handle_renew(struct session *s, const json_t *msg)
     c->counters.renewals++;
     snprintf(s->key, sizeof(s->key), "%s", new_fp);
     snprintf(s->serial, sizeof(s->serial), "%s", info.serial_hex);
+    /* The session proved the new key (the CSR's signature) over a stream
+     * the old one opened: it now stands for the new certificate. */
+    ctl_stream_expire_at(s->stream, info.not_after);
     snprintf(s->node.cert_serial, sizeof(s->node.cert_serial), "%s", info.serial_hex);
     log_info("certificate renewed", "node=%s spiffe_id=%s not_after=%lld", s->node.id,
              s->node.spiffe_id, (long long)info.not_after);
@@ -738,6 +741,8 @@ on_ready(void *user)
                  "node=%s serial=%s current_serial=%s until=%lld", s->node.id, s->serial,
                  s->node.cert_serial, (long long)s->node.prev_cert_until);
     c->counters.sessions_accepted++;
+    /* No session outlives the certificate it stands for. */
+    ctl_stream_expire_at(s->stream, ctl_stream_peer_not_after(s->stream));
     s->state = S_AWAIT_HELLO;
     alert_other_keys(s);
     if (check.grace_ended)

@@ -1,8 +1,11 @@
 #include "ctl/stream.h"
 
+#include <ev.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#include "base/clock.h"
 
 #include "ctl/frame.h"
 
@@ -15,9 +18,20 @@ struct ctl_stream {
      * because a callback may close the stream in the middle of a read that
      * holds more frames. */
     bool closing;
+    /* ctl_stream_expire_at's moment. */
+    struct ev_loop *loop;
+    ev_timer expiry;
 };
 
 /* ---- tls_conn callbacks ------------------------------------------------------ */
+
+static void
+expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ctl_stream_close(w->data, CTL_STREAM_PEER_EXPIRED);
+}
 
 static void
 stream_on_ready(struct tls_conn *conn, void *user)
@@ -75,6 +89,7 @@ stream_on_close(struct tls_conn *conn, const char *reason, void *user)
     (void)conn;
     struct ctl_stream *stream = user;
     stream->closing = true;
+    ev_timer_stop(stream->loop, &stream->expiry);
     if (stream->callbacks.on_close != NULL)
         stream->callbacks.on_close(stream->user, reason);
     frame_reader_free(&stream->reader);
@@ -97,6 +112,9 @@ ctl_stream_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     }
     frame_reader_init(&stream->reader);
+    stream->loop = loop;
+    ev_timer_init(&stream->expiry, expiry_cb, 0.0, 0.0);
+    stream->expiry.data = stream;
     stream->callbacks = *callbacks;
     stream->user = user;
     if (tls_conn_new(loop, ctx, fd, expect, &stream_tls_callbacks, stream, &stream->conn,
@@ -155,4 +173,33 @@ const char *
 ctl_stream_peer_addr(const struct ctl_stream *stream)
 {
     return tls_conn_peer_addr(stream->conn);
+}
+
+int64_t
+ctl_stream_peer_not_after(const struct ctl_stream *stream)
+{
+    return tls_conn_peer_not_after(stream->conn);
+}
+
+void
+ctl_stream_expire_at(struct ctl_stream *stream, int64_t not_after)
+{
+    ev_timer_stop(stream->loop, &stream->expiry);
+    if (not_after <= 0 || stream->closing)
+        return;
+    /* Expired means now > not_after (pki_verify): the second after. */
+    int64_t left = not_after + 1 - clock_wall_s(clock_system());
+    ev_timer_set(&stream->expiry, left > 0 ? (double)left : 0.0, 0.0);
+    ev_timer_start(stream->loop, &stream->expiry);
+}
+
+int
+ctl_stream_peer_recheck(struct ctl_stream *stream, const struct pki_bundle *bundle,
+                        struct ztr_err *err)
+{
+    if (!tls_conn_peer_verified(stream->conn) ||
+        tls_conn_peer_recheck(stream->conn, bundle, err) == 0)
+        return 0;
+    ctl_stream_close(stream, CTL_STREAM_PEER_UNTRUSTED);
+    return -1;
 }

@@ -38,6 +38,12 @@
  * data-plane peer can never land on the control plane. */
 #define CTL_ALPN "ztr-ctl/1"
 
+/* Close reasons of the stream's own making: at the moment
+ * ctl_stream_expire_at set, and when a new trust bundle no longer verifies
+ * the peer (ctl_stream_peer_recheck). */
+#define CTL_STREAM_PEER_EXPIRED "peer certificate expired"
+#define CTL_STREAM_PEER_UNTRUSTED "peer no longer trusted"
+
 struct ev_loop;
 struct ctl_stream;
 
@@ -86,6 +92,20 @@ void ctl_stream_close(struct ctl_stream *stream, const char *reason);
 const struct pki_spiffe_id *ctl_stream_peer_id(const struct ctl_stream *stream);
 /* The verified peer's SubjectPublicKeyInfo DER (NULL when unverified). */
 const uint8_t *ctl_stream_peer_public_key(const struct ctl_stream *stream, size_t *len);
+/* The earliest not_after (Unix seconds) in the verified peer's chain; 0
+ * for a peer that sent no certificate. */
+int64_t ctl_stream_peer_not_after(const struct ctl_stream *stream);
+/* Closes the stream with CTL_STREAM_PEER_EXPIRED once not_after (Unix
+ * seconds) has passed; a later call moves the moment (the peer proved a
+ * renewed certificate over this stream), 0 cancels it. The controller sets
+ * it for every node's session, so none outlives the identity behind it. */
+void ctl_stream_expire_at(struct ctl_stream *stream, int64_t not_after);
+/* Verifies the peer's chain again against bundle (the caller's) now: 0
+ * while it still does; otherwise closes the stream with
+ * CTL_STREAM_PEER_UNTRUSTED and returns -1 with the reason. A stream whose
+ * peer sent no certificate passes. */
+int ctl_stream_peer_recheck(struct ctl_stream *stream, const struct pki_bundle *bundle,
+                            struct ztr_err *err);
 /* "ip:port" of the peer; owned by the stream. */
 const char *ctl_stream_peer_addr(const struct ctl_stream *stream);
 

@@ -31,7 +31,8 @@ static struct {
 } g;
 
 static void
-make_identity(enum pki_role role, const char *name, struct identity *out)
+make_identity_until(enum pki_role role, const char *name, int64_t not_after,
+                    struct identity *out)
 {
     struct pki_key *key;
     uint8_t *public_der;
@@ -42,11 +43,17 @@ make_identity(enum pki_role role, const char *name, struct identity *out)
     assert_int_equal(pki_key_public_der(key, &public_der, &public_len, NULL), 0);
     assert_int_equal(pki_spiffe_id_build(TD, role, name, &id, NULL), 0);
     struct pki_leaf_request request = {&id, public_der, public_len, NULL, 0, now - 60,
-                                       now + 3600};
+                                       not_after};
     assert_int_equal(pki_ca_issue(g.ca, &request, &out->chain, &out->chain_len, NULL), 0);
     assert_int_equal(pki_key_to_pem(key, &out->key, &out->key_len, NULL), 0);
     free(public_der);
     pki_key_free(key);
+}
+
+static void
+make_identity(enum pki_role role, const char *name, struct identity *out)
+{
+    make_identity_until(role, name, (int64_t)time(NULL) + 3600, out);
 }
 
 static int
@@ -573,6 +580,80 @@ test_other_alpn_is_refused(void **state)
     world_free(&wd);
 }
 
+static void
+test_stream_ends_at_the_peer_certificate_expiry(void **state)
+{
+    (void)state;
+    /* A tunneler whose certificate runs out two seconds from now. */
+    struct identity shortlived = {0};
+    make_identity_until(PKI_ROLE_TUNNELER, "laptop", (int64_t)time(NULL) + 2, &shortlived);
+    struct world wd;
+    world_init(&wd, CTL_ALPN);
+    tls_ctx_free(wd.client_ctx);
+    struct tls_ctx_config config = {.side = TLS_SIDE_CLIENT, .alpn = CTL_ALPN,
+                                    .chain_pem = shortlived.chain,
+                                    .chain_len = shortlived.chain_len,
+                                    .key_pem = shortlived.key, .key_len = shortlived.key_len,
+                                    .bundle_pem = g.bundle, .bundle_len = g.bundle_len};
+    assert_int_equal(tls_ctx_new(&config, &wd.client_ctx, NULL), 0);
+    struct end client = {0};
+    world_connect_stream(&wd, &client);
+    RUN_UNTIL(&wd, client.ready && wd.server.ready);
+    assert_true(wd.server.ready);
+    int64_t not_after = ctl_stream_peer_not_after(wd.server.stream);
+    assert_true(not_after > 0 && not_after <= (int64_t)time(NULL) + 2);
+    assert_true(ctl_stream_peer_not_after(client.stream) > not_after); /* the controller's */
+    /* Set, moved far out, then back: the last call decides. */
+    ctl_stream_expire_at(wd.server.stream, not_after + 3600);
+    ctl_stream_expire_at(wd.server.stream, not_after);
+    assert_false(wd.server.closed);
+    RUN_FOR_UNTIL(&wd, 6.0, wd.server.closed && client.closed);
+    assert_true(wd.server.closed);
+    assert_string_equal(wd.server.close_reason, CTL_STREAM_PEER_EXPIRED);
+    assert_true(client.closed);
+    assert_true((int64_t)time(NULL) > not_after);
+    end_free(&client);
+    world_free(&wd);
+    free(shortlived.chain);
+    free(shortlived.key);
+}
+
+static void
+test_recheck_closes_a_peer_the_new_bundle_does_not_trust(void **state)
+{
+    (void)state;
+    struct world wd;
+    world_init(&wd, CTL_ALPN);
+    struct end client = {0};
+    world_connect_stream(&wd, &client);
+    RUN_UNTIL(&wd, client.ready && wd.server.ready);
+    assert_true(client.ready);
+
+    /* The bundle it was verified with: the stream stays. */
+    struct pki_bundle *same, *other;
+    struct ztr_err err = {0};
+    assert_int_equal(pki_bundle_from_pem(g.bundle, g.bundle_len, &same, NULL), 0);
+    assert_int_equal(ctl_stream_peer_recheck(client.stream, same, &err), 0);
+    /* A bundle of another CA only: the controller no longer verifies. */
+    struct pki_ca *ca2;
+    char *pem2;
+    size_t pem2_len;
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(pki_ca_create(TD, now - 3600, 86400, &ca2, NULL), 0);
+    assert_int_equal(pki_ca_cert_pem(ca2, &pem2, &pem2_len, NULL), 0);
+    assert_int_equal(pki_bundle_from_pem(pem2, pem2_len, &other, NULL), 0);
+    assert_int_equal(ctl_stream_peer_recheck(client.stream, other, &err), -1);
+    assert_non_null(strstr(err.msg, "unknown authority"));
+    RUN_UNTIL(&wd, client.closed && wd.server.closed);
+    assert_string_equal(client.close_reason, CTL_STREAM_PEER_UNTRUSTED);
+    pki_bundle_free(same);
+    pki_bundle_free(other);
+    free(pem2);
+    pki_ca_free(ca2);
+    end_free(&client);
+    world_free(&wd);
+}
+
 int
 main(void)
 {
@@ -584,6 +665,8 @@ main(void)
         cmocka_unit_test(test_malformed_message_closes_with_the_reason),
         cmocka_unit_test(test_close_inside_on_message_stops_delivery),
         cmocka_unit_test(test_other_alpn_is_refused),
+        cmocka_unit_test(test_stream_ends_at_the_peer_certificate_expiry),
+        cmocka_unit_test(test_recheck_closes_a_peer_the_new_bundle_does_not_trust),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -991,6 +991,19 @@ under_admin_prefix(const char *path)
     return strncmp(path, ADMIN_PREFIX, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
+/* Runs as soon as the headers are in: an unauthenticated client is
+ * answered 401 before a byte of its body is read or buffered. */
+static bool
+admin_gate(void *ctx, const struct http_request *request, struct http_response *response)
+{
+    const struct controller *c = ctx;
+    if (!under_admin_prefix(request->path) || authorized(c, request->authorization))
+        return true;
+    log_warn("admin request refused", "method=%s reason=unauthorized", request->method);
+    http_respond_error(response, 401, "unauthorized");
+    return false;
+}
+
 static void
 admin_handle(void *ctx, const struct http_request *request, struct http_response *response)
 {
@@ -1169,6 +1182,7 @@ admin_start(struct controller *c, struct ztr_err *err)
      * 127.0.0.1:8080: bind: address already in use`, the runbook's words. */
     TRY(http_server_start(c->loop, c->settings.admin_listen, admin_handle, c, &c->admin_http,
                           err));
+    http_server_set_gate(c->admin_http, admin_gate);
     if (c->admin_token == NULL || c->admin_token[0] == '\0')
         log_warn("admin API has no ADMIN_AUTH_TOKEN: every request will be refused", NULL);
     log_info("admin API listening", "addr=%s port=%u", c->settings.admin_listen,

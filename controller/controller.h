@@ -41,6 +41,7 @@ struct controller_settings {
     char state_dir[1024];
     char controller_listen[128];
     char admin_listen[128];
+    bool admin_listen_insecure;    /* allow a non-loopback ADMIN_LISTEN */
     char health_listen[128];       /* "" = off */
     char ca_cert[1024];            /* operator CA, "" = managed CA */
     char ca_key[1024];

@@ -112,6 +112,9 @@ start(void *ctx, struct daemon *daemon, int *exit_status, struct ztr_err *err)
     TRY(ca_set_open(&c->settings, c->clock, &c->cas, err));
     char db_path[1200];
     TRY(file_path_join(db_path, sizeof(db_path), c->settings.state_dir, "controller.db", err));
+    /* SQLite would create it with the umask's mode, and gives its journal
+     * files the database's mode: made 0600 here, they all stay private. */
+    TRY(file_create_private_if_missing(db_path, err));
     TRY(store_open(db_path, c->clock, &c->store, err));
     TRY(ctl_server_start(c, err));
     TRY(admin_start(c, err));

@@ -206,8 +206,9 @@ file_ensure_dir(const char *dir, mode_t mode, struct ztr_err *err)
 {
     if (mkdir(dir, mode) == 0 || errno == EEXIST) {
         struct stat st;
-        /* lstat: a symlink planted in place of the directory is refused. */
-        if (lstat(dir, &st) != 0)
+        /* stat, not lstat: systemd's DynamicUser= makes STATE_DIR a symlink
+         * to /var/lib/private/<name>; the directory it names is checked. */
+        if (stat(dir, &st) != 0)
             return errno_fail(err, "stat", dir, errno);
         if (!S_ISDIR(st.st_mode))
             return ztr_err_set(err, ZTR_E_INVALID, "%s: not a directory", dir);

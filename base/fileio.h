@@ -35,7 +35,7 @@ int file_create_exclusive(const char *path, const void *data, size_t len, mode_t
  * grants more than mode (a STATE_DIR left 0755 or 0777) is narrowed to it
  * with a warn line ("permissions narrowed") when this process owns it, and
  * refused (ZTR_E_INVALID, naming the mode and the owner) when it does not.
- * A symlink in its place is refused. */
+ * A symlink is followed: the directory it names is checked. */
 int file_ensure_dir(const char *dir, mode_t mode, struct ztr_err *err);
 
 /* The same rule for a private file (a key, the database): one granting

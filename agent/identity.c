@@ -1,11 +1,15 @@
 /* The identity in STATE_DIR: key, certificate chain, bundle, node.json. */
 #include "agent/internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/fileio.h"
+#include "base/log.h"
 
 
 static int
@@ -90,11 +94,76 @@ agent_adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err)
     return 0;
 }
 
+/*
+ * The key and the certificate are two files, and a crash between their
+ * writes once left a new key beside the old certificate: a pair that can
+ * never complete a handshake. A change is now staged beside them and
+ * committed in an order that makes recovery certain:
+ *
+ *   1. key.pem.new   (0600)   — a crash here: key.pem.new alone → dropped
+ *   2. cert.pem.new           — the commit point: from here on, forward
+ *   3. key.pem.new  → key.pem
+ *   4. cert.pem.new → cert.pem
+ *
+ * Each write is itself atomic (file_write_atomic). On start,
+ * settle_staged_pair() finishes steps 3-4 when cert.pem.new exists and
+ * discards key.pem.new when it does not, so the pair loaded is always one
+ * that was written together.
+ */
+#define STAGED_KEY "key.pem.new"
+#define STAGED_CERT "cert.pem.new"
+
+static int
+path_exists(const char *path, bool *exists, struct ztr_err *err)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        *exists = true;
+        return 0;
+    }
+    *exists = false;
+    if (errno == ENOENT)
+        return 0;
+    char reason[128];
+    return ztr_err_set(err, ZTR_E_IO, "stat %s: %s", path,
+                       file_strerror(errno, reason, sizeof(reason)));
+}
+
+static int
+settle_staged_pair(const struct agent *a, struct ztr_err *err)
+{
+    char key_new[1200], cert_new[1200], key[1200], cert[1200];
+    TRY(state_path(a, STAGED_KEY, key_new, sizeof(key_new), err));
+    TRY(state_path(a, STAGED_CERT, cert_new, sizeof(cert_new), err));
+    TRY(state_path(a, "key.pem", key, sizeof(key), err));
+    TRY(state_path(a, "cert.pem", cert, sizeof(cert), err));
+    bool have_key_new, have_cert_new;
+    TRY(path_exists(key_new, &have_key_new, err));
+    TRY(path_exists(cert_new, &have_cert_new, err));
+    if (have_cert_new) {
+        if (have_key_new)
+            TRY(file_rename(key_new, key, err));
+        TRY(file_rename(cert_new, cert, err));
+        log_warn("identity change interrupted by a crash: completed", "state_dir=%s",
+                 a->state_dir);
+    } else if (have_key_new) {
+        if (unlink(key_new) != 0) {
+            char reason[128];
+            return ztr_err_set(err, ZTR_E_IO, "unlink %s: %s", key_new,
+                               file_strerror(errno, reason, sizeof(reason)));
+        }
+        log_warn("identity change interrupted by a crash: discarded, previous identity kept",
+                 "state_dir=%s", a->state_dir);
+    }
+    return 0;
+}
+
 int
 agent_load_identity(struct agent *a, bool *found, struct ztr_err *err)
 {
     char path[1200];
     *found = false;
+    TRY(settle_staged_pair(a, err));
     char *chain = NULL, *key = NULL, *bundle = NULL, *node = NULL;
     size_t chain_len = 0, key_len = 0, bundle_len = 0, node_len = 0;
     struct ztr_err probe;
@@ -106,6 +175,8 @@ agent_load_identity(struct agent *a, bool *found, struct ztr_err *err)
         return -1;
     }
     int rc = state_path(a, "key.pem", path, sizeof(path), err);
+    if (rc == 0)
+        rc = file_ensure_private(path, err);
     if (rc == 0)
         rc = file_read_all(path, STATE_FILE_MAX, &key, &key_len, err);
     if (rc == 0)
@@ -152,12 +223,24 @@ agent_install_pending_identity(struct agent *a, const char *chain, struct ztr_er
     char *key_pem;
     size_t key_len;
     TRY(pki_key_to_pem(a->pending_key, &key_pem, &key_len, err));
-    /* Key then certificate, each atomically (the key 0600, its temporary
-     * file created O_EXCL): a crash before cert.pem leaves no new identity
-     * that looks complete. */
-    int rc = agent_write_state_file(a, "key.pem", key_pem, key_len, 0600, err);
+    /* Staged, then committed (see settle_staged_pair); the key 0600, its
+     * temporary file created O_EXCL. */
+    char key_new[1200], cert_new[1200], key_path[1200], cert_path[1200];
+    int rc = state_path(a, STAGED_KEY, key_new, sizeof(key_new), err);
     if (rc == 0)
-        rc = agent_write_state_file(a, "cert.pem", chain, strlen(chain), 0644, err);
+        rc = state_path(a, STAGED_CERT, cert_new, sizeof(cert_new), err);
+    if (rc == 0)
+        rc = state_path(a, "key.pem", key_path, sizeof(key_path), err);
+    if (rc == 0)
+        rc = state_path(a, "cert.pem", cert_path, sizeof(cert_path), err);
+    if (rc == 0)
+        rc = agent_write_state_file(a, STAGED_KEY, key_pem, key_len, 0600, err);
+    if (rc == 0)
+        rc = agent_write_state_file(a, STAGED_CERT, chain, strlen(chain), 0644, err);
+    if (rc == 0)
+        rc = file_rename(key_new, key_path, err);
+    if (rc == 0)
+        rc = file_rename(cert_new, cert_path, err);
     if (rc != 0) {
         explicit_bzero(key_pem, key_len);
         free(key_pem);

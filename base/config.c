@@ -435,6 +435,19 @@ load_flags(struct config *config, int argc, char *const *argv, struct ztr_err *e
         long idx = schema_index_by_flag(config, arg, flag_len);
         if (idx < 0)
             return ztr_err_set(err, ZTR_E_CONFIG, "unknown flag %.*s", (int)flag_len, arg);
+        /* A command line is readable by every local user (ps, /proc); a
+         * secret there is disclosed before the daemon even runs. The value
+         * is not echoed, and not read: the error names only the key. */
+        if (config->schema[idx].type == CONFIG_SECRET) {
+            char yaml[NAME_MAX_LEN + 1];
+            yaml_name(config->schema[idx].name, yaml, sizeof(yaml));
+            return ztr_err_set(err, ZTR_E_CONFIG,
+                               "flag %.*s: %s is a secret and is not accepted on the command "
+                               "line (visible to every local user in ps); set %s in the "
+                               "environment (systemd EnvironmentFile) or %s in the YAML file",
+                               (int)flag_len, arg, config->schema[idx].name,
+                               config->schema[idx].name, yaml);
+        }
         if (text == NULL) {
             if (i + 1 >= argc)
                 return ztr_err_set(err, ZTR_E_CONFIG, "flag %s needs a value", arg);

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/log.h"
+
 #define PATH_MAX_LEN 4096
 
 const char *
@@ -171,18 +173,83 @@ file_create_exclusive(const char *path, const void *data, size_t len, mode_t mod
     return fsync_parent_dir(path, err);
 }
 
+/*
+ * What an existing path may grant beyond `mode` is the question: ours, it
+ * is narrowed to what was asked for (a warn line says so); someone else's,
+ * we cannot know who else writes there, and refuse it.
+ */
+static int
+narrow_mode(const char *path, const struct stat *st, mode_t mode, const char *what,
+            struct ztr_err *err)
+{
+    mode_t have = st->st_mode & 07777;
+    mode_t extra = have & 0777 & ~mode;
+    if (extra == 0)
+        return 0;
+    if (st->st_uid != geteuid())
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "%s: %s has mode %04o and belongs to uid %u, not to this process "
+                           "(uid %u): other users could read or replace it; chmod %04o it or "
+                           "give it to the daemon's user",
+                           path, what, (unsigned)have, (unsigned)st->st_uid,
+                           (unsigned)geteuid(), (unsigned)mode);
+    mode_t narrowed = have & ~extra;
+    if (chmod(path, narrowed) != 0)
+        return errno_fail(err, "chmod", path, errno);
+    log_warn("permissions narrowed", "path=%s what=%s from=%04o to=%04o", path, what,
+             (unsigned)have, (unsigned)narrowed);
+    return 0;
+}
+
 int
 file_ensure_dir(const char *dir, mode_t mode, struct ztr_err *err)
 {
     if (mkdir(dir, mode) == 0 || errno == EEXIST) {
         struct stat st;
+        /* stat, not lstat: systemd's DynamicUser= makes STATE_DIR a symlink
+         * to /var/lib/private/<name>; the directory it names is checked. */
         if (stat(dir, &st) != 0)
             return errno_fail(err, "stat", dir, errno);
         if (!S_ISDIR(st.st_mode))
             return ztr_err_set(err, ZTR_E_INVALID, "%s: not a directory", dir);
-        return 0;
+        return narrow_mode(dir, &st, mode, "directory", err);
     }
     return errno_fail(err, "mkdir", dir, errno);
+}
+
+int
+file_ensure_private(const char *path, struct ztr_err *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        return errno_fail(err, "stat", path, errno);
+    }
+    if (!S_ISREG(st.st_mode))
+        return ztr_err_set(err, ZTR_E_INVALID, "%s: not a regular file", path);
+    return narrow_mode(path, &st, 0600, "file", err);
+}
+
+int
+file_create_private_if_missing(const char *path, struct ztr_err *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        return fsync_parent_dir(path, err);
+    }
+    if (errno != EEXIST)
+        return errno_fail(err, "open", path, errno);
+    return file_ensure_private(path, err);
+}
+
+int
+file_rename(const char *from, const char *to, struct ztr_err *err)
+{
+    if (rename(from, to) != 0)
+        return errno_fail(err, "rename", from, errno);
+    return fsync_parent_dir(to, err);
 }
 
 int

@@ -31,9 +31,26 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 int file_create_exclusive(const char *path, const void *data, size_t len, mode_t mode,
                           struct ztr_err *err);
 
-/* Creates dir (one level) with mode if missing; an existing directory is
- * fine. */
+/* Creates dir (one level) with mode if missing. An existing directory that
+ * grants more than mode (a STATE_DIR left 0755 or 0777) is narrowed to it
+ * with a warn line ("permissions narrowed") when this process owns it, and
+ * refused (ZTR_E_INVALID, naming the mode and the owner) when it does not.
+ * A symlink is followed: the directory it names is checked. */
 int file_ensure_dir(const char *dir, mode_t mode, struct ztr_err *err);
+
+/* The same rule for a private file (a key, the database): one granting
+ * more than 0600 is narrowed if ours, refused if not. A missing file is
+ * fine (nothing to protect yet). */
+int file_ensure_private(const char *path, struct ztr_err *err);
+
+/* Creates path empty with mode 0600 if it is missing (so a file another
+ * library then opens is never created with the umask's mode), else applies
+ * file_ensure_private to it. */
+int file_create_private_if_missing(const char *path, struct ztr_err *err);
+
+/* rename(2) and an fsync of the target's directory, so the rename survives
+ * a crash; the step that commits a change written beside its target. */
+int file_rename(const char *from, const char *to, struct ztr_err *err);
 
 /* Writes "dir/name" into out (cap bytes): the one way a state file's path
  * is built. A result that does not fit is refused, never cut short:

@@ -220,25 +220,33 @@ dispatch(const struct route *routes, size_t count, struct admin_call *call)
  * fields are all optional accept none. Responds 400 and returns NULL
  * otherwise. */
 static json_t *
-parse_body(const struct http_request *request, struct http_response *response)
+body_object(const char *text, size_t len, struct ztr_err *err)
 {
-    const char *text = request->body != NULL ? request->body : "";
-    size_t len = request->body_len != 0 ? request->body_len : strlen(text);
     if (len == 0)
         return json_object();
     json_error_t jerr;
     json_t *body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (body == NULL) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "invalid JSON body: %s", jerr.text);
-        http_respond_error(response, 400, msg);
+        ztr_err_set(err, ZTR_E_INVALID, "invalid JSON body: %s", jerr.text);
         return NULL;
     }
     if (!json_is_object(body)) {
         json_decref(body);
-        http_respond_error(response, 400, "the request body must be a JSON object");
+        ztr_err_set(err, ZTR_E_INVALID, "the request body must be a JSON object");
         return NULL;
     }
+    return body;
+}
+
+static json_t *
+parse_body(const struct http_request *request, struct http_response *response)
+{
+    const char *text = request->body != NULL ? request->body : "";
+    size_t len = request->body_len != 0 ? request->body_len : strlen(text);
+    struct ztr_err err = {0};
+    json_t *body = body_object(text, len, &err);
+    if (body == NULL)
+        http_respond_error(response, 400, err.msg);
     return body;
 }
 
@@ -609,8 +617,8 @@ route_tokens_list(struct admin_call *call)
 /* Reads and checks the body of POST /api/admin/tokens into request. The
  * strings point into body. */
 static int
-token_request_from(const struct controller *c, const json_t *body,
-                   struct token_request *request, struct ztr_err *err)
+token_request_from(int64_t default_ttl_s, const json_t *body, struct token_request *request,
+                   struct ztr_err *err)
 {
     static const char *const fields[] = {"role", "name", "uses", "ttl", "name_prefix", "replace",
                                          NULL};
@@ -629,7 +637,7 @@ token_request_from(const struct controller *c, const json_t *body,
         request->uses = json_integer_value(uses);
     }
 
-    request->ttl_s = c->settings.token_ttl_s;
+    request->ttl_s = default_ttl_s;
     const char *ttl;
     TRY(field_string(body, "ttl", false, 32, &ttl, err));
     if (ttl != NULL) {
@@ -658,6 +666,21 @@ token_request_from(const struct controller *c, const json_t *body,
     return 0;
 }
 
+int
+admin_parse_token_request(const char *text, size_t len, int64_t default_ttl_s,
+                          struct token_request *request, json_t **body, struct ztr_err *err)
+{
+    *body = body_object(text, len, err);
+    if (*body == NULL)
+        return -1;
+    if (token_request_from(default_ttl_s, *body, request, err) != 0) {
+        json_decref(*body);
+        *body = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 static void
 route_token_create(struct admin_call *call)
 {
@@ -669,7 +692,7 @@ route_token_create(struct admin_call *call)
     struct store_token record = {0};
     struct ztr_err err = {0};
     char *text = NULL;
-    if (token_request_from(c, body, &request, &err) != 0 ||
+    if (token_request_from(c->settings.token_ttl_s, body, &request, &err) != 0 ||
         token_create(c, &request, &text, &record, &err) != 0) {
         respond_failure(call->response, &err);
         json_decref(body);
@@ -1007,6 +1030,19 @@ under_admin_prefix(const char *path)
     return strncmp(path, ADMIN_PREFIX, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
+/* Runs as soon as the headers are in: an unauthenticated client is
+ * answered 401 before a byte of its body is read or buffered. */
+static bool
+admin_gate(void *ctx, const struct http_request *request, struct http_response *response)
+{
+    const struct controller *c = ctx;
+    if (!under_admin_prefix(request->path) || authorized(c, request->authorization))
+        return true;
+    log_warn("admin request refused", "method=%s reason=unauthorized", request->method);
+    http_respond_error(response, 401, "unauthorized");
+    return false;
+}
+
 static void
 admin_handle(void *ctx, const struct http_request *request, struct http_response *response)
 {
@@ -1185,6 +1221,7 @@ admin_start(struct controller *c, struct ztr_err *err)
      * 127.0.0.1:8080: bind: address already in use`, the runbook's words. */
     TRY(http_server_start(c->loop, c->settings.admin_listen, admin_handle, c, &c->admin_http,
                           err));
+    http_server_set_gate(c->admin_http, admin_gate);
     if (c->admin_token == NULL || c->admin_token[0] == '\0')
         log_warn("admin API has no ADMIN_AUTH_TOKEN: every request will be refused", NULL);
     log_info("admin API listening", "addr=%s port=%u", c->settings.admin_listen,

@@ -2,10 +2,12 @@
  * ca-<n>.key (0600, never overwritten) plus state.json naming the signer and
  * when each older CA may leave the bundle. An operator CA (CA_CERT/CA_KEY)
  * is used as is and never rotated by us. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/fileio.h"
 #include "base/log.h"
@@ -59,14 +61,17 @@ free_secret(char *data, size_t len)
     free(data);
 }
 
-/* Reads a CA certificate and key; every failure names the file. */
+/* Reads a CA certificate and key; every failure names the file. A managed
+ * key (in STATE_DIR) must be private; an operator's CA_KEY is theirs. */
 static int
-load_ca_files(const char *cert_path, const char *key_path, struct pki_ca **ca,
+load_ca_files(const char *cert_path, const char *key_path, bool managed, struct pki_ca **ca,
               struct ztr_err *err)
 {
     char *cert = NULL, *key = NULL;
     size_t cert_len = 0, key_len = 0;
     int rc = file_read_all(cert_path, CA_FILE_MAX, &cert, &cert_len, err);
+    if (rc == 0 && managed)
+        rc = file_ensure_private(key_path, err);
     if (rc == 0)
         rc = file_read_all(key_path, CA_FILE_MAX, &key, &key_len, err);
     if (rc != 0) {
@@ -115,6 +120,33 @@ save_state(struct ca_set *cas, struct ztr_err *err)
     return rc;
 }
 
+/*
+ * A CA's key and certificate are two files; state.json, written after both,
+ * is what commits them. Files of a number state.json does not list are what
+ * a crash between those writes left (a key without its certificate, or a
+ * pair never committed): nothing was signed with them, so they are removed
+ * and the CA made afresh, rather than the exclusive create failing on
+ * every start from then on.
+ */
+static int
+drop_uncommitted(int number, const char *key_path, const char *cert_path, struct ztr_err *err)
+{
+    bool dropped = false;
+    const char *paths[] = {key_path, cert_path};
+    for (size_t i = 0; i < 2; i++) {
+        if (unlink(paths[i]) == 0) {
+            dropped = true;
+        } else if (errno != ENOENT) {
+            char reason[128];
+            return ztr_err_set(err, ZTR_E_IO, "unlink %s: %s", paths[i],
+                               file_strerror(errno, reason, sizeof(reason)));
+        }
+    }
+    if (dropped)
+        log_warn("CA files left by an interrupted creation removed", "ca=%d", number);
+    return 0;
+}
+
 /* Makes CA number n, writing its key exclusively before its certificate. */
 static int
 create_ca(struct ca_set *cas, int number, struct ztr_err *err)
@@ -133,6 +165,8 @@ create_ca(struct ca_set *cas, int number, struct ztr_err *err)
         rc = pki_ca_cert_pem(ca, &cert, &cert_len, err);
     if (rc == 0)
         rc = pki_ca_key_pem(ca, &key, &key_len, err);
+    if (rc == 0)
+        rc = drop_uncommitted(number, key_path, cert_path, err);
     if (rc == 0)
         rc = file_create_exclusive(key_path, key, key_len, 0600, err);
     if (rc == 0)
@@ -177,7 +211,7 @@ load_state(struct ca_set *cas, struct ztr_err *err)
         if (rc == 0)
             rc = ca_path(cas, number, "key", key_path, sizeof(key_path), err);
         if (rc == 0)
-            rc = load_ca_files(cert_path, key_path, &ca, err);
+            rc = load_ca_files(cert_path, key_path, true, &ca, err);
         if (rc != 0)
             break;
         cas->entries[cas->count++] =
@@ -229,7 +263,7 @@ ca_set_open(const struct controller_settings *settings, const struct ztr_clock *
         if (settings->ca_cert[0] == '\0' || settings->ca_key[0] == '\0')
             rc = ztr_err_set(err, ZTR_E_CONFIG, PKI_MSG_READ_CA ": CA_CERT and CA_KEY go together");
         else
-            rc = load_ca_files(settings->ca_cert, settings->ca_key, &ca, err);
+            rc = load_ca_files(settings->ca_cert, settings->ca_key, false, &ca, err);
         if (rc == 0) {
             cas->operator_managed = true;
             cas->entries[cas->count++] = (struct ca_entry){1, 0, ca};

@@ -38,6 +38,7 @@ struct controller_settings {
     char state_dir[1024];
     char controller_listen[128];
     char admin_listen[128];
+    bool admin_listen_insecure;    /* allow a non-loopback ADMIN_LISTEN */
     char health_listen[128];       /* "" = off */
     char ca_cert[1024];            /* operator CA, "" = managed CA */
     char ca_key[1024];
@@ -143,6 +144,13 @@ int ctl_server_refresh_identity(struct ctl_server *server, struct ztr_err *err);
 
 /* Starts the admin API on settings.admin_listen and, if set, /health and
  * /metrics on settings.health_listen. */
+/* The body of POST /api/admin/tokens (len bytes of text, JSON), checked as
+ * the route checks it, into request; its strings point into *body, the
+ * caller's to json_decref. On failure *body is NULL and err holds the
+ * route's 400 message. Exposed for the fuzz target. */
+int admin_parse_token_request(const char *text, size_t len, int64_t default_ttl_s,
+                              struct token_request *request, json_t **body,
+                              struct ztr_err *err);
 int admin_start(struct controller *c, struct ztr_err *err);
 void admin_stop(struct controller *c);
 

@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "controller/controller.h"
 #include "net/http.h"
+#include "net/net.h"
 
 #define S struct controller_settings
 static const struct config_key controller_schema[] = {
@@ -22,6 +23,9 @@ static const struct config_key controller_schema[] = {
                controller_listen),
     CONFIG_KEY("ADMIN_LISTEN", CONFIG_ADDR, "127.0.0.1:8080", "admin API listener", S,
                admin_listen),
+    CONFIG_KEY("ADMIN_LISTEN_INSECURE", CONFIG_BOOL, "false",
+               "allow a non-loopback ADMIN_LISTEN (plain HTTP: the bearer token crosses the "
+               "network in the clear)", S, admin_listen_insecure),
     CONFIG_KEY("ADMIN_AUTH_TOKEN", CONFIG_SECRET, NULL,
                "bearer token for the admin API (required)", S, admin_auth_token),
     CONFIG_KEY("HEALTH_LISTEN", CONFIG_STRING, "127.0.0.1:9100",
@@ -63,6 +67,20 @@ check_settings(void *ctx, struct daemon *daemon, const struct config *config,
         return config_fail(config, "ADMIN_AUTH_TOKEN", err,
                            "too short: use at least %d random characters", ADMIN_TOKEN_MIN);
     c->admin_token = s->admin_auth_token;
+    /* The admin API is plain HTTP: anywhere but loopback its bearer token
+     * and every answer cross the network readable by anyone on the path. */
+    if (!net_addr_is_loopback(s->admin_listen)) {
+        if (!s->admin_listen_insecure)
+            return config_fail(config, "ADMIN_LISTEN", err,
+                               "\"%s\" is not a loopback address: the admin API is plain "
+                               "HTTP and would send its bearer token in the clear (use "
+                               "127.0.0.1 and an SSH tunnel or a TLS proxy, or set "
+                               "ADMIN_LISTEN_INSECURE=true to accept the risk)",
+                               s->admin_listen);
+        log_warn("ADMIN_LISTEN_INSECURE: admin API served in plain HTTP on a non-loopback "
+                 "address; its bearer token crosses the network in the clear",
+                 "admin_listen=%s", s->admin_listen);
+    }
     char host[128];
     uint16_t port;
     if (strcmp(s->health_listen, "off") == 0)
@@ -94,6 +112,9 @@ start(void *ctx, struct daemon *daemon, int *exit_status, struct ztr_err *err)
     TRY(ca_set_open(&c->settings, c->clock, &c->cas, err));
     char db_path[1200];
     TRY(file_path_join(db_path, sizeof(db_path), c->settings.state_dir, "controller.db", err));
+    /* SQLite would create it with the umask's mode, and gives its journal
+     * files the database's mode: made 0600 here, they all stay private. */
+    TRY(file_create_private_if_missing(db_path, err));
     TRY(store_open(db_path, c->clock, &c->store, err));
     TRY(ctl_server_start(c, err));
     TRY(admin_start(c, err));

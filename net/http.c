@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -20,15 +22,32 @@
 #define HTTP_LISTEN_BACKLOG 128
 #define HTTP_CONNECTION_LIMIT 256u
 #define HTTP_CONNECTION_TIMEOUT_S 10u
+/* MHD's timeout above counts idle time only, so a client that sends a byte
+ * every few seconds would hold a slot forever; this bounds a connection's
+ * whole life, whatever it sends. A CLI call or a scrape takes milliseconds. */
+#define HTTP_CONNECTION_DEADLINE_S 30.0
 
 struct http_server {
     struct ev_loop *loop;
     struct MHD_Daemon *daemon;
     ev_io epoll_io;
+    ev_io listen_io;
+    int listen_fd;
     ev_timer timeout_timer;
+    ev_timer deadline_timer;
+    struct tracked_conn *conns; /* every open connection, oldest last */
     http_handler_fn handler;
+    http_gate_fn gate;
     void *ctx;
     uint16_t port;
+};
+
+/* One per connection, from MHD's start to its close notification. */
+struct tracked_conn {
+    struct tracked_conn *next;
+    struct tracked_conn **prev_next;
+    int fd;
+    double opened_at; /* ev_now */
 };
 
 /* One per request: created by the URI callback, freed by the completion
@@ -162,9 +181,9 @@ append_body(struct request_state *state, const char *data, size_t len)
     state->body[state->body_len] = '\0';
 }
 
-static enum MHD_Result
-dispatch(struct http_server *server, struct MHD_Connection *conn, const char *method,
-         const char *path, struct request_state *state)
+static struct http_request
+request_of(struct MHD_Connection *conn, const char *method, const char *path,
+           const struct request_state *state)
 {
     struct http_request request = {
         .method = method,
@@ -175,9 +194,35 @@ dispatch(struct http_server *server, struct MHD_Connection *conn, const char *me
         .body = state->body != NULL ? state->body : "",
         .body_len = state->body_len,
     };
+    return request;
+}
+
+static enum MHD_Result
+dispatch(struct http_server *server, struct MHD_Connection *conn, const char *method,
+         const char *path, struct request_state *state)
+{
+    struct http_request request = request_of(conn, method, path, state);
     struct http_response response = {.status = MHD_HTTP_OK};
     server->handler(server->ctx, &request, &response);
     return queue_response(conn, &response);
+}
+
+/* The gate runs before the size check too: a refused client learns
+ * nothing, not even the body limit. */
+static bool
+gate_refuses(struct http_server *server, struct MHD_Connection *conn, const char *method,
+             const char *path, struct request_state *state, enum MHD_Result *rc)
+{
+    if (server->gate == NULL)
+        return false;
+    struct http_request request = request_of(conn, method, path, state);
+    struct http_response response = {.status = MHD_HTTP_OK};
+    if (server->gate(server->ctx, &request, &response)) {
+        free(response.body);
+        return false;
+    }
+    *rc = queue_response(conn, &response);
+    return true;
 }
 
 /*
@@ -197,6 +242,9 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *m
         return MHD_NO; /* the URI callback ran out of memory */
     if (!state->headers_seen) {
         state->headers_seen = true;
+        enum MHD_Result refused;
+        if (gate_refuses(cls, conn, method, url, state, &refused))
+            return refused;
         if (declared_too_large(conn))
             return queue_too_large(conn);
         return MHD_YES;
@@ -250,10 +298,78 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+static void
+notify_connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                     enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *server = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct tracked_conn *t = info != NULL ? calloc(1, sizeof(*t)) : NULL;
+        *socket_context = t;
+        if (t == NULL)
+            return; /* untracked: still bounded by the idle timeout */
+        t->fd = info->connect_fd;
+        t->opened_at = ev_now(server->loop);
+        t->next = server->conns;
+        t->prev_next = &server->conns;
+        if (server->conns != NULL)
+            server->conns->prev_next = &t->next;
+        server->conns = t;
+        return;
+    }
+    struct tracked_conn *t = *socket_context;
+    if (t == NULL)
+        return;
+    *t->prev_next = t->next;
+    if (t->next != NULL)
+        t->next->prev_next = t->prev_next;
+    free(t);
+    *socket_context = NULL;
+}
+
+/* MHD offers no way to close one connection from outside; shutting the
+ * socket down makes it readable at EOF, and MHD closes it on its next run
+ * (the close notification then frees the entry). */
+static void
+deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct http_server *server = w->data;
+    double now = ev_now(loop);
+    size_t cut = 0;
+    for (struct tracked_conn *t = server->conns; t != NULL; t = t->next) {
+        if (t->fd >= 0 && now - t->opened_at >= HTTP_CONNECTION_DEADLINE_S) {
+            (void)shutdown(t->fd, SHUT_RDWR);
+            t->fd = -1;
+            cut++;
+        }
+    }
+    if (cut > 0)
+        log_warn("http connections past their deadline closed", "count=%zu deadline_s=%.0f",
+                 cut, HTTP_CONNECTION_DEADLINE_S);
+}
+
+/* MHD logs per connection (one refused over the limit, say); a flood must
+ * cost a few lines, not one per connection. */
+#define HTTP_LOG_INTERVAL_S 10
+static _Thread_local struct {
+    bool logged;
+    struct timespec last;
+    unsigned long long suppressed;
+} mhd_log_state;
+
 __attribute__((format(printf, 2, 0))) static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (mhd_log_state.logged && now.tv_sec - mhd_log_state.last.tv_sec < HTTP_LOG_INTERVAL_S) {
+        mhd_log_state.suppressed++;
+        return;
+    }
     char text[256];
     vsnprintf(text, sizeof(text), fmt, ap);
     /* MHD ends its messages with a newline and may quote things; the log
@@ -267,7 +383,13 @@ mhd_log(void *cls, const char *fmt, va_list ap)
     size_t len = strlen(text);
     while (len > 0 && text[len - 1] == ' ')
         text[--len] = '\0';
-    log_warn("http server", "detail=\"%s\"", text);
+    if (mhd_log_state.suppressed > 0)
+        log_warn("http server", "detail=\"%s\" suppressed=%llu", text, mhd_log_state.suppressed);
+    else
+        log_warn("http server", "detail=\"%s\"", text);
+    mhd_log_state.logged = true;
+    mhd_log_state.last = now;
+    mhd_log_state.suppressed = 0;
 }
 
 /* ---- driving MHD from the loop ------------------------------------------ */
@@ -290,6 +412,32 @@ run_daemon(struct http_server *server)
 {
     MHD_run(server->daemon);
     rearm_timer(server);
+}
+
+/* Connections are taken by net_accept(), the daemons' one accept path,
+ * and handed to MHD: out of descriptors MHD's own accept would keep the
+ * listener readable and spin, logging each turn. */
+static void
+listen_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct http_server *server = w->data;
+    for (int i = 0; i < 64; i++) {
+        int fd = net_accept(server->listen_fd);
+        if (fd < 0)
+            break;
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof(sa);
+        if (getpeername(fd, (struct sockaddr *)&sa, &len) != 0) {
+            close(fd);
+            continue;
+        }
+        /* MHD closes the socket itself when it refuses it (over the
+         * connection limit, out of memory). */
+        (void)MHD_add_connection(server->daemon, fd, (const struct sockaddr *)&sa, len);
+    }
+    run_daemon(server);
 }
 
 static void
@@ -326,14 +474,16 @@ http_server_start(struct ev_loop *loop, const char *listen_addr, http_handler_fn
         return -1;
     }
     server->port = net_local_port(fd);
+    server->listen_fd = fd;
     server->daemon = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, access_cb, server,
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, access_cb,
+        server,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONNECTION_TIMEOUT_S,
         MHD_OPTION_URI_LOG_CALLBACK, uri_cb, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_connection_cb, server,
         MHD_OPTION_END);
     if (server->daemon == NULL) {
         close(fd);
@@ -344,17 +494,30 @@ http_server_start(struct ev_loop *loop, const char *listen_addr, http_handler_fn
         MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     if (info == NULL) {
         MHD_stop_daemon(server->daemon);
+        close(fd);
         free(server);
         return ztr_err_set(err, ZTR_E_IO, "listen %s: http: no epoll descriptor", listen_addr);
     }
     ev_io_init(&server->epoll_io, epoll_cb, info->epoll_fd, EV_READ);
     server->epoll_io.data = server;
     ev_io_start(loop, &server->epoll_io);
+    ev_io_init(&server->listen_io, listen_cb, fd, EV_READ);
+    server->listen_io.data = server;
+    ev_io_start(loop, &server->listen_io);
     ev_init(&server->timeout_timer, timeout_cb);
     server->timeout_timer.data = server;
     rearm_timer(server);
+    ev_timer_init(&server->deadline_timer, deadline_cb, 1.0, 1.0);
+    server->deadline_timer.data = server;
+    ev_timer_start(loop, &server->deadline_timer);
     *out = server;
     return 0;
+}
+
+void
+http_server_set_gate(struct http_server *server, http_gate_fn gate)
+{
+    server->gate = gate;
 }
 
 uint16_t
@@ -369,10 +532,13 @@ http_server_stop(struct http_server *server)
     if (server == NULL)
         return;
     ev_io_stop(server->loop, &server->epoll_io);
+    ev_io_stop(server->loop, &server->listen_io);
     ev_timer_stop(server->loop, &server->timeout_timer);
-    /* Closes every connection (running completed_cb for each) and the
-     * listening socket, which MHD owns from a successful start on. */
+    ev_timer_stop(server->loop, &server->deadline_timer);
+    /* Closes every connection (running completed_cb for each); the
+     * listening socket is ours. */
     MHD_stop_daemon(server->daemon);
+    close(server->listen_fd);
     free(server);
 }
 

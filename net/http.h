@@ -13,6 +13,7 @@
 #ifndef ZTR_NET_HTTP_H
 #define ZTR_NET_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,10 +45,23 @@ typedef void (*http_handler_fn)(void *ctx, const struct http_request *request,
 
 struct http_server;
 
+/*
+ * Called once a request's headers are in, before any of its body is read
+ * (request->body is "", body_len 0). Returning false refuses the request
+ * with the response the gate filled, and the body is never read: an
+ * unauthenticated client costs the server its headers only. Returning true
+ * lets the request go on to the handler. The response is as for a handler.
+ */
+typedef bool (*http_gate_fn)(void *ctx, const struct http_request *request,
+                             struct http_response *response);
+
 /* Binds listen_addr (errors as net/net.h: `bind: address already in use`)
  * and starts serving on loop. */
 int http_server_start(struct ev_loop *loop, const char *listen_addr, http_handler_fn handler,
                       void *ctx, struct http_server **out, struct ztr_err *err);
+/* Installs the gate (NULL: none) for requests whose headers arrive from
+ * now on; ctx is the handler's. */
+void http_server_set_gate(struct http_server *server, http_gate_fn gate);
 uint16_t http_server_port(const struct http_server *server);
 /* Stops, closes connections, frees. NULL is fine. */
 void http_server_stop(struct http_server *server);

@@ -3,10 +3,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/config.h"
@@ -56,6 +59,24 @@ net_resolve(const char *addr, struct sockaddr_storage *out, socklen_t *out_len,
     sin->sin_port = htons(port);
     *out_len = sizeof(*sin);
     return 0;
+}
+
+bool
+net_addr_is_loopback(const char *addr)
+{
+    struct sockaddr_storage sa;
+    socklen_t sa_len;
+    struct ztr_err err = {0};
+    if (net_resolve(addr, &sa, &sa_len, &err) != 0)
+        return false;
+    if (sa.ss_family == AF_INET) {
+        uint32_t ip = ntohl(((const struct sockaddr_in *)&sa)->sin_addr.s_addr);
+        return (ip >> 24) == 127;
+    }
+    const struct in6_addr *ip6 = &((const struct sockaddr_in6 *)&sa)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(ip6))
+        return ip6->s6_addr[12] == 127;
+    return IN6_IS_ADDR_LOOPBACK(ip6);
 }
 
 static int
@@ -187,15 +208,101 @@ net_peer_name(int fd, char *buf, size_t cap)
     return buf;
 }
 
+/*
+ * Out of descriptors, accept() fails and leaves the connection queued, so
+ * the listener stays readable and a level-triggered loop spins on it,
+ * logging each turn. One descriptor is held in reserve: at EMFILE it is
+ * given up for the moment it takes to take the queued connection and
+ * close it, which empties the queue (the client sees a reset and retries
+ * later) and lets the loop sleep again. Accepting resumes by itself as
+ * soon as descriptors are free, since nothing was paused. Per thread:
+ * each loop runs in its own.
+ */
+static _Thread_local int reserve_fd = -1;
+
+static void
+reserve_take(void)
+{
+    if (reserve_fd < 0)
+        reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Drops one queued connection using the reserve; false if there was none
+ * to use (the reserve could not be taken back after an earlier drop). */
+static bool
+drop_one_queued(int listen_fd)
+{
+    if (reserve_fd < 0)
+        return false;
+    close(reserve_fd);
+    reserve_fd = -1;
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    reserve_take();
+    return true;
+}
+
+/* A failing accept is logged once per NET_ACCEPT_LOG_INTERVAL_S at most;
+ * the next line says how many were left out, so a flood costs a few lines,
+ * never one per connection. */
+#define NET_ACCEPT_LOG_INTERVAL_S 10
+#define NET_ACCEPT_HEADROOM 32
+static _Thread_local struct {
+    bool logged;
+    struct timespec last;
+    uint64_t suppressed;
+} accept_log;
+
+static void
+log_accept_failure(int errnum, bool dropped)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (accept_log.logged && now.tv_sec - accept_log.last.tv_sec < NET_ACCEPT_LOG_INTERVAL_S) {
+        accept_log.suppressed++;
+        return;
+    }
+    char text[128];
+    log_warn("accept failed", "error=\"%s\" connection=%s suppressed=%llu",
+             file_strerror(errnum, text, sizeof(text)), dropped ? "dropped" : "left_queued",
+             (unsigned long long)accept_log.suppressed);
+    accept_log.logged = true;
+    accept_log.last = now;
+    accept_log.suppressed = 0;
+}
+
+/* Descriptors numbers are handed out lowest first, so fd is about how many
+ * are open. An accepted connection needs more to be served (TLS seeding,
+ * the database, a dial onward); taking connections into the last
+ * NET_ACCEPT_HEADROOM would fail those instead, once per connection. */
+static bool
+within_headroom(int fd)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+        return false;
+    return (rlim_t)fd + NET_ACCEPT_HEADROOM >= limit.rlim_cur;
+}
+
 int
 net_accept(int listen_fd)
 {
+    reserve_take();
     int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0 && within_headroom(fd)) {
+        close(fd);
+        log_accept_failure(EMFILE, true);
+        return -1;
+    }
     if (fd < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            char text[128];
-            log_warn("accept failed", "error=\"%s\"", file_strerror(errno, text, sizeof(text)));
-        }
+        int errnum = errno;
+        if (errnum == EAGAIN || errnum == EWOULDBLOCK || errnum == EINTR)
+            return -1;
+        bool dropped = false;
+        if (errnum == EMFILE || errnum == ENFILE)
+            dropped = drop_one_queued(listen_fd);
+        log_accept_failure(errnum, dropped);
         return -1;
     }
     net_set_nodelay(fd);

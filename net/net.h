@@ -10,6 +10,7 @@
 #ifndef ZTR_NET_NET_H
 #define ZTR_NET_NET_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -17,6 +18,11 @@
 
 int net_resolve(const char *addr, struct sockaddr_storage *out, socklen_t *out_len,
                 struct ztr_err *err);
+
+/* Whether addr names a loopback address (127.0.0.0/8, ::1, "localhost"),
+ * i.e. whether only local processes can reach a listener there. False for
+ * anything unparsable. */
+bool net_addr_is_loopback(const char *addr);
 
 /* A listening socket with SO_REUSEADDR, backlog as given. Port 0 lets the
  * kernel choose (see net_local_port). On failure *fd is -1. */
@@ -30,8 +36,14 @@ int net_connect_finish(int fd, const char *addr, struct ztr_err *err);
 
 /* Takes one waiting connection from a listening socket (non-blocking,
  * close-on-exec, TCP_NODELAY). Returns its fd, or -1 when none is waiting;
- * other failures (out of descriptors, ...) are logged once per call and
- * also give -1, so an accept loop simply stops. */
+ * other failures also give -1, so an accept loop simply stops. Out of
+ * descriptors (EMFILE, ENFILE), the waiting connection is closed at once
+ * with a descriptor kept in reserve for this, so the listener does not
+ * stay readable and spin the loop; accepting resumes by itself once
+ * descriptors free up. A connection that would leave fewer than 32 free
+ * descriptors below RLIMIT_NOFILE is closed the same way, so the ones
+ * already taken can still be served. Failures are logged at most once per 10 s, with the
+ * count of those left out (`suppressed=N`). */
 int net_accept(int listen_fd);
 
 /* Turns off Nagle's algorithm: control messages and relayed requests are

@@ -411,6 +411,85 @@ test_expired_certificate_is_replaced_with_a_reusable_token(void **state)
     free(cert);
 }
 
+/* A key that belongs to no certificate: what a crash left beside one. */
+static void
+write_stray_key(struct fixture *f, const char *name)
+{
+    struct pki_key *key;
+    char *pem;
+    size_t len;
+    struct ztr_err err = {0};
+    assert_int_equal(pki_key_generate(&key, &err), 0);
+    assert_int_equal(pki_key_to_pem(key, &pem, &len, &err), 0);
+    char *path = test_path(f->agent_dir, name);
+    test_write_file(path, pem);
+    free(path);
+    free(pem);
+    pki_key_free(key);
+}
+
+static void
+move_state_file(struct fixture *f, const char *from, const char *to)
+{
+    char *a = test_path(f->agent_dir, from), *b = test_path(f->agent_dir, to);
+    assert_int_equal(rename(a, b), 0);
+    free(a);
+    free(b);
+}
+
+static bool
+state_file_exists(struct fixture *f, const char *name)
+{
+    struct stat st;
+    char *path = test_path(f->agent_dir, name);
+    bool exists = stat(path, &st) == 0;
+    free(path);
+    return exists;
+}
+
+static void
+restart_comes_online(struct fixture *f)
+{
+    agent_free(f->agent);
+    f->agent = NULL;
+    start_agent(f);
+    run_until_state(f, AGENT_ONLINE);
+    assert_false(state_file_exists(f, "key.pem.new"));
+    assert_false(state_file_exists(f, "cert.pem.new"));
+}
+
+/* A key and certificate change is staged as key.pem.new then cert.pem.new
+ * (the commit point) and renamed into place. Each crash point is made by
+ * hand here; the restarted agent always loads a matching pair. */
+static void
+test_torn_identity_change_is_settled_on_start(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 1);
+    enroll_and_come_online(f);
+    f->settings.enrollment_token[0] = '\0';
+
+    /* Crash after the staged key only: dropped, the old pair kept. */
+    write_stray_key(f, "key.pem.new");
+    restart_comes_online(f);
+    assert_int_equal(count_lines("discarded, previous identity kept"), 1);
+
+    /* Crash after the commit point, before either rename: key.pem is the
+     * stray one, the real pair is staged. Completed. */
+    move_state_file(f, "key.pem", "key.pem.new");
+    move_state_file(f, "cert.pem", "cert.pem.new");
+    write_stray_key(f, "key.pem");
+    restart_comes_online(f);
+    assert_int_equal(count_lines("identity change interrupted by a crash: completed"), 1);
+
+    /* Crash between the two renames: the key is in place, the certificate
+     * staged, and cert.pem gone. Completed. */
+    move_state_file(f, "cert.pem", "cert.pem.new");
+    restart_comes_online(f);
+    assert_int_equal(count_lines("identity change interrupted by a crash: completed"), 2);
+    assert_int_equal(count_lines("msg=\"enrolled\""), 1);
+}
+
 static void
 test_expired_certificate_without_a_usable_token_ends_expired(void **state)
 {
@@ -503,6 +582,7 @@ main(void)
         AGENT_TEST(test_agent_reconnects_with_backoff_while_the_controller_is_away),
         AGENT_TEST(test_expired_certificate_is_replaced_with_a_reusable_token),
         AGENT_TEST(test_expired_certificate_without_a_usable_token_ends_expired),
+        AGENT_TEST(test_torn_identity_change_is_settled_on_start),
         AGENT_TEST(test_revoked_node_stops_with_status_3),
         AGENT_TEST(test_agent_new_checks_its_settings),
     };

@@ -986,7 +986,7 @@ test_secret_is_registered_for_log_redaction(void **state)
 }
 
 static void
-test_secret_from_yaml_and_flag_is_registered_too(void **state)
+test_secret_from_yaml_is_registered_too(void **state)
 {
     (void)state;
     test_log_capture_start();
@@ -994,11 +994,31 @@ test_secret_from_yaml_and_flag_is_registered_too(void **state)
     test_write_file("conf.yaml", "join_token: yaml-secret-1\n");
     struct config *config = load_ok(NULL, ARGS("--config", "conf.yaml"));
     config_free(config);
-    config = load_ok(NULL, ARGS("--join-token", "flag-secret-2"));
-    config_free(config);
-    log_info("yaml-secret-1 flag-secret-2", NULL);
-    assert_string_equal(test_log_captured(), "level=info msg=\"[REDACTED] [REDACTED]\"\n");
+    log_info("yaml-secret-1", NULL);
+    assert_string_equal(test_log_captured(), "level=info msg=\"[REDACTED]\"\n");
     log_set_timestamps(1);
+}
+
+/* Every local user can read a command line; a secret flag is refused,
+ * naming the key and where to put it instead, without echoing the value. */
+static void
+test_secret_flag_is_refused_without_echoing_it(void **state)
+{
+    (void)state;
+    const char *want = "flag --join-token: JOIN_TOKEN is a secret and is not accepted on the "
+                       "command line (visible to every local user in ps); set JOIN_TOKEN in "
+                       "the environment (systemd EnvironmentFile) or join_token in the YAML "
+                       "file";
+    expect_error(NULL, ARGS("--join-token", "flag-secret-2"), want);
+    expect_error(NULL, ARGS("--join-token=flag-secret-2"), want);
+    /* Refused even when the same secret is also set where it belongs. */
+    expect_error(ENV("JOIN_TOKEN=env-secret"), ARGS("--join-token", "flag-secret-2"), want);
+    struct config *config = NULL;
+    struct ztr_err err = {0};
+    assert_int_equal(config_load(schema, SCHEMA_LEN, NULL, ARGS("--join-token=flag-secret-2"),
+                                 &config, &err),
+                     -1);
+    assert_null(strstr(err.msg, "flag-secret-2"));
 }
 
 /* ---- config_fail --------------------------------------------------------- */
@@ -1299,7 +1319,8 @@ main(void)
         CONFIG_TEST(test_addr_rejects_bad_shapes),
         CONFIG_TEST(test_addr_respects_host_buffer_size),
         CONFIG_TEST(test_secret_is_registered_for_log_redaction),
-        CONFIG_TEST(test_secret_from_yaml_and_flag_is_registered_too),
+        CONFIG_TEST(test_secret_from_yaml_is_registered_too),
+        CONFIG_TEST(test_secret_flag_is_refused_without_echoing_it),
         CONFIG_TEST(test_config_fail_formats_origin_key_and_reason),
         CONFIG_TEST(test_help_lists_every_key_with_flag_name_and_default),
         CONFIG_TEST(test_schema_with_oversized_name_is_refused),

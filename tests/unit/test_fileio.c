@@ -605,16 +605,132 @@ test_ensure_dir_creates_missing_directory_with_mode(void **state)
 }
 
 static void
-test_ensure_dir_accepts_existing_directory_untouched(void **state)
+test_ensure_dir_accepts_existing_private_directory_untouched(void **state)
 {
     char *dir = test_path(*state, "state");
-    assert_int_equal(mkdir(dir, 0750), 0);
-    assert_int_equal(chmod(dir, 0750), 0);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(chmod(dir, 0700), 0);
+    test_log_capture_start();
     struct ztr_err err = {0};
     assert_int_equal(file_ensure_dir(dir, 0700, &err), 0);
-    assert_int_equal(file_ensure_dir(dir, 0700, &err), 0);
-    assert_int_equal(mode_of(dir), 0750);
+    assert_int_equal(mode_of(dir), 0700);
+    assert_null(strstr(test_log_captured(), "permissions narrowed"));
+    test_log_capture_stop();
     free(dir);
+}
+
+/* A STATE_DIR someone left group/other-accessible is narrowed to the mode
+ * asked for when it is ours, with a warn line saying so. */
+static void
+test_ensure_dir_narrows_an_open_directory_of_ours(void **state)
+{
+    char *dir = test_path(*state, "state");
+    assert_int_equal(mkdir(dir, 0777), 0);
+    assert_int_equal(chmod(dir, 0777), 0);
+    test_log_capture_start();
+    struct ztr_err err = {0};
+    assert_int_equal(file_ensure_dir(dir, 0700, &err), 0);
+    assert_int_equal(mode_of(dir), 0700);
+    assert_non_null(strstr(test_log_captured(), "level=warn msg=\"permissions narrowed\""));
+    assert_non_null(strstr(test_log_captured(), "from=0777 to=0700"));
+    test_log_capture_stop();
+    free(dir);
+}
+
+/* Someone else's open directory cannot be trusted nor fixed: refused.
+ * Needs root to give a directory away. */
+static void
+test_ensure_dir_refuses_an_open_directory_of_another_user(void **state)
+{
+    if (geteuid() != 0)
+        skip();
+    char *dir = test_path(*state, "state");
+    assert_int_equal(mkdir(dir, 0777), 0);
+    assert_int_equal(chmod(dir, 0777), 0);
+    assert_int_equal(chown(dir, 65534, 65534), 0);
+    struct ztr_err err = {0};
+    assert_int_equal(file_ensure_dir(dir, 0700, &err), -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    assert_non_null(strstr(err.msg, "has mode 0777 and belongs to uid 65534"));
+    assert_int_equal(mode_of(dir), 0777);
+    free(dir);
+}
+
+/* systemd's DynamicUser= makes STATE_DIR a symlink to the real directory:
+ * the directory it names is what is checked and narrowed. */
+static void
+test_ensure_dir_follows_a_symlink_and_checks_its_target(void **state)
+{
+    char *dir = test_path(*state, "real");
+    char *link = test_path(*state, "state");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(symlink(dir, link), 0);
+    struct ztr_err err = {0};
+    test_log_capture_start();
+    assert_int_equal(file_ensure_dir(link, 0700, &err), 0);
+    test_log_capture_stop();
+    assert_int_equal(mode_of(dir), 0700);
+    free(dir);
+    free(link);
+}
+
+static void
+test_ensure_private_narrows_a_readable_key(void **state)
+{
+    char *path = test_path(*state, "key.pem");
+    test_write_file(path, "k");
+    assert_int_equal(chmod(path, 0644), 0);
+    test_log_capture_start();
+    struct ztr_err err = {0};
+    assert_int_equal(file_ensure_private(path, &err), 0);
+    assert_int_equal(mode_of(path), 0600);
+    assert_non_null(strstr(test_log_captured(), "what=file from=0644 to=0600"));
+    test_log_capture_stop();
+    /* Missing: nothing to protect yet. */
+    char *missing = test_path(*state, "none.pem");
+    assert_int_equal(file_ensure_private(missing, &err), 0);
+    free(missing);
+    free(path);
+}
+
+static void
+test_create_private_if_missing_makes_0600_whatever_the_umask(void **state)
+{
+    char *path = test_path(*state, "controller.db");
+    mode_t old = umask(0);
+    struct ztr_err err = {0};
+    assert_int_equal(file_create_private_if_missing(path, &err), 0);
+    umask(old);
+    assert_int_equal(mode_of(path), 0600);
+    /* An existing one keeps its content. */
+    test_write_file(path, "data");
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(file_create_private_if_missing(path, &err), 0);
+    size_t len;
+    char *text = test_read_file(path, &len);
+    assert_string_equal(text, "data");
+    free(text);
+    free(path);
+}
+
+static void
+test_rename_replaces_the_target(void **state)
+{
+    char *from = test_path(*state, "a.new");
+    char *to = test_path(*state, "a");
+    test_write_file(from, "new");
+    test_write_file(to, "old");
+    struct ztr_err err = {0};
+    assert_int_equal(file_rename(from, to, &err), 0);
+    size_t len;
+    char *text = test_read_file(to, &len);
+    assert_string_equal(text, "new");
+    free(text);
+    assert_int_equal(file_rename(from, to, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+    free(from);
+    free(to);
 }
 
 static void
@@ -721,7 +837,13 @@ main(void)
         FILE_TEST(test_create_exclusive_does_not_follow_dangling_symlink),
         FILE_TEST(test_create_exclusive_in_missing_directory_reports_not_found),
         FILE_TEST(test_ensure_dir_creates_missing_directory_with_mode),
-        FILE_TEST(test_ensure_dir_accepts_existing_directory_untouched),
+        FILE_TEST(test_ensure_dir_accepts_existing_private_directory_untouched),
+        FILE_TEST(test_ensure_dir_narrows_an_open_directory_of_ours),
+        FILE_TEST(test_ensure_dir_refuses_an_open_directory_of_another_user),
+        FILE_TEST(test_ensure_dir_follows_a_symlink_and_checks_its_target),
+        FILE_TEST(test_ensure_private_narrows_a_readable_key),
+        FILE_TEST(test_create_private_if_missing_makes_0600_whatever_the_umask),
+        FILE_TEST(test_rename_replaces_the_target),
         FILE_TEST(test_ensure_dir_rejects_existing_regular_file),
         FILE_TEST(test_ensure_dir_does_not_create_parents),
         FILE_TEST(test_strerror_is_lowercase_without_period),

@@ -118,6 +118,18 @@ handler(void *ctx, const struct http_request *request, struct http_response *res
     }
 }
 
+/* Refuses /gated without an Authorization header, as the admin API's gate
+ * refuses a request without its token; everything else goes on. */
+static bool
+gate(void *ctx, const struct http_request *request, struct http_response *response)
+{
+    (void)ctx;
+    if (strcmp(request->path, "/gated") != 0 || request->authorization != NULL)
+        return true;
+    http_respond_error(response, 401, "unauthorized");
+    return false;
+}
+
 /* ---- loop thread -------------------------------------------------------- */
 
 static void
@@ -149,6 +161,7 @@ setup(void **state)
     assert_int_equal(http_server_start(fx->loop, "127.0.0.1:0", handler, fx, &fx->server, &err),
                      0);
     assert_int_not_equal(http_server_port(fx->server), 0);
+    http_server_set_gate(fx->server, gate);
     snprintf(fx->base, sizeof(fx->base), "http://127.0.0.1:%u",
              (unsigned)http_server_port(fx->server));
     ev_async_init(&fx->stop, stop_cb);
@@ -509,6 +522,35 @@ test_body_over_limit_gets_413_without_handler(void **state)
     assert_int_equal(seen_now(fx).calls, 0);
 }
 
+/* The gate answers once the headers are in: a declared body that never
+ * comes is not waited for (the read would time out after 5 s), and the
+ * handler never runs. */
+static void
+test_gate_refuses_before_the_body_is_read(void **state)
+{
+    struct fixture *fx = *state;
+    static const char request[] = "POST /gated HTTP/1.1\r\nHost: x\r\n"
+                                  "Content-Length: 1000000\r\nConnection: close\r\n\r\n";
+    char *reply = raw_exchange(fx, request, sizeof(request) - 1);
+    assert_non_null(strstr(reply, "HTTP/1.1 401"));
+    assert_non_null(strstr(reply, "{\"error\":\"unauthorized\"}"));
+    free(reply);
+    assert_int_equal(seen_now(fx).calls, 0);
+}
+
+static void
+test_gate_lets_a_passing_request_reach_the_handler(void **state)
+{
+    struct fixture *fx = *state;
+    long status = 0;
+    char *reply = request_ok(fx, "POST", "/gated", "tok", "{\"a\":1}", &status);
+    assert_int_equal(status, 201);
+    free(reply);
+    struct seen seen = seen_now(fx);
+    assert_int_equal(seen.calls, 1);
+    assert_string_equal(seen.body, "{\"a\":1}");
+}
+
 /* Without a Content-Length the limit is found while reading. */
 static void
 test_chunked_body_over_limit_gets_413(void **state)
@@ -780,6 +822,8 @@ main(void)
         SERVER_TEST(test_chunked_body_over_limit_gets_413),
         SERVER_TEST(test_client_refuses_response_over_limit),
         SERVER_TEST(test_stop_with_requests_in_flight_frees_them),
+        SERVER_TEST(test_gate_refuses_before_the_body_is_read),
+        SERVER_TEST(test_gate_lets_a_passing_request_reach_the_handler),
         cmocka_unit_test(test_stop_null_is_fine),
         cmocka_unit_test(test_second_server_on_same_port_reports_address_in_use),
         cmocka_unit_test(test_invalid_listen_address_is_refused),

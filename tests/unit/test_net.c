@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static void
@@ -296,6 +297,77 @@ test_connect_to_listener_succeeds_and_names_peers(void **state)
     close(listener);
 }
 
+static int
+connected_client(uint16_t port)
+{
+    char addr[64];
+    int client = -1;
+    struct ztr_err err = {0};
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)port);
+    assert_int_equal(net_connect_start(addr, &client, &err), 0);
+    wait_writable(client);
+    if (net_connect_finish(client, addr, &err) != 0)
+        fail_msg("%s", err.msg);
+    return client;
+}
+
+/* Near RLIMIT_NOFILE a waiting connection is closed at once, so the
+ * listener is no longer readable (a level-triggered loop would spin on
+ * it); with descriptors free again, accepting works as before. */
+static void
+test_accept_near_descriptor_limit_drops_and_recovers(void **state)
+{
+    (void)state;
+    int listener = -1;
+    struct ztr_err err = {0};
+    assert_int_equal(net_listen("127.0.0.1:0", 16, &listener, &err), 0);
+    uint16_t port = net_local_port(listener);
+    int client = connected_client(port);
+    struct pollfd pfd = {.fd = listener, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
+
+    struct rlimit saved, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    low.rlim_cur = (rlim_t)client + 8; /* well inside the 32 kept free */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int accepted = net_accept(listener);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_int_equal(accepted, -1);
+    assert_int_equal(poll(&pfd, 1, 0), 0); /* nothing left queued */
+    /* The client sees its connection closed. */
+    struct pollfd cfd = {.fd = client, .events = POLLIN};
+    assert_int_equal(poll(&cfd, 1, 5000), 1);
+    char byte;
+    assert_true(recv(client, &byte, 1, 0) <= 0);
+    close(client);
+
+    client = connected_client(port);
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
+    accepted = net_accept(listener);
+    assert_true(accepted >= 0);
+    close(accepted);
+    close(client);
+    close(listener);
+}
+
+static void
+test_loopback_addresses_are_recognised(void **state)
+{
+    (void)state;
+    assert_true(net_addr_is_loopback("127.0.0.1:8080"));
+    assert_true(net_addr_is_loopback("127.3.2.1:0"));
+    assert_true(net_addr_is_loopback("localhost:8080"));
+    assert_true(net_addr_is_loopback("[::1]:8080"));
+    assert_true(net_addr_is_loopback("[::ffff:127.0.0.1]:8080"));
+    assert_false(net_addr_is_loopback("0.0.0.0:8080"));
+    assert_false(net_addr_is_loopback("[::]:8080"));
+    assert_false(net_addr_is_loopback("10.0.0.1:8080"));
+    assert_false(net_addr_is_loopback("128.0.0.1:8080"));
+    assert_false(net_addr_is_loopback("[::ffff:10.0.0.1]:8080"));
+    assert_false(net_addr_is_loopback("nonsense"));
+}
+
 static void
 test_connect_invalid_address(void **state)
 {
@@ -376,6 +448,8 @@ main(void)
         cmocka_unit_test(test_peer_name_of_unconnected_socket_is_unknown),
         cmocka_unit_test(test_peer_name_truncates_to_buffer),
         cmocka_unit_test(test_local_port_of_non_socket_is_zero),
+        cmocka_unit_test(test_accept_near_descriptor_limit_drops_and_recovers),
+        cmocka_unit_test(test_loopback_addresses_are_recognised),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -885,6 +885,24 @@ close_idle_sessions(struct ctl_server *server)
     }
 }
 
+/* Rows deleted per sweep tick at most: a table grown far past its bounds
+ * (a lowered EVENT_MAX, a restored database) shrinks over several ticks
+ * instead of stalling the loop in one long delete. */
+#define EVENT_PRUNE_BATCH 1000
+
+static void
+prune_events(struct controller *c, int64_t now)
+{
+    struct ztr_err err = {0};
+    int64_t retention = c->settings.event_retention_s;
+    size_t deleted = 0;
+    if (store_event_prune(c->store, retention > 0 && retention < now ? now - retention : 0,
+                          c->settings.event_max, EVENT_PRUNE_BATCH, &deleted, &err) != 0)
+        log_warn("event pruning failed", "error=\"%s\"", err.msg);
+    else if (deleted > 0)
+        log_debug("events pruned", "deleted=%zu", deleted);
+}
+
 static void
 sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -899,6 +917,7 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (store_node_sweep_offline(c->store, cutoff, log_offline, NULL, &err) != 0)
         log_warn("offline sweep failed", "error=\"%s\"", err.msg);
     close_idle_sessions(server);
+    prune_events(c, now);
     bool pruned = false;
     if (ca_set_prune(c->cas, &pruned, &err) == 0 && pruned) {
         ctl_server_push_all(server);

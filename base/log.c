@@ -402,3 +402,24 @@ log_event(enum log_level level, const char *msg, const char *kv_fmt, ...)
     }
     fprintf(stderr, "%s\n", line);
 }
+
+bool
+log_limit_allow(struct log_limit *limit, int64_t now_ms, uint64_t *suppressed)
+{
+    /* A fixed window, started by the first line after the previous one
+     * ended: cheap, and a burst can at most double at a window edge. */
+    if (limit->in_window == 0 || now_ms - limit->window_start_ms >= limit->period_ms ||
+        now_ms < limit->window_start_ms) {
+        limit->window_start_ms = now_ms;
+        limit->in_window = 0;
+    }
+    if (limit->in_window >= limit->burst) {
+        limit->suppressed++;
+        return false;
+    }
+    limit->in_window++;
+    if (suppressed != NULL)
+        *suppressed = limit->suppressed;
+    limit->suppressed = 0;
+    return true;
+}

@@ -9,7 +9,9 @@
 #ifndef ZTR_BASE_LOG_H
 #define ZTR_BASE_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 
@@ -38,6 +40,27 @@ void log_clear_secrets(void);
  * spaces should be written as key="%s". */
 void log_event(enum log_level level, const char *msg, const char *kv_fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A rate limit for one kind of line that an unauthenticated peer can
+ * trigger at will: each line must cost the journal a bounded amount, however
+ * fast the peer asks. At most `burst` lines per `period_ms`; the rest are
+ * dropped and counted, and the count is handed back with the first line
+ * allowed after them so the caller can write one summary (suppressed=N).
+ * The caller owns the struct; LOG_LIMIT_INIT sets it up. */
+struct log_limit {
+    int64_t period_ms;
+    uint32_t burst;
+    int64_t window_start_ms;
+    uint32_t in_window;
+    uint64_t suppressed;
+};
+
+#define LOG_LIMIT_INIT(burst_, period_ms_) {(period_ms_), (burst_), 0, 0, 0}
+
+/* Whether one more line may be written at now_ms (monotonic). When it may,
+ * *suppressed (optional) is how many were dropped since the last allowed
+ * one, then reset to 0; when not, the drop is counted. */
+bool log_limit_allow(struct log_limit *limit, int64_t now_ms, uint64_t *suppressed);
 
 #define log_debug(msg, ...) log_event(LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...) log_event(LOG_INFO, msg, __VA_ARGS__)

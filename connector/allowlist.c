@@ -5,12 +5,14 @@
 #include <string.h>
 
 #include "base/fileio.h"
+#include "ctl/ctlmsg.h"
 
 #define ALLOWLIST_FILE_MAX (16 * 1024 * 1024)
 
 /* Kept as the JSON the controller sent (tunnelers: [{spiffe_id, resources}])
  * plus an index object spiffe_id → resources for O(1) lookups. */
 struct allowlist {
+    char epoch[CTLMSG_EPOCH_LEN + 1]; /* "" before any epoch (or from an older controller) */
     int64_t version;
     int64_t received_at;
     json_t *tunnelers;   /* the list as received (for saving) */
@@ -60,11 +62,15 @@ build_index(const json_t *tunnelers, json_t **index, struct ztr_err *err)
 }
 
 static int
-replace(struct allowlist *list, int64_t version, int64_t received_at, json_t *tunnelers,
-        struct ztr_err *err)
+replace(struct allowlist *list, const char *epoch, int64_t version, int64_t received_at,
+        json_t *tunnelers, struct ztr_err *err)
 {
     json_t *index = NULL;
+    if (strlen(epoch) > CTLMSG_EPOCH_LEN)
+        return ztr_err_set(err, ZTR_E_INVALID, "allowlist: epoch longer than %d characters",
+                           CTLMSG_EPOCH_LEN);
     TRY(build_index(tunnelers, &index, err));
+    snprintf(list->epoch, sizeof(list->epoch), "%s", epoch);
     json_decref(list->tunnelers);
     json_decref(list->index);
     list->tunnelers = json_incref(tunnelers);
@@ -79,12 +85,19 @@ allowlist_apply(struct allowlist *list, const json_t *msg, int64_t received_at,
                 struct ztr_err *err)
 {
     int64_t version = json_integer_value(json_object_get(msg, "version"));
-    /* Versions only grow: an older list arriving late must not undo a
-     * revocation that a newer one carried. */
-    if (version < list->version)
-        return ztr_err_set(err, ZTR_E_INVALID, "allowlist version %lld is older than %lld",
-                           (long long)version, (long long)list->version);
-    return replace(list, version, received_at, json_object_get(msg, "tunnelers"), err);
+    const char *epoch = json_string_value(json_object_get(msg, "epoch"));
+    if (epoch == NULL)
+        epoch = "";
+    /* Within one controller run versions only grow: an older list arriving
+     * late must not undo a revocation that a newer one carried. A new epoch
+     * is a controller restarted, perhaps on a restored database numbering
+     * from lower again: its list wins whatever its version. */
+    if (strcmp(epoch, list->epoch) == 0 && version < list->version)
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "allowlist version %lld is older than %lld (epoch %s)",
+                           (long long)version, (long long)list->version,
+                           epoch[0] != '\0' ? epoch : "none");
+    return replace(list, epoch, version, received_at, json_object_get(msg, "tunnelers"), err);
 }
 
 int
@@ -92,9 +105,9 @@ allowlist_save(const struct allowlist *list, const char *dir, struct ztr_err *er
 {
     char path[4096];
     TRY(file_path_join(path, sizeof(path), dir, ALLOWLIST_FILE, err));
-    json_t *doc = json_pack("{s:I, s:I, s:O}", "version", (json_int_t)list->version,
-                            "received_at", (json_int_t)list->received_at, "tunnelers",
-                            list->tunnelers);
+    json_t *doc = json_pack("{s:s, s:I, s:I, s:O}", "epoch", list->epoch, "version",
+                            (json_int_t)list->version, "received_at",
+                            (json_int_t)list->received_at, "tunnelers", list->tunnelers);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (text == NULL)
@@ -125,7 +138,11 @@ allowlist_load(struct allowlist *list, const char *dir, struct ztr_err *err)
         json_decref(doc);
         return ztr_err_set(err, ZTR_E_INVALID, "%s: not an allowlist (%s)", path, jerr.text);
     }
-    int rc = replace(list, json_integer_value(json_object_get(doc, "version")),
+    /* A file from before epochs has none: the first push is then a new
+     * epoch and is taken whatever its version. */
+    const char *epoch = json_string_value(json_object_get(doc, "epoch"));
+    int rc = replace(list, epoch != NULL ? epoch : "",
+                     json_integer_value(json_object_get(doc, "version")),
                      json_integer_value(json_object_get(doc, "received_at")),
                      json_object_get(doc, "tunnelers"), err);
     json_decref(doc);
@@ -156,6 +173,12 @@ int64_t
 allowlist_version(const struct allowlist *list)
 {
     return list->version;
+}
+
+const char *
+allowlist_epoch(const struct allowlist *list)
+{
+    return list->epoch;
 }
 
 int64_t

@@ -24,8 +24,9 @@ struct allowlist *allowlist_new(void);
 void allowlist_free(struct allowlist *list);
 
 /* Replaces the contents from an `allowlist` control message (schema-checked
- * by ctl/ctlmsg), remembering received_at (Unix seconds). A message with
- * a version older than the current one is refused (ZTR_E_INVALID). */
+ * by ctl/ctlmsg), remembering received_at (Unix seconds). A message of the
+ * same epoch as the current list with an older version is refused
+ * (ZTR_E_INVALID); one of another epoch is taken whatever its version. */
 int allowlist_apply(struct allowlist *list, const json_t *msg, int64_t received_at,
                     struct ztr_err *err);
 
@@ -41,6 +42,8 @@ bool allowlist_permits(const struct allowlist *list, const char *spiffe_id,
                        const char *resource);
 
 int64_t allowlist_version(const struct allowlist *list);
+/* The epoch of the list's controller run ("" for none); owned by list. */
+const char *allowlist_epoch(const struct allowlist *list);
 int64_t allowlist_received_at(const struct allowlist *list);
 size_t allowlist_size(const struct allowlist *list);
 

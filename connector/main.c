@@ -81,6 +81,7 @@ struct connector {
     bool stale;
     bool refusing;                 /* dataplane_refuse'd for the age */
     ev_timer age_timer;
+    uint64_t pushes_ignored;       /* allowlists refused: stale or malformed */
 };
 
 #define ALLOWLIST_MAX_AGE_MAX_MS (30LL * 86400 * 1000)
@@ -282,13 +283,18 @@ connector_on_allowlist(void *ctx, const json_t *msg)
     struct ztr_err err = {0};
     int64_t now = clock_wall_s(agent_clock(c->agent));
     if (allowlist_apply(c->allowlist, msg, now, &err) != 0) {
-        log_warn("allowlist ignored", "error=\"%s\"", err.msg);
+        /* An error, not a warning: the connector keeps enforcing a list the
+         * controller no longer holds, a revocation perhaps among what it
+         * refused. */
+        c->pushes_ignored++;
+        log_error("allowlist ignored", "error=\"%s\"", err.msg);
         return;
     }
     if (allowlist_save(c->allowlist, agent_state_dir(c->agent), &err) != 0)
         log_warn("allowlist not persisted", "error=\"%s\"", err.msg);
-    log_info("allowlist received", "version=%lld tunnelers=%zu",
-             (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist));
+    log_info("allowlist received", "version=%lld tunnelers=%zu epoch=%s",
+             (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist),
+             allowlist_epoch(c->allowlist));
     c->confirmed_at = now;
     c->delivered_online = true;
     dataplane_enforce(c->dataplane);
@@ -333,6 +339,9 @@ connector_add_metrics(void *ctx, struct metrics *m)
     metrics_gauge(m, "ztr_allowlist_stale",
                   "1 while the allowlist is older than ALLOWLIST_MAX_AGE and sessions are refused.",
                   NULL, c->stale);
+    metrics_counter(m, "ztr_pushes_ignored_total",
+                    "Versioned pushes from the controller refused (older version, same epoch).",
+                    NULL, c->pushes_ignored);
     dataplane_add_metrics(c->dataplane, m);
 }
 

@@ -21,6 +21,7 @@
 #include "base/clock.h"
 #include "base/config.h"
 #include "base/err.h"
+#include "base/log.h"
 #include "controller/store.h"
 #include "pki/pki.h"
 
@@ -47,6 +48,10 @@ struct controller_settings {
     int64_t token_ttl_s;           /* default TTL of new tokens */
     char admin_auth_token[CONFIG_VALUE_MAX + 1]; /* secret, wiped on exit */
     char log_level[16];
+    /* The events table is bounded by age and by count (the offline sweep
+     * deletes the excess in batches): unauthenticated clients can add rows. */
+    int64_t event_retention_s;     /* 0: no age limit */
+    uint64_t event_max;            /* 0: no count limit */
 };
 
 /* Counters exported on /metrics (Prometheus names in admin.c). */
@@ -75,6 +80,11 @@ struct controller {
     char *admin_token;             /* ADMIN_AUTH_TOKEN: points at settings.admin_auth_token */
     struct controller_counters counters;
     int64_t started_at;
+    /* Denied enrollments cost the journal and the events table a bounded
+     * amount however fast an unauthenticated client asks (enroll.c sets
+     * them up on first use; the counter above counts every denial). */
+    struct log_limit denied_lines;
+    struct log_limit denied_events;
 };
 
 /* ---- ca.c ------------------------------------------------------------------ */

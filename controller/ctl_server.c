@@ -16,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/config.h"
 #include "base/log.h"
+#include "ctl/ctlmsg.h"
 #include "ctl/frame.h"
 #include "ctl/stream.h"
 #include "net/net.h"
@@ -78,6 +80,11 @@ struct ctl_server {
     struct session *sessions;
     size_t session_count;
     int64_t connectors_version;
+    /* New at each start and sent with every versioned push: versions come
+     * from the database, and a restored copy numbers from lower again. A
+     * restore cannot be seen from inside the database; a restart is when
+     * it takes effect, so each run is an epoch of its own. */
+    char epoch[CTLMSG_EPOCH_LEN + 1];
 };
 
 /* ---- sending -------------------------------------------------------------- */
@@ -226,8 +233,9 @@ push_allowlist(struct session *s, const struct push_snapshot *snap)
 {
     if (s->allowlist_version_sent == snap->allowlist_version)
         return;
-    session_send(s, json_pack("{s:s, s:I, s:O}", "type", "allowlist", "version",
-                              (json_int_t)snap->allowlist_version, "tunnelers", snap->allowlist));
+    session_send(s, json_pack("{s:s, s:I, s:s, s:O}", "type", "allowlist", "version",
+                              (json_int_t)snap->allowlist_version, "epoch", s->server->epoch,
+                              "tunnelers", snap->allowlist));
     s->allowlist_version_sent = snap->allowlist_version;
 }
 
@@ -283,8 +291,9 @@ push_connectors(struct session *s, const struct push_snapshot *snap)
         if (version <= server->connectors_version)
             version = server->connectors_version + 1;
         server->connectors_version = version;
-        session_send(s, json_pack("{s:s, s:I, s:O}", "type", "connectors", "version",
-                                  (json_int_t)version, "connectors", entries));
+        session_send(s, json_pack("{s:s, s:I, s:s, s:O}", "type", "connectors", "version",
+                                  (json_int_t)version, "epoch", server->epoch, "connectors",
+                                  entries));
         free(s->connectors_sent);
         s->connectors_sent = text;
         text = NULL;
@@ -881,6 +890,24 @@ close_idle_sessions(struct ctl_server *server)
     }
 }
 
+/* Rows deleted per sweep tick at most: a table grown far past its bounds
+ * (a lowered EVENT_MAX, a restored database) shrinks over several ticks
+ * instead of stalling the loop in one long delete. */
+#define EVENT_PRUNE_BATCH 1000
+
+static void
+prune_events(struct controller *c, int64_t now)
+{
+    struct ztr_err err = {0};
+    int64_t retention = c->settings.event_retention_s;
+    size_t deleted = 0;
+    if (store_event_prune(c->store, retention > 0 && retention < now ? now - retention : 0,
+                          c->settings.event_max, EVENT_PRUNE_BATCH, &deleted, &err) != 0)
+        log_warn("event pruning failed", "error=\"%s\"", err.msg);
+    else if (deleted > 0)
+        log_debug("events pruned", "deleted=%zu", deleted);
+}
+
 static void
 sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -895,6 +922,7 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (store_node_sweep_offline(c->store, cutoff, log_offline, NULL, &err) != 0)
         log_warn("offline sweep failed", "error=\"%s\"", err.msg);
     close_idle_sessions(server);
+    prune_events(c, now);
     bool pruned = false;
     if (ca_set_prune(c->cas, &pruned, &err) == 0 && pruned) {
         ctl_server_push_all(server);
@@ -985,6 +1013,12 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     server->c = c;
     server->listen_fd = -1;
+    uint64_t epoch;
+    if (getrandom(&epoch, sizeof(epoch), 0) != (ssize_t)sizeof(epoch)) {
+        free(server);
+        return ztr_err_set(err, ZTR_E_IO, "getrandom failed: %s", strerror(errno));
+    }
+    snprintf(server->epoch, sizeof(server->epoch), "%016llx", (unsigned long long)epoch);
     if (issue_identity(server, false, err) != 0 ||
         net_listen(c->settings.controller_listen, 1024, &server->listen_fd, err) != 0) {
         tls_ctx_free(server->tls);
@@ -1000,6 +1034,7 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
     server->sweep_timer.data = server;
     ev_timer_start(c->loop, &server->sweep_timer);
     c->ctl = server;
+    log_info("push epoch", "epoch=%s", server->epoch);
     return 0;
 }
 

@@ -40,6 +40,12 @@ static const struct config_key controller_schema[] = {
     CONFIG_KEY("TOKEN_TTL", CONFIG_DURATION_S, "24h", "default lifetime of enrollment tokens", S,
                token_ttl_s),
     CONFIG_KEY("LOG_LEVEL", CONFIG_STRING, "info", "debug, info, warn or error", S, log_level),
+    CONFIG_KEY("EVENT_RETENTION", CONFIG_DURATION_S, "30d",
+               "events older than this are deleted (0s: kept by count only)", S,
+               event_retention_s),
+    CONFIG_KEY("EVENT_MAX", CONFIG_UINT, "100000",
+               "at most this many events are kept, the oldest go first (0: no count limit)", S,
+               event_max),
 };
 #undef S
 #define SCHEMA_LEN (sizeof(controller_schema) / sizeof(controller_schema[0]))

@@ -19,6 +19,13 @@
 #include "base/log.h"
 #include "controller/controller.h"
 
+/* An unauthenticated client can be denied as fast as it can connect: the
+ * log gets at most DENIED_LINES_PER_S `enrollment denied` lines a second
+ * and the events table at most DENIED_EVENTS_PER_MIN `denied` rows a
+ * minute; what is dropped is counted into the next line or row. */
+#define DENIED_LINES_PER_S 20
+#define DENIED_EVENTS_PER_MIN 30
+
 #define TOKEN_ID_BYTES 8
 #define TOKEN_SECRET_BYTES 32
 
@@ -124,13 +131,31 @@ struct enroll_ctx {
 static json_t *
 deny(struct enroll_ctx *e, const char *code, const char *message, const char *why)
 {
-    e->c->counters.enrollment_denied++;
-    char detail[STORE_DETAIL_MAX];
-    snprintf(detail, sizeof(detail), "enroll role=%.16s name=%.128s peer=%s: %s (%s)", e->role,
-             e->name, e->peer, message, why);
-    log_warn("enrollment denied", "reason=\"%s\" detail=\"%s\" role=%.16s name=%.128s peer=%s",
-             message, why, e->role, e->name, e->peer);
-    store_event_add(e->c->store, "denied", "", detail, NULL);
+    struct controller *c = e->c;
+    c->counters.enrollment_denied++;
+    if (c->denied_lines.period_ms == 0) {
+        c->denied_lines = (struct log_limit)LOG_LIMIT_INIT(DENIED_LINES_PER_S, 1000);
+        c->denied_events = (struct log_limit)LOG_LIMIT_INIT(DENIED_EVENTS_PER_MIN, 60000);
+    }
+    int64_t now_ms = clock_monotonic_ms(c->clock);
+    uint64_t dropped = 0;
+    if (log_limit_allow(&c->denied_lines, now_ms, &dropped)) {
+        if (dropped > 0)
+            log_warn("enrollment denied lines suppressed", "suppressed=%llu",
+                     (unsigned long long)dropped);
+        log_warn("enrollment denied",
+                 "reason=\"%s\" detail=\"%s\" role=%.16s name=%.128s peer=%s", message, why,
+                 e->role, e->name, e->peer);
+    }
+    if (log_limit_allow(&c->denied_events, now_ms, &dropped)) {
+        char detail[STORE_DETAIL_MAX];
+        int n = snprintf(detail, sizeof(detail), "enroll role=%.16s name=%.128s peer=%s: %s (%s)",
+                         e->role, e->name, e->peer, message, why);
+        if (dropped > 0 && n > 0 && (size_t)n < sizeof(detail))
+            snprintf(detail + n, sizeof(detail) - (size_t)n, "; %llu earlier denials not recorded",
+                     (unsigned long long)dropped);
+        store_event_add(c->store, "denied", "", detail, NULL);
+    }
     return ctlmsg_error(code, message);
 }
 

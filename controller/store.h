@@ -218,6 +218,12 @@ struct store_event {
 
 int store_event_add(struct store *store, const char *kind, const char *node_id,
                     const char *detail, struct ztr_err *err);
+/* Deletes the oldest events: those written before `before` (Unix seconds;
+ * 0: none by age), then those beyond the newest `keep` (0: none by count),
+ * at most `batch` rows in all so that one call is bounded work. *deleted
+ * (optional) gets how many went; fewer than batch means nothing is left. */
+int store_event_prune(struct store *store, int64_t before, uint64_t keep, size_t batch,
+                      size_t *deleted, struct ztr_err *err);
 /* Events with id > after_id, oldest first, at most limit. */
 int store_event_list(struct store *store, int64_t after_id, size_t limit,
                      int (*visit)(void *ctx, const struct store_event *), void *ctx,

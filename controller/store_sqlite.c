@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -581,6 +582,57 @@ store_event_add(struct store *s, const char *kind, const char *node_id, const ch
     TRY(check_event(kind, node_id, detail, err));
     struct event_job job = {kind, node_id, detail};
     return in_tx(s, event_add_body, &job, err);
+}
+
+struct prune_job {
+    int64_t before;
+    int64_t keep;
+    int64_t batch;
+    int deleted;
+};
+
+static int
+event_prune_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    struct prune_job *job = ctx;
+    int changes = 0;
+    job->deleted = 0;
+    /* Oldest first by id: the scan stops after `batch` rows, so a table of
+     * millions costs one batch per call, not a pass over the table. */
+    if (job->before > 0) {
+        TRY(stmt_exec(s,
+                      "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? "
+                      "ORDER BY id LIMIT ?)",
+                      ARGS(INT_ARG(job->before), INT_ARG(job->batch)), &changes, err));
+        job->deleted += changes;
+    }
+    /* Ids only grow and only the oldest rows are deleted, so the newest
+     * `keep` events are those with id > max(id) - keep: no count(*). */
+    if (job->keep > 0 && job->deleted < job->batch) {
+        TRY(stmt_exec(s,
+                      "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= "
+                      "(SELECT max(id) FROM events) - ? ORDER BY id LIMIT ?)",
+                      ARGS(INT_ARG(job->keep), INT_ARG(job->batch - job->deleted)), &changes,
+                      err));
+        job->deleted += changes;
+    }
+    return 0;
+}
+
+int
+store_event_prune(struct store *s, int64_t before, uint64_t keep, size_t batch, size_t *deleted,
+                  struct ztr_err *err)
+{
+    if (deleted != NULL)
+        *deleted = 0;
+    if (batch == 0)
+        return 0;
+    struct prune_job job = {before, keep > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)keep,
+                            batch > (size_t)INT_MAX ? INT_MAX : (int64_t)batch, 0};
+    TRY(in_tx(s, event_prune_body, &job, err));
+    if (deleted != NULL)
+        *deleted = (size_t)job.deleted;
+    return 0;
 }
 
 static int

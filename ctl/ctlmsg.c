@@ -58,10 +58,12 @@ static const struct field heartbeat_ack_fields[] = {
     {"seq", F_INT, 1, NULL}, {"server_time", F_INT, 1, NULL}, END,
 };
 static const struct field allowlist_fields[] = {
-    {"version", F_INT, 1, NULL}, {"tunnelers", F_OBJECTS, 1, allowlist_entry}, END,
+    {"version", F_INT, 1, NULL}, {"tunnelers", F_OBJECTS, 1, allowlist_entry},
+    {"epoch", F_STRING, 0, NULL}, END,
 };
 static const struct field connectors_fields[] = {
-    {"version", F_INT, 1, NULL}, {"connectors", F_OBJECTS, 1, connector_entry}, END,
+    {"version", F_INT, 1, NULL}, {"connectors", F_OBJECTS, 1, connector_entry},
+    {"epoch", F_STRING, 0, NULL}, END,
 };
 static const struct field renew_fields[] = {{"csr", F_STRING, 1, NULL}, END};
 static const struct field renewed_fields[] = {{"chain", F_STRING, 1, NULL}, END};

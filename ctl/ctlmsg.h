@@ -36,6 +36,13 @@ enum ctlmsg_type {
 /* Strings are bounded: PEM chains and bundles are the largest values. */
 #define CTLMSG_STRING_MAX (64 * 1024)
 #define CTLMSG_ARRAY_MAX 4096
+/* Versioned pushes (allowlist, connectors) carry the epoch of the controller
+ * run that numbered them: 16 hex digits, new at each controller start. A
+ * version is only comparable with versions of the same epoch (a restored
+ * database numbers from lower again). Optional: an older controller sends
+ * none. Text, not an integer: 64 random bits do not fit a JSON non-negative
+ * integer everywhere. */
+#define CTLMSG_EPOCH_LEN 16
 
 /* Error codes carried in {"type":"error","code":...}. */
 #define CTLMSG_E_INVALID_TOKEN "invalid_token"

@@ -928,8 +928,13 @@ tunnel_set_connectors(struct tunnel *t, const json_t *msg)
     struct ztr_err err = {0};
     if (save_list(t, msg, &err) != 0)
         log_warn("connector list not persisted", "error=\"%s\"", err.msg);
-    log_info("connector list received", "version=%lld connectors=%zu", (long long)version,
-             json_array_size(json_object_get(msg, "connectors")));
+    /* The tunneler takes every list it is sent (the newest decision is the
+     * last one sent on the one control stream); the epoch is kept with the
+     * list, saved whole above, to tell which controller run numbered it. */
+    const char *epoch = json_string_value(json_object_get(msg, "epoch"));
+    log_info("connector list received", "version=%lld connectors=%zu epoch=%s",
+             (long long)version, json_array_size(json_object_get(msg, "connectors")),
+             epoch != NULL ? epoch : "");
 }
 
 /* The list saved by the last run, if any: without it the tunneler waits

@@ -49,6 +49,67 @@ test_apply_and_lookups(void **state)
     allowlist_free(list);
 }
 
+static json_t *
+message_in(const char *epoch, int version, const char *json_tunnelers)
+{
+    json_t *msg = message(version, json_tunnelers);
+    json_object_set_new(msg, "epoch", json_string(epoch));
+    return msg;
+}
+
+/* A restored controller database numbers versions from lower again; its
+ * new epoch makes the connector take the list (a revocation included),
+ * and the epoch survives a connector restart. */
+static void
+test_new_epoch_wins_whatever_its_version(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    struct allowlist *list = allowlist_new();
+    struct ztr_err err = {0};
+    const char *laptop = "spiffe://example.org/tunneler/laptop";
+    json_t *msg = message_in("00000000000000aa", 9,
+                             "[{\"spiffe_id\":\"spiffe://example.org/tunneler/laptop\","
+                             "\"resources\":[\"pg\"]}]");
+    assert_int_equal(allowlist_apply(list, msg, 1000, &err), 0);
+    json_decref(msg);
+    assert_string_equal(allowlist_epoch(list), "00000000000000aa");
+    assert_int_equal(allowlist_save(list, dir, &err), 0);
+    allowlist_free(list);
+    list = allowlist_new();
+    assert_int_equal(allowlist_load(list, dir, &err), 0);
+    assert_string_equal(allowlist_epoch(list), "00000000000000aa");
+    assert_int_equal(allowlist_version(list), 9);
+    /* Same epoch, older version: refused, the newer decision stands. */
+    msg = message_in("00000000000000aa", 8, "[]");
+    assert_int_equal(allowlist_apply(list, msg, 2000, &err), -1);
+    assert_non_null(strstr(err.msg, "older"));
+    assert_true(allowlist_contains(list, laptop));
+    json_decref(msg);
+    /* Same epoch, same version (a reconnect): taken, it confirms the list. */
+    msg = message_in("00000000000000aa", 9,
+                     "[{\"spiffe_id\":\"spiffe://example.org/tunneler/laptop\","
+                     "\"resources\":[\"pg\"]}]");
+    assert_int_equal(allowlist_apply(list, msg, 2500, &err), 0);
+    assert_int_equal(allowlist_received_at(list), 2500);
+    json_decref(msg);
+    /* A new epoch with a lower version: taken, the revocation applies. */
+    msg = message_in("00000000000000bb", 2, "[]");
+    assert_int_equal(allowlist_apply(list, msg, 3000, &err), 0);
+    assert_false(allowlist_contains(list, laptop));
+    assert_int_equal(allowlist_version(list), 2);
+    assert_string_equal(allowlist_epoch(list), "00000000000000bb");
+    json_decref(msg);
+    /* An epoch that is not one of ours is refused. */
+    msg = message_in("00000000000000bb0", 5, "[]");
+    assert_int_equal(allowlist_apply(list, msg, 4000, &err), -1);
+    assert_non_null(strstr(err.msg, "epoch"));
+    json_decref(msg);
+    allowlist_free(list);
+    test_rmtree(dir);
+    free(dir);
+}
+
 static void
 test_persists_and_reloads(void **state)
 {
@@ -89,6 +150,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply_and_lookups),
         cmocka_unit_test(test_persists_and_reloads),
+        cmocka_unit_test(test_new_epoch_wins_whatever_its_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -171,6 +171,13 @@ test_every_message_type_decodes(void **state)
                                "\"id\":\"c\",\"spiffe_id\":\"s\",\"address\":\"10.0.0.5:7444\","
                                "\"resources\":[]}]}"),
                      CTLMSG_CONNECTORS);
+    /* The epoch is optional: an older controller sends none. */
+    assert_int_equal(decode_ok("{\"type\":\"allowlist\",\"version\":2,"
+                               "\"epoch\":\"0123456789abcdef\",\"tunnelers\":[]}"),
+                     CTLMSG_ALLOWLIST);
+    assert_int_equal(decode_ok("{\"type\":\"connectors\",\"version\":1,"
+                               "\"epoch\":\"00000000000000ff\",\"connectors\":[]}"),
+                     CTLMSG_CONNECTORS);
     assert_int_equal(decode_ok("{\"type\":\"renew\",\"csr\":\"x\"}"), CTLMSG_RENEW);
     assert_int_equal(decode_ok("{\"type\":\"renewed\",\"chain\":\"x\"}"), CTLMSG_RENEWED);
     assert_int_equal(decode_ok("{\"type\":\"bundle\",\"bundle\":\"x\",\"version\":2}"),
@@ -198,6 +205,8 @@ test_schema_violations_are_named(void **state)
     decode_bad("{\"type\":\"allowlist\",\"version\":1,\"tunnelers\":[{\"spiffe_id\":\"s\"}]}",
                "allowlist.tunnelers[0].resources: missing");
     decode_bad("{\"type\":\"allowlist\",\"version\":1,\"tunnelers\":[1]}", "expected an object");
+    decode_bad("{\"type\":\"allowlist\",\"version\":1,\"epoch\":7,\"tunnelers\":[]}",
+               "allowlist.epoch: expected a string");
     decode_bad("{\"type\":\"enroll\",\"token\":\"t\",\"role\":\"r\",\"name\":\"n\",\"csr\":\"c\","
                "\"addresses\":[1]}",
                "enroll.addresses[0]: expected a string");

@@ -649,6 +649,36 @@ test_random_lines_never_contain_a_registered_secret(void **state)
     free(text);
 }
 
+/* A flood through the limiter writes at most `burst` lines a period, and
+ * the first line allowed afterwards learns how many were dropped. */
+static void
+test_log_limit_bounds_a_flood_and_counts_the_rest(void **state)
+{
+    (void)state;
+    struct log_limit limit = LOG_LIMIT_INIT(3, 1000);
+    uint64_t suppressed = 99;
+    int allowed = 0;
+    /* 2000 attempts within one second: 3 pass, 1997 are counted. */
+    for (int i = 0; i < 2000; i++)
+        if (log_limit_allow(&limit, 5000 + i / 4, &suppressed)) {
+            allowed++;
+            assert_int_equal(suppressed, 0);
+        }
+    assert_int_equal(allowed, 3);
+    /* Still inside the window: refused. */
+    assert_false(log_limit_allow(&limit, 5999, &suppressed));
+    /* The next window: allowed, with the count of what was dropped, once. */
+    assert_true(log_limit_allow(&limit, 6000, &suppressed));
+    assert_int_equal(suppressed, 1998);
+    assert_true(log_limit_allow(&limit, 6001, &suppressed));
+    assert_int_equal(suppressed, 0);
+    assert_true(log_limit_allow(&limit, 6002, NULL));
+    assert_false(log_limit_allow(&limit, 6003, NULL));
+    /* A clock that steps back starts a new window instead of blocking. */
+    assert_true(log_limit_allow(&limit, 10, &suppressed));
+    assert_int_equal(suppressed, 1);
+}
+
 #define LOG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -656,6 +686,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         LOG_TEST(test_line_has_level_quoted_msg_and_kv_tail),
+        LOG_TEST(test_log_limit_bounds_a_flood_and_counts_the_rest),
         LOG_TEST(test_null_kv_leaves_no_trailing_space),
         LOG_TEST(test_each_level_has_its_name),
         LOG_TEST(test_timestamp_prefix_is_utc_iso8601_with_millis),

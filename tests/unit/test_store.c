@@ -1512,6 +1512,57 @@ test_oversized_value_written_behind_the_stores_back_is_an_error(void **state)
     assert_int_equal(snap.resources, 0);
 }
 
+/* Events are bounded by age and by count, the oldest going first, and one
+ * call deletes at most one batch. */
+static void
+test_event_prune_by_age_and_count_in_batches(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    size_t deleted = 99;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(store_event_add(f->store, "denied", "", "old", &err), 0);
+    advance_s(f, 100);
+    int64_t cutoff = clock_wall_s(&f->clock);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(store_event_add(f->store, "denied", "", "new", &err), 0);
+    assert_int_equal(all_events_count(f), 30);
+    /* Nothing to do: nothing deleted. */
+    assert_int_equal(store_event_prune(f->store, 0, 0, 100, &deleted, &err), 0);
+    assert_int_equal(deleted, 0);
+    /* By age, in batches of 4: 4, 4, 2, then none. */
+    assert_int_equal(store_event_prune(f->store, cutoff, 0, 4, &deleted, &err), 0);
+    assert_int_equal(deleted, 4);
+    assert_int_equal(store_event_prune(f->store, cutoff, 0, 4, &deleted, &err), 0);
+    assert_int_equal(deleted, 4);
+    assert_int_equal(store_event_prune(f->store, cutoff, 0, 4, &deleted, &err), 0);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(store_event_prune(f->store, cutoff, 0, 4, &deleted, &err), 0);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(events_of_kind(f, "denied"), 20);
+    struct events *ev = all_events(f);
+    for (size_t i = 0; i < ev->n; i++)
+        assert_string_equal(ev->items[i].detail, "new");
+    int64_t newest = ev->items[ev->n - 1].id;
+    free(ev);
+    /* By count: the newest 5 stay. */
+    assert_int_equal(store_event_prune(f->store, 0, 5, 10, &deleted, &err), 0);
+    assert_int_equal(deleted, 10);
+    assert_int_equal(store_event_prune(f->store, 0, 5, 10, &deleted, &err), 0);
+    assert_int_equal(deleted, 5);
+    ev = all_events(f);
+    assert_int_equal(ev->n, 5);
+    assert_int_equal(ev->items[4].id, newest);
+    assert_int_equal(ev->items[0].id, newest - 4);
+    free(ev);
+    /* A new event after pruning keeps a fresh id: cursors never go back. */
+    assert_int_equal(store_event_add(f->store, "admin", "", "later", &err), 0);
+    assert_last_event(f, "admin", "", "later");
+    assert_int_equal(store_event_prune(f->store, 0, 5, 10, &deleted, &err), 0);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(all_events_count(f), 5);
+}
+
 int
 main(void)
 {
@@ -1527,6 +1578,7 @@ main(void)
         T(test_close_checkpoints_the_wal_and_accepts_null),
         T(test_reopen_keeps_all_state),
         T(test_token_insert_get_list_delete),
+        T(test_event_prune_by_age_and_count_in_batches),
         T(test_token_with_existing_id_or_bad_fields_is_refused),
         T(test_enroll_creates_node_with_random_hex_id_and_event),
         T(test_enroll_uses_given_id_and_defaults_addresses_to_empty_array),

@@ -50,8 +50,8 @@ struct controller_settings {
     char log_level[16];
     /* The events table is bounded by age and by count (the offline sweep
      * deletes the excess in batches): unauthenticated clients can add rows. */
-    int64_t event_retention_s;     /* 0: no age limit */
-    uint64_t event_max;            /* 0: no count limit */
+    int64_t event_retention_s;     /* 1h..3650d */
+    uint64_t event_max;            /* 1..100000000 */
 };
 
 /* Counters exported on /metrics (Prometheus names in admin.c). */

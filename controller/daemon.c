@@ -41,10 +41,10 @@ static const struct config_key controller_schema[] = {
                token_ttl_s),
     CONFIG_KEY("LOG_LEVEL", CONFIG_STRING, "info", "debug, info, warn or error", S, log_level),
     CONFIG_KEY("EVENT_RETENTION", CONFIG_DURATION_S, "30d",
-               "events older than this are deleted (0s: kept by count only)", S,
+               "events older than this are deleted (1h..3650d)", S,
                event_retention_s),
     CONFIG_KEY("EVENT_MAX", CONFIG_UINT, "100000",
-               "at most this many events are kept, the oldest go first (0: no count limit)", S,
+               "at most this many events are kept, the oldest go first (1..100000000)", S,
                event_max),
 };
 #undef S
@@ -100,6 +100,11 @@ check_settings(void *ctx, struct daemon *daemon, const struct config *config,
         return config_fail(config, "HEARTBEAT_INTERVAL", err, "must be at least 100ms");
     if (s->token_ttl_s < 1 || s->token_ttl_s > 366LL * 86400)
         return config_fail(config, "TOKEN_TTL", err, "must be between 1s and 366d");
+    /* Both bounds hold: an unauthenticated client's denials end up here. */
+    if (s->event_retention_s < 3600 || s->event_retention_s > 3650LL * 86400)
+        return config_fail(config, "EVENT_RETENTION", err, "must be between 1h and 3650d");
+    if (s->event_max < 1 || s->event_max > 100000000)
+        return config_fail(config, "EVENT_MAX", err, "must be between 1 and 100000000");
     enum log_level level;
     if (log_level_from_name(s->log_level, &level) != 0)
         return config_fail(config, "LOG_LEVEL", err, "use debug, info, warn or error");

@@ -10,7 +10,7 @@
 #
 # Knobs (environment; defaults are what `make bench` runs):
 #   CTL_BENCH_ENROLL=5000 CTL_BENCH_ENROLL_CONCURRENCY=16 CTL_BENCH_SERIAL=100
-#   CTL_BENCH_SESSIONS=10000 CTL_BENCH_IDENTITIES=1000 CTL_BENCH_SESSION_CONCURRENCY=16
+#   CTL_BENCH_SESSIONS=10000 CTL_BENCH_IDENTITIES=sessions/4 CTL_BENCH_SESSION_CONCURRENCY=16
 #   CTL_BENCH_INTERVAL=10s CTL_BENCH_WARMUP=10 CTL_BENCH_WINDOW=30
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,7 +22,9 @@ enroll_count="${CTL_BENCH_ENROLL:-5000}"
 enroll_conc="${CTL_BENCH_ENROLL_CONCURRENCY:-16}"
 serial_count="${CTL_BENCH_SERIAL:-100}"  # enrollments one at a time, for latency alone
 sessions="${CTL_BENCH_SESSIONS:-10000}"
-identities="${CTL_BENCH_IDENTITIES:-1000}"
+# The controller admits at most 4 live control sessions per node
+# (docs/SECURITY.md): each identity carries 4 sessions at most.
+identities="${CTL_BENCH_IDENTITIES:-$(( (${CTL_BENCH_SESSIONS:-10000} + 3) / 4 ))}"
 session_conc="${CTL_BENCH_SESSION_CONCURRENCY:-16}"
 interval="${CTL_BENCH_INTERVAL:-10s}"
 warmup="${CTL_BENCH_WARMUP:-10}"   # after the last session is up: every beat phase running
@@ -46,6 +48,8 @@ if [ "$fd_limit" != unlimited ] && [ "$fd_limit" -lt $((sessions + 200)) ]; then
   sessions=$((fd_limit - 200))
 fi
 [ "$identities" -le "$sessions" ] || identities="$sessions"
+[ $((identities * 4)) -ge "$sessions" ] ||
+  die "CTL_BENCH_IDENTITIES=$identities: the controller admits 4 sessions per node, $sessions need $(( (sessions + 3) / 4 ))"
 
 clk_tck="$(getconf CLK_TCK)"
 rm -rf "$work"
@@ -273,7 +277,7 @@ echo
 echo "### $sessions concurrent sessions, heartbeat every $interval"
 echo
 echo "$identities tunneler identities enrolled first, each used by"
-echo "$((sessions / identities)) sessions (the controller accepts several sessions per node;"
+echo "$((sessions / identities)) sessions (the controller accepts up to 4 sessions per node;"
 echo "it keeps one \`nodes\` row per identity). Sessions open $session_conc at a time:"
 echo "connect, mTLS handshake, \`hello\` → \`welcome\`. Then every session heartbeats every"
 echo "$interval, phases spread evenly over the interval. CPU and RSS were sampled from"

@@ -53,7 +53,7 @@ static const struct config_key connector_keys[] = {
                "fail-static bound: past this without the controller confirming the allowlist, "
                "data sessions are refused and closed (1s..30d)",
                struct connector_settings, allowlist_max_age_ms),
-    CONFIG_KEY("STREAMS_PER_TUNNELER", CONFIG_UINT, "1024",
+    CONFIG_KEY("STREAMS_PER_TUNNELER", CONFIG_UINT, "8192",
                "streams one tunneler may hold open on this connector (1..65536)",
                struct connector_settings, streams_per_tunneler),
 };

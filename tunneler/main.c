@@ -45,7 +45,7 @@ static const struct config_key tunneler_keys[] = {
     CONFIG_KEY("CLIENT_TIMEOUT", CONFIG_DURATION, "30s",
                "a local connection's SOCKS5 handshake and stream open must finish within this",
                struct tunneler_settings, client_timeout_ms),
-    CONFIG_KEY("CLIENT_STREAMS_MAX", CONFIG_UINT, "256",
+    CONFIG_KEY("CLIENT_STREAMS_MAX", CONFIG_UINT, "4096",
                "streams one local source IP may hold open at once, SOCKS5 and forwards (1..65536)",
                struct tunneler_settings, client_streams_max),
 };

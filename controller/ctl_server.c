@@ -43,6 +43,9 @@
  * the old stream has not timed out yet. More is a copy of its key at work,
  * or a node holding the controller's descriptors: refused. */
 #define NODE_SESSIONS_MAX 4
+/* Sessions by node id: what one node's sessions are is asked at every
+ * admission, and a walk over all sessions made each one cost O(sessions). */
+#define NODE_INDEX_BUCKETS 16384
 /* An agent is issued about two certificates per SVID_TTL (renewal at
  * 50 % ± 10 %). A node issued this many within a quarter of SVID_TTL is
  * renewing in a loop, or a copy of its key is: the renewal waits. */
@@ -67,6 +70,8 @@ struct session {
     char serial[STORE_SERIAL_MAX + 1];
     bool refused;                     /* never admitted: its close changes no status */
     struct session *prev, *next;
+    struct session *node_next;        /* same bucket of the node index */
+    bool indexed;
 };
 
 struct ctl_server {
@@ -79,6 +84,7 @@ struct ctl_server {
     int64_t identity_renew_at;
     struct session *sessions;
     size_t session_count;
+    struct session *by_node[NODE_INDEX_BUCKETS];
     int64_t connectors_version;
     /* New at each start and sent with every versioned push: versions come
      * from the database, and a restored copy numbers from lower again. A
@@ -86,6 +92,54 @@ struct ctl_server {
      * it takes effect, so each run is an epoch of its own. */
     char epoch[CTLMSG_EPOCH_LEN + 1];
 };
+
+/* ---- the node index --------------------------------------------------------- */
+
+static size_t
+node_bucket(const char *id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++)
+        h = (h ^ *p) * 16777619u;
+    return h & (NODE_INDEX_BUCKETS - 1);
+}
+
+static void
+index_add(struct ctl_server *server, struct session *s)
+{
+    size_t b = node_bucket(s->node.id);
+    s->node_next = server->by_node[b];
+    server->by_node[b] = s;
+    s->indexed = true;
+}
+
+static void
+index_remove(struct ctl_server *server, struct session *s)
+{
+    if (!s->indexed)
+        return;
+    for (struct session **link = &server->by_node[node_bucket(s->node.id)]; *link != NULL;
+         link = &(*link)->node_next)
+        if (*link == s) {
+            *link = s->node_next;
+            break;
+        }
+    s->indexed = false;
+}
+
+/* The first indexed session of node id at or after from (NULL: none). */
+static struct session *
+node_session_from(struct session *from, const char *id)
+{
+    for (struct session *o = from; o != NULL; o = o->node_next)
+        if (strcmp(o->node.id, id) == 0)
+            return o;
+    return NULL;
+}
+
+#define FOR_EACH_NODE_SESSION(server, id, o)                                          \
+    for (struct session *o = node_session_from((server)->by_node[node_bucket(id)], id); \
+         o != NULL; o = node_session_from(o->node_next, id))
 
 /* ---- sending -------------------------------------------------------------- */
 
@@ -374,8 +428,8 @@ static void
 close_superseded(struct ctl_server *server, const char *node_id)
 {
     struct controller *c = server->c;
-    for (struct session *o = server->sessions; o != NULL; o = o->next) {
-        if (!session_live(o) || strcmp(o->node.id, node_id) != 0 || o->key[0] == '\0')
+    FOR_EACH_NODE_SESSION(server, node_id, o) {
+        if (!session_live(o) || o->key[0] == '\0')
             continue;
         struct store_cert_check check;
         struct ztr_err err;
@@ -394,8 +448,8 @@ static size_t
 node_session_count(const struct ctl_server *server, const struct session *except)
 {
     size_t n = 0;
-    for (const struct session *o = server->sessions; o != NULL; o = o->next)
-        n += o != except && session_live(o) && strcmp(o->node.id, except->node.id) == 0;
+    FOR_EACH_NODE_SESSION(server, except->node.id, o)
+        n += o != except && session_live(o);
     return n;
 }
 
@@ -406,9 +460,8 @@ static void
 alert_other_keys(struct session *s)
 {
     struct controller *c = s->server->c;
-    for (struct session *o = s->server->sessions; o != NULL; o = o->next) {
-        if (o == s || !session_live(o) || strcmp(o->node.id, s->node.id) != 0 ||
-            strcmp(o->key, s->key) == 0)
+    FOR_EACH_NODE_SESSION(s->server, s->node.id, o) {
+        if (o == s || !session_live(o) || strcmp(o->key, s->key) == 0)
             continue;
         const char *peer = ctl_stream_peer_addr(s->stream);
         const char *other_peer = ctl_stream_peer_addr(o->stream);
@@ -705,6 +758,7 @@ on_ready(void *user)
         return;
     }
     s->role = peer->role;
+    index_add(s->server, s);
     if (s->node.revoked) {
         c->counters.sessions_rejected++;
         log_warn("control session refused", "node=%s peer=%s reason=revoked", s->node.id,
@@ -788,9 +842,9 @@ on_close(void *user, const char *reason)
     struct ctl_server *server = s->server;
     struct controller *c = server->c;
     bool other_session = false;
-    for (struct session *o = server->sessions; o != NULL && s->node.id[0] != '\0'; o = o->next)
-        if (o != s && o->state == S_ACTIVE && strcmp(o->node.id, s->node.id) == 0)
-            other_session = true;
+    if (s->indexed)
+        FOR_EACH_NODE_SESSION(server, s->node.id, o)
+            other_session |= o != s && o->state == S_ACTIVE;
     /* A node with another live session (a restarted agent whose old stream
      * has not timed out yet) stays ONLINE. */
     if (s->node.id[0] != '\0' && !s->node.revoked && !s->refused && !other_session) {
@@ -805,6 +859,7 @@ on_close(void *user, const char *reason)
         log_warn("TLS handshake failed", "peer=%s reason=\"%s\"",
                  ctl_stream_peer_addr(s->stream), reason);
     }
+    index_remove(server, s);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -1072,8 +1127,8 @@ ctl_server_session_count(const struct ctl_server *server)
 void
 ctl_server_revoke(struct ctl_server *server, const char *node_id, const char *reason)
 {
-    for (struct session *s = server->sessions; s != NULL; s = s->next) {
-        if (strcmp(s->node.id, node_id) != 0 || s->state == S_CLOSING)
+    FOR_EACH_NODE_SESSION(server, node_id, s) {
+        if (s->state == S_CLOSING)
             continue;
         s->node.revoked = true;
         session_send(s, json_pack("{s:s, s:s}", "type", "revoked", "reason",

@@ -152,6 +152,7 @@ struct push_snapshot {
     json_t *grants;       /* tunneler name -> [resources] */
     json_t *connectors;   /* [{id, spiffe_id, address, served}] usable connectors */
     json_t *revoked;      /* tunneler name -> true */
+    json_t *bound;        /* connector name -> {resource: true}, the operator's bindings */
     json_t *allowlist;    /* the connectors' allowlist entries, built once */
     int64_t allowlist_version;
 };
@@ -166,6 +167,19 @@ collect_grant(void *ctx, const struct store_grant *grant)
         json_object_set_new(snap->grants, grant->tunneler, list);
     }
     json_array_append_new(list, json_string(grant->resource));
+    return 0;
+}
+
+static int
+collect_binding(void *ctx, const struct store_binding *binding)
+{
+    struct push_snapshot *snap = ctx;
+    json_t *resources = json_object_get(snap->bound, binding->connector);
+    if (resources == NULL) {
+        resources = json_object();
+        json_object_set_new(snap->bound, binding->connector, resources);
+    }
+    json_object_set_new(resources, binding->resource, json_true());
     return 0;
 }
 
@@ -186,11 +200,28 @@ collect_node(void *ctx, const struct store_node *node)
     json_t *targets = json_object_get(advert, "targets");
     if (!json_is_array(targets) || json_array_size(targets) != json_array_size(served))
         targets = NULL;
-    if (json_is_string(data) && json_is_array(served))
-        json_array_append_new(snap->connectors,
-                              json_pack("{s:s, s:s, s:O, s:O, s:O*}", "id", node->id,
-                                        "spiffe_id", node->spiffe_id, "address", data,
-                                        "served", served, "targets", targets));
+    if (!json_is_string(data) || !json_is_array(served)) {
+        json_decref(advert);
+        return 0;
+    }
+    /* A connector serves only what it announces AND the operator bound to
+     * it: announcing a resource must not be enough to receive its traffic. */
+    json_t *bound = json_object_get(snap->bound, node->name);
+    json_t *kept = json_array();
+    json_t *kept_targets = targets != NULL ? json_array() : NULL;
+    size_t i;
+    json_t *r;
+    json_array_foreach(served, i, r) {
+        if (!json_is_string(r) || json_object_get(bound, json_string_value(r)) == NULL)
+            continue;
+        json_array_append(kept, r);
+        if (kept_targets != NULL)
+            json_array_append(kept_targets, json_array_get(targets, i));
+    }
+    json_array_append_new(snap->connectors,
+                          json_pack("{s:s, s:s, s:O, s:o, s:o*}", "id", node->id, "spiffe_id",
+                                    node->spiffe_id, "address", data, "served", kept, "targets",
+                                    kept_targets));
     json_decref(advert);
     return 0;
 }
@@ -203,8 +234,10 @@ snapshot_build(struct controller *c, struct push_snapshot *snap)
     snap->connectors = json_array();
     snap->revoked = json_object();
     snap->allowlist = json_array();
+    snap->bound = json_object();
     snap->allowlist_version = store_allowlist_version(c->store);
     store_allowlist_list(c->store, collect_grant, snap, &err);
+    store_binding_list(c->store, collect_binding, snap, &err);
     store_node_list(c->store, collect_node, snap, &err);
     const char *name;
     json_t *resources;
@@ -226,6 +259,7 @@ snapshot_free(struct push_snapshot *snap)
     json_decref(snap->connectors);
     json_decref(snap->revoked);
     json_decref(snap->allowlist);
+    json_decref(snap->bound);
 }
 
 static void
@@ -427,6 +461,51 @@ alert_other_keys(struct session *s)
 
 /* ---- messages ------------------------------------------------------------- */
 
+struct bound_of {
+    const char *connector;
+    json_t *resources; /* resource -> true */
+};
+
+static int
+collect_bound_of(void *ctx, const struct store_binding *binding)
+{
+    struct bound_of *b = ctx;
+    if (strcmp(binding->connector, b->connector) == 0)
+        json_object_set_new(b->resources, binding->resource, json_true());
+    return 0;
+}
+
+/* Says once per changed announcement which announced resources the
+ * operator did not bind to this connector: tunnelers will not be sent
+ * there, and an operator should know that someone tried. */
+static void
+report_unbound(struct session *s, const json_t *announced)
+{
+    struct controller *c = s->server->c;
+    struct ztr_err err = {0};
+    struct bound_of b = {s->node.name, json_object()};
+    if (store_binding_list(c->store, collect_bound_of, &b, &err) != 0) {
+        log_warn("resource bindings not read", "node=%s error=\"%s\"", s->node.id, err.msg);
+        json_decref(b.resources);
+        return;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(announced, i, r) {
+        const char *name = json_string_value(r);
+        if (name == NULL || json_object_get(b.resources, name) != NULL)
+            continue;
+        log_warn("announced resource not bound", "node=%s name=%s resource=%s", s->node.id,
+                 s->node.name, name);
+        char detail[STORE_DETAIL_MAX + 1];
+        snprintf(detail, sizeof(detail),
+                 "announced resource not bound: connector=%s resource=%.64s (ignored)",
+                 s->node.name, name);
+        store_event_add(c->store, "security", s->node.id, detail, NULL);
+    }
+    json_decref(b.resources);
+}
+
 static void
 handle_hello(struct session *s, const json_t *msg)
 {
@@ -465,6 +544,8 @@ handle_hello(struct session *s, const json_t *msg)
         if (changed && store_node_set_addresses(c->store, s->node.id, text, &err) == 0)
             snprintf(s->node.addresses, sizeof(s->node.addresses), "%s", text);
         free(text);
+        if (changed)
+            report_unbound(s, json_object_get(msg, "resources"));
     }
     bool status_changed = false;
     store_node_set_status(c->store, s->node.id, STORE_ONLINE, "control stream connected",

@@ -189,6 +189,24 @@ int store_resource_list(struct store *store,
                         int (*visit)(void *ctx, const struct store_resource *), void *ctx,
                         struct ztr_err *err);
 
+/* Which connector (by node name) may serve a resource. A tunneler is
+ * handed a connector for a resource only when both the binding exists and
+ * the connector announces the resource. */
+struct store_binding {
+    char resource[STORE_NAME_MAX + 1];
+    char connector[STORE_NAME_MAX + 1];  /* connector node name */
+    int64_t created_at;
+};
+
+/* bind adds the binding (binding twice is not an error); !bind removes it
+ * (ZTR_E_NOT_FOUND when absent). An unknown resource is ZTR_E_NOT_FOUND;
+ * deleting a resource removes its bindings. */
+int store_resource_bind(struct store *store, const char *resource, const char *connector,
+                        bool bind, struct ztr_err *err);
+/* Every binding, ordered by resource then connector name. */
+int store_binding_list(struct store *store, int (*visit)(void *ctx, const struct store_binding *),
+                       void *ctx, struct ztr_err *err);
+
 struct store_grant {
     char tunneler[STORE_NAME_MAX + 1];   /* tunneler node name */
     char resource[STORE_NAME_MAX + 1];

@@ -114,6 +114,15 @@ static const char *const migrations[] = {
     "  issued_at INTEGER NOT NULL,"
     "  PRIMARY KEY (node_id, serial));"
     "CREATE INDEX certificates_by_key ON certificates (node_id, key);",
+
+    /* 4: which connectors (by node name, so that an operator may bind
+     * before the connector enrolls) may serve each resource: a connector's
+     * own announcement is never enough. */
+    "CREATE TABLE resource_connectors ("
+    "  resource TEXT NOT NULL REFERENCES resources(name) ON DELETE CASCADE,"
+    "  connector_name TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (resource, connector_name));",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -1502,6 +1511,81 @@ store_resource_list(struct store *s, int (*visit)(void *ctx, const struct store_
                   NO_ARGS, &st, err));
     struct resource_visit v = {visit, ctx};
     return for_each_row(s, st, each_resource, &v, err);
+}
+
+struct binding_job {
+    const char *resource, *connector;
+    bool bind;
+};
+
+static int
+binding_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct binding_job *job = ctx;
+    int64_t one;
+    int found = query_int(s, "SELECT 1 FROM resources WHERE name = ?",
+                          ARGS(TEXT_ARG(job->resource)), &one, err);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s not found", job->resource);
+    int changes;
+    if (job->bind)
+        return stmt_exec(s,
+                         "INSERT INTO resource_connectors (resource, connector_name, created_at) "
+                         "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                         ARGS(TEXT_ARG(job->resource), TEXT_ARG(job->connector),
+                              INT_ARG(now_s(s))),
+                         &changes, err);
+    TRY(stmt_exec(s, "DELETE FROM resource_connectors WHERE resource = ? AND connector_name = ?",
+                  ARGS(TEXT_ARG(job->resource), TEXT_ARG(job->connector)), &changes, err));
+    if (changes == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s is not bound to connector %s",
+                           job->resource, job->connector);
+    return 0;
+}
+
+int
+store_resource_bind(struct store *s, const char *resource, const char *connector, bool bind,
+                    struct ztr_err *err)
+{
+    TRY(check_text("resource name", resource, STORE_NAME_MAX, true, err));
+    TRY(check_text("connector name", connector, STORE_NAME_MAX, true, err));
+    struct binding_job job = {resource, connector, bind};
+    return in_tx(s, binding_body, &job, err);
+}
+
+struct binding_visit {
+    int (*visit)(void *ctx, const struct store_binding *);
+    void *ctx;
+};
+
+static int
+each_binding(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+{
+    struct binding_visit *v = ctx;
+    struct store_binding b;
+    memset(&b, 0, sizeof(b));
+    if (col_text(st, 0, b.resource, sizeof(b.resource), err) != 0 ||
+        col_text(st, 1, b.connector, sizeof(b.connector), err) != 0)
+        return -1;
+    b.created_at = sqlite3_column_int64(st, 2);
+    return v->visit(v->ctx, &b) != 0 ? 1 : 0;
+}
+
+int
+store_binding_list(struct store *s, int (*visit)(void *ctx, const struct store_binding *),
+                   void *ctx, struct ztr_err *err)
+{
+    if (visit == NULL)
+        return 0;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s,
+                  "SELECT resource, connector_name, created_at FROM resource_connectors "
+                  "ORDER BY resource, connector_name",
+                  NO_ARGS, &st, err));
+    struct binding_visit v = {visit, ctx};
+    return for_each_row(s, st, each_binding, &v, err);
 }
 
 struct grant_job {

@@ -486,7 +486,7 @@ node_json(const struct controller *c, const struct store_node *node, int64_t now
      * (the renewal grace): what an operator checks when a node's old key
      * may have been copied. */
     bool in_grace = node->prev_cert_serial[0] != '\0' && now < node->prev_cert_until;
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:s, s:I}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:o, s:s, s:I}",
                      "id", node->id, "name", node->name, "role", node->role, "spiffe_id",
                      node->spiffe_id, "status", node->status == STORE_ONLINE ? "ONLINE" : "OFFLINE",
                      "revoked", node->revoked, "last_seen", (json_int_t)node->last_seen,
@@ -494,6 +494,7 @@ node_json(const struct controller *c, const struct store_node *node, int64_t now
                      (json_int_t)node->cert_not_after, "enrolled_at",
                      (json_int_t)node->enrolled_at, "renewal_overdue",
                      renewal_overdue(c, node, now), "addresses", addresses_value(node->addresses),
+                     "allowed_addresses", addresses_value(node->allowed_addresses),
                      "previous_cert_serial", in_grace ? node->prev_cert_serial : "",
                      "previous_cert_until", (json_int_t)(in_grace ? node->prev_cert_until : 0));
 }
@@ -600,6 +601,64 @@ route_node_revoke(struct admin_call *call)
     respond_json(call->response, 200,
                  json_pack("{s:s, s:s, s:s, s:b, s:s}", "id", node.id, "name", node.name, "role",
                            node.role, "revoked", 1, "reason", reason));
+    json_decref(body);
+}
+
+/* The IPs a connector's renewed certificate may name. Only the operator
+ * sets them: a connector's hello may announce others, which are ignored. */
+static void
+route_node_set_addresses(struct admin_call *call)
+{
+    static const char *const fields[] = {"addresses", NULL};
+    struct controller *c = call->c;
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    struct ztr_err err = {0};
+    struct store_node node;
+    char *text = NULL;
+    int rc = -1;
+    const json_t *list = json_object_get(body, "addresses");
+    if (check_fields(body, fields, &err) != 0)
+        goto out;
+    if (!json_is_array(list) || json_array_size(list) > PKI_MAX_IP_SANS) {
+        ztr_err_set(&err, ZTR_E_INVALID,
+                    "field \"addresses\" must be an array of at most %d IP addresses",
+                    PKI_MAX_IP_SANS);
+        goto out;
+    }
+    size_t i;
+    const json_t *item;
+    json_array_foreach(list, i, item) {
+        char host[128];
+        uint16_t port;
+        struct pki_ip ip;
+        const char *value = json_string_value(item);
+        if (value != NULL && config_parse_addr(value, host, sizeof(host), &port) != 0)
+            snprintf(host, sizeof(host), "%s", value);
+        if (value == NULL || pki_ip_parse(host, &ip) != 0) {
+            ztr_err_set(&err, ZTR_E_INVALID, "field \"addresses\" must hold IP addresses");
+            goto out;
+        }
+    }
+    text = json_dumps(list, JSON_COMPACT);
+    if (text == NULL) {
+        ztr_err_set(&err, ZTR_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if (store_node_get(c->store, call->arg, &node, &err) != 0 ||
+        store_node_set_allowed_addresses(c->store, node.id, text, &err) != 0)
+        goto out;
+    rc = 0;
+    record_admin_event(c, node.id, "node addresses set id=%s name=%s addresses=%s", node.id,
+                       node.name, text);
+    respond_json(call->response, 200,
+                 json_pack("{s:s, s:s, s:O}", "id", node.id, "name", node.name,
+                           "allowed_addresses", list));
+out:
+    if (rc != 0)
+        respond_failure(call->response, &err);
+    free(text);
     json_decref(body);
 }
 
@@ -1147,6 +1206,7 @@ static const struct route admin_routes[] = {
     {"GET", ADMIN_PREFIX "/nodes", route_nodes_list},
     {"GET", ADMIN_PREFIX "/nodes/*", route_node_get},
     {"POST", ADMIN_PREFIX "/nodes/*/revoke", route_node_revoke},
+    {"POST", ADMIN_PREFIX "/nodes/*/addresses", route_node_set_addresses},
     {"GET", ADMIN_PREFIX "/tokens", route_tokens_list},
     {"POST", ADMIN_PREFIX "/tokens", route_token_create},
     {"DELETE", ADMIN_PREFIX "/tokens/*", route_token_delete},

@@ -47,7 +47,7 @@ struct args {
     const char *values[CLI_MAX_OPTIONS];
     bool seen[CLI_MAX_OPTIONS];
     const struct option_spec *specs;
-    const char *many[CLI_MAX_REPEATS];  /* every --connector value, in order */
+    const char *many[CLI_MAX_REPEATS];  /* every --connector or --address value, in order */
     size_t many_count;
 };
 
@@ -433,6 +433,33 @@ cmd_node_revoke(const struct cli *cli, const struct args *args)
     return rc;
 }
 
+/* Replaces the node's allowed addresses with every --address given. */
+static int
+cmd_node_set_addresses(const struct cli *cli, const struct args *args)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < args->many_count; i++)
+        json_array_append_new(list, json_string(args->many[i]));
+    json_t *body = json_pack("{s:o}", "addresses", list);
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/nodes/", args->pos[0], "/addresses") != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    int rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK) {
+        static const struct field fields[] = {{"id", NULL, F_PLAIN},
+                                              {"name", NULL, F_PLAIN},
+                                              {"allowed_addresses", "addresses", F_LIST},
+                                              {NULL, NULL, F_PLAIN}};
+        fputs("node addresses set ", stdout);
+        print_item(reply, fields);
+    }
+    json_decref(reply);
+    return rc;
+}
+
 /* ---- resources ------------------------------------------------------------ */
 
 static const struct field resource_fields[] = {
@@ -677,6 +704,8 @@ static const struct command commands[] = {
     {"node", "list", 0, {{NULL, false, false}}, cmd_node_list, "node list"},
     {"node", "revoke", 1, {{"reason", true, false}}, cmd_node_revoke,
      "node revoke ID [--reason TEXT]"},
+    {"node", "set-addresses", 1, {{"address", true, true}}, cmd_node_set_addresses,
+     "node set-addresses ID --address IP..."},
     {"resource", "add", 1, {{"description", true, false}, {"connector", true, false}},
      cmd_resource_add, "resource add NAME [--description TEXT] [--connector NAME]..."},
     {"resource", "bind", 1, {{"connector", true, true}}, cmd_resource_bind,
@@ -784,8 +813,8 @@ parse_args(const struct command *command, int argc, char **argv, struct args *ar
         args->seen[idx] = true;
         if (spec->takes_value)
             args->values[idx] = eq != NULL ? eq + 1 : argv[++i];
-        /* --connector is the one option that may repeat. */
-        if (strcmp(spec->name, "connector") == 0) {
+        /* --connector and --address are the options that may repeat. */
+        if (strcmp(spec->name, "connector") == 0 || strcmp(spec->name, "address") == 0) {
             if (args->many_count == CLI_MAX_REPEATS)
                 return usage_error(command, "option \"--%s\" given more than %d times",
                                    spec->name, CLI_MAX_REPEATS);

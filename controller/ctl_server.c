@@ -461,6 +461,84 @@ alert_other_keys(struct session *s)
 
 /* ---- messages ------------------------------------------------------------- */
 
+/* An address as a connector writes it ("10.0.0.5" or "10.0.0.5:7444") as
+ * an IP; -1 when it names none. */
+static int
+address_ip(const json_t *item, struct pki_ip *ip)
+{
+    char host[128];
+    uint16_t port;
+    const char *text = json_string_value(item);
+    if (text == NULL)
+        return -1;
+    if (config_parse_addr(text, host, sizeof(host), &port) != 0)
+        snprintf(host, sizeof(host), "%s", text);
+    return pki_ip_parse(host, ip);
+}
+
+static bool
+address_allowed(const struct store_node *node, const struct pki_ip *ip)
+{
+    json_t *allowed = json_loads(node->allowed_addresses, 0, NULL);
+    bool found = false;
+    size_t i;
+    json_t *item;
+    json_array_foreach(allowed, i, item) {
+        struct pki_ip a;
+        if (address_ip(item, &a) == 0 && a.len == ip->len &&
+            memcmp(a.bytes, ip->bytes, a.len) == 0) {
+            found = true;
+            break;
+        }
+    }
+    json_decref(allowed);
+    return found;
+}
+
+/* The IP SANs a renewal certifies: the advertised addresses the operator
+ * allowed (those certified at enrollment, or set on the node). A hello
+ * alone cannot add an address to a certificate. */
+static size_t
+node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
+{
+    json_t *advert = json_loads(node->addresses, 0, NULL);
+    /* Enrollment stored a list; hello stores an object with "addresses". */
+    json_t *list = json_is_array(advert) ? advert : json_object_get(advert, "addresses");
+    size_t count = 0, i;
+    json_t *item;
+    json_array_foreach(list, i, item) {
+        if (count < max && address_ip(item, &ips[count]) == 0 &&
+            address_allowed(node, &ips[count]))
+            count++;
+    }
+    json_decref(advert);
+    return count;
+}
+
+/* Says once per changed announcement which announced addresses its
+ * certificate will not name. */
+static void
+report_unallowed(struct session *s, const json_t *announced)
+{
+    struct controller *c = s->server->c;
+    size_t i;
+    json_t *item;
+    json_array_foreach(announced, i, item) {
+        struct pki_ip ip;
+        if (address_ip(item, &ip) != 0 || address_allowed(&s->node, &ip))
+            continue;
+        char text[64];
+        pki_ip_format(&ip, text, sizeof(text));
+        log_warn("announced address not allowed", "node=%s name=%s address=%s", s->node.id,
+                 s->node.name, text);
+        char detail[STORE_DETAIL_MAX + 1];
+        snprintf(detail, sizeof(detail),
+                 "announced address not allowed: connector=%s address=%s (not certified)",
+                 s->node.name, text);
+        store_event_add(c->store, "security", s->node.id, detail, NULL);
+    }
+}
+
 struct bound_of {
     const char *connector;
     json_t *resources; /* resource -> true */
@@ -544,8 +622,10 @@ handle_hello(struct session *s, const json_t *msg)
         if (changed && store_node_set_addresses(c->store, s->node.id, text, &err) == 0)
             snprintf(s->node.addresses, sizeof(s->node.addresses), "%s", text);
         free(text);
-        if (changed)
+        if (changed) {
             report_unbound(s, json_object_get(msg, "resources"));
+            report_unallowed(s, json_object_get(msg, "addresses"));
+        }
     }
     bool status_changed = false;
     store_node_set_status(c->store, s->node.id, STORE_ONLINE, "control stream connected",
@@ -581,28 +661,6 @@ handle_heartbeat(struct session *s, const json_t *msg)
                               (json_int_t)clock_wall_s(c->clock)));
 }
 
-static size_t
-node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
-{
-    json_t *advert = json_loads(node->addresses, 0, NULL);
-    /* Enrollment stored a list; hello stores an object with "addresses". */
-    json_t *list = json_is_array(advert) ? advert : json_object_get(advert, "addresses");
-    size_t count = 0, i;
-    json_t *item;
-    json_array_foreach(list, i, item) {
-        char host[128];
-        uint16_t port;
-        const char *text = json_string_value(item);
-        if (text == NULL || count == max)
-            continue;
-        if (config_parse_addr(text, host, sizeof(host), &port) != 0)
-            snprintf(host, sizeof(host), "%s", text);
-        if (pki_ip_parse(host, &ips[count]) == 0)
-            count++;
-    }
-    json_decref(advert);
-    return count;
-}
 
 static void
 handle_renew(struct session *s, const json_t *msg)

@@ -86,6 +86,9 @@ struct store_node {
     char role[16];
     char spiffe_id[STORE_SPIFFE_ID_MAX + 1];
     char addresses[STORE_ADDRESSES_MAX + 1];   /* JSON text, see STORE_ADDRESSES_MAX */
+    /* JSON list: the only IPs a renewed certificate may name. Enrollment
+     * sets it to the addresses it certified; the operator may change it. */
+    char allowed_addresses[STORE_ADDRESSES_MAX + 1];
     enum store_status status;
     bool revoked;
     int64_t last_seen;                          /* 0 = never */
@@ -174,6 +177,10 @@ int store_node_revoke(struct store *store, const char *id, const char *reason,
 /* Connectors report the resources they serve and their data address. */
 int store_node_set_addresses(struct store *store, const char *id, const char *addresses_json,
                              struct ztr_err *err);
+/* The operator's list of IPs the node's certificate may name (JSON list
+ * text); ZTR_E_NOT_FOUND for an unknown id. */
+int store_node_set_allowed_addresses(struct store *store, const char *id,
+                                     const char *addresses_json, struct ztr_err *err);
 
 /* ---- resources and the allowlist ----------------------------------------- */
 struct store_resource {

@@ -7,6 +7,9 @@
 # and it announces the resource: the hijacker is left out of the tunneler's
 # connector list, the bound connector stays in it, and the controller warns
 # and records a security event naming the connector and the resource.
+# Likewise an address a connector announces in hello becomes an IP SAN of
+# its renewed certificate only when it was certified at enrollment or the
+# operator set it (`node set-addresses`).
 . "$(dirname "$0")/../e2e/lib.sh"
 T="$E2E_TMP"
 start_controller ctl || exit 1
@@ -61,6 +64,39 @@ check "one warn line, not one per hello or heartbeat" $?
 run ctl events
 expect_out_has "announced resource not bound: connector=evil resource=pg" \
   "a security event names the connector and the resource"
+
+# The same connector announces an address it was never certified for and
+# renews: the new certificate names only the enrolled address.
+old_serial=$("$ZTR_TEST_BIN/ztr-pki" inspect "$T/evil/cert.pem" | sed -n 's/.*serial=//p')
+run probe session --controller "$CTL_ADDR" --trust-domain example.org --role connector \
+  --dir "$T/evil" --resource pg --data-listen 127.0.0.1:7445 --address 127.0.0.1 \
+  --address 203.0.113.9 --renew --until renewed --duration 5000
+expect_out_has '"type":"renewed"' "evil renews"
+new_serial=$("$ZTR_TEST_BIN/ztr-pki" inspect "$T/evil/cert.pem" | sed -n 's/.*serial=//p')
+[ -n "$new_serial" ] && [ "$new_serial" != "$old_serial" ]
+check "evil holds the renewed certificate" $?
+run "$ZTR_TEST_BIN/ztr-pki" verify --bundle "$CA" --trust-domain example.org --role connector \
+  --ip 203.0.113.9 "$T/evil/cert.pem"
+[ "$RUN_STATUS" -ne 0 ]; check "the renewed certificate does not name the announced 203.0.113.9" $?
+run "$ZTR_TEST_BIN/ztr-pki" verify --bundle "$CA" --trust-domain example.org --role connector \
+  --ip 127.0.0.1 "$T/evil/cert.pem"
+expect_status 0 "it still names the enrolled 127.0.0.1"
+grep -F 'msg="announced address not allowed"' "$CTL_LOG" | grep -qF 'address=203.0.113.9'
+check "the controller warns about the address" $?
+run ctl events
+expect_out_has "announced address not allowed: connector=evil address=203.0.113.9" \
+  "a security event names the connector and the address"
+
+# The operator allows it: the next renewal names it.
+evil_id=$(ctl node list | grep 'name=evil ' | sed 's/.*id=\([0-9a-f]*\).*/\1/')
+run ctl node set-addresses "$evil_id" --address 127.0.0.1 --address 203.0.113.9
+expect_status 0 "the operator allows 203.0.113.9 for evil"
+run probe session --controller "$CTL_ADDR" --trust-domain example.org --role connector \
+  --dir "$T/evil" --resource pg --data-listen 127.0.0.1:7445 --address 127.0.0.1 \
+  --address 203.0.113.9 --renew --until renewed --duration 5000
+run "$ZTR_TEST_BIN/ztr-pki" verify --bundle "$CA" --trust-domain example.org --role connector \
+  --ip 203.0.113.9 "$T/evil/cert.pem"
+expect_status 0 "once allowed, the renewed certificate names 203.0.113.9"
 
 # Binding evil later (the operator's decision) lets it serve pg.
 run ctl resource bind pg --connector evil

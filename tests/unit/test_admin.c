@@ -712,6 +712,37 @@ test_resources_and_allowlist(void **state)
 }
 
 static void
+test_node_allowed_addresses(void **state)
+{
+    struct fixture *f = *state;
+    struct store_node node;
+    seed_node(f, "connector", "dc1-a", &node);
+    char path[256], want[64];
+    snprintf(path, sizeof(path), "/api/admin/nodes/%s", node.id);
+    struct reply r;
+    api(f, "GET", path, NULL, &r);
+    json_t *allowed = json_object_get(r.json, "allowed_addresses");
+    assert_int_equal(json_array_size(allowed), 1);
+    assert_string_equal(json_string_value(json_array_get(allowed, 0)), "10.0.0.5:7444");
+    reply_free(&r);
+
+    snprintf(path, sizeof(path), "/api/admin/nodes/%s/addresses", node.id);
+    api(f, "POST", path, "{\"addresses\":[\"10.0.0.6\",\"10.0.0.7:7444\"]}", &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    snprintf(want, sizeof(want), "node addresses set id=%s", node.id);
+    assert_true(has_admin_event(f, want));
+    struct store_node got;
+    struct ztr_err err = {0};
+    assert_int_equal(store_node_get(f->c.store, node.id, &got, &err), 0);
+    assert_string_equal(got.allowed_addresses, "[\"10.0.0.6\",\"10.0.0.7:7444\"]");
+
+    expect_error(f, "POST", path, "{\"addresses\":[\"db1.example\"]}", 400, "IP addresses");
+    expect_error(f, "POST", path, "{\"addresses\":\"10.0.0.6\"}", 400, "\"addresses\"");
+    expect_error(f, "POST", "/api/admin/nodes/nope/addresses", "{\"addresses\":[]}", 404, "");
+}
+
+static void
 test_resource_bindings(void **state)
 {
     struct fixture *f = *state;
@@ -1226,6 +1257,7 @@ main(void)
         T(test_node_revoke),
         T(test_resources_and_allowlist),
         T(test_resource_bindings),
+        T(test_node_allowed_addresses),
         T(test_cli_resource_bindings),
         T(test_events_paging),
         T(test_ca_show_and_rotate),

@@ -339,6 +339,7 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     raw_exec(f->path, "DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
                       "DROP INDEX revocations_by_node; DROP TABLE certificates;"
                       "DROP TABLE resource_connectors;"
+                      "ALTER TABLE nodes DROP COLUMN allowed_addresses;"
                       "ALTER TABLE nodes DROP COLUMN cert_key;"
                       "ALTER TABLE nodes DROP COLUMN prev_cert_serial;"
                       "ALTER TABLE nodes DROP COLUMN prev_cert_key;"
@@ -1169,9 +1170,12 @@ test_enroll_live_node_needs_a_replacing_token(void **state)
     /* Once its certificate has expired, the name re-enrolls with any token. */
     advance_s(f, 3600);
     snprintf(n.cert_serial, sizeof(n.cert_serial), "78");
+    snprintf(n.addresses, sizeof(n.addresses), "[\"198.51.100.7\"]");
     assert_int_equal(store_node_enroll(f->store, "plain", &n, &out, &err), 0);
     assert_string_equal(out.id, first.id);
     assert_int_equal(uses_left(f, "plain"), 4);
+    /* Re-enrollment certifies the new addresses: they are the allowed ones. */
+    assert_string_equal(out.allowed_addresses, "[\"198.51.100.7\"]");
 }
 
 static void
@@ -1199,6 +1203,34 @@ test_set_addresses_takes_json_arrays_and_objects(void **state)
     assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
     assert_string_equal(got.addresses, advert);
     assert_int_equal(store_node_set_addresses(f->store, "missing", "[]", &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+}
+
+static void
+test_allowed_addresses_come_from_enrollment_or_the_operator(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store_node n = enrolled(f, "connector", "c1");
+    struct store_node got;
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_string_equal(got.allowed_addresses, got.addresses);
+    char certified[STORE_ADDRESSES_MAX + 1];
+    snprintf(certified, sizeof(certified), "%s", got.allowed_addresses);
+
+    /* What a hello announces is the advertisement, not the allowed list. */
+    const char *advert = "{\"addresses\":[\"203.0.113.9\"],\"resources\":[\"pg\"]}";
+    assert_int_equal(store_node_set_addresses(f->store, n.id, advert, &err), 0);
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_string_equal(got.allowed_addresses, certified);
+
+    assert_int_equal(
+        store_node_set_allowed_addresses(f->store, n.id, "[\"203.0.113.9\"]", &err), 0);
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_string_equal(got.allowed_addresses, "[\"203.0.113.9\"]");
+    assert_int_equal(store_node_set_allowed_addresses(f->store, n.id, "not json", &err), -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    assert_int_equal(store_node_set_allowed_addresses(f->store, "missing", "[]", &err), -1);
     assert_int_equal(err.code, ZTR_E_NOT_FOUND);
 }
 
@@ -1643,6 +1675,7 @@ main(void)
         T(test_admit_with_current_key_ends_the_grace), T(test_admit_binds_a_row_without_key),
         T(test_enroll_live_node_needs_a_replacing_token),
         T(test_set_addresses_takes_json_arrays_and_objects),
+        T(test_allowed_addresses_come_from_enrollment_or_the_operator),
         T(test_revoke_is_idempotent_and_bumps_allowlist_once),
         T(test_allow_and_deny_bump_version_only_on_change),
         T(test_allow_of_unknown_resource_is_not_found),

@@ -183,7 +183,7 @@ ctl_port=$(field 'controller started' "$work/ctl.log" control_port)
 [ -n "$ctl_port" ] || { echo "controller did not start:" >&2; cat "$work/ctl.log" >&2; exit 1; }
 export ADMIN_URL="http://127.0.0.1:$(field 'controller started' "$work/ctl.log" admin_port)" ADMIN_AUTH_TOKEN="$token"
 for r in sink http echo; do
-  "$bin/controller" resource add "$r" >/dev/null
+  "$bin/controller" resource add "$r" --connector dc1 >/dev/null
   "$bin/controller" allow --tunneler laptop --resource "$r" >/dev/null
 done
 start_agent() { # role name [extra env] -> pid

@@ -318,6 +318,20 @@ check_tunneler_name(const struct controller *c, const char *name, struct ztr_err
     return 0;
 }
 
+/* A connector name becomes the last segment of its SPIFFE ID; binding
+ * checks it the same way so that a binding can name a future connector. */
+static int
+check_connector_name(const struct controller *c, const char *name, struct ztr_err *err)
+{
+    struct pki_spiffe_id id;
+    if (pki_spiffe_id_build(c->settings.trust_domain, PKI_ROLE_CONNECTOR, name, &id, err) != 0) {
+        ztr_err_wrap(err, "field \"connector\"");
+        err->code = ZTR_E_INVALID;
+        return -1;
+    }
+    return 0;
+}
+
 static int
 hex_value(char ch)
 {
@@ -472,7 +486,7 @@ node_json(const struct controller *c, const struct store_node *node, int64_t now
      * (the renewal grace): what an operator checks when a node's old key
      * may have been copied. */
     bool in_grace = node->prev_cert_serial[0] != '\0' && now < node->prev_cert_until;
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:s, s:I}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:o, s:s, s:I}",
                      "id", node->id, "name", node->name, "role", node->role, "spiffe_id",
                      node->spiffe_id, "status", node->status == STORE_ONLINE ? "ONLINE" : "OFFLINE",
                      "revoked", node->revoked, "last_seen", (json_int_t)node->last_seen,
@@ -480,6 +494,7 @@ node_json(const struct controller *c, const struct store_node *node, int64_t now
                      (json_int_t)node->cert_not_after, "enrolled_at",
                      (json_int_t)node->enrolled_at, "renewal_overdue",
                      renewal_overdue(c, node, now), "addresses", addresses_value(node->addresses),
+                     "allowed_addresses", addresses_value(node->allowed_addresses),
                      "previous_cert_serial", in_grace ? node->prev_cert_serial : "",
                      "previous_cert_until", (json_int_t)(in_grace ? node->prev_cert_until : 0));
 }
@@ -586,6 +601,64 @@ route_node_revoke(struct admin_call *call)
     respond_json(call->response, 200,
                  json_pack("{s:s, s:s, s:s, s:b, s:s}", "id", node.id, "name", node.name, "role",
                            node.role, "revoked", 1, "reason", reason));
+    json_decref(body);
+}
+
+/* The IPs a connector's renewed certificate may name. Only the operator
+ * sets them: a connector's hello may announce others, which are ignored. */
+static void
+route_node_set_addresses(struct admin_call *call)
+{
+    static const char *const fields[] = {"addresses", NULL};
+    struct controller *c = call->c;
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    struct ztr_err err = {0};
+    struct store_node node;
+    char *text = NULL;
+    int rc = -1;
+    const json_t *list = json_object_get(body, "addresses");
+    if (check_fields(body, fields, &err) != 0)
+        goto out;
+    if (!json_is_array(list) || json_array_size(list) > PKI_MAX_IP_SANS) {
+        ztr_err_set(&err, ZTR_E_INVALID,
+                    "field \"addresses\" must be an array of at most %d IP addresses",
+                    PKI_MAX_IP_SANS);
+        goto out;
+    }
+    size_t i;
+    const json_t *item;
+    json_array_foreach(list, i, item) {
+        char host[128];
+        uint16_t port;
+        struct pki_ip ip;
+        const char *value = json_string_value(item);
+        if (value != NULL && config_parse_addr(value, host, sizeof(host), &port) != 0)
+            snprintf(host, sizeof(host), "%s", value);
+        if (value == NULL || pki_ip_parse(host, &ip) != 0) {
+            ztr_err_set(&err, ZTR_E_INVALID, "field \"addresses\" must hold IP addresses");
+            goto out;
+        }
+    }
+    text = json_dumps(list, JSON_COMPACT);
+    if (text == NULL) {
+        ztr_err_set(&err, ZTR_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if (store_node_get(c->store, call->arg, &node, &err) != 0 ||
+        store_node_set_allowed_addresses(c->store, node.id, text, &err) != 0)
+        goto out;
+    rc = 0;
+    record_admin_event(c, node.id, "node addresses set id=%s name=%s addresses=%s", node.id,
+                       node.name, text);
+    respond_json(call->response, 200,
+                 json_pack("{s:s, s:s, s:O}", "id", node.id, "name", node.name,
+                           "allowed_addresses", list));
+out:
+    if (rc != 0)
+        respond_failure(call->response, &err);
+    free(text);
     json_decref(body);
 }
 
@@ -729,48 +802,110 @@ route_token_delete(struct admin_call *call)
 
 /* ---- resources ------------------------------------------------------------ */
 
+struct resource_list {
+    struct json_list list;
+    json_t *bound; /* resource -> [connector names] */
+};
+
+static int
+collect_resource_binding(void *ctx, const struct store_binding *binding)
+{
+    json_t *bound = ctx;
+    json_t *names = json_object_get(bound, binding->resource);
+    if (names == NULL) {
+        names = json_array();
+        if (json_object_set_new(bound, binding->resource, names) != 0)
+            return 1;
+    }
+    return json_array_append_new(names, json_string(binding->connector)) != 0 ? 1 : 0;
+}
+
 static int
 visit_resource(void *ctx, const struct store_resource *resource)
 {
-    struct json_list *list = ctx;
-    return json_list_add(list, json_pack("{s:s, s:o, s:I}", "name", resource->name,
-                                         "description", json_text(resource->description),
-                                         "created_at", (json_int_t)resource->created_at));
+    struct resource_list *rl = ctx;
+    json_t *connectors = json_object_get(rl->bound, resource->name);
+    return json_list_add(&rl->list,
+                         json_pack("{s:s, s:o, s:I, s:o}", "name", resource->name,
+                                   "description", json_text(resource->description),
+                                   "created_at", (json_int_t)resource->created_at, "connectors",
+                                   connectors != NULL ? json_incref(connectors) : json_array()));
 }
 
 static void
 route_resources_list(struct admin_call *call)
 {
-    struct json_list list = {call->c, json_array(), now_s(call->c), false};
+    struct resource_list rl = {{call->c, json_array(), now_s(call->c), false}, json_object()};
     struct ztr_err err = {0};
-    int rc = store_resource_list(call->c->store, visit_resource, &list, &err);
-    respond_list(call, "resources", list.array, list.failed, rc, &err);
+    int rc = store_binding_list(call->c->store, collect_resource_binding, rl.bound, &err);
+    if (rc == 0)
+        rc = store_resource_list(call->c->store, visit_resource, &rl, &err);
+    respond_list(call, "resources", rl.list.array, rl.list.failed, rc, &err);
+    json_decref(rl.bound);
+}
+
+/* The optional "connectors" field: an array of connector names. */
+static int
+connectors_field(const struct controller *c, const json_t *body, const json_t **out,
+                 struct ztr_err *err)
+{
+    const json_t *value = json_object_get(body, "connectors");
+    *out = NULL;
+    if (value == NULL || json_is_null(value))
+        return 0;
+    if (!json_is_array(value))
+        return ztr_err_set(err, ZTR_E_INVALID, "field \"connectors\" must be an array");
+    size_t i;
+    const json_t *item;
+    json_array_foreach(value, i, item) {
+        if (!json_is_string(item))
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "field \"connectors\" must hold connector names");
+        TRY(check_connector_name(c, json_string_value(item), err));
+    }
+    *out = value;
+    return 0;
+}
+
+static int
+bind_all(struct controller *c, const char *name, const json_t *connectors, struct ztr_err *err)
+{
+    size_t i;
+    const json_t *item;
+    json_array_foreach(connectors, i, item)
+        TRY(store_resource_bind(c->store, name, json_string_value(item), true, err));
+    return 0;
 }
 
 static void
 route_resource_add(struct admin_call *call)
 {
-    static const char *const fields[] = {"name", "description", NULL};
+    static const char *const fields[] = {"name", "description", "connectors", NULL};
     json_t *body = parse_body(call->request, call->response);
     if (body == NULL)
         return;
     struct ztr_err err = {0};
     const char *name, *description;
+    const json_t *connectors;
     if (check_fields(body, fields, &err) != 0 ||
         field_string(body, "name", true, STORE_NAME_MAX, &name, &err) != 0 ||
         check_resource_name("name", name, &err) != 0 ||
         field_string(body, "description", false, STORE_DETAIL_MAX, &description, &err) != 0 ||
+        connectors_field(call->c, body, &connectors, &err) != 0 ||
         store_resource_put(call->c->store, name, description != NULL ? description : "", &err) !=
-            0) {
+            0 ||
+        bind_all(call->c, name, connectors, &err) != 0) {
         respond_failure(call->response, &err);
         json_decref(body);
         return;
     }
     push_changes(call->c);
     record_admin_event(call->c, NULL, "resource added name=%s", name);
-    respond_json(call->response, 201,
-                 json_pack("{s:s, s:s}", "name", name, "description",
-                           description != NULL ? description : ""));
+    json_t *reply = json_pack("{s:s, s:s}", "name", name, "description",
+                              description != NULL ? description : "");
+    if (connectors != NULL)
+        json_object_set(reply, "connectors", (json_t *)connectors);
+    respond_json(call->response, 201, reply);
     json_decref(body);
 }
 
@@ -899,6 +1034,68 @@ change_grant(struct admin_call *call, bool allow)
                            grant.resource, "allowed", allow, "version", (json_int_t)version));
 }
 
+/* ---- resource bindings ---------------------------------------------------- */
+
+/* {connector} from the body, or for DELETE without a body from the query
+ * string, as for the allowlist. */
+static int
+connector_from(const struct admin_call *call, char *connector, size_t cap, struct ztr_err *err)
+{
+    static const char *const fields[] = {"connector", NULL};
+    const struct http_request *request = call->request;
+    bool has_body = request->body != NULL && (request->body_len != 0 || request->body[0] != '\0');
+    if (!has_body && strcmp(request->method, "DELETE") == 0) {
+        TRY(query_field(request->query, "connector", connector, cap, err));
+    } else {
+        json_t *body = parse_body(request, call->response);
+        if (body == NULL)
+            return 1; /* already answered */
+        int rc = check_fields(body, fields, err) != 0 ||
+                         copy_field(body, "connector", connector, cap, err) != 0
+                     ? -1
+                     : 0;
+        json_decref(body);
+        TRY(rc);
+    }
+    return check_connector_name(call->c, connector, err);
+}
+
+/* Binding changes which connectors tunnelers are handed: push at once, so
+ * that an unbound connector stops receiving new streams now. */
+static void
+change_binding(struct admin_call *call, bool bind)
+{
+    char connector[STORE_NAME_MAX + 1];
+    struct ztr_err err = {0};
+    int rc = connector_from(call, connector, sizeof(connector), &err);
+    if (rc > 0)
+        return;
+    if (rc == 0)
+        rc = store_resource_bind(call->c->store, call->arg, connector, bind, &err);
+    if (rc != 0) {
+        respond_failure(call->response, &err);
+        return;
+    }
+    push_changes(call->c);
+    record_admin_event(call->c, NULL, "resource %s name=%s connector=%s",
+                       bind ? "bound" : "unbound", call->arg, connector);
+    respond_json(call->response, 200,
+                 json_pack("{s:s, s:s, s:b}", "name", call->arg, "connector", connector, "bound",
+                           bind));
+}
+
+static void
+route_resource_bind(struct admin_call *call)
+{
+    change_binding(call, true);
+}
+
+static void
+route_resource_unbind(struct admin_call *call)
+{
+    change_binding(call, false);
+}
+
 static void
 route_allow(struct admin_call *call)
 {
@@ -1009,12 +1206,15 @@ static const struct route admin_routes[] = {
     {"GET", ADMIN_PREFIX "/nodes", route_nodes_list},
     {"GET", ADMIN_PREFIX "/nodes/*", route_node_get},
     {"POST", ADMIN_PREFIX "/nodes/*/revoke", route_node_revoke},
+    {"POST", ADMIN_PREFIX "/nodes/*/addresses", route_node_set_addresses},
     {"GET", ADMIN_PREFIX "/tokens", route_tokens_list},
     {"POST", ADMIN_PREFIX "/tokens", route_token_create},
     {"DELETE", ADMIN_PREFIX "/tokens/*", route_token_delete},
     {"GET", ADMIN_PREFIX "/resources", route_resources_list},
     {"POST", ADMIN_PREFIX "/resources", route_resource_add},
     {"DELETE", ADMIN_PREFIX "/resources/*", route_resource_delete},
+    {"POST", ADMIN_PREFIX "/resources/*/connectors", route_resource_bind},
+    {"DELETE", ADMIN_PREFIX "/resources/*/connectors", route_resource_unbind},
     {"GET", ADMIN_PREFIX "/allowlist", route_allowlist_get},
     {"POST", ADMIN_PREFIX "/allowlist", route_allow},
     {"DELETE", ADMIN_PREFIX "/allowlist", route_deny},

@@ -24,6 +24,7 @@
 #define CLI_URL_MAX 2048
 #define CLI_MAX_OPTIONS 6
 #define CLI_MAX_POSITIONALS 1
+#define CLI_MAX_REPEATS 16
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
@@ -46,6 +47,8 @@ struct args {
     const char *values[CLI_MAX_OPTIONS];
     bool seen[CLI_MAX_OPTIONS];
     const struct option_spec *specs;
+    const char *many[CLI_MAX_REPEATS];  /* every --connector or --address value, in order */
+    size_t many_count;
 };
 
 struct command {
@@ -430,12 +433,40 @@ cmd_node_revoke(const struct cli *cli, const struct args *args)
     return rc;
 }
 
+/* Replaces the node's allowed addresses with every --address given. */
+static int
+cmd_node_set_addresses(const struct cli *cli, const struct args *args)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < args->many_count; i++)
+        json_array_append_new(list, json_string(args->many[i]));
+    json_t *body = json_pack("{s:o}", "addresses", list);
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/nodes/", args->pos[0], "/addresses") != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    int rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK) {
+        static const struct field fields[] = {{"id", NULL, F_PLAIN},
+                                              {"name", NULL, F_PLAIN},
+                                              {"allowed_addresses", "addresses", F_LIST},
+                                              {NULL, NULL, F_PLAIN}};
+        fputs("node addresses set ", stdout);
+        print_item(reply, fields);
+    }
+    json_decref(reply);
+    return rc;
+}
+
 /* ---- resources ------------------------------------------------------------ */
 
 static const struct field resource_fields[] = {
     {"name", NULL, F_PLAIN},
     {"description", NULL, F_PLAIN},
     {"created_at", NULL, F_TIME},
+    {"connectors", NULL, F_LIST},
     {NULL, NULL, F_PLAIN},
 };
 
@@ -445,6 +476,12 @@ cmd_resource_add(const struct cli *cli, const struct args *args)
     const char *description = arg_value(args, "description");
     json_t *body = json_pack("{s:s, s:s}", "name", args->pos[0], "description",
                              description != NULL ? description : "");
+    if (args->many_count > 0) {
+        json_t *connectors = json_array();
+        for (size_t i = 0; i < args->many_count; i++)
+            json_array_append_new(connectors, json_string(args->many[i]));
+        json_object_set_new(body, "connectors", connectors);
+    }
     char url[CLI_URL_MAX];
     json_t *reply;
     if (build_url(cli, url, sizeof(url), "/api/admin/resources", NULL, NULL) != 0) {
@@ -472,6 +509,53 @@ static int
 cmd_resource_delete(const struct cli *cli, const struct args *args)
 {
     return delete_command(cli, "/api/admin/resources/", args->pos[0], "resource", "name");
+}
+
+/* bind: POST with a body. unbind: DELETE with the connector in the query
+ * string, as deny does. Each --connector is one request. */
+static int
+binding_command(const struct cli *cli, const struct args *args, bool bind)
+{
+    for (size_t i = 0; i < args->many_count; i++) {
+        const char *connector = args->many[i];
+        char url[CLI_URL_MAX];
+        json_t *body = NULL;
+        if (build_url(cli, url, sizeof(url), "/api/admin/resources/", args->pos[0],
+                      "/connectors") != 0)
+            return EXIT_FAILED;
+        if (bind) {
+            body = json_pack("{s:s}", "connector", connector);
+        } else if (url_append(url, sizeof(url), "?connector=") != 0 ||
+                   url_append_encoded(url, sizeof(url), connector) != 0) {
+            fprintf(stderr, "error: request URL longer than %d bytes\n", CLI_URL_MAX);
+            return EXIT_FAILED;
+        }
+        json_t *reply;
+        int rc = call_api(cli, bind ? "POST" : "DELETE", url, body, &reply);
+        if (rc == EXIT_OK) {
+            fputs(bind ? "resource bound name=" : "resource unbound name=", stdout);
+            print_value(reply_string(reply, "name"));
+            fputs(" connector=", stdout);
+            print_value(reply_string(reply, "connector"));
+            putchar('\n');
+        }
+        json_decref(reply);
+        if (rc != EXIT_OK)
+            return rc;
+    }
+    return EXIT_OK;
+}
+
+static int
+cmd_resource_bind(const struct cli *cli, const struct args *args)
+{
+    return binding_command(cli, args, true);
+}
+
+static int
+cmd_resource_unbind(const struct cli *cli, const struct args *args)
+{
+    return binding_command(cli, args, false);
 }
 
 /* ---- allowlist ------------------------------------------------------------ */
@@ -620,8 +704,14 @@ static const struct command commands[] = {
     {"node", "list", 0, {{NULL, false, false}}, cmd_node_list, "node list"},
     {"node", "revoke", 1, {{"reason", true, false}}, cmd_node_revoke,
      "node revoke ID [--reason TEXT]"},
-    {"resource", "add", 1, {{"description", true, false}}, cmd_resource_add,
-     "resource add NAME [--description TEXT]"},
+    {"node", "set-addresses", 1, {{"address", true, true}}, cmd_node_set_addresses,
+     "node set-addresses ID --address IP..."},
+    {"resource", "add", 1, {{"description", true, false}, {"connector", true, false}},
+     cmd_resource_add, "resource add NAME [--description TEXT] [--connector NAME]..."},
+    {"resource", "bind", 1, {{"connector", true, true}}, cmd_resource_bind,
+     "resource bind NAME --connector NAME..."},
+    {"resource", "unbind", 1, {{"connector", true, true}}, cmd_resource_unbind,
+     "resource unbind NAME --connector NAME..."},
     {"resource", "list", 0, {{NULL, false, false}}, cmd_resource_list, "resource list"},
     {"resource", "delete", 1, {{NULL, false, false}}, cmd_resource_delete,
      "resource delete NAME"},
@@ -723,6 +813,13 @@ parse_args(const struct command *command, int argc, char **argv, struct args *ar
         args->seen[idx] = true;
         if (spec->takes_value)
             args->values[idx] = eq != NULL ? eq + 1 : argv[++i];
+        /* --connector and --address are the options that may repeat. */
+        if (strcmp(spec->name, "connector") == 0 || strcmp(spec->name, "address") == 0) {
+            if (args->many_count == CLI_MAX_REPEATS)
+                return usage_error(command, "option \"--%s\" given more than %d times",
+                                   spec->name, CLI_MAX_REPEATS);
+            args->many[args->many_count++] = args->values[idx];
+        }
     }
     if (args->pos_count < command->positionals)
         return usage_error(command, "missing argument");

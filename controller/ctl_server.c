@@ -206,6 +206,7 @@ struct push_snapshot {
     json_t *grants;       /* tunneler name -> [resources] */
     json_t *connectors;   /* [{id, spiffe_id, address, served}] usable connectors */
     json_t *revoked;      /* tunneler name -> true */
+    json_t *bound;        /* connector name -> {resource: true}, the operator's bindings */
     json_t *allowlist;    /* the connectors' allowlist entries, built once */
     int64_t allowlist_version;
 };
@@ -220,6 +221,19 @@ collect_grant(void *ctx, const struct store_grant *grant)
         json_object_set_new(snap->grants, grant->tunneler, list);
     }
     json_array_append_new(list, json_string(grant->resource));
+    return 0;
+}
+
+static int
+collect_binding(void *ctx, const struct store_binding *binding)
+{
+    struct push_snapshot *snap = ctx;
+    json_t *resources = json_object_get(snap->bound, binding->connector);
+    if (resources == NULL) {
+        resources = json_object();
+        json_object_set_new(snap->bound, binding->connector, resources);
+    }
+    json_object_set_new(resources, binding->resource, json_true());
     return 0;
 }
 
@@ -240,11 +254,28 @@ collect_node(void *ctx, const struct store_node *node)
     json_t *targets = json_object_get(advert, "targets");
     if (!json_is_array(targets) || json_array_size(targets) != json_array_size(served))
         targets = NULL;
-    if (json_is_string(data) && json_is_array(served))
-        json_array_append_new(snap->connectors,
-                              json_pack("{s:s, s:s, s:O, s:O, s:O*}", "id", node->id,
-                                        "spiffe_id", node->spiffe_id, "address", data,
-                                        "served", served, "targets", targets));
+    if (!json_is_string(data) || !json_is_array(served)) {
+        json_decref(advert);
+        return 0;
+    }
+    /* A connector serves only what it announces AND the operator bound to
+     * it: announcing a resource must not be enough to receive its traffic. */
+    json_t *bound = json_object_get(snap->bound, node->name);
+    json_t *kept = json_array();
+    json_t *kept_targets = targets != NULL ? json_array() : NULL;
+    size_t i;
+    json_t *r;
+    json_array_foreach(served, i, r) {
+        if (!json_is_string(r) || json_object_get(bound, json_string_value(r)) == NULL)
+            continue;
+        json_array_append(kept, r);
+        if (kept_targets != NULL)
+            json_array_append(kept_targets, json_array_get(targets, i));
+    }
+    json_array_append_new(snap->connectors,
+                          json_pack("{s:s, s:s, s:O, s:o, s:o*}", "id", node->id, "spiffe_id",
+                                    node->spiffe_id, "address", data, "served", kept, "targets",
+                                    kept_targets));
     json_decref(advert);
     return 0;
 }
@@ -257,8 +288,10 @@ snapshot_build(struct controller *c, struct push_snapshot *snap)
     snap->connectors = json_array();
     snap->revoked = json_object();
     snap->allowlist = json_array();
+    snap->bound = json_object();
     snap->allowlist_version = store_allowlist_version(c->store);
     store_allowlist_list(c->store, collect_grant, snap, &err);
+    store_binding_list(c->store, collect_binding, snap, &err);
     store_node_list(c->store, collect_node, snap, &err);
     const char *name;
     json_t *resources;
@@ -280,6 +313,7 @@ snapshot_free(struct push_snapshot *snap)
     json_decref(snap->connectors);
     json_decref(snap->revoked);
     json_decref(snap->allowlist);
+    json_decref(snap->bound);
 }
 
 static void
@@ -480,6 +514,129 @@ alert_other_keys(struct session *s)
 
 /* ---- messages ------------------------------------------------------------- */
 
+/* An address as a connector writes it ("10.0.0.5" or "10.0.0.5:7444") as
+ * an IP; -1 when it names none. */
+static int
+address_ip(const json_t *item, struct pki_ip *ip)
+{
+    char host[128];
+    uint16_t port;
+    const char *text = json_string_value(item);
+    if (text == NULL)
+        return -1;
+    if (config_parse_addr(text, host, sizeof(host), &port) != 0)
+        snprintf(host, sizeof(host), "%s", text);
+    return pki_ip_parse(host, ip);
+}
+
+static bool
+address_allowed(const struct store_node *node, const struct pki_ip *ip)
+{
+    json_t *allowed = json_loads(node->allowed_addresses, 0, NULL);
+    bool found = false;
+    size_t i;
+    json_t *item;
+    json_array_foreach(allowed, i, item) {
+        struct pki_ip a;
+        if (address_ip(item, &a) == 0 && a.len == ip->len &&
+            memcmp(a.bytes, ip->bytes, a.len) == 0) {
+            found = true;
+            break;
+        }
+    }
+    json_decref(allowed);
+    return found;
+}
+
+/* The IP SANs a renewal certifies: the advertised addresses the operator
+ * allowed (those certified at enrollment, or set on the node). A hello
+ * alone cannot add an address to a certificate. */
+static size_t
+node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
+{
+    json_t *advert = json_loads(node->addresses, 0, NULL);
+    /* Enrollment stored a list; hello stores an object with "addresses". */
+    json_t *list = json_is_array(advert) ? advert : json_object_get(advert, "addresses");
+    size_t count = 0, i;
+    json_t *item;
+    json_array_foreach(list, i, item) {
+        if (count < max && address_ip(item, &ips[count]) == 0 &&
+            address_allowed(node, &ips[count]))
+            count++;
+    }
+    json_decref(advert);
+    return count;
+}
+
+/* Says once per changed announcement which announced addresses its
+ * certificate will not name. */
+static void
+report_unallowed(struct session *s, const json_t *announced)
+{
+    struct controller *c = s->server->c;
+    size_t i;
+    json_t *item;
+    json_array_foreach(announced, i, item) {
+        struct pki_ip ip;
+        if (address_ip(item, &ip) != 0 || address_allowed(&s->node, &ip))
+            continue;
+        char text[64];
+        pki_ip_format(&ip, text, sizeof(text));
+        log_warn("announced address not allowed", "node=%s name=%s address=%s", s->node.id,
+                 s->node.name, text);
+        char detail[STORE_DETAIL_MAX + 1];
+        snprintf(detail, sizeof(detail),
+                 "announced address not allowed: connector=%s address=%s (not certified)",
+                 s->node.name, text);
+        store_event_add(c->store, "security", s->node.id, detail, NULL);
+    }
+}
+
+struct bound_of {
+    const char *connector;
+    json_t *resources; /* resource -> true */
+};
+
+static int
+collect_bound_of(void *ctx, const struct store_binding *binding)
+{
+    struct bound_of *b = ctx;
+    if (strcmp(binding->connector, b->connector) == 0)
+        json_object_set_new(b->resources, binding->resource, json_true());
+    return 0;
+}
+
+/* Says once per changed announcement which announced resources the
+ * operator did not bind to this connector: tunnelers will not be sent
+ * there, and an operator should know that someone tried. */
+static void
+report_unbound(struct session *s, const json_t *announced)
+{
+    struct controller *c = s->server->c;
+    struct ztr_err err = {0};
+    struct bound_of b = {s->node.name, json_object()};
+    if (store_binding_list(c->store, collect_bound_of, &b, &err) != 0) {
+        log_warn("resource bindings not read", "node=%s error=\"%s\"", s->node.id, err.msg);
+        json_decref(b.resources);
+        return;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(announced, i, r) {
+        const char *name = json_string_value(r);
+        if (name == NULL || json_object_get(b.resources, name) != NULL)
+            continue;
+        log_warn("announced resource not bound", "node=%s name=%s resource=%s", s->node.id,
+                 s->node.name, name);
+        char detail[STORE_DETAIL_MAX + 1];
+        snprintf(detail, sizeof(detail),
+                 "announced resource not bound: connector=%s resource=%.64s (ignored)",
+                 s->node.name, name);
+        store_event_add(c->store, "security", s->node.id, detail, NULL);
+    }
+    json_decref(b.resources);
+}
+
 static void
 handle_hello(struct session *s, const json_t *msg)
 {
@@ -518,6 +675,10 @@ handle_hello(struct session *s, const json_t *msg)
         if (changed && store_node_set_addresses(c->store, s->node.id, text, &err) == 0)
             snprintf(s->node.addresses, sizeof(s->node.addresses), "%s", text);
         free(text);
+        if (changed) {
+            report_unbound(s, json_object_get(msg, "resources"));
+            report_unallowed(s, json_object_get(msg, "addresses"));
+        }
     }
     bool status_changed = false;
     store_node_set_status(c->store, s->node.id, STORE_ONLINE, "control stream connected",
@@ -553,28 +714,6 @@ handle_heartbeat(struct session *s, const json_t *msg)
                               (json_int_t)clock_wall_s(c->clock)));
 }
 
-static size_t
-node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
-{
-    json_t *advert = json_loads(node->addresses, 0, NULL);
-    /* Enrollment stored a list; hello stores an object with "addresses". */
-    json_t *list = json_is_array(advert) ? advert : json_object_get(advert, "addresses");
-    size_t count = 0, i;
-    json_t *item;
-    json_array_foreach(list, i, item) {
-        char host[128];
-        uint16_t port;
-        const char *text = json_string_value(item);
-        if (text == NULL || count == max)
-            continue;
-        if (config_parse_addr(text, host, sizeof(host), &port) != 0)
-            snprintf(host, sizeof(host), "%s", text);
-        if (pki_ip_parse(host, &ips[count]) == 0)
-            count++;
-    }
-    json_decref(advert);
-    return count;
-}
 
 static void
 handle_renew(struct session *s, const json_t *msg)

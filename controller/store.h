@@ -86,6 +86,9 @@ struct store_node {
     char role[16];
     char spiffe_id[STORE_SPIFFE_ID_MAX + 1];
     char addresses[STORE_ADDRESSES_MAX + 1];   /* JSON text, see STORE_ADDRESSES_MAX */
+    /* JSON list: the only IPs a renewed certificate may name. Enrollment
+     * sets it to the addresses it certified; the operator may change it. */
+    char allowed_addresses[STORE_ADDRESSES_MAX + 1];
     enum store_status status;
     bool revoked;
     int64_t last_seen;                          /* 0 = never */
@@ -174,6 +177,10 @@ int store_node_revoke(struct store *store, const char *id, const char *reason,
 /* Connectors report the resources they serve and their data address. */
 int store_node_set_addresses(struct store *store, const char *id, const char *addresses_json,
                              struct ztr_err *err);
+/* The operator's list of IPs the node's certificate may name (JSON list
+ * text); ZTR_E_NOT_FOUND for an unknown id. */
+int store_node_set_allowed_addresses(struct store *store, const char *id,
+                                     const char *addresses_json, struct ztr_err *err);
 
 /* ---- resources and the allowlist ----------------------------------------- */
 struct store_resource {
@@ -188,6 +195,24 @@ int store_resource_delete(struct store *store, const char *name, struct ztr_err 
 int store_resource_list(struct store *store,
                         int (*visit)(void *ctx, const struct store_resource *), void *ctx,
                         struct ztr_err *err);
+
+/* Which connector (by node name) may serve a resource. A tunneler is
+ * handed a connector for a resource only when both the binding exists and
+ * the connector announces the resource. */
+struct store_binding {
+    char resource[STORE_NAME_MAX + 1];
+    char connector[STORE_NAME_MAX + 1];  /* connector node name */
+    int64_t created_at;
+};
+
+/* bind adds the binding (binding twice is not an error); !bind removes it
+ * (ZTR_E_NOT_FOUND when absent). An unknown resource is ZTR_E_NOT_FOUND;
+ * deleting a resource removes its bindings. */
+int store_resource_bind(struct store *store, const char *resource, const char *connector,
+                        bool bind, struct ztr_err *err);
+/* Every binding, ordered by resource then connector name. */
+int store_binding_list(struct store *store, int (*visit)(void *ctx, const struct store_binding *),
+                       void *ctx, struct ztr_err *err);
 
 struct store_grant {
     char tunneler[STORE_NAME_MAX + 1];   /* tunneler node name */

@@ -114,6 +114,26 @@ static const char *const migrations[] = {
     "  issued_at INTEGER NOT NULL,"
     "  PRIMARY KEY (node_id, serial));"
     "CREATE INDEX certificates_by_key ON certificates (node_id, key);",
+
+    /* 4: which connectors (by node name, so that an operator may bind
+     * before the connector enrolls) may serve each resource: a connector's
+     * own announcement is never enough. */
+    "CREATE TABLE resource_connectors ("
+    "  resource TEXT NOT NULL REFERENCES resources(name) ON DELETE CASCADE,"
+    "  connector_name TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (resource, connector_name));"
+    /* ... and which IP addresses a connector's certificate may name: those
+     * certified at enrollment or set by the operator, never whatever a
+     * hello announces. Rows from before start with what they have. */
+    "ALTER TABLE nodes ADD COLUMN allowed_addresses TEXT NOT NULL DEFAULT '[]'"
+    "  CHECK (json_valid(allowed_addresses) AND json_type(allowed_addresses) = 'array');"
+    "UPDATE nodes SET allowed_addresses = CASE"
+    "  WHEN json_type(addresses) = 'array' THEN addresses"
+    "  WHEN json_type(addresses, '$.addresses') = 'array'"
+    "    THEN json_extract(addresses, '$.addresses')"
+    "  ELSE '[]' END"
+    "  WHERE json_valid(addresses);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -806,7 +826,7 @@ store_token_list(struct store *s, int (*visit)(void *ctx, const struct store_tok
 #define NODE_SELECT                                                                      \
     "SELECT id, name, role, spiffe_id, addresses, status, revoked, last_seen, "         \
     "cert_serial, cert_not_after, enrolled_at, cert_key, prev_cert_serial, "            \
-    "prev_cert_key, prev_cert_until FROM nodes "
+    "prev_cert_key, prev_cert_until, allowed_addresses FROM nodes "
 
 static int
 read_node(sqlite3_stmt *st, struct store_node *n, struct ztr_err *err)
@@ -820,7 +840,8 @@ read_node(sqlite3_stmt *st, struct store_node *n, struct ztr_err *err)
         col_text(st, 8, n->cert_serial, sizeof(n->cert_serial), err) != 0 ||
         col_text(st, 11, n->cert_key, sizeof(n->cert_key), err) != 0 ||
         col_text(st, 12, n->prev_cert_serial, sizeof(n->prev_cert_serial), err) != 0 ||
-        col_text(st, 13, n->prev_cert_key, sizeof(n->prev_cert_key), err) != 0)
+        col_text(st, 13, n->prev_cert_key, sizeof(n->prev_cert_key), err) != 0 ||
+        col_text(st, 15, n->allowed_addresses, sizeof(n->allowed_addresses), err) != 0)
         return -1;
     n->prev_cert_until = sqlite3_column_int64(st, 14);
     n->status = sqlite3_column_int(st, 5) == STORE_ONLINE ? STORE_ONLINE : STORE_OFFLINE;
@@ -915,10 +936,12 @@ reenroll(struct store *s, const char *id, const struct store_node *n, struct ztr
     return stmt_exec(s,
                      "UPDATE nodes SET spiffe_id = ?, addresses = ?, cert_serial = ?, "
                      "cert_not_after = ?, enrolled_at = ?, cert_key = ?, prev_cert_serial = '', "
-                     "prev_cert_key = '', prev_cert_until = 0 WHERE id = ?",
+                     "prev_cert_key = '', prev_cert_until = 0, allowed_addresses = ? "
+                     "WHERE id = ?",
                      ARGS(TEXT_ARG(n->spiffe_id), TEXT_ARG(addresses_or_empty(n->addresses)),
                           TEXT_ARG(n->cert_serial), INT_ARG(n->cert_not_after),
-                          INT_ARG(now_s(s)), TEXT_ARG(n->cert_key), TEXT_ARG(id)),
+                          INT_ARG(now_s(s)), TEXT_ARG(n->cert_key),
+                          TEXT_ARG(addresses_or_empty(n->addresses)), TEXT_ARG(id)),
                      NULL, err);
 }
 
@@ -927,12 +950,13 @@ insert_node(struct store *s, const char *id, const struct store_node *n, struct 
 {
     return stmt_exec(s,
                      "INSERT INTO nodes (id, name, role, spiffe_id, addresses, status, revoked, "
-                     "last_seen, cert_serial, cert_not_after, enrolled_at, cert_key) "
-                     "VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?)",
+                     "last_seen, cert_serial, cert_not_after, enrolled_at, cert_key, "
+                     "allowed_addresses) VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?, ?)",
                      ARGS(TEXT_ARG(id), TEXT_ARG(n->name), TEXT_ARG(n->role),
                           TEXT_ARG(n->spiffe_id), TEXT_ARG(addresses_or_empty(n->addresses)),
                           TEXT_ARG(n->cert_serial), INT_ARG(n->cert_not_after),
-                          INT_ARG(now_s(s)), TEXT_ARG(n->cert_key)),
+                          INT_ARG(now_s(s)), TEXT_ARG(n->cert_key),
+                          TEXT_ARG(addresses_or_empty(n->addresses))),
                      NULL, err);
 }
 
@@ -1397,6 +1421,7 @@ store_node_revoke(struct store *s, const char *id, const char *reason, struct zt
 
 struct addresses_job {
     const char *id, *addresses;
+    bool allowed; /* the allowed list, not the advertisement */
 };
 
 static int
@@ -1404,7 +1429,9 @@ addresses_body(struct store *s, void *ctx, struct ztr_err *err)
 {
     const struct addresses_job *job = ctx;
     int changes;
-    TRY(stmt_exec(s, "UPDATE nodes SET addresses = ? WHERE id = ?",
+    TRY(stmt_exec(s,
+                  job->allowed ? "UPDATE nodes SET allowed_addresses = ? WHERE id = ?"
+                               : "UPDATE nodes SET addresses = ? WHERE id = ?",
                   ARGS(TEXT_ARG(job->addresses), TEXT_ARG(job->id)), &changes, err));
     if (changes == 0)
         return ztr_err_set(err, ZTR_E_NOT_FOUND, "node %s not found", job->id);
@@ -1417,7 +1444,17 @@ store_node_set_addresses(struct store *s, const char *id, const char *addresses_
 {
     TRY(check_text("node id", id, STORE_ID_MAX, true, err));
     TRY(check_text("node addresses", addresses_json, STORE_ADDRESSES_MAX, false, err));
-    struct addresses_job job = {id, addresses_or_empty(addresses_json)};
+    struct addresses_job job = {id, addresses_or_empty(addresses_json), false};
+    return in_tx(s, addresses_body, &job, err);
+}
+
+int
+store_node_set_allowed_addresses(struct store *s, const char *id,
+                                 const char *addresses_json, struct ztr_err *err)
+{
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    TRY(check_text("node addresses", addresses_json, STORE_ADDRESSES_MAX, false, err));
+    struct addresses_job job = {id, addresses_or_empty(addresses_json), true};
     return in_tx(s, addresses_body, &job, err);
 }
 
@@ -1502,6 +1539,81 @@ store_resource_list(struct store *s, int (*visit)(void *ctx, const struct store_
                   NO_ARGS, &st, err));
     struct resource_visit v = {visit, ctx};
     return for_each_row(s, st, each_resource, &v, err);
+}
+
+struct binding_job {
+    const char *resource, *connector;
+    bool bind;
+};
+
+static int
+binding_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct binding_job *job = ctx;
+    int64_t one;
+    int found = query_int(s, "SELECT 1 FROM resources WHERE name = ?",
+                          ARGS(TEXT_ARG(job->resource)), &one, err);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s not found", job->resource);
+    int changes;
+    if (job->bind)
+        return stmt_exec(s,
+                         "INSERT INTO resource_connectors (resource, connector_name, created_at) "
+                         "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                         ARGS(TEXT_ARG(job->resource), TEXT_ARG(job->connector),
+                              INT_ARG(now_s(s))),
+                         &changes, err);
+    TRY(stmt_exec(s, "DELETE FROM resource_connectors WHERE resource = ? AND connector_name = ?",
+                  ARGS(TEXT_ARG(job->resource), TEXT_ARG(job->connector)), &changes, err));
+    if (changes == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s is not bound to connector %s",
+                           job->resource, job->connector);
+    return 0;
+}
+
+int
+store_resource_bind(struct store *s, const char *resource, const char *connector, bool bind,
+                    struct ztr_err *err)
+{
+    TRY(check_text("resource name", resource, STORE_NAME_MAX, true, err));
+    TRY(check_text("connector name", connector, STORE_NAME_MAX, true, err));
+    struct binding_job job = {resource, connector, bind};
+    return in_tx(s, binding_body, &job, err);
+}
+
+struct binding_visit {
+    int (*visit)(void *ctx, const struct store_binding *);
+    void *ctx;
+};
+
+static int
+each_binding(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+{
+    struct binding_visit *v = ctx;
+    struct store_binding b;
+    memset(&b, 0, sizeof(b));
+    if (col_text(st, 0, b.resource, sizeof(b.resource), err) != 0 ||
+        col_text(st, 1, b.connector, sizeof(b.connector), err) != 0)
+        return -1;
+    b.created_at = sqlite3_column_int64(st, 2);
+    return v->visit(v->ctx, &b) != 0 ? 1 : 0;
+}
+
+int
+store_binding_list(struct store *s, int (*visit)(void *ctx, const struct store_binding *),
+                   void *ctx, struct ztr_err *err)
+{
+    if (visit == NULL)
+        return 0;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s,
+                  "SELECT resource, connector_name, created_at FROM resource_connectors "
+                  "ORDER BY resource, connector_name",
+                  NO_ARGS, &st, err));
+    struct binding_visit v = {visit, ctx};
+    return for_each_row(s, st, each_binding, &v, err);
 }
 
 struct grant_job {

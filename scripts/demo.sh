@@ -54,7 +54,7 @@ start resource "$peer" http 127.0.0.1:0
 wait_line "$work/resource.log" "listening port="
 res_port="$(sed -n 's/^listening port=//p' "$work/resource.log")"
 echo "resource web = 127.0.0.1:$res_port"
-"$bin/controller" resource add web >/dev/null
+"$bin/controller" resource add web --connector dc1 >/dev/null
 
 agent_env=(CONTROLLER_ADDR="$ctl_addr" CONTROLLER_CA="$work/controller/ca/ca-1.crt"
   TRUST_DOMAIN=example.org HEALTH_LISTEN=127.0.0.1:0)

@@ -4,7 +4,7 @@
 # and /metrics say which version and how old it is.
 . "$(dirname "$0")/lib.sh"
 start_controller ctl || exit 1
-ctl resource add pg >/dev/null
+ctl resource add pg --connector dc1 >/dev/null
 start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
   RESOURCES=pg=127.0.0.1:5432
 check "connector starts" $?

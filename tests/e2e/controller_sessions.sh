@@ -74,7 +74,7 @@ probe session "${P[@]}" --dir "$T/laptop" --role tunneler --interval 100 --durat
 tun=$!
 wait_for_line "$T/tun.out" '"type":"connectors"' 5
 check "tunneler gets a connectors list" $?
-run ctl resource add pg --description "postgres"
+run ctl resource add pg --description "postgres" --connector dc1-a
 expect_status 0 "resource add"
 run ctl allow --tunneler laptop --resource pg
 expect_status 0 "allow"

@@ -15,7 +15,7 @@ start_peer http || exit 1; HTTP_PORT=$PEER_PORT
 start_peer echo || exit 1; ECHO_PORT=$PEER_PORT
 BIG=$((1024 * 1024 * 1024))
 start_peer source "$BIG" || exit 1; SRC_PORT=$PEER_PORT
-for r in web echo src dead; do ctl resource add "$r" >/dev/null; done
+for r in web echo src dead; do ctl resource add "$r" --connector dc1 >/dev/null; done
 DEAD_PORT=$(free_port)   # nothing listens there: the target refuses
 start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
   RESOURCES="web=127.0.0.1:$HTTP_PORT,echo=127.0.0.1:$ECHO_PORT,src=127.0.0.1:$SRC_PORT,dead=127.0.0.1:$DEAD_PORT"

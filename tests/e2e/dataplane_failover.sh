@@ -6,7 +6,7 @@
 start_controller ctl || exit 1
 start_peer http || exit 1; HTTP_PORT=$PEER_PORT
 start_peer echo || exit 1; ECHO_PORT=$PEER_PORT
-for r in web echo; do ctl resource add "$r" >/dev/null; done
+for r in web echo; do ctl resource add "$r" --connector dc1 --connector dc2 >/dev/null; done
 RES="web=127.0.0.1:$HTTP_PORT,echo=127.0.0.1:$ECHO_PORT"
 start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
   RESOURCES="$RES"

@@ -10,7 +10,7 @@ start_controller ctl SVID_TTL=${TTL}s || exit 1
 BYTES=$((40000000 * 16))
 start_peer source "$BYTES" || exit 1; SRC_PORT=$PEER_PORT
 start_peer http || exit 1; HTTP_PORT=$PEER_PORT
-for r in src web; do ctl resource add "$r" >/dev/null; done
+for r in src web; do ctl resource add "$r" --connector dc1 >/dev/null; done
 start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
   RESOURCES="src=127.0.0.1:$SRC_PORT,web=127.0.0.1:$HTTP_PORT"
 keep_agent DC1

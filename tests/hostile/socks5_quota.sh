@@ -8,7 +8,7 @@
 . "$(dirname "$0")/../e2e/lib.sh"
 start_controller ctl || exit 1
 start_peer echo || exit 1; ECHO_PORT=$PEER_PORT
-ctl resource add echo >/dev/null
+ctl resource add echo --connector dc1 >/dev/null
 start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
   RESOURCES="echo=127.0.0.1:$ECHO_PORT" STREAMS_PER_TUNNELER=4
 check "connector starts with STREAMS_PER_TUNNELER=4" $?

@@ -159,7 +159,7 @@ for n in connector tunneler; do
     -f "/var/lib/private/ztr-$n/cert.pem" -a -f "/var/lib/private/ztr-$n/bundle.pem" -a \
     -f "/var/lib/private/ztr-$n/node.json"
 done
-expect "controller resource add web" "$CTL" resource add web
+expect "controller resource add web --connector dc1" "$CTL" resource add web --connector dc1
 expect "controller allow --tunneler laptop --resource web" "$CTL" allow --tunneler laptop --resource web
 expect "node list: dc1 ONLINE" wait_until 15 online dc1
 expect "node list: laptop ONLINE" wait_until 15 online laptop

@@ -9,7 +9,8 @@
  *       prints "enrolled <node_id> <spiffe_id>"; a refusal prints the
  *       controller's message on stderr and exits 1.
  *   ctl-probe session --controller ADDR --dir DIR --trust-domain TD --role R
- *                     [--data-listen ADDR] [--resource NAME]... [--interval MS]
+ *                     [--data-listen ADDR] [--resource NAME]... [--address IP]...
+ *                     [--interval MS]
  *                     [--heartbeats N] [--duration MS] [--until TYPE]
  *                     [--renew | --renew-same-key | --renew-csr FILE] [--stale-bundle]
  *       says hello, prints every message received as one JSON line, sends N
@@ -313,6 +314,12 @@ on_ready(void *user)
                                   CTLMSG_VERSION, "role", p->role, "resources", resources);
         if (p->data_listen != NULL)
             json_object_set_new(hello, "data_listen", json_string(p->data_listen));
+        if (p->address_count > 0) {
+            json_t *addresses = json_array();
+            for (size_t i = 0; i < p->address_count; i++)
+                json_array_append_new(addresses, json_string(p->addresses[i]));
+            json_object_set_new(hello, "addresses", addresses);
+        }
         send_msg(p, hello);
         if (p->interval_ms > 0)
             ev_timer_again(p->loop, &p->heartbeat_timer);

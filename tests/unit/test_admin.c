@@ -711,6 +711,88 @@ test_resources_and_allowlist(void **state)
     expect_error(f, "DELETE", "/api/admin/resources/pg", NULL, 404, "");
 }
 
+static void
+test_node_allowed_addresses(void **state)
+{
+    struct fixture *f = *state;
+    struct store_node node;
+    seed_node(f, "connector", "dc1-a", &node);
+    char path[256], want[64];
+    snprintf(path, sizeof(path), "/api/admin/nodes/%s", node.id);
+    struct reply r;
+    api(f, "GET", path, NULL, &r);
+    json_t *allowed = json_object_get(r.json, "allowed_addresses");
+    assert_int_equal(json_array_size(allowed), 1);
+    assert_string_equal(json_string_value(json_array_get(allowed, 0)), "10.0.0.5:7444");
+    reply_free(&r);
+
+    snprintf(path, sizeof(path), "/api/admin/nodes/%s/addresses", node.id);
+    api(f, "POST", path, "{\"addresses\":[\"10.0.0.6\",\"10.0.0.7:7444\"]}", &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    snprintf(want, sizeof(want), "node addresses set id=%s", node.id);
+    assert_true(has_admin_event(f, want));
+    struct store_node got;
+    struct ztr_err err = {0};
+    assert_int_equal(store_node_get(f->c.store, node.id, &got, &err), 0);
+    assert_string_equal(got.allowed_addresses, "[\"10.0.0.6\",\"10.0.0.7:7444\"]");
+
+    expect_error(f, "POST", path, "{\"addresses\":[\"db1.example\"]}", 400, "IP addresses");
+    expect_error(f, "POST", path, "{\"addresses\":\"10.0.0.6\"}", 400, "\"addresses\"");
+    expect_error(f, "POST", "/api/admin/nodes/nope/addresses", "{\"addresses\":[]}", 404, "");
+}
+
+static void
+test_resource_bindings(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    int pushes = f->ctl.pushes;
+    api(f, "POST", "/api/admin/resources", "{\"name\":\"pg\",\"connectors\":[\"dc1-a\"]}", &r);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(r.json, "connectors"), 0)), "dc1-a");
+    reply_free(&r);
+    assert_int_equal(f->ctl.pushes, pushes + 1);
+    expect_error(f, "POST", "/api/admin/resources", "{\"name\":\"x\",\"connectors\":\"dc1-a\"}",
+                 400, "\"connectors\" must be an array");
+    expect_error(f, "POST", "/api/admin/resources", "{\"name\":\"x\",\"connectors\":[\"a/b\"]}",
+                 400, "\"connector\"");
+
+    pushes = f->ctl.pushes;
+    api(f, "POST", "/api/admin/resources/pg/connectors", "{\"connector\":\"dc1-b\"}", &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    assert_int_equal(f->ctl.pushes, pushes + 1);
+    assert_true(has_admin_event(f, "resource bound name=pg connector=dc1-b"));
+    expect_error(f, "POST", "/api/admin/resources/nope/connectors", "{\"connector\":\"dc1-b\"}",
+                 404, "");
+    expect_error(f, "POST", "/api/admin/resources/pg/connectors", "{}", 400,
+                 "\"connector\" is required");
+
+    api(f, "GET", "/api/admin/resources", NULL, &r);
+    json_t *connectors = json_object_get(json_array_get(json_object_get(r.json, "resources"), 0),
+                                         "connectors");
+    assert_int_equal(json_array_size(connectors), 2);
+    assert_string_equal(json_string_value(json_array_get(connectors, 0)), "dc1-a");
+    assert_string_equal(json_string_value(json_array_get(connectors, 1)), "dc1-b");
+    reply_free(&r);
+
+    api(f, "DELETE", "/api/admin/resources/pg/connectors?connector=dc1-a", NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    assert_true(has_admin_event(f, "resource unbound name=pg connector=dc1-a"));
+    expect_error(f, "DELETE", "/api/admin/resources/pg/connectors?connector=dc1-a", NULL, 404,
+                 "");
+    api(f, "GET", "/api/admin/resources", NULL, &r);
+    connectors = json_object_get(json_array_get(json_object_get(r.json, "resources"), 0),
+                                 "connectors");
+    assert_int_equal(json_array_size(connectors), 1);
+    assert_string_equal(json_string_value(json_array_get(connectors, 0)), "dc1-b");
+    reply_free(&r);
+
+}
+
 /* ---- events --------------------------------------------------------------- */
 
 static void
@@ -1006,6 +1088,39 @@ test_cli_token_create_prints_only_the_token(void **state)
 }
 
 static void
+test_cli_resource_bindings(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    api(f, "POST", "/api/admin/resources", "{\"name\":\"pg\",\"connectors\":[\"dc1-b\"]}", &r);
+    assert_int_equal(r.status, 201);
+    reply_free(&r);
+    /* The CLI: --connector repeats; bind and unbind take it too. */
+    struct cli_result c;
+    run_cli(f, true, ADMIN_TOKEN, &c, "resource", "add", "web", "--connector", "dc1-a",
+            "--connector", "dc2", NULL);
+    assert_int_equal(c.status, 0);
+    assert_string_equal(c.out, "resource added name=web\n");
+    cli_result_free(&c);
+    run_cli(f, true, ADMIN_TOKEN, &c, "resource", "unbind", "web", "--connector", "dc2", NULL);
+    assert_int_equal(c.status, 0);
+    assert_string_equal(c.out, "resource unbound name=web connector=dc2\n");
+    cli_result_free(&c);
+    run_cli(f, true, ADMIN_TOKEN, &c, "resource", "bind", "web", "--connector", "dc3", NULL);
+    assert_int_equal(c.status, 0);
+    assert_string_equal(c.out, "resource bound name=web connector=dc3\n");
+    cli_result_free(&c);
+    run_cli(f, true, ADMIN_TOKEN, &c, "resource", "list", NULL);
+    assert_non_null(strstr(c.out, "name=pg description=\"\" "));
+    assert_non_null(strstr(c.out, " connectors=dc1-b\n"));
+    assert_non_null(strstr(c.out, " connectors=dc1-a,dc3\n"));
+    cli_result_free(&c);
+    run_cli(f, true, ADMIN_TOKEN, &c, "resource", "bind", "web", NULL);
+    assert_int_equal(c.status, 2);
+    cli_result_free(&c);
+}
+
+static void
 test_cli_lists_and_changes(void **state)
 {
     struct fixture *f = *state;
@@ -1141,6 +1256,9 @@ main(void)
         T(test_nodes_list_and_renewal_overdue),
         T(test_node_revoke),
         T(test_resources_and_allowlist),
+        T(test_resource_bindings),
+        T(test_node_allowed_addresses),
+        T(test_cli_resource_bindings),
         T(test_events_paging),
         T(test_ca_show_and_rotate),
         T(test_ca_rotate_refused_for_operator_ca),

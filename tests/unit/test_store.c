@@ -13,7 +13,7 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 3 /* the number of migrations in store_sqlite.c */
+#define CURRENT_SCHEMA 4 /* the number of migrations in store_sqlite.c */
 
 struct fx {
     char *dir;
@@ -315,8 +315,8 @@ test_new_database_gets_current_schema_in_wal_mode_private_to_owner(void **state)
     char mode[16];
     raw_text(f->path, "PRAGMA journal_mode", mode, sizeof(mode));
     assert_string_equal(mode, "wal");
-    const char *tables[] = {"nodes", "tokens", "resources", "grants",
-                            "revocations", "events", "meta"};
+    const char *tables[] = {"nodes",  "tokens", "resources", "grants",
+                            "revocations", "events", "meta",      "resource_connectors"};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         char sql[128];
         snprintf(sql, sizeof(sql),
@@ -338,6 +338,8 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     /* What a version 1 database looks like: no indexes yet, no keys. */
     raw_exec(f->path, "DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
                       "DROP INDEX revocations_by_node; DROP TABLE certificates;"
+                      "DROP TABLE resource_connectors;"
+                      "ALTER TABLE nodes DROP COLUMN allowed_addresses;"
                       "ALTER TABLE nodes DROP COLUMN cert_key;"
                       "ALTER TABLE nodes DROP COLUMN prev_cert_serial;"
                       "ALTER TABLE nodes DROP COLUMN prev_cert_key;"
@@ -1168,9 +1170,12 @@ test_enroll_live_node_needs_a_replacing_token(void **state)
     /* Once its certificate has expired, the name re-enrolls with any token. */
     advance_s(f, 3600);
     snprintf(n.cert_serial, sizeof(n.cert_serial), "78");
+    snprintf(n.addresses, sizeof(n.addresses), "[\"198.51.100.7\"]");
     assert_int_equal(store_node_enroll(f->store, "plain", &n, &out, &err), 0);
     assert_string_equal(out.id, first.id);
     assert_int_equal(uses_left(f, "plain"), 4);
+    /* Re-enrollment certifies the new addresses: they are the allowed ones. */
+    assert_string_equal(out.allowed_addresses, "[\"198.51.100.7\"]");
 }
 
 static void
@@ -1198,6 +1203,34 @@ test_set_addresses_takes_json_arrays_and_objects(void **state)
     assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
     assert_string_equal(got.addresses, advert);
     assert_int_equal(store_node_set_addresses(f->store, "missing", "[]", &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+}
+
+static void
+test_allowed_addresses_come_from_enrollment_or_the_operator(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store_node n = enrolled(f, "connector", "c1");
+    struct store_node got;
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_string_equal(got.allowed_addresses, got.addresses);
+    char certified[STORE_ADDRESSES_MAX + 1];
+    snprintf(certified, sizeof(certified), "%s", got.allowed_addresses);
+
+    /* What a hello announces is the advertisement, not the allowed list. */
+    const char *advert = "{\"addresses\":[\"203.0.113.9\"],\"resources\":[\"pg\"]}";
+    assert_int_equal(store_node_set_addresses(f->store, n.id, advert, &err), 0);
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_string_equal(got.allowed_addresses, certified);
+
+    assert_int_equal(
+        store_node_set_allowed_addresses(f->store, n.id, "[\"203.0.113.9\"]", &err), 0);
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_string_equal(got.allowed_addresses, "[\"203.0.113.9\"]");
+    assert_int_equal(store_node_set_allowed_addresses(f->store, n.id, "not json", &err), -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    assert_int_equal(store_node_set_allowed_addresses(f->store, "missing", "[]", &err), -1);
     assert_int_equal(err.code, ZTR_E_NOT_FOUND);
 }
 
@@ -1327,6 +1360,51 @@ test_resource_put_updates_description_and_keeps_created_at(void **state)
     assert_string_equal(snap.resource.name, "web");
     assert_string_equal(snap.resource.description, "new");
     assert_int_equal(snap.resource.created_at, T0);
+}
+
+static int
+keep_binding_text(void *ctx, const struct store_binding *b)
+{
+    struct grants_seen *seen = ctx;
+    size_t used = strlen(seen->text);
+    snprintf(seen->text + used, sizeof(seen->text) - used, "%s>%s ", b->resource, b->connector);
+    return 0;
+}
+
+static void
+test_bindings_name_connectors_and_go_with_their_resource(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    assert_int_equal(store_resource_put(f->store, "pg", "", &err), 0);
+    assert_int_equal(store_resource_put(f->store, "web", "", &err), 0);
+    /* By name: a connector that has not enrolled yet may be bound. */
+    assert_int_equal(store_resource_bind(f->store, "pg", "dc1-b", true, &err), 0);
+    assert_int_equal(store_resource_bind(f->store, "pg", "dc1-a", true, &err), 0);
+    assert_int_equal(store_resource_bind(f->store, "pg", "dc1-a", true, &err), 0);
+    assert_int_equal(store_resource_bind(f->store, "web", "dc1-a", true, &err), 0);
+    struct grants_seen seen = {""};
+    assert_int_equal(store_binding_list(f->store, keep_binding_text, &seen, &err), 0);
+    assert_string_equal(seen.text, "pg>dc1-a pg>dc1-b web>dc1-a ");
+
+    assert_int_equal(store_resource_bind(f->store, "nope", "dc1-a", true, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+    assert_int_equal(store_resource_bind(f->store, "pg", "", true, &err), -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+
+    assert_int_equal(store_resource_bind(f->store, "pg", "dc1-b", false, &err), 0);
+    assert_int_equal(store_resource_bind(f->store, "pg", "dc1-b", false, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+    assert_int_equal(store_resource_delete(f->store, "web", &err), 0);
+    seen.text[0] = '\0';
+    assert_int_equal(store_binding_list(f->store, keep_binding_text, &seen, &err), 0);
+    assert_string_equal(seen.text, "pg>dc1-a ");
+
+    /* A resource added again later starts unbound. */
+    assert_int_equal(store_resource_put(f->store, "web", "", &err), 0);
+    seen.text[0] = '\0';
+    assert_int_equal(store_binding_list(f->store, keep_binding_text, &seen, &err), 0);
+    assert_string_equal(seen.text, "pg>dc1-a ");
 }
 
 /* ---- events and visitors -------------------------------------------------- */
@@ -1597,10 +1675,12 @@ main(void)
         T(test_admit_with_current_key_ends_the_grace), T(test_admit_binds_a_row_without_key),
         T(test_enroll_live_node_needs_a_replacing_token),
         T(test_set_addresses_takes_json_arrays_and_objects),
+        T(test_allowed_addresses_come_from_enrollment_or_the_operator),
         T(test_revoke_is_idempotent_and_bumps_allowlist_once),
         T(test_allow_and_deny_bump_version_only_on_change),
         T(test_allow_of_unknown_resource_is_not_found),
         T(test_resource_delete_cascades_grants_and_bumps_version),
+        T(test_bindings_name_connectors_and_go_with_their_resource),
         T(test_resource_put_updates_description_and_keeps_created_at),
         T(test_events_list_oldest_first_after_id_with_limit),
         T(test_visitor_returning_nonzero_stops_the_listing),

@@ -132,8 +132,14 @@ agent_handle_bundle(struct agent *a, const json_t *msg)
         if (a->spec->on_bundle != NULL)
             a->spec->on_bundle(a->spec->ctx);
         /* The controller on the other end proved itself against the old
-         * bundle; it must still verify against the new one. */
-        if (a->ctl != NULL && ctl_stream_peer_recheck(a->ctl, parsed, &err) != 0)
+         * bundle; it must still chain to the new one. Only while its
+         * certificate is within its validity: the agent does not time its
+         * stream by the controller's certificate (the controller renews its
+         * own, and every agent reconnecting at once would be worse), so an
+         * expired one here is not a trust change. */
+        if (a->ctl != NULL &&
+            ctl_stream_peer_not_after(a->ctl) >= clock_wall_s(a->clock) &&
+            ctl_stream_peer_recheck(a->ctl, parsed, &err) != 0)
             log_warn("control stream closed: the controller no longer verifies",
                      "error=\"%s\"", err.msg);
     }

@@ -353,7 +353,7 @@ cb_stream_closed(void *user, uint32_t stream, enum mux_code code, const char *re
     struct owner *o = user;
     CHECK(!o->freed);
     CHECK(!o->closed);   /* before on_session_closed, never after */
-    CHECK((unsigned)code <= MUX_CODE_INTERNAL);
+    CHECK((unsigned)code <= MUX_CODE_LAST);
     check_reason(reason);
     struct tstream *t = find(o, stream);
     CHECK(t != NULL);
@@ -392,7 +392,7 @@ cb_session_closed(void *user, enum mux_code code, const char *reason)
 {
     struct owner *o = user;
     event(o);
-    CHECK((unsigned)code <= MUX_CODE_INTERNAL);
+    CHECK((unsigned)code <= MUX_CODE_LAST);
     check_reason(reason);
     o->closed = true;
     CHECK(o->open == 0);   /* every stream got its on_stream_closed first */

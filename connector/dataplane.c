@@ -28,6 +28,8 @@ struct dp_session {
     struct dsession *ds;
     struct dp_session *prev, *next;
     bool ready;
+    bool holds_handshake;            /* counted in dp->handshakes under source */
+    struct quota_key source;
     double removed_at;               /* loop time the allowlist dropped it (0: not) */
     char spiffe_id[PKI_SPIFFE_ID_MAX + 1];
 };
@@ -58,6 +60,9 @@ struct dataplane {
     struct dsession_stats stats;
     uint64_t rejected;
     uint64_t quota_refused;
+    struct quota *handshakes;        /* handshakes in progress per source */
+    uint64_t handshakes_refused;
+    struct log_limit accept_log;     /* refusals at accept */
     double quota_logged_at;          /* loop time of the last quota log line */
     uint64_t quota_unlogged;         /* refusals since then */
     char refusing[MUX_REASON_MAX];   /* "" = serving */
@@ -233,10 +238,21 @@ session_refuse(struct dp_session *s, const char *why)
     dsession_close(s->ds, MUX_CODE_PEER_NOT_ALLOWED, DATAPLANE_MSG_NOT_ALLOWED);
 }
 
+/* A peer that finished (or failed) its handshake stops counting against
+ * its source's handshake quota. */
+static void
+release_handshake(struct dp_session *s)
+{
+    if (s->holds_handshake)
+        quota_leave(s->dp->handshakes, &s->source);
+    s->holds_handshake = false;
+}
+
 static void
 on_ready(void *user, struct dsession *ds)
 {
     struct dp_session *s = user;
+    release_handshake(s);
     const struct pki_spiffe_id *peer = dsession_peer_id(ds);
     snprintf(s->spiffe_id, sizeof(s->spiffe_id), "%s", peer != NULL ? peer->uri : "");
     s->ready = true;
@@ -270,6 +286,7 @@ on_closed(void *user, struct dsession *ds, enum mux_code code, const char *reaso
     (void)code;
     struct dp_session *s = user;
     struct dataplane *dp = s->dp;
+    release_handshake(s);
     if (!s->ready)
         log_warn("data session refused", "peer=%s reason=\"%s\"", dsession_peer_addr(ds),
                  reason);
@@ -294,6 +311,21 @@ static const struct dsession_hooks session_hooks = {
     .on_closed = on_closed,
 };
 
+/* Closes a connection refused before its handshake; the line is
+ * rate-limited since whoever causes it controls how often. */
+static void
+refuse_at_accept(struct dataplane *dp, int fd, const char *reason)
+{
+    char peer[64];
+    net_peer_name(fd, peer, sizeof(peer));
+    close(fd);
+    dp->handshakes_refused++;
+    uint64_t suppressed = 0;
+    if (log_limit_allow(&dp->accept_log, (int64_t)(ev_now(dp->loop) * 1000.0), &suppressed))
+        log_warn("data session refused", "peer=%s reason=\"%s\" suppressed=%llu", peer, reason,
+                 (unsigned long long)suppressed);
+}
+
 static void
 accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -304,17 +336,28 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         int fd = net_accept(dp->listen_fd);
         if (fd < 0)
             return;
-        if (dp->session_count >= SESSIONS_MAX) {
-            close(fd);
-            log_warn("data session refused", "reason=\"%d sessions open\"", SESSIONS_MAX);
+        struct quota_key source;
+        bool has_source = net_peer_source_key(fd, &source) == 0;
+        const char *refusal = NULL;
+        if (dp->session_count >= SESSIONS_MAX)
+            refusal = "too many sessions open";
+        else if (has_source &&
+                 !quota_enter(dp->handshakes, &source, dp->config.handshakes_per_source))
+            refusal = "too many handshakes from this source";
+        if (refusal != NULL) {
+            refuse_at_accept(dp, fd, refusal);
             continue;
         }
         struct dp_session *s = calloc(1, sizeof(*s));
         if (s == NULL) {
+            if (has_source)
+                quota_leave(dp->handshakes, &source);
             close(fd);
             continue;
         }
         s->dp = dp;
+        s->source = source;
+        s->holds_handshake = has_source;
         struct pki_expect expect = {.trust_domain = dp->trust_domain,
                                     .role = PKI_ROLE_TUNNELER};
         struct dsession_config config = {.loop = dp->loop,
@@ -328,6 +371,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         struct ztr_err err;
         if (dsession_new(&config, fd, &expect, &s->ds, &err) != 0) {
             log_warn("data session refused", "error=\"%s\"", err.msg);
+            release_handshake(s);
             free(s);
             continue;
         }
@@ -423,6 +467,8 @@ dataplane_new(const struct dataplane_env *env, const struct dataplane_config *co
     dp->loop = env->loop;
     dp->tls = env->tls;
     dp->config = *config;
+    if (dp->config.handshakes_per_source == 0)
+        dp->config.handshakes_per_source = DATAPLANE_HANDSHAKES_PER_SOURCE_DEFAULT;
     dp->listen_fd = -1;
     dp->trust_domain = strdup(env->trust_domain);
     dp->resources = calloc(config->resource_count + 1, sizeof(*dp->resources));
@@ -434,7 +480,11 @@ dataplane_new(const struct dataplane_env *env, const struct dataplane_config *co
     }
     memcpy(dp->resources, config->resources, config->resource_count * sizeof(*dp->resources));
     dp->config.resources = dp->resources;
-    if (relay_pool_new(POOL_FREE_CHUNKS, &dp->pool, err) != 0 ||
+    dp->accept_log = (struct log_limit)LOG_LIMIT_INIT(5, 10000);
+    /* Entries exist only while a handshake is in progress: at most one per
+     * session slot. */
+    if (quota_new(SESSIONS_MAX, 0, &dp->handshakes, err) != 0 ||
+        relay_pool_new(POOL_FREE_CHUNKS, &dp->pool, err) != 0 ||
         net_listen(config->listen, LISTEN_BACKLOG, &dp->listen_fd, err) != 0) {
         dataplane_stop(dp);
         return -1;
@@ -486,6 +536,7 @@ dataplane_stop(struct dataplane *dp)
     for (int i = 0; i < 100 && dp->session_count > 0; i++)
         ev_run(dp->loop, EVRUN_NOWAIT);
     relay_pool_free(dp->pool);
+    quota_free(dp->handshakes);
     free(dp->resources);
     free(dp->trust_domain);
     free(dp);
@@ -501,6 +552,8 @@ dataplane_add_health(const struct dataplane *dp, json_t *health)
                         json_integer((json_int_t)dp->rejected));
     json_object_set_new(json_object_get(health, "data"), "streams_over_quota",
                         json_integer((json_int_t)dp->quota_refused));
+    json_object_set_new(json_object_get(health, "data"), "connections_refused",
+                        json_integer((json_int_t)dp->handshakes_refused));
     if (dp->refusing[0] != '\0')
         json_object_set_new(json_object_get(health, "data"), "refusing",
                             json_string(dp->refusing));
@@ -517,6 +570,10 @@ dataplane_add_metrics(const struct dataplane *dp, struct metrics *m)
     metrics_counter(m, "ztr_streams_over_quota_total",
                     "Streams refused: the tunneler had its quota of streams open.", NULL,
                     dp->quota_refused);
+    metrics_counter(m, "ztr_data_connections_refused_total",
+                    "Connections closed before their handshake: too many sessions, or too "
+                    "many handshakes in progress from their source.",
+                    NULL, dp->handshakes_refused);
     metrics_family(m, "ztr_revocation_apply_seconds", "histogram",
                    "Allowlist change received to the removed tunneler's session closed.");
     for (int i = 0; i < REVOCATION_BUCKETS; i++)

@@ -27,6 +27,10 @@
  * A tunneler (one SPIFFE ID, all its sessions together) may hold at most
  * streams_per_tunneler streams open; an OPEN beyond that is answered with
  * RST REFUSED `stream quota reached`, counted and logged (rate-limited).
+ *
+ * Before its handshake a peer is nobody: one source address (IPv4, IPv6
+ * /64) may have at most handshakes_per_source handshakes in progress; more
+ * connections are closed at accept, counted and logged (rate-limited).
  */
 #ifndef ZTR_CONNECTOR_DATAPLANE_H
 #define ZTR_CONNECTOR_DATAPLANE_H
@@ -44,6 +48,8 @@ struct json_t;
 
 #define DATAPLANE_MSG_NOT_ALLOWED "tunneler not allowed"
 #define DATAPLANE_MSG_QUOTA "stream quota reached"
+/* handshakes_per_source when the config leaves it 0. */
+#define DATAPLANE_HANDSHAKES_PER_SOURCE_DEFAULT 64
 
 struct connector_resource {
     char name[256];
@@ -59,6 +65,7 @@ struct dataplane_config {
     int64_t dial_timeout_ms;
     int64_t idle_timeout_ms;        /* sessions silent this long are closed */
     uint32_t streams_per_tunneler;  /* 0: no quota beyond the mux's per session */
+    uint32_t handshakes_per_source; /* TLS handshakes in progress per source address */
 };
 
 struct dataplane;

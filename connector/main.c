@@ -30,6 +30,7 @@ struct connector_settings {
     int64_t dial_timeout_ms, idle_timeout_ms;
     int64_t allowlist_max_age_ms;
     uint64_t streams_per_tunneler;
+    uint64_t handshakes_per_source;
 };
 
 static const struct config_key connector_keys[] = {
@@ -56,6 +57,10 @@ static const struct config_key connector_keys[] = {
     CONFIG_KEY("STREAMS_PER_TUNNELER", CONFIG_UINT, "8192",
                "streams one tunneler may hold open on this connector (1..65536)",
                struct connector_settings, streams_per_tunneler),
+    CONFIG_KEY("HANDSHAKES_PER_SOURCE", CONFIG_UINT, "64",
+               "TLS handshakes one source address (IPv4, IPv6 /64) may have in progress on "
+               "the data listener; more connections are closed at once (1..16384)",
+               struct connector_settings, handshakes_per_source),
 };
 
 struct connector {
@@ -150,6 +155,8 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
                            "must be 1s..30d (fail-static is always bounded)");
     if (s->streams_per_tunneler < 1 || s->streams_per_tunneler > 65536)
         return config_fail(config, "STREAMS_PER_TUNNELER", err, "must be 1..65536");
+    if (s->handshakes_per_source < 1 || s->handshakes_per_source > 16384)
+        return config_fail(config, "HANDSHAKES_PER_SOURCE", err, "must be 1..16384");
     TRY(dsession_window_config(config, &c->window, err));
     c->allowlist = allowlist_new();
     if (c->allowlist == NULL)
@@ -226,7 +233,8 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
         .allowlist = c->allowlist, .window = c->window,
         .dial_timeout_ms = c->settings.dial_timeout_ms,
         .idle_timeout_ms = c->settings.idle_timeout_ms,
-        .streams_per_tunneler = (uint32_t)c->settings.streams_per_tunneler};
+        .streams_per_tunneler = (uint32_t)c->settings.streams_per_tunneler,
+        .handshakes_per_source = (uint32_t)c->settings.handshakes_per_source};
     TRY(dataplane_start(agent, &dp, &c->dataplane, err));
     /* No allowlist at all refuses every tunneler anyway; only an old one
      * needs the refusal (and its log line). */

@@ -52,6 +52,10 @@ struct controller_settings {
      * deletes the excess in batches): unauthenticated clients can add rows. */
     int64_t event_retention_s;     /* 1h..3650d */
     uint64_t event_max;            /* 1..100000000 */
+    /* What a peer that has not authenticated may cost (0: the default). */
+    uint64_t handshakes_per_source;      /* unauthenticated sessions per source */
+    uint64_t enroll_failures_per_source; /* denied enrollments per source per minute */
+    uint64_t hellos_per_node;            /* hellos per node per minute */
 };
 
 /* Counters exported on /metrics (Prometheus names in admin.c). */
@@ -62,6 +66,9 @@ struct controller_counters {
     uint64_t renewal_denied;
     uint64_t sessions_accepted;
     uint64_t sessions_rejected;
+    uint64_t connections_refused;  /* closed at accept: per-source or global cap */
+    uint64_t enroll_rate_limited;  /* enrollments refused: source over its failures */
+    uint64_t hellos_rate_limited;
     uint64_t heartbeats;
     uint64_t revocations;
     uint64_t frames_in;

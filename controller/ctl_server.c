@@ -50,6 +50,9 @@
  * 50 % ± 10 %). A node issued this many within a quarter of SVID_TTL is
  * renewing in a loop, or a copy of its key is: the renewal waits. */
 #define RENEWALS_PER_QUARTER_TTL 3
+/* Sources (and nodes) whose minute of strikes is remembered; when more
+ * strike at once the quietest are forgotten first. */
+#define SOURCE_TABLE_MAX 65536
 
 enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_AWAIT_HELLO, S_ACTIVE, S_CLOSING };
 
@@ -69,6 +72,9 @@ struct session {
     char key[PKI_KEY_FINGERPRINT_MAX + 1];
     char serial[STORE_SERIAL_MAX + 1];
     bool refused;                     /* never admitted: its close changes no status */
+    /* Counted in server->unauthenticated until it has said hello. */
+    bool holds_source;
+    struct quota_key source;
     struct session *prev, *next;
     struct session *node_next;        /* same bucket of the node index */
     bool indexed;
@@ -85,6 +91,16 @@ struct ctl_server {
     struct session *sessions;
     size_t session_count;
     struct session *by_node[NODE_INDEX_BUCKETS];
+    /* What peers cost before they prove anything: sessions not yet past
+     * hello per source, denied enrollments per source, hellos per node. */
+    struct quota *unauthenticated;
+    struct quota *enroll_failures;
+    struct quota *hellos;
+    uint64_t handshakes_per_source;
+    uint64_t enroll_failures_per_source;
+    uint64_t hellos_per_node;
+    struct log_limit accept_log;
+    struct log_limit rate_log;
     int64_t connectors_version;
     /* New at each start and sent with every versioned push: versions come
      * from the database, and a restored copy numbers from lower again. A
@@ -142,6 +158,16 @@ node_session_from(struct session *from, const char *id)
          o != NULL; o = node_session_from(o->node_next, id))
 
 /* ---- sending -------------------------------------------------------------- */
+
+/* A session stops counting against its source once its node said hello
+ * (or when it ends). */
+static void
+release_source(struct session *s)
+{
+    if (s->holds_source)
+        quota_leave(s->server->unauthenticated, &s->source);
+    s->holds_source = false;
+}
 
 static void
 session_close(struct session *s, const char *reason)
@@ -637,11 +663,44 @@ report_unbound(struct session *s, const json_t *announced)
     json_decref(b.resources);
 }
 
+/* A node that starts sessions in a loop (or many copies of its key) makes
+ * the controller write its status and push to it each time: bounded per
+ * minute. */
+static bool
+hello_rate_limited(struct session *s)
+{
+    struct ctl_server *server = s->server;
+    struct controller *c = server->c;
+    struct quota_key key;
+    quota_key_from_text(s->node.id, &key);
+    int64_t now = clock_monotonic_ms(c->clock);
+    if (quota_strike(server->hellos, &key, now) <= server->hellos_per_node)
+        return false;
+    c->counters.hellos_rate_limited++;
+    int64_t left_s = (quota_window_left_ms(server->hellos, &key, now) + 999) / 1000;
+    uint64_t suppressed = 0;
+    if (log_limit_allow(&server->rate_log, now, &suppressed))
+        log_warn("control session refused",
+                 "node=%s peer=%s reason=\"too many sessions started\" limit_per_minute=%llu "
+                 "retry_in_seconds=%lld suppressed=%llu",
+                 s->node.id, ctl_stream_peer_addr(s->stream),
+                 (unsigned long long)server->hellos_per_node, (long long)left_s,
+                 (unsigned long long)suppressed);
+    char message[128];
+    snprintf(message, sizeof(message), "too many sessions started by this node; retry in %llds",
+             (long long)left_s);
+    s->refused = true;
+    session_fail(s, CTLMSG_E_RATE_LIMITED, message);
+    return true;
+}
+
 static void
 handle_hello(struct session *s, const json_t *msg)
 {
     struct controller *c = s->server->c;
     const char *role = json_string_value(json_object_get(msg, "role"));
+    if (hello_rate_limited(s))
+        return;
     if (json_integer_value(json_object_get(msg, "version")) != CTLMSG_VERSION) {
         session_fail(s, CTLMSG_E_BAD_REQUEST, "unsupported protocol version");
         return;
@@ -684,6 +743,7 @@ handle_hello(struct session *s, const json_t *msg)
     store_node_set_status(c->store, s->node.id, STORE_ONLINE, "control stream connected",
                           &status_changed, &err);
     s->state = S_ACTIVE;
+    release_source(s);
     log_info("node connected", "node=%s spiffe_id=%s peer=%s", s->node.id, s->node.spiffe_id,
              ctl_stream_peer_addr(s->stream));
     session_send(s, json_pack("{s:s, s:s, s:I, s:I}", "type", "welcome", "node_id", s->node.id,
@@ -818,10 +878,47 @@ handle_renew(struct session *s, const json_t *msg)
     free(chain);
 }
 
+/* Whether this session's source has used up its denied enrollments for the
+ * minute; if so it is answered rate_limited without looking at the token. */
+static bool
+enroll_rate_limited(struct session *s)
+{
+    struct ctl_server *server = s->server;
+    struct controller *c = server->c;
+    int64_t now = clock_monotonic_ms(c->clock);
+    if (!s->holds_source ||
+        quota_strikes(server->enroll_failures, &s->source, now) < server->enroll_failures_per_source)
+        return false;
+    c->counters.enroll_rate_limited++;
+    int64_t left_s = (quota_window_left_ms(server->enroll_failures, &s->source, now) + 999) / 1000;
+    uint64_t suppressed = 0;
+    if (log_limit_allow(&server->rate_log, now, &suppressed))
+        log_warn("enrollment refused",
+                 "peer=%s reason=\"too many denied enrollments from this address\" "
+                 "limit_per_minute=%llu retry_in_seconds=%lld suppressed=%llu",
+                 ctl_stream_peer_addr(s->stream),
+                 (unsigned long long)server->enroll_failures_per_source, (long long)left_s,
+                 (unsigned long long)suppressed);
+    char message[128];
+    snprintf(message, sizeof(message),
+             "too many denied enrollments from this address; retry in %llds", (long long)left_s);
+    session_send(s, ctlmsg_error(CTLMSG_E_RATE_LIMITED, message));
+    session_close(s, "enrollment rate limited");
+    return true;
+}
+
 static void
 handle_enroll(struct session *s, const json_t *msg)
 {
+    if (enroll_rate_limited(s))
+        return;
     json_t *reply = enroll_handle(s->server->c, msg, ctl_stream_peer_addr(s->stream));
+    /* Denials count against the source; the controller's own failures
+     * (internal) are not the client's doing. */
+    const char *code = json_string_value(json_object_get(reply, "code"));
+    if (code != NULL && strcmp(code, CTLMSG_E_INTERNAL) != 0 && s->holds_source)
+        quota_strike(s->server->enroll_failures, &s->source,
+                     clock_monotonic_ms(s->server->c->clock));
     const char *node_id = json_string_value(json_object_get(reply, "node_id"));
     char enrolled[STORE_ID_MAX + 1] = "";
     if (node_id != NULL)
@@ -980,6 +1077,7 @@ on_close(void *user, const char *reason)
     struct session *s = user;
     struct ctl_server *server = s->server;
     struct controller *c = server->c;
+    release_source(s);
     bool other_session = false;
     if (s->indexed)
         FOR_EACH_NODE_SESSION(server, s->node.id, o)
@@ -1015,6 +1113,22 @@ static const struct ctl_stream_callbacks session_callbacks = {on_ready, on_messa
 
 /* ---- listener, sweep, identity ------------------------------------------- */
 
+/* Closes a connection refused before its handshake; rate-limited, since
+ * whoever causes it controls how often. */
+static void
+refuse_at_accept(struct ctl_server *server, int fd, const char *reason)
+{
+    struct controller *c = server->c;
+    char peer[64];
+    net_peer_name(fd, peer, sizeof(peer));
+    close(fd);
+    c->counters.connections_refused++;
+    uint64_t suppressed = 0;
+    if (log_limit_allow(&server->accept_log, clock_monotonic_ms(c->clock), &suppressed))
+        log_warn("control connection refused", "peer=%s reason=\"%s\" suppressed=%llu", peer,
+                 reason, (unsigned long long)suppressed);
+}
+
 static void
 accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -1025,17 +1139,29 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         int fd = net_accept(server->listen_fd);
         if (fd < 0)
             return;
-        if (server->session_count >= SESSIONS_MAX) {
-            close(fd);
-            c->counters.sessions_rejected++;
+        struct quota_key source;
+        bool has_source = net_peer_source_key(fd, &source) == 0;
+        const char *refusal = NULL;
+        if (server->session_count >= SESSIONS_MAX)
+            refusal = "too many sessions open";
+        else if (has_source &&
+                 !quota_enter(server->unauthenticated, &source,
+                              (unsigned)server->handshakes_per_source))
+            refusal = "too many unauthenticated connections from this source";
+        if (refusal != NULL) {
+            refuse_at_accept(server, fd, refusal);
             continue;
         }
         struct session *s = calloc(1, sizeof(*s));
         if (s == NULL) {
+            if (has_source)
+                quota_leave(server->unauthenticated, &source);
             close(fd);
             continue;
         }
         s->server = server;
+        s->source = source;
+        s->holds_source = has_source;
         s->opened_ms = s->last_frame_ms = clock_monotonic_ms(c->clock);
         struct pki_expect expect = {.trust_domain = c->settings.trust_domain,
                                     .role = PKI_ROLE_CONNECTOR,
@@ -1044,6 +1170,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (ctl_stream_new(loop, server->tls, fd, &expect, &session_callbacks, s, &s->stream,
                            &err) != 0) {
             log_warn("cannot start TLS", "error=\"%s\"", err.msg);
+            release_source(s);
             free(s);
             continue;
         }
@@ -1195,6 +1322,14 @@ mark_offline_after_restart(void *ctx, const struct store_node *node)
     return 0;
 }
 
+static void
+free_quotas(struct ctl_server *server)
+{
+    quota_free(server->unauthenticated);
+    quota_free(server->enroll_failures);
+    quota_free(server->hellos);
+}
+
 int
 ctl_server_start(struct controller *c, struct ztr_err *err)
 {
@@ -1213,9 +1348,22 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
         return ztr_err_set(err, ZTR_E_IO, "getrandom failed: %s", strerror(errno));
     }
     snprintf(server->epoch, sizeof(server->epoch), "%016llx", (unsigned long long)epoch);
-    if (issue_identity(server, false, err) != 0 ||
+    const struct controller_settings *set = &c->settings;
+    server->handshakes_per_source = set->handshakes_per_source ? set->handshakes_per_source : 64;
+    server->enroll_failures_per_source =
+        set->enroll_failures_per_source ? set->enroll_failures_per_source : 20;
+    server->hellos_per_node = set->hellos_per_node ? set->hellos_per_node : 30;
+    server->accept_log = (struct log_limit)LOG_LIMIT_INIT(5, 10000);
+    server->rate_log = (struct log_limit)LOG_LIMIT_INIT(20, 1000);
+    /* Held entries are at most one per session slot; windowed ones are
+     * dropped first when room is needed. */
+    if (quota_new(SESSIONS_MAX, 0, &server->unauthenticated, err) != 0 ||
+        quota_new(SOURCE_TABLE_MAX, 60000, &server->enroll_failures, err) != 0 ||
+        quota_new(SOURCE_TABLE_MAX, 60000, &server->hellos, err) != 0 ||
+        issue_identity(server, false, err) != 0 ||
         net_listen(c->settings.controller_listen, 1024, &server->listen_fd, err) != 0) {
         tls_ctx_free(server->tls);
+        free_quotas(server);
         free(server);
         return -1;
     }
@@ -1247,6 +1395,7 @@ ctl_server_stop(struct ctl_server *server)
     for (int i = 0; i < 100 && server->sessions != NULL; i++)
         ev_run(c->loop, EVRUN_NOWAIT);
     tls_ctx_free(server->tls);
+    free_quotas(server);
     c->ctl = NULL;
     free(server);
 }

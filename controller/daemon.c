@@ -46,6 +46,17 @@ static const struct config_key controller_schema[] = {
     CONFIG_KEY("EVENT_MAX", CONFIG_UINT, "100000",
                "at most this many events are kept, the oldest go first (1..100000000)", S,
                event_max),
+    CONFIG_KEY("HANDSHAKES_PER_SOURCE", CONFIG_UINT, "64",
+               "unauthenticated control connections (TLS handshake, enroll, waiting for hello) "
+               "one source address (IPv4, IPv6 /64) may hold; more are closed at once "
+               "(1..16384)", S, handshakes_per_source),
+    CONFIG_KEY("ENROLL_FAILURES_PER_SOURCE", CONFIG_UINT, "20",
+               "denied enrollments one source address may have per minute; past it, its "
+               "enrollments are refused with rate_limited until the minute ends (1..1000000)",
+               S, enroll_failures_per_source),
+    CONFIG_KEY("HELLOS_PER_NODE", CONFIG_UINT, "30",
+               "control sessions one node may start per minute; past it, hello is refused "
+               "with rate_limited (1..100000)", S, hellos_per_node),
 };
 #undef S
 #define SCHEMA_LEN (sizeof(controller_schema) / sizeof(controller_schema[0]))
@@ -105,6 +116,13 @@ check_settings(void *ctx, struct daemon *daemon, const struct config *config,
         return config_fail(config, "EVENT_RETENTION", err, "must be between 1h and 3650d");
     if (s->event_max < 1 || s->event_max > 100000000)
         return config_fail(config, "EVENT_MAX", err, "must be between 1 and 100000000");
+    if (s->handshakes_per_source < 1 || s->handshakes_per_source > 16384)
+        return config_fail(config, "HANDSHAKES_PER_SOURCE", err, "must be between 1 and 16384");
+    if (s->enroll_failures_per_source < 1 || s->enroll_failures_per_source > 1000000)
+        return config_fail(config, "ENROLL_FAILURES_PER_SOURCE", err,
+                           "must be between 1 and 1000000");
+    if (s->hellos_per_node < 1 || s->hellos_per_node > 100000)
+        return config_fail(config, "HELLOS_PER_NODE", err, "must be between 1 and 100000");
     enum log_level level;
     if (log_level_from_name(s->log_level, &level) != 0)
         return config_fail(config, "LOG_LEVEL", err, "use debug, info, warn or error");

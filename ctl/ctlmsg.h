@@ -52,6 +52,8 @@ enum ctlmsg_type {
 #define CTLMSG_E_KEY_REUSED "key_reused"
 #define CTLMSG_E_NOT_ALLOWED "not_allowed"
 #define CTLMSG_E_INTERNAL "internal"
+/* Too many attempts from this source or node: retry later (with backoff). */
+#define CTLMSG_E_RATE_LIMITED "rate_limited"
 
 /* The operator texts both ends of the control plane use for those codes
  * (failure-modes §1 and §4); decisions read the codes above, never these. */

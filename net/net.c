@@ -308,3 +308,30 @@ net_accept(int listen_fd)
     net_set_nodelay(fd);
     return fd;
 }
+
+int
+net_peer_source_key(int fd, struct quota_key *key)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    memset(key, 0, sizeof(*key));
+    if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0)
+        return -1;
+    if (peer.ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&peer;
+        key->bytes[10] = 0xff;
+        key->bytes[11] = 0xff;
+        memcpy(key->bytes + 12, &v4->sin_addr, 4);
+        return 0;
+    }
+    if (peer.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&peer;
+        memcpy(key->bytes, &v6->sin6_addr, 16);
+        /* An IPv4-mapped peer keeps its whole address; others their /64. */
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(key->bytes, mapped, sizeof(mapped)) != 0)
+            memset(key->bytes + 8, 0, 8);
+        return 0;
+    }
+    return -1;
+}

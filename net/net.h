@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "base/err.h"
+#include "base/quota.h"
 
 int net_resolve(const char *addr, struct sockaddr_storage *out, socklen_t *out_len,
                 struct ztr_err *err);
@@ -45,6 +46,12 @@ int net_connect_finish(int fd, const char *addr, struct ztr_err *err);
  * already taken can still be served. Failures are logged at most once per 10 s, with the
  * count of those left out (`suppressed=N`). */
 int net_accept(int listen_fd);
+
+/* The source a per-source quota counts fd's peer under: its IPv4 address
+ * (as IPv4-mapped IPv6), or the /64 prefix of its IPv6 address — one host
+ * commonly holds a whole /64, so counting single v6 addresses would let it
+ * multiply its quota. Returns -1 (key zeroed) when fd has no IP peer. */
+int net_peer_source_key(int fd, struct quota_key *key);
 
 /* Turns off Nagle's algorithm: control messages and relayed requests are
  * small and latency-bound (it cost ~40 ms per enrollment round trip). */

@@ -271,6 +271,13 @@ keep_agent() {
   printf -v "$1_URL" '%s' "$AGENT_HEALTH_URL"
 }
 
+# metric_at_least URL NAME MIN: true when URL/metrics has sample NAME >= MIN
+# (false when the sample is missing).
+metric_at_least() {
+  curl -s "$1/metrics" | awk -v name="$2" -v min="$3" \
+    '$1 == name {found = 1; ok = ($2 >= min)} END {exit !(found && ok)}'
+}
+
 # wait_for_json URL KEY VALUE [SECONDS]: polls URL/health until KEY has VALUE.
 wait_for_json() {
   local url="$1" key="$2" want="$3" limit="${4:-10}" i

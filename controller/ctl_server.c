@@ -575,7 +575,7 @@ address_allowed(const struct store_node *node, const struct pki_ip *ip)
 }
 
 /* The IP SANs a renewal certifies: the advertised addresses the operator
- * allowed (those certified at enrollment, or set on the node). A hello
+ * allowed (its token's addresses, or those set on the node). A hello
  * alone cannot add an address to a certificate. */
 static size_t
 node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)

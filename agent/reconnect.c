@@ -28,6 +28,7 @@ agent_schedule_reconnect(struct agent *a, const char *reason)
 {
     if (a->exit_code >= 0)
         return;
+    agent_controller_advance(a);
     int64_t delay_ms;
     if (a->state == AGENT_EXPIRED) {
         delay_ms = a->reconnect_policy.cap_ms;

@@ -351,3 +351,16 @@ net_peer_source_key(int fd, struct quota_key *key)
     }
     return -1;
 }
+
+void
+net_close_refused(int fd, struct log_limit *limit, int64_t now_ms, const char *msg,
+                  const char *reason)
+{
+    char peer[64];
+    net_peer_name(fd, peer, sizeof(peer));
+    close(fd);
+    uint64_t suppressed = 0;
+    if (log_limit_allow(limit, now_ms, &suppressed))
+        log_warn(msg, "peer=%s reason=\"%s\" suppressed=%llu", peer, reason,
+                 (unsigned long long)suppressed);
+}

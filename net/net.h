@@ -56,6 +56,13 @@ int net_accept(int listen_fd);
  * multiply its quota. Returns -1 (key zeroed) when fd has no IP peer. */
 int net_peer_source_key(int fd, struct quota_key *key);
 
+/* Closes a connection refused right after accept, with a warn line msg
+ * naming the peer and reason, limited by limit (whoever causes refusals
+ * controls how often; the line carries `suppressed=N`). */
+struct log_limit;
+void net_close_refused(int fd, struct log_limit *limit, int64_t now_ms, const char *msg,
+                       const char *reason);
+
 /* Turns off Nagle's algorithm: control messages and relayed requests are
  * small and latency-bound (it cost ~40 ms per enrollment round trip). */
 void net_set_nodelay(int fd);

@@ -1445,13 +1445,14 @@ admin_start(struct controller *c, struct ztr_err *err)
 {
     /* The bind error is returned as is: it already reads `listen
      * 127.0.0.1:8080: bind: address already in use`, the runbook's words. */
-    TRY(http_server_start(c->loop, c->settings.admin_listen, admin_handle, c, &c->admin_http,
-                          err));
+    const struct http_tls *tls = admin_tls_credentials(c->admin_tls);
+    TRY(http_server_start_tls(c->loop, c->settings.admin_listen, tls, admin_handle, c,
+                              &c->admin_http, err));
     http_server_set_gate(c->admin_http, admin_gate);
     if (c->admin_token == NULL || c->admin_token[0] == '\0')
         log_warn("admin API has no ADMIN_AUTH_TOKEN: every request will be refused", NULL);
-    log_info("admin API listening", "addr=%s port=%u", c->settings.admin_listen,
-             (unsigned)http_server_port(c->admin_http));
+    log_info("admin API listening", "addr=%s port=%u tls=%s", c->settings.admin_listen,
+             (unsigned)http_server_port(c->admin_http), tls != NULL ? "true" : "false");
     if (c->settings.health_listen[0] == '\0')
         return 0;
     if (http_server_start(c->loop, c->settings.health_listen, health_handle, c, &c->health_http,

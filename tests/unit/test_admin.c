@@ -1311,6 +1311,24 @@ test_cli_errors_and_exit_codes(void **state)
     assert_int_equal(r.status, 1);
     cli_result_free(&r);
 
+    /* --ca: wherever among the options, only for https, never empty. */
+    run_cli(f, false, ADMIN_TOKEN, &r, "node", "list", "--ca", "/etc/ztr/admin-ca.pem", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--ca is for an https:// ADMIN_URL"));
+    cli_result_free(&r);
+    run_cli(f, false, ADMIN_TOKEN, &r, "node", "list", "--ca", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "option \"--ca\" needs a value"));
+    cli_result_free(&r);
+    run_cli(f, false, ADMIN_TOKEN, &r, "token", "delete", "--ca=", "x", NULL);
+    assert_int_equal(r.status, 2);
+    cli_result_free(&r);
+    /* After "--" it is a positional like any other. */
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "delete", "--", "--ca", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "not found"));
+    cli_result_free(&r);
+
     /* Nothing listening: the transport's reason, exit 1. */
     admin_stop(&f->c);
     run_cli(f, false, ADMIN_TOKEN, &r, "node", "list", NULL);

@@ -23,6 +23,8 @@ export default async function RootLayout({ children }: { children: ReactNode }) 
           {sess !== null && (
             <nav aria-label="Console">
               <a href="/">Nodes</a>
+              <a href="/access">Access</a>
+              <a href="/tokens">Tokens</a>
               <form method="post" action="/api/session/logout" className="logout">
                 <input type="hidden" name="csrf" value={sess.csrf} />
                 <button type="submit">Log out</button>

@@ -4,7 +4,8 @@
 // and OFFLINE shown without a reload, the admin token nowhere in what the
 // browser got, the CSRF and session checks. Screenshots go to $UI_SHOTS.
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { get } from "node:http";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 
@@ -14,6 +15,8 @@ const ADMIN_TOKEN = process.env.ADMIN_AUTH_TOKEN;
 const SHOTS = process.env.UI_SHOTS;
 const HEARTBEAT_MS = Number(process.env.HEARTBEAT_MS ?? "1000");
 const LAPTOP_PID = Number(process.env.LAPTOP_PID);
+const FWD = Number(process.env.FWD); // the tunneler's port forward to resource web
+const TOKEN_FILE = process.env.TOKEN_FILE; // where the created token goes, for the agent that enrolls with it
 assert.ok(URL_ && PASSWORD && ADMIN_TOKEN && SHOTS && LAPTOP_PID, "UI_URL, UI_PASSWORD, ADMIN_AUTH_TOKEN, UI_SHOTS, LAPTOP_PID");
 mkdirSync(SHOTS, { recursive: true });
 
@@ -52,6 +55,28 @@ after(async () => {
   await browser?.close();
 });
 
+// One HTTP request through the tunneler's forward: true when web answered.
+function throughTunneler() {
+  return new Promise((resolve) => {
+    const req = get({ host: "127.0.0.1", port: FWD, path: "/", timeout: 3000 }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve(res.statusCode === 200 && body.length > 0));
+      res.on("error", () => resolve(false));
+    });
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => resolve(false));
+  });
+}
+
+async function eventually(want, what) {
+  for (let i = 0; i < 20; i++) {
+    if ((await throughTunneler()) === want) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.fail(what);
+}
+
 const shot = (name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
 const row = (name) => page.locator(`tr[data-node-name="${name}"]`);
 
@@ -75,6 +100,58 @@ test("log in; connector and tunneler are ONLINE", async () => {
   assert.equal(await row("dc1").locator("td").nth(1).textContent(), "connector");
   assert.equal(await row("laptop").locator("td").nth(1).textContent(), "tunneler");
   await shot("nodes");
+});
+
+test("access: deny laptop → web in one click, the request fails; allow, it works", async () => {
+  assert.equal(await throughTunneler(), true, "allowed at the start");
+  await page.getByRole("link", { name: "Access" }).click();
+  const cell = page.locator('[data-grant="laptop|web"]');
+  await cell.waitFor();
+  assert.equal(await cell.getAttribute("aria-pressed"), "true");
+  assert.equal(await page.locator('tr[data-resource="web"] td').nth(2).textContent(), "dc1");
+  await cell.click();
+  await page.locator('[data-grant="laptop|web"][aria-pressed="false"]').waitFor();
+  assert.match(await page.getByTestId("access-status").textContent(), /^Denied laptop → web \(allowlist version \d+/);
+  await eventually(false, "the request through the tunneler still works after deny");
+  await shot("access-denied");
+  await cell.click();
+  await page.locator('[data-grant="laptop|web"][aria-pressed="true"]').waitFor();
+  await eventually(true, "the request through the tunneler fails after allow");
+  await shot("access");
+  const events = await page.evaluate(async () => (await fetch("/api/admin/events?limit=1000")).json());
+  const admin = events.events.filter((e) => e.kind === "admin").map((e) => e.detail);
+  assert.ok(admin.some((d) => d.startsWith("denied tunneler=laptop resource=web")), "the deny is an admin event");
+  assert.ok(admin.some((d) => d.startsWith("allowed tunneler=laptop resource=web")), "the allow is an admin event");
+});
+
+test("tokens: create one, shown once with its env line; listed without it; delete", async () => {
+  await page.getByRole("link", { name: "Tokens" }).click();
+  await page.getByRole("heading", { name: "Enrollment tokens" }).waitFor();
+  await page.getByLabel("Role").selectOption("tunneler");
+  await page.getByLabel("Name").fill("phone");
+  await page.getByLabel("TTL").fill("10m");
+  await page.getByRole("button", { name: "Create token" }).click();
+  const line = (await page.getByTestId("env-line").textContent()) ?? "";
+  assert.match(line, /^ENROLLMENT_TOKEN=[0-9a-f]{16}\.[0-9a-f]{64}$/);
+  const token = line.slice("ENROLLMENT_TOKEN=".length);
+  writeFileSync(TOKEN_FILE, token, { mode: 0o600 });
+  await page.locator('tr[data-token-name="phone"]').waitFor();
+  await shot("tokens-created");
+  await page.getByRole("button", { name: "Done" }).click();
+  assert.ok(!(await page.content()).includes(token.split(".")[1]), "the secret is gone from the page");
+  const listed = await page.evaluate(async () => JSON.stringify(await (await fetch("/api/admin/tokens")).json()));
+  assert.ok(!listed.includes(token.split(".")[1]), "the list never carries the secret");
+  // A second token, deleted (with the confirmation).
+  await page.getByLabel("Name").fill("spare");
+  await page.getByRole("button", { name: "Create token" }).click();
+  await page.locator('tr[data-token-name="spare"]').waitFor();
+  page.once("dialog", (d) => void d.accept());
+  await page.getByRole("button", { name: "Delete token spare" }).click();
+  await page.locator('tr[data-token-name="spare"]').waitFor({ state: "detached" });
+  await page.getByRole("button", { name: "Done" }).click();
+  await shot("tokens");
+  await page.getByRole("link", { name: "Nodes" }).click();
+  await row("laptop").waitFor();
 });
 
 test("the tunneler is killed: OFFLINE within three heartbeat intervals, no reload", async () => {

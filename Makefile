@@ -162,6 +162,7 @@ ui-test: ui
 # tunneler's forward and SOCKS5, every node's /health; Ctrl-C cleans up.
 demo: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@$(MAKE) --no-print-directory ui
 	@bash scripts/demo.sh
 
 # libFuzzer needs clang; the fuzz build has its own object tree, compiled

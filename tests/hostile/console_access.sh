@@ -3,8 +3,9 @@
 # password: serve it on the network in the clear, guess the password (with
 # a forged client address), post from another site (login CSRF, CSRF on a
 # change), rebind a DNS name to 127.0.0.1, replay a logged-out cookie, look
-# for the admin token in what the console answers. Each is refused: exit 2
-# at start-up, 429 after 5 failures per address, 403, 421, 401.
+# for the admin token in what the console answers, send a huge login body.
+# Each is refused: exit 2 at start-up, 429 after 5 failures per address,
+# 403, 421, 401, 413.
 . "$(dirname "$0")/../e2e/lib.sh"; . "$(dirname "$0")/../ui/ui_lib.sh"
 start_controller ctl || exit 1
 CFG=(ADMIN_API_URL="$ADMIN_URL" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN")
@@ -43,6 +44,14 @@ expect_out 403 "a login with Origin: null: 403"
 port="${UI_URL##*:}"
 run curl -s -o /dev/null -w '%{http_code}' -H "Host: rebound.evil.example:$port" "$UI_URL/login"
 expect_out 421 "a page asked for under another host name (DNS rebinding): 421"
+
+head -c 5000000 /dev/zero | tr '\0' 'a' >"$E2E_TMP/big"
+run curl -s -o /dev/null -w '%{http_code}' -H "Origin: $UI_URL" -H 'Accept: application/json' \
+  -H 'Content-Type: application/json' --data-binary @"$E2E_TMP/big" "$UI_URL/api/session"
+expect_out 413 "a 5 MB login body: 413, not buffered"
+run curl -s -o /dev/null -w '%{http_code}' -H "Origin: $UI_URL" -H 'Accept: application/json' -H 'Transfer-Encoding: chunked' \
+  -H 'Content-Type: application/json' --data-binary @"$E2E_TMP/big" "$UI_URL/api/session"
+expect_out 413 "... nor chunked"
 
 # ---- password guessing, with a forged client address -----------------------------
 codes=""

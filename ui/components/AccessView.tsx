@@ -2,6 +2,7 @@
 import { useCallback, useEffect, useState } from "react";
 import ErrorPanel from "@/components/ErrorPanel";
 import { api, type ApiError } from "@/lib/client";
+import { useHydrated } from "@/lib/hydrated";
 import type { Node } from "@/lib/nodes";
 
 interface Resource {
@@ -15,6 +16,7 @@ interface Grant {
 }
 
 export default function AccessView() {
+  const hydrated = useHydrated();
   const [resources, setResources] = useState<Resource[]>([]);
   const [grants, setGrants] = useState<Grant[]>([]);
   const [version, setVersion] = useState(0);
@@ -99,7 +101,7 @@ export default function AccessView() {
                         aria-pressed={on}
                         aria-label={`${t} to ${r.name}: ${on ? "allowed, click to deny" : "denied, click to allow"}`}
                         data-grant={`${t}|${r.name}`}
-                        disabled={busy === `${t}|${r.name}`}
+                        disabled={!hydrated || busy === `${t}|${r.name}`}
                         onClick={() => void toggle(t, r.name)}
                       >
                         {on ? "allowed" : "denied"}

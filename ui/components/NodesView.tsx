@@ -63,6 +63,10 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
     for (const n of nodes) c[shownStatus(n, now)]++;
     return c;
   }, [nodes, now]);
+  // Live certificates that end within the hour (with the default 24 h SVIDs
+  // renewed at half-life, a healthy node never gets there), and nodes past their renewal time.
+  const expiringSoon = nodes.filter((n) => !n.revoked && n.cert_not_after > now && n.cert_not_after - now < 3600).length;
+  const overdue = nodes.filter((n) => n.renewal_overdue).length;
 
   return (
     <section>
@@ -73,6 +77,12 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
             {s} {counts[s]}
           </span>
         ))}
+        <span className={`count ${expiringSoon > 0 ? "warn" : ""}`} data-testid="expiring-soon">
+          expiring within 1 h {expiringSoon}
+        </span>
+        <span className={`count ${overdue > 0 ? "warn" : ""}`} data-testid="renewal-overdue">
+          renewal overdue {overdue}
+        </span>
         <span className="updated">
           {updated === null ? "not updated yet" : `updated ${now - updated <= 1 ? "just now" : `${now - updated} s ago`}`}
           {` · every ${pollMs / 1000} s`}

@@ -2,6 +2,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import ErrorPanel from "@/components/ErrorPanel";
 import { api, type ApiError } from "@/lib/client";
+import { useHydrated } from "@/lib/hydrated";
 
 interface Token {
   id: string;
@@ -25,6 +26,7 @@ interface Created {
 const fmt = (s: number) => (s ? new Date(s * 1000).toISOString().replace(".000Z", "Z") : "-");
 
 export default function TokensView() {
+  const hydrated = useHydrated();
   const [tokens, setTokens] = useState<Token[]>([]);
   const [error, setError] = useState<ApiError | null>(null);
   const [created, setCreated] = useState<Created | null>(null);
@@ -74,7 +76,9 @@ export default function TokensView() {
     <section>
       <h1>Enrollment tokens</h1>
       {error !== null && <ErrorPanel status={error.status} text={error.text} what="/api/admin/tokens" />}
-      <form className="inline-form" onSubmit={create} aria-label="Create a token">
+      <form onSubmit={create} aria-label="Create a token">
+        <fieldset className="inline-form" disabled={!hydrated}>
+          <legend className="sr-only">Create a token</legend>
         <label>
           Role{" "}
           <select value={role} onChange={(e) => setRole(e.target.value)}>
@@ -97,6 +101,7 @@ export default function TokensView() {
           </label>
         )}
         <button type="submit">Create token</button>
+        </fieldset>
       </form>
       {created !== null && (
         <div className="created" role="status" data-testid="created-token">

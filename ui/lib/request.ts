@@ -1,6 +1,6 @@
 // What route handlers and pages need to know about the request; server.mjs
 // sets x-ztr-peer and x-ztr-tls after removing any a client sent.
-import { cookies, headers } from "next/headers";
+import { cookies } from "next/headers";
 import { findSession, SESSION_COOKIE, type Session } from "./session";
 
 export function peerOf(h: Headers): string {
@@ -23,8 +23,4 @@ export function sameOrigin(h: Headers): boolean {
 export async function currentSession(): Promise<Session | null> {
   const jar = await cookies();
   return findSession(jar.get(SESSION_COOKIE)?.value);
-}
-
-export async function requestHeaders(): Promise<Headers> {
-  return await headers();
 }

@@ -1,6 +1,7 @@
 // POST /api/session: log in with the console's password (a form post from
 // /login, or JSON with Accept: application/json for scripts).
 import type { NextRequest } from "next/server";
+import { readBody } from "@/lib/body";
 import { log } from "@/lib/log";
 import { isTls, peerOf, sameOrigin } from "@/lib/request";
 import { createSession, loginBlockedFor, passwordMatches, recordFailure, sessionCookie } from "@/lib/session";
@@ -28,14 +29,15 @@ export async function POST(req: NextRequest): Promise<Response> {
   }
   let password = "";
   const type = req.headers.get("content-type") ?? "";
+  // Before any login: a small body, read with a bound.
+  const text = await readBody(req, 4096);
+  if (text === null) return answer(req, 413, "login request too large");
   try {
     if (type.includes("application/json")) {
-      const body = (await req.json()) as { password?: unknown };
+      const body = JSON.parse(text) as { password?: unknown };
       password = typeof body.password === "string" ? body.password : "";
     } else {
-      const form = await req.formData();
-      const v = form.get("password");
-      password = typeof v === "string" ? v : "";
+      password = new URLSearchParams(text).get("password") ?? "";
     }
   } catch {
     return answer(req, 400, "unreadable login request");

@@ -2,6 +2,7 @@
 // checks, then the admin API with the server's ADMIN_AUTH_TOKEN.
 import type { NextRequest } from "next/server";
 import { configOrLog, proxyLog, timeoutMs } from "@/lib/admin-config";
+import { readBody } from "@/lib/body";
 import { CONFIG_ERROR, MAX_REQUEST_BODY_BYTES, proxyAdmin } from "@/lib/proxy";
 import { sameOrigin } from "@/lib/request";
 import { csrfMatches, findSession, SESSION_COOKIE } from "@/lib/session";
@@ -26,11 +27,8 @@ async function handle(req: NextRequest, ctx: { params: Promise<{ path?: string[]
     return reply(403, JSON.stringify({ error: "CSRF check failed: reload the page and try again" }));
   let body: string | undefined;
   if (changes) {
-    const len = Number(req.headers.get("content-length") ?? "0");
-    if (len > MAX_REQUEST_BODY_BYTES) return reply(413, JSON.stringify({ error: "request body too large" }));
-    const text = await req.text();
-    if (Buffer.byteLength(text) > MAX_REQUEST_BODY_BYTES)
-      return reply(413, JSON.stringify({ error: "request body too large" }));
+    const text = await readBody(req, MAX_REQUEST_BODY_BYTES);
+    if (text === null) return reply(413, JSON.stringify({ error: "request body larger than 1048576 bytes" }));
     body = text === "" ? undefined : text;
   }
   const { path = [] } = await ctx.params;

@@ -1,5 +1,6 @@
 // POST /api/session/logout (form field csrf or header x-csrf-token).
 import type { NextRequest } from "next/server";
+import { readBody } from "@/lib/body";
 import { log } from "@/lib/log";
 import { isTls, peerOf, sameOrigin } from "@/lib/request";
 import { clearedCookie, csrfMatches, endSession, findSession, SESSION_COOKIE } from "@/lib/session";
@@ -10,8 +11,8 @@ export async function POST(req: NextRequest): Promise<Response> {
   const sess = findSession(req.cookies.get(SESSION_COOKIE)?.value);
   let token = req.headers.get("x-csrf-token");
   if (token === null && (req.headers.get("content-type") ?? "").includes("form")) {
-    const v = (await req.formData()).get("csrf");
-    token = typeof v === "string" ? v : null;
+    const text = await readBody(req, 4096);
+    token = text === null ? null : new URLSearchParams(text).get("csrf");
   }
   if (sess !== null) {
     if (!sameOrigin(req.headers) || !csrfMatches(sess, token))

@@ -6,6 +6,7 @@
 #   make demo     deps + build, then the whole system on loopback (Ctrl-C stops it)
 #   make test     deps + asan build + unit + e2e + failure modes + systemd + fuzz smoke
 #   make failure-modes  the failure-modes table (tests/e2e/failure_modes/)
+#   make ui       build the web console (ui/, Next.js; docs/CONSOLE.md)
 #   make fuzz     run every libFuzzer target longer (FUZZ_SECONDS, default 300)
 #   make bench    measure and write bench/RESULTS.md
 #   make clean
@@ -78,11 +79,11 @@ TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 
 .PRECIOUS: $(OBJ)/%.o build/fuzz/obj/%.o
-.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench demo failure-modes
+.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench demo failure-modes ui ui-test
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS)
 
 help:
-	@sed -n '2,13p' Makefile
+	@sed -n '2,14p' Makefile
 
 deps:
 	@bash scripts/deps.sh
@@ -125,6 +126,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) asan
+	@$(MAKE) --no-print-directory ui
 	@$(MAKE) --no-print-directory -j$(JOBS) fuzz-build
 	@bash tests/run-all.sh build/asan $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
@@ -135,13 +137,32 @@ e2e:
 	@bash tests/run-e2e.sh $(BUILD)
 
 # Every failure mode of the failure-modes document, as a table.
-failure-modes: all
+failure-modes: all ui
 	@bash tests/run-failure-modes.sh $(BUILD)
+
+# ---- the web console (ui/, docs/CONSOLE.md) ---------------------------------
+# Built once into ui/.next (next build, offline: system fonts, no telemetry);
+# rebuilt only when a source file is newer than the last build.
+UI_SRC := $(shell find ui/app ui/components ui/lib -type f 2>/dev/null) \
+          ui/next.config.mjs ui/tsconfig.json ui/package.json ui/package-lock.json
+UI_BUILT := ui/.next/BUILD_ID
+
+ui: $(UI_BUILT)
+
+$(UI_BUILT): $(UI_SRC)
+	@[ -d ui/node_modules/next ] || bash scripts/deps.sh
+	cd ui && NEXT_TELEMETRY_DISABLED=1 node node_modules/next/dist/bin/next build
+	@touch $@
+
+# The console's unit tests and its browser test against the real daemons.
+ui-test: ui
+	@bash tests/run-ui.sh $(BUILD)
 
 # The README's first command: everything on loopback, a request through the
 # tunneler's forward and SOCKS5, every node's /health; Ctrl-C cleans up.
 demo: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@$(MAKE) --no-print-directory ui
 	@bash scripts/demo.sh
 
 # libFuzzer needs clang; the fuzz build has its own object tree, compiled

@@ -2,7 +2,8 @@
 # make demo: the whole system on loopback in a temp dir — a controller, a
 # connector next to a sample HTTP resource, a tunneler with a port forward
 # and a SOCKS5 server — then a request through each front end, every node's
-# /health and the admin API's node list. Ctrl-C stops everything and removes
+# /health, the admin API's node list, and the web console (its URL and
+# password). Ctrl-C stops everything and removes
 # the temp dir. DEMO_HOLD=0 stops right after the requests (used by the tests).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -91,6 +92,19 @@ echo "tunneler:   $(curl -sS "http://127.0.0.1:$(field "$work/tunneler.log" "age
 
 step "admin API: controller node list"
 "$bin/controller" node list
+
+step "web console (docs/CONSOLE.md)"
+if [ -f "$root/ui/.next/BUILD_ID" ] && command -v node >/dev/null; then
+  ui_password="demo-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  start console env ADMIN_API_URL="$ADMIN_URL" ADMIN_AUTH_TOKEN="$token" UI_PASSWORD="$ui_password" \
+    UI_LISTEN="${DEMO_UI_LISTEN:-127.0.0.1:0}" NEXT_TELEMETRY_DISABLED=1 node "$root/ui/server.mjs"
+  if wait_line "$work/console.log" 'msg="console started"'; then
+    echo "console: $(field "$work/console.log" "console started" url)   password: $ui_password"
+    curl -sS -o /dev/null -w 'console /login: HTTP %{http_code}\n' "$(field "$work/console.log" "console started" url)/login"
+  fi
+else
+  echo "console not built (make ui builds it; make demo does)"
+fi
 
 if [ "$hold" = 1 ]; then
   step "running — Ctrl-C stops everything (logs in $work)"

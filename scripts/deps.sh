@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install everything ztr's build and tests need; a fast no-op when done.
 #  1. Debian packages (apt-get when root; otherwise print the exact line).
-#  2. wolfSSL 5.5.4 from Debian's own source package, built with AES-NI/AVX2
+#  2. The web console's: Node.js and npm (Debian's, when the machine has
+#     none), Chromium for its browser test, the npm packages of
+#     ui/package-lock.json (npm ci, again only when the lockfile changed).
+#  3. wolfSSL 5.5.4 from Debian's own source package, built with AES-NI/AVX2
 #     assembly into .deps/wolfssl (static). Falls back to the system
 #     libwolfssl-dev with a loud warning when the source build fails.
 set -euo pipefail
@@ -16,7 +19,12 @@ PACKAGES=(build-essential pkg-config clang libclang-rt-14-dev
   libev-dev libyaml-dev libsqlite3-dev sqlite3 libjansson-dev
   libmicrohttpd-dev libcmocka-dev libsystemd-dev
   autoconf automake libtool dpkg-dev openssl stunnel4 curl
-  iproute2 ca-certificates libwolfssl-dev libcurl4-openssl-dev systemd-container)
+  iproute2 ca-certificates libwolfssl-dev libcurl4-openssl-dev systemd-container
+  chromium)
+# The console (ui/) needs Node.js >= 18.18 (Next.js 15): Debian's nodejs when
+# there is none; a machine's own Node.js (with its bundled npm) is kept.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 # The exact configure line lives in one place (docs/WOLFSSL.md explains it).
 # shellcheck source=wolfssl-options.sh
@@ -82,8 +90,27 @@ build_wolfssl() {
   ) >"$DEPS/wolfssl-build.log" 2>&1
 }
 
+# The console's npm packages, exactly as the lockfile says; a stamp holds the
+# lockfile's digest so an unchanged lockfile costs nothing.
+ui_modules() {
+  local ui="$ROOT/ui" stamp="$ROOT/ui/node_modules/.ztr-lock" want
+  [ -f "$ui/package-lock.json" ] || return 0
+  if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>18||(a===18&&b>=18)?0:1)'; then
+    echo "deps: the console needs Node.js >= 18.18; this machine has $(node --version)" >&2
+    exit 1
+  fi
+  want="$(sha256sum "$ui/package-lock.json" | cut -d' ' -f1)"
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  echo "deps: npm ci in ui/ (log: ui/npm-ci.log)"
+  if ! (cd "$ui" && NEXT_TELEMETRY_DISABLED=1 npm ci --no-audit --no-fund >"$ui/npm-ci.log" 2>&1); then
+    tail -20 "$ui/npm-ci.log" >&2; exit 1
+  fi
+  echo "$want" >"$stamp"
+}
+
 main() {
   install_packages
+  ui_modules
   mkdir -p "$DEPS"
   local stamp="$PREFIX/.ztr-stamp" want
   want="$(wolfssl_options_digest)"

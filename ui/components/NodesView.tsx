@@ -1,0 +1,159 @@
+"use client";
+import { useEffect, useMemo, useState } from "react";
+import ErrorPanel from "@/components/ErrorPanel";
+import { api, type ApiError } from "@/lib/client";
+import { expiryText, lastSeenText, matchesFilter, shownStatus, type Node, type Shown } from "@/lib/nodes";
+
+interface Props {
+  initialNodes: Node[];
+  initialError: ApiError | null;
+  initialNow: number;
+  pollMs: number;
+}
+
+const STATES: Shown[] = ["ONLINE", "OFFLINE", "EXPIRED", "REVOKED"];
+
+export default function NodesView({ initialNodes, initialError, initialNow, pollMs }: Props) {
+  const [nodes, setNodes] = useState<Node[]>(initialNodes);
+  const [error, setError] = useState<ApiError | null>(initialError);
+  const [now, setNow] = useState(initialNow);
+  const [updated, setUpdated] = useState<number | null>(initialError === null ? initialNow : null);
+  const [q, setQ] = useState("");
+  const [status, setStatus] = useState("");
+  const [role, setRole] = useState("");
+
+  // Poll the node list; a slow answer delays the next poll instead of
+  // stacking requests.
+  useEffect(() => {
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const tick = async () => {
+      const res = await api<{ nodes: Node[] }>("GET", "nodes");
+      if (stopped) return;
+      if (res.ok) {
+        setNodes(res.data.nodes);
+        setError(null);
+        setUpdated(Math.floor(Date.now() / 1000));
+      } else {
+        setError(res.error);
+      }
+      timer = setTimeout(tick, pollMs);
+    };
+    timer = setTimeout(tick, pollMs);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }, [pollMs]);
+
+  useEffect(() => {
+    const t = setInterval(() => setNow(Math.floor(Date.now() / 1000)), 1000);
+    return () => clearInterval(t);
+  }, []);
+
+  const rows = useMemo(
+    () =>
+      nodes
+        .map((n) => ({ n, shown: shownStatus(n, now) }))
+        .filter(({ n, shown }) => matchesFilter(n, shown, q.trim(), status, role)),
+    [nodes, now, q, status, role],
+  );
+  const counts = useMemo(() => {
+    const c: Record<Shown, number> = { ONLINE: 0, OFFLINE: 0, EXPIRED: 0, REVOKED: 0 };
+    for (const n of nodes) c[shownStatus(n, now)]++;
+    return c;
+  }, [nodes, now]);
+  // Live certificates that end within the hour (with the default 24 h SVIDs
+  // renewed at half-life, a healthy node never gets there), and nodes past their renewal time.
+  const expiringSoon = nodes.filter((n) => !n.revoked && n.cert_not_after > now && n.cert_not_after - now < 3600).length;
+  const overdue = nodes.filter((n) => n.renewal_overdue).length;
+
+  return (
+    <section>
+      <h1>Nodes</h1>
+      <p className="counts" aria-live="polite">
+        {STATES.map((s) => (
+          <span key={s} className={`count status-${s.toLowerCase()}`}>
+            {s} {counts[s]}
+          </span>
+        ))}
+        <span className={`count ${expiringSoon > 0 ? "warn" : ""}`} data-testid="expiring-soon">
+          expiring within 1 h {expiringSoon}
+        </span>
+        <span className={`count ${overdue > 0 ? "warn" : ""}`} data-testid="renewal-overdue">
+          renewal overdue {overdue}
+        </span>
+        <span className="updated">
+          {updated === null ? "not updated yet" : `updated ${now - updated <= 1 ? "just now" : `${now - updated} s ago`}`}
+          {` · every ${pollMs / 1000} s`}
+        </span>
+      </p>
+      {error !== null && <ErrorPanel status={error.status} text={error.text} what="/api/admin/nodes" />}
+      <div className="filters" role="search">
+        <label>
+          Search <input type="search" value={q} onChange={(e) => setQ(e.target.value)} placeholder="name, id, SPIFFE ID, address" />
+        </label>
+        <label>
+          Status{" "}
+          <select value={status} onChange={(e) => setStatus(e.target.value)}>
+            <option value="">any</option>
+            {STATES.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Role{" "}
+          <select value={role} onChange={(e) => setRole(e.target.value)}>
+            <option value="">any</option>
+            <option value="connector">connector</option>
+            <option value="tunneler">tunneler</option>
+          </select>
+        </label>
+      </div>
+      <table className="nodes">
+        <caption className="sr-only">Connectors and tunnelers</caption>
+        <thead>
+          <tr>
+            <th scope="col">Name</th>
+            <th scope="col">Role</th>
+            <th scope="col">Status</th>
+            <th scope="col">Last seen</th>
+            <th scope="col">Certificate expires</th>
+            <th scope="col">Addresses</th>
+            <th scope="col">ID</th>
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map(({ n, shown }) => (
+            <tr key={n.id} data-node-name={n.name} data-node-id={n.id}>
+              <td>{n.name}</td>
+              <td>{n.role}</td>
+              <td>
+                <span className={`status status-${shown.toLowerCase()}`} data-status={shown}>
+                  {shown}
+                </span>
+              </td>
+              <td>{lastSeenText(n, now)}</td>
+              <td>
+                {expiryText(n, now)}
+                {n.renewal_overdue && <span className="warn"> (renewal overdue)</span>}
+              </td>
+              <td>{(n.addresses ?? []).join(", ") || "-"}</td>
+              <td>
+                <code>{n.id}</code>
+              </td>
+            </tr>
+          ))}
+          {rows.length === 0 && (
+            <tr>
+              <td colSpan={7}>{nodes.length === 0 ? "No node has enrolled yet." : "No node matches the filter."}</td>
+            </tr>
+          )}
+        </tbody>
+      </table>
+    </section>
+  );
+}

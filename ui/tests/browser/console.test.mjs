@@ -1,0 +1,240 @@
+// The console in Debian's Chromium (playwright-core, no browser download),
+// against the real controller, connector and tunneler that
+// tests/ui/console.sh started: log in, a node ONLINE, the tunneler killed
+// and OFFLINE shown without a reload, the admin token nowhere in what the
+// browser got, the CSRF and session checks. Screenshots go to $UI_SHOTS.
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { get } from "node:http";
+import { after, before, test } from "node:test";
+import { chromium } from "playwright-core";
+
+const URL_ = process.env.UI_URL;
+const PASSWORD = process.env.UI_PASSWORD;
+const ADMIN_TOKEN = process.env.ADMIN_AUTH_TOKEN;
+const SHOTS = process.env.UI_SHOTS;
+const HEARTBEAT_MS = Number(process.env.HEARTBEAT_MS ?? "1000");
+const LAPTOP_PID = Number(process.env.LAPTOP_PID);
+const FWD = Number(process.env.FWD); // the tunneler's port forward to resource web
+const TOKEN_FILE = process.env.TOKEN_FILE; // where the created token goes, for the agent that enrolls with it
+assert.ok(URL_ && PASSWORD && ADMIN_TOKEN && SHOTS && LAPTOP_PID, "UI_URL, UI_PASSWORD, ADMIN_AUTH_TOKEN, UI_SHOTS, LAPTOP_PID");
+mkdirSync(SHOTS, { recursive: true });
+
+let browser;
+let context;
+let page;
+const seen = []; // every response the browser got: url, headers, body
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    // As root there is no user namespace sandbox; the machine reaches no
+    // outside host, so Chromium's own background traffic is switched off.
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+      "--disable-sync", "--no-first-run", "--disable-quic"],
+  });
+  context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+  page = await context.newPage();
+  page.on("response", async (res) => {
+    try {
+      let body = "";
+      try {
+        body = (await res.body()).toString("latin1");
+      } catch {
+        body = ""; // a redirect has none
+      }
+      seen.push({ url: res.url(), headers: JSON.stringify(await res.allHeaders()), body });
+    } catch {
+      // the page went away while this response was read: nothing to check
+    }
+  });
+});
+
+after(async () => {
+  page?.removeAllListeners("response");
+  await browser?.close();
+});
+
+// One HTTP request through the tunneler's forward: true when web answered.
+function throughTunneler() {
+  return new Promise((resolve) => {
+    const req = get({ host: "127.0.0.1", port: FWD, path: "/", timeout: 3000 }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve(res.statusCode === 200 && body.length > 0));
+      res.on("error", () => resolve(false));
+    });
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => resolve(false));
+  });
+}
+
+async function eventually(want, what) {
+  for (let i = 0; i < 20; i++) {
+    if ((await throughTunneler()) === want) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.fail(what);
+}
+
+const shot = (name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+const row = (name) => page.locator(`tr[data-node-name="${name}"]`);
+
+test("the nodes page needs a login; a wrong password is refused", async () => {
+  await page.goto(URL_ + "/");
+  assert.equal(new URL(page.url()).pathname, "/login");
+  await shot("login");
+  await page.getByLabel("Console password").fill("not-the-password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByTestId("login-error").waitFor();
+  assert.equal(await page.getByTestId("login-error").textContent(), "wrong password");
+});
+
+test("log in; connector and tunneler are ONLINE", async () => {
+  await page.getByLabel("Console password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("heading", { name: "Nodes" }).waitFor();
+  for (const name of ["dc1", "laptop"]) {
+    await row(name).locator('[data-status="ONLINE"]').waitFor({ timeout: 10_000 });
+  }
+  assert.equal(await row("dc1").locator("td").nth(1).textContent(), "connector");
+  assert.equal(await row("laptop").locator("td").nth(1).textContent(), "tunneler");
+  await shot("nodes");
+});
+
+test("access: deny laptop → web in one click, the request fails; allow, it works", async () => {
+  assert.equal(await throughTunneler(), true, "allowed at the start");
+  await page.getByRole("link", { name: "Access" }).click();
+  const cell = page.locator('[data-grant="laptop|web"]');
+  await cell.waitFor();
+  assert.equal(await cell.getAttribute("aria-pressed"), "true");
+  assert.equal(await page.locator('tr[data-resource="web"] td').nth(2).textContent(), "dc1");
+  await cell.click();
+  await page.locator('[data-grant="laptop|web"][aria-pressed="false"]').waitFor();
+  assert.match(await page.getByTestId("access-status").textContent(), /^Denied laptop → web \(allowlist version \d+/);
+  await eventually(false, "the request through the tunneler still works after deny");
+  await shot("access-denied");
+  await cell.click();
+  await page.locator('[data-grant="laptop|web"][aria-pressed="true"]').waitFor();
+  await eventually(true, "the request through the tunneler fails after allow");
+  await shot("access");
+  const events = await page.evaluate(async () => (await fetch("/api/admin/events?limit=1000")).json());
+  const admin = events.events.filter((e) => e.kind === "admin").map((e) => e.detail);
+  assert.ok(admin.some((d) => d.startsWith("denied tunneler=laptop resource=web")), "the deny is an admin event");
+  assert.ok(admin.some((d) => d.startsWith("allowed tunneler=laptop resource=web")), "the allow is an admin event");
+});
+
+test("tokens: create one, shown once with its env line; listed without it; delete", async () => {
+  await page.getByRole("link", { name: "Tokens" }).click();
+  await page.getByRole("heading", { name: "Enrollment tokens" }).waitFor();
+  await page.getByLabel("Role").selectOption("tunneler");
+  await page.getByLabel("Name").fill("phone");
+  await page.getByLabel("TTL").fill("10m");
+  await page.getByRole("button", { name: "Create token" }).click();
+  const line = (await page.getByTestId("env-line").textContent()) ?? "";
+  assert.match(line, /^ENROLLMENT_TOKEN=[0-9a-f]{16}\.[0-9a-f]{64}$/);
+  const token = line.slice("ENROLLMENT_TOKEN=".length);
+  writeFileSync(TOKEN_FILE, token, { mode: 0o600 });
+  await page.locator('tr[data-token-name="phone"]').waitFor();
+  await shot("tokens-created");
+  await page.getByRole("button", { name: "Done" }).click();
+  assert.ok(!(await page.content()).includes(token.split(".")[1]), "the secret is gone from the page");
+  const listed = await page.evaluate(async () => JSON.stringify(await (await fetch("/api/admin/tokens")).json()));
+  assert.ok(!listed.includes(token.split(".")[1]), "the list never carries the secret");
+  // A second token, deleted (with the confirmation).
+  await page.getByLabel("Name").fill("spare");
+  await page.getByRole("button", { name: "Create token" }).click();
+  await page.locator('tr[data-token-name="spare"]').waitFor();
+  page.once("dialog", (d) => void d.accept());
+  await page.getByRole("button", { name: "Delete token spare" }).click();
+  await page.locator('tr[data-token-name="spare"]').waitFor({ state: "detached" });
+  await page.getByRole("button", { name: "Done" }).click();
+  await shot("tokens");
+  await page.getByRole("link", { name: "Nodes" }).click();
+  await row("laptop").waitFor();
+});
+
+test("the tunneler is killed: OFFLINE within three heartbeat intervals, no reload", async () => {
+  await page.evaluate(() => {
+    window.__sameDocument = true; // gone if the page reloads
+  });
+  const killed = Date.now();
+  process.kill(LAPTOP_PID, "SIGKILL");
+  await row("laptop").locator('[data-status="OFFLINE"]').waitFor({ timeout: 3 * HEARTBEAT_MS });
+  const took = Date.now() - killed;
+  assert.ok(took <= 3 * HEARTBEAT_MS, `OFFLINE after ${took} ms`);
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was not reloaded");
+  await row("dc1").locator('[data-status="ONLINE"]').waitFor();
+  console.log(`# OFFLINE shown ${took} ms after the kill (heartbeat ${HEARTBEAT_MS} ms)`);
+  await shot("nodes-offline");
+});
+
+test("filter and search", async () => {
+  await page.getByLabel("Status").selectOption("OFFLINE");
+  await row("laptop").waitFor();
+  assert.equal(await row("dc1").count(), 0);
+  await page.getByLabel("Status").selectOption("");
+  await page.getByLabel("Search").fill("dc1");
+  await row("dc1").waitFor();
+  assert.equal(await row("laptop").count(), 0);
+  await page.getByLabel("Search").fill("");
+});
+
+test("a change without the CSRF token is refused; with it, it goes through", async () => {
+  const without = await page.request.post(URL_ + "/api/admin/tokens", {
+    data: { role: "tunneler", name: "csrf-probe" },
+    headers: { origin: URL_ },
+  });
+  assert.equal(without.status(), 403);
+  const foreign = await page.evaluate(async () => {
+    const csrf = document.querySelector('meta[name="ztr-csrf"]').getAttribute("content");
+    const r = await fetch("/api/admin/tokens", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-csrf-token": csrf },
+      body: JSON.stringify({ role: "tunneler", name: "csrf-ok", ttl: "5m" }),
+    });
+    return { status: r.status, body: await r.json() };
+  });
+  assert.equal(foreign.status, 201);
+  assert.match(foreign.body.token, /^[0-9a-f]{16}\./);
+});
+
+test("an admin path with no route: 404 Not Found, said clearly", async () => {
+  const r = await page.request.get(URL_ + "/api/admin/nope");
+  assert.equal(r.status(), 404);
+  assert.deepEqual(await r.json(), { error: "not found: the console has no route GET /api/admin/nope" });
+  await page.goto(URL_ + "/no-such-page");
+  await page.getByRole("heading", { name: "404 Not Found" }).waitFor();
+  await shot("not-found");
+});
+
+test("the admin token is in no page, bundle, header or cookie the browser got", async () => {
+  await page.goto(URL_ + "/");
+  await row("dc1").waitFor();
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === "ztr_ui_session");
+  assert.ok(session, "a session cookie");
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, "Strict");
+  assert.ok(!JSON.stringify(cookies).includes(ADMIN_TOKEN), "not in a cookie");
+  assert.ok(seen.some((r) => r.url.includes("/_next/static/") && r.url.endsWith(".js")), "bundles were fetched");
+  assert.ok(seen.some((r) => r.url.endsWith("/api/admin/nodes")), "the node list was fetched");
+  for (const r of seen) {
+    assert.ok(!r.body.includes(ADMIN_TOKEN), `not in the body of ${r.url}`);
+    assert.ok(!r.headers.includes(ADMIN_TOKEN), `not in the headers of ${r.url}`);
+  }
+  const html = await page.content();
+  assert.ok(!html.includes(ADMIN_TOKEN), "not in the live page");
+  const storage = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+  assert.ok(!storage.includes(ADMIN_TOKEN), "not in web storage");
+  console.log(`# ${seen.length} responses checked`);
+});
+
+test("log out: the session ends, the API answers 401", async () => {
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.waitForURL(/\/login$/);
+  const r = await page.request.get(URL_ + "/api/admin/nodes");
+  assert.equal(r.status(), 401);
+  await page.goto(URL_ + "/");
+  assert.equal(new URL(page.url()).pathname, "/login");
+});

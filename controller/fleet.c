@@ -627,6 +627,7 @@ fleet_node_view(struct fleet *f, const char *id, struct fleet_node_view *out)
     out->last_seen = e->last_seen;
     out->have_counters = e->have_raw;
     memcpy(out->counters, e->raw, sizeof(out->counters));
+    out->counters_at = e->counters_at;
     /* The newest checkpoint at least a window old, else the oldest one. */
     const struct checkpoint *base = NULL;
     for (unsigned i = 0; i < e->checkpoint_count; i++) {

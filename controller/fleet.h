@@ -145,6 +145,7 @@ struct fleet_node_view {
     int64_t last_seen;                          /* last heartbeat or hello seen; 0: none */
     bool have_counters;
     uint64_t counters[FLEET_COUNTER_COUNT];     /* as last reported */
+    int64_t counters_at;                        /* when; 0: never */
     /* Increase of each counter over the last deltas_window_s seconds:
      * FLEET_WINDOW_S, up to 20 s more, or less while the node is new. */
     uint64_t deltas[FLEET_COUNTER_COUNT];

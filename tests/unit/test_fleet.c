@@ -419,7 +419,7 @@ test_baseline_from_before_the_start_does_not_escalate(void **state)
         n[i] = enrolled(f, "tunneler", names[i]);
         struct store_heartbeat hb;
         memset(&hb, 0, sizeof(hb));
-        snprintf(hb.id, sizeof(hb.id), "%s", n[i].id);
+        memcpy(hb.id, n[i].id, sizeof(hb.id));
         hb.last_seen = now_s(f) - 100;
         snprintf(hb.counters, sizeof(hb.counters), "{\"auth_unavailable\":4}");
         hb.counters_at = now_s(f) - 100;

@@ -121,14 +121,17 @@ expect_out_has 'ztr_node_cert_expiry_seconds{node="t1",role="tunneler"} ' "ztr_n
 expect_out_has 'ztr_node_cert_expiry_omitted 0' "nothing left out below the bound"
 expect_out_has 'ztr_nodes{state="ONLINE"} ' "ztr_nodes by state"
 expect_out_has 'ztr_nodes{state="EXPIRED"} ' "EXPIRED is a state"
-expect_out_has 'ztr_controller_fleet_escalations_total 1' "escalation lines are counted"
+grep -Eq '^ztr_controller_fleet_escalations_total [1-9]' <<<"$RUN_OUT"
+check "escalation lines are counted" $?
 
 # The probes never renew: past 60 % of the lifetime their renewal is missed;
 # the real tunneler renews and is not.
-wait_fleet t1 "flags=renewal_missed" --missed-renewal
-check "t1 missed its renewal" $?
+# (Polled per node: on a loaded machine their enrollments were seconds apart.)
+for n in t1 t2 t3; do
+  wait_fleet "$n" "flags=renewal_missed" --missed-renewal
+  check "$n missed its renewal" $?
+done
 run ctl fleet --missed-renewal
-for n in t2 t3; do expect_out_has " name=$n role=tunneler" "$n missed its renewal"; done
 grep -q ' name=real ' <<<"$RUN_OUT"; [ $? -ne 0 ]; check "the renewing tunneler is not listed" $?
 wait_for_line "$CTL_LOG" 'failure=renewal_missed' 10
 check "3 missed renewals: an escalation line" $?
@@ -136,10 +139,11 @@ wait_fleet real "last_renewal=20"
 check "the real tunneler's last renewal is shown" $?
 
 # Expired: the state, the filter, the line.
-wait_fleet t1 "state=EXPIRED" --expired
-check "t1 is EXPIRED" $?
+for n in t1 t2 t3; do
+  wait_fleet "$n" "state=EXPIRED flags=expired" --expired
+  check "$n is EXPIRED" $?
+done
 run ctl fleet --expired
-for n in t2 t3; do expect_out_has " name=$n role=tunneler state=EXPIRED flags=" "$n is EXPIRED"; done
 grep ' name=t1 ' <<<"$RUN_OUT" | grep -Eq 'expires_in_s=(0|-)'
 check "no time left" $?
 wait_for_line "$CTL_LOG" 'failure=certificate_expired' 10

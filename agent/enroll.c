@@ -93,9 +93,10 @@ agent_enrollment_refused(struct agent *a, const char *message)
     a->counters.auth_expired++;
     if (++a->reauth_failures >= REAUTH_ATTEMPTS) {
         log_error("re-enrollment failed; issue a new token",
-                  "attempts=%u hint=\"controller token create --role %s --name %s, then set "
+                  "attempts=%u hint=\"controller token create --role %s --name %s%s, then set "
                   "ENROLLMENT_TOKEN and restart\"",
-                  a->reauth_failures, pki_role_name(a->spec->role), a->node_name);
+                  a->reauth_failures, pki_role_name(a->spec->role), a->node_name,
+                  a->spec->role == PKI_ROLE_CONNECTOR ? " --address IP..." : "");
         agent_set_state(a, AGENT_EXPIRED, "re-enrollment failed 3 times");
         agent_schedule_reconnect(a, "expired");
         return;

@@ -28,6 +28,7 @@ agent_schedule_reconnect(struct agent *a, const char *reason)
 {
     if (a->exit_code >= 0)
         return;
+    agent_controller_advance(a);
     int64_t delay_ms;
     if (a->state == AGENT_EXPIRED) {
         delay_ms = a->reconnect_policy.cap_ms;
@@ -54,10 +55,13 @@ void
 agent_start_reauth(struct agent *a, const char *why)
 {
     if (a->token == NULL) {
+        /* A connector token names the IPs tunnelers dial: without them the
+         * new certificate would name none. */
         log_error("certificate expired and no ENROLLMENT_TOKEN is configured",
                   "not_after=%lld hint=\"issue a new token: controller token create --role %s "
-                  "--name %s, then set ENROLLMENT_TOKEN and restart\"",
-                  (long long)a->not_after, pki_role_name(a->spec->role), a->node_name);
+                  "--name %s%s, then set ENROLLMENT_TOKEN and restart\"",
+                  (long long)a->not_after, pki_role_name(a->spec->role), a->node_name,
+                  a->spec->role == PKI_ROLE_CONNECTOR ? " --address IP..." : "");
         agent_set_state(a, AGENT_EXPIRED, why);
         agent_schedule_reconnect(a, "expired");
         return;

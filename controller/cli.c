@@ -22,9 +22,9 @@
 #define CLI_DEFAULT_URL "http://127.0.0.1:8080"
 #define CLI_TIMEOUT_MS 30000L
 #define CLI_URL_MAX 2048
-#define CLI_MAX_OPTIONS 6
+#define CLI_MAX_OPTIONS 8 /* the last stays empty: lists end at a NULL name */
 #define CLI_MAX_POSITIONALS 1
-#define CLI_MAX_REPEATS 16
+#define CLI_MAX_REPEATS 32 /* PKI_MAX_IP_SANS: every --address a certificate can hold */
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
@@ -314,7 +314,8 @@ static const struct field token_fields[] = {
     {"name", NULL, F_PLAIN},        {"name_is_prefix", "prefix", F_PLAIN},
     {"uses_left", NULL, F_PLAIN},   {"expires_at", NULL, F_TIME},
     {"expired", NULL, F_PLAIN},     {"created_at", NULL, F_TIME},
-    {"replace", NULL, F_PLAIN},     {NULL, NULL, F_PLAIN},
+    {"replace", NULL, F_PLAIN},     {"addresses", NULL, F_LIST},
+    {NULL, NULL, F_PLAIN},
 };
 
 static int
@@ -326,6 +327,12 @@ cmd_token_create(const struct cli *cli, const struct args *args)
      * refusing unknown fields rather than silently ignoring it. */
     if (arg_flag(args, "replace"))
         json_object_set_new(body, "replace", json_true());
+    if (args->many_count > 0) {
+        json_t *addresses = json_array();
+        for (size_t i = 0; i < args->many_count; i++)
+            json_array_append_new(addresses, json_string(args->many[i]));
+        json_object_set_new(body, "addresses", addresses);
+    }
     const char *uses = arg_value(args, "uses");
     if (uses != NULL)
         json_object_set_new(body, "uses", json_integer(strtoll(uses, NULL, 10)));
@@ -804,10 +811,10 @@ cmd_events(const struct cli *cli, const struct args *args)
 static const struct command commands[] = {
     {"token", "create", 0,
      {{"role", true, true}, {"name", true, true}, {"uses", true, false}, {"ttl", true, false},
-      {"prefix", false, false}, {"replace", false, false}},
+      {"prefix", false, false}, {"replace", false, false}, {"address", true, false}},
      cmd_token_create,
      "token create --role connector|tunneler --name NAME [--uses N] [--ttl 24h] [--prefix] "
-     "[--replace]"},
+     "[--replace] [--address IP]..."},
     {"token", "list", 0, {{NULL, false, false}}, cmd_token_list, "token list"},
     {"token", "delete", 1, {{NULL, false, false}}, cmd_token_delete, "token delete ID"},
     {"node", "list", 0, {{NULL, false, false}}, cmd_node_list, "node list"},

@@ -97,6 +97,9 @@ struct controller {
      * them up on first use; the counter above counts every denial). */
     struct log_limit denied_lines;
     struct log_limit denied_events;
+    /* The same bound for announced addresses a token does not allow. */
+    struct log_limit unallowed_lines;
+    struct log_limit unallowed_events;
 };
 
 /* ---- ca.c ------------------------------------------------------------------ */
@@ -137,6 +140,9 @@ struct token_request {
     int64_t uses;              /* >= 1 */
     int64_t ttl_s;             /* > 0 */
     bool replace;              /* may re-enroll a node whose certificate is valid */
+    /* Connector tokens: JSON list of the IPs its certificate may name
+     * (NULL or [] = none); refused on a tunneler token. */
+    const json_t *addresses;
 };
 
 /* Creates a token; *token_text (malloc()ed, shown once) is "<id>.<secret>". */

@@ -20,7 +20,7 @@ reuse_tok=$(ctl token create --role tunneler --name reuse --uses 5)
 single_tok=$(ctl token create --role tunneler --name single)
 start_agent tunneler reuse ENROLLMENT_TOKEN="$reuse_tok"; R_PID=$AGENT_PID R_URL=$AGENT_HEALTH_URL
 start_agent tunneler single ENROLLMENT_TOKEN="$single_tok"; S_PID=$AGENT_PID S_URL=$AGENT_HEALTH_URL
-start_agent connector none ENROLLMENT_TOKEN="$(ctl token create --role connector --name none)"
+start_agent connector none ENROLLMENT_TOKEN="$(ctl token create --role connector --name none --address 127.0.0.1)"
 N_PID=$AGENT_PID N_URL=$AGENT_HEALTH_URL
 for url in "$R_URL" "$S_URL" "$N_URL"; do
   wait_for_state ONLINE 10 "$url"; check "agent ONLINE before the expiry ($url)" $?
@@ -117,7 +117,7 @@ N_PID=$AGENT_PID N_LOG=$AGENT_LOG
 wait_for_state EXPIRED 5; check "no token: state EXPIRED" $?
 [ "$HEALTH_CODE" = 503 ]; check "/health 503 EXPIRED" $?
 grep -F 'msg="certificate expired and no ENROLLMENT_TOKEN is configured"' "$N_LOG" |
-  grep -qF "controller token create --role connector --name none, then set ENROLLMENT_TOKEN and restart"
+  grep -qF "controller token create --role connector --name none --address IP..., then set ENROLLMENT_TOKEN and restart"
 check "logs the expiry with the hint to issue a new token" $?
 ! grep -qF 're-enrolling' "$N_LOG"; check "no re-enrollment attempted" $?
 grep -qF 'to=EXPIRED reason="certificate expired while the agent was down"' "$N_LOG"; check "EXPIRED at once" $?

@@ -741,9 +741,11 @@ handle_hello(struct session *s, const json_t *msg)
         }
     }
     bool status_changed = false;
-    store_node_set_status(c->store, s->node.id, STORE_ONLINE, "control stream connected",
-                          &status_changed, &err);
+    int online_rc = store_node_set_status(c->store, s->node.id, STORE_ONLINE,
+                                          "control stream connected", &status_changed, &err);
     fleet_hello(c->fleet, &s->node);
+    if (online_rc != 0)
+        fleet_offline(c->fleet, s->node.id); /* its next heartbeat tries ONLINE again */
     s->in_fleet = true;
     s->state = S_ACTIVE;
     release_source(s);

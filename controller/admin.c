@@ -479,6 +479,18 @@ renewal_overdue(const struct controller *c, const struct store_node *node, int64
     return node->cert_not_after - c->settings.svid_ttl_s / 2 < now;
 }
 
+/* Heartbeats reach the store in batches (fleet.h): the live value is the
+ * fleet's when it has a newer one. */
+static int64_t
+last_seen_of(const struct controller *c, const struct store_node *node)
+{
+    struct fleet_node_view view;
+    if (c->fleet != NULL && fleet_node_view(c->fleet, node->id, &view) &&
+        view.last_seen > node->last_seen)
+        return view.last_seen;
+    return node->last_seen;
+}
+
 static json_t *
 node_json(const struct controller *c, const struct store_node *node, int64_t now)
 {
@@ -489,7 +501,7 @@ node_json(const struct controller *c, const struct store_node *node, int64_t now
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:o, s:s, s:I}",
                      "id", node->id, "name", node->name, "role", node->role, "spiffe_id",
                      node->spiffe_id, "status", node->status == STORE_ONLINE ? "ONLINE" : "OFFLINE",
-                     "revoked", node->revoked, "last_seen", (json_int_t)node->last_seen,
+                     "revoked", node->revoked, "last_seen", (json_int_t)last_seen_of(c, node),
                      "cert_serial", node->cert_serial, "cert_not_after",
                      (json_int_t)node->cert_not_after, "enrolled_at",
                      (json_int_t)node->enrolled_at, "renewal_overdue",
@@ -660,6 +672,278 @@ out:
         respond_failure(call->response, &err);
     free(text);
     json_decref(body);
+}
+
+/* ---- the fleet view ------------------------------------------------------ */
+
+/* A node's state in the fleet view: a revoked node is REVOKED, one whose
+ * certificate ran out EXPIRED (whatever its stream says), else ONLINE or
+ * OFFLINE as the control plane has it. */
+enum fleet_state { FS_ONLINE, FS_OFFLINE, FS_EXPIRED, FS_REVOKED, FS_COUNT };
+
+static const char *const fleet_state_names[FS_COUNT] = {"ONLINE", "OFFLINE", "EXPIRED",
+                                                        "REVOKED"};
+
+static enum fleet_state
+fleet_state_of(const struct store_node *node, int64_t now)
+{
+    if (node->revoked)
+        return FS_REVOKED;
+    if (fleet_cert_expired(node, now))
+        return FS_EXPIRED;
+    return node->status == STORE_ONLINE ? FS_ONLINE : FS_OFFLINE;
+}
+
+/* What GET /api/admin/fleet was asked for. Conditions combine with OR (a
+ * node is listed when it meets any); state narrows the list (AND). None:
+ * every node. */
+struct fleet_filter {
+    bool missed_renewal, expired, flapping, expiring;
+    int64_t expiring_within_s;
+    int state; /* enum fleet_state, or -1: any */
+};
+
+/* A flag parameter: present alone, =1 or =true is on; =0 or =false off. */
+static int
+query_flag(const char *query, const char *name, bool *out, struct ztr_err *err)
+{
+    char text[8];
+    int found = query_get(query, name, text, sizeof(text), err);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return 0;
+    if (text[0] == '\0' || strcmp(text, "1") == 0 || strcmp(text, "true") == 0)
+        *out = true;
+    else if (strcmp(text, "0") == 0 || strcmp(text, "false") == 0)
+        *out = false;
+    else
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "query parameter \"%s\" must be empty, 1, true, 0 or false", name);
+    return 0;
+}
+
+static int
+parse_fleet_filter(const char *query, struct fleet_filter *filter, struct ztr_err *err)
+{
+    memset(filter, 0, sizeof(*filter));
+    filter->state = -1;
+    TRY(query_flag(query, "missed_renewal", &filter->missed_renewal, err));
+    TRY(query_flag(query, "expired", &filter->expired, err));
+    TRY(query_flag(query, "flapping", &filter->flapping, err));
+    char text[32];
+    int found = query_get(query, "expiring_within", text, sizeof(text), err);
+    if (found < 0)
+        return -1;
+    if (found == 1) {
+        int64_t ms;
+        if (config_parse_duration_ms(text, &ms) != 0 || ms < 1000)
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "query parameter \"expiring_within\" must be a duration of at "
+                               "least 1s, e.g. 30m or 1h");
+        filter->expiring = true;
+        filter->expiring_within_s = ms / 1000;
+    }
+    found = query_get(query, "state", text, sizeof(text), err);
+    if (found < 0)
+        return -1;
+    if (found == 1) {
+        for (int i = 0; i < FS_COUNT; i++)
+            if (strcmp(text, fleet_state_names[i]) == 0)
+                filter->state = i;
+        if (filter->state < 0)
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "query parameter \"state\" must be ONLINE, OFFLINE, EXPIRED or "
+                               "REVOKED");
+    }
+    return 0;
+}
+
+/* What one node shows in the fleet view, decided once for the list, the
+ * counts and /metrics alike. */
+struct fleet_facts {
+    enum fleet_state state;
+    struct fleet_horizon horizon;
+    bool renewal_missed;
+    bool expiring; /* within the filter's expiring_within */
+    bool have_view;
+    struct fleet_node_view view;
+};
+
+static void
+fleet_facts_of(const struct controller *c, const struct store_node *node, int64_t now,
+               int64_t expiring_within_s, struct fleet_facts *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->state = fleet_state_of(node, now);
+    fleet_horizon_of(node, c->settings.svid_ttl_s, &out->horizon);
+    out->renewal_missed = fleet_renewal_missed(node, &out->horizon, now);
+    out->expiring = !node->revoked && node->cert_not_after > now &&
+                    node->cert_not_after <= now + expiring_within_s;
+    out->have_view = c->fleet != NULL && fleet_node_view(c->fleet, node->id, &out->view);
+}
+
+/* {"telemetry.auth.expired": n, ...}: the fleet's live values, else what
+ * the store kept (names it does not know are left out). */
+static json_t *
+fleet_counters_json(const struct store_node *node, const struct fleet_facts *facts)
+{
+    json_t *out = json_object();
+    bool live = facts->have_view && facts->view.have_counters;
+    json_t *stored = live ? NULL : json_loads(node->counters, 0, NULL);
+    for (int i = 0; i < FLEET_COUNTER_COUNT; i++) {
+        if (live) {
+            json_object_set_new(out, fleet_counter_name((enum fleet_counter)i),
+                                json_integer((json_int_t)facts->view.counters[i]));
+            continue;
+        }
+        json_t *value = json_object_get(stored, fleet_counter_wire_name((enum fleet_counter)i));
+        if (json_is_integer(value))
+            json_object_set(out, fleet_counter_name((enum fleet_counter)i), value);
+    }
+    json_decref(stored);
+    return out;
+}
+
+/* The 5-minute deltas, or null when this controller has not followed the
+ * node (no heartbeat since it started, or idle for longer than the window). */
+static json_t *
+fleet_deltas_json(const struct fleet_facts *facts)
+{
+    if (!facts->have_view || !facts->view.have_counters)
+        return json_null();
+    json_t *out = json_object();
+    for (int i = 0; i < FLEET_COUNTER_COUNT; i++)
+        json_object_set_new(out, fleet_counter_name((enum fleet_counter)i),
+                            json_integer((json_int_t)facts->view.deltas[i]));
+    return out;
+}
+
+static json_t *
+fleet_node_json(const struct controller *c, const struct store_node *node,
+                const struct fleet_facts *f, const struct fleet_filter *filter, int64_t now)
+{
+    json_t *flags = json_array();
+    if (f->renewal_missed)
+        json_array_append_new(flags, json_string("renewal_missed"));
+    if (filter->expiring && f->expiring)
+        json_array_append_new(flags, json_string("expiring"));
+    if (f->state == FS_EXPIRED)
+        json_array_append_new(flags, json_string("expired"));
+    if (f->view.flapping)
+        json_array_append_new(flags, json_string("flapping"));
+    bool has_cert = node->cert_not_after != 0;
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s:I, s:I, s:I, s:I, s:b, s:b, s:i, s:o, s:I, "
+        "s:o, s:I, s:o}",
+        "id", node->id, "name", node->name, "role", node->role, "state",
+        fleet_state_names[f->state], "last_seen", (json_int_t)last_seen_of(c, node), "sessions",
+        f->view.sessions, "cert_not_after", (json_int_t)node->cert_not_after, "expires_in_s",
+        has_cert ? json_integer((json_int_t)(node->cert_not_after - now)) : json_null(),
+        "cert_issued_at", (json_int_t)f->horizon.issued_at, "renew_at",
+        (json_int_t)f->horizon.renew_at, "renewal_deadline",
+        (json_int_t)f->horizon.renew_deadline, "last_renewed_at",
+        (json_int_t)node->last_renewed_at, "renewal_missed", f->renewal_missed, "flapping",
+        f->view.flapping, "reconnects_5m", (int)f->view.reconnects, "counters",
+        fleet_counters_json(node, f), "counters_at",
+        (json_int_t)(f->have_view && f->view.have_counters ? f->view.counters_at
+                                                            : node->counters_at),
+        "deltas_5m", fleet_deltas_json(f), "deltas_window_s",
+        (json_int_t)f->view.deltas_window_s, "flags", flags);
+}
+
+struct fleet_walk {
+    const struct controller *c;
+    const struct fleet_filter *filter;
+    int64_t now;
+    json_t *nodes;
+    size_t states[FS_COUNT];
+    size_t renewal_missed, flapping;
+    bool failed;
+};
+
+static bool
+fleet_listed(const struct fleet_filter *filter, const struct fleet_facts *f)
+{
+    if (filter->state >= 0 && (int)f->state != filter->state)
+        return false;
+    bool any_condition =
+        filter->missed_renewal || filter->expired || filter->flapping || filter->expiring;
+    if (!any_condition)
+        return true;
+    return (filter->missed_renewal && f->renewal_missed) ||
+           (filter->expired && f->state == FS_EXPIRED) ||
+           (filter->flapping && f->view.flapping) || (filter->expiring && f->expiring);
+}
+
+static int
+visit_fleet_node(void *ctx, const struct store_node *node)
+{
+    struct fleet_walk *walk = ctx;
+    struct fleet_facts facts;
+    fleet_facts_of(walk->c, node, walk->now, walk->filter->expiring_within_s, &facts);
+    walk->states[facts.state]++;
+    walk->renewal_missed += facts.renewal_missed;
+    walk->flapping += facts.view.flapping;
+    if (!fleet_listed(walk->filter, &facts))
+        return 0;
+    json_t *item = fleet_node_json(walk->c, node, &facts, walk->filter, walk->now);
+    if (item == NULL || json_array_append_new(walk->nodes, item) != 0) {
+        walk->failed = true;
+        return 1;
+    }
+    return 0;
+}
+
+static json_t *
+escalations_json(const struct controller *c)
+{
+    json_t *list = json_array();
+    if (c->fleet == NULL)
+        return list;
+    struct fleet_escalation x[FLEET_FAILURE_COUNT];
+    size_t n = fleet_escalations(c->fleet, x, FLEET_FAILURE_COUNT);
+    for (size_t i = 0; i < n; i++) {
+        json_t *names = json_array();
+        for (size_t k = 0; k < x[i].named; k++)
+            json_array_append_new(names, json_text(x[i].names[k]));
+        json_array_append_new(list, json_pack("{s:s, s:I, s:o, s:I}", "failure",
+                                              fleet_failure_name(x[i].failure), "nodes",
+                                              (json_int_t)x[i].nodes, "names", names,
+                                              "logged_at", (json_int_t)x[i].logged_at));
+    }
+    return list;
+}
+
+/* GET /api/admin/fleet: every node's state, certificate horizon, counters
+ * and 5-minute deltas, the counts per state, and the failures 3 or more
+ * nodes share now (seed 000's escalation). */
+static void
+route_fleet(struct admin_call *call)
+{
+    const struct controller *c = call->c;
+    struct fleet_filter filter;
+    struct ztr_err err = {0};
+    if (parse_fleet_filter(call->request->query, &filter, &err) != 0) {
+        respond_failure(call->response, &err);
+        return;
+    }
+    struct fleet_walk walk = {.c = c, .filter = &filter, .now = now_s(c), .nodes = json_array()};
+    int rc = store_node_list(c->store, visit_fleet_node, &walk, &err);
+    if (rc != 0 || walk.failed) {
+        respond_list(call, "nodes", walk.nodes, walk.failed, rc, &err);
+        return;
+    }
+    json_t *counts = json_object();
+    for (int i = 0; i < FS_COUNT; i++)
+        json_object_set_new(counts, fleet_state_names[i], json_integer((json_int_t)walk.states[i]));
+    respond_json(call->response, 200,
+                 json_pack("{s:I, s:i, s:i, s:o, s:I, s:I, s:o, s:o}", "now",
+                           (json_int_t)walk.now, "window_s", FLEET_WINDOW_S,
+                           "escalate_at_nodes", FLEET_ESCALATE_NODES, "counts", counts,
+                           "renewal_missed", (json_int_t)walk.renewal_missed, "flapping",
+                           (json_int_t)walk.flapping, "escalations", escalations_json(c),
+                           "nodes", walk.nodes));
 }
 
 /* ---- tokens --------------------------------------------------------------- */
@@ -1220,6 +1504,7 @@ route_ca_rotate(struct admin_call *call)
 
 static const struct route admin_routes[] = {
     {"GET", ADMIN_PREFIX "/nodes", route_nodes_list},
+    {"GET", ADMIN_PREFIX "/fleet", route_fleet},
     {"GET", ADMIN_PREFIX "/nodes/*", route_node_get},
     {"POST", ADMIN_PREFIX "/nodes/*/revoke", route_node_revoke},
     {"POST", ADMIN_PREFIX "/nodes/*/addresses", route_node_set_addresses},
@@ -1280,12 +1565,68 @@ admin_handle(void *ctx, const struct http_request *request, struct http_response
 
 /* ---- /health and /metrics ------------------------------------------------- */
 
+/* ztr_node_cert_expiry_seconds has one series per node, bounded: the
+ * NODE_EXPIRY_SERIES_MAX certificates that run out first, counting those
+ * that ran out within the last NODE_EXPIRY_SHOWN_AFTER_S (so an expiry
+ * alert sees the value go negative instead of the series vanishing). */
+#define NODE_EXPIRY_SERIES_MAX 100
+#define NODE_EXPIRY_SHOWN_AFTER_S 86400
+
+struct expiry_sample {
+    int64_t not_after;
+    char name[STORE_NAME_MAX + 1];
+    char role[16];
+};
+
 struct node_stats {
     size_t total;
     size_t online;
     int64_t now;
     struct metrics *expiry; /* ztr_svid_expiry_seconds samples, or NULL */
+    /* For /metrics only (fleet != NULL): fleet states and the soonest
+     * expiries, kept sorted, at most NODE_EXPIRY_SERIES_MAX. */
+    const struct controller *fleet_of;
+    size_t states[FS_COUNT];
+    size_t renewal_missed, flapping;
+    struct expiry_sample *soonest;
+    size_t soonest_count;
+    size_t expiry_candidates;
 };
+
+/* Inserts into the sorted, bounded list of soonest expiries. */
+static void
+keep_soonest(struct node_stats *stats, const struct store_node *node)
+{
+    stats->expiry_candidates++;
+    size_t n = stats->soonest_count;
+    if (n == NODE_EXPIRY_SERIES_MAX && node->cert_not_after >= stats->soonest[n - 1].not_after)
+        return;
+    size_t at = n < NODE_EXPIRY_SERIES_MAX ? n : n - 1;
+    while (at > 0 && stats->soonest[at - 1].not_after > node->cert_not_after) {
+        if (at < NODE_EXPIRY_SERIES_MAX)
+            stats->soonest[at] = stats->soonest[at - 1];
+        at--;
+    }
+    struct expiry_sample *slot = &stats->soonest[at];
+    slot->not_after = node->cert_not_after;
+    snprintf(slot->name, sizeof(slot->name), "%s", node->name);
+    snprintf(slot->role, sizeof(slot->role), "%s", node->role);
+    if (n < NODE_EXPIRY_SERIES_MAX)
+        stats->soonest_count++;
+}
+
+static void
+count_fleet_node(struct node_stats *stats, const struct store_node *node)
+{
+    struct fleet_facts facts;
+    fleet_facts_of(stats->fleet_of, node, stats->now, 0, &facts);
+    stats->states[facts.state]++;
+    stats->renewal_missed += facts.renewal_missed;
+    stats->flapping += facts.view.flapping;
+    if (!node->revoked && node->cert_not_after != 0 &&
+        node->cert_not_after > stats->now - NODE_EXPIRY_SHOWN_AFTER_S)
+        keep_soonest(stats, node);
+}
 
 static int
 visit_node_stats(void *ctx, const struct store_node *node)
@@ -1294,6 +1635,8 @@ visit_node_stats(void *ctx, const struct store_node *node)
     stats->total++;
     if (node->status == STORE_ONLINE)
         stats->online++;
+    if (stats->fleet_of != NULL)
+        count_fleet_node(stats, node);
     /* A revoked node's certificate is dead weight for expiry alerts. */
     if (stats->expiry != NULL && !node->revoked && node->cert_not_after != 0) {
         metrics_printf(stats->expiry, "ztr_svid_expiry_seconds{node=\"");
@@ -1321,7 +1664,7 @@ static void
 route_health(struct admin_call *call)
 {
     const struct controller *c = call->c;
-    struct node_stats stats = {0, 0, now_s(c), NULL};
+    struct node_stats stats = {.now = now_s(c)};
     struct ztr_err err = {0};
     if (store_node_list(c->store, visit_node_stats, &stats, &err) != 0) {
         log_error("health check failed", "error=\"%s\"", err.msg);
@@ -1372,6 +1715,40 @@ static const struct metrics_row counter_metrics[] = {
 };
 
 static void
+write_fleet_metrics(struct metrics *m, const struct controller *c, const struct node_stats *stats)
+{
+    metrics_family(m, "ztr_nodes", "gauge",
+                   "Enrolled nodes by state: REVOKED, else EXPIRED (certificate ran out), else "
+                   "ONLINE or OFFLINE.");
+    for (int i = 0; i < FS_COUNT; i++) {
+        char labels[32];
+        snprintf(labels, sizeof(labels), "state=\"%s\"", fleet_state_names[i]);
+        metrics_u64(m, "ztr_nodes", labels, stats->states[i]);
+    }
+    metrics_gauge(m, "ztr_nodes_renewal_missed",
+                  "Nodes past 60% of their certificate's life without a renewal.", NULL,
+                  (int64_t)stats->renewal_missed);
+    metrics_gauge(m, "ztr_nodes_flapping", "Nodes with 3 or more reconnects in 5 minutes.", NULL,
+                  (int64_t)stats->flapping);
+    metrics_family(m, "ztr_node_cert_expiry_seconds", "gauge",
+                   "Time left on a node's certificate (negative: expired); only the 100 that "
+                   "run out first, expired within a day included.");
+    for (size_t i = 0; i < stats->soonest_count; i++) {
+        metrics_printf(m, "ztr_node_cert_expiry_seconds{node=\"");
+        metrics_label_value(m, stats->soonest[i].name);
+        metrics_printf(m, "\",role=\"");
+        metrics_label_value(m, stats->soonest[i].role);
+        metrics_printf(m, "\"} %lld\n", (long long)(stats->soonest[i].not_after - stats->now));
+    }
+    metrics_gauge(m, "ztr_node_cert_expiry_omitted",
+                  "Nodes left out of ztr_node_cert_expiry_seconds by its bound.", NULL,
+                  (int64_t)(stats->expiry_candidates - stats->soonest_count));
+    metrics_counter(m, "ztr_controller_fleet_escalations_total",
+                    "Escalation lines logged: 3 or more nodes failing the same way in 5 minutes.",
+                    NULL, c->fleet != NULL ? fleet_escalations_logged(c->fleet) : 0);
+}
+
+static void
 write_metrics(struct metrics *m, const struct controller *c, const struct node_stats *stats,
               const char *expiry_samples)
 {
@@ -1389,18 +1766,20 @@ write_metrics(struct metrics *m, const struct controller *c, const struct node_s
     metrics_family(m, "ztr_svid_expiry_seconds", "gauge",
                    "Time left on each node's current certificate.");
     metrics_printf(m, "%s", expiry_samples);
+    write_fleet_metrics(m, c, stats);
 }
 
 static void
 route_metrics(struct admin_call *call)
 {
     const struct controller *c = call->c;
-    struct node_stats stats = {0, 0, now_s(c), metrics_new()};
+    struct node_stats stats = {.now = now_s(c), .expiry = metrics_new(), .fleet_of = c,
+                               .soonest = calloc(NODE_EXPIRY_SERIES_MAX, sizeof(*stats.soonest))};
     struct metrics *m = metrics_new();
     char *expiry = NULL, *text = NULL;
     size_t expiry_len = 0, text_len = 0;
     struct ztr_err err = {0};
-    if (stats.expiry == NULL || m == NULL)
+    if (stats.expiry == NULL || m == NULL || stats.soonest == NULL)
         goto out_of_memory;
     if (store_node_list(c->store, visit_node_stats, &stats, &err) != 0) {
         respond_failure(call->response, &err);
@@ -1422,6 +1801,7 @@ out_of_memory:
     http_respond_error(call->response, 500, "out of memory");
 out:
     free(expiry);
+    free(stats.soonest);
     metrics_free(stats.expiry);
     metrics_free(m);
 }

@@ -500,6 +500,115 @@ cmd_node_set_addresses(const struct cli *cli, const struct args *args)
     return rc;
 }
 
+/* ---- the fleet view ------------------------------------------------------- */
+
+static const struct field fleet_node_fields[] = {
+    {"id", NULL, F_PLAIN},
+    {"name", NULL, F_PLAIN},
+    {"role", NULL, F_PLAIN},
+    {"state", NULL, F_PLAIN},
+    {"flags", NULL, F_LIST},
+    {"expires_in_s", NULL, F_PLAIN},
+    {"cert_not_after", "not_after", F_TIME},
+    {"renew_at", NULL, F_TIME},
+    {"last_renewed_at", "last_renewal", F_TIME},
+    {"last_seen", NULL, F_TIME},
+    {"reconnects_5m", NULL, F_PLAIN},
+    {NULL, NULL, F_PLAIN},
+};
+
+/* The runbook's counters whose 5-minute deltas a node line ends with. */
+static const char *const fleet_delta_names[] = {
+    "telemetry.reconnect.scheduled", "telemetry.reconnect.failed", "telemetry.auth.expired",
+    "telemetry.auth.revoked",        "telemetry.auth.unavailable", "renewals.failed",
+};
+
+static void
+print_fleet_deltas(const json_t *node)
+{
+    const json_t *deltas = json_object_get(node, "deltas_5m");
+    for (size_t i = 0; i < sizeof(fleet_delta_names) / sizeof(fleet_delta_names[0]); i++) {
+        const char *name = fleet_delta_names[i];
+        const char *short_name = strncmp(name, "telemetry.", 10) == 0 ? name + 10 : name;
+        printf(" %s_5m=", short_name);
+        print_json_value(json_object_get(deltas, name), F_PLAIN);
+    }
+}
+
+static int
+cmd_fleet(const struct cli *cli, const struct args *args)
+{
+    char url[CLI_URL_MAX];
+    if (build_url(cli, url, sizeof(url), "/api/admin/fleet", NULL, NULL) != 0)
+        return EXIT_FAILED;
+    /* Flags become query flags; values go encoded. */
+    static const char *const flags[][2] = {{"missed-renewal", "missed_renewal"},
+                                           {"expired", "expired"},
+                                           {"flapping", "flapping"}};
+    char sep = '?';
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (!arg_flag(args, flags[i][0]))
+            continue;
+        char part[40];
+        snprintf(part, sizeof(part), "%c%s=1", sep, flags[i][1]);
+        sep = '&';
+        if (url_append(url, sizeof(url), part) != 0)
+            return EXIT_FAILED;
+    }
+    static const char *const values[][2] = {{"expiring-within", "expiring_within"},
+                                            {"state", "state"}};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        const char *value = arg_value(args, values[i][0]);
+        if (value == NULL)
+            continue;
+        char part[40];
+        snprintf(part, sizeof(part), "%c%s=", sep, values[i][1]);
+        sep = '&';
+        if (url_append(url, sizeof(url), part) != 0 ||
+            url_append_encoded(url, sizeof(url), value) != 0) {
+            fprintf(stderr, "error: request URL longer than %d bytes\n", CLI_URL_MAX);
+            return EXIT_FAILED;
+        }
+    }
+    json_t *reply;
+    int rc = call_api(cli, "GET", url, NULL, &reply);
+    if (rc != EXIT_OK)
+        return rc;
+    const json_t *counts = json_object_get(reply, "counts");
+    printf("fleet ONLINE=%lld OFFLINE=%lld EXPIRED=%lld REVOKED=%lld renewal_missed=%lld "
+           "flapping=%lld window_s=%lld\n",
+           reply_int(counts, "ONLINE"), reply_int(counts, "OFFLINE"),
+           reply_int(counts, "EXPIRED"), reply_int(counts, "REVOKED"),
+           reply_int(reply, "renewal_missed"), reply_int(reply, "flapping"),
+           reply_int(reply, "window_s"));
+    static const struct field escalation_fields[] = {{"failure", NULL, F_PLAIN},
+                                                     {"nodes", NULL, F_PLAIN},
+                                                     {"names", NULL, F_LIST},
+                                                     {"logged_at", NULL, F_TIME},
+                                                     {NULL, NULL, F_PLAIN}};
+    size_t i;
+    const json_t *item;
+    json_array_foreach(json_object_get(reply, "escalations"), i, item) {
+        fputs("escalate ", stdout);
+        print_item(item, escalation_fields);
+    }
+    json_array_foreach(json_object_get(reply, "nodes"), i, item) {
+        /* One line per node: its fields, then its deltas. */
+        for (size_t k = 0; fleet_node_fields[k].key != NULL; k++) {
+            if (k > 0)
+                putchar(' ');
+            printf("%s=", fleet_node_fields[k].label != NULL ? fleet_node_fields[k].label
+                                                             : fleet_node_fields[k].key);
+            print_json_value(json_object_get(item, fleet_node_fields[k].key),
+                             fleet_node_fields[k].kind);
+        }
+        print_fleet_deltas(item);
+        putchar('\n');
+    }
+    json_decref(reply);
+    return EXIT_OK;
+}
+
 /* ---- resources ------------------------------------------------------------ */
 
 static const struct field resource_fields[] = {
@@ -742,6 +851,12 @@ static const struct command commands[] = {
     {"token", "list", 0, {{NULL, false, false}}, cmd_token_list, "token list"},
     {"token", "delete", 1, {{NULL, false, false}}, cmd_token_delete, "token delete ID"},
     {"node", "list", 0, {{NULL, false, false}}, cmd_node_list, "node list"},
+    {"fleet", NULL, 0,
+     {{"missed-renewal", false, false}, {"expiring-within", true, false},
+      {"expired", false, false}, {"flapping", false, false}, {"state", true, false}},
+     cmd_fleet,
+     "fleet [--missed-renewal] [--expiring-within 1h] [--expired] [--flapping] "
+     "[--state ONLINE|OFFLINE|EXPIRED|REVOKED]"},
     {"node", "revoke", 1, {{"reason", true, false}}, cmd_node_revoke,
      "node revoke ID [--reason TEXT]"},
     {"node", "set-addresses", 1, {{"address", true, true}}, cmd_node_set_addresses,

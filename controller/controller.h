@@ -24,6 +24,7 @@
 #include "base/config.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "controller/fleet.h"
 #include "controller/store.h"
 #include "pki/pki.h"
 
@@ -96,6 +97,10 @@ struct controller {
     struct store *store;
     struct ca_set *cas;
     struct ctl_server *ctl;
+    /* What heartbeats report, in memory (fleet.h); ctl_server_start makes
+     * it and ctl_server_stop writes it out and frees it. NULL otherwise:
+     * the admin API then shows what the store has. */
+    struct fleet *fleet;
     struct http_server *admin_http;
     struct http_server *health_http;
     struct admin_tls *admin_tls;   /* NULL: the admin API is plain HTTP (loopback) */

@@ -72,6 +72,7 @@ struct session {
     char key[PKI_KEY_FINGERPRINT_MAX + 1];
     char serial[STORE_SERIAL_MAX + 1];
     bool refused;                     /* never admitted: its close changes no status */
+    bool in_fleet;                    /* said hello: fleet_hello was called */
     /* Counted in server->unauthenticated until it has said hello. */
     bool holds_source;
     struct quota_key source;
@@ -740,8 +741,12 @@ handle_hello(struct session *s, const json_t *msg)
         }
     }
     bool status_changed = false;
-    store_node_set_status(c->store, s->node.id, STORE_ONLINE, "control stream connected",
-                          &status_changed, &err);
+    int online_rc = store_node_set_status(c->store, s->node.id, STORE_ONLINE,
+                                          "control stream connected", &status_changed, &err);
+    fleet_hello(c->fleet, &s->node);
+    if (online_rc != 0)
+        fleet_offline(c->fleet, s->node.id); /* its next heartbeat tries ONLINE again */
+    s->in_fleet = true;
     s->state = S_ACTIVE;
     release_source(s);
     log_info("node connected", "node=%s spiffe_id=%s peer=%s", s->node.id, s->node.spiffe_id,
@@ -762,13 +767,17 @@ handle_heartbeat(struct session *s, const json_t *msg)
     struct controller *c = s->server->c;
     struct ztr_err err = {0};
     c->counters.heartbeats++;
-    store_node_touch(c->store, s->node.id, &err);
-    /* The sweep may have marked a slow node OFFLINE; its heartbeat says it
-     * is back. */
-    bool changed = false;
-    store_node_set_status(c->store, s->node.id, STORE_ONLINE, "heartbeat", &changed, &err);
-    if (changed)
-        log_info("node ONLINE", "node=%s reason=heartbeat", s->node.id);
+    /* Kept in memory and written in batches (fleet.h): a heartbeat writes
+     * to the store only when the sweep marked a slow node OFFLINE and its
+     * heartbeat says it is back. */
+    if (fleet_heartbeat(c->fleet, &s->node, json_object_get(msg, "counters"))) {
+        bool changed = false;
+        if (store_node_set_status(c->store, s->node.id, STORE_ONLINE, "heartbeat", &changed,
+                                  &err) == 0)
+            fleet_online_written(c->fleet, s->node.id);
+        if (changed)
+            log_info("node ONLINE", "node=%s reason=heartbeat", s->node.id);
+    }
     session_send(s, json_pack("{s:s, s:O, s:I}", "type", "heartbeat_ack", "seq",
                               json_object_get(msg, "seq"), "server_time",
                               (json_int_t)clock_wall_s(c->clock)));
@@ -1089,13 +1098,16 @@ on_close(void *user, const char *reason)
         snprintf(why, sizeof(why), "control stream closed: %s", reason);
         bool changed = false;
         struct ztr_err err;
-        store_node_set_status(c->store, s->node.id, STORE_OFFLINE, why, &changed, &err);
+        if (store_node_set_status(c->store, s->node.id, STORE_OFFLINE, why, &changed, &err) == 0)
+            fleet_offline(c->fleet, s->node.id);
         log_info("node disconnected", "node=%s reason=\"%s\"", s->node.id, reason);
     } else if (s->state == S_HANDSHAKE) {
         c->counters.sessions_rejected++;
         log_warn("TLS handshake failed", "peer=%s reason=\"%s\"",
                  ctl_stream_peer_addr(s->stream), reason);
     }
+    if (s->in_fleet)
+        fleet_session_closed(c->fleet, s->node.id);
     index_remove(server, s);
     if (s->prev != NULL)
         s->prev->next = s->next;
@@ -1172,7 +1184,8 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 static int
 log_offline(void *ctx, const struct store_node *node)
 {
-    (void)ctx;
+    struct controller *c = ctx;
+    fleet_offline(c->fleet, node->id);
     log_info("node OFFLINE", "node=%s name=%s reason=\"no heartbeat\" last_seen=%lld", node->id,
              node->name, (long long)node->last_seen);
     return 0;
@@ -1226,8 +1239,13 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     int64_t now = clock_wall_s(c->clock);
     /* Three missed intervals make a node OFFLINE (failure-modes §3.2). */
     int64_t cutoff = now - (3 * c->settings.heartbeat_interval_ms + 999) / 1000;
-    if (store_node_sweep_offline(c->store, cutoff, log_offline, NULL, &err) != 0)
+    /* Heartbeats live in memory: first store those the sweep would judge
+     * by a stale last_seen. */
+    if (fleet_persist(c->fleet, cutoff, &err) != 0)
+        log_warn("heartbeats not stored", "error=\"%s\"", err.msg);
+    if (store_node_sweep_offline(c->store, cutoff, log_offline, c, &err) != 0)
         log_warn("offline sweep failed", "error=\"%s\"", err.msg);
+    fleet_tick(c->fleet);
     close_idle_sessions(server);
     prune_events(c, now);
     bool pruned = false;
@@ -1343,13 +1361,16 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
     server->rate_log = (struct log_limit)LOG_LIMIT_INIT(20, 1000);
     /* Held entries are at most one per session slot; windowed ones are
      * dropped first when room is needed. */
-    if (quota_new(SESSIONS_MAX, 0, &server->unauthenticated, err) != 0 ||
+    if (fleet_new(c->store, c->clock, set->svid_ttl_s, &c->fleet, err) != 0 ||
+        quota_new(SESSIONS_MAX, 0, &server->unauthenticated, err) != 0 ||
         quota_new(SOURCE_TABLE_MAX, 60000, &server->enroll_failures, err) != 0 ||
         quota_new(SOURCE_TABLE_MAX, 60000, &server->hellos, err) != 0 ||
         issue_identity(server, false, err) != 0 ||
         net_listen(c->settings.controller_listen, 1024, &server->listen_fd, err) != 0) {
         tls_ctx_free(server->tls);
         free_quotas(server);
+        fleet_free(c->fleet);
+        c->fleet = NULL;
         free(server);
         return -1;
     }
@@ -1382,6 +1403,12 @@ ctl_server_stop(struct ctl_server *server)
         ev_run(c->loop, EVRUN_NOWAIT);
     tls_ctx_free(server->tls);
     free_quotas(server);
+    /* What heartbeats said since the last sweep survives the restart. */
+    struct ztr_err err = {0};
+    if (fleet_persist(c->fleet, INT64_MAX, &err) != 0)
+        log_warn("heartbeats not stored", "error=\"%s\"", err.msg);
+    fleet_free(c->fleet);
+    c->fleet = NULL;
     c->ctl = NULL;
     free(server);
 }

@@ -193,7 +193,7 @@ daemon_main(int argc, char **argv)
     struct controller c = {0};
     struct daemon_spec spec = {
         .usage = "usage: controller [serve] [--config FILE] [flags]\n"
-                 "       controller <token|node|resource|allow|deny|allowlist|ca|events> ...",
+                 "       controller <token|node|fleet|resource|allow|deny|allowlist|ca|events> ...",
         .msg_failed = "controller failed to start",
         .msg_stopping = "controller stopping",
         .schema = controller_schema,

@@ -34,6 +34,9 @@
  * renewal, unless the new one is used first (docs/SECURITY.md): a renewal
  * whose reply was lost must not lock the node out. */
 #define STORE_RENEWAL_GRACE_S (10 * 60)
+/* The counters a node's agent last reported, as JSON text ({"auth_expired":
+ * 0, ...}); the controller keeps only the names it knows (fleet.h). */
+#define STORE_COUNTERS_MAX 512
 
 /* err->code values of this module (beyond base/err.h's). */
 enum store_error {
@@ -104,6 +107,17 @@ struct store_node {
     char prev_cert_key[STORE_KEY_MAX + 1];
     int64_t prev_cert_until;
     int64_t enrolled_at;
+    /* When the current certificate was issued (0: not in the history,
+     * rows from before it was kept) and when a renewal over the node's
+     * stream last succeeded (0: never). */
+    int64_t cert_issued_at;
+    int64_t last_renewed_at;
+    /* The agent's counters as last persisted (JSON object text, "{}" when
+     * none) and when they were reported (0: never). Heartbeats reach the
+     * store in batches (store_node_save_heartbeats), so these and last_seen
+     * may lag the live session by a few heartbeat intervals. */
+    char counters[STORE_COUNTERS_MAX + 1];
+    int64_t counters_at;
 };
 
 /*
@@ -135,6 +149,20 @@ int store_node_set_status(struct store *store, const char *id, enum store_status
                           const char *reason, bool *changed, struct ztr_err *err);
 /* A heartbeat: last_seen = now, no event. */
 int store_node_touch(struct store *store, const char *id, struct ztr_err *err);
+/* What heartbeats said about one node since it was last written. */
+struct store_heartbeat {
+    char id[STORE_ID_MAX + 1];
+    int64_t last_seen;                      /* moves last_seen forward, never back */
+    char counters[STORE_COUNTERS_MAX + 1];  /* JSON object text; "" keeps the stored ones */
+    int64_t counters_at;
+};
+/* Writes many nodes' heartbeats in one transaction (one commit however
+ * many rows): the controller batches them instead of writing each
+ * heartbeat. Ids that name no node are skipped; *written (optional) gets
+ * how many rows changed. Counters that are not a JSON object are
+ * ZTR_E_INVALID and nothing is written. */
+int store_node_save_heartbeats(struct store *store, const struct store_heartbeat *beats,
+                               size_t count, size_t *written, struct ztr_err *err);
 /* Nodes ONLINE whose last_seen is older than cutoff become OFFLINE (one
  * event each, reason "no heartbeat"); the ids are reported to visit. */
 int store_node_sweep_offline(struct store *store, int64_t cutoff,
@@ -166,7 +194,7 @@ int store_node_cert_admit(struct store *store, const char *id, const char *key,
 /* Renewal, atomically: session_key must be the current key or the previous
  * one within its grace (else STORE_E_SUPERSEDED, nothing written); its
  * certificate becomes the previous one until now + grace_s, the new serial
- * and key the current one; a "renewed" event. */
+ * and key the current one; last_renewed_at = now; a "renewed" event. */
 int store_node_renew(struct store *store, const char *id, const char *session_key,
                      const char *serial, const char *key, int64_t not_after, int64_t grace_s,
                      struct ztr_err *err);

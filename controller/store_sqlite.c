@@ -140,6 +140,19 @@ static const char *const migrations[] = {
      * Tokens from before allow none. */
     "ALTER TABLE tokens ADD COLUMN addresses TEXT NOT NULL DEFAULT '[]'"
     "  CHECK (json_valid(addresses) AND json_type(addresses) = 'array');",
+
+    /* 6: the fleet view. The counters a node's agent last reported in a
+     * heartbeat (JSON object, name -> count) and when, written at most
+     * every few heartbeat intervals rather than on each one (fleet.c);
+     * when the node last renewed its certificate over its stream. Rows from
+     * before take their last renewal from the certificates issued after
+     * their enrollment. */
+    "ALTER TABLE nodes ADD COLUMN counters TEXT NOT NULL DEFAULT '{}'"
+    "  CHECK (json_valid(counters) AND json_type(counters) = 'object');"
+    "ALTER TABLE nodes ADD COLUMN counters_at INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE nodes ADD COLUMN last_renewed_at INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE nodes SET last_renewed_at = COALESCE((SELECT max(issued_at) FROM certificates"
+    "  WHERE certificates.node_id = nodes.id AND certificates.issued_at > nodes.enrolled_at), 0);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -838,10 +851,15 @@ store_token_list(struct store *s, int (*visit)(void *ctx, const struct store_tok
 
 /* ---- nodes ---------------------------------------------------------------- */
 
+/* cert_issued_at comes from the certificates history (a primary-key
+ * lookup): every path that issues a certificate records it there. */
 #define NODE_SELECT                                                                      \
     "SELECT id, name, role, spiffe_id, addresses, status, revoked, last_seen, "         \
     "cert_serial, cert_not_after, enrolled_at, cert_key, prev_cert_serial, "            \
-    "prev_cert_key, prev_cert_until, allowed_addresses FROM nodes "
+    "prev_cert_key, prev_cert_until, allowed_addresses, counters, counters_at, "        \
+    "last_renewed_at, (SELECT issued_at FROM certificates WHERE "                        \
+    "certificates.node_id = nodes.id AND certificates.serial = nodes.cert_serial) "      \
+    "FROM nodes "
 
 static int
 read_node(sqlite3_stmt *st, struct store_node *n, struct ztr_err *err)
@@ -856,8 +874,12 @@ read_node(sqlite3_stmt *st, struct store_node *n, struct ztr_err *err)
         col_text(st, 11, n->cert_key, sizeof(n->cert_key), err) != 0 ||
         col_text(st, 12, n->prev_cert_serial, sizeof(n->prev_cert_serial), err) != 0 ||
         col_text(st, 13, n->prev_cert_key, sizeof(n->prev_cert_key), err) != 0 ||
-        col_text(st, 15, n->allowed_addresses, sizeof(n->allowed_addresses), err) != 0)
+        col_text(st, 15, n->allowed_addresses, sizeof(n->allowed_addresses), err) != 0 ||
+        col_text(st, 16, n->counters, sizeof(n->counters), err) != 0)
         return -1;
+    n->counters_at = sqlite3_column_int64(st, 17);
+    n->last_renewed_at = sqlite3_column_int64(st, 18);
+    n->cert_issued_at = sqlite3_column_int64(st, 19); /* NULL (no history) reads as 0 */
     n->prev_cert_until = sqlite3_column_int64(st, 14);
     n->status = sqlite3_column_int(st, 5) == STORE_ONLINE ? STORE_ONLINE : STORE_OFFLINE;
     n->revoked = sqlite3_column_int(st, 6) != 0;
@@ -1230,6 +1252,66 @@ store_node_sweep_offline(struct store *s, int64_t cutoff,
     return rc;
 }
 
+struct heartbeats_job {
+    const struct store_heartbeat *beats;
+    size_t count;
+    size_t written;
+};
+
+static int
+heartbeats_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    struct heartbeats_job *job = ctx;
+    sqlite3_stmt *st;
+    /* One statement for the whole batch: what makes many rows one cheap
+     * commit instead of one commit each. */
+    TRY(stmt_open(s,
+                  "UPDATE nodes SET last_seen = max(last_seen, ?1), "
+                  "counters = CASE WHEN ?2 = '' THEN counters ELSE ?2 END, "
+                  "counters_at = CASE WHEN ?2 = '' THEN counters_at ELSE ?3 END WHERE id = ?4",
+                  NO_ARGS, &st, err));
+    job->written = 0;
+    for (size_t i = 0; i < job->count; i++) {
+        const struct store_heartbeat *b = &job->beats[i];
+        sqlite3_reset(st);
+        if (sqlite3_bind_int64(st, 1, b->last_seen) != SQLITE_OK ||
+            sqlite3_bind_text(st, 2, b->counters, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 3, b->counters_at) != SQLITE_OK ||
+            sqlite3_bind_text(st, 4, b->id, -1, SQLITE_STATIC) != SQLITE_OK) {
+            db_fail(s, sqlite3_sql(st), err);
+            sqlite3_finalize(st);
+            return -1;
+        }
+        if (stmt_step(s, st, err) < 0) {
+            sqlite3_finalize(st);
+            return -1;
+        }
+        job->written += (size_t)sqlite3_changes(s->db);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int
+store_node_save_heartbeats(struct store *s, const struct store_heartbeat *beats, size_t count,
+                           size_t *written, struct ztr_err *err)
+{
+    if (written != NULL)
+        *written = 0;
+    for (size_t i = 0; i < count; i++) {
+        TRY(check_text("node id", beats[i].id, STORE_ID_MAX, true, err));
+        /* The column's CHECK refuses anything but a JSON object. */
+        TRY(check_text("node counters", beats[i].counters, STORE_COUNTERS_MAX, false, err));
+    }
+    if (count == 0)
+        return 0;
+    struct heartbeats_job job = {beats, count, 0};
+    TRY(in_tx(s, heartbeats_body, &job, err));
+    if (written != NULL)
+        *written = job.written;
+    return 0;
+}
+
 /* Classifies key against node (read inside the caller's statement or tx). */
 static int
 classify_key(struct store *s, const struct store_node *node, const char *key,
@@ -1350,10 +1432,11 @@ renew_body(struct store *s, void *ctx, struct ztr_err *err)
                            from.serial[0] != '\0' ? from.serial : "(unknown)");
     TRY(stmt_exec(s,
                   "UPDATE nodes SET cert_serial = ?, cert_not_after = ?, cert_key = ?, "
-                  "prev_cert_serial = ?, prev_cert_key = ?, prev_cert_until = ? WHERE id = ?",
+                  "prev_cert_serial = ?, prev_cert_key = ?, prev_cert_until = ?, "
+                  "last_renewed_at = ? WHERE id = ?",
                   ARGS(TEXT_ARG(job->serial), INT_ARG(job->not_after), TEXT_ARG(job->key),
                        TEXT_ARG(from.serial), TEXT_ARG(job->session_key),
-                       INT_ARG(now_s(s) + job->grace_s), TEXT_ARG(job->id)),
+                       INT_ARG(now_s(s) + job->grace_s), INT_ARG(now_s(s)), TEXT_ARG(job->id)),
                   NULL, err));
     TRY(record_cert(s, job->id, job->serial, job->key, err));
     char detail[STORE_DETAIL_MAX + 1];

@@ -22,6 +22,9 @@
  *       "internal CA mismatch during renewal", sends bundle_request, and
  *       retries the check when the bundle arrives ("renewal recovered").
  *       --renew-csr sends FILE (PEM, made elsewhere) as the renewal's CSR.
+ *       [--counters JSON] [--rise NAME]: every heartbeat carries the counters
+ *       object JSON (e.g. {"auth_unavailable":4}); with --rise, counter NAME
+ *       goes up by one with each heartbeat after the first.
  *   ctl-probe raw     --controller ADDR --ca CA.pem --trust-domain TD --send JSON
  *       an unauthenticated session that sends one frame and prints replies.
  *
@@ -47,7 +50,8 @@
 
 struct probe {
     const char *command, *controller, *ca, *trust_domain, *token, *role, *name, *out, *dir,
-        *data_listen, *send, *until, *renew_csr;
+        *data_listen, *send, *until, *renew_csr, *rise;
+    json_t *counters;      /* --counters, or NULL */
     const char *addresses[8];
     size_t address_count;
     const char *resources[8];
@@ -362,7 +366,17 @@ heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     p->heartbeats_sent++;
-    send_msg(p, json_pack("{s:s, s:I}", "type", "heartbeat", "seq", (json_int_t)p->heartbeats_sent));
+    json_t *beat = json_pack("{s:s, s:I}", "type", "heartbeat", "seq", (json_int_t)p->heartbeats_sent);
+    if (p->counters != NULL) {
+        json_t *counters = json_deep_copy(p->counters);
+        if (p->rise != NULL) {
+            json_int_t base = json_integer_value(json_object_get(counters, p->rise));
+            json_object_set_new(counters, p->rise,
+                                json_integer(base + (json_int_t)p->heartbeats_sent - 1));
+        }
+        json_object_set_new(beat, "counters", counters);
+    }
+    send_msg(p, beat);
 }
 
 static void
@@ -458,6 +472,7 @@ main(int argc, char **argv)
         {"until", required_argument, NULL, 'U'}, {"renew", no_argument, NULL, 'w'},
         {"renew-same-key", no_argument, NULL, 'W'}, {"send", required_argument, NULL, 's'},
         {"stale-bundle", no_argument, NULL, 'S'}, {"renew-csr", required_argument, NULL, 'C'},
+        {"counters", required_argument, NULL, 'N'}, {"rise", required_argument, NULL, 'I'},
         {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
@@ -483,24 +498,40 @@ main(int argc, char **argv)
         case 's': p.send = optarg; break;
         case 'S': p.stale_bundle = true; break;
         case 'C': p.renew_csr = optarg; break;
-        default: return usage("unknown option");
+        case 'N':
+            json_decref(p.counters);
+            p.counters = json_loads(optarg, 0, NULL);
+            if (!json_is_object(p.counters))
+                return usage("--counters is not a JSON object");
+            break;
+        case 'I': p.rise = optarg; break;
+        default: json_decref(p.counters); return usage("unknown option");
         }
     }
-    if (p.controller == NULL || p.trust_domain == NULL)
+    if (p.rise != NULL && p.counters == NULL)
+        p.counters = json_object();
+    if (p.controller == NULL || p.trust_domain == NULL) {
+        json_decref(p.counters);
         return usage("--controller and --trust-domain are required");
+    }
     bool ok = (strcmp(p.command, "enroll") == 0 && p.ca && p.token && p.role && p.name && p.out) ||
               (strcmp(p.command, "session") == 0 && p.dir && p.role) ||
               (strcmp(p.command, "raw") == 0 && p.ca && p.send);
-    if (!ok)
+    if (!ok) {
+        json_decref(p.counters);
         return usage("missing options for this command");
+    }
     log_set_level(LOG_WARN);
     struct ztr_err err = {0};
-    if (pki_init(&err) != 0)
+    if (pki_init(&err) != 0) {
+        json_decref(p.counters);
         return usage(err.msg);
+    }
     p.loop = ev_default_loop(0);
     int status = connect_and_run(&p);
     pki_key_free(p.renew_key);
     free(p.pending_chain);
+    json_decref(p.counters);
     pki_cleanup();
     return status;
 }

@@ -122,6 +122,7 @@ setup(void **state)
     assert_int_equal(store_open(db, &f->clock, &c->store, &err), 0);
     free(db);
     assert_int_equal(ca_set_open(&c->settings, &f->clock, &c->cas, &err), 0);
+    assert_int_equal(fleet_new(c->store, &f->clock, SVID_TTL_S, &c->fleet, &err), 0);
     c->ctl = &f->ctl;
     assert_int_equal(admin_start(c, &err), 0);
     snprintf(f->admin_base, sizeof(f->admin_base), "http://127.0.0.1:%u",
@@ -143,6 +144,7 @@ teardown(void **state)
     assert_null(strstr(test_log_captured(), ADMIN_TOKEN));
     test_log_capture_stop();
     ca_set_free(f->c.cas);
+    fleet_free(f->c.fleet);
     store_close(f->c.store);
     free(f->c.admin_token);
     ev_loop_destroy(f->loop);
@@ -957,6 +959,241 @@ test_ca_rotate_refused_for_operator_ca(void **state)
     assert_int_equal(f->ctl.refreshes, 0);
 }
 
+/* ---- the fleet view ------------------------------------------------------- */
+
+/* The node named name in a /api/admin/fleet answer, or NULL. */
+static json_t *
+fleet_node(const struct reply *r, const char *name)
+{
+    size_t i;
+    json_t *node;
+    json_array_foreach(json_object_get(r->json, "nodes"), i, node)
+        if (strcmp(str_of(node, "name"), name) == 0)
+            return node;
+    return NULL;
+}
+
+static bool
+has_flag(const json_t *node, const char *flag)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(node, "flags"), i, item)
+        if (strcmp(json_string_value(item), flag) == 0)
+            return true;
+    return false;
+}
+
+static void
+heartbeat_with(struct fixture *f, const struct store_node *node, const char *counters)
+{
+    json_t *value = json_loads(counters, 0, NULL);
+    assert_non_null(value);
+    fleet_heartbeat(f->c.fleet, node, value);
+    json_decref(value);
+}
+
+static void
+test_fleet_view_states_counters_and_filters(void **state)
+{
+    struct fixture *f = *state;
+    struct ztr_err err = {0};
+    struct store_node a, b, c;
+    seed_node(f, "connector", "dc1-a", &a);
+    seed_node(f, "tunneler", "laptop", &b);
+    seed_node(f, "tunneler", "lost", &c);
+    int64_t t0 = clock_wall_s(&f->clock);
+    assert_int_equal(store_node_set_status(f->c.store, a.id, STORE_ONLINE, "test", NULL, &err), 0);
+    assert_int_equal(store_node_get(f->c.store, a.id, &a, &err), 0);
+    fleet_hello(f->c.fleet, &a);
+    heartbeat_with(f, &a, "{\"auth_expired\":1,\"reconnect_scheduled\":5}");
+    clock_manual_advance(&f->clock, 10 * 1000LL);
+    heartbeat_with(f, &a, "{\"auth_expired\":3,\"reconnect_scheduled\":5}");
+    for (int i = 0; i < 4; i++) {
+        fleet_hello(f->c.fleet, &b);
+        fleet_session_closed(f->c.fleet, b.id);
+    }
+
+    struct reply r;
+    api(f, "GET", "/api/admin/fleet", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(int_of(r.json, "window_s"), 300);
+    assert_int_equal(int_of(r.json, "escalate_at_nodes"), 3);
+    json_t *counts = json_object_get(r.json, "counts");
+    assert_int_equal(int_of(counts, "ONLINE"), 1);
+    assert_int_equal(int_of(counts, "OFFLINE"), 2);
+    assert_int_equal(int_of(counts, "EXPIRED"), 0);
+    assert_int_equal(int_of(counts, "REVOKED"), 0);
+    assert_int_equal(int_of(r.json, "flapping"), 1);
+    assert_int_equal(json_array_size(json_object_get(r.json, "nodes")), 3);
+    assert_int_equal(json_array_size(json_object_get(r.json, "escalations")), 0);
+    json_t *n = fleet_node(&r, "dc1-a");
+    assert_non_null(n);
+    assert_string_equal(str_of(n, "state"), "ONLINE");
+    assert_int_equal(int_of(n, "last_seen"), t0 + 10); /* the live value, not the stored one */
+    assert_int_equal(int_of(n, "sessions"), 1);
+    assert_int_equal(int_of(n, "cert_not_after"), t0 + SVID_TTL_S);
+    assert_int_equal(int_of(n, "expires_in_s"), SVID_TTL_S - 10);
+    assert_int_equal(int_of(n, "cert_issued_at"), t0);
+    assert_int_equal(int_of(n, "renew_at"), t0 + SVID_TTL_S / 2);
+    assert_int_equal(int_of(n, "renewal_deadline"), t0 + SVID_TTL_S * 6 / 10);
+    assert_int_equal(int_of(n, "last_renewed_at"), 0);
+    assert_int_equal(int_of(json_object_get(n, "counters"), "telemetry.auth.expired"), 3);
+    assert_int_equal(int_of(json_object_get(n, "counters"), "telemetry.reconnect.scheduled"), 5);
+    assert_int_equal(int_of(json_object_get(n, "deltas_5m"), "telemetry.auth.expired"), 2);
+    assert_int_equal(int_of(json_object_get(n, "deltas_5m"), "telemetry.reconnect.scheduled"), 0);
+    assert_int_equal(int_of(n, "deltas_window_s"), 10);
+    assert_int_equal(int_of(n, "counters_at"), t0 + 10);
+    assert_int_equal(json_array_size(json_object_get(n, "flags")), 0);
+    n = fleet_node(&r, "laptop");
+    assert_true(json_is_true(json_object_get(n, "flapping")));
+    assert_int_equal(int_of(n, "reconnects_5m"), 3);
+    assert_true(has_flag(n, "flapping"));
+    assert_true(json_is_null(json_object_get(n, "deltas_5m")));
+    assert_int_equal(json_object_size(json_object_get(n, "counters")), 0);
+    reply_free(&r);
+
+    api(f, "GET", "/api/admin/fleet?flapping", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "nodes")), 1);
+    assert_non_null(fleet_node(&r, "laptop"));
+    assert_int_equal(int_of(json_object_get(r.json, "counts"), "OFFLINE"), 2); /* all nodes */
+    reply_free(&r);
+    api(f, "GET", "/api/admin/fleet?flapping=0&state=ONLINE", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "nodes")), 1);
+    assert_non_null(fleet_node(&r, "dc1-a"));
+    reply_free(&r);
+    api(f, "GET", "/api/admin/fleet?expiring_within=1h", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "nodes")), 3);
+    assert_true(has_flag(fleet_node(&r, "dc1-a"), "expiring"));
+    reply_free(&r);
+    api(f, "GET", "/api/admin/fleet?expiring_within=30m", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "nodes")), 0);
+    reply_free(&r);
+
+    /* Past 60 % of the life: renewal missed, unless the node renewed. */
+    clock_manual_advance(&f->clock, (SVID_TTL_S * 6 / 10 - 10) * 1000LL);
+    struct store_cert_check check;
+    assert_int_equal(store_node_cert_admit(f->c.store, b.id, "kb", &check, &err), 0);
+    assert_int_equal(store_node_renew(f->c.store, b.id, "kb", "beef", "kb2",
+                                      clock_wall_s(&f->clock) + SVID_TTL_S, 600, &err),
+                     0);
+    assert_int_equal(store_node_revoke(f->c.store, c.id, NULL, &err), 0);
+    api(f, "GET", "/api/admin/fleet?missed_renewal", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "nodes")), 1);
+    n = fleet_node(&r, "dc1-a");
+    assert_true(json_is_true(json_object_get(n, "renewal_missed")));
+    assert_true(has_flag(n, "renewal_missed"));
+    assert_int_equal(int_of(r.json, "renewal_missed"), 1);
+    assert_int_equal(int_of(json_object_get(r.json, "counts"), "REVOKED"), 1);
+    reply_free(&r);
+    api(f, "GET", "/api/admin/fleet?state=OFFLINE", NULL, &r);
+    n = fleet_node(&r, "laptop");
+    assert_int_equal(int_of(n, "last_renewed_at"), clock_wall_s(&f->clock));
+    assert_int_equal(int_of(n, "cert_issued_at"), clock_wall_s(&f->clock));
+    reply_free(&r);
+
+    /* Past not_after: EXPIRED, whatever the stream said. */
+    clock_manual_advance(&f->clock, (SVID_TTL_S * 4 / 10) * 1000LL);
+    api(f, "GET", "/api/admin/fleet?expired=true", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "nodes")), 1);
+    n = fleet_node(&r, "dc1-a");
+    assert_string_equal(str_of(n, "state"), "EXPIRED");
+    assert_true(has_flag(n, "expired"));
+    assert_int_equal(int_of(n, "expires_in_s"), 0);
+    assert_int_equal(int_of(json_object_get(r.json, "counts"), "EXPIRED"), 1);
+    assert_int_equal(int_of(json_object_get(r.json, "counts"), "ONLINE"), 0);
+    reply_free(&r);
+
+    expect_error(f, "GET", "/api/admin/fleet?expiring_within=soon", NULL, 400,
+                 "\"expiring_within\" must be a duration");
+    expect_error(f, "GET", "/api/admin/fleet?flapping=maybe", NULL, 400, "\"flapping\"");
+    expect_error(f, "GET", "/api/admin/fleet?state=GONE", NULL, 400, "\"state\" must be");
+}
+
+/* Counters the store kept (the node not heard from since the start)
+ * show; deltas need a live follow-up and are null. */
+static void
+test_fleet_view_shows_stored_counters(void **state)
+{
+    struct fixture *f = *state;
+    struct ztr_err err = {0};
+    struct store_node a;
+    seed_node(f, "connector", "dc1-a", &a);
+    struct store_heartbeat hb = {0};
+    snprintf(hb.id, sizeof(hb.id), "%s", a.id);
+    hb.last_seen = clock_wall_s(&f->clock);
+    snprintf(hb.counters, sizeof(hb.counters), "{\"auth_revoked\":1,\"other\":9}");
+    hb.counters_at = hb.last_seen - 5;
+    assert_int_equal(store_node_save_heartbeats(f->c.store, &hb, 1, NULL, &err), 0);
+    struct reply r;
+    api(f, "GET", "/api/admin/fleet", NULL, &r);
+    json_t *n = fleet_node(&r, "dc1-a");
+    json_t *counters = json_object_get(n, "counters");
+    assert_int_equal(int_of(counters, "telemetry.auth.revoked"), 1);
+    assert_int_equal(json_object_size(counters), 1);
+    assert_true(json_is_null(json_object_get(n, "deltas_5m")));
+    assert_int_equal(int_of(n, "counters_at"), hb.counters_at);
+    reply_free(&r);
+}
+
+static void
+test_fleet_metrics_are_bounded(void **state)
+{
+    struct fixture *f = *state;
+    struct ztr_err err = {0};
+    /* 105 nodes enrolled a second apart: the first ones expire first. */
+    for (int i = 0; i < 105; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "t%03d", i);
+        struct store_node n;
+        seed_node(f, "tunneler", name, &n);
+        if (i == 0)
+            assert_int_equal(store_node_set_status(f->c.store, n.id, STORE_ONLINE, "t", NULL,
+                                                   &err),
+                             0);
+        if (i == 1)
+            assert_int_equal(store_node_revoke(f->c.store, n.id, NULL, &err), 0);
+        clock_manual_advance(&f->clock, 1000);
+    }
+    struct reply r;
+    send_request(f, f->health_base, "GET", "/metrics", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    const char *expect[] = {
+        "# TYPE ztr_nodes gauge\n",
+        "\nztr_nodes{state=\"ONLINE\"} 1\n",
+        "\nztr_nodes{state=\"OFFLINE\"} 103\n",
+        "\nztr_nodes{state=\"EXPIRED\"} 0\n",
+        "\nztr_nodes{state=\"REVOKED\"} 1\n",
+        "\nztr_nodes_renewal_missed 0\n",
+        "\nztr_nodes_flapping 0\n",
+        "# TYPE ztr_node_cert_expiry_seconds gauge\n",
+        /* Soonest first; the revoked t001 is left out. */
+        "\nztr_node_cert_expiry_seconds{node=\"t000\",role=\"tunneler\"} 3495\n"
+        "ztr_node_cert_expiry_seconds{node=\"t002\",role=\"tunneler\"} 3497\n",
+        "\nztr_node_cert_expiry_seconds{node=\"t100\",role=\"tunneler\"} 3595\n",
+        "\nztr_node_cert_expiry_omitted 4\n",
+        "\nztr_controller_fleet_escalations_total 0\n",
+    };
+    for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++)
+        if (strstr(r.text, expect[i]) == NULL)
+            fail_msg("metrics lack \"%s\"", expect[i]);
+    assert_null(strstr(r.text, "ztr_node_cert_expiry_seconds{node=\"t101\""));
+    assert_null(strstr(r.text, "ztr_node_cert_expiry_seconds{node=\"t001\""));
+    size_t series = 0;
+    for (const char *p = r.text; (p = strstr(p, "\nztr_node_cert_expiry_seconds{")) != NULL; p++)
+        series++;
+    assert_int_equal(series, 100);
+    reply_free(&r);
+
+    /* Expired for more than a day: out of the series, still counted. */
+    clock_manual_advance(&f->clock, (SVID_TTL_S + 86400 + 200) * 1000LL);
+    send_request(f, f->health_base, "GET", "/metrics", NULL, NULL, &r);
+    assert_non_null(strstr(r.text, "\nztr_nodes{state=\"EXPIRED\"} 104\n"));
+    assert_null(strstr(r.text, "\nztr_node_cert_expiry_seconds{"));
+    assert_non_null(strstr(r.text, "\nztr_node_cert_expiry_omitted 0\n"));
+    reply_free(&r);
+}
+
 /* ---- /health and /metrics ------------------------------------------------- */
 
 static void
@@ -1266,6 +1503,62 @@ test_cli_lists_and_changes(void **state)
 }
 
 static void
+test_cli_fleet(void **state)
+{
+    struct fixture *f = *state;
+    struct ztr_err err = {0};
+    struct store_node a, b;
+    seed_node(f, "connector", "dc1-a", &a);
+    seed_node(f, "tunneler", "laptop", &b);
+    assert_int_equal(store_node_set_status(f->c.store, a.id, STORE_ONLINE, "test", NULL, &err), 0);
+    assert_int_equal(store_node_get(f->c.store, a.id, &a, &err), 0);
+    fleet_hello(f->c.fleet, &a);
+    heartbeat_with(f, &a, "{\"auth_unavailable\":1}");
+    clock_manual_advance(&f->clock, 1000);
+    heartbeat_with(f, &a, "{\"auth_unavailable\":4}");
+    struct cli_result r;
+    run_cli(f, true, ADMIN_TOKEN, &r, "fleet", NULL);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out,
+                        "fleet ONLINE=1 OFFLINE=1 EXPIRED=0 REVOKED=0 renewal_missed=0 "
+                        "flapping=0 window_s=300\n",
+                        strlen("fleet ONLINE=1 OFFLINE=1 EXPIRED=0 REVOKED=0 renewal_missed=0 "
+                               "flapping=0 window_s=300\n")) == 0);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "\nid=%s name=dc1-a role=connector state=ONLINE flags=- expires_in_s=%d "
+             "not_after=",
+             a.id, SVID_TTL_S - 1);
+    assert_non_null(strstr(r.out, want));
+    assert_non_null(strstr(r.out, " last_renewal=- "));
+    assert_non_null(strstr(r.out, " reconnects_5m=0 reconnect.scheduled_5m=0 "
+                                  "reconnect.failed_5m=0 auth.expired_5m=0 auth.revoked_5m=0 "
+                                  "auth.unavailable_5m=3 renewals.failed_5m=0\n"));
+    assert_non_null(strstr(r.out, " name=laptop role=tunneler state=OFFLINE "));
+    assert_non_null(strstr(r.out, " auth.unavailable_5m=- renewals.failed_5m=-\n"));
+    cli_result_free(&r);
+
+    run_cli(f, true, ADMIN_TOKEN, &r, "fleet", "--state", "ONLINE", "--expiring-within", "2h",
+            NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, " flags=expiring "));
+    assert_null(strstr(r.out, "name=laptop"));
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "fleet", "--missed-renewal", "--expired", "--flapping",
+            NULL);
+    assert_int_equal(r.status, 0);
+    assert_null(strstr(r.out, "id="));
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "fleet", "--expiring-within", "soon", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "expiring_within"));
+    cli_result_free(&r);
+    run_cli(f, false, ADMIN_TOKEN, &r, "fleet", "--flapping=yes", NULL);
+    assert_int_equal(r.status, 2);
+    cli_result_free(&r);
+}
+
+static void
 test_cli_errors_and_exit_codes(void **state)
 {
     struct fixture *f = *state;
@@ -1359,6 +1652,8 @@ main(void)
         T(test_events_paging),
         T(test_ca_show_and_rotate),
         T(test_ca_rotate_refused_for_operator_ca),
+        T(test_fleet_view_states_counters_and_filters), T(test_fleet_view_shows_stored_counters),
+        T(test_fleet_metrics_are_bounded), T(test_cli_fleet),
         T(test_health_and_metrics),
         T(test_port_in_use_is_reported_as_is),
         T(test_cli_token_create_prints_only_the_token),

@@ -13,7 +13,7 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 5 /* the number of migrations in store_sqlite.c */
+#define CURRENT_SCHEMA 6 /* the number of migrations in store_sqlite.c */
 
 struct fx {
     char *dir;
@@ -346,6 +346,9 @@ test_database_at_older_version_is_migrated_on_open(void **state)
                       "ALTER TABLE nodes DROP COLUMN prev_cert_key;"
                       "ALTER TABLE nodes DROP COLUMN prev_cert_until;"
                       "ALTER TABLE tokens DROP COLUMN replace_node;"
+                      "ALTER TABLE nodes DROP COLUMN counters;"
+                      "ALTER TABLE nodes DROP COLUMN counters_at;"
+                      "ALTER TABLE nodes DROP COLUMN last_renewed_at;"
                       "ALTER TABLE tokens DROP COLUMN addresses; PRAGMA user_version = 1;"
                       "INSERT INTO tokens (id, digest, role, name, name_is_prefix, uses_left,"
                       "  expires_at, created_at) VALUES ('old', zeroblob(32), 'connector',"
@@ -1054,6 +1057,120 @@ test_renew_records_renewal(void **state)
     assert_string_equal(got.cert_serial, "beef01");
 }
 
+/* The fleet view's certificate horizon: when the current certificate was
+ * issued (from the history) and when the node last renewed. */
+static void
+test_renew_records_issue_and_renewal_times(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    advance_s(f, 3);
+    struct store_node n = enrolled(f, "connector", "c1");
+    assert_int_equal(n.cert_issued_at, T0 + 3);
+    assert_int_equal(n.last_renewed_at, 0);
+    advance_s(f, 100);
+    assert_int_equal(store_node_renew(f->store, n.id, "key-c1", "beef01", "k2", T0 + 7200, 600,
+                                      &err),
+                     0);
+    struct store_node got;
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_int_equal(got.cert_issued_at, T0 + 103);
+    assert_int_equal(got.last_renewed_at, T0 + 103);
+    /* A row whose serial is not in the history reads as unknown (0). */
+    raw_exec(f->path, "UPDATE nodes SET cert_serial = 'nowhere'");
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_int_equal(got.cert_issued_at, 0);
+    assert_int_equal(got.last_renewed_at, T0 + 103);
+}
+
+static void
+test_heartbeats_are_saved_in_one_batch(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store_node a = enrolled(f, "connector", "a");
+    struct store_node b = enrolled(f, "tunneler", "b");
+    assert_string_equal(a.counters, "{}");
+    assert_int_equal(a.counters_at, 0);
+    struct events *before = all_events(f);
+    struct store_heartbeat beats[3];
+    memset(beats, 0, sizeof(beats));
+    snprintf(beats[0].id, sizeof(beats[0].id), "%s", a.id);
+    beats[0].last_seen = T0 + 20;
+    snprintf(beats[0].counters, sizeof(beats[0].counters), "{\"auth_expired\":2}");
+    beats[0].counters_at = T0 + 19;
+    snprintf(beats[1].id, sizeof(beats[1].id), "%s", b.id);
+    beats[1].last_seen = T0 + 21; /* counters "" : keep what is stored */
+    snprintf(beats[2].id, sizeof(beats[2].id), "gone");
+    beats[2].last_seen = T0 + 22;
+    size_t written = 99;
+    assert_int_equal(store_node_save_heartbeats(f->store, beats, 3, &written, &err), 0);
+    assert_int_equal(written, 2);
+    struct store_node got;
+    assert_int_equal(store_node_get(f->store, a.id, &got, &err), 0);
+    assert_int_equal(got.last_seen, T0 + 20);
+    assert_string_equal(got.counters, "{\"auth_expired\":2}");
+    assert_int_equal(got.counters_at, T0 + 19);
+    assert_int_equal(got.status, STORE_OFFLINE); /* a heartbeat batch changes no status */
+    assert_int_equal(store_node_get(f->store, b.id, &got, &err), 0);
+    assert_int_equal(got.last_seen, T0 + 21);
+    assert_string_equal(got.counters, "{}");
+    struct events *after = all_events(f);
+    assert_int_equal(after->n, before->n); /* and records no event */
+    free(before);
+    free(after);
+
+    /* last_seen never moves back (a later status write may be newer). */
+    beats[0].last_seen = T0 + 5;
+    assert_int_equal(store_node_save_heartbeats(f->store, beats, 1, NULL, &err), 0);
+    assert_int_equal(store_node_get(f->store, a.id, &got, &err), 0);
+    assert_int_equal(got.last_seen, T0 + 20);
+
+    /* Counters that are not an object: nothing of the batch is written. */
+    beats[1].last_seen = T0 + 50;
+    snprintf(beats[0].counters, sizeof(beats[0].counters), "[1]");
+    assert_int_equal(store_node_save_heartbeats(f->store, beats, 2, NULL, &err), -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    assert_int_equal(store_node_get(f->store, b.id, &got, &err), 0);
+    assert_int_equal(got.last_seen, T0 + 21);
+    assert_int_equal(store_node_save_heartbeats(f->store, NULL, 0, &written, &err), 0);
+    assert_int_equal(written, 0);
+    /* They survive a restart. */
+    snprintf(beats[0].counters, sizeof(beats[0].counters), "{\"reconnect_failed\":1}");
+    assert_int_equal(store_node_save_heartbeats(f->store, beats, 1, NULL, &err), 0);
+    restart(f);
+    assert_int_equal(store_node_get(f->store, a.id, &got, &err), 0);
+    assert_string_equal(got.counters, "{\"reconnect_failed\":1}");
+}
+
+/* A version 5 database gains the fleet columns, and a node renewed before
+ * takes its last renewal from its certificate history. */
+static void
+test_migration_to_6_backfills_last_renewal(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store_node n = enrolled(f, "connector", "c1");
+    advance_s(f, 60);
+    assert_int_equal(store_node_renew(f->store, n.id, "key-c1", "beef01", "k2", T0 + 7200, 600,
+                                      &err),
+                     0);
+    struct store_node fresh = enrolled(f, "connector", "c2");
+    store_close(f->store);
+    f->store = NULL;
+    raw_exec(f->path, "ALTER TABLE nodes DROP COLUMN counters;"
+                      "ALTER TABLE nodes DROP COLUMN counters_at;"
+                      "ALTER TABLE nodes DROP COLUMN last_renewed_at; PRAGMA user_version = 5;");
+    f->store = open_store(f);
+    assert_int_equal(store_schema_version(f->store), CURRENT_SCHEMA);
+    struct store_node got;
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_int_equal(got.last_renewed_at, T0 + 60);
+    assert_string_equal(got.counters, "{}");
+    assert_int_equal(store_node_get(f->store, fresh.id, &got, &err), 0);
+    assert_int_equal(got.last_renewed_at, 0);
+}
+
 /* The previous certificate opens sessions for its grace, then it is
  * superseded and still named by its serial; a renewal from it is refused
  * and writes nothing. */
@@ -1706,6 +1823,8 @@ main(void)
         T(test_sweep_marks_only_stale_online_nodes_offline),
         T(test_sweep_visitor_may_write_to_the_store),
         T(test_renew_records_renewal), T(test_renew_previous_key_has_a_grace_then_is_superseded),
+        T(test_renew_records_issue_and_renewal_times), T(test_heartbeats_are_saved_in_one_batch),
+        T(test_migration_to_6_backfills_last_renewal),
         T(test_admit_with_current_key_ends_the_grace), T(test_admit_binds_a_row_without_key),
         T(test_enroll_live_node_needs_a_replacing_token),
         T(test_set_addresses_takes_json_arrays_and_objects),

@@ -309,6 +309,15 @@ connector_on_allowlist(void *ctx, const json_t *msg)
     check_allowlist_age(c);
 }
 
+/* Revoked: nothing more is served; /health keeps reporting. */
+static void
+connector_on_revoked(void *ctx)
+{
+    struct connector *c = ctx;
+    ev_timer_stop(agent_loop(c->agent), &c->age_timer);
+    dataplane_refuse(c->dataplane, "node revoked");
+}
+
 static void
 connector_on_bundle(void *ctx)
 {
@@ -369,6 +378,7 @@ main(int argc, char **argv)
         .start = connector_start,
         .on_allowlist = connector_on_allowlist,
         .on_bundle = connector_on_bundle,
+        .on_revoked = connector_on_revoked,
         .add_health = connector_add_health,
         .add_metrics = connector_add_metrics,
         .stop = connector_stop,

@@ -219,6 +219,17 @@ pki_public_key_fingerprint(const uint8_t *spki, size_t len,
     return 0;
 }
 
+int
+pki_sha256_hex(const void *data, size_t len, char out[65], struct ztr_err *err)
+{
+    uint8_t digest[WC_SHA256_DIGEST_SIZE];
+    if (wc_Sha256Hash(data, (word32)len, digest) != 0)
+        return ztr_err_set(err, ZTR_E_CRYPTO, "SHA-256 failed");
+    for (size_t i = 0; i < sizeof(digest); i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    return 0;
+}
+
 /* ---- proofs of possession ----------------------------------------------- */
 
 int

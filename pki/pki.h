@@ -147,6 +147,10 @@ int pki_key_sign(const struct pki_key *key, const uint8_t *data, size_t len,
 int pki_signature_verify(const uint8_t *spki, size_t spki_len, const uint8_t *data, size_t len,
                          const uint8_t *sig, size_t sig_len, struct ztr_err *err);
 
+/* Hex SHA-256 of data (64 digits + NUL): remembering a secret without
+ * keeping it (an agent notes which enrollment token it already tried). */
+int pki_sha256_hex(const void *data, size_t len, char out[65], struct ztr_err *err);
+
 /* A PKCS#10 request proving possession of key; subject CN = common_name. */
 int pki_csr_create(const struct pki_key *key, const char *common_name, char **pem,
                    size_t *len, struct ztr_err *err);

@@ -42,6 +42,12 @@ agent_trust_domain(const struct agent *agent)
 }
 
 const char *
+agent_spiffe_id(const struct agent *agent)
+{
+    return agent->spiffe_id;
+}
+
+const char *
 agent_state_dir(const struct agent *agent)
 {
     return agent->state_dir;

@@ -218,6 +218,9 @@ int agent_identity(const struct agent *agent, const char **chain_pem, size_t *ch
                    const struct pki_key **key);
 enum agent_state agent_current_state(const struct agent *agent);
 const char *agent_trust_domain(const struct agent *agent);
+/* This node's SPIFFE ID ("" before enrollment); the buffer lives as long as
+ * the agent. */
+const char *agent_spiffe_id(const struct agent *agent);
 const char *agent_state_dir(const struct agent *agent);
 const struct ztr_clock *agent_clock(const struct agent *agent);
 

@@ -309,6 +309,17 @@ connector_on_allowlist(void *ctx, const json_t *msg)
     check_allowlist_age(c);
 }
 
+static void
+connector_on_identity(void *ctx)
+{
+    struct connector *c = ctx;
+    const char *chain;
+    size_t len;
+    const struct pki_key *key;
+    if (agent_identity(c->agent, &chain, &len, &key) == 0)
+        dataplane_present_identity(c->dataplane, chain, len, key);
+}
+
 /* Revoked: nothing more is served; /health keeps reporting. */
 static void
 connector_on_revoked(void *ctx)
@@ -379,6 +390,7 @@ main(int argc, char **argv)
         .on_allowlist = connector_on_allowlist,
         .on_bundle = connector_on_bundle,
         .on_revoked = connector_on_revoked,
+        .on_identity = connector_on_identity,
         .add_health = connector_add_health,
         .add_metrics = connector_add_metrics,
         .stop = connector_stop,

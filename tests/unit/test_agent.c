@@ -763,6 +763,32 @@ test_revoked_node_stays_up_in_revoked(void **state)
     assert_int_equal(agent_current_state(f->agent), AGENT_REVOKED);
 }
 
+/* The controller's own end, with its clock alone past not_after (the
+ * agent's still says valid): the heartbeat is refused, the session closed
+ * with "peer certificate expired", and the node shown EXPIRED. */
+static void
+test_controller_refuses_heartbeats_after_not_after(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 1);
+    enroll_and_come_online(f);
+    char *id = node_id_of(f);
+    struct ztr_clock ahead;
+    clock_manual_init(&ahead, clock_wall_ms(&f->clock));
+    clock_manual_advance(&ahead, (AGENT_SVID_TTL_S + 5) * 1000LL);
+    f->c.clock = &ahead;
+    run_until_logged(f, "msg=\"heartbeat refused\"", 1);
+    run_until_logged(f, "reason=\"peer certificate expired\"", 1);
+    assert_non_null(strstr(test_log_captured(), "msg=\"node disconnected\""));
+    f->c.clock = &f->clock;
+    struct store_node node;
+    struct ztr_err err = {0};
+    assert_int_equal(store_node_get(f->c.store, id, &node, &err), 0);
+    assert_string_equal(store_node_status_name(&node, clock_wall_s(&ahead)), "EXPIRED");
+    assert_string_equal(store_node_status_name(&node, clock_wall_s(&f->clock)), "OFFLINE");
+    free(id);
+}
+
 /* agent.connected and telemetry.auth.unavailable follow the stream: true
  * and 0 while ONLINE; false and counting while the controller is away. */
 static void
@@ -886,6 +912,7 @@ main(void)
         AGENT_TEST(test_breaker_settles_expired_after_three_refusals_and_persists),
         AGENT_TEST(test_breaker_resets_on_register_inside_one_process),
         AGENT_TEST(test_revoked_node_stays_up_in_revoked),
+        AGENT_TEST(test_controller_refuses_heartbeats_after_not_after),
         AGENT_TEST(test_connected_and_unavailable_follow_the_stream),
         AGENT_TEST(test_partial_identity_is_refused_never_a_fallback),
         AGENT_TEST(test_agent_new_checks_its_settings),

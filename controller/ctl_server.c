@@ -999,8 +999,9 @@ handle_reauth(struct session *s, const json_t *msg)
     char challenge[sizeof(s->challenge)];
     memcpy(challenge, s->challenge, sizeof(challenge));
     explicit_bzero(s->challenge, sizeof(s->challenge));
-    json_t *reply = reauth_handle(s->server->c, challenge, s->reauth_node, s->reauth_spiffe_id,
-                                  msg, ctl_stream_peer_addr(s->stream));
+    json_t *reply = reauth_handle(s->server->c, challenge, s->reauth_node,
+                                  s->reauth_spiffe_id != NULL ? s->reauth_spiffe_id : "", msg,
+                                  ctl_stream_peer_addr(s->stream));
     strike_source_on_refusal(s, reply);
     session_send(s, reply);
     session_close(s, "re-authentication answered");
@@ -1013,6 +1014,10 @@ handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
     case S_ENROLL_ONLY:
         if (type == CTLMSG_REAUTH_BEGIN) {
             handle_reauth_begin(s, msg);
+            return;
+        }
+        if (type == CTLMSG_REAUTH) {
+            handle_reauth(s, msg); /* no challenge of its own: refused as such */
             return;
         }
         if (type != CTLMSG_ENROLL) {

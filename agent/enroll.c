@@ -91,7 +91,7 @@ agent_handle_enrolled(struct agent *a, const json_t *msg)
         log_info("enrolled", "node=%s spiffe_id=%s not_after=%lld", a->node_id, a->spiffe_id,
                  (long long)a->not_after);
     backoff_reset(&a->reconnect_backoff);
-    agent_set_state(a, AGENT_CONNECTING, "enrolled");
+    agent_set_state(a, AGENT_CONNECTING, reauth ? "re-authenticated" : "enrolled");
     a->enrolled_handover = true;
     ctl_stream_close(a->ctl, "enrollment complete");
     agent_start_daemon(a);

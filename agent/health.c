@@ -13,8 +13,13 @@ static json_t *
 health_json(struct agent *a)
 {
     bool connected = a->welcomed;
-    const char *link = connected ? "connected" : a->budget_exhausted ? "disconnected"
-                                                                     : "reconnecting";
+    /* A final state tries nothing any more: neither reconnecting nor
+     * disconnected for lack of trying. */
+    bool final = a->state == AGENT_REVOKED || a->reauth_terminal;
+    const char *link = connected                ? "connected"
+                       : final                  ? "stopped"
+                       : a->budget_exhausted    ? "disconnected"
+                                                : "reconnecting";
     json_t *telemetry = json_pack(
         "{s:{s:I, s:I}, s:{s:I, s:I, s:I}}", "reconnect", "scheduled",
         (json_int_t)a->counters.reconnect_scheduled, "failed",

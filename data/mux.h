@@ -176,12 +176,12 @@ struct mux_callbacks {
     void (*on_writable)(void *user, uint32_t stream);
     /* PONG arrived: round-trip time in ms (now_ms at PONG − now_ms at PING). */
     void (*on_pong)(void *user, int64_t rtt_ms);
-    /* IDENTITY arrived (payload borrowed for the call); may be NULL: then
-     * it is dropped. */
-    void (*on_identity)(void *user, const uint8_t *payload, size_t len);
     /* The session is over (GOAWAY from the peer, or a protocol error here);
      * no callbacks follow. */
     void (*on_session_closed)(void *user, enum mux_code code, const char *reason);
+    /* IDENTITY arrived (payload borrowed for the call); may be NULL: then
+     * it is dropped. */
+    void (*on_identity)(void *user, const uint8_t *payload, size_t len);
 };
 
 struct mux_config {

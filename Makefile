@@ -148,7 +148,7 @@ demo: deps
 # once and shared by every target.
 FUZZ_BUILD := build/fuzz
 FUZZ_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
-               -I$(ROOT) $(WOLFSSL_CFLAGS) $(PKG_CFLAGS)
+               -I$(ROOT) $(WOLFSSL_CFLAGS) $(PKG_CFLAGS) -MMD -MP
 # controller: for the admin API body target (its main.c is left out).
 FUZZ_LIB_SRC := $(foreach l,base pki net ctl data controller,$(call layer_src,$(l))) \
                 tunneler/socks5.c
@@ -216,4 +216,4 @@ systemd-test: $(INSTALL_PROGRAMS) $(BUILD)/tests/tools/tcp_peer
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null)

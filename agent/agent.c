@@ -10,6 +10,7 @@
 #include "base/daemon.h"
 #include "base/fileio.h"
 #include "base/log.h"
+#include "net/resolver.h"
 
 struct ev_loop *
 agent_loop(struct agent *agent)
@@ -87,6 +88,12 @@ agent_settings_check(const struct agent_settings *s, enum pki_role role,
     TRY(pki_trust_domain_check(s->trust_domain, err));
     if (s->controller_addr[0] == '\0')
         return ztr_err_set(err, ZTR_E_CONFIG, "CONTROLLER_ADDR is required");
+    char controllers[AGENT_CONTROLLERS_MAX][AGENT_CONTROLLER_ADDR_MAX];
+    size_t controller_count;
+    struct ztr_err list_err = {0};
+    if (agent_controllers_parse(s->controller_addr, controllers, &controller_count,
+                                &list_err) != 0)
+        return config_fail(config, "CONTROLLER_ADDR", err, "%s", list_err.msg);
     if (s->reconnect_min_delay_ms < 1 || s->reconnect_max_delay_ms < s->reconnect_min_delay_ms)
         return config_fail(config, "RECONNECT_MAX_DELAY", err,
                            "must be at least RECONNECT_MIN_DELAY (and both above 0)");
@@ -205,7 +212,13 @@ agent_new(struct ev_loop *loop, const struct ztr_clock *clock, const struct agen
     memcpy(a->trust_domain, settings->trust_domain, sizeof(a->trust_domain));
     memcpy(a->state_dir, settings->state_dir, sizeof(a->state_dir));
     memcpy(a->node_name, settings->node_name, sizeof(a->node_name));
-    memcpy(a->controller_addr, settings->controller_addr, sizeof(a->controller_addr));
+    if (agent_controllers_parse(settings->controller_addr, a->controllers, &a->controller_count,
+                                err) != 0 ||
+        net_resolver_new(loop, &a->resolver, err) != 0) {
+        agent_free(a);
+        return -1;
+    }
+    snprintf(a->controller_addr, sizeof(a->controller_addr), "%s", a->controllers[0]);
     memcpy(a->controller_ca_path, settings->controller_ca, sizeof(a->controller_ca_path));
     memcpy(a->health_listen, settings->health_listen, sizeof(a->health_listen));
     a->reconnect_policy.base_ms = settings->reconnect_min_delay_ms;
@@ -270,6 +283,7 @@ agent_free(struct agent *a)
     /* Let the control connection finish closing before its context goes. */
     for (int i = 0; i < 50 && a->ctl != NULL; i++)
         ev_run(a->loop, EVRUN_NOWAIT);
+    net_resolver_free(a->resolver);
     ev_timer_stop(a->loop, &a->reconnect_timer);
     ev_timer_stop(a->loop, &a->heartbeat_timer);
     ev_timer_stop(a->loop, &a->renew_timer);

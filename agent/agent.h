@@ -76,6 +76,15 @@ bool agent_transition_allowed(enum agent_state from, enum agent_state to);
 #define AGENT_MSG_IDENTITY_INCOMPLETE "stored identity is incomplete"
 /* Consecutive refused re-authentication attempts before EXPIRED for good. */
 #define AGENT_REAUTH_ATTEMPTS 3
+/* CONTROLLER_ADDR: at most this many controllers, each host:port this long. */
+#define AGENT_CONTROLLERS_MAX 8
+#define AGENT_CONTROLLER_ADDR_MAX 128
+
+/* Splits CONTROLLER_ADDR ("host:port[,host:port...]", spaces around
+ * entries ignored) into out, checking each (a host name or an IP). */
+int agent_controllers_parse(const char *list,
+                            char out[AGENT_CONTROLLERS_MAX][AGENT_CONTROLLER_ADDR_MAX],
+                            size_t *count, struct ztr_err *err);
 
 struct agent;
 struct ev_loop;
@@ -84,7 +93,7 @@ struct metrics;
 /* What both agents are configured with (AGENT_CONFIG_KEYS fills it). */
 struct agent_settings {
     char enrollment_token[CONFIG_VALUE_MAX + 1]; /* secret; "" = none */
-    char controller_addr[256];
+    char controller_addr[1024];                  /* one or more host:port, comma-separated */
     char controller_ca[1024];                    /* path; "" = unset */
     char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
     char state_dir[1024];
@@ -102,8 +111,9 @@ struct agent_settings {
 #define AGENT_CONFIG_KEYS(STRUCT, MEMBER, STATE_DIR_DEFAULT, HEALTH_LISTEN_DEFAULT)            \
     CONFIG_KEY("ENROLLMENT_TOKEN", CONFIG_SECRET, NULL,                                         \
                "one-time enrollment token (first start only)", STRUCT, MEMBER.enrollment_token), \
-    CONFIG_KEY("CONTROLLER_ADDR", CONFIG_ADDR, NULL,                                            \
-               "controller control-plane address host:port", STRUCT, MEMBER.controller_addr),   \
+    CONFIG_KEY("CONTROLLER_ADDR", CONFIG_STRING, NULL,                                          \
+               "controller control-plane address host:port (a host name or IP); several, "      \
+               "comma-separated, are tried in turn", STRUCT, MEMBER.controller_addr),           \
     CONFIG_KEY("CONTROLLER_CA", CONFIG_STRING, NULL,                                            \
                "PEM file of the CA to trust for the controller", STRUCT, MEMBER.controller_ca), \
     CONFIG_KEY("TRUST_DOMAIN", CONFIG_STRING, NULL, "SPIFFE trust domain, e.g. example.org",    \

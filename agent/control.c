@@ -1,6 +1,7 @@
 /* The control stream: connect, hello/welcome, heartbeats, messages in. */
 #include "agent/internal.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "base/log.h"
 #include "net/net.h"
+#include "net/resolver.h"
 
 
 void
@@ -261,12 +263,39 @@ enrollment_tls(struct agent *a, struct tls_ctx **out, struct ztr_err *err)
     return tls_ctx_new(&config, out, err);
 }
 
-void
-agent_ctl_connect(struct agent *a)
+static void
+connect_failed(struct agent *a, const char *why)
 {
+    a->ctl = NULL;
+    if (a->state == AGENT_REAUTHENTICATING) {
+        agent_reauth_stream_lost(a, why);
+        return;
+    }
+    a->counters.auth_unavailable++;
+    log_warn("control-plane connection failed", "controller=%s reason=\"%s\"",
+             a->controller_addr, why);
+    if (a->state != AGENT_ENROLLING)
+        agent_set_state(a, AGENT_RECONNECTING, why);
+    agent_schedule_reconnect(a, why);
+}
+
+static void
+on_resolved(void *user, const struct sockaddr_storage *sa, socklen_t sa_len,
+            const struct ztr_err *resolve_err)
+{
+    struct agent *a = user;
+    if (sa == NULL) {
+        connect_failed(a, resolve_err->msg);
+        return;
+    }
     struct ztr_err err = {0};
     int fd = -1;
     struct tls_ctx *ctx = a->ctl_tls;
+    if (!net_addr_is_numeric(a->controller_addr)) {
+        char address[INET6_ADDRSTRLEN + 8];
+        log_info("controller resolved", "controller=%s address=%s", a->controller_addr,
+                 net_sockaddr_name(sa, address, sizeof(address)));
+    }
     /* Enrollment and re-authentication present no certificate. */
     if (a->state == AGENT_ENROLLING || a->state == AGENT_REAUTHENTICATING) {
         tls_ctx_free(a->enroll_tls);
@@ -279,18 +308,19 @@ agent_ctl_connect(struct agent *a)
         ctx = a->enroll_tls;
     }
     struct pki_expect expect = {.trust_domain = a->trust_domain, .role = PKI_ROLE_CONTROLLER};
-    if (net_connect_start(a->controller_addr, &fd, &err) != 0 ||
-        ctl_stream_new(a->loop, ctx, fd, &expect, &ctl_callbacks, a, &a->ctl, &err) != 0) {
-        a->ctl = NULL;
-        if (a->state == AGENT_REAUTHENTICATING) {
-            agent_reauth_stream_lost(a, err.msg);
-            return;
-        }
-        a->counters.auth_unavailable++;
-        log_warn("control-plane connection failed", "controller=%s reason=\"%s\"",
-                 a->controller_addr, err.msg);
-        if (a->state != AGENT_ENROLLING)
-            agent_set_state(a, AGENT_RECONNECTING, err.msg);
-        agent_schedule_reconnect(a, err.msg);
-    }
+    if (net_connect_start_sa(sa, sa_len, a->controller_addr, &fd, &err) != 0 ||
+        ctl_stream_new(a->loop, ctx, fd, &expect, &ctl_callbacks, a, &a->ctl, &err) != 0)
+        connect_failed(a, err.msg);
+}
+
+/* Resolves the current controller's address (a host name is looked up
+ * again on every attempt, off the loop) and then dials it. */
+void
+agent_ctl_connect(struct agent *a)
+{
+    if (a->ctl != NULL || net_resolver_busy(a->resolver))
+        return;
+    struct ztr_err err = {0};
+    if (net_resolver_start(a->resolver, a->controller_addr, on_resolved, a, &err) != 0)
+        connect_failed(a, err.msg);
 }

@@ -48,7 +48,11 @@ struct agent {
     char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
     char state_dir[1024];
     char node_name[PKI_NAME_MAX + 1];
-    char controller_addr[256];
+    char controller_addr[256];     /* the controller dialed now: one of controllers */
+    char controllers[AGENT_CONTROLLERS_MAX][AGENT_CONTROLLER_ADDR_MAX];
+    size_t controller_count;
+    size_t controller_index;
+    struct net_resolver *resolver;
     char controller_ca_path[1024];
     char health_listen[128];
     char *token;
@@ -134,6 +138,9 @@ void agent_ctl_send(struct agent *a, json_t *msg);
 void agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents);
 bool agent_identity_expired(const struct agent *a);
 void agent_ctl_connect(struct agent *a);
+/* After a failed attempt or a lost stream: the next controller of the
+ * list (the reconnect worker moves through them with its backoff). */
+void agent_controller_advance(struct agent *a);
 
 /* renewal and trust bundle updates (renew.c) */
 void agent_renew_cb(struct ev_loop *loop, ev_timer *w, int revents);

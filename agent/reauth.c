@@ -71,6 +71,14 @@ agent_expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     agent_certificate_expired(a, "certificate expired");
 }
 
+/* A connector token names the IPs tunnelers dial: without them the new
+ * certificate would name none. */
+static const char *
+address_hint(const struct agent *a)
+{
+    return a->spec->role == PKI_ROLE_CONNECTOR ? " --address IP..." : "";
+}
+
 /* ---- the persisted verdict ---------------------------------------------------- */
 
 static int
@@ -119,10 +127,10 @@ settle_expired(struct agent *a, const char *why)
     const char *role = pki_role_name(a->spec->role);
     log_error("re-authentication failed; this node needs an operator",
               "attempts=%u max=%d not_after=%lld reason=\"%s\" hint=\"controller token create "
-              "--role %s --name %s --replace, then set ENROLLMENT_TOKEN to it and restart the "
+              "--role %s --name %s%s --replace, then set ENROLLMENT_TOKEN to it and restart the "
               "agent\"",
               a->reauth_failures, AGENT_REAUTH_ATTEMPTS, (long long)a->not_after, why, role,
-              a->node_name);
+              a->node_name, address_hint(a));
     agent_set_state(a, AGENT_EXPIRED, why);
 }
 
@@ -154,9 +162,10 @@ agent_reauth_load(struct agent *a, bool *terminal, struct ztr_err *err)
         a->reauth_terminal = true;
         a->reauth_failures = (unsigned)json_integer_value(json_object_get(verdict, "attempts"));
         log_error("re-authentication failed before this start; this node needs an operator",
-                  "not_after=%lld hint=\"controller token create --role %s --name %s --replace, "
+                  "not_after=%lld hint=\"controller token create --role %s --name %s%s --replace, "
                   "then set ENROLLMENT_TOKEN to it and restart the agent\"",
-                  (long long)a->not_after, pki_role_name(a->spec->role), a->node_name);
+                  (long long)a->not_after, pki_role_name(a->spec->role), a->node_name,
+                  address_hint(a));
     } else {
         /* Another identity since, or a new token: the verdict is over. */
         if (new_token && same_identity)
@@ -208,9 +217,9 @@ agent_begin_reauth(struct agent *a, const char *why)
         ev_timer_stop(a->loop, &a->reconnect_timer);
         log_error("certificate expired and no way to re-authenticate",
                   "not_after=%lld reauth_on_expiry=%s hint=\"controller token create --role %s "
-                  "--name %s --replace, then set ENROLLMENT_TOKEN to it and restart the agent\"",
+                  "--name %s%s --replace, then set ENROLLMENT_TOKEN to it and restart the agent\"",
                   (long long)a->not_after, a->reauth_on_expiry ? "true" : "false",
-                  pki_role_name(a->spec->role), a->node_name);
+                  pki_role_name(a->spec->role), a->node_name, address_hint(a));
         agent_set_state(a, AGENT_REAUTHENTICATING, why);
         agent_set_state(a, AGENT_EXPIRED, "no way to re-authenticate");
         if (a->ctl != NULL)

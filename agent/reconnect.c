@@ -28,6 +28,7 @@ agent_schedule_reconnect(struct agent *a, const char *reason)
 {
     if (a->exit_code >= 0 || a->state == AGENT_REVOKED || a->reauth_terminal)
         return;
+    agent_controller_advance(a);
     int64_t delay_ms;
     if (backoff_next(&a->reconnect_backoff, &delay_ms) != 0) {
         if (!a->budget_exhausted) {

@@ -20,8 +20,10 @@ field() { grep -F "$1" "$2" | tail -1 | tr ' ' '\n' | sed -n "s/^$3=//p"; }
 ctl_port=$(field 'controller started' "$work/ctl.log" control_port)
 export ADMIN_URL="http://127.0.0.1:$(field 'controller started' "$work/ctl.log" admin_port)" ADMIN_AUTH_TOKEN="$token"
 start_agent() { # role name [extra env]
-  local role="$1" name="$2"; shift 2
-  env ENROLLMENT_TOKEN="$("$bin/controller" token create --role "$role" --name "$name")" \
+  local role="$1" name="$2" allow=(); shift 2
+  # A connector's certificate names the IPs its token allows.
+  [ "$role" = connector ] && allow=(--address 127.0.0.1)
+  env ENROLLMENT_TOKEN="$("$bin/controller" token create --role "$role" --name "$name" "${allow[@]}")" \
     CONTROLLER_ADDR="127.0.0.1:$ctl_port" CONTROLLER_CA="$work/ctl/ca/ca-1.crt" \
     TRUST_DOMAIN=example.org STATE_DIR="$work/$name" NODE_NAME="$name" \
     HEALTH_LISTEN=127.0.0.1:0 "$@" "$bin/$role" >"$work/$name.log" 2>&1 &

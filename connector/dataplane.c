@@ -312,21 +312,6 @@ static const struct dsession_hooks session_hooks = {
     .on_closed = on_closed,
 };
 
-/* Closes a connection refused before its handshake; the line is
- * rate-limited since whoever causes it controls how often. */
-static void
-refuse_at_accept(struct dataplane *dp, int fd, const char *reason)
-{
-    char peer[64];
-    net_peer_name(fd, peer, sizeof(peer));
-    close(fd);
-    dp->handshakes_refused++;
-    uint64_t suppressed = 0;
-    if (log_limit_allow(&dp->accept_log, (int64_t)(ev_now(dp->loop) * 1000.0), &suppressed))
-        log_warn("data session refused", "peer=%s reason=\"%s\" suppressed=%llu", peer, reason,
-                 (unsigned long long)suppressed);
-}
-
 static void
 accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -346,7 +331,9 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                  !quota_enter(dp->handshakes, &source, dp->config.handshakes_per_source))
             refusal = "too many handshakes from this source";
         if (refusal != NULL) {
-            refuse_at_accept(dp, fd, refusal);
+            dp->handshakes_refused++;
+            net_close_refused(fd, &dp->accept_log, (int64_t)(ev_now(dp->loop) * 1000.0),
+                              "data session refused", refusal);
             continue;
         }
         struct dp_session *s = calloc(1, sizeof(*s));

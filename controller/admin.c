@@ -670,12 +670,13 @@ visit_token(void *ctx, const struct store_token *token)
     struct json_list *list = ctx;
     /* Never the digest: it is all an attacker needs to test guesses offline. */
     return json_list_add(
-        list, json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:b, s:b}", "id", token->id, "role",
-                        token->role, "name", token->name, "name_is_prefix",
+        list, json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:b, s:b, s:o}", "id", token->id,
+                        "role", token->role, "name", token->name, "name_is_prefix",
                         token->name_is_prefix, "uses_left", (json_int_t)token->uses_left,
                         "expires_at", (json_int_t)token->expires_at, "created_at",
                         (json_int_t)token->created_at, "expired", list->now >= token->expires_at,
-                        "replace", token->replace));
+                        "replace", token->replace, "addresses",
+                        addresses_value(token->addresses)));
 }
 
 static void
@@ -693,8 +694,8 @@ static int
 token_request_from(int64_t default_ttl_s, const json_t *body, struct token_request *request,
                    struct ztr_err *err)
 {
-    static const char *const fields[] = {"role", "name", "uses", "ttl", "name_prefix", "replace",
-                                         NULL};
+    static const char *const fields[] = {"role", "name",    "uses",      "ttl",
+                                         "name_prefix", "replace", "addresses", NULL};
     TRY(check_fields(body, fields, err));
     TRY(field_string(body, "role", true, 16, &request->role, err));
     if (strcmp(request->role, "connector") != 0 && strcmp(request->role, "tunneler") != 0)
@@ -736,6 +737,17 @@ token_request_from(int64_t default_ttl_s, const json_t *body, struct token_reque
             return ztr_err_set(err, ZTR_E_INVALID, "field \"replace\" must be true or false");
         request->replace = json_is_true(replace);
     }
+
+    /* What each entry may be is token_create's to check. */
+    request->addresses = NULL;
+    const json_t *addresses = json_object_get(body, "addresses");
+    if (addresses != NULL && !json_is_null(addresses)) {
+        if (!json_is_array(addresses))
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "field \"addresses\" must be an array of at most %d IP addresses",
+                               PKI_MAX_IP_SANS);
+        request->addresses = addresses;
+    }
     return 0;
 }
 
@@ -771,16 +783,20 @@ route_token_create(struct admin_call *call)
         json_decref(body);
         return;
     }
-    record_admin_event(c, NULL, "token created id=%s role=%s name=%s%s uses=%lld expires_at=%lld%s",
+    bool has_addresses = strcmp(record.addresses, "[]") != 0;
+    record_admin_event(c, NULL,
+                       "token created id=%s role=%s name=%s%s uses=%lld expires_at=%lld%s%s%s",
                        record.id, record.role, record.name, record.name_is_prefix ? "*" : "",
                        (long long)record.uses_left, (long long)record.expires_at,
-                       record.replace ? " replace=true" : "");
+                       record.replace ? " replace=true" : "", has_addresses ? " addresses=" : "",
+                       has_addresses ? record.addresses : "");
     /* The plaintext leaves in this response and nowhere else. */
-    json_t *reply = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:b}", "token", text, "id",
-                              record.id, "role", record.role, "name", record.name,
+    json_t *reply = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:b, s:o}", "token", text,
+                              "id", record.id, "role", record.role, "name", record.name,
                               "name_is_prefix", record.name_is_prefix, "uses_left",
                               (json_int_t)record.uses_left, "expires_at",
-                              (json_int_t)record.expires_at, "replace", record.replace);
+                              (json_int_t)record.expires_at, "replace", record.replace,
+                              "addresses", addresses_value(record.addresses));
     explicit_bzero(text, strlen(text));
     free(text);
     respond_json(call->response, 201, reply);
@@ -1434,13 +1450,14 @@ admin_start(struct controller *c, struct ztr_err *err)
 {
     /* The bind error is returned as is: it already reads `listen
      * 127.0.0.1:8080: bind: address already in use`, the runbook's words. */
-    TRY(http_server_start(c->loop, c->settings.admin_listen, admin_handle, c, &c->admin_http,
-                          err));
+    const struct http_tls *tls = admin_tls_credentials(c->admin_tls);
+    TRY(http_server_start_tls(c->loop, c->settings.admin_listen, tls, admin_handle, c,
+                              &c->admin_http, err));
     http_server_set_gate(c->admin_http, admin_gate);
     if (c->admin_token == NULL || c->admin_token[0] == '\0')
         log_warn("admin API has no ADMIN_AUTH_TOKEN: every request will be refused", NULL);
-    log_info("admin API listening", "addr=%s port=%u", c->settings.admin_listen,
-             (unsigned)http_server_port(c->admin_http));
+    log_info("admin API listening", "addr=%s port=%u tls=%s", c->settings.admin_listen,
+             (unsigned)http_server_port(c->admin_http), tls != NULL ? "true" : "false");
     if (c->settings.health_listen[0] == '\0')
         return 0;
     if (http_server_start(c->loop, c->settings.health_listen, health_handle, c, &c->health_http,

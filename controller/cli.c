@@ -2,35 +2,46 @@
  * `controller <subcommand>`: the admin CLI, a thin client of the admin API.
  *
  * ADMIN_URL (default http://127.0.0.1:8080) says where, ADMIN_AUTH_TOKEN
- * authenticates. Output is for shells: lists print one `key=value ...` line
- * per item, `token create` prints only the token, other commands one short
- * confirmation line. Exit status: 0 done, 1 the request failed (the
+ * authenticates. An https:// ADMIN_URL (a controller with ADMIN_TLS=true)
+ * is verified against `--ca FILE`, else ADMIN_CA, else the controller's
+ * own STATE_DIR/admin-tls/ca.pem when this host can read it, else the
+ * system's trust store; never unverified. Output is for shells: lists
+ * print one `key=value ...` line per item, `token create` prints only the
+ * token, other commands one short confirmation line. Exit status: 0 done, 1 the request failed (the
  * server's error or the transport's reason on stderr), 2 usage.
  */
 #include "controller/controller.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "base/fileio.h"
 #include "controller/http_client.h"
 #include "net/http.h"
 
 #define CLI_DEFAULT_URL "http://127.0.0.1:8080"
 #define CLI_TIMEOUT_MS 30000L
 #define CLI_URL_MAX 2048
-#define CLI_MAX_OPTIONS 6
+#define CLI_PATH_MAX 1200
+#define CLI_MAX_OPTIONS 8 /* the last stays empty: lists end at a NULL name */
 #define CLI_MAX_POSITIONALS 1
-#define CLI_MAX_REPEATS 16
+#define CLI_MAX_REPEATS 32 /* PKI_MAX_IP_SANS: every --address a certificate can hold */
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 struct cli {
     char base[CLI_URL_MAX];  /* ADMIN_URL without a trailing '/' */
     const char *token;
+    bool https;
+    char ca_file[CLI_PATH_MAX];  /* https: the CAs trusted; "" = the system's store */
+    const char *ca_origin;       /* where ca_file came from, for error hints */
 };
 
 struct option_spec {
@@ -217,6 +228,27 @@ build_url(const struct cli *cli, char *url, size_t cap, const char *path_prefix,
     return 0;
 }
 
+/* What to do about a failed connection, where the reason alone does not say. */
+static void
+explain_transport_error(const struct cli *cli, const struct ztr_err *err)
+{
+    /* The reason above says which: the chain, or the host name. */
+    if (err->code == HTTP_CLIENT_E_UNTRUSTED)
+        fprintf(stderr, "hint: the admin API's certificate does not verify against %s%s%s "
+                "(it is never accepted unverified): point ADMIN_CA or --ca at a copy of the "
+                "controller's STATE_DIR/" ADMIN_TLS_CA_FILE ", and connect by a name or "
+                "address it carries (the controller's ADMIN_TLS_NAMES)\n",
+                cli->ca_file[0] != '\0' ? cli->ca_file : "the system's trust store",
+                cli->ca_file[0] != '\0' ? ", from " : "",
+                cli->ca_file[0] != '\0' ? cli->ca_origin : "");
+    else if (err->code == HTTP_CLIENT_E_NO_REPLY && !cli->https)
+        fprintf(stderr, "hint: no HTTP answer; a controller with ADMIN_TLS=true answers only "
+                "https:// (ADMIN_URL=https://...)\n");
+    else if (err->code == HTTP_CLIENT_E_TLS && cli->https)
+        fprintf(stderr, "hint: no TLS 1.3 session; a controller without ADMIN_TLS=true "
+                "answers only http:// on loopback\n");
+}
+
 /*
  * One request. Takes ownership of body (may be NULL). On a 2xx answer
  * *reply holds the parsed JSON object and EXIT_OK is returned; otherwise
@@ -232,11 +264,12 @@ call_api(const struct cli *cli, const char *method, const char *url, json_t *bod
     long status = 0;
     char *text = NULL;
     struct ztr_err err = {0};
-    int rc = http_client_request(method, url, cli->token, body_text, CLI_TIMEOUT_MS, &status,
-                                 &text, &err);
+    int rc = http_client_request_ca(method, url, cli->ca_file[0] != '\0' ? cli->ca_file : NULL,
+                                    cli->token, body_text, CLI_TIMEOUT_MS, &status, &text, &err);
     free(body_text);
     if (rc != 0) {
         fprintf(stderr, "error: %s\n", err.msg);
+        explain_transport_error(cli, &err);
         return EXIT_FAILED;
     }
     json_t *parsed = text != NULL && text[0] != '\0' ? json_loads(text, 0, NULL) : NULL;
@@ -314,7 +347,8 @@ static const struct field token_fields[] = {
     {"name", NULL, F_PLAIN},        {"name_is_prefix", "prefix", F_PLAIN},
     {"uses_left", NULL, F_PLAIN},   {"expires_at", NULL, F_TIME},
     {"expired", NULL, F_PLAIN},     {"created_at", NULL, F_TIME},
-    {"replace", NULL, F_PLAIN},     {NULL, NULL, F_PLAIN},
+    {"replace", NULL, F_PLAIN},     {"addresses", NULL, F_LIST},
+    {NULL, NULL, F_PLAIN},
 };
 
 static int
@@ -326,6 +360,12 @@ cmd_token_create(const struct cli *cli, const struct args *args)
      * refusing unknown fields rather than silently ignoring it. */
     if (arg_flag(args, "replace"))
         json_object_set_new(body, "replace", json_true());
+    if (args->many_count > 0) {
+        json_t *addresses = json_array();
+        for (size_t i = 0; i < args->many_count; i++)
+            json_array_append_new(addresses, json_string(args->many[i]));
+        json_object_set_new(body, "addresses", addresses);
+    }
     const char *uses = arg_value(args, "uses");
     if (uses != NULL)
         json_object_set_new(body, "uses", json_integer(strtoll(uses, NULL, 10)));
@@ -695,10 +735,10 @@ cmd_events(const struct cli *cli, const struct args *args)
 static const struct command commands[] = {
     {"token", "create", 0,
      {{"role", true, true}, {"name", true, true}, {"uses", true, false}, {"ttl", true, false},
-      {"prefix", false, false}, {"replace", false, false}},
+      {"prefix", false, false}, {"replace", false, false}, {"address", true, false}},
      cmd_token_create,
      "token create --role connector|tunneler --name NAME [--uses N] [--ttl 24h] [--prefix] "
-     "[--replace]"},
+     "[--replace] [--address IP]..."},
     {"token", "list", 0, {{NULL, false, false}}, cmd_token_list, "token list"},
     {"token", "delete", 1, {{NULL, false, false}}, cmd_token_delete, "token delete ID"},
     {"node", "list", 0, {{NULL, false, false}}, cmd_node_list, "node list"},
@@ -734,7 +774,10 @@ print_usage(FILE *out)
     fputs("usage: controller [serve] [--config FILE] [flags]   run the controller\n", out);
     for (size_t i = 0; i < COMMAND_COUNT; i++)
         fprintf(out, "       controller %s\n", commands[i].usage);
-    fputs("environment: ADMIN_URL (default " CLI_DEFAULT_URL "), ADMIN_AUTH_TOKEN (required)\n",
+    fputs("environment: ADMIN_URL (default " CLI_DEFAULT_URL "), ADMIN_AUTH_TOKEN (required),\n"
+          "             ADMIN_CA (https: the admin API's CA, PEM; default STATE_DIR/"
+          ADMIN_TLS_CA_FILE " if readable, else the system's trust store)\n"
+          "every command takes --ca FILE (as ADMIN_CA)\n",
           out);
 }
 
@@ -886,9 +929,76 @@ is_help(const char *arg)
     return strcmp(arg, "help") == 0 || strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
 }
 
+/* Takes `--ca FILE` / `--ca=FILE` (before any `--`) out of argv, so the
+ * commands' own parsing never sees it. Returns 0, or EXIT_USAGE. */
+static int
+take_ca_option(int *argc, char **argv, const char **ca)
+{
+    *ca = NULL;
+    int kept = 0;
+    bool options_done = false;
+    for (int i = 0; i < *argc; i++) {
+        const char *arg = argv[i];
+        options_done = options_done || strcmp(arg, "--") == 0;
+        if (!options_done && (strcmp(arg, "--ca") == 0 || strncmp(arg, "--ca=", 5) == 0)) {
+            if (arg[4] == '=') {
+                *ca = arg + 5;
+            } else if (i + 1 < *argc) {
+                *ca = argv[++i];
+            } else {
+                fprintf(stderr, "controller: option \"--ca\" needs a value\n");
+                return EXIT_USAGE;
+            }
+            continue;
+        }
+        argv[kept++] = argv[i];
+    }
+    *argc = kept;
+    argv[kept] = NULL;
+    if (*ca != NULL && (*ca)[0] == '\0') {
+        fprintf(stderr, "controller: option \"--ca\" needs a value\n");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Which CAs an https ADMIN_URL is checked against: named ones must be
+ * readable (a typo must not fall back to another trust store). */
+static int
+choose_ca(struct cli *cli, const char *ca_flag)
+{
+    const char *env = getenv("ADMIN_CA");
+    const char *named = ca_flag != NULL ? ca_flag : env != NULL && env[0] != '\0' ? env : NULL;
+    cli->ca_origin = ca_flag != NULL ? "--ca" : "ADMIN_CA";
+    if (named != NULL) {
+        if (access(named, R_OK) != 0) {
+            char reason[128];
+            fprintf(stderr, "controller: %s: cannot read %s: %s\n", cli->ca_origin, named,
+                    file_strerror(errno, reason, sizeof(reason)));
+            return EXIT_USAGE;
+        }
+        if (strlen(named) >= sizeof(cli->ca_file)) {
+            fprintf(stderr, "controller: %s: path longer than %zu bytes\n", cli->ca_origin,
+                    sizeof(cli->ca_file) - 1);
+            return EXIT_USAGE;
+        }
+        snprintf(cli->ca_file, sizeof(cli->ca_file), "%s", named);
+        return EXIT_OK;
+    }
+    /* On the controller's host, its own CA file, when readable from here. */
+    const char *state_dir = getenv("STATE_DIR");
+    if (state_dir == NULL || state_dir[0] == '\0')
+        state_dir = CONTROLLER_STATE_DIR_DEFAULT;
+    int n = snprintf(cli->ca_file, sizeof(cli->ca_file), "%s/%s", state_dir, ADMIN_TLS_CA_FILE);
+    if (n < 0 || (size_t)n >= sizeof(cli->ca_file) || access(cli->ca_file, R_OK) != 0)
+        cli->ca_file[0] = '\0';
+    cli->ca_origin = "STATE_DIR";
+    return EXIT_OK;
+}
+
 /* ADMIN_URL without trailing slashes, so paths can be appended as is. */
 static int
-cli_init(struct cli *cli)
+cli_init(struct cli *cli, const char *ca_flag)
 {
     const char *base = getenv("ADMIN_URL");
     if (base == NULL || base[0] == '\0')
@@ -902,6 +1012,19 @@ cli_init(struct cli *cli)
     }
     memcpy(cli->base, base, len);
     cli->base[len] = '\0';
+    cli->https = strncasecmp(cli->base, "https://", 8) == 0;
+    cli->ca_file[0] = '\0';
+    cli->ca_origin = "";
+    if (ca_flag != NULL && !cli->https) {
+        fprintf(stderr, "controller: --ca is for an https:// ADMIN_URL; %s is plain HTTP\n",
+                cli->base);
+        return EXIT_USAGE;
+    }
+    if (cli->https) {
+        int rc = choose_ca(cli, ca_flag);
+        if (rc != EXIT_OK)
+            return rc;
+    }
     cli->token = getenv("ADMIN_AUTH_TOKEN");
     if (cli->token == NULL || cli->token[0] == '\0') {
         fprintf(stderr, "ADMIN_AUTH_TOKEN is required\n");
@@ -917,6 +1040,14 @@ cli_main(int argc, char **argv)
         print_usage(argc < 1 ? stderr : stdout);
         return argc < 1 ? EXIT_USAGE : EXIT_OK;
     }
+    const char *ca_flag = NULL;
+    int rc = take_ca_option(&argc, argv, &ca_flag);
+    if (rc != 0)
+        return rc;
+    if (argc < 1) {
+        print_usage(stderr);
+        return EXIT_USAGE;
+    }
     int used = 0;
     const struct command *command = find_command(argc, argv, &used);
     if (command == NULL)
@@ -928,11 +1059,11 @@ cli_main(int argc, char **argv)
         }
     }
     struct args args;
-    int rc = parse_args(command, argc - used, argv + used, &args);
+    rc = parse_args(command, argc - used, argv + used, &args);
     if (rc != 0)
         return rc;
     struct cli cli;
-    rc = cli_init(&cli);
+    rc = cli_init(&cli, ca_flag);
     if (rc != EXIT_OK)
         return rc;
     rc = command->run(&cli, &args);

@@ -5,6 +5,8 @@
  *   enroll.c      tokens: create, check, enroll an agent
  *   ctl_server.c  the mTLS control-plane listener and sessions
  *   admin.c       the admin API (under /api/admin/) and /health, /metrics
+ *   admin_tls.c   the admin API's TLS certificate (ADMIN_TLS): the operator's,
+ *                 or issued from the admin CA in STATE_DIR/admin-tls/
  *   cli.c         the CLI subcommands, over the admin API
  *   daemon.c      its settings schema, start-up and shutdown in the daemon
  *                 skeleton (base/daemon.h)
@@ -28,8 +30,16 @@
 
 struct ev_loop;
 struct http_server;
+struct http_tls;
+struct admin_tls;
 struct ctl_server;
 struct ca_set;
+
+/* STATE_DIR's default; the CLI looks for the admin API's CA under it. */
+#define CONTROLLER_STATE_DIR_DEFAULT "/var/lib/ztr-controller"
+/* Where, under STATE_DIR, the CA of the certificate the controller issues
+ * for its admin API (ADMIN_TLS=true without ADMIN_TLS_CERT) lives. */
+#define ADMIN_TLS_CA_FILE "admin-tls/ca.pem"
 
 /* The reason a revocation carries when the operator gave none. */
 #define CONTROLLER_REVOKE_REASON "revoked by an administrator"
@@ -40,7 +50,11 @@ struct controller_settings {
     char state_dir[1024];
     char controller_listen[128];
     char admin_listen[128];
-    bool admin_listen_insecure;    /* allow a non-loopback ADMIN_LISTEN */
+    bool admin_listen_insecure;    /* allow a non-loopback ADMIN_LISTEN in plain HTTP */
+    bool admin_tls;                /* serve the admin API over TLS 1.3 */
+    char admin_tls_cert[1024];     /* operator's certificate (PEM), "" = issued by us */
+    char admin_tls_key[1024];
+    char admin_tls_names[1024];    /* extra DNS names / IPs of the issued certificate */
     char health_listen[128];       /* "" = off */
     char ca_cert[1024];            /* operator CA, "" = managed CA */
     char ca_key[1024];
@@ -90,6 +104,7 @@ struct controller {
     struct ctl_server *ctl;
     struct http_server *admin_http;
     struct http_server *health_http;
+    struct admin_tls *admin_tls;   /* NULL: the admin API is plain HTTP (loopback) */
     char *admin_token;             /* ADMIN_AUTH_TOKEN: points at settings.admin_auth_token */
     struct controller_counters counters;
     int64_t started_at;
@@ -98,6 +113,9 @@ struct controller {
      * them up on first use; the counter above counts every denial). */
     struct log_limit denied_lines;
     struct log_limit denied_events;
+    /* The same bound for announced addresses a token does not allow. */
+    struct log_limit unallowed_lines;
+    struct log_limit unallowed_events;
 };
 
 /* ---- ca.c ------------------------------------------------------------------ */
@@ -138,6 +156,9 @@ struct token_request {
     int64_t uses;              /* >= 1 */
     int64_t ttl_s;             /* > 0 */
     bool replace;              /* may re-enroll a node whose certificate is valid */
+    /* Connector tokens: JSON list of the IPs its certificate may name
+     * (NULL or [] = none); refused on a tunneler token. */
+    const json_t *addresses;
 };
 
 /* Creates a token; *token_text (malloc()ed, shown once) is "<id>.<secret>". */
@@ -190,6 +211,25 @@ int admin_parse_token_request(const char *text, size_t len, int64_t default_ttl_
                               struct ztr_err *err);
 int admin_start(struct controller *c, struct ztr_err *err);
 void admin_stop(struct controller *c);
+
+/* ---- admin_tls.c ----------------------------------------------------------- */
+
+/* Decides how the admin API may listen: a non-loopback ADMIN_LISTEN needs
+ * ADMIN_TLS (or ADMIN_LISTEN_INSECURE, which logs a warn line). With
+ * ADMIN_TLS, checks the ADMIN_TLS_* settings — an operator's certificate
+ * and key are read and tried as the server will use them — and sets
+ * c->admin_tls up. Errors name the key (config_fail; config may be NULL). */
+int admin_tls_configure(struct controller *c, const struct config *config, struct ztr_err *err);
+/* At start: for an issued certificate, opens or creates the admin CA in
+ * STATE_DIR/admin-tls/, issues the first certificate and arms its reissue
+ * (at two thirds of its 30 days, with a fresh key) on c->loop. */
+int admin_tls_prepare(struct controller *c, struct ztr_err *err);
+/* Issues a new certificate with a fresh key now and serves it (what the
+ * reissue timer does); for an issued certificate only. */
+int admin_tls_reissue(struct controller *c, struct ztr_err *err);
+/* What admin_start serves with; NULL (tls NULL) for plain HTTP. */
+const struct http_tls *admin_tls_credentials(const struct admin_tls *tls);
+void admin_tls_free(struct controller *c);
 
 /* ---- cli.c ----------------------------------------------------------------- */
 

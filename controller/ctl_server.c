@@ -584,7 +584,7 @@ address_allowed(const struct store_node *node, const struct pki_ip *ip)
 }
 
 /* The IP SANs a renewal certifies: the advertised addresses the operator
- * allowed (those certified at enrollment, or set on the node). A hello
+ * allowed (its token's addresses, or those set on the node). A hello
  * alone cannot add an address to a certificate. */
 static size_t
 node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
@@ -1207,22 +1207,6 @@ static const struct ctl_stream_callbacks session_callbacks = {on_ready, on_messa
 
 /* ---- listener, sweep, identity ------------------------------------------- */
 
-/* Closes a connection refused before its handshake; rate-limited, since
- * whoever causes it controls how often. */
-static void
-refuse_at_accept(struct ctl_server *server, int fd, const char *reason)
-{
-    struct controller *c = server->c;
-    char peer[64];
-    net_peer_name(fd, peer, sizeof(peer));
-    close(fd);
-    c->counters.connections_refused++;
-    uint64_t suppressed = 0;
-    if (log_limit_allow(&server->accept_log, clock_monotonic_ms(c->clock), &suppressed))
-        log_warn("control connection refused", "peer=%s reason=\"%s\" suppressed=%llu", peer,
-                 reason, (unsigned long long)suppressed);
-}
-
 static void
 accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -1243,7 +1227,9 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                               (unsigned)server->handshakes_per_source))
             refusal = "too many unauthenticated connections from this source";
         if (refusal != NULL) {
-            refuse_at_accept(server, fd, refusal);
+            c->counters.connections_refused++;
+            net_close_refused(fd, &server->accept_log, clock_monotonic_ms(c->clock),
+                              "control connection refused", refusal);
             continue;
         }
         struct session *s = calloc(1, sizeof(*s));

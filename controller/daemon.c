@@ -11,21 +11,31 @@
 #include "base/log.h"
 #include "controller/controller.h"
 #include "net/http.h"
-#include "net/net.h"
 
 #define S struct controller_settings
 static const struct config_key controller_schema[] = {
     CONFIG_KEY("TRUST_DOMAIN", CONFIG_STRING, NULL, "SPIFFE trust domain, e.g. example.org", S,
                trust_domain),
-    CONFIG_KEY("STATE_DIR", CONFIG_STRING, "/var/lib/ztr-controller", "database and CA files", S,
-               state_dir),
+    CONFIG_KEY("STATE_DIR", CONFIG_STRING, CONTROLLER_STATE_DIR_DEFAULT,
+               "database and CA files", S, state_dir),
     CONFIG_KEY("CONTROLLER_LISTEN", CONFIG_ADDR, "0.0.0.0:7443", "control-plane mTLS listener", S,
                controller_listen),
     CONFIG_KEY("ADMIN_LISTEN", CONFIG_ADDR, "127.0.0.1:8080", "admin API listener", S,
                admin_listen),
     CONFIG_KEY("ADMIN_LISTEN_INSECURE", CONFIG_BOOL, "false",
-               "allow a non-loopback ADMIN_LISTEN (plain HTTP: the bearer token crosses the "
+               "allow a non-loopback ADMIN_LISTEN in plain HTTP (the bearer token crosses the "
                "network in the clear)", S, admin_listen_insecure),
+    CONFIG_KEY("ADMIN_TLS", CONFIG_BOOL, "false",
+               "serve the admin API over TLS 1.3 (then ADMIN_LISTEN may be any address)", S,
+               admin_tls),
+    CONFIG_KEY("ADMIN_TLS_CERT", CONFIG_STRING, NULL,
+               "admin API certificate chain (PEM), with ADMIN_TLS_KEY; default: issued by the "
+               "controller's admin CA (STATE_DIR/" ADMIN_TLS_CA_FILE ")", S, admin_tls_cert),
+    CONFIG_KEY("ADMIN_TLS_KEY", CONFIG_STRING, NULL, "private key (PEM) of ADMIN_TLS_CERT", S,
+               admin_tls_key),
+    CONFIG_KEY("ADMIN_TLS_NAMES", CONFIG_STRING, NULL,
+               "DNS names and IPs, comma-separated, the issued admin certificate also carries "
+               "(it always names the ADMIN_LISTEN address)", S, admin_tls_names),
     CONFIG_KEY("ADMIN_AUTH_TOKEN", CONFIG_SECRET, NULL,
                "bearer token for the admin API (required)", S, admin_auth_token),
     CONFIG_KEY("HEALTH_LISTEN", CONFIG_STRING, "127.0.0.1:9100",
@@ -88,20 +98,7 @@ check_settings(void *ctx, struct daemon *daemon, const struct config *config,
         return config_fail(config, "ADMIN_AUTH_TOKEN", err,
                            "too short: use at least %d random characters", ADMIN_TOKEN_MIN);
     c->admin_token = s->admin_auth_token;
-    /* The admin API is plain HTTP: anywhere but loopback its bearer token
-     * and every answer cross the network readable by anyone on the path. */
-    if (!net_addr_is_loopback(s->admin_listen)) {
-        if (!s->admin_listen_insecure)
-            return config_fail(config, "ADMIN_LISTEN", err,
-                               "\"%s\" is not a loopback address: the admin API is plain "
-                               "HTTP and would send its bearer token in the clear (use "
-                               "127.0.0.1 and an SSH tunnel or a TLS proxy, or set "
-                               "ADMIN_LISTEN_INSECURE=true to accept the risk)",
-                               s->admin_listen);
-        log_warn("ADMIN_LISTEN_INSECURE: admin API served in plain HTTP on a non-loopback "
-                 "address; its bearer token crosses the network in the clear",
-                 "admin_listen=%s", s->admin_listen);
-    }
+    TRY(admin_tls_configure(c, config, err));
     char host[128];
     uint16_t port;
     if (strcmp(s->health_listen, "off") == 0)
@@ -158,13 +155,15 @@ start(void *ctx, struct daemon *daemon, int *exit_status, struct ztr_err *err)
     TRY(file_create_private_if_missing(db_path, err));
     TRY(store_open(db_path, c->clock, &c->store, err));
     TRY(ctl_server_start(c, err));
+    TRY(admin_tls_prepare(c, err));
     TRY(admin_start(c, err));
     /* The real ports matter when a listener was given port 0 (tests). */
     log_info("controller started",
              "trust_domain=%s control_listen=%s control_port=%u admin_listen=%s admin_port=%u "
-             "health_listen=%s health_port=%u state_dir=%s",
+             "admin_tls=%s health_listen=%s health_port=%u state_dir=%s",
              c->settings.trust_domain, c->settings.controller_listen, ctl_server_port(c->ctl),
              c->settings.admin_listen, http_server_port(c->admin_http),
+             c->admin_tls != NULL ? "true" : "false",
              c->settings.health_listen, c->health_http ? http_server_port(c->health_http) : 0,
              c->settings.state_dir);
     daemon_notify_ready("serving");
@@ -189,6 +188,7 @@ stop(void *ctx, bool started, int exit_status)
 {
     struct controller *c = ctx;
     admin_stop(c);
+    admin_tls_free(c);
     ctl_server_stop(c->ctl);
     store_close(c->store);
     ca_set_free(c->cas);

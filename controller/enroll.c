@@ -25,6 +25,10 @@
  * minute; what is dropped is counted into the next line or row. */
 #define DENIED_LINES_PER_S 20
 #define DENIED_EVENTS_PER_MIN 30
+/* Likewise for addresses an enrolling connector announced that its token
+ * does not allow: a fleet token can be used many times over. */
+#define UNALLOWED_LINES_PER_S 20
+#define UNALLOWED_EVENTS_PER_MIN 30
 
 #define TOKEN_ID_BYTES 8
 #define TOKEN_SECRET_BYTES 32
@@ -72,6 +76,56 @@ digest_equal(const uint8_t *a, const uint8_t *b, size_t len)
     return diff == 0;
 }
 
+/* The token's allowed addresses, canonical, as the JSON list text the
+ * store keeps: only a connector's certificate names IPs, and only those. */
+static int
+token_addresses(const json_t *addresses, enum pki_role role, char *out, size_t cap,
+                struct ztr_err *err)
+{
+    snprintf(out, cap, "[]");
+    if (addresses == NULL || json_is_null(addresses))
+        return 0;
+    if (!json_is_array(addresses))
+        return ztr_err_set(err, ZTR_E_INVALID, "addresses must be a list of IP addresses");
+    if (json_array_size(addresses) == 0)
+        return 0;
+    if (role != PKI_ROLE_CONNECTOR)
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "addresses are for connector tokens only: tunnelers are never "
+                           "dialed, so their certificates name no IP");
+    if (json_array_size(addresses) > PKI_MAX_IP_SANS)
+        return ztr_err_set(err, ZTR_E_INVALID, "at most %d addresses", PKI_MAX_IP_SANS);
+    json_t *list = json_array();
+    size_t i;
+    const json_t *item;
+    json_array_foreach(addresses, i, item) {
+        const char *text = json_string_value(item);
+        struct pki_ip ip;
+        char canonical[64];
+        if (text == NULL || pki_ip_parse(text, &ip) != 0) {
+            json_decref(list);
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "address \"%.64s\" is not an IP address (give the IP tunnelers "
+                               "dial, without a port)",
+                               text != NULL ? text : "(not a string)");
+        }
+        json_array_append_new(list, json_string(pki_ip_format(&ip, canonical, sizeof(canonical))));
+    }
+    char *dumped = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    if (dumped == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    size_t len = strlen(dumped);
+    if (len >= cap) {
+        free(dumped);
+        return ztr_err_set(err, ZTR_E_INVALID, "addresses longer than %zu bytes as JSON",
+                           cap - 1);
+    }
+    memcpy(out, dumped, len + 1);
+    free(dumped);
+    return 0;
+}
+
 int
 token_create(struct controller *c, const struct token_request *request, char **token_text,
              struct store_token *record, struct ztr_err *err)
@@ -90,10 +144,11 @@ token_create(struct controller *c, const struct token_request *request, char **t
         return ztr_err_set(err, ZTR_E_INVALID, "uses must be 1..1000000");
     if (request->ttl_s < 1 || request->ttl_s > 366LL * 86400)
         return ztr_err_set(err, ZTR_E_INVALID, "ttl must be 1s..366d");
+    struct store_token token = {0};
+    TRY(token_addresses(request->addresses, role, token.addresses, sizeof(token.addresses), err));
     uint8_t id_bytes[TOKEN_ID_BYTES], secret[TOKEN_SECRET_BYTES];
     TRY(random_bytes(id_bytes, sizeof(id_bytes), err));
     TRY(random_bytes(secret, sizeof(secret), err));
-    struct store_token token = {0};
     hex_encode(id_bytes, sizeof(id_bytes), token.id);
     if (wc_Sha256Hash(secret, sizeof(secret), token.digest) != 0)
         return ztr_err_set(err, ZTR_E_CRYPTO, "SHA-256 failed");
@@ -211,6 +266,61 @@ advertised_ips(const json_t *addresses, struct pki_ip *ips, size_t *count, struc
     return 0;
 }
 
+/* The IPs a token allows (its stored JSON list); none when the text does
+ * not parse, which fails closed. */
+static size_t
+token_allowed_ips(const struct store_token *token, struct pki_ip *ips)
+{
+    json_t *list = json_loads(token->addresses[0] != '\0' ? token->addresses : "[]", 0, NULL);
+    size_t count = 0;
+    struct ztr_err err = {0};
+    if (!json_is_array(list) || advertised_ips(list, ips, &count, &err) != 0)
+        count = 0;
+    json_decref(list);
+    return count;
+}
+
+static bool
+ip_listed(const struct pki_ip *ip, const struct pki_ip *list, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (list[i].len == ip->len && memcmp(list[i].bytes, ip->bytes, ip->len) == 0)
+            return true;
+    return false;
+}
+
+/* An address the connector announced that its token does not allow: not
+ * certified, and said (within bounds) so that the operator sees the claim. */
+static void
+report_unallowed(struct controller *c, const struct store_node *node, const struct pki_ip *ip)
+{
+    if (c->unallowed_lines.period_ms == 0) {
+        c->unallowed_lines = (struct log_limit)LOG_LIMIT_INIT(UNALLOWED_LINES_PER_S, 1000);
+        c->unallowed_events = (struct log_limit)LOG_LIMIT_INIT(UNALLOWED_EVENTS_PER_MIN, 60000);
+    }
+    char text[64];
+    pki_ip_format(ip, text, sizeof(text));
+    int64_t now_ms = clock_monotonic_ms(c->clock);
+    uint64_t dropped = 0;
+    if (log_limit_allow(&c->unallowed_lines, now_ms, &dropped)) {
+        if (dropped > 0)
+            log_warn("enrollment address not allowed lines suppressed", "suppressed=%llu",
+                     (unsigned long long)dropped);
+        log_warn("enrollment address not allowed", "node=%s name=%s address=%s", node->id,
+                 node->name, text);
+    }
+    if (log_limit_allow(&c->unallowed_events, now_ms, &dropped)) {
+        char detail[STORE_DETAIL_MAX];
+        int n = snprintf(detail, sizeof(detail),
+                         "enrollment address not allowed: connector=%s address=%s (not certified)",
+                         node->name, text);
+        if (dropped > 0 && n > 0 && (size_t)n < sizeof(detail))
+            snprintf(detail + n, sizeof(detail) - (size_t)n, "; %llu earlier not recorded",
+                     (unsigned long long)dropped);
+        store_event_add(c->store, "security", node->id, detail, NULL);
+    }
+}
+
 json_t *
 enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
 {
@@ -239,18 +349,23 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
     enum pki_role role;
     struct pki_spiffe_id id;
     struct pki_csr *csr = NULL;
-    struct pki_ip ips[PKI_MAX_IP_SANS];
-    size_t ip_count = 0;
+    /* A connector's certificate names what it announced AND its token
+     * allows: the operator's word, never the connector's alone. */
+    struct pki_ip announced[PKI_MAX_IP_SANS], allowed[PKI_MAX_IP_SANS], ips[PKI_MAX_IP_SANS];
+    size_t announced_count = 0, allowed_count = token_allowed_ips(&token, allowed), ip_count = 0;
     if (pki_role_parse(e.role, &role) != 0 ||
         pki_spiffe_id_build(c->settings.trust_domain, role, e.name, &id, &err) != 0)
         return deny(&e, CTLMSG_E_BAD_REQUEST, "invalid node name", err.msg);
     if (pki_csr_parse((const uint8_t *)csr_text, strlen(csr_text), &csr, &err) != 0)
         return deny(&e, CTLMSG_E_BAD_REQUEST, "invalid certificate request", err.msg);
     if (role == PKI_ROLE_CONNECTOR && addresses != NULL &&
-        advertised_ips(addresses, ips, &ip_count, &err) != 0) {
+        advertised_ips(addresses, announced, &announced_count, &err) != 0) {
         pki_csr_free(csr);
         return deny(&e, CTLMSG_E_BAD_REQUEST, "invalid advertised address", err.msg);
     }
+    for (size_t i = 0; i < announced_count; i++)
+        if (ip_listed(&announced[i], allowed, allowed_count))
+            ips[ip_count++] = announced[i];
     /* The node record keeps the list as JSON text of bounded size; a list
      * that does not fit is the request's fault, found before issuing. */
     char *addresses_text = addresses != NULL ? json_dumps(addresses, JSON_COMPACT) : NULL;
@@ -292,6 +407,8 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
     snprintf(node.role, sizeof(node.role), "%s", e.role);
     snprintf(node.spiffe_id, sizeof(node.spiffe_id), "%s", id.uri);
     snprintf(node.addresses, sizeof(node.addresses), "%s", addresses_text ? addresses_text : "[]");
+    snprintf(node.allowed_addresses, sizeof(node.allowed_addresses), "%s",
+             token.addresses[0] != '\0' ? token.addresses : "[]");
     snprintf(node.cert_serial, sizeof(node.cert_serial), "%s", info.serial_hex);
     snprintf(node.cert_key, sizeof(node.cert_key), "%s", key);
     node.cert_not_after = info.not_after;
@@ -315,6 +432,16 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
     c->counters.enrollments++;
     log_info("node enrolled", "node=%s spiffe_id=%s peer=%s not_after=%lld", stored.id, id.uri,
              peer_addr, (long long)info.not_after);
+    for (size_t i = 0; i < announced_count; i++)
+        if (!ip_listed(&announced[i], allowed, allowed_count))
+            report_unallowed(c, &stored, &announced[i]);
+    if (role == PKI_ROLE_CONNECTOR && ip_count == 0)
+        log_warn("connector certified without IP addresses",
+                 "node=%s name=%s hint=\"tunnelers cannot dial it until the operator "
+                 "sets its addresses: controller node set-addresses %s --address IP... (certified "
+                 "from its next renewal), or re-enroll it with a token created with --replace "
+                 "--address IP\"",
+                 stored.id, stored.name, stored.id);
     reply = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "enrolled", "node_id", stored.id,
                       "spiffe_id", id.uri, "chain", chain, "bundle", bundle);
 out:

@@ -159,8 +159,30 @@ transfer_failed(CURL *curl, CURLcode rc, const struct response_sink *sink, const
         return ztr_err_set(err, ZTR_E_IO, "%s %s: connect: %s", method, url,
                            file_strerror((int)os_errno, reason, sizeof(reason)));
     }
-    return ztr_err_set(err, ZTR_E_IO, "%s %s: %s", method, url,
+    int code = ZTR_E_IO;
+    if (rc == CURLE_PEER_FAILED_VERIFICATION)
+        code = HTTP_CLIENT_E_UNTRUSTED;
+    else if (rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
+             rc == CURLE_WEIRD_SERVER_REPLY)
+        code = HTTP_CLIENT_E_NO_REPLY;
+    else if (rc == CURLE_SSL_CONNECT_ERROR)
+        code = HTTP_CLIENT_E_TLS;
+    return ztr_err_set(err, code, "%s %s: %s", method, url,
                        detail[0] != '\0' ? detail : curl_easy_strerror(rc));
+}
+
+/* https only: TLS 1.3, the peer and its name always verified, and with a
+ * CA file only that file's CAs trusted (not the system store beside it). */
+static void
+set_tls(CURL *curl, const char *ca_file)
+{
+    curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (ca_file != NULL) {
+        curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file);
+        curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
+    }
 }
 
 static int
@@ -205,6 +227,15 @@ int
 http_client_request(const char *method, const char *url, const char *bearer, const char *body,
                     long timeout_ms, long *status, char **body_out, struct ztr_err *err)
 {
+    return http_client_request_ca(method, url, NULL, bearer, body, timeout_ms, status,
+                                  body_out, err);
+}
+
+int
+http_client_request_ca(const char *method, const char *url, const char *ca_file,
+                       const char *bearer, const char *body, long timeout_ms, long *status,
+                       char **body_out, struct ztr_err *err)
+{
     if (status != NULL)
         *status = 0;
     if (body_out != NULL)
@@ -227,6 +258,7 @@ http_client_request(const char *method, const char *url, const char *bearer, con
     }
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     set_method(curl, method, body);
+    set_tls(curl, ca_file);
     int rc = perform(curl, method, url, timeout_ms, status, body_out, err);
     curl_easy_cleanup(curl);
     free_headers(headers);

@@ -64,6 +64,9 @@ struct store_token {
      * enrollment is refused (STORE_E_ENROLLED): a token must not take a
      * live node over by accident or by theft. */
     bool replace;
+    /* JSON list of the IPs a connector enrolled with it may be certified
+     * for (the operator's --address values); "" or "[]": none. */
+    char addresses[STORE_ADDRESSES_MAX + 1];
     int64_t uses_left;
     int64_t expires_at;
     int64_t created_at;
@@ -94,8 +97,8 @@ struct store_node {
     char role[16];
     char spiffe_id[STORE_SPIFFE_ID_MAX + 1];
     char addresses[STORE_ADDRESSES_MAX + 1];   /* JSON text, see STORE_ADDRESSES_MAX */
-    /* JSON list: the only IPs a renewed certificate may name. Enrollment
-     * sets it to the addresses it certified; the operator may change it. */
+    /* JSON list: the only IPs a certificate may name. Enrollment sets it
+     * to its token's addresses; the operator may change it. */
     char allowed_addresses[STORE_ADDRESSES_MAX + 1];
     enum store_status status;
     bool revoked;
@@ -122,6 +125,7 @@ struct store_node {
  * is re-enrolled only by a token with replace: else nothing is written and
  * err->code is STORE_E_ENROLLED. node->cert_serial and cert_key name the new
  * certificate; it becomes the only one admitted (no previous one).
+ * node->allowed_addresses ("" = none) replaces the node's.
  * node->id may be empty: a new id is generated. *out receives the row.
  */
 int store_node_enroll(struct store *store, const char *token_id, const struct store_node *node,

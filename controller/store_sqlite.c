@@ -134,6 +134,12 @@ static const char *const migrations[] = {
     "    THEN json_extract(addresses, '$.addresses')"
     "  ELSE '[]' END"
     "  WHERE json_valid(addresses);",
+
+    /* 5: the IPs the operator allows a connector enrolled with the token
+     * to be certified for; a connector's own announcement is never enough.
+     * Tokens from before allow none. */
+    "ALTER TABLE tokens ADD COLUMN addresses TEXT NOT NULL DEFAULT '[]'"
+    "  CHECK (json_valid(addresses) AND json_type(addresses) = 'array');",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -701,9 +707,15 @@ store_event_list(struct store *s, int64_t after_id, size_t limit,
 
 /* ---- tokens --------------------------------------------------------------- */
 
+static const char *
+addresses_or_empty(const char *addresses)
+{
+    return addresses != NULL && addresses[0] != '\0' ? addresses : "[]";
+}
+
 #define TOKEN_SELECT                                                                     \
     "SELECT id, digest, role, name, name_is_prefix, uses_left, expires_at, created_at, " \
-    "replace_node FROM tokens "
+    "replace_node, addresses FROM tokens "
 
 static int
 read_token(sqlite3_stmt *st, struct store_token *t, struct ztr_err *err)
@@ -724,7 +736,7 @@ read_token(sqlite3_stmt *st, struct store_token *t, struct ztr_err *err)
     t->expires_at = sqlite3_column_int64(st, 6);
     t->created_at = sqlite3_column_int64(st, 7);
     t->replace = sqlite3_column_int(st, 8) != 0;
-    return 0;
+    return col_text(st, 9, t->addresses, sizeof(t->addresses), err);
 }
 
 static int
@@ -743,11 +755,13 @@ token_body(struct store *s, void *ctx, struct ztr_err *err)
         return ztr_err_set(err, ZTR_E_INVALID, "token %s already exists", t->id);
     return stmt_exec(s,
                      "INSERT INTO tokens (id, digest, role, name, name_is_prefix, uses_left, "
-                     "expires_at, created_at, replace_node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     "expires_at, created_at, replace_node, addresses) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      ARGS(TEXT_ARG(t->id), BLOB_ARG(t->digest, (int)sizeof(t->digest)),
                           TEXT_ARG(t->role), TEXT_ARG(t->name),
                           INT_ARG(t->name_is_prefix ? 1 : 0), INT_ARG(t->uses_left),
-                          INT_ARG(t->expires_at), INT_ARG(created), INT_ARG(t->replace ? 1 : 0)),
+                          INT_ARG(t->expires_at), INT_ARG(created), INT_ARG(t->replace ? 1 : 0),
+                          TEXT_ARG(addresses_or_empty(t->addresses))),
                      NULL, err);
 }
 
@@ -757,6 +771,7 @@ store_token_insert(struct store *s, const struct store_token *token, struct ztr_
     TRY(check_text("token id", token->id, STORE_ID_MAX, true, err));
     TRY(check_role("token role", token->role, sizeof(token->role) - 1, err));
     TRY(check_text("token name", token->name, STORE_NAME_MAX, true, err));
+    TRY(check_text("token addresses", token->addresses, STORE_ADDRESSES_MAX, false, err));
     if (token->uses_left < 0)
         return ztr_err_set(err, ZTR_E_INVALID, "token uses must not be negative");
     return in_tx(s, token_body, (void *)token, err);
@@ -884,14 +899,10 @@ check_node(const struct store_node *n, struct ztr_err *err)
     TRY(check_role("node role", n->role, sizeof(n->role) - 1, err));
     TRY(check_text("node SPIFFE ID", n->spiffe_id, STORE_SPIFFE_ID_MAX, true, err));
     TRY(check_text("node addresses", n->addresses, STORE_ADDRESSES_MAX, false, err));
+    TRY(check_text("node allowed addresses", n->allowed_addresses, STORE_ADDRESSES_MAX, false,
+                   err));
     TRY(check_text("certificate serial", n->cert_serial, STORE_SERIAL_MAX, false, err));
     return check_text("certificate key", n->cert_key, STORE_KEY_MAX, false, err);
-}
-
-static const char *
-addresses_or_empty(const char *addresses)
-{
-    return addresses != NULL && addresses[0] != '\0' ? addresses : "[]";
 }
 
 struct enroll_job {
@@ -941,7 +952,7 @@ reenroll(struct store *s, const char *id, const struct store_node *n, struct ztr
                      ARGS(TEXT_ARG(n->spiffe_id), TEXT_ARG(addresses_or_empty(n->addresses)),
                           TEXT_ARG(n->cert_serial), INT_ARG(n->cert_not_after),
                           INT_ARG(now_s(s)), TEXT_ARG(n->cert_key),
-                          TEXT_ARG(addresses_or_empty(n->addresses)), TEXT_ARG(id)),
+                          TEXT_ARG(addresses_or_empty(n->allowed_addresses)), TEXT_ARG(id)),
                      NULL, err);
 }
 
@@ -956,7 +967,7 @@ insert_node(struct store *s, const char *id, const struct store_node *n, struct 
                           TEXT_ARG(n->spiffe_id), TEXT_ARG(addresses_or_empty(n->addresses)),
                           TEXT_ARG(n->cert_serial), INT_ARG(n->cert_not_after),
                           INT_ARG(now_s(s)), TEXT_ARG(n->cert_key),
-                          TEXT_ARG(addresses_or_empty(n->addresses))),
+                          TEXT_ARG(addresses_or_empty(n->allowed_addresses))),
                      NULL, err);
 }
 

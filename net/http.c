@@ -27,9 +27,17 @@
  * whole life, whatever it sends. A CLI call or a scrape takes milliseconds. */
 #define HTTP_CONNECTION_DEADLINE_S 30.0
 
+/* TLS 1.3 and nothing older: with this priority GnuTLS (libmicrohttpd's
+ * TLS) fails the handshake of a client that offers at most TLS 1.2. */
+#define HTTP_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+#define HTTP_TLS_PEM_MAX (64 * 1024)
+
 struct http_server {
     struct ev_loop *loop;
     struct MHD_Daemon *daemon;
+    char *tls_cert;            /* copies, NULL for plain HTTP; MHD reads them */
+    char *tls_key;             /* wiped before they are freed */
+    size_t tls_key_len;
     ev_io epoll_io;
     ev_io listen_io;
     int listen_fd;
@@ -358,12 +366,23 @@ static _Thread_local struct {
     bool logged;
     struct timespec last;
     unsigned long long suppressed;
+    /* While a daemon starts, its first message is kept here for the error
+     * instead of logged: it is the reason GnuTLS refused the credentials. */
+    char *capture;
+    size_t capture_cap;
 } mhd_log_state;
 
 __attribute__((format(printf, 2, 0))) static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    if (mhd_log_state.capture != NULL) {
+        if (mhd_log_state.capture[0] == '\0') {
+            vsnprintf(mhd_log_state.capture, mhd_log_state.capture_cap, fmt, ap);
+            mhd_log_state.capture[strcspn(mhd_log_state.capture, "\r\n")] = '\0';
+        }
+        return;
+    }
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (mhd_log_state.logged && now.tv_sec - mhd_log_state.last.tv_sec < HTTP_LOG_INTERVAL_S) {
@@ -456,61 +475,198 @@ timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     run_daemon(w->data);
 }
 
-int
-http_server_start(struct ev_loop *loop, const char *listen_addr, http_handler_fn handler,
-                  void *ctx, struct http_server **out, struct ztr_err *err)
+/* Starts an MHD daemon for server (NULL: only to check tls) without a
+ * listening socket of its own; with tls, every connection speaks TLS 1.3. */
+static struct MHD_Daemon *
+daemon_start(struct http_server *server, const char *cert, const char *key,
+             struct ztr_err *err)
 {
-    *out = NULL;
-    struct http_server *server = calloc(1, sizeof(*server));
-    if (server == NULL)
-        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
-    server->loop = loop;
-    server->handler = handler;
-    server->ctx = ctx;
-    int fd = -1;
-    /* Our own socket, so a taken port reads as every other listen error. */
-    if (net_listen(listen_addr, HTTP_LISTEN_BACKLOG, &fd, err) != 0) {
-        free(server);
-        return -1;
-    }
-    server->port = net_local_port(fd);
-    server->listen_fd = fd;
-    server->daemon = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, access_cb,
-        server,
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    struct MHD_OptionItem no_options[] = {{MHD_OPTION_END, 0, NULL}};
+    bool tls = cert != NULL;
+    unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    if (tls)
+        flags |= MHD_USE_TLS;
+    char reason[256] = "";
+    mhd_log_state.capture = reason;
+    mhd_log_state.capture_cap = sizeof(reason);
+    struct MHD_Daemon *daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, access_cb, server,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONNECTION_TIMEOUT_S,
         MHD_OPTION_URI_LOG_CALLBACK, uri_cb, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, notify_connection_cb, server,
+        MHD_OPTION_ARRAY, tls ? tls_options : no_options,
         MHD_OPTION_END);
-    if (server->daemon == NULL) {
-        close(fd);
-        free(server);
-        return ztr_err_set(err, ZTR_E_IO, "listen %s: http: cannot start server", listen_addr);
+    mhd_log_state.capture = NULL;
+    if (daemon == NULL && tls)
+        ztr_err_set(err, ZTR_E_INVALID, "TLS certificate or key refused: %s",
+                    reason[0] != '\0' ? reason : "libmicrohttpd could not set up TLS");
+    else if (daemon == NULL)
+        ztr_err_set(err, ZTR_E_IO, "http: cannot start server%s%s", reason[0] ? ": " : "",
+                    reason);
+    return daemon;
+}
+
+static void
+tls_free(struct http_server *server)
+{
+    free(server->tls_cert);
+    if (server->tls_key != NULL)
+        explicit_bzero(server->tls_key, server->tls_key_len);
+    free(server->tls_key);
+    server->tls_cert = NULL;
+    server->tls_key = NULL;
+    server->tls_key_len = 0;
+}
+
+/* Bounded copies of tls into server (it holds them for MHD). */
+static int
+tls_copy(struct http_server *server, const struct http_tls *tls, struct ztr_err *err)
+{
+    if (tls->cert_pem == NULL || tls->key_pem == NULL)
+        return ztr_err_set(err, ZTR_E_INVALID, "TLS needs a certificate and a key");
+    if (strlen(tls->cert_pem) > HTTP_TLS_PEM_MAX || strlen(tls->key_pem) > HTTP_TLS_PEM_MAX)
+        return ztr_err_set(err, ZTR_E_LIMIT, "TLS certificate or key larger than %d bytes",
+                           HTTP_TLS_PEM_MAX);
+    server->tls_cert = strdup(tls->cert_pem);
+    server->tls_key = strdup(tls->key_pem);
+    server->tls_key_len = server->tls_key != NULL ? strlen(server->tls_key) : 0;
+    if (server->tls_cert == NULL || server->tls_key == NULL) {
+        tls_free(server);
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     }
+    return 0;
+}
+
+bool
+http_tls_supported(void)
+{
+    return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
+}
+
+int
+http_tls_check(const struct http_tls *tls, struct ztr_err *err)
+{
+    if (!http_tls_supported())
+        return ztr_err_set(err, ZTR_E_INVALID, "this libmicrohttpd was built without TLS");
+    struct http_server scratch = {0};
+    TRY(tls_copy(&scratch, tls, err));
+    struct MHD_Daemon *daemon = daemon_start(NULL, scratch.tls_cert, scratch.tls_key, err);
+    tls_free(&scratch);
+    if (daemon == NULL)
+        return -1;
+    MHD_stop_daemon(daemon);
+    return 0;
+}
+
+/* Points the loop at server->daemon: its epoll descriptor and timeouts. */
+static int
+daemon_attach(struct http_server *server, struct ztr_err *err)
+{
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-    if (info == NULL) {
-        MHD_stop_daemon(server->daemon);
-        close(fd);
-        free(server);
-        return ztr_err_set(err, ZTR_E_IO, "listen %s: http: no epoll descriptor", listen_addr);
-    }
+    if (info == NULL)
+        return ztr_err_set(err, ZTR_E_IO, "http: no epoll descriptor");
     ev_io_init(&server->epoll_io, epoll_cb, info->epoll_fd, EV_READ);
     server->epoll_io.data = server;
-    ev_io_start(loop, &server->epoll_io);
+    ev_io_start(server->loop, &server->epoll_io);
+    rearm_timer(server);
+    return 0;
+}
+
+int
+http_server_start(struct ev_loop *loop, const char *listen_addr, http_handler_fn handler,
+                  void *ctx, struct http_server **out, struct ztr_err *err)
+{
+    return http_server_start_tls(loop, listen_addr, NULL, handler, ctx, out, err);
+}
+
+int
+http_server_start_tls(struct ev_loop *loop, const char *listen_addr, const struct http_tls *tls,
+                      http_handler_fn handler, void *ctx, struct http_server **out,
+                      struct ztr_err *err)
+{
+    *out = NULL;
+    if (tls != NULL && !http_tls_supported())
+        return ztr_err_set(err, ZTR_E_INVALID, "listen %s: this libmicrohttpd was built "
+                           "without TLS", listen_addr);
+    struct http_server *server = calloc(1, sizeof(*server));
+    if (server == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    server->loop = loop;
+    server->handler = handler;
+    server->ctx = ctx;
+    if (tls != NULL && tls_copy(server, tls, err) != 0) {
+        free(server);
+        return -1;
+    }
+    int fd = -1;
+    /* Our own socket, so a taken port reads as every other listen error. */
+    if (net_listen(listen_addr, HTTP_LISTEN_BACKLOG, &fd, err) != 0) {
+        tls_free(server);
+        free(server);
+        return -1;
+    }
+    server->port = net_local_port(fd);
+    server->listen_fd = fd;
+    ev_init(&server->timeout_timer, timeout_cb);
+    server->timeout_timer.data = server;
+    server->daemon = daemon_start(server, server->tls_cert, server->tls_key, err);
+    if (server->daemon == NULL || daemon_attach(server, err) != 0) {
+        if (server->daemon != NULL)
+            MHD_stop_daemon(server->daemon);
+        close(fd);
+        tls_free(server);
+        free(server);
+        return ztr_err_wrap(err, "listen %s", listen_addr);
+    }
     ev_io_init(&server->listen_io, listen_cb, fd, EV_READ);
     server->listen_io.data = server;
     ev_io_start(loop, &server->listen_io);
-    ev_init(&server->timeout_timer, timeout_cb);
-    server->timeout_timer.data = server;
-    rearm_timer(server);
     ev_timer_init(&server->deadline_timer, deadline_cb, 1.0, 1.0);
     server->deadline_timer.data = server;
     ev_timer_start(loop, &server->deadline_timer);
     *out = server;
+    return 0;
+}
+
+/* MHD cannot change a running daemon's credentials: a new daemon takes the
+ * listening socket's next connections, and the old one closes those it
+ * holds (an admin call or a scrape in flight fails; its client retries). */
+int
+http_server_set_tls(struct http_server *server, const struct http_tls *tls,
+                    struct ztr_err *err)
+{
+    if (server->tls_cert == NULL)
+        return ztr_err_set(err, ZTR_E_INVALID, "http: the server was started without TLS");
+    struct http_server fresh = {0};
+    TRY(tls_copy(&fresh, tls, err));
+    struct MHD_Daemon *daemon = daemon_start(server, fresh.tls_cert, fresh.tls_key, err);
+    if (daemon == NULL) {
+        tls_free(&fresh);
+        return -1;
+    }
+    ev_io_stop(server->loop, &server->epoll_io);
+    ev_timer_stop(server->loop, &server->timeout_timer);
+    MHD_stop_daemon(server->daemon);
+    tls_free(server);
+    server->daemon = daemon;
+    server->tls_cert = fresh.tls_cert;
+    server->tls_key = fresh.tls_key;
+    server->tls_key_len = fresh.tls_key_len;
+    if (daemon_attach(server, err) != 0) {
+        /* Not reachable with an epoll daemon; the listener stays up and
+         * every connection is refused by MHD rather than left hanging. */
+        return -1;
+    }
     return 0;
 }
 
@@ -539,6 +695,7 @@ http_server_stop(struct http_server *server)
      * listening socket is ours. */
     MHD_stop_daemon(server->daemon);
     close(server->listen_fd);
+    tls_free(server);
     free(server);
 }
 

@@ -59,6 +59,34 @@ typedef bool (*http_gate_fn)(void *ctx, const struct http_request *request,
  * and starts serving on loop. */
 int http_server_start(struct ev_loop *loop, const char *listen_addr, http_handler_fn handler,
                       void *ctx, struct http_server **out, struct ztr_err *err);
+
+/*
+ * HTTPS: libmicrohttpd's TLS (GnuTLS), TLS 1.3 only. A client offering
+ * TLS 1.2 or older, or speaking plain HTTP, gets no HTTP answer: the
+ * handshake fails and the connection is closed. PEM text, copied by the
+ * server (the key is wiped when the server lets it go).
+ */
+struct http_tls {
+    const char *cert_pem;  /* the server certificate, then any intermediates */
+    const char *key_pem;   /* its private key */
+};
+
+/* Whether the libmicrohttpd linked in can serve TLS at all. */
+bool http_tls_supported(void);
+/* Whether a server could start with tls (the key parses and belongs to the
+ * certificate), checked the way the server would, without listening.
+ * Fails with GnuTLS's reason: `TLS certificate or key refused: ...`. */
+int http_tls_check(const struct http_tls *tls, struct ztr_err *err);
+/* As http_server_start, every connection served over TLS. */
+int http_server_start_tls(struct ev_loop *loop, const char *listen_addr,
+                          const struct http_tls *tls, http_handler_fn handler, void *ctx,
+                          struct http_server **out, struct ztr_err *err);
+/* New credentials (a reissued certificate) for a server started with TLS:
+ * connections from now on get them; those still open are closed. On
+ * failure the server keeps serving with the old ones. Never from inside a
+ * handler or a gate. */
+int http_server_set_tls(struct http_server *server, const struct http_tls *tls,
+                        struct ztr_err *err);
 /* Installs the gate (NULL: none) for requests whose headers arrive from
  * now on; ctx is the handler's. */
 void http_server_set_gate(struct http_server *server, http_gate_fn gate);

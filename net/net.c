@@ -131,12 +131,20 @@ net_connect_start(const char *addr, int *fd, struct ztr_err *err)
     socklen_t sa_len;
     *fd = -1;
     TRY(net_resolve(addr, &sa, &sa_len, err));
-    int s = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    return net_connect_start_sa(&sa, sa_len, addr, fd, err);
+}
+
+int
+net_connect_start_sa(const struct sockaddr_storage *sa, socklen_t sa_len, const char *label,
+                     int *fd, struct ztr_err *err)
+{
+    *fd = -1;
+    int s = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0)
-        return sys_fail(err, "dial", addr, "socket", errno);
+        return sys_fail(err, "dial", label, "socket", errno);
     net_set_nodelay(s);
-    if (connect(s, (struct sockaddr *)&sa, sa_len) != 0 && errno != EINPROGRESS)
-        return close_fail(s, err, "dial", addr, "connect", errno);
+    if (connect(s, (const struct sockaddr *)sa, sa_len) != 0 && errno != EINPROGRESS)
+        return close_fail(s, err, "dial", label, "connect", errno);
     *fd = s;
     return 0;
 }
@@ -176,23 +184,17 @@ net_local_port(int fd)
 }
 
 const char *
-net_peer_name(int fd, char *buf, size_t cap)
+net_sockaddr_name(const struct sockaddr_storage *sa, char *buf, size_t cap)
 {
-    struct sockaddr_storage sa;
-    socklen_t len = sizeof(sa);
     char ip[INET6_ADDRSTRLEN];
     if (cap == 0)
         return buf;
-    if (getpeername(fd, (struct sockaddr *)&sa, &len) != 0) {
-        snprintf(buf, cap, "unknown");
-        return buf;
-    }
-    if (sa.ss_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)&sa;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
         snprintf(buf, cap, "%s:%u", ip, (unsigned)ntohs(sin->sin_port));
-    } else if (sa.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&sa;
+    } else if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
         /* A v4 client of a dual-stack listener should log as the v4
          * address operators know, not as ::ffff:a.b.c.d. */
         if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
@@ -206,6 +208,20 @@ net_peer_name(int fd, char *buf, size_t cap)
         snprintf(buf, cap, "unknown");
     }
     return buf;
+}
+
+const char *
+net_peer_name(int fd, char *buf, size_t cap)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    if (cap == 0)
+        return buf;
+    if (getpeername(fd, (struct sockaddr *)&sa, &len) != 0) {
+        snprintf(buf, cap, "unknown");
+        return buf;
+    }
+    return net_sockaddr_name(&sa, buf, cap);
 }
 
 /*
@@ -334,4 +350,17 @@ net_peer_source_key(int fd, struct quota_key *key)
         return 0;
     }
     return -1;
+}
+
+void
+net_close_refused(int fd, struct log_limit *limit, int64_t now_ms, const char *msg,
+                  const char *reason)
+{
+    char peer[64];
+    net_peer_name(fd, peer, sizeof(peer));
+    close(fd);
+    uint64_t suppressed = 0;
+    if (log_limit_allow(limit, now_ms, &suppressed))
+        log_warn(msg, "peer=%s reason=\"%s\" suppressed=%llu", peer, reason,
+                 (unsigned long long)suppressed);
 }

@@ -34,6 +34,9 @@ int net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err);
  * the socket to the caller, who closes it. */
 int net_connect_start(const char *addr, int *fd, struct ztr_err *err);
 int net_connect_finish(int fd, const char *addr, struct ztr_err *err);
+/* Same, to an address already resolved; label names it in errors. */
+int net_connect_start_sa(const struct sockaddr_storage *sa, socklen_t sa_len, const char *label,
+                         int *fd, struct ztr_err *err);
 
 /* Takes one waiting connection from a listening socket (non-blocking,
  * close-on-exec, TCP_NODELAY). Returns its fd, or -1 when none is waiting;
@@ -53,6 +56,13 @@ int net_accept(int listen_fd);
  * multiply its quota. Returns -1 (key zeroed) when fd has no IP peer. */
 int net_peer_source_key(int fd, struct quota_key *key);
 
+/* Closes a connection refused right after accept, with a warn line msg
+ * naming the peer and reason, limited by limit (whoever causes refusals
+ * controls how often; the line carries `suppressed=N`). */
+struct log_limit;
+void net_close_refused(int fd, struct log_limit *limit, int64_t now_ms, const char *msg,
+                       const char *reason);
+
 /* Turns off Nagle's algorithm: control messages and relayed requests are
  * small and latency-bound (it cost ~40 ms per enrollment round trip). */
 void net_set_nodelay(int fd);
@@ -62,5 +72,7 @@ uint16_t net_local_port(int fd);
 
 /* "ip:port" ("[v6]:port") of the peer, for logs; "unknown" if it has none. */
 const char *net_peer_name(int fd, char *buf, size_t cap);
+/* The same text for an address in hand ("unknown" for other families). */
+const char *net_sockaddr_name(const struct sockaddr_storage *sa, char *buf, size_t cap);
 
 #endif

@@ -25,15 +25,23 @@ issue_fail(struct ztr_err *err, const char *what, int code)
                        what, code);
 }
 
-/* GeneralNames: one URI, then the IPs. */
+static size_t
+header_len(size_t len)
+{
+    return len < 0x80 ? 2 : len <= 0xff ? 3 : 4;
+}
+
+/* GeneralNames: one URI (or none), then the DNS names, then the IPs. */
 static int
-encode_san(const char *uri, const struct pki_ip *ips, size_t ip_count, Cert *cert,
-           struct ztr_err *err)
+encode_san_names(const char *uri, const char *const *dns_names, size_t dns_count,
+                 const struct pki_ip *ips, size_t ip_count, Cert *cert, struct ztr_err *err)
 {
     size_t uri_len = uri ? strlen(uri) : 0;
     size_t content = 0;
     if (uri_len > 0)
-        content += (uri_len < 0x80 ? 2 : uri_len <= 0xff ? 3 : 4) + uri_len;
+        content += header_len(uri_len) + uri_len;
+    for (size_t i = 0; i < dns_count; i++)
+        content += header_len(strlen(dns_names[i])) + strlen(dns_names[i]);
     for (size_t i = 0; i < ip_count; i++)
         content += 2 + ips[i].len;
     struct der_writer writer = {cert->altNames, sizeof(cert->altNames), 0, 0};
@@ -41,6 +49,10 @@ encode_san(const char *uri, const struct pki_ip *ips, size_t ip_count, Cert *cer
     if (uri_len > 0) {
         der_put_header(&writer, DER_SAN_URI, uri_len);
         der_put_bytes(&writer, uri, uri_len);
+    }
+    for (size_t i = 0; i < dns_count; i++) {
+        der_put_header(&writer, DER_SAN_DNS, strlen(dns_names[i]));
+        der_put_bytes(&writer, dns_names[i], strlen(dns_names[i]));
     }
     for (size_t i = 0; i < ip_count; i++) {
         if (ips[i].len != 4 && ips[i].len != 16)
@@ -53,6 +65,13 @@ encode_san(const char *uri, const struct pki_ip *ips, size_t ip_count, Cert *cer
                            sizeof(cert->altNames));
     cert->altNamesSz = (int)writer.len;
     return 0;
+}
+
+static int
+encode_san(const char *uri, const struct pki_ip *ips, size_t ip_count, Cert *cert,
+           struct ztr_err *err)
+{
+    return encode_san_names(uri, NULL, 0, ips, ip_count, cert, err);
 }
 
 static int
@@ -161,16 +180,11 @@ ca_fill_info(struct pki_ca *ca, struct ztr_err *err)
     return pki_cert_info_parse(ca->cert.data, ca->cert.len, &ca->info, err);
 }
 
-int
-pki_ca_create(const char *trust_domain, int64_t now, int64_t lifetime_s, struct pki_ca **out,
-              struct ztr_err *err)
+/* A self-signed CA; uri (its trust domain's SPIFFE ID) may be NULL. */
+static int
+create_ca(const char *common_name, const char *uri, int64_t now, int64_t lifetime_s,
+          struct pki_ca **out, struct ztr_err *err)
 {
-    struct pki_spiffe_id td_id;
-    TRY(pki_trust_domain_check(trust_domain, err));
-    char uri[PKI_TRUST_DOMAIN_MAX + 16];
-    snprintf(uri, sizeof(uri), "spiffe://%s", trust_domain);
-    TRY(pki_spiffe_id_parse(uri, &td_id, err));
-
     struct pki_ca *ca = calloc(1, sizeof(*ca));
     Cert *cert = new_cert(err);
     int rc = -1;
@@ -181,12 +195,10 @@ pki_ca_create(const char *trust_domain, int64_t now, int64_t lifetime_s, struct 
     }
     if (pki_key_generate(&ca->key, err) != 0)
         goto out;
-    char common_name[CTC_NAME_SIZE];
-    snprintf(common_name, sizeof(common_name), "ztr CA %.40s", trust_domain);
     set_name(&cert->subject, common_name);
     cert->isCA = 1;
     if (set_validity(cert, now - CA_LIFETIME_SKEW_S, now + lifetime_s, err) != 0 ||
-        encode_san(uri, NULL, 0, cert, err) != 0)
+        (uri != NULL && encode_san(uri, NULL, 0, cert, err) != 0))
         goto out;
     int kr = wc_SetKeyUsage(cert, "keyCertSign,cRLSign");
     if (kr != 0) {
@@ -204,6 +216,29 @@ out:
     else
         pki_ca_free(ca);
     return rc;
+}
+
+int
+pki_ca_create(const char *trust_domain, int64_t now, int64_t lifetime_s, struct pki_ca **out,
+              struct ztr_err *err)
+{
+    struct pki_spiffe_id td_id;
+    TRY(pki_trust_domain_check(trust_domain, err));
+    char uri[PKI_TRUST_DOMAIN_MAX + 16];
+    snprintf(uri, sizeof(uri), "spiffe://%s", trust_domain);
+    TRY(pki_spiffe_id_parse(uri, &td_id, err));
+    char common_name[CTC_NAME_SIZE];
+    snprintf(common_name, sizeof(common_name), "ztr CA %.40s", trust_domain);
+    return create_ca(common_name, uri, now, lifetime_s, out, err);
+}
+
+int
+pki_ca_create_named(const char *common_name, int64_t now, int64_t lifetime_s,
+                    struct pki_ca **out, struct ztr_err *err)
+{
+    if (common_name == NULL || common_name[0] == '\0')
+        return ztr_err_set(err, ZTR_E_INVALID, "a CA needs a common name");
+    return create_ca(common_name, NULL, now, lifetime_s, out, err);
 }
 
 static int
@@ -317,6 +352,23 @@ issue_with(struct pki_ca *ca, Cert *cert, const uint8_t *public_der, size_t publ
     return rc;
 }
 
+/* A leaf never outlives its CA (as SPIRE caps SVID TTLs): clamped to the
+ * CA's window, refused only when nothing of the request is left. */
+static int
+clamp_to_ca(const struct pki_ca *ca, int64_t *not_before, int64_t *not_after,
+            struct ztr_err *err)
+{
+    if (*not_before < ca->info.not_before)
+        *not_before = ca->info.not_before;
+    if (*not_after > ca->info.not_after)
+        *not_after = ca->info.not_after;
+    if (*not_after <= *not_before)
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "leaf validity must lie within the CA's (CA valid %lld..%lld)",
+                           (long long)ca->info.not_before, (long long)ca->info.not_after);
+    return 0;
+}
+
 int
 pki_ca_issue(struct pki_ca *ca, const struct pki_leaf_request *request, char **pem,
              size_t *len, struct ztr_err *err)
@@ -330,17 +382,8 @@ pki_ca_issue(struct pki_ca *ca, const struct pki_leaf_request *request, char **p
         return ztr_err_set(err, PKI_E_TRUST_DOMAIN_MISMATCH,
                            PKI_MSG_TRUST_DOMAIN_MISMATCH ": CA is for %s, leaf is %s",
                            ca_id.trust_domain, request->id->uri);
-    /* A leaf never outlives its CA (as SPIRE caps SVID TTLs): clamp to the
-     * CA's window, and refuse only when nothing of the request is left. */
     int64_t not_before = request->not_before, not_after = request->not_after;
-    if (not_before < ca->info.not_before)
-        not_before = ca->info.not_before;
-    if (not_after > ca->info.not_after)
-        not_after = ca->info.not_after;
-    if (not_after <= not_before)
-        return ztr_err_set(err, ZTR_E_INVALID,
-                           "leaf validity must lie within the CA's (CA valid %lld..%lld)",
-                           (long long)ca->info.not_before, (long long)ca->info.not_after);
+    TRY(clamp_to_ca(ca, &not_before, &not_after, err));
     Cert *cert = new_cert(err);
     if (cert == NULL)
         return -1;
@@ -384,6 +427,43 @@ pki_ca_issue_intermediate(struct pki_ca *ca, const char *common_name,
             issue_fail(err, "key usage", kr);
         else
             rc = issue_with(ca, cert, public_der, public_len, pem, len, err);
+    }
+    free(cert);
+    return rc;
+}
+
+int
+pki_ca_issue_server(struct pki_ca *ca, const struct pki_server_request *request, char **pem,
+                    size_t *len, struct ztr_err *err)
+{
+    if (request->dns_count + request->ip_count == 0)
+        return ztr_err_set(err, ZTR_E_INVALID, "a server certificate needs a DNS name or an IP");
+    if (request->dns_count > PKI_MAX_DNS_SANS || request->ip_count > PKI_MAX_IP_SANS)
+        return ztr_err_set(err, ZTR_E_LIMIT, "more than %d DNS names or %d IPs",
+                           PKI_MAX_DNS_SANS, PKI_MAX_IP_SANS);
+    for (size_t i = 0; i < request->dns_count; i++)
+        if (strlen(request->dns_names[i]) == 0 || strlen(request->dns_names[i]) > 253)
+            return ztr_err_set(err, ZTR_E_INVALID, "DNS name of length %zu",
+                               strlen(request->dns_names[i]));
+    int64_t not_before = request->not_before, not_after = request->not_after;
+    TRY(clamp_to_ca(ca, &not_before, &not_after, err));
+    Cert *cert = new_cert(err);
+    if (cert == NULL)
+        return -1;
+    int rc = -1;
+    set_name(&cert->subject, request->common_name);
+    cert->isCA = 0;
+    cert->basicConstSet = 1;
+    if (set_validity(cert, not_before, not_after, err) == 0 &&
+        encode_san_names(NULL, request->dns_names, request->dns_count, request->ips,
+                         request->ip_count, cert, err) == 0) {
+        int kr = wc_SetKeyUsage(cert, "digitalSignature");
+        if (kr == 0)
+            kr = wc_SetExtKeyUsage(cert, "serverAuth");
+        if (kr != 0)
+            issue_fail(err, "key usage", kr);
+        else
+            rc = issue_with(ca, cert, request->public_der, request->public_len, pem, len, err);
     }
     free(cert);
     return rc;

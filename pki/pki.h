@@ -270,6 +270,11 @@ struct pki_ca;
 /* A new self-signed P-256 CA for trust_domain, valid [now-60s, now+lifetime). */
 int pki_ca_create(const char *trust_domain, int64_t now, int64_t lifetime_s,
                   struct pki_ca **out, struct ztr_err *err);
+/* A new self-signed P-256 CA that names no trust domain (no URI SAN), for
+ * certificates outside SPIFFE: it signs only pki_ca_issue_server leaves,
+ * which no pki_verify accepts as an identity. */
+int pki_ca_create_named(const char *common_name, int64_t now, int64_t lifetime_s,
+                        struct pki_ca **out, struct ztr_err *err);
 /* Loads an operator CA: the cert must be a CA with keyCertSign and the key
  * must match it. Bad PEM gives `invalid internal CA`. */
 int pki_ca_load(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,
@@ -296,6 +301,27 @@ struct pki_leaf_request {
  * serverAuth+clientAuth, SKID/AKID, random 128-bit serial. */
 int pki_ca_issue(struct pki_ca *ca, const struct pki_leaf_request *request, char **pem,
                  size_t *len, struct ztr_err *err);
+
+#define PKI_MAX_DNS_SANS 16
+
+/* A plain TLS server certificate (the admin API's), not an SVID. */
+struct pki_server_request {
+    const char *common_name;          /* informational */
+    const uint8_t *public_der;        /* SubjectPublicKeyInfo */
+    size_t public_len;
+    const char *const *dns_names;     /* DNS SANs, checked by the caller */
+    size_t dns_count;                 /* at most PKI_MAX_DNS_SANS */
+    const struct pki_ip *ips;         /* IP SANs */
+    size_t ip_count;                  /* at most PKI_MAX_IP_SANS; dns + ip >= 1 */
+    int64_t not_before;               /* clamped to the CA's validity */
+    int64_t not_after;
+};
+
+/* Issues a server certificate: CA:FALSE, keyUsage digitalSignature, EKU
+ * serverAuth only, DNS and IP SANs and no URI SAN, so it can never pass
+ * pki_verify as a SPIFFE identity (nor serve as a client certificate). */
+int pki_ca_issue_server(struct pki_ca *ca, const struct pki_server_request *request,
+                        char **pem, size_t *len, struct ztr_err *err);
 
 /* Issues a subordinate CA certificate for public_der (intermediates). */
 int pki_ca_issue_intermediate(struct pki_ca *ca, const char *common_name,

@@ -62,7 +62,7 @@ agent_env=(CONTROLLER_ADDR="$ctl_addr" CONTROLLER_CA="$work/controller/ca/ca-1.c
 step "connector dc1 enrolls with a one-time token"
 data_port=$((20000 + RANDOM % 20000))
 start connector env "${agent_env[@]}" STATE_DIR="$work/dc1" NODE_NAME=dc1 \
-  ENROLLMENT_TOKEN="$("$bin/controller" token create --role connector --name dc1)" \
+  ENROLLMENT_TOKEN="$("$bin/controller" token create --role connector --name dc1 --address 127.0.0.1)" \
   CONNECTOR_LISTEN="127.0.0.1:$data_port" RESOURCES="web=127.0.0.1:$res_port" "$bin/connector"
 wait_line "$work/connector.log" 'msg="data listener started"'
 grep -F 'msg="enrolled"' "$work/connector.log" | sed 's/^/  /'

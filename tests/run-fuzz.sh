@@ -24,9 +24,9 @@ for target in "$@"; do
     failed=$((failed + 1)); verdict=FAILED
   fi
   stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
-  # The last status line carries the final edge coverage (cov), features
-  # (ft) and corpus size (corp).
-  last="$(grep -E '^#[0-9]+ ' "$log" | tail -1)"
+  # The last status line ("#N<TAB>DONE cov: …") carries the final edge
+  # coverage (cov), features (ft) and corpus size (corp).
+  last="$(grep -E '^#[0-9]+[[:space:]]' "$log" | tail -1 || true)"
   cov="$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")"
   ft="$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")"
   corp="$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$last")"

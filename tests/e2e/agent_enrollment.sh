@@ -10,7 +10,7 @@ PKI="$ZTR_TEST_BIN/ztr-pki"
 start_controller ctl || exit 1
 
 # ---- a connector and a tunneler enroll and come ONLINE ------------------------
-ctok=$(ctl token create --role connector --name dc1)
+ctok=$(ctl token create --role connector --name dc1 --address 127.0.0.1)
 ttok=$(ctl token create --role tunneler --name laptop)
 start_agent connector dc1 ENROLLMENT_TOKEN="$ctok"
 check "connector starts" $?
@@ -103,7 +103,7 @@ expect_status 4 "used token"
 expect_err_has 'msg="invalid enrollment token"' "failure-modes 1.2 symptom (used token)"
 [ ! -e "$T/reuse/cert.pem" ] && [ ! -e "$T/reuse/key.pem" ]; check "1.2: nothing left in STATE_DIR" $?
 # 1.2 a token for the other role: permission denied, exit 4.
-wtok=$(ctl token create --role connector --name wrong)
+wtok=$(ctl token create --role connector --name wrong --address 127.0.0.1)
 run_agent tunneler wrong ENROLLMENT_TOKEN="$wtok"
 expect_status 4 "token for the other role"
 expect_err_has 'msg="permission denied"' "failure-modes 1.2 symptom (role)"

@@ -17,7 +17,7 @@ start_agent tunneler fast ENROLLMENT_TOKEN="$(ctl token create --role tunneler -
   RECONNECT_MIN_DELAY=100ms RECONNECT_MAX_DELAY=400ms RECONNECT_ATTEMPTS=4
 check "fast agent starts" $?
 F_PID=$AGENT_PID F_URL=$AGENT_HEALTH_URL F_LOG=$AGENT_LOG
-start_agent connector parked ENROLLMENT_TOKEN="$(ctl token create --role connector --name parked)" \
+start_agent connector parked ENROLLMENT_TOKEN="$(ctl token create --role connector --name parked --address 127.0.0.1)" \
   RECONNECT_MIN_DELAY=100ms RECONNECT_MAX_DELAY=30s RECONNECT_ATTEMPTS=2
 check "parked agent starts" $?
 P_PID=$AGENT_PID P_URL=$AGENT_HEALTH_URL P_LOG=$AGENT_LOG

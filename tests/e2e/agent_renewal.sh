@@ -44,7 +44,7 @@ read_health() {
   NOT_AFTER=$(json_value not_after); RENEW_AT=$(json_value renew_at)
 }
 
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)"
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)"
 check "connector starts" $?
 PID=$AGENT_PID URL=$AGENT_HEALTH_URL LOG=$AGENT_LOG DIR=$AGENT_STATE
 wait_for_state ONLINE 15; check "connector ONLINE" $?

@@ -12,7 +12,7 @@ start_controller ctl || exit 1
 start_peer http || exit 1; WEB_PORT=$PEER_PORT
 ctl resource add web --connector dc1 >/dev/null
 ctl allow --tunneler laptop --resource web >/dev/null
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="web=127.0.0.1:$WEB_PORT"
 keep_agent DC1
 FWD=$(free_port)

@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 start_controller ctl || exit 1
 ctl resource add pg --connector dc1 >/dev/null
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES=pg=127.0.0.1:5432
 check "connector starts" $?
 wait_for_state ONLINE 10; check "connector ONLINE" $?

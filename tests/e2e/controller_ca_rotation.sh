@@ -9,9 +9,12 @@ T="$E2E_TMP"
 start_controller ctl || exit 1
 P=(--controller "$CTL_ADDR" --trust-domain example.org)
 enroll() {
+  local allow=()
+  [ "$1" = connector ] && allow=(--address 127.0.0.1)
   mkdir -p "$T/$2"
   probe enroll "${P[@]}" --ca "$CTL_STATE/ca/ca-1.crt" --role "$1" --name "$2" \
-    --token "$(ctl token create --role "$1" --name "$2")" --address 127.0.0.1 --out "$T/$2" >/dev/null
+    --token "$(ctl token create --role "$1" --name "$2" "${allow[@]}")" --address 127.0.0.1 \
+    --out "$T/$2" >/dev/null
 }
 enroll connector fresh; check "enroll before rotation" $?
 enroll connector stale; check "enroll a second agent" $?

@@ -8,7 +8,7 @@ start_controller ctl || exit 1
 CA="$CTL_STATE/ca/ca-1.crt"
 P=(--controller "$CTL_ADDR" --ca "$CA" --trust-domain example.org)
 
-run ctl token create --role connector --name dc1-a
+run ctl token create --role connector --name dc1-a --address 127.0.0.1
 expect_status 0 "token create"
 token="$RUN_OUT"
 [[ "$token" =~ ^[0-9a-f]{16}\.[0-9a-f]{64}$ ]]; check "stdout is only the token" $?
@@ -61,13 +61,13 @@ wait $a; sa=$?; wait $b; sb=$?
 grep -qF "invalid enrollment token" "$T/r1.out" "$T/r2.out"; check "the loser is told invalid enrollment token" $?
 
 # A fleet token: --uses 2 with a name prefix.
-token=$(ctl token create --role connector --name edge- --prefix --uses 2)
+token=$(ctl token create --role connector --name edge- --address 127.0.0.1 --prefix --uses 2)
 for n in 1 2 3; do
   mkdir -p "$T/edge$n"
   run probe enroll "${P[@]}" --token "$token" --role connector --name "edge-$n" --out "$T/edge$n"
   if [ "$n" -le 2 ]; then expect_status 0 "fleet token use $n"; else expect_err "invalid enrollment token" "fleet token used up"; fi
 done
-run probe enroll "${P[@]}" --token "$(ctl token create --role connector --name edge- --prefix)" --role connector --name core-1 --out "$T/again"
+run probe enroll "${P[@]}" --token "$(ctl token create --role connector --name edge- --address 127.0.0.1 --prefix)" --role connector --name core-1 --out "$T/again"
 expect_err "permission denied" "name outside the prefix"
 
 # Without a client certificate only enroll is allowed.

@@ -10,9 +10,10 @@ CA="$CTL_STATE/ca/ca-1.crt"
 P=(--controller "$CTL_ADDR" --trust-domain example.org)
 
 enroll() { # enroll ROLE NAME [probe options]
-  local role="$1" name="$2"; shift 2
+  local role="$1" name="$2" allow=(); shift 2
+  [ "$role" = connector ] && allow=(--address 127.0.0.1)
   mkdir -p "$T/$name"
-  probe enroll "${P[@]}" --ca "$CA" --token "$(ctl token create --role "$role" --name "$name")" \
+  probe enroll "${P[@]}" --ca "$CA" --token "$(ctl token create --role "$role" --name "$name" "${allow[@]}")" \
     --role "$role" --name "$name" --out "$T/$name" "$@" >/dev/null
 }
 enroll connector dc1-a --address 127.0.0.1

@@ -17,7 +17,7 @@ BIG=$((1024 * 1024 * 1024))
 start_peer source "$BIG" || exit 1; SRC_PORT=$PEER_PORT
 for r in web echo src dead; do ctl resource add "$r" --connector dc1 >/dev/null; done
 DEAD_PORT=$(free_port)   # nothing listens there: the target refuses
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="web=127.0.0.1:$HTTP_PORT,echo=127.0.0.1:$ECHO_PORT,src=127.0.0.1:$SRC_PORT,dead=127.0.0.1:$DEAD_PORT"
 check "connector starts" $?
 keep_agent DC1

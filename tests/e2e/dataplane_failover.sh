@@ -8,10 +8,10 @@ start_peer http || exit 1; HTTP_PORT=$PEER_PORT
 start_peer echo || exit 1; ECHO_PORT=$PEER_PORT
 for r in web echo; do ctl resource add "$r" --connector dc1 --connector dc2 >/dev/null; done
 RES="web=127.0.0.1:$HTTP_PORT,echo=127.0.0.1:$ECHO_PORT"
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="$RES"
 keep_agent DC1; DC1_ENV=("${AGENT_ENV[@]}")
-start_agent connector dc2 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc2)" \
+start_agent connector dc2 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc2 --address 127.0.0.1)" \
   RESOURCES="$RES"
 keep_agent DC2
 for r in web echo; do ctl allow --tunneler laptop --resource "$r" >/dev/null; done

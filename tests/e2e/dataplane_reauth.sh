@@ -17,7 +17,7 @@ start_peer source "$BYTES" || exit 1; SRC_PORT=$PEER_PORT
 start_peer http || exit 1; WEB_PORT=$PEER_PORT
 ctl resource add src --connector dc1 >/dev/null; ctl resource add web --connector dc1 >/dev/null
 ctl allow --tunneler laptop --resource src >/dev/null; ctl allow --tunneler laptop --resource web >/dev/null
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="src=127.0.0.1:$SRC_PORT,web=127.0.0.1:$WEB_PORT" DATA_REAUTH_GRACE=20s
 keep_agent DC1
 FWD=$(free_port); FWD_WEB=$(free_port)

@@ -11,7 +11,7 @@ BYTES=$((40000000 * 16))
 start_peer source "$BYTES" || exit 1; SRC_PORT=$PEER_PORT
 start_peer http || exit 1; HTTP_PORT=$PEER_PORT
 for r in src web; do ctl resource add "$r" --connector dc1 >/dev/null; done
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="src=127.0.0.1:$SRC_PORT,web=127.0.0.1:$HTTP_PORT"
 keep_agent DC1
 for r in src web; do ctl allow --tunneler laptop --resource "$r" >/dev/null; done

@@ -64,7 +64,8 @@ E2E_ADMIN_TOKEN="e2e-admin-token-0123456789abcdef"
 
 # start_controller NAME [VAR=value ...]: runs build/bin/controller with a
 # state dir under $E2E_TMP/NAME, loopback ports chosen by the kernel, a short
-# heartbeat; sets CTL_ADDR, ADMIN_URL, HEALTH_URL, CTL_PID, CTL_LOG, CTL_STATE.
+# heartbeat; sets CTL_ADDR, ADMIN_URL (https:// with ADMIN_TLS=true),
+# HEALTH_URL, CTL_PID, CTL_LOG, CTL_STATE.
 start_controller() {
   local name="$1"; shift
   CTL_STATE="$E2E_TMP/$name"
@@ -80,7 +81,9 @@ start_controller() {
     echo "controller did not start:" >&2; tail -5 "$CTL_LOG" >&2; return 1
   fi
   CTL_ADDR="127.0.0.1:$(log_value "$CTL_LOG" control_port)"
-  ADMIN_URL="http://127.0.0.1:$(log_value "$CTL_LOG" admin_port)"
+  local scheme=http
+  [ "$(log_value "$CTL_LOG" admin_tls)" = true ] && scheme=https
+  ADMIN_URL="$scheme://127.0.0.1:$(log_value "$CTL_LOG" admin_port)"
   HEALTH_URL="http://127.0.0.1:$(log_value "$CTL_LOG" health_port)"
   export ADMIN_URL ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN"
 }

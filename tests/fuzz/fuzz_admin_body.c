@@ -4,7 +4,8 @@
  * far, but the body is still bytes from the network. Whatever it holds, the
  * parser must not crash or leak; an accepted body must give a request the
  * store can take as it is (a known role, a non-empty name within the
- * store's bound, uses and ttl >= 1), and every refusal must say why. */
+ * store's bound, uses and ttl >= 1, addresses absent or a list), and every
+ * refusal must say why. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (name_len == 0 || name_len > STORE_NAME_MAX)
         abort();
     if (request.uses < 1 || request.ttl_s < 1)
+        abort();
+    if (request.addresses != NULL && !json_is_array(request.addresses))
         abort();
     json_decref(body);
     return 0;

@@ -3,7 +3,8 @@
 # token. The admin API is plain HTTP: on a non-loopback address its bearer
 # token crosses the wire in the clear, so the controller refuses such an
 # ADMIN_LISTEN at start-up (exit 2) unless ADMIN_LISTEN_INSECURE=true says
-# the operator accepts it (a warn line then says so). Without the token a
+# the operator accepts it (a warn line then says so; ADMIN_TLS=true is the
+# other way off loopback, tests/hostile/admin_tls.sh). Without the token a
 # client gets 401 as soon as its headers are in: a large body it declares
 # is never waited for nor read. A client that trickles its request to stay
 # under the idle timeout is cut at the per-connection deadline.

@@ -16,7 +16,7 @@ P=(--controller "$CTL_ADDR" --trust-domain example.org --role connector --dir "$
 
 mkdir -p "$T/n"
 run probe enroll --controller "$CTL_ADDR" --trust-domain example.org --ca "$CA" \
-  --token "$(ctl token create --role connector --name n1)" --role connector --name n1 \
+  --token "$(ctl token create --role connector --name n1 --address 127.0.0.1)" --role connector --name n1 \
   --address 127.0.0.1:7444 --out "$T/n"
 expect_status 0 "node n1 enrolls with a 15 s certificate"
 NOT_AFTER=$(date -u -d "$("$ZTR_TEST_BIN/ztr-pki" inspect "$T/n/cert.pem" | tr ' ' '\n' |
@@ -53,7 +53,7 @@ run probe session "${P[@]}" --until welcome --duration 5000
 # the session now stands for the new certificate and lives past the old one.
 mkdir -p "$T/m"
 run probe enroll --controller "$CTL_ADDR" --trust-domain example.org --ca "$CA" \
-  --token "$(ctl token create --role connector --name n2)" --role connector --name n2 \
+  --token "$(ctl token create --role connector --name n2 --address 127.0.0.1)" --role connector --name n2 \
   --address 127.0.0.1:7444 --out "$T/m"
 expect_status 0 "node n2 enrolls"
 FIRST_NOT_AFTER=$(date -u -d "$("$ZTR_TEST_BIN/ztr-pki" inspect "$T/m/cert.pem" | tr ' ' '\n' |

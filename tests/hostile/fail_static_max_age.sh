@@ -12,7 +12,7 @@ BIG=$((1024 * 1024 * 1024))
 start_peer source "$BIG" || exit 1; SRC_PORT=$PEER_PORT
 start_peer http || exit 1; HTTP_PORT=$PEER_PORT
 ctl resource add web --connector dc1 >/dev/null; ctl resource add src --connector dc1 >/dev/null
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="web=127.0.0.1:$HTTP_PORT,src=127.0.0.1:$SRC_PORT" ALLOWLIST_MAX_AGE=3s
 check "connector starts with ALLOWLIST_MAX_AGE=3s" $?
 keep_agent DC1

@@ -48,7 +48,7 @@ for _ in $(seq 1 40); do
 done
 [ "$ok" = 1 ]
 check "once the connections close /health answers again" $?
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)"
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)"
 check "and the control port accepts and enrolls an agent" $?
 grep -q 'msg="accept failed".*suppressed=' "$CTL_LOG"
 check "the log line counts the failures it left out" $?

@@ -14,7 +14,7 @@ CA="$CTL_STATE/ca/ca-1.crt"
 P=(--controller "$CTL_ADDR" --trust-domain example.org)
 
 mkdir -p "$T/n"
-run probe enroll "${P[@]}" --ca "$CA" --token "$(ctl token create --role connector --name n1)" \
+run probe enroll "${P[@]}" --ca "$CA" --token "$(ctl token create --role connector --name n1 --address 127.0.0.1)" \
   --role connector --name n1 --address 127.0.0.1:7444 --out "$T/n"
 expect_status 0 "the victim node enrolls"
 NODE=$(sed -n 's/^enrolled \([0-9a-f]*\) .*/\1/p' <<<"$RUN_OUT")

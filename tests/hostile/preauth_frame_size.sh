@@ -35,7 +35,7 @@ wait_for_line "$CTL_LOG" 'reason="frame length 16385 outside 1..16384 bytes"' 5
 check "16 KiB + 1 is refused before authentication" $?
 
 # The bound leaves room for every real enrollment.
-tok=$(ctl token create --role connector --name dc1)
+tok=$(ctl token create --role connector --name dc1 --address 127.0.0.1)
 mkdir -p "$T/dc1"
 run probe enroll --controller "$CTL_ADDR" --ca "$CA" --trust-domain example.org --token "$tok" \
   --role connector --name dc1 --address 127.0.0.1:7444 --out "$T/dc1"

@@ -18,7 +18,7 @@ serial() { "$PKI" inspect "$1" | sed -n 's/.*serial=//p'; }
 
 mkdir -p "$T/n"
 run probe enroll --controller "$CTL_ADDR" --trust-domain example.org --ca "$CA" \
-  --token "$(ctl token create --role connector --name n1)" --role connector --name n1 \
+  --token "$(ctl token create --role connector --name n1 --address 127.0.0.1)" --role connector --name n1 \
   --address 127.0.0.1:7444 --out "$T/n"
 expect_status 0 "node n1 enrolls (certificate 1)"
 for i in 2 3; do

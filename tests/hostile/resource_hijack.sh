@@ -21,9 +21,11 @@ expect_status 0 "pg is bound to connector dc1-a"
 ctl allow --tunneler laptop --resource pg >/dev/null
 
 enroll() { # enroll ROLE NAME
+  local allow=()
+  [ "$1" = connector ] && allow=(--address 127.0.0.1)
   mkdir -p "$T/$2"
   run probe enroll --controller "$CTL_ADDR" --trust-domain example.org --ca "$CA" \
-    --token "$(ctl token create --role "$1" --name "$2")" --role "$1" --name "$2" \
+    --token "$(ctl token create --role "$1" --name "$2" "${allow[@]}")" --role "$1" --name "$2" \
     --address 127.0.0.1 --out "$T/$2"
   expect_status 0 "$1 $2 enrolls"
 }

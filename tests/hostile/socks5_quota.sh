@@ -9,7 +9,7 @@
 start_controller ctl || exit 1
 start_peer echo || exit 1; ECHO_PORT=$PEER_PORT
 ctl resource add echo --connector dc1 >/dev/null
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="echo=127.0.0.1:$ECHO_PORT" STREAMS_PER_TUNNELER=4
 check "connector starts with STREAMS_PER_TUNNELER=4" $?
 keep_agent DC1

@@ -26,7 +26,7 @@ expect_file_mode "$state/controller.db" 600 "a 0644 database is narrowed"
 expect_file_mode "$state/ca/ca-1.key" 600 "a 0644 CA key is narrowed"
 expect_file_mode "$state/ca" 700 "the CA directory is narrowed"
 
-token="$(ctl token create --role connector --name dc1)"
+token="$(ctl token create --role connector --name dc1 --address 127.0.0.1)"
 mkdir -p "$E2E_TMP/agent-dc1" && chmod 777 "$E2E_TMP/agent-dc1"
 start_agent connector dc1 ENROLLMENT_TOKEN="$token"
 check "the connector starts on its own open STATE_DIR" $?

@@ -10,7 +10,7 @@ start_controller ctl || exit 1
 start_peer http || exit 1; HTTP_PORT=$PEER_PORT
 ctl resource add web --connector dc1 >/dev/null
 ctl resource add other --connector dc1 >/dev/null
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="web=127.0.0.1:$HTTP_PORT"
 check "connector starts" $?
 keep_agent DC1

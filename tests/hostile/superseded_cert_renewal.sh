@@ -20,7 +20,7 @@ stored_serial() { curl -s -H "Authorization: Bearer $E2E_ADMIN_TOKEN" "$ADMIN_UR
 
 mkdir -p "$T/n"
 run probe enroll --controller "$CTL_ADDR" --trust-domain example.org --ca "$CA" \
-  --token "$(ctl token create --role connector --name n1)" --role connector --name n1 \
+  --token "$(ctl token create --role connector --name n1 --address 127.0.0.1)" --role connector --name n1 \
   --address 127.0.0.1:7444 --out "$T/n"
 expect_status 0 "node n1 enrolls"
 NODE=$(sed -n 's/^enrolled \([0-9a-f]*\) .*/\1/p' <<<"$RUN_OUT")

@@ -13,7 +13,7 @@
 start_controller ctl || exit 1
 start_peer http || exit 1
 ctl resource add web --connector dc1 >/dev/null
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="web=127.0.0.1:$PEER_PORT"
 check "connector starts" $?
 keep_agent DC1

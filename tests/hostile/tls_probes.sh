@@ -11,7 +11,7 @@
 PKI="$ZTR_TEST_BIN/ztr-pki"
 T="$E2E_TMP"
 start_controller ctl || exit 1
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)"
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)"
 check "connector starts" $?
 keep_agent DC1
 wait_for_line "$DC1_LOG" 'msg="data listener started"' 10

@@ -16,7 +16,7 @@ P=(--controller "$CTL_ADDR" --trust-domain example.org --role connector)
 stored_serial() { curl -s -H "Authorization: Bearer $E2E_ADMIN_TOKEN" "$ADMIN_URL/api/admin/nodes" |
   grep -o "\"cert_serial\": *\"[0-9a-f]*\"" | head -1 | sed 's/.*"\([0-9a-f]*\)"$/\1/'; }
 
-fleet=$(ctl token create --role connector --name dc1- --prefix --uses 5)
+fleet=$(ctl token create --role connector --name dc1- --address 127.0.0.1 --prefix --uses 5)
 mkdir -p "$T/victim"
 run probe enroll --controller "$CTL_ADDR" --trust-domain example.org --ca "$CA" --token "$fleet" \
   --role connector --name dc1-a --address 127.0.0.1:7444 --out "$T/victim"
@@ -49,7 +49,7 @@ check "a new name under the prefix still enrolls" $?
 stop_agent
 
 # ---- an operator replaces dc1-a on purpose ------------------------------------------
-run ctl token create --role connector --name dc1-a --replace
+run ctl token create --role connector --name dc1-a --address 127.0.0.1 --replace
 expect_status 0 "token create --replace"
 replace_tok="$RUN_OUT"
 run ctl token list

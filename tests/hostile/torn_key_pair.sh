@@ -10,7 +10,7 @@
 # committed and makes the CA afresh.
 . "$(dirname "$0")/../e2e/lib.sh"
 start_controller ctl || exit 1
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)"
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)"
 check "the connector enrolls" $?
 wait_for_state ONLINE 15; check "and comes online" $?
 stop_agent

@@ -132,7 +132,7 @@ wait_until 5 grep -q '^listening port=' "$R/peer.log"
 PEER_PORT="$(sed -n 's/^listening port=//p' "$R/peer.log")"
 expect "resource (tcp_peer http) listening" test -n "$PEER_PORT"
 
-CON_TOKEN="$("$CTL" token create --role connector --name dc1)"
+CON_TOKEN="$("$CTL" token create --role connector --name dc1 --address 127.0.0.1)"
 TUN_TOKEN="$("$CTL" token create --role tunneler --name laptop)"
 expect "controller token create (2 tokens)" test -n "$CON_TOKEN" -a -n "$TUN_TOKEN"
 

@@ -315,6 +315,7 @@ seed_node(struct fixture *f, const char *role, const char *name, struct store_no
     snprintf(node.role, sizeof(node.role), "%s", role);
     snprintf(node.spiffe_id, sizeof(node.spiffe_id), "spiffe://%s/%s/%s", TD, role, name);
     snprintf(node.addresses, sizeof(node.addresses), "[\"10.0.0.5:7444\"]");
+    snprintf(node.allowed_addresses, sizeof(node.allowed_addresses), "[\"10.0.0.5:7444\"]");
     snprintf(node.cert_serial, sizeof(node.cert_serial), "0a0b0c");
     node.cert_not_after = clock_wall_s(&f->clock) + SVID_TTL_S;
     if (store_node_enroll(f->c.store, token.id, &node, out, &err) != 0)
@@ -503,6 +504,65 @@ test_token_replace_is_stored_and_shown(void **state)
     expect_error(f, "POST", "/api/admin/tokens",
                  "{\"role\":\"connector\",\"name\":\"a\",\"replace\":\"yes\"}", 400,
                  "\"replace\"");
+}
+
+/* A connector token carries the IPs its certificate may name; they are
+ * checked, kept in canonical form and shown. */
+static void
+test_token_addresses(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    api(f, "POST", "/api/admin/tokens",
+        "{\"role\":\"connector\",\"name\":\"dc1-a\",\"addresses\":[\"10.0.0.5\","
+        "\"2001:DB8:0::5\"]}",
+        &r);
+    assert_int_equal(r.status, 201);
+    json_t *addresses = json_object_get(r.json, "addresses");
+    assert_int_equal(json_array_size(addresses), 2);
+    assert_string_equal(json_string_value(json_array_get(addresses, 0)), "10.0.0.5");
+    assert_string_equal(json_string_value(json_array_get(addresses, 1)), "2001:db8::5");
+    char id[64];
+    snprintf(id, sizeof(id), "%s", str_of(r.json, "id"));
+    reply_free(&r);
+    api(f, "GET", "/api/admin/tokens", NULL, &r);
+    json_t *t = json_array_get(json_object_get(r.json, "tokens"), 0);
+    assert_int_equal(json_array_size(json_object_get(t, "addresses")), 2);
+    reply_free(&r);
+    struct store_token stored;
+    assert_int_equal(store_token_get(f->c.store, id, &stored, NULL), 0);
+    assert_string_equal(stored.addresses, "[\"10.0.0.5\",\"2001:db8::5\"]");
+    assert_true(has_admin_event(f, "addresses=[\"10.0.0.5\",\"2001:db8::5\"]"));
+
+    /* Without any, the token allows none (an empty list). */
+    api(f, "POST", "/api/admin/tokens", "{\"role\":\"connector\",\"name\":\"dc2\"}", &r);
+    assert_int_equal(r.status, 201);
+    assert_true(json_is_array(json_object_get(r.json, "addresses")));
+    assert_int_equal(json_array_size(json_object_get(r.json, "addresses")), 0);
+    reply_free(&r);
+
+    const char *path = "/api/admin/tokens";
+    expect_error(f, "POST", path,
+                 "{\"role\":\"tunneler\",\"name\":\"l\",\"addresses\":[\"10.0.0.5\"]}", 400,
+                 "for connector tokens only");
+    expect_error(f, "POST", path,
+                 "{\"role\":\"connector\",\"name\":\"a\",\"addresses\":\"10.0.0.5\"}", 400,
+                 "\"addresses\"");
+    expect_error(f, "POST", path,
+                 "{\"role\":\"connector\",\"name\":\"a\",\"addresses\":[\"db1.example\"]}",
+                 400, "is not an IP address");
+    expect_error(f, "POST", path,
+                 "{\"role\":\"connector\",\"name\":\"a\",\"addresses\":[\"10.0.0.5:7444\"]}",
+                 400, "is not an IP address");
+    char many[2048] = "{\"role\":\"connector\",\"name\":\"a\",\"addresses\":[";
+    for (int i = 0; i <= PKI_MAX_IP_SANS; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s\"10.0.1.%d\"",
+                 i ? "," : "", i + 1);
+    strcat(many, "]}");
+    expect_error(f, "POST", path, many, 400, "at most 32 addresses");
+    api(f, "GET", "/api/admin/tokens", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "tokens")), 2);
+    reply_free(&r);
 }
 
 static void
@@ -1084,6 +1144,24 @@ test_cli_token_create_prints_only_the_token(void **state)
     assert_non_null(strstr(r.out, "expired=false"));
     assert_non_null(strstr(r.out, "expires_at=2023-11-14T23:13:20Z"));
     assert_int_equal(strchr(r.out, '\n') - r.out + 1, (long)strlen(r.out)); /* one line */
+    assert_non_null(strstr(r.out, " addresses=-\n"));
+    cli_result_free(&r);
+
+    /* --address repeats; the list shows what the token allows. */
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "create", "--role", "connector", "--name",
+            "dc2", "--address", "127.0.0.1", "--address=127.0.0.2", NULL);
+    assert_int_equal(r.status, 0);
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "list", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "name=dc2 "));
+    assert_non_null(strstr(r.out, " addresses=127.0.0.1,127.0.0.2\n"));
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "create", "--role", "tunneler", "--name",
+            "laptop", "--address", "127.0.0.1", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "for connector tokens only"));
+    assert_string_equal(r.out, "");
     cli_result_free(&r);
 }
 
@@ -1233,6 +1311,24 @@ test_cli_errors_and_exit_codes(void **state)
     assert_int_equal(r.status, 1);
     cli_result_free(&r);
 
+    /* --ca: wherever among the options, only for https, never empty. */
+    run_cli(f, false, ADMIN_TOKEN, &r, "node", "list", "--ca", "/etc/ztr/admin-ca.pem", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--ca is for an https:// ADMIN_URL"));
+    cli_result_free(&r);
+    run_cli(f, false, ADMIN_TOKEN, &r, "node", "list", "--ca", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "option \"--ca\" needs a value"));
+    cli_result_free(&r);
+    run_cli(f, false, ADMIN_TOKEN, &r, "token", "delete", "--ca=", "x", NULL);
+    assert_int_equal(r.status, 2);
+    cli_result_free(&r);
+    /* After "--" it is a positional like any other. */
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "delete", "--", "--ca", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "not found"));
+    cli_result_free(&r);
+
     /* Nothing listening: the transport's reason, exit 1. */
     admin_stop(&f->c);
     run_cli(f, false, ADMIN_TOKEN, &r, "node", "list", NULL);
@@ -1252,6 +1348,7 @@ main(void)
         T(test_token_create_list_delete),
         T(test_token_defaults_and_prefix),
         T(test_token_replace_is_stored_and_shown),
+        T(test_token_addresses),
         T(test_token_create_names_the_bad_field),
         T(test_nodes_list_and_renewal_overdue),
         T(test_node_revoke),

@@ -139,17 +139,36 @@ now_s(struct fixture *f)
 
 /* A new token (kept by the fixture, freed at teardown). */
 static const char *
-new_token(struct fixture *f, const char *role, const char *name, bool prefix, int64_t uses,
-          int64_t ttl_s, struct store_token *record)
+create_token(struct fixture *f, const struct token_request *request, struct store_token *record)
 {
-    struct token_request request = {role, name, prefix, uses, ttl_s, false};
     struct ztr_err err = {0};
     char *text = NULL;
-    if (token_create(&f->c, &request, &text, record, &err) != 0)
-        fail_msg("token_create(%s, %s): %s", role, name, err.msg);
+    if (token_create(&f->c, request, &text, record, &err) != 0)
+        fail_msg("token_create(%s, %s): %s", request->role, request->name, err.msg);
     assert_non_null(text);
     assert_true(f->token_count < MAX_TOKENS);
     f->tokens[f->token_count++] = text;
+    return text;
+}
+
+static const char *
+new_token(struct fixture *f, const char *role, const char *name, bool prefix, int64_t uses,
+          int64_t ttl_s, struct store_token *record)
+{
+    struct token_request request = {role, name, prefix, uses, ttl_s, false, NULL};
+    return create_token(f, &request, record);
+}
+
+/* A connector token that allows addresses (JSON array text). */
+static const char *
+new_connector_token(struct fixture *f, const char *name, bool prefix, int64_t uses, bool replace,
+                    const char *addresses, struct store_token *record)
+{
+    json_t *list = json_loads(addresses, 0, NULL);
+    assert_non_null(list);
+    struct token_request request = {"connector", name, prefix, uses, 600, replace, list};
+    const char *text = create_token(f, &request, record);
+    json_decref(list);
     return text;
 }
 
@@ -509,7 +528,7 @@ static void
 expect_create_fails(struct fixture *f, const char *role, const char *name, bool prefix,
                     int64_t uses, int64_t ttl_s, const char *needle)
 {
-    struct token_request request = {role, name, prefix, uses, ttl_s, false};
+    struct token_request request = {role, name, prefix, uses, ttl_s, false, NULL};
     struct ztr_err err = {0};
     char *text = NULL;
     struct store_token record = {0};
@@ -582,7 +601,8 @@ static void
 test_enroll_connector(void **state)
 {
     struct fixture *f = *state;
-    const char *token = new_token(f, "connector", "db-1", false, 1, 600, NULL);
+    const char *allowed = "[\"10.0.0.5\",\"2001:db8::5\",\"192.0.2.9\",\"2001:db8::9\"]";
+    const char *token = new_connector_token(f, "db-1", false, 1, false, allowed, NULL);
     clock_manual_advance(&f->clock, 5000);
     const char *addresses =
         "[\"10.0.0.5:7444\",\"[2001:db8::5]:7444\",\"192.0.2.9\",\"2001:db8::9\"]";
@@ -609,7 +629,8 @@ test_enroll_connector(void **state)
     assert_int_equal(issued.info.not_before, now_s(f) - 60);
     assert_int_equal(issued.info.not_after, now_s(f) + SVID_TTL_S);
 
-    /* One IP SAN per advertised address, in order, whatever its form. */
+    /* One IP SAN per advertised (and allowed) address, in order, whatever
+     * its form. */
     const char *want_ips[] = {"10.0.0.5", "2001:db8::5", "192.0.2.9", "2001:db8::9"};
     assert_int_equal(issued.info.ip_count, 4);
     for (size_t i = 0; i < 4; i++) {
@@ -634,6 +655,7 @@ test_enroll_connector(void **state)
     assert_string_equal(node.role, "connector");
     assert_string_equal(node.spiffe_id, spiffe_id);
     assert_string_equal(node.addresses, addresses);
+    assert_string_equal(node.allowed_addresses, allowed);
     assert_string_equal(node.cert_serial, issued.info.serial_hex);
     assert_int_equal(node.cert_not_after, issued.info.not_after);
     assert_int_equal(node.enrolled_at, now_s(f));
@@ -650,6 +672,9 @@ test_enroll_connector(void **state)
     assert_string_equal(ec.last_node_id, node.id);
     assert_int_equal(events(f, "denied", NULL, NULL), 0);
     assert_true(contains(test_log_captured(), "node enrolled"));
+    assert_false(contains(test_log_captured(), "not allowed"));
+    assert_false(contains(test_log_captured(), "without IP addresses"));
+    assert_int_equal(events(f, "security", NULL, NULL), 0);
 }
 
 static void
@@ -763,7 +788,7 @@ test_live_node_is_not_taken_over_without_replace(void **state)
     issued_parse(first, &a);
     assert_string_equal(node.cert_serial, a.info.serial_hex);
 
-    struct token_request request = {"connector", "db-1", false, 1, 600, true};
+    struct token_request request = {"connector", "db-1", false, 1, 600, true, NULL};
     char *text = NULL;
     struct store_token record;
     struct ztr_err err = {0};
@@ -783,6 +808,199 @@ test_live_node_is_not_taken_over_without_replace(void **state)
     issued_free(&b);
     json_decref(first);
     json_decref(second);
+}
+
+/* ---- token addresses -------------------------------------------------------- */
+
+static size_t
+occurrences(const char *haystack, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(haystack, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static void
+expect_addresses_refused(struct fixture *f, const char *role, const char *addresses,
+                         const char *needle)
+{
+    json_t *list = json_loads(addresses, JSON_DECODE_ANY, NULL);
+    assert_non_null(list);
+    struct token_request request = {role, "db-1", false, 1, 600, false, list};
+    struct ztr_err err = {0};
+    char *text = NULL;
+    size_t before = token_rows(f);
+    if (token_create(&f->c, &request, &text, NULL, &err) == 0) {
+        free(text);
+        fail_msg("token_create(role=%s addresses=%s) succeeded", role, addresses);
+    }
+    json_decref(list);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    if (!contains(err.msg, needle))
+        fail_msg("token_create error \"%s\" lacks \"%s\"", err.msg, needle);
+    assert_int_equal(token_rows(f), before);
+}
+
+static void
+test_token_addresses(void **state)
+{
+    struct fixture *f = *state;
+    /* Kept in canonical form, and read back as stored. */
+    struct store_token record;
+    const char *text = new_connector_token(
+        f, "db-1", false, 1, false, "[\"10.0.0.5\",\"2001:0DB8:0:0::5\",\"::ffff:10.0.0.6\"]",
+        &record);
+    const char *canonical = "[\"10.0.0.5\",\"2001:db8::5\",\"::ffff:10.0.0.6\"]";
+    assert_string_equal(record.addresses, canonical);
+    char id[STORE_ID_MAX + 1];
+    token_id_of(text, id);
+    struct store_token stored;
+    assert_int_equal(store_token_get(f->c.store, id, &stored, NULL), 0);
+    assert_string_equal(stored.addresses, canonical);
+    /* None given: none allowed. */
+    new_token(f, "connector", "db-2", false, 1, 600, &record);
+    assert_string_equal(record.addresses, "[]");
+    new_connector_token(f, "db-3", false, 1, false, "[]", &record);
+    assert_string_equal(record.addresses, "[]");
+
+    /* Only IPs, only on connector tokens, at most PKI_MAX_IP_SANS. */
+    const char *not_ip = "is not an IP address";
+    expect_addresses_refused(f, "connector", "[\"10.0.0.5:7444\"]", not_ip);
+    expect_addresses_refused(f, "connector", "[\"[2001:db8::5]:7444\"]", not_ip);
+    expect_addresses_refused(f, "connector", "[\"db.example.org\"]", not_ip);
+    expect_addresses_refused(f, "connector", "[\"10.0.0.256\"]", not_ip);
+    expect_addresses_refused(f, "connector", "[\"\"]", not_ip);
+    expect_addresses_refused(f, "connector", "[\"10.0.0.5\",7]", not_ip);
+    expect_addresses_refused(f, "connector", "\"10.0.0.5\"", "must be a list of IP addresses");
+    expect_addresses_refused(f, "tunneler", "[\"10.0.0.5\"]", "for connector tokens only");
+    char many[2048] = "[";
+    for (int i = 0; i <= PKI_MAX_IP_SANS; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s\"10.0.1.%d\"",
+                 i ? "," : "", i + 1);
+    strcat(many, "]");
+    expect_addresses_refused(f, "connector", many, "at most 32 addresses");
+    /* Within the count but beyond what a node record holds. */
+    char wide[4096] = "[";
+    for (int i = 0; i < PKI_MAX_IP_SANS; i++)
+        snprintf(wide + strlen(wide), sizeof(wide) - strlen(wide),
+                 "%s\"ffff:ffff:ffff:ffff:ffff:ffff:ffff:%04x\"", i ? "," : "", 0x1000 + i);
+    strcat(wide, "]");
+    expect_addresses_refused(f, "connector", wide, "addresses longer than 1024 bytes");
+    assert_int_equal(token_rows(f), 3);
+    /* A tunneler token may say "none" explicitly. */
+    json_t *empty = json_array();
+    struct token_request request = {"tunneler", "laptop", false, 1, 600, false, empty};
+    create_token(f, &request, &record);
+    json_decref(empty);
+    assert_string_equal(record.addresses, "[]");
+}
+
+/* The certificate names what the connector announced AND its token
+ * allows; the node is allowed what the token allows. */
+static void
+test_enroll_certifies_only_allowed_addresses(void **state)
+{
+    struct fixture *f = *state;
+    const char *token =
+        new_connector_token(f, "db-1", false, 1, false, "[\"10.0.0.5\",\"10.0.0.7\"]", NULL);
+    json_t *reply =
+        expect_enrolled(f, token, "connector", "db-1", "[\"10.0.0.9\",\"10.0.0.5:7444\"]");
+    struct issued issued;
+    issued_parse(reply, &issued);
+    assert_int_equal(issued.info.ip_count, 1);
+    struct ztr_err err;
+    assert_string_equal(verify(f, &issued, PKI_ROLE_CONNECTOR, NULL, "10.0.0.5", &err), "");
+    verify(f, &issued, PKI_ROLE_CONNECTOR, NULL, "10.0.0.9", &err);
+    assert_int_equal(err.code, PKI_E_IP_SAN_MISMATCH);
+    /* Allowed but not announced: not certified either. */
+    verify(f, &issued, PKI_ROLE_CONNECTOR, NULL, "10.0.0.7", &err);
+    assert_int_equal(err.code, PKI_E_IP_SAN_MISMATCH);
+    issued_free(&issued);
+    char node_id[STORE_ID_MAX + 1];
+    snprintf(node_id, sizeof(node_id), "%s", str_of(reply, "node_id"));
+    struct store_node node;
+    assert_int_equal(store_node_get(f->c.store, node_id, &node, NULL), 0);
+    assert_string_equal(node.allowed_addresses, "[\"10.0.0.5\",\"10.0.0.7\"]");
+    assert_string_equal(node.addresses, "[\"10.0.0.9\",\"10.0.0.5:7444\"]");
+    /* The claim is said: one warn line and one security event naming the
+     * node and the address. */
+    const char *log = test_log_captured();
+    assert_int_equal(occurrences(log, "msg=\"enrollment address not allowed\""), 1);
+    assert_true(contains(log, "address=10.0.0.9"));
+    assert_false(contains(log, "address=10.0.0.5"));
+    assert_false(contains(log, "without IP addresses"));
+    struct event_count ec;
+    assert_int_equal(events(f, "security", "enrollment address not allowed", &ec), 1);
+    assert_string_equal(ec.last_node_id, node_id);
+    assert_true(contains(ec.last_detail, "connector=db-1 address=10.0.0.9"));
+    json_decref(reply);
+
+    /* A token without addresses: no IP SANs, and the log says what to do. */
+    const char *bare = new_token(f, "connector", "db-2", false, 1, 600, NULL);
+    reply = expect_enrolled(f, bare, "connector", "db-2", "[\"10.0.0.6\"]");
+    issued_parse(reply, &issued);
+    assert_int_equal(issued.info.ip_count, 0);
+    issued_free(&issued);
+    assert_int_equal(store_node_get(f->c.store, str_of(reply, "node_id"), &node, NULL), 0);
+    assert_string_equal(node.allowed_addresses, "[]");
+    log = test_log_captured();
+    assert_true(contains(log, "msg=\"connector certified without IP addresses\""));
+    assert_true(contains(log, "controller node set-addresses"));
+    assert_int_equal(events(f, "security", "connector=db-2 address=10.0.0.6", NULL), 1);
+    json_decref(reply);
+
+    /* A --replace token follows the same rule, and its list replaces the
+     * node's. */
+    const char *replace =
+        new_connector_token(f, "db-1", false, 1, true, "[\"10.0.0.8\"]", NULL);
+    reply = expect_enrolled(f, replace, "connector", "db-1", "[\"10.0.0.5\",\"10.0.0.8\"]");
+    issued_parse(reply, &issued);
+    assert_int_equal(issued.info.ip_count, 1);
+    assert_string_equal(verify(f, &issued, PKI_ROLE_CONNECTOR, NULL, "10.0.0.8", &err), "");
+    verify(f, &issued, PKI_ROLE_CONNECTOR, NULL, "10.0.0.5", &err);
+    assert_int_equal(err.code, PKI_E_IP_SAN_MISMATCH);
+    issued_free(&issued);
+    assert_int_equal(store_node_get(f->c.store, node_id, &node, NULL), 0);
+    assert_string_equal(node.allowed_addresses, "[\"10.0.0.8\"]");
+    assert_int_equal(events(f, "security", "connector=db-1 address=10.0.0.5", NULL), 1);
+    json_decref(reply);
+    assert_int_equal(f->c.counters.enrollments, 3);
+    assert_int_equal(f->c.counters.enrollment_denied, 0);
+}
+
+/* A fleet token may be used many times: what its connectors claim costs
+ * the journal and the events table a bounded amount. */
+static void
+test_unallowed_address_reports_are_bounded(void **state)
+{
+    struct fixture *f = *state;
+    const char *fleet = new_token(f, "connector", "db-", true, 3, 600, NULL);
+    char many[2048] = "[";
+    for (int i = 0; i < PKI_MAX_IP_SANS; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s\"10.0.2.%d\"",
+                 i ? "," : "", i + 1);
+    strcat(many, "]");
+    json_t *reply = expect_enrolled(f, fleet, "connector", "db-1", many);
+    json_decref(reply);
+    assert_int_equal(occurrences(test_log_captured(), "msg=\"enrollment address not allowed\""),
+                     20);
+    assert_int_equal(events(f, "security", "enrollment address not allowed", NULL), 30);
+    /* A second later lines flow again, and say how many were dropped. */
+    clock_manual_advance(&f->clock, 1000);
+    reply = expect_enrolled(f, fleet, "connector", "db-2", "[\"10.0.3.1\"]");
+    json_decref(reply);
+    assert_true(contains(test_log_captured(),
+                         "msg=\"enrollment address not allowed lines suppressed\" suppressed=12"));
+    assert_int_equal(events(f, "security", "enrollment address not allowed", NULL), 30);
+    /* A minute later events do too, counting what was not recorded. */
+    clock_manual_advance(&f->clock, 60000);
+    reply = expect_enrolled(f, fleet, "connector", "db-3", "[\"10.0.3.2\"]");
+    json_decref(reply);
+    struct event_count ec;
+    assert_int_equal(events(f, "security", "enrollment address not allowed", &ec), 31);
+    assert_true(contains(ec.last_detail, "address=10.0.3.2"));
+    assert_true(contains(ec.last_detail, "3 earlier not recorded"));
 }
 
 /* ---- enroll: refused ------------------------------------------------------ */
@@ -1023,7 +1241,12 @@ static void
 test_bad_advertised_addresses(void **state)
 {
     struct fixture *f = *state;
-    const char *token = new_token(f, "connector", "db-1", false, 1, 600, NULL);
+    char allowed[1024] = "[";
+    for (int i = 0; i < PKI_MAX_IP_SANS; i++)
+        snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s\"10.0.0.%d\"",
+                 i ? "," : "", i + 1);
+    strcat(allowed, "]");
+    const char *token = new_connector_token(f, "db-1", false, 1, false, allowed, NULL);
     const char *lists[] = {
         "[\"db.example.org:7444\"]",
         "[\"10.0.0.5:7444\",\"not-an-ip\"]",
@@ -1161,6 +1384,9 @@ main(void)
         T(test_enroll_tunneler_gets_no_ip_sans),
         T(test_multi_use_token),
         T(test_live_node_is_not_taken_over_without_replace),
+        T(test_token_addresses),
+        T(test_enroll_certifies_only_allowed_addresses),
+        T(test_unallowed_address_reports_are_bounded),
         T(test_unknown_and_garbled_tokens),
         T(test_expired_token),
         T(test_used_up_token),

@@ -9,6 +9,7 @@
 #include "net/http.h"
 #include "controller/http_client.h"
 
+#include <curl/curl.h>
 #include <ev.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -18,9 +19,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net/net.h"
+#include "pki/pki.h"
 
 #define CLIENT_TIMEOUT_MS 5000L
 
@@ -798,7 +801,254 @@ test_client_refuses_non_http_urls(void **state)
     assert_int_equal(err.code, ZTR_E_IO);
 }
 
+/* ---- TLS -------------------------------------------------------------------- */
+
+/* A CA of its own and a server certificate for 127.0.0.1 it signed. */
+struct test_server_cert {
+    struct pki_ca *ca;
+    char *ca_pem;
+    char *cert_pem;
+    char *key_pem;
+    size_t key_len;
+};
+
+static void
+make_server_cert(const char *ca_name, struct test_server_cert *out)
+{
+    struct ztr_err err = {0};
+    int64_t now = (int64_t)time(NULL);
+    size_t len;
+    memset(out, 0, sizeof(*out));
+    assert_int_equal(pki_ca_create_named(ca_name, now, 86400, &out->ca, &err), 0);
+    assert_int_equal(pki_ca_cert_pem(out->ca, &out->ca_pem, &len, &err), 0);
+    struct pki_key *key;
+    assert_int_equal(pki_key_generate(&key, &err), 0);
+    uint8_t *spki;
+    size_t spki_len;
+    assert_int_equal(pki_key_public_der(key, &spki, &spki_len, &err), 0);
+    struct pki_ip ip;
+    assert_int_equal(pki_ip_parse("127.0.0.1", &ip), 0);
+    struct pki_server_request request = {
+        .common_name = "test server", .public_der = spki, .public_len = spki_len,
+        .ips = &ip, .ip_count = 1, .not_before = now - 60, .not_after = now + 3600};
+    if (pki_ca_issue_server(out->ca, &request, &out->cert_pem, &len, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(pki_key_to_pem(key, &out->key_pem, &out->key_len, &err), 0);
+    free(spki);
+    pki_key_free(key);
+}
+
+static void
+server_cert_free(struct test_server_cert *c)
+{
+    pki_ca_free(c->ca);
+    free(c->ca_pem);
+    free(c->cert_pem);
+    free(c->key_pem);
+}
+
+struct tls_fixture {
+    struct fixture fx;     /* first: the handler's ctx and the raw helpers */
+    struct test_server_cert a, b;
+    char *dir;
+    char *ca_a_file, *ca_b_file;
+};
+
+static void
+start_loop_thread(struct fixture *fx)
+{
+    assert_int_equal(pthread_create(&fx->thread, NULL, loop_main, fx), 0);
+}
+
+static void
+stop_loop_thread(struct fixture *fx)
+{
+    ev_async_send(fx->loop, &fx->stop);
+    pthread_join(fx->thread, NULL);
+}
+
+static int
+tls_setup(void **state)
+{
+    struct tls_fixture *t = calloc(1, sizeof(*t));
+    assert_non_null(t);
+    struct fixture *fx = &t->fx;
+    struct ztr_err err = {0};
+    assert_int_equal(pki_init(&err), 0);
+    make_server_cert("test CA a", &t->a);
+    make_server_cert("test CA b", &t->b);
+    t->dir = test_mkdtemp();
+    t->ca_a_file = test_path(t->dir, "a.pem");
+    t->ca_b_file = test_path(t->dir, "b.pem");
+    test_write_file(t->ca_a_file, t->a.ca_pem);
+    test_write_file(t->ca_b_file, t->b.ca_pem);
+    pthread_mutex_init(&fx->lock, NULL);
+    fx->extra_fd = -1;
+    fx->loop = ev_loop_new(EVFLAG_AUTO);
+    assert_non_null(fx->loop);
+    struct http_tls tls = {t->a.cert_pem, t->a.key_pem};
+    if (http_server_start_tls(fx->loop, "127.0.0.1:0", &tls, handler, fx, &fx->server, &err) != 0)
+        fail_msg("%s", err.msg);
+    snprintf(fx->base, sizeof(fx->base), "https://127.0.0.1:%u",
+             (unsigned)http_server_port(fx->server));
+    ev_async_init(&fx->stop, stop_cb);
+    ev_async_start(fx->loop, &fx->stop);
+    start_loop_thread(fx);
+    *state = t;
+    return 0;
+}
+
+static int
+tls_teardown(void **state)
+{
+    struct tls_fixture *t = *state;
+    struct fixture *fx = &t->fx;
+    stop_loop_thread(fx);
+    http_server_stop(fx->server);
+    ev_async_stop(fx->loop, &fx->stop);
+    ev_loop_destroy(fx->loop);
+    pthread_mutex_destroy(&fx->lock);
+    free(fx->seen.body);
+    server_cert_free(&t->a);
+    server_cert_free(&t->b);
+    test_rmtree(t->dir);
+    free(t->dir);
+    free(t->ca_a_file);
+    free(t->ca_b_file);
+    free(t);
+    pki_cleanup();
+    return 0;
+}
+
+static int
+tls_get(struct tls_fixture *t, const char *ca_file, long *status, struct ztr_err *err)
+{
+    char *target = url(&t->fx, "/v1/x");
+    char *reply = NULL;
+    int rc = http_client_request_ca("GET", target, ca_file, "tok-123", NULL, CLIENT_TIMEOUT_MS,
+                                    status, &reply, err);
+    free(reply);
+    free(target);
+    return rc;
+}
+
+static void
+test_tls_request_with_the_servers_ca_is_served(void **state)
+{
+    struct tls_fixture *t = *state;
+    long status = 0;
+    struct ztr_err err = {0};
+    if (tls_get(t, t->ca_a_file, &status, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(status, 200);
+    struct seen seen = seen_now(&t->fx);
+    assert_int_equal(seen.calls, 1);
+    assert_string_equal(seen.authorization, "Bearer tok-123");
+}
+
+/* The bearer never leaves the client for a server it cannot verify. */
+static void
+test_tls_server_of_another_ca_is_refused(void **state)
+{
+    struct tls_fixture *t = *state;
+    long status = 0;
+    struct ztr_err err = {0};
+    assert_int_equal(tls_get(t, t->ca_b_file, &status, &err), -1);
+    assert_int_equal(err.code, HTTP_CLIENT_E_UNTRUSTED);
+    assert_non_null(strstr(err.msg, "certificate"));
+    assert_int_equal(status, 0);
+    assert_int_equal(seen_now(&t->fx).calls, 0);
+}
+
+static void
+test_tls_plain_http_gets_no_http_answer(void **state)
+{
+    struct tls_fixture *t = *state;
+    static const char request[] = "GET /v1/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    char *reply = raw_exchange(&t->fx, request, sizeof(request) - 1);
+    assert_null(strstr(reply, "HTTP/"));
+    free(reply);
+    assert_int_equal(seen_now(&t->fx).calls, 0);
+}
+
+static void
+test_tls_1_2_is_refused(void **state)
+{
+    struct tls_fixture *t = *state;
+    CURL *curl = curl_easy_init();
+    assert_non_null(curl);
+    char *target = url(&t->fx, "/v1/x");
+    curl_easy_setopt(curl, CURLOPT_URL, target);
+    curl_easy_setopt(curl, CURLOPT_CAINFO, t->ca_a_file);
+    curl_easy_setopt(curl, CURLOPT_SSLVERSION,
+                     (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, CLIENT_TIMEOUT_MS);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(curl);
+    assert_int_not_equal(rc, CURLE_OK);
+    curl_easy_cleanup(curl);
+    free(target);
+    assert_int_equal(seen_now(&t->fx).calls, 0);
+}
+
+/* A reissued certificate (another CA here, to tell them apart) serves the
+ * next connection; the old one is no longer presented. */
+static void
+test_tls_credentials_change_on_a_running_server(void **state)
+{
+    struct tls_fixture *t = *state;
+    stop_loop_thread(&t->fx);
+    struct http_tls fresh = {t->b.cert_pem, t->b.key_pem};
+    struct ztr_err err = {0};
+    if (http_server_set_tls(t->fx.server, &fresh, &err) != 0)
+        fail_msg("%s", err.msg);
+    /* Refused credentials leave the server as it was. */
+    struct http_tls mismatched = {t->a.cert_pem, t->b.key_pem};
+    assert_int_equal(http_server_set_tls(t->fx.server, &mismatched, &err), -1);
+    assert_non_null(strstr(err.msg, "TLS certificate or key refused"));
+    start_loop_thread(&t->fx);
+    long status = 0;
+    if (tls_get(t, t->ca_b_file, &status, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(status, 200);
+    assert_int_equal(tls_get(t, t->ca_a_file, &status, &err), -1);
+    assert_int_equal(seen_now(&t->fx).calls, 1);
+}
+
+static void
+test_tls_check_names_what_is_wrong(void **state)
+{
+    struct tls_fixture *t = *state;
+    struct ztr_err err = {0};
+    struct http_tls good = {t->a.cert_pem, t->a.key_pem};
+    if (http_tls_check(&good, &err) != 0)
+        fail_msg("%s", err.msg);
+    struct http_tls mismatched = {t->a.cert_pem, t->b.key_pem};
+    assert_int_equal(http_tls_check(&mismatched, &err), -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    assert_non_null(strstr(err.msg, "TLS certificate or key refused: "));
+    struct http_tls garbage = {"not a certificate", t->a.key_pem};
+    assert_int_equal(http_tls_check(&garbage, &err), -1);
+    assert_non_null(strstr(err.msg, "TLS certificate or key refused: "));
+    struct http_tls no_key = {t->a.cert_pem, NULL};
+    assert_int_equal(http_tls_check(&no_key, &err), -1);
+    /* Nothing of the refused material reaches the log or the error. */
+    assert_null(strstr(err.msg, "PRIVATE KEY"));
+}
+
+static void
+test_plain_server_cannot_switch_to_tls(void **state)
+{
+    struct fixture *fx = *state;
+    struct http_tls tls = {"x", "y"};
+    struct ztr_err err = {0};
+    stop_loop_thread(fx);
+    assert_int_equal(http_server_set_tls(fx->server, &tls, &err), -1);
+    start_loop_thread(fx);
+}
+
 #define SERVER_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define TLS_TEST(fn) cmocka_unit_test_setup_teardown(fn, tls_setup, tls_teardown)
 
 int
 main(void)
@@ -835,6 +1085,13 @@ main(void)
         cmocka_unit_test(test_client_refuses_bearer_with_line_break_without_echoing_it),
         cmocka_unit_test(test_client_refuses_bad_method_and_timeout),
         cmocka_unit_test(test_client_refuses_non_http_urls),
+        TLS_TEST(test_tls_request_with_the_servers_ca_is_served),
+        TLS_TEST(test_tls_server_of_another_ca_is_refused),
+        TLS_TEST(test_tls_plain_http_gets_no_http_answer),
+        TLS_TEST(test_tls_1_2_is_refused),
+        TLS_TEST(test_tls_credentials_change_on_a_running_server),
+        TLS_TEST(test_tls_check_names_what_is_wrong),
+        SERVER_TEST(test_plain_server_cannot_switch_to_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

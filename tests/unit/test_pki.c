@@ -843,6 +843,70 @@ test_malformed_input_is_an_error_not_a_crash(void **state)
     pki_chain_free(none);
 }
 
+/* The admin API's certificates: a CA that names no trust domain and a
+ * server leaf (DNS and IP SANs, serverAuth only, no SPIFFE ID) that no
+ * pki_verify takes for an identity, even with its CA in the bundle. */
+static void
+test_server_certificate_is_no_identity(void **state)
+{
+    (void)state;
+    struct ztr_err err = {0};
+    struct pki_ca *ca;
+    assert_int_equal(pki_ca_create_named("admin CA", fx.now, 86400, &ca, &err), 0);
+    const struct pki_cert_info *ca_info = pki_ca_info(ca);
+    assert_true(ca_info->is_ca);
+    assert_int_equal(ca_info->uri_count, 0);
+    assert_string_equal(ca_info->subject_cn, "admin CA");
+    struct pki_ca *unnamed = NULL;
+    assert_int_equal(pki_ca_create_named("", fx.now, 86400, &unnamed, &err), -1);
+    assert_null(unnamed);
+
+    struct pki_key *key;
+    uint8_t *spki;
+    size_t spki_len, len;
+    assert_int_equal(pki_key_generate(&key, &err), 0);
+    assert_int_equal(pki_key_public_der(key, &spki, &spki_len, &err), 0);
+    const char *names[] = {"ctl.example.org", "admin"};
+    struct pki_ip ip;
+    assert_int_equal(pki_ip_parse("10.0.0.1", &ip), 0);
+    struct pki_server_request request = {
+        .common_name = "admin", .public_der = spki, .public_len = spki_len,
+        .dns_names = names, .dns_count = 2, .ips = &ip, .ip_count = 1,
+        .not_before = fx.now - 60, .not_after = fx.now + 2 * 86400};
+    char *pem;
+    if (pki_ca_issue_server(ca, &request, &pem, &len, &err) != 0)
+        fail_msg("%s", err.msg);
+    struct pki_chain *chain;
+    assert_int_equal(pki_chain_from_pem(pem, len, &chain, &err), 0);
+    struct pki_cert_info info = leaf_info(chain);
+    assert_int_equal(info.uri_count, 0);
+    assert_int_equal(info.dns_count, 2);
+    assert_int_equal(info.ip_count, 1);
+    assert_false(info.is_ca);
+    assert_int_equal(info.key_usage, PKI_KU_DIGITAL_SIGNATURE);
+    assert_true(info.eku_server_auth);
+    assert_false(info.eku_client_auth);
+    /* Clamped to the CA's life, as SVIDs are. */
+    assert_int_equal(info.not_after, ca_info->not_after);
+
+    struct pki_bundle *bundle = bundle_of_ca(ca);
+    struct pki_expect expect = {.trust_domain = TD, .role = PKI_ROLE_CONTROLLER, .now = fx.now};
+    assert_int_equal(pki_verify(bundle, chain, &expect, NULL, &err), -1);
+    assert_int_equal(err.code, PKI_E_URI_SAN);
+
+    request.dns_count = 0;
+    request.ip_count = 0;
+    char *none = NULL;
+    assert_int_equal(pki_ca_issue_server(ca, &request, &none, &len, &err), -1);
+    assert_null(none);
+    pki_bundle_free(bundle);
+    pki_chain_free(chain);
+    free(pem);
+    free(spki);
+    pki_key_free(key);
+    pki_ca_free(ca);
+}
+
 int
 main(void)
 {
@@ -866,6 +930,7 @@ main(void)
         cmocka_unit_test(test_verify_foreign_certificates),
         cmocka_unit_test(test_cert_info_of_foreign_certificates),
         cmocka_unit_test(test_malformed_input_is_an_error_not_a_crash),
+        cmocka_unit_test(test_server_certificate_is_no_identity),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -63,7 +63,7 @@ setup(void **state)
     char *csr, *token;
     size_t len;
     assert_int_equal(pki_csr_create(f->key, "t1", &csr, &len, &err), 0);
-    struct token_request request = {"tunneler", "t1", false, 1, 86400, false};
+    struct token_request request = {"tunneler", "t1", false, 1, 86400, false, NULL};
     assert_int_equal(token_create(c, &request, &token, NULL, &err), 0);
     json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "enroll", "token", token, "role",
                             "tunneler", "name", "t1", "csr", csr);

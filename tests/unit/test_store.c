@@ -13,7 +13,7 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 4 /* the number of migrations in store_sqlite.c */
+#define CURRENT_SCHEMA 5 /* the number of migrations in store_sqlite.c */
 
 struct fx {
     char *dir;
@@ -153,6 +153,7 @@ node_for(const char *role, const char *name)
     snprintf(n.name, sizeof(n.name), "%s", name);
     snprintf(n.spiffe_id, sizeof(n.spiffe_id), "spiffe://example.org/%s/%s", role, name);
     snprintf(n.addresses, sizeof(n.addresses), "[\"10.0.0.5:7444\"]");
+    snprintf(n.allowed_addresses, sizeof(n.allowed_addresses), "[\"10.0.0.5\"]");
     snprintf(n.cert_serial, sizeof(n.cert_serial), "0a0b");
     snprintf(n.cert_key, sizeof(n.cert_key), "key-%.32s", name);
     n.cert_not_after = T0 + 3600;
@@ -344,9 +345,18 @@ test_database_at_older_version_is_migrated_on_open(void **state)
                       "ALTER TABLE nodes DROP COLUMN prev_cert_serial;"
                       "ALTER TABLE nodes DROP COLUMN prev_cert_key;"
                       "ALTER TABLE nodes DROP COLUMN prev_cert_until;"
-                      "ALTER TABLE tokens DROP COLUMN replace_node; PRAGMA user_version = 1;");
+                      "ALTER TABLE tokens DROP COLUMN replace_node;"
+                      "ALTER TABLE tokens DROP COLUMN addresses; PRAGMA user_version = 1;"
+                      "INSERT INTO tokens (id, digest, role, name, name_is_prefix, uses_left,"
+                      "  expires_at, created_at) VALUES ('old', zeroblob(32), 'connector',"
+                      "  'c', 0, 1, 9999999999, 1);");
     f->store = open_store(f);
     assert_int_equal(store_schema_version(f->store), CURRENT_SCHEMA);
+    /* A token from before allows no addresses. */
+    struct store_token old;
+    assert_int_equal(store_token_get(f->store, "old", &old, NULL), 0);
+    assert_string_equal(old.addresses, "[]");
+    assert_false(old.replace);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' "
                                       "AND name IN ('nodes_by_status', 'grants_by_resource', "
                                       "'revocations_by_node')"),
@@ -546,9 +556,18 @@ test_token_insert_get_list_delete(void **state)
     assert_int_equal(out.uses_left, 5);
     assert_int_equal(out.expires_at, T0 + 3600);
     assert_int_equal(out.created_at, T0);
+    assert_string_equal(out.addresses, "[]");
     assert_int_equal(store_token_get(f->store, "0000bbbb", &out, &err), 0);
     assert_false(out.name_is_prefix);
     assert_int_equal(out.created_at, T0 + 1);
+    assert_string_equal(out.addresses, "[]");
+    /* A connector token's allowed addresses come back as stored. */
+    struct store_token with = token_for("cccc0003", "connector", "db", 1, 60);
+    snprintf(with.addresses, sizeof(with.addresses), "[\"10.0.0.5\",\"2001:db8::5\"]");
+    assert_int_equal(store_token_insert(f->store, &with, &err), 0);
+    assert_int_equal(store_token_get(f->store, "cccc0003", &out, &err), 0);
+    assert_string_equal(out.addresses, "[\"10.0.0.5\",\"2001:db8::5\"]");
+    assert_int_equal(store_token_delete(f->store, "cccc0003", &err), 0);
 
     char ids[128] = "";
     assert_int_equal(store_token_list(f->store, keep_token_ids, ids, &err), 0);
@@ -588,6 +607,14 @@ test_token_with_existing_id_or_bad_fields_is_refused(void **state)
     t = token_for("t2", "connector", "x", -1, 60);
     assert_int_equal(store_token_insert(f->store, &t, &err), -1);
     assert_int_equal(err.code, ZTR_E_INVALID);
+    /* Addresses are a JSON list or nothing. */
+    const char *bad_addresses[] = {"not json", "\"10.0.0.5\"", "{\"addresses\":[]}"};
+    for (size_t i = 0; i < sizeof(bad_addresses) / sizeof(bad_addresses[0]); i++) {
+        t = token_for("t2", "connector", "x", 1, 60);
+        snprintf(t.addresses, sizeof(t.addresses), "%s", bad_addresses[i]);
+        assert_int_equal(store_token_insert(f->store, &t, &err), -1);
+        assert_int_equal(err.code, ZTR_E_INVALID);
+    }
     /* An unterminated field is caught without reading past it. */
     t = token_for("t2", "connector", "x", 1, 60);
     memset(t.name, 'n', sizeof(t.name));
@@ -648,9 +675,11 @@ test_enroll_uses_given_id_and_defaults_addresses_to_empty_array(void **state)
     struct store_node n = node_for("tunneler", "t1");
     snprintf(n.id, sizeof(n.id), "chosen-id");
     n.addresses[0] = '\0';
+    n.allowed_addresses[0] = '\0';
     assert_int_equal(store_node_enroll(f->store, "tok", &n, &n, &err), 0);
     assert_string_equal(n.id, "chosen-id");
     assert_string_equal(n.addresses, "[]");
+    assert_string_equal(n.allowed_addresses, "[]");
 }
 
 static void
@@ -1171,11 +1200,14 @@ test_enroll_live_node_needs_a_replacing_token(void **state)
     advance_s(f, 3600);
     snprintf(n.cert_serial, sizeof(n.cert_serial), "78");
     snprintf(n.addresses, sizeof(n.addresses), "[\"198.51.100.7\"]");
+    snprintf(n.allowed_addresses, sizeof(n.allowed_addresses), "[\"198.51.100.8\"]");
     assert_int_equal(store_node_enroll(f->store, "plain", &n, &out, &err), 0);
     assert_string_equal(out.id, first.id);
     assert_int_equal(uses_left(f, "plain"), 4);
-    /* Re-enrollment certifies the new addresses: they are the allowed ones. */
-    assert_string_equal(out.allowed_addresses, "[\"198.51.100.7\"]");
+    /* Re-enrollment replaces the allowed addresses with its token's, never
+     * with what the node announced. */
+    assert_string_equal(out.addresses, "[\"198.51.100.7\"]");
+    assert_string_equal(out.allowed_addresses, "[\"198.51.100.8\"]");
 }
 
 static void
@@ -1214,7 +1246,9 @@ test_allowed_addresses_come_from_enrollment_or_the_operator(void **state)
     struct store_node n = enrolled(f, "connector", "c1");
     struct store_node got;
     assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
-    assert_string_equal(got.allowed_addresses, got.addresses);
+    /* Enrollment's allowed list (its token's), not what the node sent. */
+    assert_string_equal(got.allowed_addresses, "[\"10.0.0.5\"]");
+    assert_string_equal(got.addresses, "[\"10.0.0.5:7444\"]");
     char certified[STORE_ADDRESSES_MAX + 1];
     snprintf(certified, sizeof(certified), "%s", got.allowed_addresses);
 

@@ -26,7 +26,7 @@ refused tunneler laptop "$tok" "invalid enrollment token" "reused token"
 fm_seen_also "$AGENT_LOG" "invalid enrollment token"
 
 # An expired token.
-etok=$(ctl token create --role connector --name dc1 --ttl 1s)
+etok=$(ctl token create --role connector --name dc1 --address 127.0.0.1 --ttl 1s)
 sleep 1.2
 refused connector dc1 "$etok" "invalid enrollment token" "expired token"
 run ctl token list
@@ -37,7 +37,7 @@ expect_out_has "expired=true" "... as expired"
 refused connector dc1 "0123456789abcdef.$(printf '%064d' 0)" "invalid enrollment token" "unknown token"
 
 # A token for the other role, and one for another name: permission denied.
-ptok=$(ctl token create --role connector --name dc2)
+ptok=$(ctl token create --role connector --name dc2 --address 127.0.0.1)
 refused tunneler dc2 "$ptok" "permission denied" "token for another role"
 fm_seen_also "$AGENT_LOG" "permission denied"
 refused connector other "$ptok" "permission denied" "token for another name"

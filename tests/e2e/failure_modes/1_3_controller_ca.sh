@@ -8,7 +8,7 @@
 fm_mode 1.3 "Controller CA Missing or Invalid" "failed to read controller CA or invalid internal CA"
 T="$E2E_TMP"
 start_controller ctl || exit 1
-tok=$(ctl token create --role connector --name dc1)
+tok=$(ctl token create --role connector --name dc1 --address 127.0.0.1)
 
 # agent_refuses NAME DESCRIPTION TEXT CONTROLLER_CA-VALUE
 agent_refuses() {

@@ -27,7 +27,7 @@ start_controller good CA_CERT="$T/f/goodroot.crt" CA_KEY="$T/f/goodroot.key"
 check "controller starts on an operator CA with keyCertSign" $?
 
 # An agent whose CONTROLLER_CA lacks keyCertSign: enrollment fails.
-tok=$(ctl token create --role connector --name dc1)
+tok=$(ctl token create --role connector --name dc1 --address 127.0.0.1)
 run_agent connector dc1 ENROLLMENT_TOKEN="$tok" CONTROLLER_CA="$T/f/nocertsign.crt"
 fm_seen "$AGENT_LOG"
 expect_status 2 "agent with CONTROLLER_CA without keyCertSign exits non-zero"

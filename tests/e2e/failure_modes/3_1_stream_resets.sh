@@ -9,7 +9,7 @@
 fm_mode 3.1 "Control Plane Stream Resets" "repeated control-plane stream connected logs"
 CONNECTED='msg="control-plane stream connected"'
 start_controller ctl || exit 1
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RECONNECT_MIN_DELAY=100ms RECONNECT_MAX_DELAY=300ms
 check "connector starts" $?
 wait_for_state ONLINE 10; check "connector ONLINE" $?

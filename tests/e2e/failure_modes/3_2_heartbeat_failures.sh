@@ -10,11 +10,11 @@
 . "$(dirname "$0")/../lib.sh"; . "$(dirname "$0")/fm.sh"; . "$(dirname "$0")/fm_helpers.sh"
 fm_mode 3.2 "Heartbeat Failures" "CONNECTOR/TUNNELER shows OFFLINE in UI"
 start_controller ctl HEARTBEAT_INTERVAL=1500ms || exit 1
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)"
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)"
 keep_agent DC1
 start_agent tunneler laptop ENROLLMENT_TOKEN="$(ctl token create --role tunneler --name laptop)"
 keep_agent LAPTOP
-start_agent connector dc2 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc2)"
+start_agent connector dc2 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc2 --address 127.0.0.1)"
 keep_agent DC2
 wait_for_state ONLINE 10 "$DC1_URL"; check "connector ONLINE" $?
 DC1_NODE=$(json_value node_id)

@@ -17,7 +17,7 @@ start_controller ctl SVID_TTL=${TTL}s || exit 1
 BYTES=$((20000000 * 14))
 start_peer source "$BYTES" || exit 1; SRC_PORT=$PEER_PORT
 ctl resource add src --connector dc1 >/dev/null
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="src=127.0.0.1:$SRC_PORT"
 keep_agent DC1
 ctl allow --tunneler laptop --resource src >/dev/null

@@ -13,7 +13,7 @@ PKI="$ZTR_TEST_BIN/ztr-pki"
 TTL=10
 start_controller ctl SVID_TTL=${TTL}s || exit 1
 serial() { "$PKI" inspect "$1" | sed -n 's/.*serial=//p'; }
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)"
+start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)"
 check "connector starts" $?
 wait_for_state ONLINE 10; check "connector ONLINE" $?
 NODE=$(json_value node_id); RENEW_AT=$(json_value renew_at); NOT_AFTER=$(json_value not_after)

@@ -36,7 +36,7 @@ expect_status 1 "the CLI with the wrong ADMIN_URL cannot fetch data"
 expect_err "error: not found" "the CLI reports the API's 404 error text"
 [ -z "$RUN_OUT" ]; check "no data printed" $?
 # The same client with the right base URL fetches the data.
-ctl token create --role connector --name dc1 >/dev/null
+ctl token create --role connector --name dc1 --address 127.0.0.1 >/dev/null
 run ctl token list
 expect_status 0 "with the right ADMIN_URL the CLI fetches data"
 expect_out_has "name=dc1" "... and lists it"

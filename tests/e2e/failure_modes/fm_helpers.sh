@@ -71,7 +71,7 @@ dp_setup() {
   start_controller ctl "$@" || return 1
   start_peer http || return 1; HTTP_PORT=$PEER_PORT
   ctl resource add web --connector dc1 >/dev/null
-  start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1)" \
+  start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
     RESOURCES="web=127.0.0.1:$HTTP_PORT" || return 1
   keep_agent DC1
   DC1_ENV=("${AGENT_ENV[@]}")

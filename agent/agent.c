@@ -24,10 +24,28 @@ agent_current_state(const struct agent *agent)
     return agent->state;
 }
 
+int
+agent_identity(const struct agent *agent, const char **chain_pem, size_t *chain_len,
+               const struct pki_key **key)
+{
+    if (!agent->have_identity || agent->key == NULL)
+        return -1;
+    *chain_pem = agent->chain_pem;
+    *chain_len = agent->chain_len;
+    *key = agent->key;
+    return 0;
+}
+
 const char *
 agent_trust_domain(const struct agent *agent)
 {
     return agent->trust_domain;
+}
+
+const char *
+agent_spiffe_id(const struct agent *agent)
+{
+    return agent->spiffe_id;
 }
 
 const char *
@@ -128,6 +146,11 @@ agent_exit_code(const struct agent *agent)
 void
 agent_retry_now(struct agent *a)
 {
+    /* Final states wait for an operator, not for a signal. */
+    if (a->state == AGENT_REVOKED || a->reauth_terminal) {
+        log_info("SIGHUP: nothing to retry", "state=%s", agent_state_name(a->state));
+        return;
+    }
     /* A fresh signal: retry now instead of waiting out the backoff. */
     log_info("SIGHUP: retrying the controller now", "state=%s", agent_state_name(a->state));
     backoff_reset(&a->reconnect_backoff);
@@ -163,7 +186,12 @@ decide_start(struct agent *a, struct ztr_err *err)
     }
     log_info("identity loaded", "spiffe_id=%s not_after=%lld renew_at=%lld", a->spiffe_id,
              (long long)a->not_after, (long long)a->renew_at);
-    agent_set_state(a, AGENT_CONNECTING, "identity loaded");
+    bool terminal = false;
+    TRY(agent_reauth_load(a, &terminal, err));
+    if (terminal)
+        agent_set_state(a, AGENT_EXPIRED, "re-authentication failed before this start");
+    else if (!agent_identity_expired(a))
+        agent_set_state(a, AGENT_CONNECTING, "identity loaded");
     return 0;
 }
 
@@ -196,13 +224,16 @@ agent_new(struct ev_loop *loop, const struct ztr_clock *clock, const struct agen
     a->reconnect_policy.base_ms = settings->reconnect_min_delay_ms;
     a->reconnect_policy.cap_ms = settings->reconnect_max_delay_ms;
     a->reconnect_policy.max_attempts = (unsigned)settings->reconnect_attempts;
+    a->reauth_on_expiry = settings->reauth_on_expiry;
     backoff_init(&a->reconnect_backoff, &a->reconnect_policy, 0);
     struct backoff_policy renew_policy = {1000, 60000, 0};
     backoff_init(&a->renew_backoff, &renew_policy, 0);
     ev_timer_init(&a->reconnect_timer, agent_reconnect_cb, 0, 0);
     ev_timer_init(&a->heartbeat_timer, agent_heartbeat_cb, 1, 1);
     ev_timer_init(&a->renew_timer, agent_renew_cb, 0, 0);
+    ev_timer_init(&a->expiry_timer, agent_expiry_cb, 0, 0);
     a->reconnect_timer.data = a->heartbeat_timer.data = a->renew_timer.data = a;
+    a->expiry_timer.data = a;
     if (settings->enrollment_token[0] != '\0' &&
         (a->token = strdup(settings->enrollment_token)) == NULL) {
         agent_free(a);
@@ -230,14 +261,12 @@ agent_start(struct agent *a, struct ztr_err *err)
              pki_role_name(a->spec->role), agent_state_name(a->state), a->controller_addr,
              a->health_listen, a->health ? http_server_port(a->health) : 0, a->state_dir);
     agent_start_daemon(a);
-    if (a->exit_code >= 0)
+    if (a->exit_code >= 0 || a->state == AGENT_EXPIRED)
         return 0;
-    if (agent_identity_expired(a)) {
-        a->counters.auth_expired++;
-        agent_start_reauth(a, "certificate expired while the agent was down");
-    } else {
+    if (agent_identity_expired(a))
+        agent_certificate_expired(a, "certificate expired while the agent was down");
+    else
         agent_ctl_connect(a);
-    }
     return 0;
 }
 
@@ -258,6 +287,7 @@ agent_free(struct agent *a)
     ev_timer_stop(a->loop, &a->reconnect_timer);
     ev_timer_stop(a->loop, &a->heartbeat_timer);
     ev_timer_stop(a->loop, &a->renew_timer);
+    ev_timer_stop(a->loop, &a->expiry_timer);
     if (a->spec->stop != NULL && a->daemon_started)
         a->spec->stop(a->spec->ctx);
     http_server_stop(a->health);
@@ -265,6 +295,9 @@ agent_free(struct agent *a)
     tls_ctx_free(a->data_tls);
     tls_ctx_free(a->enroll_tls);
     pki_key_free(a->pending_key);
+    pki_key_free(a->reauth_anchor);
+    pki_key_free(a->key);
+    free(a->reauth_csr);
     free(a->pending_chain);
     free(a->chain_pem);
     if (a->key_pem != NULL)
@@ -327,6 +360,13 @@ static int
 process_stop(void *ctx, bool started, int exit_status)
 {
     struct agent_process *p = ctx;
+    /* A final state stays up until stopped, and then says which it was. */
+    if (started && p->agent->exit_code < 0 && exit_status == AGENT_EXIT_OK) {
+        if (p->agent->state == AGENT_REVOKED)
+            exit_status = AGENT_EXIT_REVOKED;
+        else if (p->agent->reauth_terminal)
+            exit_status = AGENT_EXIT_EXPIRED;
+    }
     if (started && p->agent->exit_code < 0)
         agent_stop(p->agent, exit_status);
     if (started)

@@ -2,8 +2,9 @@
  * The agent core shared by `connector` and `tunneler`: enrollment with
  * ENROLLMENT_TOKEN, the long-lived control-plane stream to the controller
  * (hello, heartbeats, pushes), the reconnect worker, certificate renewal
- * well before expiry, re-authentication when the certificate expired while
- * the agent was down, revocation, and /health + /metrics.
+ * well before expiry, re-authentication once the certificate expired (by
+ * proof of possession of its key, a retained token as the fallback, at most
+ * 3 consecutive refused attempts), revocation, and /health + /metrics.
  *
  * One libev loop, one thread. A daemon describes itself with an
  * agent_spec (its schema starts with AGENT_CONFIG_KEYS) and calls
@@ -16,9 +17,11 @@
  * Exit statuses (for systemd's RestartPreventExitStatus=):
  *   0  stopped by a signal
  *   1  runtime failure (e.g. a listener could not bind)
- *   2  configuration error (missing ENROLLMENT_TOKEN, bad CA, bad trust domain)
- *   3  the controller revoked this node
+ *   2  configuration error (missing ENROLLMENT_TOKEN, bad CA, bad trust
+ *      domain, a partial identity in STATE_DIR)
+ *   3  stopped while REVOKED (a revoked agent stays up until stopped)
  *   4  the controller refused enrollment (invalid token, permission denied)
+ *   5  stopped while EXPIRED for good (re-authentication failed 3 times)
  */
 #ifndef ZTR_AGENT_AGENT_H
 #define ZTR_AGENT_AGENT_H
@@ -40,6 +43,7 @@ enum agent_exit {
     AGENT_EXIT_CONFIG = DAEMON_EXIT_CONFIG,
     AGENT_EXIT_REVOKED = 3,
     AGENT_EXIT_ENROLLMENT_REFUSED = 4,
+    AGENT_EXIT_EXPIRED = 5,
 };
 
 enum agent_state {
@@ -49,8 +53,13 @@ enum agent_state {
     AGENT_ONLINE,
     AGENT_RECONNECTING,
     AGENT_RENEWING,   /* transient, while ONLINE */
+    /* The certificate expired: one re-authentication attempt is in flight
+     * (proof of possession, then the retained token). */
+    AGENT_REAUTHENTICATING,
+    /* Expired and not re-authenticated: waiting for the next attempt, or
+     * for good after 3 refused ones (terminal, kept across restarts). */
     AGENT_EXPIRED,
-    AGENT_REVOKED,
+    AGENT_REVOKED,    /* terminal: the agent stays up, /health says so */
     AGENT_STATE_COUNT,
 };
 
@@ -62,6 +71,11 @@ bool agent_transition_allowed(enum agent_state from, enum agent_state to);
  * (failure-modes §3.1). */
 #define AGENT_MSG_STREAM_CONNECTED "control-plane stream connected"
 #define AGENT_MSG_TOKEN_REQUIRED "ENROLLMENT_TOKEN is required"
+/* A key without its certificate, or the reverse: never a fallback to
+ * enrollment or to running without an identity (exit 2). */
+#define AGENT_MSG_IDENTITY_INCOMPLETE "stored identity is incomplete"
+/* Consecutive refused re-authentication attempts before EXPIRED for good. */
+#define AGENT_REAUTH_ATTEMPTS 3
 /* CONTROLLER_ADDR: at most this many controllers, each host:port this long. */
 #define AGENT_CONTROLLERS_MAX 8
 #define AGENT_CONTROLLER_ADDR_MAX 128
@@ -88,6 +102,7 @@ struct agent_settings {
     int64_t reconnect_min_delay_ms;
     int64_t reconnect_max_delay_ms;
     uint64_t reconnect_attempts;
+    bool reauth_on_expiry;                       /* proof of possession after an expiry */
     char log_level[16];                          /* "" = leave the logger's level */
 };
 
@@ -115,6 +130,9 @@ struct agent_settings {
                STRUCT, MEMBER.reconnect_max_delay_ms),                                          \
     CONFIG_KEY("RECONNECT_ATTEMPTS", CONFIG_UINT, "10",                                         \
                "attempts before reporting disconnected", STRUCT, MEMBER.reconnect_attempts),    \
+    CONFIG_KEY("REAUTH_ON_EXPIRY", CONFIG_BOOL, "true",                                         \
+               "re-authenticate an expired certificate by proof of possession of its key",      \
+               STRUCT, MEMBER.reauth_on_expiry),                                                \
     CONFIG_KEY("LOG_LEVEL", CONFIG_STRING, "info", "debug, info, warn or error", STRUCT,        \
                MEMBER.log_level)
 
@@ -144,6 +162,13 @@ struct agent_spec {
     /* The trust bundle changed (already in agent_data_tls): live data
      * sessions re-verify their peers against it. May be NULL. */
     void (*on_bundle)(void *ctx);
+    /* The agent's certificate changed (renewal, re-authentication; already
+     * in agent_data_tls for new handshakes): live data sessions present it
+     * to their peers (agent_identity gives chain and key). May be NULL. */
+    void (*on_identity)(void *ctx);
+    /* The node was revoked: close what start() opened now (stop() still
+     * runs at exit). May be NULL. */
+    void (*on_revoked)(void *ctx);
     /* Adds daemon fields to /health and lines to /metrics (may be NULL). */
     void (*add_health)(void *ctx, json_t *health);
     void (*add_metrics)(void *ctx, struct metrics *metrics);
@@ -196,8 +221,16 @@ struct ev_loop *agent_loop(struct agent *agent);
  * and bundle change, so new handshakes use them and live sessions stay. */
 struct tls_ctx *agent_data_tls(struct agent *agent, enum tls_side side, const char *alpn,
                                struct ztr_err *err);
+/* The current certificate chain (PEM, leaf first) and its key, owned by
+ * the agent and valid until the next identity change (on_identity). -1
+ * before there is an identity. */
+int agent_identity(const struct agent *agent, const char **chain_pem, size_t *chain_len,
+                   const struct pki_key **key);
 enum agent_state agent_current_state(const struct agent *agent);
 const char *agent_trust_domain(const struct agent *agent);
+/* This node's SPIFFE ID ("" before enrollment); the buffer lives as long as
+ * the agent. */
+const char *agent_spiffe_id(const struct agent *agent);
 const char *agent_state_dir(const struct agent *agent);
 const struct ztr_clock *agent_clock(const struct agent *agent);
 

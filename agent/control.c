@@ -59,6 +59,12 @@ agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct agent *a = w->data;
     if (a->ctl == NULL || !a->welcomed)
         return;
+    /* The expiry timer runs on the monotonic clock; a wall clock that
+     * jumped (a host that slept) is caught here. */
+    if (agent_identity_expired(a)) {
+        agent_certificate_expired(a, "certificate expired");
+        return;
+    }
     int64_t now = clock_monotonic_ms(a->clock);
     /* Three missed acks: the stream is dead even if TCP has not noticed. */
     if (now - a->last_ack_mono_ms > 3 * a->heartbeat_interval_ms) {
@@ -85,7 +91,8 @@ handle_welcome(struct agent *a, const json_t *msg)
         snprintf(a->node_id, sizeof(a->node_id), "%s", node_id);
     backoff_reset(&a->reconnect_backoff);
     a->budget_exhausted = false;
-    a->reauth_failures = 0;
+    if (a->reauth_registering)
+        agent_reauth_registered(a);
     /* Exactly once per connection (failure-modes §3.1). */
     log_info(AGENT_MSG_STREAM_CONNECTED, "controller=%s node=%s spiffe_id=%s",
              a->controller_addr, a->node_id, a->spiffe_id);
@@ -107,6 +114,10 @@ handle_error(struct agent *a, const json_t *msg)
 {
     const char *code = json_string_value(json_object_get(msg, "code"));
     const char *message = json_string_value(json_object_get(msg, "message"));
+    if (a->state == AGENT_REAUTHENTICATING) {
+        agent_reauth_refused(a, code, message);
+        return;
+    }
     if (a->state == AGENT_ENROLLING &&
         (strcmp(code, CTLMSG_E_INVALID_TOKEN) == 0 || strcmp(code, CTLMSG_E_PERMISSION_DENIED) == 0)) {
         agent_enrollment_refused(a, message);
@@ -117,18 +128,6 @@ handle_error(struct agent *a, const json_t *msg)
         return;
     }
     log_warn("controller error", "code=%s message=\"%s\"", code, message);
-}
-
-static void
-handle_revoked(struct agent *a, const json_t *msg)
-{
-    a->counters.auth_revoked++;
-    log_error("node revoked by the controller",
-              "reason=\"%s\" spiffe_id=%s hint=\"this identity can no longer be used; enroll "
-              "again with a new token and a new NODE_NAME, and an empty STATE_DIR\"",
-              json_string_value(json_object_get(msg, "reason")), a->spiffe_id);
-    agent_set_state(a, AGENT_REVOKED, "revoked");
-    agent_stop(a, AGENT_EXIT_REVOKED);
 }
 
 static void
@@ -143,7 +142,11 @@ handle_message(struct agent *a, enum ctlmsg_type type, const json_t *msg)
         break;
     case CTLMSG_BUNDLE: agent_handle_bundle(a, msg); break;
     case CTLMSG_RENEWED: agent_handle_renewed(a, msg); break;
-    case CTLMSG_REVOKED: handle_revoked(a, msg); break;
+    case CTLMSG_REVOKED:
+        agent_revoked(a, json_string_value(json_object_get(msg, "reason")));
+        break;
+    case CTLMSG_REAUTH_CHALLENGE: agent_handle_reauth_challenge(a, msg); break;
+    case CTLMSG_REAUTHENTICATED: agent_handle_enrolled(a, msg); break;
     case CTLMSG_ERROR: handle_error(a, msg); break;
     case CTLMSG_ALLOWLIST:
         if (a->spec->on_allowlist != NULL)
@@ -165,6 +168,8 @@ on_ready(void *user)
     struct agent *a = user;
     if (a->state == AGENT_ENROLLING)
         agent_send_enroll(a);
+    else if (a->state == AGENT_REAUTHENTICATING)
+        agent_reauth_on_ready(a);
     else
         send_hello(a);
 }
@@ -207,6 +212,17 @@ on_close(void *user, const char *reason)
         agent_ctl_connect(a); /* straight on to the mTLS stream */
         return;
     }
+    if (a->state == AGENT_REAUTHENTICATING) {
+        /* The stream that stood on the expired certificate is gone: the
+         * attempt's own connection starts now. */
+        if (a->reauth_connect_now) {
+            a->reauth_connect_now = false;
+            agent_ctl_connect(a);
+            return;
+        }
+        agent_reauth_stream_lost(a, reason);
+        return;
+    }
     if (was_welcomed)
         log_warn("control-plane stream lost", "controller=%s reason=\"%s\"", a->controller_addr,
                  reason);
@@ -216,17 +232,7 @@ on_close(void *user, const char *reason)
     if (a->state == AGENT_RENEWING && a->pending_chain == NULL)
         a->counters.renewals_failed++;
     if (agent_identity_expired(a)) {
-        a->counters.auth_expired++;
-        /* A re-enrollment that could not reach the controller waits like
-         * any other attempt; retrying it at once spun the loop (tens of
-         * thousands of attempts a second while the controller was down). */
-        if (a->state == AGENT_ENROLLING && a->reauth && !a->reauth_refused) {
-            a->counters.auth_unavailable++;
-            agent_schedule_reconnect(a, reason);
-            return;
-        }
-        a->reauth_refused = false;
-        agent_start_reauth(a, "certificate expired");
+        agent_certificate_expired(a, "certificate expired");
         return;
     }
     if (!was_welcomed)
@@ -261,6 +267,10 @@ static void
 connect_failed(struct agent *a, const char *why)
 {
     a->ctl = NULL;
+    if (a->state == AGENT_REAUTHENTICATING) {
+        agent_reauth_stream_lost(a, why);
+        return;
+    }
     a->counters.auth_unavailable++;
     log_warn("control-plane connection failed", "controller=%s reason=\"%s\"",
              a->controller_addr, why);
@@ -286,7 +296,8 @@ on_resolved(void *user, const struct sockaddr_storage *sa, socklen_t sa_len,
         log_info("controller resolved", "controller=%s address=%s", a->controller_addr,
                  net_sockaddr_name(sa, address, sizeof(address)));
     }
-    if (a->state == AGENT_ENROLLING) {
+    /* Enrollment and re-authentication present no certificate. */
+    if (a->state == AGENT_ENROLLING || a->state == AGENT_REAUTHENTICATING) {
         tls_ctx_free(a->enroll_tls);
         a->enroll_tls = NULL;
         if (enrollment_tls(a, &a->enroll_tls, &err) != 0) {

@@ -1,4 +1,5 @@
-/* Enrollment with ENROLLMENT_TOKEN, and its refusals. */
+/* Enrollment with ENROLLMENT_TOKEN, and its refusals. A re-authentication
+ * (reauth.c) ends here too: its reply carries the same fields. */
 #include "agent/internal.h"
 
 #include <stdio.h>
@@ -13,8 +14,15 @@ agent_send_enroll(struct agent *a)
 {
     struct ztr_err err = {0};
     char *csr = NULL;
-    if (agent_new_pending_key(a, &csr, &err) != 0) {
+    /* The token fallback of a re-authentication uses the attempt's key. */
+    if (a->state == AGENT_REAUTHENTICATING && a->reauth_csr != NULL) {
+        csr = strdup(a->reauth_csr);
+    } else if (agent_new_pending_key(a, &csr, &err) != 0) {
         log_error("cannot make a key", "error=\"%s\"", err.msg);
+        agent_stop(a, AGENT_EXIT_RUNTIME);
+        return;
+    }
+    if (csr == NULL) {
         agent_stop(a, AGENT_EXIT_RUNTIME);
         return;
     }
@@ -65,17 +73,25 @@ void
 agent_handle_enrolled(struct agent *a, const json_t *msg)
 {
     struct ztr_err err = {0};
+    bool reauth = a->state == AGENT_REAUTHENTICATING;
     if (save_enrollment(a, msg, &err) != 0) {
         log_error("cannot save the enrolled identity", "error=\"%s\"", err.msg);
+        /* A disk that refuses the new identity fails the attempt; the
+         * controller keeps the old key admitted for its renewal grace. */
+        if (reauth) {
+            agent_reauth_refused(a, CTLMSG_E_INTERNAL, "cannot save the new identity");
+            return;
+        }
         agent_stop(a, AGENT_EXIT_RUNTIME);
         return;
     }
-    log_info("enrolled", "node=%s spiffe_id=%s not_after=%lld", a->node_id, a->spiffe_id,
-             (long long)a->not_after);
-    a->reauth = false;
-    a->reauth_failures = 0;
+    if (reauth)
+        agent_reauth_succeeded(a);
+    else
+        log_info("enrolled", "node=%s spiffe_id=%s not_after=%lld", a->node_id, a->spiffe_id,
+                 (long long)a->not_after);
     backoff_reset(&a->reconnect_backoff);
-    agent_set_state(a, AGENT_CONNECTING, "enrolled");
+    agent_set_state(a, AGENT_CONNECTING, reauth ? "re-authenticated" : "enrolled");
     a->enrolled_handover = true;
     ctl_stream_close(a->ctl, "enrollment complete");
     agent_start_daemon(a);
@@ -86,21 +102,5 @@ agent_enrollment_refused(struct agent *a, const char *message)
 {
     log_error(message, "role=%s name=%s controller=%s", pki_role_name(a->spec->role),
               a->node_name, a->controller_addr);
-    if (!a->reauth) {
-        agent_stop(a, AGENT_EXIT_ENROLLMENT_REFUSED);
-        return;
-    }
-    a->counters.auth_expired++;
-    if (++a->reauth_failures >= REAUTH_ATTEMPTS) {
-        log_error("re-enrollment failed; issue a new token",
-                  "attempts=%u hint=\"controller token create --role %s --name %s%s, then set "
-                  "ENROLLMENT_TOKEN and restart\"",
-                  a->reauth_failures, pki_role_name(a->spec->role), a->node_name,
-                  a->spec->role == PKI_ROLE_CONNECTOR ? " --address IP..." : "");
-        agent_set_state(a, AGENT_EXPIRED, "re-enrollment failed 3 times");
-        agent_schedule_reconnect(a, "expired");
-        return;
-    }
-    a->reauth_refused = true;
-    ctl_stream_close(a->ctl, message);
+    agent_stop(a, AGENT_EXIT_ENROLLMENT_REFUSED);
 }

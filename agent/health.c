@@ -13,8 +13,13 @@ static json_t *
 health_json(struct agent *a)
 {
     bool connected = a->welcomed;
-    const char *link = connected ? "connected" : a->budget_exhausted ? "disconnected"
-                                                                     : "reconnecting";
+    /* A final state tries nothing any more: neither reconnecting nor
+     * disconnected for lack of trying. */
+    bool final = a->state == AGENT_REVOKED || a->reauth_terminal;
+    const char *link = connected                ? "connected"
+                       : final                  ? "stopped"
+                       : a->budget_exhausted    ? "disconnected"
+                                                : "reconnecting";
     json_t *telemetry = json_pack(
         "{s:{s:I, s:I}, s:{s:I, s:I, s:I}}", "reconnect", "scheduled",
         (json_int_t)a->counters.reconnect_scheduled, "failed",
@@ -45,6 +50,17 @@ health_json(struct agent *a)
     for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++)
         json_object_set(health, flat[i][0],
                         json_object_get(json_object_get(telemetry, flat[i][1]), flat[i][2]));
+    /* Where re-authentication stands: the attempt's method, the refused
+     * attempts in a row (the breaker), and whether EXPIRED is final. */
+    static const char *const methods[] = {"none", "proof-of-possession", "token"};
+    json_object_set_new(health, "reauth",
+                        json_pack("{s:s, s:I, s:i, s:b, s:b, s:I, s:I}", "method",
+                                  methods[a->reauth_method], "failures",
+                                  (json_int_t)a->reauth_failures, "max", AGENT_REAUTH_ATTEMPTS,
+                                  "terminal", a->reauth_terminal || a->state == AGENT_REVOKED,
+                                  "enabled", a->reauth_on_expiry, "ok",
+                                  (json_int_t)a->counters.reauth_ok, "refused",
+                                  (json_int_t)a->counters.reauth_failed));
     if (a->spec->add_health != NULL)
         a->spec->add_health(a->spec->ctx, health);
     return health;
@@ -79,6 +95,11 @@ metrics_text(struct agent *a, struct metrics *m)
          offsetof(struct counters, renewals_ok)},
         {"ztr_agent_renewals_failed_total", "counter", "Renewal attempts that failed.",
          offsetof(struct counters, renewals_failed)},
+        {"ztr_agent_reauth_ok_total", "counter", "Re-authentications after an expiry.",
+         offsetof(struct counters, reauth_ok)},
+        {"ztr_agent_reauth_refused_total", "counter",
+         "Re-authentication attempts the controller refused.",
+         offsetof(struct counters, reauth_failed)},
     };
     metrics_rows(m, counters, sizeof(counters) / sizeof(counters[0]), &a->counters, labels);
     metrics_gauge(m, "ztr_svid_expiry_seconds", "Time left on the current certificate.", labels,

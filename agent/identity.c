@@ -52,6 +52,41 @@ leaf_facts(const char *chain_pem, size_t len, struct pki_cert_info *info, struct
     return rc;
 }
 
+/* Parses the identity's key (a->key, for proofs of possession) and checks
+ * that it is the key the certificate certifies: a pair torn by an older
+ * version, or files copied from two places, is refused here with its name
+ * instead of failing every handshake later. */
+static int
+key_matches_chain(struct agent *a, struct ztr_err *err)
+{
+    struct pki_key *key;
+    struct pki_chain *chain;
+    if (pki_key_from_pem(a->key_pem, a->key_len, &key, err) != 0)
+        return ztr_err_wrap(err, "key.pem");
+    if (pki_chain_from_pem(a->chain_pem, a->chain_len, &chain, err) != 0) {
+        pki_key_free(key);
+        return -1;
+    }
+    uint8_t *spki = NULL;
+    size_t spki_len = 0, leaf_len = 0;
+    const uint8_t *leaf = pki_chain_leaf_public_key(chain, &leaf_len);
+    int same = leaf != NULL && pki_key_public_der(key, &spki, &spki_len, err) == 0
+                   ? pki_public_key_equal(spki, spki_len, leaf, leaf_len, err)
+                   : -1;
+    free(spki);
+    pki_chain_free(chain);
+    if (same != 1) {
+        pki_key_free(key);
+        return ztr_err_set(err, ZTR_E_CONFIG,
+                           AGENT_MSG_IDENTITY_INCOMPLETE ": key.pem is not the key of cert.pem "
+                           "in %s (move both aside and enroll again with a new token)",
+                           a->state_dir);
+    }
+    pki_key_free(a->key);
+    a->key = key;
+    return 0;
+}
+
 /* Makes the loaded identity current: dates, renewal time, TLS context.
  * received_at: when a certificate that just arrived (enrollment, renewal)
  * was received; 0 for one loaded from STATE_DIR. */
@@ -60,6 +95,7 @@ agent_adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err)
 {
     struct pki_cert_info info;
     TRY(leaf_facts(a->chain_pem, a->chain_len, &info, err));
+    TRY(key_matches_chain(a, err));
     a->not_before = info.not_before;
     a->not_after = info.not_after;
     snprintf(a->spiffe_id, sizeof(a->spiffe_id), "%s", info.uri);
@@ -91,6 +127,7 @@ agent_adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err)
         TRY(tls_ctx_update(a->data_tls, a->chain_pem, a->chain_len, a->key_pem, a->key_len,
                            a->bundle_pem, a->bundle_len, err));
     a->have_identity = true;
+    agent_arm_expiry(a);
     return 0;
 }
 
@@ -167,12 +204,31 @@ agent_load_identity(struct agent *a, bool *found, struct ztr_err *err)
     char *chain = NULL, *key = NULL, *bundle = NULL, *node = NULL;
     size_t chain_len = 0, key_len = 0, bundle_len = 0, node_len = 0;
     struct ztr_err probe;
+    char key_path[1200];
+    bool have_key;
+    TRY(state_path(a, "key.pem", key_path, sizeof(key_path), err));
+    TRY(path_exists(key_path, &have_key, err));
     TRY(state_path(a, "cert.pem", path, sizeof(path), err));
     if (file_read_all(path, STATE_FILE_MAX, &chain, &chain_len, &probe) != 0) {
-        if (probe.code == ZTR_E_NOT_FOUND)
-            return 0;
-        *err = probe;
-        return -1;
+        if (probe.code != ZTR_E_NOT_FOUND) {
+            *err = probe;
+            return -1;
+        }
+        /* A key alone is no identity, and not a reason to enroll over it
+         * either: whatever removed the certificate needs looking at. */
+        if (have_key)
+            return ztr_err_set(err, ZTR_E_CONFIG,
+                               AGENT_MSG_IDENTITY_INCOMPLETE ": key.pem without cert.pem in %s "
+                               "(move key.pem aside and enroll again with a new token)",
+                               a->state_dir);
+        return 0;
+    }
+    if (!have_key) {
+        free(chain);
+        return ztr_err_set(err, ZTR_E_CONFIG,
+                           AGENT_MSG_IDENTITY_INCOMPLETE ": cert.pem without key.pem in %s "
+                           "(move cert.pem aside and enroll again with a new token)",
+                           a->state_dir);
     }
     int rc = state_path(a, "key.pem", path, sizeof(path), err);
     if (rc == 0)
@@ -197,7 +253,7 @@ agent_load_identity(struct agent *a, bool *found, struct ztr_err *err)
             explicit_bzero(key, key_len);
         free(key);
         free(bundle);
-        return ztr_err_wrap(err, "stored identity in %s is incomplete", a->state_dir);
+        return ztr_err_wrap(err, AGENT_MSG_IDENTITY_INCOMPLETE " in %s", a->state_dir);
     }
     agent_replace_text(&a->chain_pem, &a->chain_len, chain, chain_len, false);
     agent_replace_text(&a->key_pem, &a->key_len, key, key_len, true);
@@ -248,5 +304,10 @@ agent_install_pending_identity(struct agent *a, const char *chain, struct ztr_er
     }
     agent_replace_text(&a->key_pem, &a->key_len, key_pem, key_len, true);
     agent_replace_text(&a->chain_pem, &a->chain_len, strdup(chain), strlen(chain), false);
-    return agent_adopt_identity(a, clock_wall_s(a->clock), err);
+    TRY(agent_adopt_identity(a, clock_wall_s(a->clock), err));
+    /* Live data sessions present the new certificate to their peers, which
+     * move their end of the session to its not_after. */
+    if (a->daemon_started && a->spec->on_identity != NULL)
+        a->spec->on_identity(a->spec->ctx);
+    return 0;
 }

@@ -18,7 +18,14 @@
 #include "net/http.h"
 
 #define STATE_FILE_MAX (256 * 1024)
-#define REAUTH_ATTEMPTS 3
+/* STATE_DIR/reauth.json: written when re-authentication failed
+ * AGENT_REAUTH_ATTEMPTS times in a row, so that EXPIRED stays final across
+ * restarts (reauth.c). */
+#define REAUTH_STATE_FILE "reauth.json"
+
+/* How one re-authentication attempt proves the node: the expired key
+ * first, the retained ENROLLMENT_TOKEN as the fallback. */
+enum reauth_method { REAUTH_NONE, REAUTH_PROOF, REAUTH_TOKEN };
 
 struct counters {
     uint64_t reconnect_scheduled;
@@ -29,6 +36,8 @@ struct counters {
     uint64_t renewals_ok;
     uint64_t renewals_failed;
     uint64_t connects;
+    uint64_t reauth_ok;
+    uint64_t reauth_failed;
 };
 
 struct agent {
@@ -66,11 +75,20 @@ struct agent {
     enum agent_state state;
     struct ctl_stream *ctl;
     bool welcomed;
-    bool reauth;                 /* this enrollment replaces an expired cert */
     bool enrolled_handover;      /* the enrollment stream closes: go straight to mTLS */
-    unsigned reauth_failures;
-    bool reauth_refused;         /* the controller answered the last attempt: retry now */
     bool budget_exhausted;
+
+    /* re-authentication after an expiry (reauth.c) */
+    bool reauth_on_expiry;
+    enum reauth_method reauth_method;   /* of the attempt in flight */
+    unsigned reauth_failures;           /* consecutive refused attempts */
+    bool reauth_terminal;               /* EXPIRED for good: no more attempts */
+    bool reauth_connect_now;            /* the closing stream hands over at once */
+    bool reauth_registering;            /* a new certificate: reset all at welcome */
+    struct pki_key *reauth_anchor;      /* the expired certificate's key, kept once */
+    char *reauth_csr;                   /* the attempt's fresh key's CSR */
+    ev_timer expiry_timer;              /* at not_after */
+    struct pki_key *key;                /* the identity's key, parsed (proofs) */
     int64_t heartbeat_interval_ms;
     int64_t last_ack_mono_ms;
     int64_t last_heartbeat_wall;
@@ -109,7 +127,7 @@ int agent_new_pending_key(struct agent *a, char **csr_pem, struct ztr_err *err);
  * identity: on disk, in memory and in the TLS contexts. */
 int agent_install_pending_identity(struct agent *a, const char *chain, struct ztr_err *err);
 
-/* enrollment (enroll.c) */
+/* enrollment (enroll.c); re-authentication reuses its reply handling */
 void agent_send_enroll(struct agent *a);
 void agent_start_daemon(struct agent *a);
 void agent_handle_enrolled(struct agent *a, const json_t *msg);
@@ -131,10 +149,35 @@ void agent_renewal_failed(struct agent *a, const char *why);
 void agent_handle_renewed(struct agent *a, const json_t *msg);
 void agent_handle_bundle(struct agent *a, const json_t *msg);
 
-/* the reconnect worker and re-authentication (reconnect.c) */
+/* the reconnect worker (reconnect.c) */
 void agent_reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents);
 void agent_schedule_reconnect(struct agent *a, const char *reason);
-void agent_start_reauth(struct agent *a, const char *why);
+
+/* expiry and re-authentication (reauth.c) */
+/* Arms the expiry timer at the identity's not_after. */
+void agent_arm_expiry(struct agent *a);
+void agent_expiry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+/* The certificate has expired (checked by the caller): leave ONLINE now,
+ * count it, and start one re-authentication attempt. */
+void agent_certificate_expired(struct agent *a, const char *why);
+/* A transition into REAUTHENTICATING: fires exactly one attempt. */
+void agent_begin_reauth(struct agent *a, const char *why);
+/* What the attempt's stream sends once it is up (reauth_begin or enroll). */
+void agent_reauth_on_ready(struct agent *a);
+void agent_handle_reauth_challenge(struct agent *a, const json_t *msg);
+/* The controller refused the attempt (code, message): the token next, or a
+ * failure counted against the breaker. */
+void agent_reauth_refused(struct agent *a, const char *code, const char *message);
+/* The stream of an attempt closed without an answer. */
+void agent_reauth_stream_lost(struct agent *a, const char *reason);
+/* A new identity arrived by re-authentication / was registered (welcome). */
+void agent_reauth_succeeded(struct agent *a);
+void agent_reauth_registered(struct agent *a);
+/* At start: the persisted verdict of earlier attempts; true when the agent
+ * must stay EXPIRED (terminal) without trying. */
+int agent_reauth_load(struct agent *a, bool *terminal, struct ztr_err *err);
+/* The node was revoked: REVOKED for good, everything closed, /health up. */
+void agent_revoked(struct agent *a, const char *reason);
 
 /* /health and /metrics (health.c) */
 void agent_health_handler(void *ctx, const struct http_request *request, struct http_response *response);

@@ -14,8 +14,8 @@ agent_renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct agent *a = w->data;
-    if (a->state != AGENT_ONLINE || a->ctl == NULL)
-        return; /* the next welcome reschedules */
+    if (a->state != AGENT_ONLINE || a->ctl == NULL || agent_identity_expired(a))
+        return; /* the next welcome reschedules; an expiry re-authenticates */
     struct ztr_err err = {0};
     char *csr = NULL;
     /* A fresh key every time: the controller refuses the current one. */
@@ -56,10 +56,12 @@ agent_renewal_failed(struct agent *a, const char *why)
     ev_timer_start(a->loop, &a->renew_timer);
 }
 
-/* Checks a renewed chain against our bundle; installs it when it verifies. */
+/* Checks a renewed chain against our bundle; installs it when it verifies.
+ * *verified says which step failed: the chain, or writing it down. */
 static int
-try_install_chain(struct agent *a, const char *chain, struct ztr_err *err)
+try_install_chain(struct agent *a, const char *chain, bool *verified, struct ztr_err *err)
 {
+    *verified = false;
     struct pki_bundle *bundle = NULL;
     struct pki_chain *parsed = NULL;
     struct pki_expect expect = {.trust_domain = a->trust_domain, .role = a->spec->role,
@@ -73,6 +75,7 @@ try_install_chain(struct agent *a, const char *chain, struct ztr_err *err)
     pki_bundle_free(bundle);
     if (rc != 0)
         return -1;
+    *verified = true;
     /* New handshakes use it; the control stream and every established
      * session stay as they are. */
     return agent_install_pending_identity(a, chain, err);
@@ -83,7 +86,14 @@ agent_handle_renewed(struct agent *a, const json_t *msg)
 {
     const char *chain = json_string_value(json_object_get(msg, "chain"));
     struct ztr_err err = {0};
-    if (try_install_chain(a, chain, &err) != 0) {
+    bool verified;
+    int rc = try_install_chain(a, chain, &verified, &err);
+    if (rc != 0 && verified) {
+        /* A disk that refuses the new pair is no CA mismatch. */
+        agent_renewal_failed(a, err.msg);
+        return;
+    }
+    if (rc != 0) {
         log_warn(CTLMSG_TEXT_CA_MISMATCH, "detail=\"%s\" action=bundle_request", err.msg);
         free(a->pending_chain);
         a->pending_chain = strdup(chain);
@@ -147,7 +157,8 @@ agent_handle_bundle(struct agent *a, const json_t *msg)
     if (a->pending_chain != NULL) {
         char *chain = a->pending_chain;
         a->pending_chain = NULL;
-        if (try_install_chain(a, chain, &err) == 0) {
+        bool verified;
+        if (try_install_chain(a, chain, &verified, &err) == 0) {
             a->counters.renewals_ok++;
             log_info("certificate renewed after a bundle update", "not_after=%lld",
                      (long long)a->not_after);

@@ -6,26 +6,32 @@ static const char *const state_names[AGENT_STATE_COUNT] = {
     [AGENT_UNENROLLED] = "UNENROLLED", [AGENT_ENROLLING] = "ENROLLING",
     [AGENT_CONNECTING] = "CONNECTING", [AGENT_ONLINE] = "ONLINE",
     [AGENT_RECONNECTING] = "RECONNECTING", [AGENT_RENEWING] = "RENEWING",
+    [AGENT_REAUTHENTICATING] = "REAUTHENTICATING",
     [AGENT_EXPIRED] = "EXPIRED",       [AGENT_REVOKED] = "REVOKED",
 };
 
 /* The whole state machine, one row per state: where it may go next.
- * EXPIRED may only go back to ENROLLING (a slow re-enrollment retry);
- * REVOKED goes nowhere. */
+ * An expired certificate leaves every connected state for
+ * REAUTHENTICATING at once (a timer at not_after, not a disconnect); each
+ * entry into it fires one attempt. A refused attempt waits in EXPIRED for
+ * the next one, or stays there for good after AGENT_REAUTH_ATTEMPTS; a new
+ * certificate goes on to CONNECTING. REVOKED goes nowhere. ENROLLING is
+ * the first enrollment only. */
 static const bool transitions[AGENT_STATE_COUNT][AGENT_STATE_COUNT] = {
     [AGENT_UNENROLLED] = {[AGENT_ENROLLING] = true, [AGENT_CONNECTING] = true,
-                          [AGENT_EXPIRED] = true},
-    [AGENT_ENROLLING] = {[AGENT_CONNECTING] = true, [AGENT_EXPIRED] = true},
+                          [AGENT_REAUTHENTICATING] = true, [AGENT_EXPIRED] = true},
+    [AGENT_ENROLLING] = {[AGENT_CONNECTING] = true},
     [AGENT_CONNECTING] = {[AGENT_ONLINE] = true, [AGENT_RECONNECTING] = true,
-                          [AGENT_ENROLLING] = true, [AGENT_EXPIRED] = true,
-                          [AGENT_REVOKED] = true},
+                          [AGENT_REAUTHENTICATING] = true, [AGENT_REVOKED] = true},
     [AGENT_ONLINE] = {[AGENT_RENEWING] = true, [AGENT_RECONNECTING] = true,
-                      [AGENT_REVOKED] = true},
-    [AGENT_RECONNECTING] = {[AGENT_ONLINE] = true, [AGENT_ENROLLING] = true,
-                            [AGENT_EXPIRED] = true, [AGENT_REVOKED] = true},
+                      [AGENT_REAUTHENTICATING] = true, [AGENT_REVOKED] = true},
+    [AGENT_RECONNECTING] = {[AGENT_ONLINE] = true, [AGENT_REAUTHENTICATING] = true,
+                            [AGENT_REVOKED] = true},
     [AGENT_RENEWING] = {[AGENT_ONLINE] = true, [AGENT_RECONNECTING] = true,
-                        [AGENT_REVOKED] = true},
-    [AGENT_EXPIRED] = {[AGENT_ENROLLING] = true},
+                        [AGENT_REAUTHENTICATING] = true, [AGENT_REVOKED] = true},
+    [AGENT_REAUTHENTICATING] = {[AGENT_CONNECTING] = true, [AGENT_EXPIRED] = true,
+                                [AGENT_REVOKED] = true},
+    [AGENT_EXPIRED] = {[AGENT_REAUTHENTICATING] = true},
     [AGENT_REVOKED] = {false},
 };
 

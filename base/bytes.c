@@ -211,3 +211,46 @@ bytes_writer_failed(const struct bytes_writer *w)
 {
     return w->failed_;
 }
+
+int
+bytes_hex_encode(const void *data, size_t len, char *out, size_t cap)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *bytes = data;
+    if (cap < 2 * len + 1)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * len] = '\0';
+    return 0;
+}
+
+static int
+hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int
+bytes_hex_decode(const char *text, uint8_t *out, size_t cap, size_t *len)
+{
+    size_t n = strlen(text);
+    if (n % 2 != 0 || n / 2 > cap)
+        return -1;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    *len = n / 2;
+    return 0;
+}

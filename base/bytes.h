@@ -69,4 +69,12 @@ size_t bytes_written(const struct bytes_writer *writer);
 size_t bytes_room(const struct bytes_writer *writer);
 bool bytes_writer_failed(const struct bytes_writer *writer);
 
+/* Lower-case hex: out receives 2 * len digits and a NUL (cap >= 2 * len + 1,
+ * else -1 and nothing written). */
+int bytes_hex_encode(const void *data, size_t len, char *out, size_t cap);
+/* Exactly strlen(text) / 2 bytes of hex text (either case) into out (cap
+ * bytes); *len gets the count. -1 on an odd length, a non-hex digit or a
+ * text that does not fit. */
+int bytes_hex_decode(const char *text, uint8_t *out, size_t cap, size_t *len);
+
 #endif

@@ -49,6 +49,7 @@ struct dataplane {
     struct ev_loop *loop;
     char *trust_domain;
     struct dataplane_config config;
+    const char *self_id;
     struct connector_resource *resources;
     struct tls_ctx *tls;
     struct relay_pool *pool;
@@ -354,7 +355,8 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                                          .role = MUX_ACCEPTOR,
                                          .window = dp->config.window,
                                          .hooks = &session_hooks,
-                                         .user = s};
+                                         .user = s,
+                                         .self_id = dp->self_id};
         struct ztr_err err;
         if (dsession_new(&config, fd, &expect, &s->ds, &err) != 0) {
             log_warn("data session refused", "error=\"%s\"", err.msg);
@@ -429,6 +431,27 @@ dataplane_recheck_peers(struct dataplane *dp)
 }
 
 void
+dataplane_present_identity(struct dataplane *dp, const char *chain_pem, size_t chain_len,
+                           const struct pki_key *key)
+{
+    if (dp == NULL)
+        return;
+    size_t presented = 0;
+    for (struct dp_session *s = dp->sessions; s != NULL; s = s->next) {
+        struct ztr_err err = {0};
+        if (!s->ready)
+            continue;
+        if (dsession_present_identity(s->ds, chain_pem, chain_len, key, &err) != 0)
+            log_warn("renewed certificate not presented", "peer=%s error=\"%s\"",
+                     dsession_peer_addr(s->ds), err.msg);
+        else
+            presented++;
+    }
+    if (presented > 0)
+        log_info("renewed certificate presented to live sessions", "sessions=%zu", presented);
+}
+
+void
 dataplane_refuse(struct dataplane *dp, const char *reason)
 {
     if (dp == NULL)
@@ -453,6 +476,7 @@ dataplane_new(const struct dataplane_env *env, const struct dataplane_config *co
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     dp->loop = env->loop;
     dp->tls = env->tls;
+    dp->self_id = env->self_id;
     dp->config = *config;
     if (dp->config.handshakes_per_source == 0)
         dp->config.handshakes_per_source = DATAPLANE_HANDSHAKES_PER_SOURCE_DEFAULT;
@@ -496,7 +520,8 @@ dataplane_start(struct agent *agent, const struct dataplane_config *config,
     *out = NULL;
     struct dataplane_env env = {.loop = agent_loop(agent),
                                 .tls = agent_data_tls(agent, TLS_SIDE_SERVER, DATA_ALPN, err),
-                                .trust_domain = agent_trust_domain(agent)};
+                                .trust_domain = agent_trust_domain(agent),
+                                .self_id = agent_spiffe_id(agent)};
     if (env.tls == NULL)
         return -1;
     return dataplane_new(&env, config, out, err);

@@ -78,6 +78,9 @@ struct dataplane_env {
     struct ev_loop *loop;
     struct tls_ctx *tls;         /* server side, ALPN DATA_ALPN, the agent's identity */
     const char *trust_domain;    /* tunnelers must be in it */
+    /* This connector's SPIFFE ID (borrowed: outlives the data plane), which
+     * a tunneler's renewed-identity proof must name; NULL: refused. */
+    const char *self_id;
 };
 
 /* Listens on config->listen. config's resources are copied; its allowlist
@@ -95,6 +98,10 @@ void dataplane_enforce(struct dataplane *dp);
 /* The trust bundle changed: sessions whose tunneler no longer verifies
  * against the TLS context's bundle are closed (dsession_recheck_peer). */
 void dataplane_recheck_peers(struct dataplane *dp);
+/* Our certificate changed: every live session presents it to its
+ * tunneler (dsession_present_identity). */
+void dataplane_present_identity(struct dataplane *dp, const char *chain_pem, size_t chain_len,
+                                const struct pki_key *key);
 /* reason != NULL: close every session and refuse new ones with it (copied);
  * NULL: serve again. */
 void dataplane_refuse(struct dataplane *dp, const char *reason);

@@ -310,6 +310,26 @@ connector_on_allowlist(void *ctx, const json_t *msg)
 }
 
 static void
+connector_on_identity(void *ctx)
+{
+    struct connector *c = ctx;
+    const char *chain;
+    size_t len;
+    const struct pki_key *key;
+    if (agent_identity(c->agent, &chain, &len, &key) == 0)
+        dataplane_present_identity(c->dataplane, chain, len, key);
+}
+
+/* Revoked: nothing more is served; /health keeps reporting. */
+static void
+connector_on_revoked(void *ctx)
+{
+    struct connector *c = ctx;
+    ev_timer_stop(agent_loop(c->agent), &c->age_timer);
+    dataplane_refuse(c->dataplane, "node revoked");
+}
+
+static void
 connector_on_bundle(void *ctx)
 {
     struct connector *c = ctx;
@@ -369,6 +389,8 @@ main(int argc, char **argv)
         .start = connector_start,
         .on_allowlist = connector_on_allowlist,
         .on_bundle = connector_on_bundle,
+        .on_revoked = connector_on_revoked,
+        .on_identity = connector_on_identity,
         .add_health = connector_add_health,
         .add_metrics = connector_add_metrics,
         .stop = connector_stop,

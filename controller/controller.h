@@ -26,6 +26,7 @@
 #include "base/log.h"
 #include "controller/fleet.h"
 #include "controller/store.h"
+#include "ctl/ctlmsg.h"
 #include "pki/pki.h"
 
 struct ev_loop;
@@ -71,6 +72,9 @@ struct controller_settings {
     uint64_t handshakes_per_source;      /* unauthenticated sessions per source */
     uint64_t enroll_failures_per_source; /* denied enrollments per source per minute */
     uint64_t hellos_per_node;            /* hellos per node per minute */
+    /* How long after its certificate expired a node may still re-authenticate
+     * by proof of possession of that certificate's key (0: never). */
+    int64_t reauth_grace_s;
 };
 
 /* Counters exported on /metrics (Prometheus names in admin.c). */
@@ -79,6 +83,8 @@ struct controller_counters {
     uint64_t enrollment_denied;
     uint64_t renewals;
     uint64_t renewal_denied;
+    uint64_t reauths;              /* re-authentications by proof of possession */
+    uint64_t reauth_denied;
     uint64_t sessions_accepted;
     uint64_t sessions_rejected;
     uint64_t connections_refused;  /* closed at accept: per-source or global cap */
@@ -169,6 +175,17 @@ int token_create(struct controller *c, const struct token_request *request, char
  * permission_denied / bad_request (never NULL). */
 json_t *enroll_handle(struct controller *c, const json_t *enroll, const char *peer_addr);
 
+/* ---- reauth.c -------------------------------------------------------------- */
+
+/* A fresh challenge (hex, 2 * CTLMSG_REAUTH_CHALLENGE_BYTES digits + NUL). */
+int reauth_new_challenge(char out[2 * CTLMSG_REAUTH_CHALLENGE_BYTES + 1], struct ztr_err *err);
+/* Handles a `reauth` on an unauthenticated session that was given
+ * challenge (NULL or "": none outstanding) for node_id / spiffe_id (from its
+ * reauth_begin): returns `reauthenticated`, `revoked`, or an `error` reply
+ * (never NULL). The caller has already taken the challenge off the session. */
+json_t *reauth_handle(struct controller *c, const char *challenge, const char *node_id,
+                      const char *spiffe_id, const json_t *reauth, const char *peer_addr);
+
 /* ---- ctl_server.c ---------------------------------------------------------- */
 
 int ctl_server_start(struct controller *c, struct ztr_err *err);
@@ -180,6 +197,9 @@ size_t ctl_server_session_count(const struct ctl_server *server);
 void ctl_server_push_all(struct ctl_server *server);
 /* Sends `revoked` to the node's session (if connected) and closes it. */
 void ctl_server_revoke(struct ctl_server *server, const char *node_id, const char *reason);
+/* The IP SANs a connector's new certificate names: its advertised addresses
+ * that the node is allowed (enrollment's, or the operator's). */
+size_t ctl_server_node_ips(const struct store_node *node, struct pki_ip *ips, size_t max);
 /* Re-issues the controller's own certificate (after CA rotation). */
 int ctl_server_refresh_identity(struct ctl_server *server, struct ztr_err *err);
 

@@ -1,6 +1,8 @@
 /* The control-plane listener: one long-lived mTLS session per agent.
  *
- * A session without a client certificate may only enroll. A session with a
+ * A session without a client certificate may only enroll, or re-authenticate
+ * a node whose certificate expired by proof of possession of its key
+ * (reauth.c): one challenge per session, single use. A session with a
  * verified SVID (role connector or tunneler, known and not revoked) says
  * hello, heartbeats, renews, and receives the bundle, its allowlist
  * (connectors) or its connector list (tunnelers) whenever they change.
@@ -54,7 +56,9 @@
  * strike at once the quietest are forgotten first. */
 #define SOURCE_TABLE_MAX 65536
 
-enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_AWAIT_HELLO, S_ACTIVE, S_CLOSING };
+/* S_REAUTH: an unauthenticated session that was given a re-authentication
+ * challenge and may now send one `reauth`. */
+enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_REAUTH, S_AWAIT_HELLO, S_ACTIVE, S_CLOSING };
 
 struct session {
     struct ctl_server *server;
@@ -71,6 +75,11 @@ struct session {
      * with, then the last one renewed through it. */
     char key[PKI_KEY_FINGERPRINT_MAX + 1];
     char serial[STORE_SERIAL_MAX + 1];
+    int64_t not_after;                /* that certificate's: no heartbeat after it */
+    /* S_REAUTH: the challenge given (cleared once used) and the node named. */
+    char challenge[2 * CTLMSG_REAUTH_CHALLENGE_BYTES + 1];
+    char reauth_node[STORE_ID_MAX + 1];
+    char *reauth_spiffe_id;
     bool refused;                     /* never admitted: its close changes no status */
     bool in_fleet;                    /* said hello: fleet_hello was called */
     /* Counted in server->unauthenticated until it has said hello. */
@@ -595,6 +604,12 @@ node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
     return count;
 }
 
+size_t
+ctl_server_node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
+{
+    return node_ips(node, ips, max);
+}
+
 /* Says once per changed announcement which announced addresses its
  * certificate will not name. */
 static void
@@ -767,6 +782,13 @@ handle_heartbeat(struct session *s, const json_t *msg)
     struct controller *c = s->server->c;
     struct ztr_err err = {0};
     c->counters.heartbeats++;
+    /* No ack on an expired identity: the node is not ONLINE with it. */
+    if (s->not_after > 0 && clock_wall_s(c->clock) > s->not_after) {
+        log_warn("heartbeat refused", "node=%s reason=\"certificate expired\" not_after=%lld",
+                 s->node.id, (long long)s->not_after);
+        session_fail(s, CTLMSG_E_PERMISSION_DENIED, CTL_STREAM_PEER_EXPIRED);
+        return;
+    }
     /* Kept in memory and written in batches (fleet.h): a heartbeat writes
      * to the store only when the sweep marked a slow node OFFLINE and its
      * heartbeat says it is back. */
@@ -880,6 +902,7 @@ handle_renew(struct session *s, const json_t *msg)
     /* The session proved the new key (the CSR's signature) over a stream
      * the old one opened: it now stands for the new certificate. */
     ctl_stream_expire_at(s->stream, info.not_after);
+    s->not_after = info.not_after;
     snprintf(s->node.cert_serial, sizeof(s->node.cert_serial), "%s", info.serial_hex);
     log_info("certificate renewed", "node=%s spiffe_id=%s not_after=%lld", s->node.id,
              s->node.spiffe_id, (long long)info.not_after);
@@ -940,17 +963,86 @@ handle_enroll(struct session *s, const json_t *msg)
         close_superseded(s->server, enrolled);
 }
 
+/* Counts a refusal against the session's source, like a denied enrollment
+ * (the controller's own failures are not the client's doing). */
+static void
+strike_source_on_refusal(struct session *s, const json_t *reply)
+{
+    const char *code = json_string_value(json_object_get(reply, "code"));
+    bool refused = code != NULL ? strcmp(code, CTLMSG_E_INTERNAL) != 0
+                                : strcmp(json_string_value(json_object_get(reply, "type")),
+                                         "revoked") == 0;
+    if (refused && s->holds_source)
+        quota_strike(s->server->enroll_failures, &s->source,
+                     clock_monotonic_ms(s->server->c->clock));
+}
+
+/* An expired node names itself and gets a challenge for this session. */
+static void
+handle_reauth_begin(struct session *s, const json_t *msg)
+{
+    if (enroll_rate_limited(s))
+        return;
+    const char *node_id = json_string_value(json_object_get(msg, "node_id"));
+    const char *spiffe_id = json_string_value(json_object_get(msg, "spiffe_id"));
+    struct ztr_err err = {0};
+    if (strlen(node_id) > STORE_ID_MAX || strlen(spiffe_id) > PKI_SPIFFE_ID_MAX) {
+        session_fail(s, CTLMSG_E_BAD_REQUEST, "reauth_begin: node_id or spiffe_id too long");
+        return;
+    }
+    if ((s->reauth_spiffe_id = strdup(spiffe_id)) == NULL ||
+        reauth_new_challenge(s->challenge, &err) != 0) {
+        session_fail(s, CTLMSG_E_INTERNAL, "cannot make a challenge");
+        return;
+    }
+    snprintf(s->reauth_node, sizeof(s->reauth_node), "%s", node_id);
+    s->state = S_REAUTH;
+    session_send(s, json_pack("{s:s, s:s}", "type", "reauth_challenge", "challenge",
+                              s->challenge));
+}
+
+static void
+handle_reauth(struct session *s, const json_t *msg)
+{
+    /* Single use: taken off the session before anything is checked. */
+    char challenge[sizeof(s->challenge)];
+    memcpy(challenge, s->challenge, sizeof(challenge));
+    explicit_bzero(s->challenge, sizeof(s->challenge));
+    json_t *reply = reauth_handle(s->server->c, challenge, s->reauth_node,
+                                  s->reauth_spiffe_id != NULL ? s->reauth_spiffe_id : "", msg,
+                                  ctl_stream_peer_addr(s->stream));
+    strike_source_on_refusal(s, reply);
+    session_send(s, reply);
+    session_close(s, "re-authentication answered");
+}
+
 static void
 handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
 {
     switch (s->state) {
     case S_ENROLL_ONLY:
+        if (type == CTLMSG_REAUTH_BEGIN) {
+            handle_reauth_begin(s, msg);
+            return;
+        }
+        if (type == CTLMSG_REAUTH) {
+            handle_reauth(s, msg); /* no challenge of its own: refused as such */
+            return;
+        }
         if (type != CTLMSG_ENROLL) {
             session_fail(s, CTLMSG_E_PERMISSION_DENIED,
-                         "a session without a client certificate may only enroll");
+                         "a session without a client certificate may only enroll or "
+                         "re-authenticate");
             return;
         }
         handle_enroll(s, msg);
+        return;
+    case S_REAUTH:
+        if (type != CTLMSG_REAUTH) {
+            session_fail(s, CTLMSG_E_BAD_REQUEST, "expected reauth");
+            return;
+        }
+        handle_reauth(s, msg);
         return;
     case S_AWAIT_HELLO:
         if (type != CTLMSG_HELLO) {
@@ -1050,7 +1142,8 @@ on_ready(void *user)
                  s->node.cert_serial, (long long)s->node.prev_cert_until);
     c->counters.sessions_accepted++;
     /* No session outlives the certificate it stands for. */
-    ctl_stream_expire_at(s->stream, ctl_stream_peer_not_after(s->stream));
+    s->not_after = ctl_stream_peer_not_after(s->stream);
+    ctl_stream_expire_at(s->stream, s->not_after);
     s->state = S_AWAIT_HELLO;
     alert_other_keys(s);
     if (check.grace_ended)
@@ -1117,6 +1210,7 @@ on_close(void *user, const char *reason)
         s->next->prev = s->prev;
     server->session_count--;
     free(s->connectors_sent);
+    free(s->reauth_spiffe_id);
     free(s);
 }
 
@@ -1202,7 +1296,7 @@ close_idle_sessions(struct ctl_server *server)
     int64_t now = clock_monotonic_ms(c->clock);
     int64_t silent_limit = 6 * c->settings.heartbeat_interval_ms;
     for (struct session *s = server->sessions; s != NULL; s = s->next) {
-        if ((s->state == S_ENROLL_ONLY || s->state == S_AWAIT_HELLO) &&
+        if ((s->state == S_ENROLL_ONLY || s->state == S_REAUTH || s->state == S_AWAIT_HELLO) &&
             now - s->opened_ms > FIRST_MESSAGE_TIMEOUT_MS)
             session_close(s, "no enroll or hello within 10 s");
         else if (s->state == S_ACTIVE && now - s->last_frame_ms > silent_limit)

@@ -67,6 +67,10 @@ static const struct config_key controller_schema[] = {
     CONFIG_KEY("HELLOS_PER_NODE", CONFIG_UINT, "30",
                "control sessions one node may start per minute; past it, hello is refused "
                "with rate_limited (1..100000)", S, hellos_per_node),
+    CONFIG_KEY("REAUTH_GRACE", CONFIG_DURATION_S, "7d",
+               "how long after its certificate expired a node may re-authenticate by proof of "
+               "possession of its key (0..365d; 0: never, a token is needed)", S,
+               reauth_grace_s),
 };
 #undef S
 #define SCHEMA_LEN (sizeof(controller_schema) / sizeof(controller_schema[0]))
@@ -102,8 +106,16 @@ check_settings(void *ctx, struct daemon *daemon, const struct config *config,
     else if (config_parse_addr(s->health_listen, host, sizeof(host), &port) != 0)
         return config_fail(config, "HEALTH_LISTEN", err,
                            "invalid address \"%s\" (use host:port, or off)", s->health_listen);
-    if (s->svid_ttl_s < 10)
-        return config_fail(config, "SVID_TTL", err, "must be at least 10s");
+    /* Certificates are dated in whole seconds and renewed at half their
+     * life: 2 s is the shortest that still renews (tests use it to see an
+     * expiry in seconds). */
+    if (s->svid_ttl_s < 2)
+        return config_fail(config, "SVID_TTL", err, "must be at least 2s");
+    if (s->svid_ttl_s < 60)
+        log_warn("SVID_TTL under a minute: certificates expire within seconds (for tests)",
+                 "svid_ttl_s=%lld", (long long)s->svid_ttl_s);
+    if (s->reauth_grace_s < 0 || s->reauth_grace_s > 365LL * 86400)
+        return config_fail(config, "REAUTH_GRACE", err, "must be between 0 and 365d");
     if (s->heartbeat_interval_ms < 100)
         return config_fail(config, "HEARTBEAT_INTERVAL", err, "must be at least 100ms");
     if (s->token_ttl_s < 1 || s->token_ttl_s > 366LL * 86400)

@@ -86,6 +86,14 @@ int store_token_list(struct store *store, int (*visit)(void *ctx, const struct s
 /* ---- nodes ---------------------------------------------------------------- */
 enum store_status { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
+struct store_node;
+/* What an operator is shown for node at now: "ONLINE", "OFFLINE", or
+ * "EXPIRED" for a node not ONLINE whose certificate has run out — the
+ * controller ended its session at not_after (heartbeats on an expired
+ * certificate are refused), or the agent stopped and then its certificate
+ * expired. A node is ONLINE again once it re-authenticates and says hello. */
+const char *store_node_status_name(const struct store_node *node, int64_t now);
+
 struct store_node {
     char id[STORE_ID_MAX + 1];
     char name[STORE_NAME_MAX + 1];

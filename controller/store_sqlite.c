@@ -1110,6 +1110,14 @@ store_node_list(struct store *s, int (*visit)(void *ctx, const struct store_node
     return for_each_row(s, st, each_node, &v, err);
 }
 
+const char *
+store_node_status_name(const struct store_node *node, int64_t now)
+{
+    if (node->status == STORE_ONLINE)
+        return "ONLINE";
+    return node->cert_not_after != 0 && now > node->cert_not_after ? "EXPIRED" : "OFFLINE";
+}
+
 /* "ONLINE" or "OFFLINE", with ": reason" when there is one. */
 static int
 status_detail(enum store_status status, const char *reason, char *out, size_t cap,

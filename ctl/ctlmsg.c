@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bytes.h"
 #include "ctl/frame.h"
 #include "net/tls.h"
 
@@ -75,6 +76,14 @@ static const struct field revoked_fields[] = {{"reason", F_STRING, 1, NULL}, END
 static const struct field error_fields[] = {
     {"code", F_STRING, 1, NULL}, {"message", F_STRING, 1, NULL}, END,
 };
+static const struct field reauth_begin_fields[] = {
+    {"node_id", F_STRING, 1, NULL}, {"spiffe_id", F_STRING, 1, NULL}, END,
+};
+static const struct field reauth_challenge_fields[] = {{"challenge", F_STRING, 1, NULL}, END};
+static const struct field reauth_fields[] = {
+    {"csr", F_STRING, 1, NULL}, {"key", F_STRING, 1, NULL},
+    {"signature", F_STRING, 1, NULL}, END,
+};
 
 static const struct {
     const char *name;
@@ -94,6 +103,10 @@ static const struct {
     [CTLMSG_BUNDLE_REQUEST] = {"bundle_request", bundle_request_fields},
     [CTLMSG_REVOKED] = {"revoked", revoked_fields},
     [CTLMSG_ERROR] = {"error", error_fields},
+    [CTLMSG_REAUTH_BEGIN] = {"reauth_begin", reauth_begin_fields},
+    [CTLMSG_REAUTH_CHALLENGE] = {"reauth_challenge", reauth_challenge_fields},
+    [CTLMSG_REAUTH] = {"reauth", reauth_fields},
+    [CTLMSG_REAUTHENTICATED] = {"reauthenticated", enrolled_fields},
 };
 
 const char *
@@ -261,6 +274,34 @@ ctlmsg_write(struct tls_conn *conn, json_t *msg, struct ztr_err *err)
     rc = tls_conn_write(conn, frame, len, err);
     free(frame);
     return rc;
+}
+
+int
+ctlmsg_reauth_proof(const char *challenge_hex, const char *node_id, const char *spiffe_id,
+                    const char *csr, uint8_t **out, size_t *len, struct ztr_err *err)
+{
+    uint8_t challenge[CTLMSG_REAUTH_CHALLENGE_BYTES];
+    size_t challenge_len;
+    if (bytes_hex_decode(challenge_hex, challenge, sizeof(challenge), &challenge_len) != 0 ||
+        challenge_len != sizeof(challenge))
+        return ztr_err_set(err, ZTR_E_INVALID, "challenge: expected %d bytes of hex",
+                           CTLMSG_REAUTH_CHALLENGE_BYTES);
+    size_t domain_len = strlen(CTLMSG_REAUTH_DOMAIN) + 1, node_len = strlen(node_id) + 1,
+           id_len = strlen(spiffe_id) + 1, csr_len = strlen(csr) + 1;
+    size_t total = domain_len + sizeof(challenge) + node_len + id_len + csr_len;
+    uint8_t *data = malloc(total);
+    if (data == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    struct bytes_writer w;
+    bytes_writer_init(&w, data, total);
+    bytes_write(&w, CTLMSG_REAUTH_DOMAIN, domain_len);
+    bytes_write(&w, challenge, sizeof(challenge));
+    bytes_write(&w, node_id, node_len);
+    bytes_write(&w, spiffe_id, id_len);
+    bytes_write(&w, csr, csr_len);
+    *out = data;
+    *len = bytes_written(&w);
+    return 0;
 }
 
 json_t *

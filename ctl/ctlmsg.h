@@ -28,6 +28,13 @@ enum ctlmsg_type {
                               renewed chain did not verify against mine) */
     CTLMSG_REVOKED,
     CTLMSG_ERROR,
+    /* Re-authentication after an expiry, by proof of possession of the
+     * expired certificate's key, on a session without a client certificate
+     * (docs/PROTOCOL.md, "Re-authentication"): */
+    CTLMSG_REAUTH_BEGIN,     /* agent → controller: which node */
+    CTLMSG_REAUTH_CHALLENGE, /* controller → agent: a single-use challenge for this session */
+    CTLMSG_REAUTH,           /* agent → controller: fresh CSR + the old key's signature */
+    CTLMSG_REAUTHENTICATED,  /* controller → agent: the new certificate, same node id */
     CTLMSG_TYPE_COUNT,
 };
 
@@ -61,6 +68,18 @@ enum ctlmsg_type {
 #define CTLMSG_TEXT_PERMISSION_DENIED "permission denied"
 #define CTLMSG_TEXT_CA_MISMATCH "internal CA mismatch during renewal"
 
+/* Re-authentication: the challenge is this many random bytes, sent as hex;
+ * the proof is the old key's signature (pki_key_sign) over what
+ * ctlmsg_reauth_proof builds. */
+#define CTLMSG_REAUTH_CHALLENGE_BYTES 32
+#define CTLMSG_REAUTH_DOMAIN "ztr-ctl/1 reauth"
+/* The refusals' texts (decisions read the codes). */
+#define CTLMSG_TEXT_REAUTH_UNKNOWN_NODE "unknown node"
+#define CTLMSG_TEXT_REAUTH_SUPERSEDED "certificate superseded"
+#define CTLMSG_TEXT_REAUTH_BAD_PROOF "proof of possession does not verify"
+#define CTLMSG_TEXT_REAUTH_NO_CHALLENGE "no challenge outstanding on this session"
+#define CTLMSG_TEXT_REAUTH_GRACE_OVER "re-authentication grace is over"
+
 const char *ctlmsg_type_name(enum ctlmsg_type type);
 
 /* Parses and checks one frame payload. On success *msg (caller owns: json_decref)
@@ -79,6 +98,15 @@ struct tls_conn;
 /* Checks and frames msg, queues it on conn, and drops the caller's
  * reference to msg whatever happens (msg may be NULL: an error). */
 int ctlmsg_write(struct tls_conn *conn, json_t *msg, struct ztr_err *err);
+
+/* The bytes a re-authentication proof signs: CTLMSG_REAUTH_DOMAIN, NUL, the
+ * challenge (decoded, CTLMSG_REAUTH_CHALLENGE_BYTES), then node_id,
+ * spiffe_id and csr each followed by a NUL — so a signature answers one
+ * challenge (one session) for one node and one new key only. *out is
+ * malloc()ed. -1 when challenge_hex is not CTLMSG_REAUTH_CHALLENGE_BYTES of
+ * hex. */
+int ctlmsg_reauth_proof(const char *challenge_hex, const char *node_id, const char *spiffe_id,
+                        const char *csr, uint8_t **out, size_t *len, struct ztr_err *err);
 
 /* Convenience for {"type":"error","code":...,"message":...}. */
 json_t *ctlmsg_error(const char *code, const char *message);

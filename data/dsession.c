@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/bytes.h"
 #include "base/clock.h"
 #include "base/config.h"
 #include "base/log.h"
@@ -37,8 +38,9 @@ struct dsession {
     size_t stream_count;
     int64_t last_input_ms;
     enum mux_code end_code;      /* for on_closed: the mux's, else INTERNAL */
-    ev_timer expiry_timer;       /* at the peer's not_after */
+    ev_timer expiry_timer;       /* at the peer's not_after, then at the grace's end */
     int64_t peer_not_after;
+    bool in_grace;               /* past not_after, waiting for a renewed certificate */
     bool ready;
     void *user;
 };
@@ -139,6 +141,11 @@ static void
 mux_open_cb(void *user, uint32_t id, const char *resource)
 {
     struct dsession *s = user;
+    /* An expired identity keeps what it has, for its grace, and no more. */
+    if (s->in_grace) {
+        (void)mux_reset(s->mux, id, MUX_CODE_REFUSED, DSESSION_MSG_PEER_EXPIRED);
+        return;
+    }
     if (stream_add(s, id, resource, NULL) == NULL) {
         (void)mux_reset(s->mux, id, MUX_CODE_INTERNAL, "out of memory");
         return;
@@ -215,6 +222,15 @@ mux_pong_cb(void *user, int64_t rtt_ms)
         s->hooks.on_pong(s->user, s, rtt_ms);
 }
 
+static void arm_expiry(struct dsession *s, int64_t at_ms);
+static void identity_received(struct dsession *s, const uint8_t *payload, size_t len);
+
+static void
+mux_identity_cb(void *user, const uint8_t *payload, size_t len)
+{
+    identity_received(user, payload, len);
+}
+
 static void
 mux_session_closed_cb(void *user, enum mux_code code, const char *reason)
 {
@@ -233,6 +249,7 @@ static const struct mux_callbacks mux_callbacks = {
     .on_stream_closed = mux_stream_closed_cb,
     .on_writable = mux_writable_cb,
     .on_pong = mux_pong_cb,
+    .on_identity = mux_identity_cb,
     .on_session_closed = mux_session_closed_cb,
 };
 
@@ -257,13 +274,10 @@ tls_ready(struct tls_conn *conn, void *user)
     s->ready = true;
     s->last_input_ms = loop_ms(s);
     /* The peer proved an identity valid until not_after, no longer: the
-     * session ends there, whatever it carries. */
+     * session ends there (after the grace), whatever it carries. */
     s->peer_not_after = tls_conn_peer_not_after(conn);
-    if (s->peer_not_after > 0) {
-        int64_t left = s->peer_not_after - clock_wall_s(clock_system());
-        ev_timer_set(&s->expiry_timer, left > 0 ? (double)left : 0.0, 0.0);
-        ev_timer_start(s->config.loop, &s->expiry_timer);
-    }
+    if (s->peer_not_after > 0)
+        arm_expiry(s, (s->peer_not_after + 1) * 1000);
     if (s->hooks.on_ready != NULL)
         s->hooks.on_ready(s->user, s);
 }
@@ -297,6 +311,17 @@ tls_closed(struct tls_conn *conn, const char *reason, void *user)
 
 static const struct tls_conn_callbacks tls_callbacks = {tls_ready, tls_data, tls_closed};
 
+/* The timer at wall-clock moment at_ms (expired means now > not_after, in
+ * whole seconds: the first moment of the second after). */
+static void
+arm_expiry(struct dsession *s, int64_t at_ms)
+{
+    int64_t left_ms = at_ms - clock_wall_ms(clock_system());
+    ev_timer_stop(s->config.loop, &s->expiry_timer);
+    ev_timer_set(&s->expiry_timer, left_ms > 0 ? (double)left_ms / 1000.0 : 0.0, 0.0);
+    ev_timer_start(s->config.loop, &s->expiry_timer);
+}
+
 static void
 expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -304,9 +329,147 @@ expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct dsession *s = w->data;
     const struct pki_spiffe_id *peer = dsession_peer_id(s);
+    int64_t grace_ms = s->config.window.reauth_grace_ms;
+    if (!s->in_grace && grace_ms > 0) {
+        /* Its identity ended: no new stream; the ones running wait a
+         * bounded while for the peer's renewed certificate. */
+        s->in_grace = true;
+        log_warn("peer certificate expired: waiting for its renewed certificate",
+                 "spiffe_id=%s peer=%s not_after=%lld grace_ms=%lld streams=%zu",
+                 peer != NULL ? peer->uri : "", dsession_peer_addr(s),
+                 (long long)s->peer_not_after, (long long)grace_ms, s->stream_count);
+        arm_expiry(s, (s->peer_not_after + 1) * 1000 + grace_ms);
+        return;
+    }
     log_warn(DSESSION_MSG_PEER_EXPIRED, "spiffe_id=%s peer=%s not_after=%lld",
              peer != NULL ? peer->uri : "", dsession_peer_addr(s), (long long)s->peer_not_after);
     dsession_close(s, MUX_CODE_REFUSED, DSESSION_MSG_PEER_EXPIRED);
+}
+
+/* ---- renewed identities ---------------------------------------------------------------- */
+
+/* The bytes an IDENTITY proof signs. */
+static uint8_t *
+identity_message(const char *receiver, const char *chain, size_t chain_len, size_t *len)
+{
+    size_t domain_len = strlen(DSESSION_IDENTITY_DOMAIN) + 1, id_len = strlen(receiver) + 1;
+    *len = domain_len + id_len + chain_len;
+    uint8_t *data = malloc(*len);
+    if (data == NULL)
+        return NULL;
+    struct bytes_writer w;
+    bytes_writer_init(&w, data, *len);
+    bytes_write(&w, DSESSION_IDENTITY_DOMAIN, domain_len);
+    bytes_write(&w, receiver, id_len);
+    bytes_write(&w, chain, chain_len);
+    return data;
+}
+
+int
+dsession_present_identity(struct dsession *s, const char *chain_pem, size_t chain_len,
+                          const struct pki_key *key, struct ztr_err *err)
+{
+    const struct pki_spiffe_id *peer = dsession_peer_id(s);
+    if (!dsession_is_ready(s) || s->mux == NULL || peer == NULL)
+        return 0;
+    /* payload: u16 chain length, chain, u8 signature length, signature */
+    if (chain_len + 2 + 1 + PKI_SIGNATURE_MAX > MUX_MAX_PAYLOAD)
+        return ztr_err_set(err, ZTR_E_LIMIT, "certificate chain of %zu bytes does not fit",
+                           chain_len);
+    size_t msg_len;
+    uint8_t *msg = identity_message(peer->uri, chain_pem, chain_len, &msg_len);
+    if (msg == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    uint8_t sig[PKI_SIGNATURE_MAX];
+    size_t sig_len = 0;
+    int rc = pki_key_sign(key, msg, msg_len, sig, &sig_len, err);
+    free(msg);
+    if (rc != 0)
+        return -1;
+    uint8_t payload[MUX_MAX_PAYLOAD];
+    struct bytes_writer w;
+    bytes_writer_init(&w, payload, sizeof(payload));
+    bytes_write_u16be(&w, (uint16_t)chain_len);
+    bytes_write(&w, chain_pem, chain_len);
+    bytes_write_u8(&w, (uint8_t)sig_len);
+    bytes_write(&w, sig, sig_len);
+    if (bytes_writer_failed(&w) || mux_identity(s->mux, payload, bytes_written(&w)) != 0)
+        return ztr_err_set(err, ZTR_E_IO, "IDENTITY not sent");
+    return 0;
+}
+
+/* Checks a peer's IDENTITY: the proof by the new certificate's key,
+ * addressed to us, then the chain as the handshake would (same SPIFFE ID). */
+static int
+identity_check(struct dsession *s, const uint8_t *payload, size_t len, int64_t *not_after,
+               struct ztr_err *err)
+{
+    struct bytes_reader r;
+    bytes_reader_init(&r, payload, len);
+    uint16_t chain_len = 0;
+    uint8_t sig_len = 0;
+    const uint8_t *chain = NULL, *sig = NULL;
+    (void)bytes_read_u16be(&r, &chain_len);
+    (void)bytes_read_view(&r, chain_len, &chain);
+    (void)bytes_read_u8(&r, &sig_len);
+    (void)bytes_read_view(&r, sig_len, &sig);
+    if (bytes_reader_failed(&r) || bytes_remaining(&r) != 0 || chain_len == 0)
+        return ztr_err_set(err, ZTR_E_INVALID, "malformed IDENTITY frame");
+    if (s->config.self_id == NULL)
+        return ztr_err_set(err, ZTR_E_INVALID, "this side takes no renewed identities");
+    char *pem = malloc((size_t)chain_len + 1);
+    if (pem == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    memcpy(pem, chain, chain_len);
+    pem[chain_len] = '\0';
+    struct pki_chain *parsed = NULL;
+    size_t msg_len = 0, spki_len = 0;
+    uint8_t *msg = NULL;
+    const uint8_t *spki = NULL;
+    int rc = pki_chain_from_pem(pem, chain_len, &parsed, err);
+    if (rc == 0 && (spki = pki_chain_leaf_public_key(parsed, &spki_len)) == NULL)
+        rc = ztr_err_set(err, ZTR_E_INVALID, "no public key in the certificate");
+    if (rc == 0 && (msg = identity_message(s->config.self_id, pem, chain_len, &msg_len)) == NULL)
+        rc = ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    if (rc == 0)
+        rc = pki_signature_verify(spki, spki_len, msg, msg_len, sig, sig_len, err);
+    if (rc == 0)
+        rc = tls_conn_peer_renewed(s->conn, pem, chain_len, tls_ctx_bundle(s->config.tls),
+                                   not_after, err);
+    free(msg);
+    free(pem);
+    pki_chain_free(parsed);
+    return rc;
+}
+
+static void
+identity_received(struct dsession *s, const uint8_t *payload, size_t len)
+{
+    const struct pki_spiffe_id *peer = dsession_peer_id(s);
+    struct ztr_err err = {0};
+    int64_t not_after = 0;
+    if (s->conn == NULL || identity_check(s, payload, len, &not_after, &err) != 0) {
+        log_warn(DSESSION_MSG_BAD_IDENTITY, "spiffe_id=%s peer=%s error=\"%s\"",
+                 peer != NULL ? peer->uri : "", dsession_peer_addr(s), err.msg);
+        dsession_close(s, MUX_CODE_REFUSED, DSESSION_MSG_BAD_IDENTITY);
+        return;
+    }
+    /* Only ever later: an older certificate proven again moves nothing. */
+    if (not_after > s->peer_not_after) {
+        bool was_in_grace = s->in_grace;
+        s->peer_not_after = not_after;
+        s->in_grace = false;
+        arm_expiry(s, (not_after + 1) * 1000);
+        log_info("peer certificate renewed", "spiffe_id=%s peer=%s not_after=%lld streams=%zu%s",
+                 peer != NULL ? peer->uri : "", dsession_peer_addr(s), (long long)not_after,
+                 s->stream_count, was_in_grace ? " after_expiry=true" : "");
+    }
+}
+
+bool
+dsession_peer_in_grace(const struct dsession *s)
+{
+    return s->in_grace;
 }
 
 /* ---- public ------------------------------------------------------------------------------ */
@@ -358,6 +521,8 @@ dsession_open(struct dsession *s, const char *resource, void *stream_user, uint3
 {
     if (s->mux == NULL)
         return ztr_err_set(err, ZTR_E_INVALID, "session not ready");
+    if (s->in_grace)
+        return ztr_err_set(err, ZTR_E_LIMIT, DSESSION_MSG_PEER_EXPIRED);
     TRY(mux_open(s->mux, resource, stream, err));
     if (stream_add(s, *stream, resource, stream_user) == NULL) {
         (void)mux_reset(s->mux, *stream, MUX_CODE_INTERNAL, "out of memory");
@@ -594,7 +759,12 @@ dsession_window_config(const struct config *config, struct dsession_window *out,
     if (max < w || max > (128u << 20))
         return config_fail(config, "DATA_WINDOW_MAX", err,
                            "must be DATA_WINDOW (%llu)..134217728 bytes", (unsigned long long)w);
+    int64_t grace = config_get_duration_ms(config, "DATA_REAUTH_GRACE");
+    if (grace < 0 || grace > 10 * 60 * 1000)
+        return config_fail(config, "DATA_REAUTH_GRACE", err,
+                           "must be 0..10m (an expired identity is never kept longer)");
     out->window = (uint32_t)w;
     out->max_window = (uint32_t)max;
+    out->reauth_grace_ms = grace;
     return 0;
 }

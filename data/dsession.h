@@ -32,9 +32,18 @@
 #define DATA_ALPN "ztr-data/1"
 
 /* A session lasts no longer than its peer's identity: at the earliest
- * not_after of the peer's chain it ends (GOAWAY REFUSED with this text,
- * and a warn line). */
+ * not_after of the peer's chain it stops taking new streams, and unless
+ * the peer proves a renewed certificate within DATA_REAUTH_GRACE (an
+ * IDENTITY frame, dsession_present_identity) it ends (GOAWAY REFUSED with
+ * this text, and a warn line). A proven renewal moves the end to the new
+ * certificate's not_after; nothing else does. */
 #define DSESSION_MSG_PEER_EXPIRED "peer certificate expired"
+/* An IDENTITY frame that does not prove a renewed certificate of the same
+ * peer ends the session (GOAWAY REFUSED with this text). */
+#define DSESSION_MSG_BAD_IDENTITY "peer identity update refused"
+/* What an IDENTITY proof signs first (then NUL, the receiver's SPIFFE ID,
+ * NUL, the chain PEM): a signature for one receiver is no proof to another. */
+#define DSESSION_IDENTITY_DOMAIN "ztr-data/1 identity"
 /* dsession_recheck_peer found the peer no longer verifies. */
 #define DSESSION_MSG_PEER_UNTRUSTED "peer no longer trusted"
 
@@ -56,6 +65,10 @@ struct dsession_stats {
 struct dsession_window {
     uint32_t window;       /* initial credit per stream; the same on both ends (0: default) */
     uint32_t max_window;   /* a stream's receive window may grow to this (0: no growth) */
+    /* DATA_REAUTH_GRACE: how long past its peer's not_after a session keeps
+     * the streams it has (never new ones) while the peer re-authenticates;
+     * 0: it ends at not_after. */
+    int64_t reauth_grace_ms;
 };
 
 /* How much TLS output a session may queue: its send credit (at most the
@@ -96,6 +109,9 @@ struct dsession_config {
     struct dsession_window window;
     const struct dsession_hooks *hooks;
     void *user;
+    /* This side's SPIFFE ID (borrowed, outlives the session): what a peer's
+     * IDENTITY proof must be addressed to. NULL: proofs are refused. */
+    const char *self_id;
 };
 
 /* Takes fd (connected or connecting, non-blocking) in every case. */
@@ -140,6 +156,16 @@ int dsession_ping(struct dsession *s);
 int dsession_recheck_peer(struct dsession *s, const struct pki_bundle *bundle);
 /* When the session ends by itself (0: before the handshake). */
 int64_t dsession_peer_not_after(const struct dsession *s);
+/* Our certificate changed (renewal, re-authentication): sends the peer an
+ * IDENTITY frame with chain_pem and key's signature over
+ * DSESSION_IDENTITY_DOMAIN, the peer's SPIFFE ID and the chain, so that the
+ * peer moves its end of the session to the new not_after. 0 when sent (or
+ * the session is not ready: its handshake uses the new certificate). */
+int dsession_present_identity(struct dsession *s, const char *chain_pem, size_t chain_len,
+                              const struct pki_key *key, struct ztr_err *err);
+/* Whether the peer's certificate has expired and the session only waits
+ * for its renewal (no new streams). */
+bool dsession_peer_in_grace(const struct dsession *s);
 
 bool dsession_is_ready(const struct dsession *s);
 const struct pki_spiffe_id *dsession_peer_id(const struct dsession *s);
@@ -155,12 +181,15 @@ void dsession_set_user(struct dsession *s, void *user);
     {.name = "DATA_WINDOW", .type = CONFIG_UINT, .default_value = "262144",                     \
      .help = "initial flow-control window per stream, bytes (session: 4x); the same on both ends"}, \
     {.name = "DATA_WINDOW_MAX", .type = CONFIG_UINT, .default_value = "4194304",                \
-     .help = "a stream's receive window grows up to this while its reader keeps up (session: 4x)"}
+     .help = "a stream's receive window grows up to this while its reader keeps up (session: 4x)"}, \
+    {.name = "DATA_REAUTH_GRACE", .type = CONFIG_DURATION, .default_value = "30s",              \
+     .help = "a session keeps its streams this long past its peer's not_after for the peer to "  \
+             "prove a renewed certificate (0..10m; 0: end at not_after)"}
 
 struct config;
 struct metrics;
 /* Reads and checks them into *out: window 16 KiB..64 MiB, max_window
- * window..128 MiB. */
+ * window..128 MiB, reauth_grace 0..10 min. */
 int dsession_window_config(const struct config *config, struct dsession_window *out,
                            struct ztr_err *err);
 

@@ -844,6 +844,13 @@ handle_pong(struct mux *m, const struct frame *f)
 }
 
 static int
+handle_identity(struct mux *m, const struct frame *f)
+{
+    CALLBACK(m, on_identity, f->payload, f->len);
+    return alive(m) ? 0 : -1;
+}
+
+static int
 handle_goaway(struct mux *m, const struct frame *f)
 {
     enum mux_code code = MUX_CODE_NORMAL;
@@ -881,6 +888,8 @@ static const struct frame_kind kinds[] = {
     [MUX_PONG] = {"PONG", ID_SESSION, 8, 8, 0, "payload", handle_pong},
     [MUX_GOAWAY] = {"GOAWAY", ID_SESSION, 2, 2 + MUX_REASON_MAX - 1, 0, "payload",
                     handle_goaway},
+    [MUX_IDENTITY] = {"IDENTITY", ID_SESSION, 1, MUX_MAX_PAYLOAD, 0, "payload",
+                      handle_identity},
 };
 
 /* Reads a frame header off r; -1 (r failed) when fewer than
@@ -1338,6 +1347,17 @@ mux_ping(struct mux *mux)
         return -1;
     enter(mux);
     int rc = ping(mux);
+    leave(mux);
+    return rc;
+}
+
+int
+mux_identity(struct mux *mux, const uint8_t *payload, size_t len)
+{
+    if (!usable(mux) || len == 0 || len > MUX_MAX_PAYLOAD)
+        return -1;
+    enter(mux);
+    int rc = send_frame(mux, MUX_IDENTITY, 0, 0, payload, len, NULL, 0);
     leave(mux);
     return rc;
 }

@@ -17,6 +17,9 @@
  *   RST      (stream, payload = 2-byte code + reason text)
  *   PING     (stream 0, payload = 8 bytes)          PONG echoes them
  *   GOAWAY   (stream 0, payload = 2-byte code + reason text)
+ *   IDENTITY (stream 0, payload = 1..MUX_MAX_PAYLOAD opaque bytes)  both: the
+ *            sender's renewed certificate and its proof (data/dsession.c);
+ *            the mux only delivers it
  *
  * Flow control: each stream starts with `window` bytes of send credit
  * (default 256 KiB) in each direction, the session with `session_window`;
@@ -115,6 +118,7 @@ enum mux_frame_type {
     MUX_PING = 7,
     MUX_PONG = 8,
     MUX_GOAWAY = 9,
+    MUX_IDENTITY = 10,
 };
 
 /* RST / GOAWAY codes: what peers decide on (failover, marking a connector
@@ -175,6 +179,9 @@ struct mux_callbacks {
     /* The session is over (GOAWAY from the peer, or a protocol error here);
      * no callbacks follow. */
     void (*on_session_closed)(void *user, enum mux_code code, const char *reason);
+    /* IDENTITY arrived (payload borrowed for the call); may be NULL: then
+     * it is dropped. */
+    void (*on_identity)(void *user, const uint8_t *payload, size_t len);
 };
 
 struct mux_config {
@@ -234,6 +241,8 @@ int mux_fin(struct mux *mux, uint32_t stream);
 int mux_reset(struct mux *mux, uint32_t stream, enum mux_code code, const char *reason);
 /* PING carrying now_ms; on_pong gets the RTT. -1 with 4 PINGs unanswered. */
 int mux_ping(struct mux *mux);
+/* Sends IDENTITY with payload (1..MUX_MAX_PAYLOAD bytes, copied). */
+int mux_identity(struct mux *mux, const uint8_t *payload, size_t len);
 /* Sends GOAWAY (code, reason) and ends the session: on_stream_closed for
  * each stream, then on_session_closed, all with code and reason. */
 int mux_goaway(struct mux *mux, enum mux_code code, const char *reason);

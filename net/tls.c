@@ -73,6 +73,9 @@ struct tls_conn {
     bool close_requested;
     bool connect_checked;     /* client: the TCP connect's own result was read */
     char close_reason[ZTR_ERR_MSG_MAX];
+    /* The peer's chain since it proved a renewed certificate on this
+     * connection (tls_conn_peer_renewed); NULL: the handshake's. */
+    struct pki_chain *renewed;
 };
 
 /* ---- contexts ----------------------------------------------------------- */
@@ -306,6 +309,7 @@ conn_finish(struct tls_conn *conn)
     wolfSSL_free(conn->ssl);
     close(conn->fd);
     generation_release(conn->gen);
+    pki_chain_free(conn->renewed);
     free(conn->out);
     free(conn->in);
     free(conn->enc);
@@ -779,6 +783,14 @@ tls_conn_peer_public_key(const struct tls_conn *conn, size_t *len)
 static int
 peer_chain(const struct tls_conn *conn, struct pki_chain **out, struct ztr_err *err)
 {
+    if (conn->check.verified && conn->renewed != NULL) {
+        const uint8_t *ders[PKI_MAX_CHAIN];
+        size_t lens[PKI_MAX_CHAIN];
+        size_t count = pki_chain_length(conn->renewed);
+        for (size_t i = 0; i < count && i < PKI_MAX_CHAIN; i++)
+            ders[i] = pki_chain_der(conn->renewed, i, &lens[i]);
+        return pki_chain_from_der_list(ders, lens, count, out, err);
+    }
     WOLFSSL_X509_CHAIN *chain = conn->check.verified ? wolfSSL_get_peer_chain(conn->ssl) : NULL;
     int count = chain != NULL ? wolfSSL_get_chain_count(chain) : 0;
     if (count <= 0 || count > PKI_MAX_CHAIN)
@@ -826,6 +838,43 @@ tls_conn_peer_recheck(const struct tls_conn *conn, const struct pki_bundle *bund
     int rc = pki_verify(bundle, chain, &expect, NULL, err);
     pki_chain_free(chain);
     return rc;
+}
+
+int
+tls_conn_peer_renewed(struct tls_conn *conn, const char *chain_pem, size_t chain_len,
+                      const struct pki_bundle *bundle, int64_t *not_after, struct ztr_err *err)
+{
+    if (!conn->check.verified)
+        return ztr_err_set(err, ZTR_E_INVALID, PKI_MSG_PEER_NOT_VERIFIED);
+    struct pki_chain *chain;
+    TRY(pki_chain_from_pem(chain_pem, chain_len, &chain, err));
+    /* Everything the handshake asked of the peer, now, and the same
+     * identity: a renewal is never a way to become someone else. */
+    struct pki_expect expect = conn->check.expect;
+    expect.now = clock_wall_s(conn->check.clock != NULL ? conn->check.clock : clock_system());
+    struct pki_spiffe_id id;
+    int rc = pki_verify(bundle, chain, &expect, &id, err);
+    if (rc == 0 && strcmp(id.uri, conn->check.peer.uri) != 0)
+        rc = ztr_err_set(err, PKI_E_SPIFFE_ID_MISMATCH,
+                         "renewed certificate is for %s, the session's peer is %s", id.uri,
+                         conn->check.peer.uri);
+    if (rc != 0) {
+        pki_chain_free(chain);
+        return -1;
+    }
+    int64_t first = 0;
+    for (size_t i = 0; i < pki_chain_length(chain); i++) {
+        size_t len;
+        const uint8_t *der = pki_chain_der(chain, i, &len);
+        struct pki_cert_info info;
+        if (pki_cert_info_parse(der, len, &info, NULL) == 0 &&
+            (first == 0 || info.not_after < first))
+            first = info.not_after;
+    }
+    pki_chain_free(conn->renewed);
+    conn->renewed = chain;
+    *not_after = first;
+    return 0;
 }
 
 const char *

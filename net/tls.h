@@ -104,6 +104,16 @@ int64_t tls_conn_peer_not_after(const struct tls_conn *conn);
  * 0 while the peer still verifies, else -1 with the reason. */
 int tls_conn_peer_recheck(const struct tls_conn *conn, const struct pki_bundle *bundle,
                           struct ztr_err *err);
+/* The peer proved a renewed certificate on this connection (the caller
+ * checked its proof of possession): chain_pem must pass pki_verify with
+ * what the handshake expected, against bundle (the caller's), now, and
+ * name the same SPIFFE ID. Then it is the peer's chain from here on (for
+ * tls_conn_peer_not_after and tls_conn_peer_recheck) and *not_after its
+ * earliest not_after; else -1 with the reason and nothing changes.
+ * tls_conn_peer_public_key stays the handshake's key. */
+int tls_conn_peer_renewed(struct tls_conn *conn, const char *chain_pem, size_t chain_len,
+                          const struct pki_bundle *bundle, int64_t *not_after,
+                          struct ztr_err *err);
 /* "ip:port" of the peer. */
 const char *tls_conn_peer_addr(const struct tls_conn *conn);
 size_t tls_conn_queued(const struct tls_conn *conn);

@@ -467,6 +467,16 @@ pki_chain_length(const struct pki_chain *chain)
 }
 
 const uint8_t *
+pki_chain_leaf_public_key(const struct pki_chain *chain, size_t *len)
+{
+    const uint8_t *spki;
+    if (chain->count == 0 ||
+        cert_public_key_der(chain->certs[0].data, chain->certs[0].len, &spki, len) != 0)
+        return NULL;
+    return spki;
+}
+
+const uint8_t *
 pki_chain_der(const struct pki_chain *chain, size_t idx, size_t *len)
 {
     if (idx >= chain->count)

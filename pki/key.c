@@ -219,6 +219,60 @@ pki_public_key_fingerprint(const uint8_t *spki, size_t len,
     return 0;
 }
 
+int
+pki_sha256_hex(const void *data, size_t len, char out[65], struct ztr_err *err)
+{
+    uint8_t digest[WC_SHA256_DIGEST_SIZE];
+    if (wc_Sha256Hash(data, (word32)len, digest) != 0)
+        return ztr_err_set(err, ZTR_E_CRYPTO, "SHA-256 failed");
+    for (size_t i = 0; i < sizeof(digest); i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    return 0;
+}
+
+/* ---- proofs of possession ----------------------------------------------- */
+
+int
+pki_key_sign(const struct pki_key *key, const uint8_t *data, size_t len,
+             uint8_t sig[PKI_SIGNATURE_MAX], size_t *sig_len, struct ztr_err *err)
+{
+    WC_RNG *rng = pki_rng(err);
+    if (rng == NULL)
+        return -1;
+    uint8_t digest[WC_SHA256_DIGEST_SIZE];
+    if (wc_Sha256Hash(data, (word32)len, digest) != 0)
+        return ztr_err_set(err, ZTR_E_CRYPTO, "SHA-256 failed");
+    word32 out_len = PKI_SIGNATURE_MAX;
+    int rc = wc_ecc_sign_hash(digest, sizeof(digest), sig, &out_len, rng,
+                              (ecc_key *)&key->ecc);
+    if (rc != 0)
+        return key_fail(err, "cannot sign", rc);
+    *sig_len = out_len;
+    return 0;
+}
+
+int
+pki_signature_verify(const uint8_t *spki, size_t spki_len, const uint8_t *data, size_t len,
+                     const uint8_t *sig, size_t sig_len, struct ztr_err *err)
+{
+    if (sig_len == 0 || sig_len > PKI_SIGNATURE_MAX)
+        return ztr_err_set(err, PKI_E_BAD_SIGNATURE, "signature of %zu bytes (1..%d)", sig_len,
+                           PKI_SIGNATURE_MAX);
+    ecc_key key;
+    TRY(pki_public_key_import(spki, spki_len, &key, err));
+    uint8_t digest[WC_SHA256_DIGEST_SIZE];
+    int valid = 0;
+    int rc = wc_Sha256Hash(data, (word32)len, digest);
+    if (rc == 0)
+        rc = wc_ecc_verify_hash(sig, (word32)sig_len, digest, sizeof(digest), &valid, &key);
+    wc_ecc_free(&key);
+    /* A malformed signature is an error of wc_ecc_verify_hash, a wrong one
+     * leaves valid at 0: both are the same refusal. */
+    if (rc != 0 || valid != 1)
+        return ztr_err_set(err, PKI_E_BAD_SIGNATURE, "signature does not verify with the key");
+    return 0;
+}
+
 /* ---- CSRs --------------------------------------------------------------- */
 
 int

@@ -55,6 +55,7 @@ enum pki_error {
     PKI_E_INVALID_CA,
     PKI_E_SVID_KEY_USAGE,    /* a leaf's keyUsage/EKU break the X509-SVID profile */
     PKI_E_SIGNING_CERT_ID,   /* a CA carries a SPIFFE ID with a path */
+    PKI_E_BAD_SIGNATURE,     /* a proof of possession that does not verify */
 };
 
 /* ---- SPIFFE IDs -------------------------------------------------------- */
@@ -132,6 +133,24 @@ int pki_public_key_equal(const uint8_t *a, size_t a_len, const uint8_t *b, size_
 int pki_public_key_fingerprint(const uint8_t *spki, size_t len,
                                char out[PKI_KEY_FINGERPRINT_MAX + 1], struct ztr_err *err);
 
+/* Proofs of possession (re-authentication after an expiry, a renewed
+ * data-plane identity): ECDSA P-256 over the SHA-256 of data, DER-encoded,
+ * at most PKI_SIGNATURE_MAX bytes. The caller builds data with a
+ * domain-separating prefix so that one signature can never stand for
+ * another purpose. */
+#define PKI_SIGNATURE_MAX 80
+int pki_key_sign(const struct pki_key *key, const uint8_t *data, size_t len,
+                 uint8_t sig[PKI_SIGNATURE_MAX], size_t *sig_len, struct ztr_err *err);
+/* 0 when sig is a valid signature over data by the key in spki (a
+ * SubjectPublicKeyInfo DER, P-256); -1 with err (PKI_E_BAD_SIGNATURE when it
+ * does not verify, PKI_E_BAD_KEY when spki is not a P-256 key). */
+int pki_signature_verify(const uint8_t *spki, size_t spki_len, const uint8_t *data, size_t len,
+                         const uint8_t *sig, size_t sig_len, struct ztr_err *err);
+
+/* Hex SHA-256 of data (64 digits + NUL): remembering a secret without
+ * keeping it (an agent notes which enrollment token it already tried). */
+int pki_sha256_hex(const void *data, size_t len, char out[65], struct ztr_err *err);
+
 /* A PKCS#10 request proving possession of key; subject CN = common_name. */
 int pki_csr_create(const struct pki_key *key, const char *common_name, char **pem,
                    size_t *len, struct ztr_err *err);
@@ -196,6 +215,8 @@ int pki_chain_from_pem(const char *pem, size_t len, struct pki_chain **out,
 int pki_chain_from_der_list(const uint8_t *const *ders, const size_t *lens, size_t count,
                             struct pki_chain **out, struct ztr_err *err);
 size_t pki_chain_length(const struct pki_chain *chain);
+/* The leaf's SubjectPublicKeyInfo DER (owned by chain), or NULL. */
+const uint8_t *pki_chain_leaf_public_key(const struct pki_chain *chain, size_t *len);
 const uint8_t *pki_chain_der(const struct pki_chain *chain, size_t idx, size_t *len);
 int pki_chain_to_pem(const struct pki_chain *chain, char **pem, size_t *len,
                      struct ztr_err *err);

@@ -103,6 +103,7 @@ struct tunnel {
     char *state_dir;
     struct tunneler_config config;
     struct tls_ctx *tls;
+    const char *self_id;
     struct relay_pool *pool;
     struct listener listeners[LISTENERS_MAX];
     size_t listener_count;
@@ -530,7 +531,8 @@ dial_connected(struct ev_loop *loop, ev_io *w, int revents)
                                      .role = MUX_OPENER,
                                      .window = t->config.window,
                                      .hooks = &session_hooks,
-                                     .user = k};
+                                     .user = k,
+                                     .self_id = t->self_id};
     if (dsession_new(&config, fd, &expect, &k->session, &err) != 0)
         conn_lost(k, false, MUX_CODE_INTERNAL, err.msg);
 }
@@ -794,6 +796,28 @@ tunnel_recheck_peers(struct tunnel *t)
             (void)dsession_recheck_peer(t->conns[i]->session, bundle);
 }
 
+void
+tunnel_present_identity(struct tunnel *t, const char *chain_pem, size_t chain_len,
+                        const struct pki_key *key)
+{
+    if (t == NULL)
+        return;
+    size_t presented = 0;
+    for (size_t i = 0; i < t->conn_count; i++) {
+        struct tconn *k = t->conns[i];
+        struct ztr_err err = {0};
+        if (k->session == NULL || !k->session_ready)
+            continue;
+        if (dsession_present_identity(k->session, chain_pem, chain_len, key, &err) != 0)
+            log_warn("renewed certificate not presented", "connector=%s error=\"%s\"",
+                     k->spiffe_id, err.msg);
+        else
+            presented++;
+    }
+    if (presented > 0)
+        log_info("renewed certificate presented to live sessions", "sessions=%zu", presented);
+}
+
 /* ---- keepalive ------------------------------------------------------------------------------ */
 
 static void
@@ -974,6 +998,7 @@ tunnel_new(const struct tunnel_env *env, const struct tunneler_config *config,
     t->loop = env->loop;
     t->config = *config;
     t->tls = env->tls;
+    t->self_id = env->self_id;
     t->trust_domain = strdup(env->trust_domain);
     t->state_dir = strdup(env->state_dir);
     int rc = t->trust_domain == NULL || t->state_dir == NULL
@@ -1006,7 +1031,8 @@ tunnel_start(struct agent *agent, const struct tunneler_config *config, struct t
     struct tunnel_env env = {.loop = agent_loop(agent),
                              .tls = agent_data_tls(agent, TLS_SIDE_CLIENT, DATA_ALPN, err),
                              .trust_domain = agent_trust_domain(agent),
-                             .state_dir = agent_state_dir(agent)};
+                             .state_dir = agent_state_dir(agent),
+                             .self_id = agent_spiffe_id(agent)};
     if (env.tls == NULL)
         return -1;
     return tunnel_new(&env, config, out, err);

@@ -79,6 +79,9 @@ struct tunnel_env {
     struct tls_ctx *tls;         /* client side, ALPN DATA_ALPN, the agent's identity */
     const char *trust_domain;    /* connectors must be in it */
     const char *state_dir;       /* connectors.json lives here */
+    /* This tunneler's SPIFFE ID (borrowed: outlives the tunnel), which a
+     * connector's renewed-identity proof must name; NULL: refused. */
+    const char *self_id;
 };
 
 /* Starts the listeners and loads STATE_DIR/connectors.json. config's
@@ -95,6 +98,10 @@ void tunnel_stop(struct tunnel *t);
 /* The trust bundle changed: sessions whose connector no longer verifies
  * against the TLS context's bundle are closed (dsession_recheck_peer). */
 void tunnel_recheck_peers(struct tunnel *t);
+/* Our certificate changed: every live session presents it to its
+ * connector (dsession_present_identity). */
+void tunnel_present_identity(struct tunnel *t, const char *chain_pem, size_t chain_len,
+                             const struct pki_key *key);
 /* The port listener i got: the forwards in config order, then SOCKS5 (0
  * when there is no such listener). */
 uint16_t tunnel_listener_port(const struct tunnel *t, size_t i);

@@ -55,6 +55,7 @@ struct tunneler {
     struct tunneler_forward forwards[CONFIG_LIST_MAX];
     struct tunneler_config config;
     struct tunnel *tunnel;
+    struct agent *agent;
 };
 
 static bool
@@ -119,6 +120,7 @@ static int
 tunneler_start(void *ctx, struct agent *agent, struct ztr_err *err)
 {
     struct tunneler *t = ctx;
+    t->agent = agent;
     return tunnel_start(agent, &t->config, &t->tunnel, err);
 }
 
@@ -142,6 +144,17 @@ tunneler_on_bundle(void *ctx)
 {
     struct tunneler *t = ctx;
     tunnel_recheck_peers(t->tunnel);
+}
+
+static void
+tunneler_on_identity(void *ctx)
+{
+    struct tunneler *t = ctx;
+    const char *chain;
+    size_t len;
+    const struct pki_key *key;
+    if (agent_identity(t->agent, &chain, &len, &key) == 0)
+        tunnel_present_identity(t->tunnel, chain, len, key);
 }
 
 static void
@@ -172,6 +185,7 @@ main(int argc, char **argv)
         .start = tunneler_start,
         .on_connectors = tunneler_on_connectors,
         .on_bundle = tunneler_on_bundle,
+        .on_identity = tunneler_on_identity,
         .add_health = tunneler_add_health,
         .add_metrics = tunneler_add_metrics,
         .stop = tunneler_stop,

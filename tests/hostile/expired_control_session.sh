@@ -6,7 +6,7 @@
 # acked, node ONLINE) for as long as it stayed up. Now every control stream
 # ends at the earliest not_after of its peer's chain: the controller closes
 # it ("peer certificate expired"), logs the node's disconnection with that
-# reason and shows it OFFLINE; the expired certificate cannot open another.
+# reason and shows it EXPIRED; the expired certificate cannot open another.
 . "$(dirname "$0")/../e2e/lib.sh"
 T="$E2E_TMP"
 # Certificates of 15 s: the session outlives its certificate within the test.
@@ -42,7 +42,7 @@ check "controller logs: node disconnected, reason peer certificate expired" $?
 wait "$SESSION"
 grep -qF "closed:" "$T/session.out"; check "the session ended before its 60 s" $?
 run ctl node list
-expect_out_has "name=n1 role=connector status=OFFLINE" "the node is OFFLINE"
+expect_out_has "name=n1 role=connector status=EXPIRED" "the node is EXPIRED (not ONLINE, not merely OFFLINE)"
 while [ "$(date -u +%s)" -le $((NOT_AFTER + 1)) ]; do sleep 0.2; done
 run probe session "${P[@]}" --until welcome --duration 5000
 [ "$RUN_STATUS" -ne 0 ]; check "the expired certificate opens no new session (exit $RUN_STATUS)" $?

@@ -35,6 +35,7 @@ expect() { local what="$1"; shift; if "$@"; then pass "$what"; else fail "$what"
 equal() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi; }
 prop() { systemctl show -P "$2" "$1.service"; }
 state_is() { [ "$(prop "$1" ActiveState)" = "$2" ]; }
+status_is() { [ "$(prop "$1" StatusText)" = "$2" ]; }
 # wait_until SECONDS CMD...: polls CMD every 0.2 s.
 wait_until() {
   local limit=$(($1 * 5)) i; shift
@@ -234,11 +235,12 @@ systemctl reset-failed ztr-connector
 mv /etc/ztr/connector.conf.away /etc/ztr/connector.conf
 expect "5.1: with the file back, ztr-connector starts" timeout 60 systemctl start ztr-connector
 
-# ---- revocation: exit 3 is final (RestartPreventExitStatus) -------------------------------------
+# ---- revocation: REVOKED stays up, exit 3 once stopped, final (RestartPreventExitStatus) -------
 expect "controller node revoke laptop" "$CTL" node revoke "$TUN_ID" --reason systemd-test
-expect "revoked tunneler: unit failed, no restart scheduled" \
-  wait_until 15 state_is ztr-tunneler failed
-equal "revoked tunneler: ExecMainStatus" "$(prop ztr-tunneler ExecMainStatus)" 3
+expect "revoked tunneler: STATUS=REVOKED, still running" \
+  wait_until 15 status_is ztr-tunneler REVOKED
+systemctl stop ztr-tunneler
+equal "revoked tunneler: ExecMainStatus once stopped" "$(prop ztr-tunneler ExecMainStatus)" 3
 equal "revoked tunneler: NRestarts" "$(prop ztr-tunneler NRestarts)" 0
 # docs/OPERATIONS.md: a revoked node starts over with an empty state directory.
 systemctl reset-failed ztr-tunneler

@@ -27,6 +27,16 @@
  *       goes up by one with each heartbeat after the first.
  *   ctl-probe raw     --controller ADDR --ca CA.pem --trust-domain TD --send JSON
  *       an unauthenticated session that sends one frame and prints replies.
+ *   ctl-probe reauth  --controller ADDR --ca CA.pem --trust-domain TD --dir DIR
+ *                     [--key KEY.pem] [--save FILE] [--replay FILE] [--out DIR2]
+ *       re-authentication by proof of possession, as an agent whose
+ *       certificate expired does it: an unauthenticated session sends
+ *       reauth_begin for DIR/node.json's node, and answers the challenge
+ *       with a fresh key's CSR signed by DIR/key.pem (or --key). --save
+ *       writes the reauth message it sent to FILE; --replay sends FILE's
+ *       message instead of answering the challenge (an attacker replaying a
+ *       captured proof); --out writes DIR2/key.pem, cert.pem, bundle.pem
+ *       from `reauthenticated`. Exit 0 on reauthenticated, else 1.
  *
  * Exit: 0 done, 1 refused/closed early/error, 2 usage.
  */
@@ -38,6 +48,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/bytes.h"
 #include "base/clock.h"
 #include "base/fileio.h"
 #include "base/log.h"
@@ -50,7 +61,7 @@
 
 struct probe {
     const char *command, *controller, *ca, *trust_domain, *token, *role, *name, *out, *dir,
-        *data_listen, *send, *until, *renew_csr, *rise;
+        *data_listen, *send, *until, *renew_csr, *rise, *key_file, *save, *replay;
     json_t *counters;      /* --counters, or NULL */
     const char *addresses[8];
     size_t address_count;
@@ -240,6 +251,131 @@ handle_bundle(struct probe *p, const char *bundle)
     p->pending_chain = NULL;
 }
 
+/* ---- re-authentication ------------------------------------------------------- */
+
+static json_t *
+read_json(const char *path)
+{
+    json_error_t jerr;
+    json_t *j = json_load_file(path, 0, &jerr);
+    if (j == NULL)
+        fprintf(stderr, "%s: %s\n", path, jerr.text);
+    return j;
+}
+
+static void
+send_reauth_begin(struct probe *p)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/node.json", p->dir);
+    json_t *node = read_json(path);
+    if (node == NULL) {
+        finish(p, 1, "no node.json");
+        return;
+    }
+    send_msg(p, json_pack("{s:s, s:O, s:O}", "type", "reauth_begin", "node_id",
+                          json_object_get(node, "node_id"), "spiffe_id",
+                          json_object_get(node, "spiffe_id")));
+    json_decref(node);
+}
+
+static void
+answer_challenge(struct probe *p, const char *challenge)
+{
+    if (p->replay != NULL) {
+        json_t *msg = read_json(p->replay);
+        if (msg == NULL) {
+            finish(p, 1, "cannot read --replay");
+            return;
+        }
+        send_msg(p, msg);
+        return;
+    }
+    char path[4096], *pem = NULL;
+    size_t len;
+    struct ztr_err err = {0};
+    struct pki_key *old_key = NULL;
+    snprintf(path, sizeof(path), "%s/node.json", p->dir);
+    json_t *node = read_json(path);
+    if (p->key_file != NULL)
+        snprintf(path, sizeof(path), "%s", p->key_file);
+    else
+        snprintf(path, sizeof(path), "%s/key.pem", p->dir);
+    char *csr = NULL;
+    uint8_t *proof = NULL, *spki = NULL;
+    size_t csr_len, proof_len, spki_len, sig_len;
+    uint8_t sig[PKI_SIGNATURE_MAX];
+    char key_hex[2 * PKI_PUBLIC_KEY_MAX + 1], sig_hex[2 * PKI_SIGNATURE_MAX + 1];
+    int rc = node != NULL ? file_read_all(path, FILE_MAX, &pem, &len, &err) : -1;
+    if (rc == 0)
+        rc = pki_key_from_pem(pem, len, &old_key, &err);
+    if (rc == 0)
+        rc = pki_key_generate(&p->renew_key, &err);
+    if (rc == 0)
+        rc = pki_csr_create(p->renew_key, "reauth", &csr, &csr_len, &err);
+    if (rc == 0)
+        rc = ctlmsg_reauth_proof(challenge, json_string_value(json_object_get(node, "node_id")),
+                                 json_string_value(json_object_get(node, "spiffe_id")), csr,
+                                 &proof, &proof_len, &err);
+    if (rc == 0)
+        rc = pki_key_sign(old_key, proof, proof_len, sig, &sig_len, &err);
+    if (rc == 0)
+        rc = pki_key_public_der(old_key, &spki, &spki_len, &err);
+    if (rc == 0) {
+        bytes_hex_encode(spki, spki_len, key_hex, sizeof(key_hex));
+        bytes_hex_encode(sig, sig_len, sig_hex, sizeof(sig_hex));
+        json_t *msg = json_pack("{s:s, s:s, s:s, s:s}", "type", "reauth", "csr", csr, "key",
+                                key_hex, "signature", sig_hex);
+        if (p->save != NULL && json_dump_file(msg, p->save, JSON_COMPACT) != 0)
+            fprintf(stderr, "cannot write %s\n", p->save);
+        send_msg(p, msg);
+    } else {
+        fprintf(stderr, "reauth: %s\n", err.msg);
+        finish(p, 1, "cannot answer the challenge");
+    }
+    free(pem);
+    free(csr);
+    free(proof);
+    free(spki);
+    pki_key_free(old_key);
+    json_decref(node);
+}
+
+static void
+handle_reauth_reply(struct probe *p, const json_t *msg, enum ctlmsg_type type)
+{
+    if (type == CTLMSG_REAUTH_CHALLENGE) {
+        answer_challenge(p, json_string_value(json_object_get(msg, "challenge")));
+        return;
+    }
+    if (type == CTLMSG_REAUTHENTICATED) {
+        int rc = 0;
+        if (p->out != NULL) {
+            char *key_pem;
+            size_t key_len;
+            struct ztr_err err = {0};
+            rc = pki_key_to_pem(p->renew_key, &key_pem, &key_len, &err);
+            if (rc == 0) {
+                rc = write_out(p->out, "key.pem", key_pem, 0600);
+                free(key_pem);
+            }
+            if (rc == 0)
+                rc = write_out(p->out, "cert.pem",
+                               json_string_value(json_object_get(msg, "chain")), 0644);
+            if (rc == 0)
+                rc = write_out(p->out, "bundle.pem",
+                               json_string_value(json_object_get(msg, "bundle")), 0644);
+        }
+        printf("reauthenticated %s %s\n", json_string_value(json_object_get(msg, "node_id")),
+               json_string_value(json_object_get(msg, "spiffe_id")));
+        finish(p, rc == 0 ? 0 : 1, NULL);
+        return;
+    }
+    if (type == CTLMSG_ERROR)
+        fprintf(stderr, "%s\n", json_string_value(json_object_get(msg, "message")));
+    finish(p, 1, ctlmsg_type_name(type));
+}
+
 static void
 handle(struct probe *p, const json_t *msg, enum ctlmsg_type type)
 {
@@ -248,6 +384,10 @@ handle(struct probe *p, const json_t *msg, enum ctlmsg_type type)
     fflush(stdout);
     free(text);
     const char *name = ctlmsg_type_name(type);
+    if (strcmp(p->command, "reauth") == 0) {
+        handle_reauth_reply(p, msg, type);
+        return;
+    }
     if (strcmp(p->command, "enroll") == 0) {
         if (type == CTLMSG_ENROLLED) {
             char *key_pem;
@@ -302,6 +442,8 @@ on_ready(void *user)
                               p->token, "role", p->role, "name", p->name, "csr", csr,
                               "addresses", addresses));
         free(csr);
+    } else if (strcmp(p->command, "reauth") == 0) {
+        send_reauth_begin(p);
     } else if (strcmp(p->command, "raw") == 0) {
         json_error_t jerr;
         json_t *msg = json_loads(p->send, 0, &jerr);
@@ -473,7 +615,8 @@ main(int argc, char **argv)
         {"renew-same-key", no_argument, NULL, 'W'}, {"send", required_argument, NULL, 's'},
         {"stale-bundle", no_argument, NULL, 'S'}, {"renew-csr", required_argument, NULL, 'C'},
         {"counters", required_argument, NULL, 'N'}, {"rise", required_argument, NULL, 'I'},
-        {NULL, 0, NULL, 0}};
+        {"key", required_argument, NULL, 'K'}, {"save", required_argument, NULL, 'v'},
+        {"replay", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -505,6 +648,9 @@ main(int argc, char **argv)
                 return usage("--counters is not a JSON object");
             break;
         case 'I': p.rise = optarg; break;
+        case 'K': p.key_file = optarg; break;
+        case 'v': p.save = optarg; break;
+        case 'p': p.replay = optarg; break;
         default: json_decref(p.counters); return usage("unknown option");
         }
     }
@@ -516,7 +662,8 @@ main(int argc, char **argv)
     }
     bool ok = (strcmp(p.command, "enroll") == 0 && p.ca && p.token && p.role && p.name && p.out) ||
               (strcmp(p.command, "session") == 0 && p.dir && p.role) ||
-              (strcmp(p.command, "raw") == 0 && p.ca && p.send);
+              (strcmp(p.command, "raw") == 0 && p.ca && p.send) ||
+              (strcmp(p.command, "reauth") == 0 && p.ca && p.dir);
     if (!ok) {
         json_decref(p.counters);
         return usage("missing options for this command");

@@ -4,7 +4,9 @@
  * against a real controller in the same process: the store in a temporary
  * directory, the managed CA, the mTLS control-plane listener on 127.0.0.1.
  * Nothing is faked; the manual clock moves only when a test says so, which
- * is how a certificate expires while the controller is away.
+ * is how a certificate expires (the agent notices it at its next heartbeat
+ * or connection, within a second of real time) and how re-authentication
+ * by proof of possession, its circuit breaker and revocation are driven.
  *
  * wolfSSL checks certificate dates against the real clock during a
  * handshake (our own check then uses the injected one), so the manual clock
@@ -22,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "agent/agent.h"
+#include "agent/internal.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "controller/controller.h"
@@ -52,18 +55,28 @@ test_transition_table_follows_the_design(void **state)
     assert_true(agent_transition_allowed(AGENT_RENEWING, AGENT_ONLINE));
     assert_false(agent_transition_allowed(AGENT_RECONNECTING, AGENT_RENEWING));
     assert_false(agent_transition_allowed(AGENT_CONNECTING, AGENT_RENEWING));
-    /* REVOKED is final; EXPIRED only retries enrollment */
+    /* An expiry leaves every connected state for REAUTHENTICATING, never
+     * straight for ONLINE or EXPIRED. */
+    const enum agent_state connected[] = {AGENT_CONNECTING, AGENT_ONLINE, AGENT_RENEWING,
+                                          AGENT_RECONNECTING};
+    for (size_t i = 0; i < sizeof(connected) / sizeof(connected[0]); i++) {
+        assert_true(agent_transition_allowed(connected[i], AGENT_REAUTHENTICATING));
+        assert_false(agent_transition_allowed(connected[i], AGENT_EXPIRED));
+        assert_false(agent_transition_allowed(connected[i], AGENT_ENROLLING));
+    }
+    /* A re-authentication ends in a new identity (CONNECTING), EXPIRED or
+     * REVOKED; EXPIRED only ever starts the next attempt. */
     for (int to = 0; to < AGENT_STATE_COUNT; to++) {
-        assert_false(agent_transition_allowed(AGENT_REVOKED, (enum agent_state)to));
+        assert_int_equal(agent_transition_allowed(AGENT_REAUTHENTICATING, (enum agent_state)to),
+                         to == AGENT_CONNECTING || to == AGENT_EXPIRED || to == AGENT_REVOKED);
         assert_int_equal(agent_transition_allowed(AGENT_EXPIRED, (enum agent_state)to),
-                         to == AGENT_ENROLLING);
+                         to == AGENT_REAUTHENTICATING);
+        assert_false(agent_transition_allowed(AGENT_REVOKED, (enum agent_state)to));
         assert_false(agent_transition_allowed((enum agent_state)to, (enum agent_state)to));
     }
-    /* Re-authentication after expiry goes through ENROLLING. */
-    assert_true(agent_transition_allowed(AGENT_RECONNECTING, AGENT_ENROLLING));
-    assert_true(agent_transition_allowed(AGENT_ENROLLING, AGENT_EXPIRED));
     assert_false(agent_transition_allowed(AGENT_ONLINE, AGENT_UNENROLLED));
     assert_false(agent_transition_allowed(AGENT_STATE_COUNT, AGENT_ONLINE));
+    assert_string_equal(agent_state_name(AGENT_REAUTHENTICATING), "REAUTHENTICATING");
 }
 
 static void
@@ -176,6 +189,7 @@ agent_setup(void **state)
              "127.0.0.1:0");
     c->settings.svid_ttl_s = AGENT_SVID_TTL_S;
     c->settings.heartbeat_interval_ms = 1000;
+    c->settings.reauth_grace_s = 7 * 86400;
     c->settings.token_ttl_s = 86400;
     c->started_at = clock_wall_s(&f->clock);
     char *db = test_path(f->ctl_dir, "controller.db");
@@ -202,6 +216,7 @@ agent_setup(void **state)
     s->reconnect_min_delay_ms = 10;
     s->reconnect_max_delay_ms = 80;
     s->reconnect_attempts = 3;
+    s->reauth_on_expiry = true;
     *state = f;
     return 0;
 }
@@ -373,44 +388,6 @@ test_agent_reconnects_with_backoff_while_the_controller_is_away(void **state)
     assert_int_equal(agent_exit_code(f->agent), -1);
 }
 
-/* The controller goes away; time passes beyond the certificate's
- * not_after; the controller comes back. */
-static void
-expire_while_down(struct fixture *f)
-{
-    controller_down(f);
-    run_until_state(f, AGENT_RECONNECTING);
-    clock_manual_advance(&f->clock, (AGENT_SVID_TTL_S + 10) * 1000LL);
-    controller_up(f);
-}
-
-static void
-test_expired_certificate_is_replaced_with_a_reusable_token(void **state)
-{
-    struct fixture *f = *state;
-    issue_token(f, 5);
-    enroll_and_come_online(f);
-    expire_while_down(f);
-    run_until_logged(f, "re-enrolling with the retained token", 1);
-    run_until_state(f, AGENT_ONLINE);
-    assert_int_equal(count_lines("msg=\"enrolled\""), 2);
-    /* The new certificate is valid now. */
-    char *cert = test_path(f->agent_dir, "cert.pem");
-    size_t len;
-    char *pem = test_read_file(cert, &len);
-    struct pki_chain *chain;
-    struct ztr_err err = {0};
-    assert_int_equal(pki_chain_from_pem(pem, len, &chain, &err), 0);
-    size_t der_len;
-    const uint8_t *der = pki_chain_der(chain, 0, &der_len);
-    struct pki_cert_info info;
-    assert_int_equal(pki_cert_info_parse(der, der_len, &info, &err), 0);
-    assert_true(info.not_after > clock_wall_s(&f->clock));
-    pki_chain_free(chain);
-    free(pem);
-    free(cert);
-}
-
 /* A key that belongs to no certificate: what a crash left beside one. */
 static void
 write_stray_key(struct fixture *f, const char *name)
@@ -490,45 +467,393 @@ test_torn_identity_change_is_settled_on_start(void **state)
     assert_int_equal(count_lines("msg=\"enrolled\""), 1);
 }
 
-static void
-test_expired_certificate_without_a_usable_token_ends_expired(void **state)
+/* ---- expiry, re-authentication, the breaker, revocation ---------------------- */
+
+/* GET /health from the agent, parsed; *status gets the HTTP status. */
+static json_t *
+health(struct fixture *f, int *status)
 {
-    struct fixture *f = *state;
-    issue_token(f, 1); /* used up by the first enrollment */
-    enroll_and_come_online(f);
-    expire_while_down(f);
-    /* Each retry is refused (invalid token); after 3 the agent gives up. */
-    run_until_state(f, AGENT_EXPIRED);
-    assert_non_null(strstr(test_log_captured(), "re-enrollment failed; issue a new token"));
-    assert_int_equal(count_lines("msg=\"invalid enrollment token\""), 3);
-    assert_int_equal(agent_exit_code(f->agent), -1); /* EXPIRED keeps /health up */
-    /* Started again with no token at all: EXPIRED at once, with the hint. */
-    agent_free(f->agent);
-    f->agent = NULL;
-    f->settings.enrollment_token[0] = '\0';
-    start_agent(f);
-    assert_int_equal(agent_current_state(f->agent), AGENT_EXPIRED);
-    assert_non_null(strstr(test_log_captured(),
-                           "certificate expired and no ENROLLMENT_TOKEN is configured"));
+    struct http_request request = {.method = "GET", .path = "/health", .query = "", .body = ""};
+    struct http_response response = {0};
+    agent_health_handler(f->agent, &request, &response);
+    json_t *body = json_loads(response.body, 0, NULL);
+    assert_non_null(body);
+    free(response.body);
+    if (status != NULL)
+        *status = response.status;
+    return body;
 }
 
+static json_int_t
+health_int(struct fixture *f, const char *flat_key)
+{
+    json_t *h = health(f, NULL);
+    json_int_t v = json_integer_value(json_object_get(h, flat_key));
+    json_decref(h);
+    return v;
+}
+
+static json_int_t
+reauth_field(struct fixture *f, const char *key)
+{
+    json_t *h = health(f, NULL);
+    json_t *v = json_object_get(json_object_get(h, "reauth"), key);
+    json_int_t out = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
+    json_decref(h);
+    return out;
+}
+
+static int64_t
+stored_not_after(struct fixture *f)
+{
+    char *cert = test_path(f->agent_dir, "cert.pem");
+    size_t len;
+    char *pem = test_read_file(cert, &len);
+    struct pki_chain *chain;
+    struct ztr_err err = {0};
+    assert_int_equal(pki_chain_from_pem(pem, len, &chain, &err), 0);
+    size_t der_len;
+    const uint8_t *der = pki_chain_der(chain, 0, &der_len);
+    struct pki_cert_info info;
+    assert_int_equal(pki_cert_info_parse(der, der_len, &info, &err), 0);
+    pki_chain_free(chain);
+    free(pem);
+    free(cert);
+    return info.not_after;
+}
+
+static char *
+node_id_of(struct fixture *f)
+{
+    json_t *node = node_file(f);
+    char *id = strdup(json_string_value(json_object_get(node, "node_id")));
+    json_decref(node);
+    return id;
+}
+
+/* Moves the manual clock past the agent's not_after (less than the
+ * controller's 60 s backdating, so real-time handshakes still pass). */
 static void
-test_revoked_node_stops_with_status_3(void **state)
+pass_not_after(struct fixture *f)
+{
+    int64_t left = stored_not_after(f) - clock_wall_s(&f->clock);
+    clock_manual_advance(&f->clock, (left + 2) * 1000);
+}
+
+/* The certificate runs out while the agent is ONLINE and renewals do not
+ * happen (the renewal timer runs on real time, the manual clock jumped):
+ * the agent leaves ONLINE by itself, /health turns 503, auth.expired
+ * counts it once, one line says so; the key proves the node and it is
+ * ONLINE again with a new certificate under the same node id — no token. */
+static void
+test_expiry_while_online_reauthenticates_by_proof_of_possession(void **state)
 {
     struct fixture *f = *state;
     issue_token(f, 1);
     enroll_and_come_online(f);
-    json_t *node = node_file(f);
-    const char *id = json_string_value(json_object_get(node, "node_id"));
+    f->settings.enrollment_token[0] = '\0';
+    char *id = node_id_of(f);
+    int64_t first = stored_not_after(f);
+    int status;
+    json_decref(health(f, &status));
+    assert_int_equal(status, 200);
+    assert_int_equal(health_int(f, "telemetry.auth.expired"), 0);
+    pass_not_after(f);
+    run_until_state(f, AGENT_REAUTHENTICATING);
+    json_t *h = health(f, &status);
+    assert_int_equal(status, 503);
+    assert_false(json_is_true(json_object_get(json_object_get(h, "agent"), "connected")));
+    json_decref(h);
+    assert_int_equal(health_int(f, "telemetry.auth.expired"), 1);
+    assert_int_equal(count_lines("msg=\"certificate expired\""), 1);
+    run_until_state(f, AGENT_ONLINE);
+    assert_int_equal(count_lines("msg=\"re-authenticated\""), 1);
+    assert_non_null(strstr(test_log_captured(), "method=proof-of-possession"));
+    assert_int_equal(count_lines("msg=\"enrolled\""), 1); /* the first one only */
+    assert_true(stored_not_after(f) > clock_wall_s(&f->clock));
+    assert_true(stored_not_after(f) > first);
+    char *again = node_id_of(f);
+    assert_string_equal(again, id);
+    /* Registered: the anchor is released, the breaker at 0. */
+    assert_null(f->agent->reauth_anchor);
+    assert_int_equal(reauth_field(f, "failures"), 0);
+    assert_int_equal(health_int(f, "telemetry.auth.expired"), 1);
+    json_decref(health(f, &status));
+    assert_int_equal(status, 200);
+    free(id);
+    free(again);
+}
+
+/* The controller cannot be reached when the certificate runs out: one
+ * attempt, whose connection retries on the backoff without being counted
+ * as refused, and succeeds once the controller is back. */
+static void
+test_expired_while_the_controller_is_away_retries_the_same_attempt(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 1);
+    enroll_and_come_online(f);
+    controller_down(f);
+    run_until_state(f, AGENT_RECONNECTING);
+    pass_not_after(f);
+    run_until_state(f, AGENT_REAUTHENTICATING);
+    run_until_logged(f, "reconnect scheduled", 6);
+    assert_int_equal(agent_current_state(f->agent), AGENT_REAUTHENTICATING);
+    assert_int_equal(count_lines("msg=\"re-authenticating\""), 1);
+    assert_int_equal(reauth_field(f, "failures"), 0);
+    assert_true(health_int(f, "telemetry.auth.unavailable") >= 3);
+    controller_up(f);
+    run_until_state(f, AGENT_ONLINE);
+    assert_int_equal(count_lines("msg=\"re-authenticating\""), 1);
+    assert_int_equal(count_lines("msg=\"re-authenticated\""), 1);
+}
+
+/* REAUTH_ON_EXPIRY=false: the retained token is the only way, and one
+ * with uses left re-enrolls the node under its id. */
+static void
+test_reauth_off_uses_a_reusable_token(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 5);
+    f->settings.reauth_on_expiry = false;
+    enroll_and_come_online(f);
+    char *id = node_id_of(f);
+    pass_not_after(f);
+    run_until_logged(f, "re-enrolling with the retained token", 1);
+    run_until_state(f, AGENT_ONLINE);
+    assert_non_null(strstr(test_log_captured(), "method=token"));
+    assert_null(strstr(test_log_captured(), "reauth_begin"));
+    char *again = node_id_of(f);
+    assert_string_equal(again, id);
+    assert_true(stored_not_after(f) > clock_wall_s(&f->clock));
+    free(id);
+    free(again);
+}
+
+static bool
+verdict_on_disk(struct fixture *f)
+{
+    return state_file_exists(f, "reauth.json");
+}
+
+/* Past REAUTH_GRACE every proof is refused: one attempt per transition
+ * into REAUTHENTICATING, three in a row, then EXPIRED for good — no fourth
+ * attempt, the verdict on disk, a restart stays EXPIRED without trying,
+ * and a new token (the hint's fix) brings the node back. */
+static void
+test_breaker_settles_expired_after_three_refusals_and_persists(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 1);
+    enroll_and_come_online(f);
+    f->settings.enrollment_token[0] = '\0';
+    f->c.settings.reauth_grace_s = 0;
+    pass_not_after(f);
+    run_until_logged(f, "re-authentication failed; this node needs an operator", 1);
+    assert_int_equal(agent_current_state(f->agent), AGENT_EXPIRED);
+    assert_int_equal(count_lines("msg=\"re-authenticating\""), 3);
+    assert_int_equal(count_lines("from=REAUTHENTICATING to=EXPIRED"), 3);
+    assert_int_equal(count_lines("to=REAUTHENTICATING"), 3);
+    /* Each attempt: the key refused (past the grace), then the retained,
+     * spent token refused — one attempt, one count. */
+    assert_int_equal(count_lines("msg=\"re-authentication attempt refused\" method=token"), 3);
+    assert_non_null(strstr(test_log_captured(), "controller token create --role tunneler "
+                                                "--name t1 --replace"));
+    assert_int_equal(reauth_field(f, "failures"), 3);
+    assert_int_equal(reauth_field(f, "terminal"), 1);
+    assert_true(verdict_on_disk(f));
+    assert_int_equal(agent_exit_code(f->agent), -1); /* stays up, /health answers */
+    int status;
+    json_decref(health(f, &status));
+    assert_int_equal(status, 503);
+    /* No fourth attempt, however long it waits; SIGHUP does not retry. */
+    agent_retry_now(f->agent);
+    int64_t until = clock_monotonic_ms(clock_system()) + 400;
+    while (clock_monotonic_ms(clock_system()) < until)
+        ev_run(f->loop, EVRUN_ONCE);
+    assert_int_equal(count_lines("msg=\"re-authenticating\""), 3);
+    /* A restart keeps the verdict. */
+    agent_free(f->agent);
+    f->agent = NULL;
+    start_agent(f);
+    assert_int_equal(agent_current_state(f->agent), AGENT_EXPIRED);
+    assert_non_null(strstr(test_log_captured(), "re-authentication failed before this start"));
+    until = clock_monotonic_ms(clock_system()) + 300;
+    while (clock_monotonic_ms(clock_system()) < until)
+        ev_run(f->loop, EVRUN_ONCE);
+    assert_int_equal(count_lines("msg=\"re-authenticating\""), 3);
+    /* The fix: a new token and a restart. */
+    agent_free(f->agent);
+    f->agent = NULL;
+    issue_token(f, 1);
+    start_agent(f);
+    run_until_state(f, AGENT_ONLINE);
+    assert_false(verdict_on_disk(f));
+    assert_non_null(strstr(test_log_captured(), "msg=\"re-enrolling with the retained token\""));
+}
+
+/* Two refusals, then the controller accepts: the counter resets at the
+ * register, so the next expiry has three attempts again — inside one
+ * process. The anchor is the original key throughout the refused attempts. */
+static void
+test_breaker_resets_on_register_inside_one_process(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 1);
+    enroll_and_come_online(f);
+    f->settings.enrollment_token[0] = '\0';
+    uint8_t *original = NULL;
+    size_t original_len = 0;
+    struct ztr_err err = {0};
+    assert_int_equal(pki_key_public_der(f->agent->key, &original, &original_len, &err), 0);
+    f->c.settings.reauth_grace_s = 0;
+    pass_not_after(f);
+    run_until_logged(f, "from=REAUTHENTICATING to=EXPIRED", 2);
+    assert_int_equal(reauth_field(f, "failures"), 2);
+    /* Captured once: still the expired certificate's key. */
+    uint8_t *anchor;
+    size_t anchor_len;
+    assert_int_equal(pki_key_public_der(f->agent->reauth_anchor, &anchor, &anchor_len, &err), 0);
+    assert_int_equal(pki_public_key_equal(original, original_len, anchor, anchor_len, &err), 1);
+    free(anchor);
+    f->c.settings.reauth_grace_s = 7 * 86400;
+    run_until_state(f, AGENT_ONLINE);
+    assert_int_equal(reauth_field(f, "failures"), 0);
+    assert_null(f->agent->reauth_anchor);
+    assert_int_equal(count_lines("msg=\"re-authenticating\""), 3);
+    /* Expired again: three fresh attempts before the breaker trips. */
+    f->c.settings.reauth_grace_s = 0;
+    pass_not_after(f);
+    run_until_logged(f, "re-authentication failed; this node needs an operator", 1);
+    assert_int_equal(count_lines("from=REAUTHENTICATING to=EXPIRED"), 2 + 3);
+    assert_int_equal(count_lines("msg=\"re-authenticating\""), 3 + 3);
+    free(original);
+}
+
+/* The node is revoked while ONLINE: the agent stays up in REVOKED, /health
+ * 503 with telemetry.auth.revoked = 1, and it never reconnects. A stop then
+ * exits 3 (process_stop; here: agent_exit_code stays -1 while it runs). */
+static void
+test_revoked_node_stays_up_in_revoked(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 1);
+    enroll_and_come_online(f);
+    char *id = node_id_of(f);
     struct ztr_err err = {0};
     assert_int_equal(store_node_revoke(f->c.store, id, "test revocation", &err), 0);
     ctl_server_revoke(f->c.ctl, id, "test revocation");
-    json_decref(node);
-    run_until_state(f, AGENT_STATE_COUNT);
-    assert_int_equal(agent_exit_code(f->agent), AGENT_EXIT_REVOKED);
+    free(id);
+    run_until_state(f, AGENT_REVOKED);
+    int64_t until = clock_monotonic_ms(clock_system()) + 300;
+    while (clock_monotonic_ms(clock_system()) < until)
+        ev_run(f->loop, EVRUN_ONCE);
+    assert_int_equal(agent_exit_code(f->agent), -1);
+    int status;
+    json_t *h = health(f, &status);
+    assert_int_equal(status, 503);
+    assert_string_equal(json_string_value(json_object_get(h, "state")), "REVOKED");
+    assert_int_equal(json_integer_value(json_object_get(h, "telemetry.auth.revoked")), 1);
+    json_decref(h);
+    assert_non_null(strstr(test_log_captured(), "msg=\"node revoked by the controller\""));
+    assert_non_null(strstr(test_log_captured(), "telemetry.auth.revoked=1"));
+    assert_int_equal(count_lines("control-plane stream connected"), 1);
+    assert_int_equal(count_lines("reconnect scheduled"), 0);
+    agent_retry_now(f->agent);
     assert_int_equal(agent_current_state(f->agent), AGENT_REVOKED);
-    assert_non_null(strstr(test_log_captured(), "node revoked by the controller"));
 }
+
+/* The controller's own end, with its clock alone past not_after (the
+ * agent's still says valid): the heartbeat is refused, the session closed
+ * with "peer certificate expired", and the node shown EXPIRED. */
+static void
+test_controller_refuses_heartbeats_after_not_after(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 1);
+    enroll_and_come_online(f);
+    char *id = node_id_of(f);
+    struct ztr_clock ahead;
+    clock_manual_init(&ahead, clock_wall_ms(&f->clock));
+    clock_manual_advance(&ahead, (AGENT_SVID_TTL_S + 5) * 1000LL);
+    f->c.clock = &ahead;
+    run_until_logged(f, "msg=\"heartbeat refused\"", 1);
+    run_until_logged(f, "reason=\"peer certificate expired\"", 1);
+    assert_non_null(strstr(test_log_captured(), "msg=\"node disconnected\""));
+    f->c.clock = &f->clock;
+    struct store_node node;
+    struct ztr_err err = {0};
+    assert_int_equal(store_node_get(f->c.store, id, &node, &err), 0);
+    assert_string_equal(store_node_status_name(&node, clock_wall_s(&ahead)), "EXPIRED");
+    assert_string_equal(store_node_status_name(&node, clock_wall_s(&f->clock)), "OFFLINE");
+    free(id);
+}
+
+/* agent.connected and telemetry.auth.unavailable follow the stream: true
+ * and 0 while ONLINE; false and counting while the controller is away. */
+static void
+test_connected_and_unavailable_follow_the_stream(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 1);
+    enroll_and_come_online(f);
+    json_t *h = health(f, NULL);
+    assert_true(json_is_true(json_object_get(json_object_get(h, "agent"), "connected")));
+    assert_int_equal(json_integer_value(json_object_get(h, "telemetry.auth.unavailable")), 0);
+    json_decref(h);
+    controller_down(f);
+    run_until_logged(f, "reconnect scheduled", 3);
+    h = health(f, NULL);
+    assert_false(json_is_true(json_object_get(json_object_get(h, "agent"), "connected")));
+    assert_true(json_integer_value(json_object_get(h, "telemetry.auth.unavailable")) >= 2);
+    json_decref(h);
+    controller_up(f);
+    run_until_state(f, AGENT_ONLINE);
+    h = health(f, NULL);
+    assert_true(json_is_true(json_object_get(json_object_get(h, "agent"), "connected")));
+    json_decref(h);
+}
+
+/* A certificate without its key, and a key without its certificate, are
+ * refused at start with the documented text (exit 2) — never an
+ * enrollment over them, even with a token at hand. */
+static void
+test_partial_identity_is_refused_never_a_fallback(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 1);
+    enroll_and_come_online(f);
+    agent_free(f->agent);
+    f->agent = NULL;
+    struct ztr_err err = {0};
+    issue_token(f, 1); /* a usable token: it must stay unused */
+    /* cert.pem without key.pem */
+    move_state_file(f, "key.pem", "key.pem.aside");
+    assert_int_equal(agent_new(f->loop, &f->clock, &f->spec, &f->settings, &f->agent, &err), 0);
+    assert_int_equal(agent_start(f->agent, &err), -1);
+    assert_non_null(strstr(err.msg, AGENT_MSG_IDENTITY_INCOMPLETE ": cert.pem without key.pem"));
+    assert_int_equal(agent_exit_code(f->agent), AGENT_EXIT_CONFIG);
+    agent_free(f->agent);
+    f->agent = NULL;
+    /* key.pem without cert.pem */
+    move_state_file(f, "key.pem.aside", "key.pem");
+    move_state_file(f, "cert.pem", "cert.pem.aside");
+    assert_int_equal(agent_new(f->loop, &f->clock, &f->spec, &f->settings, &f->agent, &err), 0);
+    assert_int_equal(agent_start(f->agent, &err), -1);
+    assert_non_null(strstr(err.msg, AGENT_MSG_IDENTITY_INCOMPLETE ": key.pem without cert.pem"));
+    assert_int_equal(agent_exit_code(f->agent), AGENT_EXIT_CONFIG);
+    agent_free(f->agent);
+    f->agent = NULL;
+    /* A key that is not the certificate's */
+    move_state_file(f, "cert.pem.aside", "cert.pem");
+    write_stray_key(f, "key.pem");
+    assert_int_equal(agent_new(f->loop, &f->clock, &f->spec, &f->settings, &f->agent, &err), 0);
+    assert_int_equal(agent_start(f->agent, &err), -1);
+    assert_non_null(strstr(err.msg, "key.pem is not the key of cert.pem"));
+    assert_int_equal(count_lines("msg=\"enrolled\""), 1);
+    assert_int_equal(ctl_server_session_count(f->c.ctl), 0);
+}
+
 
 static void
 test_agent_new_checks_its_settings(void **state)
@@ -580,10 +905,16 @@ main(void)
         cmocka_unit_test(test_renewal_at_half_life_with_bounded_jitter),
         AGENT_TEST(test_agent_enrolls_with_a_token_and_comes_online),
         AGENT_TEST(test_agent_reconnects_with_backoff_while_the_controller_is_away),
-        AGENT_TEST(test_expired_certificate_is_replaced_with_a_reusable_token),
-        AGENT_TEST(test_expired_certificate_without_a_usable_token_ends_expired),
         AGENT_TEST(test_torn_identity_change_is_settled_on_start),
-        AGENT_TEST(test_revoked_node_stops_with_status_3),
+        AGENT_TEST(test_expiry_while_online_reauthenticates_by_proof_of_possession),
+        AGENT_TEST(test_expired_while_the_controller_is_away_retries_the_same_attempt),
+        AGENT_TEST(test_reauth_off_uses_a_reusable_token),
+        AGENT_TEST(test_breaker_settles_expired_after_three_refusals_and_persists),
+        AGENT_TEST(test_breaker_resets_on_register_inside_one_process),
+        AGENT_TEST(test_revoked_node_stays_up_in_revoked),
+        AGENT_TEST(test_controller_refuses_heartbeats_after_not_after),
+        AGENT_TEST(test_connected_and_unavailable_follow_the_stream),
+        AGENT_TEST(test_partial_identity_is_refused_never_a_fallback),
         AGENT_TEST(test_agent_new_checks_its_settings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -193,6 +193,27 @@ test_copy_is_a_saved_position(void **state)
     assert_int_equal(a, 1);
 }
 
+static void
+test_hex_round_trip_and_refusals(void **state)
+{
+    (void)state;
+    const uint8_t data[] = {0x00, 0xab, 0x7f, 0xff};
+    char text[9];
+    assert_int_equal(bytes_hex_encode(data, sizeof(data), text, sizeof(text)), 0);
+    assert_string_equal(text, "00ab7fff");
+    assert_int_equal(bytes_hex_encode(data, sizeof(data), text, 8), -1);
+    uint8_t out[4];
+    size_t len = 0;
+    assert_int_equal(bytes_hex_decode("00AB7fff", out, sizeof(out), &len), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(out, data, 4);
+    assert_int_equal(bytes_hex_decode("abc", out, sizeof(out), &len), -1);    /* odd */
+    assert_int_equal(bytes_hex_decode("zz", out, sizeof(out), &len), -1);     /* not hex */
+    assert_int_equal(bytes_hex_decode("0011223344", out, 4, &len), -1);      /* too long */
+    assert_int_equal(bytes_hex_decode("", out, sizeof(out), &len), 0);
+    assert_int_equal(len, 0);
+}
+
 int
 main(void)
 {
@@ -204,6 +225,7 @@ main(void)
         cmocka_unit_test(test_writer_exact_fit_and_one_short),
         cmocka_unit_test(test_empty_buffers),
         cmocka_unit_test(test_copy_is_a_saved_position),
+        cmocka_unit_test(test_hex_round_trip_and_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

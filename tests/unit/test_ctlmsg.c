@@ -185,7 +185,67 @@ test_every_message_type_decodes(void **state)
     assert_int_equal(decode_ok("{\"type\":\"revoked\",\"reason\":\"admin\"}"), CTLMSG_REVOKED);
     assert_int_equal(decode_ok("{\"type\":\"error\",\"code\":\"c\",\"message\":\"m\"}"),
                      CTLMSG_ERROR);
+    assert_int_equal(decode_ok("{\"type\":\"reauth_begin\",\"node_id\":\"n\",\"spiffe_id\":\"s\"}"),
+                     CTLMSG_REAUTH_BEGIN);
+    assert_int_equal(decode_ok("{\"type\":\"reauth_challenge\",\"challenge\":\"00ff\"}"),
+                     CTLMSG_REAUTH_CHALLENGE);
+    assert_int_equal(decode_ok("{\"type\":\"reauth\",\"csr\":\"PEM\",\"key\":\"3059\","
+                               "\"signature\":\"3044\"}"),
+                     CTLMSG_REAUTH);
+    assert_int_equal(decode_ok("{\"type\":\"reauthenticated\",\"node_id\":\"n1\",\"spiffe_id\":\"s\","
+                               "\"chain\":\"c\",\"bundle\":\"b\"}"),
+                     CTLMSG_REAUTHENTICATED);
     assert_string_equal(ctlmsg_type_name(CTLMSG_HEARTBEAT_ACK), "heartbeat_ack");
+    assert_string_equal(ctlmsg_type_name(CTLMSG_REAUTH_CHALLENGE), "reauth_challenge");
+}
+
+static void
+test_reauth_messages_are_checked(void **state)
+{
+    (void)state;
+    decode_bad("{\"type\":\"reauth_begin\",\"node_id\":\"n\"}", "reauth_begin.spiffe_id: missing");
+    decode_bad("{\"type\":\"reauth\",\"csr\":\"x\",\"key\":\"k\"}", "reauth.signature: missing");
+    decode_bad("{\"type\":\"reauth\",\"csr\":\"x\",\"key\":\"k\",\"signature\":1}",
+               "reauth.signature: expected a string");
+    decode_bad("{\"type\":\"reauth_challenge\",\"challenge\":\"00\",\"x\":1}",
+               "reauth_challenge: unknown field \"x\"");
+}
+
+/* What a re-authentication proof signs binds the challenge, the node and
+ * the new key's CSR: change any one and the bytes differ. */
+static void
+test_reauth_proof_binds_challenge_node_and_csr(void **state)
+{
+    (void)state;
+    char challenge[2 * CTLMSG_REAUTH_CHALLENGE_BYTES + 1], other[sizeof(challenge)];
+    memset(challenge, 'a', sizeof(challenge) - 1);
+    challenge[sizeof(challenge) - 1] = '\0';
+    memcpy(other, challenge, sizeof(other));
+    other[0] = 'b';
+    uint8_t *a, *b;
+    size_t a_len, b_len;
+    struct ztr_err err = {0};
+    assert_int_equal(ctlmsg_reauth_proof(challenge, "n1", "spiffe://x/tunneler/t", "CSR", &a,
+                                         &a_len, &err), 0);
+    assert_memory_equal(a, CTLMSG_REAUTH_DOMAIN, strlen(CTLMSG_REAUTH_DOMAIN) + 1);
+    const char *variants[][4] = {
+        {other, "n1", "spiffe://x/tunneler/t", "CSR"},
+        {challenge, "n2", "spiffe://x/tunneler/t", "CSR"},
+        {challenge, "n1", "spiffe://x/tunneler/u", "CSR"},
+        {challenge, "n1", "spiffe://x/tunneler/t", "CSR2"},
+        /* the fields are NUL-separated: moving a byte across a boundary
+         * changes the bytes too */
+        {challenge, "n1s", "piffe://x/tunneler/t", "CSR"},
+    };
+    for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
+        assert_int_equal(ctlmsg_reauth_proof(variants[i][0], variants[i][1], variants[i][2],
+                                             variants[i][3], &b, &b_len, &err), 0);
+        assert_true(a_len != b_len || memcmp(a, b, a_len) != 0);
+        free(b);
+    }
+    free(a);
+    assert_int_equal(ctlmsg_reauth_proof("00ff", "n1", "s", "c", &a, &a_len, &err), -1);
+    assert_int_equal(ctlmsg_reauth_proof("zz", "n1", "s", "c", &a, &a_len, &err), -1);
 }
 
 static void
@@ -253,6 +313,8 @@ main(void)
         cmocka_unit_test(test_frame_lengths_are_bounded),
         cmocka_unit_test(test_frame_reader_per_reader_bound),
         cmocka_unit_test(test_every_message_type_decodes),
+        cmocka_unit_test(test_reauth_messages_are_checked),
+        cmocka_unit_test(test_reauth_proof_binds_challenge_node_and_csr),
         cmocka_unit_test(test_schema_violations_are_named),
         cmocka_unit_test(test_encode_validates_and_frames),
     };

@@ -159,6 +159,11 @@ teardown(void **state)
     return 0;
 }
 
+/* What world_start_with uses instead of the long-lived tunneler identity,
+ * and the server's grace and identity (0 / NULL: world_start's defaults). */
+static const struct test_identity *world_tunneler;
+static int64_t world_grace_ms;
+
 /* Both sessions up over one loopback TCP connection. */
 static void
 world_start(struct world *w)
@@ -168,7 +173,8 @@ world_start(struct world *w)
     w->server.app_fd = w->client.app_fd = -1;
     w->loop = ev_loop_new(EVFLAG_AUTO);
     w->server_tls = test_tls_ctx(&pki, TLS_SIDE_SERVER, DATA_ALPN, &connector_id);
-    w->client_tls = test_tls_ctx(&pki, TLS_SIDE_CLIENT, DATA_ALPN, &tunneler_id);
+    w->client_tls = test_tls_ctx(&pki, TLS_SIDE_CLIENT, DATA_ALPN,
+                                 world_tunneler != NULL ? world_tunneler : &tunneler_id);
     struct ztr_err err = {0};
     assert_int_equal(relay_pool_new(16, &w->pool, &err), 0);
     int listen_fd, client_fd, server_fd = -1;
@@ -190,9 +196,11 @@ world_start(struct world *w)
                                        .dial_ip = "127.0.0.1"};
     struct dsession_config sc = {.loop = w->loop, .tls = w->server_tls, .pool = w->pool,
                                  .stats = &w->server.stats, .role = MUX_ACCEPTOR,
-                                 .window = {65536, 0}, .hooks = &server_hooks,
-                                 .user = &w->server};
+                                 .window = {65536, 0, world_grace_ms}, .hooks = &server_hooks,
+                                 .user = &w->server,
+                                 .self_id = "spiffe://" TD "/connector/dc1"};
     struct dsession_config cc = sc;
+    cc.self_id = "spiffe://" TD "/tunneler/laptop";
     cc.tls = w->client_tls;
     cc.stats = &w->client.stats;
     cc.role = MUX_OPENER;
@@ -402,9 +410,9 @@ static void
 test_queue_bound_follows_the_window(void **state)
 {
     (void)state;
-    struct dsession_window dflt = {0, 0};
-    struct dsession_window configured = {262144, 4194304};
-    struct dsession_window no_growth = {262144, 0};
+    struct dsession_window dflt = {0, 0, 0};
+    struct dsession_window configured = {262144, 4194304, 0};
+    struct dsession_window no_growth = {262144, 0, 0};
     assert_int_equal(dsession_queue_max(&dflt), 1048576 + 262144 + 262144);
     assert_int_equal(dsession_queue_max(&configured), 16777216 + 4194304 + 262144);
     assert_int_equal(dsession_queue_max(&no_growth), 1048576 + 262144 + 262144);
@@ -447,6 +455,149 @@ test_peer_recheck_and_expiry(void **state)
     world_stop(&w);
 }
 
+/* ---- a peer's renewed identity ---------------------------------------------- */
+
+/* A tunneler identity valid until now + ttl_s, with a fresh key. */
+static void
+issue_tunneler(int64_t ttl_s, struct test_identity *out, struct pki_key **key_out)
+{
+    struct pki_key *key;
+    uint8_t *public_der;
+    size_t public_len;
+    struct pki_spiffe_id id;
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(pki_key_generate(&key, NULL), 0);
+    assert_int_equal(pki_key_public_der(key, &public_der, &public_len, NULL), 0);
+    assert_int_equal(pki_spiffe_id_build(TD, PKI_ROLE_TUNNELER, "laptop", &id, NULL), 0);
+    struct pki_leaf_request request = {&id, public_der, public_len, NULL, 0, now - 60,
+                                       now + ttl_s};
+    assert_int_equal(pki_ca_issue(pki.ca, &request, &out->chain, &out->chain_len, NULL), 0);
+    assert_int_equal(pki_key_to_pem(key, &out->key, &out->key_len, NULL), 0);
+    free(public_der);
+    *key_out = key;
+}
+
+static void
+open_one(struct world *w)
+{
+    struct ztr_err err = {0};
+    uint32_t id;
+    int before = w->client.open_oks + w->client.pending_closed;
+    assert_int_equal(dsession_open(w->client.ds, "r", NULL, &id, &err), 0);
+    TEST_LOOP_UNTIL(w->loop, w->client.open_oks + w->client.pending_closed > before);
+}
+
+static void
+bytes_across(struct world *w, const char *text)
+{
+    char buf[64];
+    size_t n = strlen(text);
+    assert_int_equal(send(w->client.app_fd, text, n, 0), (ssize_t)n);
+    read_exactly(w, w->server.app_fd, buf, n);
+    assert_memory_equal(buf, text, n);
+}
+
+/* The tunneler's certificate runs out mid-stream; within DATA_REAUTH_GRACE
+ * the stream keeps going but no new stream is taken, then the tunneler
+ * proves its renewed certificate: the connector moves the session's end to
+ * the new not_after, and the stream never noticed. */
+static void
+test_renewed_identity_keeps_the_session_past_expiry(void **state)
+{
+    (void)state;
+    struct test_identity short_id = {0}, renewed = {0};
+    struct pki_key *short_key, *renewed_key;
+    issue_tunneler(1, &short_id, &short_key);
+    issue_tunneler(3600, &renewed, &renewed_key);
+    world_tunneler = &short_id;
+    world_grace_ms = 5000;
+    struct world w;
+    world_start(&w);
+    open_one(&w);
+    assert_int_equal(w.client.open_oks, 1);
+    bytes_across(&w, "before");
+    TEST_LOOP_UNTIL(w.loop, dsession_peer_in_grace(w.server.ds));
+    assert_true(dsession_peer_in_grace(w.server.ds));
+    assert_false(w.server.closed || w.client.closed);
+    bytes_across(&w, "in grace");
+    /* No new stream on an expired identity. */
+    open_one(&w);
+    assert_int_equal(w.client.open_oks, 1);
+    assert_int_equal(w.client.pending_closed, 1);
+    assert_int_equal(w.client.pending_code, MUX_CODE_REFUSED);
+    assert_string_equal(w.client.pending_reason, DSESSION_MSG_PEER_EXPIRED);
+    /* The renewed certificate, proven with its own key. */
+    struct ztr_err err = {0};
+    int64_t old_end = dsession_peer_not_after(w.server.ds);
+    assert_int_equal(dsession_present_identity(w.client.ds, renewed.chain, renewed.chain_len,
+                                               renewed_key, &err), 0);
+    TEST_LOOP_UNTIL(w.loop, !dsession_peer_in_grace(w.server.ds));
+    assert_false(dsession_peer_in_grace(w.server.ds));
+    assert_true(dsession_peer_not_after(w.server.ds) > old_end + 3000);
+    bytes_across(&w, "after");
+    open_one(&w);
+    assert_int_equal(w.client.open_oks, 2);
+    /* A bundle change re-judges the renewed chain, which still verifies. */
+    struct pki_bundle *same;
+    assert_int_equal(pki_bundle_from_pem(pki.bundle, pki.bundle_len, &same, &err), 0);
+    assert_int_equal(dsession_recheck_peer(w.server.ds, same), 0);
+    pki_bundle_free(same);
+    assert_false(w.server.closed || w.client.closed);
+    world_stop(&w);
+    world_tunneler = NULL;
+    world_grace_ms = 0;
+    test_identity_free(&short_id);
+    test_identity_free(&renewed);
+    pki_key_free(short_key);
+    pki_key_free(renewed_key);
+}
+
+/* Without a renewal the session still ends at the grace's end; a proof
+ * that does not hold (a certificate presented with another key) ends it at
+ * once. */
+static void
+test_expired_peer_without_a_proof_is_cut(void **state)
+{
+    (void)state;
+    struct test_identity short_id = {0}, renewed = {0};
+    struct pki_key *short_key, *renewed_key;
+    issue_tunneler(1, &short_id, &short_key);
+    issue_tunneler(3600, &renewed, &renewed_key);
+    world_tunneler = &short_id;
+    world_grace_ms = 300;
+    struct world w;
+    world_start(&w);
+    open_one(&w);
+    TEST_LOOP_UNTIL(w.loop, w.server.closed && w.client.closed);
+    assert_true(w.server.closed && w.client.closed);
+    assert_int_equal(w.client.closed_code, MUX_CODE_REFUSED);
+    assert_string_equal(w.client.closed_reason, DSESSION_MSG_PEER_EXPIRED);
+    world_stop(&w);
+    /* The renewed chain signed with another key: not a proof. */
+    world_grace_ms = 60000;
+    world_tunneler = NULL;
+    world_start(&w);
+    struct ztr_err err = {0};
+    assert_int_equal(dsession_present_identity(w.client.ds, renewed.chain, renewed.chain_len,
+                                               short_key, &err), 0);
+    TEST_LOOP_UNTIL(w.loop, w.server.closed && w.client.closed);
+    assert_int_equal(w.client.closed_code, MUX_CODE_REFUSED);
+    assert_string_equal(w.client.closed_reason, DSESSION_MSG_BAD_IDENTITY);
+    world_stop(&w);
+    /* Someone else's certificate, however well signed: refused too. */
+    world_start(&w);
+    assert_int_equal(dsession_present_identity(w.server.ds, renewed.chain, renewed.chain_len,
+                                               renewed_key, &err), 0);
+    TEST_LOOP_UNTIL(w.loop, w.server.closed && w.client.closed);
+    assert_string_equal(w.server.closed_reason, DSESSION_MSG_BAD_IDENTITY);
+    world_stop(&w);
+    world_grace_ms = 0;
+    test_identity_free(&short_id);
+    test_identity_free(&renewed);
+    pki_key_free(short_key);
+    pki_key_free(renewed_key);
+}
+
 int
 main(void)
 {
@@ -457,6 +608,8 @@ main(void)
         cmocka_unit_test(test_lost_connection_reads_as_internal),
         cmocka_unit_test(test_queue_bound_follows_the_window),
         cmocka_unit_test(test_peer_recheck_and_expiry),
+        cmocka_unit_test(test_renewed_identity_keeps_the_session_past_expiry),
+        cmocka_unit_test(test_expired_peer_without_a_proof_is_cut),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

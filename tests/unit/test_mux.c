@@ -56,6 +56,9 @@ struct side {
     enum mux_code session_code;
     char session_reason[MUX_REASON_MAX];
     int64_t rtt;
+    int identities;
+    uint8_t identity[64];
+    size_t identity_len;
     size_t buffered, max_buffered; /* received, not consumed, streams still open */
     void (*writable_hook)(struct side *side, uint32_t stream);
     void (*data_hook)(struct side *side, uint32_t stream);
@@ -196,6 +199,16 @@ cb_pong(void *user, int64_t rtt)
 }
 
 static void
+cb_identity(void *user, const uint8_t *payload, size_t len)
+{
+    struct side *s = user;
+    late(s);
+    s->identities++;
+    s->identity_len = len < sizeof(s->identity) ? len : sizeof(s->identity);
+    memcpy(s->identity, payload, s->identity_len);
+}
+
+static void
 cb_session_closed(void *user, enum mux_code code, const char *reason)
 {
     struct side *s = user;
@@ -224,6 +237,7 @@ static const struct mux_callbacks callbacks = {
     .on_stream_closed = cb_stream_closed,
     .on_writable = cb_writable,
     .on_pong = cb_pong,
+    .on_identity = cb_identity,
     .on_session_closed = cb_session_closed,
 };
 
@@ -731,6 +745,32 @@ test_goaway_with_reason(void **state)
     struct ztr_err err = {0};
     assert_int_equal(mux_open(p.a.mux, "r", &id, &err), -1);
     assert_int_equal(mux_ping(p.a.mux), -1);
+    pair_free(&p);
+}
+
+/* IDENTITY goes both ways on stream 0 and is handed over as it came; it
+ * changes nothing about the streams. */
+static void
+test_identity_frames_are_delivered(void **state)
+{
+    (void)state;
+    struct pair p;
+    pair_init(&p, 0, 0, 0, 0);
+    assert_int_equal(mux_identity(p.a.mux, (const uint8_t *)"proof-a", 7), 0);
+    assert_int_equal(mux_identity(p.b.mux, (const uint8_t *)"proof-b", 7), 0);
+    pump(&p);
+    assert_int_equal(p.b.identities, 1);
+    assert_memory_equal(p.b.identity, "proof-a", 7);
+    assert_int_equal(p.a.identities, 1);
+    assert_memory_equal(p.a.identity, "proof-b", 7);
+    assert_int_equal(p.a.session_closed + p.b.session_closed, 0);
+    uint8_t big[MUX_MAX_PAYLOAD + 1] = {0};
+    assert_int_equal(mux_identity(p.a.mux, big, 0), -1);
+    assert_int_equal(mux_identity(p.a.mux, big, sizeof(big)), -1);
+    assert_int_equal(mux_identity(p.a.mux, big, MUX_MAX_PAYLOAD), 0);
+    pump(&p);
+    assert_int_equal(p.b.identities, 2);
+    assert_int_equal(p.b.identity_len, 64);
     pair_free(&p);
 }
 
@@ -1375,7 +1415,11 @@ struct error_case {
 #define F_RST(id, flags, code) {MUX_RST, flags, id, 2, code, 0}
 
 static const struct error_case error_cases[] = {
-    {"unknown frame type 0x0a", MUX_ACCEPTOR, 0, false, 0, {{10, 0, 1, 0, "", 0}}},
+    {"unknown frame type 0x0b", MUX_ACCEPTOR, 0, false, 0, {{11, 0, 1, 0, "", 0}}},
+    {"IDENTITY on stream 1 (must be 0)", MUX_ACCEPTOR, 0, false, 0,
+     {{MUX_IDENTITY, 0, 1, 4, NULL, 0}}},
+    {"IDENTITY payload of 0 bytes (must be 1..16384)", MUX_OPENER, 0, false, 0,
+     {{MUX_IDENTITY, 0, 0, 0, "", 0}}},
     {"unknown frame type 0x00", MUX_ACCEPTOR, 0, false, 0, {{0x100, 0, 0, 0, "", 0}}},
     {"DATA payload of 16385 bytes exceeds 16384", MUX_ACCEPTOR, 0, true, 0,
      {F_OPEN(1, "r"), {MUX_DATA, 0, 1, 0, "", 16385}}},
@@ -1695,6 +1739,7 @@ main(void)
         cmocka_unit_test(test_reset_after_fins),
         cmocka_unit_test(test_goaway_with_reason),
         cmocka_unit_test(test_ping_rtt),
+        cmocka_unit_test(test_identity_frames_are_delivered),
         cmocka_unit_test(test_stream_window_stops_exactly),
         cmocka_unit_test(test_window_grows_only_for_fast_readers),
         cmocka_unit_test(test_session_window_stops_exactly),

@@ -1,4 +1,6 @@
-/* Public-key comparison: the same key in two encodings is the same key. */
+/* Public-key comparison: the same key in two encodings is the same key.
+ * Proofs of possession: a signature verifies with its key only, over its
+ * data only. */
 #include "tests/unit/support.h"
 
 #include <stdlib.h>
@@ -77,12 +79,58 @@ test_not_a_key_is_an_error(void **state)
     free(a);
 }
 
+static void
+test_signature_proves_possession_of_that_key_over_that_data(void **state)
+{
+    (void)state;
+    struct pki_key *key, *other;
+    struct ztr_err err = {0};
+    assert_int_equal(pki_key_generate(&key, &err), 0);
+    assert_int_equal(pki_key_generate(&other, &err), 0);
+    uint8_t *spki, *other_spki;
+    size_t spki_len, other_len;
+    assert_int_equal(pki_key_public_der(key, &spki, &spki_len, &err), 0);
+    assert_int_equal(pki_key_public_der(other, &other_spki, &other_len, &err), 0);
+    const uint8_t data[] = "ztr test\0challenge";
+    uint8_t sig[PKI_SIGNATURE_MAX];
+    size_t sig_len = 0;
+    assert_int_equal(pki_key_sign(key, data, sizeof(data), sig, &sig_len, &err), 0);
+    assert_true(sig_len > 8 && sig_len <= PKI_SIGNATURE_MAX);
+    assert_int_equal(pki_signature_verify(spki, spki_len, data, sizeof(data), sig, sig_len, &err),
+                     0);
+    /* Another key, other data, a flipped bit, an empty or oversized
+     * signature: each refused with the same code. */
+    assert_int_equal(pki_signature_verify(other_spki, other_len, data, sizeof(data), sig,
+                                          sig_len, &err), -1);
+    assert_int_equal(err.code, PKI_E_BAD_SIGNATURE);
+    assert_int_equal(pki_signature_verify(spki, spki_len, data, sizeof(data) - 1, sig, sig_len,
+                                          &err), -1);
+    assert_int_equal(err.code, PKI_E_BAD_SIGNATURE);
+    sig[sig_len - 1] ^= 1;
+    assert_int_equal(pki_signature_verify(spki, spki_len, data, sizeof(data), sig, sig_len, &err),
+                     -1);
+    assert_int_equal(err.code, PKI_E_BAD_SIGNATURE);
+    assert_int_equal(pki_signature_verify(spki, spki_len, data, sizeof(data), sig, 0, &err), -1);
+    assert_int_equal(pki_signature_verify(spki, spki_len, data, sizeof(data), sig,
+                                          PKI_SIGNATURE_MAX + 1, &err), -1);
+    assert_int_equal(err.code, PKI_E_BAD_SIGNATURE);
+    const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+    assert_int_equal(pki_signature_verify(junk, sizeof(junk), data, sizeof(data), sig, sig_len,
+                                          &err), -1);
+    assert_int_equal(err.code, PKI_E_BAD_KEY);
+    free(spki);
+    free(other_spki);
+    pki_key_free(key);
+    pki_key_free(other);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_key_in_another_encoding_is_equal),
         cmocka_unit_test(test_not_a_key_is_an_error),
+        cmocka_unit_test(test_signature_proves_possession_of_that_key_over_that_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 import { useEffect, useMemo, useState } from "react";
 import ErrorPanel from "@/components/ErrorPanel";
 import { api, type ApiError } from "@/lib/client";
+import { byId, type Fleet } from "@/lib/fleet";
 import { expiryText, lastSeenText, matchesFilter, shownStatus, type Node, type Shown } from "@/lib/nodes";
 
 interface Props {
@@ -21,6 +22,9 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
   const [q, setQ] = useState("");
   const [status, setStatus] = useState("");
   const [role, setRole] = useState("");
+  // The fleet view adds reconnects and flapping; a console in front of an
+  // older controller (no /api/admin/fleet) shows the list without them.
+  const [fleet, setFleet] = useState<Fleet | null>(null);
 
   // Poll the node list; a slow answer delays the next poll instead of
   // stacking requests.
@@ -28,8 +32,9 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
     let stopped = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const tick = async () => {
-      const res = await api<{ nodes: Node[] }>("GET", "nodes");
+      const [res, fl] = await Promise.all([api<{ nodes: Node[] }>("GET", "nodes"), api<Fleet>("GET", "fleet")]);
       if (stopped) return;
+      setFleet(fl.ok ? fl.data : null);
       if (res.ok) {
         setNodes(res.data.nodes);
         setError(null);
@@ -67,6 +72,7 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
   // renewed at half-life, a healthy node never gets there), and nodes past their renewal time.
   const expiringSoon = nodes.filter((n) => !n.revoked && n.cert_not_after > now && n.cert_not_after - now < 3600).length;
   const overdue = nodes.filter((n) => n.renewal_overdue).length;
+  const fleetNodes = useMemo(() => byId(fleet), [fleet]);
 
   return (
     <section>
@@ -83,6 +89,11 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
         <span className={`count ${overdue > 0 ? "warn" : ""}`} data-testid="renewal-overdue">
           renewal overdue {overdue}
         </span>
+        {fleet !== null && (
+          <span className={`count ${fleet.flapping > 0 ? "warn" : ""}`} data-testid="flapping-count">
+            flapping {fleet.flapping}
+          </span>
+        )}
         <span className="updated">
           {updated === null ? "not updated yet" : `updated ${now - updated <= 1 ? "just now" : `${now - updated} s ago`}`}
           {` · every ${pollMs / 1000} s`}
@@ -122,14 +133,19 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
             <th scope="col">Status</th>
             <th scope="col">Last seen</th>
             <th scope="col">Certificate expires</th>
+            <th scope="col">Reconnects 5 min</th>
             <th scope="col">Addresses</th>
             <th scope="col">ID</th>
           </tr>
         </thead>
         <tbody>
-          {rows.map(({ n, shown }) => (
+          {rows.map(({ n, shown }) => {
+            const f = fleetNodes.get(n.id);
+            return (
             <tr key={n.id} data-node-name={n.name} data-node-id={n.id}>
-              <td>{n.name}</td>
+              <td>
+                <a href={`/nodes/${encodeURIComponent(n.id)}`}>{n.name}</a>
+              </td>
               <td>{n.role}</td>
               <td>
                 <span className={`status status-${shown.toLowerCase()}`} data-status={shown}>
@@ -141,15 +157,25 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
                 {expiryText(n, now)}
                 {n.renewal_overdue && <span className="warn"> (renewal overdue)</span>}
               </td>
+              <td data-testid="reconnects">
+                {f === undefined ? "-" : f.reconnects_5m}
+                {f?.flapping && (
+                  <span className="warn flap" data-flapping="true">
+                    {" "}
+                    flapping
+                  </span>
+                )}
+              </td>
               <td>{(n.addresses ?? []).join(", ") || "-"}</td>
               <td>
                 <code>{n.id}</code>
               </td>
             </tr>
-          ))}
+            );
+          })}
           {rows.length === 0 && (
             <tr>
-              <td colSpan={7}>{nodes.length === 0 ? "No node has enrolled yet." : "No node matches the filter."}</td>
+              <td colSpan={8}>{nodes.length === 0 ? "No node has enrolled yet." : "No node matches the filter."}</td>
             </tr>
           )}
         </tbody>

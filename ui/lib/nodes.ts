@@ -5,7 +5,7 @@ export interface Node {
   name: string;
   role: "connector" | "tunneler" | string;
   spiffe_id: string;
-  status: "ONLINE" | "OFFLINE" | string;
+  status: "ONLINE" | "OFFLINE" | "EXPIRED" | string;
   revoked: boolean;
   last_seen: number;
   cert_serial: string;
@@ -21,7 +21,7 @@ export type Shown = "ONLINE" | "OFFLINE" | "EXPIRED" | "REVOKED";
 // Revoked beats expired beats what the control plane says.
 export function shownStatus(n: Node, nowS: number): Shown {
   if (n.revoked) return "REVOKED";
-  if (n.cert_not_after > 0 && n.cert_not_after <= nowS) return "EXPIRED";
+  if (n.status === "EXPIRED" || (n.cert_not_after > 0 && n.cert_not_after <= nowS)) return "EXPIRED";
   return n.status === "ONLINE" ? "ONLINE" : "OFFLINE";
 }
 

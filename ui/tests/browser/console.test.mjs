@@ -1,7 +1,7 @@
 // The console in Debian's Chromium (playwright-core, no browser download),
 // against the real controller, connector and tunneler that
 // tests/ui/console.sh started: log in, a node ONLINE, the tunneler killed
-// and OFFLINE shown without a reload, the admin token nowhere in what the
+// and OFFLINE shown without a reload, a node's detail, a revocation, the admin token nowhere in what the
 // browser got, the CSRF and session checks. Screenshots go to $UI_SHOTS.
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -178,6 +178,38 @@ test("filter and search", async () => {
   await row("dc1").waitFor();
   assert.equal(await row("laptop").count(), 0);
   await page.getByLabel("Search").fill("");
+});
+
+test("node detail: identity and the runbook counters with their 5-minute deltas", async () => {
+  await row("dc1").getByRole("link", { name: "dc1" }).click();
+  await page.getByRole("heading", { name: "connector dc1" }).waitFor();
+  assert.match((await page.getByTestId("serial").textContent()) ?? "", /^[0-9a-f]+$/);
+  assert.match((await page.getByTestId("not-after").textContent()) ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in /);
+  assert.match((await page.getByTestId("renew-at").textContent()) ?? "", /^\d{4}-\d\d-\d\dT/);
+  assert.match((await page.getByTestId("identity").textContent()) ?? "", /spiffe:\/\/[^ ]+\/connector\//);
+  const counter = page.locator('[data-counter="telemetry.auth.unavailable"]');
+  await counter.waitFor({ timeout: 5000 });
+  assert.match((await counter.getByTestId("value").textContent()) ?? "", /^\d+$/);
+  assert.match((await counter.getByTestId("delta").textContent()) ?? "", /^\+\d+$/);
+  await shot("node-detail");
+});
+
+test("revoke laptop: a confirmation first, then REVOKED here, in its timeline and in the list", async () => {
+  await page.getByRole("link", { name: "← Nodes" }).click();
+  await row("laptop").getByRole("link", { name: "laptop" }).click();
+  await page.getByRole("heading", { name: "tunneler laptop" }).waitFor();
+  await page.getByRole("button", { name: "Revoke…" }).click();
+  const confirm = page.getByRole("button", { name: "Revoke laptop" });
+  assert.equal(await confirm.isDisabled(), true, "disabled until the name is typed");
+  await page.getByLabel("Reason").fill("lost laptop");
+  await page.getByLabel("Node name").fill("laptop");
+  await shot("node-revoke-confirm");
+  await confirm.click();
+  await page.locator('[data-testid="identity"] [data-status="REVOKED"]').waitFor({ timeout: 5000 });
+  await page.getByTestId("timeline").getByText(/node revoked id=[0-9a-f]+ role=tunneler name=laptop reason=lost laptop/).waitFor();
+  await shot("node-revoked");
+  await page.getByRole("link", { name: "← Nodes" }).click();
+  await row("laptop").locator('[data-status="REVOKED"]').waitFor();
 });
 
 test("a change without the CSRF token is refused; with it, it goes through", async () => {

@@ -48,6 +48,8 @@ test("routes: the admin API's paths and methods, nothing else", () => {
   assert.equal(matchRoute("POST", ["nodes", "0123456789abcdef", "revoke"]).kind, "ok");
   assert.equal(matchRoute("DELETE", ["resources", "web", "connectors"]).kind, "ok");
   assert.equal(matchRoute("POST", ["ca", "rotate"]).kind, "ok");
+  assert.equal(matchRoute("GET", ["fleet"]).kind, "ok");
+  assert.deepEqual(matchRoute("POST", ["fleet"]), { kind: "method", allowed: ["GET"] });
   assert.equal(matchRoute("GET", ["nope"]).kind, "no-route");
   assert.equal(matchRoute("GET", ["nodes", ".."]).kind, "no-route");
   assert.equal(matchRoute("GET", ["nodes", "a/b"]).kind, "no-route");

@@ -63,6 +63,9 @@ test("node status shown: revoked, expired, online, offline", () => {
   assert.equal(nodes.shownStatus(base, 100), "ONLINE");
   assert.equal(nodes.shownStatus({ ...base, status: "OFFLINE" }, 100), "OFFLINE");
   assert.equal(nodes.shownStatus(base, 200), "EXPIRED");
+  // The controller's EXPIRED (its clock said so first) is shown as it is.
+  assert.equal(nodes.shownStatus({ ...base, status: "EXPIRED" }, 100), "EXPIRED");
+  assert.equal(nodes.shownStatus({ ...base, status: "EXPIRED", revoked: true }, 100), "REVOKED");
   assert.equal(nodes.shownStatus({ ...base, revoked: true }, 300), "REVOKED");
   assert.equal(nodes.lastSeenText(base, 100), "10 s ago");
   assert.equal(nodes.lastSeenText({ ...base, last_seen: 0 }, 100), "never");

@@ -1,0 +1,60 @@
+// The controller's fleet view (docs/CONTROLLER.md, "The fleet view"): per
+// node, the certificate horizon and the runbook's counters with their
+// 5-minute deltas.
+export interface FleetNode {
+  id: string;
+  name: string;
+  role: string;
+  state: string;
+  last_seen: number;
+  sessions: number;
+  cert_not_after: number;
+  expires_in_s: number;
+  cert_issued_at: number;
+  renew_at: number;
+  renewal_deadline: number;
+  last_renewed_at: number;
+  renewal_missed: boolean;
+  flapping: boolean;
+  reconnects_5m: number;
+  counters: Record<string, number> | null;
+  counters_at: number;
+  deltas_5m: Record<string, number> | null;
+  deltas_window_s: number;
+  flags: string[];
+}
+
+export interface Escalation {
+  failure: string;
+  nodes: number;
+  names: string[];
+  logged_at: number;
+}
+
+export interface Fleet {
+  now: number;
+  window_s: number;
+  counts: Record<string, number>;
+  renewal_missed: number;
+  flapping: number;
+  escalations: Escalation[];
+  nodes: FleetNode[];
+}
+
+// The runbook's counters in the order the runbook reads them; a rise of
+// the ones marked is a failure.
+export const COUNTERS: { name: string; failure: boolean }[] = [
+  { name: "telemetry.reconnect.scheduled", failure: false },
+  { name: "telemetry.reconnect.failed", failure: true },
+  { name: "telemetry.auth.expired", failure: true },
+  { name: "telemetry.auth.revoked", failure: true },
+  { name: "telemetry.auth.unavailable", failure: true },
+  { name: "renewals.ok", failure: false },
+  { name: "renewals.failed", failure: true },
+];
+
+export function byId(fleet: Fleet | null): Map<string, FleetNode> {
+  return new Map((fleet?.nodes ?? []).map((n) => [n.id, n]));
+}
+
+export const isoTime = (s: number) => (s ? new Date(s * 1000).toISOString().replace(".000Z", "Z") : "-");

@@ -2,7 +2,8 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import ErrorPanel from "@/components/ErrorPanel";
 import { api, type ApiError } from "@/lib/client";
-import { scanEvents, type EventScan } from "@/lib/events";
+import type { EventPage } from "@/lib/events";
+import { loadEvents as loadPage } from "@/lib/events-client";
 import { COUNTERS, isoTime, type Fleet, type FleetNode } from "@/lib/fleet";
 import { useHydrated } from "@/lib/hydrated";
 import { expiryText, lastSeenText, shownStatus, type Node } from "@/lib/nodes";
@@ -11,6 +12,9 @@ interface Props {
   id: string;
   pollMs: number;
 }
+
+// The timeline: the node's newest events; the Events page has the rest.
+const TIMELINE = 50;
 
 // deltas_5m covers less than 5 minutes while the controller has followed
 // the node for less.
@@ -21,7 +25,7 @@ export default function NodeDetail({ id, pollMs }: Props) {
   const [node, setNode] = useState<Node | null>(null);
   const [fleet, setFleet] = useState<FleetNode | null>(null);
   const [windowS, setWindowS] = useState(300);
-  const [scan, setScan] = useState<EventScan | null>(null);
+  const [scan, setScan] = useState<EventPage | null>(null);
   const [error, setError] = useState<{ what: string; e: ApiError } | null>(null);
   const [now, setNow] = useState(() => Math.floor(Date.now() / 1000));
   const [confirming, setConfirming] = useState(false);
@@ -30,13 +34,13 @@ export default function NodeDetail({ id, pollMs }: Props) {
   const [done, setDone] = useState("");
 
   const loadEvents = useCallback(async () => {
-    const res = await scanEvents((e) => e.node_id === id);
-    if (res.ok) setScan(res.scan);
+    const res = await loadPage({ node_id: id, kind: "" }, null, TIMELINE);
+    if (res.ok) setScan(res.data);
     else setError({ what: "/api/admin/events", e: res.error });
   }, [id]);
 
-  // The node and its fleet row every poll; the timeline on open and after
-  // a change (it reads the whole events table).
+  // The node and its fleet row every poll; the timeline on open, after a
+  // change and on Refresh.
   useEffect(() => {
     let stopped = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -216,13 +220,18 @@ export default function NodeDetail({ id, pollMs }: Props) {
       ) : (
         <>
           <p className="muted">
-            {scan.events.length} of {scan.scanned} events{scan.truncated ? " (the first 50 000 only)" : ""}, newest first.{" "}
+            The node&apos;s {scan.events.length} newest events{scan.before !== null ? "" : " (all it has)"}.{" "}
+            {scan.before !== null && (
+              <>
+                <a href={`/events?node=${encodeURIComponent(id)}`}>All of its events</a>{" "}
+              </>
+            )}
             <button type="button" onClick={() => void loadEvents()} disabled={!hydrated}>
               Refresh
             </button>
           </p>
           <ol className="timeline" data-testid="timeline">
-            {scan.events.slice(0, 200).map((e) => (
+            {scan.events.map((e) => (
               <li key={e.id} data-event-kind={e.kind}>
                 <time dateTime={new Date(e.at * 1000).toISOString()}>{isoTime(e.at)}</time> <strong>{e.kind}</strong> {e.detail}
               </li>

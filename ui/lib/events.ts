@@ -1,7 +1,8 @@
-// The controller's events (GET /api/admin/events: oldest first, after an
-// id cursor, at most 1000 a page). The console reads them in pages and
-// shows them newest first.
-import { api, type ApiError } from "./client";
+// The controller's events, newest first. GET /api/admin/events lists them
+// oldest first after an id cursor (at most 1000 a call) and filters
+// nothing, so the console reads windows of ids backwards from the newest:
+// ids are never reused and pruning removes the oldest first, so the ids
+// left are one unbroken run, and a window of 1000 ids is one call.
 
 export interface AdminEvent {
   id: number;
@@ -11,30 +12,75 @@ export interface AdminEvent {
   detail: string;
 }
 
-export const EVENTS_PAGE = 1000;
-// At most this many pages per look: 50 000 events, then the look stops and
-// says so (the table holds up to EVENT_MAX, 100 000 by default).
-export const MAX_PAGES = 50;
-
-export interface EventScan {
-  events: AdminEvent[]; // newest first
-  scanned: number;
-  truncated: boolean; // MAX_PAGES were read and more remained
+export interface Failure {
+  status: number;
+  text: string;
 }
 
-// Every event (or those of one node), newest first.
-export async function scanEvents(keep: (e: AdminEvent) => boolean): Promise<{ ok: true; scan: EventScan } | { ok: false; error: ApiError }> {
-  const kept: AdminEvent[] = [];
-  let after = 0;
-  let scanned = 0;
-  for (let page = 0; page < MAX_PAGES; page++) {
-    const res = await api<{ events: AdminEvent[] }>("GET", `events?after=${after}&limit=${EVENTS_PAGE}`);
-    if (!res.ok) return res;
-    const got = res.data.events;
-    scanned += got.length;
-    for (const e of got) if (keep(e)) kept.push(e);
-    if (got.length < EVENTS_PAGE) return { ok: true, scan: { events: kept.reverse(), scanned, truncated: false } };
-    after = got[got.length - 1]?.id ?? after;
+export type Result<T> = { ok: true; data: T } | { ok: false; error: Failure };
+
+// One call: the events with id > after, oldest first, at most limit.
+export type GetEvents = (after: number, limit: number) => Promise<Result<AdminEvent[]>>;
+
+export const WINDOW = 1000;
+// A page stops after reading this many windows (20 000 events) even when
+// it has fewer matches than asked; its cursor then continues from there.
+export const MAX_WINDOWS = 20;
+
+export interface EventFilter {
+  node_id: string; // "" = any
+  kind: string; // "" = any
+}
+
+export interface EventPage {
+  events: AdminEvent[]; // newest first
+  before: number | null; // the cursor of the next (older) page; null: none left
+  scanned: number; // events read for this page
+}
+
+export const matches = (e: AdminEvent, f: EventFilter) =>
+  (f.node_id === "" || e.node_id === f.node_id) && (f.kind === "" || e.kind === f.kind);
+
+// The newest event's id (0: none), in about 2·log2(id) calls of one row:
+// "after=x&limit=1" answers the first id above x, or nothing.
+export async function newestId(get: GetEvents): Promise<Result<number>> {
+  // lo: an id that exists (0: none yet); hi: no id above it (null: unknown).
+  let lo = 0;
+  let hi: number | null = null;
+  while (hi === null || hi > lo) {
+    const probe: number = hi === null ? (lo === 0 ? 0 : Math.max(lo * 2, 1024)) : Math.floor((lo + hi) / 2);
+    const r = await get(probe, 1);
+    if (!r.ok) return r;
+    const first = r.data[0];
+    if (first === undefined) hi = probe;
+    else lo = first.id;
   }
-  return { ok: true, scan: { events: kept.reverse(), scanned, truncated: true } };
+  return { ok: true, data: lo };
+}
+
+// Up to `want` events matching the filter with id < before, newest first.
+export async function eventPage(get: GetEvents, filter: EventFilter, before: number, want: number): Promise<Result<EventPage>> {
+  const out: AdminEvent[] = [];
+  let top = before - 1; // the highest id still to read
+  let scanned = 0;
+  for (let w = 0; w < MAX_WINDOWS && top > 0; w++) {
+    const after = Math.max(0, top - WINDOW);
+    const r = await get(after, WINDOW);
+    if (!r.ok) return r;
+    const inWindow = r.data.filter((e) => e.id <= top);
+    // Nothing in (after, top]: everything older was pruned too.
+    if (inWindow.length === 0) return { ok: true, data: { events: out, before: null, scanned } };
+    for (let i = inWindow.length - 1; i >= 0; i--) {
+      const e = inWindow[i]!;
+      scanned++;
+      if (!matches(e, filter)) continue;
+      out.push(e);
+      if (out.length === want) {
+        const more = i > 0 || after > 0;
+        return { ok: true, data: { events: out, before: more ? e.id : null, scanned } };
+      }
+    }
+    top = after;
+  }
+  return { ok: true, data: { events: out, before: top > 0 ? top + 1 : null, scanned } };
 }

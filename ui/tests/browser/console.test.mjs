@@ -1,7 +1,7 @@
 // The console in Debian's Chromium (playwright-core, no browser download),
 // against the real controller, connector and tunneler that
 // tests/ui/console.sh started: log in, a node ONLINE, the tunneler killed
-// and OFFLINE shown without a reload, a node's detail, a revocation, the admin token nowhere in what the
+// and OFFLINE shown without a reload, the events, a node's detail, a revocation, the admin token nowhere in what the
 // browser got, the CSRF and session checks. Screenshots go to $UI_SHOTS.
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -122,6 +122,36 @@ test("access: deny laptop → web in one click, the request fails; allow, it wor
   const admin = events.events.filter((e) => e.kind === "admin").map((e) => e.detail);
   assert.ok(admin.some((d) => d.startsWith("denied tunneler=laptop resource=web")), "the deny is an admin event");
   assert.ok(admin.some((d) => d.startsWith("allowed tunneler=laptop resource=web")), "the allow is an admin event");
+});
+
+test("events: newest first, the allow just made on top of the admin events; by node; paged", async () => {
+  await page.getByRole("link", { name: "Events" }).click();
+  await page.getByRole("heading", { name: "Events" }).waitFor();
+  const rows = page.locator("tr[data-event-id]");
+  await rows.first().waitFor();
+  await page.getByLabel("Kind").selectOption("admin");
+  await page.locator('tr[data-event-kind="admin"] >> nth=0').waitFor();
+  await page.waitForFunction(() => [...document.querySelectorAll("tr[data-event-id]")].every((r) => r.getAttribute("data-event-kind") === "admin"));
+  assert.match(await rows.nth(0).getByTestId("detail").textContent(), /^allowed tunneler=laptop resource=web/);
+  assert.match(await rows.nth(1).getByTestId("detail").textContent(), /^denied tunneler=laptop resource=web/);
+  await shot("events");
+  await page.getByLabel("Kind").selectOption("");
+  await page.getByLabel("Node").selectOption({ label: "connector dc1" });
+  await page.waitForFunction(() => {
+    const r = [...document.querySelectorAll("tr[data-event-id] td:nth-child(3)")];
+    return r.length > 0 && r.every((c) => c.textContent === "connector dc1");
+  });
+  await page.getByLabel("Node").selectOption("");
+  await page.getByLabel("Per page").selectOption("5");
+  await page.waitForFunction(() => document.querySelectorAll("tr[data-event-id]").length === 5);
+  const ids = async () => (await rows.evaluateAll((rs) => rs.map((r) => Number(r.getAttribute("data-event-id")))));
+  const first = await ids();
+  assert.deepEqual(first, [...first].sort((a, b) => b - a), "newest first");
+  await page.getByRole("button", { name: "Older →" }).click();
+  await page.getByTestId("page-info").getByText(/^page 2/).waitFor();
+  await page.waitForFunction((top) => Number(document.querySelector("tr[data-event-id]")?.getAttribute("data-event-id")) < top, first[4]);
+  await page.getByRole("button", { name: "← Newer" }).click();
+  await page.waitForFunction((top) => Number(document.querySelector("tr[data-event-id]")?.getAttribute("data-event-id")) === top, first[0]);
 });
 
 test("tokens: create one, shown once with its env line; listed without it; delete", async () => {

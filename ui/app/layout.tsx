@@ -26,6 +26,7 @@ export default async function RootLayout({ children }: { children: ReactNode }) 
               <a href="/access">Access</a>
               <a href="/tokens">Tokens</a>
               <a href="/events">Events</a>
+              <a href="/ca">CA</a>
               <form method="post" action="/api/session/logout" className="logout">
                 <input type="hidden" name="csrf" value={sess.csrf} />
                 <button type="submit">Log out</button>

@@ -1,7 +1,8 @@
 // The console in Debian's Chromium (playwright-core, no browser download),
 // against the real controller, connector and tunneler that
 // tests/ui/console.sh started: log in, a node ONLINE, the tunneler killed
-// and OFFLINE shown without a reload, the events, a node's detail, a revocation, the admin token nowhere in what the
+// and OFFLINE shown without a reload, the events, a node's detail, a revocation,
+// a CA rotation, the admin token nowhere in what the
 // browser got, the CSRF and session checks. Screenshots go to $UI_SHOTS.
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -259,6 +260,26 @@ test("a change without the CSRF token is refused; with it, it goes through", asy
   });
   assert.equal(foreign.status, 201);
   assert.match(foreign.body.token, /^[0-9a-f]{16}\./);
+});
+
+test("CA: bundle and fingerprints; rotate only after typing the word; a second CA signs", async () => {
+  await page.goto(URL_ + "/ca");
+  await page.getByRole("heading", { name: "Certificate authority" }).waitFor();
+  await page.locator("tr[data-ca]").first().waitFor();
+  assert.equal(await page.locator("tr[data-ca]").count(), 1);
+  assert.match(await page.getByTestId("fingerprint").first().textContent(), /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+  assert.match(await page.getByTestId("bundle").textContent(), /^-----BEGIN CERTIFICATE-----/);
+  const version = Number(/version (\d+)/.exec(await page.getByTestId("bundle-version").textContent())[1]);
+  const button = page.getByRole("button", { name: "Rotate the CA" });
+  await page.getByLabel("Confirmation").fill("rotat");
+  assert.equal(await button.isDisabled(), true, "disabled until the word is typed");
+  await page.getByLabel("Confirmation").fill("rotate");
+  await button.click();
+  await page.getByTestId("rotate-status").getByText(`bundle version ${version + 1}`).waitFor();
+  await page.locator("tr[data-ca]").nth(1).waitFor();
+  assert.match(await page.locator('tr[data-ca="2"]').textContent(), /signer/);
+  assert.match(await page.locator('tr[data-ca="1"]').textContent(), /trusted/);
+  await shot("ca");
 });
 
 test("an admin path with no route: 404 Not Found, said clearly", async () => {

@@ -2,7 +2,7 @@
 import { useEffect, useMemo, useState } from "react";
 import ErrorPanel from "@/components/ErrorPanel";
 import { api, type ApiError } from "@/lib/client";
-import { byId, type Fleet } from "@/lib/fleet";
+import { byId, escalationText, type Fleet } from "@/lib/fleet";
 import { expiryText, lastSeenText, matchesFilter, shownStatus, type Node, type Shown } from "@/lib/nodes";
 
 interface Props {
@@ -94,12 +94,26 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
             flapping {fleet.flapping}
           </span>
         )}
+        {fleet !== null && (
+          <span className={`count ${fleet.renewal_missed > 0 ? "warn" : ""}`} data-testid="renewal-missed">
+            renewal missed {fleet.renewal_missed}
+          </span>
+        )}
         <span className="updated">
           {updated === null ? "not updated yet" : `updated ${now - updated <= 1 ? "just now" : `${now - updated} s ago`}`}
           {` · every ${pollMs / 1000} s`}
         </span>
       </p>
       {error !== null && <ErrorPanel status={error.status} text={error.text} what="/api/admin/nodes" />}
+      {fleet !== null && fleet.escalations.length > 0 && (
+        <div className="error-panel" role="alert" data-testid="escalations">
+          {fleet.escalations.map((e) => (
+            <p key={e.failure}>
+              {escalationText(e, fleet.window_s)}
+            </p>
+          ))}
+        </div>
+      )}
       <div className="filters" role="search">
         <label>
           Search <input type="search" value={q} onChange={(e) => setQ(e.target.value)} placeholder="name, id, SPIFFE ID, address" />

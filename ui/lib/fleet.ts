@@ -53,6 +53,14 @@ export const COUNTERS: { name: string; failure: boolean }[] = [
   { name: "renewals.failed", failure: true },
 ];
 
+// The controller's escalation line (docs/CONTROLLER.md, "Escalation"),
+// as one sentence for the Nodes page.
+export function escalationText(e: Escalation, windowS: number): string {
+  const shown = e.names.slice(0, 10).join(", ");
+  const more = e.nodes > e.names.length ? ` and ${e.nodes - e.names.length} more` : "";
+  return `${e.nodes} nodes show ${e.failure} within ${Math.round(windowS / 60)} min: ${shown}${more}. Escalate to platform/backend on-call.`;
+}
+
 export function byId(fleet: Fleet | null): Map<string, FleetNode> {
   return new Map((fleet?.nodes ?? []).map((n) => [n.id, n]));
 }

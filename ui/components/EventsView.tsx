@@ -12,12 +12,20 @@ import type { Node } from "@/lib/nodes";
 const KINDS = ["admin", "alert", "denied", "enrolled", "reauthenticated", "renewed", "revoked", "security", "status"];
 const SIZES = [5, 20, 50, 200];
 
+// A datetime-local value read as UTC, as the table shows times (0: none).
+function utcSeconds(v: string): number {
+  const ms = Date.parse(`${v}Z`);
+  return v === "" || Number.isNaN(ms) ? 0 : Math.floor(ms / 1000);
+}
+
 export default function EventsView({ initialNode, initialKind }: { initialNode: string; initialKind: string }) {
   const hydrated = useHydrated();
   const [nodes, setNodes] = useState<Node[]>([]);
   const [node, setNode] = useState(initialNode);
   const [kind, setKind] = useState(initialKind);
   const [size, setSize] = useState(50);
+  const [since, setSince] = useState("");
+  const [until, setUntil] = useState("");
   // cursors[i]: the `before` of page i (null: the newest); the last is shown.
   const [cursors, setCursors] = useState<(number | null)[]>([null]);
   const [events, setEvents] = useState<AdminEvent[] | null>(null);
@@ -35,7 +43,7 @@ export default function EventsView({ initialNode, initialKind }: { initialNode: 
   const cursor = cursors[cursors.length - 1] ?? null;
   const load = useCallback(async () => {
     setBusy(true);
-    const r = await loadEvents({ node_id: node, kind }, cursor, size);
+    const r = await loadEvents({ node_id: node, kind, since: utcSeconds(since), until: utcSeconds(until) }, cursor, size);
     setBusy(false);
     if (!r.ok) {
       setError(r.error);
@@ -45,7 +53,7 @@ export default function EventsView({ initialNode, initialKind }: { initialNode: 
     setEvents(r.data.events);
     setNext(r.data.before);
     setScanned(r.data.scanned);
-  }, [node, kind, size, cursor]);
+  }, [node, kind, size, since, until, cursor]);
   useEffect(() => {
     void load();
   }, [load]);
@@ -84,6 +92,14 @@ export default function EventsView({ initialNode, initialKind }: { initialNode: 
               </option>
             ))}
           </select>
+        </label>
+        <label>
+          From (UTC){" "}
+          <input type="datetime-local" step={1} value={since} onChange={(e) => refilter(() => setSince(e.target.value))} />
+        </label>
+        <label>
+          To (UTC){" "}
+          <input type="datetime-local" step={1} value={until} onChange={(e) => refilter(() => setUntil(e.target.value))} />
         </label>
         <label>
           Per page{" "}

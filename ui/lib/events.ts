@@ -30,6 +30,8 @@ export const MAX_WINDOWS = 20;
 export interface EventFilter {
   node_id: string; // "" = any
   kind: string; // "" = any
+  since?: number; // Unix seconds, at >= since (0 or absent: any)
+  until?: number; // Unix seconds, at <= until (0 or absent: any)
 }
 
 export interface EventPage {
@@ -39,7 +41,10 @@ export interface EventPage {
 }
 
 export const matches = (e: AdminEvent, f: EventFilter) =>
-  (f.node_id === "" || e.node_id === f.node_id) && (f.kind === "" || e.kind === f.kind);
+  (f.node_id === "" || e.node_id === f.node_id) &&
+  (f.kind === "" || e.kind === f.kind) &&
+  (!f.since || e.at >= f.since) &&
+  (!f.until || e.at <= f.until);
 
 // The newest event's id (0: none), in about 2·log2(id) calls of one row:
 // "after=x&limit=1" answers the first id above x, or nothing.
@@ -73,6 +78,9 @@ export async function eventPage(get: GetEvents, filter: EventFilter, before: num
     for (let i = inWindow.length - 1; i >= 0; i--) {
       const e = inWindow[i]!;
       scanned++;
+      // Events are written with the controller's clock in id order: the
+      // first one older than `since` ends the search.
+      if (filter.since && e.at < filter.since) return { ok: true, data: { events: out, before: null, scanned } };
       if (!matches(e, filter)) continue;
       out.push(e);
       if (out.length === want) {

@@ -143,6 +143,9 @@ test("events: newest first, the allow just made on top of the admin events; by n
     return r.length > 0 && r.every((c) => c.textContent === "connector dc1");
   });
   await page.getByLabel("Node").selectOption("");
+  await page.getByLabel("From (UTC)").fill("2099-01-01T00:00");
+  await page.getByText("No event matches.").waitFor();
+  await page.getByLabel("From (UTC)").fill("");
   await page.getByLabel("Per page").selectOption("5");
   await page.waitForFunction(() => document.querySelectorAll("tr[data-event-id]").length === 5);
   const ids = async () => (await rows.evaluateAll((rs) => rs.map((r) => Number(r.getAttribute("data-event-id")))));

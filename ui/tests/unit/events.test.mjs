@@ -55,6 +55,18 @@ test("pages: newest first, filtered, the cursor continues where the page stopped
   assert.equal(none.data.before, null);
 });
 
+test("a time range: until skips the newer, since ends the search", async () => {
+  const t = table(1, 5000);
+  const r = await eventPage(t.get, { node_id: "", kind: "", since: 4001, until: 4500 }, 5001, 1000);
+  assert.equal(r.data.events.length, 500);
+  assert.equal(r.data.events[0].at, 4500);
+  assert.equal(r.data.events.at(-1).at, 4001);
+  assert.equal(r.data.before, null);
+  const calls = t.calls;
+  await eventPage(t.get, { node_id: "", kind: "", since: 4900 }, 5001, 1000);
+  assert.equal(t.calls - calls, 1, "one window read, not five");
+});
+
 test("a failing call is passed on", async () => {
   const get = async () => ({ ok: false, error: { status: 502, text: "down" } });
   assert.deepEqual(await newestId(get), { ok: false, error: { status: 502, text: "down" } });

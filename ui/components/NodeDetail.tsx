@@ -13,6 +13,8 @@ interface Props {
   pollMs: number;
 }
 
+const FLEET_POLL_MS = 5000;
+
 // The timeline: the node's newest events; the Events page has the rest.
 const TIMELINE = 50;
 
@@ -44,15 +46,24 @@ export default function NodeDetail({ id, pollMs }: Props) {
   useEffect(() => {
     let stopped = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let lastFleet = 0;
     const tick = async () => {
-      const [n, f] = await Promise.all([api<Node>("GET", `nodes/${encodeURIComponent(id)}`), api<Fleet>("GET", "fleet")]);
+      // The fleet view lists every node: read it every FLEET_POLL_MS only.
+      const wantFleet = Date.now() - lastFleet >= FLEET_POLL_MS;
+      const [n, f] = await Promise.all([
+        api<Node>("GET", `nodes/${encodeURIComponent(id)}`),
+        wantFleet ? api<Fleet>("GET", "fleet") : Promise.resolve(null),
+      ]);
       if (stopped) return;
       if (!n.ok) setError({ what: `/api/admin/nodes/${id}`, e: n.error });
-      else if (!f.ok) setError({ what: "/api/admin/fleet", e: f.error });
+      else if (f !== null && !f.ok) setError({ what: "/api/admin/fleet", e: f.error });
       else {
         setNode(n.data);
-        setFleet(f.data.nodes.find((x) => x.id === id) ?? null);
-        setWindowS(f.data.window_s);
+        if (f !== null) {
+          lastFleet = Date.now();
+          setFleet(f.data.nodes.find((x) => x.id === id) ?? null);
+          setWindowS(f.data.window_s);
+        }
         setError(null);
       }
       setNow(Math.floor(Date.now() / 1000));

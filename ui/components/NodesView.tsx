@@ -12,6 +12,7 @@ interface Props {
   pollMs: number;
 }
 
+const FLEET_POLL_MS = 5000;
 const STATES: Shown[] = ["ONLINE", "OFFLINE", "EXPIRED", "REVOKED"];
 
 export default function NodesView({ initialNodes, initialError, initialNow, pollMs }: Props) {
@@ -32,9 +33,8 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
     let stopped = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const tick = async () => {
-      const [res, fl] = await Promise.all([api<{ nodes: Node[] }>("GET", "nodes"), api<Fleet>("GET", "fleet")]);
+      const res = await api<{ nodes: Node[] }>("GET", "nodes");
       if (stopped) return;
-      setFleet(fl.ok ? fl.data : null);
       if (res.ok) {
         setNodes(res.data.nodes);
         setError(null);
@@ -50,6 +50,24 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
       clearTimeout(timer);
     };
   }, [pollMs]);
+
+  // The fleet view is as large as the node list again and its numbers move
+  // over minutes: read it at start and every FLEET_POLL_MS.
+  useEffect(() => {
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const tick = async () => {
+      const fl = await api<Fleet>("GET", "fleet");
+      if (stopped) return;
+      setFleet(fl.ok ? fl.data : null);
+      timer = setTimeout(tick, FLEET_POLL_MS);
+    };
+    void tick();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }, []);
 
   useEffect(() => {
     const t = setInterval(() => setNow(Math.floor(Date.now() / 1000)), 1000);

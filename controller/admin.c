@@ -1421,20 +1421,40 @@ visit_event(void *ctx, const struct store_event *event)
                                          json_text(event->detail)));
 }
 
+/* GET /events: oldest first after `after` (the CLI's follow mode), or with
+ * order=desc newest first below `before` (the console's pages); node, kind,
+ * since and until narrow it in the database, not in the page. */
 static void
 route_events(struct admin_call *call)
 {
-    int64_t after = 0, limit = EVENTS_DEFAULT_LIMIT;
+    int64_t limit = EVENTS_DEFAULT_LIMIT;
+    char node[STORE_ID_MAX + 1] = "", kind[sizeof(((struct store_event *)0)->kind)] = "";
+    char order[8] = "asc";
+    struct store_event_filter filter = {0};
     struct ztr_err err = {0};
-    if (query_int(call->request->query, "after", 0, &after, &err) != 0 ||
-        query_int(call->request->query, "limit", 1, &limit, &err) != 0) {
+    const char *q = call->request->query;
+    if (query_int(q, "after", 0, &filter.after_id, &err) != 0 ||
+        query_int(q, "before", 0, &filter.before_id, &err) != 0 ||
+        query_int(q, "since", 0, &filter.since, &err) != 0 ||
+        query_int(q, "until", 0, &filter.until, &err) != 0 ||
+        query_int(q, "limit", 1, &limit, &err) != 0 ||
+        query_get(q, "node", node, sizeof(node), &err) < 0 ||
+        query_get(q, "kind", kind, sizeof(kind), &err) < 0 ||
+        query_get(q, "order", order, sizeof(order), &err) < 0) {
         respond_failure(call->response, &err);
         return;
     }
-    if (limit > EVENTS_MAX_LIMIT)
-        limit = EVENTS_MAX_LIMIT;
+    if (strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) {
+        ztr_err_set(&err, ZTR_E_INVALID, "query parameter \"order\" must be asc or desc");
+        respond_failure(call->response, &err);
+        return;
+    }
+    filter.newest_first = strcmp(order, "desc") == 0;
+    filter.node_id = node;
+    filter.kind = kind;
+    filter.limit = (size_t)(limit > EVENTS_MAX_LIMIT ? EVENTS_MAX_LIMIT : limit);
     struct json_list list = {call->c, json_array(), now_s(call->c), false};
-    int rc = store_event_list(call->c->store, after, (size_t)limit, visit_event, &list, &err);
+    int rc = store_event_query(call->c->store, &filter, visit_event, &list, &err);
     respond_list(call, "events", list.array, list.failed, rc, &err);
 }
 

@@ -213,6 +213,20 @@ url_append(char *url, size_t cap, const char *text)
     return 0;
 }
 
+/* Appends "?name=value" (then "&name=value") with value encoded. */
+static int
+url_append_query(char *url, size_t cap, char *sep, const char *name, const char *value)
+{
+    char part[48];
+    snprintf(part, sizeof(part), "%c%s=", *sep, name);
+    *sep = '&';
+    if (url_append(url, cap, part) != 0 || url_append_encoded(url, cap, value) != 0) {
+        fprintf(stderr, "error: request URL longer than %zu bytes\n", cap - 1);
+        return -1;
+    }
+    return 0;
+}
+
 /* Builds base + path_prefix [+ encoded segment] [+ path_suffix]. */
 static int
 build_url(const struct cli *cli, char *url, size_t cap, const char *path_prefix,
@@ -559,16 +573,8 @@ cmd_fleet(const struct cli *cli, const struct args *args)
                                             {"state", "state"}};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
         const char *value = arg_value(args, values[i][0]);
-        if (value == NULL)
-            continue;
-        char part[40];
-        snprintf(part, sizeof(part), "%c%s=", sep, values[i][1]);
-        sep = '&';
-        if (url_append(url, sizeof(url), part) != 0 ||
-            url_append_encoded(url, sizeof(url), value) != 0) {
-            fprintf(stderr, "error: request URL longer than %d bytes\n", CLI_URL_MAX);
+        if (value != NULL && url_append_query(url, sizeof(url), &sep, values[i][1], value) != 0)
             return EXIT_FAILED;
-        }
     }
     json_t *reply;
     int rc = call_api(cli, "GET", url, NULL, &reply);
@@ -830,13 +836,24 @@ static const struct field event_fields[] = {
 static int
 cmd_events(const struct cli *cli, const struct args *args)
 {
-    char path[128];
-    const char *after = arg_value(args, "after");
-    const char *limit = arg_value(args, "limit");
-    /* Both were checked to be plain digits, so need no encoding. */
-    snprintf(path, sizeof(path), "/api/admin/events?after=%s%s%s", after != NULL ? after : "0",
-             limit != NULL ? "&limit=" : "", limit != NULL ? limit : "");
-    return list_command(cli, path, "events", event_fields);
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/events", NULL, NULL) != 0)
+        return EXIT_FAILED;
+    char sep = '?';
+    static const char *const values[] = {"after", "limit", "node", "kind"};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        const char *value = arg_value(args, values[i]);
+        if (value != NULL && url_append_query(url, sizeof(url), &sep, values[i], value) != 0)
+            return EXIT_FAILED;
+    }
+    if (arg_flag(args, "newest") && url_append_query(url, sizeof(url), &sep, "order", "desc") != 0)
+        return EXIT_FAILED;
+    int rc = call_api(cli, "GET", url, NULL, &reply);
+    if (rc == EXIT_OK)
+        print_list(reply, "events", event_fields);
+    json_decref(reply);
+    return rc;
 }
 
 /* ---- the command table and argument parsing ------------------------------- */
@@ -877,8 +894,10 @@ static const struct command commands[] = {
     {"allowlist", NULL, 0, {{NULL, false, false}}, cmd_allowlist, "allowlist"},
     {"ca", "rotate", 0, {{NULL, false, false}}, cmd_ca_rotate, "ca rotate"},
     {"ca", "show", 0, {{"pem", false, false}}, cmd_ca_show, "ca show [--pem]"},
-    {"events", NULL, 0, {{"after", true, false}, {"limit", true, false}}, cmd_events,
-     "events [--after ID] [--limit N]"},
+    {"events", NULL, 0,
+     {{"after", true, false}, {"limit", true, false}, {"node", true, false},
+      {"kind", true, false}, {"newest", false, false}},
+     cmd_events, "events [--after ID] [--limit N] [--node ID] [--kind KIND] [--newest]"},
 };
 
 #define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))

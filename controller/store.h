@@ -294,4 +294,19 @@ int store_event_list(struct store *store, int64_t after_id, size_t limit,
                      int (*visit)(void *ctx, const struct store_event *), void *ctx,
                      struct ztr_err *err);
 
+/* Which events store_event_query visits; zero/NULL fields do not filter. */
+struct store_event_filter {
+    int64_t after_id;     /* id > after_id */
+    int64_t before_id;    /* id < before_id */
+    int64_t since;        /* at >= since (Unix seconds) */
+    int64_t until;        /* at < until */
+    const char *node_id;
+    const char *kind;
+    bool newest_first;    /* descending ids (page with before_id) */
+    size_t limit;
+};
+int store_event_query(struct store *store, const struct store_event_filter *filter,
+                      int (*visit)(void *ctx, const struct store_event *), void *ctx,
+                      struct ztr_err *err);
+
 #endif

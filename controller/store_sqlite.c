@@ -153,6 +153,8 @@ static const char *const migrations[] = {
     "ALTER TABLE nodes ADD COLUMN last_renewed_at INTEGER NOT NULL DEFAULT 0;"
     "UPDATE nodes SET last_renewed_at = COALESCE((SELECT max(issued_at) FROM certificates"
     "  WHERE certificates.node_id = nodes.id AND certificates.issued_at > nodes.enrolled_at), 0);",
+    /* One node's timeline, newest first, without reading every event. */
+    "CREATE INDEX IF NOT EXISTS events_by_node ON events (node_id, id);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -706,14 +708,32 @@ store_event_list(struct store *s, int64_t after_id, size_t limit,
                  int (*visit)(void *ctx, const struct store_event *), void *ctx,
                  struct ztr_err *err)
 {
-    if (limit == 0 || visit == NULL)
+    struct store_event_filter filter = {.after_id = after_id, .limit = limit};
+    return store_event_query(s, &filter, visit, ctx, err);
+}
+
+#define EVENT_QUERY                                                                  \
+    "SELECT id, at, kind, node_id, detail FROM events WHERE id > ?1"                 \
+    " AND (?2 = 0 OR id < ?2) AND (?3 = 0 OR at >= ?3) AND (?4 = 0 OR at < ?4)"       \
+    " AND (?5 = '' OR node_id = ?5) AND (?6 = '' OR kind = ?6) "
+
+int
+store_event_query(struct store *s, const struct store_event_filter *filter,
+                  int (*visit)(void *ctx, const struct store_event *), void *ctx,
+                  struct ztr_err *err)
+{
+    if (filter->limit == 0 || visit == NULL)
         return 0;
-    int64_t bounded = limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)limit;
+    int64_t bounded = filter->limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)filter->limit;
     sqlite3_stmt *st;
     TRY(stmt_open(s,
-                  "SELECT id, at, kind, node_id, detail FROM events WHERE id > ? "
-                  "ORDER BY id LIMIT ?",
-                  ARGS(INT_ARG(after_id), INT_ARG(bounded)), &st, err));
+                  filter->newest_first ? EVENT_QUERY "ORDER BY id DESC LIMIT ?7"
+                                       : EVENT_QUERY "ORDER BY id LIMIT ?7",
+                  ARGS(INT_ARG(filter->after_id), INT_ARG(filter->before_id),
+                       INT_ARG(filter->since), INT_ARG(filter->until),
+                       TEXT_ARG(filter->node_id != NULL ? filter->node_id : ""),
+                       TEXT_ARG(filter->kind != NULL ? filter->kind : ""), INT_ARG(bounded)),
+                  &st, err));
     struct event_visit v = {visit, ctx};
     return for_each_row(s, st, each_event, &v, err);
 }

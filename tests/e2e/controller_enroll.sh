@@ -82,6 +82,18 @@ expect_out_has "name=dc1-a" "token list shows tokens"
 run ctl events
 expect_out_has "kind=enrolled" "enrollments are events"
 expect_out_has "kind=denied" "denials are events"
+# Filtered in the controller: one kind, newest first, one node's timeline.
+run ctl events --kind enrolled --newest
+expect_status 0 "events --kind enrolled --newest"
+! grep -qv 'kind=enrolled' <<<"$RUN_OUT"; check "only enrolled events are listed" $?
+first=$(sed -n '1s/^id=\([0-9]*\).*/\1/p' <<<"$RUN_OUT"); last=$(sed -n '$s/^id=\([0-9]*\).*/\1/p' <<<"$RUN_OUT")
+[ -n "$first" ] && [ "$first" -gt "$last" ]; check "newest first ($first before $last)" $?
+node=$(sed -n '1s/.* node=\([0-9a-f]*\).*/\1/p' <<<"$RUN_OUT")
+run ctl events --node "$node"
+[ -n "$RUN_OUT" ] && ! grep -qv "node=$node" <<<"$RUN_OUT"; check "events --node lists that node's events only" $?
+run ctl events --kind 'no such"kind' --limit 5
+expect_status 0 "a kind with quotes is sent encoded"
+[ -z "$RUN_OUT" ]; check "and matches nothing" $?
 stop_controller
 ! grep -qE '[0-9a-f]{16}\.[0-9a-f]{64}' "$CTL_LOG"; check "no token in the controller log" $?
 finish

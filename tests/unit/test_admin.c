@@ -895,6 +895,43 @@ test_events_paging(void **state)
     assert_non_null(strstr(r.text, "\"cut ?\""));
     reply_free(&r);
 
+    /* Filters run in the database: node, kind, time, newest first below a cursor. */
+    assert_int_equal(store_event_add(f->c.store, "security", "n-filter", "one", &err), 0);
+    assert_int_equal(store_event_add(f->c.store, "alert", "n-filter", "two", &err), 0);
+    assert_int_equal(store_event_add(f->c.store, "security", "n-other", "three", &err), 0);
+    api(f, "GET", "/api/admin/events?node=n-filter&order=desc", NULL, &r);
+    assert_int_equal(r.status, 200);
+    events = json_object_get(r.json, "events");
+    assert_int_equal(json_array_size(events), 2);
+    assert_string_equal(str_of(json_array_get(events, 0), "detail"), "two");
+    assert_string_equal(str_of(json_array_get(events, 1), "detail"), "one");
+    json_int_t newest = int_of(json_array_get(events, 0), "id");
+    reply_free(&r);
+    snprintf(path, sizeof(path), "/api/admin/events?node=n-filter&order=desc&before=%lld",
+             (long long)newest);
+    api(f, "GET", path, NULL, &r);
+    events = json_object_get(r.json, "events");
+    assert_int_equal(json_array_size(events), 1);
+    assert_string_equal(str_of(json_array_get(events, 0), "detail"), "one");
+    reply_free(&r);
+    api(f, "GET", "/api/admin/events?kind=security&order=desc&limit=1", NULL, &r);
+    events = json_object_get(r.json, "events");
+    assert_int_equal(json_array_size(events), 1);
+    assert_string_equal(str_of(json_array_get(events, 0), "detail"), "three");
+    reply_free(&r);
+    snprintf(path, sizeof(path), "/api/admin/events?kind=security&until=%lld",
+             (long long)(START_MS / 1000));
+    api(f, "GET", path, NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "events")), 0);
+    reply_free(&r);
+    snprintf(path, sizeof(path), "/api/admin/events?kind=security&since=%lld",
+             (long long)(START_MS / 1000));
+    api(f, "GET", path, NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "events")), 2);
+    reply_free(&r);
+    expect_error(f, "GET", "/api/admin/events?order=sideways", NULL, 400, "\"order\"");
+    expect_error(f, "GET", "/api/admin/events?before=x", NULL, 400, "\"before\"");
+
     expect_error(f, "GET", "/api/admin/events?limit=abc", NULL, 400, "\"limit\"");
     expect_error(f, "GET", "/api/admin/events?limit=0", NULL, 400, "\"limit\"");
     expect_error(f, "GET", "/api/admin/events?after=-1", NULL, 400, "\"after\"");

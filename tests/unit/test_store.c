@@ -13,7 +13,7 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 6 /* the number of migrations in store_sqlite.c */
+#define CURRENT_SCHEMA 7 /* the number of migrations in store_sqlite.c */
 
 struct fx {
     char *dir;
@@ -338,6 +338,7 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     f->store = NULL;
     /* What a version 1 database looks like: no indexes yet, no keys. */
     raw_exec(f->path, "DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
+                      "DROP INDEX events_by_node;"
                       "DROP INDEX revocations_by_node; DROP TABLE certificates;"
                       "DROP TABLE resource_connectors;"
                       "ALTER TABLE nodes DROP COLUMN allowed_addresses;"

@@ -62,7 +62,7 @@ check "the log holds a bounded number of enrollment denied lines ($lines in ${el
 rows=$(denied_rows)
 [ "$rows" -le $((30 * (elapsed / 60 + 2))) ]
 check "the events table grew by a bounded number of rows ($rows)" $?
-curl -s "$HEALTH_URL/metrics" | grep -qE "^ztr_controller_enrollment_denied_total $FLOOD\$"
+grep -qE "^ztr_controller_enrollment_denied_total $FLOOD\$" <<<"$(curl -s "$HEALTH_URL/metrics")"
 check "ztr_controller_enrollment_denied_total counts every denial" $?
 
 # Once the flood is over, the next denial is logged with a summary of

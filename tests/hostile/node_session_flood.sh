@@ -38,7 +38,7 @@ for i in 5 6; do
 done
 [ "$(count_lines "$CTL_LOG" 'reason="too many sessions" limit=4')" -ge 2 ]
 check "the controller logs each refusal with the node and the limit" $?
-curl -s "$HEALTH_URL/metrics" | grep -qE '^ztr_controller_sessions_rejected_total [1-9]'
+grep -qE '^ztr_controller_sessions_rejected_total [1-9]' <<<"$(curl -s "$HEALTH_URL/metrics")"
 check "the refusals are counted" $?
 for p in "${holders[@]}"; do kill -0 "$p" 2>/dev/null; done
 check "the node's admitted sessions were left alone" $?

@@ -204,12 +204,16 @@ test("the tunneler is killed: OFFLINE within three heartbeat intervals, no reloa
 });
 
 test("filter and search", async () => {
+  // The rows were there before the filter: wait for the one it hides to
+  // go, not for the one it keeps (which never left).
   await page.getByLabel("Status").selectOption("OFFLINE");
   await row("laptop").waitFor();
+  await row("dc1").waitFor({ state: "detached", timeout: 5000 });
   assert.equal(await row("dc1").count(), 0);
   await page.getByLabel("Status").selectOption("");
   await page.getByLabel("Search").fill("dc1");
   await row("dc1").waitFor();
+  await row("laptop").waitFor({ state: "detached", timeout: 5000 });
   assert.equal(await row("laptop").count(), 0);
   await page.getByLabel("Search").fill("");
 });

@@ -74,6 +74,8 @@ agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     json_t *hb = json_pack("{s:s, s:I, s:o}", "type", "heartbeat", "seq",
                            (json_int_t)++a->heartbeat_seq, "counters", counters_json(a));
+    if (hb != NULL && a->bundle_version > 0)
+        json_object_set_new(hb, "bundle_version", json_integer((json_int_t)a->bundle_version));
     agent_ctl_send(a, hb);
 }
 

@@ -93,6 +93,7 @@ struct agent {
     int64_t last_ack_mono_ms;
     int64_t last_heartbeat_wall;
     uint64_t heartbeat_seq;
+    int64_t bundle_version; /* of the last bundle message applied; 0: none yet */
     struct backoff reconnect_backoff;
     struct backoff renew_backoff;
 

@@ -153,6 +153,11 @@ agent_handle_bundle(struct agent *a, const json_t *msg)
             log_warn("control stream closed: the controller no longer verifies",
                      "error=\"%s\"", err.msg);
     }
+    /* Installed (or already held): heartbeats report it, so the operator
+     * sees a CA rotation reach every node. */
+    const json_t *version = json_object_get(msg, "version");
+    if (json_is_integer(version))
+        a->bundle_version = json_integer_value(version);
     pki_bundle_free(parsed);
     if (a->pending_chain != NULL) {
         char *chain = a->pending_chain;

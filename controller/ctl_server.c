@@ -800,6 +800,9 @@ handle_heartbeat(struct session *s, const json_t *msg)
         if (changed)
             log_info("node ONLINE", "node=%s reason=heartbeat", s->node.id);
     }
+    const json_t *bundle_version = json_object_get(msg, "bundle_version");
+    if (json_is_integer(bundle_version))
+        fleet_bundle_held(c->fleet, s->node.id, json_integer_value(bundle_version));
     session_send(s, json_pack("{s:s, s:O, s:I}", "type", "heartbeat_ack", "seq",
                               json_object_get(msg, "seq"), "server_time",
                               (json_int_t)clock_wall_s(c->clock)));

@@ -77,6 +77,7 @@ struct entry {
     unsigned checkpoint_head, checkpoint_count;
     int64_t reconnects[RECONNECTS_KEPT];
     unsigned reconnect_head;
+    int64_t bundle_version; /* as the node's last heartbeat reported; 0: none */
 };
 
 struct strike {
@@ -489,6 +490,14 @@ fleet_online_written(struct fleet *f, const char *id)
 }
 
 void
+fleet_bundle_held(struct fleet *f, const char *id, int64_t version)
+{
+    struct entry *e = entry_find(f, id);
+    if (e != NULL && version > 0)
+        e->bundle_version = version;
+}
+
+void
 fleet_offline(struct fleet *f, const char *id)
 {
     struct entry *e = entry_find(f, id);
@@ -625,6 +634,7 @@ fleet_node_view(struct fleet *f, const char *id, struct fleet_node_view *out)
         return false;
     int64_t now = clock_wall_s(f->clock);
     out->last_seen = e->last_seen;
+    out->bundle_version = e->bundle_version;
     out->have_counters = e->have_raw;
     memcpy(out->counters, e->raw, sizeof(out->counters));
     out->counters_at = e->counters_at;

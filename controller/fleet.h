@@ -125,6 +125,8 @@ void fleet_hello(struct fleet *fleet, const struct store_node *node);
  * call fleet_online_written() once that write succeeded. */
 bool fleet_heartbeat(struct fleet *fleet, const struct store_node *node, const json_t *counters);
 void fleet_online_written(struct fleet *fleet, const char *id);
+/* The node's heartbeat says which trust bundle version it installed. */
+void fleet_bundle_held(struct fleet *fleet, const char *id, int64_t version);
 /* The store marked the node OFFLINE (the sweep, or its last session's close). */
 void fleet_offline(struct fleet *fleet, const char *id);
 /* One of the node's sessions that said hello has ended. */
@@ -153,6 +155,7 @@ struct fleet_node_view {
     unsigned reconnects;                        /* within FLEET_WINDOW_S */
     bool flapping;
     int sessions;                               /* live sessions that said hello */
+    int64_t bundle_version;                     /* it reported holding; 0: not reported */
 };
 
 /* false when the node is not tracked (never seen since the start, or

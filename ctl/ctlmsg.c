@@ -53,7 +53,8 @@ static const struct field welcome_fields[] = {
     {"server_time", F_INT, 1, NULL}, END,
 };
 static const struct field heartbeat_fields[] = {
-    {"seq", F_INT, 1, NULL}, {"counters", F_OBJECT, 0, NULL}, END,
+    {"seq", F_INT, 1, NULL}, {"counters", F_OBJECT, 0, NULL},
+    {"bundle_version", F_INT, 0, NULL}, END,
 };
 static const struct field heartbeat_ack_fields[] = {
     {"seq", F_INT, 1, NULL}, {"server_time", F_INT, 1, NULL}, END,

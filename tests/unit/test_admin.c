@@ -1173,6 +1173,161 @@ test_fleet_view_shows_stored_counters(void **state)
     reply_free(&r);
 }
 
+/* ---- pages of nodes --------------------------------------------------------- */
+
+/* The names in a list answer's "nodes", joined by commas. */
+static void
+names_of(const struct reply *r, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t i, used = 0;
+    json_t *node;
+    json_array_foreach(json_object_get(r->json, "nodes"), i, node) {
+        int n = snprintf(out + used, cap - used, "%s%s", used > 0 ? "," : "", str_of(node, "name"));
+        assert_true(n > 0 && (size_t)n < cap - used);
+        used += (size_t)n;
+    }
+}
+
+static void
+expect_page(struct fixture *f, const char *path, json_int_t total, const char *names)
+{
+    struct reply r;
+    char got[512];
+    api(f, "GET", path, NULL, &r);
+    if (r.status != 200)
+        fail_msg("GET %s: %ld %s", path, r.status, r.text);
+    names_of(&r, got, sizeof(got));
+    if (int_of(r.json, "total") != total || strcmp(got, names) != 0)
+        fail_msg("GET %s: total %lld [%s], want %lld [%s]", path,
+                 (long long)int_of(r.json, "total"), got, (long long)total, names);
+    reply_free(&r);
+}
+
+/* The console asks for one page of a search among 10 000 nodes: the
+ * controller filters, counts and pages; the counts cover every node. */
+static void
+test_nodes_and_fleet_pages_and_search(void **state)
+{
+    struct fixture *f = *state;
+    struct ztr_err err = {0};
+    struct store_node a, b, c, d;
+    seed_node(f, "connector", "dc1-a", &a);
+    seed_node(f, "connector", "dc2-b", &b);
+    seed_node(f, "tunneler", "Laptop-Ana", &c);
+    seed_node(f, "tunneler", "phone", &d);
+    assert_int_equal(store_node_set_status(f->c.store, a.id, STORE_ONLINE, "test", NULL, &err), 0);
+    assert_int_equal(store_node_set_status(f->c.store, c.id, STORE_ONLINE, "test", NULL, &err), 0);
+    assert_int_equal(store_node_revoke(f->c.store, d.id, "lost", &err), 0);
+
+    /* No paging asked: every node, as before. */
+    expect_page(f, "/api/admin/nodes", 4, "dc1-a,dc2-b,Laptop-Ana,phone");
+    expect_page(f, "/api/admin/nodes?limit=2", 4, "dc1-a,dc2-b");
+    expect_page(f, "/api/admin/nodes?limit=2&offset=2", 4, "Laptop-Ana,phone");
+    expect_page(f, "/api/admin/nodes?limit=2&offset=4", 4, "");
+    expect_page(f, "/api/admin/nodes?role=tunneler", 2, "Laptop-Ana,phone");
+    expect_page(f, "/api/admin/nodes?state=ONLINE", 2, "dc1-a,Laptop-Ana");
+    expect_page(f, "/api/admin/nodes?state=REVOKED", 1, "phone");
+    /* Search: case-insensitive, in the name, id, SPIFFE ID and addresses. */
+    expect_page(f, "/api/admin/nodes?q=LAPTOP", 1, "Laptop-Ana");
+    expect_page(f, "/api/admin/nodes?q=connector%2Fdc2", 1, "dc2-b");
+    expect_page(f, "/api/admin/nodes?q=10.0.0.5&role=connector&limit=1&offset=1", 2, "dc2-b");
+    char path[128];
+    snprintf(path, sizeof(path), "/api/admin/nodes?q=%s", c.id);
+    expect_page(f, path, 1, "Laptop-Ana");
+    expect_page(f, "/api/admin/nodes?q=nobody", 0, "");
+    expect_page(f, "/api/admin/fleet?role=connector&state=ONLINE", 1, "dc1-a");
+    expect_page(f, "/api/admin/fleet?limit=1&offset=3", 4, "phone");
+
+    struct reply r;
+    api(f, "GET", "/api/admin/nodes?q=nobody&limit=10", NULL, &r);
+    json_t *counts = json_object_get(r.json, "counts");
+    assert_int_equal(int_of(counts, "ONLINE"), 2);
+    assert_int_equal(int_of(counts, "OFFLINE"), 1);
+    assert_int_equal(int_of(counts, "REVOKED"), 1);
+    assert_int_equal(int_of(r.json, "limit"), 10);
+    assert_int_equal(json_array_size(json_object_get(r.json, "nodes")), 0);
+    reply_free(&r);
+    api(f, "GET", "/api/admin/nodes?state=ONLINE&limit=1", NULL, &r);
+    assert_string_equal(str_of(json_array_get(json_object_get(r.json, "nodes"), 0), "state"),
+                        "ONLINE");
+    reply_free(&r);
+    /* A page is bounded even when more is asked. */
+    api(f, "GET", "/api/admin/nodes?limit=100000", NULL, &r);
+    assert_int_equal(int_of(r.json, "limit"), 1000);
+    reply_free(&r);
+
+    expect_error(f, "GET", "/api/admin/nodes?role=admin", NULL, 400, "\"role\" must be");
+    expect_error(f, "GET", "/api/admin/nodes?state=gone", NULL, 400, "\"state\" must be");
+    expect_error(f, "GET", "/api/admin/nodes?limit=0", NULL, 400, "\"limit\" must be");
+    expect_error(f, "GET", "/api/admin/nodes?offset=-1", NULL, 400, "\"offset\" must be");
+    char long_query[300] = "/api/admin/nodes?q=";
+    memset(long_query + strlen(long_query), 'x', 200);
+    long_query[sizeof(long_query) - 1] = '\0';
+    expect_error(f, "GET", long_query, NULL, 400, "\"q\" is malformed or too long");
+}
+
+/* The fleet summary's controller health, and which bundle each node holds
+ * as its heartbeats say: the progress of a CA rotation. */
+static void
+test_fleet_controller_status_and_bundle_rollout(void **state)
+{
+    struct fixture *f = *state;
+    struct ztr_err err = {0};
+    struct store_node a, b, c;
+    seed_node(f, "connector", "dc1-a", &a);
+    seed_node(f, "tunneler", "laptop", &b);
+    seed_node(f, "tunneler", "quiet", &c);
+    struct store_node *online[] = {&a, &b, &c};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(
+            store_node_set_status(f->c.store, online[i]->id, STORE_ONLINE, "test", NULL, &err), 0);
+        assert_int_equal(store_node_get(f->c.store, online[i]->id, online[i], &err), 0);
+        fleet_hello(f->c.fleet, online[i]);
+    }
+    struct reply r;
+    api(f, "GET", "/api/admin/ca", NULL, &r);
+    json_int_t v1 = int_of(r.json, "version");
+    reply_free(&r);
+    fleet_bundle_held(f->c.fleet, a.id, v1);
+    fleet_bundle_held(f->c.fleet, b.id, v1);
+
+    api(f, "GET", "/api/admin/fleet", NULL, &r);
+    json_t *ctl = json_object_get(r.json, "controller");
+    assert_string_equal(str_of(ctl, "status"), "ok");
+    assert_int_equal(int_of(ctl, "bundle_version"), v1);
+    assert_string_equal(str_of(ctl, "trust_domain"), TD);
+    assert_true(int_of(ctl, "uptime_s") >= 0);
+    assert_int_equal(int_of(fleet_node(&r, "dc1-a"), "bundle_version"), v1);
+    assert_true(json_is_null(json_object_get(fleet_node(&r, "quiet"), "bundle_version")));
+    reply_free(&r);
+
+    api(f, "POST", "/api/admin/ca/rotate", NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    fleet_bundle_held(f->c.fleet, a.id, v1 + 1);
+    api(f, "GET", "/api/admin/ca", NULL, &r);
+    json_t *rollout = json_object_get(r.json, "rollout");
+    assert_int_equal(int_of(rollout, "version"), v1 + 1);
+    assert_int_equal(int_of(rollout, "online"), 3);
+    assert_int_equal(int_of(rollout, "holding"), 1);
+    assert_int_equal(int_of(rollout, "behind"), 1);
+    assert_int_equal(int_of(rollout, "unknown"), 1);
+    json_t *behind = json_array_get(json_object_get(rollout, "behind_nodes"), 0);
+    assert_string_equal(str_of(behind, "name"), "laptop");
+    assert_int_equal(int_of(behind, "bundle_version"), v1);
+    reply_free(&r);
+
+    /* A report of no version (0) does not erase what was reported. */
+    fleet_bundle_held(f->c.fleet, b.id, v1 + 1);
+    fleet_bundle_held(f->c.fleet, b.id, 0);
+    api(f, "GET", "/api/admin/ca", NULL, &r);
+    rollout = json_object_get(r.json, "rollout");
+    assert_int_equal(int_of(rollout, "holding"), 2);
+    assert_int_equal(int_of(rollout, "behind"), 0);
+    reply_free(&r);
+}
+
 static void
 test_fleet_metrics_are_bounded(void **state)
 {
@@ -1691,6 +1846,8 @@ main(void)
         T(test_ca_rotate_refused_for_operator_ca),
         T(test_fleet_view_states_counters_and_filters), T(test_fleet_view_shows_stored_counters),
         T(test_fleet_metrics_are_bounded), T(test_cli_fleet),
+        T(test_nodes_and_fleet_pages_and_search),
+        T(test_fleet_controller_status_and_bundle_rollout),
         T(test_health_and_metrics),
         T(test_port_in_use_is_reported_as_is),
         T(test_cli_token_create_prints_only_the_token),

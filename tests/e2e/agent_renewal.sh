@@ -22,6 +22,18 @@ serial() { "$PKI" inspect "$1" | sed -n 's/.*serial=//p'; }
 cert_pub() { openssl x509 -in "$1" -noout -pubkey 2>/dev/null; }
 key_pub() { openssl pkey -in "$1" -pubout 2>/dev/null; }
 ncerts() { grep -c 'BEGIN CERTIFICATE' "$1"; }
+# rollout_is HOLDING BEHIND [SECONDS]: GET /api/admin/ca's rollout (what
+# the agents' heartbeats report holding) reaches these numbers.
+rollout_is() {
+  local i body
+  for ((i = 0; i < ${3:-5} * 10; i++)); do
+    body="$(curl -s -H "Authorization: Bearer $E2E_ADMIN_TOKEN" "$ADMIN_URL/api/admin/ca")"
+    ROLLOUT="${body#*\"rollout\":}"
+    [ "$(json_value holding "$ROLLOUT") $(json_value behind "$ROLLOUT")" = "$1 $2" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
 one_stream() { # one_stream WHEN: still the first control connection
   [ "$(count_lines "$LOG" 'msg="control-plane stream connected"')" -eq 1 ] &&
     [ "$(count_lines "$LOG" 'msg="control-plane stream lost"' 'msg="control-plane connection failed"')" -eq 0 ] &&
@@ -60,6 +72,7 @@ expect_out "ca rotated version=2" "ca rotate"
 wait_for_line "$LOG" 'msg="trust bundle updated" version=2' 5
 check "agent logs the pushed bundle" $?
 [ "$(ncerts "$DIR/bundle.pem")" -eq 2 ]; check "bundle.pem holds the old and the new CA" $?
+rollout_is 1 0; check "the admin API shows the node holding bundle 2 (its heartbeat says so): $ROLLOUT" $?
 one_stream "after the rotation"
 
 # ---- the first renewal ----------------------------------------------------------------
@@ -97,6 +110,8 @@ run ctl ca rotate
 expect_out "ca rotated version=3" "second rotation"
 wait_for_line "$LOG" 'msg="bundle not saved"' 5
 check "the push cannot be saved: the agent keeps its old bundle" $?
+rollout_is 0 1; check "... and the admin API shows it behind, still on bundle 2: $ROLLOUT" $?
+[ "$(json_value bundle_version "$ROLLOUT")" = 2 ]; check "... naming the version it holds" $?
 limit=$((renew_at1 - $(date +%s) + 4)); [ "$limit" -ge 5 ] || limit=5
 wait_for_line "$LOG" 'msg="internal CA mismatch during renewal"' "$limit"
 check "failure-modes 4.2 symptom: internal CA mismatch during renewal" $?

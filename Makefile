@@ -80,7 +80,7 @@ TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests
 
 .PRECIOUS: $(OBJ)/%.o build/fuzz/obj/%.o
 .PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench demo failure-modes ui ui-test
-all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS)
+all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(BUILD)/bench/ctl_load
 
 help:
 	@sed -n '2,14p' Makefile

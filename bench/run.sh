@@ -31,6 +31,10 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo
   bash "$root/bench/controller.sh"
   echo
+  echo "## Web console at 10 000 nodes"
+  echo
+  bash "$root/bench/console.sh"
+  echo
   echo "## Agent footprint"
   echo
   echo "A connector and a tunneler (release build) enrolled and ONLINE against a local"

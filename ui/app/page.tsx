@@ -1,7 +1,7 @@
 import { redirect } from "next/navigation";
 import NodesView from "@/components/NodesView";
 import { configOrLog, pollMs, proxyLog, timeoutMs } from "@/lib/admin-config";
-import type { Node } from "@/lib/nodes";
+import { PAGE_SIZE, type NodePage } from "@/lib/nodes";
 import { CONFIG_ERROR, proxyAdmin } from "@/lib/proxy";
 import { currentSession } from "@/lib/request";
 
@@ -10,23 +10,23 @@ export const dynamic = "force-dynamic";
 export default async function NodesPage() {
   if ((await currentSession()) === null) redirect("/login");
   const cfg = configOrLog();
-  let nodes: Node[] = [];
+  let page: NodePage | null = null;
   let error: { status: number; text: string } | null = null;
   if (cfg === null) {
     error = { status: 500, text: CONFIG_ERROR };
   } else {
-    // The first render carries the data; the browser then polls.
-    const res = await proxyAdmin({ method: "GET", segments: ["nodes"], search: "" }, cfg, {
+    // The first render carries the first page; the browser then polls.
+    const res = await proxyAdmin({ method: "GET", segments: ["nodes"], search: `?offset=0&limit=${PAGE_SIZE}` }, cfg, {
       timeoutMs: timeoutMs(),
       log: proxyLog,
     });
-    const body = JSON.parse(res.body) as { nodes?: Node[]; error?: string };
-    if (res.status === 200) nodes = body.nodes ?? [];
+    const body = JSON.parse(res.body) as NodePage & { error?: string };
+    if (res.status === 200) page = body;
     else error = { status: res.status, text: body.error ?? "" };
   }
   return (
     <NodesView
-      initialNodes={nodes}
+      initialPage={page}
       initialError={error}
       initialNow={Math.floor(Date.now() / 1000)}
       pollMs={pollMs()}

@@ -15,11 +15,25 @@ interface Ca {
   operator_managed: boolean;
 }
 
+// How far the current bundle has reached the nodes ONLINE now, as their
+// heartbeats report it (docs/CONTROLLER.md, GET /api/admin/ca).
+interface Rollout {
+  version: number;
+  online: number;
+  holding: number;
+  behind: number;
+  unknown: number;
+  behind_nodes: { id: string; name: string; role: string; bundle_version: number }[];
+}
+
 interface Bundle {
   bundle: string;
   version: number;
   cas: Ca[];
+  rollout?: Rollout; // absent from an older controller
 }
+
+const ROLLOUT_POLL_MS = 2000;
 
 // What the operator types to rotate: a rotation cannot be undone.
 export const ROTATE_WORD = "rotate";
@@ -42,8 +56,19 @@ export default function CaView() {
       setError(null);
     } else setError({ what: "/api/admin/ca", e: r.error });
   }, []);
+  // The rollout moves with the nodes' heartbeats after a rotation.
   useEffect(() => {
-    void load();
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const tick = async () => {
+      await load();
+      if (!stopped) timer = setTimeout(tick, ROLLOUT_POLL_MS);
+    };
+    void tick();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
   }, [load]);
 
   const rotate = async (e: FormEvent) => {
@@ -71,6 +96,7 @@ export default function CaView() {
             Bundle version <strong>{ca.version}</strong>, {ca.cas.length} CA{ca.cas.length === 1 ? "" : "s"}
             {operator ? " (operator-managed: CA_CERT/CA_KEY)" : ""}.
           </p>
+          {ca.rollout !== undefined && <RolloutView r={ca.rollout} />}
           <table className="cas">
             <caption className="sr-only">The CAs in the trust bundle</caption>
             <thead>
@@ -141,5 +167,37 @@ export default function CaView() {
         </>
       )}
     </section>
+  );
+}
+
+function RolloutView({ r }: { r: Rollout }) {
+  const done = r.online > 0 && r.holding === r.online;
+  return (
+    <div className="rollout" data-testid="rollout">
+      <h2>Rollout of bundle version {r.version}</h2>
+      <p>
+        <progress value={r.holding} max={Math.max(r.online, 1)} aria-label={`nodes holding bundle version ${r.version}`} />{" "}
+        <span data-testid="rollout-text">
+          {r.online === 0
+            ? "no node is online"
+            : `${r.holding} of ${r.online} online nodes hold it${done ? " — done" : ""}`}
+        </span>
+        {r.behind > 0 && <span className="warn">{` · ${r.behind} on an older bundle`}</span>}
+        {r.unknown > 0 && ` · ${r.unknown} not reported yet`}
+      </p>
+      {r.behind_nodes.length > 0 && (
+        <ul data-testid="rollout-behind">
+          {r.behind_nodes.map((n) => (
+            <li key={n.id}>
+              <a href={`/nodes/${encodeURIComponent(n.id)}`}>{n.name}</a> ({n.role}) holds version {n.bundle_version}
+            </li>
+          ))}
+        </ul>
+      )}
+      <p className="hint">
+        Each node reports the bundle it installed in its heartbeats. An offline node gets the new bundle when it
+        connects, before anything else.
+      </p>
+    </div>
   );
 }

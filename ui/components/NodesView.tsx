@@ -1,144 +1,200 @@
 "use client";
-import { useEffect, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import ErrorPanel from "@/components/ErrorPanel";
 import { api, type ApiError } from "@/lib/client";
 import { byId, escalationText, type Fleet } from "@/lib/fleet";
-import { expiryText, lastSeenText, matchesFilter, shownStatus, type Node, type Shown } from "@/lib/nodes";
+import {
+  PAGE_SIZE,
+  clampOffset,
+  expiryText,
+  lastSeenText,
+  pageText,
+  relative,
+  selectionQuery,
+  shownStatus,
+  type NodePage,
+  type NodeSelection,
+  type Shown,
+} from "@/lib/nodes";
 
 interface Props {
-  initialNodes: Node[];
+  initialPage: NodePage | null;
   initialError: ApiError | null;
   initialNow: number;
   pollMs: number;
 }
 
 const FLEET_POLL_MS = 5000;
+const SEARCH_DELAY_MS = 250;
 const STATES: Shown[] = ["ONLINE", "OFFLINE", "EXPIRED", "REVOKED"];
+const EMPTY_COUNTS: Record<Shown, number> = { ONLINE: 0, OFFLINE: 0, EXPIRED: 0, REVOKED: 0 };
 
-export default function NodesView({ initialNodes, initialError, initialNow, pollMs }: Props) {
-  const [nodes, setNodes] = useState<Node[]>(initialNodes);
+// Polls with a delay after each answer, so a slow controller delays the
+// next call instead of stacking them; `poke` asks again at once. An answer
+// that arrives after the selection changed is dropped (live() is false).
+function usePoll(fn: (live: () => boolean) => Promise<void>, everyMs: number, deps: unknown[]): () => void {
+  const pokeRef = useRef<() => void>(() => {});
+  useEffect(() => {
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const tick = async () => {
+      clearTimeout(timer);
+      await fn(() => !stopped);
+      if (!stopped) timer = setTimeout(tick, everyMs);
+    };
+    pokeRef.current = () => void tick();
+    timer = setTimeout(tick, everyMs);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, deps);
+  return useCallback(() => pokeRef.current(), []);
+}
+
+export default function NodesView({ initialPage, initialError, initialNow, pollMs }: Props) {
+  const [page, setPage] = useState<NodePage | null>(initialPage);
   const [error, setError] = useState<ApiError | null>(initialError);
   const [now, setNow] = useState(initialNow);
   const [updated, setUpdated] = useState<number | null>(initialError === null ? initialNow : null);
   const [q, setQ] = useState("");
+  const [query, setQuery] = useState(""); // q once typing paused
   const [status, setStatus] = useState("");
   const [role, setRole] = useState("");
-  // The fleet view adds reconnects and flapping; a console in front of an
-  // older controller (no /api/admin/fleet) shows the list without them.
+  const [offset, setOffset] = useState(0);
+  // The fleet view adds reconnects, flapping and the summary; a console in
+  // front of an older controller (no /api/admin/fleet) shows the list without them.
   const [fleet, setFleet] = useState<Fleet | null>(null);
+  const [fleetError, setFleetError] = useState<ApiError | null>(null);
 
-  // Poll the node list; a slow answer delays the next poll instead of
-  // stacking requests.
-  useEffect(() => {
-    let stopped = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const tick = async () => {
-      const res = await api<{ nodes: Node[] }>("GET", "nodes");
-      if (stopped) return;
-      if (res.ok) {
-        setNodes(res.data.nodes);
-        setError(null);
-        setUpdated(Math.floor(Date.now() / 1000));
-      } else {
-        setError(res.error);
-      }
-      timer = setTimeout(tick, pollMs);
-    };
-    timer = setTimeout(tick, pollMs);
-    return () => {
-      stopped = true;
-      clearTimeout(timer);
-    };
-  }, [pollMs]);
+  const selection: NodeSelection = useMemo(
+    () => ({ q: query, state: status, role, offset, limit: PAGE_SIZE }),
+    [query, status, role, offset],
+  );
+  const search = selectionQuery(selection);
 
-  // The fleet view is as large as the node list again and its numbers move
-  // over minutes: read it at start and every FLEET_POLL_MS.
   useEffect(() => {
-    let stopped = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const tick = async () => {
-      const fl = await api<Fleet>("GET", "fleet");
-      if (stopped) return;
-      setFleet(fl.ok ? fl.data : null);
-      timer = setTimeout(tick, FLEET_POLL_MS);
-    };
-    void tick();
-    return () => {
-      stopped = true;
-      clearTimeout(timer);
-    };
-  }, []);
+    const t = setTimeout(() => setQuery(q), SEARCH_DELAY_MS);
+    return () => clearTimeout(t);
+  }, [q]);
+
+  // The page: the controller searches, filters and pages.
+  const loadPage = async (live: () => boolean) => {
+    const res = await api<NodePage>("GET", `nodes?${search}`);
+    if (!live()) return;
+    if (res.ok) {
+      const at = clampOffset(offset, res.data.total, PAGE_SIZE);
+      if (at !== offset) setOffset(at);
+      setPage(res.data);
+      setError(null);
+      setUpdated(Math.floor(Date.now() / 1000));
+    } else {
+      setError(res.error);
+    }
+  };
+  const pokePage = usePoll(loadPage, pollMs, [pollMs, search]);
+
+  // The fleet view's numbers move over minutes: at start, on a new
+  // selection and every FLEET_POLL_MS.
+  const loadFleet = async (live: () => boolean) => {
+    const fl = await api<Fleet>("GET", `fleet?${search}`);
+    if (!live()) return;
+    setFleet(fl.ok ? fl.data : null);
+    setFleetError(fl.ok ? null : fl.error);
+  };
+  const pokeFleet = usePoll(loadFleet, FLEET_POLL_MS, [search]);
+
+  // A new selection is fetched at once, not at the next tick.
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      pokeFleet();
+      return;
+    }
+    pokePage();
+    pokeFleet();
+  }, [search, pokePage, pokeFleet]);
 
   useEffect(() => {
     const t = setInterval(() => setNow(Math.floor(Date.now() / 1000)), 1000);
     return () => clearInterval(t);
   }, []);
 
-  const rows = useMemo(
-    () =>
-      nodes
-        .map((n) => ({ n, shown: shownStatus(n, now) }))
-        .filter(({ n, shown }) => matchesFilter(n, shown, q.trim(), status, role)),
-    [nodes, now, q, status, role],
-  );
-  const counts = useMemo(() => {
-    const c: Record<Shown, number> = { ONLINE: 0, OFFLINE: 0, EXPIRED: 0, REVOKED: 0 };
-    for (const n of nodes) c[shownStatus(n, now)]++;
-    return c;
-  }, [nodes, now]);
-  // Live certificates that end within the hour (with the default 24 h SVIDs
-  // renewed at half-life, a healthy node never gets there), and nodes past their renewal time.
-  const expiringSoon = nodes.filter((n) => !n.revoked && n.cert_not_after > now && n.cert_not_after - now < 3600).length;
-  const overdue = nodes.filter((n) => n.renewal_overdue).length;
+  const nodes = page?.nodes ?? [];
+  const counts = page?.counts ?? EMPTY_COUNTS;
+  const total = page?.total ?? 0;
   const fleetNodes = useMemo(() => byId(fleet), [fleet]);
+  const ctl = fleet?.controller;
+  const filtered = query.trim() !== "" || status !== "" || role !== "";
+  const resetTo = (f: () => void) => {
+    f();
+    setOffset(0);
+  };
 
   return (
     <section>
       <h1>Nodes</h1>
-      <p className="counts" aria-live="polite">
-        {STATES.map((s) => (
-          <span key={s} className={`count status-${s.toLowerCase()}`}>
-            {s} {counts[s]}
+      <div className="summary" data-testid="fleet-summary">
+        <p className="counts" aria-live="polite">
+          {STATES.map((s) => (
+            <span key={s} className={`count status-${s.toLowerCase()}`} data-testid={`count-${s}`}>
+              {s} {counts[s] ?? 0}
+            </span>
+          ))}
+          {fleet !== null && (
+            <span className={`count ${fleet.expiring_within_1h > 0 ? "warn" : ""}`} data-testid="expiring-soon">
+              expiring within 1 h {fleet.expiring_within_1h}
+            </span>
+          )}
+          {fleet !== null && (
+            <span className={`count ${fleet.renewal_missed > 0 ? "warn" : ""}`} data-testid="renewal-missed">
+              renewal missed {fleet.renewal_missed}
+            </span>
+          )}
+          {fleet !== null && (
+            <span className={`count ${fleet.flapping > 0 ? "warn" : ""}`} data-testid="flapping-count">
+              flapping {fleet.flapping}
+            </span>
+          )}
+          <span className="updated">
+            {updated === null ? "not updated yet" : `updated ${now - updated <= 1 ? "just now" : `${now - updated} s ago`}`}
+            {` · every ${pollMs / 1000} s`}
           </span>
-        ))}
-        <span className={`count ${expiringSoon > 0 ? "warn" : ""}`} data-testid="expiring-soon">
-          expiring within 1 h {expiringSoon}
-        </span>
-        <span className={`count ${overdue > 0 ? "warn" : ""}`} data-testid="renewal-overdue">
-          renewal overdue {overdue}
-        </span>
-        {fleet !== null && (
-          <span className={`count ${fleet.flapping > 0 ? "warn" : ""}`} data-testid="flapping-count">
-            flapping {fleet.flapping}
-          </span>
-        )}
-        {fleet !== null && (
-          <span className={`count ${fleet.renewal_missed > 0 ? "warn" : ""}`} data-testid="renewal-missed">
-            renewal missed {fleet.renewal_missed}
-          </span>
-        )}
-        <span className="updated">
-          {updated === null ? "not updated yet" : `updated ${now - updated <= 1 ? "just now" : `${now - updated} s ago`}`}
-          {` · every ${pollMs / 1000} s`}
-        </span>
-      </p>
+        </p>
+        <p className="controller-health" data-testid="controller-health">
+          {ctl !== undefined ? (
+            <>
+              Controller <span className="status status-online" data-controller-status={ctl.status}>{ctl.status.toUpperCase()}</span>
+              {` · up ${relative(ctl.uptime_s)} · ${ctl.sessions} control sessions · bundle version ${ctl.bundle_version} · trust domain ${ctl.trust_domain} · heartbeat every ${ctl.heartbeat_interval_ms / 1000} s`}
+            </>
+          ) : error !== null || fleetError !== null ? (
+            <>
+              Controller <span className="status status-offline" data-controller-status="unreachable">UNREACHABLE</span>
+              {` · ${(error ?? fleetError)?.text ?? ""}`}
+            </>
+          ) : (
+            "Controller: asking…"
+          )}
+        </p>
+      </div>
       {error !== null && <ErrorPanel status={error.status} text={error.text} what="/api/admin/nodes" />}
       {fleet !== null && fleet.escalations.length > 0 && (
         <div className="error-panel" role="alert" data-testid="escalations">
           {fleet.escalations.map((e) => (
-            <p key={e.failure}>
-              {escalationText(e, fleet.window_s)}
-            </p>
+            <p key={e.failure}>{escalationText(e, fleet.window_s)}</p>
           ))}
         </div>
       )}
       <div className="filters" role="search">
         <label>
-          Search <input type="search" value={q} onChange={(e) => setQ(e.target.value)} placeholder="name, id, SPIFFE ID, address" />
+          Search{" "}
+          <input type="search" value={q} onChange={(e) => resetTo(() => setQ(e.target.value))} placeholder="name, id, SPIFFE ID, address" maxLength={128} />
         </label>
         <label>
           Status{" "}
-          <select value={status} onChange={(e) => setStatus(e.target.value)}>
+          <select value={status} onChange={(e) => resetTo(() => setStatus(e.target.value))}>
             <option value="">any</option>
             {STATES.map((s) => (
               <option key={s} value={s}>
@@ -149,7 +205,7 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
         </label>
         <label>
           Role{" "}
-          <select value={role} onChange={(e) => setRole(e.target.value)}>
+          <select value={role} onChange={(e) => resetTo(() => setRole(e.target.value))}>
             <option value="">any</option>
             <option value="connector">connector</option>
             <option value="tunneler">tunneler</option>
@@ -171,47 +227,59 @@ export default function NodesView({ initialNodes, initialError, initialNow, poll
           </tr>
         </thead>
         <tbody>
-          {rows.map(({ n, shown }) => {
+          {nodes.map((n) => {
+            const shown = shownStatus(n, now);
             const f = fleetNodes.get(n.id);
             return (
-            <tr key={n.id} data-node-name={n.name} data-node-id={n.id}>
-              <td>
-                <a href={`/nodes/${encodeURIComponent(n.id)}`}>{n.name}</a>
-              </td>
-              <td>{n.role}</td>
-              <td>
-                <span className={`status status-${shown.toLowerCase()}`} data-status={shown}>
-                  {shown}
-                </span>
-              </td>
-              <td>{lastSeenText(n, now)}</td>
-              <td>
-                {expiryText(n, now)}
-                {n.renewal_overdue && <span className="warn"> (renewal overdue)</span>}
-              </td>
-              <td data-testid="reconnects">
-                {f === undefined ? "-" : f.reconnects_5m}
-                {f?.flapping && (
-                  <span className="warn flap" data-flapping="true">
-                    {" "}
-                    flapping
+              <tr key={n.id} data-node-name={n.name} data-node-id={n.id}>
+                <td>
+                  <a href={`/nodes/${encodeURIComponent(n.id)}`}>{n.name}</a>
+                </td>
+                <td>{n.role}</td>
+                <td>
+                  <span className={`status status-${shown.toLowerCase()}`} data-status={shown}>
+                    {shown}
                   </span>
-                )}
-              </td>
-              <td>{(n.addresses ?? []).join(", ") || "-"}</td>
-              <td>
-                <code>{n.id}</code>
-              </td>
-            </tr>
+                </td>
+                <td>{lastSeenText(n, now)}</td>
+                <td>
+                  {expiryText(n, now)}
+                  {n.renewal_overdue && <span className="warn"> (renewal overdue)</span>}
+                </td>
+                <td data-testid="reconnects">
+                  {f === undefined ? "-" : f.reconnects_5m}
+                  {f?.flapping && (
+                    <span className="warn flap" data-flapping="true">
+                      {" "}
+                      flapping
+                    </span>
+                  )}
+                </td>
+                <td>{(n.addresses ?? []).join(", ") || "-"}</td>
+                <td>
+                  <code>{n.id}</code>
+                </td>
+              </tr>
             );
           })}
-          {rows.length === 0 && (
+          {nodes.length === 0 && (
             <tr>
-              <td colSpan={8}>{nodes.length === 0 ? "No node has enrolled yet." : "No node matches the filter."}</td>
+              <td colSpan={8}>{!filtered && total === 0 ? "No node has enrolled yet." : "No node matches the filter."}</td>
             </tr>
           )}
         </tbody>
       </table>
+      <nav className="pager" aria-label="Pages of nodes">
+        <button type="button" onClick={() => setOffset(Math.max(0, offset - PAGE_SIZE))} disabled={offset === 0}>
+          Previous
+        </button>
+        <span data-testid="page-text" aria-live="polite">
+          {pageText(offset, nodes.length, total)}
+        </span>
+        <button type="button" onClick={() => setOffset(offset + PAGE_SIZE)} disabled={offset + PAGE_SIZE >= total}>
+          Next
+        </button>
+      </nav>
     </section>
   );
 }

@@ -22,6 +22,7 @@ export interface FleetNode {
   deltas_5m: Record<string, number> | null;
   deltas_window_s: number;
   flags: string[];
+  bundle_version: number | null; // as its last heartbeat reported; null: not yet
 }
 
 export interface Escalation {
@@ -31,14 +32,28 @@ export interface Escalation {
   logged_at: number;
 }
 
+// The controller itself, as the fleet view reports it.
+export interface ControllerStatus {
+  status: string;
+  started_at: number;
+  uptime_s: number;
+  sessions: number;
+  bundle_version: number;
+  heartbeat_interval_ms: number;
+  trust_domain: string;
+}
+
 export interface Fleet {
   now: number;
   window_s: number;
   counts: Record<string, number>;
   renewal_missed: number;
   flapping: number;
+  expiring_within_1h: number;
   escalations: Escalation[];
-  nodes: FleetNode[];
+  controller: ControllerStatus;
+  nodes: FleetNode[]; // the page asked for
+  total: number;
 }
 
 // The runbook's counters in the order the runbook reads them; a rise of

@@ -45,10 +45,50 @@ export function expiryText(n: Node, nowS: number): string {
   return d > 0 ? `in ${relative(d)}` : `expired ${relative(d)} ago`;
 }
 
-export function matchesFilter(n: Node, shown: Shown, q: string, status: string, role: string): boolean {
-  if (status !== "" && shown !== status) return false;
-  if (role !== "" && n.role !== role) return false;
-  if (q === "") return true;
-  const needle = q.toLowerCase();
-  return [n.name, n.id, n.spiffe_id, ...(n.addresses ?? [])].some((v) => v.toLowerCase().includes(needle));
+// One page of the node list as the admin API answers it (docs/CONTROLLER.md,
+// "Pages of nodes"): the controller searches, filters and pages; counts
+// cover the whole fleet.
+export interface NodePage {
+  nodes: Node[];
+  total: number;
+  offset: number;
+  limit: number;
+  counts: Record<Shown, number>;
+  now: number;
+}
+
+export interface NodeSelection {
+  q: string;
+  state: string; // "" = any
+  role: string; // "" = any
+  offset: number;
+  limit: number;
+}
+
+export const PAGE_SIZE = 50;
+
+// The query string for /api/admin/nodes and /api/admin/fleet; empty
+// filters are left out.
+export function selectionQuery(sel: NodeSelection): string {
+  const p = new URLSearchParams();
+  const q = sel.q.trim();
+  if (q !== "") p.set("q", q);
+  if (sel.state !== "") p.set("state", sel.state);
+  if (sel.role !== "") p.set("role", sel.role);
+  p.set("offset", String(Math.max(0, Math.floor(sel.offset))));
+  p.set("limit", String(Math.max(1, Math.floor(sel.limit))));
+  return p.toString();
+}
+
+// "51–100 of 10000": what the page shows.
+export function pageText(offset: number, shown: number, total: number): string {
+  if (total === 0 || shown === 0) return `0 of ${total}`;
+  return `${offset + 1}–${offset + shown} of ${total}`;
+}
+
+// Where the page starts once the total changed under it (nodes removed
+// or a filter narrowed): the last page that still has rows.
+export function clampOffset(offset: number, total: number, limit: number): number {
+  if (offset < total) return offset;
+  return total === 0 ? 0 : Math.floor((total - 1) / limit) * limit;
 }

@@ -100,6 +100,12 @@ test("log in; connector and tunneler are ONLINE", async () => {
   }
   assert.equal(await row("dc1").locator("td").nth(1).textContent(), "connector");
   assert.equal(await row("laptop").locator("td").nth(1).textContent(), "tunneler");
+  // The fleet summary: counts over every node, and the controller's own health.
+  await page.getByTestId("count-ONLINE").getByText("ONLINE 2").waitFor({ timeout: 10_000 });
+  await page.getByTestId("controller-health").getByText("OK").waitFor({ timeout: 10_000 });
+  assert.match(await page.getByTestId("controller-health").textContent(), /control sessions · bundle version \d+ · trust domain example\.org/);
+  assert.match(await page.getByTestId("renewal-missed").textContent(), /^renewal missed 0$/);
+  assert.equal(await page.getByTestId("page-text").textContent(), "1–2 of 2");
   await shot("nodes");
 });
 
@@ -286,6 +292,9 @@ test("CA: bundle and fingerprints; rotate only after typing the word; a second C
   await page.locator("tr[data-ca]").nth(1).waitFor();
   assert.match(await page.locator('tr[data-ca="2"]').textContent(), /signer/);
   assert.match(await page.locator('tr[data-ca="1"]').textContent(), /trusted/);
+  // The rollout: every online node's heartbeat reports the new bundle.
+  await page.getByTestId("rollout-text").getByText(/^(\d+) of \1 online nodes hold it — done$/).waitFor({ timeout: 10_000 });
+  assert.match(await page.getByTestId("rollout").locator("h2").textContent(), new RegExp(`version ${version + 1}$`));
   await shot("ca");
 });
 

@@ -30,3 +30,6 @@ echo "| first contentful paint (the browser's own timing), same loads | $(v firs
 echo "| next page: click → 50 new rows | $(v next_page_ms) ms |"
 echo "| search for one node by name: typed → its row alone (includes the 250 ms typing pause) | $(v search_ms) ms |"
 echo "| page size (HTML after render) | $(( $(v page_html_bytes) / 1024 )) KiB |"
+echo "| the controller alone: \`GET /api/admin/nodes?offset=0&limit=50\` (best of 5) | $(v admin_nodes_ms) ms |"
+echo "| the controller alone: \`GET /api/admin/fleet?offset=0&limit=50\` (best of 5) | $(v admin_fleet_ms) ms |"
+echo "| for comparison, every node at once: \`GET /api/admin/nodes\` (best of 5) | $(v admin_nodes_all_ms) ms |"

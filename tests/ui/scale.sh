@@ -45,6 +45,17 @@ run env UI_URL="$UI_URL" UI_PASSWORD="$UI_TEST_PASSWORD" NODES="$NODES" ONLINE="
 printf '%s\n' "$RUN_OUT" "$RUN_ERR" | grep -vE '^\s*$' | sed 's/^/  | /'
 expect_status 0 "the browser at $NODES nodes"
 echo "  browser: $(sed -n 's/^ℹ pass //p' <<<"$RUN_OUT") passed, $(sed -n 's/^ℹ fail //p' <<<"$RUN_OUT") failed"
+# What one page costs the controller (the console's server adds its hop).
+for route in "nodes?offset=0&limit=50" "fleet?offset=0&limit=50" "nodes"; do
+  best=""
+  for i in 1 2 3 4 5; do
+    t="$(curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $E2E_ADMIN_TOKEN" "$ADMIN_URL/api/admin/$route")"
+    best="$(awk -v a="$t" -v b="${best:-999}" 'BEGIN {print (a < b ? a : b)}')"
+  done
+  key="admin_$(tr -c 'a-z0-9\n' '_' <<<"${route%%\?*}")_ms"; [ "$route" = nodes ] && key=admin_nodes_all_ms
+  echo "$key=$(awk -v t="$best" 'BEGIN {printf "%.1f", t * 1000}')" >>"$OUT"
+  echo "  # measured GET /api/admin/$route: best of 5 $(awk -v t="$best" 'BEGIN {printf "%.1f", t * 1000}') ms"
+done
 stop_ui
 kill -TERM "$LOAD_PID" 2>/dev/null; wait "$LOAD_PID" 2>/dev/null
 finish

@@ -1,6 +1,7 @@
 import type { Metadata } from "next";
 import type { ReactNode } from "react";
 import "./globals.css";
+import NavLinks from "@/components/NavLinks";
 import { configOrLog } from "@/lib/admin-config";
 import { CONFIG_ERROR } from "@/lib/proxy";
 import { currentSession } from "@/lib/request";
@@ -22,11 +23,7 @@ export default async function RootLayout({ children }: { children: ReactNode }) 
           <span className="brand">ztr console</span>
           {sess !== null && (
             <nav aria-label="Console">
-              <a href="/">Nodes</a>
-              <a href="/access">Access</a>
-              <a href="/tokens">Tokens</a>
-              <a href="/events">Events</a>
-              <a href="/ca">CA</a>
+              <NavLinks />
               <form method="post" action="/api/session/logout" className="logout">
                 <input type="hidden" name="csrf" value={sess.csrf} />
                 <button type="submit">Log out</button>

@@ -1,38 +1,34 @@
 "use client";
-import { useCallback, useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import ErrorPanel from "@/components/ErrorPanel";
 import { api, type ApiError } from "@/lib/client";
-import type { AdminEvent } from "@/lib/events";
+import { KINDS, NO_FILTER, PAGE_SIZES, pageQuery, type AdminEvent, type EventFilter, type Field } from "@/lib/events";
 import { loadEvents } from "@/lib/events-client";
 import { isoTime } from "@/lib/fleet";
 import { useHydrated } from "@/lib/hydrated";
 import type { Node } from "@/lib/nodes";
 
-// What the controller records (docs/CONTROLLER.md, "events").
-const KINDS = ["admin", "alert", "denied", "enrolled", "reauthenticated", "renewed", "revoked", "security", "status"];
-const SIZES = [5, 20, 50, 200];
-
-// A datetime-local value read as UTC, as the table shows times (0: none).
-function utcSeconds(v: string): number {
-  const ms = Date.parse(`${v}Z`);
-  return v === "" || Number.isNaN(ms) ? 0 : Math.floor(ms / 1000);
+interface Props {
+  initialFilter: EventFilter;
+  initialSize: number;
 }
 
-export default function EventsView({ initialNode, initialKind }: { initialNode: string; initialKind: string }) {
+export default function EventsView({ initialFilter, initialSize }: Props) {
   const hydrated = useHydrated();
   const [nodes, setNodes] = useState<Node[]>([]);
-  const [node, setNode] = useState(initialNode);
-  const [kind, setKind] = useState(initialKind);
-  const [size, setSize] = useState(50);
-  const [since, setSince] = useState("");
-  const [until, setUntil] = useState("");
+  const [filter, setFilter] = useState<EventFilter>(initialFilter);
+  const [size, setSize] = useState(initialSize);
   // cursors[i]: the `before` of page i (null: the newest); the last is shown.
   const [cursors, setCursors] = useState<(number | null)[]>([null]);
+  // Bumped by Newest on the first page: the same query, read again.
+  const [reread, setReread] = useState(0);
   const [events, setEvents] = useState<AdminEvent[] | null>(null);
   const [next, setNext] = useState<number | null>(null);
-  const [scanned, setScanned] = useState(0);
   const [error, setError] = useState<ApiError | null>(null);
+  const [invalid, setInvalid] = useState<{ field: Field; message: string } | null>(null);
   const [busy, setBusy] = useState(false);
+  // Only the answer to the latest request is shown, whatever order they come back in.
+  const latest = useRef(0);
 
   useEffect(() => {
     void api<{ nodes: Node[] }>("GET", "nodes").then((r) => {
@@ -41,80 +37,123 @@ export default function EventsView({ initialNode, initialKind }: { initialNode: 
   }, []);
 
   const cursor = cursors[cursors.length - 1] ?? null;
-  const load = useCallback(async () => {
-    setBusy(true);
-    const r = await loadEvents({ node_id: node, kind, since: utcSeconds(since), until: utcSeconds(until) }, cursor, size);
-    setBusy(false);
-    if (!r.ok) {
-      setError(r.error);
-      return;
-    }
-    setError(null);
-    setEvents(r.data.events);
-    setNext(r.data.before);
-    setScanned(r.data.scanned);
-  }, [node, kind, size, since, until, cursor]);
   useEffect(() => {
-    void load();
-  }, [load]);
+    const mine = ++latest.current;
+    setBusy(true);
+    void loadEvents(filter, cursor, size).then((r) => {
+      if (mine !== latest.current) return;
+      setBusy(false);
+      if (!r.ok && "invalid" in r) {
+        setInvalid(r.invalid);
+        setError(null);
+        setEvents(null);
+        setNext(null);
+        return;
+      }
+      setInvalid(null);
+      if (!r.ok) {
+        setError(r.error);
+        return;
+      }
+      setError(null);
+      setEvents(r.data.events);
+      setNext(r.data.before);
+    });
+  }, [filter, size, cursor, reread]);
+
+  // The address bar keeps the filter, so the page can be reloaded or linked.
+  useEffect(() => {
+    const want = `/events${pageQuery(filter, size)}`;
+    if (window.location.pathname + window.location.search !== want) window.history.replaceState(null, "", want);
+  }, [filter, size]);
 
   // A new filter starts again from the newest.
-  const refilter = (f: () => void) => {
-    f();
+  const refilter = (change: Partial<EventFilter>) => {
+    setFilter((f) => ({ ...f, ...change }));
     setCursors([null]);
   };
   const names = new Map(nodes.map((n) => [n.id, `${n.role} ${n.name}`]));
+  // Marks the control a refused filter is about, and points it at the message.
+  const marks = (...fields: Field[]) =>
+    invalid !== null && fields.includes(invalid.field) ? { "aria-invalid": true, "aria-describedby": "filter-invalid" } : {};
 
   return (
     <section>
       <h1>Events</h1>
       {error !== null && <ErrorPanel status={error.status} text={error.text} what="/api/admin/events" />}
-      <div className="filters" role="search">
+      <div className="filters" role="search" aria-label="Filter the events">
         <label>
           Node{" "}
-          <select value={node} onChange={(e) => refilter(() => setNode(e.target.value))}>
+          <select value={filter.node} onChange={(e) => refilter({ node: e.target.value })} {...marks("node")}>
             <option value="">any</option>
             {nodes.map((n) => (
               <option key={n.id} value={n.id}>
                 {n.role} {n.name}
               </option>
             ))}
-            {node !== "" && !names.has(node) && <option value={node}>{node}</option>}
+            {filter.node !== "" && !names.has(filter.node) && <option value={filter.node}>{filter.node}</option>}
           </select>
         </label>
         <label>
           Kind{" "}
-          <select value={kind} onChange={(e) => refilter(() => setKind(e.target.value))}>
+          <select value={filter.kind} onChange={(e) => refilter({ kind: e.target.value })} {...marks("kind")}>
             <option value="">any</option>
             {KINDS.map((k) => (
               <option key={k} value={k}>
                 {k}
               </option>
             ))}
+            {filter.kind !== "" && !KINDS.includes(filter.kind) && <option value={filter.kind}>{filter.kind}</option>}
           </select>
         </label>
         <label>
           From (UTC){" "}
-          <input type="datetime-local" step={1} value={since} onChange={(e) => refilter(() => setSince(e.target.value))} />
+          <input
+            type="datetime-local"
+            step={1}
+            value={filter.since}
+            onChange={(e) => refilter({ since: e.target.value })}
+            {...marks("since", "range")}
+          />
         </label>
         <label>
           To (UTC){" "}
-          <input type="datetime-local" step={1} value={until} onChange={(e) => refilter(() => setUntil(e.target.value))} />
+          <input
+            type="datetime-local"
+            step={1}
+            value={filter.until}
+            onChange={(e) => refilter({ until: e.target.value })}
+            {...marks("until", "range")}
+          />
         </label>
         <label>
           Per page{" "}
-          <select value={size} onChange={(e) => refilter(() => setSize(Number(e.target.value)))}>
-            {SIZES.map((s) => (
+          <select
+            value={size}
+            onChange={(e) => {
+              setSize(Number(e.target.value));
+              setCursors([null]);
+            }}
+          >
+            {PAGE_SIZES.map((s) => (
               <option key={s} value={s}>
                 {s}
               </option>
             ))}
           </select>
         </label>
-        <button type="button" disabled={!hydrated || busy} onClick={() => (cursors.length === 1 ? void load() : setCursors([null]))}>
+        <button type="button" disabled={!hydrated || busy} onClick={() => (cursors.length === 1 ? setReread((n) => n + 1) : setCursors([null]))}>
           Newest
         </button>
+        <button type="button" disabled={!hydrated} onClick={() => refilter(NO_FILTER)}>
+          Clear filters
+        </button>
       </div>
+      {invalid !== null && (
+        <p className="error" role="alert" id="filter-invalid" data-testid="filter-invalid">
+          {invalid.message} Nothing was asked of the controller.
+        </p>
+      )}
       <table className="events">
         <caption className="sr-only">Events, newest first</caption>
         <thead>
@@ -149,9 +188,9 @@ export default function EventsView({ initialNode, initialKind }: { initialNode: 
         <button type="button" disabled={!hydrated || busy || cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>
           ← Newer
         </button>
-        <span className="muted" data-testid="page-info">
+        <span className="muted" data-testid="page-info" aria-live="polite">
           page {cursors.length}
-          {events === null ? "" : ` · ${events.length} shown, ${scanned} read`}
+          {events === null ? "" : ` · ${events.length} shown${next === null ? ", none older" : ""}`}
         </span>
         <button type="button" disabled={!hydrated || busy || next === null} onClick={() => setCursors([...cursors, next])}>
           Older →

@@ -2,7 +2,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import ErrorPanel from "@/components/ErrorPanel";
 import { api, type ApiError } from "@/lib/client";
-import type { EventPage } from "@/lib/events";
+import { DEFAULT_PAGE_SIZE, NO_FILTER, pageQuery, type EventPage } from "@/lib/events";
 import { loadEvents as loadPage } from "@/lib/events-client";
 import { COUNTERS, isoTime, type Fleet, type FleetNode } from "@/lib/fleet";
 import { useHydrated } from "@/lib/hydrated";
@@ -15,7 +15,8 @@ interface Props {
 
 const FLEET_POLL_MS = 5000;
 
-// The timeline: the node's newest events; the Events page has the rest.
+// The timeline: the node's newest events (node=ID&order=desc, one call);
+// the Events page has the rest.
 const TIMELINE = 50;
 
 // deltas_5m covers less than 5 minutes while the controller has followed
@@ -27,7 +28,7 @@ export default function NodeDetail({ id, pollMs }: Props) {
   const [node, setNode] = useState<Node | null>(null);
   const [fleet, setFleet] = useState<FleetNode | null>(null);
   const [windowS, setWindowS] = useState(300);
-  const [scan, setScan] = useState<EventPage | null>(null);
+  const [timeline, setTimeline] = useState<EventPage | null>(null);
   const [error, setError] = useState<{ what: string; e: ApiError } | null>(null);
   const [now, setNow] = useState(() => Math.floor(Date.now() / 1000));
   const [confirming, setConfirming] = useState(false);
@@ -36,8 +37,9 @@ export default function NodeDetail({ id, pollMs }: Props) {
   const [done, setDone] = useState("");
 
   const loadEvents = useCallback(async () => {
-    const res = await loadPage({ node_id: id, kind: "" }, null, TIMELINE);
-    if (res.ok) setScan(res.data);
+    const res = await loadPage({ ...NO_FILTER, node: id }, null, TIMELINE);
+    if (res.ok) setTimeline(res.data);
+    else if ("invalid" in res) setError({ what: "/api/admin/events", e: { status: 400, text: res.invalid.message } });
     else setError({ what: "/api/admin/events", e: res.error });
   }, [id]);
 
@@ -164,14 +166,17 @@ export default function NodeDetail({ id, pollMs }: Props) {
               <tbody>
                 {COUNTERS.map(({ name, failure }) => {
                   const d = fleet.deltas_5m?.[name];
+                  // Said in words too: orange alone is no signal to everyone.
+                  const failing = failure && (d ?? 0) > 0;
                   return (
                     <tr key={name} data-counter={name}>
                       <th scope="row">
                         <code>{name}</code>
                       </th>
                       <td data-testid="value">{fleet.counters?.[name] ?? "-"}</td>
-                      <td data-testid="delta" className={failure && (d ?? 0) > 0 ? "warn" : ""}>
+                      <td data-testid="delta" className={failing ? "warn" : ""}>
                         {d === undefined ? "-" : `+${d}`}
+                        {failing && " failing"}
                       </td>
                     </tr>
                   );
@@ -181,6 +186,7 @@ export default function NodeDetail({ id, pollMs }: Props) {
                   <td>-</td>
                   <td data-testid="delta" className={fleet.flapping ? "warn" : ""}>
                     +{fleet.reconnects_5m}
+                    {fleet.flapping && " flapping"}
                   </td>
                 </tr>
               </tbody>
@@ -225,24 +231,28 @@ export default function NodeDetail({ id, pollMs }: Props) {
         </>
       )}
 
-      <h2>Events</h2>
-      {scan === null ? (
-        <p className="muted">loading…</p>
+      <h2 id="timeline-heading">Events</h2>
+      {timeline === null ? (
+        <p className="muted" role="status">
+          loading…
+        </p>
       ) : (
         <>
           <p className="muted">
-            The node&apos;s {scan.events.length} newest events{scan.before !== null ? "" : " (all it has)"}.{" "}
-            {scan.before !== null && (
-              <>
-                <a href={`/events?node=${encodeURIComponent(id)}`}>All of its events</a>{" "}
-              </>
-            )}
+            <span role="status" data-testid="timeline-info">
+              {timeline.events.length === 0
+                ? "No event for this node."
+                : `The node's ${timeline.events.length} newest events${timeline.before !== null ? "" : " (all it has)"}.`}
+            </span>{" "}
+            <a href={`/events${pageQuery({ ...NO_FILTER, node: id }, DEFAULT_PAGE_SIZE)}`}>
+              {timeline.before !== null ? "All of its events" : "Its events"} on the Events page
+            </a>{" "}
             <button type="button" onClick={() => void loadEvents()} disabled={!hydrated}>
               Refresh
             </button>
           </p>
-          <ol className="timeline" data-testid="timeline">
-            {scan.events.map((e) => (
+          <ol className="timeline" data-testid="timeline" aria-labelledby="timeline-heading">
+            {timeline.events.map((e) => (
               <li key={e.id} data-event-kind={e.kind}>
                 <time dateTime={new Date(e.at * 1000).toISOString()}>{isoTime(e.at)}</time> <strong>{e.kind}</strong> {e.detail}
               </li>

@@ -1,19 +1,17 @@
-// lib/events.ts over the console's /api/admin/events, for the pages.
-import { api } from "./client";
-import { eventPage, newestId, type AdminEvent, type EventFilter, type EventPage, type GetEvents, type Result } from "./events";
+// lib/events.ts over the console's /api/admin/events, for the pages: one
+// call per page, the filtering done by the controller.
+import { api, type ApiError } from "./client";
+import { eventPage, eventsQuery, type AdminEvent, type EventFilter, type EventPage, type Field } from "./events";
 
-export const getEvents: GetEvents = async (after, limit) => {
-  const r = await api<{ events: AdminEvent[] }>("GET", `events?after=${after}&limit=${limit}`);
-  return r.ok ? { ok: true, data: r.data.events } : r;
-};
+export type PageResult = { ok: true; data: EventPage } | { ok: false; invalid: { field: Field; message: string } } | { ok: false; error: ApiError };
 
-// A page of events matching the filter: the newest (before = null) or
-// those older than the cursor `before`.
-export async function loadEvents(filter: EventFilter, before: number | null, want: number): Promise<Result<EventPage>> {
-  if (before === null) {
-    const top = await newestId(getEvents);
-    if (!top.ok) return top;
-    before = top.data + 1;
-  }
-  return eventPage(getEvents, filter, before, want);
+// The `size` newest events matching the filter, older than the cursor
+// `before` (null: from the newest). A filter the controller would refuse
+// is not sent: `invalid` says which control is wrong, and how.
+export async function loadEvents(filter: EventFilter, before: number | null, size: number): Promise<PageResult> {
+  const q = eventsQuery(filter, before, size);
+  if (!q.ok) return { ok: false, invalid: { field: q.field, message: q.message } };
+  const r = await api<{ events: AdminEvent[] }>("GET", `events?${q.query}`);
+  if (!r.ok) return r;
+  return { ok: true, data: eventPage(r.data.events ?? [], size) };
 }

@@ -234,7 +234,8 @@ test("node detail: identity and the runbook counters with their 5-minute deltas"
   const counter = page.locator('[data-counter="telemetry.auth.unavailable"]');
   await counter.waitFor({ timeout: 5000 });
   assert.match((await counter.getByTestId("value").textContent()) ?? "", /^\d+$/);
-  assert.match((await counter.getByTestId("delta").textContent()) ?? "", /^\+\d+$/);
+  assert.match((await counter.getByTestId("delta").textContent()) ?? "", /^\+\d+( failing)?$/);
+  await page.getByTestId("timeline").locator("li").first().waitFor();
   await shot("node-detail");
 });
 
@@ -336,4 +337,212 @@ test("log out: the session ends, the API answers 401", async () => {
   assert.equal(r.status(), 401);
   await page.goto(URL_ + "/");
   assert.equal(new URL(page.url()).pathname, "/login");
+});
+
+// ---- Keyboard: Tab and Enter only, a visible focus ring on every stop ----
+
+// What has the focus, and whether its focus ring shows.
+const focused = () =>
+  page.evaluate(() => {
+    const e = document.activeElement ?? document.body;
+    const st = getComputedStyle(e);
+    const label = e.labels?.[0]?.textContent?.trim() ?? e.getAttribute("aria-label") ?? "";
+    // The last stop of a date field is its calendar button, inside the
+    // browser's own shadow DOM: the field then is not :focus, and Chromium
+    // rings the button itself, out of reach of the page's CSS.
+    const picker = e instanceof HTMLInputElement && e.type === "datetime-local" && !e.matches(":focus");
+    return { tag: e.tagName, label, text: (e.textContent ?? "").trim(), outline: st.outlineStyle, width: parseFloat(st.outlineWidth), picker };
+  });
+
+// Presses Tab until `want` holds for the focused element (the one focused
+// already counts), checking the ring of each stop on the way.
+async function tabTo(want, what) {
+  for (let i = 0; i < 60; i++) {
+    const f = await focused();
+    if (f.tag !== "BODY" && !f.picker) assert.ok(f.outline !== "none" && f.width >= 2, `a visible focus ring on ${f.tag} "${f.label || f.text}"`);
+    if (want(f)) return;
+    await page.keyboard.press("Tab");
+  }
+  assert.fail(`${what}: not reached with Tab`);
+}
+
+test("keyboard: log in, the Nodes filter, a node's page and its events, with Tab and Enter only", async () => {
+  await page.goto(URL_ + "/login");
+  await tabTo((f) => f.tag === "INPUT" && f.label === "Console password", "the password field");
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Nodes" }).waitFor();
+  await row("dc1").waitFor();
+  await tabTo((f) => f.tag === "INPUT" && f.label === "Search", "the Nodes search");
+  await page.keyboard.type("dc1");
+  await row("laptop").waitFor({ state: "detached", timeout: 5000 });
+  await tabTo((f) => f.tag === "SELECT" && f.label.startsWith("Status"), "the Status filter");
+  await tabTo((f) => f.tag === "SELECT" && f.label.startsWith("Role"), "the Role filter");
+  await tabTo((f) => f.tag === "A" && f.text === "dc1", "dc1's link");
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "connector dc1" }).waitFor();
+  await page.getByTestId("timeline").locator("li").first().waitFor();
+  await tabTo((f) => f.tag === "A" && / on the Events page$/.test(f.text), "the link to the node's events");
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Events" }).waitFor();
+  assert.equal(new URL(page.url()).searchParams.get("node"), await page.getByLabel("Node").inputValue());
+  await page.waitForFunction(() => {
+    const r = [...document.querySelectorAll("tr[data-event-id] td:nth-child(3)")];
+    return r.length > 0 && r.every((c) => c.textContent === "connector dc1");
+  });
+  await tabTo((f) => f.tag === "BUTTON" && f.text === "Newest", "the Newest button");
+  await page.keyboard.press("Enter");
+  await page.locator("tr[data-event-id]").first().waitFor();
+});
+
+// ---- Events: filtered by the controller, one call a page ----
+
+test("events by node and kind: only matching rows, one call a page, paged older; the URL keeps the filter; a bad range is not sent", async () => {
+  const nodes = await page.evaluate(async () => (await (await fetch("/api/admin/nodes")).json()).nodes);
+  const laptop = nodes.find((n) => n.name === "laptop");
+  // Seven admin events of laptop (its addresses set), beside its
+  // enrolled, status and revoked events: more than a page of 5.
+  for (let i = 0; i < 7; i++) {
+    const status = await page.evaluate(async (id) => {
+      const csrf = document.querySelector('meta[name="ztr-csrf"]').getAttribute("content");
+      const r = await fetch(`/api/admin/nodes/${id}/addresses`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-csrf-token": csrf },
+        body: JSON.stringify({ addresses: ["127.0.0.1"] }),
+      });
+      return r.status;
+    }, laptop.id);
+    assert.equal(status, 200);
+  }
+  const all = await page.evaluate(async (id) => (await (await fetch(`/api/admin/events?node=${id}&order=desc&limit=1000`)).json()).events, laptop.id);
+  const want = all.filter((e) => e.kind === "admin").map((e) => e.id);
+  assert.ok(want.length >= 8, `${want.length} admin events of laptop`);
+  assert.ok(all.some((e) => e.kind !== "admin"), "laptop has events of other kinds too");
+
+  const calls = [];
+  const onRequest = (r) => {
+    const u = new URL(r.url());
+    if (u.pathname === "/api/admin/events") calls.push(Object.fromEntries(u.searchParams));
+  };
+  page.on("request", onRequest);
+  try {
+    await page.goto(URL_ + "/events");
+    const rows = page.locator("tr[data-event-id]");
+    await rows.first().waitFor();
+    await page.getByLabel("Node").selectOption(laptop.id);
+    await page.getByLabel("Kind").selectOption("admin");
+    await page.getByLabel("Per page").selectOption("5");
+    const shows = (ids) => page.waitForFunction((w) => JSON.stringify([...document.querySelectorAll("tr[data-event-id]")].map((r) => Number(r.getAttribute("data-event-id")))) === w, JSON.stringify(ids));
+    await shows(want.slice(0, 5));
+    const last = calls.at(-1);
+    assert.deepEqual({ node: last.node, kind: last.kind, order: last.order, limit: last.limit, before: last.before }, { node: laptop.id, kind: "admin", order: "desc", limit: "6", before: undefined });
+    const url = new URL(page.url());
+    assert.deepEqual([url.searchParams.get("node"), url.searchParams.get("kind"), url.searchParams.get("size")], [laptop.id, "admin", "5"]);
+    const cells = await rows.evaluateAll((rs) => rs.map((r) => [r.getAttribute("data-event-kind"), r.querySelector("td:nth-child(3)").textContent]));
+    assert.ok(cells.every(([k, n]) => k === "admin" && n === "tunneler laptop"), JSON.stringify(cells));
+    await shot("events-filtered");
+
+    // Older, one call each, until none is left.
+    const older = page.getByRole("button", { name: "Older →" });
+    for (let p = 1; p * 5 < want.length; p++) {
+      const before = calls.length;
+      await older.click();
+      await shows(want.slice(p * 5, p * 5 + 5));
+      assert.equal(calls.length - before, 1, "one call a page");
+      assert.equal(calls.at(-1).before, String(want[p * 5 - 1]), "the cursor is the last row shown");
+    }
+    assert.equal(await older.isDisabled(), true, "nothing older");
+    await page.getByTestId("page-info").getByText(/none older$/).waitFor();
+
+    // The URL carries the filter: a reload shows the same first page.
+    await page.reload();
+    await shows(want.slice(0, 5));
+    assert.equal(await page.getByLabel("Kind").inputValue(), "admin");
+
+    // To before From: said, marked, and not sent.
+    await page.getByLabel("From (UTC)").fill("2099-01-02T00:00");
+    await page.getByText("No event matches.").waitFor();
+    const sent = calls.length;
+    await page.getByLabel("To (UTC)").fill("2099-01-01T00:00");
+    const problem = page.getByTestId("filter-invalid");
+    await problem.waitFor();
+    assert.match(await problem.textContent(), /^To \(2099-01-01T00:00(:00)?\) is before From \(2099-01-02T00:00(:00)?\): no event can match\. Nothing was asked of the controller\.$/);
+    assert.equal(await page.getByLabel("To (UTC)").getAttribute("aria-invalid"), "true");
+    await page.waitForTimeout(300);
+    assert.equal(calls.length, sent, "the bad range was not sent");
+    await page.getByRole("button", { name: "Clear filters" }).click();
+    await problem.waitFor({ state: "detached" });
+    await rows.first().waitFor();
+    assert.equal(new URL(page.url()).search, "?size=5");
+  } finally {
+    page.off("request", onRequest);
+  }
+});
+
+// ---- Dark mode: every text readable (4.5:1) on every page, light and dark ----
+
+// Each element's own text against the first background behind it that is
+// not transparent; what is below 4.5:1. Hidden and disabled text is not
+// read (WCAG exempts inactive controls).
+const lowContrast = (p) =>
+  p.evaluate(() => {
+    const rgb = (s) => (s.match(/[\d.]+/g) ?? []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (c) => ((c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const ratio = (a, b) => (Math.max(lum(a), lum(b)) + 0.05) / (Math.min(lum(a), lum(b)) + 0.05);
+    const background = (e) => {
+      for (let x = e; x !== null; x = x.parentElement) {
+        const c = rgb(getComputedStyle(x).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+      }
+      return matchMedia("(prefers-color-scheme: dark)").matches ? [0, 0, 0] : [255, 255, 255];
+    };
+    const low = [];
+    for (const e of document.querySelectorAll("body *")) {
+      if (!(e instanceof HTMLElement) || ["SCRIPT", "STYLE", "OPTION", "SELECT", "NOSCRIPT"].includes(e.tagName)) continue;
+      const own = [...e.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim() !== "");
+      if (!own || e.getClientRects().length === 0 || e.closest(".sr-only, :disabled") !== null) continue;
+      let fg = rgb(getComputedStyle(e).color);
+      const bg = background(e);
+      if (fg.length === 4) fg = fg.slice(0, 3).map((c, i) => c * fg[3] + bg[i] * (1 - fg[3]));
+      const r = ratio(fg, bg);
+      if (r < 4.5) low.push(`${e.tagName} "${e.textContent.trim().slice(0, 40)}" ${r.toFixed(2)}:1`);
+    }
+    return low;
+  });
+
+test("light and dark: every text on every page at least 4.5:1; dark screenshots", async () => {
+  const dc1 = (await page.evaluate(async () => (await (await fetch("/api/admin/nodes")).json()).nodes)).find((n) => n.name === "dc1");
+  for (const colorScheme of ["light", "dark"]) {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 720 }, colorScheme });
+    try {
+      const p = await ctx.newPage();
+      await p.goto(URL_ + "/login");
+      await p.getByLabel("Console password").fill(PASSWORD);
+      await p.getByRole("button", { name: "Log in" }).click();
+      await p.getByRole("heading", { name: "Nodes" }).waitFor();
+      const bg = await p.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      assert.equal(bg, colorScheme === "dark" ? "rgb(15, 20, 25)" : "rgb(255, 255, 255)");
+      const pages = [
+        ["nodes", "/", () => p.locator('tr[data-node-name="dc1"] [data-status]').waitFor()],
+        ["node-detail", `/nodes/${dc1.id}`, () => p.getByTestId("timeline").locator("li").first().waitFor()],
+        ["events", "/events?kind=admin", () => p.locator('tr[data-event-kind="admin"]').first().waitFor()],
+        ["access", "/access", () => p.locator("[data-grant]").first().waitFor()],
+        ["tokens", "/tokens", () => p.getByRole("heading", { name: "Enrollment tokens" }).waitFor()],
+        ["ca", "/ca", () => p.locator("tr[data-ca]").first().waitFor()],
+      ];
+      for (const [name, path, ready] of pages) {
+        await p.goto(URL_ + path);
+        await ready();
+        if (name === "node-detail") await p.locator('[data-counter="telemetry.auth.unavailable"]').waitFor({ timeout: 5000 });
+        assert.deepEqual(await lowContrast(p), [], `${colorScheme} ${path}: text below 4.5:1`);
+        if (colorScheme === "dark" && ["nodes", "node-detail", "events"].includes(name))
+          await p.screenshot({ path: `${SHOTS}/${name}-dark.png`, fullPage: true });
+      }
+    } finally {
+      await ctx.close();
+    }
+  }
 });

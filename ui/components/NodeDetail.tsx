@@ -50,11 +50,12 @@ export default function NodeDetail({ id, pollMs }: Props) {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let lastFleet = 0;
     const tick = async () => {
-      // The fleet view lists every node: read it every FLEET_POLL_MS only.
+      // The fleet row moves over minutes: read it every FLEET_POLL_MS,
+      // searched by id (the controller returns that row, not the fleet).
       const wantFleet = Date.now() - lastFleet >= FLEET_POLL_MS;
       const [n, f] = await Promise.all([
         api<Node>("GET", `nodes/${encodeURIComponent(id)}`),
-        wantFleet ? api<Fleet>("GET", "fleet") : Promise.resolve(null),
+        wantFleet ? api<Fleet>("GET", `fleet?${new URLSearchParams({ q: id, limit: "10" })}`) : Promise.resolve(null),
       ]);
       if (stopped) return;
       if (!n.ok) setError({ what: `/api/admin/nodes/${id}`, e: n.error });
@@ -139,6 +140,10 @@ export default function NodeDetail({ id, pollMs }: Props) {
             <dd data-testid="renew-at">
               {fleet === null ? "-" : isoTime(fleet.renew_at)}
               {fleet?.renewal_missed && <span className="warn"> (renewal missed)</span>}
+            </dd>
+            <dt>Trust bundle</dt>
+            <dd data-testid="bundle-held">
+              {fleet === null || fleet.bundle_version === null ? "not reported yet" : `version ${fleet.bundle_version}`}
             </dd>
             <dt>Last renewal</dt>
             <dd>{fleet === null || !fleet.last_renewed_at ? "-" : isoTime(fleet.last_renewed_at)}</dd>

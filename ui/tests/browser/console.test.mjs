@@ -230,6 +230,7 @@ test("node detail: identity and the runbook counters with their 5-minute deltas"
   assert.match((await page.getByTestId("serial").textContent()) ?? "", /^[0-9a-f]+$/);
   assert.match((await page.getByTestId("not-after").textContent()) ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in /);
   assert.match((await page.getByTestId("renew-at").textContent()) ?? "", /^\d{4}-\d\d-\d\dT/);
+  await page.getByTestId("bundle-held").getByText(/^version \d+$/).waitFor({ timeout: 5000 });
   assert.match((await page.getByTestId("identity").textContent()) ?? "", /spiffe:\/\/[^ ]+\/connector\//);
   const counter = page.locator('[data-counter="telemetry.auth.unavailable"]');
   await counter.waitFor({ timeout: 5000 });

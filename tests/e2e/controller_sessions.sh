@@ -68,10 +68,10 @@ expect_out_has "no heartbeat" "the OFFLINE event says why"
 
 # Allowlist and connector lists are pushed when they change.
 probe session "${P[@]}" --dir "$T/dc1-a" --role connector --data-listen 127.0.0.1:7444 \
-  --resource pg --interval 100 --duration 20000 >"$T/conn.out" 2>&1 &
+  --resource pg --interval 100 --duration 60000 >"$T/conn.out" 2>&1 &
 conn=$!
 wait_for_line "$T/conn.out" '"type":"allowlist"' 5
-probe session "${P[@]}" --dir "$T/laptop" --role tunneler --interval 100 --duration 20000 >"$T/tun.out" 2>&1 &
+probe session "${P[@]}" --dir "$T/laptop" --role tunneler --interval 100 --duration 60000 >"$T/tun.out" 2>&1 &
 tun=$!
 wait_for_line "$T/tun.out" '"type":"connectors"' 5
 check "tunneler gets a connectors list" $?

@@ -201,23 +201,37 @@ bench: deps all
 
 # ---- install (docs/OPERATIONS.md, "Install with systemd") ------------------
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binaries into $(PREFIX)/bin,
-# the units into /etc/systemd/system and the examples into /etc/ztr/*.example
-# (both with the /usr/local prefix replaced by $(PREFIX); an existing
-# /etc/ztr/*.conf is never touched), the docs into $(PREFIX)/share/doc/ztr.
+# the built console (make ui) into $(PREFIX)/lib/ztr/ui, the units into
+# /etc/systemd/system and the examples into /etc/ztr/*.example (both with the
+# /usr/local prefix replaced by $(PREFIX); an existing /etc/ztr/*.conf is
+# never touched), the docs into $(PREFIX)/share/doc/ztr.
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 BINDIR     := $(PREFIX)/bin
 DOCDIR     := $(PREFIX)/share/doc/ztr
+UIDIR      := $(PREFIX)/lib/ztr/ui
 SYSCONFDIR ?= /etc
 UNITDIR    ?= $(SYSCONFDIR)/systemd/system
 INSTALL_PROGRAMS := $(BIN)/controller $(BIN)/connector $(BIN)/tunneler $(BIN)/ztr-pki
 
 .PHONY: install systemd-test
-install: $(INSTALL_PROGRAMS)
+install: $(INSTALL_PROGRAMS) $(UI_BUILT)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
-	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/ztr
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/ztr $(dir $(DESTDIR)$(UIDIR))
 	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(BINDIR)/
-	for unit in ztr-controller ztr-connector ztr-tunneler; do \
+	@# The console as `node server.mjs` runs it: the build without its cache
+	@# and the production dependencies only (npm prune, offline: it only
+	@# removes), assembled beside the old one, then swapped in.
+	rm -rf $(DESTDIR)$(UIDIR).tmp $(DESTDIR)$(UIDIR).old
+	mkdir -p $(DESTDIR)$(UIDIR).tmp/.next
+	cp -R ui/server.mjs ui/next.config.mjs ui/package.json ui/package-lock.json ui/node_modules $(DESTDIR)$(UIDIR).tmp/
+	for f in ui/.next/*; do [ "$$f" = ui/.next/cache ] || cp -R "$$f" $(DESTDIR)$(UIDIR).tmp/.next/ || exit 1; done
+	cd $(DESTDIR)$(UIDIR).tmp && npm prune --omit=dev --omit=optional --offline --ignore-scripts \
+	  --no-audit --no-fund --loglevel=error && rm package-lock.json
+	chmod -R u=rwX,go=rX $(DESTDIR)$(UIDIR).tmp
+	if [ -e $(DESTDIR)$(UIDIR) ]; then mv $(DESTDIR)$(UIDIR) $(DESTDIR)$(UIDIR).old; fi
+	mv $(DESTDIR)$(UIDIR).tmp $(DESTDIR)$(UIDIR) && rm -rf $(DESTDIR)$(UIDIR).old
+	for unit in ztr-controller ztr-connector ztr-tunneler ztr-ui; do \
 	  sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$unit.service >$(DESTDIR)$(UNITDIR)/$$unit.service.tmp && \
 	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit.service.tmp && \
 	  mv -f $(DESTDIR)$(UNITDIR)/$$unit.service.tmp $(DESTDIR)$(UNITDIR)/$$unit.service || exit 1; \
@@ -231,7 +245,7 @@ install: $(INSTALL_PROGRAMS)
 
 # The units under a real systemd: a throw-away systemd-nspawn boot of this
 # host's own root (needs root; prints "skipped" and why when it cannot run).
-systemd-test: $(INSTALL_PROGRAMS) $(BUILD)/tests/tools/tcp_peer
+systemd-test: $(INSTALL_PROGRAMS) $(BUILD)/tests/tools/tcp_peer $(UI_BUILT)
 	@bash tests/systemd/run.sh $(BUILD)
 
 clean:

@@ -1,13 +1,17 @@
 #!/bin/bash
 # Runs inside the systemd-nspawn container that tests/systemd/run.sh boots, as
 # its only job (ztr-systemd-test.service). Installs the staged `make install`
-# tree, drives the three units with systemctl and the controller's CLI, and
-# writes to $ZTR_TEST_RESULTS (bind-mounted from the host):
+# tree, drives the three daemons' units and the console's (ztr-ui) with
+# systemctl, the controller's CLI and curl, and writes to $ZTR_TEST_RESULTS
+# (bind-mounted from the host):
 #   checks.txt           PASS|what  or  FAIL|what|detail, one line per check
 #   5_1.journal          journalctl -u ztr-connector while its conf is missing
 #   5_2.journal          journalctl -u ztr-tunneler, CONTROLLER_CA a 0600 root file
 #   5_2_dir.journal      the same, CONTROLLER_CA in a 0700 root directory
 #   5_*.result           start_status=, ActiveState=, Result=, ExecMainStatus=
+#   ui-*                 the console: journalctl -u ztr-ui serving (ui-start.journal)
+#                        and not configured (ui-not-configured.journal), login
+#                        headers, the Nodes page, listening sockets
 #   security-<unit>.txt  systemd-analyze security
 #   journal.txt          the whole boot's journal
 # then powers the container off, whatever happened.
@@ -25,6 +29,9 @@ trap finish EXIT
 
 UNITS=(ztr-controller ztr-connector ztr-tunneler)
 CTL=/usr/local/bin/controller
+UI_DIR=/usr/local/lib/ztr/ui
+UI=http://127.0.0.1:3000   # UI_LISTEN's default
+UI_JAR=/run/ztr-ui-test.cookies
 T0=$(date +%s)
 
 pass() { echo "PASS|$1" >>"$R/checks.txt"; echo "ok: $1"; }
@@ -58,6 +65,17 @@ node_field() { "$CTL" node list | grep -E " name=$1 " | tr ' ' '\n' | sed -n "s/
 online() { [ "$(node_field "$1" status)" = ONLINE ]; }
 through_forward() { curl -s -m 3 http://127.0.0.1:15432/ | grep -qx 'hello from resource'; }
 through_socks() { curl -s -m 3 --socks5-hostname 127.0.0.1:1080 http://web/ | grep -qx 'hello from resource'; }
+# ui_get PATH [curl args]: "<status> <body>" of a GET to the console.
+ui_get() { local p="$1"; shift; curl -s -m 10 -w ' %{http_code}' "$@" "$UI$p" | sed -E 's/^(.*) ([0-9]{3})$/\2 \1/'; }
+ui_logged() { journalctl --no-pager -o cat --after-cursor "$1" -u ztr-ui.service | grep -qxF "$2"; }
+ui_started() { journalctl --no-pager -o cat --after-cursor "$1" -u ztr-ui.service |
+  grep -qF 'msg="console started" listen=127.0.0.1:3000 port=3000'; }
+# no_secret WHAT VALUE: VALUE appears nowhere in this boot's journal (the
+# value itself never goes to a check's detail).
+no_secret() {
+  if journalctl -b --no-pager -o cat | grep -qF "$2"; then fail "$1 is not in the journal" "found"
+  else pass "$1 is not in the journal"; fi
+}
 
 # check_service NAME STATUS: active, Type=notify with its STATUS= text, a
 # dynamic user (UID 61184..65519) owning its StateDirectory.
@@ -95,6 +113,13 @@ fi
 for b in controller connector tunneler ztr-pki; do
   expect "installed /usr/local/bin/$b" test -x "/usr/local/bin/$b"
 done
+for f in server.mjs next.config.mjs package.json .next/BUILD_ID node_modules/next/package.json; do
+  expect "installed $UI_DIR/$f" test -f "$UI_DIR/$f"
+done
+expect "the console is installed without its build cache" test ! -e "$UI_DIR/.next/cache"
+expect "... and without devDependencies (typescript, playwright-core)" \
+  test ! -e "$UI_DIR/node_modules/typescript" -a ! -e "$UI_DIR/node_modules/playwright-core"
+expect "installed /etc/systemd/system/ztr-ui.service" test -f /etc/systemd/system/ztr-ui.service
 for n in "${UNITS[@]}"; do
   expect "installed /etc/systemd/system/$n.service" test -f "/etc/systemd/system/$n.service"
   # A short watchdog for this test only, in /run: a daemon that did not send
@@ -111,6 +136,9 @@ out="$(systemd-analyze verify /etc/systemd/system/ztr-*.service 2>&1)"
 equal "systemd-analyze verify: no warnings" "$out" ""
 equal "ExecStart is \$PREFIX/bin/connector" \
   "$(prop ztr-connector ExecStart | sed -n 's/^{ path=\([^ ;]*\).*/\1/p')" /usr/local/bin/connector
+equal "ztr-ui ExecStart is node \$PREFIX/lib/ztr/ui/server.mjs" \
+  "$(prop ztr-ui ExecStart | sed -n 's/^{ path=[^ ;]* ; argv\[\]=\([^;]*\) ;.*/\1/p')" \
+  "/usr/bin/node $UI_DIR/server.mjs"
 
 # ---- the controller -----------------------------------------------------------------
 ADMIN_AUTH_TOKEN="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
@@ -170,6 +198,63 @@ expect "a request through the tunneler's forward reaches the resource" wait_unti
 expect "a request through the tunneler's SOCKS5 reaches the resource" wait_until 10 through_socks
 expect "connector /health 200 ONLINE" sh -c 'curl -sf -m 3 127.0.0.1:9101/health | grep -q "\"state\":\"ONLINE\""'
 
+# ---- the console (ztr-ui) against the running controller ------------------------------------
+# The test's drop-in hides the source and build trees from it: it runs from
+# $PREFIX/lib/ztr/ui alone, in a container with loopback only (no network).
+UI_PASSWORD="$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+install -m 0600 /etc/ztr/ui.conf.example /etc/ztr/ui.conf
+set_key /etc/ztr/ui.conf ADMIN_AUTH_TOKEN "$ADMIN_AUTH_TOKEN"
+set_key /etc/ztr/ui.conf UI_PASSWORD "$UI_PASSWORD"
+mkdir -p /run/systemd/system/ztr-ui.service.d
+printf '[Service]\nInaccessiblePaths=/ztr-test\n' >/run/systemd/system/ztr-ui.service.d/test-no-source.conf
+systemctl daemon-reload
+cur="$(cursor)"
+expect "systemctl start ztr-ui" timeout 60 systemctl start ztr-ui
+# Type=exec: started once node runs; listening once it logs so.
+expect "ztr-ui journal: console started listen=127.0.0.1:3000" \
+  wait_until 30 ui_started "$cur"
+journal_since "$cur" ztr-ui >"$R/ui-start.journal"
+equal "ztr-ui answers on 127.0.0.1:3000 (GET /login)" "$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$UI/login")" 200
+# (No awk here: /etc/alternatives is not in the volatile root.)
+ss -Hltn >"$R/ui-listen.txt" 2>&1
+equal "ztr-ui listens on loopback only" \
+  "$(grep -oE '[^ ]+:3000 ' "$R/ui-listen.txt" | sort -u | tr '\n' '|')" "127.0.0.1:3000 |"
+equal "ztr-ui active" "$(prop ztr-ui ActiveState)" active
+equal "ztr-ui DynamicUser" "$(prop ztr-ui DynamicUser)" yes
+pid="$(prop ztr-ui MainPID)"
+uid="$(sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$pid/status" 2>/dev/null)"
+if [ -n "$uid" ] && [ "$uid" -ge 61184 ] && [ "$uid" -le 65519 ]; then
+  pass "ztr-ui runs as a dynamic user (uid $uid)"
+else
+  fail "ztr-ui runs as a dynamic user" "uid '${uid:-none}' of pid $pid"
+fi
+# The login form as the browser posts it: urlencoded, with the page's Origin.
+printf 'wrong-password-1234' >/run/ztr-ui-test.pw
+curl -s -m 10 -o /dev/null -D "$R/ui-login-wrong.headers" -H "Origin: $UI" \
+  --data-urlencode password@/run/ztr-ui-test.pw "$UI/api/session"
+sed -i 's/\r$//' "$R/ui-login-wrong.headers"
+expect "console login, wrong password: 303 to /login?error=wrong password" \
+  grep -qi '^location: /login?error=wrong%20password' "$R/ui-login-wrong.headers"
+printf '%s' "$UI_PASSWORD" >/run/ztr-ui-test.pw
+rm -f "$UI_JAR"
+curl -s -m 10 -o /dev/null -D "$R/ui-login.headers" -c "$UI_JAR" -H "Origin: $UI" \
+  --data-urlencode password@/run/ztr-ui-test.pw "$UI/api/session"
+rm -f /run/ztr-ui-test.pw
+sed -i 's/\r$//' "$R/ui-login.headers"
+equal "console login: 303 to /" \
+  "$(head -1 "$R/ui-login.headers" | cut -d' ' -f2) $(grep -i '^location:' "$R/ui-login.headers")" "303 location: /"
+expect "console login: session cookie HttpOnly, SameSite=Strict" \
+  grep -qi '^set-cookie: ztr_ui_session=[^;]*; Path=/; HttpOnly; SameSite=Strict' "$R/ui-login.headers"
+got="$(ui_get /api/admin/nodes -b "$UI_JAR")"
+equal "console /api/admin/nodes through the proxy: 200" "${got%% *}" 200
+equal "... the controller's nodes" "$(grep -o '"name":"[^"]*"' <<<"$got" | sort | tr '\n' ' ')" '"name":"dc1" "name":"laptop" '
+equal "... without a session: 401" "$(ui_get /api/admin/nodes | cut -d' ' -f1)" 401
+equal "the Nodes page, rendered by the installed build: 200" \
+  "$(curl -s -m 10 -b "$UI_JAR" -o "$R/ui-nodes.html" -w '%{http_code}' "$UI/")" 200
+expect "... with dc1 on it" grep -qF '>dc1<' "$R/ui-nodes.html"
+chunk="$(grep -o '/_next/static/[^"]*\.js' "$R/ui-nodes.html" | head -1)"
+equal "... and its script $chunk" "$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$UI$chunk")" 200
+
 # ---- the watchdog: WATCHDOG=1 keeps coming, nobody gets killed ------------------------------
 declare -A PID_BEFORE WD_BEFORE
 for n in "${UNITS[@]}"; do
@@ -206,6 +291,10 @@ expect "after restart: a request through the forward" wait_until 10 through_forw
 
 # ---- the controller: clean stop, restart keeps the CA, agents come back -------------------------
 check_stop ztr-controller
+got="$(ui_get /api/admin/nodes -b "$UI_JAR")"
+equal "controller down: console answers 502, saying why" "$got" \
+  '502 {"error":"cannot reach the controller at http://127.0.0.1:8080: connection refused"}'
+equal "controller down: ztr-ui still active" "$(prop ztr-ui ActiveState) $(prop ztr-ui NRestarts)" "active 0"
 expect "systemctl start ztr-controller (again)" timeout 60 systemctl start ztr-controller
 equal "controller restart keeps the CA (ca show)" "$("$CTL" ca show 2>&1)" "$CA_BEFORE"
 expect "agents reconnect: dc1 ONLINE" wait_until 20 online dc1
@@ -281,13 +370,28 @@ install -d -m 0700 -o root -g root /etc/ztr/private
 install -m 0644 /etc/ztr/controller-ca.pem /etc/ztr/private/ca.crt
 ca_unreadable 5_2_dir /etc/ztr/private/ca.crt
 
+# ---- the console without the admin token (failure mode 6.2 under systemd) ----------------------
+del_key /etc/ztr/ui.conf ADMIN_AUTH_TOKEN
+cur="$(cursor)"
+expect "ztr-ui restarted without ADMIN_AUTH_TOKEN" timeout 60 systemctl restart ztr-ui
+expect "... starts all the same" wait_until 30 ui_started "$cur"
+journal_since "$cur" ztr-ui >"$R/ui-not-configured.journal"
+expect "... journal: exactly ADMIN_API_URL or ADMIN_AUTH_TOKEN not configured" \
+  ui_logged "$cur" 'ADMIN_API_URL or ADMIN_AUTH_TOKEN not configured'
+equal "... /api/admin/nodes answers 500, saying so" "$(ui_get /api/admin/nodes)" \
+  '500 {"error":"ADMIN_API_URL or ADMIN_AUTH_TOKEN not configured"}'
+expect "... the login page shows it" sh -c "curl -s -m 10 '$UI/login' | grep -qF 'ADMIN_API_URL or ADMIN_AUTH_TOKEN not configured'"
+check_stop ztr-ui
+
 # ---- the end: clean stops, exposure ----------------------------------------------------------------
 check_stop ztr-connector
 check_stop ztr-controller
 if journalctl --no-pager -o cat -u 'ztr-*' | grep -q 'Watchdog timeout'; then
   fail "no watchdog timeout in the journal"
 else pass "no watchdog timeout in the journal"; fi
-for n in "${UNITS[@]}"; do
+no_secret "the controller's ADMIN_AUTH_TOKEN" "$ADMIN_AUTH_TOKEN"
+no_secret "the console's UI_PASSWORD" "$UI_PASSWORD"
+for n in "${UNITS[@]}" ztr-ui; do
   systemd-analyze security --no-pager "$n.service" >"$R/security-$n.txt" 2>&1
   score="$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' "$R/security-$n.txt")"
   if [ -n "$score" ] && [ "${score%%.*}" -lt 2 ]; then

@@ -3,17 +3,19 @@
 # host's own root with systemd-nspawn (--volatile=yes: a tmpfs root with the
 # host's /usr read-only; --private-network: loopback only), installs what
 # `make install DESTDIR=...` staged, and runs tests/systemd/inner.sh as the
-# container's only job (a oneshot unit). That script checks the three units
-# (controller, connector, tunneler) end to end, reproduces failure modes 5.1
-# and 5.2, measures `systemd-analyze security`, writes everything to a
-# bind-mounted results directory and powers the container off.
+# container's only job (a oneshot unit). That script checks the three daemons'
+# units (controller, connector, tunneler) and the console's (ztr-ui) end to
+# end, reproduces failure modes 5.1 and 5.2 (and 6.2 under systemd), measures
+# `systemd-analyze security`, writes everything to a bind-mounted results
+# directory and powers the container off.
 #
 #   tests/systemd/run.sh [BUILD]      BUILD: build tree (default build)
 #
 # Results go to $ZTR_SYSTEMD_RESULTS (default BUILD/systemd-test): checks.txt
 # (PASS|FAIL lines), security-<unit>.txt, 5_1.* and 5_2.* (journal excerpts
-# and unit states), journal.txt, inner.log, and `finished` once a boot ran to
-# its end (the failure-mode scripts reuse it: tests/systemd/results.sh).
+# and unit states), ui-* (the console), journal.txt, inner.log, and `finished`
+# once a boot ran to its end (the failure-mode scripts reuse it:
+# tests/systemd/results.sh).
 # Exit status: 0 when every check passed, or when the test cannot run here
 # (not root, no systemd, no systemd-nspawn, the container does not boot):
 # then it prints "skipped: <reason>" and writes the reason to RESULTS/skipped.
@@ -39,7 +41,7 @@ RESULTS="$(cd "$RESULTS" && pwd)"
 rm -rf "$RESULTS/stage"
 rm -f "$RESULTS"/{checks.txt,started,done,finished,complete,skipped,ztr-systemd-test.service} \
   "$RESULTS"/*.log "$RESULTS"/*.journal "$RESULTS"/*.result "$RESULTS"/*.err "$RESULTS"/show-*.txt \
-  "$RESULTS"/security-*.txt "$RESULTS"/journal.txt "$RESULTS"/node-list.txt
+  "$RESULTS"/security-*.txt "$RESULTS"/journal.txt "$RESULTS"/node-list.txt "$RESULTS"/ui-*
 
 # ---- can it run here? -------------------------------------------------------------
 [ -x /lib/systemd/systemd ] || [ -x /usr/lib/systemd/systemd ] ||
@@ -60,6 +62,9 @@ command -v curl >/dev/null || skip "curl is missing (scripts/deps.sh installs it
 for f in bin/controller bin/connector bin/tunneler bin/ztr-pki tests/tools/tcp_peer; do
   [ -x "$BUILD/$f" ] || { echo "systemd-test: $BUILD/$f is missing: build first (make)" >&2; exit 1; }
 done
+# ztr-ui.service runs Debian's nodejs; the container's /usr is this host's.
+[ -x /usr/bin/node ] ||
+  { echo "systemd-test: /usr/bin/node is missing: ztr-ui.service runs it (apt-get install nodejs)" >&2; exit 1; }
 
 # ---- stage `make install` ------------------------------------------------------------
 # -o: install exactly the binaries of BUILD, never rebuild them here (an ASan
@@ -102,7 +107,7 @@ Description=ztr systemd test runner (tests/systemd/inner.sh)
 Wants=basic.target
 # After= only keeps the ztr units referenced, so systemd does not unload one
 # once it is stopped: its ExecMainStatus= stays readable.
-After=basic.target ztr-controller.service ztr-connector.service ztr-tunneler.service
+After=basic.target ztr-controller.service ztr-connector.service ztr-tunneler.service ztr-ui.service
 FailureAction=poweroff-force
 
 [Service]
@@ -142,7 +147,7 @@ while IFS='|' read -r verdict what detail; do
   if [ "$verdict" = PASS ]; then echo "  ok    $what"; else echo "  FAIL  $what${detail:+: $detail}"; fi
 done <"$RESULTS/checks.txt"
 echo "exposure (systemd-analyze security):"
-for unit in ztr-controller ztr-connector ztr-tunneler; do
+for unit in ztr-controller ztr-connector ztr-tunneler ztr-ui; do
   line="$(grep -a 'Overall exposure level' "$RESULTS/security-$unit.txt" 2>/dev/null | sed 's/^→ *//')"
   echo "  ${line:-$unit: not measured}"
 done

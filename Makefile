@@ -214,11 +214,16 @@ SYSCONFDIR ?= /etc
 UNITDIR    ?= $(SYSCONFDIR)/systemd/system
 INSTALL_PROGRAMS := $(BIN)/controller $(BIN)/connector $(BIN)/tunneler $(BIN)/ztr-pki
 
+# INSTALL_UI=no leaves the console out (an agent-only host needs no Node.js).
+INSTALL_UI ?= yes
+
 .PHONY: install systemd-test
-install: $(INSTALL_PROGRAMS) $(UI_BUILT)
+install: $(INSTALL_PROGRAMS) $(if $(filter yes,$(INSTALL_UI)),$(UI_BUILT))
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
-	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/ztr $(dir $(DESTDIR)$(UIDIR))
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/ztr
 	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(BINDIR)/
+ifeq ($(INSTALL_UI),yes)
+	install -d -m 0755 $(dir $(DESTDIR)$(UIDIR))
 	@# The console as `node server.mjs` runs it: the build without its cache
 	@# and the production dependencies only (npm prune, offline: it only
 	@# removes), assembled beside the old one, then swapped in.
@@ -231,7 +236,8 @@ install: $(INSTALL_PROGRAMS) $(UI_BUILT)
 	chmod -R u=rwX,go=rX $(DESTDIR)$(UIDIR).tmp
 	if [ -e $(DESTDIR)$(UIDIR) ]; then mv $(DESTDIR)$(UIDIR) $(DESTDIR)$(UIDIR).old; fi
 	mv $(DESTDIR)$(UIDIR).tmp $(DESTDIR)$(UIDIR) && rm -rf $(DESTDIR)$(UIDIR).old
-	for unit in ztr-controller ztr-connector ztr-tunneler ztr-ui; do \
+endif
+	for unit in ztr-controller ztr-connector ztr-tunneler $(if $(filter yes,$(INSTALL_UI)),ztr-ui); do \
 	  sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$unit.service >$(DESTDIR)$(UNITDIR)/$$unit.service.tmp && \
 	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit.service.tmp && \
 	  mv -f $(DESTDIR)$(UNITDIR)/$$unit.service.tmp $(DESTDIR)$(UNITDIR)/$$unit.service || exit 1; \

@@ -117,8 +117,7 @@ dial_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     struct dsession *ds = d->session->ds;
     uint32_t stream = d->stream;
-    int fd = d->fd;
-    net_set_nodelay(fd);
+    int fd = d->fd; /* TCP_NODELAY since net_connect_start */
     d->fd = -1;
     dsession_set_stream_user(ds, stream, NULL);
     dial_free(d);
@@ -319,11 +318,12 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     struct dataplane *dp = w->data;
     for (int i = 0; i < 64; i++) {
-        int fd = net_accept(dp->listen_fd);
+        struct sockaddr_storage peer;
+        int fd = net_accept_peer(dp->listen_fd, &peer);
         if (fd < 0)
             return;
         struct quota_key source;
-        bool has_source = net_peer_source_key(fd, &source) == 0;
+        bool has_source = net_source_key_of(&peer, &source) == 0;
         const char *refusal = NULL;
         if (dp->session_count >= SESSIONS_MAX)
             refusal = "too many sessions open";

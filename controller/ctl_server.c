@@ -1229,11 +1229,12 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct ctl_server *server = w->data;
     struct controller *c = server->c;
     for (int i = 0; i < 64; i++) {
-        int fd = net_accept(server->listen_fd);
+        struct sockaddr_storage peer;
+        int fd = net_accept_peer(server->listen_fd, &peer);
         if (fd < 0)
             return;
         struct quota_key source;
-        bool has_source = net_peer_source_key(fd, &source) == 0;
+        bool has_source = net_source_key_of(&peer, &source) == 0;
         const char *refusal = NULL;
         if (server->session_count >= SESSIONS_MAX)
             refusal = "too many sessions open";

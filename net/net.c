@@ -292,20 +292,38 @@ log_accept_failure(int errnum, bool dropped)
  * are open. An accepted connection needs more to be served (TLS seeding,
  * the database, a dial onward); taking connections into the last
  * NET_ACCEPT_HEADROOM would fail those instead, once per connection. */
+/* The limit is read once per thread and again only when an fd comes near
+ * the one read (it may have been raised since): a getrlimit() per accepted
+ * connection was a tenth of the tunneler's syscalls per stream. */
+static _Thread_local rlim_t nofile_seen;
+
 static bool
 within_headroom(int fd)
 {
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+    if (nofile_seen != 0 && (rlim_t)fd + NET_ACCEPT_HEADROOM < nofile_seen)
         return false;
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+        nofile_seen = 0;
+        return false;
+    }
+    nofile_seen = limit.rlim_cur;
     return (rlim_t)fd + NET_ACCEPT_HEADROOM >= limit.rlim_cur;
 }
 
 int
 net_accept(int listen_fd)
 {
+    return net_accept_peer(listen_fd, NULL);
+}
+
+int
+net_accept_peer(int listen_fd, struct sockaddr_storage *peer)
+{
     reserve_take();
-    int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    socklen_t peer_len = sizeof(*peer);
+    int fd = accept4(listen_fd, (struct sockaddr *)peer, peer != NULL ? &peer_len : NULL,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0 && within_headroom(fd)) {
         close(fd);
         log_accept_failure(EMFILE, true);
@@ -333,6 +351,14 @@ net_peer_source_key(int fd, struct quota_key *key)
     memset(key, 0, sizeof(*key));
     if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0)
         return -1;
+    return net_source_key_of(&peer, key);
+}
+
+int
+net_source_key_of(const struct sockaddr_storage *peer_sa, struct quota_key *key)
+{
+    const struct sockaddr_storage peer = *peer_sa;
+    memset(key, 0, sizeof(*key));
     if (peer.ss_family == AF_INET) {
         const struct sockaddr_in *v4 = (const struct sockaddr_in *)&peer;
         key->bytes[10] = 0xff;

@@ -49,12 +49,17 @@ int net_connect_start_sa(const struct sockaddr_storage *sa, socklen_t sa_len, co
  * already taken can still be served. Failures are logged at most once per 10 s, with the
  * count of those left out (`suppressed=N`). */
 int net_accept(int listen_fd);
+/* net_accept that also hands back the peer's address (peer may be NULL):
+ * a caller that needs it saves a getpeername() per connection. */
+int net_accept_peer(int listen_fd, struct sockaddr_storage *peer);
 
 /* The source a per-source quota counts fd's peer under: its IPv4 address
  * (as IPv4-mapped IPv6), or the /64 prefix of its IPv6 address — one host
  * commonly holds a whole /64, so counting single v6 addresses would let it
  * multiply its quota. Returns -1 (key zeroed) when fd has no IP peer. */
 int net_peer_source_key(int fd, struct quota_key *key);
+/* The same for an address in hand (from net_accept_peer). */
+int net_source_key_of(const struct sockaddr_storage *peer, struct quota_key *key);
 
 /* Closes a connection refused right after accept, with a warn line msg
  * naming the peer and reason, limited by limit (whoever causes refusals

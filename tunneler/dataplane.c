@@ -555,8 +555,7 @@ static int
 dial(struct tconn *k, struct ztr_err *err)
 {
     struct tunnel *t = k->tunnel;
-    TRY(net_connect_start(k->address, &k->dial_fd, err));
-    net_set_nodelay(k->dial_fd);
+    TRY(net_connect_start(k->address, &k->dial_fd, err)); /* TCP_NODELAY set */
     ev_io_init(&k->dial_io, dial_connected, k->dial_fd, EV_WRITE);
     k->dial_io.data = k;
     ev_io_start(t->loop, &k->dial_io);
@@ -724,11 +723,12 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct listener *l = w->data;
     struct tunnel *t = l->tunnel;
     for (int i = 0; i < 64; i++) {
-        int fd = net_accept(l->fd);
+        struct sockaddr_storage peer_sa;
+        int fd = net_accept_peer(l->fd, &peer_sa);
         if (fd < 0)
             return;
         char peer[80];
-        net_peer_name(fd, peer, sizeof(peer));
+        net_sockaddr_name(&peer_sa, peer, sizeof(peer));
         struct ip_quota *quota = quota_take(t, peer);
         if (quota == NULL) {
             close(fd);

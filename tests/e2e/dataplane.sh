@@ -9,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 # Under ASan freed memory sits in a quarantine (256 MB by default), which
 # would hide what the slow-reader check measures: keep it small here.
-[ -n "${ASAN_OPTIONS:-}" ] && export ASAN_OPTIONS="$ASAN_OPTIONS:quarantine_size_mb=4"
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4"
 start_controller ctl || exit 1
 start_peer http || exit 1; HTTP_PORT=$PEER_PORT
 start_peer echo || exit 1; ECHO_PORT=$PEER_PORT

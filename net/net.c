@@ -292,16 +292,23 @@ log_accept_failure(int errnum, bool dropped)
  * are open. An accepted connection needs more to be served (TLS seeding,
  * the database, a dial onward); taking connections into the last
  * NET_ACCEPT_HEADROOM would fail those instead, once per connection. */
-/* The limit is read once per thread and again only when an fd comes near
- * the one read (it may have been raised since): a getrlimit() per accepted
- * connection was a tenth of the tunneler's syscalls per stream. */
+/* The limit is read again when an fd comes near the one last read (it may
+ * have been raised since) and at least once a second (it may have been
+ * lowered: prlimit from outside): a getrlimit() per accepted connection
+ * was a tenth of the tunneler's syscalls per stream. The coarse clock is
+ * read without a syscall. */
 static _Thread_local rlim_t nofile_seen;
+static _Thread_local time_t nofile_read_at;
 
 static bool
 within_headroom(int fd)
 {
-    if (nofile_seen != 0 && (rlim_t)fd + NET_ACCEPT_HEADROOM < nofile_seen)
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    if (nofile_seen != 0 && now.tv_sec == nofile_read_at &&
+        (rlim_t)fd + NET_ACCEPT_HEADROOM < nofile_seen)
         return false;
+    nofile_read_at = now.tv_sec;
     struct rlimit limit;
     if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
         nofile_seen = 0;

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 
+#include "base/daemon.h"
 #include "base/log.h"
 #include "net/net.h"
 #include "net/resolver.h"
@@ -104,7 +104,7 @@ handle_welcome(struct agent *a, const json_t *msg)
     ev_timer_set(&a->heartbeat_timer, interval, interval);
     ev_timer_start(a->loop, &a->heartbeat_timer);
     if (!a->ready_notified) {
-        sd_notify(0, "READY=1");
+        daemon_notify_ready(NULL);
         a->ready_notified = true;
     }
     agent_schedule_renewal(a);

@@ -1,11 +1,13 @@
 #include "base/daemon.h"
 
+#include <errno.h>
 #include <ev.h>
 #include <signal.h>
 #include <stdio.h>
-#include <systemd/sd-daemon.h>
 
+#include "base/fileio.h"
 #include "base/log.h"
+#include "base/sd_notify.h"
 
 extern char **environ;
 
@@ -40,19 +42,36 @@ daemon_clock(const struct daemon *daemon)
     return daemon->clock;
 }
 
+/* A notification that cannot be sent is logged once: systemd then waits
+ * for READY until its timeout, and the line says why. */
+static void
+notify(const char *state)
+{
+    static bool logged;
+    if (sd_notify_send(state) == 0 || logged)
+        return;
+    logged = true;
+    char text[128];
+    log_warn("systemd notification failed", "error=\"%s\"", file_strerror(errno, text, sizeof(text)));
+}
+
 void
 daemon_notify_ready(const char *status)
 {
+    char text[512];
     if (status != NULL)
-        sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+        snprintf(text, sizeof(text), "READY=1\nSTATUS=%s", status);
     else
-        sd_notify(0, "READY=1");
+        snprintf(text, sizeof(text), "READY=1");
+    notify(text);
 }
 
 void
 daemon_notify_status(const char *status)
 {
-    sd_notifyf(0, "STATUS=%s", status);
+    char text[512];
+    snprintf(text, sizeof(text), "STATUS=%s", status);
+    notify(text);
 }
 
 static void
@@ -79,7 +98,7 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)w;
     (void)revents;
     /* The loop is alive: that is what systemd's watchdog asks. */
-    sd_notify(0, "WATCHDOG=1");
+    notify("WATCHDOG=1");
 }
 
 static void
@@ -121,7 +140,7 @@ watch(struct daemon *d)
     signal(SIGPIPE, SIG_IGN);
     uint64_t watchdog_usec = 0;
     ev_timer_init(&d->watchdog, watchdog_cb, 0, 0);
-    if (sd_watchdog_enabled(0, &watchdog_usec) > 0) {
+    if (sd_notify_watchdog_usec(&watchdog_usec)) {
         d->watchdog.repeat = (double)watchdog_usec / 2e6;
         ev_timer_again(d->loop, &d->watchdog);
     }
@@ -162,7 +181,7 @@ daemon_run(const struct daemon_spec *spec, int argc, char **argv)
     }
     if (!d.stopped)
         ev_run(d.loop, 0);
-    sd_notify(0, "STOPPING=1");
+    notify("STOPPING=1");
     unwatch(&d);
     status = spec->stop != NULL ? spec->stop(spec->ctx, true, d.exit_status) : d.exit_status;
     config_wipe_secrets(spec->schema, spec->schema_len, spec->settings);

@@ -79,7 +79,7 @@ TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 
 .PRECIOUS: $(OBJ)/%.o build/fuzz/obj/%.o
-.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench demo failure-modes ui ui-test
+.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench churn demo failure-modes ui ui-test
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(BUILD)/bench/ctl_load
 
 help:
@@ -198,6 +198,11 @@ fuzz: deps fuzz-build
 # benchmark (ztr vs stunnel vs direct TCP) joins it with the data plane.
 bench: deps all
 	@bash bench/run.sh
+
+# 1 000 000 streams opened and closed, memory and descriptors sampled
+# (bench/churn.sh: bench/churn.csv, bench/churn.png); its own target: ~2 min.
+churn: deps all
+	@bash bench/churn.sh
 
 # ---- install (docs/OPERATIONS.md, "Install with systemd") ------------------
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binaries into $(PREFIX)/bin,

@@ -9,6 +9,8 @@
 #   make ui       build the web console (ui/, Next.js; docs/CONSOLE.md)
 #   make fuzz     run every libFuzzer target longer (FUZZ_SECONDS, default 300)
 #   make bench    measure and write bench/RESULTS.md
+#   make churn    1 000 000 streams opened and closed, memory sampled (bench/churn.png)
+#   make install  binaries, units, examples, docs, the console (INSTALL_UI=no: without)
 #   make clean
 
 SHELL := /bin/bash
@@ -83,7 +85,7 @@ TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(BUILD)/bench/ctl_load
 
 help:
-	@sed -n '2,14p' Makefile
+	@sed -n '2,16p' Makefile
 
 deps:
 	@bash scripts/deps.sh

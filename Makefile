@@ -85,7 +85,7 @@ TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(BUILD)/bench/ctl_load
 
 help:
-	@sed -n '2,16p' Makefile
+	@sed -n '2,14p' Makefile
 
 deps:
 	@bash scripts/deps.sh

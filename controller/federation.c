@@ -325,6 +325,7 @@ struct fed_session {
     struct tls_ctx *tls;    /* outbound: the client context, freed after the stream */
     char peer_id[STORE_ID_MAX + 1];
     char peer_name[STORE_NAME_MAX + 1];
+    char url[STORE_URL_MAX + 1];    /* outbound: what we dialed */
     int64_t opened_ms, last_frame_ms, next_heartbeat_ms;
     int64_t seq;
     int64_t peer_holds_version; /* of our bundle, as the peer last said (0: unknown) */
@@ -969,7 +970,7 @@ on_close(void *user, const char *reason)
                  s->outbound ? "outbound" : "inbound", reason);
     else if (s->outbound)
         log_warn("federation link failed", "peer=%s remote=%s reason=\"%s\"", s->peer_name,
-                 ctl_stream_peer_addr(s->stream), reason);
+                 s->url, reason);
     else if (!s->ready) {
         /* Never got past the handshake: an unknown CA or trust domain. */
         fed->c->counters.fed_links_refused++;
@@ -1127,6 +1128,7 @@ link_dial(struct federation *fed, struct fed_link *link, const struct store_peer
         s->tls = tls;
         snprintf(s->peer_id, sizeof(s->peer_id), "%s", peer->id);
         snprintf(s->peer_name, sizeof(s->peer_name), "%s", peer->name);
+        snprintf(s->url, sizeof(s->url), "%s", peer->url);
         struct pki_expect expect = {.trust_domain = peer->trust_domain,
                                     .role = PKI_ROLE_CONTROLLER};
         rc = ctl_stream_new(c->loop, tls, fd, &expect, &fed_callbacks, s, &s->stream, &err);

@@ -21,7 +21,12 @@ fed_start() {
 # on NAME CMD...: runs a controller CLI command against NAME.
 on() { local name="$1"; shift; local url="${name}_URL"; ADMIN_URL="${!url}" ctl "$@"; }
 # fed_stop NAME: SIGTERM and wait.
-fed_stop() { local pid="${1}_PID"; kill -TERM "${!pid}" 2>/dev/null; wait "${!pid}" 2>/dev/null; }
+fed_stop() {
+  local pid="${1}_PID"
+  kill -TERM "${!pid}" 2>/dev/null
+  wait "${!pid}" 2>/dev/null
+  FED_STOP_STATUS=$?
+}
 # peer_state NAME PEER: the peer's state as NAME sees it.
 peer_state() {
   local url="${1}_URL"
@@ -52,3 +57,36 @@ fed_pair() {
 }
 # log_epoch_ms LINE: the ts= of a log line as Unix milliseconds.
 log_epoch_ms() { date -u -d "$(sed -n 's/^ts=\([^ ]*\).*/\1/p' <<<"$1")" +%s%3N; }
+FED_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# fed_peer ...: the test peer (tests/tools/fed_peer.py).
+fed_peer() { python3 "$FED_LIB_DIR/../tools/fed_peer.py" "$@"; }
+# foreign_cert DIR TRUST_DOMAIN [CA_CERT CA_KEY]: DIR/leaf.pem + leaf.key, a
+# controller certificate for TRUST_DOMAIN signed by the given CA, or by a
+# fresh CA of nobody's (DIR/ca.pem).
+foreign_cert() {
+  local dir="$1" td="$2" ca="${3:-}" cakey="${4:-}"
+  mkdir -p "$dir"
+  if [ -z "$ca" ]; then
+    ca="$dir/ca.pem" cakey="$dir/ca.key"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$cakey" \
+      -out "$ca" -subj /CN=unknown-ca -days 1 -addext basicConstraints=critical,CA:TRUE \
+      -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null || return 1
+  fi
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/leaf.key" \
+    -out "$dir/leaf.csr" -subj /CN=controller 2>/dev/null || return 1
+  printf 'subjectAltName=URI:spiffe://%s/controller\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' \
+    "$td" >"$dir/ext"
+  openssl x509 -req -in "$dir/leaf.csr" -CA "$ca" -CAkey "$cakey" -CAcreateserial \
+    -out "$dir/leaf.pem" -days 1 -extfile "$dir/ext" 2>/dev/null
+}
+# fed_stop_all: stops every controller fed_start started (before finish).
+fed_stop_all() {
+  local n pid
+  for n in A B C; do
+    pid="${n}_PID"
+    [ -n "${!pid:-}" ] && kill -0 "${!pid}" 2>/dev/null || continue
+    fed_stop "$n"
+    [ "$FED_STOP_STATUS" -eq 0 ]; check "controller $n stops cleanly (exit $FED_STOP_STATUS)" $?
+  done
+  return 0
+}

@@ -93,4 +93,5 @@ expect_err_has "revoked: propose again from scratch" "the refusal says what to d
 run on A federation propose --name b
 expect_status 0 "b may be proposed again from scratch"
 [ "$(peer_state A b)" = proposed ]; check "the new row starts at proposed" $?
+fed_stop_all
 finish

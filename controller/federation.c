@@ -912,6 +912,9 @@ on_ready(void *user)
     }
     free(live);
     ctl_stream_set_max_frame(s->stream, FRAME_MAX_PAYLOAD);
+    /* No link outlives the certificate it was opened with: the redial
+     * presents the renewed one. */
+    ctl_stream_expire_at(s->stream, ctl_stream_peer_not_after(s->stream));
     if (!s->outbound)
         close_other_links(fed, s);
     log_info("federation link up", "peer=%s spiffe_id=%s remote=%s direction=%s", s->peer_name,

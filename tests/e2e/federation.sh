@@ -5,7 +5,8 @@
 # controller stops and A's sweep marks it degraded, B returns and it is
 # active again with no operator action; suspend and resume; a CA rotation
 # on A reaches B's stored bundle with the next heartbeats; revoke closes the
-# live link within 1 s and the revoked peer cannot link again.
+# live link within 1 s and the revoked peer cannot link again. A CA
+# rotation on B reaches A the same way.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fed_lib.sh"
 
@@ -69,6 +70,13 @@ check "B's stored bundle holds both of A's CAs" $?
 grep -q 'msg="federation peer bundle updated" peer=a trust_domain=a.example version=2' "$B_LOG"
 check "B logged the bundle update" $?
 [ "$(peer_state B a)" = active ]; check "the rotation did not interrupt the link" $?
+# And the other way: B's rotation reaches A.
+run on B ca rotate
+expect_status 0 "B rotates its CA"
+for _ in $(seq 1 30); do [ "$(peer_field A b bundle_version)" = 2 ] && break; sleep 0.1; done
+[ "$(peer_field A b bundle_version)" = 2 ]; check "A stored B's bundle version 2" $?
+sleep 1
+[ "$(peer_state A b)" = active ]; check "b stays active on the rotated bundle" $?
 
 # Revoke on A: the live link closes within 1 s, and stays closed.
 t_revoke="$(date -u +%s%3N)"

@@ -763,7 +763,8 @@ refuse_accept(struct fed_session *s, enum fed_refusal refusal, const char *peer_
     uint64_t suppressed = 0;
     if (log_limit_allow(&fed->refuse_log, mono_ms(fed), &suppressed))
         log_warn("federation accept refused",
-                 "peer_id=%s source=%s reason=\"%s\" error=\"%s\" suppressed=%llu", peer_id,
+                 "peer_id=%.*s source=%s reason=\"%s\" error=\"%s\" suppressed=%llu",
+                 STORE_ID_MAX, peer_id,
                  ctl_stream_peer_addr(s->stream), fed_refusal_reason(refusal),
                  fed_refusal_text(refusal), (unsigned long long)suppressed);
     session_fail(s, CTLMSG_E_INVALID_TOKEN, fed_refusal_text(refusal));

@@ -283,7 +283,8 @@ struct store_event {
     int64_t id;                          /* increasing */
     int64_t at;
     char kind[32];                       /* enrolled, status, renewed, revoked, denied, admin,
-                                            security (a refused identity), alert */
+                                            security (a refused identity), alert,
+                                            federation */
     char node_id[STORE_ID_MAX + 1];      /* may be empty */
     char detail[STORE_DETAIL_MAX + 1];
     /* Which part wrote it: controller, admin, federation_accept,

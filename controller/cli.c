@@ -831,8 +831,8 @@ cmd_ca_rotate(const struct cli *cli, const struct args *args)
 /* ---- events --------------------------------------------------------------- */
 
 static const struct field event_fields[] = {
-    {"id", NULL, F_PLAIN},      {"at", NULL, F_TIME},     {"kind", NULL, F_PLAIN},
-    {"source", NULL, F_PLAIN},  {"node_id", "node", F_PLAIN}, {"detail", NULL, F_PLAIN},
+    {"id", NULL, F_PLAIN},        {"at", NULL, F_TIME},     {"kind", NULL, F_PLAIN},
+    {"node_id", "node", F_PLAIN}, {"detail", NULL, F_PLAIN}, {"source", NULL, F_PLAIN},
     {NULL, NULL, F_PLAIN},
 };
 

@@ -359,6 +359,7 @@ struct federation {
     size_t chain_len, key_len;
     bool identity_from_files;
     int64_t identity_renew_at;
+    int64_t identity_bundle_version; /* the bundle it was issued under */
     struct fed_session *sessions;
     size_t session_count;
     struct fed_link *links;
@@ -458,6 +459,7 @@ identity_load(struct federation *fed, struct ztr_err *err)
         pki_key_free(key);
         free(public_der);
         fed->identity_renew_at = wall_s(c) + c->settings.svid_ttl_s / 2;
+        fed->identity_bundle_version = ca_set_bundle_version(c->cas);
     }
     if (rc != 0) {
         free(chain);
@@ -524,14 +526,13 @@ refresh_server_trust(struct federation *fed)
 {
     if (fed->server_tls == NULL)
         return;
-    char *pem;
-    size_t len;
+    char *pem = NULL;
+    size_t len = 0;
     struct ztr_err err = {0};
     if (union_bundle(fed, &pem, &len, &err) != 0 ||
         tls_ctx_update(fed->server_tls, NULL, 0, NULL, 0, pem, len, &err) != 0)
         log_error("federation trust not updated", "error=\"%s\"", err.msg);
-    if (err.code == ZTR_OK)
-        free(pem);
+    free(pem);
 }
 
 /* A link's client certificate must chain to its trust domain's own bundle,
@@ -1239,7 +1240,10 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     for (size_t i = 0; i < fed->retired_count; i++)
         tls_ctx_free(fed->retired[i]);
     fed->retired_count = 0;
-    if (!fed->identity_from_files && wall_s(c) >= fed->identity_renew_at) {
+    /* A changed bundle may have retired the CA that signed it. */
+    if (!fed->identity_from_files &&
+        (wall_s(c) >= fed->identity_renew_at ||
+         ca_set_bundle_version(c->cas) != fed->identity_bundle_version)) {
         struct ztr_err err = {0};
         if (identity_load(fed, &err) != 0 ||
             (fed->server_tls != NULL &&

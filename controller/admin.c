@@ -22,6 +22,7 @@
 #include "net/http.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "controller/federation.h"
 
 #define ADMIN_PREFIX "/api/admin"
 /* The longest path segment a route captures: ids and names both fit. */
@@ -76,6 +77,8 @@ status_for(const struct ztr_err *err)
     switch (err->code) {
     case ZTR_E_NOT_FOUND:
         return 404;
+    case STORE_E_PEER_EXISTS:
+        return 409;
     case ZTR_E_INVALID:
     case ZTR_E_LIMIT:
     case PKI_E_BAD_SPIFFE_ID: /* a name that cannot be a SPIFFE ID segment */
@@ -1580,11 +1583,12 @@ static int
 visit_event(void *ctx, const struct store_event *event)
 {
     struct json_list *list = ctx;
-    return json_list_add(list, json_pack("{s:I, s:I, s:o, s:o, s:o}", "id",
+    return json_list_add(list, json_pack("{s:I, s:I, s:o, s:o, s:o, s:o}", "id",
                                          (json_int_t)event->id, "at", (json_int_t)event->at,
                                          "kind", json_text(event->kind), "node_id",
                                          json_text(event->node_id), "detail",
-                                         json_text(event->detail)));
+                                         json_text(event->detail), "source",
+                                         json_text(event->source)));
 }
 
 /* GET /events: oldest first after `after` (the CLI's follow mode), or with
@@ -1596,6 +1600,7 @@ route_events(struct admin_call *call)
     int64_t limit = EVENTS_DEFAULT_LIMIT;
     char node[STORE_ID_MAX + 1] = "", kind[sizeof(((struct store_event *)0)->kind)] = "";
     char order[8] = "asc";
+    char source[STORE_EVENT_SOURCE_MAX + 1] = "";
     struct store_event_filter filter = {0};
     struct ztr_err err = {0};
     const char *q = call->request->query;
@@ -1606,6 +1611,7 @@ route_events(struct admin_call *call)
         query_int(q, "limit", 1, &limit, &err) != 0 ||
         query_get(q, "node", node, sizeof(node), &err) < 0 ||
         query_get(q, "kind", kind, sizeof(kind), &err) < 0 ||
+        query_get(q, "source", source, sizeof(source), &err) < 0 ||
         query_get(q, "order", order, sizeof(order), &err) < 0) {
         respond_failure(call->response, &err);
         return;
@@ -1618,6 +1624,7 @@ route_events(struct admin_call *call)
     filter.newest_first = strcmp(order, "desc") == 0;
     filter.node_id = node;
     filter.kind = kind;
+    filter.source = source;
     filter.limit = (size_t)(limit > EVENTS_MAX_LIMIT ? EVENTS_MAX_LIMIT : limit);
     struct json_list list = {call->c, json_array(), now_s(call->c), false};
     int rc = store_event_query(call->c->store, &filter, visit_event, &list, &err);
@@ -1738,6 +1745,208 @@ route_ca_rotate(struct admin_call *call)
                            ca_description(c)));
 }
 
+/* ---- federation ----------------------------------------------------------- */
+
+/* The peer as the API shows it: its bundle only on the single-peer route. */
+static json_t *
+peer_value(const struct controller *c, const struct store_peer *peer, bool with_bundle)
+{
+    json_t *value = federation_peer_json(peer, now_s(c));
+    if (!with_bundle)
+        json_object_del(value, "bundle");
+    return value;
+}
+
+static int
+visit_peer(void *ctx, const struct store_peer *peer)
+{
+    struct json_list *list = ctx;
+    return json_list_add(list, peer_value(list->c, peer, false));
+}
+
+static void
+route_peers_list(struct admin_call *call)
+{
+    struct json_list list = {call->c, json_array(), now_s(call->c), false};
+    struct ztr_err err = {0};
+    int rc = store_peer_list(call->c->store, visit_peer, &list, &err);
+    respond_list(call, "peers", list.array, list.failed, rc, &err);
+}
+
+static void
+route_peer_get(struct admin_call *call)
+{
+    struct store_peer *peer = calloc(1, sizeof(*peer));
+    struct ztr_err err = {0};
+    if (peer == NULL) {
+        http_respond_error(call->response, 500, "out of memory");
+        return;
+    }
+    if (store_peer_get_by_name(call->c->store, call->arg, peer, &err) != 0)
+        respond_failure(call->response, &err);
+    else
+        respond_json(call->response, 200, peer_value(call->c, peer, true));
+    free(peer);
+}
+
+static int
+ttl_field(const json_t *body, int64_t *ttl_s, struct ztr_err *err)
+{
+    const char *ttl;
+    *ttl_s = FED_TOKEN_TTL_DEFAULT_S;
+    TRY(field_string(body, "ttl", false, 32, &ttl, err));
+    int64_t ms;
+    if (ttl != NULL && (config_parse_duration_ms(ttl, &ms) != 0 || ms < 1000))
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "field \"ttl\" must be a duration of at least 1s, e.g. 1h or 7d");
+    if (ttl != NULL)
+        *ttl_s = ms / 1000;
+    return 0;
+}
+
+/* The token leaves in this response and nowhere else. */
+static void
+respond_token(struct admin_call *call, int status, char *token, const struct store_peer *peer)
+{
+    json_t *reply = json_pack("{s:s, s:o}", "token", token, "peer",
+                              peer_value(call->c, peer, false));
+    explicit_bzero(token, strlen(token));
+    free(token);
+    respond_json(call->response, status, reply);
+}
+
+static void
+route_peer_propose(struct admin_call *call)
+{
+    static const char *const known[] = {"name", "url", "ttl", NULL};
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    const char *name, *url;
+    int64_t ttl_s;
+    char *token = NULL;
+    struct store_peer *peer = calloc(1, sizeof(*peer));
+    struct ztr_err err = {0};
+    if (peer == NULL || check_fields(body, known, &err) != 0 ||
+        field_string(body, "name", true, STORE_NAME_MAX, &name, &err) != 0 ||
+        field_string(body, "url", false, STORE_URL_MAX, &url, &err) != 0 ||
+        ttl_field(body, &ttl_s, &err) != 0 ||
+        federation_propose(call->c, name, url, ttl_s, &token, peer, &err) != 0)
+        respond_failure(call->response, peer == NULL ? (ztr_err_set(&err, ZTR_E_NOMEM,
+                                                                    "out of memory"), &err)
+                                                     : &err);
+    else
+        respond_token(call, 201, token, peer);
+    free(peer);
+    json_decref(body);
+}
+
+static void
+route_peer_token(struct admin_call *call)
+{
+    static const char *const known[] = {"ttl", NULL};
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    int64_t ttl_s;
+    char *token = NULL;
+    struct store_peer *peer = calloc(1, sizeof(*peer));
+    struct ztr_err err = {0};
+    if (peer == NULL)
+        ztr_err_set(&err, ZTR_E_NOMEM, "out of memory");
+    if (peer == NULL || check_fields(body, known, &err) != 0 ||
+        ttl_field(body, &ttl_s, &err) != 0 ||
+        federation_new_token(call->c, call->arg, ttl_s, &token, peer, &err) != 0)
+        respond_failure(call->response, &err);
+    else
+        respond_token(call, 201, token, peer);
+    free(peer);
+    json_decref(body);
+}
+
+/* Blocks for at most FED_ACCEPT_TIMEOUT_MS while this controller dials the
+ * proposer: an operator's action, rare, and bounded. */
+static void
+route_peer_accept(struct admin_call *call)
+{
+    static const char *const known[] = {"url", "token", "name", NULL};
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    const char *url, *token, *name;
+    struct store_peer *peer = calloc(1, sizeof(*peer));
+    struct ztr_err err = {0};
+    if (peer == NULL)
+        ztr_err_set(&err, ZTR_E_NOMEM, "out of memory");
+    if (peer == NULL || check_fields(body, known, &err) != 0 ||
+        field_string(body, "url", true, STORE_URL_MAX, &url, &err) != 0 ||
+        field_string(body, "token", true, 16384, &token, &err) != 0 ||
+        field_string(body, "name", false, STORE_NAME_MAX, &name, &err) != 0) {
+        respond_failure(call->response, &err);
+    } else if (federation_accept(call->c, url, token, name, peer, &err) != 0) {
+        /* The proposer's refusal is the operator's to read, as it came. */
+        int status = err.code == ZTR_E_VERIFY ? 502 : 0;
+        if (status != 0)
+            http_respond_error(call->response, status, err.msg);
+        else
+            respond_failure(call->response, &err);
+    } else {
+        respond_json(call->response, 201, peer_value(call->c, peer, false));
+    }
+    free(peer);
+    json_decref(body);
+}
+
+static void
+peer_action(struct admin_call *call, const char *action)
+{
+    static const char *const known[] = {"reason", NULL};
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    const char *reason = NULL;
+    struct store_peer *peer = calloc(1, sizeof(*peer));
+    struct ztr_err err = {0};
+    int rc = peer == NULL ? ztr_err_set(&err, ZTR_E_NOMEM, "out of memory") : 0;
+    if (rc == 0)
+        rc = check_fields(body, known, &err);
+    if (rc == 0)
+        rc = field_string(body, "reason", false, STORE_DETAIL_MAX - 64, &reason, &err);
+    if (rc == 0 && strcmp(action, "suspend") == 0)
+        rc = federation_suspend(call->c, call->arg, reason, peer, &err);
+    else if (rc == 0 && strcmp(action, "resume") == 0)
+        rc = federation_resume(call->c, call->arg, peer, &err);
+    else if (rc == 0)
+        rc = federation_revoke(call->c, call->arg, peer, &err);
+    if (rc != 0) {
+        respond_failure(call->response, &err);
+    } else {
+        record_admin_event(call->c, NULL, "federation peer %s %s%s%s", peer->name, action,
+                           reason != NULL ? " reason=" : "", reason != NULL ? reason : "");
+        respond_json(call->response, 200, peer_value(call->c, peer, false));
+    }
+    free(peer);
+    json_decref(body);
+}
+
+static void
+route_peer_suspend(struct admin_call *call)
+{
+    peer_action(call, "suspend");
+}
+
+static void
+route_peer_resume(struct admin_call *call)
+{
+    peer_action(call, "resume");
+}
+
+static void
+route_peer_revoke(struct admin_call *call)
+{
+    peer_action(call, "revoke");
+}
+
 /* ---- the admin server ----------------------------------------------------- */
 
 static const struct route admin_routes[] = {
@@ -1760,6 +1969,14 @@ static const struct route admin_routes[] = {
     {"GET", ADMIN_PREFIX "/events", route_events},
     {"GET", ADMIN_PREFIX "/ca", route_ca_show},
     {"POST", ADMIN_PREFIX "/ca/rotate", route_ca_rotate},
+    {"GET", ADMIN_PREFIX "/federation/peers", route_peers_list},
+    {"POST", ADMIN_PREFIX "/federation/peers", route_peer_propose},
+    {"GET", ADMIN_PREFIX "/federation/peers/*", route_peer_get},
+    {"POST", ADMIN_PREFIX "/federation/peers/*/token", route_peer_token},
+    {"POST", ADMIN_PREFIX "/federation/peers/*/suspend", route_peer_suspend},
+    {"POST", ADMIN_PREFIX "/federation/peers/*/resume", route_peer_resume},
+    {"POST", ADMIN_PREFIX "/federation/peers/*/revoke", route_peer_revoke},
+    {"POST", ADMIN_PREFIX "/federation/accept", route_peer_accept},
 };
 
 static bool
@@ -1955,6 +2172,19 @@ static const struct metrics_row counter_metrics[] = {
      offsetof(struct controller_counters, frames_in)},
     {"ztr_controller_frames_out_total", "counter", "Control frames sent.",
      offsetof(struct controller_counters, frames_out)},
+    {"ztr_federation_accepts_total", "counter", "Federation peers accepted (proposer side).",
+     offsetof(struct controller_counters, fed_accepts)},
+    {"ztr_federation_accept_denied_total", "counter",
+     "Federation accepts refused (token mismatch, required, used, expired).",
+     offsetof(struct controller_counters, fed_accept_denied)},
+    {"ztr_federation_accept_rate_limited_total", "counter",
+     "Federation accepts refused unread: their source had too many failures this minute.",
+     offsetof(struct controller_counters, fed_accept_rate_limited)},
+    {"ztr_federation_links_refused_total", "counter",
+     "Federation link handshakes refused: a certificate of an unknown CA or trust domain.",
+     offsetof(struct controller_counters, fed_links_refused)},
+    {"ztr_federation_heartbeats_total", "counter", "Federation heartbeats received.",
+     offsetof(struct controller_counters, fed_heartbeats)},
 };
 
 static void
@@ -2010,6 +2240,7 @@ write_metrics(struct metrics *m, const struct controller *c, const struct node_s
                    "Time left on each node's current certificate.");
     metrics_printf(m, "%s", expiry_samples);
     write_fleet_metrics(m, c, stats);
+    federation_write_metrics(c, m);
 }
 
 static void

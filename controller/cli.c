@@ -30,7 +30,9 @@
 #define CLI_TIMEOUT_MS 30000L
 #define CLI_URL_MAX 2048
 #define CLI_PATH_MAX 1200
-#define CLI_MAX_OPTIONS 8 /* the last stays empty: lists end at a NULL name */
+#define CLI_MAX_OPTIONS 10
+/* An acceptance token read from a file or stdin: far above a real one. */
+#define CLI_TOKEN_MAX 16384 /* the last stays empty: lists end at a NULL name */
 #define CLI_MAX_POSITIONALS 1
 #define CLI_MAX_REPEATS 32 /* PKI_MAX_IP_SANS: every --address a certificate can hold */
 
@@ -829,8 +831,9 @@ cmd_ca_rotate(const struct cli *cli, const struct args *args)
 /* ---- events --------------------------------------------------------------- */
 
 static const struct field event_fields[] = {
-    {"id", NULL, F_PLAIN},      {"at", NULL, F_TIME},     {"kind", NULL, F_PLAIN},
-    {"node_id", "node", F_PLAIN}, {"detail", NULL, F_PLAIN}, {NULL, NULL, F_PLAIN},
+    {"id", NULL, F_PLAIN},        {"at", NULL, F_TIME},     {"kind", NULL, F_PLAIN},
+    {"node_id", "node", F_PLAIN}, {"detail", NULL, F_PLAIN}, {"source", NULL, F_PLAIN},
+    {NULL, NULL, F_PLAIN},
 };
 
 static int
@@ -841,7 +844,8 @@ cmd_events(const struct cli *cli, const struct args *args)
     if (build_url(cli, url, sizeof(url), "/api/admin/events", NULL, NULL) != 0)
         return EXIT_FAILED;
     char sep = '?';
-    static const char *const values[] = {"after", "limit", "node", "kind"};
+    static const char *const values[] = {"after", "limit", "node", "kind", "source",
+                                         "since", "until"};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
         const char *value = arg_value(args, values[i]);
         if (value != NULL && url_append_query(url, sizeof(url), &sep, values[i], value) != 0)
@@ -854,6 +858,183 @@ cmd_events(const struct cli *cli, const struct args *args)
         print_list(reply, "events", event_fields);
     json_decref(reply);
     return rc;
+}
+
+/* ---- federation ----------------------------------------------------------- */
+
+static const struct field peer_fields[] = {
+    {"name", NULL, F_PLAIN},           {"trust_domain", NULL, F_PLAIN},
+    {"state", NULL, F_PLAIN},          {"direction", NULL, F_PLAIN},
+    {"url", NULL, F_PLAIN},            {"last_heartbeat_age_s", "heartbeat_age_s", F_PLAIN},
+    {"bundle_version", NULL, F_PLAIN}, {"token_pending", NULL, F_PLAIN},
+    {"token_expires_at", NULL, F_TIME}, {"reason", NULL, F_PLAIN},
+    {NULL, NULL, F_PLAIN},
+};
+
+static int
+cmd_federation_list(const struct cli *cli, const struct args *args)
+{
+    (void)args;
+    return list_command(cli, "/api/admin/federation/peers", "peers", peer_fields);
+}
+
+/* POSTs body to path and prints the token only, so that
+ * TOKEN=$(controller federation propose ...) works; it is shown once. */
+static int
+token_command(const struct cli *cli, const char *path, json_t *body)
+{
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), path, NULL, NULL) != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    int rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK) {
+        const char *token = json_string_value(json_object_get(reply, "token"));
+        if (token == NULL) {
+            fprintf(stderr, "error: the admin API answered without a token\n");
+            rc = EXIT_FAILED;
+        } else {
+            printf("%s\n", token);
+        }
+    }
+    json_decref(reply);
+    return rc;
+}
+
+static int
+cmd_federation_propose(const struct cli *cli, const struct args *args)
+{
+    json_t *body = json_pack("{s:s}", "name", arg_value(args, "name"));
+    if (arg_value(args, "url") != NULL)
+        json_object_set_new(body, "url", json_string(arg_value(args, "url")));
+    if (arg_value(args, "ttl") != NULL)
+        json_object_set_new(body, "ttl", json_string(arg_value(args, "ttl")));
+    return token_command(cli, "/api/admin/federation/peers", body);
+}
+
+static int
+cmd_federation_token(const struct cli *cli, const struct args *args)
+{
+    char path[CLI_PATH_MAX];
+    json_t *body = json_object();
+    if (arg_value(args, "ttl") != NULL)
+        json_object_set_new(body, "ttl", json_string(arg_value(args, "ttl")));
+    path[0] = '\0';
+    strcat(path, "/api/admin/federation/peers/");
+    if (url_append_encoded(path, sizeof(path), arg_value(args, "peer")) != 0 ||
+        url_append(path, sizeof(path), "/token") != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    return token_command(cli, path, body);
+}
+
+/* The acceptance token is a secret: never a flag. It comes from
+ * --token-file (a path, "-" for stdin) or FEDERATION_TOKEN. */
+static int
+read_token(const struct args *args, char **token)
+{
+    *token = NULL;
+    const char *path = arg_value(args, "token-file");
+    size_t len = 0;
+    if (path == NULL) {
+        const char *env = getenv("FEDERATION_TOKEN");
+        if (env == NULL || env[0] == '\0') {
+            fprintf(stderr, "error: give the acceptance token with --token-file PATH (- for "
+                            "stdin) or in FEDERATION_TOKEN; it is a secret and never a flag\n");
+            return EXIT_USAGE;
+        }
+        *token = strdup(env);
+        len = *token != NULL ? strlen(*token) : 0;
+    } else if (strcmp(path, "-") == 0) {
+        *token = calloc(1, CLI_TOKEN_MAX + 1);
+        len = *token != NULL ? fread(*token, 1, CLI_TOKEN_MAX, stdin) : 0;
+    } else {
+        struct ztr_err err = {0};
+        if (file_read_all(path, CLI_TOKEN_MAX, token, &len, &err) != 0) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return EXIT_FAILED;
+        }
+    }
+    if (*token == NULL) {
+        fprintf(stderr, "error: out of memory\n");
+        return EXIT_FAILED;
+    }
+    (*token)[len] = '\0';
+    /* A trailing newline (echo, a file) is not part of the token. */
+    while (len > 0 && isspace((unsigned char)(*token)[len - 1]))
+        (*token)[--len] = '\0';
+    return EXIT_OK;
+}
+
+static int
+cmd_federation_accept(const struct cli *cli, const struct args *args)
+{
+    char *token;
+    int rc = read_token(args, &token);
+    if (rc != EXIT_OK)
+        return rc;
+    json_t *body = json_pack("{s:s, s:s}", "url", arg_value(args, "url"), "token", token);
+    explicit_bzero(token, strlen(token));
+    free(token);
+    if (arg_value(args, "name") != NULL)
+        json_object_set_new(body, "name", json_string(arg_value(args, "name")));
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/federation/accept", NULL, NULL) != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK)
+        printf("peer accepted name=%s trust_domain=%s state=%s\n", reply_string(reply, "name"),
+               reply_string(reply, "trust_domain"), reply_string(reply, "state"));
+    json_decref(reply);
+    return rc;
+}
+
+static int
+peer_action_command(const struct cli *cli, const struct args *args, const char *action)
+{
+    char path[CLI_PATH_MAX] = "/api/admin/federation/peers/";
+    if (url_append_encoded(path, sizeof(path), args->pos[0]) != 0 ||
+        url_append(path, sizeof(path), "/") != 0 || url_append(path, sizeof(path), action) != 0)
+        return EXIT_FAILED;
+    json_t *body = json_object();
+    if (arg_value(args, "reason") != NULL)
+        json_object_set_new(body, "reason", json_string(arg_value(args, "reason")));
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), path, NULL, NULL) != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    int rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK)
+        printf("peer %s name=%s state=%s\n", action, reply_string(reply, "name"),
+               reply_string(reply, "state"));
+    json_decref(reply);
+    return rc;
+}
+
+static int
+cmd_federation_suspend(const struct cli *cli, const struct args *args)
+{
+    return peer_action_command(cli, args, "suspend");
+}
+
+static int
+cmd_federation_resume(const struct cli *cli, const struct args *args)
+{
+    return peer_action_command(cli, args, "resume");
+}
+
+static int
+cmd_federation_revoke(const struct cli *cli, const struct args *args)
+{
+    return peer_action_command(cli, args, "revoke");
 }
 
 /* ---- the command table and argument parsing ------------------------------- */
@@ -896,8 +1077,26 @@ static const struct command commands[] = {
     {"ca", "show", 0, {{"pem", false, false}}, cmd_ca_show, "ca show [--pem]"},
     {"events", NULL, 0,
      {{"after", true, false}, {"limit", true, false}, {"node", true, false},
-      {"kind", true, false}, {"newest", false, false}},
-     cmd_events, "events [--after ID] [--limit N] [--node ID] [--kind KIND] [--newest]"},
+      {"kind", true, false}, {"source", true, false}, {"since", true, false},
+      {"until", true, false}, {"newest", false, false}},
+     cmd_events, "events [--after ID] [--limit N] [--node ID] [--kind KIND] [--source SOURCE] "
+                 "[--since UNIX] [--until UNIX] [--newest]"},
+    {"federation", "propose", 0, {{"name", true, true}, {"url", true, false}, {"ttl", true, false}},
+     cmd_federation_propose, "federation propose --name NAME [--url HOST:PORT] [--ttl 7d]"},
+    {"federation", "token", 0, {{"peer", true, true}, {"ttl", true, false}},
+     cmd_federation_token, "federation token --peer NAME [--ttl 7d]"},
+    {"federation", "accept", 0,
+     {{"url", true, true}, {"token-file", true, false}, {"name", true, false}},
+     cmd_federation_accept,
+     "federation accept --url HOST:PORT [--token-file PATH|-] [--name NAME] "
+     "(or the token in FEDERATION_TOKEN)"},
+    {"federation", "list", 0, {{NULL, false, false}}, cmd_federation_list, "federation list"},
+    {"federation", "suspend", 1, {{"reason", true, false}}, cmd_federation_suspend,
+     "federation suspend NAME [--reason TEXT]"},
+    {"federation", "resume", 1, {{NULL, false, false}}, cmd_federation_resume,
+     "federation resume NAME"},
+    {"federation", "revoke", 1, {{NULL, false, false}}, cmd_federation_revoke,
+     "federation revoke NAME"},
 };
 
 #define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
@@ -1005,7 +1204,7 @@ parse_args(const struct command *command, int argc, char **argv, struct args *ar
             return usage_error(command, "option \"--%s\" is required", command->options[i].name);
     /* Numbers are checked here so that a typo is a usage error, not a
      * confusing answer from the server. */
-    static const char *const numeric[] = {"uses", "after", "limit"};
+    static const char *const numeric[] = {"uses", "after", "limit", "since", "until"};
     for (size_t i = 0; i < sizeof(numeric) / sizeof(numeric[0]); i++) {
         const char *value = arg_value(args, numeric[i]);
         if (value != NULL && !all_digits(value))

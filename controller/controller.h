@@ -7,6 +7,8 @@
  *   admin.c       the admin API (under /api/admin/) and /health, /metrics
  *   admin_tls.c   the admin API's TLS certificate (ADMIN_TLS): the operator's,
  *                 or issued from the admin CA in STATE_DIR/admin-tls/
+ *   federation.c  peers of other trust domains: tokens, accept, the link,
+ *                 heartbeats, the sweep (federation.h)
  *   cli.c         the CLI subcommands, over the admin API
  *   daemon.c      its settings schema, start-up and shutdown in the daemon
  *                 skeleton (base/daemon.h)
@@ -35,6 +37,7 @@ struct http_tls;
 struct admin_tls;
 struct ctl_server;
 struct ca_set;
+struct federation;
 
 /* STATE_DIR's default; the CLI looks for the admin API's CA under it. */
 #define CONTROLLER_STATE_DIR_DEFAULT "/var/lib/ztr-controller"
@@ -75,6 +78,17 @@ struct controller_settings {
     /* How long after its certificate expired a node may still re-authenticate
      * by proof of possession of that certificate's key (0: never). */
     int64_t reauth_grace_s;
+    /* Federation (federation.h): the listener ("" = off), the URL the
+     * other side may dial us on, the link's pace, and optional identity
+     * files (both or neither). */
+    char federation_listen[128];
+    char federation_url[STORE_URL_MAX + 1];
+    int64_t federation_heartbeat_interval_ms;
+    int64_t federation_sweep_interval_ms;
+    int64_t heartbeat_stale_after_s;
+    uint64_t federation_accept_failures_per_source;
+    char federation_cert[1024];
+    char federation_key[1024];
 };
 
 /* Counters exported on /metrics (Prometheus names in admin.c). */
@@ -94,6 +108,11 @@ struct controller_counters {
     uint64_t revocations;
     uint64_t frames_in;
     uint64_t frames_out;
+    uint64_t fed_accepts;            /* peers accepted (proposer side) */
+    uint64_t fed_accept_denied;
+    uint64_t fed_accept_rate_limited;
+    uint64_t fed_links_refused;      /* link handshakes refused: unknown CA or trust domain */
+    uint64_t fed_heartbeats;         /* federation heartbeats received */
 };
 
 struct controller {
@@ -103,6 +122,7 @@ struct controller {
     struct store *store;
     struct ca_set *cas;
     struct ctl_server *ctl;
+    struct federation *fed;        /* federation.c; NULL until started */
     /* What heartbeats report, in memory (fleet.h); ctl_server_start makes
      * it and ctl_server_stop writes it out and frees it. NULL otherwise:
      * the admin API then shows what the store has. */

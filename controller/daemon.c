@@ -10,6 +10,7 @@
 #include "base/fileio.h"
 #include "base/log.h"
 #include "controller/controller.h"
+#include "controller/federation.h"
 #include "net/http.h"
 
 #define S struct controller_settings
@@ -71,6 +72,30 @@ static const struct config_key controller_schema[] = {
                "how long after its certificate expired a node may re-authenticate by proof of "
                "possession of its key (0..365d; 0: never, a token is needed)", S,
                reauth_grace_s),
+    CONFIG_KEY("FEDERATION_LISTEN", CONFIG_STRING, NULL,
+               "federation listener for controllers of other trust domains (TLS 1.3, ALPN "
+               "ztr-fed/1), host:port; empty: off", S, federation_listen),
+    CONFIG_KEY("FEDERATION_URL", CONFIG_STRING, NULL,
+               "host:port at which peers reach this controller's FEDERATION_LISTEN (told to "
+               "the proposer at accept; informational)", S, federation_url),
+    CONFIG_KEY("FEDERATION_HEARTBEAT_INTERVAL", CONFIG_DURATION, "30s",
+               "heartbeats on each federation link, both ways (100ms..1h)", S,
+               federation_heartbeat_interval_ms),
+    CONFIG_KEY("FEDERATION_SWEEP_INTERVAL", CONFIG_DURATION, "60s",
+               "how often peers with a stale heartbeat are marked degraded (100ms..1h)", S,
+               federation_sweep_interval_ms),
+    CONFIG_KEY("HEARTBEAT_STALE_AFTER", CONFIG_DURATION_S, "5m",
+               "a federation peer whose last heartbeat is older than this becomes degraded "
+               "(1s..7d)", S, heartbeat_stale_after_s),
+    CONFIG_KEY("FEDERATION_ACCEPT_FAILURES_PER_SOURCE", CONFIG_UINT, "10",
+               "refused federation accepts one source address may have per minute; past it, "
+               "its accepts are refused with rate_limited until the minute ends (1..1000000)",
+               S, federation_accept_failures_per_source),
+    CONFIG_KEY("FEDERATION_CERT", CONFIG_STRING, NULL,
+               "federation certificate chain (PEM), with FEDERATION_KEY; default: issued by "
+               "the controller's CA", S, federation_cert),
+    CONFIG_KEY("FEDERATION_KEY", CONFIG_STRING, NULL, "private key (PEM) of FEDERATION_CERT", S,
+               federation_key),
 };
 #undef S
 #define SCHEMA_LEN (sizeof(controller_schema) / sizeof(controller_schema[0]))
@@ -132,6 +157,7 @@ check_settings(void *ctx, struct daemon *daemon, const struct config *config,
                            "must be between 1 and 1000000");
     if (s->hellos_per_node < 1 || s->hellos_per_node > 100000)
         return config_fail(config, "HELLOS_PER_NODE", err, "must be between 1 and 100000");
+    TRY(federation_check_settings(c, config, err));
     enum log_level level;
     if (log_level_from_name(s->log_level, &level) != 0)
         return config_fail(config, "LOG_LEVEL", err, "use debug, info, warn or error");
@@ -155,17 +181,18 @@ start(void *ctx, struct daemon *daemon, int *exit_status, struct ztr_err *err)
     TRY(file_create_private_if_missing(db_path, err));
     TRY(store_open(db_path, c->clock, &c->store, err));
     TRY(ctl_server_start(c, err));
+    TRY(federation_start(c, err));
     TRY(admin_tls_prepare(c, err));
     TRY(admin_start(c, err));
     /* The real ports matter when a listener was given port 0 (tests). */
     log_info("controller started",
              "trust_domain=%s control_listen=%s control_port=%u admin_listen=%s admin_port=%u "
-             "admin_tls=%s health_listen=%s health_port=%u state_dir=%s",
+             "admin_tls=%s health_listen=%s health_port=%u federation_port=%u state_dir=%s",
              c->settings.trust_domain, c->settings.controller_listen, ctl_server_port(c->ctl),
              c->settings.admin_listen, http_server_port(c->admin_http),
              c->admin_tls != NULL ? "true" : "false",
              c->settings.health_listen, c->health_http ? http_server_port(c->health_http) : 0,
-             c->settings.state_dir);
+             (unsigned)federation_port(c), c->settings.state_dir);
     daemon_notify_ready("serving");
     return 0;
 }
@@ -189,6 +216,7 @@ stop(void *ctx, bool started, int exit_status)
     struct controller *c = ctx;
     admin_stop(c);
     admin_tls_free(c);
+    federation_stop(c);
     ctl_server_stop(c->ctl);
     store_close(c->store);
     ca_set_free(c->cas);
@@ -205,7 +233,7 @@ daemon_main(int argc, char **argv)
     struct controller c = {0};
     struct daemon_spec spec = {
         .usage = "usage: controller [serve] [--config FILE] [flags]\n"
-                 "       controller <token|node|fleet|resource|allow|deny|allowlist|ca|events> ...",
+                 "       controller <token|node|fleet|resource|allow|deny|allowlist|ca|events|federation> ...",
         .msg_failed = "controller failed to start",
         .msg_stopping = "controller stopping",
         .schema = controller_schema,

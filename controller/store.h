@@ -37,11 +37,18 @@
 /* The counters a node's agent last reported, as JSON text ({"auth_expired":
  * 0, ...}); the controller keeps only the names it knows (fleet.h). */
 #define STORE_COUNTERS_MAX 512
+#define STORE_EVENT_SOURCE_MAX 32
+#define STORE_TRUST_DOMAIN_MAX 255
+/* HOST:PORT of a peer's federation listener. */
+#define STORE_URL_MAX 255
+/* A peer's trust bundle (PEM): a few CAs during rotations. */
+#define STORE_PEER_BUNDLE_MAX (32 * 1024)
 
 /* err->code values of this module (beyond base/err.h's). */
 enum store_error {
     STORE_E_ENROLLED = 200, /* the name belongs to a node whose certificate is valid */
     STORE_E_SUPERSEDED,     /* a key that is not the node's current (or previous) one */
+    STORE_E_PEER_EXISTS,    /* a live peer already has that name or trust domain */
 };
 
 struct store;
@@ -276,11 +283,18 @@ struct store_event {
     int64_t id;                          /* increasing */
     int64_t at;
     char kind[32];                       /* enrolled, status, renewed, revoked, denied, admin,
-                                            security (a refused identity), alert */
+                                            security (a refused identity), alert,
+                                            federation */
     char node_id[STORE_ID_MAX + 1];      /* may be empty */
     char detail[STORE_DETAIL_MAX + 1];
+    /* Which part wrote it: controller, admin, federation_accept,
+     * federation_link, federation_heartbeat_sweep. */
+    char source[STORE_EVENT_SOURCE_MAX + 1];
 };
 
+/* source "" or NULL: "admin" for kind admin, else "controller". */
+int store_event_add_from(struct store *store, const char *source, const char *kind,
+                         const char *node_id, const char *detail, struct ztr_err *err);
 int store_event_add(struct store *store, const char *kind, const char *node_id,
                     const char *detail, struct ztr_err *err);
 /* Deletes the oldest events: those written before `before` (Unix seconds;
@@ -302,11 +316,52 @@ struct store_event_filter {
     int64_t until;        /* at < until */
     const char *node_id;
     const char *kind;
+    const char *source;
     bool newest_first;    /* descending ids (page with before_id) */
     size_t limit;
 };
 int store_event_query(struct store *store, const struct store_event_filter *filter,
                       int (*visit)(void *ctx, const struct store_event *), void *ctx,
                       struct ztr_err *err);
+
+/* ---- federation peers ------------------------------------------------------
+ * A controller of another trust domain (controller/federation.h). Only the
+ * SHA-256 digest of an acceptance token's secret is stored. */
+struct store_peer {
+    char id[STORE_ID_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+    char trust_domain[STORE_TRUST_DOMAIN_MAX + 1]; /* "" until accepted */
+    char url[STORE_URL_MAX + 1];        /* HOST:PORT of its federation listener, "" = unknown */
+    char direction[16];                 /* inbound: we proposed, it links to us;
+                                           outbound: we accepted, we link to it */
+    char state[16];                     /* proposed accepted enrolled active degraded
+                                           suspended revoked */
+    bool has_token;
+    uint8_t token_digest[32];
+    int64_t token_expires_at;
+    char bundle[STORE_PEER_BUNDLE_MAX + 1]; /* its trust bundle (PEM), "" = none */
+    int64_t bundle_version;
+    int64_t last_heartbeat_at;          /* 0 = never */
+    char reason[STORE_DETAIL_MAX + 1];  /* why degraded or suspended */
+    char resume_state[16];              /* suspended: the state resume returns to */
+    int64_t created_at;
+    int64_t updated_at;
+};
+
+/* Inserts p (an empty id gets a new one; created/updated are set).
+ * STORE_E_PEER_EXISTS when a peer that is not revoked has its name or trust domain. */
+int store_peer_insert(struct store *store, struct store_peer *p, struct ztr_err *err);
+/* Writes every field of p; a revoked row never changes again (ZTR_E_NOT_FOUND). */
+int store_peer_update(struct store *store, struct store_peer *p, struct ztr_err *err);
+int store_peer_get(struct store *store, const char *id, struct store_peer *out,
+                   struct ztr_err *err);
+/* The peer of that name that is not revoked, else the newest revoked one. */
+int store_peer_get_by_name(struct store *store, const char *name, struct store_peer *out,
+                           struct ztr_err *err);
+/* The peer of that trust domain that is not revoked. */
+int store_peer_get_by_trust_domain(struct store *store, const char *trust_domain,
+                                   struct store_peer *out, struct ztr_err *err);
+int store_peer_list(struct store *store, int (*visit)(void *ctx, const struct store_peer *),
+                    void *ctx, struct ztr_err *err);
 
 #endif

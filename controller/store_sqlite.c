@@ -155,6 +155,34 @@ static const char *const migrations[] = {
     "  WHERE certificates.node_id = nodes.id AND certificates.issued_at > nodes.enrolled_at), 0);",
     /* One node's timeline, newest first, without reading every event. */
     "CREATE INDEX IF NOT EXISTS events_by_node ON events (node_id, id);",
+    /* 8: federation. Peers (controllers of other trust domains) with their
+     * state, the acceptance token's digest (never the token), the peer's
+     * trust bundle; events say which part of the controller wrote them. A
+     * name and a trust domain belong to one peer that is not revoked; a
+     * revoked row stays as it was left, never to be used again. */
+    "CREATE TABLE peers ("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  trust_domain TEXT NOT NULL DEFAULT '',"
+    "  url TEXT NOT NULL DEFAULT '',"
+    "  direction TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),"
+    "  state TEXT NOT NULL CHECK (state IN ('proposed', 'accepted', 'enrolled', 'active',"
+    "    'degraded', 'suspended', 'revoked')),"
+    "  token_digest BLOB,"
+    "  token_expires_at INTEGER NOT NULL DEFAULT 0,"
+    "  bundle TEXT NOT NULL DEFAULT '',"
+    "  bundle_version INTEGER NOT NULL DEFAULT 0,"
+    "  last_heartbeat_at INTEGER NOT NULL DEFAULT 0,"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  resume_state TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX peers_by_name ON peers (name) WHERE state <> 'revoked';"
+    "CREATE UNIQUE INDEX peers_by_trust_domain ON peers (trust_domain)"
+    "  WHERE state <> 'revoked' AND trust_domain <> '';"
+    "ALTER TABLE events ADD COLUMN source TEXT NOT NULL DEFAULT '';"
+    "UPDATE events SET source = CASE kind WHEN 'admin' THEN 'admin' ELSE 'controller' END;"
+    "CREATE INDEX events_by_source ON events (source, id);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -594,34 +622,53 @@ check_event(const char *kind, const char *node_id, const char *detail, struct zt
 }
 
 static int
-insert_event(struct store *s, const char *kind, const char *node_id, const char *detail,
-             struct ztr_err *err)
+insert_event_from(struct store *s, const char *source, const char *kind, const char *node_id,
+                  const char *detail, struct ztr_err *err)
 {
     /* No node is stored as NULL, not "", so "which node" queries stay exact. */
     const char *node = node_id != NULL && node_id[0] != '\0' ? node_id : NULL;
-    return stmt_exec(s, "INSERT INTO events (at, kind, node_id, detail) VALUES (?, ?, ?, ?)",
+    if (source == NULL || source[0] == '\0')
+        source = strcmp(kind, "admin") == 0 ? "admin" : "controller";
+    return stmt_exec(s,
+                     "INSERT INTO events (at, kind, node_id, detail, source) "
+                     "VALUES (?, ?, ?, ?, ?)",
                      ARGS(INT_ARG(now_s(s)), TEXT_ARG(kind), TEXT_ARG(node),
-                          TEXT_ARG(or_empty(detail))),
+                          TEXT_ARG(or_empty(detail)), TEXT_ARG(source)),
                      NULL, err);
 }
 
+static int
+insert_event(struct store *s, const char *kind, const char *node_id, const char *detail,
+             struct ztr_err *err)
+{
+    return insert_event_from(s, NULL, kind, node_id, detail, err);
+}
+
 struct event_job {
-    const char *kind, *node_id, *detail;
+    const char *source, *kind, *node_id, *detail;
 };
 
 static int
 event_add_body(struct store *s, void *ctx, struct ztr_err *err)
 {
     const struct event_job *job = ctx;
-    return insert_event(s, job->kind, job->node_id, job->detail, err);
+    return insert_event_from(s, job->source, job->kind, job->node_id, job->detail, err);
 }
 
 int
 store_event_add(struct store *s, const char *kind, const char *node_id, const char *detail,
                 struct ztr_err *err)
 {
+    return store_event_add_from(s, NULL, kind, node_id, detail, err);
+}
+
+int
+store_event_add_from(struct store *s, const char *source, const char *kind, const char *node_id,
+                     const char *detail, struct ztr_err *err)
+{
     TRY(check_event(kind, node_id, detail, err));
-    struct event_job job = {kind, node_id, detail};
+    TRY(check_text("event source", source, STORE_EVENT_SOURCE_MAX, false, err));
+    struct event_job job = {source, kind, node_id, detail};
     return in_tx(s, event_add_body, &job, err);
 }
 
@@ -684,7 +731,8 @@ read_event(sqlite3_stmt *st, struct store_event *e, struct ztr_err *err)
     e->at = sqlite3_column_int64(st, 1);
     if (col_text(st, 2, e->kind, sizeof(e->kind), err) != 0 ||
         col_text(st, 3, e->node_id, sizeof(e->node_id), err) != 0 ||
-        col_text(st, 4, e->detail, sizeof(e->detail), err) != 0)
+        col_text(st, 4, e->detail, sizeof(e->detail), err) != 0 ||
+        col_text(st, 5, e->source, sizeof(e->source), err) != 0)
         return -1;
     return 0;
 }
@@ -713,9 +761,10 @@ store_event_list(struct store *s, int64_t after_id, size_t limit,
 }
 
 #define EVENT_QUERY                                                                  \
-    "SELECT id, at, kind, node_id, detail FROM events WHERE id > ?1"                 \
+    "SELECT id, at, kind, node_id, detail, source FROM events WHERE id > ?1"         \
     " AND (?2 = 0 OR id < ?2) AND (?3 = 0 OR at >= ?3) AND (?4 = 0 OR at < ?4)"       \
-    " AND (?5 = '' OR node_id = ?5) AND (?6 = '' OR kind = ?6) "
+    " AND (?5 = '' OR node_id = ?5) AND (?6 = '' OR kind = ?6)"                      \
+    " AND (?8 = '' OR source = ?8) "
 
 int
 store_event_query(struct store *s, const struct store_event_filter *filter,
@@ -732,7 +781,8 @@ store_event_query(struct store *s, const struct store_event_filter *filter,
                   ARGS(INT_ARG(filter->after_id), INT_ARG(filter->before_id),
                        INT_ARG(filter->since), INT_ARG(filter->until),
                        TEXT_ARG(filter->node_id != NULL ? filter->node_id : ""),
-                       TEXT_ARG(filter->kind != NULL ? filter->kind : ""), INT_ARG(bounded)),
+                       TEXT_ARG(filter->kind != NULL ? filter->kind : ""), INT_ARG(bounded),
+                       TEXT_ARG(filter->source != NULL ? filter->source : "")),
                   &st, err));
     struct event_visit v = {visit, ctx};
     return for_each_row(s, st, each_event, &v, err);
@@ -1837,4 +1887,183 @@ store_allowlist_version(struct store *s)
                   &version, NULL) != 1)
         return -1;
     return version;
+}
+
+/* ---- federation peers ------------------------------------------------------ */
+
+#define PEER_SELECT                                                                     \
+    "SELECT id, name, trust_domain, url, direction, state, token_digest, "              \
+    "token_expires_at, bundle, bundle_version, last_heartbeat_at, reason, resume_state, " \
+    "created_at, updated_at FROM peers "
+
+static int
+read_peer(sqlite3_stmt *st, struct store_peer *p, struct ztr_err *err)
+{
+    memset(p, 0, sizeof(*p));
+    if (col_text(st, 0, p->id, sizeof(p->id), err) != 0 ||
+        col_text(st, 1, p->name, sizeof(p->name), err) != 0 ||
+        col_text(st, 2, p->trust_domain, sizeof(p->trust_domain), err) != 0 ||
+        col_text(st, 3, p->url, sizeof(p->url), err) != 0 ||
+        col_text(st, 4, p->direction, sizeof(p->direction), err) != 0 ||
+        col_text(st, 5, p->state, sizeof(p->state), err) != 0)
+        return -1;
+    const void *digest = sqlite3_column_blob(st, 6);
+    if (digest != NULL) {
+        if (sqlite3_column_bytes(st, 6) != (int)sizeof(p->token_digest))
+            return ztr_err_set(err, ZTR_E_INVALID, "stored token digest of peer %s is not %zu "
+                               "bytes", p->id, sizeof(p->token_digest));
+        memcpy(p->token_digest, digest, sizeof(p->token_digest));
+        p->has_token = true;
+    }
+    p->token_expires_at = sqlite3_column_int64(st, 7);
+    if (col_text(st, 8, p->bundle, sizeof(p->bundle), err) != 0)
+        return -1;
+    p->bundle_version = sqlite3_column_int64(st, 9);
+    p->last_heartbeat_at = sqlite3_column_int64(st, 10);
+    if (col_text(st, 11, p->reason, sizeof(p->reason), err) != 0 ||
+        col_text(st, 12, p->resume_state, sizeof(p->resume_state), err) != 0)
+        return -1;
+    p->created_at = sqlite3_column_int64(st, 13);
+    p->updated_at = sqlite3_column_int64(st, 14);
+    return 0;
+}
+
+static int
+check_peer(const struct store_peer *p, struct ztr_err *err)
+{
+    TRY(check_text("peer name", p->name, STORE_NAME_MAX, true, err));
+    TRY(check_text("peer trust domain", p->trust_domain, STORE_TRUST_DOMAIN_MAX, false, err));
+    TRY(check_text("peer url", p->url, STORE_URL_MAX, false, err));
+    TRY(check_text("peer bundle", p->bundle, STORE_PEER_BUNDLE_MAX, false, err));
+    return check_text("peer reason", p->reason, STORE_DETAIL_MAX, false, err);
+}
+
+/* A name or trust domain already taken by a peer that is not revoked. */
+static int
+peer_conflict(struct store *s, struct ztr_err *err)
+{
+    if ((sqlite3_extended_errcode(s->db) & 0xff) != SQLITE_CONSTRAINT)
+        return -1;
+    return ztr_err_set(err, STORE_E_PEER_EXISTS, "a peer with that name or trust domain exists");
+}
+
+int
+store_peer_insert(struct store *s, struct store_peer *p, struct ztr_err *err)
+{
+    TRY(check_peer(p, err));
+    if (p->id[0] == '\0')
+        TRY(random_hex_id(p->id, sizeof(p->id), err));
+    p->created_at = p->updated_at = now_s(s);
+    int rc = stmt_exec(
+        s,
+        "INSERT INTO peers (id, name, trust_domain, url, direction, state, token_digest, "
+        "token_expires_at, bundle, bundle_version, last_heartbeat_at, reason, resume_state, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ARGS(TEXT_ARG(p->id), TEXT_ARG(p->name), TEXT_ARG(p->trust_domain), TEXT_ARG(p->url),
+             TEXT_ARG(p->direction), TEXT_ARG(p->state),
+             p->has_token ? (struct sql_arg)BLOB_ARG(p->token_digest, sizeof(p->token_digest))
+                          : (struct sql_arg)TEXT_ARG(NULL),
+             INT_ARG(p->token_expires_at), TEXT_ARG(p->bundle), INT_ARG(p->bundle_version),
+             INT_ARG(p->last_heartbeat_at), TEXT_ARG(p->reason), TEXT_ARG(p->resume_state),
+             INT_ARG(p->created_at), INT_ARG(p->updated_at)),
+        NULL, err);
+    return rc != 0 ? (peer_conflict(s, err), -1) : 0;
+}
+
+int
+store_peer_update(struct store *s, struct store_peer *p, struct ztr_err *err)
+{
+    TRY(check_peer(p, err));
+    p->updated_at = now_s(s);
+    int changes = 0;
+    int rc = stmt_exec(
+        s,
+        "UPDATE peers SET name = ?2, trust_domain = ?3, url = ?4, direction = ?5, state = ?6, "
+        "token_digest = ?7, token_expires_at = ?8, bundle = ?9, bundle_version = ?10, "
+        "last_heartbeat_at = ?11, reason = ?12, resume_state = ?13, updated_at = ?14 "
+        "WHERE id = ?1 AND state <> 'revoked'",
+        ARGS(TEXT_ARG(p->id), TEXT_ARG(p->name), TEXT_ARG(p->trust_domain), TEXT_ARG(p->url),
+             TEXT_ARG(p->direction), TEXT_ARG(p->state),
+             p->has_token ? (struct sql_arg)BLOB_ARG(p->token_digest, sizeof(p->token_digest))
+                          : (struct sql_arg)TEXT_ARG(NULL),
+             INT_ARG(p->token_expires_at), TEXT_ARG(p->bundle), INT_ARG(p->bundle_version),
+             INT_ARG(p->last_heartbeat_at), TEXT_ARG(p->reason), TEXT_ARG(p->resume_state),
+             INT_ARG(p->updated_at)),
+        &changes, err);
+    if (rc != 0)
+        return peer_conflict(s, err), -1;
+    if (changes == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "no peer %s (or it is revoked)", p->id);
+    return 0;
+}
+
+static int
+peer_one(struct store *s, const char *sql, const char *arg, struct store_peer *out,
+         struct ztr_err *err)
+{
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, sql, ARGS(TEXT_ARG(arg)), &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1)
+        rc = read_peer(st, out, err) == 0 ? 1 : -1;
+    sqlite3_finalize(st);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "no peer %s", arg);
+    return 0;
+}
+
+int
+store_peer_get(struct store *s, const char *id, struct store_peer *out, struct ztr_err *err)
+{
+    return peer_one(s, PEER_SELECT "WHERE id = ?", id, out, err);
+}
+
+int
+store_peer_get_by_name(struct store *s, const char *name, struct store_peer *out,
+                       struct ztr_err *err)
+{
+    /* The live one, else the newest revoked one. */
+    return peer_one(s,
+                    PEER_SELECT "WHERE name = ? ORDER BY state = 'revoked', created_at DESC, "
+                                "rowid DESC LIMIT 1",
+                    name, out, err);
+}
+
+int
+store_peer_get_by_trust_domain(struct store *s, const char *trust_domain,
+                               struct store_peer *out, struct ztr_err *err)
+{
+    return peer_one(s, PEER_SELECT "WHERE trust_domain = ? AND state <> 'revoked'",
+                    trust_domain, out, err);
+}
+
+struct peer_visit {
+    int (*visit)(void *ctx, const struct store_peer *);
+    void *ctx;
+};
+
+static int
+each_peer(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+{
+    struct peer_visit *v = ctx;
+    struct store_peer *p = malloc(sizeof(*p));
+    if (p == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    int rc = read_peer(st, p, err);
+    if (rc == 0)
+        rc = v->visit(v->ctx, p) != 0 ? 1 : 0;
+    free(p);
+    return rc;
+}
+
+int
+store_peer_list(struct store *s, int (*visit)(void *ctx, const struct store_peer *), void *ctx,
+                struct ztr_err *err)
+{
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, PEER_SELECT "ORDER BY name, created_at", NO_ARGS, &st, err));
+    struct peer_visit v = {visit, ctx};
+    return for_each_row(s, st, each_peer, &v, err);
 }

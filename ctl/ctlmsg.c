@@ -86,6 +86,22 @@ static const struct field reauth_fields[] = {
     {"signature", F_STRING, 1, NULL}, END,
 };
 
+static const struct field fed_accept_fields[] = {
+    {"peer_id", F_STRING, 1, NULL},      {"acceptance_token", F_STRING, 0, NULL},
+    {"trust_domain", F_STRING, 1, NULL}, {"bundle", F_STRING, 1, NULL},
+    {"bundle_version", F_INT, 1, NULL},  {"url", F_STRING, 0, NULL}, END,
+};
+static const struct field fed_accepted_fields[] = {
+    {"peer_id", F_STRING, 1, NULL},     {"trust_domain", F_STRING, 1, NULL},
+    {"bundle", F_STRING, 1, NULL},      {"bundle_version", F_INT, 1, NULL}, END,
+};
+/* bundle only when the sender's changed since the other side last said
+ * which version it holds (peer_bundle_version). */
+static const struct field fed_heartbeat_fields[] = {
+    {"seq", F_INT, 1, NULL},    {"bundle_version", F_INT, 1, NULL},
+    {"bundle", F_STRING, 0, NULL}, {"peer_bundle_version", F_INT, 1, NULL}, END,
+};
+
 static const struct {
     const char *name;
     const struct field *fields;
@@ -108,6 +124,10 @@ static const struct {
     [CTLMSG_REAUTH_CHALLENGE] = {"reauth_challenge", reauth_challenge_fields},
     [CTLMSG_REAUTH] = {"reauth", reauth_fields},
     [CTLMSG_REAUTHENTICATED] = {"reauthenticated", enrolled_fields},
+    [CTLMSG_FED_ACCEPT] = {"fed_accept", fed_accept_fields},
+    [CTLMSG_FED_ACCEPTED] = {"fed_accepted", fed_accepted_fields},
+    [CTLMSG_FED_HEARTBEAT] = {"fed_heartbeat", fed_heartbeat_fields},
+    [CTLMSG_FED_HEARTBEAT_ACK] = {"fed_heartbeat_ack", fed_heartbeat_fields},
 };
 
 const char *

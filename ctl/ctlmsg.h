@@ -35,6 +35,12 @@ enum ctlmsg_type {
     CTLMSG_REAUTH_CHALLENGE, /* controller → agent: a single-use challenge for this session */
     CTLMSG_REAUTH,           /* agent → controller: fresh CSR + the old key's signature */
     CTLMSG_REAUTHENTICATED,  /* controller → agent: the new certificate, same node id */
+    /* Federation between controllers of two trust domains, on their own
+     * listener and ALPN (controller/federation.h, docs/FEDERATION.md): */
+    CTLMSG_FED_ACCEPT,        /* acceptor → proposer, no client certificate: the token */
+    CTLMSG_FED_ACCEPTED,      /* proposer → acceptor: its trust domain and bundle */
+    CTLMSG_FED_HEARTBEAT,     /* either way on the mTLS link */
+    CTLMSG_FED_HEARTBEAT_ACK,
     CTLMSG_TYPE_COUNT,
 };
 

@@ -33,6 +33,9 @@ struct tls_ctx {
     char alpn[64];
     bool peer_cert_optional;
     const struct ztr_clock *clock;
+    int (*resolve)(void *ctx, const char *trust_domain, struct pki_bundle **bundle,
+                   struct ztr_err *err);
+    void *resolve_ctx;
     char *chain_pem, *key_pem, *bundle_pem;
     size_t chain_len, key_len, bundle_len;
     struct tls_generation *current;
@@ -171,6 +174,8 @@ tls_ctx_new(const struct tls_ctx_config *config, struct tls_ctx **out, struct zt
     snprintf(ctx->alpn, sizeof(ctx->alpn), "%s", config->alpn);
     ctx->peer_cert_optional = config->peer_cert_optional;
     ctx->clock = config->clock ? config->clock : clock_system();
+    ctx->resolve = config->side == TLS_SIDE_SERVER ? config->resolve : NULL;
+    ctx->resolve_ctx = config->resolve_ctx;
     int rc = replace_copy(&ctx->bundle_pem, &ctx->bundle_len, config->bundle_pem,
                           config->bundle_len, err);
     if (rc == 0 && config->chain_pem != NULL)
@@ -663,6 +668,8 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
     conn->check.peer_cert_optional = ctx->side == TLS_SIDE_SERVER && ctx->peer_cert_optional;
     conn->check.expect = *expect;
     conn->check.expect.trust_domain = conn->trust_domain;
+    conn->check.resolve = ctx->resolve;
+    conn->check.resolve_ctx = ctx->resolve_ctx;
     if (expect->spiffe_id != NULL) {
         snprintf(conn->spiffe_id, sizeof(conn->spiffe_id), "%s", expect->spiffe_id);
         conn->check.expect.spiffe_id = conn->spiffe_id;

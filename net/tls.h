@@ -55,6 +55,12 @@ struct tls_ctx_config {
     bool peer_cert_optional;       /* server: accept clients without a certificate
                                       (they are unauthenticated: enrollment only) */
     const struct ztr_clock *clock; /* for validity checks; NULL = system */
+    /* Server, optional: admit clients of several trust domains, each
+     * verified against its own bundle (pki_tls_check.resolve); bundle_pem
+     * is then the union, wolfSSL's anchors. Called on the loop thread. */
+    int (*resolve)(void *ctx, const char *trust_domain, struct pki_bundle **bundle,
+                   struct ztr_err *err);
+    void *resolve_ctx;
     size_t io_buffer;              /* bulk data connections: bytes read from the socket
                                       at once, and records collected for one send (2x);
                                       0 = one syscall per record as wolfSSL does it */

@@ -350,6 +350,16 @@ struct pki_tls_check {
     const struct ztr_clock *clock;
     bool peer_cert_optional;           /* server side: a client may present none
                                           (then verified stays false) */
+    /* Optional, for a server that admits peers of several trust domains
+     * (federation): the bundle a client's chain must verify against is
+     * chosen by the trust domain its leaf claims, and only that bundle and
+     * that trust domain are checked (bundle above is then only wolfSSL's
+     * set of anchors, the union). -1: that trust domain is not admitted.
+     * The hook frees *bundle. */
+    int (*resolve)(void *ctx, const char *trust_domain, struct pki_bundle **bundle,
+                   struct ztr_err *err);
+    void *resolve_ctx;
+    char resolved_trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
     /* results */
     bool verified;
     struct pki_spiffe_id peer;

@@ -285,6 +285,35 @@ pki_verify(const struct pki_bundle *bundle, const struct pki_chain *chain,
 #error "ztr requires wolfSSL built with WOLFSSL_ALWAYS_VERIFY_CB (see docs/WOLFSSL.md)"
 #endif
 
+/* The trust domain the leaf claims picks the bundle (check->resolve); the
+ * claim itself is then checked by pki_verify like any other. */
+static int
+resolve_bundle(struct pki_tls_check *check, const uint8_t *leaf, size_t leaf_len,
+               struct pki_bundle **out)
+{
+    struct pki_cert_info *info = malloc(sizeof(*info));
+    if (info == NULL)
+        return ztr_err_set(&check->err, ZTR_E_NOMEM, "out of memory");
+    struct pki_spiffe_id id;
+    int rc = pki_cert_info_parse(leaf, leaf_len, info, &check->err);
+    if (rc == 0 && info->uri_count != 1)
+        rc = ztr_err_set(&check->err, PKI_E_URI_SAN, "x509: expected exactly one URI SAN");
+    if (rc == 0)
+        rc = pki_spiffe_id_parse(info->uri, &id, &check->err);
+    free(info);
+    if (rc != 0)
+        return -1;
+    snprintf(check->resolved_trust_domain, sizeof(check->resolved_trust_domain), "%s",
+             id.trust_domain);
+    if (check->resolve(check->resolve_ctx, id.trust_domain, out, &check->err) != 0 ||
+        *out == NULL) {
+        if (check->err.code == ZTR_OK)
+            ztr_err_set(&check->err, PKI_E_TRUST_DOMAIN_MISMATCH, "%s", PKI_MSG_TRUST_DOMAIN_MISMATCH);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
@@ -324,7 +353,17 @@ tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
         return 0;
     struct pki_expect expect = check->expect;
     expect.now = clock_wall_s(check->clock ? check->clock : clock_system());
-    int rc = pki_verify(check->bundle, chain, &expect, &check->peer, &check->err);
+    struct pki_bundle *resolved = NULL;
+    int rc = 0;
+    if (check->resolve != NULL)
+        rc = resolve_bundle(check, ders[0], lens[0], &resolved);
+    if (rc == 0) {
+        if (resolved != NULL)
+            expect.trust_domain = check->resolved_trust_domain;
+        rc = pki_verify(resolved != NULL ? resolved : check->bundle, chain, &expect,
+                        &check->peer, &check->err);
+    }
+    pki_bundle_free(resolved);
     pki_chain_free(chain);
     const uint8_t *spki;
     size_t spki_len;

@@ -9,7 +9,7 @@ ROOT="$ZTR_TEST_ROOT"
 passed=0; failed=0; names=()
 for script in "$ROOT"/tests/"$SUITE"/*.sh; do
   name="$(basename "$script" .sh)"
-  [ "$name" = lib ] && continue
+  case "$name" in lib | *_lib) continue ;; esac # helpers, not tests
   [ -f "$script" ] || continue
   echo "== $SUITE/$name"
   if bash "$script"; then passed=$((passed + 1)); else failed=$((failed + 1)); names+=("$name"); fi

@@ -1822,11 +1822,99 @@ test_cli_errors_and_exit_codes(void **state)
     cli_result_free(&r);
 }
 
+/* ---- federation ------------------------------------------------------------ */
+
+static void
+test_federation_peers(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    api(f, "POST", "/api/admin/federation/peers",
+        "{\"name\":\"b\",\"url\":\"127.0.0.1:7450\",\"ttl\":\"1h\"}", &r);
+    assert_int_equal(r.status, 201);
+    char *token = strdup(str_of(r.json, "token"));
+    assert_true(strncmp(token, "ztrfed1.", 8) == 0);
+    json_t *peer = json_object_get(r.json, "peer");
+    assert_string_equal(str_of(peer, "state"), "proposed");
+    assert_string_equal(str_of(peer, "direction"), "inbound");
+    assert_int_equal(int_of(peer, "token_expires_at"), START_MS / 1000 + 3600);
+    reply_free(&r);
+    /* The secret leaves only in that answer: not in a list, a peer, an event. */
+    const char *secret = strchr(strchr(token, '.') + 1, '.') + 1;
+    char secret_part[44];
+    snprintf(secret_part, sizeof(secret_part), "%.43s", secret);
+    const char *paths[] = {"/api/admin/federation/peers", "/api/admin/federation/peers/b",
+                           "/api/admin/events"};
+    for (size_t i = 0; i < 3; i++) {
+        api(f, "GET", paths[i], NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_null(strstr(r.text, secret_part));
+        assert_null(strstr(r.text, "digest\""));
+        reply_free(&r);
+    }
+    api(f, "GET", "/api/admin/federation/peers", NULL, &r);
+    json_t *peers = json_object_get(r.json, "peers");
+    assert_int_equal(json_array_size(peers), 1);
+    assert_true(json_is_true(json_object_get(json_array_get(peers, 0), "token_pending")));
+    reply_free(&r);
+    /* A new token replaces it; bad input names the field. */
+    api(f, "POST", "/api/admin/federation/peers/b/token", "{\"ttl\":\"2h\"}", &r);
+    assert_int_equal(r.status, 201);
+    assert_string_not_equal(str_of(r.json, "token"), token);
+    reply_free(&r);
+    expect_error(f, "POST", "/api/admin/federation/peers", "{\"name\":\"c\",\"tll\":\"1h\"}", 400,
+                 "unknown field \"tll\"");
+    expect_error(f, "POST", "/api/admin/federation/peers", "{\"name\":\"c\",\"url\":\"x\"}", 400,
+                 "HOST:PORT");
+    expect_error(f, "POST", "/api/admin/federation/peers/nope/token", "{}", 404, "no peer");
+    expect_error(f, "POST", "/api/admin/federation/accept", "{\"url\":\"127.0.0.1:1\"}", 400,
+                 "field \"token\" is required");
+    expect_error(f, "POST", "/api/admin/federation/accept",
+                 "{\"url\":\"127.0.0.1:1\",\"token\":\"not-a-token\"}", 400,
+                 "not a federation acceptance token");
+    /* Suspend with a reason, resume, revoke; then it is gone for good. */
+    api(f, "POST", "/api/admin/federation/peers/b/suspend", "{\"reason\":\"maintenance\"}", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str_of(r.json, "state"), "suspended");
+    assert_string_equal(str_of(r.json, "reason"), "maintenance");
+    reply_free(&r);
+    api(f, "POST", "/api/admin/federation/peers/b/resume", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str_of(r.json, "state"), "proposed");
+    reply_free(&r);
+    api(f, "POST", "/api/admin/federation/peers/b/revoke", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str_of(r.json, "state"), "revoked");
+    reply_free(&r);
+    expect_error(f, "POST", "/api/admin/federation/peers/b/resume", NULL, 400,
+                 "propose again from scratch");
+    assert_true(has_admin_event(f, "federation peer b revoke"));
+    /* Events filter by source. */
+    api(f, "GET", "/api/admin/events?source=admin&limit=1000", NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *events = json_object_get(r.json, "events");
+    assert_true(json_array_size(events) > 0);
+    size_t i;
+    json_t *e;
+    json_array_foreach(events, i, e) assert_string_equal(str_of(e, "source"), "admin");
+    reply_free(&r);
+    api(f, "GET", "/api/admin/events?source=federation_heartbeat_sweep", NULL, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "events")), 0);
+    reply_free(&r);
+    /* /metrics counts peers by state. */
+    send_request(f, f->health_base, "GET", "/metrics", NULL, NULL, &r);
+    assert_non_null(strstr(r.text, "ztr_federation_peers{state=\"revoked\"} 1\n"));
+    assert_non_null(strstr(r.text, "ztr_federation_peers{state=\"active\"} 0\n"));
+    reply_free(&r);
+    free(token);
+}
+
 int
 main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(test_federation_peers),
         T(test_requests_without_the_admin_token_are_refused),
         T(test_unknown_paths_and_methods),
         T(test_bad_json_is_a_400),

@@ -13,7 +13,7 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 7 /* the number of migrations in store_sqlite.c */
+#define CURRENT_SCHEMA 8 /* the number of migrations in store_sqlite.c */
 
 struct fx {
     char *dir;
@@ -317,7 +317,8 @@ test_new_database_gets_current_schema_in_wal_mode_private_to_owner(void **state)
     raw_text(f->path, "PRAGMA journal_mode", mode, sizeof(mode));
     assert_string_equal(mode, "wal");
     const char *tables[] = {"nodes",  "tokens", "resources", "grants",
-                            "revocations", "events", "meta",      "resource_connectors"};
+                            "revocations", "events", "meta",      "resource_connectors",
+                            "peers"};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         char sql[128];
         snprintf(sql, sizeof(sql),
@@ -338,7 +339,8 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     f->store = NULL;
     /* What a version 1 database looks like: no indexes yet, no keys. */
     raw_exec(f->path, "DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
-                      "DROP INDEX events_by_node;"
+                      "DROP INDEX events_by_node; DROP TABLE peers;"
+                      "DROP INDEX events_by_source; ALTER TABLE events DROP COLUMN source;"
                       "DROP INDEX revocations_by_node; DROP TABLE certificates;"
                       "DROP TABLE resource_connectors;"
                       "ALTER TABLE nodes DROP COLUMN allowed_addresses;"
@@ -1159,7 +1161,9 @@ test_migration_to_6_backfills_last_renewal(void **state)
     struct store_node fresh = enrolled(f, "connector", "c2");
     store_close(f->store);
     f->store = NULL;
-    raw_exec(f->path, "ALTER TABLE nodes DROP COLUMN counters;"
+    raw_exec(f->path, "DROP TABLE peers; DROP INDEX events_by_source;"
+                      "ALTER TABLE events DROP COLUMN source;"
+                      "ALTER TABLE nodes DROP COLUMN counters;"
                       "ALTER TABLE nodes DROP COLUMN counters_at;"
                       "ALTER TABLE nodes DROP COLUMN last_renewed_at; PRAGMA user_version = 5;");
     f->store = open_store(f);

@@ -485,6 +485,125 @@ test_context_rejects_bad_configuration(void **state)
     free_identity(&b);
 }
 
+/* ---- a server of several trust domains (federation) ----------------------- */
+
+#define OTHER_TD "other.org"
+
+static struct pki_ca *other_ca, *anchor_ca;
+static char *other_bundle, *anchor_bundle;
+static size_t other_bundle_len, anchor_bundle_len;
+
+/* other.org's own bundle; example.org (the server's own) is no peer's. */
+static int
+resolve_other(void *ctx, const char *trust_domain, struct pki_bundle **bundle,
+              struct ztr_err *err)
+{
+    (*(int *)ctx)++;
+    if (strcmp(trust_domain, OTHER_TD) != 0)
+        return ztr_err_set(err, PKI_E_TRUST_DOMAIN_MISMATCH, "unknown peer %s", trust_domain);
+    return pki_bundle_from_pem(other_bundle, other_bundle_len, bundle, err);
+}
+
+static void
+issue_with(struct pki_ca *ca, const char *td, struct identity *out)
+{
+    struct pki_key *key;
+    uint8_t *public_der;
+    size_t public_len;
+    struct pki_spiffe_id id;
+    assert_int_equal(pki_key_generate(&key, NULL), 0);
+    assert_int_equal(pki_key_public_der(key, &public_der, &public_len, NULL), 0);
+    assert_int_equal(pki_spiffe_id_build(td, PKI_ROLE_CONTROLLER, NULL, &id, NULL), 0);
+    struct pki_leaf_request request = {&id, public_der, public_len, NULL, 0, w.now - 60,
+                                       w.now + 3600};
+    assert_int_equal(pki_ca_issue(ca, &request, &out->chain, &out->chain_len, NULL), 0);
+    assert_int_equal(pki_key_to_pem(key, &out->key, &out->key_len, NULL), 0);
+    free(public_der);
+    pki_key_free(key);
+}
+
+/* Connects with client_id to a server whose anchors hold both CAs and
+ * whose resolver admits other.org only; returns whether the server
+ * admitted the client, with its peer ID in *peer. */
+static bool
+resolved_handshake(const struct identity *client_id, char *peer, size_t peer_cap, int *calls)
+{
+    struct identity server_id;
+    make_identity(PKI_ROLE_CONTROLLER, NULL, "127.0.0.1", &server_id);
+    struct world wd;
+    world_init(&wd, &server_id, client_id, true, "ztr-test/1");
+    /* wolfSSL's anchors: every CA (the union a federation listener has). */
+    size_t both_len = w.bundle_len + other_bundle_len + anchor_bundle_len;
+    char *both = malloc(both_len + 1);
+    assert_non_null(both);
+    memcpy(both, w.bundle, w.bundle_len);
+    memcpy(both + w.bundle_len, other_bundle, other_bundle_len);
+    memcpy(both + w.bundle_len + other_bundle_len, anchor_bundle, anchor_bundle_len);
+    struct tls_ctx_config server = {.side = TLS_SIDE_SERVER, .alpn = "ztr-test/1",
+                                    .chain_pem = server_id.chain, .chain_len = server_id.chain_len,
+                                    .key_pem = server_id.key, .key_len = server_id.key_len,
+                                    .bundle_pem = both, .bundle_len = both_len,
+                                    .peer_cert_optional = true, .resolve = resolve_other,
+                                    .resolve_ctx = calls};
+    tls_ctx_free(wd.server_ctx);
+    struct ztr_err err = {0};
+    assert_int_equal(tls_ctx_new(&server, &wd.server_ctx, &err), 0);
+    free(both);
+    wd.server_expect = (struct pki_expect){.trust_domain = TD, .role = PKI_ROLE_CONTROLLER};
+    struct side client = {0};
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", net_local_port(wd.listen_fd));
+    int fd;
+    assert_int_equal(net_connect_start(addr, &fd, &err), 0);
+    struct pki_expect expect = {.trust_domain = TD, .role = PKI_ROLE_CONTROLLER};
+    assert_int_equal(tls_conn_new(wd.loop, wd.client_ctx, fd, &expect, &side_callbacks, &client,
+                                  &client.conn, &err),
+                     0);
+    RUN_UNTIL(&wd, wd.server_count == 1 && (wd.servers[0].ready || wd.servers[0].closed));
+    bool admitted = wd.server_count == 1 && wd.servers[0].ready && wd.servers[0].verified;
+    snprintf(peer, peer_cap, "%s", admitted ? wd.servers[0].peer : "");
+    if (!client.closed)
+        tls_conn_close(client.conn, "bye");
+    RUN_UNTIL(&wd, client.closed);
+    free(client.received);
+    world_free(&wd);
+    free_identity(&server_id);
+    return admitted;
+}
+
+static void
+test_resolver_checks_each_trust_domain_against_its_own_bundle(void **state)
+{
+    (void)state;
+    assert_int_equal(pki_ca_create(OTHER_TD, w.now - 3600, 86400, &other_ca, NULL), 0);
+    assert_int_equal(pki_ca_cert_pem(other_ca, &other_bundle, &other_bundle_len, NULL), 0);
+    /* Another CA for other.org: an anchor of the listener (say a third
+     * peer's), but not in other.org's stored bundle. */
+    assert_int_equal(pki_ca_create(OTHER_TD, w.now - 3600, 86400, &anchor_ca, NULL), 0);
+    assert_int_equal(pki_ca_cert_pem(anchor_ca, &anchor_bundle, &anchor_bundle_len, NULL), 0);
+    struct identity good, forged, own;
+    issue_with(other_ca, OTHER_TD, &good);    /* other.org by its own CA */
+    issue_with(anchor_ca, OTHER_TD, &forged); /* other.org by a CA that is only an anchor */
+    issue_with(w.ca, TD, &own);               /* the server's own trust domain */
+    char peer[PKI_SPIFFE_ID_MAX + 1];
+    int calls = 0;
+    assert_true(resolved_handshake(&good, peer, sizeof(peer), &calls));
+    assert_string_equal(peer, "spiffe://other.org/controller");
+    assert_int_equal(calls, 1);
+    /* Both CAs are anchors, yet a chain is only checked against the bundle
+     * of the trust domain it names. */
+    assert_false(resolved_handshake(&forged, peer, sizeof(peer), &calls));
+    assert_false(resolved_handshake(&own, peer, sizeof(peer), &calls));
+    assert_int_equal(calls, 3);
+    free_identity(&good);
+    free_identity(&forged);
+    free_identity(&own);
+    free(other_bundle);
+    pki_ca_free(other_ca);
+    free(anchor_bundle);
+    pki_ca_free(anchor_ca);
+}
+
 int
 main(void)
 {
@@ -498,6 +617,7 @@ main(void)
         cmocka_unit_test(test_alpn_mismatch_fails_the_handshake),
         cmocka_unit_test(test_identity_update_keeps_open_connections),
         cmocka_unit_test(test_context_rejects_bad_configuration),
+        cmocka_unit_test(test_resolver_checks_each_trust_domain_against_its_own_bundle),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -65,6 +65,10 @@ const ROUTES: { pattern: RegExp; methods: Method[] }[] = [
   { pattern: /^fleet$/, methods: ["GET"] },
   { pattern: /^ca$/, methods: ["GET"] },
   { pattern: /^ca\/rotate$/, methods: ["POST"] },
+  { pattern: /^federation\/peers$/, methods: ["GET", "POST"] },
+  { pattern: new RegExp(`^federation/peers/${SEG}$`), methods: ["GET"] },
+  { pattern: new RegExp(`^federation/peers/${SEG}/(token|suspend|resume|revoke)$`), methods: ["POST"] },
+  { pattern: /^federation\/accept$/, methods: ["POST"] },
 ];
 
 export type RouteMatch = { kind: "ok"; method: Method } | { kind: "no-route" } | { kind: "method"; allowed: Method[] };

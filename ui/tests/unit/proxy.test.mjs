@@ -49,6 +49,15 @@ test("routes: the admin API's paths and methods, nothing else", () => {
   assert.equal(matchRoute("DELETE", ["resources", "web", "connectors"]).kind, "ok");
   assert.equal(matchRoute("POST", ["ca", "rotate"]).kind, "ok");
   assert.equal(matchRoute("GET", ["fleet"]).kind, "ok");
+  assert.equal(matchRoute("GET", ["federation", "peers"]).kind, "ok");
+  assert.equal(matchRoute("POST", ["federation", "peers"]).kind, "ok");
+  assert.equal(matchRoute("GET", ["federation", "peers", "b"]).kind, "ok");
+  for (const action of ["token", "suspend", "resume", "revoke"])
+    assert.equal(matchRoute("POST", ["federation", "peers", "b", action]).kind, "ok");
+  assert.deepEqual(matchRoute("DELETE", ["federation", "peers", "b"]), { kind: "method", allowed: ["GET"] });
+  assert.equal(matchRoute("POST", ["federation", "peers", "b", "frobnicate"]).kind, "no-route");
+  assert.equal(matchRoute("POST", ["federation", "accept"]).kind, "ok");
+  assert.deepEqual(matchRoute("GET", ["federation", "accept"]), { kind: "method", allowed: ["POST"] });
   assert.deepEqual(matchRoute("POST", ["fleet"]), { kind: "method", allowed: ["GET"] });
   assert.equal(matchRoute("GET", ["nope"]).kind, "no-route");
   assert.equal(matchRoute("GET", ["nodes", ".."]).kind, "no-route");

@@ -1,0 +1,143 @@
+/*
+ * Federation between two controllers of different trust domains: the
+ * peering half (docs/FEDERATION.md).
+ *
+ *   propose   A creates a peer row (proposed) and one acceptance token: the
+ *             peer id, a 32-byte secret (only its SHA-256 is stored), A's
+ *             trust domain and A's CA certificate, the one that signs A's
+ *             federation certificate; single use, with a TTL; a new token
+ *             for the peer replaces the previous one.
+ *   accept    B dials A's federation listener (TLS 1.3, ALPN FED_ALPN)
+ *             trusting only the CA in the token and expecting
+ *             spiffe://<A's trust domain>/controller, and sends the secret
+ *             with its own trust domain and bundle. A checks the digest in
+ *             constant time, stores B's bundle and clears the digest; both
+ *             rows are `accepted`.
+ *   link      B keeps one mTLS stream to A: B presents its controller
+ *             certificate, which A verifies against B's stored bundle and
+ *             trust domain only; B verifies A against A's stored bundle.
+ *             Heartbeats flow both ways: the first one received makes a
+ *             peer `enrolled`, the first one acknowledged `active`; a
+ *             `degraded` peer is `active` again at the next one. Each
+ *             carries the sender's bundle version and, when the other side
+ *             does not hold it yet, the bundle.
+ *   sweep     peers `enrolled`/`active` whose last heartbeat is older than
+ *             HEARTBEAT_STALE_AFTER become `degraded` with the reason.
+ *   suspend / resume / revoke  by the operator.
+ *
+ * Everything runs on the controller's loop, except federation_accept(),
+ * which runs its exchange on a loop of its own for at most
+ * FED_ACCEPT_TIMEOUT_MS (it answers an admin request).
+ */
+#ifndef ZTR_CONTROLLER_FEDERATION_H
+#define ZTR_CONTROLLER_FEDERATION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/config.h"
+#include "base/err.h"
+#include "controller/store.h"
+#include "pki/pki.h"
+
+struct controller;
+struct metrics;
+
+#define FED_ALPN "ztr-fed/1"
+#define FED_TOKEN_PREFIX "ztrfed1"
+#define FED_SECRET_BYTES 32
+#define FED_TOKEN_TTL_DEFAULT_S (7 * 86400)
+#define FED_TOKEN_TTL_MAX_S (366LL * 86400)
+#define FED_ACCEPT_TIMEOUT_MS 10000
+
+/* The refusals' texts (seed 003, verbatim). */
+#define FED_TEXT_TOKEN_MISMATCH "acceptance_token does not match stored digest"
+#define FED_TEXT_TOKEN_REQUIRED "acceptance_token required (peer has acceptance_token_digest set)"
+#define FED_TEXT_SUSPENDED "federation peer suspended"
+#define FED_TEXT_UNKNOWN_PEER "unknown federation peer"
+
+/* ---- the acceptance token -------------------------------------------------- */
+
+struct fed_token {
+    char peer_id[STORE_ID_MAX + 1];
+    uint8_t secret[FED_SECRET_BYTES];
+    char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
+    uint8_t *ca_der; /* malloc()ed */
+    size_t ca_len;
+};
+
+/* "ztrfed1.<peer id>.<secret>.<trust domain>.<CA DER>", the last three
+ * base64url without padding. *text is malloc()ed. */
+int fed_token_encode(const struct fed_token *token, char **text, struct ztr_err *err);
+int fed_token_decode(const char *text, struct fed_token *out, struct ztr_err *err);
+/* Wipes the secret and frees the DER. */
+void fed_token_clear(struct fed_token *token);
+void fed_secret_digest(const uint8_t secret[FED_SECRET_BYTES], uint8_t digest[32]);
+
+/* What an accept is refused for; the acceptor sees only the seed's two
+ * texts, the log on the proposer says which. */
+enum fed_refusal {
+    FED_ACCEPT_OK,
+    FED_REFUSE_UNKNOWN,  /* no such peer id: a typo, or a token of another controller */
+    FED_REFUSE_MISMATCH, /* the digest differs: a typo */
+    FED_REFUSE_USED,     /* the digest was cleared by an earlier accept */
+    FED_REFUSE_EXPIRED,
+    FED_REFUSE_REQUIRED, /* no token sent, the peer has a digest */
+    FED_REFUSE_REVOKED,
+};
+/* secret NULL: none sent. peer NULL: the id named no peer. */
+enum fed_refusal fed_accept_check(const struct store_peer *peer,
+                                  const uint8_t secret[FED_SECRET_BYTES], int64_t now);
+const char *fed_refusal_text(enum fed_refusal refusal);
+const char *fed_refusal_reason(enum fed_refusal refusal);
+
+/* ---- the state machine ----------------------------------------------------- */
+
+bool fed_state_valid(const char *state);
+/* The state after a heartbeat from the peer (accepted -> enrolled,
+ * degraded -> active), and after our heartbeat was acknowledged (accepted,
+ * enrolled, degraded -> active); other states stay. */
+const char *fed_state_after_heartbeat(const char *state);
+const char *fed_state_after_ack(const char *state);
+/* Whether the link runs for a peer in this state. */
+bool fed_state_linked(const char *state);
+/* Whether the sweep makes this peer degraded at now. */
+bool fed_sweep_due(const struct store_peer *peer, int64_t now, int64_t stale_after_s);
+
+/* ---- in the daemon --------------------------------------------------------- */
+
+/* Settings checks (config_fail: exit 2): FEDERATION_LISTEN's form, the
+ * intervals, and FEDERATION_CERT / FEDERATION_KEY both or neither, each
+ * readable — else `partial mTLS config — cert_pem=true, key_pem=false`. */
+int federation_check_settings(struct controller *c, const struct config *config,
+                              struct ztr_err *err);
+int federation_start(struct controller *c, struct ztr_err *err);
+void federation_stop(struct controller *c);
+uint16_t federation_port(const struct controller *c);
+
+/* A new proposed peer and its token (*token malloc()ed, shown once). */
+int federation_propose(struct controller *c, const char *name, const char *url, int64_t ttl_s,
+                       char **token, struct store_peer *out, struct ztr_err *err);
+/* A new token for a proposed peer; the previous one stops working. */
+int federation_new_token(struct controller *c, const char *name, int64_t ttl_s, char **token,
+                         struct store_peer *out, struct ztr_err *err);
+/* Accepts A's proposal: dials url (HOST:PORT), blocking for at most
+ * FED_ACCEPT_TIMEOUT_MS. name "" names the peer after its trust domain. */
+int federation_accept(struct controller *c, const char *url, const char *token_text,
+                      const char *name, struct store_peer *out, struct ztr_err *err);
+int federation_suspend(struct controller *c, const char *name, const char *reason,
+                       struct store_peer *out, struct ztr_err *err);
+int federation_resume(struct controller *c, const char *name, struct store_peer *out,
+                      struct ztr_err *err);
+int federation_revoke(struct controller *c, const char *name, struct store_peer *out,
+                      struct ztr_err *err);
+/* One sweep run (the timer's): *swept peers looked at, *degraded made so. */
+int federation_sweep(struct controller *c, size_t *swept, size_t *degraded,
+                     struct ztr_err *err);
+
+json_t *federation_peer_json(const struct store_peer *peer, int64_t now);
+void federation_write_metrics(const struct controller *c, struct metrics *m);
+
+#endif

@@ -1056,11 +1056,12 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct federation *fed = w->data;
     struct controller *c = fed->c;
     for (int i = 0; i < 32; i++) {
-        int fd = net_accept(fed->listen_fd);
+        struct sockaddr_storage peer;
+        int fd = net_accept_peer(fed->listen_fd, &peer);
         if (fd < 0)
             return;
         struct quota_key source;
-        bool has_source = net_peer_source_key(fd, &source) == 0;
+        bool has_source = net_source_key_of(&peer, &source) == 0;
         const char *refusal = NULL;
         if (fed->session_count >= FED_SESSIONS_MAX)
             refusal = "too many federation sessions open";

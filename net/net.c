@@ -351,17 +351,6 @@ net_accept_peer(int listen_fd, struct sockaddr_storage *peer)
 }
 
 int
-net_peer_source_key(int fd, struct quota_key *key)
-{
-    struct sockaddr_storage peer;
-    socklen_t len = sizeof(peer);
-    memset(key, 0, sizeof(*key));
-    if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0)
-        return -1;
-    return net_source_key_of(&peer, key);
-}
-
-int
 net_source_key_of(const struct sockaddr_storage *peer_sa, struct quota_key *key)
 {
     const struct sockaddr_storage peer = *peer_sa;

@@ -53,12 +53,11 @@ int net_accept(int listen_fd);
  * a caller that needs it saves a getpeername() per connection. */
 int net_accept_peer(int listen_fd, struct sockaddr_storage *peer);
 
-/* The source a per-source quota counts fd's peer under: its IPv4 address
- * (as IPv4-mapped IPv6), or the /64 prefix of its IPv6 address — one host
- * commonly holds a whole /64, so counting single v6 addresses would let it
- * multiply its quota. Returns -1 (key zeroed) when fd has no IP peer. */
-int net_peer_source_key(int fd, struct quota_key *key);
-/* The same for an address in hand (from net_accept_peer). */
+/* The source a per-source quota counts a peer (from net_accept_peer)
+ * under: its IPv4 address (as IPv4-mapped IPv6), or the /64 prefix of its
+ * IPv6 address — one host commonly holds a whole /64, so counting single
+ * v6 addresses would let it multiply its quota. Returns -1 (key zeroed)
+ * for an address that is not IP. */
 int net_source_key_of(const struct sockaddr_storage *peer, struct quota_key *key);
 
 /* Closes a connection refused right after accept, with a warn line msg

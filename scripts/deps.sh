@@ -17,7 +17,7 @@ PREFIX="$DEPS/wolfssl"
 # libcurl4-openssl-dev: the controller CLI's HTTP client for the admin API.
 PACKAGES=(build-essential pkg-config clang libclang-rt-14-dev
   libev-dev libyaml-dev libsqlite3-dev sqlite3 libjansson-dev
-  libmicrohttpd-dev libcmocka-dev
+  libmicrohttpd-dev libcmocka-dev python3
   autoconf automake libtool dpkg-dev openssl stunnel4 curl
   iproute2 ca-certificates libwolfssl-dev libcurl4-openssl-dev systemd-container
   chromium)

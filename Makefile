@@ -10,6 +10,7 @@
 #   make fuzz     run every libFuzzer target longer (FUZZ_SECONDS, default 300)
 #   make bench    measure and write bench/RESULTS.md
 #   make churn    1 000 000 streams opened and closed, memory sampled (bench/churn.png)
+#   make soak     30 minutes of mixed load, memory sampled (bench/soak.png)
 #   make install  binaries, units, examples, docs, the console (INSTALL_UI=no: without)
 #   make clean
 
@@ -81,11 +82,11 @@ TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 
 .PRECIOUS: $(OBJ)/%.o build/fuzz/obj/%.o
-.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench churn demo failure-modes ui ui-test
+.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench churn soak demo failure-modes ui ui-test
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(BUILD)/bench/ctl_load
 
 help:
-	@sed -n '2,14p' Makefile
+	@sed -n '2,15p' Makefile
 
 deps:
 	@bash scripts/deps.sh
@@ -205,6 +206,11 @@ bench: deps all
 # (bench/churn.sh: bench/churn.csv, bench/churn.png); its own target: ~2 min.
 churn: deps all
 	@bash bench/churn.sh
+
+# 30 minutes of mixed load (bulk, small and idle streams, renewals,
+# allowlist pushes), memory sampled (bench/soak.sh: soak.csv, soak.png).
+soak: deps all
+	@bash bench/soak.sh
 
 # ---- install (docs/OPERATIONS.md, "Install with systemd") ------------------
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binaries into $(PREFIX)/bin,

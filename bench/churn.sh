@@ -15,12 +15,9 @@ ROUND="${CHURN_ROUND_SECONDS:-10}"
 CONC="${CHURN_CONCURRENCY:-16}"
 csv="$root/bench/churn.csv"
 png="$root/bench/churn.png"
-. "$root/tests/e2e/lib.sh"; . "$root/tests/e2e/failure_modes/fm_helpers.sh"
+. "$root/tests/e2e/lib.sh"; . "$root/bench/samples.sh"; . "$root/tests/e2e/failure_modes/fm_helpers.sh"
 dp_setup >/dev/null 2>&1 || { echo "churn: the daemons did not start" >&2; exit 1; }
 peer="$ZTR_TEST_BIN/../tests/tools/tcp_peer"
-rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-fds() { ls "/proc/$1/fd" | wc -l; }
-cpu() { sed 's/.*) //' "/proc/$1/stat" | awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($12 + $13) / t}'; }
 "$peer" bench-connect "127.0.0.1:$FWD" 2 "$CONC" >/dev/null   # warm: the session, the pools
 echo "streams,seconds,connector_rss_kib,tunneler_rss_kib,connector_fds,tunneler_fds,connector_cpu_s,tunneler_cpu_s,errors" >"$csv"
 sample() { echo "$1,$2,$(rss "$DC1_PID"),$(rss "$LAPTOP_PID"),$(fds "$DC1_PID"),$(fds "$LAPTOP_PID"),$(cpu "$DC1_PID"),$(cpu "$LAPTOP_PID"),$3" >>"$csv"; }
@@ -35,37 +32,13 @@ while [ "$done_streams" -lt "$TARGET" ]; do
 done
 elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
 
-if ! command -v gnuplot >/dev/null && [ "$(id -u)" = 0 ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gnuplot-nox >/dev/null 2>&1 || true
-fi
-if command -v gnuplot >/dev/null; then
-  gnuplot <<GP
-set terminal pngcairo size 900,500 noenhanced
-set output "$png"
-set datafile separator ","
-set key bottom right
-set xlabel "streams opened and closed"
-set ylabel "resident memory (KiB)"
-set y2label "open descriptors"
-set y2tics
-set ytics nomirror
-set yrange [0:*]
-set y2range [0:*]
-set format x "%.1s%c"
-set title "ztr stream churn: $done_streams streams, concurrency $CONC"
-plot "$csv" using 1:3 with lines title "connector RSS", "$csv" using 1:4 with lines title "tunneler RSS", \
-     "$csv" using 1:5 axes x1y2 with lines dashtype 2 title "connector fds", "$csv" using 1:6 axes x1y2 with lines dashtype 2 title "tunneler fds"
-GP
-else
-  echo "churn: no gnuplot, no plot (apt-get install gnuplot-nox)" >&2
-fi
+plot_memory "$png" "$csv" "ztr stream churn: $done_streams streams, concurrency $CONC" "streams opened and closed" 1 3 4 5 6
 
 # Growth: from the first round's sample (pools and buffers warm) to the last.
 read -r c1 t1 cf1 tf1 < <(sed -n 3p "$csv" | awk -F, '{print $3, $4, $5, $6}')
 read -r cN tN cfN tfN ccpu tcpu < <(tail -1 "$csv" | awk -F, '{print $3, $4, $5, $6, $7, $8}')
 cmax=$(tail -n +3 "$csv" | awk -F, 'm < $3 {m = $3} END {print m}')
 tmax=$(tail -n +3 "$csv" | awk -F, 'm < $4 {m = $4} END {print m}')
-verdict() { [ "$1" -le 1024 ] && echo "met" || echo "NOT met"; }
 echo "$done_streams streams opened and closed through one tunneler → connector session (each one"
 echo "HTTP request to a local resource; \`tcp_peer bench-connect\`, $CONC in flight) in $elapsed s, by the"
 echo "release build. Source: \`bench/churn.sh\` (\`make churn\`); samples in \`bench/churn.csv\`,"
@@ -74,7 +47,7 @@ echo
 echo "| measurement | connector | tunneler |"
 echo "|---|---|---|"
 echo "| RSS after the first round → at the end (max) | $c1 → $cN ($cmax) KiB | $t1 → $tN ($tmax) KiB |"
-echo "| RSS growth (target ≤ 1 MiB) | $((cN - c1)) KiB: $(verdict $((cN - c1))) | $((tN - t1)) KiB: $(verdict $((tN - t1))) |"
+echo "| RSS growth (target ≤ 1 MiB) | $((cN - c1)) KiB: $(growth_verdict $((cN - c1))) | $((tN - t1)) KiB: $(growth_verdict $((tN - t1))) |"
 echo "| open descriptors after the first round → at the end | $cf1 → $cfN | $tf1 → $tfN |"
 echo "| CPU time over the run | $ccpu s | $tcpu s |"
 echo "| failed streams (target 0) | $errors | |"

@@ -19,7 +19,7 @@ DURATION="${SOAK_SECONDS:-1800}"
 SAMPLE="${SOAK_SAMPLE_SECONDS:-10}"
 IDLE="${SOAK_IDLE:-500}"
 csv="$root/bench/soak.csv"; png="$root/bench/soak.png"
-. "$root/tests/e2e/lib.sh"
+. "$root/tests/e2e/lib.sh"; . "$root/bench/samples.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 peer="$ZTR_TEST_BIN/../tests/tools/tcp_peer"
 BULK=200000000
@@ -60,9 +60,6 @@ E2E_PIDS+=("$!")
     i=$((i + 1)); echo "$i" >"$E2E_TMP/push.count"; sleep 10; done ) &
 E2E_PIDS+=("$!")
 
-rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
-cpu() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($12 + $13) / t}'; }
 val() { cat "$E2E_TMP/$1.count" 2>/dev/null || echo "0 0"; }
 echo "seconds,connector_rss_kib,tunneler_rss_kib,connector_fds,tunneler_fds,connector_cpu_s,tunneler_cpu_s,bulk_done,bulk_failed,small_streams,small_errors,pushes,renewals" >"$csv"
 start=$(date +%s)
@@ -77,34 +74,13 @@ sleep 2
 idle_ok=no; kill -0 "$IDLE_PID" 2>/dev/null && idle_ok=yes
 reconnects=$(count_lines "$LAPTOP_LOG" 'msg="data session closed"')
 
-if ! command -v gnuplot >/dev/null && [ "$(id -u)" = 0 ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gnuplot-nox >/dev/null 2>&1 || true
-fi
-if command -v gnuplot >/dev/null; then
-  gnuplot <<GP
-set terminal pngcairo size 900,500 noenhanced
-set output "$png"
-set datafile separator ","
-set key bottom right
-set xlabel "seconds"
-set ylabel "resident memory (KiB)"
-set y2label "open descriptors"
-set y2tics
-set ytics nomirror
-set yrange [0:*]
-set y2range [0:*]
-set title "ztr mixed soak: bulk + small streams + $IDLE idle streams + renewals + allowlist pushes"
-plot "$csv" using 1:2 with lines title "connector RSS", "$csv" using 1:3 with lines title "tunneler RSS", \
-     "$csv" using 1:4 axes x1y2 with lines dashtype 2 title "connector fds", "$csv" using 1:5 axes x1y2 with lines dashtype 2 title "tunneler fds"
-GP
-fi
+plot_memory "$png" "$csv" "ztr mixed soak: bulk + small streams + $IDLE idle streams + renewals + allowlist pushes" "seconds" 1 2 3 4 5
 # From the sample at about one minute (pools and buffers warm) to the last.
 base_row=$(awk -F, 'NR > 1 && $1 >= 60 {print NR; exit}' "$csv"); base_row=${base_row:-2}
 read -r c1 t1 cf1 tf1 < <(sed -n "${base_row}p" "$csv" | awk -F, '{print $2, $3, $4, $5}')
 IFS=, read -r secs cN tN cfN tfN ccpu tcpu bd bf sn se pushes renewals < <(tail -1 "$csv")
 cmax=$(tail -n +2 "$csv" | awk -F, 'm < $2 {m = $2} END {print m}')
 tmax=$(tail -n +2 "$csv" | awk -F, 'm < $3 {m = $3} END {print m}')
-verdict() { [ "$1" -le 1024 ] && echo "met" || echo "NOT met"; }
 echo "$secs s of mixed load through one tunneler → connector session, release build, 60 s"
 echo "certificates (both agents renew about every 30 s): bulk reads of 200 MB at 40 MB/s one after"
 echo "another, 4 small streams (one HTTP request each) in flight 2 s of every 4, $IDLE idle streams held"
@@ -114,7 +90,7 @@ echo
 echo "| measurement | connector | tunneler |"
 echo "|---|---|---|"
 echo "| RSS at about 1 min → at the end (max) | $c1 → $cN ($cmax) KiB | $t1 → $tN ($tmax) KiB |"
-echo "| RSS growth (target ≤ 1 MiB) | $((cN - c1)) KiB: $(verdict $((cN - c1))) | $((tN - t1)) KiB: $(verdict $((tN - t1))) |"
+echo "| RSS growth (target ≤ 1 MiB) | $((cN - c1)) KiB: $(growth_verdict $((cN - c1))) | $((tN - t1)) KiB: $(growth_verdict $((tN - t1))) |"
 echo "| open descriptors at about 1 min → at the end | $cf1 → $cfN | $tf1 → $tfN |"
 echo "| CPU time over the run | $ccpu s | $tcpu s |"
 echo "| bulk reads of 200 MB completed / failed | $bd / $bf | |"

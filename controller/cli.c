@@ -367,6 +367,32 @@ static const struct field token_fields[] = {
     {NULL, NULL, F_PLAIN},
 };
 
+/* POSTs body to path and prints the token only, so that
+ * ENROLLMENT_TOKEN=$(controller token create ...) and
+ * TOKEN=$(controller federation propose ...) work; it is shown once. */
+static int
+token_command(const struct cli *cli, const char *path, json_t *body)
+{
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), path, NULL, NULL) != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    int rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK) {
+        const char *token = json_string_value(json_object_get(reply, "token"));
+        if (token == NULL) {
+            fprintf(stderr, "error: the admin API answered without a token\n");
+            rc = EXIT_FAILED;
+        } else {
+            printf("%s\n", token);
+        }
+    }
+    json_decref(reply);
+    return rc;
+}
+
 static int
 cmd_token_create(const struct cli *cli, const struct args *args)
 {
@@ -388,25 +414,7 @@ cmd_token_create(const struct cli *cli, const struct args *args)
     const char *ttl = arg_value(args, "ttl");
     if (ttl != NULL)
         json_object_set_new(body, "ttl", json_string(ttl));
-    char url[CLI_URL_MAX];
-    json_t *reply;
-    if (build_url(cli, url, sizeof(url), "/api/admin/tokens", NULL, NULL) != 0) {
-        json_decref(body);
-        return EXIT_FAILED;
-    }
-    int rc = call_api(cli, "POST", url, body, &reply);
-    if (rc == EXIT_OK) {
-        const char *token = json_string_value(json_object_get(reply, "token"));
-        if (token == NULL) {
-            fprintf(stderr, "error: the admin API answered without a token\n");
-            rc = EXIT_FAILED;
-        } else {
-            /* Only the token, so ENROLLMENT_TOKEN=$(controller token create ...) works. */
-            printf("%s\n", token);
-        }
-    }
-    json_decref(reply);
-    return rc;
+    return token_command(cli, "/api/admin/tokens", body);
 }
 
 static int
@@ -876,31 +884,6 @@ cmd_federation_list(const struct cli *cli, const struct args *args)
 {
     (void)args;
     return list_command(cli, "/api/admin/federation/peers", "peers", peer_fields);
-}
-
-/* POSTs body to path and prints the token only, so that
- * TOKEN=$(controller federation propose ...) works; it is shown once. */
-static int
-token_command(const struct cli *cli, const char *path, json_t *body)
-{
-    char url[CLI_URL_MAX];
-    json_t *reply;
-    if (build_url(cli, url, sizeof(url), path, NULL, NULL) != 0) {
-        json_decref(body);
-        return EXIT_FAILED;
-    }
-    int rc = call_api(cli, "POST", url, body, &reply);
-    if (rc == EXIT_OK) {
-        const char *token = json_string_value(json_object_get(reply, "token"));
-        if (token == NULL) {
-            fprintf(stderr, "error: the admin API answered without a token\n");
-            rc = EXIT_FAILED;
-        } else {
-            printf("%s\n", token);
-        }
-    }
-    json_decref(reply);
-    return rc;
 }
 
 static int

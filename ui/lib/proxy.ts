@@ -3,6 +3,8 @@
 // the browser sees. Framework-free so the unit tests drive it directly; the
 // token is added here and never leaves the server.
 
+import { readStreamBounded } from "./body";
+
 export const CONFIG_ERROR = "ADMIN_API_URL or ADMIN_AUTH_TOKEN not configured";
 
 export interface AdminConfig {
@@ -112,24 +114,6 @@ function networkReason(err: unknown): string {
   }
 }
 
-async function readLimited(res: Response, limit: number): Promise<string | null> {
-  if (res.body === null) return "";
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > limit) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString("utf8");
-}
-
 function upstreamError(text: string): string {
   try {
     const parsed: unknown = JSON.parse(text);
@@ -183,7 +167,7 @@ export async function proxyAdmin(
 
   let text: string | null;
   try {
-    text = await readLimited(res, opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+    text = await readStreamBounded(res.body, opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
   } catch (err) {
     const reason = networkReason(err);
     log("warn", "controller answer cut short", { upstream: `${route.method} ${upstream}`, error: reason });

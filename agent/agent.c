@@ -293,6 +293,7 @@ agent_free(struct agent *a)
     http_server_stop(a->health);
     tls_ctx_free(a->ctl_tls);
     tls_ctx_free(a->data_tls);
+    json_decref(a->peer_bundles);
     tls_ctx_free(a->enroll_tls);
     pki_key_free(a->pending_key);
     pki_key_free(a->reauth_anchor);
@@ -407,12 +408,18 @@ agent_data_tls(struct agent *agent, enum tls_side side, const char *alpn, struct
         ztr_err_set(err, ZTR_E_INVALID, "no identity yet");
         return NULL;
     }
+    char *anchors;
+    size_t anchors_len;
+    if (agent_data_anchors(agent, agent->bundle_pem, agent->bundle_len, &anchors, &anchors_len,
+                           err) != 0)
+        return NULL;
     struct tls_ctx_config config = {
         .side = side, .alpn = alpn, .chain_pem = agent->chain_pem,
         .chain_len = agent->chain_len, .key_pem = agent->key_pem, .key_len = agent->key_len,
-        .bundle_pem = agent->bundle_pem, .bundle_len = agent->bundle_len,
-        .clock = agent->clock, .io_buffer = AGENT_DATA_IO_BUFFER};
-    if (tls_ctx_new(&config, &agent->data_tls, err) != 0)
-        return NULL;
-    return agent->data_tls;
+        .bundle_pem = anchors, .bundle_len = anchors_len,
+        .clock = agent->clock, .io_buffer = AGENT_DATA_IO_BUFFER,
+        .resolve = agent_data_resolve, .resolve_ctx = agent};
+    int rc = tls_ctx_new(&config, &agent->data_tls, err);
+    free(anchors);
+    return rc == 0 ? agent->data_tls : NULL;
 }

@@ -221,6 +221,16 @@ struct ev_loop *agent_loop(struct agent *agent);
  * and bundle change, so new handshakes use them and live sessions stay. */
 struct tls_ctx *agent_data_tls(struct agent *agent, enum tls_side side, const char *alpn,
                                struct ztr_err *err);
+/* Federation: the bundles of peer trust domains whose nodes this agent
+ * meets on the data plane (a connector: the tunnelers granted to it; a
+ * tunneler: the connectors it may dial), as the controller sends them:
+ * [{trust_domain, bundle}]. A data-plane peer is then verified against the
+ * bundle of the trust domain it claims and that trust domain only (ours:
+ * our bundle; a listed peer's: its bundle; any other: refused). Replaces
+ * the previous set (NULL or [] removes them all); new handshakes use it,
+ * live sessions are held to it at the next recheck. */
+int agent_set_peer_bundles(struct agent *agent, const json_t *peers, struct ztr_err *err);
+size_t agent_peer_bundle_count(const struct agent *agent);
 /* The current certificate chain (PEM, leaf first) and its key, owned by
  * the agent and valid until the next identity change (on_identity). -1
  * before there is an identity. */

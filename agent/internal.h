@@ -69,6 +69,7 @@ struct agent {
     int64_t not_before, not_after, renew_at;
     struct tls_ctx *ctl_tls;
     struct tls_ctx *data_tls;      /* the data plane's (agent_data_tls), same identity */
+    json_t *peer_bundles;          /* federation: peer trust domain -> bundle PEM (peers.c) */
     struct tls_ctx *enroll_tls;    /* no identity; trusts CONTROLLER_CA (or the bundle) */
 
     /* control stream */
@@ -142,6 +143,13 @@ void agent_ctl_connect(struct agent *a);
 /* After a failed attempt or a lost stream: the next controller of the
  * list (the reconnect worker moves through them with its backoff). */
 void agent_controller_advance(struct agent *a);
+
+/* federation peers' bundles on the data plane (peers.c): own (PEM) plus
+ * every peer's, malloc()ed; and the data TLS context's resolver. */
+int agent_data_anchors(const struct agent *a, const char *own, size_t own_len, char **out,
+                       size_t *out_len, struct ztr_err *err);
+int agent_data_resolve(void *ctx, const char *trust_domain, struct pki_bundle **bundle,
+                       struct ztr_err *err);
 
 /* renewal and trust bundle updates (renew.c) */
 void agent_renew_cb(struct ev_loop *loop, ev_timer *w, int revents);

@@ -6,6 +6,8 @@
 
 #include "base/fileio.h"
 #include "ctl/ctlmsg.h"
+#include "net/net.h"
+#include "pki/pki.h"
 
 #define ALLOWLIST_FILE_MAX (16 * 1024 * 1024)
 
@@ -17,6 +19,11 @@ struct allowlist {
     int64_t received_at;
     json_t *tunnelers;   /* the list as received (for saving) */
     json_t *index;       /* spiffe_id → array of resource names */
+    /* Federation: grants to tunnelers of peer trust domains and the peers'
+     * bundles, as received; grant_index: spiffe_id → array of grants. */
+    json_t *grants;
+    json_t *peers;
+    json_t *grant_index;
 };
 
 struct allowlist *
@@ -27,6 +34,9 @@ allowlist_new(void)
         return NULL;
     list->tunnelers = json_array();
     list->index = json_object();
+    list->grants = json_array();
+    list->peers = json_array();
+    list->grant_index = json_object();
     return list;
 }
 
@@ -37,6 +47,9 @@ allowlist_free(struct allowlist *list)
         return;
     json_decref(list->tunnelers);
     json_decref(list->index);
+    json_decref(list->grants);
+    json_decref(list->peers);
+    json_decref(list->grant_index);
     free(list);
 }
 
@@ -61,20 +74,71 @@ build_index(const json_t *tunnelers, json_t **index, struct ztr_err *err)
     return 0;
 }
 
+/* Grants name tunnelers of another trust domain, each CIDR parses: a list
+ * that does not is refused whole rather than enforced in part. */
+static int
+build_grant_index(const json_t *grants, json_t **index, struct ztr_err *err)
+{
+    if (grants != NULL && (!json_is_array(grants) ||
+                           json_array_size(grants) > ALLOWLIST_MAX_ENTRIES))
+        return ztr_err_set(err, ZTR_E_INVALID, "allowlist: grants must be a bounded list");
+    json_t *built = json_object();
+    size_t i, j;
+    json_t *grant, *cidr;
+    json_array_foreach(grants, i, grant) {
+        struct pki_spiffe_id id;
+        const char *uri = json_string_value(json_object_get(grant, "spiffe_id"));
+        int rc = uri != NULL && json_is_string(json_object_get(grant, "resource")) &&
+                         json_is_string(json_object_get(grant, "id"))
+                     ? pki_spiffe_id_parse(uri, &id, err)
+                     : ztr_err_set(err, ZTR_E_INVALID, "malformed");
+        json_array_foreach(json_object_get(grant, "source_cidrs"), j, cidr) {
+            struct net_cidr parsed;
+            if (rc == 0)
+                rc = net_cidr_parse(json_is_string(cidr) ? json_string_value(cidr) : "", &parsed,
+                                    err);
+        }
+        if (rc != 0) {
+            json_decref(built);
+            return ztr_err_wrap(err, "allowlist: grant %zu", i);
+        }
+        json_t *mine = json_object_get(built, uri);
+        if (mine == NULL) {
+            mine = json_array();
+            json_object_set_new(built, uri, mine);
+        }
+        json_array_append(mine, grant);
+    }
+    *index = built;
+    return 0;
+}
+
 static int
 replace(struct allowlist *list, const char *epoch, int64_t version, int64_t received_at,
-        json_t *tunnelers, struct ztr_err *err)
+        json_t *tunnelers, json_t *grants, json_t *peers, struct ztr_err *err)
 {
-    json_t *index = NULL;
+    json_t *index = NULL, *grant_index = NULL;
     if (strlen(epoch) > CTLMSG_EPOCH_LEN)
         return ztr_err_set(err, ZTR_E_INVALID, "allowlist: epoch longer than %d characters",
                            CTLMSG_EPOCH_LEN);
+    if (peers != NULL && !json_is_array(peers))
+        return ztr_err_set(err, ZTR_E_INVALID, "allowlist: peers must be a list");
     TRY(build_index(tunnelers, &index, err));
+    if (build_grant_index(grants, &grant_index, err) != 0) {
+        json_decref(index);
+        return -1;
+    }
     snprintf(list->epoch, sizeof(list->epoch), "%s", epoch);
     json_decref(list->tunnelers);
     json_decref(list->index);
+    json_decref(list->grants);
+    json_decref(list->peers);
+    json_decref(list->grant_index);
     list->tunnelers = json_incref(tunnelers);
     list->index = index;
+    list->grants = grants != NULL ? json_incref(grants) : json_array();
+    list->peers = peers != NULL ? json_incref(peers) : json_array();
+    list->grant_index = grant_index;
     list->version = version;
     list->received_at = received_at;
     return 0;
@@ -97,7 +161,8 @@ allowlist_apply(struct allowlist *list, const json_t *msg, int64_t received_at,
                            "allowlist version %lld is older than %lld (epoch %s)",
                            (long long)version, (long long)list->version,
                            epoch[0] != '\0' ? epoch : "none");
-    return replace(list, epoch, version, received_at, json_object_get(msg, "tunnelers"), err);
+    return replace(list, epoch, version, received_at, json_object_get(msg, "tunnelers"),
+                   json_object_get(msg, "grants"), json_object_get(msg, "peers"), err);
 }
 
 int
@@ -105,9 +170,10 @@ allowlist_save(const struct allowlist *list, const char *dir, struct ztr_err *er
 {
     char path[4096];
     TRY(file_path_join(path, sizeof(path), dir, ALLOWLIST_FILE, err));
-    json_t *doc = json_pack("{s:s, s:I, s:I, s:O}", "epoch", list->epoch, "version",
+    json_t *doc = json_pack("{s:s, s:I, s:I, s:O, s:O, s:O}", "epoch", list->epoch, "version",
                             (json_int_t)list->version, "received_at",
-                            (json_int_t)list->received_at, "tunnelers", list->tunnelers);
+                            (json_int_t)list->received_at, "tunnelers", list->tunnelers,
+                            "grants", list->grants, "peers", list->peers);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (text == NULL)
@@ -144,7 +210,8 @@ allowlist_load(struct allowlist *list, const char *dir, struct ztr_err *err)
     int rc = replace(list, epoch != NULL ? epoch : "",
                      json_integer_value(json_object_get(doc, "version")),
                      json_integer_value(json_object_get(doc, "received_at")),
-                     json_object_get(doc, "tunnelers"), err);
+                     json_object_get(doc, "tunnelers"), json_object_get(doc, "grants"),
+                     json_object_get(doc, "peers"), err);
     json_decref(doc);
     if (rc != 0)
         return ztr_err_wrap(err, "%s", path);
@@ -154,7 +221,105 @@ allowlist_load(struct allowlist *list, const char *dir, struct ztr_err *err)
 bool
 allowlist_contains(const struct allowlist *list, const char *spiffe_id)
 {
-    return json_object_get(list->index, spiffe_id) != NULL;
+    return json_object_get(list->index, spiffe_id) != NULL ||
+           json_object_get(list->grant_index, spiffe_id) != NULL;
+}
+
+static bool
+grant_expired(const json_t *grant, int64_t now)
+{
+    json_int_t expires = json_integer_value(json_object_get(grant, "expires_at"));
+    return expires > 0 && expires <= now;
+}
+
+static bool
+source_allowed(const json_t *grant, const struct sockaddr_storage *source)
+{
+    const json_t *cidrs = json_object_get(grant, "source_cidrs");
+    if (json_array_size(cidrs) == 0)
+        return true;
+    size_t i;
+    const json_t *text;
+    json_array_foreach(cidrs, i, text) {
+        struct net_cidr cidr;
+        if (source != NULL && net_cidr_parse(json_string_value(text), &cidr, NULL) == 0 &&
+            net_cidr_contains(&cidr, source))
+            return true;
+    }
+    return false;
+}
+
+bool
+allowlist_grant_permits(const struct allowlist *list, const char *spiffe_id, const char *resource,
+                        const struct sockaddr_storage *source, int64_t now, char *reason,
+                        size_t cap)
+{
+    const json_t *grants = json_object_get(list->grant_index, spiffe_id);
+    const json_t *closest = NULL;
+    size_t i;
+    const json_t *grant;
+    json_array_foreach(grants, i, grant) {
+        if (strcmp(json_string_value(json_object_get(grant, "resource")), resource) != 0)
+            continue;
+        if (!grant_expired(grant, now) && source_allowed(grant, source))
+            return true;
+        if (closest == NULL || !grant_expired(grant, now))
+            closest = grant;
+    }
+    if (closest == NULL) {
+        snprintf(reason, cap, "resource \"%s\" is not granted to this tunneler%s", resource,
+                 grants == NULL ? " (no live grant: revoked, expired or never given)" : "");
+    } else if (grant_expired(closest, now)) {
+        snprintf(reason, cap, "grant %s expired at %lld",
+                 json_string_value(json_object_get(closest, "id")),
+                 (long long)json_integer_value(json_object_get(closest, "expires_at")));
+    } else {
+        char ip[64] = "?";
+        if (source != NULL)
+            net_addr_text(source, ip, sizeof(ip));
+        char *cidrs = json_dumps(json_object_get(closest, "source_cidrs"), JSON_COMPACT);
+        snprintf(reason, cap, "source %s is outside grant %s's source_cidrs %s", ip,
+                 json_string_value(json_object_get(closest, "id")), cidrs != NULL ? cidrs : "");
+        free(cidrs);
+    }
+    return false;
+}
+
+bool
+allowlist_grant_live(const struct allowlist *list, const char *spiffe_id, int64_t now)
+{
+    size_t i;
+    const json_t *grant;
+    json_array_foreach(json_object_get(list->grant_index, spiffe_id), i, grant)
+        if (!grant_expired(grant, now))
+            return true;
+    return false;
+}
+
+int64_t
+allowlist_next_expiry(const struct allowlist *list, int64_t after)
+{
+    int64_t next = 0;
+    size_t i;
+    const json_t *grant;
+    json_array_foreach(list->grants, i, grant) {
+        json_int_t expires = json_integer_value(json_object_get(grant, "expires_at"));
+        if (expires > after && (next == 0 || expires < next))
+            next = expires;
+    }
+    return next;
+}
+
+const json_t *
+allowlist_peers(const struct allowlist *list)
+{
+    return list->peers;
+}
+
+size_t
+allowlist_grant_count(const struct allowlist *list)
+{
+    return json_array_size(list->grants);
 }
 
 bool

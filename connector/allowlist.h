@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "base/err.h"
 
@@ -40,6 +41,21 @@ int allowlist_load(struct allowlist *list, const char *dir, struct ztr_err *err)
 bool allowlist_contains(const struct allowlist *list, const char *spiffe_id);
 bool allowlist_permits(const struct allowlist *list, const char *spiffe_id,
                        const char *resource);
+
+/* Federation (docs/FEDERATION.md): a tunneler of a peer trust domain may
+ * reach resource only through a grant that names it, has not expired at
+ * now and, when it lists source CIDRs, contains source. False with the
+ * reason in reason (the closest grant: expired, source outside, or none). */
+bool allowlist_grant_permits(const struct allowlist *list, const char *spiffe_id,
+                             const char *resource, const struct sockaddr_storage *source,
+                             int64_t now, char *reason, size_t cap);
+/* Whether spiffe_id holds a grant that has not expired at now. */
+bool allowlist_grant_live(const struct allowlist *list, const char *spiffe_id, int64_t now);
+/* The earliest grant expiry after `after` (Unix seconds), 0 = none. */
+int64_t allowlist_next_expiry(const struct allowlist *list, int64_t after);
+/* The peers' bundles the grants need: [{trust_domain, bundle}] (owned by list). */
+const json_t *allowlist_peers(const struct allowlist *list);
+size_t allowlist_grant_count(const struct allowlist *list);
 
 int64_t allowlist_version(const struct allowlist *list);
 /* The epoch of the list's controller run ("" for none); owned by list. */

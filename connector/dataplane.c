@@ -11,6 +11,7 @@
 
 #include "agent/agent.h"
 #include "data/dsession.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "net/net.h"
@@ -32,6 +33,8 @@ struct dp_session {
     struct quota_key source;
     double removed_at;               /* loop time the allowlist dropped it (0: not) */
     char spiffe_id[PKI_SPIFFE_ID_MAX + 1];
+    bool foreign;                    /* of a peer trust domain: held to its grants */
+    struct sockaddr_storage addr;    /* where it connects from (grants' source CIDRs) */
 };
 
 /* A stream waiting for its target's TCP connect. */
@@ -50,6 +53,7 @@ struct dataplane {
     char *trust_domain;
     struct dataplane_config config;
     const char *self_id;
+    const struct ztr_clock *clock;
     struct connector_resource *resources;
     struct tls_ctx *tls;
     struct relay_pool *pool;
@@ -70,6 +74,8 @@ struct dataplane {
     uint64_t revocation_buckets[REVOCATION_BUCKETS];
     uint64_t revocation_count;
     double revocation_sum;
+    uint64_t scope_mismatches;       /* federation: refused outside a grant */
+    struct log_limit scope_log;
 };
 
 /* ---- target dials ------------------------------------------------------------------ */
@@ -157,6 +163,31 @@ tunneler_streams(const struct dataplane *dp, const char *spiffe_id)
     return n;
 }
 
+/* A tunneler of a peer trust domain outside its grant: counted, and logged
+ * with the reason (bounded: it controls how often). */
+static void
+scope_mismatch(struct dp_session *s, const char *resource, const char *reason)
+{
+    struct dataplane *dp = s->dp;
+    dp->scope_mismatches++;
+    uint64_t suppressed = 0;
+    if (log_limit_allow(&dp->scope_log, (int64_t)(ev_now(dp->loop) * 1000.0), &suppressed))
+        log_warn(DATAPLANE_MSG_SCOPE_MISMATCH,
+                 "spiffe_id=%s peer=%s resource=\"%s\" reason=\"%s\" suppressed=%llu",
+                 s->spiffe_id, dsession_peer_addr(s->ds), resource != NULL ? resource : "",
+                 reason, (unsigned long long)suppressed);
+}
+
+static bool
+stream_permitted(struct dp_session *s, const char *resource, char *reason, size_t cap)
+{
+    struct dataplane *dp = s->dp;
+    if (!s->foreign)
+        return allowlist_permits(dp->config.allowlist, s->spiffe_id, resource);
+    return allowlist_grant_permits(dp->config.allowlist, s->spiffe_id, resource, &s->addr,
+                                   clock_wall_s(dp->clock), reason, cap);
+}
+
 static void
 on_open(void *user, struct dsession *ds, uint32_t stream, const char *resource)
 {
@@ -164,7 +195,14 @@ on_open(void *user, struct dsession *ds, uint32_t stream, const char *resource)
     struct dp_session *s = user;
     struct dataplane *dp = s->dp;
     char reason[MUX_REASON_MAX];
-    if (!allowlist_permits(dp->config.allowlist, s->spiffe_id, resource)) {
+    char why[MUX_REASON_MAX];
+    if (s->foreign && !stream_permitted(s, resource, why, sizeof(why))) {
+        scope_mismatch(s, resource, why);
+        snprintf(reason, sizeof(reason), "%s", DATAPLANE_MSG_SCOPE_MISMATCH);
+        stream_refused(s, stream, resource, MUX_CODE_RESOURCE_NOT_ALLOWED, reason);
+        return;
+    }
+    if (!s->foreign && !allowlist_permits(dp->config.allowlist, s->spiffe_id, resource)) {
         snprintf(reason, sizeof(reason), "resource \"%s\" not allowed for this tunneler",
                  resource);
         stream_refused(s, stream, resource, MUX_CODE_RESOURCE_NOT_ALLOWED, reason);
@@ -238,6 +276,15 @@ session_refuse(struct dp_session *s, const char *why)
     dsession_close(s->ds, MUX_CODE_PEER_NOT_ALLOWED, DATAPLANE_MSG_NOT_ALLOWED);
 }
 
+/* A tunneler of a peer trust domain without a live grant here. */
+static void
+scope_refuse(struct dp_session *s)
+{
+    s->dp->rejected++;
+    scope_mismatch(s, NULL, "no live grant for this tunneler: revoked, expired or never given");
+    dsession_close(s->ds, MUX_CODE_PEER_NOT_ALLOWED, DATAPLANE_MSG_SCOPE_MISMATCH);
+}
+
 /* A peer that finished (or failed) its handshake stops counting against
  * its source's handshake quota. */
 static void
@@ -255,11 +302,17 @@ on_ready(void *user, struct dsession *ds)
     release_handshake(s);
     const struct pki_spiffe_id *peer = dsession_peer_id(ds);
     snprintf(s->spiffe_id, sizeof(s->spiffe_id), "%s", peer != NULL ? peer->uri : "");
+    s->foreign = peer != NULL && strcmp(peer->trust_domain, s->dp->trust_domain) != 0;
     s->ready = true;
     if (s->dp->refusing[0] != '\0') {
         log_warn("data session refused", "spiffe_id=%s peer=%s reason=\"%s\"", s->spiffe_id,
                  dsession_peer_addr(ds), s->dp->refusing);
         dsession_close(ds, MUX_CODE_REFUSED, s->dp->refusing);
+        return;
+    }
+    if (s->foreign && !allowlist_grant_live(s->dp->config.allowlist, s->spiffe_id,
+                                            clock_wall_s(s->dp->clock))) {
+        scope_refuse(s);
         return;
     }
     if (!allowlist_contains(s->dp->config.allowlist, s->spiffe_id)) {
@@ -345,6 +398,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         s->dp = dp;
         s->source = source;
+        s->addr = peer;
         s->holds_handshake = has_source;
         struct pki_expect expect = {.trust_domain = dp->trust_domain,
                                     .role = PKI_ROLE_TUNNELER};
@@ -393,10 +447,16 @@ static void
 reset_if_revoked(void *ctx, struct dsession *ds, uint32_t stream, const char *resource)
 {
     struct dp_session *s = ctx;
-    if (allowlist_permits(s->dp->config.allowlist, s->spiffe_id, resource))
+    char why[MUX_REASON_MAX];
+    if (stream_permitted(s, resource, why, sizeof(why)))
         return;
     char reason[MUX_REASON_MAX];
-    snprintf(reason, sizeof(reason), "resource \"%s\" no longer allowed", resource);
+    if (s->foreign) {
+        scope_mismatch(s, resource, why);
+        snprintf(reason, sizeof(reason), "%s", DATAPLANE_MSG_SCOPE_MISMATCH);
+    } else {
+        snprintf(reason, sizeof(reason), "resource \"%s\" no longer allowed", resource);
+    }
     log_info("stream closed by the allowlist", "spiffe_id=%s resource=\"%s\"", s->spiffe_id,
              resource);
     (void)dsession_reset(ds, stream, MUX_CODE_RESOURCE_NOT_ALLOWED, reason);
@@ -410,6 +470,12 @@ dataplane_enforce(struct dataplane *dp)
     for (struct dp_session *s = dp->sessions; s != NULL; s = s->next) {
         if (!s->ready || s->removed_at > 0)
             continue;
+        if (s->foreign &&
+            !allowlist_grant_live(dp->config.allowlist, s->spiffe_id, clock_wall_s(dp->clock))) {
+            s->removed_at = ev_time();
+            scope_refuse(s);
+            continue;
+        }
         if (!allowlist_contains(dp->config.allowlist, s->spiffe_id)) {
             s->removed_at = ev_time();
             session_refuse(s, "removed from the allowlist");
@@ -477,6 +543,8 @@ dataplane_new(const struct dataplane_env *env, const struct dataplane_config *co
     dp->loop = env->loop;
     dp->tls = env->tls;
     dp->self_id = env->self_id;
+    dp->clock = env->clock != NULL ? env->clock : clock_system();
+    dp->scope_log = (struct log_limit)LOG_LIMIT_INIT(10, 10000);
     dp->config = *config;
     if (dp->config.handshakes_per_source == 0)
         dp->config.handshakes_per_source = DATAPLANE_HANDSHAKES_PER_SOURCE_DEFAULT;
@@ -521,7 +589,8 @@ dataplane_start(struct agent *agent, const struct dataplane_config *config,
     struct dataplane_env env = {.loop = agent_loop(agent),
                                 .tls = agent_data_tls(agent, TLS_SIDE_SERVER, DATA_ALPN, err),
                                 .trust_domain = agent_trust_domain(agent),
-                                .self_id = agent_spiffe_id(agent)};
+                                .self_id = agent_spiffe_id(agent),
+                                .clock = agent_clock(agent)};
     if (env.tls == NULL)
         return -1;
     return dataplane_new(&env, config, out, err);
@@ -566,6 +635,8 @@ dataplane_add_health(const struct dataplane *dp, json_t *health)
                         json_integer((json_int_t)dp->quota_refused));
     json_object_set_new(json_object_get(health, "data"), "connections_refused",
                         json_integer((json_int_t)dp->handshakes_refused));
+    json_object_set_new(json_object_get(health, "data"), "grant_scope_mismatches",
+                        json_integer((json_int_t)dp->scope_mismatches));
     if (dp->refusing[0] != '\0')
         json_object_set_new(json_object_get(health, "data"), "refusing",
                             json_string(dp->refusing));
@@ -586,6 +657,10 @@ dataplane_add_metrics(const struct dataplane *dp, struct metrics *m)
                     "Connections closed before their handshake: too many sessions, or too "
                     "many handshakes in progress from their source.",
                     NULL, dp->handshakes_refused);
+    metrics_counter(m, "ztr_grant_scope_mismatch_total",
+                    "Sessions or streams of a peer trust domain's tunneler refused or closed "
+                    "outside its federation grant.",
+                    NULL, dp->scope_mismatches);
     metrics_family(m, "ztr_revocation_apply_seconds", "histogram",
                    "Allowlist change received to the removed tunneler's session closed.");
     for (int i = 0; i < REVOCATION_BUCKETS; i++)

@@ -45,9 +45,12 @@ struct metrics;
 struct agent;
 struct allowlist;
 struct json_t;
+struct ztr_clock;
 
 #define DATAPLANE_MSG_NOT_ALLOWED "tunneler not allowed"
 #define DATAPLANE_MSG_QUOTA "stream quota reached"
+/* A tunneler of a peer trust domain outside its federation grant (seed 003). */
+#define DATAPLANE_MSG_SCOPE_MISMATCH "grant scope mismatch"
 /* handshakes_per_source when the config leaves it 0. */
 #define DATAPLANE_HANDSHAKES_PER_SOURCE_DEFAULT 64
 
@@ -81,6 +84,7 @@ struct dataplane_env {
     /* This connector's SPIFFE ID (borrowed: outlives the data plane), which
      * a tunneler's renewed-identity proof must name; NULL: refused. */
     const char *self_id;
+    const struct ztr_clock *clock;   /* grant expiries; NULL = the system clock */
 };
 
 /* Listens on config->listen. config's resources are copied; its allowlist

@@ -82,6 +82,7 @@ struct connector {
      * stream, so nothing newer exists). Past ALLOWLIST_MAX_AGE without
      * that, the connector stops serving. */
     int64_t confirmed_at;          /* wall seconds; 0 = never */
+    int64_t grants_next_expiry;    /* the next federation grant to expire, 0 = none */
     bool delivered_online;         /* an allowlist arrived on the current control stream */
     bool stale;
     bool refusing;                 /* dataplane_refuse'd for the age */
@@ -212,7 +213,14 @@ age_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    check_allowlist_age(w->data);
+    struct connector *c = w->data;
+    check_allowlist_age(c);
+    /* An expired grant ends its streams as a revoked one does. */
+    int64_t now = clock_wall_s(agent_clock(c->agent));
+    if (c->grants_next_expiry > 0 && now >= c->grants_next_expiry) {
+        dataplane_enforce(c->dataplane);
+        c->grants_next_expiry = allowlist_next_expiry(c->allowlist, now);
+    }
 }
 
 /* The last allowlist received, from STATE_DIR: enforced even if the
@@ -223,6 +231,10 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
 {
     struct connector *c = ctx;
     TRY(allowlist_load(c->allowlist, agent_state_dir(agent), err));
+    if (agent_set_peer_bundles(agent, allowlist_peers(c->allowlist), err) != 0)
+        return ztr_err_wrap(err, "%s/%s", agent_state_dir(agent), ALLOWLIST_FILE);
+    c->grants_next_expiry =
+        allowlist_next_expiry(c->allowlist, clock_wall_s(agent_clock(agent)) - 1);
     c->confirmed_at = allowlist_received_at(c->allowlist);
     if (allowlist_version(c->allowlist) > 0)
         log_info("allowlist loaded from disk", "version=%lld tunnelers=%zu received_at=%lld",
@@ -300,12 +312,18 @@ connector_on_allowlist(void *ctx, const json_t *msg)
     }
     if (allowlist_save(c->allowlist, agent_state_dir(c->agent), &err) != 0)
         log_warn("allowlist not persisted", "error=\"%s\"", err.msg);
+    /* Peers' bundles first: a tunneler of a peer no longer federated is then
+     * refused by its grant (enforce) and by its trust domain (recheck). */
+    if (agent_set_peer_bundles(c->agent, allowlist_peers(c->allowlist), &err) != 0)
+        log_error("peer trust domains not applied", "error=\"%s\"", err.msg);
+    c->grants_next_expiry = allowlist_next_expiry(c->allowlist, now - 1);
     log_info("allowlist received", "version=%lld tunnelers=%zu epoch=%s",
              (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist),
              allowlist_epoch(c->allowlist));
     c->confirmed_at = now;
     c->delivered_online = true;
     dataplane_enforce(c->dataplane);
+    dataplane_recheck_peers(c->dataplane);
     check_allowlist_age(c);
 }
 

@@ -1929,6 +1929,112 @@ peer_action(struct admin_call *call, const char *action)
     json_decref(body);
 }
 
+/* ---- federation grants ------------------------------------------------------ */
+
+static void
+route_fed_grants_list(struct admin_call *call)
+{
+    char peer[STORE_NAME_MAX + 1] = "";
+    struct ztr_err err = {0};
+    json_t *grants = NULL;
+    if (query_get(call->request->query, "peer", peer, sizeof(peer), &err) >= 0)
+        grants = federation_grants_json(call->c, peer, &err);
+    if (grants == NULL)
+        respond_failure(call->response, &err);
+    else
+        respond_json(call->response, 200, json_pack("{s:o}", "grants", grants));
+}
+
+/* expires_at (Unix seconds) or expires_in (a duration from now), not both. */
+static int
+grant_expiry(const struct controller *c, const json_t *body, int64_t *expires_at,
+             struct ztr_err *err)
+{
+    *expires_at = 0;
+    const json_t *at = json_object_get(body, "expires_at");
+    const char *in;
+    TRY(field_string(body, "expires_in", false, 32, &in, err));
+    if (at != NULL && in != NULL)
+        return ztr_err_set(err, ZTR_E_INVALID, "give expires_at or expires_in, not both");
+    if (at != NULL) {
+        if (!json_is_integer(at) || json_integer_value(at) <= 0)
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "field \"expires_at\" must be Unix seconds (a positive integer)");
+        *expires_at = json_integer_value(at);
+    } else if (in != NULL) {
+        int64_t ms;
+        if (config_parse_duration_ms(in, &ms) != 0 || ms < 1000)
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "field \"expires_in\" must be a duration of at least 1s, e.g. 2h");
+        *expires_at = now_s(c) + ms / 1000;
+    }
+    return 0;
+}
+
+static void
+route_fed_grant_add(struct admin_call *call)
+{
+    static const char *const known[] = {"peer",       "resource",   "tunneler", "source_cidrs",
+                                        "expires_at", "expires_in", NULL};
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    struct fed_grant_request req = {0};
+    const char *cidrs[FED_GRANT_CIDRS_MAX];
+    struct store_fed_grant *grant = calloc(1, sizeof(*grant));
+    struct ztr_err err = {0};
+    int rc = grant == NULL ? ztr_err_set(&err, ZTR_E_NOMEM, "out of memory") : 0;
+    if (rc == 0)
+        rc = check_fields(body, known, &err);
+    if (rc == 0)
+        rc = field_string(body, "peer", true, STORE_NAME_MAX, &req.peer, &err);
+    if (rc == 0)
+        rc = field_string(body, "resource", true, STORE_NAME_MAX, &req.resource, &err);
+    if (rc == 0)
+        rc = field_string(body, "tunneler", true, PKI_SPIFFE_ID_MAX, &req.tunneler, &err);
+    if (rc == 0)
+        rc = grant_expiry(call->c, body, &req.expires_at, &err);
+    const json_t *list = json_object_get(body, "source_cidrs");
+    if (rc == 0 && list != NULL &&
+        (!json_is_array(list) || json_array_size(list) > FED_GRANT_CIDRS_MAX))
+        rc = ztr_err_set(&err, ZTR_E_INVALID,
+                         "field \"source_cidrs\" must be a list of at most %d CIDRs",
+                         FED_GRANT_CIDRS_MAX);
+    size_t i;
+    const json_t *item;
+    json_array_foreach(list, i, item) {
+        if (rc == 0 && !json_is_string(item))
+            rc = ztr_err_set(&err, ZTR_E_INVALID, "field \"source_cidrs\" must hold strings");
+        if (rc == 0)
+            cidrs[req.cidr_count++] = json_string_value(item);
+    }
+    req.cidrs = cidrs;
+    if (rc == 0)
+        rc = federation_grant(call->c, &req, grant, &err);
+    if (rc != 0)
+        respond_failure(call->response, &err);
+    else
+        respond_json(call->response, 201, federation_grant_json(grant, req.peer, now_s(call->c)));
+    free(grant);
+    json_decref(body);
+}
+
+static void
+route_fed_grant_delete(struct admin_call *call)
+{
+    struct store_fed_grant *grant = calloc(1, sizeof(*grant));
+    struct ztr_err err = {0};
+    if (grant == NULL)
+        ztr_err_set(&err, ZTR_E_NOMEM, "out of memory");
+    if (grant == NULL || federation_grant_revoke(call->c, call->arg, grant, &err) != 0)
+        respond_failure(call->response, &err);
+    else
+        respond_json(call->response, 200,
+                     json_pack("{s:s, s:s, s:s, s:b}", "id", grant->id, "resource",
+                               grant->resource, "tunneler", grant->tunneler, "revoked", 1));
+    free(grant);
+}
+
 static void
 route_peer_suspend(struct admin_call *call)
 {
@@ -1977,6 +2083,9 @@ static const struct route admin_routes[] = {
     {"POST", ADMIN_PREFIX "/federation/peers/*/resume", route_peer_resume},
     {"POST", ADMIN_PREFIX "/federation/peers/*/revoke", route_peer_revoke},
     {"POST", ADMIN_PREFIX "/federation/accept", route_peer_accept},
+    {"GET", ADMIN_PREFIX "/federation/grants", route_fed_grants_list},
+    {"POST", ADMIN_PREFIX "/federation/grants", route_fed_grant_add},
+    {"DELETE", ADMIN_PREFIX "/federation/grants/*", route_fed_grant_delete},
 };
 
 static bool

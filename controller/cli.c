@@ -112,6 +112,17 @@ print_value(const char *text)
 }
 
 /* Unix seconds as RFC 3339 UTC; 0 (never seen, no retire time) as "-". */
+static bool
+all_digits(const char *text)
+{
+    if (text[0] == '\0' || strlen(text) > 18)
+        return false;
+    for (const char *p = text; *p != '\0'; p++)
+        if (!isdigit((unsigned char)*p))
+            return false;
+    return true;
+}
+
 static void
 print_time(json_int_t seconds)
 {
@@ -1020,6 +1031,77 @@ cmd_federation_revoke(const struct cli *cli, const struct args *args)
     return peer_action_command(cli, args, "revoke");
 }
 
+static const struct field fed_grant_fields[] = {
+    {"id", NULL, F_PLAIN},       {"peer", NULL, F_PLAIN},         {"resource", NULL, F_PLAIN},
+    {"tunneler", NULL, F_PLAIN}, {"source_cidrs", NULL, F_LIST},  {"expires_at", NULL, F_TIME},
+    {"state", NULL, F_PLAIN},    {NULL, NULL, F_PLAIN},
+};
+
+static int
+cmd_federation_grants(const struct cli *cli, const struct args *args)
+{
+    char url[CLI_URL_MAX];
+    char sep = '?';
+    if (build_url(cli, url, sizeof(url), "/api/admin/federation/grants", NULL, NULL) != 0 ||
+        (arg_value(args, "peer") != NULL &&
+         url_append_query(url, sizeof(url), &sep, "peer", arg_value(args, "peer")) != 0))
+        return EXIT_FAILED;
+    json_t *reply;
+    int rc = call_api(cli, "GET", url, NULL, &reply);
+    if (rc == EXIT_OK)
+        print_list(reply, "grants", fed_grant_fields);
+    json_decref(reply);
+    return rc;
+}
+
+static int
+cmd_federation_grant(const struct cli *cli, const struct args *args)
+{
+    json_t *body = json_pack("{s:s, s:s, s:s}", "peer", arg_value(args, "peer"), "resource",
+                             arg_value(args, "resource"), "tunneler", arg_value(args, "tunneler"));
+    json_t *cidrs = json_array();
+    for (size_t i = 0; i < args->many_count; i++)
+        json_array_append_new(cidrs, json_string(args->many[i]));
+    json_object_set_new(body, "source_cidrs", cidrs);
+    /* --expires 2h (from now) or --expires 1767225600 (Unix seconds). */
+    const char *expires = arg_value(args, "expires");
+    if (expires != NULL && all_digits(expires))
+        json_object_set_new(body, "expires_at", json_integer(strtoll(expires, NULL, 10)));
+    else if (expires != NULL)
+        json_object_set_new(body, "expires_in", json_string(expires));
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/federation/grants", NULL, NULL) != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    int rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK)
+        printf("grant added id=%s peer=%s resource=%s tunneler=%s expires_at=%lld\n",
+               reply_string(reply, "id"), reply_string(reply, "peer"),
+               reply_string(reply, "resource"), reply_string(reply, "tunneler"),
+               (long long)json_integer_value(json_object_get(reply, "expires_at")));
+    json_decref(reply);
+    return rc;
+}
+
+static int
+cmd_federation_revoke_grant(const struct cli *cli, const struct args *args)
+{
+    char path[CLI_PATH_MAX] = "/api/admin/federation/grants/";
+    char url[CLI_URL_MAX];
+    json_t *reply;
+    if (url_append_encoded(path, sizeof(path), args->pos[0]) != 0 ||
+        build_url(cli, url, sizeof(url), path, NULL, NULL) != 0)
+        return EXIT_FAILED;
+    int rc = call_api(cli, "DELETE", url, NULL, &reply);
+    if (rc == EXIT_OK)
+        printf("grant revoked id=%s resource=%s tunneler=%s\n", reply_string(reply, "id"),
+               reply_string(reply, "resource"), reply_string(reply, "tunneler"));
+    json_decref(reply);
+    return rc;
+}
+
 /* ---- the command table and argument parsing ------------------------------- */
 
 static const struct command commands[] = {
@@ -1080,6 +1162,16 @@ static const struct command commands[] = {
      "federation resume NAME"},
     {"federation", "revoke", 1, {{NULL, false, false}}, cmd_federation_revoke,
      "federation revoke NAME"},
+    {"federation", "grant", 0,
+     {{"peer", true, true}, {"resource", true, true}, {"tunneler", true, true},
+      {"source-cidr", true, false}, {"expires", true, false}},
+     cmd_federation_grant,
+     "federation grant --peer NAME --resource NAME --tunneler spiffe://TD/tunneler/NAME "
+     "[--source-cidr CIDR]... [--expires 2h|UNIX]"},
+    {"federation", "grants", 0, {{"peer", true, false}}, cmd_federation_grants,
+     "federation grants [--peer NAME]"},
+    {"federation", "revoke-grant", 1, {{NULL, false, false}}, cmd_federation_revoke_grant,
+     "federation revoke-grant ID"},
 };
 
 #define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
@@ -1116,17 +1208,6 @@ usage_error(const struct command *command, const char *fmt, ...)
     else
         print_usage(stderr);
     return EXIT_USAGE;
-}
-
-static bool
-all_digits(const char *text)
-{
-    if (text[0] == '\0' || strlen(text) > 18)
-        return false;
-    for (const char *p = text; *p != '\0'; p++)
-        if (!isdigit((unsigned char)*p))
-            return false;
-    return true;
 }
 
 static int
@@ -1172,8 +1253,9 @@ parse_args(const struct command *command, int argc, char **argv, struct args *ar
         args->seen[idx] = true;
         if (spec->takes_value)
             args->values[idx] = eq != NULL ? eq + 1 : argv[++i];
-        /* --connector and --address are the options that may repeat. */
-        if (strcmp(spec->name, "connector") == 0 || strcmp(spec->name, "address") == 0) {
+        /* --connector, --address and --source-cidr are the options that may repeat. */
+        if (strcmp(spec->name, "connector") == 0 || strcmp(spec->name, "address") == 0 ||
+            strcmp(spec->name, "source-cidr") == 0) {
             if (args->many_count == CLI_MAX_REPEATS)
                 return usage_error(command, "option \"--%s\" given more than %d times",
                                    spec->name, CLI_MAX_REPEATS);

@@ -215,6 +215,9 @@ size_t ctl_server_session_count(const struct ctl_server *server);
 /* Recomputes what each session should have (bundle, allowlist, connectors)
  * and sends what changed. Call after any admin change. */
 void ctl_server_push_all(struct ctl_server *server);
+/* The connectors tunnelers may be handed now: [{id, spiffe_id, address,
+ * served}] (served: what each announces and the operator bound). */
+json_t *ctl_server_serving(struct controller *c);
 /* Sends `revoked` to the node's session (if connected) and closes it. */
 void ctl_server_revoke(struct ctl_server *server, const char *node_id, const char *reason);
 /* The IP SANs a connector's new certificate names: its advertised addresses

@@ -30,6 +30,7 @@
 #include "net/net.h"
 #include "net/tls.h"
 #include "controller/controller.h"
+#include "controller/federation.h"
 
 #define SESSIONS_MAX 20000
 /* A session must say what it is for within this long after its handshake. */
@@ -245,6 +246,7 @@ struct push_snapshot {
     json_t *bound;        /* connector name -> {resource: true}, the operator's bindings */
     json_t *allowlist;    /* the connectors' allowlist entries, built once */
     int64_t allowlist_version;
+    struct fed_snapshot fed; /* federation: grants, peers' bundles, peers' connectors */
 };
 
 static int
@@ -329,6 +331,7 @@ snapshot_build(struct controller *c, struct push_snapshot *snap)
     store_allowlist_list(c->store, collect_grant, snap, &err);
     store_binding_list(c->store, collect_binding, snap, &err);
     store_node_list(c->store, collect_node, snap, &err);
+    federation_snapshot(c, &snap->fed);
     const char *name;
     json_t *resources;
     json_object_foreach(snap->grants, name, resources) {
@@ -350,6 +353,7 @@ snapshot_free(struct push_snapshot *snap)
     json_decref(snap->revoked);
     json_decref(snap->allowlist);
     json_decref(snap->bound);
+    federation_snapshot_free(&snap->fed);
 }
 
 static void
@@ -357,9 +361,16 @@ push_allowlist(struct session *s, const struct push_snapshot *snap)
 {
     if (s->allowlist_version_sent == snap->allowlist_version)
         return;
-    session_send(s, json_pack("{s:s, s:I, s:s, s:O}", "type", "allowlist", "version",
-                              (json_int_t)snap->allowlist_version, "epoch", s->server->epoch,
-                              "tunnelers", snap->allowlist));
+    json_t *msg = json_pack("{s:s, s:I, s:s, s:O}", "type", "allowlist", "version",
+                            (json_int_t)snap->allowlist_version, "epoch", s->server->epoch,
+                            "tunnelers", snap->allowlist);
+    /* Only when federated: a connector of a release before grants would
+     * refuse the list for its unknown fields. */
+    if (msg != NULL && json_array_size(snap->fed.grants) > 0) {
+        json_object_set(msg, "grants", snap->fed.grants);
+        json_object_set(msg, "peers", snap->fed.peers);
+    }
+    session_send(s, msg);
     s->allowlist_version_sent = snap->allowlist_version;
 }
 
@@ -408,22 +419,33 @@ push_connectors(struct session *s, const struct push_snapshot *snap)
 {
     struct ctl_server *server = s->server;
     json_t *entries = connectors_for(snap, s->node.name);
-    char *text = json_dumps(entries, JSON_COMPACT | JSON_SORT_KEYS);
+    json_t *peers = NULL;
+    struct pki_spiffe_id self;
+    if (pki_spiffe_id_build(server->c->settings.trust_domain, PKI_ROLE_TUNNELER, s->node.name,
+                            &self, NULL) == 0)
+        federation_remote_connectors(&snap->fed, self.uri, entries, &peers);
+    json_t *sent = json_pack("{s:O, s:O*}", "connectors", entries, "peers", peers);
+    char *text = json_dumps(sent, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(sent);
     if (text != NULL && (s->connectors_sent == NULL || strcmp(text, s->connectors_sent) != 0)) {
         /* Versions only grow, across restarts too: milliseconds since the epoch. */
         int64_t version = clock_wall_ms(server->c->clock);
         if (version <= server->connectors_version)
             version = server->connectors_version + 1;
         server->connectors_version = version;
-        session_send(s, json_pack("{s:s, s:I, s:s, s:O}", "type", "connectors", "version",
-                                  (json_int_t)version, "epoch", server->epoch, "connectors",
-                                  entries));
+        json_t *msg = json_pack("{s:s, s:I, s:s, s:O}", "type", "connectors", "version",
+                                (json_int_t)version, "epoch", server->epoch, "connectors",
+                                entries);
+        if (msg != NULL && peers != NULL)
+            json_object_set(msg, "peers", peers);
+        session_send(s, msg);
         free(s->connectors_sent);
         s->connectors_sent = text;
         text = NULL;
     }
     free(text);
     json_decref(entries);
+    json_decref(peers);
 }
 
 static void
@@ -454,7 +476,18 @@ ctl_server_push_all(struct ctl_server *server)
     snapshot_build(server->c, &snap);
     for (struct session *s = server->sessions; s != NULL; s = s->next)
         session_push_with(s, &snap);
+    federation_push_grants(server->c, snap.connectors);
     snapshot_free(&snap);
+}
+
+json_t *
+ctl_server_serving(struct controller *c)
+{
+    struct push_snapshot snap;
+    snapshot_build(c, &snap);
+    json_t *serving = json_incref(snap.connectors);
+    snapshot_free(&snap);
+    return serving;
 }
 
 /* ---- which certificate a session stands for ------------------------------- */

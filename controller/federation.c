@@ -329,6 +329,7 @@ struct fed_session {
     int64_t opened_ms, last_frame_ms, next_heartbeat_ms;
     int64_t seq;
     int64_t peer_holds_version; /* of our bundle, as the peer last said (0: unknown) */
+    char *grants_sent;      /* the last fed_grants list sent (JSON), NULL: none yet */
     bool holds_source;
     struct quota_key source;
     struct fed_link *link;
@@ -371,6 +372,8 @@ struct federation {
     struct quota *accept_failures;
     struct log_limit accept_log;
     struct log_limit refuse_log;
+    int64_t grants_checked_at;  /* grant expiries looked at up to here (wall s) */
+    int64_t grants_next_expiry; /* next one to look at, 0 = none; 1 = look again now */
 };
 
 static int64_t
@@ -723,6 +726,66 @@ handle_beat(struct fed_session *s, enum ctlmsg_type type, const json_t *msg)
     free(peer);
     if (bundle_changed && !s->outbound)
         refresh_server_trust(fed);
+    if (bundle_changed)
+        federation_changed(c, true);
+}
+
+/* What the peer granted our tunnelers: their connectors lists follow. */
+static void
+handle_grants(struct fed_session *s, const json_t *msg)
+{
+    struct controller *c = s->fed->c;
+    struct store_peer *peer = linked_peer(s);
+    if (peer == NULL)
+        return;
+    bool changed = false;
+    struct ztr_err err = {0};
+    if (federation_remote_grants_apply(c, peer, msg, &changed, &err) != 0)
+        log_warn("federation grants not stored", "peer=%s error=\"%s\"", peer->name, err.msg);
+    else if (changed && c->ctl != NULL)
+        ctl_server_push_all(c->ctl);
+    free(peer);
+}
+
+void
+federation_push_grants(struct controller *c, const json_t *serving)
+{
+    struct federation *fed = c->fed;
+    if (fed == NULL)
+        return;
+    json_t *built = NULL;
+    for (struct fed_session *s = fed->sessions; s != NULL; s = s->next) {
+        if (!s->linked || s->closing || !s->ready)
+            continue;
+        if (serving == NULL)
+            serving = built = ctl_server_serving(c);
+        json_t *grants = federation_grants_for_peer(c, s->peer_id, serving);
+        char *text = json_dumps(grants, JSON_COMPACT | JSON_SORT_KEYS);
+        if (text != NULL && (s->grants_sent == NULL || strcmp(text, s->grants_sent) != 0)) {
+            session_send(s, json_pack("{s:s, s:I, s:O}", "type", "fed_grants", "version",
+                                      (json_int_t)clock_wall_ms(c->clock), "grants", grants));
+            free(s->grants_sent);
+            s->grants_sent = text;
+            text = NULL;
+        }
+        free(text);
+        json_decref(grants);
+    }
+    json_decref(built);
+}
+
+void
+federation_changed(struct controller *c, bool bump)
+{
+    struct ztr_err err = {0};
+    if (bump && store_allowlist_bump(c->store, &err) != 0)
+        log_error("allowlist version not bumped", "error=\"%s\"", err.msg);
+    if (c->fed != NULL)
+        c->fed->grants_next_expiry = 1;
+    if (c->ctl != NULL)
+        ctl_server_push_all(c->ctl); /* tells linked peers too */
+    else
+        federation_push_grants(c, NULL);
 }
 
 /* ---- accept, proposer side ---------------------------------------------------- */
@@ -858,6 +921,7 @@ handle_accept(struct fed_session *s, const json_t *msg)
     log_info("federation peer accepted", "peer=%s trust_domain=%s source=%s", peer->name, td,
              ctl_stream_peer_addr(s->stream));
     refresh_server_trust(fed);
+    federation_changed(c, true);
     char *pem = NULL;
     size_t len = 0;
     if (ca_set_bundle_pem(c->cas, &pem, &len, &err) != 0) {
@@ -924,6 +988,7 @@ on_ready(void *user)
     s->next_heartbeat_ms = mono_ms(fed);
     if (s->link != NULL)
         backoff_reset(&s->link->backoff);
+    federation_push_grants(c, NULL);
 }
 
 static void
@@ -944,6 +1009,8 @@ on_message(void *user, enum ctlmsg_type type, const json_t *msg)
     }
     if (type == CTLMSG_FED_HEARTBEAT || type == CTLMSG_FED_HEARTBEAT_ACK) {
         handle_beat(s, type, msg);
+    } else if (type == CTLMSG_FED_GRANTS) {
+        handle_grants(s, msg);
     } else if (type == CTLMSG_ERROR) {
         log_warn("federation link refused by peer", "peer=%s code=%s message=\"%s\"",
                  s->peer_name, json_string_value(json_object_get(msg, "code")),
@@ -1003,6 +1070,7 @@ on_close(void *user, const char *reason)
     if (s->next != NULL)
         s->next->prev = s->prev;
     fed->session_count--;
+    free(s->grants_sent);
     free(s);
 }
 
@@ -1238,6 +1306,7 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
         }
     }
     sync_links(fed);
+    federation_grants_tick(c, &fed->grants_checked_at, &fed->grants_next_expiry);
     for (size_t i = 0; i < fed->retired_count; i++)
         tls_ctx_free(fed->retired[i]);
     fed->retired_count = 0;
@@ -1818,6 +1887,7 @@ federation_accept(struct controller *c, const char *url, const char *token_text,
                      td, url);
             record_event(c, "federation_accept", "peer=%s trust_domain=%s state -> accepted",
                          peer->name, td);
+            federation_changed(c, true);
             if (out != NULL)
                 *out = *peer;
         }
@@ -1865,6 +1935,8 @@ federation_suspend(struct controller *c, const char *name, const char *reason,
     }
     if (rc == 0 && c->fed != NULL)
         close_peer_sessions(c->fed, peer->id, "peer suspended");
+    if (rc == 0)
+        federation_changed(c, true);
     if (rc == 0 && out != NULL)
         *out = *peer;
     free(peer);
@@ -1890,6 +1962,8 @@ federation_resume(struct controller *c, const char *name, struct store_peer *out
         peer_set_state(c, peer, next, "admin");
         rc = store_peer_update(c->store, peer, err);
     }
+    if (rc == 0)
+        federation_changed(c, true);
     if (rc == 0 && out != NULL)
         *out = *peer;
     free(peer);
@@ -1917,6 +1991,8 @@ federation_revoke(struct controller *c, const char *name, struct store_peer *out
         log_info("federation peer revoked", "peer=%s trust_domain=%s", peer->name,
                  peer->trust_domain);
     }
+    if (rc == 0)
+        federation_changed(c, true);
     if (rc == 0 && out != NULL)
         *out = *peer;
     free(peer);

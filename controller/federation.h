@@ -138,6 +138,62 @@ int federation_sweep(struct controller *c, size_t *swept, size_t *degraded,
                      struct ztr_err *err);
 
 json_t *federation_peer_json(const struct store_peer *peer, int64_t now);
+
+/* ---- grants (fed_grants.c) ------------------------------------------------ */
+
+#define FED_GRANT_CIDRS_MAX 16
+/* The connector's refusal of a peer's tunneler outside its grant (seed 003). */
+#define FED_TEXT_SCOPE_MISMATCH "grant scope mismatch"
+
+struct fed_grant_request {
+    const char *peer;             /* peer name */
+    const char *resource;
+    const char *tunneler;         /* spiffe://<peer's trust domain>/tunneler/<name> */
+    const char *const *cidrs;     /* source CIDRs; none: any source */
+    size_t cidr_count;
+    int64_t expires_at;           /* Unix seconds, 0 = never */
+};
+/* Grants (or re-grants, replacing CIDRs and expiry) and pushes it to our
+ * connectors and to the peer. */
+int federation_grant(struct controller *c, const struct fed_grant_request *req,
+                     struct store_fed_grant *out, struct ztr_err *err);
+int federation_grant_revoke(struct controller *c, const char *id, struct store_fed_grant *out,
+                            struct ztr_err *err);
+json_t *federation_grant_json(const struct store_fed_grant *g, const char *peer_name,
+                              int64_t now);
+/* peer_name NULL or "": every peer's. NULL on error. */
+json_t *federation_grants_json(struct controller *c, const char *peer_name, struct ztr_err *err);
+
+/* Something the data plane of either side depends on changed (a grant, a
+ * peer's bundle or state): bump the allowlist version when no store write
+ * did, push to our agents and tell linked peers their grants. */
+void federation_changed(struct controller *c, bool bump);
+
+/* What a push round gives agents (ctl_server.c). */
+struct fed_snapshot {
+    json_t *peers;   /* connectors: [{trust_domain, bundle}] of peers with a live grant */
+    json_t *grants;  /* connectors: [{id, spiffe_id, resource, source_cidrs?, expires_at?}] */
+    json_t *remote;  /* our tunneler's SPIFFE ID -> what peers granted it */
+};
+void federation_snapshot(struct controller *c, struct fed_snapshot *out);
+void federation_snapshot_free(struct fed_snapshot *snap);
+/* Appends to entries the peers' connectors granted to tunneler_id (as
+ * `connectors` entries, resources named <resource>@<trust domain>);
+ * *peers gets their bundles ([{trust_domain, bundle}], NULL when none). */
+int federation_remote_connectors(const struct fed_snapshot *snap, const char *tunneler_id,
+                                 json_t *entries, json_t **peers);
+/* The fed_grants list for a peer: its live grants, each with the
+ * connectors (of serving: [{id, spiffe_id, address, served}]) serving it. */
+json_t *federation_grants_for_peer(struct controller *c, const char *peer_id,
+                                   const json_t *serving);
+/* A fed_grants message from peer: keeps what names our tunnelers and the
+ * peer's connectors; *changed when the stored list changed. */
+int federation_remote_grants_apply(struct controller *c, const struct store_peer *peer,
+                                   const json_t *msg, bool *changed, struct ztr_err *err);
+/* Grants that expired since *checked_at: an event each, then a push. */
+void federation_grants_tick(struct controller *c, int64_t *checked_at, int64_t *next_expiry);
+/* Sends each linked peer its grants when they changed; serving as above. */
+void federation_push_grants(struct controller *c, const json_t *serving);
 void federation_write_metrics(const struct controller *c, struct metrics *m);
 
 #endif

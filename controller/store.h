@@ -364,4 +364,42 @@ int store_peer_get_by_trust_domain(struct store *store, const char *trust_domain
 int store_peer_list(struct store *store, int (*visit)(void *ctx, const struct store_peer *),
                     void *ctx, struct ztr_err *err);
 
+/* What the peer last said it granted our tunnelers (fed_grants message's
+ * list, JSON text, at most STORE_REMOTE_GRANTS_MAX); *grants_json
+ * malloc()ed, "[]" for none. */
+#define STORE_REMOTE_GRANTS_MAX (1024 * 1024)
+int store_peer_set_remote_grants(struct store *store, const char *peer_id,
+                                 const char *grants_json, struct ztr_err *err);
+int store_peer_remote_grants(struct store *store, const char *peer_id, char **grants_json,
+                             struct ztr_err *err);
+
+/* ---- federation grants -----------------------------------------------------
+ * One resource of ours to one tunneler of a peer trust domain
+ * (controller federation grant). Every change bumps the allowlist version:
+ * connectors enforce grants. */
+struct store_fed_grant {
+    char id[STORE_ID_MAX + 1];
+    char peer_id[STORE_ID_MAX + 1];
+    char resource[STORE_NAME_MAX + 1];
+    char tunneler[STORE_SPIFFE_ID_MAX + 1];   /* spiffe://<peer td>/tunneler/<name> */
+    char source_cidrs[STORE_DETAIL_MAX + 1];  /* JSON list of CIDR texts, [] = any source */
+    int64_t expires_at;                       /* Unix seconds, 0 = never */
+    int64_t created_at;
+};
+
+/* Inserts g, or for the same peer, resource and tunneler replaces the CIDRs
+ * and expiry; g->id and created_at are filled. ZTR_E_NOT_FOUND for an
+ * unknown resource or a peer that is revoked or unknown. */
+int store_fed_grant_put(struct store *store, struct store_fed_grant *g, struct ztr_err *err);
+/* Deletes grant id, filling *out with what it was; ZTR_E_NOT_FOUND. */
+int store_fed_grant_delete(struct store *store, const char *id, struct store_fed_grant *out,
+                           struct ztr_err *err);
+/* peer_id NULL: every peer's. */
+int store_fed_grant_list(struct store *store, const char *peer_id,
+                         int (*visit)(void *ctx, const struct store_fed_grant *), void *ctx,
+                         struct ztr_err *err);
+/* A change the allowlist carries that is not a row of its own (a peer's
+ * bundle or state, a grant's expiry). */
+int store_allowlist_bump(struct store *store, struct ztr_err *err);
+
 #endif

@@ -183,6 +183,23 @@ static const char *const migrations[] = {
     "ALTER TABLE events ADD COLUMN source TEXT NOT NULL DEFAULT '';"
     "UPDATE events SET source = CASE kind WHEN 'admin' THEN 'admin' ELSE 'controller' END;"
     "CREATE INDEX events_by_source ON events (source, id);",
+    /* 9: federation grants. One resource to one tunneler of a peer trust
+     * domain, optionally bound to source CIDRs (JSON list) and an expiry;
+     * they go with their resource. What a peer granted our tunnelers, as it
+     * last said over the link (JSON), kept so that a restart of this
+     * controller does not take the peer's connectors from them. */
+    "CREATE TABLE fed_grants ("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  peer_id TEXT NOT NULL REFERENCES peers(id),"
+    "  resource TEXT NOT NULL REFERENCES resources(name) ON DELETE CASCADE,"
+    "  tunneler TEXT NOT NULL,"
+    "  source_cidrs TEXT NOT NULL DEFAULT '[]'"
+    "    CHECK (json_valid(source_cidrs) AND json_type(source_cidrs) = 'array'),"
+    "  expires_at INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX fed_grants_scope ON fed_grants (peer_id, resource, tunneler);"
+    "ALTER TABLE peers ADD COLUMN remote_grants TEXT NOT NULL DEFAULT '[]'"
+    "  CHECK (json_valid(remote_grants) AND json_type(remote_grants) = 'array');",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -1662,10 +1679,13 @@ static int
 resource_delete_body(struct store *s, void *ctx, struct ztr_err *err)
 {
     const char *name = ctx;
-    int64_t grants = 0;
+    int64_t grants = 0, fed_grants = 0;
     if (query_int(s, "SELECT count(*) FROM grants WHERE resource = ?", ARGS(TEXT_ARG(name)),
-                  &grants, err) < 0)
+                  &grants, err) < 0 ||
+        query_int(s, "SELECT count(*) FROM fed_grants WHERE resource = ?",
+                  ARGS(TEXT_ARG(name)), &fed_grants, err) < 0)
         return -1;
+    grants += fed_grants;
     int changes;
     /* The grants go with it: ON DELETE CASCADE. */
     TRY(stmt_exec(s, "DELETE FROM resources WHERE name = ?", ARGS(TEXT_ARG(name)), &changes,
@@ -2066,4 +2086,199 @@ store_peer_list(struct store *s, int (*visit)(void *ctx, const struct store_peer
     TRY(stmt_open(s, PEER_SELECT "ORDER BY name, created_at", NO_ARGS, &st, err));
     struct peer_visit v = {visit, ctx};
     return for_each_row(s, st, each_peer, &v, err);
+}
+
+int
+store_peer_set_remote_grants(struct store *s, const char *peer_id, const char *grants_json,
+                             struct ztr_err *err)
+{
+    TRY(check_text("peer id", peer_id, STORE_ID_MAX, true, err));
+    TRY(check_text("remote grants", grants_json, STORE_REMOTE_GRANTS_MAX, true, err));
+    int changes = 0;
+    int rc = stmt_exec(s, "UPDATE peers SET remote_grants = ? WHERE id = ? AND state <> 'revoked'",
+                       ARGS(TEXT_ARG(grants_json), TEXT_ARG(peer_id)), &changes, err);
+    if (rc != 0)
+        return -1;
+    if (changes == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "no peer %s (or it is revoked)", peer_id);
+    return 0;
+}
+
+int
+store_peer_remote_grants(struct store *s, const char *peer_id, char **grants_json,
+                         struct ztr_err *err)
+{
+    *grants_json = NULL;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, "SELECT remote_grants FROM peers WHERE id = ?", ARGS(TEXT_ARG(peer_id)),
+                  &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1) {
+        const unsigned char *text = sqlite3_column_text(st, 0);
+        *grants_json = strdup(text != NULL ? (const char *)text : "[]");
+        if (*grants_json == NULL)
+            rc = ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    }
+    sqlite3_finalize(st);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "no peer %s", peer_id);
+    return 0;
+}
+
+/* ---- federation grants ------------------------------------------------------ */
+
+int
+store_allowlist_bump(struct store *s, struct ztr_err *err)
+{
+    return bump_allowlist(s, err);
+}
+
+static int
+check_fed_grant(const struct store_fed_grant *g, struct ztr_err *err)
+{
+    TRY(check_text("peer id", g->peer_id, STORE_ID_MAX, true, err));
+    TRY(check_text("resource name", g->resource, STORE_NAME_MAX, true, err));
+    TRY(check_text("tunneler SPIFFE ID", g->tunneler, STORE_SPIFFE_ID_MAX, true, err));
+    if (g->expires_at < 0)
+        return ztr_err_set(err, ZTR_E_INVALID, "grant expiry must not be negative");
+    return check_text("source CIDRs", g->source_cidrs, STORE_DETAIL_MAX, true, err);
+}
+
+static int
+fed_grant_put_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    struct store_fed_grant *g = ctx;
+    int64_t one;
+    int found = query_int(s, "SELECT 1 FROM resources WHERE name = ?",
+                          ARGS(TEXT_ARG(g->resource)), &one, err);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s not found", g->resource);
+    found = query_int(s, "SELECT 1 FROM peers WHERE id = ? AND state <> 'revoked'",
+                      ARGS(TEXT_ARG(g->peer_id)), &one, err);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "no peer %s (or it is revoked)", g->peer_id);
+    /* Granting the same scope again replaces its CIDRs and expiry and
+     * keeps its id. */
+    char id[STORE_ID_MAX + 1];
+    TRY(random_hex_id(id, sizeof(id), err));
+    g->created_at = now_s(s);
+    TRY(stmt_exec(s,
+                  "INSERT INTO fed_grants (id, peer_id, resource, tunneler, source_cidrs, "
+                  "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                  "ON CONFLICT (peer_id, resource, tunneler) DO UPDATE SET "
+                  "source_cidrs = excluded.source_cidrs, expires_at = excluded.expires_at",
+                  ARGS(TEXT_ARG(id), TEXT_ARG(g->peer_id), TEXT_ARG(g->resource),
+                       TEXT_ARG(g->tunneler), TEXT_ARG(g->source_cidrs), INT_ARG(g->expires_at),
+                       INT_ARG(g->created_at)),
+                  NULL, err));
+    sqlite3_stmt *st;
+    TRY(stmt_open(s,
+                  "SELECT id, created_at FROM fed_grants WHERE peer_id = ? AND resource = ? "
+                  "AND tunneler = ?",
+                  ARGS(TEXT_ARG(g->peer_id), TEXT_ARG(g->resource), TEXT_ARG(g->tunneler)), &st,
+                  err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1) {
+        rc = col_text(st, 0, g->id, sizeof(g->id), err) == 0 ? 1 : -1;
+        g->created_at = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (rc != 1)
+        return rc < 0 ? -1 : ztr_err_set(err, ZTR_E_IO, "grant not found after writing it");
+    return bump_allowlist(s, err);
+}
+
+int
+store_fed_grant_put(struct store *s, struct store_fed_grant *g, struct ztr_err *err)
+{
+    TRY(check_fed_grant(g, err));
+    return in_tx(s, fed_grant_put_body, g, err);
+}
+
+#define FED_GRANT_SELECT                                                                 \
+    "SELECT id, peer_id, resource, tunneler, source_cidrs, expires_at, created_at "      \
+    "FROM fed_grants "
+
+static int
+read_fed_grant(sqlite3_stmt *st, struct store_fed_grant *g, struct ztr_err *err)
+{
+    memset(g, 0, sizeof(*g));
+    if (col_text(st, 0, g->id, sizeof(g->id), err) != 0 ||
+        col_text(st, 1, g->peer_id, sizeof(g->peer_id), err) != 0 ||
+        col_text(st, 2, g->resource, sizeof(g->resource), err) != 0 ||
+        col_text(st, 3, g->tunneler, sizeof(g->tunneler), err) != 0 ||
+        col_text(st, 4, g->source_cidrs, sizeof(g->source_cidrs), err) != 0)
+        return -1;
+    g->expires_at = sqlite3_column_int64(st, 5);
+    g->created_at = sqlite3_column_int64(st, 6);
+    return 0;
+}
+
+static int
+fed_grant_delete_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    struct store_fed_grant *g = ctx;
+    sqlite3_stmt *st;
+    TRY(stmt_open(s, FED_GRANT_SELECT "WHERE id = ?", ARGS(TEXT_ARG(g->id)), &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1)
+        rc = read_fed_grant(st, g, err) == 0 ? 1 : -1;
+    sqlite3_finalize(st);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "no federation grant %s", g->id);
+    TRY(stmt_exec(s, "DELETE FROM fed_grants WHERE id = ?", ARGS(TEXT_ARG(g->id)), NULL, err));
+    return bump_allowlist(s, err);
+}
+
+int
+store_fed_grant_delete(struct store *s, const char *id, struct store_fed_grant *out,
+                       struct ztr_err *err)
+{
+    TRY(check_text("grant id", id, STORE_ID_MAX, true, err));
+    memset(out, 0, sizeof(*out));
+    snprintf(out->id, sizeof(out->id), "%s", id);
+    return in_tx(s, fed_grant_delete_body, out, err);
+}
+
+struct fed_grant_visit {
+    int (*visit)(void *ctx, const struct store_fed_grant *);
+    void *ctx;
+};
+
+static int
+each_fed_grant(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+{
+    struct fed_grant_visit *v = ctx;
+    struct store_fed_grant *g = malloc(sizeof(*g));
+    if (g == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    int rc = read_fed_grant(st, g, err);
+    if (rc == 0)
+        rc = v->visit(v->ctx, g) != 0 ? 1 : 0;
+    free(g);
+    return rc;
+}
+
+int
+store_fed_grant_list(struct store *s, const char *peer_id,
+                     int (*visit)(void *ctx, const struct store_fed_grant *), void *ctx,
+                     struct ztr_err *err)
+{
+    sqlite3_stmt *st;
+    if (peer_id != NULL)
+        TRY(stmt_open(s, FED_GRANT_SELECT "WHERE peer_id = ? ORDER BY resource, tunneler",
+                      ARGS(TEXT_ARG(peer_id)), &st, err));
+    else
+        TRY(stmt_open(s, FED_GRANT_SELECT "ORDER BY peer_id, resource, tunneler", NO_ARGS, &st,
+                      err));
+    struct fed_grant_visit v = {visit, ctx};
+    return for_each_row(s, st, each_fed_grant, &v, err);
 }

@@ -34,6 +34,42 @@ static const struct field connector_entry[] = {
     END,
 };
 
+/* Federation (docs/FEDERATION.md): a peer trust domain's bundle, sent to
+ * the agents that must verify its nodes on the data plane (a connector:
+ * tunnelers granted to it; a tunneler: connectors it may dial). */
+static const struct field peer_bundle_entry[] = {
+    {"trust_domain", F_STRING, 1, NULL},
+    {"bundle", F_STRING, 1, NULL},
+    END,
+};
+
+/* A grant of one resource to one tunneler of a peer trust domain. */
+static const struct field fed_grant_entry[] = {
+    {"id", F_STRING, 1, NULL},
+    {"spiffe_id", F_STRING, 1, NULL},
+    {"resource", F_STRING, 1, NULL},
+    {"source_cidrs", F_STRINGS, 0, NULL}, /* absent or empty: any source */
+    {"expires_at", F_INT, 0, NULL},       /* Unix seconds; absent or 0: never */
+    END,
+};
+
+/* What a controller tells its peer: the grants it gave the peer's
+ * tunnelers, each with the connectors serving the resource. */
+static const struct field fed_connector_entry[] = {
+    {"id", F_STRING, 1, NULL},
+    {"spiffe_id", F_STRING, 1, NULL},
+    {"address", F_STRING, 1, NULL},
+    END,
+};
+static const struct field fed_remote_grant_entry[] = {
+    {"id", F_STRING, 1, NULL},
+    {"tunneler", F_STRING, 1, NULL},
+    {"resource", F_STRING, 1, NULL},
+    {"expires_at", F_INT, 0, NULL},
+    {"connectors", F_OBJECTS, 1, fed_connector_entry},
+    END,
+};
+
 static const struct field enroll_fields[] = {
     {"token", F_STRING, 1, NULL}, {"role", F_STRING, 1, NULL},
     {"name", F_STRING, 1, NULL},  {"csr", F_STRING, 1, NULL},
@@ -61,11 +97,12 @@ static const struct field heartbeat_ack_fields[] = {
 };
 static const struct field allowlist_fields[] = {
     {"version", F_INT, 1, NULL}, {"tunnelers", F_OBJECTS, 1, allowlist_entry},
-    {"epoch", F_STRING, 0, NULL}, END,
+    {"epoch", F_STRING, 0, NULL}, {"peers", F_OBJECTS, 0, peer_bundle_entry},
+    {"grants", F_OBJECTS, 0, fed_grant_entry}, END,
 };
 static const struct field connectors_fields[] = {
     {"version", F_INT, 1, NULL}, {"connectors", F_OBJECTS, 1, connector_entry},
-    {"epoch", F_STRING, 0, NULL}, END,
+    {"epoch", F_STRING, 0, NULL}, {"peers", F_OBJECTS, 0, peer_bundle_entry}, END,
 };
 static const struct field renew_fields[] = {{"csr", F_STRING, 1, NULL}, END};
 static const struct field renewed_fields[] = {{"chain", F_STRING, 1, NULL}, END};
@@ -101,6 +138,11 @@ static const struct field fed_heartbeat_fields[] = {
     {"seq", F_INT, 1, NULL},    {"bundle_version", F_INT, 1, NULL},
     {"bundle", F_STRING, 0, NULL}, {"peer_bundle_version", F_INT, 1, NULL}, END,
 };
+static const struct field fed_grants_fields[] = {
+    {"version", F_INT, 1, NULL},
+    {"grants", F_OBJECTS, 1, fed_remote_grant_entry},
+    END,
+};
 
 static const struct {
     const char *name;
@@ -128,6 +170,7 @@ static const struct {
     [CTLMSG_FED_ACCEPTED] = {"fed_accepted", fed_accepted_fields},
     [CTLMSG_FED_HEARTBEAT] = {"fed_heartbeat", fed_heartbeat_fields},
     [CTLMSG_FED_HEARTBEAT_ACK] = {"fed_heartbeat_ack", fed_heartbeat_fields},
+    [CTLMSG_FED_GRANTS] = {"fed_grants", fed_grants_fields},
 };
 
 const char *

@@ -41,6 +41,7 @@ enum ctlmsg_type {
     CTLMSG_FED_ACCEPTED,      /* proposer → acceptor: its trust domain and bundle */
     CTLMSG_FED_HEARTBEAT,     /* either way on the mTLS link */
     CTLMSG_FED_HEARTBEAT_ACK,
+    CTLMSG_FED_GRANTS,        /* either way: the grants given to the other's tunnelers */
     CTLMSG_TYPE_COUNT,
 };
 

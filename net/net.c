@@ -386,3 +386,94 @@ net_close_refused(int fd, struct log_limit *limit, int64_t now_ms, const char *m
         log_warn(msg, "peer=%s reason=\"%s\" suppressed=%llu", peer, reason,
                  (unsigned long long)suppressed);
 }
+
+/* ---- address ranges ---------------------------------------------------------------------- */
+
+int
+net_cidr_parse(const char *text, struct net_cidr *out, struct ztr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    char ip[INET6_ADDRSTRLEN + 1];
+    const char *slash = strchr(text, '/');
+    size_t ip_len = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    if (ip_len == 0 || ip_len >= sizeof(ip))
+        return ztr_err_set(err, ZTR_E_INVALID, "CIDR \"%.64s\": expected ip/prefix", text);
+    memcpy(ip, text, ip_len);
+    ip[ip_len] = '\0';
+    unsigned max;
+    if (inet_pton(AF_INET, ip, out->addr) == 1) {
+        out->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, ip, out->addr) == 1) {
+        out->family = AF_INET6;
+        max = 128;
+    } else {
+        return ztr_err_set(err, ZTR_E_INVALID, "CIDR \"%.64s\": \"%s\" is not an IP address",
+                           text, ip);
+    }
+    out->prefix = max;
+    if (slash != NULL) {
+        const char *p = slash + 1;
+        unsigned prefix = 0;
+        if (*p == '\0' || strlen(p) > 3)
+            return ztr_err_set(err, ZTR_E_INVALID, "CIDR \"%.64s\": bad prefix length", text);
+        for (; *p != '\0'; p++) {
+            if (*p < '0' || *p > '9')
+                return ztr_err_set(err, ZTR_E_INVALID, "CIDR \"%.64s\": bad prefix length",
+                                   text);
+            prefix = prefix * 10 + (unsigned)(*p - '0');
+        }
+        if (prefix > max)
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "CIDR \"%.64s\": prefix length %u is more than %u", text, prefix,
+                               max);
+        out->prefix = prefix;
+    }
+    for (unsigned bit = out->prefix; bit < max; bit++)
+        if (out->addr[bit / 8] & (0x80u >> (bit % 8)))
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "CIDR \"%.64s\": host bits set (did you mean the network?)",
+                               text);
+    return 0;
+}
+
+bool
+net_cidr_contains(const struct net_cidr *cidr, const struct sockaddr_storage *peer)
+{
+    uint8_t addr[16];
+    int family = peer->ss_family;
+    if (family == AF_INET) {
+        memcpy(addr, &((const struct sockaddr_in *)peer)->sin_addr, 4);
+    } else if (family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)peer)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            family = AF_INET;
+            memcpy(addr, &a6->s6_addr[12], 4);
+        } else {
+            memcpy(addr, a6->s6_addr, 16);
+        }
+    } else {
+        return false;
+    }
+    if (family != cidr->family)
+        return false;
+    unsigned full = cidr->prefix / 8, rest = cidr->prefix % 8;
+    if (memcmp(addr, cidr->addr, full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xFFu << (8 - rest));
+    return (addr[full] & mask) == (cidr->addr[full] & mask);
+}
+
+void
+net_addr_text(const struct sockaddr_storage *peer, char *out, size_t cap)
+{
+    const void *src = NULL;
+    if (peer->ss_family == AF_INET)
+        src = &((const struct sockaddr_in *)peer)->sin_addr;
+    else if (peer->ss_family == AF_INET6)
+        src = &((const struct sockaddr_in6 *)peer)->sin6_addr;
+    if (src == NULL || inet_ntop(peer->ss_family, src, out, (socklen_t)cap) == NULL)
+        snprintf(out, cap, "?");
+}

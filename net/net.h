@@ -11,6 +11,7 @@
 #define ZTR_NET_NET_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -59,6 +60,21 @@ int net_accept_peer(int listen_fd, struct sockaddr_storage *peer);
  * v6 addresses would let it multiply its quota. Returns -1 (key zeroed)
  * for an address that is not IP. */
 int net_source_key_of(const struct sockaddr_storage *peer, struct quota_key *key);
+
+/* An address range "ip/prefix" (IPv4 or IPv6; a bare ip is /32 or /128),
+ * as a federation grant's --source-cidr. Host bits must be zero: a CIDR
+ * like 10.0.0.5/8 is refused, it is almost always a typo. */
+struct net_cidr {
+    int family;        /* AF_INET or AF_INET6 */
+    uint8_t addr[16];  /* network byte order; 4 used for AF_INET */
+    unsigned prefix;
+};
+int net_cidr_parse(const char *text, struct net_cidr *out, struct ztr_err *err);
+/* Whether peer (from net_accept_peer) lies in cidr; an IPv4-mapped IPv6
+ * peer counts as its IPv4 address. */
+bool net_cidr_contains(const struct net_cidr *cidr, const struct sockaddr_storage *peer);
+/* "ip" of peer (no port), for log lines; "?" when not IP. */
+void net_addr_text(const struct sockaddr_storage *peer, char *out, size_t cap);
 
 /* Closes a connection refused right after accept, with a warn line msg
  * naming the peer and reason, limited by limit (whoever causes refusals

@@ -174,7 +174,7 @@ tls_ctx_new(const struct tls_ctx_config *config, struct tls_ctx **out, struct zt
     snprintf(ctx->alpn, sizeof(ctx->alpn), "%s", config->alpn);
     ctx->peer_cert_optional = config->peer_cert_optional;
     ctx->clock = config->clock ? config->clock : clock_system();
-    ctx->resolve = config->side == TLS_SIDE_SERVER ? config->resolve : NULL;
+    ctx->resolve = config->resolve;
     ctx->resolve_ctx = config->resolve_ctx;
     int rc = replace_copy(&ctx->bundle_pem, &ctx->bundle_len, config->bundle_pem,
                           config->bundle_len, err);
@@ -629,6 +629,13 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
              const struct pki_expect *expect, const struct tls_conn_callbacks *callbacks,
              void *user, struct tls_conn **out, struct ztr_err *err)
 {
+    /* A client with a resolver takes whichever trust domain the server
+     * claims: only an exact expected SPIFFE ID pins it. */
+    if (ctx->side == TLS_SIDE_CLIENT && ctx->resolve != NULL && expect->spiffe_id == NULL) {
+        close(fd);
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "a client resolving trust domains must expect an exact SPIFFE ID");
+    }
     struct tls_conn *conn = calloc(1, sizeof(*conn));
     if (conn == NULL) {
         close(fd);
@@ -834,15 +841,44 @@ tls_conn_peer_not_after(const struct tls_conn *conn)
     return first;
 }
 
+/* What a verified peer is held to after its handshake: what the handshake
+ * expected, now, against the caller's bundle — or, with a resolver, against
+ * its own trust domain's bundle as it is now, so that a peer trust domain
+ * no longer admitted (federation revoked) fails here. *resolved is the
+ * caller's to free. */
+static int
+peer_trust(const struct tls_conn *conn, struct pki_bundle **resolved, struct pki_expect *expect,
+           struct ztr_err *err)
+{
+    *resolved = NULL;
+    *expect = conn->check.expect;
+    expect->now = clock_wall_s(conn->check.clock != NULL ? conn->check.clock : clock_system());
+    if (conn->check.resolve == NULL || conn->check.resolved_trust_domain[0] == '\0')
+        return 0;
+    ztr_err_clear(err);
+    if (conn->check.resolve(conn->check.resolve_ctx, conn->check.resolved_trust_domain, resolved,
+                            err) != 0 ||
+        *resolved == NULL) {
+        if (err != NULL && err->code == ZTR_OK)
+            ztr_err_set(err, PKI_E_TRUST_DOMAIN_MISMATCH, "%s", PKI_MSG_TRUST_DOMAIN_MISMATCH);
+        return -1;
+    }
+    expect->trust_domain = conn->check.resolved_trust_domain;
+    return 0;
+}
+
 int
 tls_conn_peer_recheck(const struct tls_conn *conn, const struct pki_bundle *bundle,
                       struct ztr_err *err)
 {
     struct pki_chain *chain;
     TRY(peer_chain(conn, &chain, err));
-    struct pki_expect expect = conn->check.expect;
-    expect.now = clock_wall_s(conn->check.clock != NULL ? conn->check.clock : clock_system());
-    int rc = pki_verify(bundle, chain, &expect, NULL, err);
+    struct pki_expect expect;
+    struct pki_bundle *resolved;
+    int rc = peer_trust(conn, &resolved, &expect, err);
+    if (rc == 0)
+        rc = pki_verify(resolved != NULL ? resolved : bundle, chain, &expect, NULL, err);
+    pki_bundle_free(resolved);
     pki_chain_free(chain);
     return rc;
 }
@@ -857,10 +893,13 @@ tls_conn_peer_renewed(struct tls_conn *conn, const char *chain_pem, size_t chain
     TRY(pki_chain_from_pem(chain_pem, chain_len, &chain, err));
     /* Everything the handshake asked of the peer, now, and the same
      * identity: a renewal is never a way to become someone else. */
-    struct pki_expect expect = conn->check.expect;
-    expect.now = clock_wall_s(conn->check.clock != NULL ? conn->check.clock : clock_system());
+    struct pki_expect expect;
+    struct pki_bundle *resolved;
     struct pki_spiffe_id id;
-    int rc = pki_verify(bundle, chain, &expect, &id, err);
+    int rc = peer_trust(conn, &resolved, &expect, err);
+    if (rc == 0)
+        rc = pki_verify(resolved != NULL ? resolved : bundle, chain, &expect, &id, err);
+    pki_bundle_free(resolved);
     if (rc == 0 && strcmp(id.uri, conn->check.peer.uri) != 0)
         rc = ztr_err_set(err, PKI_E_SPIFFE_ID_MISMATCH,
                          "renewed certificate is for %s, the session's peer is %s", id.uri,

@@ -55,9 +55,12 @@ struct tls_ctx_config {
     bool peer_cert_optional;       /* server: accept clients without a certificate
                                       (they are unauthenticated: enrollment only) */
     const struct ztr_clock *clock; /* for validity checks; NULL = system */
-    /* Server, optional: admit clients of several trust domains, each
-     * verified against its own bundle (pki_tls_check.resolve); bundle_pem
-     * is then the union, wolfSSL's anchors. Called on the loop thread. */
+    /* Optional: admit peers of several trust domains (federation), each
+     * verified against its own bundle (pki_tls_check.resolve), at the
+     * handshake and at every later recheck or renewal proof; bundle_pem is
+     * then the union, wolfSSL's anchors. A client that sets it must expect
+     * an exact SPIFFE ID (the resolver picks the bundle by what the peer
+     * claims). Called on the loop thread. */
     int (*resolve)(void *ctx, const char *trust_domain, struct pki_bundle **bundle,
                    struct ztr_err *err);
     void *resolve_ctx;

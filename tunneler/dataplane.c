@@ -31,8 +31,11 @@ struct tunnel;
 /* A connector from the controller's list, and our one session to it. */
 struct tconn {
     struct tunnel *tunnel;
-    char id[64];
+    char id[320];                /* a peer's connectors: <trust domain>/<id> */
     char spiffe_id[PKI_SPIFFE_ID_MAX + 1];
+    /* A connector of a peer trust domain names its resources
+     * <resource>@<trust domain> in our list and <resource> on its wire. */
+    char suffix[PKI_TRUST_DOMAIN_MAX + 2];
     char address[128];
     char ip[64];
     json_t *resources;           /* names, and targets (same order, may be NULL) */
@@ -104,6 +107,7 @@ struct tunnel {
     struct tunneler_config config;
     struct tls_ctx *tls;
     const char *self_id;
+    struct agent *agent;         /* NULL in tests without one: no federation */
     struct relay_pool *pool;
     struct listener listeners[LISTENERS_MAX];
     size_t listener_count;
@@ -364,7 +368,14 @@ open_stream(struct client *c)
     struct ztr_err err;
     uint32_t stream;
     c->state = CLIENT_OPENING;
-    if (dsession_open(k->session, c->resource, c, &stream, &err) != 0) {
+    char wire[sizeof(c->resource)];
+    const char *name = c->resource;
+    size_t len = strlen(name), suffix_len = strlen(k->suffix);
+    if (suffix_len > 0 && len > suffix_len && strcmp(name + len - suffix_len, k->suffix) == 0) {
+        snprintf(wire, sizeof(wire), "%.*s", (int)(len - suffix_len), name);
+        name = wire;
+    }
+    if (dsession_open(k->session, name, c, &stream, &err) != 0) {
         move_on(c, k, MUX_CODE_REFUSED, err.msg);
         log_info("stream not opened", "connector=%s error=\"%s\"", k->id, err.msg);
         route(c);
@@ -439,7 +450,7 @@ session_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *s
         route(c);
         return;
     }
-    char text[MUX_REASON_MAX + 64];
+    char text[MUX_REASON_MAX + sizeof(k->id) + 64];
     snprintf(text, sizeof(text), "connector %s refused the stream: %s", k->id, reason);
     client_fail(c, tunnel_refusal_of(code).socks5_reply, text);
 }
@@ -901,6 +912,10 @@ apply_list(struct tunnel *t, const json_t *list)
             snprintf(k->spiffe_id, sizeof(k->spiffe_id), "%s", spiffe);
             snprintf(k->address, sizeof(k->address), "%s", address);
             snprintf(k->ip, sizeof(k->ip), "%s", host);
+            struct pki_spiffe_id parsed;
+            if (pki_spiffe_id_parse(spiffe, &parsed, NULL) == 0 &&
+                strcmp(parsed.trust_domain, t->trust_domain) != 0)
+                snprintf(k->suffix, sizeof(k->suffix), "@%s", parsed.trust_domain);
             struct backoff_policy policy = {.base_ms = t->config.retry_min_ms,
                                             .cap_ms = t->config.retry_max_ms};
             backoff_init(&k->backoff, &policy, (uint64_t)now_ms(t) ^ (uintptr_t)k);
@@ -926,6 +941,17 @@ apply_list(struct tunnel *t, const json_t *list)
     return 0;
 }
 
+/* Federation: the bundles of the peers whose connectors the list names.
+ * A bad set is refused whole; those connectors' handshakes then fail. */
+static void
+apply_peers(struct tunnel *t, const json_t *msg)
+{
+    struct ztr_err err = {0};
+    if (t->agent != NULL &&
+        agent_set_peer_bundles(t->agent, json_object_get(msg, "peers"), &err) != 0)
+        log_error("peer trust domains not applied", "error=\"%s\"", err.msg);
+}
+
 /* STATE_DIR/connectors.json holds the last `connectors` message as it
  * came, written like the connector's allowlist: atomically, 0600. */
 static int
@@ -947,6 +973,7 @@ tunnel_set_connectors(struct tunnel *t, const json_t *msg)
     if (t == NULL)
         return;
     int64_t version = json_integer_value(json_object_get(msg, "version"));
+    apply_peers(t, msg);
     apply_list(t, json_object_get(msg, "connectors"));
     t->list_version = version;
     struct ztr_err err = {0};
@@ -978,6 +1005,7 @@ load_list(struct tunnel *t)
     free(text);
     if (msg == NULL)
         return;
+    apply_peers(t, msg);
     apply_list(t, json_object_get(msg, "connectors"));
     t->list_version = json_integer_value(json_object_get(msg, "version"));
     log_info("connector list loaded from disk", "version=%lld connectors=%zu",
@@ -999,6 +1027,7 @@ tunnel_new(const struct tunnel_env *env, const struct tunneler_config *config,
     t->config = *config;
     t->tls = env->tls;
     t->self_id = env->self_id;
+    t->agent = env->agent;
     t->trust_domain = strdup(env->trust_domain);
     t->state_dir = strdup(env->state_dir);
     int rc = t->trust_domain == NULL || t->state_dir == NULL
@@ -1032,7 +1061,8 @@ tunnel_start(struct agent *agent, const struct tunneler_config *config, struct t
                              .tls = agent_data_tls(agent, TLS_SIDE_CLIENT, DATA_ALPN, err),
                              .trust_domain = agent_trust_domain(agent),
                              .state_dir = agent_state_dir(agent),
-                             .self_id = agent_spiffe_id(agent)};
+                             .self_id = agent_spiffe_id(agent),
+                             .agent = agent};
     if (env.tls == NULL)
         return -1;
     return tunnel_new(&env, config, out, err);

@@ -82,6 +82,9 @@ struct tunnel_env {
     /* This tunneler's SPIFFE ID (borrowed: outlives the tunnel), which a
      * connector's renewed-identity proof must name; NULL: refused. */
     const char *self_id;
+    /* Federation (optional): the agent whose data TLS context learns the
+     * peers' bundles the connector list carries. */
+    struct agent *agent;
 };
 
 /* Starts the listeners and loads STATE_DIR/connectors.json. config's

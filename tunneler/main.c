@@ -137,6 +137,8 @@ tunneler_on_connectors(void *ctx, const json_t *msg)
 {
     struct tunneler *t = ctx;
     tunnel_set_connectors(t->tunnel, msg);
+    /* A peer trust domain that left the list no longer verifies. */
+    tunnel_recheck_peers(t->tunnel);
 }
 
 static void

@@ -60,6 +60,13 @@ ctl_server_revoke(struct ctl_server *server, const char *node_id, const char *re
     snprintf(server->revoked_reason, sizeof(server->revoked_reason), "%s", reason);
 }
 
+json_t *
+ctl_server_serving(struct controller *c)
+{
+    (void)c;
+    return json_array();
+}
+
 size_t
 ctl_server_session_count(const struct ctl_server *server)
 {

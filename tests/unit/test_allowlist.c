@@ -1,6 +1,7 @@
 /* The connector's allowlist: apply, versions, lookups, persistence. */
 #include "tests/unit/support.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,11 +145,99 @@ test_persists_and_reloads(void **state)
     free(dir);
 }
 
+static struct sockaddr_storage
+ipv4(const char *ip)
+{
+    struct sockaddr_storage sa;
+    memset(&sa, 0, sizeof(sa));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&sa;
+    v4->sin_family = AF_INET;
+    assert_int_equal(inet_pton(AF_INET, ip, &v4->sin_addr), 1);
+    return sa;
+}
+
+/* Federation: a peer's tunneler reaches only what a grant names, from its
+ * CIDRs, until its expiry; the reason names which part failed. */
+static void
+test_federation_grants_scope(void **state)
+{
+    (void)state;
+    struct allowlist *list = allowlist_new();
+    json_t *msg = message(5, "[]");
+    json_t *grants = json_loads(
+        "[{\"id\":\"g1\",\"spiffe_id\":\"spiffe://b.example/tunneler/laptop\","
+        "\"resource\":\"pg\",\"source_cidrs\":[\"127.0.0.0/8\"]},"
+        "{\"id\":\"g2\",\"spiffe_id\":\"spiffe://b.example/tunneler/laptop\","
+        "\"resource\":\"web\",\"expires_at\":2000}]", 0, NULL);
+    assert_non_null(grants);
+    json_object_set_new(msg, "grants", grants);
+    json_object_set_new(msg, "peers", json_array());
+    struct ztr_err err = {0};
+    assert_int_equal(allowlist_apply(list, msg, 1000, &err), 0);
+    json_decref(msg);
+    const char *laptop = "spiffe://b.example/tunneler/laptop";
+    struct sockaddr_storage inside = ipv4("127.0.0.9"), outside = ipv4("10.1.2.3");
+    char reason[256];
+    assert_true(allowlist_contains(list, laptop));
+    assert_true(allowlist_grant_permits(list, laptop, "pg", &inside, 1500, reason, sizeof(reason)));
+    assert_false(allowlist_grant_permits(list, laptop, "pg", &outside, 1500, reason,
+                                         sizeof(reason)));
+    assert_non_null(strstr(reason, "source 10.1.2.3 is outside grant g1"));
+    assert_true(allowlist_grant_permits(list, laptop, "web", &outside, 1999, reason,
+                                        sizeof(reason)));
+    assert_false(allowlist_grant_permits(list, laptop, "web", &outside, 2000, reason,
+                                         sizeof(reason)));
+    assert_non_null(strstr(reason, "grant g2 expired at 2000"));
+    assert_false(allowlist_grant_permits(list, laptop, "ssh", &inside, 1500, reason,
+                                         sizeof(reason)));
+    assert_non_null(strstr(reason, "resource \"ssh\" is not granted"));
+    assert_false(allowlist_grant_permits(list, "spiffe://b.example/tunneler/other", "pg", &inside,
+                                         1500, reason, sizeof(reason)));
+    assert_non_null(strstr(reason, "no live grant"));
+    /* A grant is never a local allowlist entry. */
+    assert_false(allowlist_permits(list, laptop, "pg"));
+    assert_true(allowlist_grant_live(list, laptop, 1500));
+    assert_int_equal(allowlist_next_expiry(list, 1500), 2000);
+    assert_int_equal(allowlist_next_expiry(list, 2000), 0);
+    /* Kept across a restart (fail-static), grants included. */
+    char *dir = test_mkdtemp();
+    assert_int_equal(allowlist_save(list, dir, &err), 0);
+    struct allowlist *loaded = allowlist_new();
+    assert_int_equal(allowlist_load(loaded, dir, &err), 0);
+    assert_int_equal(allowlist_grant_count(loaded), 2);
+    assert_true(allowlist_grant_permits(loaded, laptop, "pg", &inside, 1500, reason,
+                                        sizeof(reason)));
+    allowlist_free(loaded);
+    test_rmtree(dir);
+    free(dir);
+    allowlist_free(list);
+}
+
+static void
+test_federation_grant_with_bad_cidr_refuses_the_list(void **state)
+{
+    (void)state;
+    struct allowlist *list = allowlist_new();
+    json_t *msg = message(5, "[]");
+    json_object_set_new(msg, "grants",
+                        json_loads("[{\"id\":\"g1\",\"spiffe_id\":\"spiffe://b.example/"
+                                   "tunneler/x\",\"resource\":\"pg\",\"source_cidrs\":"
+                                   "[\"10.0.0.5/8\"]}]", 0, NULL));
+    struct ztr_err err = {0};
+    assert_int_equal(allowlist_apply(list, msg, 1000, &err), -1);
+    assert_non_null(strstr(err.msg, "host bits set"));
+    assert_int_equal(allowlist_version(list), 0);
+    json_decref(msg);
+    allowlist_free(list);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply_and_lookups),
+        cmocka_unit_test(test_federation_grants_scope),
+        cmocka_unit_test(test_federation_grant_with_bad_cidr_refuses_the_list),
         cmocka_unit_test(test_persists_and_reloads),
         cmocka_unit_test(test_new_epoch_wins_whatever_its_version),
     };

@@ -431,11 +431,76 @@ test_local_port_of_non_socket_is_zero(void **state)
     close(fds[1]);
 }
 
+static struct sockaddr_storage
+sa_of(const char *ip)
+{
+    struct sockaddr_storage sa;
+    memset(&sa, 0, sizeof(sa));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&sa;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&sa;
+    if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1)
+        v4->sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1)
+        v6->sin6_family = AF_INET6;
+    return sa;
+}
+
+static void
+test_cidr_contains_v4_and_v6(void **state)
+{
+    (void)state;
+    struct net_cidr c;
+    struct ztr_err err;
+    assert_int_equal(net_cidr_parse("127.0.0.0/8", &c, &err), 0);
+    struct sockaddr_storage in = sa_of("127.9.8.7"), out = sa_of("128.0.0.1");
+    struct sockaddr_storage mapped = sa_of("::ffff:127.0.0.5"), v6 = sa_of("::1");
+    assert_true(net_cidr_contains(&c, &in));
+    assert_false(net_cidr_contains(&c, &out));
+    assert_true(net_cidr_contains(&c, &mapped));
+    assert_false(net_cidr_contains(&c, &v6));
+    assert_int_equal(net_cidr_parse("127.0.0.7", &c, &err), 0); /* a bare IP is /32 */
+    struct sockaddr_storage seven = sa_of("127.0.0.7"), eight = sa_of("127.0.0.8");
+    assert_true(net_cidr_contains(&c, &seven));
+    assert_false(net_cidr_contains(&c, &eight));
+    assert_int_equal(net_cidr_parse("10.0.0.0/13", &c, &err), 0);
+    struct sockaddr_storage a = sa_of("10.7.255.255"), b = sa_of("10.8.0.0");
+    assert_true(net_cidr_contains(&c, &a));
+    assert_false(net_cidr_contains(&c, &b));
+    assert_int_equal(net_cidr_parse("fd00::/8", &c, &err), 0);
+    struct sockaddr_storage u = sa_of("fd12::1");
+    assert_true(net_cidr_contains(&c, &u));
+    assert_false(net_cidr_contains(&c, &v6));
+    assert_int_equal(net_cidr_parse("0.0.0.0/0", &c, &err), 0);
+    assert_true(net_cidr_contains(&c, &out));
+}
+
+static void
+test_cidr_refuses_bad_text(void **state)
+{
+    (void)state;
+    struct net_cidr c;
+    struct ztr_err err;
+    const char *bad[] = {"", "/8", "10.0.0.0/", "10.0.0.0/33", "10.0.0.0/8x", "::/129",
+                         "10.0.0.5/8", "example.org/8", "10.0.0.0/-1", "10.0.0.0/0008"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(net_cidr_parse(bad[i], &c, &err), -1);
+        assert_non_null(strstr(err.msg, "CIDR"));
+    }
+    assert_int_equal(net_cidr_parse("10.0.0.5/8", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "host bits set"));
+    char text[64];
+    struct sockaddr_storage sa = sa_of("127.0.0.3");
+    net_addr_text(&sa, text, sizeof(text));
+    assert_string_equal(text, "127.0.0.3");
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resolve_ipv4),
+        cmocka_unit_test(test_cidr_contains_v4_and_v6),
+        cmocka_unit_test(test_cidr_refuses_bad_text),
         cmocka_unit_test(test_resolve_ipv6),
         cmocka_unit_test(test_resolve_localhost_is_ipv4_loopback),
         cmocka_unit_test(test_resolve_accepts_port_zero),

@@ -13,7 +13,7 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 8 /* the number of migrations in store_sqlite.c */
+#define CURRENT_SCHEMA 9 /* the number of migrations in store_sqlite.c */
 
 struct fx {
     char *dir;
@@ -338,7 +338,7 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     store_close(f->store);
     f->store = NULL;
     /* What a version 1 database looks like: no indexes yet, no keys. */
-    raw_exec(f->path, "DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
+    raw_exec(f->path, "DROP TABLE fed_grants; DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
                       "DROP INDEX events_by_node; DROP TABLE peers;"
                       "DROP INDEX events_by_source; ALTER TABLE events DROP COLUMN source;"
                       "DROP INDEX revocations_by_node; DROP TABLE certificates;"
@@ -1161,7 +1161,7 @@ test_migration_to_6_backfills_last_renewal(void **state)
     struct store_node fresh = enrolled(f, "connector", "c2");
     store_close(f->store);
     f->store = NULL;
-    raw_exec(f->path, "DROP TABLE peers; DROP INDEX events_by_source;"
+    raw_exec(f->path, "DROP TABLE fed_grants; DROP TABLE peers; DROP INDEX events_by_source;"
                       "ALTER TABLE events DROP COLUMN source;"
                       "ALTER TABLE nodes DROP COLUMN counters;"
                       "ALTER TABLE nodes DROP COLUMN counters_at;"

@@ -15,6 +15,7 @@ fed_start() {
   printf -v "${name}_PID" '%s' "$CTL_PID"
   printf -v "${name}_STATE" '%s' "$CTL_STATE"
   printf -v "${name}_HEALTH" '%s' "$HEALTH_URL"
+  printf -v "${name}_CTL" '%s' "$CTL_ADDR"
   local port; port="$(log_value "$CTL_LOG" federation_port)"
   printf -v "${name}_FED" '%s' "127.0.0.1:$port"
 }
@@ -89,4 +90,42 @@ fed_stop_all() {
     [ "$FED_STOP_STATUS" -eq 0 ]; check "controller $n stops cleanly (exit $FED_STOP_STATUS)" $?
   done
   return 0
+}
+
+# use NAME: the agents started next talk to controller NAME (its control
+# address, CA and trust domain).
+use() {
+  local ctl="${1}_CTL" state="${1}_STATE"
+  CTL_ADDR="${!ctl}" CTL_STATE="${!state}"
+}
+# fed_dataplane: after fed_pair with both sides active — on A an echo
+# resource "pg" served by connector dc1 (a.example); on B tunneler laptop
+# (b.example) forwarding 127.0.0.1:$FWD to pg@a.example. Nothing granted
+# yet. Sets ECHO_PORT, FWD, DC1_* and LAPTOP_* (keep_agent).
+fed_dataplane() {
+  start_peer echo || return 1; ECHO_PORT=$PEER_PORT
+  on A resource add pg --connector dc1 >/dev/null || return 1
+  use A
+  start_agent connector dc1 TRUST_DOMAIN=a.example \
+    ENROLLMENT_TOKEN="$(on A token create --role connector --name dc1 --address 127.0.0.1)" \
+    RESOURCES="pg=127.0.0.1:$ECHO_PORT" || return 1
+  keep_agent DC1
+  wait_for_line "$DC1_LOG" 'msg="allowlist received"' 10 || return 1
+  use B
+  FWD=$(free_port)
+  start_agent tunneler laptop TRUST_DOMAIN=b.example \
+    ENROLLMENT_TOKEN="$(on B token create --role tunneler --name laptop)" \
+    FORWARDS="127.0.0.1:$FWD=pg@a.example" CONNECTOR_RETRY_MIN=50ms \
+    CONNECTOR_RETRY_MAX=100ms || return 1
+  keep_agent LAPTOP
+  wait_for_line "$LAPTOP_LOG" 'msg="connector list received"' 10
+}
+# wait_list_with LOG N [SECONDS]: until LOG's last connector list has N connectors.
+wait_list_with() {
+  local i
+  for ((i = 0; i < ${3:-10} * 10; i++)); do
+    grep 'msg="connector list received"' "$1" | tail -1 | grep -q " connectors=$2 " && return 0
+    sleep 0.1
+  done
+  return 1
 }

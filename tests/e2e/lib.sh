@@ -55,6 +55,16 @@ wait_for_line() {
   return 1
 }
 
+# wait_for_re FILE REGEX [SECONDS]: wait_for_line with an extended regex.
+wait_for_re() {
+  local file="$1" pattern="$2" limit="${3:-20}" i
+  for ((i = 0; i < limit * 20; i++)); do
+    grep -qE -- "$pattern" "$file" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # log_value FILE KEY: the value of KEY=... on the last "controller started" line.
 log_value() {
   grep -F 'msg="controller started"' "$1" | tail -1 | tr ' ' '\n' | sed -n "s/^$2=//p"

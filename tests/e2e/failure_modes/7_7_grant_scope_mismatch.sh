@@ -1,7 +1,65 @@
 #!/usr/bin/env bash
-# Failure mode 7.7 (seed 003): a grant rejected with `grant scope mismatch`.
-# Grants (which foreign tunnelers reach which resources) are the data-plane
-# half of federation, not built yet.
-. "$(dirname "$0")/../lib.sh"; . "$(dirname "$0")/fm.sh"
+# Failure mode 7.7 (seed 003): a peer's tunneler is refused by A's connector
+# with `grant scope mismatch`: its source IP is outside the grant's
+# source CIDRs, the grant expired, or it was revoked (or never given). The
+# connector logs the tunneler, the resource and which of these it was, and
+# counts it (ztr_grant_scope_mismatch_total); the tunneler's client sees
+# the stream refused. Fix on A: `controller federation grants --peer b`
+# shows the grant's CIDRs, expiry and state; re-grant with the caller's
+# actual source or a new expiry (`controller federation grant ...`).
+. "$(dirname "$0")/../lib.sh"; . "$(dirname "$0")/fm.sh"; . "$(dirname "$0")/fm_helpers.sh"
+. "$(dirname "$0")/../fed_lib.sh"
 fm_mode 7.7 "Grant rejected with grant scope mismatch" "grant scope mismatch"
-fm_pending "federation grants are not built yet (the data-plane half of issue 15)"
+fed_pair || exit 1
+wait_peer_state A b active 10; check "b is active" $?
+fed_dataplane || exit 1
+LAPTOP_ID=spiffe://b.example/tunneler/laptop
+
+# 1. Source IP outside the grant's CIDRs.
+run on A federation grant --peer b --resource pg --tunneler "$LAPTOP_ID" --source-cidr 192.0.2.0/24
+expect_status 0 "pg granted from 192.0.2.0/24 only"
+wait_list_with "$LAPTOP_LOG" 1 10; check "laptop is handed A's connector" $?
+run tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5
+expect_status 1 "the stream from 127.0.0.1 is refused"
+wait_for_line "$DC1_LOG" 'msg="grant scope mismatch"' 5
+fm_seen "$DC1_LOG"
+grep -F 'msg="grant scope mismatch"' "$DC1_LOG" | grep -q 'reason="source 127.0.0.1 is outside grant'
+check "the reason: source outside the CIDRs" $?
+grep -q 'refused the stream: grant scope mismatch' "$LAPTOP_LOG"
+check "the tunneler is told grant scope mismatch" $?
+metric_at_least "$DC1_URL" ztr_grant_scope_mismatch_total 1; check "counted" $?
+run on A federation grants --peer b
+expect_out_has "source_cidrs=192.0.2.0/24" "the operator sees the grant's CIDRs"
+
+# 2. Expired.
+run on A federation grant --peer b --resource pg --tunneler "$LAPTOP_ID" --expires 2s
+expect_status 0 "the fix for 1: re-granted from anywhere, here for 2 s"
+ok=1
+for _ in $(seq 1 30); do
+  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
+  sleep 0.1
+done
+check "the stream goes through now" $ok
+sleep 2.5
+run tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5
+expect_status 1 "refused once the grant expired"
+run on A federation grants --peer b
+expect_out_has "state=expired" "the operator sees it expired"
+
+# 3. Revoked: the tunneler's session ends with the same text.
+run on A federation grant --peer b --resource pg --tunneler "$LAPTOP_ID"
+GRANT_ID="$(sed -n 's/.*grant added id=\([0-9a-f]*\) .*/\1/p' <<<"$RUN_OUT")"
+ok=1
+for _ in $(seq 1 30); do
+  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
+  sleep 0.1
+done
+check "granted again without limits, it works" $ok
+on A federation revoke-grant "$GRANT_ID" >/dev/null
+wait_for_line "$DC1_LOG" 'reason="no live grant for this tunneler: revoked, expired or never given"' 5
+check "revoked: the session ends with the reason" $?
+stop_agent "$LAPTOP_PID"; [ "$AGENT_STATUS" -eq 0 ]; check "laptop stops cleanly" $?
+stop_agent "$DC1_PID"; [ "$AGENT_STATUS" -eq 0 ]; check "dc1 stops cleanly" $?
+fed_stop_all
+fm_trim
+fm_finish

@@ -9,9 +9,12 @@ frames) in ways a real controller never would, to show the refusals.
       token pins, and prints each answer (one JSON line per attempt).
       --omit-token sends no acceptance_token; --tamper flips one character
       of the secret (a typo); --count repeats the attempt.
-  link --addr HOST:PORT --ca PEM --cert PEM --key PEM
+  link --addr HOST:PORT --ca PEM --cert PEM --key PEM [--send JSON-FILE]
+         [--hold SECONDS]
       Presents a client certificate on the federation listener and sends
-      one heartbeat; prints the answer, or the handshake's failure.
+      one heartbeat; prints the answer, or the handshake's failure. --send
+      then sends the message in JSON-FILE (e.g. a forged fed_grants) and
+      --hold keeps the link open that long, answering heartbeats.
   relay --to HOST:PORT --port-file F
       Forwards the first connection on a fresh loopback port (written to F)
       to HOST:PORT, then stops listening: what "reachable for the accept,
@@ -26,6 +29,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 
 ALPN = "ztr-fed/1"
 
@@ -119,8 +123,30 @@ def cmd_link(args):
                 send(sock, {"type": "fed_heartbeat", "seq": 1, "bundle_version": 1,
                             "peer_bundle_version": 0})
                 reply = recv(sock)
+                # The other side may tell its grants before it answers.
+                for _ in range(4):
+                    if not reply or reply.get("type") != "fed_grants":
+                        break
+                    reply = recv(sock)
                 print(json.dumps(reply or {"type": "closed", "message": "connection closed"}))
-                return 0 if reply and reply.get("type") == "fed_heartbeat_ack" else 1
+                ok = reply and reply.get("type") == "fed_heartbeat_ack"
+                if ok and args.send:
+                    send(sock, json.load(open(args.send)))
+                deadline = time.monotonic() + args.hold
+                seq = 1
+                while ok and time.monotonic() < deadline:
+                    sock.settimeout(max(0.1, deadline - time.monotonic()))
+                    try:
+                        msg = recv(sock)
+                    except socket.timeout:
+                        break
+                    if msg is None:
+                        break
+                    if msg.get("type") == "fed_heartbeat":
+                        seq += 1
+                        send(sock, {"type": "fed_heartbeat_ack", "seq": msg["seq"],
+                                    "bundle_version": 1, "peer_bundle_version": 0})
+                return 0 if ok else 1
     except (OSError, ssl.SSLError) as e:
         print(json.dumps({"type": "closed", "message": str(e)}))
         return 1
@@ -176,6 +202,8 @@ def main():
     lk.add_argument("--ca", required=True)
     lk.add_argument("--cert", required=True)
     lk.add_argument("--key", required=True)
+    lk.add_argument("--send")
+    lk.add_argument("--hold", type=float, default=0)
     r = sub.add_parser("relay")
     r.add_argument("--to", required=True)
     r.add_argument("--port-file", required=True)

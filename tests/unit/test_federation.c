@@ -388,6 +388,169 @@ test_names_and_trust_domains_are_unique(void **state)
     assert_int_equal(err.code, STORE_E_PEER_EXISTS);
 }
 
+/* ---- grants ----------------------------------------------------------------- */
+
+static void
+make_grantable(struct fixture *f)
+{
+    make_active(f, "b", "b.example", START_MS / 1000);
+    struct store_peer *peer = peer_named(f, "b");
+    snprintf(peer->bundle, sizeof(peer->bundle), "B-BUNDLE-PEM");
+    struct ztr_err err = {0};
+    assert_int_equal(store_peer_update(f->c.store, peer, &err), 0);
+    assert_int_equal(store_resource_put(f->c.store, "pg", "", &err), 0);
+}
+
+static int
+grant(struct fixture *f, const char *tunneler, const char *const *cidrs, size_t n,
+      int64_t expires_at, struct store_fed_grant *out, struct ztr_err *err)
+{
+    struct fed_grant_request req = {.peer = "b", .resource = "pg", .tunneler = tunneler,
+                                    .cidrs = cidrs, .cidr_count = n, .expires_at = expires_at};
+    return federation_grant(&f->c, &req, out, err);
+}
+
+static int
+count_expiry_event(void *ctx, const struct store_event *event)
+{
+    if (strcmp(event->source, "federation_grant_expiry") == 0 &&
+        strstr(event->detail, "expired") != NULL)
+        (*(int *)ctx)++;
+    return 0;
+}
+
+static void
+test_grants_are_checked_scoped_and_pushed(void **state)
+{
+    struct fixture *f = *state;
+    make_grantable(f);
+    struct store_fed_grant g;
+    struct ztr_err err = {0};
+    const char *laptop = "spiffe://b.example/tunneler/laptop";
+    /* Only a tunneler of the peer's own trust domain. */
+    assert_int_equal(grant(f, "spiffe://a.example/tunneler/laptop", NULL, 0, 0, &g, &err), -1);
+    assert_non_null(strstr(err.msg, "not in peer b's trust domain b.example"));
+    assert_int_equal(grant(f, "spiffe://b.example/connector/dc1", NULL, 0, 0, &g, &err), -1);
+    assert_non_null(strstr(err.msg, "is not a tunneler"));
+    const char *bad[] = {"10.0.0.5/8"};
+    assert_int_equal(grant(f, laptop, bad, 1, 0, &g, &err), -1);
+    assert_non_null(strstr(err.msg, "host bits set"));
+    assert_int_equal(grant(f, laptop, NULL, 0, START_MS / 1000 - 1, &g, &err), -1);
+    assert_non_null(strstr(err.msg, "in the past"));
+    struct fed_grant_request unknown = {.peer = "b", .resource = "nosuch", .tunneler = laptop};
+    assert_int_equal(federation_grant(&f->c, &unknown, &g, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+
+    int64_t version = store_allowlist_version(f->c.store);
+    const char *cidrs[] = {"127.0.0.0/8", "::1"};
+    int64_t expires = START_MS / 1000 + 60;
+    assert_int_equal(grant(f, laptop, cidrs, 2, expires, &g, &err), 0);
+    assert_true(store_allowlist_version(f->c.store) > version);
+    char id[sizeof(g.id)];
+    snprintf(id, sizeof(id), "%s", g.id);
+    struct fed_snapshot snap;
+    federation_snapshot(&f->c, &snap);
+    assert_int_equal(json_array_size(snap.grants), 1);
+    json_t *entry = json_array_get(snap.grants, 0);
+    assert_string_equal(json_string_value(json_object_get(entry, "spiffe_id")), laptop);
+    assert_int_equal(json_array_size(json_object_get(entry, "source_cidrs")), 2);
+    assert_int_equal(json_integer_value(json_object_get(entry, "expires_at")), expires);
+    assert_int_equal(json_array_size(snap.peers), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(snap.peers, 0),
+                                                          "trust_domain")), "b.example");
+    federation_snapshot_free(&snap);
+
+    /* The same scope again replaces CIDRs and expiry, keeps the id. */
+    assert_int_equal(grant(f, laptop, NULL, 0, expires, &g, &err), 0);
+    assert_string_equal(g.id, id);
+    assert_string_equal(g.source_cidrs, "[]");
+
+    /* A suspended peer's grants are not in force; resumed, they are. */
+    struct store_peer out;
+    assert_int_equal(federation_suspend(&f->c, "b", "audit", &out, &err), 0);
+    federation_snapshot(&f->c, &snap);
+    assert_int_equal(json_array_size(snap.grants), 0);
+    assert_int_equal(json_array_size(snap.peers), 0);
+    federation_snapshot_free(&snap);
+    assert_int_equal(federation_resume(&f->c, "b", &out, &err), 0);
+    federation_snapshot(&f->c, &snap);
+    assert_int_equal(json_array_size(snap.grants), 1);
+    federation_snapshot_free(&snap);
+
+    /* Past its expiry: out of the push, an event, a new version. */
+    int64_t checked = 0, next = 0;
+    federation_grants_tick(&f->c, &checked, &next);
+    assert_int_equal(next, expires);
+    version = store_allowlist_version(f->c.store);
+    advance_s(f, 61);
+    federation_grants_tick(&f->c, &checked, &next);
+    assert_true(store_allowlist_version(f->c.store) > version);
+    int events = 0;
+    struct store_event_filter filter = {.source = "federation_grant_expiry", .limit = 10};
+    assert_int_equal(store_event_query(f->c.store, &filter, count_expiry_event, &events, &err), 0);
+    assert_int_equal(events, 1);
+    federation_snapshot(&f->c, &snap);
+    assert_int_equal(json_array_size(snap.grants), 0);
+    assert_int_equal(json_array_size(snap.peers), 0); /* no live grant, no bundle */
+    federation_snapshot_free(&snap);
+    json_t *listed = federation_grants_json(&f->c, "b", &err);
+    assert_non_null(listed);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(listed, 0), "state")),
+                        "expired");
+    json_decref(listed);
+
+    assert_int_equal(federation_grant_revoke(&f->c, id, &g, &err), 0);
+    assert_int_equal(federation_grant_revoke(&f->c, id, &g, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+}
+
+static void
+test_remote_grants_are_filtered(void **state)
+{
+    struct fixture *f = *state;
+    make_grantable(f);
+    struct store_peer *peer = peer_named(f, "b");
+    json_t *msg = json_loads(
+        "{\"type\":\"fed_grants\",\"version\":1,\"grants\":["
+        "{\"id\":\"g1\",\"tunneler\":\"spiffe://a.example/tunneler/laptop\",\"resource\":\"db\","
+        "\"connectors\":["
+        "{\"id\":\"honest\",\"spiffe_id\":\"spiffe://b.example/connector/bx\",\"address\":\"127.0.0.1:9\"},"
+        "{\"id\":\"ours\",\"spiffe_id\":\"spiffe://a.example/connector/dc1\",\"address\":\"127.0.0.1:7\"},"
+        "{\"id\":\"named\",\"spiffe_id\":\"spiffe://b.example/connector/by\",\"address\":\"x.example:1\"}]},"
+        "{\"id\":\"g2\",\"tunneler\":\"spiffe://c.example/tunneler/laptop\",\"resource\":\"db\","
+        "\"connectors\":[]},"
+        "{\"id\":\"g3\",\"tunneler\":\"spiffe://a.example/tunneler/laptop\",\"resource\":\"a@b\","
+        "\"connectors\":[]}]}", 0, NULL);
+    assert_non_null(msg);
+    bool changed = false;
+    struct ztr_err err = {0};
+    assert_int_equal(federation_remote_grants_apply(&f->c, peer, msg, &changed, &err), 0);
+    assert_true(changed);
+    assert_non_null(strstr(test_log_captured(), "dropped=4"));
+    assert_int_equal(federation_remote_grants_apply(&f->c, peer, msg, &changed, &err), 0);
+    assert_false(changed);
+    json_decref(msg);
+    struct fed_snapshot snap;
+    federation_snapshot(&f->c, &snap);
+    json_t *entries = json_array();
+    json_t *peers = NULL;
+    federation_remote_connectors(&snap, "spiffe://a.example/tunneler/laptop", entries, &peers);
+    assert_int_equal(json_array_size(entries), 1);
+    json_t *k = json_array_get(entries, 0);
+    assert_string_equal(json_string_value(json_object_get(k, "id")), "b.example/honest");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(k, "resources"), 0)),
+                        "db@b.example");
+    assert_int_equal(json_array_size(peers), 1);
+    json_decref(entries);
+    json_decref(peers);
+    entries = json_array();
+    federation_remote_connectors(&snap, "spiffe://a.example/tunneler/other", entries, &peers);
+    assert_int_equal(json_array_size(entries), 0);
+    assert_null(peers);
+    json_decref(entries);
+    federation_snapshot_free(&snap);
+}
+
 int
 main(void)
 {
@@ -403,6 +566,8 @@ main(void)
         T(test_sweep_marks_stale_peers_degraded),
         T(test_suspend_resume_revoke),
         T(test_names_and_trust_domains_are_unique),
+        T(test_grants_are_checked_scoped_and_pushed),
+        T(test_remote_grants_are_filtered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

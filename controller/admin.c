@@ -1747,6 +1747,11 @@ route_ca_rotate(struct admin_call *call)
 
 /* ---- federation ----------------------------------------------------------- */
 
+struct accept_wait {
+    struct controller *c;
+    struct http_deferred *deferred;
+};
+
 /* The peer as the API shows it: its bundle only on the single-peer route. */
 static json_t *
 peer_value(const struct controller *c, const struct store_peer *peer, bool with_bundle)
@@ -1866,6 +1871,26 @@ route_peer_token(struct admin_call *call)
 
 /* Blocks for at most FED_ACCEPT_TIMEOUT_MS while this controller dials the
  * proposer: an operator's action, rare, and bounded. */
+/* The accept's answer, once A answered (or did not): the request waited,
+ * deferred, while the loop went on serving. */
+static void
+accept_done(void *ctx, int rc, const struct store_peer *peer, const struct ztr_err *err)
+{
+    struct accept_wait *wait = ctx;
+    struct http_response response = {.status = 200};
+    if (rc != 0) {
+        /* The proposer's refusal is the operator's to read, as it came. */
+        if (err->code == ZTR_E_VERIFY)
+            http_respond_error(&response, 502, err->msg);
+        else
+            respond_failure(&response, err);
+    } else {
+        respond_json(&response, 201, peer_value(wait->c, peer, false));
+    }
+    http_deferred_respond(wait->deferred, &response);
+    free(wait);
+}
+
 static void
 route_peer_accept(struct admin_call *call)
 {
@@ -1874,26 +1899,30 @@ route_peer_accept(struct admin_call *call)
     if (body == NULL)
         return;
     const char *url, *token, *name;
-    struct store_peer *peer = calloc(1, sizeof(*peer));
+    struct accept_wait *wait = calloc(1, sizeof(*wait));
     struct ztr_err err = {0};
-    if (peer == NULL)
+    if (wait == NULL)
         ztr_err_set(&err, ZTR_E_NOMEM, "out of memory");
-    if (peer == NULL || check_fields(body, known, &err) != 0 ||
+    if (wait == NULL || check_fields(body, known, &err) != 0 ||
         field_string(body, "url", true, STORE_URL_MAX, &url, &err) != 0 ||
         field_string(body, "token", true, 16384, &token, &err) != 0 ||
         field_string(body, "name", false, STORE_NAME_MAX, &name, &err) != 0) {
         respond_failure(call->response, &err);
-    } else if (federation_accept(call->c, url, token, name, peer, &err) != 0) {
-        /* The proposer's refusal is the operator's to read, as it came. */
-        int status = err.code == ZTR_E_VERIFY ? 502 : 0;
-        if (status != 0)
-            http_respond_error(call->response, status, err.msg);
-        else
-            respond_failure(call->response, &err);
-    } else {
-        respond_json(call->response, 201, peer_value(call->c, peer, false));
+        free(wait);
+        json_decref(body);
+        return;
     }
-    free(peer);
+    wait->c = call->c;
+    wait->deferred = http_defer(call->response);
+    if (wait->deferred == NULL) {
+        http_respond_error(call->response, 500, "cannot wait for the proposer");
+        free(wait);
+    } else if (federation_accept_start(call->c, url, token, name, accept_done, wait, &err) != 0) {
+        struct http_response response = {.status = 200};
+        respond_failure(&response, &err);
+        http_deferred_respond(wait->deferred, &response);
+        free(wait);
+    }
     json_decref(body);
 }
 

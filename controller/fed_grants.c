@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "controller/controller.h"
 #include "controller/federation.h"
 #include "net/net.h"
@@ -504,4 +505,35 @@ federation_grants_tick(struct controller *c, int64_t *checked_at, int64_t *next_
     *next_expiry = w.next;
     if (w.expired > 0)
         federation_changed(c, true);
+}
+
+/* ---- metrics ------------------------------------------------------------------------- */
+
+struct grant_counts {
+    int64_t now;
+    uint64_t active, expired;
+};
+
+static int
+count_grant(void *ctx, const struct store_fed_grant *g)
+{
+    struct grant_counts *n = ctx;
+    if (grant_live(g, n->now))
+        n->active++;
+    else
+        n->expired++;
+    return 0;
+}
+
+void
+federation_grant_metrics(const struct controller *c, struct metrics *m)
+{
+    struct grant_counts n = {.now = clock_wall_s(c->clock)};
+    struct ztr_err err = {0};
+    if (store_fed_grant_list(c->store, NULL, count_grant, &n, &err) != 0)
+        log_warn("federation metrics incomplete", "error=\"%s\"", err.msg);
+    metrics_family(m, "ztr_federation_grants", "gauge",
+                   "Federation grants to peers' tunnelers, by state.");
+    metrics_u64(m, "ztr_federation_grants", "state=\"active\"", n.active);
+    metrics_u64(m, "ztr_federation_grants", "state=\"expired\"", n.expired);
 }

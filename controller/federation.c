@@ -372,6 +372,7 @@ struct federation {
     struct quota *accept_failures;
     struct log_limit accept_log;
     struct log_limit refuse_log;
+    struct accept_run *accepts; /* accepts in flight (federation_accept_start) */
     int64_t grants_checked_at;  /* grant expiries looked at up to here (wall s) */
     int64_t grants_next_expiry; /* next one to look at, 0 = none; 1 = look again now */
 };
@@ -1508,6 +1509,8 @@ federation_start(struct controller *c, struct ztr_err *err)
     return 0;
 }
 
+static void accepts_cancel(struct federation *fed);
+
 void
 federation_stop(struct controller *c)
 {
@@ -1527,7 +1530,8 @@ federation_stop(struct controller *c)
     }
     for (struct fed_session *s = fed->sessions; s != NULL; s = s->next)
         session_close(s, "controller shutting down");
-    for (int i = 0; i < 100 && fed->sessions != NULL; i++)
+    accepts_cancel(fed);
+    for (int i = 0; i < 100 && (fed->sessions != NULL || fed->accepts != NULL); i++)
         ev_run(c->loop, EVRUN_NOWAIT);
     for (size_t i = 0; i < fed->retired_count; i++)
         tls_ctx_free(fed->retired[i]);
@@ -1694,16 +1698,31 @@ federation_new_token(struct controller *c, const char *name, int64_t ttl_s, char
     return rc;
 }
 
-/* The acceptor's side of one accept exchange, on a loop of its own. */
+/* The acceptor's side of one accept exchange, on the controller's loop. */
 struct accept_run {
-    struct ev_loop *loop;
+    struct controller *c;
     struct ctl_stream *stream;
+    struct tls_ctx *tls;
     ev_timer timeout;
     json_t *request;     /* sent once the handshake is done */
     json_t *reply;       /* fed_accepted */
     char error[ZTR_ERR_MSG_MAX];
-    bool done;
+    struct fed_token token;
+    char url[STORE_URL_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+    federation_accept_done done;
+    void *done_ctx;
+    struct accept_run *next, **prev_next; /* in fed->accepts */
 };
+
+/* The controller stops: each accept in flight ends with the reason. */
+static void
+accepts_cancel(struct federation *fed)
+{
+    for (struct accept_run *run = fed->accepts; run != NULL; run = run->next)
+        if (run->stream != NULL)
+            ctl_stream_close(run->stream, "controller shutting down");
+}
 
 static void
 accept_on_ready(void *user)
@@ -1733,15 +1752,88 @@ accept_on_message(void *user, enum ctlmsg_type type, const json_t *msg)
     ctl_stream_close(run->stream, "done");
 }
 
+/* A's answer, checked and stored: B's side of the accept. */
+static int
+accept_store(struct accept_run *run, struct store_peer *peer, struct ztr_err *err)
+{
+    struct controller *c = run->c;
+    const char *url = run->url;
+    const char *td = json_string_value(json_object_get(run->reply, "trust_domain"));
+    const char *their_bundle = json_string_value(json_object_get(run->reply, "bundle"));
+    struct pki_bundle *parsed = NULL;
+    int rc = 0;
+    if (td == NULL || strcmp(td, run->token.trust_domain) != 0)
+        rc = ztr_err_set(err, ZTR_E_VERIFY, "the proposer answered for trust domain %s",
+                         td != NULL ? td : "?");
+    else if (their_bundle == NULL || strlen(their_bundle) > STORE_PEER_BUNDLE_MAX ||
+             pki_bundle_from_pem(their_bundle, strlen(their_bundle), &parsed, err) != 0)
+        rc = ztr_err_set(err, ZTR_E_VERIFY, "the proposer's bundle is not usable");
+    pki_bundle_free(parsed);
+    if (rc == 0) {
+        memset(peer, 0, sizeof(*peer));
+        snprintf(peer->name, sizeof(peer->name), "%s", run->name);
+        snprintf(peer->trust_domain, sizeof(peer->trust_domain), "%s", td);
+        snprintf(peer->url, sizeof(peer->url), "%s", url);
+        snprintf(peer->direction, sizeof(peer->direction), "outbound");
+        snprintf(peer->state, sizeof(peer->state), "accepted");
+        snprintf(peer->bundle, sizeof(peer->bundle), "%s", their_bundle);
+        peer->bundle_version = json_integer_value(json_object_get(run->reply, "bundle_version"));
+        rc = store_peer_insert(c->store, peer, err);
+    }
+    if (rc != 0)
+        return -1;
+    log_info("federation peer accepted", "peer=%s trust_domain=%s url=%s", peer->name, td, url);
+    record_event(c, "federation_accept", "peer=%s trust_domain=%s state -> accepted", peer->name,
+                 td);
+    federation_changed(c, true);
+    return 0;
+}
+
+static void
+accept_run_free(struct accept_run *run)
+{
+    if (run->prev_next != NULL) {
+        *run->prev_next = run->next;
+        if (run->next != NULL)
+            run->next->prev_next = run->prev_next;
+    }
+    json_decref(run->request);
+    json_decref(run->reply);
+    fed_token_clear(&run->token);
+    free(run);
+}
+
+/* The exchange is over (answered, refused, failed or timed out): store
+ * what A said and tell whoever asked. The stream is gone; its TLS context
+ * is retired like a link's (freed at the next tick). */
 static void
 accept_on_close(void *user, const char *reason)
 {
     struct accept_run *run = user;
-    if (run->reply == NULL && run->error[0] == '\0')
-        snprintf(run->error, sizeof(run->error), "%s", reason);
-    run->done = true;
+    struct controller *c = run->c;
+    ev_timer_stop(c->loop, &run->timeout);
     run->stream = NULL;
-    ev_timer_stop(run->loop, &run->timeout);
+    struct federation *fed = c->fed;
+    if (fed != NULL && fed->retired_count < FED_SESSIONS_MAX)
+        fed->retired[fed->retired_count++] = run->tls;
+    else
+        tls_ctx_free(run->tls);
+    run->tls = NULL;
+    struct store_peer *peer = peer_alloc();
+    struct ztr_err err = {0};
+    int rc;
+    if (peer == NULL)
+        rc = ztr_err_set(&err, ZTR_E_NOMEM, "out of memory");
+    else if (run->reply == NULL)
+        rc = ztr_err_set(&err, ZTR_E_VERIFY, "%s", run->error[0] != '\0' ? run->error : reason);
+    else
+        rc = accept_store(run, peer, &err);
+    if (rc != 0)
+        log_warn("federation accept failed", "url=%s trust_domain=%s error=\"%s\"", run->url,
+                 run->token.trust_domain, err.msg);
+    run->done(run->done_ctx, rc, peer, &err);
+    free(peer);
+    accept_run_free(run);
 }
 
 static void
@@ -1758,18 +1850,17 @@ static const struct ctl_stream_callbacks accept_callbacks = {accept_on_ready, ac
                                                              NULL, accept_on_close};
 
 /* Dials url trusting only the token's CA and expecting its trust domain's
- * controller; returns A's fed_accepted (caller json_decref) or the reason. */
+ * controller, on the controller's loop: the answer arrives at
+ * accept_on_close. */
 static int
-accept_exchange(struct controller *c, const char *url, const struct fed_token *t,
-                json_t *request, json_t **reply, struct ztr_err *err)
+accept_dial(struct accept_run *run, struct ztr_err *err)
 {
-    *reply = NULL;
-    const uint8_t *ders[1] = {t->ca_der};
-    size_t lens[1] = {t->ca_len};
+    struct controller *c = run->c;
+    const uint8_t *ders[1] = {run->token.ca_der};
+    size_t lens[1] = {run->token.ca_len};
     struct pki_chain *ca = NULL;
     char *pinned = NULL;
     size_t pinned_len = 0;
-    struct tls_ctx *tls = NULL;
     int rc = pki_chain_from_der_list(ders, lens, 1, &ca, err);
     if (rc == 0)
         rc = pki_chain_to_pem(ca, &pinned, &pinned_len, err);
@@ -1778,124 +1869,101 @@ accept_exchange(struct controller *c, const char *url, const struct fed_token *t
         struct tls_ctx_config config = {.side = TLS_SIDE_CLIENT, .alpn = FED_ALPN,
                                          .bundle_pem = pinned, .bundle_len = pinned_len,
                                          .clock = c->clock};
-        rc = tls_ctx_new(&config, &tls, err);
+        rc = tls_ctx_new(&config, &run->tls, err);
     }
     free(pinned);
+    int fd = -1;
+    if (rc == 0)
+        rc = net_connect_start(run->url, &fd, err);
+    struct pki_expect expect = {.trust_domain = run->token.trust_domain,
+                                .role = PKI_ROLE_CONTROLLER};
+    if (rc == 0)
+        rc = ctl_stream_new(c->loop, run->tls, fd, &expect, &accept_callbacks, run, &run->stream,
+                            err);
     if (rc != 0) {
-        json_decref(request);
+        tls_ctx_free(run->tls);
+        run->tls = NULL;
         return -1;
     }
-    struct accept_run run = {.request = request};
-    run.loop = ev_loop_new(EVFLAG_AUTO);
-    int fd = -1;
-    if (run.loop == NULL)
-        rc = ztr_err_set(err, ZTR_E_NOMEM, "cannot create an event loop");
-    if (rc == 0)
-        rc = net_connect_start(url, &fd, err);
-    struct pki_expect expect = {.trust_domain = t->trust_domain, .role = PKI_ROLE_CONTROLLER};
-    if (rc == 0)
-        rc = ctl_stream_new(run.loop, tls, fd, &expect, &accept_callbacks, &run, &run.stream,
-                            err);
-    if (rc == 0) {
-        ev_timer_init(&run.timeout, accept_timeout_cb, FED_ACCEPT_TIMEOUT_MS / 1000.0, 0);
-        run.timeout.data = &run;
-        ev_timer_start(run.loop, &run.timeout);
-        while (!run.done)
-            ev_run(run.loop, EVRUN_ONCE);
-        if (run.reply != NULL)
-            *reply = run.reply;
-        else
-            rc = ztr_err_set(err, ZTR_E_VERIFY, "%s", run.error);
-    }
-    json_decref(run.request);
-    if (run.loop != NULL)
-        ev_loop_destroy(run.loop);
-    tls_ctx_free(tls);
-    return rc;
+    ev_timer_init(&run->timeout, accept_timeout_cb, FED_ACCEPT_TIMEOUT_MS / 1000.0, 0);
+    run->timeout.data = run;
+    ev_timer_start(c->loop, &run->timeout);
+    return 0;
 }
 
 int
-federation_accept(struct controller *c, const char *url, const char *token_text,
-                  const char *name, struct store_peer *out, struct ztr_err *err)
+federation_accept_start(struct controller *c, const char *url, const char *token_text,
+                        const char *name, federation_accept_done done, void *done_ctx,
+                        struct ztr_err *err)
 {
     TRY(check_url(url, err));
     if (url == NULL || url[0] == '\0')
         return ztr_err_set(err, ZTR_E_INVALID, "accept needs the proposer's url (HOST:PORT)");
-    struct fed_token t;
-    TRY(fed_token_decode(token_text, &t, err));
-    const char *peer_name = name != NULL && name[0] != '\0' ? name : t.trust_domain;
+    struct accept_run *run = calloc(1, sizeof(*run));
+    if (run == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    run->c = c;
+    run->done = done;
+    run->done_ctx = done_ctx;
+    snprintf(run->url, sizeof(run->url), "%s", url);
+    if (fed_token_decode(token_text, &run->token, err) != 0) {
+        free(run);
+        return -1;
+    }
+    const struct fed_token *t = &run->token;
+    snprintf(run->name, sizeof(run->name), "%.*s", STORE_NAME_MAX,
+             name != NULL && name[0] != '\0' ? name : t->trust_domain);
     struct store_peer *peer = peer_alloc();
     struct ztr_err lookup = {0};
     int rc = peer == NULL ? ztr_err_set(err, ZTR_E_NOMEM, "out of memory") : 0;
     if (rc == 0)
-        rc = check_peer_name(peer_name, err);
-    if (rc == 0 && strcmp(t.trust_domain, c->settings.trust_domain) == 0)
+        rc = check_peer_name(run->name, err);
+    if (rc == 0 && strcmp(t->trust_domain, c->settings.trust_domain) == 0)
         rc = ztr_err_set(err, ZTR_E_INVALID,
                          "the token is for this controller's own trust domain %s",
-                         t.trust_domain);
-    if (rc == 0 && (store_peer_get_by_trust_domain(c->store, t.trust_domain, peer, &lookup) == 0 ||
-                    (store_peer_get_by_name(c->store, peer_name, peer, &lookup) == 0 &&
-                     strcmp(peer->state, "revoked") != 0)))
-        rc = ztr_err_set(err, STORE_E_PEER_EXISTS,
-                         "a peer named %s or of trust domain %s exists", peer_name,
-                         t.trust_domain);
+                         t->trust_domain);
+    if (rc == 0 &&
+        (store_peer_get_by_trust_domain(c->store, t->trust_domain, peer, &lookup) == 0 ||
+         (store_peer_get_by_name(c->store, run->name, peer, &lookup) == 0 &&
+          strcmp(peer->state, "revoked") != 0)))
+        rc = ztr_err_set(err, STORE_E_PEER_EXISTS, "a peer named %s or of trust domain %s exists",
+                         run->name, t->trust_domain);
+    free(peer);
     char *bundle = NULL;
     size_t bundle_len = 0;
     if (rc == 0)
         rc = ca_set_bundle_pem(c->cas, &bundle, &bundle_len, err);
-    json_t *reply = NULL;
     if (rc == 0) {
         char secret[64];
-        b64_encode(t.secret, sizeof(t.secret), secret);
-        json_t *request = json_pack(
-            "{s:s, s:s, s:s, s:s, s:s%, s:I}", "type", "fed_accept", "peer_id", t.peer_id,
+        b64_encode(t->secret, sizeof(t->secret), secret);
+        run->request = json_pack(
+            "{s:s, s:s, s:s, s:s, s:s%, s:I}", "type", "fed_accept", "peer_id", t->peer_id,
             "acceptance_token", secret, "trust_domain", c->settings.trust_domain, "bundle",
             bundle, bundle_len, "bundle_version", (json_int_t)ca_set_bundle_version(c->cas));
         explicit_bzero(secret, sizeof(secret));
-        if (request != NULL && c->settings.federation_url[0] != '\0')
-            json_object_set_new(request, "url", json_string(c->settings.federation_url));
-        rc = accept_exchange(c, url, &t, request, &reply, err);
-        if (rc != 0)
-            log_warn("federation accept failed", "url=%s trust_domain=%s error=\"%s\"", url,
-                     t.trust_domain, err->msg);
+        if (run->request == NULL)
+            rc = ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+        else if (c->settings.federation_url[0] != '\0')
+            json_object_set_new(run->request, "url", json_string(c->settings.federation_url));
     }
     free(bundle);
-    if (rc == 0) {
-        const char *td = json_string_value(json_object_get(reply, "trust_domain"));
-        const char *their_bundle = json_string_value(json_object_get(reply, "bundle"));
-        struct pki_bundle *parsed = NULL;
-        if (td == NULL || strcmp(td, t.trust_domain) != 0)
-            rc = ztr_err_set(err, ZTR_E_VERIFY, "the proposer answered for trust domain %s",
-                             td != NULL ? td : "?");
-        else if (strlen(their_bundle) > STORE_PEER_BUNDLE_MAX ||
-                 pki_bundle_from_pem(their_bundle, strlen(their_bundle), &parsed, err) != 0)
-            rc = ztr_err_set(err, ZTR_E_VERIFY, "the proposer's bundle is not usable");
-        pki_bundle_free(parsed);
-        if (rc == 0) {
-            memset(peer, 0, sizeof(*peer));
-            snprintf(peer->name, sizeof(peer->name), "%.*s", STORE_NAME_MAX, peer_name);
-            snprintf(peer->trust_domain, sizeof(peer->trust_domain), "%s", td);
-            snprintf(peer->url, sizeof(peer->url), "%s", url);
-            snprintf(peer->direction, sizeof(peer->direction), "outbound");
-            snprintf(peer->state, sizeof(peer->state), "accepted");
-            snprintf(peer->bundle, sizeof(peer->bundle), "%s", their_bundle);
-            peer->bundle_version = json_integer_value(json_object_get(reply, "bundle_version"));
-            rc = store_peer_insert(c->store, peer, err);
-        }
-        if (rc == 0) {
-            log_info("federation peer accepted", "peer=%s trust_domain=%s url=%s", peer->name,
-                     td, url);
-            record_event(c, "federation_accept", "peer=%s trust_domain=%s state -> accepted",
-                         peer->name, td);
-            federation_changed(c, true);
-            if (out != NULL)
-                *out = *peer;
-        }
+    if (rc == 0 && c->fed == NULL)
+        rc = ztr_err_set(err, ZTR_E_INVALID, "federation is not running");
+    if (rc == 0)
+        rc = accept_dial(run, err);
+    if (rc != 0) {
+        log_warn("federation accept failed", "url=%s trust_domain=%s error=\"%s\"", url,
+                 t->trust_domain, err->msg);
+        accept_run_free(run);
+        return -1;
     }
-    json_decref(reply);
-    fed_token_clear(&t);
-    free(peer);
-    return rc;
+    struct federation *fed = c->fed;
+    run->next = fed->accepts;
+    run->prev_next = &fed->accepts;
+    if (run->next != NULL)
+        run->next->prev_next = &run->next;
+    fed->accepts = run;
+    return 0;
 }
 
 static int
@@ -2055,4 +2123,5 @@ federation_write_metrics(const struct controller *c, struct metrics *m)
         snprintf(labels, sizeof(labels), "state=\"%s\"", fed_states[i]);
         metrics_u64(m, "ztr_federation_peers", labels, w.counts[i]);
     }
+    federation_grant_metrics(c, m);
 }

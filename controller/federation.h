@@ -25,9 +25,8 @@
  *             HEARTBEAT_STALE_AFTER become `degraded` with the reason.
  *   suspend / resume / revoke  by the operator.
  *
- * Everything runs on the controller's loop, except federation_accept(),
- * which runs its exchange on a loop of its own for at most
- * FED_ACCEPT_TIMEOUT_MS (it answers an admin request).
+ * Everything runs on the controller's loop, the accept's exchange too
+ * (the admin request that started it waits, deferred).
  */
 #ifndef ZTR_CONTROLLER_FEDERATION_H
 #define ZTR_CONTROLLER_FEDERATION_H
@@ -123,10 +122,17 @@ int federation_propose(struct controller *c, const char *name, const char *url, 
 /* A new token for a proposed peer; the previous one stops working. */
 int federation_new_token(struct controller *c, const char *name, int64_t ttl_s, char **token,
                          struct store_peer *out, struct ztr_err *err);
-/* Accepts A's proposal: dials url (HOST:PORT), blocking for at most
- * FED_ACCEPT_TIMEOUT_MS. name "" names the peer after its trust domain. */
-int federation_accept(struct controller *c, const char *url, const char *token_text,
-                      const char *name, struct store_peer *out, struct ztr_err *err);
+/* Accepts A's proposal: dials url (HOST:PORT) on the controller's loop,
+ * which goes on serving meanwhile, and calls done once, within
+ * FED_ACCEPT_TIMEOUT_MS: rc 0 and the stored peer, or -1 and the reason
+ * (ZTR_E_VERIFY: A's refusal or the transport's). -1 from the call itself
+ * (done then never called) for what is wrong before dialing. name ""
+ * names the peer after its trust domain. */
+typedef void (*federation_accept_done)(void *ctx, int rc, const struct store_peer *peer,
+                                       const struct ztr_err *err);
+int federation_accept_start(struct controller *c, const char *url, const char *token_text,
+                            const char *name, federation_accept_done done, void *ctx,
+                            struct ztr_err *err);
 int federation_suspend(struct controller *c, const char *name, const char *reason,
                        struct store_peer *out, struct ztr_err *err);
 int federation_resume(struct controller *c, const char *name, struct store_peer *out,
@@ -192,6 +198,8 @@ int federation_remote_grants_apply(struct controller *c, const struct store_peer
                                    const json_t *msg, bool *changed, struct ztr_err *err);
 /* Grants that expired since *checked_at: an event each, then a push. */
 void federation_grants_tick(struct controller *c, int64_t *checked_at, int64_t *next_expiry);
+/* ztr_federation_grants{state="active"|"expired"}. */
+void federation_grant_metrics(const struct controller *c, struct metrics *m);
 /* Sends each linked peer its grants when they changed; serving as above. */
 void federation_push_grants(struct controller *c, const json_t *serving);
 void federation_write_metrics(const struct controller *c, struct metrics *m);

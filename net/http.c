@@ -44,6 +44,8 @@ struct http_server {
     ev_timer timeout_timer;
     ev_timer deadline_timer;
     struct tracked_conn *conns; /* every open connection, oldest last */
+    struct http_deferred *deferred; /* requests waiting for http_deferred_respond */
+    ev_timer resume_timer;      /* runs MHD after a resumed connection */
     http_handler_fn handler;
     http_gate_fn gate;
     void *ctx;
@@ -67,6 +69,24 @@ struct request_state {
     size_t body_cap;
     bool headers_seen;
     bool too_large;
+    struct http_deferred *deferred;
+};
+
+/* What http_defer needs from the dispatch that called the handler. */
+struct server_call {
+    struct http_server *server;
+    struct MHD_Connection *conn;
+    struct request_state *state;
+};
+
+struct http_deferred {
+    struct http_server *server;      /* NULL once detached (the server stopped) */
+    struct MHD_Connection *conn;
+    struct request_state *state;     /* NULL once the connection is gone */
+    struct http_deferred *next, **prev_next; /* in server->deferred while attached */
+    bool suspended;
+    bool answered;
+    struct http_response response;
 };
 
 /* ---- responses --------------------------------------------------------- */
@@ -205,14 +225,121 @@ request_of(struct MHD_Connection *conn, const char *method, const char *path,
     return request;
 }
 
+static void
+deferred_unlink(struct http_deferred *d)
+{
+    if (d->prev_next == NULL)
+        return;
+    *d->prev_next = d->next;
+    if (d->next != NULL)
+        d->next->prev_next = d->prev_next;
+    d->prev_next = NULL;
+    d->next = NULL;
+}
+
+struct http_deferred *
+http_defer(struct http_response *response)
+{
+    struct server_call *call = response->server_call;
+    if (call == NULL || call->state->deferred != NULL)
+        return NULL;
+    struct http_deferred *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return NULL;
+    d->server = call->server;
+    d->conn = call->conn;
+    d->state = call->state;
+    d->next = call->server->deferred;
+    d->prev_next = &call->server->deferred;
+    if (d->next != NULL)
+        d->next->prev_next = &d->next;
+    call->server->deferred = d;
+    call->state->deferred = d;
+    return d;
+}
+
+static void run_daemon(struct http_server *server);
+
+static void
+resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    run_daemon(w->data);
+}
+
+void
+http_deferred_respond(struct http_deferred *d, struct http_response *response)
+{
+    if (d == NULL) {
+        free(response->body);
+        response->body = NULL;
+        return;
+    }
+    if (d->server == NULL || d->state == NULL || d->answered) {
+        /* Nobody is waiting any more. */
+        if (d->state != NULL)
+            d->state->deferred = NULL;
+        deferred_unlink(d);
+        free(response->body);
+        response->body = NULL;
+        free(d);
+        return;
+    }
+    d->response = *response;
+    d->response.server_call = NULL;
+    response->body = NULL;
+    d->answered = true;
+    if (d->suspended) {
+        MHD_resume_connection(d->conn);
+        d->suspended = false;
+        /* External epoll: MHD acts on the resume at its next run. */
+        ev_timer_start(d->server->loop, &d->server->resume_timer);
+    }
+}
+
+/* The answer of a deferred request, queued once it is there. */
+static enum MHD_Result
+queue_deferred(struct MHD_Connection *conn, struct request_state *state)
+{
+    struct http_deferred *d = state->deferred;
+    state->deferred = NULL;
+    struct http_response response = d->response;
+    deferred_unlink(d);
+    if (d->server == NULL) {
+        if (d->answered) { /* answered, but the server stops before sending it */
+            free(d->response.body);
+            free(d);
+        } else { /* detached by the stopping server: the owner frees it */
+            d->state = NULL;
+        }
+        return queue_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "server stopping");
+    }
+    free(d);
+    return queue_response(conn, &response);
+}
+
 static enum MHD_Result
 dispatch(struct http_server *server, struct MHD_Connection *conn, const char *method,
          const char *path, struct request_state *state)
 {
+    if (state->deferred != NULL) {
+        if (state->deferred->answered || state->deferred->server == NULL)
+            return queue_deferred(conn, state);
+        return MHD_YES; /* still waiting */
+    }
     struct http_request request = request_of(conn, method, path, state);
-    struct http_response response = {.status = MHD_HTTP_OK};
+    struct server_call call = {server, conn, state};
+    struct http_response response = {.status = MHD_HTTP_OK, .server_call = &call};
     server->handler(server->ctx, &request, &response);
-    return queue_response(conn, &response);
+    if (state->deferred == NULL)
+        return queue_response(conn, &response);
+    free(response.body);
+    if (state->deferred->answered) /* answered from within the handler */
+        return queue_deferred(conn, state);
+    MHD_suspend_connection(conn);
+    state->deferred->suspended = true;
+    return MHD_YES;
 }
 
 /* The gate runs before the size check too: a refused client learns
@@ -300,6 +427,15 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct request_state *state = *con_cls;
     if (state == NULL)
         return;
+    if (state->deferred != NULL) {
+        /* Gone before its answer: the owner's respond frees the handle. */
+        state->deferred->state = NULL;
+        deferred_unlink(state->deferred);
+        if (state->deferred->answered) {
+            free(state->deferred->response.body);
+            free(state->deferred);
+        }
+    }
     free(state->query);
     free(state->body);
     free(state);
@@ -489,7 +625,8 @@ daemon_start(struct http_server *server, const char *cert, const char *key,
     };
     struct MHD_OptionItem no_options[] = {{MHD_OPTION_END, 0, NULL}};
     bool tls = cert != NULL;
-    unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET |
+                         MHD_ALLOW_SUSPEND_RESUME;
     if (tls)
         flags |= MHD_USE_TLS;
     char reason[256] = "";
@@ -633,6 +770,8 @@ http_server_start_tls(struct ev_loop *loop, const char *listen_addr, const struc
     ev_io_start(loop, &server->listen_io);
     ev_timer_init(&server->deadline_timer, deadline_cb, 1.0, 1.0);
     server->deadline_timer.data = server;
+    ev_timer_init(&server->resume_timer, resume_cb, 0.0, 0.0);
+    server->resume_timer.data = server;
     ev_timer_start(loop, &server->deadline_timer);
     *out = server;
     return 0;
@@ -687,10 +826,26 @@ http_server_stop(struct http_server *server)
 {
     if (server == NULL)
         return;
+    /* Requests still waiting are answered 503 and their handles detached:
+     * their owners' respond frees them later. */
+    bool resumed = false;
+    while (server->deferred != NULL) {
+        struct http_deferred *d = server->deferred;
+        deferred_unlink(d);
+        d->server = NULL;
+        if (d->suspended) {
+            MHD_resume_connection(d->conn);
+            d->suspended = false;
+        }
+        resumed = true;
+    }
+    if (resumed)
+        MHD_run(server->daemon);
     ev_io_stop(server->loop, &server->epoll_io);
     ev_io_stop(server->loop, &server->listen_io);
     ev_timer_stop(server->loop, &server->timeout_timer);
     ev_timer_stop(server->loop, &server->deadline_timer);
+    ev_timer_stop(server->loop, &server->resume_timer);
     /* Closes every connection (running completed_cb for each); the
      * listening socket is ours. */
     MHD_stop_daemon(server->daemon);

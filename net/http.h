@@ -38,7 +38,23 @@ struct http_response {
     const char *content_type;   /* default "application/json" */
     char *body;                 /* malloc()ed; may be NULL for an empty body */
     size_t body_len;            /* 0 = strlen(body) */
+    void *server_call;          /* the server's, for http_defer; NULL outside a server */
 };
+
+/*
+ * A handler that cannot answer at once (it waits on another server) calls
+ * http_defer() and returns: nothing is sent, and the connection waits,
+ * suspended (no polling), until http_deferred_respond() hands over the
+ * response, which the caller must do exactly once, on the loop thread. The
+ * handle is the caller's until then, even if the connection or the server
+ * goes away first (the response is then dropped; a server that stops
+ * answers its waiting requests 503 first). NULL when the response is not a
+ * server's (a handler called directly, as unit tests do).
+ */
+struct http_deferred;
+struct http_deferred *http_defer(struct http_response *response);
+/* Takes response (its body is the server's from here on) and frees d. */
+void http_deferred_respond(struct http_deferred *d, struct http_response *response);
 
 typedef void (*http_handler_fn)(void *ctx, const struct http_request *request,
                                 struct http_response *response);

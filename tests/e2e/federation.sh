@@ -101,5 +101,24 @@ expect_err_has "revoked: propose again from scratch" "the refusal says what to d
 run on A federation propose --name b
 expect_status 0 "b may be proposed again from scratch"
 [ "$(peer_state A b)" = proposed ]; check "the new row starts at proposed" $?
+
+# An accept whose proposer never answers (a listener that reads and says
+# nothing) waits its 10 s; B's controller serves everything else meanwhile.
+start_peer sink || exit 1; HOLE=$PEER_PORT
+fed_start C c.example || exit 1
+on C federation propose --name hole --ttl 1h >"$E2E_TMP/token-hole"
+ADMIN_URL="$B_URL" "$ZTR_TEST_BIN/controller" federation accept --url "127.0.0.1:$HOLE" \
+  --name hole --token-file "$E2E_TMP/token-hole" >"$E2E_TMP/hole.out" 2>&1 &
+HOLE_PID=$!
+sleep 1
+t0=$(date +%s%3N)
+run on B federation list
+t1=$(date +%s%3N)
+expect_status 0 "B answers its admin API while an accept waits"
+[ $((t1 - t0)) -lt 2000 ]; check "at once ($((t1 - t0)) ms), not after the accept's 10 s" $?
+health "$B_HEALTH"; [ "$HEALTH_CODE" = 200 ]; check "B's /health answers meanwhile" $?
+wait "$HOLE_PID"; hole_status=$?
+[ "$hole_status" -eq 1 ]; check "the accept fails (exit $hole_status)" $?
+grep -q "no answer within 10 s" "$E2E_TMP/hole.out"; check "with the reason: no answer within 10 s" $?
 fed_stop_all
 finish

@@ -39,6 +39,8 @@ GRANT_ID="$(sed -n 's/.*grant added id=\([0-9a-f]*\) .*/\1/p' <<<"$RUN_OUT")"
 run on A federation grants --peer b
 expect_out_has "resource=pg tunneler=$LAPTOP_ID" "the grant is listed"
 expect_out_has "state=active" "and active"
+curl -s "$A_HEALTH/metrics" | grep -q '^ztr_federation_grants{state="active"} 1$'
+check "A's metrics: one active grant" $?
 wait_list_with "$LAPTOP_LOG" 1 10; check "B hands laptop A's connector" $?
 wait_for_line "$LAPTOP_LOG" 'msg="peer trust domains" count=1' 5
 check "laptop trusts a.example's bundle for its connectors" $?

@@ -47,6 +47,8 @@ struct fixture {
     pthread_mutex_t lock;
     struct seen seen;
     int extra_fd; /* a client connection a test leaves open for teardown */
+    ev_timer later;                  /* answers /later's deferred request */
+    struct http_deferred *deferred;  /* /later's, then /park's (never answered) */
 };
 
 /* ---- handler ------------------------------------------------------------ */
@@ -97,10 +99,33 @@ filled(size_t len, char c)
 }
 
 static void
+later_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct fixture *fx = w->data;
+    struct http_response response = {.status = 202, .body = strdup("{\"later\":true}")};
+    http_deferred_respond(fx->deferred, &response);
+    fx->deferred = NULL;
+}
+
+static void
 handler(void *ctx, const struct http_request *request, struct http_response *response)
 {
+    struct fixture *fx = ctx;
     record(ctx, request);
     const char *path = request->path;
+    if (strcmp(path, "/later") == 0 || strcmp(path, "/park") == 0) {
+        fx->deferred = http_defer(response);
+        if (fx->deferred == NULL)
+            abort();
+        if (strcmp(path, "/later") == 0) {
+            ev_timer_init(&fx->later, later_cb, 0.5, 0);
+            fx->later.data = fx;
+            ev_timer_start(fx->loop, &fx->later);
+        }
+        return;
+    }
     if (strcmp(path, "/metrics") == 0) {
         response->content_type = "text/plain; version=0.0.4";
         response->body = strdup("up 1\n");
@@ -1050,6 +1075,81 @@ test_plain_server_cannot_switch_to_tls(void **state)
 #define SERVER_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define TLS_TEST(fn) cmocka_unit_test_setup_teardown(fn, tls_setup, tls_teardown)
 
+/* ---- deferred answers ------------------------------------------------------ */
+
+struct background_request {
+    struct fixture *fx;
+    long status;
+    char *reply;
+    struct timespec done;
+};
+
+static void *
+background_get(void *arg)
+{
+    struct background_request *b = arg;
+    char *target = url(b->fx, "/later");
+    struct ztr_err err = {0};
+    if (http_client_request("GET", target, NULL, NULL, CLIENT_TIMEOUT_MS, &b->status, &b->reply,
+                            &err) != 0)
+        b->status = -1;
+    clock_gettime(CLOCK_MONOTONIC, &b->done);
+    free(target);
+    return NULL;
+}
+
+static void
+test_deferred_answer_arrives_later_and_others_are_served_meanwhile(void **state)
+{
+    struct fixture *fx = *state;
+    struct background_request b = {.fx = fx};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, background_get, &b), 0);
+    while (seen_now(fx).calls == 0)
+        usleep(1000);
+    long status = 0;
+    char *reply = request_ok(fx, "GET", "/metrics", NULL, NULL, &status);
+    struct timespec served;
+    clock_gettime(CLOCK_MONOTONIC, &served);
+    assert_int_equal(status, 200);
+    free(reply);
+    pthread_join(thread, NULL);
+    assert_int_equal(b.status, 202);
+    assert_string_equal(b.reply, "{\"later\":true}");
+    free(b.reply);
+    /* The other request did not wait for the deferred one. */
+    double gap = (double)(b.done.tv_sec - served.tv_sec) +
+                 (double)(b.done.tv_nsec - served.tv_nsec) / 1e9;
+    assert_true(gap > 0.2);
+}
+
+static void
+test_stopping_server_answers_a_waiting_request_503(void **state)
+{
+    struct fixture *fx = *state;
+    int fd = raw_connect(http_server_port(fx->server));
+    const char *request = "GET /park HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_true(raw_send(fd, request, strlen(request)));
+    while (seen_now(fx).calls == 0)
+        usleep(1000);
+    ev_async_send(fx->loop, &fx->stop);
+    pthread_join(fx->thread, NULL);
+    http_server_stop(fx->server);
+    fx->server = NULL;
+    char *reply = raw_read_all(fd);
+    close(fd);
+    assert_non_null(strstr(reply, " 503 "));
+    assert_non_null(strstr(reply, "server stopping"));
+    free(reply);
+    /* The handle is still the owner's: answering it now frees it. */
+    struct http_response late = {.status = 200, .body = strdup("{}")};
+    http_deferred_respond(fx->deferred, &late);
+    fx->deferred = NULL;
+    assert_null(late.body);
+    /* teardown joins the loop thread again: start an empty one. */
+    assert_int_equal(pthread_create(&fx->thread, NULL, loop_main, fx), 0);
+}
+
 int
 main(void)
 {
@@ -1080,6 +1180,8 @@ main(void)
         cmocka_unit_test(test_port_is_free_again_after_stop),
         cmocka_unit_test(test_respond_error_escapes_and_replaces_body),
         cmocka_unit_test(test_respond_error_with_invalid_utf8_stays_json),
+        SERVER_TEST(test_deferred_answer_arrives_later_and_others_are_served_meanwhile),
+        SERVER_TEST(test_stopping_server_answers_a_waiting_request_503),
         cmocka_unit_test(test_client_times_out),
         cmocka_unit_test(test_client_reports_refused_connection),
         cmocka_unit_test(test_client_refuses_bearer_with_line_break_without_echoing_it),

@@ -35,10 +35,10 @@ WOLFSSL_CFLAGS := $(shell pkg-config --cflags wolfssl 2>/dev/null)
 WOLFSSL_LIBS   := $(shell pkg-config --libs wolfssl 2>/dev/null || echo -lwolfssl)
 endif
 
-PKGS      := yaml-0.1 jansson libmicrohttpd sqlite3 libcurl
+PKGS      := yaml-0.1 jansson libmicrohttpd sqlite3 libpq libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
-                echo -lyaml -ljansson -lmicrohttpd -lsqlite3 -lsystemd -lcurl) -lev
+                echo -lyaml -ljansson -lmicrohttpd -lsqlite3 -lpq -lcurl) -lev
 
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wno-format-nonliteral

@@ -52,6 +52,7 @@ struct federation;
 struct controller_settings {
     char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
     char state_dir[1024];
+    char store_url[1024];          /* STORE_URL; "" = STATE_DIR/controller.db */
     char controller_listen[128];
     char admin_listen[128];
     bool admin_listen_insecure;    /* allow a non-loopback ADMIN_LISTEN in plain HTTP */

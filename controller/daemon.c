@@ -10,6 +10,7 @@
 #include "base/fileio.h"
 #include "base/log.h"
 #include "controller/controller.h"
+#include "controller/db.h"
 #include "controller/federation.h"
 #include "net/http.h"
 
@@ -19,6 +20,11 @@ static const struct config_key controller_schema[] = {
                trust_domain),
     CONFIG_KEY("STATE_DIR", CONFIG_STRING, CONTROLLER_STATE_DIR_DEFAULT,
                "database and CA files", S, state_dir),
+    CONFIG_KEY("STORE_URL", CONFIG_STRING, NULL,
+               "the state database: sqlite:///PATH (default STATE_DIR/controller.db) or "
+               "postgres://USER@HOST:PORT/DB for a cluster (password in PGPASSFILE or "
+               "PGPASSWORD, never here)",
+               S, store_url),
     CONFIG_KEY("CONTROLLER_LISTEN", CONFIG_ADDR, "0.0.0.0:7443", "control-plane mTLS listener", S,
                controller_listen),
     CONFIG_KEY("ADMIN_LISTEN", CONFIG_ADDR, "127.0.0.1:8080", "admin API listener", S,
@@ -157,6 +163,16 @@ check_settings(void *ctx, struct daemon *daemon, const struct config *config,
                            "must be between 1 and 1000000");
     if (s->hellos_per_node < 1 || s->hellos_per_node > 100000)
         return config_fail(config, "HELLOS_PER_NODE", err, "must be between 1 and 100000");
+    if (s->store_url[0] != '\0' && !db_url_is_postgres(s->store_url) &&
+        strncmp(s->store_url, "sqlite:///", 10) != 0)
+        return config_fail(config, "STORE_URL", err,
+                           "use sqlite:///ABSOLUTE/PATH or postgres://USER@HOST:PORT/DBNAME");
+    char shown[sizeof(s->store_url)];
+    db_url_redacted(s->store_url, shown, sizeof(shown));
+    if (strcmp(shown, s->store_url) != 0)
+        return config_fail(config, "STORE_URL", err,
+                           "holds a password (%s): put it in PGPASSFILE or PGPASSWORD, "
+                           "readable by the controller only", shown);
     TRY(federation_check_settings(c, config, err));
     enum log_level level;
     if (log_level_from_name(s->log_level, &level) != 0)
@@ -175,10 +191,15 @@ start(void *ctx, struct daemon *daemon, int *exit_status, struct ztr_err *err)
     TRY(pki_init(err));
     TRY(ca_set_open(&c->settings, c->clock, &c->cas, err));
     char db_path[1200];
-    TRY(file_path_join(db_path, sizeof(db_path), c->settings.state_dir, "controller.db", err));
-    /* SQLite would create it with the umask's mode, and gives its journal
-     * files the database's mode: made 0600 here, they all stay private. */
-    TRY(file_create_private_if_missing(db_path, err));
+    if (c->settings.store_url[0] != '\0') {
+        snprintf(db_path, sizeof(db_path), "%s", c->settings.store_url);
+    } else {
+        TRY(file_path_join(db_path, sizeof(db_path), c->settings.state_dir, "controller.db",
+                           err));
+        /* SQLite would create it with the umask's mode, and gives its journal
+         * files the database's mode: made 0600 here, they all stay private. */
+        TRY(file_create_private_if_missing(db_path, err));
+    }
     TRY(store_open(db_path, c->clock, &c->store, err));
     TRY(ctl_server_start(c, err));
     TRY(federation_start(c, err));

@@ -15,8 +15,10 @@ PREFIX="$DEPS/wolfssl"
 
 # libwolfssl-dev: only for `make bench` (Debian's build, measured beside ours).
 # libcurl4-openssl-dev: the controller CLI's HTTP client for the admin API.
+# libpq-dev: the controller's PostgreSQL store (a cluster of controllers);
+# postgresql: the real server the store's tests start (initdb in a temp dir).
 PACKAGES=(build-essential pkg-config clang libclang-rt-14-dev
-  libev-dev libyaml-dev libsqlite3-dev sqlite3 libjansson-dev
+  libev-dev libyaml-dev libsqlite3-dev sqlite3 libjansson-dev libpq-dev postgresql
   libmicrohttpd-dev libcmocka-dev python3
   autoconf automake libtool dpkg-dev openssl stunnel4 curl
   iproute2 ca-certificates libwolfssl-dev libcurl4-openssl-dev systemd-container

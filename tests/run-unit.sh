@@ -10,7 +10,15 @@ failed=0
 binaries=0
 failed_names=()
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+# The store's tests run on SQLite and on a real PostgreSQL server.
+. "$(dirname "$0")/pg.sh"
+if pg_start; then
+  export ZTR_TEST_PG_URL_PREFIX="$PG_URL_PREFIX"
+else
+  echo "unit: PostgreSQL could not start; the store's PostgreSQL tests fail" >&2
+  export ZTR_TEST_PG_URL_PREFIX="unavailable"
+fi
+trap 'rm -f "$log"; pg_stop' EXIT
 for test in "$ROOT/$BUILD"/tests/test_*; do
   [ -x "$test" ] || continue
   name="$(basename "$test")"
@@ -18,8 +26,10 @@ for test in "$ROOT/$BUILD"/tests/test_*; do
   echo "== $name"
   "$test" 2>&1 | tee "$log"
   status=${PIPESTATUS[0]}
-  ok=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' "$log" | tail -1)
-  bad=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' "$log" | tail -1)
+  # A binary may run several groups (the store: SQLite, then PostgreSQL).
+  ok=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' "$log" | awk '{n += $1} END {print n + 0}')
+  bad=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' "$log" |
+    awk '{n += $1} END {if (NR) print n}')
   passed=$((passed + ${ok:-0}))
   failed=$((failed + ${bad:-0}))
   if [ "$status" -ne 0 ]; then

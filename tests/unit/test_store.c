@@ -1,26 +1,50 @@
-/* The controller's SQLite state store: schema and migrations, tokens and
- * atomic enrollment, node status, revocation, the allowlist, events. */
+/* The controller's state store: schema and migrations, tokens and atomic
+ * enrollment, node status, revocation, the allowlist, events — on SQLite,
+ * and the same tests (all but those about the SQLite file itself) on a
+ * real PostgreSQL server that tests/run-unit.sh starts (tests/pg.sh), each
+ * test on a database of its own. */
 #include "tests/unit/support.h"
 
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "controller/store.h"
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 9 /* the number of migrations in store_sqlite.c */
+#define CURRENT_SCHEMA 9 /* the number of SQLite migrations in store.c */
 
 struct fx {
     char *dir;
-    char *path;
+    char *path;            /* SQLite's file, or PostgreSQL's database URL */
+    char pg_name[64];      /* the PostgreSQL database of this test, "" on SQLite */
     struct ztr_clock clock;
     struct store *store;
 };
+
+/* PostgreSQL: "postgresql://ztr@127.0.0.1:PORT/" (tests/pg.sh). */
+static const char *pg_prefix;
+
+static void
+pg_admin(const char *sql)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%spostgres", pg_prefix);
+    PGconn *conn = PQconnectdb(url);
+    if (PQstatus(conn) != CONNECTION_OK)
+        fail_msg("postgres %s: %s", url, PQerrorMessage(conn));
+    PGresult *res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    PQclear(res);
+    PQfinish(conn);
+}
 
 static struct store *
 open_store(struct fx *f)
@@ -46,10 +70,36 @@ setup(void **state)
 }
 
 static int
+setup_pg(void **state)
+{
+    static unsigned serial;
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->dir = test_mkdtemp();
+    snprintf(f->pg_name, sizeof(f->pg_name), "ztr_test_%d_%u", (int)getpid(), ++serial);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->pg_name);
+    pg_admin(sql);
+    size_t len = strlen(pg_prefix) + strlen(f->pg_name) + 1;
+    f->path = malloc(len);
+    assert_non_null(f->path);
+    snprintf(f->path, len, "%s%s", pg_prefix, f->pg_name);
+    clock_manual_init(&f->clock, T0_MS);
+    f->store = open_store(f);
+    *state = f;
+    return 0;
+}
+
+static int
 teardown(void **state)
 {
     struct fx *f = *state;
     store_close(f->store);
+    if (f->pg_name[0] != '\0') {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "DROP DATABASE %s", f->pg_name);
+        pg_admin(sql);
+    }
     test_rmtree(f->dir);
     free(f->path);
     free(f->dir);
@@ -73,9 +123,34 @@ advance_s(struct fx *f, int64_t seconds)
 
 /* ---- raw SQLite, to look at or tamper with the file directly ---------------- */
 
+/* On PostgreSQL, path is the test database's URL. */
+static bool
+is_pg(const char *path)
+{
+    return strncmp(path, "postgresql://", 13) == 0;
+}
+
+static PGresult *
+pg_raw(const char *url, const char *sql)
+{
+    PGconn *conn = PQconnectdb(url);
+    if (PQstatus(conn) != CONNECTION_OK)
+        fail_msg("postgres %s: %s", url, PQerrorMessage(conn));
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType status = PQresultStatus(res);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    PQfinish(conn);
+    return res;
+}
+
 static void
 raw_exec(const char *path, const char *sql)
 {
+    if (is_pg(path)) {
+        PQclear(pg_raw(path, sql));
+        return;
+    }
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     char *msg = NULL;
@@ -92,6 +167,13 @@ raw_exec(const char *path, const char *sql)
 static int64_t
 raw_int(const char *path, const char *sql)
 {
+    if (is_pg(path)) {
+        PGresult *res = pg_raw(path, sql);
+        assert_true(PQntuples(res) >= 1);
+        int64_t value = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        return value;
+    }
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
@@ -106,6 +188,13 @@ raw_int(const char *path, const char *sql)
 static void
 raw_text(const char *path, const char *sql, char *out, size_t cap)
 {
+    if (is_pg(path)) {
+        PGresult *res = pg_raw(path, sql);
+        assert_true(PQntuples(res) >= 1);
+        snprintf(out, cap, "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return;
+    }
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
@@ -525,7 +614,7 @@ test_reopen_keeps_all_state(void **state)
     assert_int_equal(store_allowlist_version(f->store), version);
     assert_int_equal(events_of_kind(f, "enrolled"), 2);
     assert_int_equal(events_of_kind(f, "revoked"), 1);
-    assert_int_equal(store_schema_version(f->store), CURRENT_SCHEMA);
+    assert_int_equal(store_schema_version(f->store), f->pg_name[0] != '\0' ? 1 : CURRENT_SCHEMA);
 }
 
 /* ---- tokens --------------------------------------------------------------- */
@@ -1797,10 +1886,61 @@ test_event_prune_by_age_and_count_in_batches(void **state)
     assert_int_equal(all_events_count(f), 5);
 }
 
+static void
+test_pg_url_with_a_password_is_refused(void **state)
+{
+    (void)state;
+    struct ztr_clock clock;
+    clock_manual_init(&clock, T0_MS);
+    struct store *store = NULL;
+    struct ztr_err err = {0};
+    assert_int_equal(store_open("postgresql://ztr:hunter2@127.0.0.1:1/x", &clock, &store, &err),
+                     -1);
+    assert_non_null(strstr(err.msg, "must not hold a password"));
+    assert_null(strstr(err.msg, "hunter2"));
+}
+
+/* Every test but those about SQLite's file (its mode, WAL, migrations of
+ * files from older releases, in-memory use, bytes changed behind the
+ * store's back). */
+#define ENGINE_TESTS(T)                                                                     \
+    T(test_reopen_keeps_all_state), T(test_token_insert_get_list_delete),                   \
+        T(test_event_prune_by_age_and_count_in_batches),                                    \
+        T(test_token_with_existing_id_or_bad_fields_is_refused),                            \
+        T(test_enroll_creates_node_with_random_hex_id_and_event),                           \
+        T(test_enroll_uses_given_id_and_defaults_addresses_to_empty_array),                 \
+        T(test_enroll_consumes_one_use_each_until_used_up),                                 \
+        T(test_enroll_with_expired_token_writes_nothing),                                   \
+        T(test_enroll_with_unknown_or_deleted_token_is_not_found),                          \
+        T(test_single_use_token_on_two_handles_enrolls_exactly_once),                       \
+        T(test_single_use_token_raced_by_two_threads_enrolls_exactly_once),                 \
+        T(test_reenroll_same_name_keeps_id_and_takes_new_certificate),                      \
+        T(test_revoked_node_is_not_reenrolled_and_keeps_the_token_use),                     \
+        T(test_status_event_is_recorded_only_on_change),                                    \
+        T(test_touch_moves_last_seen_without_an_event),                                     \
+        T(test_sweep_marks_only_stale_online_nodes_offline),                                \
+        T(test_sweep_visitor_may_write_to_the_store), T(test_renew_records_renewal),        \
+        T(test_renew_previous_key_has_a_grace_then_is_superseded),                          \
+        T(test_renew_records_issue_and_renewal_times), T(test_heartbeats_are_saved_in_one_batch), \
+        T(test_admit_with_current_key_ends_the_grace), T(test_admit_binds_a_row_without_key), \
+        T(test_enroll_live_node_needs_a_replacing_token),                                   \
+        T(test_set_addresses_takes_json_arrays_and_objects),                                \
+        T(test_allowed_addresses_come_from_enrollment_or_the_operator),                     \
+        T(test_revoke_is_idempotent_and_bumps_allowlist_once),                              \
+        T(test_allow_and_deny_bump_version_only_on_change),                                 \
+        T(test_allow_of_unknown_resource_is_not_found),                                     \
+        T(test_resource_delete_cascades_grants_and_bumps_version),                          \
+        T(test_bindings_name_connectors_and_go_with_their_resource),                        \
+        T(test_resource_put_updates_description_and_keeps_created_at),                      \
+        T(test_events_list_oldest_first_after_id_with_limit),                               \
+        T(test_visitor_returning_nonzero_stops_the_listing),                                \
+        T(test_list_visitor_may_write_to_the_store),                                        \
+        T(test_values_longer_than_their_fields_are_refused_not_cut)
+
 int
 main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest sqlite_tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         T(test_new_database_gets_current_schema_in_wal_mode_private_to_owner),
         T(test_database_at_older_version_is_migrated_on_open),
@@ -1810,42 +1950,23 @@ main(void)
         T(test_open_in_missing_directory_fails_with_path),
         T(test_in_memory_database_works_for_callers_without_a_state_dir),
         T(test_close_checkpoints_the_wal_and_accepts_null),
-        T(test_reopen_keeps_all_state),
-        T(test_token_insert_get_list_delete),
-        T(test_event_prune_by_age_and_count_in_batches),
-        T(test_token_with_existing_id_or_bad_fields_is_refused),
-        T(test_enroll_creates_node_with_random_hex_id_and_event),
-        T(test_enroll_uses_given_id_and_defaults_addresses_to_empty_array),
-        T(test_enroll_consumes_one_use_each_until_used_up),
-        T(test_enroll_with_expired_token_writes_nothing),
-        T(test_enroll_with_unknown_or_deleted_token_is_not_found),
-        T(test_single_use_token_on_two_handles_enrolls_exactly_once),
-        T(test_single_use_token_raced_by_two_threads_enrolls_exactly_once),
-        T(test_reenroll_same_name_keeps_id_and_takes_new_certificate),
-        T(test_revoked_node_is_not_reenrolled_and_keeps_the_token_use),
-        T(test_status_event_is_recorded_only_on_change),
-        T(test_touch_moves_last_seen_without_an_event),
-        T(test_sweep_marks_only_stale_online_nodes_offline),
-        T(test_sweep_visitor_may_write_to_the_store),
-        T(test_renew_records_renewal), T(test_renew_previous_key_has_a_grace_then_is_superseded),
-        T(test_renew_records_issue_and_renewal_times), T(test_heartbeats_are_saved_in_one_batch),
         T(test_migration_to_6_backfills_last_renewal),
-        T(test_admit_with_current_key_ends_the_grace), T(test_admit_binds_a_row_without_key),
-        T(test_enroll_live_node_needs_a_replacing_token),
-        T(test_set_addresses_takes_json_arrays_and_objects),
-        T(test_allowed_addresses_come_from_enrollment_or_the_operator),
-        T(test_revoke_is_idempotent_and_bumps_allowlist_once),
-        T(test_allow_and_deny_bump_version_only_on_change),
-        T(test_allow_of_unknown_resource_is_not_found),
-        T(test_resource_delete_cascades_grants_and_bumps_version),
-        T(test_bindings_name_connectors_and_go_with_their_resource),
-        T(test_resource_put_updates_description_and_keeps_created_at),
-        T(test_events_list_oldest_first_after_id_with_limit),
-        T(test_visitor_returning_nonzero_stops_the_listing),
-        T(test_list_visitor_may_write_to_the_store),
-        T(test_values_longer_than_their_fields_are_refused_not_cut),
         T(test_oversized_value_written_behind_the_stores_back_is_an_error),
+        ENGINE_TESTS(T),
 #undef T
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);
+    pg_prefix = getenv("ZTR_TEST_PG_URL_PREFIX");
+    if (pg_prefix == NULL || pg_prefix[0] == '\0') {
+        /* Run alone: tests/run-unit.sh starts the server. */
+        printf("[  SKIPPED ] postgres: ZTR_TEST_PG_URL_PREFIX is not set\n");
+        return failed;
+    }
+    const struct CMUnitTest pg_tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup_pg, teardown)
+        ENGINE_TESTS(T),
+        T(test_pg_url_with_a_password_is_refused),
+#undef T
+    };
+    return failed + cmocka_run_group_tests_name("postgres", pg_tests, NULL, NULL);
 }

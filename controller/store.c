@@ -1,40 +1,142 @@
-/* The controller's state in SQLite; store.h is the contract.
+/* The controller's state; store.h is the contract. The SQL runs on SQLite
+ * (one machine) or PostgreSQL (a cluster of controllers) through db.h:
+ * each statement is written once, for both.
  *
- * One connection per store handle. Every write runs inside BEGIN IMMEDIATE,
- * which takes the write lock up front: a second writer (another handle or
- * process) then waits at BEGIN under busy_timeout, instead of reading first
- * and failing when it tries to upgrade, which WAL refuses once someone else
- * has committed in between (SQLITE_BUSY_SNAPSHOT, no retry).
- *
- * Every value reaches SQLite as a bound parameter. The only SQL built at run
- * time is `PRAGMA user_version = N`, whose N is this file's own counter. */
+ * Every value reaches the engine as a bound parameter. The only SQL built
+ * at run time is the engine's schema version statement, whose number is
+ * this file's own counter. */
 #include "controller/store.h"
+
+#include "controller/db.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
 
-#define BUSY_TIMEOUT_MS "5000" /* spliced into the PRAGMA */
 #define NODE_ID_BYTES 8
-#define SQL_IN_ERRORS 60 /* how much of a failing statement an error quotes */
 #define FIELD_SIZE(type, member) sizeof(((type *)0)->member)
 
 struct store {
-    sqlite3 *db;
+    struct db *db;
     const struct ztr_clock *clock;
 };
+
+/* PostgreSQL's whole schema as of SQLite's version 9, in its dialect:
+ * BIGINT for times, BYTEA for digests, JSON checked with jsonb. */
+#define PG_JSON_IS(col, types) "CHECK (jsonb_typeof(" col "::jsonb) IN (" types "))"
+#define PG_SCHEMA_1                                                                           \
+    "CREATE TABLE nodes ("                                                                    \
+    "  id TEXT PRIMARY KEY NOT NULL,"                                                         \
+    "  name TEXT NOT NULL,"                                                                   \
+    "  role TEXT NOT NULL CHECK (role IN ('connector', 'tunneler')),"                        \
+    "  spiffe_id TEXT NOT NULL UNIQUE,"                                                       \
+    "  addresses TEXT NOT NULL DEFAULT '[]' " PG_JSON_IS("addresses", "'array', 'object'") "," \
+    "  status INTEGER NOT NULL DEFAULT 0 CHECK (status IN (0, 1)),"                           \
+    "  revoked INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1)),"                         \
+    "  last_seen BIGINT NOT NULL DEFAULT 0,"                                                  \
+    "  cert_serial TEXT NOT NULL DEFAULT '',"                                                 \
+    "  cert_not_after BIGINT NOT NULL DEFAULT 0,"                                             \
+    "  enrolled_at BIGINT NOT NULL,"                                                          \
+    "  cert_key TEXT NOT NULL DEFAULT '',"                                                    \
+    "  prev_cert_serial TEXT NOT NULL DEFAULT '',"                                            \
+    "  prev_cert_key TEXT NOT NULL DEFAULT '',"                                               \
+    "  prev_cert_until BIGINT NOT NULL DEFAULT 0,"                                            \
+    "  allowed_addresses TEXT NOT NULL DEFAULT '[]' " PG_JSON_IS("allowed_addresses", "'array'") "," \
+    "  counters TEXT NOT NULL DEFAULT '{}' " PG_JSON_IS("counters", "'object'") ","           \
+    "  counters_at BIGINT NOT NULL DEFAULT 0,"                                                \
+    "  last_renewed_at BIGINT NOT NULL DEFAULT 0,"                                            \
+    "  UNIQUE (role, name));"                                                                 \
+    "CREATE TABLE tokens ("                                                                   \
+    "  id TEXT PRIMARY KEY NOT NULL,"                                                         \
+    "  digest BYTEA NOT NULL CHECK (length(digest) = 32),"                                    \
+    "  role TEXT NOT NULL CHECK (role IN ('connector', 'tunneler')),"                        \
+    "  name TEXT NOT NULL,"                                                                   \
+    "  name_is_prefix INTEGER NOT NULL CHECK (name_is_prefix IN (0, 1)),"                     \
+    "  uses_left INTEGER NOT NULL CHECK (uses_left >= 0),"                                    \
+    "  expires_at BIGINT NOT NULL,"                                                           \
+    "  created_at BIGINT NOT NULL,"                                                           \
+    "  replace_node INTEGER NOT NULL DEFAULT 0 CHECK (replace_node IN (0, 1)),"               \
+    "  addresses TEXT NOT NULL DEFAULT '[]' " PG_JSON_IS("addresses", "'array'") ");"         \
+    "CREATE TABLE resources ("                                                                \
+    "  name TEXT PRIMARY KEY NOT NULL,"                                                       \
+    "  description TEXT NOT NULL DEFAULT '',"                                                 \
+    "  created_at BIGINT NOT NULL);"                                                          \
+    "CREATE TABLE grants ("                                                                   \
+    "  tunneler TEXT NOT NULL,"                                                               \
+    "  resource TEXT NOT NULL REFERENCES resources(name) ON DELETE CASCADE,"                  \
+    "  created_at BIGINT NOT NULL,"                                                           \
+    "  PRIMARY KEY (tunneler, resource));"                                                    \
+    "CREATE TABLE revocations ("                                                              \
+    "  id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"                               \
+    "  node_id TEXT NOT NULL REFERENCES nodes(id),"                                           \
+    "  serial TEXT NOT NULL,"                                                                 \
+    "  reason TEXT NOT NULL,"                                                                 \
+    "  at BIGINT NOT NULL);"                                                                  \
+    "CREATE TABLE events ("                                                                   \
+    "  id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"                               \
+    "  at BIGINT NOT NULL,"                                                                   \
+    "  kind TEXT NOT NULL,"                                                                   \
+    "  node_id TEXT,"                                                                         \
+    "  detail TEXT NOT NULL DEFAULT '',"                                                      \
+    "  source TEXT NOT NULL DEFAULT '');"                                                     \
+    "CREATE TABLE certificates ("                                                             \
+    "  node_id TEXT NOT NULL REFERENCES nodes(id),"                                           \
+    "  serial TEXT NOT NULL,"                                                                 \
+    "  key TEXT NOT NULL,"                                                                    \
+    "  issued_at BIGINT NOT NULL,"                                                            \
+    "  PRIMARY KEY (node_id, serial));"                                                       \
+    "CREATE TABLE resource_connectors ("                                                      \
+    "  resource TEXT NOT NULL REFERENCES resources(name) ON DELETE CASCADE,"                  \
+    "  connector_name TEXT NOT NULL,"                                                         \
+    "  created_at BIGINT NOT NULL,"                                                           \
+    "  PRIMARY KEY (resource, connector_name));"                                              \
+    "CREATE TABLE peers ("                                                                    \
+    "  id TEXT PRIMARY KEY NOT NULL,"                                                         \
+    "  name TEXT NOT NULL,"                                                                   \
+    "  trust_domain TEXT NOT NULL DEFAULT '',"                                                \
+    "  url TEXT NOT NULL DEFAULT '',"                                                         \
+    "  direction TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),"                \
+    "  state TEXT NOT NULL CHECK (state IN ('proposed', 'accepted', 'enrolled', 'active',"    \
+    "    'degraded', 'suspended', 'revoked')),"                                               \
+    "  token_digest BYTEA,"                                                                   \
+    "  token_expires_at BIGINT NOT NULL DEFAULT 0,"                                           \
+    "  bundle TEXT NOT NULL DEFAULT '',"                                                      \
+    "  bundle_version BIGINT NOT NULL DEFAULT 0,"                                             \
+    "  last_heartbeat_at BIGINT NOT NULL DEFAULT 0,"                                          \
+    "  reason TEXT NOT NULL DEFAULT '',"                                                      \
+    "  resume_state TEXT NOT NULL DEFAULT '',"                                                \
+    "  created_at BIGINT NOT NULL,"                                                           \
+    "  updated_at BIGINT NOT NULL,"                                                           \
+    "  remote_grants TEXT NOT NULL DEFAULT '[]' " PG_JSON_IS("remote_grants", "'array'") ");" \
+    "CREATE TABLE fed_grants ("                                                               \
+    "  id TEXT PRIMARY KEY NOT NULL,"                                                         \
+    "  peer_id TEXT NOT NULL REFERENCES peers(id),"                                           \
+    "  resource TEXT NOT NULL REFERENCES resources(name) ON DELETE CASCADE,"                  \
+    "  tunneler TEXT NOT NULL,"                                                               \
+    "  source_cidrs TEXT NOT NULL DEFAULT '[]' " PG_JSON_IS("source_cidrs", "'array'") ","   \
+    "  expires_at BIGINT NOT NULL DEFAULT 0,"                                                 \
+    "  created_at BIGINT NOT NULL);"                                                          \
+    "CREATE INDEX nodes_by_status ON nodes (status, last_seen);"                              \
+    "CREATE INDEX grants_by_resource ON grants (resource);"                                   \
+    "CREATE INDEX revocations_by_node ON revocations (node_id);"                              \
+    "CREATE INDEX certificates_by_key ON certificates (node_id, key);"                        \
+    "CREATE INDEX events_by_node ON events (node_id, id);"                                    \
+    "CREATE INDEX events_by_source ON events (source, id);"                                   \
+    "CREATE UNIQUE INDEX peers_by_name ON peers (name) WHERE state <> 'revoked';"             \
+    "CREATE UNIQUE INDEX peers_by_trust_domain ON peers (trust_domain)"                       \
+    "  WHERE state <> 'revoked' AND trust_domain <> '';"                                      \
+    "CREATE UNIQUE INDEX fed_grants_scope ON fed_grants (peer_id, resource, tunneler);"
 
 /* ---- schema --------------------------------------------------------------
  * migrations[i] takes user_version i to i + 1, in one transaction. Append
  * only: a released entry never changes, since databases in the field have
  * already run it. */
-static const char *const migrations[] = {
+static const char *const sqlite_migrations[] = {
     /* 1: the tables. */
     "CREATE TABLE nodes ("
     "  id TEXT PRIMARY KEY NOT NULL,"
@@ -202,149 +304,69 @@ static const char *const migrations[] = {
     "  CHECK (json_valid(remote_grants) AND json_type(remote_grants) = 'array');",
 };
 
-#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+#define SQLITE_SCHEMA_VERSION ((int)(sizeof(sqlite_migrations) / sizeof(sqlite_migrations[0])))
+
+/* PostgreSQL's schema starts where SQLite's reached when it was added
+ * (version 9 there): one migration creates it; later changes append a
+ * step to both lists. Integers are BIGINT (Unix seconds, milliseconds). */
+static const char *const pg_migrations[] = {
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY,"
+    "  value BIGINT NOT NULL);"
+    "INSERT INTO meta (key, value) VALUES ('allowlist_version', 1);"
+    PG_SCHEMA_1
+};
+
+#define PG_SCHEMA_VERSION ((int)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
 
 /* ---- statements with bound arguments -------------------------------------- */
 
-enum arg_kind { ARG_TEXT, ARG_INT, ARG_BLOB };
-
-struct sql_arg {
-    enum arg_kind kind;
-    const char *text; /* NULL binds SQL NULL */
-    int64_t num;
-    const void *blob;
-    int blob_len;
-};
-
-#define TEXT_ARG(v) {.kind = ARG_TEXT, .text = (v)}
-#define INT_ARG(v) {.kind = ARG_INT, .num = (v)}
-#define BLOB_ARG(p, n) {.kind = ARG_BLOB, .blob = (p), .blob_len = (n)}
-/* Expands to the two parameters `args, count`. */
-#define ARGS(...)                                \
-    (const struct sql_arg[]){__VA_ARGS__},       \
-        sizeof((const struct sql_arg[]){__VA_ARGS__}) / sizeof(struct sql_arg)
-#define NO_ARGS NULL, 0
-
 static int
-db_fail(struct store *s, const char *sql, struct ztr_err *err)
+stmt_open(struct store *s, const char *sql, const struct db_arg *args, size_t count,
+          struct db_rows **out, struct ztr_err *err)
 {
-    int rc = sqlite3_extended_errcode(s->db);
-    int code;
-    switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT:
-        code = ZTR_E_INVALID;
-        break;
-    case SQLITE_NOMEM:
-        code = ZTR_E_NOMEM;
-        break;
-    case SQLITE_TOOBIG:
-        code = ZTR_E_LIMIT;
-        break;
-    default:
-        code = ZTR_E_IO;
-        break;
-    }
-    return ztr_err_set(err, code, "sqlite: %s (in \"%.*s\")", sqlite3_errmsg(s->db),
-                       SQL_IN_ERRORS, sql != NULL ? sql : "");
-}
-
-static int
-bind_arg(sqlite3_stmt *st, int index, const struct sql_arg *arg)
-{
-    switch (arg->kind) {
-    case ARG_TEXT:
-        return sqlite3_bind_text(st, index, arg->text, -1, SQLITE_TRANSIENT);
-    case ARG_INT:
-        return sqlite3_bind_int64(st, index, arg->num);
-    case ARG_BLOB:
-        return sqlite3_bind_blob(st, index, arg->blob, arg->blob_len, SQLITE_TRANSIENT);
-    }
-    return SQLITE_MISUSE;
-}
-
-static int
-stmt_open(struct store *s, const char *sql, const struct sql_arg *args, size_t count,
-          sqlite3_stmt **out, struct ztr_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return db_fail(s, sql, err);
-    for (size_t i = 0; i < count; i++) {
-        if (bind_arg(st, (int)i + 1, &args[i]) != SQLITE_OK) {
-            db_fail(s, sql, err);
-            sqlite3_finalize(st);
-            return -1;
-        }
-    }
-    *out = st;
-    return 0;
+    return db_query(s->db, sql, args, count, out, err);
 }
 
 /* 1: a row is ready, 0: done, -1: error. */
 static int
-stmt_step(struct store *s, sqlite3_stmt *st, struct ztr_err *err)
+stmt_step(struct store *s, struct db_rows *st, struct ztr_err *err)
 {
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return db_fail(s, sqlite3_sql(st), err);
+    (void)s;
+    return db_next(st, err);
 }
 
 /* Runs a statement for its effect; *changes (optional) gets the row count. */
 static int
-stmt_exec(struct store *s, const char *sql, const struct sql_arg *args, size_t count,
+stmt_exec(struct store *s, const char *sql, const struct db_arg *args, size_t count,
           int *changes, struct ztr_err *err)
 {
-    sqlite3_stmt *st;
-    TRY(stmt_open(s, sql, args, count, &st, err));
-    int rc = stmt_step(s, st, err);
-    sqlite3_finalize(st);
-    if (rc < 0)
-        return -1;
+    int64_t n = 0;
+    TRY(db_exec(s->db, sql, args, count, &n, err));
     if (changes != NULL)
-        *changes = sqlite3_changes(s->db);
+        *changes = (int)n;
     return 0;
 }
 
 /* The first column of the first row: 1 found, 0 no row, -1 error. */
 static int
-query_int(struct store *s, const char *sql, const struct sql_arg *args, size_t count,
+query_int(struct store *s, const char *sql, const struct db_arg *args, size_t count,
           int64_t *out, struct ztr_err *err)
 {
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, sql, args, count, &st, err));
     int rc = stmt_step(s, st, err);
     if (rc == 1)
-        *out = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+        *out = db_int(st, 0);
+    db_rows_close(st);
     return rc;
 }
 
-static int
-query_text(struct store *s, const char *sql, char *out, size_t cap, struct ztr_err *err)
-{
-    sqlite3_stmt *st;
-    TRY(stmt_open(s, sql, NO_ARGS, &st, err));
-    int rc = stmt_step(s, st, err);
-    if (rc == 1) {
-        const unsigned char *text = sqlite3_column_text(st, 0);
-        snprintf(out, cap, "%s", text != NULL ? (const char *)text : "");
-    } else if (rc == 0) {
-        rc = ztr_err_set(err, ZTR_E_IO, "sqlite: \"%s\" returned nothing", sql);
-    }
-    sqlite3_finalize(st);
-    return rc < 0 ? -1 : 0;
-}
-
 /* Calls each() per row; each() returns 0 to go on, 1 to stop, -1 on error.
- * Rows are handed out while the statement is still open (no copy of the
- * whole table); a visitor may still read and write through the same store,
- * as SQLite lets one connection write while it reads. */
+ * A visitor may read and write through the same store. */
 static int
-for_each_row(struct store *s, sqlite3_stmt *st,
-             int (*each)(sqlite3_stmt *st, void *ctx, struct ztr_err *err), void *ctx,
+for_each_row(struct store *s, struct db_rows *st,
+             int (*each)(struct db_rows *st, void *ctx, struct ztr_err *err), void *ctx,
              struct ztr_err *err)
 {
     int rc;
@@ -355,7 +377,7 @@ for_each_row(struct store *s, sqlite3_stmt *st,
             break;
         }
     }
-    sqlite3_finalize(st);
+    db_rows_close(st);
     return rc < 0 ? -1 : 0;
 }
 
@@ -365,23 +387,20 @@ for_each_row(struct store *s, sqlite3_stmt *st,
 static int
 tx_abort(struct store *s)
 {
-    /* Some errors (SQLITE_FULL, ...) already rolled back; a second ROLLBACK
-     * would only add an error of its own. */
-    if (!sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    db_rollback(s->db);
     return -1;
 }
 
-/* Runs body inside BEGIN IMMEDIATE ... COMMIT; any failure rolls back, so a
- * body may return -1 from anywhere with err filled. */
+/* Runs body inside a write transaction; any failure rolls back, so a body
+ * may return -1 from anywhere with err filled. */
 static int
 in_tx(struct store *s, int (*body)(struct store *s, void *ctx, struct ztr_err *err), void *ctx,
       struct ztr_err *err)
 {
-    TRY(stmt_exec(s, "BEGIN IMMEDIATE", NO_ARGS, NULL, err));
+    TRY(db_begin(s->db, err));
     if (body(s, ctx, err) != 0)
         return tx_abort(s);
-    if (stmt_exec(s, "COMMIT", NO_ARGS, NULL, err) != 0)
+    if (db_commit(s->db, err) != 0)
         return tx_abort(s);
     return 0;
 }
@@ -426,20 +445,20 @@ or_empty(const char *text)
 /* Copies a text column into a record field; NULL reads as "". A stored value
  * that does not fit (written by something else) is an error, not a cut. */
 static int
-col_text(sqlite3_stmt *st, int col, char *dst, size_t cap, struct ztr_err *err)
+col_text(struct db_rows *st, int col, char *dst, size_t cap, struct ztr_err *err)
 {
-    const unsigned char *text = sqlite3_column_text(st, col);
-    size_t len = (size_t)sqlite3_column_bytes(st, col);
+    const char *text = db_text(st, col);
+    size_t len = db_text_len(st, col);
     if (text == NULL) {
         dst[0] = '\0';
-        if (sqlite3_column_type(st, col) != SQLITE_NULL)
-            return ztr_err_set(err, ZTR_E_NOMEM, "sqlite: out of memory reading %s",
-                               sqlite3_column_name(st, col));
+        if (!db_is_null(st, col))
+            return ztr_err_set(err, ZTR_E_NOMEM, "out of memory reading %s",
+                               db_column_name(st, col));
         return 0;
     }
     if (len >= cap)
         return ztr_err_set(err, ZTR_E_LIMIT, "stored %s is longer than %zu bytes",
-                           sqlite3_column_name(st, col), cap - 1);
+                           db_column_name(st, col), cap - 1);
     memcpy(dst, text, len);
     dst[len] = '\0';
     return 0;
@@ -469,42 +488,33 @@ random_hex_id(char *out, size_t cap, struct ztr_err *err)
 
 /* ---- opening -------------------------------------------------------------- */
 
-static bool
-in_memory(const char *path)
+static const char *const *
+migrations_of(const struct store *s, int *count)
 {
-    return path[0] == '\0' || strcmp(path, ":memory:") == 0;
-}
-
-/* Creates the file 0600 before SQLite would create it 0644 (less umask): it
- * holds token digests and the node inventory, and the -wal and -shm files
- * SQLite makes later copy the database file's mode. */
-static int
-create_private(const char *path, struct ztr_err *err)
-{
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return ztr_err_set(err, ZTR_E_IO, "open: %s", strerror(errno));
-    close(fd);
-    return 0;
+    if (db_engine(s->db) == DB_POSTGRES) {
+        *count = PG_SCHEMA_VERSION;
+        return pg_migrations;
+    }
+    *count = SQLITE_SCHEMA_VERSION;
+    return sqlite_migrations;
 }
 
 static int
 schema_version(struct store *s, int64_t *version, struct ztr_err *err)
 {
-    int rc = query_int(s, "PRAGMA user_version", NO_ARGS, version, err);
-    if (rc == 0)
-        return ztr_err_set(err, ZTR_E_IO, "sqlite: PRAGMA user_version returned nothing");
-    return rc < 0 ? -1 : 0;
+    return db_schema_version(s->db, version, err);
 }
 
 static int
-check_known_version(int64_t version, struct ztr_err *err)
+check_known_version(const struct store *s, int64_t version, struct ztr_err *err)
 {
-    if (version > SCHEMA_VERSION)
+    int current;
+    migrations_of(s, &current);
+    if (version > current)
         return ztr_err_set(err, ZTR_E_INVALID,
                            "schema version %lld is newer than this controller supports "
                            "(%d); refusing to open it (run a newer controller)",
-                           (long long)version, SCHEMA_VERSION);
+                           (long long)version, current);
     if (version < 0)
         return ztr_err_set(err, ZTR_E_INVALID, "schema version %lld is not valid",
                            (long long)version);
@@ -512,30 +522,26 @@ check_known_version(int64_t version, struct ztr_err *err)
 }
 
 /* One migration step, or *done when the schema is current. The version is
- * read again under the write lock: another process may have migrated the
- * file since we looked. */
+ * read again under the lock: another controller may have migrated since
+ * we looked. */
 static int
 migrate_step(struct store *s, void *ctx, struct ztr_err *err)
 {
     bool *done = ctx;
+    int current;
+    const char *const *migrations = migrations_of(s, &current);
+    TRY(db_lock_schema(s->db, err));
     int64_t version;
     TRY(schema_version(s, &version, err));
-    TRY(check_known_version(version, err));
-    if (version == SCHEMA_VERSION) {
+    TRY(check_known_version(s, version, err));
+    if (version == current) {
         *done = true;
         return 0;
     }
-    char *msg = NULL;
-    if (sqlite3_exec(s->db, migrations[version], NULL, NULL, &msg) != SQLITE_OK) {
-        ztr_err_set(err, ZTR_E_IO, "migration to schema version %lld failed: %s",
-                    (long long)version + 1, msg != NULL ? msg : sqlite3_errmsg(s->db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    /* PRAGMA takes no bound parameters; the number is ours, not input. */
-    char sql[48];
-    snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)version + 1);
-    return stmt_exec(s, sql, NO_ARGS, NULL, err);
+    if (db_exec_script(s->db, migrations[version], err) != 0)
+        return ztr_err_wrap(err, "migration to schema version %lld failed",
+                            (long long)version + 1);
+    return db_set_schema_version(s->db, version + 1, err);
 }
 
 static int
@@ -547,35 +553,6 @@ migrate(struct store *s, struct ztr_err *err)
     return 0;
 }
 
-static int
-configure(struct store *s, const char *path, struct ztr_err *err)
-{
-    /* Waits out another writer's transaction instead of failing at once. */
-    TRY(stmt_exec(s, "PRAGMA busy_timeout = " BUSY_TIMEOUT_MS, NO_ARGS, NULL, err));
-    /* Refuse a newer schema before anything below writes to the file. */
-    int64_t version;
-    TRY(schema_version(s, &version, err));
-    TRY(check_known_version(version, err));
-
-    char mode[16];
-    TRY(query_text(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err));
-    if (strcmp(mode, "wal") != 0 && !(in_memory(path) && strcmp(mode, "memory") == 0))
-        return ztr_err_set(err, ZTR_E_IO, "cannot switch to WAL mode (journal mode is %s)",
-                           mode);
-    /* With WAL, NORMAL only risks the last commits on power loss, never
-     * corruption; FULL would fsync on every heartbeat. */
-    TRY(stmt_exec(s, "PRAGMA synchronous = NORMAL", NO_ARGS, NULL, err));
-    /* Per connection, and silently ignored by builds without foreign key
-     * support: check that it took. */
-    TRY(stmt_exec(s, "PRAGMA foreign_keys = ON", NO_ARGS, NULL, err));
-    int64_t on = 0;
-    if (query_int(s, "PRAGMA foreign_keys", NO_ARGS, &on, err) < 0)
-        return -1;
-    if (on != 1)
-        return ztr_err_set(err, ZTR_E_IO, "this SQLite does not enforce foreign keys");
-    return 0;
-}
-
 int
 store_open(const char *path, const struct ztr_clock *clock, struct store **out,
            struct ztr_err *err)
@@ -583,27 +560,23 @@ store_open(const char *path, const struct ztr_clock *clock, struct store **out,
     *out = NULL;
     if (path == NULL || clock == NULL)
         return ztr_err_set(err, ZTR_E_INVALID, "store_open: path and clock are required");
-    if (!in_memory(path) && create_private(path, err) != 0)
-        return ztr_err_wrap(err, "state database %s", path);
     struct store *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     s->clock = clock;
-    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    if (rc != SQLITE_OK) {
-        ztr_err_set(err, rc == SQLITE_NOMEM ? ZTR_E_NOMEM : ZTR_E_IO, "sqlite: %s",
-                    s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-        goto fail;
+    int64_t version;
+    /* A newer schema is refused before anything writes to the database. */
+    if (db_open(path, &s->db, err) != 0 || schema_version(s, &version, err) != 0 ||
+        check_known_version(s, version, err) != 0 || db_configure(s->db, err) != 0 ||
+        migrate(s, err) != 0) {
+        db_close(s->db);
+        free(s);
+        char shown[512];
+        db_url_redacted(path, shown, sizeof(shown));
+        return ztr_err_wrap(err, "state database %s", shown);
     }
-    sqlite3_extended_result_codes(s->db, 1);
-    if (configure(s, path, err) != 0 || migrate(s, err) != 0)
-        goto fail;
     *out = s;
     return 0;
-fail:
-    sqlite3_close_v2(s->db);
-    free(s);
-    return ztr_err_wrap(err, "state database %s", path);
 }
 
 void
@@ -611,11 +584,7 @@ store_close(struct store *s)
 {
     if (s == NULL)
         return;
-    /* Folds the WAL back into the database so that at rest the state is the
-     * one file (what a backup that copies only it would expect). Best
-     * effort: a reader on another handle may keep part of the WAL alive. */
-    sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
-    sqlite3_close_v2(s->db);
+    db_close(s->db);
     free(s);
 }
 
@@ -741,11 +710,11 @@ store_event_prune(struct store *s, int64_t before, uint64_t keep, size_t batch, 
 }
 
 static int
-read_event(sqlite3_stmt *st, struct store_event *e, struct ztr_err *err)
+read_event(struct db_rows *st, struct store_event *e, struct ztr_err *err)
 {
     memset(e, 0, sizeof(*e));
-    e->id = sqlite3_column_int64(st, 0);
-    e->at = sqlite3_column_int64(st, 1);
+    e->id = db_int(st, 0);
+    e->at = db_int(st, 1);
     if (col_text(st, 2, e->kind, sizeof(e->kind), err) != 0 ||
         col_text(st, 3, e->node_id, sizeof(e->node_id), err) != 0 ||
         col_text(st, 4, e->detail, sizeof(e->detail), err) != 0 ||
@@ -760,7 +729,7 @@ struct event_visit {
 };
 
 static int
-each_event(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+each_event(struct db_rows *st, void *ctx, struct ztr_err *err)
 {
     struct event_visit *v = ctx;
     struct store_event e;
@@ -791,7 +760,7 @@ store_event_query(struct store *s, const struct store_event_filter *filter,
     if (filter->limit == 0 || visit == NULL)
         return 0;
     int64_t bounded = filter->limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)filter->limit;
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s,
                   filter->newest_first ? EVENT_QUERY "ORDER BY id DESC LIMIT ?7"
                                        : EVENT_QUERY "ORDER BY id LIMIT ?7",
@@ -818,24 +787,25 @@ addresses_or_empty(const char *addresses)
     "replace_node, addresses FROM tokens "
 
 static int
-read_token(sqlite3_stmt *st, struct store_token *t, struct ztr_err *err)
+read_token(struct db_rows *st, struct store_token *t, struct ztr_err *err)
 {
     memset(t, 0, sizeof(*t));
     if (col_text(st, 0, t->id, sizeof(t->id), err) != 0)
         return -1;
-    const void *digest = sqlite3_column_blob(st, 1);
-    if (digest == NULL || sqlite3_column_bytes(st, 1) != (int)sizeof(t->digest))
+    size_t digest_len = 0;
+    const void *digest = db_blob(st, 1, &digest_len);
+    if (digest == NULL || digest_len != sizeof(t->digest))
         return ztr_err_set(err, ZTR_E_INVALID, "stored digest of token %s is not %zu bytes",
                            t->id, sizeof(t->digest));
     memcpy(t->digest, digest, sizeof(t->digest));
     if (col_text(st, 2, t->role, sizeof(t->role), err) != 0 ||
         col_text(st, 3, t->name, sizeof(t->name), err) != 0)
         return -1;
-    t->name_is_prefix = sqlite3_column_int(st, 4) != 0;
-    t->uses_left = sqlite3_column_int64(st, 5);
-    t->expires_at = sqlite3_column_int64(st, 6);
-    t->created_at = sqlite3_column_int64(st, 7);
-    t->replace = sqlite3_column_int(st, 8) != 0;
+    t->name_is_prefix = db_int(st, 4) != 0;
+    t->uses_left = db_int(st, 5);
+    t->expires_at = db_int(st, 6);
+    t->created_at = db_int(st, 7);
+    t->replace = db_int(st, 8) != 0;
     return col_text(st, 9, t->addresses, sizeof(t->addresses), err);
 }
 
@@ -881,12 +851,12 @@ int
 store_token_get(struct store *s, const char *id, struct store_token *out, struct ztr_err *err)
 {
     TRY(check_text("token id", id, STORE_ID_MAX, true, err));
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, TOKEN_SELECT "WHERE id = ?", ARGS(TEXT_ARG(id)), &st, err));
     int rc = stmt_step(s, st, err);
     if (rc == 1)
         rc = read_token(st, out, err) == 0 ? 1 : -1;
-    sqlite3_finalize(st);
+    db_rows_close(st);
     if (rc == 0)
         return ztr_err_set(err, ZTR_E_NOT_FOUND, "token %s not found", id);
     return rc < 0 ? -1 : 0;
@@ -916,7 +886,7 @@ struct token_visit {
 };
 
 static int
-each_token(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+each_token(struct db_rows *st, void *ctx, struct ztr_err *err)
 {
     struct token_visit *v = ctx;
     struct store_token t;
@@ -930,7 +900,7 @@ store_token_list(struct store *s, int (*visit)(void *ctx, const struct store_tok
 {
     if (visit == NULL)
         return 0;
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, TOKEN_SELECT "ORDER BY created_at, id", NO_ARGS, &st, err));
     struct token_visit v = {visit, ctx};
     return for_each_row(s, st, each_token, &v, err);
@@ -949,7 +919,7 @@ store_token_list(struct store *s, int (*visit)(void *ctx, const struct store_tok
     "FROM nodes "
 
 static int
-read_node(sqlite3_stmt *st, struct store_node *n, struct ztr_err *err)
+read_node(struct db_rows *st, struct store_node *n, struct ztr_err *err)
 {
     memset(n, 0, sizeof(*n));
     if (col_text(st, 0, n->id, sizeof(n->id), err) != 0 ||
@@ -964,29 +934,29 @@ read_node(sqlite3_stmt *st, struct store_node *n, struct ztr_err *err)
         col_text(st, 15, n->allowed_addresses, sizeof(n->allowed_addresses), err) != 0 ||
         col_text(st, 16, n->counters, sizeof(n->counters), err) != 0)
         return -1;
-    n->counters_at = sqlite3_column_int64(st, 17);
-    n->last_renewed_at = sqlite3_column_int64(st, 18);
-    n->cert_issued_at = sqlite3_column_int64(st, 19); /* NULL (no history) reads as 0 */
-    n->prev_cert_until = sqlite3_column_int64(st, 14);
-    n->status = sqlite3_column_int(st, 5) == STORE_ONLINE ? STORE_ONLINE : STORE_OFFLINE;
-    n->revoked = sqlite3_column_int(st, 6) != 0;
-    n->last_seen = sqlite3_column_int64(st, 7);
-    n->cert_not_after = sqlite3_column_int64(st, 9);
-    n->enrolled_at = sqlite3_column_int64(st, 10);
+    n->counters_at = db_int(st, 17);
+    n->last_renewed_at = db_int(st, 18);
+    n->cert_issued_at = db_int(st, 19); /* NULL (no history) reads as 0 */
+    n->prev_cert_until = db_int(st, 14);
+    n->status = db_int(st, 5) == STORE_ONLINE ? STORE_ONLINE : STORE_OFFLINE;
+    n->revoked = db_int(st, 6) != 0;
+    n->last_seen = db_int(st, 7);
+    n->cert_not_after = db_int(st, 9);
+    n->enrolled_at = db_int(st, 10);
     return 0;
 }
 
 /* One node by the query's WHERE: 1 found, 0 none, -1 error. */
 static int
-node_fetch(struct store *s, const char *sql, const struct sql_arg *args, size_t count,
+node_fetch(struct store *s, const char *sql, const struct db_arg *args, size_t count,
            struct store_node *out, struct ztr_err *err)
 {
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, sql, args, count, &st, err));
     int rc = stmt_step(s, st, err);
     if (rc == 1 && read_node(st, out, err) != 0)
         rc = -1;
-    sqlite3_finalize(st);
+    db_rows_close(st);
     return rc;
 }
 
@@ -1043,8 +1013,9 @@ record_cert(struct store *s, const char *id, const char *serial, const char *key
     if (serial[0] == '\0' || key[0] == '\0')
         return 0;
     return stmt_exec(s,
-                     "INSERT OR REPLACE INTO certificates (node_id, serial, key, issued_at) "
-                     "VALUES (?, ?, ?, ?)",
+                     "INSERT INTO certificates (node_id, serial, key, issued_at) "
+                     "VALUES (?, ?, ?, ?) ON CONFLICT (node_id, serial) DO UPDATE SET "
+                     "key = excluded.key, issued_at = excluded.issued_at",
                      ARGS(TEXT_ARG(id), TEXT_ARG(serial), TEXT_ARG(key), INT_ARG(now_s(s))),
                      NULL, err);
 }
@@ -1177,7 +1148,7 @@ struct node_visit {
 };
 
 static int
-each_node(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+each_node(struct db_rows *st, void *ctx, struct ztr_err *err)
 {
     struct node_visit *v = ctx;
     struct store_node n;
@@ -1191,7 +1162,7 @@ store_node_list(struct store *s, int (*visit)(void *ctx, const struct store_node
 {
     if (visit == NULL)
         return 0;
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, NODE_SELECT "ORDER BY role, name", NO_ARGS, &st, err));
     struct node_visit v = {visit, ctx};
     return for_each_row(s, st, each_node, &v, err);
@@ -1296,7 +1267,7 @@ struct sweep_job {
 };
 
 static int
-collect_node(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+collect_node(struct db_rows *st, void *ctx, struct ztr_err *err)
 {
     struct sweep_job *job = ctx;
     if (job->count == job->cap) {
@@ -1316,7 +1287,7 @@ static int
 sweep_body(struct store *s, void *ctx, struct ztr_err *err)
 {
     struct sweep_job *job = ctx;
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, NODE_SELECT "WHERE status = 1 AND last_seen < ? ORDER BY id",
                   ARGS(INT_ARG(job->cutoff)), &st, err));
     TRY(for_each_row(s, st, collect_node, job, err));
@@ -1357,33 +1328,21 @@ static int
 heartbeats_body(struct store *s, void *ctx, struct ztr_err *err)
 {
     struct heartbeats_job *job = ctx;
-    sqlite3_stmt *st;
-    /* One statement for the whole batch: what makes many rows one cheap
-     * commit instead of one commit each. */
-    TRY(stmt_open(s,
-                  "UPDATE nodes SET last_seen = max(last_seen, ?1), "
-                  "counters = CASE WHEN ?2 = '' THEN counters ELSE ?2 END, "
-                  "counters_at = CASE WHEN ?2 = '' THEN counters_at ELSE ?3 END WHERE id = ?4",
-                  NO_ARGS, &st, err));
     job->written = 0;
     for (size_t i = 0; i < job->count; i++) {
         const struct store_heartbeat *b = &job->beats[i];
-        sqlite3_reset(st);
-        if (sqlite3_bind_int64(st, 1, b->last_seen) != SQLITE_OK ||
-            sqlite3_bind_text(st, 2, b->counters, -1, SQLITE_STATIC) != SQLITE_OK ||
-            sqlite3_bind_int64(st, 3, b->counters_at) != SQLITE_OK ||
-            sqlite3_bind_text(st, 4, b->id, -1, SQLITE_STATIC) != SQLITE_OK) {
-            db_fail(s, sqlite3_sql(st), err);
-            sqlite3_finalize(st);
-            return -1;
-        }
-        if (stmt_step(s, st, err) < 0) {
-            sqlite3_finalize(st);
-            return -1;
-        }
-        job->written += (size_t)sqlite3_changes(s->db);
+        int64_t changes = 0;
+        /* All rows of the batch in one transaction: one commit, not one each. */
+        TRY(db_exec(s->db,
+                    "UPDATE nodes SET last_seen = CASE WHEN last_seen > ?1 THEN last_seen "
+                    "ELSE ?1 END, "
+                    "counters = CASE WHEN ?2 = '' THEN counters ELSE ?2 END, "
+                    "counters_at = CASE WHEN ?2 = '' THEN counters_at ELSE ?3 END WHERE id = ?4",
+                    ARGS(INT_ARG(b->last_seen), TEXT_ARG(b->counters), INT_ARG(b->counters_at),
+                         TEXT_ARG(b->id)),
+                    &changes, err));
+        job->written += (size_t)changes;
     }
-    sqlite3_finalize(st);
     return 0;
 }
 
@@ -1425,7 +1384,7 @@ classify_key(struct store *s, const struct store_node *node, const char *key,
         return 0;
     }
     out->state = STORE_CERT_SUPERSEDED;
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s,
                   "SELECT serial FROM certificates WHERE node_id = ? AND key = ? "
                   "ORDER BY issued_at DESC LIMIT 1",
@@ -1433,7 +1392,7 @@ classify_key(struct store *s, const struct store_node *node, const char *key,
     int rc = stmt_step(s, st, err);
     if (rc == 1)
         rc = col_text(st, 0, out->serial, sizeof(out->serial), err) == 0 ? 1 : -1;
-    sqlite3_finalize(st);
+    db_rows_close(st);
     return rc < 0 ? -1 : 0;
 }
 
@@ -1708,7 +1667,7 @@ struct resource_visit {
 };
 
 static int
-each_resource(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+each_resource(struct db_rows *st, void *ctx, struct ztr_err *err)
 {
     struct resource_visit *v = ctx;
     struct store_resource r;
@@ -1716,7 +1675,7 @@ each_resource(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
     if (col_text(st, 0, r.name, sizeof(r.name), err) != 0 ||
         col_text(st, 1, r.description, sizeof(r.description), err) != 0)
         return -1;
-    r.created_at = sqlite3_column_int64(st, 2);
+    r.created_at = db_int(st, 2);
     return v->visit(v->ctx, &r) != 0 ? 1 : 0;
 }
 
@@ -1726,7 +1685,7 @@ store_resource_list(struct store *s, int (*visit)(void *ctx, const struct store_
 {
     if (visit == NULL)
         return 0;
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, "SELECT name, description, created_at FROM resources ORDER BY name",
                   NO_ARGS, &st, err));
     struct resource_visit v = {visit, ctx};
@@ -1781,7 +1740,7 @@ struct binding_visit {
 };
 
 static int
-each_binding(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+each_binding(struct db_rows *st, void *ctx, struct ztr_err *err)
 {
     struct binding_visit *v = ctx;
     struct store_binding b;
@@ -1789,7 +1748,7 @@ each_binding(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
     if (col_text(st, 0, b.resource, sizeof(b.resource), err) != 0 ||
         col_text(st, 1, b.connector, sizeof(b.connector), err) != 0)
         return -1;
-    b.created_at = sqlite3_column_int64(st, 2);
+    b.created_at = db_int(st, 2);
     return v->visit(v->ctx, &b) != 0 ? 1 : 0;
 }
 
@@ -1799,7 +1758,7 @@ store_binding_list(struct store *s, int (*visit)(void *ctx, const struct store_b
 {
     if (visit == NULL)
         return 0;
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s,
                   "SELECT resource, connector_name, created_at FROM resource_connectors "
                   "ORDER BY resource, connector_name",
@@ -1871,7 +1830,7 @@ struct grant_visit {
 };
 
 static int
-each_grant(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+each_grant(struct db_rows *st, void *ctx, struct ztr_err *err)
 {
     struct grant_visit *v = ctx;
     struct store_grant g;
@@ -1879,7 +1838,7 @@ each_grant(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
     if (col_text(st, 0, g.tunneler, sizeof(g.tunneler), err) != 0 ||
         col_text(st, 1, g.resource, sizeof(g.resource), err) != 0)
         return -1;
-    g.created_at = sqlite3_column_int64(st, 2);
+    g.created_at = db_int(st, 2);
     return v->visit(v->ctx, &g) != 0 ? 1 : 0;
 }
 
@@ -1889,7 +1848,7 @@ store_allowlist_list(struct store *s, int (*visit)(void *ctx, const struct store
 {
     if (visit == NULL)
         return 0;
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s,
                   "SELECT tunneler, resource, created_at FROM grants "
                   "ORDER BY tunneler, resource",
@@ -1917,7 +1876,7 @@ store_allowlist_version(struct store *s)
     "created_at, updated_at FROM peers "
 
 static int
-read_peer(sqlite3_stmt *st, struct store_peer *p, struct ztr_err *err)
+read_peer(struct db_rows *st, struct store_peer *p, struct ztr_err *err)
 {
     memset(p, 0, sizeof(*p));
     if (col_text(st, 0, p->id, sizeof(p->id), err) != 0 ||
@@ -1927,24 +1886,25 @@ read_peer(sqlite3_stmt *st, struct store_peer *p, struct ztr_err *err)
         col_text(st, 4, p->direction, sizeof(p->direction), err) != 0 ||
         col_text(st, 5, p->state, sizeof(p->state), err) != 0)
         return -1;
-    const void *digest = sqlite3_column_blob(st, 6);
+    size_t digest_len = 0;
+    const void *digest = db_is_null(st, 6) ? NULL : db_blob(st, 6, &digest_len);
     if (digest != NULL) {
-        if (sqlite3_column_bytes(st, 6) != (int)sizeof(p->token_digest))
+        if (digest_len != sizeof(p->token_digest))
             return ztr_err_set(err, ZTR_E_INVALID, "stored token digest of peer %s is not %zu "
                                "bytes", p->id, sizeof(p->token_digest));
         memcpy(p->token_digest, digest, sizeof(p->token_digest));
         p->has_token = true;
     }
-    p->token_expires_at = sqlite3_column_int64(st, 7);
+    p->token_expires_at = db_int(st, 7);
     if (col_text(st, 8, p->bundle, sizeof(p->bundle), err) != 0)
         return -1;
-    p->bundle_version = sqlite3_column_int64(st, 9);
-    p->last_heartbeat_at = sqlite3_column_int64(st, 10);
+    p->bundle_version = db_int(st, 9);
+    p->last_heartbeat_at = db_int(st, 10);
     if (col_text(st, 11, p->reason, sizeof(p->reason), err) != 0 ||
         col_text(st, 12, p->resume_state, sizeof(p->resume_state), err) != 0)
         return -1;
-    p->created_at = sqlite3_column_int64(st, 13);
-    p->updated_at = sqlite3_column_int64(st, 14);
+    p->created_at = db_int(st, 13);
+    p->updated_at = db_int(st, 14);
     return 0;
 }
 
@@ -1962,7 +1922,7 @@ check_peer(const struct store_peer *p, struct ztr_err *err)
 static int
 peer_conflict(struct store *s, struct ztr_err *err)
 {
-    if ((sqlite3_extended_errcode(s->db) & 0xff) != SQLITE_CONSTRAINT)
+    if (!db_constraint_failed(s->db))
         return -1;
     return ztr_err_set(err, STORE_E_PEER_EXISTS, "a peer with that name or trust domain exists");
 }
@@ -1981,8 +1941,8 @@ store_peer_insert(struct store *s, struct store_peer *p, struct ztr_err *err)
         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ARGS(TEXT_ARG(p->id), TEXT_ARG(p->name), TEXT_ARG(p->trust_domain), TEXT_ARG(p->url),
              TEXT_ARG(p->direction), TEXT_ARG(p->state),
-             p->has_token ? (struct sql_arg)BLOB_ARG(p->token_digest, sizeof(p->token_digest))
-                          : (struct sql_arg)TEXT_ARG(NULL),
+             p->has_token ? (struct db_arg)BLOB_ARG(p->token_digest, sizeof(p->token_digest))
+                          : (struct db_arg)TEXT_ARG(NULL),
              INT_ARG(p->token_expires_at), TEXT_ARG(p->bundle), INT_ARG(p->bundle_version),
              INT_ARG(p->last_heartbeat_at), TEXT_ARG(p->reason), TEXT_ARG(p->resume_state),
              INT_ARG(p->created_at), INT_ARG(p->updated_at)),
@@ -2004,8 +1964,8 @@ store_peer_update(struct store *s, struct store_peer *p, struct ztr_err *err)
         "WHERE id = ?1 AND state <> 'revoked'",
         ARGS(TEXT_ARG(p->id), TEXT_ARG(p->name), TEXT_ARG(p->trust_domain), TEXT_ARG(p->url),
              TEXT_ARG(p->direction), TEXT_ARG(p->state),
-             p->has_token ? (struct sql_arg)BLOB_ARG(p->token_digest, sizeof(p->token_digest))
-                          : (struct sql_arg)TEXT_ARG(NULL),
+             p->has_token ? (struct db_arg)BLOB_ARG(p->token_digest, sizeof(p->token_digest))
+                          : (struct db_arg)TEXT_ARG(NULL),
              INT_ARG(p->token_expires_at), TEXT_ARG(p->bundle), INT_ARG(p->bundle_version),
              INT_ARG(p->last_heartbeat_at), TEXT_ARG(p->reason), TEXT_ARG(p->resume_state),
              INT_ARG(p->updated_at)),
@@ -2021,12 +1981,12 @@ static int
 peer_one(struct store *s, const char *sql, const char *arg, struct store_peer *out,
          struct ztr_err *err)
 {
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, sql, ARGS(TEXT_ARG(arg)), &st, err));
     int rc = stmt_step(s, st, err);
     if (rc == 1)
         rc = read_peer(st, out, err) == 0 ? 1 : -1;
-    sqlite3_finalize(st);
+    db_rows_close(st);
     if (rc < 0)
         return -1;
     if (rc == 0)
@@ -2047,7 +2007,7 @@ store_peer_get_by_name(struct store *s, const char *name, struct store_peer *out
     /* The live one, else the newest revoked one. */
     return peer_one(s,
                     PEER_SELECT "WHERE name = ? ORDER BY state = 'revoked', created_at DESC, "
-                                "rowid DESC LIMIT 1",
+                                "updated_at DESC, id DESC LIMIT 1",
                     name, out, err);
 }
 
@@ -2065,7 +2025,7 @@ struct peer_visit {
 };
 
 static int
-each_peer(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+each_peer(struct db_rows *st, void *ctx, struct ztr_err *err)
 {
     struct peer_visit *v = ctx;
     struct store_peer *p = malloc(sizeof(*p));
@@ -2082,7 +2042,7 @@ int
 store_peer_list(struct store *s, int (*visit)(void *ctx, const struct store_peer *), void *ctx,
                 struct ztr_err *err)
 {
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, PEER_SELECT "ORDER BY name, created_at", NO_ARGS, &st, err));
     struct peer_visit v = {visit, ctx};
     return for_each_row(s, st, each_peer, &v, err);
@@ -2109,17 +2069,17 @@ store_peer_remote_grants(struct store *s, const char *peer_id, char **grants_jso
                          struct ztr_err *err)
 {
     *grants_json = NULL;
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, "SELECT remote_grants FROM peers WHERE id = ?", ARGS(TEXT_ARG(peer_id)),
                   &st, err));
     int rc = stmt_step(s, st, err);
     if (rc == 1) {
-        const unsigned char *text = sqlite3_column_text(st, 0);
+        const char *text = db_text(st, 0);
         *grants_json = strdup(text != NULL ? (const char *)text : "[]");
         if (*grants_json == NULL)
             rc = ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     }
-    sqlite3_finalize(st);
+    db_rows_close(st);
     if (rc < 0)
         return -1;
     if (rc == 0)
@@ -2177,7 +2137,7 @@ fed_grant_put_body(struct store *s, void *ctx, struct ztr_err *err)
                        TEXT_ARG(g->tunneler), TEXT_ARG(g->source_cidrs), INT_ARG(g->expires_at),
                        INT_ARG(g->created_at)),
                   NULL, err));
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s,
                   "SELECT id, created_at FROM fed_grants WHERE peer_id = ? AND resource = ? "
                   "AND tunneler = ?",
@@ -2186,9 +2146,9 @@ fed_grant_put_body(struct store *s, void *ctx, struct ztr_err *err)
     int rc = stmt_step(s, st, err);
     if (rc == 1) {
         rc = col_text(st, 0, g->id, sizeof(g->id), err) == 0 ? 1 : -1;
-        g->created_at = sqlite3_column_int64(st, 1);
+        g->created_at = db_int(st, 1);
     }
-    sqlite3_finalize(st);
+    db_rows_close(st);
     if (rc != 1)
         return rc < 0 ? -1 : ztr_err_set(err, ZTR_E_IO, "grant not found after writing it");
     return bump_allowlist(s, err);
@@ -2206,7 +2166,7 @@ store_fed_grant_put(struct store *s, struct store_fed_grant *g, struct ztr_err *
     "FROM fed_grants "
 
 static int
-read_fed_grant(sqlite3_stmt *st, struct store_fed_grant *g, struct ztr_err *err)
+read_fed_grant(struct db_rows *st, struct store_fed_grant *g, struct ztr_err *err)
 {
     memset(g, 0, sizeof(*g));
     if (col_text(st, 0, g->id, sizeof(g->id), err) != 0 ||
@@ -2215,8 +2175,8 @@ read_fed_grant(sqlite3_stmt *st, struct store_fed_grant *g, struct ztr_err *err)
         col_text(st, 3, g->tunneler, sizeof(g->tunneler), err) != 0 ||
         col_text(st, 4, g->source_cidrs, sizeof(g->source_cidrs), err) != 0)
         return -1;
-    g->expires_at = sqlite3_column_int64(st, 5);
-    g->created_at = sqlite3_column_int64(st, 6);
+    g->expires_at = db_int(st, 5);
+    g->created_at = db_int(st, 6);
     return 0;
 }
 
@@ -2224,12 +2184,12 @@ static int
 fed_grant_delete_body(struct store *s, void *ctx, struct ztr_err *err)
 {
     struct store_fed_grant *g = ctx;
-    sqlite3_stmt *st;
+    struct db_rows *st;
     TRY(stmt_open(s, FED_GRANT_SELECT "WHERE id = ?", ARGS(TEXT_ARG(g->id)), &st, err));
     int rc = stmt_step(s, st, err);
     if (rc == 1)
         rc = read_fed_grant(st, g, err) == 0 ? 1 : -1;
-    sqlite3_finalize(st);
+    db_rows_close(st);
     if (rc < 0)
         return -1;
     if (rc == 0)
@@ -2254,7 +2214,7 @@ struct fed_grant_visit {
 };
 
 static int
-each_fed_grant(sqlite3_stmt *st, void *ctx, struct ztr_err *err)
+each_fed_grant(struct db_rows *st, void *ctx, struct ztr_err *err)
 {
     struct fed_grant_visit *v = ctx;
     struct store_fed_grant *g = malloc(sizeof(*g));
@@ -2272,7 +2232,7 @@ store_fed_grant_list(struct store *s, const char *peer_id,
                      int (*visit)(void *ctx, const struct store_fed_grant *), void *ctx,
                      struct ztr_err *err)
 {
-    sqlite3_stmt *st;
+    struct db_rows *st;
     if (peer_id != NULL)
         TRY(stmt_open(s, FED_GRANT_SELECT "WHERE peer_id = ? ORDER BY resource, tunneler",
                       ARGS(TEXT_ARG(peer_id)), &st, err));

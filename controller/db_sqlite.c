@@ -1,0 +1,375 @@
+/* SQLite under db.h: one machine's store (STATE_DIR/controller.db).
+ *
+ * Every write transaction is BEGIN IMMEDIATE, which takes the write lock up
+ * front: a second writer (another handle or process) then waits at BEGIN
+ * under busy_timeout, instead of reading first and failing when it tries to
+ * upgrade, which WAL refuses once someone else has committed in between
+ * (SQLITE_BUSY_SNAPSHOT, no retry). */
+#include "controller/db_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BUSY_TIMEOUT_MS "5000" /* spliced into the PRAGMA */
+
+struct sqlite_db {
+    struct db base;
+    sqlite3 *conn;
+    bool in_memory;
+};
+
+struct sqlite_rows {
+    struct db_rows base;
+    struct sqlite_db *db;
+    sqlite3_stmt *st;
+};
+
+static const struct db_ops sqlite_ops;
+
+static int
+fail(struct sqlite_db *db, const char *sql, struct ztr_err *err)
+{
+    int rc = sqlite3_extended_errcode(db->conn);
+    int code;
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+        code = ZTR_E_INVALID;
+        db->base.constraint_failed = true;
+        break;
+    case SQLITE_NOMEM:
+        code = ZTR_E_NOMEM;
+        break;
+    case SQLITE_TOOBIG:
+        code = ZTR_E_LIMIT;
+        break;
+    default:
+        code = ZTR_E_IO;
+        break;
+    }
+    return ztr_err_set(err, code, "sqlite: %s (in \"%.*s\")", sqlite3_errmsg(db->conn),
+                       DB_SQL_IN_ERRORS, sql != NULL ? sql : "");
+}
+
+static int
+bind_arg(sqlite3_stmt *st, int index, const struct db_arg *arg)
+{
+    switch (arg->kind) {
+    case DB_ARG_TEXT:
+        return sqlite3_bind_text(st, index, arg->text, -1, SQLITE_TRANSIENT);
+    case DB_ARG_INT:
+        return sqlite3_bind_int64(st, index, arg->num);
+    case DB_ARG_BLOB:
+        return sqlite3_bind_blob(st, index, arg->blob, arg->blob_len, SQLITE_TRANSIENT);
+    }
+    return SQLITE_MISUSE;
+}
+
+static int
+prepare(struct sqlite_db *db, const char *sql, const struct db_arg *args, size_t count,
+        sqlite3_stmt **out, struct ztr_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK)
+        return fail(db, sql, err);
+    for (size_t i = 0; i < count; i++) {
+        if (bind_arg(st, (int)i + 1, &args[i]) != SQLITE_OK) {
+            fail(db, sql, err);
+            sqlite3_finalize(st);
+            return -1;
+        }
+    }
+    *out = st;
+    return 0;
+}
+
+static int
+sq_query(struct db *base, const char *sql, const struct db_arg *args, size_t count,
+         struct db_rows **out, struct ztr_err *err)
+{
+    struct sqlite_db *db = (struct sqlite_db *)base;
+    struct sqlite_rows *rows = calloc(1, sizeof(*rows));
+    if (rows == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    if (prepare(db, sql, args, count, &rows->st, err) != 0) {
+        free(rows);
+        return -1;
+    }
+    rows->base.ops = &sqlite_ops;
+    rows->db = db;
+    *out = &rows->base;
+    return 0;
+}
+
+/* Rows are handed out while the statement runs (no copy of the whole
+ * table); a visitor may still read and write through the same handle, as
+ * SQLite lets one connection write while it reads. */
+static int
+sq_next(struct db_rows *base, struct ztr_err *err)
+{
+    struct sqlite_rows *rows = (struct sqlite_rows *)base;
+    int rc = sqlite3_step(rows->st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return fail(rows->db, sqlite3_sql(rows->st), err);
+}
+
+static void
+sq_rows_close(struct db_rows *base)
+{
+    struct sqlite_rows *rows = (struct sqlite_rows *)base;
+    sqlite3_finalize(rows->st);
+    free(rows);
+}
+
+static bool
+sq_is_null(const struct db_rows *base, int col)
+{
+    return sqlite3_column_type(((const struct sqlite_rows *)base)->st, col) == SQLITE_NULL;
+}
+
+static int64_t
+sq_int(const struct db_rows *base, int col)
+{
+    return sqlite3_column_int64(((const struct sqlite_rows *)base)->st, col);
+}
+
+static const char *
+sq_text(const struct db_rows *base, int col)
+{
+    return (const char *)sqlite3_column_text(((const struct sqlite_rows *)base)->st, col);
+}
+
+static size_t
+sq_text_len(const struct db_rows *base, int col)
+{
+    return (size_t)sqlite3_column_bytes(((const struct sqlite_rows *)base)->st, col);
+}
+
+static const void *
+sq_blob(const struct db_rows *base, int col, size_t *len)
+{
+    sqlite3_stmt *st = ((const struct sqlite_rows *)base)->st;
+    const void *blob = sqlite3_column_blob(st, col);
+    *len = (size_t)sqlite3_column_bytes(st, col);
+    return blob;
+}
+
+static const char *
+sq_column_name(const struct db_rows *base, int col)
+{
+    return sqlite3_column_name(((const struct sqlite_rows *)base)->st, col);
+}
+
+static int
+sq_exec(struct db *base, const char *sql, const struct db_arg *args, size_t count,
+        int64_t *changes, struct ztr_err *err)
+{
+    struct sqlite_db *db = (struct sqlite_db *)base;
+    sqlite3_stmt *st;
+    TRY(prepare(db, sql, args, count, &st, err));
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        fail(db, sql, err);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -1;
+    if (changes != NULL)
+        *changes = sqlite3_changes(db->conn);
+    return 0;
+}
+
+static int
+sq_exec_script(struct db *base, const char *script, struct ztr_err *err)
+{
+    struct sqlite_db *db = (struct sqlite_db *)base;
+    char *msg = NULL;
+    if (sqlite3_exec(db->conn, script, NULL, NULL, &msg) != SQLITE_OK) {
+        ztr_err_set(err, ZTR_E_IO, "%s", msg != NULL ? msg : sqlite3_errmsg(db->conn));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+sq_begin(struct db *base, struct ztr_err *err)
+{
+    return sq_exec(base, "BEGIN IMMEDIATE", NO_ARGS, NULL, err);
+}
+
+static int
+sq_commit(struct db *base, struct ztr_err *err)
+{
+    return sq_exec(base, "COMMIT", NO_ARGS, NULL, err);
+}
+
+static void
+sq_rollback(struct db *base)
+{
+    struct sqlite_db *db = (struct sqlite_db *)base;
+    /* Some errors (SQLITE_FULL, ...) already rolled back; a second ROLLBACK
+     * would only add an error of its own. */
+    if (!sqlite3_get_autocommit(db->conn))
+        sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int
+query_one_int(struct sqlite_db *db, const char *sql, int64_t *out, struct ztr_err *err)
+{
+    sqlite3_stmt *st;
+    TRY(prepare(db, sql, NO_ARGS, &st, err));
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        ztr_err_set(err, ZTR_E_IO, "sqlite: \"%s\" returned nothing", sql);
+    else
+        fail(db, sql, err);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int
+sq_schema_version(struct db *base, int64_t *version, struct ztr_err *err)
+{
+    return query_one_int((struct sqlite_db *)base, "PRAGMA user_version", version, err);
+}
+
+static int
+sq_set_schema_version(struct db *base, int64_t version, struct ztr_err *err)
+{
+    /* PRAGMA takes no bound parameters; the number is the store's own. */
+    char sql[48];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)version);
+    return sq_exec(base, sql, NO_ARGS, NULL, err);
+}
+
+static int
+sq_lock_schema(struct db *base, struct ztr_err *err)
+{
+    (void)base;
+    (void)err;
+    return 0; /* BEGIN IMMEDIATE holds the file's write lock already */
+}
+
+static void
+sq_close(struct db *base)
+{
+    struct sqlite_db *db = (struct sqlite_db *)base;
+    /* Folds the WAL back into the database so that at rest the state is the
+     * one file (what a backup that copies only it would expect). Best
+     * effort: a reader on another handle may keep part of the WAL alive. */
+    sqlite3_exec(db->conn, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+    sqlite3_close_v2(db->conn);
+    free(db);
+}
+
+static int sq_configure(struct db *base, struct ztr_err *err);
+
+static const struct db_ops sqlite_ops = {
+    .configure = sq_configure,
+    .query = sq_query,
+    .next = sq_next,
+    .rows_close = sq_rows_close,
+    .is_null = sq_is_null,
+    .integer = sq_int,
+    .text = sq_text,
+    .text_len = sq_text_len,
+    .blob = sq_blob,
+    .column_name = sq_column_name,
+    .exec = sq_exec,
+    .exec_script = sq_exec_script,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .schema_version = sq_schema_version,
+    .set_schema_version = sq_set_schema_version,
+    .lock_schema = sq_lock_schema,
+    .close = sq_close,
+};
+
+static bool
+in_memory(const char *path)
+{
+    return path[0] == '\0' || strcmp(path, ":memory:") == 0;
+}
+
+/* Creates the file 0600 before SQLite would create it 0644 (less umask): it
+ * holds token digests and the node inventory, and the -wal and -shm files
+ * SQLite makes later copy the database file's mode. */
+static int
+create_private(const char *path, struct ztr_err *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ztr_err_set(err, ZTR_E_IO, "open: %s", strerror(errno));
+    close(fd);
+    return 0;
+}
+
+static int
+sq_configure(struct db *base, struct ztr_err *err)
+{
+    struct sqlite_db *db = (struct sqlite_db *)base;
+    sqlite3_stmt *st;
+    TRY(prepare(db, "PRAGMA journal_mode = WAL", NO_ARGS, &st, err));
+    char mode[16] = "";
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+        snprintf(mode, sizeof(mode), "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (strcmp(mode, "wal") != 0 && !(db->in_memory && strcmp(mode, "memory") == 0))
+        return ztr_err_set(err, ZTR_E_IO, "cannot switch to WAL mode (journal mode is %s)",
+                           mode);
+    /* With WAL, NORMAL only risks the last commits on power loss, never
+     * corruption; FULL would fsync on every commit. */
+    TRY(sq_exec(&db->base, "PRAGMA synchronous = NORMAL", NO_ARGS, NULL, err));
+    /* Per connection, and silently ignored by builds without foreign key
+     * support: check that it took. */
+    TRY(sq_exec(&db->base, "PRAGMA foreign_keys = ON", NO_ARGS, NULL, err));
+    int64_t on = 0;
+    TRY(query_one_int(db, "PRAGMA foreign_keys", &on, err));
+    if (on != 1)
+        return ztr_err_set(err, ZTR_E_IO, "this SQLite does not enforce foreign keys");
+    return 0;
+}
+
+/* Only what opening needs: the schema version is read (and a newer one
+ * refused) by the store before anything writes. */
+int
+db_sqlite_open(const char *path, struct db **out, struct ztr_err *err)
+{
+    *out = NULL;
+    if (!in_memory(path) && create_private(path, err) != 0)
+        return -1;
+    struct sqlite_db *db = calloc(1, sizeof(*db));
+    if (db == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    db->base.ops = &sqlite_ops;
+    db->base.engine = DB_SQLITE;
+    db->in_memory = in_memory(path);
+    int rc = sqlite3_open_v2(path, &db->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        ztr_err_set(err, rc == SQLITE_NOMEM ? ZTR_E_NOMEM : ZTR_E_IO, "sqlite: %s",
+                    db->conn != NULL ? sqlite3_errmsg(db->conn) : sqlite3_errstr(rc));
+        sqlite3_close_v2(db->conn);
+        free(db);
+        return -1;
+    }
+    sqlite3_extended_result_codes(db->conn, 1);
+    /* busy_timeout first: reading the version may wait for a writer. */
+    if (sq_exec(&db->base, "PRAGMA busy_timeout = " BUSY_TIMEOUT_MS, NO_ARGS, NULL, err) != 0) {
+        sqlite3_close_v2(db->conn);
+        free(db);
+        return -1;
+    }
+    *out = &db->base;
+    return 0;
+}
+

@@ -51,6 +51,7 @@ export default function FederationView({ pollMs }: { pollMs: number }) {
   const [refused, setRefused] = useState<{ what: string; e: ApiError } | null>(null);
   const [said, setSaid] = useState("");
   const [now, setNow] = useState(() => Math.floor(Date.now() / 1000));
+  const [updated, setUpdated] = useState<number | null>(null);
   const [shown, setShown] = useState<ShownToken | null>(null);
   const [copied, setCopied] = useState(false);
   const [busy, setBusy] = useState(false);
@@ -83,6 +84,7 @@ export default function FederationView({ pollMs }: { pollMs: number }) {
       setPeers(p.data.peers);
       setGrants(g.data.grants);
       setError(null);
+      setUpdated(Math.floor(Date.now() / 1000));
     }
     setNow(Math.floor(Date.now() / 1000));
   };
@@ -255,6 +257,10 @@ export default function FederationView({ pollMs }: { pollMs: number }) {
       )}
 
       <h2>Peers</h2>
+      <p className="muted" data-testid="updated">
+        {updated === null ? "not updated yet" : `updated ${now - updated <= 1 ? "just now" : `${now - updated} s ago`}`}
+        {` · every ${pollMs / 1000} s`}
+      </p>
       <table className="peers">
         <caption className="sr-only">Federation peers</caption>
         <thead>

@@ -90,6 +90,7 @@ test("A: the Federation page in the navigation; no peer yet", async () => {
   assert.equal(await pa.getByRole("link", { name: "Federation" }).getAttribute("aria-current"), "page");
   await pa.getByText("No peer yet").waitFor();
   await pa.getByTestId("no-grants").waitFor();
+  await pa.getByTestId("updated").getByText(/^updated just now · every 1 s$/).waitFor();
 });
 
 test("A: propose b; the token shown once, with a Copy button; Done drops it", async () => {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The web console's tests: the proxy and login unit tests (node's test
-# runner over ui/lib), then the browser test against the real daemons of
-# one build tree (tests/ui/console.sh). Needs `make ui`. Prints
-# `ui: N passed, M failed`. Usage: tests/run-ui.sh [BUILD]
+# runner over ui/lib), then the browser tests against the real daemons of
+# one build tree (tests/ui/console.sh, federation.sh, scale.sh). Needs
+# `make ui`. Prints `ui: N passed, M failed`. Usage: tests/run-ui.sh [BUILD]
 set -uo pipefail
 BUILD="${1:-build}"
 . "$(dirname "$0")/env.sh" "$BUILD"
@@ -34,6 +34,8 @@ browser_script() {
   echo "== ui browser test $1: $(($(date +%s) - start)) s"
 }
 browser_script console
+# Two controllers federating, each behind its own console.
+browser_script federation
 # 10 000 nodes enrolled for real, and the Nodes page timed in the browser.
 browser_script scale
 echo "ui: $passed passed, $failed failed"

@@ -5,6 +5,7 @@ const PAGES = [
   { href: "/", name: "Nodes" },
   { href: "/access", name: "Access" },
   { href: "/tokens", name: "Tokens" },
+  { href: "/federation", name: "Federation" },
   { href: "/events", name: "Events" },
   { href: "/ca", name: "CA" },
 ];

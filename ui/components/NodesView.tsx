@@ -1,8 +1,9 @@
 "use client";
-import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 import ErrorPanel from "@/components/ErrorPanel";
 import { api, type ApiError } from "@/lib/client";
 import { byId, escalationText, type Fleet } from "@/lib/fleet";
+import { usePoll } from "@/lib/poll";
 import {
   PAGE_SIZE,
   clampOffset,
@@ -28,30 +29,6 @@ const FLEET_POLL_MS = 5000;
 const SEARCH_DELAY_MS = 250;
 const STATES: Shown[] = ["ONLINE", "OFFLINE", "EXPIRED", "REVOKED"];
 const EMPTY_COUNTS: Record<Shown, number> = { ONLINE: 0, OFFLINE: 0, EXPIRED: 0, REVOKED: 0 };
-
-// Polls with a delay after each answer, so a slow controller delays the
-// next call instead of stacking them; `poke` asks again at once. An answer
-// that arrives after the selection changed is dropped (live() is false).
-function usePoll(fn: (live: () => boolean) => Promise<void>, everyMs: number, deps: unknown[]): () => void {
-  const pokeRef = useRef<() => void>(() => {});
-  useEffect(() => {
-    let stopped = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const tick = async () => {
-      clearTimeout(timer);
-      await fn(() => !stopped);
-      if (!stopped) timer = setTimeout(tick, everyMs);
-    };
-    pokeRef.current = () => void tick();
-    timer = setTimeout(tick, everyMs);
-    return () => {
-      stopped = true;
-      clearTimeout(timer);
-    };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, deps);
-  return useCallback(() => pokeRef.current(), []);
-}
 
 export default function NodesView({ initialPage, initialError, initialNow, pollMs }: Props) {
   const [page, setPage] = useState<NodePage | null>(initialPage);

@@ -71,6 +71,8 @@ const ROUTES: { pattern: RegExp; methods: Method[] }[] = [
   { pattern: new RegExp(`^federation/peers/${SEG}$`), methods: ["GET"] },
   { pattern: new RegExp(`^federation/peers/${SEG}/(token|suspend|resume|revoke)$`), methods: ["POST"] },
   { pattern: /^federation\/accept$/, methods: ["POST"] },
+  { pattern: /^federation\/grants$/, methods: ["GET", "POST"] },
+  { pattern: new RegExp(`^federation/grants/${SEG}$`), methods: ["DELETE"] },
 ];
 
 export type RouteMatch = { kind: "ok"; method: Method } | { kind: "no-route" } | { kind: "method"; allowed: Method[] };

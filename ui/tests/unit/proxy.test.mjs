@@ -58,6 +58,16 @@ test("routes: the admin API's paths and methods, nothing else", () => {
   assert.equal(matchRoute("POST", ["federation", "peers", "b", "frobnicate"]).kind, "no-route");
   assert.equal(matchRoute("POST", ["federation", "accept"]).kind, "ok");
   assert.deepEqual(matchRoute("GET", ["federation", "accept"]), { kind: "method", allowed: ["POST"] });
+  // Grants: the list (by peer in the query), add, and delete by id; nothing wider.
+  assert.equal(matchRoute("GET", ["federation", "grants"]).kind, "ok");
+  assert.equal(matchRoute("POST", ["federation", "grants"]).kind, "ok");
+  assert.equal(matchRoute("DELETE", ["federation", "grants", "f7f9d47fb1f74323"]).kind, "ok");
+  assert.deepEqual(matchRoute("DELETE", ["federation", "grants"]), { kind: "method", allowed: ["GET", "POST"] });
+  assert.deepEqual(matchRoute("GET", ["federation", "grants", "f7f9d47fb1f74323"]), { kind: "method", allowed: ["DELETE"] });
+  assert.deepEqual(matchRoute("POST", ["federation", "grants", "f7f9d47fb1f74323"]), { kind: "method", allowed: ["DELETE"] });
+  assert.equal(matchRoute("DELETE", ["federation", "grants", ".."]).kind, "no-route");
+  assert.equal(matchRoute("DELETE", ["federation", "grants", "x", "y"]).kind, "no-route");
+  assert.equal(matchRoute("DELETE", ["federation", "grants", "a/b"]).kind, "no-route");
   assert.deepEqual(matchRoute("POST", ["fleet"]), { kind: "method", allowed: ["GET"] });
   assert.equal(matchRoute("GET", ["nope"]).kind, "no-route");
   assert.equal(matchRoute("GET", ["nodes", ".."]).kind, "no-route");

@@ -118,6 +118,11 @@ struct ctl_server {
      * restore cannot be seen from inside the database; a restart is when
      * it takes effect, so each run is an epoch of its own. */
     char epoch[CTLMSG_EPOCH_LEN + 1];
+    /* Controllers on one database (PostgreSQL): what the others changed
+     * arrives on this socket (store_changes_open); reopened after a loss. */
+    ev_io changes_io;
+    ev_timer changes_retry;
+    bool changes_push;      /* a "push" arrived: one push_all after reading them all */
 };
 
 /* ---- the node index --------------------------------------------------------- */
@@ -1312,6 +1317,23 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+/* A controller that stopped answering: its nodes are OFFLINE here too. */
+static int
+log_released(void *ctx, const struct store_node *node)
+{
+    (void)ctx;
+    log_info("node OFFLINE", "node=%s name=%s reason=\"its controller stopped answering\"",
+             node->id, node->name);
+    return 0;
+}
+
+/* Three missed intervals, as for nodes (failure-modes §3.2). */
+static int64_t
+stale_after_s(const struct controller *c)
+{
+    return (3 * c->settings.heartbeat_interval_ms + 999) / 1000;
+}
+
 static int
 log_offline(void *ctx, const struct store_node *node)
 {
@@ -1376,6 +1398,10 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         log_warn("heartbeats not stored", "error=\"%s\"", err.msg);
     if (store_node_sweep_offline(c->store, cutoff, log_offline, c, &err) != 0)
         log_warn("offline sweep failed", "error=\"%s\"", err.msg);
+    if (store_controller_beat(c->store, c->settings.controller_listen, &err) != 0 ||
+        (store_is_shared(c->store) &&
+         store_nodes_release(c->store, now - stale_after_s(c), NULL, log_released, c, &err) != 0))
+        log_warn("controller heartbeat not stored", "error=\"%s\"", err.msg);
     fleet_tick(c->fleet);
     close_idle_sessions(server);
     prune_events(c, now);
@@ -1446,15 +1472,72 @@ ctl_server_refresh_identity(struct ctl_server *server, struct ztr_err *err)
     return issue_identity(server, true, err);
 }
 
-static int
-mark_offline_after_restart(void *ctx, const struct store_node *node)
+/* ---- changes made through other controllers ----------------------------------- */
+
+static void
+on_change(void *ctx, const char *change)
 {
-    struct controller *c = ctx;
-    struct ztr_err err;
-    if (node->status == STORE_ONLINE && !node->revoked)
-        store_node_set_status(c->store, node->id, STORE_OFFLINE, "controller restarted", NULL,
-                              &err);
-    return 0;
+    struct ctl_server *server = ctx;
+    if (strcmp(change, "push") == 0) {
+        server->changes_push = true;
+        return;
+    }
+    char node_id[STORE_ID_MAX + 1];
+    int used = 0;
+    if (sscanf(change, "revoke %32s %n", node_id, &used) == 1 && used > 0)
+        ctl_server_revoke(server, node_id, change[used] != '\0' ? change + used : NULL);
+}
+
+static void changes_open(struct ctl_server *server);
+
+static void
+changes_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct ctl_server *server = w->data;
+    struct ztr_err err = {0};
+    server->changes_push = false;
+    if (store_changes_read(server->c->store, on_change, server, &err) != 0) {
+        log_warn("changes from other controllers lost", "error=\"%s\" retry_in_s=1", err.msg);
+        ev_io_stop(loop, w);
+        ev_timer_set(&server->changes_retry, 1.0, 0.0);
+        ev_timer_start(loop, &server->changes_retry);
+        /* What was missed meanwhile: recompute everything once back. */
+        server->changes_push = true;
+    }
+    if (server->changes_push)
+        ctl_server_push_all(server);
+}
+
+static void
+changes_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    changes_open(w->data);
+}
+
+static void
+changes_open(struct ctl_server *server)
+{
+    struct controller *c = server->c;
+    int fd = -1;
+    struct ztr_err err = {0};
+    if (store_changes_open(c->store, &fd, &err) != 0) {
+        log_warn("cannot listen for other controllers' changes", "error=\"%s\" retry_in_s=1",
+                 err.msg);
+        ev_timer_set(&server->changes_retry, 1.0, 0.0);
+        ev_timer_start(c->loop, &server->changes_retry);
+        return;
+    }
+    if (fd < 0)
+        return; /* alone on the database */
+    ev_io_stop(c->loop, &server->changes_io);
+    ev_io_init(&server->changes_io, changes_cb, fd, EV_READ);
+    server->changes_io.data = server;
+    ev_io_start(c->loop, &server->changes_io);
+    /* Anything changed while nobody listened. */
+    ctl_server_push_all(server);
 }
 
 static void
@@ -1468,10 +1551,6 @@ free_quotas(struct ctl_server *server)
 int
 ctl_server_start(struct controller *c, struct ztr_err *err)
 {
-    /* No session survives a restart: whatever the store says, every node is
-     * OFFLINE until it says hello again (failure-modes §3.1's flap shows as
-     * OFFLINE → ONLINE events). */
-    TRY(store_node_list(c->store, mark_offline_after_restart, c, err));
     struct ctl_server *server = calloc(1, sizeof(*server));
     if (server == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
@@ -1483,6 +1562,21 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
         return ztr_err_set(err, ZTR_E_IO, "getrandom failed: %s", strerror(errno));
     }
     snprintf(server->epoch, sizeof(server->epoch), "%016llx", (unsigned long long)epoch);
+    /* The run's epoch is also its id among controllers on one database. */
+    store_set_controller(c->store, server->epoch);
+    /* No session survives a restart: every node this controller held, or
+     * (alone on SQLite) any node, is OFFLINE until it says hello again
+     * (failure-modes §3.1's flap shows as OFFLINE → ONLINE events). On a
+     * shared database, nodes of controllers still beating stay theirs. */
+    int64_t alive_since = store_is_shared(c->store)
+                              ? clock_wall_s(c->clock) - stale_after_s(c)
+                              : INT64_MAX;
+    if (store_nodes_release(c->store, alive_since, "OFFLINE: controller restarted", NULL, NULL,
+                            err) != 0 ||
+        store_controller_beat(c->store, c->settings.controller_listen, err) != 0) {
+        free(server);
+        return -1;
+    }
     const struct controller_settings *set = &c->settings;
     server->handshakes_per_source = set->handshakes_per_source ? set->handshakes_per_source : 64;
     server->enroll_failures_per_source =
@@ -1515,6 +1609,9 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
     ev_timer_start(c->loop, &server->sweep_timer);
     c->ctl = server;
     log_info("push epoch", "epoch=%s", server->epoch);
+    ev_init(&server->changes_retry, changes_retry_cb);
+    server->changes_retry.data = server;
+    changes_open(server);
     return 0;
 }
 
@@ -1526,6 +1623,8 @@ ctl_server_stop(struct ctl_server *server)
     struct controller *c = server->c;
     ev_io_stop(c->loop, &server->accept_io);
     ev_timer_stop(c->loop, &server->sweep_timer);
+    ev_io_stop(c->loop, &server->changes_io);
+    ev_timer_stop(c->loop, &server->changes_retry);
     close(server->listen_fd);
     for (struct session *s = server->sessions; s != NULL; s = s->next)
         session_close(s, "controller shutting down");
@@ -1540,6 +1639,8 @@ ctl_server_stop(struct ctl_server *server)
         log_warn("heartbeats not stored", "error=\"%s\"", err.msg);
     fleet_free(c->fleet);
     c->fleet = NULL;
+    if (store_controller_leave(c->store, &err) != 0)
+        log_warn("controller not deregistered", "error=\"%s\"", err.msg);
     c->ctl = NULL;
     free(server);
 }

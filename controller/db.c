@@ -180,3 +180,28 @@ db_url_redacted(const char *url, char *out, size_t cap)
     }
     snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
 }
+
+int
+db_listen(struct db *db, const char *channel, struct ztr_err *err)
+{
+    return db->ops->listen != NULL ? db->ops->listen(db, channel, err) : 0;
+}
+
+int
+db_notify(struct db *db, const char *channel, const char *payload, struct ztr_err *err)
+{
+    return db->ops->notify != NULL ? db->ops->notify(db, channel, payload, err) : 0;
+}
+
+int
+db_socket(const struct db *db)
+{
+    return db->ops->socket != NULL ? db->ops->socket(db) : -1;
+}
+
+int
+db_notifications(struct db *db, void (*each)(void *ctx, const char *payload), void *ctx,
+                 struct ztr_err *err)
+{
+    return db->ops->notifications != NULL ? db->ops->notifications(db, each, ctx, err) : 0;
+}

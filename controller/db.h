@@ -98,4 +98,17 @@ int db_configure(struct db *db, struct ztr_err *err);
  * transaction-scoped advisory lock); SQLite: BEGIN IMMEDIATE did. */
 int db_lock_schema(struct db *db, struct ztr_err *err);
 
+/* Changes made through one controller reach the others (PostgreSQL's
+ * LISTEN/NOTIFY; on SQLite, with one controller, these do nothing and the
+ * socket is -1). A notification sent inside a transaction is delivered
+ * when it commits, to every listener, the sender included. */
+int db_listen(struct db *db, const char *channel, struct ztr_err *err);
+int db_notify(struct db *db, const char *channel, const char *payload, struct ztr_err *err);
+/* The connection's socket, to wait for notifications on; -1 for none. */
+int db_socket(const struct db *db);
+/* Reads what arrived and calls each(ctx, payload) per notification;
+ * -1 when the connection is lost. */
+int db_notifications(struct db *db, void (*each)(void *ctx, const char *payload), void *ctx,
+                     struct ztr_err *err);
+
 #endif

@@ -27,6 +27,11 @@ struct db_ops {
     int (*set_schema_version)(struct db *db, int64_t version, struct ztr_err *err);
     int (*lock_schema)(struct db *db, struct ztr_err *err);
     int (*configure)(struct db *db, struct ztr_err *err);
+    int (*listen)(struct db *db, const char *channel, struct ztr_err *err);
+    int (*notify)(struct db *db, const char *channel, const char *payload, struct ztr_err *err);
+    int (*socket)(const struct db *db);
+    int (*notifications)(struct db *db, void (*each)(void *ctx, const char *payload), void *ctx,
+                         struct ztr_err *err);
     void (*close)(struct db *db);
 };
 

@@ -345,6 +345,51 @@ pg_configure(struct db *base, struct ztr_err *err)
     return 0;
 }
 
+static int
+pg_listen(struct db *base, const char *channel, struct ztr_err *err)
+{
+    struct pg_db *db = (struct pg_db *)base;
+    /* LISTEN takes an identifier, not a parameter: quoted by libpq. */
+    char *quoted = PQescapeIdentifier(db->conn, channel, strlen(channel));
+    if (quoted == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    char sql[256];
+    snprintf(sql, sizeof(sql), "LISTEN %s", quoted);
+    PQfreemem(quoted);
+    return pg_exec(base, sql, NO_ARGS, NULL, err);
+}
+
+static int
+pg_notify(struct db *base, const char *channel, const char *payload, struct ztr_err *err)
+{
+    return pg_exec(base, "SELECT pg_notify(?, ?)", ARGS(TEXT_ARG(channel), TEXT_ARG(payload)),
+                   NULL, err);
+}
+
+static int
+pg_socket(const struct db *base)
+{
+    return PQsocket(((const struct pg_db *)base)->conn);
+}
+
+static int
+pg_notifications(struct db *base, void (*each)(void *ctx, const char *payload), void *ctx,
+                 struct ztr_err *err)
+{
+    struct pg_db *db = (struct pg_db *)base;
+    if (!PQconsumeInput(db->conn) || PQstatus(db->conn) != CONNECTION_OK) {
+        char line[512];
+        return ztr_err_set(err, ZTR_E_IO, "postgres: %s",
+                           first_line(PQerrorMessage(db->conn), line, sizeof(line)));
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(db->conn)) != NULL) {
+        each(ctx, n->extra != NULL ? n->extra : "");
+        PQfreemem(n);
+    }
+    return 0;
+}
+
 static void
 pg_close(struct db *base)
 {
@@ -372,6 +417,10 @@ static const struct db_ops pg_ops = {
     .set_schema_version = pg_set_schema_version,
     .lock_schema = pg_lock_schema,
     .configure = pg_configure,
+    .listen = pg_listen,
+    .notify = pg_notify,
+    .socket = pg_socket,
+    .notifications = pg_notifications,
     .close = pg_close,
 };
 

@@ -24,7 +24,14 @@
 struct store {
     struct db *db;
     const struct ztr_clock *clock;
+    char *url;              /* what it was opened with (a second connection listens) */
+    char controller_id[STORE_ID_MAX + 1]; /* the controller using it ("" in tools) */
+    struct db *changes;     /* PostgreSQL: LISTENs on STORE_CHANNEL; NULL until opened */
 };
+
+/* Every controller on the database LISTENs here; payloads: "push" (what
+ * agents should have may have changed) or "revoke <node id> <reason>". */
+#define STORE_CHANNEL "ztr_changes"
 
 /* PostgreSQL's whole schema as of SQLite's version 9, in its dialect:
  * BIGINT for times, BYTEA for digests, JSON checked with jsonb. */
@@ -131,6 +138,15 @@ struct store {
     "CREATE UNIQUE INDEX peers_by_trust_domain ON peers (trust_domain)"                       \
     "  WHERE state <> 'revoked' AND trust_domain <> '';"                                      \
     "CREATE UNIQUE INDEX fed_grants_scope ON fed_grants (peer_id, resource, tunneler);"
+
+/* Both engines' step from SQLite's 9 (PostgreSQL's 1) on. */
+#define STORE_SCHEMA_CONTROLLERS(INT)                                                      \
+    "ALTER TABLE nodes ADD COLUMN controller_id TEXT NOT NULL DEFAULT '';"                \
+    "CREATE TABLE controllers ("                                                          \
+    "  id TEXT PRIMARY KEY NOT NULL,"                                                     \
+    "  address TEXT NOT NULL DEFAULT '',"                                                 \
+    "  started_at " INT " NOT NULL,"                                                      \
+    "  last_seen " INT " NOT NULL);"
 
 /* ---- schema --------------------------------------------------------------
  * migrations[i] takes user_version i to i + 1, in one transaction. Append
@@ -302,6 +318,10 @@ static const char *const sqlite_migrations[] = {
     "CREATE UNIQUE INDEX fed_grants_scope ON fed_grants (peer_id, resource, tunneler);"
     "ALTER TABLE peers ADD COLUMN remote_grants TEXT NOT NULL DEFAULT '[]'"
     "  CHECK (json_valid(remote_grants) AND json_type(remote_grants) = 'array');",
+    /* 10: controllers sharing the database, and which one holds each
+     * node's session: a node is OFFLINE when its session closes on the
+     * controller that holds it, or when that controller stops answering. */
+    STORE_SCHEMA_CONTROLLERS("INTEGER"),
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof(sqlite_migrations) / sizeof(sqlite_migrations[0])))
@@ -314,7 +334,8 @@ static const char *const pg_migrations[] = {
     "  key TEXT PRIMARY KEY,"
     "  value BIGINT NOT NULL);"
     "INSERT INTO meta (key, value) VALUES ('allowlist_version', 1);"
-    PG_SCHEMA_1
+    PG_SCHEMA_1,
+    STORE_SCHEMA_CONTROLLERS("BIGINT"),
 };
 
 #define PG_SCHEMA_VERSION ((int)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
@@ -564,12 +585,18 @@ store_open(const char *path, const struct ztr_clock *clock, struct store **out,
     if (s == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     s->clock = clock;
+    s->url = strdup(path);
+    if (s->url == NULL) {
+        free(s);
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    }
     int64_t version;
     /* A newer schema is refused before anything writes to the database. */
     if (db_open(path, &s->db, err) != 0 || schema_version(s, &version, err) != 0 ||
         check_known_version(s, version, err) != 0 || db_configure(s->db, err) != 0 ||
         migrate(s, err) != 0) {
         db_close(s->db);
+        free(s->url);
         free(s);
         char shown[512];
         db_url_redacted(path, shown, sizeof(shown));
@@ -584,8 +611,38 @@ store_close(struct store *s)
 {
     if (s == NULL)
         return;
+    db_close(s->changes);
     db_close(s->db);
+    free(s->url);
     free(s);
+}
+
+int
+store_changes_open(struct store *s, int *fd, struct ztr_err *err)
+{
+    *fd = -1;
+    if (db_engine(s->db) != DB_POSTGRES)
+        return 0;
+    db_close(s->changes);
+    s->changes = NULL;
+    /* A connection of its own: nothing else reads its socket, so no
+     * notification waits in a buffer unseen. */
+    if (db_open(s->url, &s->changes, err) != 0 || db_listen(s->changes, STORE_CHANNEL, err) != 0) {
+        db_close(s->changes);
+        s->changes = NULL;
+        return ztr_err_wrap(err, "listening for changes");
+    }
+    *fd = db_socket(s->changes);
+    return 0;
+}
+
+int
+store_changes_read(struct store *s, void (*each)(void *ctx, const char *change), void *ctx,
+                   struct ztr_err *err)
+{
+    if (s->changes == NULL)
+        return 0;
+    return db_notifications(s->changes, each, ctx, err);
 }
 
 int
@@ -915,8 +972,8 @@ store_token_list(struct store *s, int (*visit)(void *ctx, const struct store_tok
     "cert_serial, cert_not_after, enrolled_at, cert_key, prev_cert_serial, "            \
     "prev_cert_key, prev_cert_until, allowed_addresses, counters, counters_at, "        \
     "last_renewed_at, (SELECT issued_at FROM certificates WHERE "                        \
-    "certificates.node_id = nodes.id AND certificates.serial = nodes.cert_serial) "      \
-    "FROM nodes "
+    "certificates.node_id = nodes.id AND certificates.serial = nodes.cert_serial), "     \
+    "controller_id FROM nodes "
 
 static int
 read_node(struct db_rows *st, struct store_node *n, struct ztr_err *err)
@@ -937,6 +994,7 @@ read_node(struct db_rows *st, struct store_node *n, struct ztr_err *err)
     n->counters_at = db_int(st, 17);
     n->last_renewed_at = db_int(st, 18);
     n->cert_issued_at = db_int(st, 19); /* NULL (no history) reads as 0 */
+    TRY(col_text(st, 20, n->controller_id, sizeof(n->controller_id), err));
     n->prev_cert_until = db_int(st, 14);
     n->status = db_int(st, 5) == STORE_ONLINE ? STORE_ONLINE : STORE_OFFLINE;
     n->revoked = db_int(st, 6) != 0;
@@ -1210,14 +1268,22 @@ status_body(struct store *s, void *ctx, struct ztr_err *err)
         return ztr_err_set(err, ZTR_E_INVALID, "node %s is revoked", node.name);
     /* last_seen is when the node was last heard from: going OFFLINE must
      * not move it (operators read staleness from it). */
+    int changes = 1;
     if (job->status == STORE_ONLINE)
-        TRY(stmt_exec(s, "UPDATE nodes SET status = ?, last_seen = ? WHERE id = ?",
-                      ARGS(INT_ARG(job->status), INT_ARG(now_s(s)), TEXT_ARG(job->id)), NULL,
-                      err));
+        TRY(stmt_exec(s,
+                      "UPDATE nodes SET status = ?, last_seen = ?, controller_id = ? WHERE id = ?",
+                      ARGS(INT_ARG(job->status), INT_ARG(now_s(s)), TEXT_ARG(s->controller_id),
+                           TEXT_ARG(job->id)),
+                      NULL, err));
     else
-        TRY(stmt_exec(s, "UPDATE nodes SET status = ? WHERE id = ?",
-                      ARGS(INT_ARG(job->status), TEXT_ARG(job->id)), NULL, err));
-    job->changed = node.status != job->status;
+        /* Only the holder takes a node OFFLINE: its session may already be
+         * up again on another controller. */
+        TRY(stmt_exec(s,
+                      "UPDATE nodes SET status = ?, controller_id = '' WHERE id = ? AND "
+                      "(controller_id = ? OR controller_id = '')",
+                      ARGS(INT_ARG(job->status), TEXT_ARG(job->id), TEXT_ARG(s->controller_id)),
+                      &changes, err));
+    job->changed = changes > 0 && node.status != job->status;
     if (job->changed)
         TRY(insert_event(s, "status", job->id, job->detail, err));
     return 0;
@@ -1288,13 +1354,16 @@ sweep_body(struct store *s, void *ctx, struct ztr_err *err)
 {
     struct sweep_job *job = ctx;
     struct db_rows *st;
-    TRY(stmt_open(s, NODE_SELECT "WHERE status = 1 AND last_seen < ? ORDER BY id",
-                  ARGS(INT_ARG(job->cutoff)), &st, err));
+    /* Only the nodes this controller holds: another's keeps their last_seen. */
+    TRY(stmt_open(s,
+                  NODE_SELECT "WHERE status = 1 AND last_seen < ? AND "
+                              "(controller_id = ? OR controller_id = '') ORDER BY id",
+                  ARGS(INT_ARG(job->cutoff), TEXT_ARG(s->controller_id)), &st, err));
     TRY(for_each_row(s, st, collect_node, job, err));
     for (size_t i = 0; i < job->count; i++) {
         struct store_node *n = &job->nodes[i];
-        TRY(stmt_exec(s, "UPDATE nodes SET status = 0 WHERE id = ?", ARGS(TEXT_ARG(n->id)),
-                      NULL, err));
+        TRY(stmt_exec(s, "UPDATE nodes SET status = 0, controller_id = '' WHERE id = ?",
+                      ARGS(TEXT_ARG(n->id)), NULL, err));
         TRY(insert_event(s, "status", n->id, "OFFLINE: no heartbeat", err));
         n->status = STORE_OFFLINE;
     }
@@ -1523,6 +1592,13 @@ store_node_renew(struct store *s, const char *id, const char *session_key, const
     return in_tx(s, renew_body, &job, err);
 }
 
+/* Tells every controller on the database (itself included) at commit. */
+static int
+notify(struct store *s, const char *payload, struct ztr_err *err)
+{
+    return db_notify(s->db, STORE_CHANNEL, payload, err);
+}
+
 static int
 bump_allowlist(struct store *s, struct ztr_err *err)
 {
@@ -1531,7 +1607,7 @@ bump_allowlist(struct store *s, struct ztr_err *err)
                   NO_ARGS, &changes, err));
     if (changes != 1)
         return ztr_err_set(err, ZTR_E_IO, "allowlist_version is missing from meta");
-    return 0;
+    return notify(s, "push", err);
 }
 
 struct revoke_job {
@@ -1553,6 +1629,10 @@ revoke_body(struct store *s, void *ctx, struct ztr_err *err)
                        INT_ARG(now_s(s))),
                   NULL, err));
     TRY(insert_event(s, "revoked", job->id, job->reason, err));
+    /* Whichever controller holds the node's session closes it. */
+    char payload[STORE_ID_MAX + STORE_DETAIL_MAX + 16];
+    snprintf(payload, sizeof(payload), "revoke %s %s", job->id, job->reason);
+    TRY(notify(s, payload, err));
     /* A revoked tunneler's grants stop mattering: agents that cache the
      * allowlist must refetch it. */
     return bump_allowlist(s, err);
@@ -1583,7 +1663,8 @@ addresses_body(struct store *s, void *ctx, struct ztr_err *err)
                   ARGS(TEXT_ARG(job->addresses), TEXT_ARG(job->id)), &changes, err));
     if (changes == 0)
         return ztr_err_set(err, ZTR_E_NOT_FOUND, "node %s not found", job->id);
-    return 0;
+    /* A connector's data address or resources: tunnelers' lists. */
+    return notify(s, "push", err);
 }
 
 int
@@ -1709,19 +1790,20 @@ binding_body(struct store *s, void *ctx, struct ztr_err *err)
     if (found == 0)
         return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s not found", job->resource);
     int changes;
-    if (job->bind)
-        return stmt_exec(s,
-                         "INSERT INTO resource_connectors (resource, connector_name, created_at) "
-                         "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                         ARGS(TEXT_ARG(job->resource), TEXT_ARG(job->connector),
-                              INT_ARG(now_s(s))),
-                         &changes, err);
+    if (job->bind) {
+        TRY(stmt_exec(s,
+                      "INSERT INTO resource_connectors (resource, connector_name, created_at) "
+                      "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                      ARGS(TEXT_ARG(job->resource), TEXT_ARG(job->connector), INT_ARG(now_s(s))),
+                      &changes, err));
+        return changes > 0 ? notify(s, "push", err) : 0;
+    }
     TRY(stmt_exec(s, "DELETE FROM resource_connectors WHERE resource = ? AND connector_name = ?",
                   ARGS(TEXT_ARG(job->resource), TEXT_ARG(job->connector)), &changes, err));
     if (changes == 0)
         return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s is not bound to connector %s",
                            job->resource, job->connector);
-    return 0;
+    return notify(s, "push", err);
 }
 
 int
@@ -2241,4 +2323,101 @@ store_fed_grant_list(struct store *s, const char *peer_id,
                       err));
     struct fed_grant_visit v = {visit, ctx};
     return for_each_row(s, st, each_fed_grant, &v, err);
+}
+
+/* ---- controllers sharing the database -------------------------------------------- */
+
+void
+store_set_controller(struct store *s, const char *id)
+{
+    snprintf(s->controller_id, sizeof(s->controller_id), "%s", id != NULL ? id : "");
+}
+
+bool
+store_is_shared(const struct store *s)
+{
+    return db_engine(s->db) == DB_POSTGRES;
+}
+
+struct beat_job {
+    const char *address;
+    int64_t last_seen;
+};
+
+static int
+beat_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct beat_job *job = ctx;
+    return stmt_exec(s,
+                     "INSERT INTO controllers (id, address, started_at, last_seen) "
+                     "VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                     "last_seen = excluded.last_seen, address = excluded.address",
+                     ARGS(TEXT_ARG(s->controller_id), TEXT_ARG(job->address), INT_ARG(now_s(s)),
+                          INT_ARG(job->last_seen)),
+                     NULL, err);
+}
+
+int
+store_controller_beat(struct store *s, const char *address, struct ztr_err *err)
+{
+    TRY(check_text("controller id", s->controller_id, STORE_ID_MAX, true, err));
+    TRY(check_text("controller address", address, STORE_DETAIL_MAX, false, err));
+    struct beat_job job = {or_empty(address), now_s(s)};
+    return in_tx(s, beat_body, &job, err);
+}
+
+int
+store_controller_leave(struct store *s, struct ztr_err *err)
+{
+    /* Last seen "never": the others release its nodes at their next sweep
+     * instead of after the timeout. */
+    struct beat_job job = {"", 0};
+    TRY(check_text("controller id", s->controller_id, STORE_ID_MAX, true, err));
+    return in_tx(s, beat_body, &job, err);
+}
+
+struct release_job {
+    int64_t alive_since;
+    const char *detail;       /* NULL: name the controller that stopped answering */
+    struct sweep_job collect; /* the nodes released */
+};
+
+static int
+release_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    struct release_job *job = ctx;
+    struct db_rows *st;
+    TRY(stmt_open(s,
+                  NODE_SELECT "WHERE status = 1 AND controller_id <> ? AND controller_id NOT IN "
+                              "(SELECT id FROM controllers WHERE last_seen >= ?) ORDER BY id",
+                  ARGS(TEXT_ARG(s->controller_id), INT_ARG(job->alive_since)), &st, err));
+    TRY(for_each_row(s, st, collect_node, &job->collect, err));
+    for (size_t i = 0; i < job->collect.count; i++) {
+        struct store_node *n = &job->collect.nodes[i];
+        char detail[STORE_DETAIL_MAX + 1];
+        if (job->detail != NULL)
+            snprintf(detail, sizeof(detail), "%s", job->detail);
+        else
+            snprintf(detail, sizeof(detail), "OFFLINE: controller %s stopped answering",
+                     n->controller_id[0] != '\0' ? n->controller_id : "(none)");
+        TRY(stmt_exec(s, "UPDATE nodes SET status = 0, controller_id = '' WHERE id = ?",
+                      ARGS(TEXT_ARG(n->id)), NULL, err));
+        TRY(insert_event(s, "status", n->id, detail, err));
+        n->status = STORE_OFFLINE;
+    }
+    return 0;
+}
+
+int
+store_nodes_release(struct store *s, int64_t alive_since, const char *detail,
+                    int (*visit)(void *ctx, const struct store_node *), void *ctx,
+                    struct ztr_err *err)
+{
+    struct release_job job = {.alive_since = alive_since, .detail = detail};
+    int rc = in_tx(s, release_body, &job, err);
+    for (size_t i = 0; rc == 0 && visit != NULL && i < job.collect.count; i++)
+        if (visit(ctx, &job.collect.nodes[i]) != 0)
+            break;
+    free(job.collect.nodes);
+    return rc;
 }

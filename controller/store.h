@@ -122,6 +122,7 @@ struct store_node {
     char prev_cert_key[STORE_KEY_MAX + 1];
     int64_t prev_cert_until;
     int64_t enrolled_at;
+    char controller_id[STORE_ID_MAX + 1];      /* which controller holds its session, "" none */
     /* When the current certificate was issued (0: not in the history,
      * rows from before it was kept) and when a renewal over the node's
      * stream last succeeded (0: never). */
@@ -401,5 +402,37 @@ int store_fed_grant_list(struct store *store, const char *peer_id,
 /* A change the allowlist carries that is not a row of its own (a peer's
  * bundle or state, a grant's expiry). */
 int store_allowlist_bump(struct store *store, struct ztr_err *err);
+
+/* ---- changes made through other controllers --------------------------------
+ * Controllers sharing a PostgreSQL database tell each other, at commit, what
+ * their agents' sessions must act on (LISTEN/NOTIFY): "push" (recompute
+ * what each agent should have) and "revoke <node id> <reason>". A writer
+ * hears its own changes too. On SQLite (one controller) there is nothing to
+ * hear: *fd is -1. Otherwise *fd is a socket to wait on for reading, then
+ * store_changes_read() calls each(ctx, change) per change; after a -1 (the
+ * connection was lost), open again. */
+int store_changes_open(struct store *store, int *fd, struct ztr_err *err);
+int store_changes_read(struct store *store, void (*each)(void *ctx, const char *change),
+                       void *ctx, struct ztr_err *err);
+
+/* ---- controllers sharing the database -------------------------------------
+ * Each controller has an id (new at each start) and a row it beats every
+ * heartbeat interval. A node going ONLINE is held by the controller that
+ * set it; only the holder's session closing (or its sweep) takes it
+ * OFFLINE, and the others release the nodes of a controller that stopped
+ * beating. */
+void store_set_controller(struct store *store, const char *id);
+/* Whether other controllers may share the database (PostgreSQL). */
+bool store_is_shared(const struct store *store);
+int store_controller_beat(struct store *store, const char *address, struct ztr_err *err);
+/* A clean stop: the others release its nodes at once. */
+int store_controller_leave(struct store *store, struct ztr_err *err);
+/* Takes OFFLINE every ONLINE node held by another controller that has not
+ * beaten since alive_since (INT64_MAX: every other), with detail as the
+ * event's (NULL: `OFFLINE: controller <id> stopped answering`); visit sees
+ * each after the commit. */
+int store_nodes_release(struct store *store, int64_t alive_since, const char *detail,
+                        int (*visit)(void *ctx, const struct store_node *), void *ctx,
+                        struct ztr_err *err);
 
 #endif

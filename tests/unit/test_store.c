@@ -18,7 +18,8 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 9 /* the number of SQLite migrations in store.c */
+#define CURRENT_SCHEMA 10   /* the number of SQLite migrations in store.c */
+#define PG_CURRENT_SCHEMA 2 /* PostgreSQL's */
 
 struct fx {
     char *dir;
@@ -427,7 +428,8 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     store_close(f->store);
     f->store = NULL;
     /* What a version 1 database looks like: no indexes yet, no keys. */
-    raw_exec(f->path, "DROP TABLE fed_grants; DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
+    raw_exec(f->path, "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
+                      "DROP TABLE fed_grants; DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
                       "DROP INDEX events_by_node; DROP TABLE peers;"
                       "DROP INDEX events_by_source; ALTER TABLE events DROP COLUMN source;"
                       "DROP INDEX revocations_by_node; DROP TABLE certificates;"
@@ -614,7 +616,8 @@ test_reopen_keeps_all_state(void **state)
     assert_int_equal(store_allowlist_version(f->store), version);
     assert_int_equal(events_of_kind(f, "enrolled"), 2);
     assert_int_equal(events_of_kind(f, "revoked"), 1);
-    assert_int_equal(store_schema_version(f->store), f->pg_name[0] != '\0' ? 1 : CURRENT_SCHEMA);
+    assert_int_equal(store_schema_version(f->store),
+                     f->pg_name[0] != '\0' ? PG_CURRENT_SCHEMA : CURRENT_SCHEMA);
 }
 
 /* ---- tokens --------------------------------------------------------------- */
@@ -1250,7 +1253,8 @@ test_migration_to_6_backfills_last_renewal(void **state)
     struct store_node fresh = enrolled(f, "connector", "c2");
     store_close(f->store);
     f->store = NULL;
-    raw_exec(f->path, "DROP TABLE fed_grants; DROP TABLE peers; DROP INDEX events_by_source;"
+    raw_exec(f->path, "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
+                      "DROP TABLE fed_grants; DROP TABLE peers; DROP INDEX events_by_source;"
                       "ALTER TABLE events DROP COLUMN source;"
                       "ALTER TABLE nodes DROP COLUMN counters;"
                       "ALTER TABLE nodes DROP COLUMN counters_at;"
@@ -1900,6 +1904,78 @@ test_pg_url_with_a_password_is_refused(void **state)
     assert_null(strstr(err.msg, "hunter2"));
 }
 
+/* ---- controllers sharing the database ---------------------------------------- */
+
+static void
+test_node_goes_offline_only_through_its_holder(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store *other = open_store(f);
+    store_set_controller(f->store, "c1");
+    store_set_controller(other, "c2");
+    struct store_node n = enrolled(f, "connector", "dc1");
+    bool changed = false;
+    assert_int_equal(store_node_set_status(f->store, n.id, STORE_ONLINE, NULL, &changed, &err), 0);
+    struct store_node got;
+    assert_int_equal(store_node_get(other, n.id, &got, &err), 0);
+    assert_string_equal(got.controller_id, "c1");
+    /* c2's stale session closing later does not take it OFFLINE... */
+    assert_int_equal(store_node_set_status(other, n.id, STORE_OFFLINE, "closed", &changed, &err),
+                     0);
+    assert_false(changed);
+    assert_int_equal(store_node_get(other, n.id, &got, &err), 0);
+    assert_int_equal(got.status, STORE_ONLINE);
+    /* ...nor does c2's sweep, whatever the last_seen. */
+    advance_s(f, 3600);
+    assert_int_equal(store_node_sweep_offline(other, T0 + 3000, NULL, NULL, &err), 0);
+    assert_int_equal(store_node_get(other, n.id, &got, &err), 0);
+    assert_int_equal(got.status, STORE_ONLINE);
+    /* The holder does. */
+    assert_int_equal(store_node_set_status(f->store, n.id, STORE_OFFLINE, "closed", &changed,
+                                           &err),
+                     0);
+    assert_true(changed);
+    assert_int_equal(store_node_get(other, n.id, &got, &err), 0);
+    assert_int_equal(got.status, STORE_OFFLINE);
+    assert_string_equal(got.controller_id, "");
+    store_close(other);
+}
+
+static void
+test_nodes_of_a_silent_controller_are_released(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store *other = open_store(f);
+    store_set_controller(f->store, "c1");
+    store_set_controller(other, "c2");
+    assert_int_equal(store_controller_beat(f->store, "127.0.0.1:7443", &err), 0);
+    assert_int_equal(store_controller_beat(other, "127.0.0.1:7444", &err), 0);
+    struct store_node n = enrolled(f, "tunneler", "laptop");
+    assert_int_equal(store_node_set_status(f->store, n.id, STORE_ONLINE, NULL, NULL, &err), 0);
+    /* c1 beats: its node stays its. */
+    assert_int_equal(store_nodes_release(other, T0 - 5, NULL, NULL, NULL, &err), 0);
+    struct store_node got;
+    assert_int_equal(store_node_get(other, n.id, &got, &err), 0);
+    assert_int_equal(got.status, STORE_ONLINE);
+    /* c1 falls silent: c2 releases it, naming c1. */
+    advance_s(f, 30);
+    assert_int_equal(store_controller_beat(other, "127.0.0.1:7444", &err), 0);
+    assert_int_equal(store_nodes_release(other, T0 + 20, NULL, NULL, NULL, &err), 0);
+    assert_int_equal(store_node_get(other, n.id, &got, &err), 0);
+    assert_int_equal(got.status, STORE_OFFLINE);
+    assert_last_event(f, "status", n.id, "OFFLINE: controller c1 stopped answering");
+    /* A clean leave releases at once. */
+    assert_int_equal(store_node_set_status(other, n.id, STORE_ONLINE, NULL, NULL, &err), 0);
+    assert_int_equal(store_controller_leave(other, &err), 0);
+    assert_int_equal(store_controller_beat(f->store, "127.0.0.1:7443", &err), 0);
+    assert_int_equal(store_nodes_release(f->store, T0 + 25, NULL, NULL, NULL, &err), 0);
+    assert_int_equal(store_node_get(f->store, n.id, &got, &err), 0);
+    assert_int_equal(got.status, STORE_OFFLINE);
+    store_close(other);
+}
+
 /* Every test but those about SQLite's file (its mode, WAL, migrations of
  * files from older releases, in-memory use, bytes changed behind the
  * store's back). */
@@ -1935,7 +2011,9 @@ test_pg_url_with_a_password_is_refused(void **state)
         T(test_events_list_oldest_first_after_id_with_limit),                               \
         T(test_visitor_returning_nonzero_stops_the_listing),                                \
         T(test_list_visitor_may_write_to_the_store),                                        \
-        T(test_values_longer_than_their_fields_are_refused_not_cut)
+        T(test_values_longer_than_their_fields_are_refused_not_cut),                       \
+        T(test_node_goes_offline_only_through_its_holder),                                 \
+        T(test_nodes_of_a_silent_controller_are_released)
 
 int
 main(void)

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Three controllers on one PostgreSQL database (a real server started
+# here), sharing the CA files. A connector and a tunneler each list all
+# three in CONTROLLER_ADDR. Checked, as an operator would see it:
+#  - a change made through one controller reaches sessions held by
+#    another: `deny` through controller 1 ends a live stream on a connector
+#    connected to controller 3 within 1 s;
+#  - the controller holding the connector is killed: the connector is
+#    ONLINE again through another within seconds, the others see it, and no
+#    data-plane session is lost (the data plane never needs the controller);
+#  - a token consumed concurrently through two controllers enrolls once.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../pg.sh"
+pg_start || exit 1
+trap 'for p in "${E2E_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; pg_stop; rm -rf "$E2E_TMP"' EXIT
+psql -q "${PG_URL_PREFIX}postgres" -c "CREATE DATABASE ztr" || exit 1
+URL="${PG_URL_PREFIX}ztr"
+
+start_controller c1 STORE_URL="$URL" || exit 1
+C1_ADMIN="$ADMIN_URL" C1_CTL="$CTL_ADDR" C1_PID="$CTL_PID" C1_STATE="$CTL_STATE" C1_LOG="$CTL_LOG"
+for n in 2 3; do
+  mkdir -p "$E2E_TMP/c$n"; cp -r "$C1_STATE/ca" "$E2E_TMP/c$n/"
+  start_controller "c$n" STORE_URL="$URL" || exit 1
+  printf -v "C${n}_ADMIN" '%s' "$ADMIN_URL"; printf -v "C${n}_CTL" '%s' "$CTL_ADDR"
+  printf -v "C${n}_PID" '%s' "$CTL_PID"; printf -v "C${n}_LOG" '%s' "$CTL_LOG"
+done
+on_c() { local url="C${1}_ADMIN"; shift; ADMIN_URL="${!url}" ctl "$@"; }
+CTL_STATE="$C1_STATE"
+
+start_peer echo || exit 1; ECHO_PORT=$PEER_PORT
+on_c 1 resource add pg --connector dc1 >/dev/null
+# The connector lists controller 3 first: it holds the connector's session.
+CTL_ADDR="$C3_CTL,$C1_CTL,$C2_CTL"
+start_agent connector dc1 ENROLLMENT_TOKEN="$(on_c 1 token create --role connector --name dc1 --address 127.0.0.1)" \
+  RESOURCES="pg=127.0.0.1:$ECHO_PORT" || exit 1
+keep_agent DC1
+on_c 2 allow --tunneler laptop --resource pg >/dev/null
+CTL_ADDR="$C1_CTL,$C2_CTL,$C3_CTL"
+FWD=$(free_port)
+start_agent tunneler laptop ENROLLMENT_TOKEN="$(on_c 2 token create --role tunneler --name laptop)" \
+  FORWARDS="127.0.0.1:$FWD=pg" CONNECTOR_RETRY_MIN=50ms CONNECTOR_RETRY_MAX=100ms || exit 1
+keep_agent LAPTOP
+ok=1
+for _ in $(seq 1 100); do
+  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
+  sleep 0.1
+done
+check "a stream goes through (token from 1 and 2, sessions on 3 and 1)" $ok
+grep -q "controller=$C3_CTL" "$DC1_LOG"; check "dc1's control stream is on controller 3" $?
+run on_c 2 node list
+expect_out_has "name=dc1 role=connector status=ONLINE" "controller 2 shows dc1 ONLINE (held by 3)"
+
+# deny through 1: the stream held by dc1 (whose controller is 3) ends.
+tcp_peer hold "127.0.0.1:$FWD" 1 30 >"$E2E_TMP/hold.out" 2>&1 &
+HOLD=$!; E2E_PIDS+=("$HOLD"); sleep 1
+t0=$(date +%s%3N)
+on_c 1 deny --tunneler laptop --resource pg >/dev/null
+for _ in $(seq 1 60); do kill -0 "$HOLD" 2>/dev/null || break; sleep 0.05; done
+t1=$(date +%s%3N)
+! kill -0 "$HOLD" 2>/dev/null && [ $((t1 - t0)) -lt 1000 ]
+check "deny through controller 1 ended the stream on dc1 (controller 3) in $((t1 - t0)) ms" $?
+echo "  deny via 1 -> stream closed under 3: $((t1 - t0)) ms"
+on_c 1 allow --tunneler laptop --resource pg >/dev/null
+ok=1
+for _ in $(seq 1 50); do
+  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
+  sleep 0.1
+done
+check "allowed again through 1, it works" $ok
+
+# Kill controller 3 under load: nothing on the data plane notices.
+tcp_peer hold "127.0.0.1:$FWD" 20 8 >"$E2E_TMP/hold2.out" 2>&1 &
+HOLD2=$!; E2E_PIDS+=("$HOLD2"); sleep 1
+t0=$(date +%s%3N)
+kill -KILL "$C3_PID"; wait "$C3_PID" 2>/dev/null
+ok=1
+for _ in $(seq 1 100); do
+  grep -q "controller=$C1_CTL\|controller=$C2_CTL" <(grep 'msg="control-plane stream connected"' "$DC1_LOG") &&
+    { ok=0; break; }
+  sleep 0.1
+done
+t1=$(date +%s%3N)
+check "dc1 reconnected to another controller in $((t1 - t0)) ms" $ok
+echo "  controller 3 killed -> dc1 connected elsewhere: $((t1 - t0)) ms"
+ok=1
+for _ in $(seq 1 40); do
+  on_c 1 node list | grep -q "name=dc1 role=connector status=ONLINE" && { ok=0; break; }
+  sleep 0.1
+done
+check "controller 1 shows dc1 ONLINE" $ok
+wait "$HOLD2"; hs=$?
+[ "$hs" -eq 0 ]; check "20 streams held through the kill: none lost (exit $hs)" $?
+run tcp_peer check "127.0.0.1:$FWD" 4 256K --timeout 10
+expect_status 0 "new streams after the kill"
+
+# One single-use token, two controllers, at once.
+TOKEN="$(on_c 1 token create --role tunneler --name racer)"
+CTL_ADDR="$C1_CTL" run_agent tunneler racer-a ENROLLMENT_TOKEN="$TOKEN" NODE_NAME=racer \
+  STATE_DIR="$E2E_TMP/race-a" >/dev/null 2>&1 &
+A=$!
+CTL_ADDR="$C2_CTL"
+agent_env tunneler racer-b ENROLLMENT_TOKEN="$TOKEN" NODE_NAME=racer STATE_DIR="$E2E_TMP/race-b"
+timeout 30 env "${AGENT_ENV[@]}" "$ZTR_TEST_BIN/tunneler" >"$E2E_TMP/race-b.log" 2>&1 &
+B=$!
+sleep 3
+kill -TERM "$A" "$B" 2>/dev/null; wait "$A" "$B" 2>/dev/null
+n=$(psql -tA "$URL" -c "SELECT count(*) FROM nodes WHERE name = 'racer'")
+[ "$n" = 1 ]; check "the token enrolled exactly one node ($n)" $?
+n=$(psql -tA "$URL" -c "SELECT count(*) FROM events WHERE kind = 'enrolled' AND detail LIKE '%racer%'")
+[ "$n" -le 1 ]; check "one enrolled event" $?
+
+stop_agent "$LAPTOP_PID"; stop_agent "$DC1_PID"
+for n in 1 2; do pid="C${n}_PID"; kill -TERM "${!pid}"; wait "${!pid}"; st=$?
+  [ "$st" -eq 0 ]; check "controller $n stops cleanly" $?; done
+finish

@@ -11,6 +11,7 @@
  * server's error or the transport's reason on stderr), 2 usage.
  */
 #include "controller/controller.h"
+#include "controller/store.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -72,6 +73,14 @@ struct command {
     int (*run)(const struct cli *cli, const struct args *args);
     const char *usage;
 };
+
+/* `store ...` runs here, on the databases themselves, not through the
+ * admin API (the controllers are stopped for it). */
+static bool
+runs_locally(const struct command *command)
+{
+    return strcmp(command->group, "store") == 0;
+}
 
 /* ---- output --------------------------------------------------------------- */
 
@@ -1102,6 +1111,38 @@ cmd_federation_revoke_grant(const struct cli *cli, const struct args *args)
     return rc;
 }
 
+/* ---- the store, locally ------------------------------------------------------ */
+
+/* Copies a stopped controller's store (SQLite) into a new one (PostgreSQL,
+ * for a cluster), then compares the row counts. */
+static int
+cmd_store_migrate(const struct cli *cli, const struct args *args)
+{
+    (void)cli;
+    const char *from_url = arg_value(args, "from"), *to_url = arg_value(args, "to");
+    struct store *from = NULL, *to = NULL;
+    struct ztr_err err = {0};
+    int rc = EXIT_FAILED;
+    if (store_open(from_url, clock_system(), &from, &err) != 0 ||
+        store_open(to_url, clock_system(), &to, &err) != 0) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        goto out;
+    }
+    struct store_copy_counts counts;
+    if (store_copy(from, to, &counts, &err) != 0) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        goto out;
+    }
+    for (size_t i = 0; i < counts.tables; i++)
+        printf("copied table=%s rows=%lld verified=true\n", counts.table[i],
+               (long long)counts.rows[i]);
+    rc = EXIT_OK;
+out:
+    store_close(from);
+    store_close(to);
+    return rc;
+}
+
 /* ---- the command table and argument parsing ------------------------------- */
 
 static const struct command commands[] = {
@@ -1172,6 +1213,9 @@ static const struct command commands[] = {
      "federation grants [--peer NAME]"},
     {"federation", "revoke-grant", 1, {{NULL, false, false}}, cmd_federation_revoke_grant,
      "federation revoke-grant ID"},
+    {"store", "migrate", 0, {{"from", true, true}, {"to", true, true}}, cmd_store_migrate,
+     "store migrate --from sqlite:///var/lib/ztr-controller/controller.db "
+     "--to postgres://USER@HOST:PORT/DB"},
 };
 
 #define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
@@ -1461,7 +1505,8 @@ cli_main(int argc, char **argv)
     if (rc != 0)
         return rc;
     struct cli cli;
-    rc = cli_init(&cli, ca_flag);
+    memset(&cli, 0, sizeof(cli));
+    rc = runs_locally(command) ? EXIT_OK : cli_init(&cli, ca_flag);
     if (rc != EXIT_OK)
         return rc;
     rc = command->run(&cli, &args);

@@ -2421,3 +2421,168 @@ store_nodes_release(struct store *s, int64_t alive_since, const char *detail,
     free(job.collect.nodes);
     return rc;
 }
+
+/* ---- copying a store into another (controller store migrate) ------------------------ */
+
+/* Each table in an order its foreign keys accept, with its columns' kinds:
+ * T text, I integer, B blob. Sessions do not move: nodes arrive OFFLINE
+ * and held by nobody. */
+static const struct copied_table {
+    const char *name;
+    const char *columns;
+    const char *kinds;
+} copied_tables[] = {
+    {"resources", "name, description, created_at", "TTI"},
+    {"nodes",
+     "id, name, role, spiffe_id, addresses, 0, revoked, last_seen, cert_serial, cert_not_after, "
+     "enrolled_at, cert_key, prev_cert_serial, prev_cert_key, prev_cert_until, "
+     "allowed_addresses, counters, counters_at, last_renewed_at, ''",
+     "TTTTTIIITIITTTITTIIT"},
+    {"tokens",
+     "id, digest, role, name, name_is_prefix, uses_left, expires_at, created_at, replace_node, "
+     "addresses",
+     "TBTTIIIIIT"},
+    {"grants", "tunneler, resource, created_at", "TTI"},
+    {"revocations", "id, node_id, serial, reason, at", "ITTTI"},
+    {"events", "id, at, kind, node_id, detail, source", "IITTTT"},
+    {"certificates", "node_id, serial, key, issued_at", "TTTI"},
+    {"resource_connectors", "resource, connector_name, created_at", "TTI"},
+    {"peers",
+     "id, name, trust_domain, url, direction, state, token_digest, token_expires_at, bundle, "
+     "bundle_version, last_heartbeat_at, reason, resume_state, created_at, updated_at, "
+     "remote_grants",
+     "TTTTTTBITIITTIIT"},
+    {"fed_grants", "id, peer_id, resource, tunneler, source_cidrs, expires_at, created_at",
+     "TTTTTII"},
+};
+
+#define COPY_COLUMNS_MAX 24
+
+/* The target's own column names: the source's list with the two
+ * constants (a node's status and holder) named. */
+static const char *const target_columns[] = {
+    "name, description, created_at",
+    "id, name, role, spiffe_id, addresses, status, revoked, last_seen, cert_serial, "
+    "cert_not_after, enrolled_at, cert_key, prev_cert_serial, prev_cert_key, prev_cert_until, "
+    "allowed_addresses, counters, counters_at, last_renewed_at, controller_id",
+};
+
+struct copy_job {
+    struct store *from;
+    struct store_copy_counts *counts;
+};
+
+static int
+copy_table(struct store *to, struct store *from, const struct copied_table *t, size_t index,
+           int64_t *rows, struct ztr_err *err)
+{
+    size_t n = strlen(t->kinds);
+    char select[1024], insert[1536], marks[3 * COPY_COLUMNS_MAX] = "";
+    for (size_t i = 0; i < n; i++)
+        strcat(marks, i == 0 ? "?" : ", ?");
+    snprintf(select, sizeof(select), "SELECT %s FROM %s", t->columns, t->name);
+    snprintf(insert, sizeof(insert), "INSERT INTO %s (%s) VALUES (%s)", t->name,
+             index < sizeof(target_columns) / sizeof(target_columns[0]) ? target_columns[index]
+                                                                       : t->columns,
+             marks);
+    struct db_rows *st;
+    TRY(stmt_open(from, select, NO_ARGS, &st, err));
+    int rc;
+    *rows = 0;
+    while ((rc = stmt_step(from, st, err)) == 1) {
+        struct db_arg args[COPY_COLUMNS_MAX];
+        for (size_t i = 0; i < n; i++) {
+            memset(&args[i], 0, sizeof(args[i]));
+            if (t->kinds[i] == 'I') {
+                args[i].kind = DB_ARG_INT;
+                args[i].num = db_int(st, (int)i);
+            } else if (t->kinds[i] == 'B') {
+                size_t len = 0;
+                args[i].kind = DB_ARG_BLOB;
+                args[i].blob = db_is_null(st, (int)i) ? NULL : db_blob(st, (int)i, &len);
+                args[i].blob_len = (int)len;
+                if (args[i].blob == NULL) { /* SQL NULL */
+                    args[i].kind = DB_ARG_TEXT;
+                    args[i].text = NULL;
+                }
+            } else {
+                args[i].kind = DB_ARG_TEXT;
+                args[i].text = db_text(st, (int)i);
+            }
+        }
+        if (stmt_exec(to, insert, args, n, NULL, err) != 0) {
+            rc = -1;
+            break;
+        }
+        (*rows)++;
+    }
+    db_rows_close(st);
+    if (rc < 0)
+        return ztr_err_wrap(err, "copying %s", t->name);
+    return 0;
+}
+
+static int
+copy_body(struct store *to, void *ctx, struct ztr_err *err)
+{
+    struct copy_job *job = ctx;
+    int64_t existing = 0;
+    if (query_int(to, "SELECT count(*) FROM nodes", NO_ARGS, &existing, err) < 0)
+        return -1;
+    int64_t tokens = 0;
+    if (query_int(to, "SELECT count(*) FROM tokens", NO_ARGS, &tokens, err) < 0)
+        return -1;
+    if (existing + tokens > 0)
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "the target already holds %lld nodes and %lld tokens: copy into an "
+                           "empty store only", (long long)existing, (long long)tokens);
+    size_t count = sizeof(copied_tables) / sizeof(copied_tables[0]);
+    for (size_t i = 0; i < count && i < STORE_COPY_TABLES_MAX; i++) {
+        snprintf(job->counts->table[i], sizeof(job->counts->table[i]), "%s", copied_tables[i].name);
+        TRY(copy_table(to, job->from, &copied_tables[i], i, &job->counts->rows[i], err));
+        int64_t source = 0, target = 0;
+        char sql[128];
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", copied_tables[i].name);
+        if (query_int(job->from, sql, NO_ARGS, &source, err) < 0 ||
+            query_int(to, sql, NO_ARGS, &target, err) < 0)
+            return -1;
+        if (source != target)
+            return ztr_err_set(err, ZTR_E_IO, "%s: %lld rows in the source, %lld copied",
+                               copied_tables[i].name, (long long)source, (long long)target);
+    }
+    job->counts->tables = count;
+    int64_t version = store_allowlist_version(job->from);
+    TRY(stmt_exec(to, "UPDATE meta SET value = ? WHERE key = 'allowlist_version'",
+                  ARGS(INT_ARG(version)), NULL, err));
+    /* Rows came with their ids: new ones continue after them. */
+    if (db_engine(to->db) == DB_POSTGRES) {
+        TRY(stmt_exec(to,
+                      "SELECT setval(pg_get_serial_sequence('events', 'id'), "
+                      "(SELECT COALESCE(max(id), 0) + 1 FROM events), false)",
+                      NO_ARGS, NULL, err));
+        TRY(stmt_exec(to,
+                      "SELECT setval(pg_get_serial_sequence('revocations', 'id'), "
+                      "(SELECT COALESCE(max(id), 0) + 1 FROM revocations), false)",
+                      NO_ARGS, NULL, err));
+    }
+    return 0;
+}
+
+int
+store_copy(struct store *from, struct store *to, struct store_copy_counts *counts,
+           struct ztr_err *err)
+{
+    memset(counts, 0, sizeof(*counts));
+    /* A controller still writing to the source would make the copy a
+     * moment of nothing in particular. */
+    int64_t beat = 0;
+    if (query_int(from, "SELECT COALESCE(max(last_seen), 0) FROM controllers", NO_ARGS, &beat,
+                  err) < 0)
+        return -1;
+    if (beat > now_s(from) - STORE_COPY_QUIET_S)
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "a controller used the source %llds ago: stop every controller on it "
+                           "first", (long long)(now_s(from) - beat));
+    struct copy_job job = {from, counts};
+    return in_tx(to, copy_body, &job, err);
+}

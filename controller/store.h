@@ -435,4 +435,20 @@ int store_nodes_release(struct store *store, int64_t alive_since, const char *de
                         int (*visit)(void *ctx, const struct store_node *), void *ctx,
                         struct ztr_err *err);
 
+/* ---- copying a store into another -----------------------------------------
+ * `controller store migrate`: every row of from (both at the current
+ * schema) into to, which must hold no node and no token, in one
+ * transaction of to; the row count of each table is compared. Refused
+ * while a controller beat on from within STORE_COPY_QUIET_S. Nodes arrive
+ * OFFLINE. */
+#define STORE_COPY_TABLES_MAX 16
+#define STORE_COPY_QUIET_S 30
+struct store_copy_counts {
+    size_t tables;
+    char table[STORE_COPY_TABLES_MAX][32];
+    int64_t rows[STORE_COPY_TABLES_MAX];
+};
+int store_copy(struct store *from, struct store *to, struct store_copy_counts *counts,
+               struct ztr_err *err);
+
 #endif

@@ -1,7 +1,12 @@
 /* The controller's CAs. Managed CAs live in STATE_DIR/ca/ as ca-<n>.crt and
  * ca-<n>.key (0600, never overwritten) plus state.json naming the signer and
  * when each older CA may leave the bundle. An operator CA (CA_CERT/CA_KEY)
- * is used as is and never rotated by us. */
+ * is used as is and never rotated by us.
+ *
+ * Controllers sharing a PostgreSQL store share their CAs through it
+ * (ca_set_share): certificates as they are, keys sealed with the seal key
+ * every controller reads from CA_SEAL_KEY_FILE; a rotation or a pruning
+ * through one reaches the others (ca_set_reload at their store's "ca"). */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -12,6 +17,7 @@
 #include "base/fileio.h"
 #include "base/log.h"
 #include "controller/controller.h"
+#include "controller/store.h"
 
 #define CA_MAX 8
 #define CA_FILE_MAX (64 * 1024)
@@ -32,7 +38,17 @@ struct ca_set {
     size_t count;
     int signer;          /* number of the signing CA */
     int64_t version;     /* bumped whenever the bundle changes */
+    struct store *shared; /* CAs kept in the store instead of files (cluster) */
+    uint8_t seal_key[PKI_SEAL_KEY_BYTES];
 };
+
+static void
+free_entries(struct ca_set *cas)
+{
+    for (size_t i = 0; i < cas->count; i++)
+        pki_ca_free(cas->entries[i].ca);
+    cas->count = 0;
+}
 
 static struct ca_entry *
 entry_by_number(struct ca_set *cas, int number)
@@ -165,11 +181,11 @@ create_ca(struct ca_set *cas, int number, struct ztr_err *err)
         rc = pki_ca_cert_pem(ca, &cert, &cert_len, err);
     if (rc == 0)
         rc = pki_ca_key_pem(ca, &key, &key_len, err);
-    if (rc == 0)
+    if (rc == 0 && cas->shared == NULL)
         rc = drop_uncommitted(number, key_path, cert_path, err);
-    if (rc == 0)
+    if (rc == 0 && cas->shared == NULL)
         rc = file_create_exclusive(key_path, key, key_len, 0600, err);
-    if (rc == 0)
+    if (rc == 0 && cas->shared == NULL)
         rc = file_write_atomic(cert_path, cert, cert_len, 0644, err);
     free(cert);
     free_secret(key, key_len);
@@ -288,8 +304,8 @@ ca_set_free(struct ca_set *cas)
 {
     if (cas == NULL)
         return;
-    for (size_t i = 0; i < cas->count; i++)
-        pki_ca_free(cas->entries[i].ca);
+    free_entries(cas);
+    explicit_bzero(cas->seal_key, sizeof(cas->seal_key));
     free(cas);
 }
 
@@ -323,6 +339,178 @@ ca_set_bundle_version(const struct ca_set *cas)
     return cas->version;
 }
 
+/* ---- shared through the store ------------------------------------------------- */
+
+static void
+seal_context(const struct ca_set *cas, int number, char *out, size_t cap)
+{
+    /* Binds each sealed key to its row and trust domain: a key moved to
+     * another number, or another cluster's, does not unseal. */
+    snprintf(out, cap, "ztr-ca-key/%d/%s", number, cas->trust_domain);
+}
+
+/* The in-memory set as the store's rows; keys sealed. */
+static int
+share_put(struct ca_set *cas, struct ztr_err *err)
+{
+    struct store_ca_set *set = calloc(1, sizeof(*set));
+    if (set == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    set->signer = cas->signer;
+    set->version = cas->version;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < cas->count; i++) {
+        struct store_ca *row = &set->cas[set->count++];
+        row->number = cas->entries[i].number;
+        row->retire_at = cas->entries[i].retire_at;
+        char *cert = NULL, *key = NULL;
+        size_t cert_len = 0, key_len = 0;
+        uint8_t *sealed = NULL;
+        size_t sealed_len = 0;
+        char context[PKI_TRUST_DOMAIN_MAX + 32];
+        seal_context(cas, row->number, context, sizeof(context));
+        rc = pki_ca_cert_pem(cas->entries[i].ca, &cert, &cert_len, err);
+        if (rc == 0)
+            rc = pki_ca_key_pem(cas->entries[i].ca, &key, &key_len, err);
+        if (rc == 0)
+            rc = pki_seal(cas->seal_key, context, (const uint8_t *)key, key_len, &sealed,
+                          &sealed_len, err);
+        if (rc == 0 && (cert_len >= sizeof(row->cert_pem) ||
+                        sealed_len > sizeof(row->key_sealed)))
+            rc = ztr_err_set(err, ZTR_E_LIMIT, "CA %d does not fit its row", row->number);
+        if (rc == 0) {
+            memcpy(row->cert_pem, cert, cert_len);
+            row->cert_pem[cert_len] = '\0';
+            memcpy(row->key_sealed, sealed, sealed_len);
+            row->key_sealed_len = sealed_len;
+        }
+        free(cert);
+        free_secret(key, key_len);
+        free(sealed);
+    }
+    if (rc == 0)
+        rc = store_ca_put(cas->shared, set, err);
+    free(set);
+    return rc;
+}
+
+/* Replaces the in-memory set by the store's; *found false when it holds
+ * none. */
+static int
+share_load(struct ca_set *cas, bool *found, struct ztr_err *err)
+{
+    *found = false;
+    struct store_ca_set *set = calloc(1, sizeof(*set));
+    if (set == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    int rc = store_ca_get(cas->shared, set, err);
+    if (rc != 0 || set->version == 0) {
+        free(set);
+        return rc;
+    }
+    struct ca_entry loaded[CA_MAX];
+    size_t count = 0;
+    for (size_t i = 0; rc == 0 && i < set->count && i < CA_MAX; i++) {
+        const struct store_ca *row = &set->cas[i];
+        char context[PKI_TRUST_DOMAIN_MAX + 32];
+        seal_context(cas, row->number, context, sizeof(context));
+        uint8_t *key = NULL;
+        size_t key_len = 0;
+        struct pki_ca *ca = NULL;
+        rc = pki_unseal(cas->seal_key, context, row->key_sealed, row->key_sealed_len, &key,
+                        &key_len, err);
+        if (rc != 0)
+            ztr_err_wrap(err, "CA %d in the store (CA_SEAL_KEY_FILE)", row->number);
+        if (rc == 0)
+            rc = pki_ca_load(row->cert_pem, strlen(row->cert_pem), (const char *)key, key_len,
+                             &ca, err);
+        free_secret((char *)key, key_len);
+        if (rc == 0)
+            rc = check_trust_domain(cas, ca, err);
+        if (rc != 0) {
+            pki_ca_free(ca);
+            break;
+        }
+        loaded[count++] = (struct ca_entry){row->number, row->retire_at, ca};
+    }
+    bool has_signer = false;
+    for (size_t i = 0; i < count; i++)
+        has_signer |= loaded[i].number == set->signer;
+    if (rc == 0 && !has_signer)
+        rc = ztr_err_set(err, ZTR_E_INVALID, "the store's signer CA %d is missing", set->signer);
+    if (rc != 0) {
+        for (size_t i = 0; i < count; i++)
+            pki_ca_free(loaded[i].ca);
+        free(set);
+        return -1;
+    }
+    free_entries(cas);
+    memcpy(cas->entries, loaded, count * sizeof(loaded[0]));
+    cas->count = count;
+    cas->signer = set->signer;
+    cas->version = set->version;
+    *found = true;
+    free(set);
+    return 0;
+}
+
+/* A change made here, written where the set lives. Shared: if another
+ * controller changed the set first, this one is dropped and the store's
+ * taken instead. */
+static int
+persist(struct ca_set *cas, struct ztr_err *err)
+{
+    if (cas->shared == NULL)
+        return save_state(cas, err);
+    if (share_put(cas, err) == 0)
+        return 0;
+    struct ztr_err reload = {0};
+    bool found;
+    if (share_load(cas, &found, &reload) != 0)
+        log_error("CA set not reloaded", "error=\"%s\"", reload.msg);
+    return -1;
+}
+
+int
+ca_set_share(struct ca_set *cas, struct store *store, const uint8_t seal_key[PKI_SEAL_KEY_BYTES],
+             struct ztr_err *err)
+{
+    if (cas->operator_managed)
+        return 0; /* the operator's CA files are each controller's already */
+    cas->shared = store;
+    memcpy(cas->seal_key, seal_key, PKI_SEAL_KEY_BYTES);
+    bool found;
+    TRY(share_load(cas, &found, err));
+    if (found) {
+        log_info("CA set from the store", "cas=%zu signer=%d bundle_version=%lld", cas->count,
+                 cas->signer, (long long)cas->version);
+        return 0;
+    }
+    /* The first controller of the cluster: its set goes into the store. A
+     * controller starting at the same moment may have won: take its. */
+    if (share_put(cas, err) == 0) {
+        log_info("CA set put into the store", "cas=%zu signer=%d", cas->count, cas->signer);
+        return 0;
+    }
+    TRY(share_load(cas, &found, err));
+    if (!found)
+        return ztr_err_set(err, ZTR_E_IO, "the CA set could not be stored");
+    return 0;
+}
+
+int
+ca_set_reload(struct ca_set *cas, bool *changed, struct ztr_err *err)
+{
+    *changed = false;
+    if (cas->shared == NULL)
+        return 0;
+    int64_t before = cas->version;
+    bool found;
+    TRY(share_load(cas, &found, err));
+    *changed = found && cas->version != before;
+    return 0;
+}
+
 int
 ca_set_rotate(struct ca_set *cas, int64_t svid_ttl_s, struct ztr_err *err)
 {
@@ -342,7 +530,7 @@ ca_set_rotate(struct ca_set *cas, int64_t svid_ttl_s, struct ztr_err *err)
         old->retire_at = clock_wall_s(cas->clock) + svid_ttl_s + 60;
     cas->signer = next;
     cas->version++;
-    TRY(save_state(cas, err));
+    TRY(persist(cas, err));
     log_info("CA rotated", "signer=%d bundle_version=%lld", next, (long long)cas->version);
     return 0;
 }
@@ -366,7 +554,7 @@ ca_set_prune(struct ca_set *cas, bool *changed, struct ztr_err *err)
     }
     if (*changed) {
         cas->version++;
-        TRY(save_state(cas, err));
+        TRY(persist(cas, err));
     }
     return 0;
 }
@@ -400,4 +588,43 @@ ca_set_issue(struct ca_set *cas, const struct pki_spiffe_id *id, const uint8_t *
     struct pki_leaf_request request = {id, public_der, public_len, ips, ip_count, now - 60,
                                        now + ttl_s};
     return pki_ca_issue(signer, &request, chain_pem, chain_len, err);
+}
+
+int
+ca_set_open_shared(const struct controller_settings *settings, const struct ztr_clock *clock,
+                   struct store *store, const uint8_t seal_key[PKI_SEAL_KEY_BYTES],
+                   struct ca_set **out, struct ztr_err *err)
+{
+    *out = NULL;
+    bool operator_ca = settings->ca_cert[0] != '\0' || settings->ca_key[0] != '\0';
+    struct store_ca_set *probe = calloc(1, sizeof(*probe));
+    if (probe == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    int rc = operator_ca ? 0 : store_ca_get(store, probe, err);
+    int64_t stored = probe->version;
+    free(probe);
+    TRY(rc);
+    if (operator_ca || stored == 0) {
+        /* An operator's CA, or the cluster's first controller: its own
+         * (files) first, then into the store. */
+        TRY(ca_set_open(settings, clock, out, err));
+        if (ca_set_share(*out, store, seal_key, err) != 0) {
+            ca_set_free(*out);
+            *out = NULL;
+            return -1;
+        }
+        return 0;
+    }
+    /* A controller joining: the store's set, and no files of its own. */
+    struct ca_set *cas = calloc(1, sizeof(*cas));
+    if (cas == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    cas->clock = clock;
+    snprintf(cas->trust_domain, sizeof(cas->trust_domain), "%s", settings->trust_domain);
+    if (ca_set_share(cas, store, seal_key, err) != 0) {
+        ca_set_free(cas);
+        return -1;
+    }
+    *out = cas;
+    return 0;
 }

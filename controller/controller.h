@@ -53,6 +53,7 @@ struct controller_settings {
     char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
     char state_dir[1024];
     char store_url[1024];          /* STORE_URL; "" = STATE_DIR/controller.db */
+    char ca_seal_key_file[1024];   /* CA_SEAL_KEY_FILE: CAs shared through the store */
     char controller_listen[128];
     char admin_listen[128];
     bool admin_listen_insecure;    /* allow a non-loopback ADMIN_LISTEN in plain HTTP */
@@ -164,6 +165,19 @@ int64_t ca_set_bundle_version(const struct ca_set *cas);
  * stay in the bundle until every leaf they signed has expired (their
  * retire time is now + svid_ttl). Refused for an operator CA. */
 int ca_set_rotate(struct ca_set *cas, int64_t svid_ttl_s, struct ztr_err *err);
+/* Controllers sharing a PostgreSQL store: the CA set lives in it, keys
+ * sealed with seal_key (CA_SEAL_KEY_FILE). The store's set is taken when
+ * there is one; else this controller's (files) is put there. */
+int ca_set_share(struct ca_set *cas, struct store *store,
+                 const uint8_t seal_key[PKI_SEAL_KEY_BYTES], struct ztr_err *err);
+/* ca_set_open for a controller sharing store: the store's set when it holds
+ * one (no files made here), else ca_set_open's put into it. */
+int ca_set_open_shared(const struct controller_settings *settings, const struct ztr_clock *clock,
+                       struct store *store, const uint8_t seal_key[PKI_SEAL_KEY_BYTES],
+                       struct ca_set **out, struct ztr_err *err);
+/* Takes the store's set again (after a "ca" change); *changed when its
+ * version moved. */
+int ca_set_reload(struct ca_set *cas, bool *changed, struct ztr_err *err);
 /* Drops CAs past their retire time; *changed says whether the bundle did. */
 int ca_set_prune(struct ca_set *cas, bool *changed, struct ztr_err *err);
 /* Describes the set for the admin API: [{fingerprint, not_after, signer, retire_at}]. */

@@ -1482,6 +1482,21 @@ on_change(void *ctx, const char *change)
         server->changes_push = true;
         return;
     }
+    if (strcmp(change, "ca") == 0) {
+        /* A rotation or a pruning through another controller (or this
+         * one): the bundle to push, and a certificate from the new signer. */
+        bool changed = false;
+        struct ztr_err err = {0};
+        if (ca_set_reload(server->c->cas, &changed, &err) != 0)
+            log_error("CA set not reloaded from the store", "error=\"%s\"", err.msg);
+        if (changed) {
+            log_info("CA set changed", "bundle_version=%lld",
+                     (long long)ca_set_bundle_version(server->c->cas));
+            server->changes_push = true;
+            server->identity_renew_at = clock_wall_s(server->c->clock);
+        }
+        return;
+    }
     char node_id[STORE_ID_MAX + 1];
     int used = 0;
     if (sscanf(change, "revoke %32s %n", node_id, &used) == 1 && used > 0)

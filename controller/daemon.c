@@ -25,6 +25,11 @@ static const struct config_key controller_schema[] = {
                "postgres://USER@HOST:PORT/DB for a cluster (password in PGPASSFILE or "
                "PGPASSWORD, never here)",
                S, store_url),
+    CONFIG_KEY("CA_SEAL_KEY_FILE", CONFIG_STRING, NULL,
+               "controllers sharing a PostgreSQL store: a file of 32 random bytes (or 64 hex "
+               "digits) they all hold; the CA keys are sealed with it in the store, so that "
+               "a rotation reaches every controller",
+               S, ca_seal_key_file),
     CONFIG_KEY("CONTROLLER_LISTEN", CONFIG_ADDR, "0.0.0.0:7443", "control-plane mTLS listener", S,
                controller_listen),
     CONFIG_KEY("ADMIN_LISTEN", CONFIG_ADDR, "127.0.0.1:8080", "admin API listener", S,
@@ -173,6 +178,9 @@ check_settings(void *ctx, struct daemon *daemon, const struct config *config,
         return config_fail(config, "STORE_URL", err,
                            "holds a password (%s): put it in PGPASSFILE or PGPASSWORD, "
                            "readable by the controller only", shown);
+    if (s->ca_seal_key_file[0] != '\0' && !db_url_is_postgres(s->store_url))
+        return config_fail(config, "CA_SEAL_KEY_FILE", err,
+                           "is for controllers sharing a PostgreSQL store (STORE_URL=postgres://...)");
     TRY(federation_check_settings(c, config, err));
     enum log_level level;
     if (log_level_from_name(s->log_level, &level) != 0)
@@ -189,7 +197,6 @@ start(void *ctx, struct daemon *daemon, int *exit_status, struct ztr_err *err)
     struct controller *c = ctx;
     TRY(file_ensure_dir(c->settings.state_dir, 0700, err));
     TRY(pki_init(err));
-    TRY(ca_set_open(&c->settings, c->clock, &c->cas, err));
     char db_path[1200];
     if (c->settings.store_url[0] != '\0') {
         snprintf(db_path, sizeof(db_path), "%s", c->settings.store_url);
@@ -201,6 +208,20 @@ start(void *ctx, struct daemon *daemon, int *exit_status, struct ztr_err *err)
         TRY(file_create_private_if_missing(db_path, err));
     }
     TRY(store_open(db_path, c->clock, &c->store, err));
+    if (c->settings.ca_seal_key_file[0] != '\0') {
+        uint8_t seal_key[PKI_SEAL_KEY_BYTES];
+        int rc = pki_seal_key_load(c->settings.ca_seal_key_file, seal_key, err);
+        if (rc == 0)
+            rc = ca_set_open_shared(&c->settings, c->clock, c->store, seal_key, &c->cas, err);
+        explicit_bzero(seal_key, sizeof(seal_key));
+        if (rc != 0)
+            return ztr_err_wrap(err, "CA_SEAL_KEY_FILE %s", c->settings.ca_seal_key_file);
+    } else {
+        if (store_is_shared(c->store))
+            log_warn("CA not shared: a rotation through this controller does not reach the "
+                     "others on the database; set CA_SEAL_KEY_FILE", NULL);
+        TRY(ca_set_open(&c->settings, c->clock, &c->cas, err));
+    }
     TRY(ctl_server_start(c, err));
     TRY(federation_start(c, err));
     TRY(admin_tls_prepare(c, err));

@@ -36,6 +36,22 @@ grant_live(const struct store_fed_grant *g, int64_t now)
     return g->expires_at == 0 || g->expires_at > now;
 }
 
+/* A grant's change as an event: "federation grant <id> <what>: resource=...
+ * tunneler=..." (by the operator: kind admin; an expiry: kind federation). */
+static void
+grant_event(struct controller *c, const struct store_fed_grant *g, const char *what,
+            const char *extra)
+{
+    bool expiry = strcmp(what, "expired") == 0;
+    char detail[STORE_DETAIL_MAX + 1];
+    snprintf(detail, sizeof(detail), "federation grant %s %s: resource=%s tunneler=%.300s%s",
+             g->id, what, g->resource, g->tunneler, extra != NULL ? extra : "");
+    struct ztr_err err = {0};
+    if (store_event_add_from(c->store, expiry ? "federation_grant_expiry" : "admin",
+                             expiry ? "federation" : "admin", "", detail, &err) != 0)
+        log_warn("federation event not recorded", "error=\"%s\"", err.msg);
+}
+
 /* ---- operator commands -------------------------------------------------------- */
 
 static int
@@ -106,15 +122,10 @@ federation_grant(struct controller *c, const struct fed_grant_request *req,
         log_info("federation grant", "id=%s peer=%s resource=%s tunneler=%s source_cidrs=%s "
                  "expires_at=%lld", out->id, peer->name, out->resource, out->tunneler,
                  out->source_cidrs, (long long)out->expires_at);
-        struct ztr_err ev = {0};
-        char detail[STORE_DETAIL_MAX + 1];
-        snprintf(detail, sizeof(detail),
-                 "federation grant %s: peer=%s resource=%s tunneler=%.300s source_cidrs=%.300s "
-                 "expires_at=%lld",
-                 out->id, peer->name, out->resource, out->tunneler, out->source_cidrs,
-                 (long long)out->expires_at);
-        if (store_event_add_from(c->store, "admin", "admin", "", detail, &ev) != 0)
-            log_warn("federation event not recorded", "error=\"%s\"", ev.msg);
+        char extra[STORE_DETAIL_MAX];
+        snprintf(extra, sizeof(extra), " peer=%s source_cidrs=%.300s expires_at=%lld",
+                 peer->name, out->source_cidrs, (long long)out->expires_at);
+        grant_event(c, out, "granted", extra);
         federation_changed(c, false);
     }
     free(peer);
@@ -128,12 +139,7 @@ federation_grant_revoke(struct controller *c, const char *id, struct store_fed_g
     TRY(store_fed_grant_delete(c->store, id, out, err));
     log_info("federation grant revoked", "id=%s resource=%s tunneler=%s", out->id,
              out->resource, out->tunneler);
-    char detail[STORE_DETAIL_MAX + 1];
-    snprintf(detail, sizeof(detail), "federation grant %s revoked: resource=%s tunneler=%.300s",
-             out->id, out->resource, out->tunneler);
-    struct ztr_err ev = {0};
-    if (store_event_add_from(c->store, "admin", "admin", "", detail, &ev) != 0)
-        log_warn("federation event not recorded", "error=\"%s\"", ev.msg);
+    grant_event(c, out, "revoked", NULL);
     federation_changed(c, false);
     return 0;
 }
@@ -477,12 +483,7 @@ check_expiry(void *ctx, const struct store_fed_grant *g)
         w->expired++;
         log_info("federation grant expired", "id=%s resource=%s tunneler=%s", g->id,
                  g->resource, g->tunneler);
-        char detail[STORE_DETAIL_MAX + 1];
-        snprintf(detail, sizeof(detail), "federation grant %s expired: resource=%s tunneler=%.300s",
-                 g->id, g->resource, g->tunneler);
-        struct ztr_err err = {0};
-        (void)store_event_add_from(w->c->store, "federation_grant_expiry", "federation", "",
-                                   detail, &err);
+        grant_event(w->c, g, "expired", NULL);
     } else if (g->expires_at > w->to && (w->next == 0 || g->expires_at < w->next)) {
         w->next = g->expires_at;
     }

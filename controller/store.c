@@ -148,6 +148,15 @@ struct store {
     "  started_at " INT " NOT NULL,"                                                      \
     "  last_seen " INT " NOT NULL);"
 
+#define STORE_SCHEMA_CAS(INT, BLOB)                                                        \
+    "CREATE TABLE cas ("                                                                  \
+    "  number " INT " PRIMARY KEY NOT NULL,"                                              \
+    "  cert_pem TEXT NOT NULL,"                                                           \
+    "  key_sealed " BLOB " NOT NULL,"                                                     \
+    "  retire_at " INT " NOT NULL DEFAULT 0);"                                            \
+    "INSERT INTO meta (key, value) VALUES ('ca_signer', 0);"                              \
+    "INSERT INTO meta (key, value) VALUES ('ca_version', 0);"
+
 /* ---- schema --------------------------------------------------------------
  * migrations[i] takes user_version i to i + 1, in one transaction. Append
  * only: a released entry never changes, since databases in the field have
@@ -322,6 +331,9 @@ static const char *const sqlite_migrations[] = {
      * node's session: a node is OFFLINE when its session closes on the
      * controller that holds it, or when that controller stops answering. */
     STORE_SCHEMA_CONTROLLERS("INTEGER"),
+    /* 11: the CAs of controllers sharing the database, keys sealed with a
+     * key the controllers hold in a file (CA_SEAL_KEY_FILE). */
+    STORE_SCHEMA_CAS("INTEGER", "BLOB"),
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof(sqlite_migrations) / sizeof(sqlite_migrations[0])))
@@ -336,6 +348,7 @@ static const char *const pg_migrations[] = {
     "INSERT INTO meta (key, value) VALUES ('allowlist_version', 1);"
     PG_SCHEMA_1,
     STORE_SCHEMA_CONTROLLERS("BIGINT"),
+    STORE_SCHEMA_CAS("BIGINT", "BYTEA"),
 };
 
 #define PG_SCHEMA_VERSION ((int)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
@@ -2585,4 +2598,94 @@ store_copy(struct store *from, struct store *to, struct store_copy_counts *count
                            "first", (long long)(now_s(from) - beat));
     struct copy_job job = {from, counts};
     return in_tx(to, copy_body, &job, err);
+}
+
+/* ---- the CAs of controllers sharing the database ---------------------------------- */
+
+static int
+meta_value(struct store *s, const char *key, int64_t *value, struct ztr_err *err)
+{
+    int found = query_int(s, "SELECT value FROM meta WHERE key = ?", ARGS(TEXT_ARG(key)), value,
+                          err);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return ztr_err_set(err, ZTR_E_IO, "%s is missing from meta", key);
+    return 0;
+}
+
+int
+store_ca_get(struct store *s, struct store_ca_set *out, struct ztr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    int64_t signer = 0;
+    TRY(meta_value(s, "ca_version", &out->version, err));
+    TRY(meta_value(s, "ca_signer", &signer, err));
+    out->signer = (int)signer;
+    struct db_rows *st;
+    TRY(stmt_open(s, "SELECT number, cert_pem, key_sealed, retire_at FROM cas ORDER BY number",
+                  NO_ARGS, &st, err));
+    int rc;
+    while ((rc = stmt_step(s, st, err)) == 1) {
+        if (out->count == STORE_CA_MAX) {
+            rc = ztr_err_set(err, ZTR_E_LIMIT, "more than %d CAs stored", STORE_CA_MAX);
+            break;
+        }
+        struct store_ca *ca = &out->cas[out->count];
+        ca->number = (int)db_int(st, 0);
+        size_t len = 0;
+        const void *sealed = db_blob(st, 2, &len);
+        if (col_text(st, 1, ca->cert_pem, sizeof(ca->cert_pem), err) != 0) {
+            rc = -1;
+            break;
+        }
+        if (sealed == NULL || len > sizeof(ca->key_sealed)) {
+            rc = ztr_err_set(err, ZTR_E_INVALID, "stored CA %d has no usable sealed key",
+                             ca->number);
+            break;
+        }
+        memcpy(ca->key_sealed, sealed, len);
+        ca->key_sealed_len = len;
+        ca->retire_at = db_int(st, 3);
+        out->count++;
+    }
+    db_rows_close(st);
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+ca_put_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct store_ca_set *set = ctx;
+    int changes = 0;
+    /* Whoever changed the set since the caller read it wins; the caller
+     * reads again. */
+    TRY(stmt_exec(s, "UPDATE meta SET value = ? WHERE key = 'ca_version' AND value = ?",
+                  ARGS(INT_ARG(set->version), INT_ARG(set->version - 1)), &changes, err));
+    if (changes != 1)
+        return ztr_err_set(err, STORE_E_CA_CHANGED,
+                           "the CA set changed meanwhile (through another controller)");
+    TRY(stmt_exec(s, "UPDATE meta SET value = ? WHERE key = 'ca_signer'",
+                  ARGS(INT_ARG(set->signer)), NULL, err));
+    TRY(stmt_exec(s, "DELETE FROM cas", NO_ARGS, NULL, err));
+    for (size_t i = 0; i < set->count; i++) {
+        const struct store_ca *ca = &set->cas[i];
+        TRY(stmt_exec(s,
+                      "INSERT INTO cas (number, cert_pem, key_sealed, retire_at) "
+                      "VALUES (?, ?, ?, ?)",
+                      ARGS(INT_ARG(ca->number), TEXT_ARG(ca->cert_pem),
+                           BLOB_ARG(ca->key_sealed, (int)ca->key_sealed_len),
+                           INT_ARG(ca->retire_at)),
+                      NULL, err));
+    }
+    return notify(s, "ca", err);
+}
+
+int
+store_ca_put(struct store *s, const struct store_ca_set *set, struct ztr_err *err)
+{
+    if (set->count == 0 || set->count > STORE_CA_MAX || set->version < 1)
+        return ztr_err_set(err, ZTR_E_INVALID, "a CA set of %zu CAs at version %lld", set->count,
+                           (long long)set->version);
+    return in_tx(s, ca_put_body, (void *)set, err);
 }

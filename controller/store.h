@@ -49,6 +49,7 @@ enum store_error {
     STORE_E_ENROLLED = 200, /* the name belongs to a node whose certificate is valid */
     STORE_E_SUPERSEDED,     /* a key that is not the node's current (or previous) one */
     STORE_E_PEER_EXISTS,    /* a live peer already has that name or trust domain */
+    STORE_E_CA_CHANGED,     /* the CA set is not the version the writer read */
 };
 
 struct store;
@@ -450,5 +451,28 @@ struct store_copy_counts {
 };
 int store_copy(struct store *from, struct store *to, struct store_copy_counts *counts,
                struct ztr_err *err);
+
+/* ---- the CAs of controllers sharing the database ---------------------------
+ * Each CA's certificate and its key sealed (pki_seal) with the controllers'
+ * seal key: a dump of the database alone does not give the keys. version
+ * 0: none stored yet. store_ca_put writes the whole set as version
+ * set->version, which must be the stored version + 1 (else
+ * STORE_E_CA_CHANGED: read again), and tells the other controllers ("ca"). */
+#define STORE_CA_MAX 8
+struct store_ca {
+    int number;
+    char cert_pem[8192];
+    uint8_t key_sealed[2048];
+    size_t key_sealed_len;
+    int64_t retire_at;
+};
+struct store_ca_set {
+    size_t count;
+    int signer;
+    int64_t version;
+    struct store_ca cas[STORE_CA_MAX];
+};
+int store_ca_get(struct store *store, struct store_ca_set *out, struct ztr_err *err);
+int store_ca_put(struct store *store, const struct store_ca_set *set, struct ztr_err *err);
 
 #endif

@@ -391,4 +391,21 @@ const char *pki_tls_error_text(int wolfssl_error);
 int pki_init(struct ztr_err *err);
 void pki_cleanup(void);
 
+/* ---- sealing secrets at rest --------------------------------------------
+ * AES-256-GCM under a 32-byte key kept elsewhere (a file the holder reads),
+ * a fresh random nonce per seal, the context string authenticated with it
+ * (a secret unsealed under another context fails). Sealed: nonce (12) ||
+ * ciphertext || tag (16). *out is malloc()ed (unseal: NUL-terminated too;
+ * wipe it when done). */
+#define PKI_SEAL_KEY_BYTES 32
+int pki_seal(const uint8_t key[PKI_SEAL_KEY_BYTES], const char *context, const uint8_t *plain,
+             size_t len, uint8_t **out, size_t *out_len, struct ztr_err *err);
+int pki_unseal(const uint8_t key[PKI_SEAL_KEY_BYTES], const char *context,
+               const uint8_t *sealed, size_t len, uint8_t **out, size_t *out_len,
+               struct ztr_err *err);
+/* path: 32 raw bytes or 64 hex digits (a trailing newline allowed); made
+ * private to its owner when ours, refused when another user's (as every
+ * key file). */
+int pki_seal_key_load(const char *path, uint8_t key[PKI_SEAL_KEY_BYTES], struct ztr_err *err);
+
 #endif

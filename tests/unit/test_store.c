@@ -18,8 +18,8 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 10   /* the number of SQLite migrations in store.c */
-#define PG_CURRENT_SCHEMA 2 /* PostgreSQL's */
+#define CURRENT_SCHEMA 11   /* the number of SQLite migrations in store.c */
+#define PG_CURRENT_SCHEMA 3 /* PostgreSQL's */
 
 struct fx {
     char *dir;
@@ -428,7 +428,8 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     store_close(f->store);
     f->store = NULL;
     /* What a version 1 database looks like: no indexes yet, no keys. */
-    raw_exec(f->path, "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
+    raw_exec(f->path, "DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
+                      "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
                       "DROP TABLE fed_grants; DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
                       "DROP INDEX events_by_node; DROP TABLE peers;"
                       "DROP INDEX events_by_source; ALTER TABLE events DROP COLUMN source;"
@@ -1253,7 +1254,8 @@ test_migration_to_6_backfills_last_renewal(void **state)
     struct store_node fresh = enrolled(f, "connector", "c2");
     store_close(f->store);
     f->store = NULL;
-    raw_exec(f->path, "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
+    raw_exec(f->path, "DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
+                      "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
                       "DROP TABLE fed_grants; DROP TABLE peers; DROP INDEX events_by_source;"
                       "ALTER TABLE events DROP COLUMN source;"
                       "ALTER TABLE nodes DROP COLUMN counters;"

@@ -91,7 +91,7 @@ check_peers(const struct agent *a, const json_t *peers, json_t **out, struct ztr
 int
 agent_set_peer_bundles(struct agent *a, const json_t *peers, struct ztr_err *err)
 {
-    json_t *next;
+    json_t *next = NULL;
     TRY(check_peers(a, peers, &next, err));
     if (a->peer_bundles != NULL && json_equal(next, a->peer_bundles)) {
         json_decref(next);

@@ -77,7 +77,7 @@ struct client {
     struct tconn *tried[CLIENT_ATTEMPTS_MAX];   /* connectors that failed this client */
     size_t tried_count;
     enum mux_code last_code;     /* why the last connector failed it (for the reply) */
-    char last_reason[ZTR_ERR_MSG_MAX + 80];
+    char last_reason[ZTR_ERR_MSG_MAX + 400]; /* "connector <id>: <reason>" */
     struct client *prev, *next;  /* in via->waiting */
     struct ip_quota *quota;      /* handed to the stream once it is relayed */
     char peer[80];

@@ -16,6 +16,8 @@
 #include "data/mux.h"
 #include "connector/allowlist.h"
 #include "connector/dataplane.h"
+#include "connector/dpworkers.h"
+#include "data/workers.h"
 
 #define ADVERTISE_MAX 16
 
@@ -44,6 +46,7 @@ static const struct config_key connector_keys[] = {
     {.name = "RESOURCES", .type = CONFIG_LIST, .help = "resources served: name=target,...",
      .item_keys = resource_fields},
     DSESSION_CONFIG_KEYS,
+    WORKERS_CONFIG_KEY,
     CONFIG_KEY("DIAL_TIMEOUT", CONFIG_DURATION, "10s",
                "how long a resource's target may take to accept", struct connector_settings,
                dial_timeout_ms),
@@ -73,9 +76,12 @@ struct connector {
     struct connector_resource served[CONFIG_LIST_MAX];
     size_t served_count;
     struct dsession_window window;
+    unsigned workers;              /* WORKERS */
     struct agent *agent;
-    struct allowlist *allowlist;   /* enforced from disk while the controller is away */
-    struct dataplane *dataplane;
+    /* The controller's latest, enforced from disk while the controller is
+     * away; the workers each read an immutable copy of it. */
+    struct allowlist *allowlist;
+    struct dp_workers *dataplane;
     /* Fail-static has a bound: the allowlist counts as current from when it
      * arrived, and again at every check while the control stream that
      * delivered it is still up (the controller pushes each change on that
@@ -158,6 +164,7 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
     if (s->handshakes_per_source < 1 || s->handshakes_per_source > 16384)
         return config_fail(config, "HANDSHAKES_PER_SOURCE", err, "must be 1..16384");
     TRY(dsession_window_config(config, &c->window, err));
+    TRY(workers_config(config, &c->workers, err));
     c->allowlist = allowlist_new();
     if (c->allowlist == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
@@ -190,7 +197,7 @@ check_allowlist_age(struct connector *c)
                      "version=%lld age_seconds=%lld", (long long)allowlist_version(c->allowlist),
                      (long long)age);
         c->refusing = false;
-        dataplane_refuse(c->dataplane, NULL);
+        dp_workers_refuse(c->dataplane, NULL);
         return;
     }
     c->refusing = true;
@@ -204,7 +211,7 @@ check_allowlist_age(struct connector *c)
              "version=%lld age_seconds=%lld max_age_seconds=%lld",
              (long long)allowlist_version(c->allowlist), (long long)age,
              (long long)(c->settings.allowlist_max_age_ms / 1000));
-    dataplane_refuse(c->dataplane, reason);
+    dp_workers_refuse(c->dataplane, reason);
 }
 
 static void
@@ -230,12 +237,19 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
                  (long long)allowlist_received_at(c->allowlist));
     struct dataplane_config dp = {
         .listen = c->settings.listen, .resources = c->served, .resource_count = c->served_count,
-        .allowlist = c->allowlist, .window = c->window,
+        .window = c->window,
         .dial_timeout_ms = c->settings.dial_timeout_ms,
         .idle_timeout_ms = c->settings.idle_timeout_ms,
         .streams_per_tunneler = (uint32_t)c->settings.streams_per_tunneler,
         .handshakes_per_source = (uint32_t)c->settings.handshakes_per_source};
-    TRY(dataplane_start(agent, &dp, &c->dataplane, err));
+    struct allowlist *copy = allowlist_new();
+    if (copy == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    if (allowlist_load(copy, agent_state_dir(agent), err) != 0) {
+        allowlist_free(copy);
+        return -1;
+    }
+    TRY(dp_workers_start(agent, &dp, c->workers, copy, &c->dataplane, err));
     /* No allowlist at all refuses every tunneler anyway; only an old one
      * needs the refusal (and its log line). */
     c->stale = allowlist_version(c->allowlist) == 0;
@@ -255,7 +269,7 @@ connector_stop(void *ctx)
     struct connector *c = ctx;
     if (c->agent != NULL)
         ev_timer_stop(agent_loop(c->agent), &c->age_timer);
-    dataplane_stop(c->dataplane);
+    dp_workers_stop(c->dataplane);
     c->dataplane = NULL;
 }
 
@@ -305,7 +319,16 @@ connector_on_allowlist(void *ctx, const json_t *msg)
              allowlist_epoch(c->allowlist));
     c->confirmed_at = now;
     c->delivered_online = true;
-    dataplane_enforce(c->dataplane);
+    /* The workers' copy: the same message into a fresh list (which takes
+     * any version), so it holds whatever the list holds. */
+    struct allowlist *copy = allowlist_new();
+    if (copy == NULL || allowlist_apply(copy, msg, now, &err) != 0) {
+        log_error("allowlist not enforced", "error=\"%s\"",
+                  copy == NULL ? "out of memory" : err.msg);
+        allowlist_free(copy);
+    } else {
+        dp_workers_set_allowlist(c->dataplane, copy);
+    }
     check_allowlist_age(c);
 }
 
@@ -313,11 +336,7 @@ static void
 connector_on_identity(void *ctx)
 {
     struct connector *c = ctx;
-    const char *chain;
-    size_t len;
-    const struct pki_key *key;
-    if (agent_identity(c->agent, &chain, &len, &key) == 0)
-        dataplane_present_identity(c->dataplane, chain, len, key);
+    dp_workers_identity_changed(c->dataplane);
 }
 
 /* Revoked: nothing more is served; /health keeps reporting. */
@@ -326,14 +345,14 @@ connector_on_revoked(void *ctx)
 {
     struct connector *c = ctx;
     ev_timer_stop(agent_loop(c->agent), &c->age_timer);
-    dataplane_refuse(c->dataplane, "node revoked");
+    dp_workers_refuse(c->dataplane, "node revoked");
 }
 
 static void
 connector_on_bundle(void *ctx)
 {
     struct connector *c = ctx;
-    dataplane_recheck_peers(c->dataplane);
+    dp_workers_bundle_changed(c->dataplane);
 }
 
 static void
@@ -352,7 +371,7 @@ connector_add_health(void *ctx, json_t *health)
     json_object_set_new(list, "max_age_seconds",
                         json_integer(c->settings.allowlist_max_age_ms / 1000));
     json_object_set_new(list, "stale", json_boolean(c->stale));
-    dataplane_add_health(c->dataplane, health);
+    dp_workers_add_health(c->dataplane, health);
 }
 
 static void
@@ -370,7 +389,7 @@ connector_add_metrics(void *ctx, struct metrics *m)
     metrics_counter(m, "ztr_pushes_ignored_total",
                     "Versioned pushes from the controller refused (older version, same epoch).",
                     NULL, c->pushes_ignored);
-    dataplane_add_metrics(c->dataplane, m);
+    dp_workers_add_metrics(c->dataplane, m);
 }
 
 int

@@ -695,9 +695,13 @@ dataplane_stop(struct dataplane *dp)
 void
 dataplane_count(const struct dataplane *dp, struct dataplane_counts *sum)
 {
-    if (dp == NULL)
-        return;
-    const struct dataplane_counts *c = &dp->counts;
+    if (dp != NULL)
+        dataplane_counts_add(sum, &dp->counts);
+}
+
+void
+dataplane_counts_add(struct dataplane_counts *sum, const struct dataplane_counts *c)
+{
     dsession_stats_add(&sum->stats, &c->stats);
     sum->rejected += c->rejected;
     sum->quota_refused += c->quota_refused;

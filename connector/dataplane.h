@@ -152,6 +152,7 @@ void dataplane_add_health(const struct dataplane *dp, struct json_t *health);
 void dataplane_add_metrics(const struct dataplane *dp, struct metrics *metrics);
 /* Adds dp's counters to sum (on dp's loop thread). */
 void dataplane_count(const struct dataplane *dp, struct dataplane_counts *sum);
+void dataplane_counts_add(struct dataplane_counts *sum, const struct dataplane_counts *counts);
 /* The refusal in force ("" while serving). */
 const char *dataplane_refusing(const struct dataplane *dp);
 /* /health "data" fields and /metrics lines from counters (summed over

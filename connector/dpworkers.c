@@ -383,14 +383,20 @@ count_worker(void *arg)
     dataplane_count(c->worker->dp, c->sum);
 }
 
+/* The sum over the workers; per_worker (may be NULL) gets each one's. */
 static void
-sum_counts(struct dp_workers *g, struct dataplane_counts *sum)
+sum_counts(struct dp_workers *g, struct dataplane_counts *sum,
+           struct dataplane_counts *per_worker)
 {
     for (unsigned i = 0; i < g->count; i++) {
-        struct count_call call = {.worker = &g->worker[i], .sum = sum};
+        struct dataplane_counts own = {0};
+        struct count_call call = {.worker = &g->worker[i], .sum = &own};
         struct ztr_err err;
         if (workers_call(g->workers, i, count_worker, &call, &err) != 0)
             log_warn("worker counters not read", "worker=%u error=\"%s\"", i, err.msg);
+        dataplane_counts_add(sum, &own);
+        if (per_worker != NULL)
+            per_worker[i] = own;
     }
 }
 
@@ -400,9 +406,21 @@ dp_workers_add_health(struct dp_workers *g, json_t *health)
     if (g == NULL)
         return;
     struct dataplane_counts sum = {0};
-    sum_counts(g, &sum);
+    struct dataplane_counts *each = calloc(g->count, sizeof(*each));
+    sum_counts(g, &sum, each);
     dataplane_counts_health(&sum, dataplane_refusing(g->worker[0].dp), health);
-    json_object_set_new(json_object_get(health, "data"), "workers", json_integer(g->count));
+    json_t *data = json_object_get(health, "data");
+    json_object_set_new(data, "workers", json_integer(g->count));
+    /* Where the sessions landed: a loop that gets none says the kernel's
+     * spread (SO_REUSEPORT) is uneven for these peers. */
+    json_t *sessions = json_array(), *streams = json_array();
+    for (unsigned i = 0; each != NULL && i < g->count; i++) {
+        json_array_append_new(sessions, json_integer((json_int_t)each[i].stats.sessions));
+        json_array_append_new(streams, json_integer((json_int_t)each[i].stats.streams));
+    }
+    json_object_set_new(data, "worker_sessions", sessions);
+    json_object_set_new(data, "worker_streams", streams);
+    free(each);
 }
 
 void
@@ -411,7 +429,7 @@ dp_workers_add_metrics(struct dp_workers *g, struct metrics *m)
     if (g == NULL)
         return;
     struct dataplane_counts sum = {0};
-    sum_counts(g, &sum);
+    sum_counts(g, &sum, NULL);
     dataplane_counts_metrics(&sum, m);
     metrics_gauge(m, "ztr_data_workers", "Data-plane event loops (WORKERS).", NULL,
                   (int64_t)g->count);

@@ -199,7 +199,8 @@ echo "With two workers, throughput: $(limit tput); new streams: $(limit connect)
 if [ "$nproc_n" -le 2 ]; then
   echo "On $nproc_n cores one worker per agent already runs the relay pair as two threads (a"
   echo "connector and a tunneler), able to use both cores; a second worker per agent finds no"
-  echo "idle core beside the load generator, the servers and the kernel's loopback TCP, so the"
-  echo "scaling from 1 to 2 workers can only show on a machine with cores to spare."
+  echo "idle core beside the load generator, the servers and the kernel's loopback TCP: what it"
+  echo "gains here comes and goes with the load from elsewhere (every round is listed), and the"
+  echo "scaling from 1 to 2 workers can only be measured on a machine with cores to spare."
 fi
 echo "Failed requests in bench-connect: $(v 1.errors) and $(v 2.errors)."

@@ -27,6 +27,9 @@ struct dp_worker {
     struct dataplane *dp;
     struct tls_ctx *tls;            /* its own (index > 0); worker 0 has the agent's */
     struct snapshot *snapshot;
+    /* The agent rewrites its own copy at every renewal: each loop reads its
+     * own. */
+    char self_id[PKI_SPIFFE_ID_MAX + 1];
 };
 
 struct dp_workers {
@@ -143,7 +146,7 @@ start_worker(void *arg)
     struct dp_workers *g = w->group;
     struct dataplane_env env = {.loop = workers_loop(g->workers, w->index),
                                 .trust_domain = agent_trust_domain(g->agent),
-                                .self_id = agent_spiffe_id(g->agent),
+                                .self_id = w->self_id,
                                 .shared = g->shared,
                                 .shared_listener = g->count > 1};
     struct dataplane_config config = g->config;
@@ -208,8 +211,11 @@ dp_workers_start(struct agent *agent, const struct dataplane_config *config, uns
     g->agent = agent;
     g->config = *config;
     g->count = workers;
-    for (unsigned i = 0; i < workers; i++)
+    for (unsigned i = 0; i < workers; i++) {
         g->worker[i] = (struct dp_worker){.group = g, .index = i, .snapshot = snap};
+        snprintf(g->worker[i].self_id, sizeof(g->worker[i].self_id), "%s",
+                 agent_spiffe_id(agent));
+    }
     if (workers_new(agent_loop(agent), workers, &g->workers, err) != 0 ||
         dataplane_shared_new(&g->shared, err) != 0) {
         g->count = 0;
@@ -290,7 +296,12 @@ dp_workers_set_allowlist(struct dp_workers *g, struct allowlist *list)
         }
         *m = (struct allowlist_msg){.worker = &g->worker[i], .snapshot = snap,
                                     .changed_at = changed_at};
-        post(&g->worker[i], take_allowlist, m);
+        struct ztr_err err = {0};
+        if (workers_post(g->workers, i, take_allowlist, m, &err) != 0) {
+            log_error("allowlist not enforced", "worker=%u error=\"%s\"", i, err.msg);
+            snapshot_release(snap);
+            free(m);
+        }
     }
 }
 

@@ -18,6 +18,9 @@ struct tworker {
     unsigned index;
     struct tunnel *tunnel;
     struct tls_ctx *tls;            /* its own (index > 0); worker 0 has the agent's */
+    /* The agent rewrites its own copy at every renewal: each loop reads its
+     * own. */
+    char self_id[PKI_SPIFFE_ID_MAX + 1];
 };
 
 struct tunnel_workers {
@@ -100,7 +103,7 @@ start_worker(void *arg)
     struct tunnel_env env = {.loop = workers_loop(g->workers, w->index),
                              .trust_domain = agent_trust_domain(g->agent),
                              .state_dir = agent_state_dir(g->agent),
-                             .self_id = agent_spiffe_id(g->agent),
+                             .self_id = w->self_id,
                              .shared = g->shared,
                              .shared_listeners = g->count > 1,
                              .replica = w->index > 0};
@@ -170,8 +173,11 @@ tunnel_workers_start(struct agent *agent, const struct tunneler_config *config,
     g->agent = agent;
     g->config = *config;
     g->count = workers;
-    for (unsigned i = 0; i < workers; i++)
+    for (unsigned i = 0; i < workers; i++) {
         g->worker[i] = (struct tworker){.group = g, .index = i};
+        snprintf(g->worker[i].self_id, sizeof(g->worker[i].self_id), "%s",
+                 agent_spiffe_id(agent));
+    }
     if (workers_new(agent_loop(agent), workers, &g->workers, err) != 0 ||
         tunnel_shared_new(&g->shared, err) != 0) {
         g->count = 0;

@@ -64,6 +64,11 @@ take_allowlist(void *arg)
 {
     struct allowlist_msg *m = arg;
     struct dp_worker *w = m->worker;
+    if (w->dp == NULL) {   /* stopped meanwhile */
+        snapshot_release(m->snapshot);
+        free(m);
+        return;
+    }
     struct snapshot *old = w->snapshot;
     w->snapshot = m->snapshot;
     dataplane_set_allowlist(w->dp, w->snapshot->list, m->changed_at);
@@ -98,7 +103,9 @@ take_tls(void *arg)
     struct tls_msg *m = arg;
     struct dp_worker *w = m->worker;
     struct ztr_err err = {0};
-    if (agent_tls_copy_apply(m->copy, &w->tls, &err) != 0) {
+    if (w->dp == NULL) {
+        /* stopped meanwhile: nothing to update */
+    } else if (agent_tls_copy_apply(m->copy, &w->tls, &err) != 0) {
         log_error("worker TLS context not updated", "worker=%u error=\"%s\"", w->index,
                   err.msg);
     } else {

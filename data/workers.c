@@ -105,8 +105,17 @@ workers_new(struct ev_loop *main_loop, unsigned n, struct workers **out, struct 
     w->main_thread = pthread_self();
     pthread_mutex_init(&w->done_lock, NULL);
     pthread_cond_init(&w->done_cond, NULL);
-    w->workers[0].pool = w;
-    w->workers[0].loop = main_loop;
+    /* Worker 0 runs its messages at once when they come from its own
+     * thread; from another worker they wait in its queue like any other
+     * (its wake-up does not keep the agent's loop running). */
+    struct worker *main_worker = &w->workers[0];
+    main_worker->pool = w;
+    main_worker->loop = main_loop;
+    pthread_mutex_init(&main_worker->lock, NULL);
+    ev_async_init(&main_worker->wake, wake_cb);
+    main_worker->wake.data = main_worker;
+    ev_async_start(main_loop, &main_worker->wake);
+    ev_unref(main_loop);
     w->count = 1;
     /* The threads inherit a full signal mask: signals go to the agent's
      * loop, whose handlers are the only ones. */
@@ -147,6 +156,9 @@ workers_free(struct workers *w)
 {
     if (w == NULL)
         return;
+    struct worker *main_worker = &w->workers[0];
+    ev_ref(main_worker->loop);
+    ev_async_stop(main_worker->loop, &main_worker->wake);
     for (unsigned i = 1; i < w->count; i++) {
         struct worker *k = &w->workers[i];
         if (k->started) {
@@ -154,14 +166,20 @@ workers_free(struct workers *w)
             if (workers_post(w, i, quit, k, &err) == 0)
                 pthread_join(k->thread, NULL);
         }
-        while (k->head != NULL) {
-            struct message *m = k->head;
-            k->head = m->next;
-            free(m);
-        }
         if (!k->started)
             ev_async_stop(k->loop, &k->wake);
         ev_loop_destroy(k->loop);
+    }
+    /* What is still queued (a worker posted it before it stopped) runs
+     * here: every thread but this one is gone, and each fn frees its arg. */
+    for (unsigned i = 0; i < w->count; i++) {
+        struct worker *k = &w->workers[i];
+        while (k->head != NULL) {
+            struct message *m = k->head;
+            k->head = m->next;
+            m->fn(m->arg);
+            free(m);
+        }
         pthread_mutex_destroy(&k->lock);
     }
     pthread_mutex_destroy(&w->done_lock);
@@ -195,7 +213,7 @@ workers_post(struct workers *w, unsigned i, void (*fn)(void *arg), void *arg,
 {
     if (i >= w->count)
         return ztr_err_set(err, ZTR_E_INVALID, "no worker %u", i);
-    if (i == 0) {
+    if (workers_on(w, i)) {
         fn(arg);
         return 0;
     }
@@ -240,7 +258,7 @@ int
 workers_call(struct workers *w, unsigned i, void (*fn)(void *arg), void *arg,
              struct ztr_err *err)
 {
-    if (i == 0 || (i < w->count && workers_on(w, i))) {
+    if (i < w->count && workers_on(w, i)) {
         fn(arg);
         return 0;
     }

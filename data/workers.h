@@ -9,9 +9,9 @@
  *
  * Nothing a worker owns is touched by another thread. The one way in is a
  * message: workers_post queues fn(arg) for worker i and wakes its loop
- * (ev_async); it runs on that loop's thread, in the order posted. For
- * worker 0 the call happens at once, on the caller's stack, as a direct
- * call would. workers_call does the same and waits until fn has returned:
+ * (ev_async); it runs on that loop's thread, in the order posted. Posted
+ * from worker i's own thread (the agent's loop posting to worker 0), the
+ * call happens at once, on the caller's stack, as a direct call would. workers_call does the same and waits until fn has returned:
  * for setup, teardown and reading a worker's counters, never on a byte's
  * path. The queue's mutex is held only to link or unlink a message.
  *
@@ -49,9 +49,9 @@ struct workers;
  * the caller), the others start their threads and loops here. */
 int workers_new(struct ev_loop *main_loop, unsigned n, struct workers **out,
                 struct ztr_err *err);
-/* Stops and joins the threads (messages still queued are dropped: post
- * nothing that owns memory after the workers' last workers_call) and frees
- * their loops. NULL is a no-op. */
+/* Stops and joins the threads and frees their loops. Messages still
+ * queued then run on the caller's thread (every other one is gone): a fn
+ * must cope with its worker's data plane already stopped. NULL is a no-op. */
 void workers_free(struct workers *w);
 
 unsigned workers_count(const struct workers *w);
@@ -59,8 +59,9 @@ struct ev_loop *workers_loop(const struct workers *w, unsigned i);
 /* Whether the calling thread is worker i's. */
 bool workers_on(const struct workers *w, unsigned i);
 
-/* fn(arg) on worker i's thread, in order; fn owns arg. Fails (arg not
- * taken) only out of memory. */
+/* fn(arg) on worker i's thread, in order (at once when called on it); fn
+ * owns arg. Any thread may post to any worker. Fails (arg not taken) only
+ * out of memory. */
 int workers_post(struct workers *w, unsigned i, void (*fn)(void *arg), void *arg,
                  struct ztr_err *err);
 /* fn(arg) on worker i's thread; returns once it has returned. arg stays

@@ -128,11 +128,16 @@ struct tunnel {
     struct tunnel_counts counts;     /* this loop's; summed by tunnel_count */
     struct tunnel_shared *shared;    /* one reference held */
     bool persist;                    /* saves connectors.json (one worker does) */
+    void (*on_connector_state)(void *ctx, const char *id, const char *address,
+                               const char *spiffe_id, int64_t down_until_ms, const char *reason);
+    void *state_ctx;
     bool shared_listeners;           /* SO_REUSEPORT: other workers listen beside */
     bool stopping;
 };
 
 static void route(struct client *c);
+static struct tconn *find_conn(const struct tunnel *t, const char *id, const char *address,
+                               const char *spiffe_id);
 
 static int64_t
 now_ms(const struct tunnel *t)
@@ -402,6 +407,10 @@ mark_down(struct tconn *k, const char *reason)
     snprintf(k->last_error, sizeof(k->last_error), "%s", reason);
     log_warn("connector marked down", "connector=%s address=%s retry_in_ms=%lld reason=\"%s\"",
              k->id, k->address, (long long)delay, reason);
+    struct tunnel *t = k->tunnel;
+    if (t->on_connector_state != NULL)
+        t->on_connector_state(t->state_ctx, k->id, k->address, k->spiffe_id, k->down_until_ms,
+                              reason);
 }
 
 /* k failed this client (code, reason): it goes back to routing, k excluded. */
@@ -436,12 +445,16 @@ session_ready(void *user, struct dsession *ds)
 {
     (void)ds;
     struct tconn *k = user;
+    bool was_down = k->down_until_ms > 0;
     k->session_ready = true;
     k->down_until_ms = 0;
     k->last_error[0] = '\0';
     backoff_reset(&k->backoff);
     log_info("data session opened", "connector=%s address=%s spiffe_id=%s", k->id, k->address,
              k->spiffe_id);
+    struct tunnel *t = k->tunnel;
+    if (was_down && t->on_connector_state != NULL)
+        t->on_connector_state(t->state_ctx, k->id, k->address, k->spiffe_id, 0, "");
     while (k->waiting != NULL) {
         struct client *c = k->waiting;
         client_unwait(c);
@@ -847,6 +860,26 @@ add_listener(struct tunnel *t, const char *addr, bool socks, const char *resourc
 }
 
 void
+tunnel_connector_state(struct tunnel *t, const char *id, const char *address,
+                       const char *spiffe_id, int64_t down_until_ms, const char *reason)
+{
+    struct tconn *k = t != NULL ? find_conn(t, id, address, spiffe_id) : NULL;
+    /* A live session of our own says more than another loop's news. */
+    if (k == NULL || k->session_ready)
+        return;
+    if (down_until_ms == 0) {
+        if (k->down_until_ms > 0)
+            backoff_reset(&k->backoff);
+        k->down_until_ms = 0;
+        return;
+    }
+    if (down_until_ms > k->down_until_ms) {
+        k->down_until_ms = down_until_ms;
+        snprintf(k->last_error, sizeof(k->last_error), "%s", reason);
+    }
+}
+
+void
 tunnel_recheck_peers(struct tunnel *t)
 {
     if (t == NULL)
@@ -1064,6 +1097,8 @@ tunnel_new(const struct tunnel_env *env, const struct tunneler_config *config,
     t->tls = env->tls;
     t->self_id = env->self_id;
     t->persist = !env->replica;
+    t->on_connector_state = env->on_connector_state;
+    t->state_ctx = env->state_ctx;
     t->shared_listeners = env->shared_listeners;
     t->shared = env->shared;
     if (t->shared != NULL)

@@ -112,6 +112,13 @@ struct tunnel_env {
     /* Another tunnel saves connectors.json and logs the list: this one
      * only loads and applies it. */
     bool replica;
+    /* Called when this tunnel marks a connector down (down_until_ms: ev_now
+     * milliseconds it stays down) or its session to one that was down comes
+     * up (0), so that the other workers' tunnels learn it
+     * (tunnel_connector_state). NULL: nobody to tell. */
+    void (*on_connector_state)(void *ctx, const char *id, const char *address,
+                               const char *spiffe_id, int64_t down_until_ms, const char *reason);
+    void *state_ctx;
 };
 
 /* Starts the listeners and loads STATE_DIR/connectors.json. config's
@@ -125,6 +132,12 @@ int tunnel_start(struct agent *agent, const struct tunneler_config *config,
 /* A `connectors` message (schema-checked): replaces the list, persists it. */
 void tunnel_set_connectors(struct tunnel *t, const struct json_t *msg);
 void tunnel_stop(struct tunnel *t);
+/* Another worker's tunnel marked a connector down until down_until_ms
+ * (reason) or saw it come back (0): unless this tunnel has a live session
+ * to it, it is marked down as long (no log line: the other one logged it)
+ * or up again. Unknown connectors are ignored. */
+void tunnel_connector_state(struct tunnel *t, const char *id, const char *address,
+                            const char *spiffe_id, int64_t down_until_ms, const char *reason);
 /* The trust bundle changed: sessions whose connector no longer verifies
  * against the TLS context's bundle are closed (dsession_recheck_peer). */
 void tunnel_recheck_peers(struct tunnel *t);

@@ -65,7 +65,9 @@ take_tls(void *arg)
     struct tls_msg *m = arg;
     struct tworker *w = m->worker;
     struct ztr_err err = {0};
-    if (agent_tls_copy_apply(m->copy, &w->tls, &err) != 0) {
+    if (w->tunnel == NULL) {
+        /* stopped meanwhile: nothing to update */
+    } else if (agent_tls_copy_apply(m->copy, &w->tls, &err) != 0) {
         log_error("worker TLS context not updated", "worker=%u error=\"%s\"", w->index,
                   err.msg);
     } else {
@@ -83,6 +85,50 @@ take_tls(void *arg)
     }
     agent_tls_copy_free(m->copy);
     free(m);
+}
+
+/* A connector marked down (or back up) on one loop: the others hear it. */
+struct state_msg {
+    struct tworker *worker;
+    int64_t down_until_ms;
+    char id[64];
+    char address[128];
+    char spiffe_id[PKI_SPIFFE_ID_MAX + 1];
+    char reason[ZTR_ERR_MSG_MAX];
+};
+
+static void
+take_state(void *arg)
+{
+    struct state_msg *m = arg;
+    tunnel_connector_state(m->worker->tunnel, m->id, m->address, m->spiffe_id,
+                           m->down_until_ms, m->reason);
+    free(m);
+}
+
+/* On worker `ctx`'s thread. */
+static void
+connector_state(void *ctx, const char *id, const char *address, const char *spiffe_id,
+                int64_t down_until_ms, const char *reason)
+{
+    struct tworker *from = ctx;
+    struct tunnel_workers *g = from->group;
+    for (unsigned i = 0; i < g->count; i++) {
+        if (i == from->index)
+            continue;
+        struct state_msg *m = malloc(sizeof(*m));
+        if (m == NULL)
+            continue;   /* that loop finds out by itself */
+        m->worker = &g->worker[i];
+        m->down_until_ms = down_until_ms;
+        snprintf(m->id, sizeof(m->id), "%s", id);
+        snprintf(m->address, sizeof(m->address), "%s", address);
+        snprintf(m->spiffe_id, sizeof(m->spiffe_id), "%s", spiffe_id);
+        snprintf(m->reason, sizeof(m->reason), "%s", reason);
+        struct ztr_err err;
+        if (workers_post(g->workers, i, take_state, m, &err) != 0)
+            free(m);
+    }
 }
 
 /* ---- start and stop, run on each worker --------------------------------------------------- */
@@ -106,7 +152,9 @@ start_worker(void *arg)
                              .self_id = w->self_id,
                              .shared = g->shared,
                              .shared_listeners = g->count > 1,
-                             .replica = w->index > 0};
+                             .replica = w->index > 0,
+                             .on_connector_state = g->count > 1 ? connector_state : NULL,
+                             .state_ctx = w};
     struct tunneler_config config = g->config;
     if (w->index == 0) {
         env.tls = agent_data_tls(g->agent, TLS_SIDE_CLIENT, DATA_ALPN, &c->err);

@@ -11,8 +11,9 @@
  * reaches the other workers as a message, in order: a connector list as
  * a copy of the message (worker 0's tunnel saves it), a renewal or bundle
  * change as copies of the new chain, key and bundle for the worker's own
- * TLS context (a tls_ctx serves one loop). Each loop marks connectors down
- * and fails over on its own sessions' failures. /health and /metrics sum
+ * TLS context (a tls_ctx serves one loop). A loop that marks a connector
+ * down (or sees it back) tells the others, which follow unless they have a
+ * live session to it; each fails over its own clients. /health and /metrics sum
  * the workers' counters and merge their connector lists, each read on its
  * own loop (workers_call).
  */

@@ -122,6 +122,52 @@ test_messages_in_order_on_their_thread(void **state)
     ev_loop_destroy(loop);
 }
 
+/* Worker 1 posts to worker 0: the message waits for the agent's loop and
+ * runs there, on the main thread. */
+struct relay_note {
+    struct workers *pool;
+    struct record *record;
+};
+
+static void
+relay_to_main(void *arg)
+{
+    struct relay_note *r = arg;
+    struct note *n = malloc(sizeof(*n));
+    *n = (struct note){r->record, 42};
+    struct ztr_err err;
+    if (n != NULL && workers_post(r->pool, 0, note_run, n, &err) != 0)
+        free(n);
+    free(r);
+}
+
+static void
+test_a_worker_posts_to_the_agents_loop(void **state)
+{
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct workers *pool;
+    struct ztr_err err = {0};
+    assert_int_equal(workers_new(loop, 2, &pool, &err), 0);
+    struct record r = {pool, 0, {0}, 0, false};
+    struct relay_note *relay = malloc(sizeof(*relay));
+    assert_non_null(relay);
+    *relay = (struct relay_note){pool, &r};
+    assert_int_equal(workers_post(pool, 1, relay_to_main, relay, &err), 0);
+    assert_int_equal(workers_call(pool, 1, nothing, NULL, &err), 0);
+    assert_int_equal(r.count, 0);   /* queued for the agent's loop, not run on worker 1 */
+    double end = test_now() + 5;
+    while (r.count == 0 && test_now() < end)
+        ev_run(loop, EVRUN_ONCE);
+    assert_int_equal(r.count, 1);
+    assert_int_equal(r.seen[0], 42);
+    assert_false(r.wrong_thread);
+    /* The wake-up watcher alone does not keep the agent's loop running. */
+    assert_int_equal(ev_run(loop, EVRUN_NOWAIT), 0);
+    workers_free(pool);
+    ev_loop_destroy(loop);
+}
+
 static void
 test_one_worker_has_no_thread(void **state)
 {
@@ -152,6 +198,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_workers_setting),
         cmocka_unit_test(test_messages_in_order_on_their_thread),
+        cmocka_unit_test(test_a_worker_posts_to_the_agents_loop),
         cmocka_unit_test(test_one_worker_has_no_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,11 @@ start_controller ctl SVID_TTL=${TTL}s || exit 1
 start_peer echo || exit 1; ECHO_PORT=$PEER_PORT
 start_peer http || exit 1; HTTP_PORT=$PEER_PORT
 for r in echo web; do ctl resource add "$r" --connector dc1 >/dev/null; done
+for bad in 0 65; do
+  run_agent connector bad WORKERS=$bad
+  expect_status 2 "WORKERS=$bad is refused"
+  expect_err_has "env: WORKERS: must be 1..64" "the error names the key and the bounds"
+done
 start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
   RESOURCES="echo=127.0.0.1:$ECHO_PORT,web=127.0.0.1:$HTTP_PORT" WORKERS=2
 check "the connector starts with WORKERS=2" $?

@@ -33,6 +33,10 @@ struct dataplane_shared {
     struct quota *handshakes;        /* handshakes in progress per source */
     struct quota *streams;           /* streams open per tunneler (SPIFFE ID) */
     size_t sessions;                 /* on every worker */
+    /* The refusals' log lines are bounded for the connector, not per loop. */
+    struct log_limit accept_log;     /* refusals at accept */
+    double quota_logged_at;          /* ev_time of the last quota log line */
+    uint64_t quota_unlogged;         /* refusals since then */
 };
 
 /* A stream's place in its tunneler's quota, given back when the stream is
@@ -80,9 +84,6 @@ struct dataplane {
     size_t session_count;
     struct dataplane_shared *shared; /* one reference held */
     struct dataplane_counts counts;  /* this loop's; summed by dataplane_count */
-    struct log_limit accept_log;     /* refusals at accept */
-    double quota_logged_at;          /* loop time of the last quota log line */
-    uint64_t quota_unlogged;         /* refusals since then */
     char refusing[MUX_REASON_MAX];   /* "" = serving */
 };
 
@@ -97,6 +98,7 @@ dataplane_shared_new(struct dataplane_shared **out, struct ztr_err *err)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     pthread_mutex_init(&sh->lock, NULL);
     sh->refs = 1;
+    sh->accept_log = (struct log_limit)LOG_LIMIT_INIT(5, 10000);
     /* Handshake entries exist only while a handshake is in progress: at
      * most one per session slot; stream entries while a tunneler holds
      * streams: at most one per session too. */
@@ -295,14 +297,17 @@ on_open(void *user, struct dsession *ds, uint32_t stream, const char *resource)
     }
     if (dp->config.streams_per_tunneler > 0 && !take_stream(s, stream)) {
         dp->counts.quota_refused++;
-        dp->quota_unlogged++;
-        if (ev_now(dp->loop) - dp->quota_logged_at >= 1.0) {
+        struct dataplane_shared *sh = dp->shared;
+        pthread_mutex_lock(&sh->lock);
+        sh->quota_unlogged++;
+        if (ev_now(dp->loop) - sh->quota_logged_at >= 1.0) {
             log_warn(DATAPLANE_MSG_QUOTA, "spiffe_id=%s limit=%u refused=%llu", s->spiffe_id,
                      (unsigned)dp->config.streams_per_tunneler,
-                     (unsigned long long)dp->quota_unlogged);
-            dp->quota_logged_at = ev_now(dp->loop);
-            dp->quota_unlogged = 0;
+                     (unsigned long long)sh->quota_unlogged);
+            sh->quota_logged_at = ev_now(dp->loop);
+            sh->quota_unlogged = 0;
         }
+        pthread_mutex_unlock(&sh->lock);
         (void)dsession_reset(s->ds, stream, MUX_CODE_REFUSED, DATAPLANE_MSG_QUOTA);
         return;
     }
@@ -452,8 +457,10 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                                                dp->config.handshakes_per_source);
         if (refusal != NULL) {
             dp->counts.handshakes_refused++;
-            net_close_refused(fd, &dp->accept_log, (int64_t)(ev_now(dp->loop) * 1000.0),
+            pthread_mutex_lock(&dp->shared->lock);
+            net_close_refused(fd, &dp->shared->accept_log, (int64_t)(ev_now(dp->loop) * 1000.0),
                               "data session refused", refusal);
+            pthread_mutex_unlock(&dp->shared->lock);
             continue;
         }
         struct dp_session *s = calloc(1, sizeof(*s));
@@ -623,7 +630,6 @@ dataplane_new(const struct dataplane_env *env, const struct dataplane_config *co
     }
     memcpy(dp->resources, config->resources, config->resource_count * sizeof(*dp->resources));
     dp->config.resources = dp->resources;
-    dp->accept_log = (struct log_limit)LOG_LIMIT_INIT(5, 10000);
     if (dp->shared == NULL) {
         if (dataplane_shared_new(&dp->shared, err) != 0) {
             dataplane_stop(dp);

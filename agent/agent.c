@@ -399,27 +399,124 @@ agent_main(const struct agent_spec *spec, int argc, char **argv)
  * records. */
 #define AGENT_DATA_IO_BUFFER (64 * 1024)
 
+int
+agent_data_tls_config(const struct agent *agent, enum tls_side side, const char *alpn,
+                      struct tls_ctx_config *out, struct ztr_err *err)
+{
+    if (!agent->have_identity)
+        return ztr_err_set(err, ZTR_E_INVALID, "no identity yet");
+    *out = (struct tls_ctx_config){
+        .side = side, .alpn = alpn, .chain_pem = agent->chain_pem,
+        .chain_len = agent->chain_len, .key_pem = agent->key_pem, .key_len = agent->key_len,
+        .bundle_pem = agent->bundle_pem, .bundle_len = agent->bundle_len,
+        .clock = agent->clock, .io_buffer = AGENT_DATA_IO_BUFFER,
+        .trusts = agent->data_trusts, .trust_count = agent->data_trust_count};
+    return 0;
+}
+
+struct agent_tls_copy {
+    struct tls_ctx_config config;   /* points into text and trusts */
+    struct tls_trust trusts[TLS_TRUSTS_MAX];
+    size_t text_len;
+    char text[];                    /* chain, key, bundle, alpn, then each trust's domain
+                                       and bundle, each NUL-ended */
+};
+
+struct agent_tls_copy *
+agent_data_tls_copy(const struct agent *agent, enum tls_side side, const char *alpn)
+{
+    struct tls_ctx_config config;
+    struct ztr_err err;
+    if (agent_data_tls_config(agent, side, alpn, &config, &err) != 0)
+        return NULL;
+    size_t alpn_len = strlen(alpn);
+    size_t len = config.chain_len + config.key_len + config.bundle_len + alpn_len + 4;
+    for (size_t i = 0; i < config.trust_count; i++)
+        len += strlen(config.trusts[i].trust_domain) + config.trusts[i].bundle_len + 2;
+    struct agent_tls_copy *copy = malloc(sizeof(*copy) + len);
+    if (copy == NULL)
+        return NULL;
+    copy->config = config;
+    copy->text_len = len;
+    char *p = copy->text;
+    const struct {
+        const char **field;
+        const char *value;
+        size_t len;
+    } parts[] = {{&copy->config.chain_pem, config.chain_pem, config.chain_len},
+                 {&copy->config.key_pem, config.key_pem, config.key_len},
+                 {&copy->config.bundle_pem, config.bundle_pem, config.bundle_len},
+                 {&copy->config.alpn, alpn, alpn_len}};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        memcpy(p, parts[i].value, parts[i].len);
+        p[parts[i].len] = '\0';
+        *parts[i].field = p;
+        p += parts[i].len + 1;
+    }
+    for (size_t i = 0; i < config.trust_count; i++) {
+        const struct tls_trust *t = &config.trusts[i];
+        size_t td_len = strlen(t->trust_domain);
+        memcpy(p, t->trust_domain, td_len + 1);
+        copy->trusts[i].trust_domain = p;
+        p += td_len + 1;
+        memcpy(p, t->bundle_pem, t->bundle_len);
+        p[t->bundle_len] = '\0';
+        copy->trusts[i].bundle_pem = p;
+        copy->trusts[i].bundle_len = t->bundle_len;
+        p += t->bundle_len + 1;
+    }
+    copy->config.trusts = copy->trusts;
+    return copy;
+}
+
+void
+agent_tls_copy_free(struct agent_tls_copy *copy)
+{
+    if (copy == NULL)
+        return;
+    explicit_bzero(copy->text, copy->text_len);
+    free(copy);
+}
+
+int
+agent_tls_copy_apply(const struct agent_tls_copy *copy, struct tls_ctx **ctx,
+                     struct ztr_err *err)
+{
+    const struct tls_ctx_config *c = &copy->config;
+    if (*ctx == NULL)
+        return tls_ctx_new(c, ctx, err);
+    if (c->trust_count > 0) {
+        /* The peers' trust domains travel with the bundle (federation). */
+        TRY(tls_ctx_update(*ctx, c->chain_pem, c->chain_len, c->key_pem, c->key_len, NULL, 0,
+                           err));
+        return tls_ctx_update_trust(*ctx, c->trusts, c->trust_count, err);
+    }
+    return tls_ctx_update(*ctx, c->chain_pem, c->chain_len, c->key_pem, c->key_len,
+                          c->bundle_pem, c->bundle_len, err);
+}
+
+const char *
+agent_tls_copy_chain(const struct agent_tls_copy *copy, size_t *len)
+{
+    *len = copy->config.chain_len;
+    return copy->config.chain_pem;
+}
+
+int
+agent_tls_copy_key(const struct agent_tls_copy *copy, struct pki_key **key,
+                   struct ztr_err *err)
+{
+    return pki_key_from_pem(copy->config.key_pem, copy->config.key_len, key, err);
+}
+
 struct tls_ctx *
 agent_data_tls(struct agent *agent, enum tls_side side, const char *alpn, struct ztr_err *err)
 {
     if (agent->data_tls != NULL)
         return agent->data_tls;
-    if (!agent->have_identity) {
-        ztr_err_set(err, ZTR_E_INVALID, "no identity yet");
+    struct tls_ctx_config config;
+    if (agent_data_tls_config(agent, side, alpn, &config, err) != 0 ||
+        tls_ctx_new(&config, &agent->data_tls, err) != 0)
         return NULL;
-    }
-    char *anchors;
-    size_t anchors_len;
-    if (agent_data_anchors(agent, agent->bundle_pem, agent->bundle_len, &anchors, &anchors_len,
-                           err) != 0)
-        return NULL;
-    struct tls_ctx_config config = {
-        .side = side, .alpn = alpn, .chain_pem = agent->chain_pem,
-        .chain_len = agent->chain_len, .key_pem = agent->key_pem, .key_len = agent->key_len,
-        .bundle_pem = anchors, .bundle_len = anchors_len,
-        .clock = agent->clock, .io_buffer = AGENT_DATA_IO_BUFFER,
-        .resolve = agent_data_resolve, .resolve_ctx = agent};
-    int rc = tls_ctx_new(&config, &agent->data_tls, err);
-    free(anchors);
-    return rc == 0 ? agent->data_tls : NULL;
+    return agent->data_tls;
 }

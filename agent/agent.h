@@ -227,10 +227,35 @@ struct tls_ctx *agent_data_tls(struct agent *agent, enum tls_side side, const ch
  * [{trust_domain, bundle}]. A data-plane peer is then verified against the
  * bundle of the trust domain it claims and that trust domain only (ours:
  * our bundle; a listed peer's: its bundle; any other: refused). Replaces
- * the previous set (NULL or [] removes them all); new handshakes use it,
- * live sessions are held to it at the next recheck. */
-int agent_set_peer_bundles(struct agent *agent, const json_t *peers, struct ztr_err *err);
+ * the previous set (NULL or [] removes them all); agent_data_tls's new
+ * handshakes use it at once, live sessions at their next recheck; other
+ * loops' contexts at their next copy (*changed: make them one). */
+int agent_set_peer_bundles(struct agent *agent, const json_t *peers, bool *changed,
+                           struct ztr_err *err);
 size_t agent_peer_bundle_count(const struct agent *agent);
+/* What agent_data_tls is made of, for a worker loop's own context (a
+ * tls_ctx serves one loop): the current chain, key and bundle (borrowed:
+ * valid until the next on_identity / on_bundle, when the worker's copy is
+ * brought up to date with tls_ctx_update), the clock and I/O buffering. */
+int agent_data_tls_config(const struct agent *agent, enum tls_side side, const char *alpn,
+                          struct tls_ctx_config *out, struct ztr_err *err);
+/* A copy of that material, owned by the copy (the key zeroed when freed):
+ * made on the agent's loop and handed to a worker loop, which builds or
+ * updates its own context from it. NULL when out of memory or before
+ * there is an identity. */
+struct agent_tls_copy;
+struct agent_tls_copy *agent_data_tls_copy(const struct agent *agent, enum tls_side side,
+                                           const char *alpn);
+void agent_tls_copy_free(struct agent_tls_copy *copy);
+/* *ctx NULL: a new context from copy; else copy's chain, key and bundle
+ * replace ctx's (tls_ctx_update: new handshakes only). */
+int agent_tls_copy_apply(const struct agent_tls_copy *copy, struct tls_ctx **ctx,
+                         struct ztr_err *err);
+/* The copy's chain (PEM, leaf first) and its key, parsed (the caller's,
+ * pki_key_free): what a renewal presents to live sessions. */
+const char *agent_tls_copy_chain(const struct agent_tls_copy *copy, size_t *len);
+int agent_tls_copy_key(const struct agent_tls_copy *copy, struct pki_key **key,
+                       struct ztr_err *err);
 /* The current certificate chain (PEM, leaf first) and its key, owned by
  * the agent and valid until the next identity change (on_identity). -1
  * before there is an identity. */

@@ -123,14 +123,11 @@ agent_adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err)
     }
     /* New data-plane handshakes present the new certificate; sessions
      * already up keep theirs (nothing is torn down). */
+    agent_refresh_trusts(a);
     if (a->data_tls != NULL) {
-        char *anchors;
-        size_t anchors_len;
-        TRY(agent_data_anchors(a, a->bundle_pem, a->bundle_len, &anchors, &anchors_len, err));
-        int rc = tls_ctx_update(a->data_tls, a->chain_pem, a->chain_len, a->key_pem,
-                                a->key_len, anchors, anchors_len, err);
-        free(anchors);
-        TRY(rc);
+        TRY(tls_ctx_update(a->data_tls, a->chain_pem, a->chain_len, a->key_pem, a->key_len,
+                           NULL, 0, err));
+        TRY(tls_ctx_update_trust(a->data_tls, a->data_trusts, a->data_trust_count, err));
     }
     a->have_identity = true;
     agent_arm_expiry(a);

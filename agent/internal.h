@@ -70,6 +70,8 @@ struct agent {
     struct tls_ctx *ctl_tls;
     struct tls_ctx *data_tls;      /* the data plane's (agent_data_tls), same identity */
     json_t *peer_bundles;          /* federation: peer trust domain -> bundle PEM (peers.c) */
+    struct tls_trust data_trusts[TLS_TRUSTS_MAX]; /* ours, then the peers' (agent_refresh_trusts) */
+    size_t data_trust_count;
     struct tls_ctx *enroll_tls;    /* no identity; trusts CONTROLLER_CA (or the bundle) */
 
     /* control stream */
@@ -144,12 +146,10 @@ void agent_ctl_connect(struct agent *a);
  * list (the reconnect worker moves through them with its backoff). */
 void agent_controller_advance(struct agent *a);
 
-/* federation peers' bundles on the data plane (peers.c): own (PEM) plus
- * every peer's, malloc()ed; and the data TLS context's resolver. */
-int agent_data_anchors(const struct agent *a, const char *own, size_t own_len, char **out,
-                       size_t *out_len, struct ztr_err *err);
-int agent_data_resolve(void *ctx, const char *trust_domain, struct pki_bundle **bundle,
-                       struct ztr_err *err);
+/* federation peers' bundles on the data plane (peers.c): data_trusts
+ * rebuilt from bundle_pem and peer_bundles; and put into data_tls. */
+void agent_refresh_trusts(struct agent *a);
+int agent_update_data_trust(struct agent *a, struct ztr_err *err);
 
 /* renewal and trust bundle updates (renew.c) */
 void agent_renew_cb(struct ev_loop *loop, ev_timer *w, int revents);

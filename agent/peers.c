@@ -7,49 +7,35 @@
 #include "agent/internal.h"
 #include "base/log.h"
 
-#define PEER_BUNDLES_MAX 64
+#define PEER_BUNDLES_MAX (TLS_TRUSTS_MAX - 1)
 
-/* Our bundle first, then each peer's: wolfSSL's anchors. Which of them a
- * given peer is checked against is agent_data_resolve's choice. */
-int
-agent_data_anchors(const struct agent *a, const char *own, size_t own_len, char **out,
-                   size_t *out_len, struct ztr_err *err)
+/* What the data TLS contexts check peers against: our trust domain and
+ * bundle first, then each peer's (pointers into a->bundle_pem and
+ * a->peer_bundles: rebuilt whenever either changes). */
+void
+agent_refresh_trusts(struct agent *a)
 {
-    size_t len = own_len;
+    size_t n = 0;
+    if (a->bundle_pem != NULL)
+        a->data_trusts[n++] = (struct tls_trust){a->trust_domain, a->bundle_pem, a->bundle_len};
     const char *td;
     json_t *pem;
-    json_object_foreach(a->peer_bundles, td, pem)
-        len += 1 + json_string_length(pem);
-    char *text = malloc(len + 1);
-    if (text == NULL)
-        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
-    memcpy(text, own, own_len);
-    size_t at = own_len;
     json_object_foreach(a->peer_bundles, td, pem) {
-        text[at++] = '\n';
-        memcpy(text + at, json_string_value(pem), json_string_length(pem));
-        at += json_string_length(pem);
+        if (n == TLS_TRUSTS_MAX)
+            break;
+        a->data_trusts[n++] =
+            (struct tls_trust){td, json_string_value(pem), json_string_length(pem)};
     }
-    text[at] = '\0';
-    *out = text;
-    *out_len = at;
-    return 0;
+    a->data_trust_count = n;
 }
 
 int
-agent_data_resolve(void *ctx, const char *trust_domain, struct pki_bundle **bundle,
-                   struct ztr_err *err)
+agent_update_data_trust(struct agent *a, struct ztr_err *err)
 {
-    struct agent *a = ctx;
-    *bundle = NULL;
-    if (strcmp(trust_domain, a->trust_domain) == 0)
-        return pki_bundle_from_pem(a->bundle_pem, a->bundle_len, bundle, err);
-    const char *pem = json_string_value(json_object_get(a->peer_bundles, trust_domain));
-    if (pem == NULL)
-        return ztr_err_set(err, PKI_E_TRUST_DOMAIN_MISMATCH,
-                           "%s: %s is not a federated trust domain here",
-                           PKI_MSG_TRUST_DOMAIN_MISMATCH, trust_domain);
-    return pki_bundle_from_pem(pem, strlen(pem), bundle, err);
+    agent_refresh_trusts(a);
+    if (a->data_tls == NULL || a->data_trust_count == 0)
+        return 0;
+    return tls_ctx_update_trust(a->data_tls, a->data_trusts, a->data_trust_count, err);
 }
 
 static int
@@ -89,8 +75,10 @@ check_peers(const struct agent *a, const json_t *peers, json_t **out, struct ztr
 }
 
 int
-agent_set_peer_bundles(struct agent *a, const json_t *peers, struct ztr_err *err)
+agent_set_peer_bundles(struct agent *a, const json_t *peers, bool *changed, struct ztr_err *err)
 {
+    if (changed != NULL)
+        *changed = false;
     json_t *next = NULL;
     TRY(check_peers(a, peers, &next, err));
     if (a->peer_bundles != NULL && json_equal(next, a->peer_bundles)) {
@@ -99,22 +87,15 @@ agent_set_peer_bundles(struct agent *a, const json_t *peers, struct ztr_err *err
     }
     json_t *previous = a->peer_bundles;
     a->peer_bundles = next;
-    int rc = 0;
-    if (a->data_tls != NULL && a->bundle_pem != NULL) {
-        char *anchors;
-        size_t len;
-        rc = agent_data_anchors(a, a->bundle_pem, a->bundle_len, &anchors, &len, err);
-        if (rc == 0) {
-            rc = tls_ctx_update(a->data_tls, NULL, 0, NULL, 0, anchors, len, err);
-            free(anchors);
-        }
-    }
-    if (rc != 0) {
+    if (agent_update_data_trust(a, err) != 0) {
         a->peer_bundles = previous;
+        agent_refresh_trusts(a);
         json_decref(next);
         return -1;
     }
     json_decref(previous);
+    if (changed != NULL)
+        *changed = true;
     log_info("peer trust domains", "count=%zu", json_object_size(a->peer_bundles));
     return 0;
 }

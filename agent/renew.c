@@ -108,19 +108,6 @@ agent_handle_renewed(struct agent *a, const json_t *msg)
     agent_schedule_renewal(a);
 }
 
-static int
-update_data_bundle(struct agent *a, const char *bundle, struct ztr_err *err)
-{
-    if (a->data_tls == NULL)
-        return 0;
-    char *anchors;
-    size_t len;
-    TRY(agent_data_anchors(a, bundle, strlen(bundle), &anchors, &len, err));
-    int rc = tls_ctx_update(a->data_tls, NULL, 0, NULL, 0, anchors, len, err);
-    free(anchors);
-    return rc;
-}
-
 void
 agent_handle_bundle(struct agent *a, const json_t *msg)
 {
@@ -133,8 +120,7 @@ agent_handle_bundle(struct agent *a, const json_t *msg)
     }
     if (a->bundle_pem == NULL || strcmp(bundle, a->bundle_pem) != 0) {
         if (agent_write_state_file(a, "bundle.pem", bundle, strlen(bundle), 0644, &err) != 0 ||
-            tls_ctx_update(a->ctl_tls, NULL, 0, NULL, 0, bundle, strlen(bundle), &err) != 0 ||
-            update_data_bundle(a, bundle, &err) != 0) {
+            tls_ctx_update(a->ctl_tls, NULL, 0, NULL, 0, bundle, strlen(bundle), &err) != 0) {
             log_warn("bundle not saved", "error=\"%s\"", err.msg);
             /* A renewal waiting for this bundle must not wait forever: it
              * used to stay RENEWING with nothing scheduled (agent_renew_cb only
@@ -149,6 +135,8 @@ agent_handle_bundle(struct agent *a, const json_t *msg)
             return;
         }
         agent_replace_text(&a->bundle_pem, &a->bundle_len, strdup(bundle), strlen(bundle), false);
+        if (agent_update_data_trust(a, &err) != 0)
+            log_warn("data plane trust not updated", "error=\"%s\"", err.msg);
         log_info("trust bundle updated", "version=%lld",
                  (long long)json_integer_value(json_object_get(msg, "version")));
         if (a->spec->on_bundle != NULL)

@@ -15,6 +15,9 @@ ROUND="${CHURN_ROUND_SECONDS:-10}"
 CONC="${CHURN_CONCURRENCY:-16}"
 csv="$root/bench/churn.csv"
 png="$root/bench/churn.png"
+# One loop per agent: every stream rides on the one session the figures
+# describe (bench/workers.sh compares loops).
+export WORKERS=1
 . "$root/tests/e2e/lib.sh"; . "$root/bench/samples.sh"; . "$root/tests/e2e/failure_modes/fm_helpers.sh"
 dp_setup >/dev/null 2>&1 || { echo "churn: the daemons did not start" >&2; exit 1; }
 peer="$ZTR_TEST_BIN/../tests/tools/tcp_peer"

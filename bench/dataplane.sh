@@ -197,7 +197,9 @@ start_agent() { # role name [extra env] -> pid
   echo $!
 }
 port; conn_port=$PORT
-conn_pid=$(start_agent connector dc1 CONNECTOR_LISTEN="127.0.0.1:$conn_port" \
+# One loop per agent (WORKERS=1): the pair next to stunnel and HAProxy on
+# the same cores; bench/workers.sh compares one and two loops.
+conn_pid=$(start_agent connector dc1 WORKERS=1 CONNECTOR_LISTEN="127.0.0.1:$conn_port" \
   RESOURCES="sink=127.0.0.1:$sink_port,http=127.0.0.1:$http_port,echo=127.0.0.1:$echo_port")
 pids+=("$conn_pid")
 declare -A fwd
@@ -206,7 +208,7 @@ for r in sink http echo; do
   port; fwd[$r]=$PORT
   forwards+="${forwards:+,}127.0.0.1:${fwd[$r]}=$r"
 done
-tun_pid=$(start_agent tunneler laptop FORWARDS="$forwards" SOCKS5_LISTEN=off)
+tun_pid=$(start_agent tunneler laptop WORKERS=1 FORWARDS="$forwards" SOCKS5_LISTEN=off)
 pids+=("$tun_pid")
 for _ in $(seq 200); do
   grep -q 'msg="connector list received".* connectors=1' "$work/laptop.log" 2>/dev/null && break

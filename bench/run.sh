@@ -27,6 +27,10 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo
   bash "$root/bench/dataplane.sh"
   echo
+  echo "## Workers: one loop per agent against two"
+  echo
+  bash "$root/bench/workers.sh"
+  echo
   echo "## Controller scale"
   echo
   bash "$root/bench/controller.sh"

@@ -19,6 +19,9 @@ DURATION="${SOAK_SECONDS:-1800}"
 SAMPLE="${SOAK_SAMPLE_SECONDS:-10}"
 IDLE="${SOAK_IDLE:-500}"
 csv="$root/bench/soak.csv"; png="$root/bench/soak.png"
+# One loop per agent: every stream rides on the one session the figures
+# describe (bench/workers.sh compares loops).
+export WORKERS=1
 . "$root/tests/e2e/lib.sh"; . "$root/bench/samples.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 peer="$ZTR_TEST_BIN/../tests/tools/tcp_peer"

@@ -165,6 +165,20 @@ allowlist_apply(struct allowlist *list, const json_t *msg, int64_t received_at,
                    json_object_get(msg, "grants"), json_object_get(msg, "peers"), err);
 }
 
+struct allowlist *
+allowlist_clone(const struct allowlist *list)
+{
+    struct allowlist *copy = allowlist_new();
+    struct ztr_err err;
+    if (copy != NULL &&
+        replace(copy, list->epoch, list->version, list->received_at, list->tunnelers,
+                list->grants, list->peers, &err) != 0) {
+        allowlist_free(copy);
+        return NULL;
+    }
+    return copy;
+}
+
 int
 allowlist_save(const struct allowlist *list, const char *dir, struct ztr_err *err)
 {

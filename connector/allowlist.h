@@ -31,6 +31,9 @@ void allowlist_free(struct allowlist *list);
 int allowlist_apply(struct allowlist *list, const json_t *msg, int64_t received_at,
                     struct ztr_err *err);
 
+/* A copy holding the same (for a loop of its own); NULL when out of memory. */
+struct allowlist *allowlist_clone(const struct allowlist *list);
+
 /* Persists to dir/allowlist.json atomically; loads it back (a missing file
  * leaves the list empty and is not an error). */
 int allowlist_save(const struct allowlist *list, const char *dir, struct ztr_err *err);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,20 +19,43 @@
 #include "connector/allowlist.h"
 
 #define LISTEN_BACKLOG 1024
-#define SESSIONS_MAX 16384
 #define POOL_FREE_CHUNKS 256
-#define REVOCATION_BUCKETS 6
 
-static const double revocation_bounds[REVOCATION_BUCKETS] = {0.001, 0.01, 0.1, 0.5, 1, 5};
+static const double revocation_bounds[DATAPLANE_REVOCATION_BUCKETS] = {0.001, 0.01, 0.1, 0.5,
+                                                                       1,     5};
+
+/* Admission over the whole connector, whichever worker's loop a session
+ * landed on: handshakes in progress per source, the session cap, streams
+ * per tunneler. Taken once per connection or stream (never per byte),
+ * under one mutex held for a table look-up. */
+struct dataplane_shared {
+    pthread_mutex_t lock;
+    unsigned refs;                   /* its maker, each data plane, each stream_hold */
+    struct quota *handshakes;        /* handshakes in progress per source */
+    struct quota *streams;           /* streams open per tunneler (SPIFFE ID) */
+    size_t sessions;                 /* on every worker */
+    /* The refusals' log lines are bounded for the connector, not per loop. */
+    struct log_limit accept_log;     /* refusals at accept */
+    double quota_logged_at;          /* ev_time of the last quota log line */
+    uint64_t quota_unlogged;         /* refusals since then */
+};
+
+/* A stream's place in its tunneler's quota, given back when the stream is
+ * completely over (dsession_set_stream_done). */
+struct stream_hold {
+    struct dataplane_shared *shared;
+    struct quota_key tunneler;
+};
 
 struct dp_session {
     struct dataplane *dp;
     struct dsession *ds;
     struct dp_session *prev, *next;
     bool ready;
-    bool holds_handshake;            /* counted in dp->handshakes under source */
+    bool holds_handshake;            /* counted in shared->handshakes under source */
     struct quota_key source;
-    double removed_at;               /* loop time the allowlist dropped it (0: not) */
+    struct quota_key tunneler;       /* its SPIFFE ID's key in shared->streams */
+    double removed_at;               /* time the allowlist dropped it (ev_time; 0: not) */
     char spiffe_id[PKI_SPIFFE_ID_MAX + 1];
     bool foreign;                    /* of a peer trust domain: held to its grants */
     struct sockaddr_storage addr;    /* where it connects from (grants' source CIDRs) */
@@ -62,21 +86,133 @@ struct dataplane {
     ev_timer idle_timer;
     struct dp_session *sessions;
     size_t session_count;
-    struct dsession_stats stats;
-    uint64_t rejected;
-    uint64_t quota_refused;
-    struct quota *handshakes;        /* handshakes in progress per source */
-    uint64_t handshakes_refused;
-    struct log_limit accept_log;     /* refusals at accept */
-    double quota_logged_at;          /* loop time of the last quota log line */
-    uint64_t quota_unlogged;         /* refusals since then */
+    struct dataplane_shared *shared; /* one reference held */
+    struct dataplane_counts counts;  /* this loop's; summed by dataplane_count */
     char refusing[MUX_REASON_MAX];   /* "" = serving */
-    uint64_t revocation_buckets[REVOCATION_BUCKETS];
-    uint64_t revocation_count;
-    double revocation_sum;
-    uint64_t scope_mismatches;       /* federation: refused outside a grant */
-    struct log_limit scope_log;
+    struct log_limit scope_log;      /* federation: refusals outside a grant */
 };
+
+/* ---- shared admission ------------------------------------------------------------- */
+
+int
+dataplane_shared_new(struct dataplane_shared **out, struct ztr_err *err)
+{
+    *out = NULL;
+    struct dataplane_shared *sh = calloc(1, sizeof(*sh));
+    if (sh == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    pthread_mutex_init(&sh->lock, NULL);
+    sh->refs = 1;
+    sh->accept_log = (struct log_limit)LOG_LIMIT_INIT(5, 10000);
+    /* Handshake entries exist only while a handshake is in progress: at
+     * most one per session slot; stream entries while a tunneler holds
+     * streams: at most one per session too. */
+    if (quota_new(DATAPLANE_SESSIONS_MAX, 0, &sh->handshakes, err) != 0 ||
+        quota_new(DATAPLANE_SESSIONS_MAX, 0, &sh->streams, err) != 0) {
+        dataplane_shared_release(sh);
+        return -1;
+    }
+    *out = sh;
+    return 0;
+}
+
+static void
+shared_retain(struct dataplane_shared *sh)
+{
+    pthread_mutex_lock(&sh->lock);
+    sh->refs++;
+    pthread_mutex_unlock(&sh->lock);
+}
+
+void
+dataplane_shared_release(struct dataplane_shared *sh)
+{
+    if (sh == NULL)
+        return;
+    pthread_mutex_lock(&sh->lock);
+    unsigned left = --sh->refs;
+    pthread_mutex_unlock(&sh->lock);
+    if (left > 0)
+        return;
+    pthread_mutex_destroy(&sh->lock);
+    quota_free(sh->handshakes);
+    quota_free(sh->streams);
+    free(sh);
+}
+
+/* A new connection: a session slot and a handshake of its source (when it
+ * has one), or the refusal's reason. */
+static const char *
+admit_connection(struct dataplane_shared *sh, const struct quota_key *source, bool has_source,
+                 unsigned per_source)
+{
+    const char *refusal = NULL;
+    pthread_mutex_lock(&sh->lock);
+    if (sh->sessions >= DATAPLANE_SESSIONS_MAX)
+        refusal = "too many sessions open";
+    else if (has_source && !quota_enter(sh->handshakes, source, per_source))
+        refusal = "too many handshakes from this source";
+    else
+        sh->sessions++;
+    pthread_mutex_unlock(&sh->lock);
+    return refusal;
+}
+
+static void
+release_session_slot(struct dataplane_shared *sh)
+{
+    pthread_mutex_lock(&sh->lock);
+    sh->sessions--;
+    pthread_mutex_unlock(&sh->lock);
+}
+
+static void
+release_source(struct dataplane_shared *sh, const struct quota_key *source)
+{
+    pthread_mutex_lock(&sh->lock);
+    quota_leave(sh->handshakes, source);
+    pthread_mutex_unlock(&sh->lock);
+}
+
+static void
+release_stream(void *ctx)
+{
+    struct stream_hold *h = ctx;
+    pthread_mutex_lock(&h->shared->lock);
+    quota_leave(h->shared->streams, &h->tunneler);
+    pthread_mutex_unlock(&h->shared->lock);
+    /* A relay may drain past its data plane's stop. */
+    dataplane_shared_release(h->shared);
+    free(h);
+}
+
+/* One more stream for this session's tunneler, counted over every session
+ * it has on every worker until the stream is completely over; false at
+ * its quota (or out of room or memory). */
+static bool
+take_stream(struct dp_session *s, uint32_t stream)
+{
+    struct dataplane_shared *sh = s->dp->shared;
+    struct stream_hold *h = malloc(sizeof(*h));
+    if (h == NULL)
+        return false;
+    h->shared = sh;
+    h->tunneler = s->tunneler;
+    pthread_mutex_lock(&sh->lock);
+    bool taken = quota_enter(sh->streams, &s->tunneler, s->dp->config.streams_per_tunneler);
+    if (taken)
+        sh->refs++;
+    pthread_mutex_unlock(&sh->lock);
+    if (!taken) {
+        free(h);
+        return false;
+    }
+    if (dsession_set_stream_done(s->ds, stream, release_stream, h) != 0) {
+        release_stream(h);
+        return false;
+    }
+    return true;
+}
 
 /* ---- target dials ------------------------------------------------------------------ */
 
@@ -151,25 +287,13 @@ find_resource(const struct dataplane *dp, const char *name)
     return NULL;
 }
 
-/* Streams open for this tunneler over all its sessions (the new one
- * included: it is listed before on_open). */
-static size_t
-tunneler_streams(const struct dataplane *dp, const char *spiffe_id)
-{
-    size_t n = 0;
-    for (const struct dp_session *s = dp->sessions; s != NULL; s = s->next)
-        if (s->ready && strcmp(s->spiffe_id, spiffe_id) == 0)
-            n += dsession_stream_count(s->ds);
-    return n;
-}
-
 /* A tunneler of a peer trust domain outside its grant: counted, and logged
  * with the reason (bounded: it controls how often). */
 static void
 scope_mismatch(struct dp_session *s, const char *resource, const char *reason)
 {
     struct dataplane *dp = s->dp;
-    dp->scope_mismatches++;
+    dp->counts.scope_mismatches++;
     uint64_t suppressed = 0;
     if (log_limit_allow(&dp->scope_log, (int64_t)(ev_now(dp->loop) * 1000.0), &suppressed))
         log_warn(DATAPLANE_MSG_SCOPE_MISMATCH,
@@ -208,17 +332,19 @@ on_open(void *user, struct dsession *ds, uint32_t stream, const char *resource)
         stream_refused(s, stream, resource, MUX_CODE_RESOURCE_NOT_ALLOWED, reason);
         return;
     }
-    if (dp->config.streams_per_tunneler > 0 &&
-        tunneler_streams(dp, s->spiffe_id) > dp->config.streams_per_tunneler) {
-        dp->quota_refused++;
-        dp->quota_unlogged++;
-        if (ev_now(dp->loop) - dp->quota_logged_at >= 1.0) {
+    if (dp->config.streams_per_tunneler > 0 && !take_stream(s, stream)) {
+        dp->counts.quota_refused++;
+        struct dataplane_shared *sh = dp->shared;
+        pthread_mutex_lock(&sh->lock);
+        sh->quota_unlogged++;
+        if (ev_now(dp->loop) - sh->quota_logged_at >= 1.0) {
             log_warn(DATAPLANE_MSG_QUOTA, "spiffe_id=%s limit=%u refused=%llu", s->spiffe_id,
                      (unsigned)dp->config.streams_per_tunneler,
-                     (unsigned long long)dp->quota_unlogged);
-            dp->quota_logged_at = ev_now(dp->loop);
-            dp->quota_unlogged = 0;
+                     (unsigned long long)sh->quota_unlogged);
+            sh->quota_logged_at = ev_now(dp->loop);
+            sh->quota_unlogged = 0;
         }
+        pthread_mutex_unlock(&sh->lock);
         (void)dsession_reset(s->ds, stream, MUX_CODE_REFUSED, DATAPLANE_MSG_QUOTA);
         return;
     }
@@ -270,7 +396,7 @@ on_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *stream
 static void
 session_refuse(struct dp_session *s, const char *why)
 {
-    s->dp->rejected++;
+    s->dp->counts.rejected++;
     log_warn(DATAPLANE_MSG_NOT_ALLOWED, "spiffe_id=%s peer=%s reason=\"%s\"", s->spiffe_id,
              dsession_peer_addr(s->ds), why);
     dsession_close(s->ds, MUX_CODE_PEER_NOT_ALLOWED, DATAPLANE_MSG_NOT_ALLOWED);
@@ -280,7 +406,7 @@ session_refuse(struct dp_session *s, const char *why)
 static void
 scope_refuse(struct dp_session *s)
 {
-    s->dp->rejected++;
+    s->dp->counts.rejected++;
     scope_mismatch(s, NULL, "no live grant for this tunneler: revoked, expired or never given");
     dsession_close(s->ds, MUX_CODE_PEER_NOT_ALLOWED, DATAPLANE_MSG_SCOPE_MISMATCH);
 }
@@ -291,7 +417,7 @@ static void
 release_handshake(struct dp_session *s)
 {
     if (s->holds_handshake)
-        quota_leave(s->dp->handshakes, &s->source);
+        release_source(s->dp->shared, &s->source);
     s->holds_handshake = false;
 }
 
@@ -303,6 +429,7 @@ on_ready(void *user, struct dsession *ds)
     const struct pki_spiffe_id *peer = dsession_peer_id(ds);
     snprintf(s->spiffe_id, sizeof(s->spiffe_id), "%s", peer != NULL ? peer->uri : "");
     s->foreign = peer != NULL && strcmp(peer->trust_domain, s->dp->trust_domain) != 0;
+    quota_key_from_text(s->spiffe_id, &s->tunneler);
     s->ready = true;
     if (s->dp->refusing[0] != '\0') {
         log_warn("data session refused", "spiffe_id=%s peer=%s reason=\"%s\"", s->spiffe_id,
@@ -326,11 +453,11 @@ on_ready(void *user, struct dsession *ds)
 static void
 observe_revocation(struct dataplane *dp, double seconds)
 {
-    for (int i = 0; i < REVOCATION_BUCKETS; i++)
+    for (int i = 0; i < DATAPLANE_REVOCATION_BUCKETS; i++)
         if (seconds <= revocation_bounds[i])
-            dp->revocation_buckets[i]++;
-    dp->revocation_count++;
-    dp->revocation_sum += seconds;
+            dp->counts.revocation_buckets[i]++;
+    dp->counts.revocation_count++;
+    dp->counts.revocation_sum += seconds;
 }
 
 static void
@@ -346,7 +473,7 @@ on_closed(void *user, struct dsession *ds, enum mux_code code, const char *reaso
     else
         log_info("data session closed", "spiffe_id=%s reason=\"%s\"", s->spiffe_id, reason);
     if (s->removed_at > 0)
-        observe_revocation(dp, ev_now(dp->loop) - s->removed_at);
+        observe_revocation(dp, ev_time() - s->removed_at);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -354,6 +481,7 @@ on_closed(void *user, struct dsession *ds, enum mux_code code, const char *reaso
     if (s->next != NULL)
         s->next->prev = s->prev;
     dp->session_count--;
+    release_session_slot(dp->shared);
     free(s);
 }
 
@@ -377,22 +505,21 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         struct quota_key source;
         bool has_source = net_source_key_of(&peer, &source) == 0;
-        const char *refusal = NULL;
-        if (dp->session_count >= SESSIONS_MAX)
-            refusal = "too many sessions open";
-        else if (has_source &&
-                 !quota_enter(dp->handshakes, &source, dp->config.handshakes_per_source))
-            refusal = "too many handshakes from this source";
+        const char *refusal = admit_connection(dp->shared, &source, has_source,
+                                               dp->config.handshakes_per_source);
         if (refusal != NULL) {
-            dp->handshakes_refused++;
-            net_close_refused(fd, &dp->accept_log, (int64_t)(ev_now(dp->loop) * 1000.0),
+            dp->counts.handshakes_refused++;
+            pthread_mutex_lock(&dp->shared->lock);
+            net_close_refused(fd, &dp->shared->accept_log, (int64_t)(ev_now(dp->loop) * 1000.0),
                               "data session refused", refusal);
+            pthread_mutex_unlock(&dp->shared->lock);
             continue;
         }
         struct dp_session *s = calloc(1, sizeof(*s));
         if (s == NULL) {
             if (has_source)
-                quota_leave(dp->handshakes, &source);
+                release_source(dp->shared, &source);
+            release_session_slot(dp->shared);
             close(fd);
             continue;
         }
@@ -405,7 +532,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         struct dsession_config config = {.loop = dp->loop,
                                          .tls = dp->tls,
                                          .pool = dp->pool,
-                                         .stats = &dp->stats,
+                                         .stats = &dp->counts.stats,
                                          .role = MUX_ACCEPTOR,
                                          .window = dp->config.window,
                                          .hooks = &session_hooks,
@@ -415,6 +542,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (dsession_new(&config, fd, &expect, &s->ds, &err) != 0) {
             log_warn("data session refused", "error=\"%s\"", err.msg);
             release_handshake(s);
+            release_session_slot(dp->shared);
             free(s);
             continue;
         }
@@ -465,8 +593,15 @@ reset_if_revoked(void *ctx, struct dsession *ds, uint32_t stream, const char *re
 void
 dataplane_enforce(struct dataplane *dp)
 {
+    dataplane_set_allowlist(dp, dp != NULL ? dp->config.allowlist : NULL, ev_time());
+}
+
+void
+dataplane_set_allowlist(struct dataplane *dp, const struct allowlist *list, double changed_at)
+{
     if (dp == NULL)
         return;
+    dp->config.allowlist = list;
     for (struct dp_session *s = dp->sessions; s != NULL; s = s->next) {
         if (!s->ready || s->removed_at > 0)
             continue;
@@ -477,7 +612,7 @@ dataplane_enforce(struct dataplane *dp)
             continue;
         }
         if (!allowlist_contains(dp->config.allowlist, s->spiffe_id)) {
-            s->removed_at = ev_time();
+            s->removed_at = changed_at;
             session_refuse(s, "removed from the allowlist");
             continue;
         }
@@ -545,6 +680,9 @@ dataplane_new(const struct dataplane_env *env, const struct dataplane_config *co
     dp->self_id = env->self_id;
     dp->clock = env->clock != NULL ? env->clock : clock_system();
     dp->scope_log = (struct log_limit)LOG_LIMIT_INIT(10, 10000);
+    dp->shared = env->shared;
+    if (dp->shared != NULL)
+        shared_retain(dp->shared);
     dp->config = *config;
     if (dp->config.handshakes_per_source == 0)
         dp->config.handshakes_per_source = DATAPLANE_HANDSHAKES_PER_SOURCE_DEFAULT;
@@ -559,12 +697,16 @@ dataplane_new(const struct dataplane_env *env, const struct dataplane_config *co
     }
     memcpy(dp->resources, config->resources, config->resource_count * sizeof(*dp->resources));
     dp->config.resources = dp->resources;
-    dp->accept_log = (struct log_limit)LOG_LIMIT_INIT(5, 10000);
-    /* Entries exist only while a handshake is in progress: at most one per
-     * session slot. */
-    if (quota_new(SESSIONS_MAX, 0, &dp->handshakes, err) != 0 ||
-        relay_pool_new(POOL_FREE_CHUNKS, &dp->pool, err) != 0 ||
-        net_listen(config->listen, LISTEN_BACKLOG, &dp->listen_fd, err) != 0) {
+    if (dp->shared == NULL) {
+        if (dataplane_shared_new(&dp->shared, err) != 0) {
+            dataplane_stop(dp);
+            return -1;
+        }
+    }
+    if (relay_pool_new(POOL_FREE_CHUNKS, &dp->pool, err) != 0 ||
+        (env->shared_listener
+             ? net_listen_shared(config->listen, LISTEN_BACKLOG, &dp->listen_fd, err)
+             : net_listen(config->listen, LISTEN_BACKLOG, &dp->listen_fd, err)) != 0) {
         dataplane_stop(dp);
         return -1;
     }
@@ -611,16 +753,44 @@ dataplane_stop(struct dataplane *dp)
     ev_timer_stop(dp->loop, &dp->idle_timer);
     if (dp->listen_fd >= 0)
         close(dp->listen_fd);
+    dp->listen_fd = -1;
     for (struct dp_session *s = dp->sessions; s != NULL; s = s->next)
         dsession_close(s->ds, MUX_CODE_REFUSED, "shutting down");
     /* The closes finish on the loop (a turn each); bounded. */
     for (int i = 0; i < 100 && dp->session_count > 0; i++)
         ev_run(dp->loop, EVRUN_NOWAIT);
     relay_pool_free(dp->pool);
-    quota_free(dp->handshakes);
+    dataplane_shared_release(dp->shared);
     free(dp->resources);
     free(dp->trust_domain);
     free(dp);
+}
+
+void
+dataplane_count(const struct dataplane *dp, struct dataplane_counts *sum)
+{
+    if (dp != NULL)
+        dataplane_counts_add(sum, &dp->counts);
+}
+
+void
+dataplane_counts_add(struct dataplane_counts *sum, const struct dataplane_counts *c)
+{
+    dsession_stats_add(&sum->stats, &c->stats);
+    sum->rejected += c->rejected;
+    sum->quota_refused += c->quota_refused;
+    sum->handshakes_refused += c->handshakes_refused;
+    sum->scope_mismatches += c->scope_mismatches;
+    for (int i = 0; i < DATAPLANE_REVOCATION_BUCKETS; i++)
+        sum->revocation_buckets[i] += c->revocation_buckets[i];
+    sum->revocation_count += c->revocation_count;
+    sum->revocation_sum += c->revocation_sum;
+}
+
+const char *
+dataplane_refusing(const struct dataplane *dp)
+{
+    return dp != NULL ? dp->refusing : "";
 }
 
 void
@@ -628,18 +798,9 @@ dataplane_add_health(const struct dataplane *dp, json_t *health)
 {
     if (dp == NULL)
         return;
-    dsession_stats_health(&dp->stats, health);
-    json_object_set_new(json_object_get(health, "data"), "tunnelers_rejected",
-                        json_integer((json_int_t)dp->rejected));
-    json_object_set_new(json_object_get(health, "data"), "streams_over_quota",
-                        json_integer((json_int_t)dp->quota_refused));
-    json_object_set_new(json_object_get(health, "data"), "connections_refused",
-                        json_integer((json_int_t)dp->handshakes_refused));
-    json_object_set_new(json_object_get(health, "data"), "grant_scope_mismatches",
-                        json_integer((json_int_t)dp->scope_mismatches));
-    if (dp->refusing[0] != '\0')
-        json_object_set_new(json_object_get(health, "data"), "refusing",
-                            json_string(dp->refusing));
+    struct dataplane_counts counts = {0};
+    dataplane_count(dp, &counts);
+    dataplane_counts_health(&counts, dp->refusing, health);
 }
 
 void
@@ -647,29 +808,52 @@ dataplane_add_metrics(const struct dataplane *dp, struct metrics *m)
 {
     if (dp == NULL)
         return;
-    dsession_stats_metrics(&dp->stats, "connector", m);
+    struct dataplane_counts counts = {0};
+    dataplane_count(dp, &counts);
+    dataplane_counts_metrics(&counts, m);
+}
+
+void
+dataplane_counts_health(const struct dataplane_counts *c, const char *refusing, json_t *health)
+{
+    dsession_stats_health(&c->stats, health);
+    json_t *data = json_object_get(health, "data");
+    json_object_set_new(data, "tunnelers_rejected", json_integer((json_int_t)c->rejected));
+    json_object_set_new(data, "streams_over_quota", json_integer((json_int_t)c->quota_refused));
+    json_object_set_new(data, "connections_refused",
+                        json_integer((json_int_t)c->handshakes_refused));
+    json_object_set_new(data, "grant_scope_mismatches",
+                        json_integer((json_int_t)c->scope_mismatches));
+    if (refusing != NULL && refusing[0] != '\0')
+        json_object_set_new(data, "refusing", json_string(refusing));
+}
+
+void
+dataplane_counts_metrics(const struct dataplane_counts *c, struct metrics *m)
+{
+    dsession_stats_metrics(&c->stats, "connector", m);
     metrics_counter(m, "ztr_tunnelers_rejected_total",
-                    "Sessions refused or closed: tunneler not allowed.", NULL, dp->rejected);
+                    "Sessions refused or closed: tunneler not allowed.", NULL, c->rejected);
     metrics_counter(m, "ztr_streams_over_quota_total",
                     "Streams refused: the tunneler had its quota of streams open.", NULL,
-                    dp->quota_refused);
+                    c->quota_refused);
     metrics_counter(m, "ztr_data_connections_refused_total",
                     "Connections closed before their handshake: too many sessions, or too "
                     "many handshakes in progress from their source.",
-                    NULL, dp->handshakes_refused);
+                    NULL, c->handshakes_refused);
     metrics_counter(m, "ztr_grant_scope_mismatch_total",
                     "Sessions or streams of a peer trust domain's tunneler refused or closed "
                     "outside its federation grant.",
-                    NULL, dp->scope_mismatches);
+                    NULL, c->scope_mismatches);
     metrics_family(m, "ztr_revocation_apply_seconds", "histogram",
                    "Allowlist change received to the removed tunneler's session closed.");
-    for (int i = 0; i < REVOCATION_BUCKETS; i++)
+    for (int i = 0; i < DATAPLANE_REVOCATION_BUCKETS; i++)
         metrics_printf(m, "ztr_revocation_apply_seconds_bucket{le=\"%g\"} %llu\n",
-                       revocation_bounds[i], (unsigned long long)dp->revocation_buckets[i]);
+                       revocation_bounds[i], (unsigned long long)c->revocation_buckets[i]);
     metrics_printf(m,
                    "ztr_revocation_apply_seconds_bucket{le=\"+Inf\"} %llu\n"
                    "ztr_revocation_apply_seconds_sum %.6f\n"
                    "ztr_revocation_apply_seconds_count %llu\n",
-                   (unsigned long long)dp->revocation_count, dp->revocation_sum,
-                   (unsigned long long)dp->revocation_count);
+                   (unsigned long long)c->revocation_count, c->revocation_sum,
+                   (unsigned long long)c->revocation_count);
 }

@@ -31,6 +31,14 @@
  * Before its handshake a peer is nobody: one source address (IPv4, IPv6
  * /64) may have at most handshakes_per_source handshakes in progress; more
  * connections are closed at accept, counted and logged (rate-limited).
+ *
+ * One data plane serves one event loop. With several workers
+ * (connector/dpworkers.h) each worker's loop has its own, listening on the
+ * same address (SO_REUSEPORT); what is counted over the whole connector —
+ * sessions, handshakes per source, streams per tunneler — lives in one
+ * struct dataplane_shared they all take from (a mutex per connection or
+ * stream, never per byte). Everything else a data plane has is its loop's
+ * alone: it is only ever called on that loop's thread.
  */
 #ifndef ZTR_CONNECTOR_DATAPLANE_H
 #define ZTR_CONNECTOR_DATAPLANE_H
@@ -53,6 +61,9 @@ struct ztr_clock;
 #define DATAPLANE_MSG_SCOPE_MISMATCH "grant scope mismatch"
 /* handshakes_per_source when the config leaves it 0. */
 #define DATAPLANE_HANDSHAKES_PER_SOURCE_DEFAULT 64
+/* Sessions (handshaking or up) on the whole connector. */
+#define DATAPLANE_SESSIONS_MAX 16384
+#define DATAPLANE_REVOCATION_BUCKETS 6
 
 struct connector_resource {
     char name[256];
@@ -73,6 +84,26 @@ struct dataplane_config {
 
 struct dataplane;
 
+/* Admission counted over every data plane of the connector; reference-
+ * counted (its maker, each data plane, each stream holding a place in its
+ * tunneler's quota), so a relay draining past its data plane's stop can
+ * still give its place back. Thread-safe. */
+struct dataplane_shared;
+int dataplane_shared_new(struct dataplane_shared **out, struct ztr_err *err);
+void dataplane_shared_release(struct dataplane_shared *shared);
+
+/* A data plane's counters; sums of several with dataplane_count. */
+struct dataplane_counts {
+    struct dsession_stats stats;
+    uint64_t rejected;               /* tunnelers not allowed */
+    uint64_t quota_refused;          /* streams over STREAMS_PER_TUNNELER */
+    uint64_t handshakes_refused;     /* connections closed at accept */
+    uint64_t scope_mismatches;       /* federation: refused outside a grant */
+    uint64_t revocation_buckets[DATAPLANE_REVOCATION_BUCKETS];
+    uint64_t revocation_count;
+    double revocation_sum;
+};
+
 /* What the data plane takes from its agent. dataplane_start fills it from
  * the agent; a test builds one around its own loop and certificates. loop
  * and tls must outlive the data plane (the agent updates tls in place on
@@ -85,6 +116,11 @@ struct dataplane_env {
      * a tunneler's renewed-identity proof must name; NULL: refused. */
     const char *self_id;
     const struct ztr_clock *clock;   /* grant expiries; NULL = the system clock */
+    /* The connector-wide admission (a reference is taken); NULL: its own. */
+    struct dataplane_shared *shared;
+    /* Listen with SO_REUSEPORT: other workers' data planes listen on the
+     * same address (config->listen then names the port, never 0). */
+    bool shared_listener;
 };
 
 /* Listens on config->listen. config's resources are copied; its allowlist
@@ -99,6 +135,11 @@ int dataplane_start(struct agent *agent, const struct dataplane_config *config,
 uint16_t dataplane_listen_port(const struct dataplane *dp);
 /* The allowlist changed: close and reset what it no longer permits. */
 void dataplane_enforce(struct dataplane *dp);
+/* From now on list is the allowlist (borrowed until the next call or the
+ * stop), enforced as dataplane_enforce does; changed_at (ev_time) is when
+ * the change arrived, for ztr_revocation_apply_seconds. */
+void dataplane_set_allowlist(struct dataplane *dp, const struct allowlist *list,
+                             double changed_at);
 /* The trust bundle changed: sessions whose tunneler no longer verifies
  * against the TLS context's bundle are closed (dsession_recheck_peer). */
 void dataplane_recheck_peers(struct dataplane *dp);
@@ -114,5 +155,15 @@ void dataplane_stop(struct dataplane *dp);
 
 void dataplane_add_health(const struct dataplane *dp, struct json_t *health);
 void dataplane_add_metrics(const struct dataplane *dp, struct metrics *metrics);
+/* Adds dp's counters to sum (on dp's loop thread). */
+void dataplane_count(const struct dataplane *dp, struct dataplane_counts *sum);
+void dataplane_counts_add(struct dataplane_counts *sum, const struct dataplane_counts *counts);
+/* The refusal in force ("" while serving). */
+const char *dataplane_refusing(const struct dataplane *dp);
+/* /health "data" fields and /metrics lines from counters (summed over
+ * workers); refusing as dataplane_refusing. */
+void dataplane_counts_health(const struct dataplane_counts *counts, const char *refusing,
+                             struct json_t *health);
+void dataplane_counts_metrics(const struct dataplane_counts *counts, struct metrics *metrics);
 
 #endif

@@ -16,6 +16,8 @@
 #include "data/mux.h"
 #include "connector/allowlist.h"
 #include "connector/dataplane.h"
+#include "connector/dpworkers.h"
+#include "data/workers.h"
 
 #define ADVERTISE_MAX 16
 
@@ -44,6 +46,7 @@ static const struct config_key connector_keys[] = {
     {.name = "RESOURCES", .type = CONFIG_LIST, .help = "resources served: name=target,...",
      .item_keys = resource_fields},
     DSESSION_CONFIG_KEYS,
+    WORKERS_CONFIG_KEY,
     CONFIG_KEY("DIAL_TIMEOUT", CONFIG_DURATION, "10s",
                "how long a resource's target may take to accept", struct connector_settings,
                dial_timeout_ms),
@@ -73,9 +76,12 @@ struct connector {
     struct connector_resource served[CONFIG_LIST_MAX];
     size_t served_count;
     struct dsession_window window;
+    unsigned workers;              /* WORKERS */
     struct agent *agent;
-    struct allowlist *allowlist;   /* enforced from disk while the controller is away */
-    struct dataplane *dataplane;
+    /* The controller's latest, enforced from disk while the controller is
+     * away; the workers each read an immutable copy of it. */
+    struct allowlist *allowlist;
+    struct dp_workers *dataplane;
     /* Fail-static has a bound: the allowlist counts as current from when it
      * arrived, and again at every check while the control stream that
      * delivered it is still up (the controller pushes each change on that
@@ -159,6 +165,7 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
     if (s->handshakes_per_source < 1 || s->handshakes_per_source > 16384)
         return config_fail(config, "HANDSHAKES_PER_SOURCE", err, "must be 1..16384");
     TRY(dsession_window_config(config, &c->window, err));
+    TRY(workers_config(config, &c->workers, err));
     c->allowlist = allowlist_new();
     if (c->allowlist == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
@@ -191,7 +198,7 @@ check_allowlist_age(struct connector *c)
                      "version=%lld age_seconds=%lld", (long long)allowlist_version(c->allowlist),
                      (long long)age);
         c->refusing = false;
-        dataplane_refuse(c->dataplane, NULL);
+        dp_workers_refuse(c->dataplane, NULL);
         return;
     }
     c->refusing = true;
@@ -205,7 +212,7 @@ check_allowlist_age(struct connector *c)
              "version=%lld age_seconds=%lld max_age_seconds=%lld",
              (long long)allowlist_version(c->allowlist), (long long)age,
              (long long)(c->settings.allowlist_max_age_ms / 1000));
-    dataplane_refuse(c->dataplane, reason);
+    dp_workers_refuse(c->dataplane, reason);
 }
 
 static void
@@ -218,7 +225,10 @@ age_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     /* An expired grant ends its streams as a revoked one does. */
     int64_t now = clock_wall_s(agent_clock(c->agent));
     if (c->grants_next_expiry > 0 && now >= c->grants_next_expiry) {
-        dataplane_enforce(c->dataplane);
+        /* The same list again: every loop enforces it at this time. */
+        struct allowlist *copy = allowlist_clone(c->allowlist);
+        if (copy != NULL)
+            dp_workers_set_allowlist(c->dataplane, copy);
         c->grants_next_expiry = allowlist_next_expiry(c->allowlist, now);
     }
 }
@@ -231,7 +241,7 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
 {
     struct connector *c = ctx;
     TRY(allowlist_load(c->allowlist, agent_state_dir(agent), err));
-    if (agent_set_peer_bundles(agent, allowlist_peers(c->allowlist), err) != 0)
+    if (agent_set_peer_bundles(agent, allowlist_peers(c->allowlist), NULL, err) != 0)
         return ztr_err_wrap(err, "%s/%s", agent_state_dir(agent), ALLOWLIST_FILE);
     c->grants_next_expiry =
         allowlist_next_expiry(c->allowlist, clock_wall_s(agent_clock(agent)) - 1);
@@ -242,12 +252,15 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
                  (long long)allowlist_received_at(c->allowlist));
     struct dataplane_config dp = {
         .listen = c->settings.listen, .resources = c->served, .resource_count = c->served_count,
-        .allowlist = c->allowlist, .window = c->window,
+        .window = c->window,
         .dial_timeout_ms = c->settings.dial_timeout_ms,
         .idle_timeout_ms = c->settings.idle_timeout_ms,
         .streams_per_tunneler = (uint32_t)c->settings.streams_per_tunneler,
         .handshakes_per_source = (uint32_t)c->settings.handshakes_per_source};
-    TRY(dataplane_start(agent, &dp, &c->dataplane, err));
+    struct allowlist *copy = allowlist_clone(c->allowlist);
+    if (copy == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    TRY(dp_workers_start(agent, &dp, c->workers, copy, &c->dataplane, err));
     /* No allowlist at all refuses every tunneler anyway; only an old one
      * needs the refusal (and its log line). */
     c->stale = allowlist_version(c->allowlist) == 0;
@@ -267,7 +280,7 @@ connector_stop(void *ctx)
     struct connector *c = ctx;
     if (c->agent != NULL)
         ev_timer_stop(agent_loop(c->agent), &c->age_timer);
-    dataplane_stop(c->dataplane);
+    dp_workers_stop(c->dataplane);
     c->dataplane = NULL;
 }
 
@@ -314,16 +327,25 @@ connector_on_allowlist(void *ctx, const json_t *msg)
         log_warn("allowlist not persisted", "error=\"%s\"", err.msg);
     /* Peers' bundles first: a tunneler of a peer no longer federated is then
      * refused by its grant (enforce) and by its trust domain (recheck). */
-    if (agent_set_peer_bundles(c->agent, allowlist_peers(c->allowlist), &err) != 0)
+    bool peers_changed = false;
+    if (agent_set_peer_bundles(c->agent, allowlist_peers(c->allowlist), &peers_changed,
+                               &err) != 0)
         log_error("peer trust domains not applied", "error=\"%s\"", err.msg);
+    else if (peers_changed)
+        dp_workers_bundle_changed(c->dataplane); /* every loop's context, then its recheck */
     c->grants_next_expiry = allowlist_next_expiry(c->allowlist, now - 1);
     log_info("allowlist received", "version=%lld tunnelers=%zu epoch=%s",
              (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist),
              allowlist_epoch(c->allowlist));
     c->confirmed_at = now;
     c->delivered_online = true;
-    dataplane_enforce(c->dataplane);
-    dataplane_recheck_peers(c->dataplane);
+    /* The workers' copy: the same message into a fresh list (which takes
+     * any version), so it holds whatever the list holds. */
+    struct allowlist *copy = allowlist_clone(c->allowlist);
+    if (copy == NULL)
+        log_error("allowlist not enforced", "error=\"out of memory\"");
+    else
+        dp_workers_set_allowlist(c->dataplane, copy);
     check_allowlist_age(c);
 }
 
@@ -331,11 +353,7 @@ static void
 connector_on_identity(void *ctx)
 {
     struct connector *c = ctx;
-    const char *chain;
-    size_t len;
-    const struct pki_key *key;
-    if (agent_identity(c->agent, &chain, &len, &key) == 0)
-        dataplane_present_identity(c->dataplane, chain, len, key);
+    dp_workers_identity_changed(c->dataplane);
 }
 
 /* Revoked: nothing more is served; /health keeps reporting. */
@@ -344,14 +362,14 @@ connector_on_revoked(void *ctx)
 {
     struct connector *c = ctx;
     ev_timer_stop(agent_loop(c->agent), &c->age_timer);
-    dataplane_refuse(c->dataplane, "node revoked");
+    dp_workers_refuse(c->dataplane, "node revoked");
 }
 
 static void
 connector_on_bundle(void *ctx)
 {
     struct connector *c = ctx;
-    dataplane_recheck_peers(c->dataplane);
+    dp_workers_bundle_changed(c->dataplane);
 }
 
 static void
@@ -370,7 +388,7 @@ connector_add_health(void *ctx, json_t *health)
     json_object_set_new(list, "max_age_seconds",
                         json_integer(c->settings.allowlist_max_age_ms / 1000));
     json_object_set_new(list, "stale", json_boolean(c->stale));
-    dataplane_add_health(c->dataplane, health);
+    dp_workers_add_health(c->dataplane, health);
 }
 
 static void
@@ -388,7 +406,7 @@ connector_add_metrics(void *ctx, struct metrics *m)
     metrics_counter(m, "ztr_pushes_ignored_total",
                     "Versioned pushes from the controller refused (older version, same epoch).",
                     NULL, c->pushes_ignored);
-    dataplane_add_metrics(c->dataplane, m);
+    dp_workers_add_metrics(c->dataplane, m);
 }
 
 int

@@ -713,6 +713,18 @@ dsession_set_user(struct dsession *s, void *user)
 /* ---- counters ------------------------------------------------------------------------------ */
 
 void
+dsession_stats_add(struct dsession_stats *sum, const struct dsession_stats *stats)
+{
+    sum->sessions += stats->sessions;
+    sum->sessions_total += stats->sessions_total;
+    sum->streams += stats->streams;
+    sum->streams_total += stats->streams_total;
+    sum->streams_failed += stats->streams_failed;
+    sum->bytes_sent += stats->bytes_sent;
+    sum->bytes_received += stats->bytes_received;
+}
+
+void
 dsession_stats_health(const struct dsession_stats *st, json_t *health)
 {
     json_object_set_new(

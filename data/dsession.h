@@ -196,6 +196,8 @@ int dsession_window_config(const struct config *config, struct dsession_window *
 /* Appends the "data" object to /health and ztr_data_* lines to /metrics. */
 struct json_t;
 void dsession_stats_health(const struct dsession_stats *stats, struct json_t *health);
+/* sum += stats, field by field (several workers' counters). */
+void dsession_stats_add(struct dsession_stats *sum, const struct dsession_stats *stats);
 void dsession_stats_metrics(const struct dsession_stats *stats, const char *role,
                             struct metrics *metrics);
 

@@ -96,8 +96,8 @@ close_fail(int fd, struct ztr_err *err, const char *op, const char *addr,
     return sys_fail(err, op, addr, syscall, errnum);
 }
 
-int
-net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err)
+static int
+listen_on(const char *addr, int backlog, bool shared, int *fd, struct ztr_err *err)
 {
     struct sockaddr_storage sa;
     socklen_t sa_len;
@@ -109,7 +109,8 @@ net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err)
     /* A restarted daemon must rebind while old connections sit in
      * TIME_WAIT; a port actually listened on still fails with EADDRINUSE. */
     int one = 1;
-    if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+    if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        (shared && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0))
         return close_fail(s, err, "listen", addr, "setsockopt", errno);
     if (bind(s, (struct sockaddr *)&sa, sa_len) != 0)
         return close_fail(s, err, "listen", addr, "bind", errno);
@@ -122,6 +123,18 @@ net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err)
     }
     *fd = s;
     return 0;
+}
+
+int
+net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err)
+{
+    return listen_on(addr, backlog, false, fd, err);
+}
+
+int
+net_listen_shared(const char *addr, int backlog, int *fd, struct ztr_err *err)
+{
+    return listen_on(addr, backlog, true, fd, err);
 }
 
 int

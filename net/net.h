@@ -29,6 +29,10 @@ bool net_addr_is_loopback(const char *addr);
 /* A listening socket with SO_REUSEADDR, backlog as given. Port 0 lets the
  * kernel choose (see net_local_port). On failure *fd is -1. */
 int net_listen(const char *addr, int backlog, int *fd, struct ztr_err *err);
+/* net_listen with SO_REUSEPORT as well: several sockets (one per worker
+ * loop) listen on one address and the kernel spreads new connections over
+ * them. Linux lets only sockets of the same effective user join a port. */
+int net_listen_shared(const char *addr, int backlog, int *fd, struct ztr_err *err);
 
 /* Starts a non-blocking connect; the caller waits for writability and then
  * calls net_connect_finish(). On failure *fd is -1; a failed finish leaves

@@ -39,6 +39,10 @@ struct tls_ctx {
     char *chain_pem, *key_pem, *bundle_pem;
     size_t chain_len, key_len, bundle_len;
     struct tls_generation *current;
+    /* tls_ctx_config.trusts, owned: which bundle each trust domain's peers
+     * are checked against (trust_resolve); NULL when not used. */
+    struct tls_trust *trusts;
+    size_t trust_count;
 };
 
 enum conn_state { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSED };
@@ -156,11 +160,85 @@ replace_copy(char **field, size_t *field_len, const char *value, size_t len,
     return 0;
 }
 
+/* ---- trust domains, each its own bundle ------------------------------------ */
+
+static void
+trusts_free(struct tls_trust *trusts, size_t count)
+{
+    for (size_t i = 0; trusts != NULL && i < count; i++) {
+        free((char *)trusts[i].trust_domain);
+        free((char *)trusts[i].bundle_pem);
+    }
+    free(trusts);
+}
+
+/* Copies of trusts, and every bundle concatenated: wolfSSL's anchors. */
+static int
+trusts_copy(const struct tls_trust *trusts, size_t count, struct tls_trust **out,
+            char **anchors, size_t *anchors_len, struct ztr_err *err)
+{
+    *out = NULL;
+    *anchors = NULL;
+    if (count == 0 || count > TLS_TRUSTS_MAX)
+        return ztr_err_set(err, ZTR_E_INVALID, "between 1 and %d trust domains", TLS_TRUSTS_MAX);
+    struct tls_trust *copy = calloc(count, sizeof(*copy));
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++)
+        total += trusts[i].bundle_len + 1;
+    char *all = malloc(total + 1);
+    if (copy == NULL || all == NULL) {
+        free(copy);
+        free(all);
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < count; i++) {
+        copy[i].trust_domain = strdup(trusts[i].trust_domain);
+        char *pem = malloc(trusts[i].bundle_len + 1);
+        if (pem != NULL) {
+            memcpy(pem, trusts[i].bundle_pem, trusts[i].bundle_len);
+            pem[trusts[i].bundle_len] = '\0';
+        }
+        copy[i].bundle_pem = pem;
+        copy[i].bundle_len = trusts[i].bundle_len;
+        if (copy[i].trust_domain == NULL || pem == NULL) {
+            trusts_free(copy, count);
+            free(all);
+            return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+        }
+        memcpy(all + at, pem, trusts[i].bundle_len);
+        at += trusts[i].bundle_len;
+        all[at++] = '\n';
+    }
+    all[at] = '\0';
+    *out = copy;
+    *anchors = all;
+    *anchors_len = at;
+    return 0;
+}
+
+/* The resolver of a context with trusts: the bundle of the trust domain a
+ * peer claims, as the context holds it now (a recheck after a change sees
+ * the change). Runs on the context's loop. */
+static int
+trust_resolve(void *arg, const char *trust_domain, struct pki_bundle **bundle, struct ztr_err *err)
+{
+    const struct tls_ctx *ctx = arg;
+    *bundle = NULL;
+    for (size_t i = 0; i < ctx->trust_count; i++)
+        if (strcmp(ctx->trusts[i].trust_domain, trust_domain) == 0)
+            return pki_bundle_from_pem(ctx->trusts[i].bundle_pem, ctx->trusts[i].bundle_len,
+                                       bundle, err);
+    return ztr_err_set(err, PKI_E_TRUST_DOMAIN_MISMATCH,
+                       "%s: %s is not a trust domain admitted here",
+                       PKI_MSG_TRUST_DOMAIN_MISMATCH, trust_domain);
+}
+
 int
 tls_ctx_new(const struct tls_ctx_config *config, struct tls_ctx **out, struct ztr_err *err)
 {
     if (config->alpn == NULL || strlen(config->alpn) >= sizeof(((struct tls_ctx *)0)->alpn) ||
-        config->bundle_pem == NULL)
+        (config->bundle_pem == NULL && config->trust_count == 0))
         return ztr_err_set(err, ZTR_E_INVALID, "TLS context needs an ALPN name and a bundle");
     if ((config->chain_pem == NULL) != (config->key_pem == NULL))
         return ztr_err_set(err, ZTR_E_INVALID, "TLS identity needs both chain and key");
@@ -176,8 +254,17 @@ tls_ctx_new(const struct tls_ctx_config *config, struct tls_ctx **out, struct zt
     ctx->clock = config->clock ? config->clock : clock_system();
     ctx->resolve = config->resolve;
     ctx->resolve_ctx = config->resolve_ctx;
-    int rc = replace_copy(&ctx->bundle_pem, &ctx->bundle_len, config->bundle_pem,
+    int rc;
+    if (config->trust_count > 0) {
+        ctx->trust_count = config->trust_count;
+        rc = trusts_copy(config->trusts, config->trust_count, &ctx->trusts, &ctx->bundle_pem,
+                         &ctx->bundle_len, err);
+        ctx->resolve = trust_resolve;
+        ctx->resolve_ctx = ctx;
+    } else {
+        rc = replace_copy(&ctx->bundle_pem, &ctx->bundle_len, config->bundle_pem,
                           config->bundle_len, err);
+    }
     if (rc == 0 && config->chain_pem != NULL)
         rc = replace_copy(&ctx->chain_pem, &ctx->chain_len, config->chain_pem,
                           config->chain_len, err);
@@ -259,7 +346,31 @@ tls_ctx_free(struct tls_ctx *ctx)
         explicit_bzero(ctx->key_pem, ctx->key_len);
     free(ctx->key_pem);
     free(ctx->bundle_pem);
+    trusts_free(ctx->trusts, ctx->trust_count);
     free(ctx);
+}
+
+int
+tls_ctx_update_trust(struct tls_ctx *ctx, const struct tls_trust *trusts, size_t count,
+                     struct ztr_err *err)
+{
+    if (ctx->trusts == NULL)
+        return ztr_err_set(err, ZTR_E_INVALID, "this TLS context was made without trust domains");
+    struct tls_trust *copy;
+    char *anchors;
+    size_t anchors_len;
+    TRY(trusts_copy(trusts, count, &copy, &anchors, &anchors_len, err));
+    /* New anchors first: only a complete generation replaces the current. */
+    int rc = tls_ctx_update(ctx, NULL, 0, NULL, 0, anchors, anchors_len, err);
+    free(anchors);
+    if (rc != 0) {
+        trusts_free(copy, count);
+        return -1;
+    }
+    trusts_free(ctx->trusts, ctx->trust_count);
+    ctx->trusts = copy;
+    ctx->trust_count = count;
+    return 0;
 }
 
 /* ---- connections -------------------------------------------------------- */

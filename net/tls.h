@@ -43,6 +43,14 @@ struct ev_loop;
 
 enum tls_side { TLS_SIDE_CLIENT, TLS_SIDE_SERVER };
 
+/* A trust domain and its bundle (PEM). */
+struct tls_trust {
+    const char *trust_domain;
+    const char *bundle_pem;
+    size_t bundle_len;
+};
+#define TLS_TRUSTS_MAX 65
+
 struct tls_ctx_config {
     enum tls_side side;
     const char *alpn;              /* e.g. "ztr-ctl/1"; both sides must agree */
@@ -64,12 +72,22 @@ struct tls_ctx_config {
     int (*resolve)(void *ctx, const char *trust_domain, struct pki_bundle **bundle,
                    struct ztr_err *err);
     void *resolve_ctx;
+    /* Optional, instead of bundle_pem and resolve: peers of each listed trust
+     * domain are checked against its bundle only, any other trust domain
+     * refused (federation on the data plane); the context keeps copies,
+     * replaced by tls_ctx_update_trust. */
+    const struct tls_trust *trusts;
+    size_t trust_count;
     size_t io_buffer;              /* bulk data connections: bytes read from the socket
                                       at once, and records collected for one send (2x);
                                       0 = one syscall per record as wolfSSL does it */
 };
 
 struct tls_ctx;
+/* A context made with trusts: the list replaced (new handshakes; live
+ * connections are held to it at their next recheck). */
+int tls_ctx_update_trust(struct tls_ctx *ctx, const struct tls_trust *trusts, size_t count,
+                         struct ztr_err *err);
 
 int tls_ctx_new(const struct tls_ctx_config *config, struct tls_ctx **out, struct ztr_err *err);
 /* New handshakes use the new identity and/or bundle (either may be NULL to

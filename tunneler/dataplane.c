@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,13 +92,25 @@ struct listener {
     char resource[256];
 };
 
-/* Open streams of one source IP. Entries live while count > 0; one that
- * outlives its tunnel (a relay still draining at stop) frees itself. */
+/* Open streams of one source IP, over every worker's tunnel. Entries live
+ * while count > 0, each holding a reference to the table, so one that
+ * outlives its tunnel (a relay still draining at stop) still finds it. */
 struct ip_quota {
     struct ip_quota *next;
-    struct tunnel *tunnel;       /* NULL once the tunnel is gone */
+    struct tunnel_shared *shared;
     size_t count;
     char ip[80];
+};
+
+/* What the workers' tunnels count together: CLIENT_STREAMS_MAX per source
+ * IP. Taken at accept and given back when a stream is over, under a mutex
+ * (never per byte). */
+struct tunnel_shared {
+    pthread_mutex_t lock;
+    unsigned refs;               /* its maker, each tunnel, each ip_quota */
+    struct ip_quota *quotas;
+    uint64_t quota_unlogged;     /* refusals since the last log line */
+    double quota_logged_at;
 };
 
 struct tunnel {
@@ -116,17 +129,19 @@ struct tunnel {
     int64_t list_version;
     ev_timer ping_timer;
     size_t clients;
-    struct dsession_stats stats;
-    uint64_t streams_refused;
-    uint64_t failovers;
-    struct ip_quota *quotas;
-    uint64_t quota_refused;
-    uint64_t quota_unlogged;     /* refusals since the last log line */
-    double quota_logged_at;
+    struct tunnel_counts counts;     /* this loop's; summed by tunnel_count */
+    struct tunnel_shared *shared;    /* one reference held */
+    bool persist;                    /* saves connectors.json (one worker does) */
+    void (*on_connector_state)(void *ctx, const char *id, const char *address,
+                               const char *spiffe_id, int64_t down_until_ms, const char *reason);
+    void *state_ctx;
+    bool shared_listeners;           /* SO_REUSEPORT: other workers listen beside */
     bool stopping;
 };
 
 static void route(struct client *c);
+static struct tconn *find_conn(const struct tunnel *t, const char *id, const char *address,
+                               const char *spiffe_id);
 
 static int64_t
 now_ms(const struct tunnel *t)
@@ -154,19 +169,65 @@ client_unwait(struct client *c)
 
 /* ---- per source IP quota ------------------------------------------------------------ */
 
+int
+tunnel_shared_new(struct tunnel_shared **out, struct ztr_err *err)
+{
+    *out = calloc(1, sizeof(**out));
+    if (*out == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    pthread_mutex_init(&(*out)->lock, NULL);
+    (*out)->refs = 1;
+    return 0;
+}
+
+static void
+shared_retain(struct tunnel_shared *sh)
+{
+    pthread_mutex_lock(&sh->lock);
+    sh->refs++;
+    pthread_mutex_unlock(&sh->lock);
+}
+
+/* sh->lock held; false when it was the last reference (then unlocked and
+ * freed). */
+static bool
+shared_drop_locked(struct tunnel_shared *sh)
+{
+    if (--sh->refs > 0)
+        return true;
+    pthread_mutex_unlock(&sh->lock);
+    pthread_mutex_destroy(&sh->lock);
+    free(sh);
+    return false;
+}
+
+void
+tunnel_shared_release(struct tunnel_shared *sh)
+{
+    if (sh == NULL)
+        return;
+    pthread_mutex_lock(&sh->lock);
+    if (shared_drop_locked(sh))
+        pthread_mutex_unlock(&sh->lock);
+}
+
 static void
 quota_release(void *ctx)
 {
     struct ip_quota *q = ctx;
-    if (--q->count > 0)
+    struct tunnel_shared *sh = q->shared;
+    pthread_mutex_lock(&sh->lock);
+    if (--q->count > 0) {
+        pthread_mutex_unlock(&sh->lock);
         return;
-    if (q->tunnel != NULL) {
-        struct ip_quota **p = &q->tunnel->quotas;
-        while (*p != q)
-            p = &(*p)->next;
-        *p = q->next;
     }
+    struct ip_quota **p = &sh->quotas;
+    while (*p != q)
+        p = &(*p)->next;
+    *p = q->next;
     free(q);
+    if (shared_drop_locked(sh))
+        pthread_mutex_unlock(&sh->lock);
 }
 
 /* peer is "ip:port" or "[ip]:port". NULL (and the refusal logged) when the
@@ -179,31 +240,35 @@ quota_take(struct tunnel *t, const char *peer)
     char *end = strrchr(ip, peer[0] == '[' ? ']' : ':');
     if (end != NULL)
         *end = '\0';
-    struct ip_quota *q = t->quotas;
+    struct tunnel_shared *sh = t->shared;
+    pthread_mutex_lock(&sh->lock);
+    struct ip_quota *q = sh->quotas;
     while (q != NULL && strcmp(q->ip, ip) != 0)
         q = q->next;
     if (q != NULL && t->config.client_streams_max > 0 &&
         q->count >= t->config.client_streams_max) {
-        t->quota_refused++;
-        t->quota_unlogged++;
-        if (ev_now(t->loop) - t->quota_logged_at >= 1.0) {
+        t->counts.quota_refused++;
+        sh->quota_unlogged++;
+        if (ev_now(t->loop) - sh->quota_logged_at >= 1.0) {
             log_warn("client stream quota reached", "ip=%s limit=%u refused=%llu", ip,
                      (unsigned)t->config.client_streams_max,
-                     (unsigned long long)t->quota_unlogged);
-            t->quota_logged_at = ev_now(t->loop);
-            t->quota_unlogged = 0;
+                     (unsigned long long)sh->quota_unlogged);
+            sh->quota_logged_at = ev_now(t->loop);
+            sh->quota_unlogged = 0;
         }
+        pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
-    if (q == NULL) {
-        if ((q = calloc(1, sizeof(*q))) == NULL)
-            return NULL;
-        q->tunnel = t;
+    if (q == NULL && (q = calloc(1, sizeof(*q))) != NULL) {
+        q->shared = sh;
+        sh->refs++;
         snprintf(q->ip, sizeof(q->ip), "%s", ip);
-        q->next = t->quotas;
-        t->quotas = q;
+        q->next = sh->quotas;
+        sh->quotas = q;
     }
-    q->count++;
+    if (q != NULL)
+        q->count++;
+    pthread_mutex_unlock(&sh->lock);
     return q;
 }
 
@@ -265,7 +330,7 @@ client_fail(struct client *c, enum socks5_reply_code reply, const char *reason)
     log_warn("stream failed", "client=%s resource=\"%s\" reason=\"%s\"%s%s", c->peer,
              c->resource, reason, c->socks ? " socks5_reply=" : "",
              c->socks ? socks5_reply_name(reply) : "");
-    c->tunnel->streams_refused++;
+    c->tunnel->counts.streams_refused++;
     if (c->socks) {
         struct ztr_err err;
         (void)socks5_reply(&c->socks5, reply, NULL, &err);
@@ -346,6 +411,10 @@ mark_down(struct tconn *k, const char *reason)
     snprintf(k->last_error, sizeof(k->last_error), "%s", reason);
     log_warn("connector marked down", "connector=%s address=%s retry_in_ms=%lld reason=\"%s\"",
              k->id, k->address, (long long)delay, reason);
+    struct tunnel *t = k->tunnel;
+    if (t->on_connector_state != NULL)
+        t->on_connector_state(t->state_ctx, k->id, k->address, k->spiffe_id, k->down_until_ms,
+                              reason);
 }
 
 /* k failed this client (code, reason): it goes back to routing, k excluded. */
@@ -387,12 +456,16 @@ session_ready(void *user, struct dsession *ds)
 {
     (void)ds;
     struct tconn *k = user;
+    bool was_down = k->down_until_ms > 0;
     k->session_ready = true;
     k->down_until_ms = 0;
     k->last_error[0] = '\0';
     backoff_reset(&k->backoff);
     log_info("data session opened", "connector=%s address=%s spiffe_id=%s", k->id, k->address,
              k->spiffe_id);
+    struct tunnel *t = k->tunnel;
+    if (was_down && t->on_connector_state != NULL)
+        t->on_connector_state(t->state_ctx, k->id, k->address, k->spiffe_id, 0, "");
     while (k->waiting != NULL) {
         struct client *c = k->waiting;
         client_unwait(c);
@@ -446,7 +519,7 @@ session_pending_closed(void *user, struct dsession *ds, uint32_t stream, void *s
         snprintf(k->last_error, sizeof(k->last_error), "%s", reason);
         log_info("stream failing over", "connector=%s resource=\"%s\" reason=\"%s\"", k->id,
                  c->resource, reason);
-        c->tunnel->failovers++;
+        c->tunnel->counts.failovers++;
         route(c);
         return;
     }
@@ -486,7 +559,7 @@ conn_lost(struct tconn *k, bool was_ready, enum mux_code code, const char *reaso
     while (k->waiting != NULL) {
         struct client *c = k->waiting;
         move_on(c, k, MUX_CODE_REFUSED, reason);
-        t->failovers++;
+        t->counts.failovers++;
         route(c);
     }
     if (k->removed)
@@ -538,7 +611,7 @@ dial_connected(struct ev_loop *loop, ev_io *w, int revents)
     struct dsession_config config = {.loop = t->loop,
                                      .tls = t->tls,
                                      .pool = t->pool,
-                                     .stats = &t->stats,
+                                     .stats = &t->counts.stats,
                                      .role = MUX_OPENER,
                                      .window = t->config.window,
                                      .hooks = &session_hooks,
@@ -785,7 +858,8 @@ add_listener(struct tunnel *t, const char *addr, bool socks, const char *resourc
     l->tunnel = t;
     l->socks = socks;
     snprintf(l->resource, sizeof(l->resource), "%s", resource != NULL ? resource : "");
-    TRY(net_listen(addr, LISTEN_BACKLOG, &l->fd, err));
+    TRY(t->shared_listeners ? net_listen_shared(addr, LISTEN_BACKLOG, &l->fd, err)
+                            : net_listen(addr, LISTEN_BACKLOG, &l->fd, err));
     t->listener_count++;
     ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
     l->io.data = l;
@@ -794,6 +868,26 @@ add_listener(struct tunnel *t, const char *addr, bool socks, const char *resourc
              "listen=%s port=%u%s%s", addr, (unsigned)net_local_port(l->fd),
              socks ? "" : " resource=", socks ? "" : resource);
     return 0;
+}
+
+void
+tunnel_connector_state(struct tunnel *t, const char *id, const char *address,
+                       const char *spiffe_id, int64_t down_until_ms, const char *reason)
+{
+    struct tconn *k = t != NULL ? find_conn(t, id, address, spiffe_id) : NULL;
+    /* A live session of our own says more than another loop's news. */
+    if (k == NULL || k->session_ready)
+        return;
+    if (down_until_ms == 0) {
+        if (k->down_until_ms > 0)
+            backoff_reset(&k->backoff);
+        k->down_until_ms = 0;
+        return;
+    }
+    if (down_until_ms > k->down_until_ms) {
+        k->down_until_ms = down_until_ms;
+        snprintf(k->last_error, sizeof(k->last_error), "%s", reason);
+    }
 }
 
 void
@@ -941,17 +1035,6 @@ apply_list(struct tunnel *t, const json_t *list)
     return 0;
 }
 
-/* Federation: the bundles of the peers whose connectors the list names.
- * A bad set is refused whole; those connectors' handshakes then fail. */
-static void
-apply_peers(struct tunnel *t, const json_t *msg)
-{
-    struct ztr_err err = {0};
-    if (t->agent != NULL &&
-        agent_set_peer_bundles(t->agent, json_object_get(msg, "peers"), &err) != 0)
-        log_error("peer trust domains not applied", "error=\"%s\"", err.msg);
-}
-
 /* STATE_DIR/connectors.json holds the last `connectors` message as it
  * came, written like the connector's allowlist: atomically, 0600. */
 static int
@@ -973,9 +1056,10 @@ tunnel_set_connectors(struct tunnel *t, const json_t *msg)
     if (t == NULL)
         return;
     int64_t version = json_integer_value(json_object_get(msg, "version"));
-    apply_peers(t, msg);
     apply_list(t, json_object_get(msg, "connectors"));
     t->list_version = version;
+    if (!t->persist)
+        return;   /* another worker's tunnel saves and logs it */
     struct ztr_err err = {0};
     if (save_list(t, msg, &err) != 0)
         log_warn("connector list not persisted", "error=\"%s\"", err.msg);
@@ -1005,11 +1089,11 @@ load_list(struct tunnel *t)
     free(text);
     if (msg == NULL)
         return;
-    apply_peers(t, msg);
     apply_list(t, json_object_get(msg, "connectors"));
     t->list_version = json_integer_value(json_object_get(msg, "version"));
-    log_info("connector list loaded from disk", "version=%lld connectors=%zu",
-             (long long)t->list_version, t->conn_count);
+    if (t->persist)
+        log_info("connector list loaded from disk", "version=%lld connectors=%zu",
+                 (long long)t->list_version, t->conn_count);
     json_decref(msg);
 }
 
@@ -1027,12 +1111,20 @@ tunnel_new(const struct tunnel_env *env, const struct tunneler_config *config,
     t->config = *config;
     t->tls = env->tls;
     t->self_id = env->self_id;
-    t->agent = env->agent;
+    t->persist = !env->replica;
+    t->on_connector_state = env->on_connector_state;
+    t->state_ctx = env->state_ctx;
+    t->shared_listeners = env->shared_listeners;
+    t->shared = env->shared;
+    if (t->shared != NULL)
+        shared_retain(t->shared);
     t->trust_domain = strdup(env->trust_domain);
     t->state_dir = strdup(env->state_dir);
     int rc = t->trust_domain == NULL || t->state_dir == NULL
                  ? ztr_err_set(err, ZTR_E_NOMEM, "out of memory")
                  : relay_pool_new(POOL_FREE_CHUNKS, &t->pool, err);
+    if (rc == 0 && t->shared == NULL)
+        rc = tunnel_shared_new(&t->shared, err);
     for (size_t i = 0; rc == 0 && i < config->forward_count; i++)
         rc = add_listener(t, config->forwards[i].listen, false, config->forwards[i].resource, err);
     if (rc == 0 && config->socks_listen != NULL)
@@ -1061,8 +1153,7 @@ tunnel_start(struct agent *agent, const struct tunneler_config *config, struct t
                              .tls = agent_data_tls(agent, TLS_SIDE_CLIENT, DATA_ALPN, err),
                              .trust_domain = agent_trust_domain(agent),
                              .state_dir = agent_state_dir(agent),
-                             .self_id = agent_spiffe_id(agent),
-                             .agent = agent};
+                             .self_id = agent_spiffe_id(agent)};
     if (env.tls == NULL)
         return -1;
     return tunnel_new(&env, config, out, err);
@@ -1079,6 +1170,7 @@ tunnel_stop(struct tunnel *t)
         ev_io_stop(t->loop, &t->listeners[i].io);
         close(t->listeners[i].fd);
     }
+    t->listener_count = 0;
     for (size_t i = 0; i < t->conn_count; i++) {
         struct tconn *k = t->conns[i];
         while (k->waiting != NULL)
@@ -1098,8 +1190,7 @@ tunnel_stop(struct tunnel *t)
     }
     while (t->conn_count > 0)
         tconn_free(t->conns[0]);
-    for (struct ip_quota *q = t->quotas; q != NULL; q = q->next)
-        q->tunnel = NULL;
+    tunnel_shared_release(t->shared);
     relay_pool_free(t->pool);
     free(t->trust_domain);
     free(t->state_dir);
@@ -1113,16 +1204,19 @@ tunnel_listener_port(const struct tunnel *t, size_t i)
 }
 
 void
-tunnel_add_health(const struct tunnel *t, json_t *health)
+tunnel_count(const struct tunnel *t, struct tunnel_counts *sum)
 {
     if (t == NULL)
         return;
-    dsession_stats_health(&t->stats, health);
-    json_t *data = json_object_get(health, "data");
-    json_object_set_new(data, "streams_refused", json_integer((json_int_t)t->streams_refused));
-    json_object_set_new(data, "failovers", json_integer((json_int_t)t->failovers));
-    json_object_set_new(data, "client_streams_over_quota",
-                        json_integer((json_int_t)t->quota_refused));
+    dsession_stats_add(&sum->stats, &t->counts.stats);
+    sum->streams_refused += t->counts.streams_refused;
+    sum->failovers += t->counts.failovers;
+    sum->quota_refused += t->counts.quota_refused;
+}
+
+json_t *
+tunnel_connectors_health(const struct tunnel *t)
+{
     json_t *list = json_array();
     int64_t now = now_ms(t);
     for (size_t i = 0; i < t->conn_count; i++) {
@@ -1139,9 +1233,59 @@ tunnel_add_health(const struct tunnel *t, json_t *health)
             json_object_set_new(entry, "last_error", json_string(k->last_error));
         json_array_append_new(list, entry);
     }
+    return list;
+}
+
+int64_t
+tunnel_list_version(const struct tunnel *t)
+{
+    return t != NULL ? t->list_version : 0;
+}
+
+void
+tunnel_counts_health(const struct tunnel_counts *c, int64_t version, json_t *connectors,
+                     json_t *health)
+{
+    dsession_stats_health(&c->stats, health);
+    json_t *data = json_object_get(health, "data");
+    json_object_set_new(data, "streams_refused", json_integer((json_int_t)c->streams_refused));
+    json_object_set_new(data, "failovers", json_integer((json_int_t)c->failovers));
+    json_object_set_new(data, "client_streams_over_quota",
+                        json_integer((json_int_t)c->quota_refused));
     json_object_set_new(health, "connectors",
-                        json_pack("{s:I, s:o}", "version", (json_int_t)t->list_version, "list",
-                                  list));
+                        json_pack("{s:I, s:o}", "version", (json_int_t)version, "list",
+                                  connectors));
+}
+
+void
+tunnel_counts_metrics(const struct tunnel_counts *c, const json_t *connectors,
+                      struct metrics *m)
+{
+    dsession_stats_metrics(&c->stats, "tunneler", m);
+    size_t up = 0, i;
+    json_t *entry;
+    json_array_foreach(connectors, i, entry)
+        up += strcmp(json_string_value(json_object_get(entry, "state")), "up") == 0;
+    metrics_gauge(m, "ztr_connectors_known", "Connectors in the last list.", NULL,
+                  (int64_t)json_array_size(connectors));
+    metrics_gauge(m, "ztr_connectors_up", "Connectors with a live session.", NULL, (int64_t)up);
+    metrics_counter(m, "ztr_streams_refused_total", "Client connections not served.", NULL,
+                    c->streams_refused);
+    metrics_counter(m, "ztr_client_streams_over_quota_total",
+                    "Client connections closed at accept: their source IP had its quota open.",
+                    NULL, c->quota_refused);
+    metrics_counter(m, "ztr_failovers_total", "Streams moved to another connector.", NULL,
+                    c->failovers);
+}
+
+void
+tunnel_add_health(const struct tunnel *t, json_t *health)
+{
+    if (t == NULL)
+        return;
+    struct tunnel_counts counts = {0};
+    tunnel_count(t, &counts);
+    tunnel_counts_health(&counts, t->list_version, tunnel_connectors_health(t), health);
 }
 
 void
@@ -1149,18 +1293,26 @@ tunnel_add_metrics(const struct tunnel *t, struct metrics *m)
 {
     if (t == NULL)
         return;
-    dsession_stats_metrics(&t->stats, "tunneler", m);
-    size_t up = 0;
-    for (size_t i = 0; i < t->conn_count; i++)
-        up += t->conns[i]->session_ready;
-    metrics_gauge(m, "ztr_connectors_known", "Connectors in the last list.", NULL,
-                  (int64_t)t->conn_count);
-    metrics_gauge(m, "ztr_connectors_up", "Connectors with a live session.", NULL, (int64_t)up);
-    metrics_counter(m, "ztr_streams_refused_total", "Client connections not served.", NULL,
-                    t->streams_refused);
-    metrics_counter(m, "ztr_client_streams_over_quota_total",
-                    "Client connections closed at accept: their source IP had its quota open.",
-                    NULL, t->quota_refused);
-    metrics_counter(m, "ztr_failovers_total", "Streams moved to another connector.", NULL,
-                    t->failovers);
+    struct tunnel_counts counts = {0};
+    tunnel_count(t, &counts);
+    json_t *connectors = tunnel_connectors_health(t);
+    tunnel_counts_metrics(&counts, connectors, m);
+    json_decref(connectors);
+}
+
+json_t *
+tunnel_saved_peers(const char *state_dir)
+{
+    char path[4096];
+    char *text;
+    size_t len;
+    struct ztr_err err = {0};
+    if (file_path_join(path, sizeof(path), state_dir, CONNECTORS_FILE, &err) != 0 ||
+        file_read_all(path, CONNECTORS_FILE_MAX, &text, &len, &err) != 0)
+        return NULL;
+    json_t *msg = json_loadb(text, len, 0, NULL);
+    free(text);
+    json_t *peers = json_incref(json_object_get(msg, "peers"));
+    json_decref(msg);
+    return peers;
 }

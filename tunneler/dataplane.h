@@ -27,6 +27,12 @@
  * new connection is closed at accept, counted (ztr_client_streams_over_quota
  * _total) and logged at most once a second — so one host on a shared or
  * non-loopback SOCKS5 address cannot take every stream.
+ *
+ * One tunnel serves one event loop. With several workers
+ * (tunneler/tworkers.h) each worker's loop has a tunnel of its own — its
+ * own listeners on the same addresses (SO_REUSEPORT), its own session to
+ * each connector — and the per-source-IP count is one struct tunnel_shared
+ * they all take from (a mutex per connection, never per byte).
  */
 #ifndef ZTR_TUNNELER_DATAPLANE_H
 #define ZTR_TUNNELER_DATAPLANE_H
@@ -61,6 +67,21 @@ struct tunneler_config {
 
 struct tunnel;
 
+/* The per-source-IP client quota over every worker's tunnel;
+ * reference-counted (its maker, each tunnel, each source IP with streams
+ * open), thread-safe. */
+struct tunnel_shared;
+int tunnel_shared_new(struct tunnel_shared **out, struct ztr_err *err);
+void tunnel_shared_release(struct tunnel_shared *shared);
+
+/* A tunnel's counters; sums of several with tunnel_count. */
+struct tunnel_counts {
+    struct dsession_stats stats;
+    uint64_t streams_refused;
+    uint64_t failovers;
+    uint64_t quota_refused;      /* client connections over CLIENT_STREAMS_MAX */
+};
+
 /* What the tunneler does when a connector ends a stream, or the session it
  * rides on, with code: the one table of these decisions. */
 struct tunnel_refusal {
@@ -82,9 +103,22 @@ struct tunnel_env {
     /* This tunneler's SPIFFE ID (borrowed: outlives the tunnel), which a
      * connector's renewed-identity proof must name; NULL: refused. */
     const char *self_id;
-    /* Federation (optional): the agent whose data TLS context learns the
-     * peers' bundles the connector list carries. */
-    struct agent *agent;
+    /* The client quota shared with other workers' tunnels (a reference is
+     * taken); NULL: its own. */
+    struct tunnel_shared *shared;
+    /* Listen with SO_REUSEPORT beside other workers' tunnels (the
+     * addresses then name their ports, never 0). */
+    bool shared_listeners;
+    /* Another tunnel saves connectors.json and logs the list: this one
+     * only loads and applies it. */
+    bool replica;
+    /* Called when this tunnel marks a connector down (down_until_ms: ev_now
+     * milliseconds it stays down) or its session to one that was down comes
+     * up (0), so that the other workers' tunnels learn it
+     * (tunnel_connector_state). NULL: nobody to tell. */
+    void (*on_connector_state)(void *ctx, const char *id, const char *address,
+                               const char *spiffe_id, int64_t down_until_ms, const char *reason);
+    void *state_ctx;
 };
 
 /* Starts the listeners and loads STATE_DIR/connectors.json. config's
@@ -98,6 +132,12 @@ int tunnel_start(struct agent *agent, const struct tunneler_config *config,
 /* A `connectors` message (schema-checked): replaces the list, persists it. */
 void tunnel_set_connectors(struct tunnel *t, const struct json_t *msg);
 void tunnel_stop(struct tunnel *t);
+/* Another worker's tunnel marked a connector down until down_until_ms
+ * (reason) or saw it come back (0): unless this tunnel has a live session
+ * to it, it is marked down as long (no log line: the other one logged it)
+ * or up again. Unknown connectors are ignored. */
+void tunnel_connector_state(struct tunnel *t, const char *id, const char *address,
+                            const char *spiffe_id, int64_t down_until_ms, const char *reason);
 /* The trust bundle changed: sessions whose connector no longer verifies
  * against the TLS context's bundle are closed (dsession_recheck_peer). */
 void tunnel_recheck_peers(struct tunnel *t);
@@ -111,5 +151,21 @@ uint16_t tunnel_listener_port(const struct tunnel *t, size_t i);
 
 void tunnel_add_health(const struct tunnel *t, struct json_t *health);
 void tunnel_add_metrics(const struct tunnel *t, struct metrics *metrics);
+/* Adds t's counters to sum (on t's loop thread). */
+void tunnel_count(const struct tunnel *t, struct tunnel_counts *sum);
+/* The connector list as /health shows it (a new array, the caller's). */
+struct json_t *tunnel_connectors_health(const struct tunnel *t);
+int64_t tunnel_list_version(const struct tunnel *t);
+/* /health fields (connectors: a list as tunnel_connectors_health makes it,
+ * taken) and /metrics lines from counters summed over workers. */
+void tunnel_counts_health(const struct tunnel_counts *counts, int64_t version,
+                          struct json_t *connectors, struct json_t *health);
+void tunnel_counts_metrics(const struct tunnel_counts *counts, const struct json_t *connectors,
+                           struct metrics *metrics);
+
+/* Federation: the peers' bundles in STATE_DIR/connectors.json (the list
+ * saved by the last run), for the agent's data TLS before any tunnel
+ * starts (agent_set_peer_bundles); NULL when none. */
+struct json_t *tunnel_saved_peers(const char *state_dir);
 
 #endif

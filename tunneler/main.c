@@ -9,7 +9,9 @@
 #include "base/log.h"
 #include "data/dsession.h"
 #include "data/mux.h"
+#include "data/workers.h"
 #include "tunneler/dataplane.h"
+#include "tunneler/tworkers.h"
 
 static const char *const forward_fields[] = {"listen", "resource", NULL};
 
@@ -33,6 +35,7 @@ static const struct config_key tunneler_keys[] = {
     CONFIG_KEY("SOCKS5_LISTEN", CONFIG_STRING, "127.0.0.1:1080", "SOCKS5 server ip:port, or off",
                struct tunneler_settings, socks5_listen),
     DSESSION_CONFIG_KEYS,
+    WORKERS_CONFIG_KEY,
     CONFIG_KEY("DATA_PING_INTERVAL", CONFIG_DURATION, "15s",
                "keepalive PING on each data session", struct tunneler_settings,
                data_ping_interval_ms),
@@ -54,7 +57,8 @@ struct tunneler {
     struct tunneler_settings settings;
     struct tunneler_forward forwards[CONFIG_LIST_MAX];
     struct tunneler_config config;
-    struct tunnel *tunnel;
+    unsigned workers;              /* WORKERS */
+    struct tunnel_workers *tunnel;
     struct agent *agent;
 };
 
@@ -102,6 +106,7 @@ tunneler_configure(void *ctx, struct agent *agent, const struct config *config,
                      socks);
     }
     TRY(dsession_window_config(config, &t->config.window, err));
+    TRY(workers_config(config, &t->workers, err));
     t->config.ping_interval_ms = t->settings.data_ping_interval_ms;
     t->config.retry_min_ms = t->settings.connector_retry_min_ms;
     t->config.retry_max_ms = t->settings.connector_retry_max_ms;
@@ -121,14 +126,21 @@ tunneler_start(void *ctx, struct agent *agent, struct ztr_err *err)
 {
     struct tunneler *t = ctx;
     t->agent = agent;
-    return tunnel_start(agent, &t->config, &t->tunnel, err);
+    /* Federation: the peers' bundles of the saved list, before any loop
+     * copies the data TLS context. */
+    json_t *peers = tunnel_saved_peers(agent_state_dir(agent));
+    struct ztr_err peer_err = {0};
+    if (peers != NULL && agent_set_peer_bundles(agent, peers, NULL, &peer_err) != 0)
+        log_error("peer trust domains not applied", "error=\"%s\"", peer_err.msg);
+    json_decref(peers);
+    return tunnel_workers_start(agent, &t->config, t->workers, &t->tunnel, err);
 }
 
 static void
 tunneler_stop(void *ctx)
 {
     struct tunneler *t = ctx;
-    tunnel_stop(t->tunnel);
+    tunnel_workers_stop(t->tunnel);
     t->tunnel = NULL;
 }
 
@@ -136,41 +148,44 @@ static void
 tunneler_on_connectors(void *ctx, const json_t *msg)
 {
     struct tunneler *t = ctx;
-    tunnel_set_connectors(t->tunnel, msg);
-    /* A peer trust domain that left the list no longer verifies. */
-    tunnel_recheck_peers(t->tunnel);
+    /* Federation: the peers' bundles first, on every loop (a worker posted
+     * the change before the list), so the list's foreign connectors verify;
+     * a peer that left no longer does (the recheck). */
+    bool changed = false;
+    struct ztr_err err = {0};
+    if (agent_set_peer_bundles(t->agent, json_object_get(msg, "peers"), &changed, &err) != 0)
+        log_error("peer trust domains not applied", "error=\"%s\"", err.msg);
+    else if (changed)
+        tunnel_workers_bundle_changed(t->tunnel);
+    tunnel_workers_set_connectors(t->tunnel, msg);
 }
 
 static void
 tunneler_on_bundle(void *ctx)
 {
     struct tunneler *t = ctx;
-    tunnel_recheck_peers(t->tunnel);
+    tunnel_workers_bundle_changed(t->tunnel);
 }
 
 static void
 tunneler_on_identity(void *ctx)
 {
     struct tunneler *t = ctx;
-    const char *chain;
-    size_t len;
-    const struct pki_key *key;
-    if (agent_identity(t->agent, &chain, &len, &key) == 0)
-        tunnel_present_identity(t->tunnel, chain, len, key);
+    tunnel_workers_identity_changed(t->tunnel);
 }
 
 static void
 tunneler_add_health(void *ctx, json_t *health)
 {
     struct tunneler *t = ctx;
-    tunnel_add_health(t->tunnel, health);
+    tunnel_workers_add_health(t->tunnel, health);
 }
 
 static void
 tunneler_add_metrics(void *ctx, struct metrics *m)
 {
     struct tunneler *t = ctx;
-    tunnel_add_metrics(t->tunnel, m);
+    tunnel_workers_add_metrics(t->tunnel, m);
 }
 
 int

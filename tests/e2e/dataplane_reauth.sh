@@ -21,8 +21,11 @@ start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector 
   RESOURCES="src=127.0.0.1:$SRC_PORT,web=127.0.0.1:$WEB_PORT" DATA_REAUTH_GRACE=20s
 keep_agent DC1
 FWD=$(free_port); FWD_WEB=$(free_port)
+# One tunneler loop: the new streams below must ride on the session that
+# carries the transfer (with more loops a client may land on another loop
+# and its own session).
 start_agent tunneler laptop ENROLLMENT_TOKEN="$(ctl token create --role tunneler --name laptop)" \
-  FORWARDS="127.0.0.1:$FWD=src,127.0.0.1:$FWD_WEB=web" DATA_REAUTH_GRACE=20s
+  FORWARDS="127.0.0.1:$FWD=src,127.0.0.1:$FWD_WEB=web" DATA_REAUTH_GRACE=20s WORKERS=1
 keep_agent LAPTOP
 wait_for_line "$LAPTOP_LOG" 'msg="connector list received"' 10
 wait_for_state ONLINE 10 "$DC1_URL"; check "connector ONLINE" $?

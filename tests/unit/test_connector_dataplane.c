@@ -26,6 +26,7 @@
 static struct test_pki pki;
 static struct test_identity connector_id, laptop_id, intruder_id;
 static uint32_t world_quota;   /* streams_per_tunneler of the next world (0: none) */
+static struct dataplane_shared *world_shared;   /* the next world's (NULL: its own) */
 
 /* The tunneler's side of one session, as the connector sees it from the
  * outside. */
@@ -166,7 +167,8 @@ world_start(struct world *w)
     snprintf(resources[1].target, sizeof(resources[1].target), "127.0.0.1:%u", w->closed_port);
     snprintf(resources[2].target, sizeof(resources[2].target), "127.0.0.1:%u",
              net_local_port(w->target_listen));
-    struct dataplane_env env = {.loop = w->loop, .tls = w->connector_tls, .trust_domain = TD};
+    struct dataplane_env env = {.loop = w->loop, .tls = w->connector_tls, .trust_domain = TD,
+                                .shared = world_shared};
     struct dataplane_config config = {.listen = "127.0.0.1:0",
                                       .resources = resources,
                                       .resource_count = 3,
@@ -193,15 +195,15 @@ world_stop(struct world *w)
     ev_loop_destroy(w->loop);
 }
 
-/* A tunneler with identity id dials the data plane. */
+/* A tunneler with identity id dials port (a data plane on w's loop). */
 static void
-dial(struct world *w, struct tunneler *t, const struct test_identity *id)
+dial_port(struct world *w, struct tunneler *t, const struct test_identity *id, uint16_t port)
 {
     memset(t, 0, sizeof(*t));
     t->app_fd = -1;
     t->tls = test_tls_ctx(&pki, TLS_SIDE_CLIENT, DATA_ALPN, id);
     char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%u", dataplane_listen_port(w->dp));
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
     int fd;
     struct ztr_err err = {0};
     assert_int_equal(net_connect_start(addr, &fd, &err), 0);
@@ -212,6 +214,13 @@ dial(struct world *w, struct tunneler *t, const struct test_identity *id)
                                      .window = {65536, 0}, .hooks = &tunneler_hooks, .user = t};
     assert_int_equal(dsession_new(&config, fd, &expect, &t->ds, &err), 0);
     TEST_LOOP_UNTIL(w->loop, t->ready || t->closed);
+}
+
+/* A tunneler with identity id dials the world's data plane. */
+static void
+dial(struct world *w, struct tunneler *t, const struct test_identity *id)
+{
+    dial_port(w, t, id, dataplane_listen_port(w->dp));
 }
 
 static void
@@ -406,6 +415,62 @@ test_stream_quota_per_tunneler(void **state)
     world_stop(&w);
 }
 
+/* Two data planes (two worker loops' worth) sharing their admission: one
+ * tunneler with a session on each still gets its quota in all, and a
+ * place freed on one is usable on the other. */
+static void
+test_stream_quota_counts_every_data_plane(void **state)
+{
+    (void)state;
+    struct world w;
+    struct tunneler a, b;
+    struct ztr_err err = {0};
+    assert_int_equal(dataplane_shared_new(&world_shared, &err), 0);
+    world_quota = 1;
+    world_start(&w);
+    world_quota = 0;
+    struct connector_resource echo = {.name = "echo"};
+    snprintf(echo.target, sizeof(echo.target), "127.0.0.1:%u", net_local_port(w.target_listen));
+    struct dataplane_env env = {.loop = w.loop, .tls = w.connector_tls, .trust_domain = TD,
+                                .shared = world_shared};
+    struct dataplane_config config = {.listen = "127.0.0.1:0", .resources = &echo,
+                                      .resource_count = 1, .allowlist = w.allowlist,
+                                      .window = {65536, 0}, .dial_timeout_ms = 5000,
+                                      .idle_timeout_ms = 60000, .streams_per_tunneler = 1};
+    struct dataplane *other;
+    assert_int_equal(dataplane_new(&env, &config, &other, &err), 0);
+    /* Its maker's reference goes: the data planes hold their own. */
+    dataplane_shared_release(world_shared);
+    world_shared = NULL;
+    dial(&w, &a, &laptop_id);
+    dial_port(&w, &b, &laptop_id, dataplane_listen_port(other));
+    assert_true(a.ready && b.ready);
+    open_stream(&a, "echo");
+    TEST_LOOP_UNTIL(w.loop, a.open_oks == 1);
+    assert_int_equal(a.open_oks, 1);
+    w.target_fd = net_accept(w.target_listen);
+    open_stream(&b, "echo");
+    TEST_LOOP_UNTIL(w.loop, b.pending_closed == 1);
+    assert_int_equal(b.pending_code, MUX_CODE_REFUSED);
+    assert_string_equal(b.pending_reason, DATAPLANE_MSG_QUOTA);
+    struct dataplane_counts sum = {0};
+    dataplane_count(w.dp, &sum);
+    dataplane_count(other, &sum);
+    assert_int_equal(sum.quota_refused, 1);
+    assert_int_equal(sum.stats.sessions, 2);
+    /* The first stream over, its place serves the other data plane. */
+    hang_up(&w, &a);
+    close(w.target_fd);
+    w.target_fd = -1;
+    TEST_LOOP_UNTIL(w.loop, relay_pool_chunks_in_use(w.pool) == 0 && health_data(&w, "streams") == 0);
+    open_stream(&b, "echo");
+    TEST_LOOP_UNTIL(w.loop, b.open_oks == 1);
+    assert_int_equal(b.open_oks, 1);
+    hang_up(&w, &b);
+    dataplane_stop(other);
+    world_stop(&w);
+}
+
 /* dataplane_refuse: live sessions end with GOAWAY REFUSED and the reason,
  * new ones get the same after their handshake, until it is lifted. */
 static void
@@ -446,6 +511,7 @@ main(void)
         cmocka_unit_test(test_refused_streams_carry_their_codes),
         cmocka_unit_test(test_allowlist_change_applies_to_live_sessions),
         cmocka_unit_test(test_stream_quota_per_tunneler),
+        cmocka_unit_test(test_stream_quota_counts_every_data_plane),
         cmocka_unit_test(test_refuse_closes_and_refuses_until_lifted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

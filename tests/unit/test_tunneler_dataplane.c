@@ -64,6 +64,11 @@ test_refusal_codes_decide_failover_and_reply(void **state)
 static struct test_pki pki;
 static struct test_identity dc_id[2], laptop_id;
 static uint32_t tunnel_quota;   /* client_streams_max of the next tunnel (0: none) */
+/* The next tunnel's: another worker's news hook, and whether it is a
+ * replica (another tunnel saves the list). */
+static void (*tunnel_state_hook)(void *, const char *, const char *, const char *, int64_t,
+                                 const char *);
+static bool tunnel_replica;
 
 /* One connector: its data plane, its allowlist, and the target its
  * resource "echo" points at. */
@@ -179,7 +184,8 @@ tunnel_open(struct world *w)
                                      .retry_max_ms = 120000, .client_timeout_ms = 5000,
                                      .client_streams_max = tunnel_quota};
     struct tunnel_env env = {.loop = w->loop, .tls = w->laptop_tls, .trust_domain = TD,
-                             .state_dir = w->state_dir};
+                             .state_dir = w->state_dir, .replica = tunnel_replica,
+                             .on_connector_state = tunnel_state_hook};
     struct tunnel *t = NULL;
     struct ztr_err err = {0};
     if (tunnel_new(&env, &config, &t, &err) != 0)
@@ -249,19 +255,25 @@ client_connect(struct world *w, size_t listener)
 }
 
 static json_t *
-health(const struct world *w)
+tunnel_health(const struct tunnel *t)
 {
     json_t *h = json_object();
-    tunnel_add_health(w->tunnel, h);
+    tunnel_add_health(t, h);
     return h;
 }
 
-/* The health entry of connector id, and the data counter key. */
+static json_t *
+health(const struct world *w)
+{
+    return tunnel_health(w->tunnel);
+}
+
+/* The state of connector id in tunnel t's health, and its last error. */
 static const char *
-conn_state(const struct world *w, const char *id, char *last_error, size_t cap)
+tunnel_conn_state(const struct tunnel *t, const char *id, char *last_error, size_t cap)
 {
     static char state[16];
-    json_t *h = health(w);
+    json_t *h = tunnel_health(t);
     size_t i;
     json_t *e;
     state[0] = '\0';
@@ -277,6 +289,12 @@ conn_state(const struct world *w, const char *id, char *last_error, size_t cap)
     }
     json_decref(h);
     return state;
+}
+
+static const char *
+conn_state(const struct world *w, const char *id, char *last_error, size_t cap)
+{
+    return tunnel_conn_state(w->tunnel, id, last_error, cap);
 }
 
 static int64_t
@@ -385,6 +403,68 @@ test_peer_not_allowed_fails_over_and_marks_down(void **state)
     assert_string_equal(conn_state(&w, "dc1", last, sizeof(last)), "down");
     assert_string_equal(last, "tunneler not allowed");
     close(fd);
+    world_stop(&w);
+}
+
+/* Two workers' tunnels: one marks dc1 down, the other hears it (its own
+ * clients go straight to dc2), a session up elsewhere clears the mark, and
+ * a loop with a live session to a connector keeps it up. */
+static struct tunnel *other_loop;
+
+static void
+tell_other_loop(void *ctx, const char *id, const char *address, const char *spiffe_id,
+                int64_t down_until_ms, const char *reason)
+{
+    (void)ctx;
+    tunnel_connector_state(other_loop, id, address, spiffe_id, down_until_ms, reason);
+}
+
+static void
+test_connector_marked_down_on_every_loop(void **state)
+{
+    (void)state;
+    struct world w;
+    tunnel_state_hook = tell_other_loop;
+    world_start(&w, false);
+    tunnel_state_hook = NULL;
+    tunnel_replica = true;
+    other_loop = tunnel_open(&w);   /* the list from disk, as a worker loads it */
+    tunnel_replica = false;
+    assert_string_equal(tunnel_conn_state(other_loop, "dc1", NULL, 0), "idle");
+    allow(&w.dc[0], 2, "[]");
+    int fd = client_connect(&w, 0);
+    TEST_LOOP_UNTIL(w.loop, (accept_targets(&w), w.dc[1].accepted == 1));
+    char last[256];
+    assert_string_equal(tunnel_conn_state(other_loop, "dc1", last, sizeof(last)), "down");
+    assert_string_equal(last, "tunneler not allowed");
+    /* The other loop's client goes to dc2 without trying dc1. */
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", tunnel_listener_port(other_loop, 0));
+    int fd2;
+    struct ztr_err err = {0};
+    assert_int_equal(net_connect_start(addr, &fd2, &err), 0);
+    TEST_LOOP_UNTIL(w.loop, (accept_targets(&w), w.dc[1].accepted == 2));
+    assert_int_equal(w.dc[1].accepted, 2);
+    assert_int_equal(w.dc[0].accepted, 0);
+    json_t *h = tunnel_health(other_loop);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(h, "data"), "failovers")),
+                     0);
+    json_decref(h);
+    /* Its session to dc2 is live: news of dc2 down elsewhere does not
+     * override it. */
+    char dc2[64];
+    snprintf(dc2, sizeof(dc2), "127.0.0.1:%u", dataplane_listen_port(w.dc[1].dp));
+    tunnel_connector_state(other_loop, "dc2", dc2, "spiffe://" TD "/connector/dc2",
+                           (int64_t)(ev_now(w.loop) * 1000) + 60000, "elsewhere");
+    assert_string_equal(tunnel_conn_state(other_loop, "dc2", NULL, 0), "up");
+    /* dc1 came back on another loop: the mark goes. */
+    char dc1[64];
+    snprintf(dc1, sizeof(dc1), "127.0.0.1:%u", dataplane_listen_port(w.dc[0].dp));
+    tunnel_connector_state(other_loop, "dc1", dc1, "spiffe://" TD "/connector/dc1", 0, "");
+    assert_string_equal(tunnel_conn_state(other_loop, "dc1", NULL, 0), "idle");
+    close(fd);
+    close(fd2);
+    tunnel_stop(other_loop);
     world_stop(&w);
 }
 
@@ -520,6 +600,7 @@ main(void)
         cmocka_unit_test(test_connector_list_is_saved_and_loaded),
         cmocka_unit_test(test_least_busy_connector_is_chosen),
         cmocka_unit_test(test_peer_not_allowed_fails_over_and_marks_down),
+        cmocka_unit_test(test_connector_marked_down_on_every_loop),
         cmocka_unit_test(test_connect_failed_fails_over_without_marking_down),
         cmocka_unit_test(test_resource_not_allowed_is_not_retried),
         cmocka_unit_test(test_client_quota_per_source_ip),

@@ -50,3 +50,12 @@ pg_stop() {
   rm -rf "$PG_DIR"
   PG_DIR=""
 }
+
+# pg_e2e: for an e2e script (after lib.sh): a server, a database "ztr"
+# (PG_URL), everything stopped and removed when the script exits.
+pg_e2e() {
+  pg_start || return 1
+  trap 'for p in "${E2E_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; pg_stop; rm -rf "$E2E_TMP"' EXIT
+  psql -q "${PG_URL_PREFIX}postgres" -c "CREATE DATABASE ztr" || return 1
+  PG_URL="${PG_URL_PREFIX}ztr"
+}

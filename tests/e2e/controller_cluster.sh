@@ -14,10 +14,8 @@
 #    and a dump of the database holds no private key.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../pg.sh"
-pg_start || exit 1
-trap 'for p in "${E2E_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; pg_stop; rm -rf "$E2E_TMP"' EXIT
-psql -q "${PG_URL_PREFIX}postgres" -c "CREATE DATABASE ztr" || exit 1
-URL="${PG_URL_PREFIX}ztr"
+pg_e2e || exit 1
+URL="$PG_URL"
 
 SEAL="$E2E_TMP/ca-seal.key"
 openssl rand -hex 32 >"$SEAL"; chmod 600 "$SEAL"
@@ -47,12 +45,7 @@ FWD=$(free_port)
 start_agent tunneler laptop ENROLLMENT_TOKEN="$(on_c 2 token create --role tunneler --name laptop)" \
   FORWARDS="127.0.0.1:$FWD=pg" CONNECTOR_RETRY_MIN=50ms CONNECTOR_RETRY_MAX=100ms || exit 1
 keep_agent LAPTOP
-ok=1
-for _ in $(seq 1 100); do
-  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
-  sleep 0.1
-done
-check "a stream goes through (token from 1 and 2, sessions on 3 and 1)" $ok
+wait_through "127.0.0.1:$FWD" 100; check "a stream goes through (token from 1 and 2, sessions on 3 and 1)" $?
 grep -q "controller=$C3_CTL" "$DC1_LOG"; check "dc1's control stream is on controller 3" $?
 run on_c 2 node list
 expect_out_has "name=dc1 role=connector status=ONLINE" "controller 2 shows dc1 ONLINE (held by 3)"
@@ -68,12 +61,7 @@ t1=$(date +%s%3N)
 check "deny through controller 1 ended the stream on dc1 (controller 3) in $((t1 - t0)) ms" $?
 echo "  deny via 1 -> stream closed under 3: $((t1 - t0)) ms"
 on_c 1 allow --tunneler laptop --resource pg >/dev/null
-ok=1
-for _ in $(seq 1 50); do
-  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
-  sleep 0.1
-done
-check "allowed again through 1, it works" $ok
+wait_through "127.0.0.1:$FWD" 50; check "allowed again through 1, it works" $?
 
 # Kill controller 3 under load: nothing on the data plane notices.
 tcp_peer hold "127.0.0.1:$FWD" 20 8 >"$E2E_TMP/hold2.out" 2>&1 &

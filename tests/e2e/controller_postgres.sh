@@ -6,10 +6,8 @@
 # once); a password in STORE_URL is refused naming the key, never echoed.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../pg.sh"
-pg_start || exit 1
-trap 'for p in "${E2E_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; pg_stop; rm -rf "$E2E_TMP"' EXIT
-psql -q "${PG_URL_PREFIX}postgres" -c "CREATE DATABASE ztr" || exit 1
-URL="${PG_URL_PREFIX}ztr"
+pg_e2e || exit 1
+URL="$PG_URL"
 
 run env TRUST_DOMAIN=example.org STATE_DIR="$E2E_TMP/x" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" \
   STORE_URL="postgresql://ztr:s3cret@127.0.0.1:$PG_PORT/ztr" "$ZTR_TEST_BIN/controller"

@@ -8,10 +8,8 @@
 # store that holds nodes already.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../pg.sh"
-pg_start || exit 1
-trap 'for p in "${E2E_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; pg_stop; rm -rf "$E2E_TMP"' EXIT
-psql -q "${PG_URL_PREFIX}postgres" -c "CREATE DATABASE ztr" || exit 1
-URL="${PG_URL_PREFIX}ztr"
+pg_e2e || exit 1
+URL="$PG_URL"
 
 dp_start() {  # the data plane of a controller just started
   start_agent connector dc1 ${1:+ENROLLMENT_TOKEN="$1"} RESOURCES="web=127.0.0.1:$HTTP_PORT" || return 1

@@ -73,9 +73,7 @@ start_agent tunneler laptop TRUST_DOMAIN=b.example CONNECTOR_RETRY_MIN=50ms \
   || exit 1
 keep_agent LAPTOP
 wait_list_with "$LAPTOP_LOG" 1 10; check "laptop back with both forwards" $?
-for _ in $(seq 1 50); do
-  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && break; sleep 0.2
-done
+wait_through "127.0.0.1:$FWD" 50
 run tcp_peer check "127.0.0.1:$FWD_WEB" 1 1K --timeout 5
 expect_status 1 "web from 127.0.0.1 is refused"
 wait_for_line "$DC1_LOG" 'msg="grant scope mismatch"' 5
@@ -96,12 +94,7 @@ expect_status 0 "pg still works (its grant has no CIDR)"
 run on A federation grant --peer b --resource web --tunneler "$LAPTOP_ID" --expires 3s
 expect_status 0 "web re-granted for 3 s from anywhere"
 expect_out_has "id=$WEB_GRANT " "re-granting the same scope keeps the grant's id"
-ok=1
-for _ in $(seq 1 20); do
-  tcp_peer check "127.0.0.1:$FWD_WEB" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
-  sleep 0.1
-done
-check "web works within the expiry" $ok
+wait_through "127.0.0.1:$FWD_WEB" 20; check "web works within the expiry" $?
 sleep 3.5
 run tcp_peer check "127.0.0.1:$FWD_WEB" 1 1K --timeout 5
 expect_status 1 "web is refused once the grant expired"
@@ -138,12 +131,7 @@ expect_status 1 "no new stream after the revoke"
 
 # Suspending the peer ends its streams too; resuming lets it back.
 on A federation grant --peer b --resource pg --tunneler "$LAPTOP_ID" >/dev/null
-ok=1
-for _ in $(seq 1 50); do
-  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
-  sleep 0.1
-done
-check "granted again, pg works again" $ok
+wait_through "127.0.0.1:$FWD" 50; check "granted again, pg works again" $?
 hold_stream
 T0=$(date +%s%3N)
 run on A federation suspend b --reason "audit"
@@ -151,12 +139,7 @@ ended_within 1000; check "suspending b ended the live stream in ${ELAPSED} ms (<
 echo "  suspend -> live stream ended: ${ELAPSED} ms"
 run on A federation resume b
 expect_status 0 "b resumed"
-ok=1
-for _ in $(seq 1 50); do
-  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
-  sleep 0.1
-done
-check "after resume, pg works again" $ok
+wait_through "127.0.0.1:$FWD" 50; check "after resume, pg works again" $?
 
 # Revoking the peer: its bundle leaves dc1 and the live stream ends.
 hold_stream

@@ -284,6 +284,17 @@ keep_agent() {
   printf -v "$1_URL" '%s' "$AGENT_HEALTH_URL"
 }
 
+# wait_through ADDR [TRIES]: until one checked stream of 1 KiB goes through
+# ADDR (a forward), TRIES times 0.1 s apart (default 50); false if never.
+wait_through() {
+  local i
+  for ((i = 0; i < ${2:-50}; i++)); do
+    tcp_peer check "$1" 1 1K --timeout 5 >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # metric_at_least URL NAME MIN: true when URL/metrics has sample NAME >= MIN
 # (false when the sample is missing).
 metric_at_least() {

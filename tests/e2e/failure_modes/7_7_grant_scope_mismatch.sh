@@ -34,12 +34,7 @@ expect_out_has "source_cidrs=192.0.2.0/24" "the operator sees the grant's CIDRs"
 # 2. Expired.
 run on A federation grant --peer b --resource pg --tunneler "$LAPTOP_ID" --expires 2s
 expect_status 0 "the fix for 1: re-granted from anywhere, here for 2 s"
-ok=1
-for _ in $(seq 1 30); do
-  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
-  sleep 0.1
-done
-check "the stream goes through now" $ok
+wait_through "127.0.0.1:$FWD" 30; check "the stream goes through now" $?
 sleep 2.5
 run tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5
 expect_status 1 "refused once the grant expired"
@@ -49,12 +44,7 @@ expect_out_has "state=expired" "the operator sees it expired"
 # 3. Revoked: the tunneler's session ends with the same text.
 run on A federation grant --peer b --resource pg --tunneler "$LAPTOP_ID"
 GRANT_ID="$(sed -n 's/.*grant added id=\([0-9a-f]*\) .*/\1/p' <<<"$RUN_OUT")"
-ok=1
-for _ in $(seq 1 30); do
-  tcp_peer check "127.0.0.1:$FWD" 1 1K --timeout 5 >/dev/null 2>&1 && { ok=0; break; }
-  sleep 0.1
-done
-check "granted again without limits, it works" $ok
+wait_through "127.0.0.1:$FWD" 30; check "granted again without limits, it works" $?
 on A federation revoke-grant "$GRANT_ID" >/dev/null
 wait_for_line "$DC1_LOG" 'reason="no live grant for this tunneler: revoked, expired or never given"' 5
 check "revoked: the session ends with the reason" $?

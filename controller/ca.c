@@ -420,7 +420,7 @@ share_load(struct ca_set *cas, bool *found, struct ztr_err *err)
         rc = pki_unseal(cas->seal_key, context, row->key_sealed, row->key_sealed_len, &key,
                         &key_len, err);
         if (rc != 0)
-            ztr_err_wrap(err, "CA %d in the store (CA_SEAL_KEY_FILE)", row->number);
+            ztr_err_wrap(err, "CA %d in the store", row->number);
         if (rc == 0)
             rc = pki_ca_load(row->cert_pem, strlen(row->cert_pem), (const char *)key, key_len,
                              &ca, err);

@@ -121,6 +121,15 @@ run tcp_peer check "127.0.0.1:$FWD" 2 64K --timeout 10
 expect_status 0 "streams after the rotation"
 [ "$(pg_dump "$URL" | grep -c 'PRIVATE KEY')" = 0 ]; check "still no private key in the dump" $?
 
+# A controller with another seal key cannot join.
+openssl rand -hex 32 >"$E2E_TMP/other.key"; chmod 600 "$E2E_TMP/other.key"
+run timeout 20 env TRUST_DOMAIN=example.org STATE_DIR="$E2E_TMP/c4" CONTROLLER_LISTEN=127.0.0.1:0 \
+  ADMIN_LISTEN=127.0.0.1:0 HEALTH_LISTEN=127.0.0.1:0 ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" \
+  STORE_URL="$URL" CA_SEAL_KEY_FILE="$E2E_TMP/other.key" "$ZTR_TEST_BIN/controller"
+expect_status 1 "a controller with another seal key does not start"
+expect_err_has "unseal: authentication failed" "and says why"
+expect_err_has "CA_SEAL_KEY_FILE" "naming the setting"
+
 stop_agent "$LAPTOP_PID"; stop_agent "$DC1_PID"
 for n in 1 2; do pid="C${n}_PID"; kill -TERM "${!pid}"; wait "${!pid}"; st=$?
   [ "$st" -eq 0 ]; check "controller $n stops cleanly" $?; done

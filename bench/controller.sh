@@ -12,6 +12,9 @@
 #   CTL_BENCH_ENROLL=5000 CTL_BENCH_ENROLL_CONCURRENCY=16 CTL_BENCH_SERIAL=100
 #   CTL_BENCH_SESSIONS=10000 CTL_BENCH_IDENTITIES=sessions/4 CTL_BENCH_SESSION_CONCURRENCY=16
 #   CTL_BENCH_INTERVAL=10s CTL_BENCH_WARMUP=10 CTL_BENCH_WINDOW=30
+#   CTL_BENCH_STORE=sqlite|postgres (postgres: a server started here with
+#   tests/pg.sh, a database per part; its processes' CPU and writes are
+#   measured beside the controller's)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$root/build/bench/controller"
@@ -32,6 +35,8 @@ window="${CTL_BENCH_WINDOW:-30}"   # the steady-state sample
 interval_ms=$(( ${interval%s} * 1000 ))
 hold=$(( warmup + window + 2 ))
 trust_domain=bench.example.org
+store="${CTL_BENCH_STORE:-sqlite}"
+case "$store" in sqlite | postgres) ;; *) echo "CTL_BENCH_STORE: sqlite or postgres" >&2; exit 2 ;; esac
 
 say() { echo "controller bench: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -52,11 +57,17 @@ fi
   die "CTL_BENCH_IDENTITIES=$identities: the controller admits 4 sessions per node, $sessions need $(( (sessions + 3) / 4 ))"
 
 clk_tck="$(getconf CLK_TCK)"
+if [ "$store" = postgres ]; then
+  # shellcheck source=../tests/pg.sh
+  . "$root/tests/pg.sh"
+  pg_start || { echo "controller bench: PostgreSQL did not start" >&2; exit 1; }
+fi
 rm -rf "$work"
 mkdir -p "$work"
 ctl_pid=""
 load_pid=""
 cleanup() {
+  [ "$store" = postgres ] && pg_stop
   [ -n "$load_pid" ] && kill -TERM "$load_pid" 2>/dev/null || true
   [ -n "$ctl_pid" ] && kill -TERM "$ctl_pid" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -89,14 +100,33 @@ metric() { # metric NAME: one value from the controller's /metrics (0 if unreach
   echo "${v:-0}"
 }
 
+# The PostgreSQL server's processes (postmaster and backends): their CPU
+# ticks and bytes written, summed; 0 on SQLite.
+pg_pids() { [ "$store" = postgres ] && pgrep -u nobody -x postgres || true; }
+pg_ticks() {
+  local t=0 p
+  for p in $(pg_pids); do t=$((t + $(cpu_ticks "$p" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+pg_written() {
+  local t=0 p
+  for p in $(pg_pids); do t=$((t + $(io_field "$p" write_bytes))); done
+  echo "$t"
+}
+
 # start_controller NAME: fresh state, loopback, kernel-chosen ports.
 start_controller() {
   local state="$work/$1" log="$work/$1.log" i
+  local store_env=()
   mkdir -p "$state"
+  if [ "$store" = postgres ]; then
+    psql -q "${PG_URL_PREFIX}postgres" -c "CREATE DATABASE bench_$1" >&2
+    store_env=(STORE_URL="${PG_URL_PREFIX}bench_$1")
+  fi
   admin_token="bench-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
   env TRUST_DOMAIN="$trust_domain" STATE_DIR="$state" CONTROLLER_LISTEN=127.0.0.1:0 \
     ADMIN_LISTEN=127.0.0.1:0 HEALTH_LISTEN=127.0.0.1:0 HEARTBEAT_INTERVAL="$interval" \
-    ADMIN_AUTH_TOKEN="$admin_token" "$controller" >"$log" 2>&1 &
+    ADMIN_AUTH_TOKEN="$admin_token" "${store_env[@]}" "$controller" >"$log" 2>&1 &
   ctl_pid=$!
   for ((i = 0; i < 200; i++)); do
     grep -qF 'msg="controller started"' "$log" && break
@@ -147,7 +177,7 @@ say "enrollment: $enroll_count enrollments, $enroll_conc in flight"
 start_controller enroll
 tok="$(token $((enroll_count + serial_count)))"
 c0=$(cpu_ticks "$ctl_pid"); w0=$(io_field "$ctl_pid" wchar); s0=$(io_field "$ctl_pid" syscw)
-b0=$(busy_ticks); t0=$(now); q0=$(runq_ms "$ctl_pid")
+b0=$(busy_ticks); t0=$(now); q0=$(runq_ms "$ctl_pid"); p0=$(pg_ticks); pw0=$(pg_written)
 set +e
 "$load" enroll --controller "$ctl_addr" --ca "$ctl_ca" --trust-domain "$trust_domain" \
   --token "$tok" --count "$enroll_count" --concurrency "$enroll_conc" --timeout 120 \
@@ -155,7 +185,7 @@ set +e
 enroll_rc=$?
 set -e
 c1=$(cpu_ticks "$ctl_pid"); w1=$(io_field "$ctl_pid" wchar); s1=$(io_field "$ctl_pid" syscw)
-b1=$(busy_ticks); t1=$(now); q1=$(runq_ms "$ctl_pid")
+b1=$(busy_ticks); t1=$(now); q1=$(runq_ms "$ctl_pid"); p1=$(pg_ticks); pw1=$(pg_written)
 # One at a time: the latency a single agent sees on an idle controller
 # (this is where a Nagle/delayed-ACK stall would show: ~40 ms each).
 serial="$("$load" enroll --controller "$ctl_addr" --ca "$ctl_ca" --trust-domain "$trust_domain" \
@@ -176,7 +206,9 @@ e_cli_util=$(calc "%.0f" "$(field "$res" client_cpu_s) / $(field "$res" seconds)
 e_gen_cpu=$(field "$(grep '^process ' "$work/enroll.out" || true)" cpu_s)
 e_runq=$(calc "%.0f" "($q1 - $q0) / 1000 / ($t1 - $t0) * 100")
 e_ceiling=$(calc "%.0f" "$e_ok / (($c1 - $c0) / $clk_tck)")
-e_other=$(at_least_0 "$(calc "%.1f" "(($b1 - $b0) / $clk_tck - ($c1 - $c0) / $clk_tck - ${e_gen_cpu:-0}) / ($t1 - $t0) * 100")")
+e_other=$(at_least_0 "$(calc "%.1f" "(($b1 - $b0) / $clk_tck - ($c1 - $c0) / $clk_tck - ($p1 - $p0) / $clk_tck - ${e_gen_cpu:-0}) / ($t1 - $t0) * 100")")
+e_pg_ms=$(calc "%.2f" "($p1 - $p0) / $clk_tck * 1000 / ($e_ok > 0 ? $e_ok : 1)")
+e_pg_kb=$(calc "%.1f" "($pw1 - $pw0) / 1024 / ($e_ok > 0 ? $e_ok : 1)")
 e_kb=$(calc "%.1f" "($w1 - $w0) / 1024 / ($e_ok > 0 ? $e_ok : 1)")
 e_sysc=$(calc "%.1f" "($s1 - $s0) / ($e_ok > 0 ? $e_ok : 1)")
 target=met; [ "${e_rate:-0}" -ge 1000 ] || target="NOT met"
@@ -211,17 +243,19 @@ if [ "$ready" = 1 ] && kill -0 "$ctl_pid" 2>/dev/null; then
   t0=$(now); c0=$(cpu_ticks "$ctl_pid"); g0=$(cpu_ticks "$load_pid"); b0=$(busy_ticks)
   q0=$(runq_ms "$ctl_pid")
   w0=$(io_field "$ctl_pid" wchar); s0=$(io_field "$ctl_pid" syscw)
+  p0=$(pg_ticks); pw0=$(pg_written)
   h0=$(metric ztr_controller_heartbeats_total)
   sleep "$window"
   t1=$(now); c1=$(cpu_ticks "$ctl_pid"); g1=$(cpu_ticks "$load_pid"); b1=$(busy_ticks)
   q1=$(runq_ms "$ctl_pid")
   w1=$(io_field "$ctl_pid" wchar); s1=$(io_field "$ctl_pid" syscw)
+  p1=$(pg_ticks); pw1=$(pg_written)
   h1=$(metric ztr_controller_heartbeats_total)
   live=$(metric ztr_controller_sessions)
   rss=$(status_kb "$ctl_pid" VmRSS); hwm=$(status_kb "$ctl_pid" VmHWM)
   dt=$(calc "%.3f" "$t1 - $t0")
   beats=$((h1 - h0))
-  s_other=$(at_least_0 "$(calc "%.1f" "(($b1 - $b0) - ($c1 - $c0) - ($g1 - $g0)) / $clk_tck / $dt * 100")")
+  s_other=$(at_least_0 "$(calc "%.1f" "(($b1 - $b0) - ($c1 - $c0) - ($g1 - $g0) - ($p1 - $p0)) / $clk_tck / $dt * 100")")
   kill -0 "$ctl_pid" 2>/dev/null && steady=1
 fi
 set +e
@@ -240,7 +274,12 @@ errs="$(grep '^errors ' "$work/sessions.out" || true)"
 
 # ---- report --------------------------------------------------------------------
 echo "One controller process (\`build/bin/controller\`, release build, default \`LOG_LEVEL=info\`,"
-echo "SQLite state on $(df -PT "$work" | awk 'NR==2 {print $2}')) driven over loopback by"
+if [ "$store" = postgres ]; then
+  echo "state in PostgreSQL ($("$PG_BIN/postgres" --version | sed 's/.*) //'), a local server started by the bench, \`fsync=off\`;"
+  echo "its own CPU and writes measured beside the controller's) driven over loopback by"
+else
+  echo "SQLite state on $(df -PT "$work" | awk 'NR==2 {print $2}')) driven over loopback by"
+fi
 echo "\`bench/ctl_load.c\` (one thread, libev, the agents' own TLS and framing code) on the"
 echo "same machine: the generator and the controller share its $(nproc) cores. Source:"
 echo "\`bench/controller.sh\`; a fresh state directory for each part."
@@ -269,7 +308,12 @@ echo "| latency p50 / p99 / max | $(field "$res" p50_ms) / $(field "$res" p99_ms
 echo "| one enrollment alone ($serial_count in a row), p50 / p99 | $(field "$serial" p50_ms) / $(field "$serial" p99_ms) ms |"
 echo "| controller CPU per enrollment | $e_cpu_ms ms, i.e. a ceiling of ~$e_ceiling/s on one free core |"
 echo "| where the time went | controller on CPU ${e_ctl_util}% of the run, runnable but waiting for a CPU ${e_runq}%; generator on CPU ${e_cli_util}% |"
-echo "| controller writes per enrollment | $e_kb KiB in $e_sysc write calls (SQLite WAL + log) |"
+if [ "$store" = postgres ]; then
+  echo "| controller writes per enrollment | $e_kb KiB in $e_sysc write calls (log, and to the database's socket) |"
+  echo "| PostgreSQL server per enrollment | $e_pg_ms ms of CPU, $e_pg_kb KiB written to disk |"
+else
+  echo "| controller writes per enrollment | $e_kb KiB in $e_sysc write calls (SQLite WAL + log) |"
+fi
 echo "| everything else on the machine | ${e_other}% of one core (should be ~0: other load skews the numbers; tick accounting makes a few % noise) |"
 echo "| failures | $(field "$res" failed) (ctl_load exit $enroll_rc; controller $enroll_exit) |"
 [ -n "$enroll_problems" ] && echo "| controller warnings/errors | $enroll_problems |"
@@ -296,6 +340,9 @@ if [ -n "$steady" ]; then
   echo "| controller CPU, steady | **$(calc "%.1f" "($c1 - $c0) / $clk_tck / $dt * 100")% of one core** for $(calc "%.0f" "$beats / $dt") heartbeats/s |"
   echo "| controller CPU per heartbeat | $(calc "%.0f" "($c1 - $c0) / $clk_tck * 1e6 / ($beats > 0 ? $beats : 1)") µs |"
   echo "| controller writes per heartbeat | $(calc "%.1f" "($w1 - $w0) / 1024 / ($beats > 0 ? $beats : 1)") KiB in $(calc "%.1f" "($s1 - $s0) / ($beats > 0 ? $beats : 1)") write calls |"
+  if [ "$store" = postgres ]; then
+    echo "| PostgreSQL server per heartbeat | $(calc "%.0f" "($p1 - $p0) / $clk_tck * 1e6 / ($beats > 0 ? $beats : 1)") µs of CPU, $(calc "%.2f" "($pw1 - $pw0) / 1024 / ($beats > 0 ? $beats : 1)") KiB written to disk |"
+  fi
   echo "| generator CPU, steady | $(calc "%.1f" "($g1 - $g0) / $clk_tck / $dt * 100")% of one core |"
   echo "| everything else on the machine | ${s_other}% of one core; the controller waited for a CPU $(calc "%.1f" "($q1 - $q0) / 1000 / $dt * 100")% of the window |"
 else

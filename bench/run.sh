@@ -35,6 +35,10 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo
   bash "$root/bench/controller.sh"
   echo
+  echo "## Controller scale on PostgreSQL"
+  echo
+  CTL_BENCH_STORE=postgres bash "$root/bench/controller.sh"
+  echo
   echo "## Web console at 10 000 nodes"
   echo
   bash "$root/bench/console.sh"

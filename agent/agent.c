@@ -495,6 +495,34 @@ agent_tls_copy_apply(const struct agent_tls_copy *copy, struct tls_ctx **ctx,
                           c->bundle_pem, c->bundle_len, err);
 }
 
+void
+agent_tls_copy_take(const struct agent_tls_copy *copy, struct tls_ctx **ctx, unsigned worker,
+                    bool identity, bool bundle, void (*recheck)(void *target),
+                    void (*present)(void *target, const char *chain, size_t len,
+                                    const struct pki_key *key),
+                    void *target)
+{
+    struct ztr_err err = {0};
+    if (agent_tls_copy_apply(copy, ctx, &err) != 0) {
+        log_error("worker TLS context not updated", "worker=%u error=\"%s\"", worker, err.msg);
+        return;
+    }
+    if (bundle)
+        recheck(target);
+    if (!identity)
+        return;
+    struct pki_key *key = NULL;
+    if (agent_tls_copy_key(copy, &key, &err) != 0) {
+        log_error("renewed certificate not presented", "worker=%u error=\"%s\"", worker,
+                  err.msg);
+        return;
+    }
+    size_t len;
+    const char *chain = agent_tls_copy_chain(copy, &len);
+    present(target, chain, len, key);
+    pki_key_free(key);
+}
+
 const char *
 agent_tls_copy_chain(const struct agent_tls_copy *copy, size_t *len)
 {

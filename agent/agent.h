@@ -251,6 +251,16 @@ void agent_tls_copy_free(struct agent_tls_copy *copy);
  * replace ctx's (tls_ctx_update: new handshakes only). */
 int agent_tls_copy_apply(const struct agent_tls_copy *copy, struct tls_ctx **ctx,
                          struct ztr_err *err);
+/* On a worker loop: applies copy to its context *ctx, then (bundle) has
+ * its live sessions' peers checked again with recheck(target) and
+ * (identity) presents the copy's certificate to them with present();
+ * failures are logged, naming the worker. */
+void agent_tls_copy_take(const struct agent_tls_copy *copy, struct tls_ctx **ctx,
+                         unsigned worker, bool identity, bool bundle,
+                         void (*recheck)(void *target),
+                         void (*present)(void *target, const char *chain, size_t len,
+                                         const struct pki_key *key),
+                         void *target);
 /* The copy's chain (PEM, leaf first) and its key, parsed (the caller's,
  * pki_key_free): what a renewal presents to live sessions. */
 const char *agent_tls_copy_chain(const struct agent_tls_copy *copy, size_t *len);

@@ -98,29 +98,26 @@ struct tls_msg {
 };
 
 static void
+recheck_dataplane(void *target)
+{
+    dataplane_recheck_peers(target);
+}
+
+static void
+present_dataplane(void *target, const char *chain, size_t len, const struct pki_key *key)
+{
+    dataplane_present_identity(target, chain, len, key);
+}
+
+static void
 take_tls(void *arg)
 {
     struct tls_msg *m = arg;
     struct dp_worker *w = m->worker;
-    struct ztr_err err = {0};
-    if (w->dp == NULL) {
-        /* stopped meanwhile: nothing to update */
-    } else if (agent_tls_copy_apply(m->copy, &w->tls, &err) != 0) {
-        log_error("worker TLS context not updated", "worker=%u error=\"%s\"", w->index,
-                  err.msg);
-    } else {
-        if (m->bundle)
-            dataplane_recheck_peers(w->dp);
-        struct pki_key *key = NULL;
-        size_t len;
-        const char *chain = agent_tls_copy_chain(m->copy, &len);
-        if (m->identity && agent_tls_copy_key(m->copy, &key, &err) == 0)
-            dataplane_present_identity(w->dp, chain, len, key);
-        else if (m->identity)
-            log_error("renewed certificate not presented", "worker=%u error=\"%s\"", w->index,
-                      err.msg);
-        pki_key_free(key);
-    }
+    /* Stopped meanwhile: nothing to update. */
+    if (w->dp != NULL)
+        agent_tls_copy_take(m->copy, &w->tls, w->index, m->identity, m->bundle,
+                            recheck_dataplane, present_dataplane, w->dp);
     agent_tls_copy_free(m->copy);
     free(m);
 }

@@ -60,29 +60,26 @@ struct tls_msg {
 };
 
 static void
+recheck_tunnel(void *target)
+{
+    tunnel_recheck_peers(target);
+}
+
+static void
+present_tunnel(void *target, const char *chain, size_t len, const struct pki_key *key)
+{
+    tunnel_present_identity(target, chain, len, key);
+}
+
+static void
 take_tls(void *arg)
 {
     struct tls_msg *m = arg;
     struct tworker *w = m->worker;
-    struct ztr_err err = {0};
-    if (w->tunnel == NULL) {
-        /* stopped meanwhile: nothing to update */
-    } else if (agent_tls_copy_apply(m->copy, &w->tls, &err) != 0) {
-        log_error("worker TLS context not updated", "worker=%u error=\"%s\"", w->index,
-                  err.msg);
-    } else {
-        if (m->bundle)
-            tunnel_recheck_peers(w->tunnel);
-        struct pki_key *key = NULL;
-        size_t len;
-        const char *chain = agent_tls_copy_chain(m->copy, &len);
-        if (m->identity && agent_tls_copy_key(m->copy, &key, &err) == 0)
-            tunnel_present_identity(w->tunnel, chain, len, key);
-        else if (m->identity)
-            log_error("renewed certificate not presented", "worker=%u error=\"%s\"", w->index,
-                      err.msg);
-        pki_key_free(key);
-    }
+    /* Stopped meanwhile: nothing to update. */
+    if (w->tunnel != NULL)
+        agent_tls_copy_take(m->copy, &w->tls, w->index, m->identity, m->bundle, recheck_tunnel,
+                            present_tunnel, w->tunnel);
     agent_tls_copy_free(m->copy);
     free(m);
 }
@@ -91,7 +88,7 @@ take_tls(void *arg)
 struct state_msg {
     struct tworker *worker;
     int64_t down_until_ms;
-    char id[64];
+    char id[320];                    /* as a tconn's: a peer's are <trust domain>/<id> */
     char address[128];
     char spiffe_id[PKI_SPIFFE_ID_MAX + 1];
     char reason[ZTR_ERR_MSG_MAX];

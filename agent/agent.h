@@ -232,7 +232,6 @@ struct tls_ctx *agent_data_tls(struct agent *agent, enum tls_side side, const ch
  * loops' contexts at their next copy (*changed: make them one). */
 int agent_set_peer_bundles(struct agent *agent, const json_t *peers, bool *changed,
                            struct ztr_err *err);
-size_t agent_peer_bundle_count(const struct agent *agent);
 /* What agent_data_tls is made of, for a worker loop's own context (a
  * tls_ctx serves one loop): the current chain, key and bundle (borrowed:
  * valid until the next on_identity / on_bundle, when the worker's copy is

@@ -99,9 +99,3 @@ agent_set_peer_bundles(struct agent *a, const json_t *peers, bool *changed, stru
     log_info("peer trust domains", "count=%zu", json_object_size(a->peer_bundles));
     return 0;
 }
-
-size_t
-agent_peer_bundle_count(const struct agent *a)
-{
-    return json_object_size(a->peer_bundles);
-}

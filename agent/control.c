@@ -281,23 +281,14 @@ connect_failed(struct agent *a, const char *why)
     agent_schedule_reconnect(a, why);
 }
 
+/* Dials the address of the controller's name chosen now. */
 static void
-on_resolved(void *user, const struct sockaddr_storage *sa, socklen_t sa_len,
-            const struct ztr_err *resolve_err)
+dial_resolved(struct agent *a)
 {
-    struct agent *a = user;
-    if (sa == NULL) {
-        connect_failed(a, resolve_err->msg);
-        return;
-    }
     struct ztr_err err = {0};
     int fd = -1;
     struct tls_ctx *ctx = a->ctl_tls;
-    if (!net_addr_is_numeric(a->controller_addr)) {
-        char address[INET6_ADDRSTRLEN + 8];
-        log_info("controller resolved", "controller=%s address=%s", a->controller_addr,
-                 net_sockaddr_name(sa, address, sizeof(address)));
-    }
+    const struct sockaddr_storage *sa = &a->resolved.sa[a->resolved_index];
     /* Enrollment and re-authentication present no certificate. */
     if (a->state == AGENT_ENROLLING || a->state == AGENT_REAUTHENTICATING) {
         tls_ctx_free(a->enroll_tls);
@@ -310,18 +301,42 @@ on_resolved(void *user, const struct sockaddr_storage *sa, socklen_t sa_len,
         ctx = a->enroll_tls;
     }
     struct pki_expect expect = {.trust_domain = a->trust_domain, .role = PKI_ROLE_CONTROLLER};
-    if (net_connect_start_sa(sa, sa_len, a->controller_addr, &fd, &err) != 0 ||
+    if (net_connect_start_sa(sa, a->resolved.len[a->resolved_index], a->controller_addr, &fd,
+                             &err) != 0 ||
         ctl_stream_new(a->loop, ctx, fd, &expect, &ctl_callbacks, a, &a->ctl, &err) != 0)
         connect_failed(a, err.msg);
 }
 
-/* Resolves the current controller's address (a host name is looked up
- * again on every attempt, off the loop) and then dials it. */
+static void
+on_resolved(void *user, const struct net_addrs *addrs, const struct ztr_err *resolve_err)
+{
+    struct agent *a = user;
+    if (addrs == NULL) {
+        connect_failed(a, resolve_err->msg);
+        return;
+    }
+    a->resolved = *addrs;
+    a->resolved_index = 0;
+    if (!net_addr_is_numeric(a->controller_addr)) {
+        char address[INET6_ADDRSTRLEN + 8];
+        log_info("controller resolved", "controller=%s address=%s addresses=%zu",
+                 a->controller_addr, net_sockaddr_name(&addrs->sa[0], address, sizeof(address)),
+                 addrs->count);
+    }
+    dial_resolved(a);
+}
+
+/* Dials the next address of the current controller's name, or looks the
+ * name up again (off the loop) once every address was tried. */
 void
 agent_ctl_connect(struct agent *a)
 {
     if (a->ctl != NULL || net_resolver_busy(a->resolver))
         return;
+    if (a->resolved_index < a->resolved.count) {
+        dial_resolved(a); /* the next address of the last lookup */
+        return;
+    }
     struct ztr_err err = {0};
     if (net_resolver_start(a->resolver, a->controller_addr, on_resolved, a, &err) != 0)
         connect_failed(a, err.msg);

@@ -2,10 +2,12 @@
  * one dialed now. */
 #include "agent/internal.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/log.h"
+#include "net/net.h"
 #include "net/resolver.h"
 
 int
@@ -45,6 +47,18 @@ agent_controllers_parse(const char *list,
 void
 agent_controller_advance(struct agent *a)
 {
+    if (a->resolved_index + 1 < a->resolved.count) {
+        a->resolved_index++;
+        char address[INET6_ADDRSTRLEN + 8];
+        log_info("next controller address", "controller=%s address=%s index=%zu of=%zu",
+                 a->controller_addr,
+                 net_sockaddr_name(&a->resolved.sa[a->resolved_index], address,
+                                   sizeof(address)),
+                 a->resolved_index + 1, a->resolved.count);
+        return;
+    }
+    a->resolved.count = 0; /* the name is looked up again */
+    a->resolved_index = 0;
     if (a->controller_count < 2)
         return;
     a->controller_index = (a->controller_index + 1) % a->controller_count;

@@ -16,6 +16,7 @@
 #include "base/backoff.h"
 #include "ctl/stream.h"
 #include "net/http.h"
+#include "net/resolver.h"
 
 #define STATE_FILE_MAX (256 * 1024)
 /* STATE_DIR/reauth.json: written when re-authentication failed
@@ -52,6 +53,11 @@ struct agent {
     char controllers[AGENT_CONTROLLERS_MAX][AGENT_CONTROLLER_ADDR_MAX];
     size_t controller_count;
     size_t controller_index;
+    /* The addresses controller_addr's name had at its last lookup, and the
+     * one dialed now: the next attempt dials the next of them, and a new
+     * lookup starts once all were tried. */
+    struct net_addrs resolved;
+    size_t resolved_index;
     struct net_resolver *resolver;
     char controller_ca_path[1024];
     char health_listen[128];
@@ -142,8 +148,9 @@ void agent_ctl_send(struct agent *a, json_t *msg);
 void agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents);
 bool agent_identity_expired(const struct agent *a);
 void agent_ctl_connect(struct agent *a);
-/* After a failed attempt or a lost stream: the next controller of the
- * list (the reconnect worker moves through them with its backoff). */
+/* After a failed attempt or a lost stream: the next address of the
+ * controller's name, else the next controller of the list (the reconnect
+ * worker moves through them with its backoff). */
 void agent_controller_advance(struct agent *a);
 
 /* federation peers' bundles on the data plane (peers.c): data_trusts

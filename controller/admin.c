@@ -1115,6 +1115,33 @@ route_fleet(struct admin_call *call)
                            (json_int_t)filter.sel.offset, "limit", (json_int_t)filter.sel.limit));
 }
 
+/* ---- controllers sharing the store ----------------------------------------------- */
+
+static int
+visit_controller(void *ctx, const struct store_controller *row)
+{
+    struct json_list *list = ctx;
+    const struct controller *c = list->c;
+    /* Alive as the others judge it before they release its nodes. */
+    int64_t stale_after = (3 * c->settings.heartbeat_interval_ms + 999) / 1000;
+    bool alive = row->last_seen > 0 && row->last_seen >= list->now - stale_after;
+    return json_list_add(
+        list, json_pack("{s:s, s:s, s:I, s:I, s:b, s:b, s:I}", "id", row->id, "address",
+                        row->address, "started_at", (json_int_t)row->started_at, "last_seen",
+                        (json_int_t)row->last_seen, "alive", alive, "self",
+                        strcmp(row->id, store_controller_self(c->store)) == 0, "nodes_online",
+                        (json_int_t)row->nodes_online));
+}
+
+static void
+route_controllers_list(struct admin_call *call)
+{
+    struct json_list list = {call->c, json_array(), now_s(call->c), false};
+    struct ztr_err err = {0};
+    int rc = store_controller_list(call->c->store, visit_controller, &list, &err);
+    respond_list(call, "controllers", list.array, list.failed, rc, &err);
+}
+
 /* ---- tokens --------------------------------------------------------------- */
 
 static int
@@ -2087,6 +2114,7 @@ route_peer_revoke(struct admin_call *call)
 static const struct route admin_routes[] = {
     {"GET", ADMIN_PREFIX "/nodes", route_nodes_list},
     {"GET", ADMIN_PREFIX "/fleet", route_fleet},
+    {"GET", ADMIN_PREFIX "/controllers", route_controllers_list},
     {"GET", ADMIN_PREFIX "/nodes/*", route_node_get},
     {"POST", ADMIN_PREFIX "/nodes/*/revoke", route_node_revoke},
     {"POST", ADMIN_PREFIX "/nodes/*/addresses", route_node_set_addresses},

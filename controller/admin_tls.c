@@ -21,6 +21,7 @@
 
 #include "base/fileio.h"
 #include "base/log.h"
+#include "controller/cert_names.h"
 #include "controller/controller.h"
 #include "net/http.h"
 #include "net/net.h"
@@ -32,7 +33,6 @@
 /* A CA with less life than this left cannot issue a useful certificate. */
 #define ADMIN_TLS_CA_MARGIN_S ADMIN_TLS_LEAF_LIFETIME_S
 #define ADMIN_TLS_RETRY_S 3600.0
-#define ADMIN_TLS_NAME_MAX 253
 #define ADMIN_TLS_EXPIRY_WARN_S (14LL * 86400)
 
 struct admin_tls {
@@ -46,11 +46,7 @@ struct admin_tls {
     /* issued only: */
     struct pki_ca *ca;
     char ca_path[1200];
-    char *dns_names[PKI_MAX_DNS_SANS];
-    size_t dns_count;
-    struct pki_ip ips[PKI_MAX_IP_SANS];
-    size_t ip_count;
-    char names_text[1200];             /* for the log line */
+    struct cert_names names;
     ev_timer reissue;
     bool timer_armed;
 };
@@ -98,121 +94,6 @@ leaf_info(const char *pem, size_t len, struct pki_cert_info *info, struct ztr_er
 }
 
 /* ---- settings ----------------------------------------------------------- */
-
-/* A host name as a certificate names it: letters, digits and hyphens in
- * dot-separated labels of 1..63, no wildcard, no trailing dot, and a last
- * label that is not all digits (so a mistyped IP is not taken for a name). */
-static bool
-valid_dns_name(const char *name)
-{
-    size_t len = strlen(name), label = 0;
-    bool digits_only = true;
-    if (len == 0 || len > ADMIN_TLS_NAME_MAX)
-        return false;
-    for (size_t i = 0; i <= len; i++) {
-        char ch = name[i];
-        if (ch == '.' || ch == '\0') {
-            if (label == 0 || label > 63 || name[i - 1] == '-')
-                return false;
-            if (ch == '\0')
-                return !digits_only;
-            label = 0;
-            digits_only = true;
-            continue;
-        }
-        bool digit = ch >= '0' && ch <= '9';
-        bool alnum = digit || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-        if (!alnum && !(ch == '-' && label > 0))
-            return false;
-        digits_only = digits_only && digit;
-        label++;
-    }
-    return true;
-}
-
-static bool
-has_ip(const struct admin_tls *tls, const struct pki_ip *ip)
-{
-    for (size_t i = 0; i < tls->ip_count; i++)
-        if (tls->ips[i].len == ip->len && memcmp(tls->ips[i].bytes, ip->bytes, ip->len) == 0)
-            return true;
-    return false;
-}
-
-static void
-add_ip(struct admin_tls *tls, const char *text)
-{
-    struct pki_ip ip;
-    if (pki_ip_parse(text, &ip) == 0 && !has_ip(tls, &ip) && tls->ip_count < PKI_MAX_IP_SANS)
-        tls->ips[tls->ip_count++] = ip;
-}
-
-/* The names the issued certificate carries: the listen address (127.0.0.1
- * and ::1 for a wildcard one), then every ADMIN_TLS_NAMES entry. */
-static int
-collect_names(struct admin_tls *tls, const struct controller_settings *s,
-              const struct config *config, struct ztr_err *err)
-{
-    char host[128];
-    uint16_t port;
-    if (config_parse_addr(s->admin_listen, host, sizeof(host), &port) == 0) {
-        if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) {
-            add_ip(tls, "127.0.0.1");
-            add_ip(tls, "::1");
-        } else {
-            add_ip(tls, host);
-        }
-    }
-    char list[sizeof(s->admin_tls_names)];
-    snprintf(list, sizeof(list), "%s", s->admin_tls_names);
-    char *save = NULL;
-    for (char *item = strtok_r(list, ",", &save); item != NULL;
-         item = strtok_r(NULL, ",", &save)) {
-        while (*item == ' ')
-            item++;
-        size_t len = strlen(item);
-        while (len > 0 && item[len - 1] == ' ')
-            item[--len] = '\0';
-        if (len == 0)
-            continue;
-        struct pki_ip ip;
-        if (pki_ip_parse(item, &ip) == 0) {
-            if (!has_ip(tls, &ip) && tls->ip_count == PKI_MAX_IP_SANS)
-                return config_fail(config, "ADMIN_TLS_NAMES", err, "more than %d addresses",
-                                   PKI_MAX_IP_SANS);
-            add_ip(tls, item);
-            continue;
-        }
-        if (!valid_dns_name(item))
-            return config_fail(config, "ADMIN_TLS_NAMES", err,
-                               "\"%s\" is neither an IP address nor a DNS name (use e.g. "
-                               "ctl.example.org,10.0.0.1)", item);
-        if (tls->dns_count == PKI_MAX_DNS_SANS)
-            return config_fail(config, "ADMIN_TLS_NAMES", err, "more than %d DNS names",
-                               PKI_MAX_DNS_SANS);
-        tls->dns_names[tls->dns_count] = strdup(item);
-        if (tls->dns_names[tls->dns_count] == NULL)
-            return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
-        tls->dns_count++;
-    }
-    if (tls->ip_count + tls->dns_count == 0)
-        return config_fail(config, "ADMIN_TLS_NAMES", err,
-                           "needed: ADMIN_LISTEN \"%s\" names no IP address the certificate "
-                           "could carry", s->admin_listen);
-    size_t used = 0;
-    for (size_t i = 0; i < tls->ip_count + tls->dns_count; i++) {
-        char ip_text[64];
-        const char *name = i < tls->ip_count
-                               ? pki_ip_format(&tls->ips[i], ip_text, sizeof(ip_text))
-                               : tls->dns_names[i - tls->ip_count];
-        int n = snprintf(tls->names_text + used, sizeof(tls->names_text) - used, "%s%s",
-                         i > 0 ? "," : "", name != NULL ? name : "?");
-        if (n < 0 || (size_t)n >= sizeof(tls->names_text) - used)
-            break;
-        used += (size_t)n;
-    }
-    return 0;
-}
 
 static int
 read_setting_file(const struct config *config, const char *key, const char *path, char **out,
@@ -279,7 +160,8 @@ check_tls_settings(struct admin_tls *tls, const struct controller_settings *s,
     if (has_cert)
         return load_operator_files(tls, s, config, err);
     tls->issued = true;
-    return collect_names(tls, s, config, err);
+    return cert_names_collect(&tls->names, s->admin_listen, s->admin_tls_names, config,
+                              "ADMIN_TLS_NAMES", err);
 }
 
 int
@@ -431,10 +313,10 @@ issue(struct admin_tls *tls, struct ztr_err *err)
             .common_name = "ztr admin API",
             .public_der = spki,
             .public_len = spki_len,
-            .dns_names = (const char *const *)tls->dns_names,
-            .dns_count = tls->dns_count,
-            .ips = tls->ips,
-            .ip_count = tls->ip_count,
+            .dns_names = tls->names.dns_ptrs,
+            .dns_count = tls->names.dns_count,
+            .ips = tls->names.ips,
+            .ip_count = tls->names.ip_count,
             .not_before = now - 60,
             .not_after = now + ADMIN_TLS_LEAF_LIFETIME_S,
         };
@@ -473,7 +355,7 @@ log_issued(const struct admin_tls *tls, int64_t at)
 {
     char until[32], next[32];
     log_info("admin API certificate issued", "names=%s not_after=%s reissue_at=%s ca=%s "
-             "ca_fingerprint=%s", tls->names_text,
+             "ca_fingerprint=%s", tls->names.text,
              format_time(tls->not_after, until, sizeof(until)),
              format_time(at, next, sizeof(next)), tls->ca_path,
              pki_ca_info(tls->ca)->fingerprint_sha256);
@@ -573,8 +455,6 @@ admin_tls_free(struct controller *c)
         ev_timer_stop(c->loop, &tls->reissue);
     drop_credentials(tls);
     pki_ca_free(tls->ca);
-    for (size_t i = 0; i < tls->dns_count; i++)
-        free(tls->dns_names[i]);
     free(tls);
     c->admin_tls = NULL;
 }

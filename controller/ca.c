@@ -586,7 +586,7 @@ ca_set_issue(struct ca_set *cas, const struct pki_spiffe_id *id, const uint8_t *
         return ztr_err_set(err, ZTR_E_INVALID, "no signing CA");
     int64_t now = clock_wall_s(cas->clock);
     struct pki_leaf_request request = {id, public_der, public_len, ips, ip_count, now - 60,
-                                       now + ttl_s};
+                                       now + ttl_s, NULL, 0};
     return pki_ca_issue(signer, &request, chain_pem, chain_len, err);
 }
 

@@ -469,6 +469,26 @@ cmd_token_delete(const struct cli *cli, const struct args *args)
     return delete_command(cli, "/api/admin/tokens/", args->pos[0], "token", "id");
 }
 
+/* ---- controllers sharing the store ----------------------------------------------- */
+
+static const struct field controller_fields[] = {
+    {"id", NULL, F_PLAIN},
+    {"address", NULL, F_PLAIN},
+    {"alive", NULL, F_PLAIN},
+    {"self", NULL, F_PLAIN},
+    {"nodes_online", NULL, F_PLAIN},
+    {"started_at", NULL, F_TIME},
+    {"last_seen", NULL, F_TIME},
+    {NULL, NULL, F_PLAIN},
+};
+
+static int
+cmd_controllers(const struct cli *cli, const struct args *args)
+{
+    (void)args;
+    return list_command(cli, "/api/admin/controllers", "controllers", controller_fields);
+}
+
 /* ---- nodes ---------------------------------------------------------------- */
 
 static const struct field node_fields[] = {
@@ -1155,6 +1175,7 @@ static const struct command commands[] = {
     {"token", "list", 0, {{NULL, false, false}}, cmd_token_list, "token list"},
     {"token", "delete", 1, {{NULL, false, false}}, cmd_token_delete, "token delete ID"},
     {"node", "list", 0, {{NULL, false, false}}, cmd_node_list, "node list"},
+    {"controllers", NULL, 0, {{NULL, false, false}}, cmd_controllers, "controllers"},
     {"fleet", NULL, 0,
      {{"missed-renewal", false, false}, {"expiring-within", true, false},
       {"expired", false, false}, {"flapping", false, false}, {"state", true, false}},

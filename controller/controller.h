@@ -26,6 +26,7 @@
 #include "base/config.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "controller/cert_names.h"
 #include "controller/fleet.h"
 #include "controller/store.h"
 #include "ctl/ctlmsg.h"
@@ -55,6 +56,7 @@ struct controller_settings {
     char store_url[1024];          /* STORE_URL; "" = STATE_DIR/controller.db */
     char ca_seal_key_file[1024];   /* CA_SEAL_KEY_FILE: CAs shared through the store */
     char controller_listen[128];
+    char controller_names[1024];   /* extra DNS names / IPs of the controller's certificate */
     char admin_listen[128];
     bool admin_listen_insecure;    /* allow a non-loopback ADMIN_LISTEN in plain HTTP */
     bool admin_tls;                /* serve the admin API over TLS 1.3 */
@@ -131,6 +133,7 @@ struct controller {
     struct fleet *fleet;
     struct http_server *admin_http;
     struct http_server *health_http;
+    struct cert_names ctl_names;   /* what the controller's own certificate names */
     struct admin_tls *admin_tls;   /* NULL: the admin API is plain HTTP (loopback) */
     char *admin_token;             /* ADMIN_AUTH_TOKEN: points at settings.admin_auth_token */
     struct controller_counters counters;

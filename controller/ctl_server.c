@@ -118,6 +118,7 @@ struct ctl_server {
      * restore cannot be seen from inside the database; a restart is when
      * it takes effect, so each run is an epoch of its own. */
     char epoch[CTLMSG_EPOCH_LEN + 1];
+    char address[160];             /* CONTROLLER_LISTEN with the port bound, for the others */
     /* Controllers on one database (PostgreSQL): what the others changed
      * arrives on this socket (store_changes_open); reopened after a loss. */
     ev_io changes_io;
@@ -1398,7 +1399,7 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         log_warn("heartbeats not stored", "error=\"%s\"", err.msg);
     if (store_node_sweep_offline(c->store, cutoff, log_offline, c, &err) != 0)
         log_warn("offline sweep failed", "error=\"%s\"", err.msg);
-    if (store_controller_beat(c->store, c->settings.controller_listen, &err) != 0 ||
+    if (store_controller_beat(c->store, server->address, &err) != 0 ||
         (store_is_shared(c->store) &&
          store_nodes_release(c->store, now - stale_after_s(c), NULL, log_released, c, &err) != 0))
         log_warn("controller heartbeat not stored", "error=\"%s\"", err.msg);
@@ -1435,8 +1436,11 @@ issue_identity(struct ctl_server *server, bool update, struct ztr_err *err)
      * rotation still trusts it, connects, and then receives the new bundle. */
     if (rc == 0) {
         int64_t now = clock_wall_s(c->clock);
-        struct pki_leaf_request request = {&id, public_der, public_len, NULL, 0, now - 60,
-                                           now + c->settings.svid_ttl_s};
+        struct pki_leaf_request request = {
+            .id = &id, .public_der = public_der, .public_len = public_len,
+            .ips = c->ctl_names.ips, .ip_count = c->ctl_names.ip_count,
+            .dns_names = c->ctl_names.dns_ptrs, .dns_count = c->ctl_names.dns_count,
+            .not_before = now - 60, .not_after = now + c->settings.svid_ttl_s};
         rc = pki_ca_issue(ca_set_oldest(c->cas), &request, &chain, &chain_len, err);
     }
     if (rc == 0)
@@ -1615,6 +1619,15 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
         return -1;
     }
     server->port = net_local_port(server->listen_fd);
+    char host[128];
+    uint16_t configured_port;
+    if (config_parse_addr(set->controller_listen, host, sizeof(host), &configured_port) != 0)
+        snprintf(host, sizeof(host), "?");
+    snprintf(server->address, sizeof(server->address), strchr(host, ':') ? "[%s]:%u" : "%s:%u",
+             host, (unsigned)server->port);
+    struct ztr_err beat_err = {0};
+    if (store_controller_beat(c->store, server->address, &beat_err) != 0)
+        log_warn("controller heartbeat not stored", "error=\"%s\"", beat_err.msg);
     ev_io_init(&server->accept_io, accept_cb, server->listen_fd, EV_READ);
     server->accept_io.data = server;
     ev_io_start(c->loop, &server->accept_io);

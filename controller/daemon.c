@@ -32,6 +32,11 @@ static const struct config_key controller_schema[] = {
                S, ca_seal_key_file),
     CONFIG_KEY("CONTROLLER_LISTEN", CONFIG_ADDR, "0.0.0.0:7443", "control-plane mTLS listener", S,
                controller_listen),
+    CONFIG_KEY("CONTROLLER_NAMES", CONFIG_STRING, NULL,
+               "comma-separated host names and IPs agents dial this controller by (a load "
+               "balancer's name, each address of a DNS name): its certificate carries them "
+               "beside its SPIFFE ID (it always names the CONTROLLER_LISTEN address)", S,
+               controller_names),
     CONFIG_KEY("ADMIN_LISTEN", CONFIG_ADDR, "127.0.0.1:8080", "admin API listener", S,
                admin_listen),
     CONFIG_KEY("ADMIN_LISTEN_INSECURE", CONFIG_BOOL, "false",
@@ -135,6 +140,8 @@ check_settings(void *ctx, struct daemon *daemon, const struct config *config,
                            "too short: use at least %d random characters", ADMIN_TOKEN_MIN);
     c->admin_token = s->admin_auth_token;
     TRY(admin_tls_configure(c, config, err));
+    TRY(cert_names_collect(&c->ctl_names, s->controller_listen, s->controller_names, config,
+                           "CONTROLLER_NAMES", err));
     char host[128];
     uint16_t port;
     if (strcmp(s->health_listen, "off") == 0)
@@ -229,12 +236,13 @@ start(void *ctx, struct daemon *daemon, int *exit_status, struct ztr_err *err)
     /* The real ports matter when a listener was given port 0 (tests). */
     log_info("controller started",
              "trust_domain=%s control_listen=%s control_port=%u admin_listen=%s admin_port=%u "
-             "admin_tls=%s health_listen=%s health_port=%u federation_port=%u state_dir=%s",
+             "admin_tls=%s health_listen=%s health_port=%u federation_port=%u state_dir=%s "
+             "control_names=%s",
              c->settings.trust_domain, c->settings.controller_listen, ctl_server_port(c->ctl),
              c->settings.admin_listen, http_server_port(c->admin_http),
              c->admin_tls != NULL ? "true" : "false",
              c->settings.health_listen, c->health_http ? http_server_port(c->health_http) : 0,
-             (unsigned)federation_port(c), c->settings.state_dir);
+             (unsigned)federation_port(c), c->settings.state_dir, c->ctl_names.text);
     daemon_notify_ready("serving");
     return 0;
 }

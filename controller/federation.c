@@ -455,7 +455,7 @@ identity_load(struct federation *fed, struct ztr_err *err)
         if (rc == 0) {
             int64_t now = wall_s(c);
             struct pki_leaf_request request = {&id, public_der, public_len, NULL, 0, now - 60,
-                                               now + c->settings.svid_ttl_s};
+                                               now + c->settings.svid_ttl_s, NULL, 0};
             rc = pki_ca_issue(ca_set_oldest(c->cas), &request, &chain, &chain_len, err);
         }
         if (rc == 0)

@@ -2346,6 +2346,12 @@ store_set_controller(struct store *s, const char *id)
     snprintf(s->controller_id, sizeof(s->controller_id), "%s", id != NULL ? id : "");
 }
 
+const char *
+store_controller_self(const struct store *s)
+{
+    return s->controller_id;
+}
+
 bool
 store_is_shared(const struct store *s)
 {
@@ -2361,6 +2367,14 @@ static int
 beat_body(struct store *s, void *ctx, struct ztr_err *err)
 {
     const struct beat_job *job = ctx;
+    /* A new id at every start: rows of controllers long gone (and holding
+     * nothing) would pile up. */
+    TRY(stmt_exec(s,
+                  "DELETE FROM controllers WHERE id <> ? AND last_seen < ? AND id NOT IN "
+                  "(SELECT controller_id FROM nodes WHERE status = 1)",
+                  ARGS(TEXT_ARG(s->controller_id),
+                       INT_ARG(now_s(s) - STORE_CONTROLLER_FORGET_S)),
+                  NULL, err));
     return stmt_exec(s,
                      "INSERT INTO controllers (id, address, started_at, last_seen) "
                      "VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
@@ -2387,6 +2401,39 @@ store_controller_leave(struct store *s, struct ztr_err *err)
     struct beat_job job = {"", 0};
     TRY(check_text("controller id", s->controller_id, STORE_ID_MAX, true, err));
     return in_tx(s, beat_body, &job, err);
+}
+
+struct controller_visit {
+    int (*visit)(void *ctx, const struct store_controller *);
+    void *ctx;
+};
+
+static int
+each_controller(struct db_rows *st, void *ctx, struct ztr_err *err)
+{
+    struct controller_visit *v = ctx;
+    struct store_controller c;
+    memset(&c, 0, sizeof(c));
+    TRY(col_text(st, 0, c.id, sizeof(c.id), err));
+    TRY(col_text(st, 1, c.address, sizeof(c.address), err));
+    c.started_at = db_int(st, 2);
+    c.last_seen = db_int(st, 3);
+    c.nodes_online = db_int(st, 4);
+    return v->visit(v->ctx, &c) != 0 ? 1 : 0;
+}
+
+int
+store_controller_list(struct store *s, int (*visit)(void *ctx, const struct store_controller *),
+                      void *ctx, struct ztr_err *err)
+{
+    struct db_rows *st;
+    TRY(stmt_open(s,
+                  "SELECT c.id, c.address, c.started_at, c.last_seen, "
+                  "(SELECT COUNT(*) FROM nodes n WHERE n.controller_id = c.id AND n.status = 1) "
+                  "FROM controllers c ORDER BY c.started_at, c.id",
+                  NO_ARGS, &st, err));
+    struct controller_visit v = {visit, ctx};
+    return for_each_row(s, st, each_controller, &v, err);
 }
 
 struct release_job {

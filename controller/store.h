@@ -423,11 +423,26 @@ int store_changes_read(struct store *store, void (*each)(void *ctx, const char *
  * OFFLINE, and the others release the nodes of a controller that stopped
  * beating. */
 void store_set_controller(struct store *store, const char *id);
+/* The id set above ("" in tools). */
+const char *store_controller_self(const struct store *store);
 /* Whether other controllers may share the database (PostgreSQL). */
 bool store_is_shared(const struct store *store);
 int store_controller_beat(struct store *store, const char *address, struct ztr_err *err);
 /* A clean stop: the others release its nodes at once. */
 int store_controller_leave(struct store *store, struct ztr_err *err);
+struct store_controller {
+    char id[STORE_ID_MAX + 1];
+    char address[STORE_DETAIL_MAX + 1];   /* its CONTROLLER_LISTEN */
+    int64_t started_at;
+    int64_t last_seen;                    /* 0: stopped cleanly */
+    int64_t nodes_online;                 /* ONLINE nodes it holds */
+};
+/* Every controller row, oldest start first. Rows of controllers not seen
+ * for STORE_CONTROLLER_FORGET_S are dropped by store_controller_beat. */
+#define STORE_CONTROLLER_FORGET_S (7 * 86400)
+int store_controller_list(struct store *store,
+                          int (*visit)(void *ctx, const struct store_controller *), void *ctx,
+                          struct ztr_err *err);
 /* Takes OFFLINE every ONLINE node held by another controller that has not
  * beaten since alive_since (INT64_MAX: every other), with detail as the
  * event's (NULL: `OFFLINE: controller <id> stopped answering`); visit sees

@@ -28,8 +28,7 @@ struct lookup {
     char port[8];
     /* written by the thread before it signals */
     int gai_status;
-    struct sockaddr_storage sa;
-    socklen_t sa_len;
+    struct net_addrs addrs;
 };
 
 struct net_resolver {
@@ -38,8 +37,7 @@ struct net_resolver {
     ev_io done_io;
     ev_timer timer;                /* timeout, or the next turn for a numeric address */
     bool numeric_pending;
-    struct sockaddr_storage numeric_sa;
-    socklen_t numeric_len;
+    struct net_addrs numeric;
     net_resolved_fn fn;
     void *user;
     char addr[HOST_MAX + 16];
@@ -63,15 +61,20 @@ lookup_run(void *arg)
     struct addrinfo *res = NULL;
     l->gai_status = getaddrinfo(l->host, l->port, &hints, &res);
     if (l->gai_status == 0) {
-        const struct addrinfo *pick = res;
-        for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
-            if (ai->ai_family == AF_INET) {
-                pick = ai;
-                break;
+        /* Two passes: IPv4 addresses, then the others, each in the order
+         * getaddrinfo gave them. */
+        for (int pass = 0; pass < 2; pass++)
+            for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+                if ((ai->ai_family == AF_INET) != (pass == 0) ||
+                    l->addrs.count == NET_RESOLVE_MAX ||
+                    ai->ai_addrlen > sizeof(l->addrs.sa[0]))
+                    continue;
+                memcpy(&l->addrs.sa[l->addrs.count], ai->ai_addr, ai->ai_addrlen);
+                l->addrs.len[l->addrs.count++] = ai->ai_addrlen;
             }
-        memcpy(&l->sa, pick->ai_addr, pick->ai_addrlen);
-        l->sa_len = pick->ai_addrlen;
         freeaddrinfo(res);
+        if (l->addrs.count == 0)
+            l->gai_status = EAI_NONAME;
     }
     uint64_t one = 1;
     ssize_t written = write(l->event_fd, &one, sizeof(one));
@@ -81,13 +84,12 @@ lookup_run(void *arg)
 }
 
 static void
-finish(struct net_resolver *r, const struct sockaddr_storage *sa, socklen_t len,
-       const struct ztr_err *err)
+finish(struct net_resolver *r, const struct net_addrs *addrs, const struct ztr_err *err)
 {
     net_resolved_fn fn = r->fn;
     void *user = r->user;
     r->fn = NULL;
-    fn(user, sa, len, err);
+    fn(user, addrs, err);
 }
 
 static void
@@ -109,17 +111,14 @@ done_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct lookup *l = r->lookup;
     ev_timer_stop(r->loop, &r->timer);
     struct ztr_err err = {0};
-    struct sockaddr_storage sa;
-    socklen_t len = 0;
+    struct net_addrs addrs = {0};
     int status = l->gai_status;
-    if (status == 0) {
-        sa = l->sa;
-        len = l->sa_len;
-    } else {
+    if (status == 0)
+        addrs = l->addrs;
+    else
         ztr_err_set(&err, ZTR_E_IO, "resolve %s: %s", l->host, gai_strerror(status));
-    }
     drop_lookup(r);
-    finish(r, status == 0 ? &sa : NULL, len, &err);
+    finish(r, status == 0 ? &addrs : NULL, &err);
 }
 
 static void
@@ -131,8 +130,8 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct ztr_err err = {0};
     if (r->numeric_pending) {
         r->numeric_pending = false;
-        struct sockaddr_storage sa = r->numeric_sa;
-        finish(r, &sa, r->numeric_len, &err);
+        struct net_addrs addrs = r->numeric;
+        finish(r, &addrs, &err);
         return;
     }
     /* The lookup (and its host) may be freed by drop_lookup: name the
@@ -140,7 +139,7 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     drop_lookup(r);
     ztr_err_set(&err, ZTR_E_IO, "resolve %s: no answer within %d ms", r->addr,
                 NET_RESOLVE_TIMEOUT_MS);
-    finish(r, NULL, 0, &err);
+    finish(r, NULL, &err);
 }
 
 int
@@ -241,7 +240,8 @@ net_resolver_start(struct net_resolver *resolver, const char *addr, net_resolved
         return ztr_err_set(err, ZTR_E_LIMIT, "a lookup is already in progress");
     TRY(net_addr_check_name(addr, err));
     snprintf(r->addr, sizeof(r->addr), "%s", addr);
-    if (net_resolve(addr, &r->numeric_sa, &r->numeric_len, err) == 0) {
+    if (net_resolve(addr, &r->numeric.sa[0], &r->numeric.len[0], err) == 0) {
+        r->numeric.count = 1;
         r->fn = fn;
         r->user = user;
         r->numeric_pending = true;

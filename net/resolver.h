@@ -22,9 +22,19 @@ struct net_resolver;
 
 #define NET_RESOLVE_TIMEOUT_MS 5000
 
-/* sa is the first address found (IPv4 preferred: the daemons listen and
- * dial IPv4 by default); on failure sa is NULL and err says why. */
-typedef void (*net_resolved_fn)(void *user, const struct sockaddr_storage *sa, socklen_t sa_len,
+#define NET_RESOLVE_MAX 8
+
+/* Every address a name has (up to NET_RESOLVE_MAX, IPv4 first: the daemons
+ * listen and dial IPv4 by default), so a caller can move on to the next
+ * one when the first does not answer. */
+struct net_addrs {
+    size_t count;                  /* >= 1 */
+    struct sockaddr_storage sa[NET_RESOLVE_MAX];
+    socklen_t len[NET_RESOLVE_MAX];
+};
+
+/* On failure addrs is NULL and err says why. */
+typedef void (*net_resolved_fn)(void *user, const struct net_addrs *addrs,
                                 const struct ztr_err *err);
 
 int net_resolver_new(struct ev_loop *loop, struct net_resolver **out, struct ztr_err *err);

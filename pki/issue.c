@@ -67,11 +67,18 @@ encode_san_names(const char *uri, const char *const *dns_names, size_t dns_count
     return 0;
 }
 
+/* What a certificate's DNS and IP SANs must be, whichever the kind. */
 static int
-encode_san(const char *uri, const struct pki_ip *ips, size_t ip_count, Cert *cert,
-           struct ztr_err *err)
+check_sans(const char *const *dns_names, size_t dns_count, size_t ip_count, struct ztr_err *err)
 {
-    return encode_san_names(uri, NULL, 0, ips, ip_count, cert, err);
+    if (dns_count > PKI_MAX_DNS_SANS || ip_count > PKI_MAX_IP_SANS)
+        return ztr_err_set(err, ZTR_E_LIMIT, "more than %d DNS names or %d IPs",
+                           PKI_MAX_DNS_SANS, PKI_MAX_IP_SANS);
+    for (size_t i = 0; i < dns_count; i++)
+        if (strlen(dns_names[i]) == 0 || strlen(dns_names[i]) > 253)
+            return ztr_err_set(err, ZTR_E_INVALID, "DNS name of length %zu",
+                               strlen(dns_names[i]));
+    return 0;
 }
 
 static int
@@ -198,7 +205,7 @@ create_ca(const char *common_name, const char *uri, int64_t now, int64_t lifetim
     set_name(&cert->subject, common_name);
     cert->isCA = 1;
     if (set_validity(cert, now - CA_LIFETIME_SKEW_S, now + lifetime_s, err) != 0 ||
-        (uri != NULL && encode_san(uri, NULL, 0, cert, err) != 0))
+        (uri != NULL && encode_san_names(uri, NULL, 0, NULL, 0, cert, err) != 0))
         goto out;
     int kr = wc_SetKeyUsage(cert, "keyCertSign,cRLSign");
     if (kr != 0) {
@@ -382,6 +389,7 @@ pki_ca_issue(struct pki_ca *ca, const struct pki_leaf_request *request, char **p
         return ztr_err_set(err, PKI_E_TRUST_DOMAIN_MISMATCH,
                            PKI_MSG_TRUST_DOMAIN_MISMATCH ": CA is for %s, leaf is %s",
                            ca_id.trust_domain, request->id->uri);
+    TRY(check_sans(request->dns_names, request->dns_count, request->ip_count, err));
     int64_t not_before = request->not_before, not_after = request->not_after;
     TRY(clamp_to_ca(ca, &not_before, &not_after, err));
     Cert *cert = new_cert(err);
@@ -393,7 +401,8 @@ pki_ca_issue(struct pki_ca *ca, const struct pki_leaf_request *request, char **p
     cert->isCA = 0;
     cert->basicConstSet = 1;
     if (set_validity(cert, not_before, not_after, err) == 0 &&
-        encode_san(request->id->uri, request->ips, request->ip_count, cert, err) == 0) {
+        encode_san_names(request->id->uri, request->dns_names, request->dns_count, request->ips,
+                         request->ip_count, cert, err) == 0) {
         int kr = wc_SetKeyUsage(cert, "digitalSignature");
         if (kr == 0)
             kr = wc_SetExtKeyUsage(cert, "serverAuth,clientAuth");
@@ -421,7 +430,7 @@ pki_ca_issue_intermediate(struct pki_ca *ca, const char *common_name,
     cert->pathLenSet = 1;
     const char *uri = ca->info.uri_count ? ca->info.uri : NULL;
     if (set_validity(cert, not_before, not_after, err) == 0 &&
-        (uri == NULL || encode_san(uri, NULL, 0, cert, err) == 0)) {
+        (uri == NULL || encode_san_names(uri, NULL, 0, NULL, 0, cert, err) == 0)) {
         int kr = wc_SetKeyUsage(cert, "keyCertSign,cRLSign");
         if (kr != 0)
             issue_fail(err, "key usage", kr);
@@ -438,13 +447,7 @@ pki_ca_issue_server(struct pki_ca *ca, const struct pki_server_request *request,
 {
     if (request->dns_count + request->ip_count == 0)
         return ztr_err_set(err, ZTR_E_INVALID, "a server certificate needs a DNS name or an IP");
-    if (request->dns_count > PKI_MAX_DNS_SANS || request->ip_count > PKI_MAX_IP_SANS)
-        return ztr_err_set(err, ZTR_E_LIMIT, "more than %d DNS names or %d IPs",
-                           PKI_MAX_DNS_SANS, PKI_MAX_IP_SANS);
-    for (size_t i = 0; i < request->dns_count; i++)
-        if (strlen(request->dns_names[i]) == 0 || strlen(request->dns_names[i]) > 253)
-            return ztr_err_set(err, ZTR_E_INVALID, "DNS name of length %zu",
-                               strlen(request->dns_names[i]));
+    TRY(check_sans(request->dns_names, request->dns_count, request->ip_count, err));
     int64_t not_before = request->not_before, not_after = request->not_after;
     TRY(clamp_to_ca(ca, &not_before, &not_after, err));
     Cert *cert = new_cert(err);

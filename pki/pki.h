@@ -287,6 +287,8 @@ int pki_cas_to_pem(struct pki_ca *const *cas, size_t count, char **pem, size_t *
                    struct ztr_err *err);
 void pki_ca_free(struct pki_ca *ca);
 
+#define PKI_MAX_DNS_SANS 16
+
 struct pki_leaf_request {
     const struct pki_spiffe_id *id;   /* the only URI SAN */
     const uint8_t *public_der;        /* SubjectPublicKeyInfo (from pki_csr) */
@@ -295,14 +297,16 @@ struct pki_leaf_request {
     size_t ip_count;
     int64_t not_before;               /* Unix seconds, written as given */
     int64_t not_after;
+    /* DNS SANs beside the URI SAN (the names a controller is dialed by;
+     * X.509-SVID allows them, identity stays the URI SAN) */
+    const char *const *dns_names;
+    size_t dns_count;                 /* at most PKI_MAX_DNS_SANS */
 };
 
 /* Issues a leaf SVID: CA:FALSE, keyUsage digitalSignature, EKU
  * serverAuth+clientAuth, SKID/AKID, random 128-bit serial. */
 int pki_ca_issue(struct pki_ca *ca, const struct pki_leaf_request *request, char **pem,
                  size_t *len, struct ztr_err *err);
-
-#define PKI_MAX_DNS_SANS 16
 
 /* A plain TLS server certificate (the admin API's), not an SVID. */
 struct pki_server_request {

@@ -516,7 +516,7 @@ cmd_issue(const struct options *opts)
         if (td == NULL && pki_spiffe_id_parse(pki_ca_info(ca)->uri, &ca_id, &err) == 0)
             td = ca_id.trust_domain;
         struct pki_leaf_request request = {&id, NULL, 0, ips, opts->ip_count, now - 60,
-                                           now + ttl};
+                                           now + ttl, NULL, 0};
         if (td != NULL && pki_spiffe_id_build(td, role, opts->name, &id, &err) == 0 &&
             issue_public_key(opts, &public_der, &public_len, &err) == 0) {
             request.public_der = public_der;

@@ -7,15 +7,31 @@
 # failure named with the host; the name looked up again on every reconnect
 # (the hosts file changes under a running agent); a list whose first
 # controller is down, moved through by the reconnect worker; a malformed
-# entry refused at start with the key named.
+# entry refused at start with the key named; a name with several addresses,
+# the first dead, moved through address by address; the controller's
+# certificate naming CONTROLLER_NAMES beside its SPIFFE ID.
 . "$(dirname "$0")/lib.sh"
 T="$E2E_TMP"
 if ! unshare -m true 2>/dev/null; then
   echo "unshare -m is not available (run as root): cannot give the agents their own /etc/hosts" >&2
   exit 1
 fi
-start_controller ctl || exit 1
+start_controller ctl CONTROLLER_NAMES="ctl.ztr.test, ctl-2.ztr.test,127.0.0.5" || exit 1
 CTL_PORT=${CTL_ADDR##*:}
+grep -F 'msg="controller started"' "$CTL_LOG" | grep -qF 'control_names=127.0.0.1,127.0.0.5,ctl.ztr.test,ctl-2.ztr.test'
+check "the controller logs the names its certificate carries" $?
+SANS=$(openssl s_client -connect "$CTL_ADDR" -alpn ztr-ctl/1 </dev/null 2>/dev/null |
+  openssl x509 -noout -ext subjectAltName 2>/dev/null | tr -d ' \n')
+for want in "URI:spiffe://example.org/controller" "DNS:ctl.ztr.test" "DNS:ctl-2.ztr.test" \
+  "IPAddress:127.0.0.1" "IPAddress:127.0.0.5"; do
+  grep -qF "$want" <<<"$SANS"; check "the controller's certificate carries $want" $?
+done
+run timeout 20 env TRUST_DOMAIN=example.org STATE_DIR="$T/bad" CONTROLLER_LISTEN=127.0.0.1:0 \
+  ADMIN_LISTEN=127.0.0.1:0 HEALTH_LISTEN=off ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" \
+  CONTROLLER_NAMES="ctl.ztr.test,ctl_1.example.org" "$ZTR_TEST_BIN/controller"
+expect_status 2 "CONTROLLER_NAMES with a name that is neither an IP nor a DNS name is refused"
+expect_err_has 'env: CONTROLLER_NAMES: \"ctl_1.example.org\" is neither an IP address nor a DNS name' \
+  "the error names CONTROLLER_NAMES and the entry"
 echo "nameserver 127.0.0.1" >"$T/resolv.conf"
 
 # start_named ROLE NAME HOSTS_FILE [VAR=value ...]: start_agent, but inside
@@ -90,6 +106,24 @@ grep -qF "controller=$DEAD reason=\"connect: connection refused\"" "$AGENT_LOG"
 check "the first was tried" $?
 grep -qF "msg=\"next controller\" controller=ctl.ztr.test:$CTL_PORT index=2 of=2" "$AGENT_LOG"
 check "the log says which controller is next" $?
+stop_agent
+
+# ---- a name with several addresses ------------------------------------------------------
+# A controller on 127.0.0.3, and ctl.ztr.test with 127.0.0.2 (nothing
+# listens) before 127.0.0.3 (glibc keeps that order: both are as near to
+# the source address): the agent dials the first, then the name's next.
+start_controller ctl3 CONTROLLER_LISTEN=127.0.0.3:0 || exit 1
+CTL3_PORT=$(log_value "$CTL_LOG" control_port)
+printf '127.0.0.1 localhost\n127.0.0.2 ctl.ztr.test\n127.0.0.3 ctl.ztr.test\n' >"$T/hosts.two"
+start_named tunneler twoaddr "$T/hosts.two" CONTROLLER_ADDR="ctl.ztr.test:$CTL3_PORT" \
+  ENROLLMENT_TOKEN="$(ctl token create --role tunneler --name twoaddr)" \
+  RECONNECT_MIN_DELAY=100ms RECONNECT_MAX_DELAY=200ms
+check "an agent whose controller name has two addresses starts" $?
+wait_for_state ONLINE 20; check "it goes ONLINE through the second address" $?
+grep -qF "msg=\"controller resolved\" controller=ctl.ztr.test:$CTL3_PORT address=127.0.0.2:$CTL3_PORT addresses=2" "$AGENT_LOG"
+check "the lookup found both addresses, the dead one first" $?
+grep -qF "msg=\"next controller address\" controller=ctl.ztr.test:$CTL3_PORT address=127.0.0.3:$CTL3_PORT index=2 of=2" "$AGENT_LOG"
+check "after the refusal it dials the name's next address" $?
 stop_agent
 
 # ---- malformed lists are refused at start -------------------------------------------

@@ -49,6 +49,10 @@ wait_through "127.0.0.1:$FWD" 100; check "a stream goes through (token from 1 an
 grep -q "controller=$C3_CTL" "$DC1_LOG"; check "dc1's control stream is on controller 3" $?
 run on_c 2 node list
 expect_out_has "name=dc1 role=connector status=ONLINE" "controller 2 shows dc1 ONLINE (held by 3)"
+run on_c 2 controllers
+[ "$(grep -c 'alive=true' <<<"$RUN_OUT")" = 3 ]; check "controller 2 lists three controllers alive" $?
+expect_out_has "address=$C3_CTL alive=true self=false nodes_online=1" "controller 3 holds one node (dc1)"
+expect_out_has "address=$C2_CTL alive=true self=true" "controller 2 marks itself"
 
 # deny through 1: the stream held by dc1 (whose controller is 3) ends.
 tcp_peer hold "127.0.0.1:$FWD" 1 30 >"$E2E_TMP/hold.out" 2>&1 &
@@ -83,6 +87,12 @@ for _ in $(seq 1 40); do
   sleep 0.1
 done
 check "controller 1 shows dc1 ONLINE" $ok
+ok=1
+for _ in $(seq 1 50); do
+  on_c 1 controllers | grep -qF "address=$C3_CTL alive=false" && { ok=0; break; }
+  sleep 0.1
+done
+check "controller 1 lists controller 3 as not alive after its heartbeat timeout" $ok
 wait "$HOLD2"; hs=$?
 [ "$hs" -eq 0 ]; check "20 streams held through the kill: none lost (exit $hs)" $?
 run tcp_peer check "127.0.0.1:$FWD" 4 256K --timeout 10

@@ -203,7 +203,7 @@ test_pki_issue(const struct test_pki *pki, int role, const char *name, const cha
     if (ip != NULL)
         assert_int_equal(pki_ip_parse(ip, &parsed), 0);
     struct pki_leaf_request request = {&id, public_der, public_len, &parsed, ip ? 1 : 0,
-                                       pki->now - 60, pki->now + 3600};
+                                       pki->now - 60, pki->now + 3600, NULL, 0};
     assert_int_equal(pki_ca_issue(pki->ca, &request, &out->chain, &out->chain_len, NULL), 0);
     assert_int_equal(pki_key_to_pem(key, &out->key, &out->key_len, NULL), 0);
     free(public_der);

@@ -43,7 +43,7 @@ make_identity_until(enum pki_role role, const char *name, int64_t not_after,
     assert_int_equal(pki_key_public_der(key, &public_der, &public_len, NULL), 0);
     assert_int_equal(pki_spiffe_id_build(TD, role, name, &id, NULL), 0);
     struct pki_leaf_request request = {&id, public_der, public_len, NULL, 0, now - 60,
-                                       not_after};
+                                       not_after, NULL, 0};
     assert_int_equal(pki_ca_issue(g.ca, &request, &out->chain, &out->chain_len, NULL), 0);
     assert_int_equal(pki_key_to_pem(key, &out->key, &out->key_len, NULL), 0);
     free(public_der);

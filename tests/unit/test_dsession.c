@@ -470,7 +470,7 @@ issue_tunneler(int64_t ttl_s, struct test_identity *out, struct pki_key **key_ou
     assert_int_equal(pki_key_public_der(key, &public_der, &public_len, NULL), 0);
     assert_int_equal(pki_spiffe_id_build(TD, PKI_ROLE_TUNNELER, "laptop", &id, NULL), 0);
     struct pki_leaf_request request = {&id, public_der, public_len, NULL, 0, now - 60,
-                                       now + ttl_s};
+                                       now + ttl_s, NULL, 0};
     assert_int_equal(pki_ca_issue(pki.ca, &request, &out->chain, &out->chain_len, NULL), 0);
     assert_int_equal(pki_key_to_pem(key, &out->key, &out->key_len, NULL), 0);
     free(public_der);

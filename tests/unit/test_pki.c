@@ -115,7 +115,7 @@ issue_leaf(struct pki_ca *ca, enum pki_role role, const char *name, const char *
     for (size_t i = 0; i < ip_count; i++)
         assert_int_equal(pki_ip_parse(ips[i], &parsed[i]), 0);
     struct pki_leaf_request request = {&id,    public_der, public_len, parsed,
-                                       ip_count, not_before, not_after};
+                                       ip_count, not_before, not_after, NULL, 0};
     char *pem;
     size_t pem_len;
     if (pki_ca_issue(ca, &request, &pem, &pem_len, &err) != 0)
@@ -391,7 +391,7 @@ test_issue_refuses_other_trust_domain_and_outside_ca_life(void **state)
     struct pki_spiffe_id other;
     assert_int_equal(pki_spiffe_id_build("example.com", PKI_ROLE_TUNNELER, "t", &other, NULL), 0);
     struct pki_leaf_request request = {&other, public_der, public_len, NULL, 0, fx.now,
-                                       fx.now + 60};
+                                       fx.now + 60, NULL, 0};
     assert_int_equal(pki_ca_issue(fx.ca, &request, &pem, &len, &err), -1);
     assert_contains(err.msg, "SPIFFE trust domain mismatch");
     struct pki_spiffe_id id;
@@ -530,6 +530,56 @@ test_bundle_rules(void **state)
 }
 
 /* ---- verification ---------------------------------------------------------- */
+
+/* A controller's SVID names the host names and IPs agents dial it by;
+ * the URI SAN stays its only identity. */
+static void
+test_controller_svid_carries_dns_names(void **state)
+{
+    (void)state;
+    struct ztr_err err = {0};
+    struct pki_key *key;
+    assert_int_equal(pki_key_generate(&key, &err), 0);
+    uint8_t *public_der;
+    size_t public_len;
+    assert_int_equal(pki_key_public_der(key, &public_der, &public_len, &err), 0);
+    struct pki_spiffe_id id;
+    assert_int_equal(pki_spiffe_id_build(TD, PKI_ROLE_CONTROLLER, NULL, &id, &err), 0);
+    struct pki_ip ip;
+    assert_int_equal(pki_ip_parse("127.0.0.1", &ip), 0);
+    const char *names[] = {"ctl.example.org", "ctl-2.example.org"};
+    struct pki_leaf_request request = {.id = &id, .public_der = public_der,
+                                       .public_len = public_len, .ips = &ip, .ip_count = 1,
+                                       .not_before = fx.now - 60, .not_after = fx.now + 3600,
+                                       .dns_names = names, .dns_count = 2};
+    char *pem;
+    size_t pem_len;
+    if (pki_ca_issue(fx.ca, &request, &pem, &pem_len, &err) != 0)
+        fail_msg("issue: %s", err.msg);
+    struct pki_chain *chain;
+    assert_int_equal(pki_chain_from_pem(pem, pem_len, &chain, &err), 0);
+    struct pki_cert_info info = leaf_info(chain);
+    assert_int_equal(info.dns_count, 2);
+    assert_int_equal(info.uri_count, 1);
+    struct pki_expect expect = {.trust_domain = TD, .role = PKI_ROLE_CONTROLLER, .now = fx.now};
+    struct pki_spiffe_id peer;
+    if (pki_verify(fx.bundle, chain, &expect, &peer, &err) != 0)
+        fail_msg("verify: %s", err.msg);
+    assert_string_equal(peer.uri, "spiffe://" TD "/controller");
+    /* Bounded like a server certificate's. */
+    const char *many[PKI_MAX_DNS_SANS + 1];
+    for (size_t i = 0; i <= PKI_MAX_DNS_SANS; i++)
+        many[i] = "ctl.example.org";
+    request.dns_names = many;
+    request.dns_count = PKI_MAX_DNS_SANS + 1;
+    char *refused = NULL;
+    assert_int_equal(pki_ca_issue(fx.ca, &request, &refused, &pem_len, &err), -1);
+    assert_int_equal(err.code, ZTR_E_LIMIT);
+    pki_chain_free(chain);
+    free(pem);
+    free(public_der);
+    pki_key_free(key);
+}
 
 static void
 test_verify_accepts_module_leaf_and_reports_peer(void **state)
@@ -912,6 +962,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_pem_roundtrip_keeps_public_key),
+        cmocka_unit_test(test_controller_svid_carries_dns_names),
         cmocka_unit_test(test_key_from_openssl_pkcs8_and_bad_keys),
         cmocka_unit_test(test_csr_roundtrip_proves_key_possession),
         cmocka_unit_test(test_csr_tampered_signature_is_rejected),

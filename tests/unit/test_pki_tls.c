@@ -79,7 +79,7 @@ make_identity(struct pki_ca *ca, const char *td, enum pki_role role, const char 
     if (ip != NULL)
         assert_int_equal(pki_ip_parse(ip, &parsed), 0);
     struct pki_leaf_request request = {&id,       public_der, public_len, &parsed,
-                                       ip ? 1 : 0, not_before, not_after};
+                                       ip ? 1 : 0, not_before, not_after, NULL, 0};
     if (pki_ca_issue(ca, &request, &out->chain_pem, &out->chain_len, &err) != 0)
         fail_msg("issue: %s", err.msg);
     assert_int_equal(pki_key_to_pem(key, &out->key_pem, &out->key_len, NULL), 0);

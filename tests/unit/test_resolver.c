@@ -17,16 +17,15 @@ struct answer {
 };
 
 static void
-on_answer(void *user, const struct sockaddr_storage *sa, socklen_t len,
-          const struct ztr_err *err)
+on_answer(void *user, const struct net_addrs *addrs, const struct ztr_err *err)
 {
-    (void)len;
     struct answer *a = user;
     a->calls++;
-    a->found = sa != NULL;
-    if (sa != NULL)
-        a->sa = *sa;
-    else
+    a->found = addrs != NULL;
+    if (addrs != NULL) {
+        assert_true(addrs->count >= 1 && addrs->count <= NET_RESOLVE_MAX);
+        a->sa = addrs->sa[0];
+    } else
         snprintf(a->error, sizeof(a->error), "%s", err->msg);
 }
 

@@ -42,7 +42,7 @@ make_identity(enum pki_role role, const char *name, const char *ip, struct ident
     if (ip != NULL)
         assert_int_equal(pki_ip_parse(ip, &parsed), 0);
     struct pki_leaf_request request = {&id, public_der, public_len, &parsed, ip ? 1 : 0,
-                                       w.now - 60, w.now + 3600};
+                                       w.now - 60, w.now + 3600, NULL, 0};
     assert_int_equal(pki_ca_issue(w.ca, &request, &out->chain, &out->chain_len, NULL), 0);
     assert_int_equal(pki_key_to_pem(key, &out->key, &out->key_len, NULL), 0);
     free(public_der);
@@ -515,7 +515,7 @@ issue_with(struct pki_ca *ca, const char *td, struct identity *out)
     assert_int_equal(pki_key_public_der(key, &public_der, &public_len, NULL), 0);
     assert_int_equal(pki_spiffe_id_build(td, PKI_ROLE_CONTROLLER, NULL, &id, NULL), 0);
     struct pki_leaf_request request = {&id, public_der, public_len, NULL, 0, w.now - 60,
-                                       w.now + 3600};
+                                       w.now + 3600, NULL, 0};
     assert_int_equal(pki_ca_issue(ca, &request, &out->chain, &out->chain_len, NULL), 0);
     assert_int_equal(pki_key_to_pem(key, &out->key, &out->key_len, NULL), 0);
     free(public_der);

@@ -8,6 +8,7 @@ const PAGES = [
   { href: "/federation", name: "Federation" },
   { href: "/events", name: "Events" },
   { href: "/ca", name: "CA" },
+  { href: "/controllers", name: "Controllers" },
 ];
 
 // The console's pages; the current one says so (aria-current), in words

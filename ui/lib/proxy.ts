@@ -65,6 +65,7 @@ const ROUTES: { pattern: RegExp; methods: Method[] }[] = [
   { pattern: /^allowlist$/, methods: ["GET", "POST", "DELETE"] },
   { pattern: /^events$/, methods: ["GET"] },
   { pattern: /^fleet$/, methods: ["GET"] },
+  { pattern: /^controllers$/, methods: ["GET"] },
   { pattern: /^ca$/, methods: ["GET"] },
   { pattern: /^ca\/rotate$/, methods: ["POST"] },
   { pattern: /^federation\/peers$/, methods: ["GET", "POST"] },

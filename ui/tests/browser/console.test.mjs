@@ -301,6 +301,17 @@ test("CA: bundle and fingerprints; rotate only after typing the word; a second C
   await shot("ca");
 });
 
+test("Controllers: the one serving this console, answering, with the nodes it holds", async () => {
+  await page.goto(URL_ + "/controllers");
+  await page.getByRole("heading", { name: "Controllers" }).waitFor();
+  const row = page.locator('tr[data-controller][data-alive="true"]').first();
+  await row.waitFor();
+  assert.match(await row.textContent(), /\(this one\)/);
+  assert.match(await row.getAttribute("data-controller"), /^127\.0\.0\.1:\d+$/);
+  assert.match(await page.getByTestId("controllers-summary").textContent(), /^1 of 1 controller answering/);
+  await shot("controllers");
+});
+
 test("an admin path with no route: 404 Not Found, said clearly", async () => {
   const r = await page.request.get(URL_ + "/api/admin/nope");
   assert.equal(r.status(), 404);
@@ -502,6 +513,7 @@ test("light and dark: every text on every page at least 4.5:1; dark screenshots"
         ["access", "/access", () => p.locator("[data-grant]").first().waitFor()],
         ["tokens", "/tokens", () => p.getByRole("heading", { name: "Enrollment tokens" }).waitFor()],
         ["ca", "/ca", () => p.locator("tr[data-ca]").first().waitFor()],
+        ["controllers", "/controllers", () => p.locator("tr[data-controller]").first().waitFor()],
       ];
       for (const [name, path, ready] of pages) {
         await p.goto(URL_ + path);

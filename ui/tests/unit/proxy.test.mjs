@@ -49,6 +49,7 @@ test("routes: the admin API's paths and methods, nothing else", () => {
   assert.equal(matchRoute("DELETE", ["resources", "web", "connectors"]).kind, "ok");
   assert.equal(matchRoute("POST", ["ca", "rotate"]).kind, "ok");
   assert.equal(matchRoute("GET", ["fleet"]).kind, "ok");
+  assert.equal(matchRoute("GET", ["controllers"]).kind, "ok");
   assert.equal(matchRoute("GET", ["federation", "peers"]).kind, "ok");
   assert.equal(matchRoute("POST", ["federation", "peers"]).kind, "ok");
   assert.equal(matchRoute("GET", ["federation", "peers", "b"]).kind, "ok");
@@ -69,6 +70,7 @@ test("routes: the admin API's paths and methods, nothing else", () => {
   assert.equal(matchRoute("DELETE", ["federation", "grants", "x", "y"]).kind, "no-route");
   assert.equal(matchRoute("DELETE", ["federation", "grants", "a/b"]).kind, "no-route");
   assert.deepEqual(matchRoute("POST", ["fleet"]), { kind: "method", allowed: ["GET"] });
+  assert.deepEqual(matchRoute("DELETE", ["controllers"]), { kind: "method", allowed: ["GET"] });
   assert.equal(matchRoute("GET", ["nope"]).kind, "no-route");
   assert.equal(matchRoute("GET", ["nodes", ".."]).kind, "no-route");
   assert.equal(matchRoute("GET", ["nodes", "a/b"]).kind, "no-route");

@@ -61,11 +61,28 @@
  * challenge and may now send one `reauth`. */
 enum session_state { S_HANDSHAKE, S_ENROLL_ONLY, S_REAUTH, S_AWAIT_HELLO, S_ACTIVE, S_CLOSING };
 
+/* What a session keeps of its node's row. The row itself is 5 KiB of
+ * fixed-size text, most of which a session never reads; ten thousand
+ * sessions hold this instead (the long texts allocated at their size). */
+struct session_node {
+    char id[STORE_ID_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+    char role[16];
+    char cert_serial[STORE_SERIAL_MAX + 1];
+    bool revoked;
+    int status;
+    int64_t last_seen;
+    int64_t prev_cert_until;
+    char *spiffe_id;
+    char *addresses;                  /* JSON, as stored */
+    char *allowed_addresses;          /* JSON, as stored */
+};
+
 struct session {
     struct ctl_server *server;
     struct ctl_stream *stream;
     enum session_state state;
-    struct store_node node;
+    struct session_node node;
     enum pki_role role;
     int64_t bundle_version_sent;
     int64_t allowlist_version_sent;
@@ -90,6 +107,59 @@ struct session {
     struct session *node_next;        /* same bucket of the node index */
     bool indexed;
 };
+
+static void
+session_node_release(struct session_node *node)
+{
+    free(node->spiffe_id);
+    free(node->addresses);
+    free(node->allowed_addresses);
+    node->spiffe_id = node->addresses = node->allowed_addresses = NULL;
+}
+
+/* The session's node from the store, by the SPIFFE ID it proved. */
+static int
+session_node_load(struct store *store, struct session_node *node, const char *spiffe_id,
+                  struct ztr_err *err)
+{
+    struct store_node *row = malloc(sizeof(*row));
+    if (row == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    int rc = store_node_get_by_spiffe_id(store, spiffe_id, row, err);
+    session_node_release(node);
+    if (rc == 0) {
+        snprintf(node->id, sizeof(node->id), "%s", row->id);
+        snprintf(node->name, sizeof(node->name), "%s", row->name);
+        snprintf(node->role, sizeof(node->role), "%s", row->role);
+        snprintf(node->cert_serial, sizeof(node->cert_serial), "%s", row->cert_serial);
+        node->revoked = row->revoked;
+        node->status = row->status;
+        node->last_seen = row->last_seen;
+        node->prev_cert_until = row->prev_cert_until;
+        node->spiffe_id = strdup(row->spiffe_id);
+        node->addresses = strdup(row->addresses);
+        node->allowed_addresses = strdup(row->allowed_addresses);
+        if (node->spiffe_id == NULL || node->addresses == NULL ||
+            node->allowed_addresses == NULL) {
+            session_node_release(node);
+            rc = ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+        }
+    }
+    free(row);
+    return rc;
+}
+
+/* The store row fleet.c takes, rebuilt from what the session keeps. */
+static void
+session_row(const struct session *s, struct store_node *row)
+{
+    memset(row, 0, sizeof(*row));
+    snprintf(row->id, sizeof(row->id), "%s", s->node.id);
+    snprintf(row->name, sizeof(row->name), "%s", s->node.name);
+    snprintf(row->role, sizeof(row->role), "%s", s->node.role);
+    row->status = s->node.status;
+    row->last_seen = s->node.last_seen;
+}
 
 struct ctl_server {
     struct controller *c;
@@ -605,9 +675,9 @@ address_ip(const json_t *item, struct pki_ip *ip)
 }
 
 static bool
-address_allowed(const struct store_node *node, const struct pki_ip *ip)
+address_allowed(const char *allowed_addresses, const struct pki_ip *ip)
 {
-    json_t *allowed = json_loads(node->allowed_addresses, 0, NULL);
+    json_t *allowed = json_loads(allowed_addresses, 0, NULL);
     bool found = false;
     size_t i;
     json_t *item;
@@ -627,16 +697,16 @@ address_allowed(const struct store_node *node, const struct pki_ip *ip)
  * allowed (its token's addresses, or those set on the node). A hello
  * alone cannot add an address to a certificate. */
 static size_t
-node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
+node_ips(const char *addresses, const char *allowed_addresses, struct pki_ip *ips, size_t max)
 {
-    json_t *advert = json_loads(node->addresses, 0, NULL);
+    json_t *advert = json_loads(addresses, 0, NULL);
     /* Enrollment stored a list; hello stores an object with "addresses". */
     json_t *list = json_is_array(advert) ? advert : json_object_get(advert, "addresses");
     size_t count = 0, i;
     json_t *item;
     json_array_foreach(list, i, item) {
         if (count < max && address_ip(item, &ips[count]) == 0 &&
-            address_allowed(node, &ips[count]))
+            address_allowed(allowed_addresses, &ips[count]))
             count++;
     }
     json_decref(advert);
@@ -646,7 +716,7 @@ node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
 size_t
 ctl_server_node_ips(const struct store_node *node, struct pki_ip *ips, size_t max)
 {
-    return node_ips(node, ips, max);
+    return node_ips(node->addresses, node->allowed_addresses, ips, max);
 }
 
 /* Says once per changed announcement which announced addresses its
@@ -659,7 +729,7 @@ report_unallowed(struct session *s, const json_t *announced)
     json_t *item;
     json_array_foreach(announced, i, item) {
         struct pki_ip ip;
-        if (address_ip(item, &ip) != 0 || address_allowed(&s->node, &ip))
+        if (address_ip(item, &ip) != 0 || address_allowed(s->node.allowed_addresses, &ip))
             continue;
         char text[64];
         pki_ip_format(&ip, text, sizeof(text));
@@ -785,9 +855,12 @@ handle_hello(struct session *s, const json_t *msg)
             session_fail(s, CTLMSG_E_BAD_REQUEST, "advertisement too large");
             return;
         }
-        bool changed = strcmp(text, s->node.addresses) != 0;
-        if (changed && store_node_set_addresses(c->store, s->node.id, text, &err) == 0)
-            snprintf(s->node.addresses, sizeof(s->node.addresses), "%s", text);
+        bool changed = s->node.addresses == NULL || strcmp(text, s->node.addresses) != 0;
+        if (changed && store_node_set_addresses(c->store, s->node.id, text, &err) == 0) {
+            free(s->node.addresses);
+            s->node.addresses = text; /* the session's now */
+            text = NULL;
+        }
         free(text);
         if (changed) {
             report_unbound(s, json_object_get(msg, "resources"));
@@ -797,7 +870,9 @@ handle_hello(struct session *s, const json_t *msg)
     bool status_changed = false;
     int online_rc = store_node_set_status(c->store, s->node.id, STORE_ONLINE,
                                           "control stream connected", &status_changed, &err);
-    fleet_hello(c->fleet, &s->node);
+    struct store_node row;
+    session_row(s, &row);
+    fleet_hello(c->fleet, &row);
     if (online_rc != 0)
         fleet_offline(c->fleet, s->node.id); /* its next heartbeat tries ONLINE again */
     s->in_fleet = true;
@@ -831,7 +906,9 @@ handle_heartbeat(struct session *s, const json_t *msg)
     /* Kept in memory and written in batches (fleet.h): a heartbeat writes
      * to the store only when the sweep marked a slow node OFFLINE and its
      * heartbeat says it is back. */
-    if (fleet_heartbeat(c->fleet, &s->node, json_object_get(msg, "counters"))) {
+    struct store_node row;
+    session_row(s, &row);
+    if (fleet_heartbeat(c->fleet, &row, json_object_get(msg, "counters"))) {
         bool changed = false;
         if (store_node_set_status(c->store, s->node.id, STORE_ONLINE, "heartbeat", &changed,
                                   &err) == 0)
@@ -907,7 +984,7 @@ handle_renew(struct session *s, const json_t *msg)
     }
     struct pki_spiffe_id id;
     struct pki_ip ips[PKI_MAX_IP_SANS];
-    size_t ip_count = s->role == PKI_ROLE_CONNECTOR ? node_ips(&s->node, ips, PKI_MAX_IP_SANS) : 0;
+    size_t ip_count = s->role == PKI_ROLE_CONNECTOR ? node_ips(s->node.addresses, s->node.allowed_addresses, ips, PKI_MAX_IP_SANS) : 0;
     char *chain = NULL;
     size_t chain_len;
     int rc = pki_spiffe_id_parse(s->node.spiffe_id, &id, &err);
@@ -1128,7 +1205,7 @@ on_ready(void *user)
     }
     ctl_stream_set_max_frame(s->stream, FRAME_MAX_PAYLOAD);
     struct ztr_err err = {0};
-    if (store_node_get_by_spiffe_id(c->store, peer->uri, &s->node, &err) != 0) {
+    if (session_node_load(c->store, &s->node, peer->uri, &err) != 0) {
         c->counters.sessions_rejected++;
         log_warn("control session refused", "spiffe_id=%s peer=%s reason=\"unknown node\"",
                  peer->uri, ctl_stream_peer_addr(s->stream));
@@ -1253,6 +1330,7 @@ on_close(void *user, const char *reason)
     server->session_count--;
     free(s->connectors_sent);
     free(s->reauth_spiffe_id);
+    session_node_release(&s->node);
     free(s);
 }
 

@@ -59,7 +59,8 @@ struct tls_conn {
     enum conn_state state;
     struct pki_tls_check check;
     char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
-    char spiffe_id[PKI_SPIFFE_ID_MAX + 1];
+    char *spiffe_id;          /* the one peer expected (dialers), or NULL: allocated
+                                 only then, as most connections expect a role */
     char dial_ip[64];
     char peer_addr[80];
     /* Plaintext waiting for wolfSSL_write: out[out_off, out_len). */
@@ -426,6 +427,8 @@ conn_finish(struct tls_conn *conn)
     close(conn->fd);
     generation_release(conn->gen);
     pki_chain_free(conn->renewed);
+    pki_tls_check_release(&conn->check);
+    free(conn->spiffe_id);
     free(conn->out);
     free(conn->in);
     free(conn->enc);
@@ -566,8 +569,17 @@ conn_flush(struct tls_conn *conn)
         conn_request_close(conn, ssl_error_text(conn, ret, buf, sizeof(buf)));
         return;
     }
-    if (conn->out_off == conn->out_len)
+    if (conn->out_off == conn->out_len) {
         conn->out_off = conn->out_len = 0;
+        /* A control stream writes a few frames a minute: its queue is not
+         * worth keeping between them (thousands of idle sessions). Bulk
+         * connections (io_buffer) keep theirs. */
+        if (conn->ctx->io_buffer == 0 && conn->retry_len == 0) {
+            free(conn->out);
+            conn->out = NULL;
+            conn->out_cap = 0;
+        }
+    }
     conn_set_events(conn, EV_READ);
 }
 
@@ -789,7 +801,15 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
     conn->check.resolve = ctx->resolve;
     conn->check.resolve_ctx = ctx->resolve_ctx;
     if (expect->spiffe_id != NULL) {
-        snprintf(conn->spiffe_id, sizeof(conn->spiffe_id), "%s", expect->spiffe_id);
+        conn->spiffe_id = strndup(expect->spiffe_id, PKI_SPIFFE_ID_MAX);
+        if (conn->spiffe_id == NULL) {
+            close(fd);
+            generation_release(conn->gen);
+            free(conn->in);
+            free(conn->enc);
+            free(conn);
+            return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+        }
         conn->check.expect.spiffe_id = conn->spiffe_id;
     }
     if (expect->dial_ip != NULL) {
@@ -823,6 +843,7 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
             wolfSSL_free(conn->ssl);
         close(fd);
         generation_release(conn->gen);
+        free(conn->spiffe_id);
         free(conn->in);
         free(conn->enc);
         free(conn);
@@ -903,33 +924,23 @@ tls_conn_peer_public_key(const struct tls_conn *conn, size_t *len)
     return conn->check.peer_public_key;
 }
 
-/* The verified peer's chain as it sent it (wolfSSL keeps it in the session:
- * --enable-sessioncerts, docs/WOLFSSL.md). */
+/* A copy of the verified peer's chain: the one it proved on this
+ * connection last (tls_conn_peer_renewed), else the handshake's (kept by
+ * the verify hook, pki_tls_check). */
 static int
 peer_chain(const struct tls_conn *conn, struct pki_chain **out, struct ztr_err *err)
 {
-    if (conn->check.verified && conn->renewed != NULL) {
-        const uint8_t *ders[PKI_MAX_CHAIN];
-        size_t lens[PKI_MAX_CHAIN];
-        size_t count = pki_chain_length(conn->renewed);
-        for (size_t i = 0; i < count && i < PKI_MAX_CHAIN; i++)
-            ders[i] = pki_chain_der(conn->renewed, i, &lens[i]);
-        return pki_chain_from_der_list(ders, lens, count, out, err);
-    }
-    WOLFSSL_X509_CHAIN *chain = conn->check.verified ? wolfSSL_get_peer_chain(conn->ssl) : NULL;
-    int count = chain != NULL ? wolfSSL_get_chain_count(chain) : 0;
-    if (count <= 0 || count > PKI_MAX_CHAIN)
+    const struct pki_chain *held = conn->renewed != NULL ? conn->renewed : conn->check.chain;
+    if (!conn->check.verified || held == NULL)
         return ztr_err_set(err, PKI_E_BAD_CERT, "x509: the peer's chain is not available");
     const uint8_t *ders[PKI_MAX_CHAIN];
     size_t lens[PKI_MAX_CHAIN];
-    for (int i = 0; i < count; i++) {
-        ders[i] = wolfSSL_get_chain_cert(chain, i);
-        int len = wolfSSL_get_chain_length(chain, i);
-        if (ders[i] == NULL || len <= 0)
-            return ztr_err_set(err, PKI_E_BAD_CERT, "x509: the peer's chain is not available");
-        lens[i] = (size_t)len;
-    }
-    return pki_chain_from_der_list(ders, lens, (size_t)count, out, err);
+    size_t count = pki_chain_length(held);
+    if (count == 0 || count > PKI_MAX_CHAIN)
+        return ztr_err_set(err, PKI_E_BAD_CERT, "x509: the peer's chain is not available");
+    for (size_t i = 0; i < count; i++)
+        ders[i] = pki_chain_der(held, i, &lens[i]);
+    return pki_chain_from_der_list(ders, lens, count, out, err);
 }
 
 int64_t

@@ -510,7 +510,7 @@ pki_signing_cert_id_check(const struct pki_cert_info *info, struct ztr_err *err)
      * SPIFFE IDs are judged, other URIs are the operator's business. */
     struct pki_spiffe_id id;
     if (info->uri_count > 0 && pki_spiffe_id_parse(info->uri, &id, NULL) == 0 &&
-        id.path[0] != '\0')
+        pki_spiffe_id_path(&id)[0] != '\0')
         return ztr_err_set(err, PKI_E_SIGNING_CERT_ID,
                                "x509: CA certificate \"%s\" carries SPIFFE ID %s; a signing "
                                "certificate may name only its trust domain",

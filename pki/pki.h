@@ -74,7 +74,6 @@ enum pki_role {
 struct pki_spiffe_id {
     char uri[PKI_SPIFFE_ID_MAX + 1];
     char trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
-    char path[PKI_SPIFFE_ID_MAX + 1];  /* "" or "/seg/seg" */
     enum pki_role role;                /* from the first path segment */
     char name[PKI_NAME_MAX + 1];       /* second segment when there are exactly two */
 };
@@ -82,6 +81,10 @@ struct pki_spiffe_id {
 /* Parses uri exactly per the SPIFFE ID standard. Errors name the rule. A bad
  * trust domain reads `cannot parse URI "<uri>": invalid domain`. */
 int pki_spiffe_id_parse(const char *uri, struct pki_spiffe_id *out, struct ztr_err *err);
+
+/* The path of a parsed ID ("" or "/seg/seg"), inside id->uri: not a copy,
+ * so that every connection's peer ID stays small. */
+const char *pki_spiffe_id_path(const struct pki_spiffe_id *id);
 
 /* Checks a bare trust domain (TRUST_DOMAIN=...). */
 int pki_trust_domain_check(const char *trust_domain, struct ztr_err *err);
@@ -366,6 +369,10 @@ struct pki_tls_check {
     char resolved_trust_domain[PKI_TRUST_DOMAIN_MAX + 1];
     /* results */
     bool verified;
+    /* The verified peer's chain as it sent it (owned: pki_tls_check_release).
+     * Kept here, at its real size, rather than in wolfSSL's session, whose
+     * copy costs every connection ~18 KiB (docs/WOLFSSL.md). */
+    struct pki_chain *chain;
     struct pki_spiffe_id peer;
     uint8_t peer_public_key[PKI_PUBLIC_KEY_MAX];  /* SubjectPublicKeyInfo DER */
     size_t peer_public_key_len;
@@ -373,6 +380,8 @@ struct pki_tls_check {
 };
 
 int pki_tls_check_install(void *ssl, struct pki_tls_check *check, struct ztr_err *err);
+/* Frees what a check holds (the peer's chain). */
+void pki_tls_check_release(struct pki_tls_check *check);
 
 /* Called once wolfSSL reports the handshake done, before the connection is
  * used: 0 when the peer may be admitted (the hook verified it, or it sent

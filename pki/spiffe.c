@@ -178,7 +178,6 @@ pki_spiffe_id_parse(const char *uri, struct pki_spiffe_id *out, struct ztr_err *
     memset(out, 0, sizeof(*out));
     memcpy(out->uri, uri, len);
     memcpy(out->trust_domain, td, td_len);
-    memcpy(out->path, path, path_len);
     out->role = PKI_ROLE_NONE;
     for (size_t r = PKI_ROLE_CONTROLLER; first != NULL && r <= PKI_ROLE_TUNNELER; r++)
         if (strlen(role_names[r]) == first_len && memcmp(first, role_names[r], first_len) == 0)
@@ -186,6 +185,12 @@ pki_spiffe_id_parse(const char *uri, struct pki_spiffe_id *out, struct ztr_err *
     if (segments == 2 && second_len <= PKI_NAME_MAX)
         memcpy(out->name, second, second_len);
     return 0;
+}
+
+const char *
+pki_spiffe_id_path(const struct pki_spiffe_id *id)
+{
+    return id->uri + strlen("spiffe://") + strlen(id->trust_domain);
 }
 
 int

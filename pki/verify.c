@@ -364,7 +364,12 @@ tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
                         &check->peer, &check->err);
     }
     pki_bundle_free(resolved);
-    pki_chain_free(chain);
+    pki_chain_free(check->chain);
+    check->chain = NULL;
+    if (rc == 0)
+        check->chain = chain;
+    else
+        pki_chain_free(chain);
     const uint8_t *spki;
     size_t spki_len;
     /* Kept so the controller can refuse a renewal that reuses this key. */
@@ -377,6 +382,13 @@ tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
     return rc == 0;
 }
 
+void
+pki_tls_check_release(struct pki_tls_check *check)
+{
+    pki_chain_free(check->chain);
+    check->chain = NULL;
+}
+
 int
 pki_tls_check_install(void *ssl_ptr, struct pki_tls_check *check, struct ztr_err *err)
 {
@@ -385,6 +397,7 @@ pki_tls_check_install(void *ssl_ptr, struct pki_tls_check *check, struct ztr_err
         check->expect.role == PKI_ROLE_NONE)
         return ztr_err_set(err, ZTR_E_INVALID, "TLS check needs a bundle, trust domain, role");
     check->verified = false;
+    pki_tls_check_release(check);
     ztr_err_clear(&check->err);
     memset(&check->peer, 0, sizeof(check->peer));
     int mode = WOLFSSL_VERIFY_PEER;

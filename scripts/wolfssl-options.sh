@@ -10,7 +10,7 @@ WOLFSSL_CONFIGURE=(
   --enable-ecc --enable-sha384 --enable-aesgcm --enable-chacha --enable-poly1305
   --disable-rsa-verify-only
   --enable-certgen --enable-certreq --enable-certext --enable-keygen
-  --enable-alpn --enable-sni --enable-sessioncerts
+  --enable-alpn --enable-sni
   --disable-examples
   --enable-harden
 )

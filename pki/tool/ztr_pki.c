@@ -197,7 +197,7 @@ cmd_parse_id(const struct options *opts)
     struct ztr_err err = {0};
     if (pki_spiffe_id_parse(opts->positional[0], &id, &err) != 0)
         return rejected(&err);
-    printf("trust_domain=%s\npath=%s\n", id.trust_domain, id.path);
+    printf("trust_domain=%s\npath=%s\n", id.trust_domain, pki_spiffe_id_path(&id));
     return 0;
 }
 

@@ -190,6 +190,7 @@ static void
 side_free(struct side *side)
 {
     wolfSSL_free(side->ssl);
+    pki_tls_check_release(&side->check);
     wolfSSL_CTX_free(side->ctx);
 }
 

@@ -15,7 +15,7 @@ expect_valid(const char *uri, const char *td, const char *path)
         fail_msg("%s rejected: %s", uri, err.msg);
     assert_string_equal(id.uri, uri);
     assert_string_equal(id.trust_domain, td);
-    assert_string_equal(id.path, path);
+    assert_string_equal(pki_spiffe_id_path(&id), path);
 }
 
 static void

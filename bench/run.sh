@@ -39,6 +39,10 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo
   CTL_BENCH_STORE=postgres bash "$root/bench/controller.sh"
   echo
+  echo "## Controller cluster: three controllers on one PostgreSQL database"
+  echo
+  CTL_CLUSTER_SESSIONS=50000 bash "$root/bench/controller_cluster.sh"
+  echo
   echo "## Web console at 10 000 nodes"
   echo
   bash "$root/bench/console.sh"

@@ -406,7 +406,7 @@ snapshot_build(struct controller *c, struct push_snapshot *snap)
     snap->allowlist_version = store_allowlist_version(c->store);
     store_allowlist_list(c->store, collect_grant, snap, &err);
     store_binding_list(c->store, collect_binding, snap, &err);
-    store_node_list(c->store, collect_node, snap, &err);
+    store_node_list_pushed(c->store, collect_node, snap, &err);
     federation_snapshot(c, &snap->fed);
     const char *name;
     json_t *resources;

@@ -139,6 +139,9 @@ struct store {
     "  WHERE state <> 'revoked' AND trust_domain <> '';"                                      \
     "CREATE UNIQUE INDEX fed_grants_scope ON fed_grants (peer_id, resource, tunneler);"
 
+#define STORE_SCHEMA_REVOKED_INDEX \
+    "CREATE INDEX nodes_revoked ON nodes (role, name) WHERE revoked = 1;"
+
 /* Both engines' step from SQLite's 9 (PostgreSQL's 1) on. */
 #define STORE_SCHEMA_CONTROLLERS(INT)                                                      \
     "ALTER TABLE nodes ADD COLUMN controller_id TEXT NOT NULL DEFAULT '';"                \
@@ -334,6 +337,8 @@ static const char *const sqlite_migrations[] = {
     /* 11: the CAs of controllers sharing the database, keys sealed with a
      * key the controllers hold in a file (CA_SEAL_KEY_FILE). */
     STORE_SCHEMA_CAS("INTEGER", "BLOB"),
+    /* 12: every push lists revoked tunnelers: found without a scan. */
+    STORE_SCHEMA_REVOKED_INDEX,
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof(sqlite_migrations) / sizeof(sqlite_migrations[0])))
@@ -349,6 +354,7 @@ static const char *const pg_migrations[] = {
     PG_SCHEMA_1,
     STORE_SCHEMA_CONTROLLERS("BIGINT"),
     STORE_SCHEMA_CAS("BIGINT", "BYTEA"),
+    STORE_SCHEMA_REVOKED_INDEX,
 };
 
 #define PG_SCHEMA_VERSION ((int)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
@@ -1237,6 +1243,25 @@ store_node_list(struct store *s, int (*visit)(void *ctx, const struct store_node
     TRY(stmt_open(s, NODE_SELECT "ORDER BY role, name", NO_ARGS, &st, err));
     struct node_visit v = {visit, ctx};
     return for_each_row(s, st, each_node, &v, err);
+}
+
+int
+store_node_list_pushed(struct store *s, int (*visit)(void *ctx, const struct store_node *),
+                       void *ctx, struct ztr_err *err)
+{
+    /* Two indexed lookups (the role's unique index, the revoked partial
+     * index), not a walk over every node: this runs for each push. */
+    static const char *const queries[] = {
+        NODE_SELECT "WHERE role = 'connector' ORDER BY role, name",
+        NODE_SELECT "WHERE role = 'tunneler' AND revoked = 1 ORDER BY role, name",
+    };
+    struct node_visit v = {visit, ctx};
+    for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
+        struct db_rows *st;
+        TRY(stmt_open(s, queries[i], NO_ARGS, &st, err));
+        TRY(for_each_row(s, st, each_node, &v, err));
+    }
+    return 0;
 }
 
 const char *

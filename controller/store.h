@@ -159,6 +159,10 @@ int store_node_get_by_spiffe_id(struct store *store, const char *spiffe_id,
                                 struct store_node *out, struct ztr_err *err);
 int store_node_list(struct store *store, int (*visit)(void *ctx, const struct store_node *),
                     void *ctx, struct ztr_err *err);
+/* What a push names: every connector, and the revoked tunnelers. */
+int store_node_list_pushed(struct store *store,
+                           int (*visit)(void *ctx, const struct store_node *), void *ctx,
+                           struct ztr_err *err);
 /* Sets status and last_seen; records a "status" event (detail "ONLINE" or
  * "OFFLINE" plus reason) only when the status changes. *changed (optional)
  * says whether it did. */

@@ -18,8 +18,8 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 11   /* the number of SQLite migrations in store.c */
-#define PG_CURRENT_SCHEMA 3 /* PostgreSQL's */
+#define CURRENT_SCHEMA 12   /* the number of SQLite migrations in store.c */
+#define PG_CURRENT_SCHEMA 4 /* PostgreSQL's */
 
 struct fx {
     char *dir;
@@ -428,7 +428,7 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     store_close(f->store);
     f->store = NULL;
     /* What a version 1 database looks like: no indexes yet, no keys. */
-    raw_exec(f->path, "DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
+    raw_exec(f->path, "DROP INDEX nodes_revoked; DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
                       "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
                       "DROP TABLE fed_grants; DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
                       "DROP INDEX events_by_node; DROP TABLE peers;"
@@ -457,8 +457,8 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     assert_false(old.replace);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' "
                                       "AND name IN ('nodes_by_status', 'grants_by_resource', "
-                                      "'revocations_by_node')"),
-                     3);
+                                      "'revocations_by_node', 'nodes_revoked')"),
+                     4);
 }
 
 static void
@@ -1254,7 +1254,7 @@ test_migration_to_6_backfills_last_renewal(void **state)
     struct store_node fresh = enrolled(f, "connector", "c2");
     store_close(f->store);
     f->store = NULL;
-    raw_exec(f->path, "DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
+    raw_exec(f->path, "DROP INDEX nodes_revoked; DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
                       "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
                       "DROP TABLE fed_grants; DROP TABLE peers; DROP INDEX events_by_source;"
                       "ALTER TABLE events DROP COLUMN source;"

@@ -4,7 +4,9 @@
 #include <ev.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "base/build_info.h"
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/sd_notify.h"
@@ -155,9 +157,26 @@ unwatch(struct daemon *d)
     ev_signal_stop(d->loop, &d->sighup);
 }
 
+/* --version anywhere among the flags answers alone, before any
+ * configuration is read: it must work on a host with none. */
+static bool
+version_requested(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--version") == 0)
+            return true;
+    return false;
+}
+
 int
 daemon_run(const struct daemon_spec *spec, int argc, char **argv)
 {
+    if (version_requested(argc, argv)) {
+        char line[256];
+        build_info_line(spec->program != NULL ? spec->program : "ztr", line, sizeof(line));
+        printf("%s\n", line);
+        return DAEMON_EXIT_OK;
+    }
     struct daemon d = {.spec = spec, .clock = clock_system()};
     struct ztr_err err = {0};
     d.loop = ev_default_loop(EVFLAG_AUTO);

@@ -274,6 +274,7 @@ daemon_main(int argc, char **argv)
 {
     struct controller c = {0};
     struct daemon_spec spec = {
+        .program = "controller",
         .usage = "usage: controller [serve] [--config FILE] [flags]\n"
                  "       controller <token|node|fleet|resource|allow|deny|allowlist|ca|events|federation> ...",
         .msg_failed = "controller failed to start",

@@ -116,6 +116,16 @@ configure(struct daemon *d, int argc, char **argv, struct ztr_err *err)
     const struct daemon_spec *spec = d->spec;
     struct config *config = NULL;
     TRY(config_load(spec->schema, spec->schema_len, environ, argc, argv, &config, err));
+    /* First, so that even a configuration error below is written in it. */
+    const char *format_name = config_get(config, "LOG_FORMAT");
+    enum log_format format;
+    if (format_name != NULL && log_format_from_name(format_name, &format) != 0) {
+        int rc = config_fail(config, "LOG_FORMAT", err, "use logfmt or json");
+        config_free(config);
+        return rc;
+    }
+    if (format_name != NULL)
+        log_set_format(format);
     if (config_help_requested(config)) {
         printf("%s\n\nflags (each also an environment variable and a YAML key):\n", spec->usage);
         config_print_help(spec->schema, spec->schema_len, print_line, stdout);
@@ -179,6 +189,7 @@ daemon_run(const struct daemon_spec *spec, int argc, char **argv)
     }
     struct daemon d = {.spec = spec, .clock = clock_system()};
     struct ztr_err err = {0};
+    log_set_journal_priority(log_stderr_is_journal());
     d.loop = ev_default_loop(EVFLAG_AUTO);
     int rc = configure(&d, argc, argv, &err);
     if (rc == 1)

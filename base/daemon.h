@@ -3,6 +3,7 @@
  * runs in, so the three cannot drift apart again:
  *
  *   configuration  config_load + --help (the same text for every daemon),
+ *                  LOG_FORMAT (logfmt or json) applied before anything is logged,
  *                  --version (base/build_info.h),
  *                  config_fill into the daemon's typed settings
  *   signals        SIGTERM / SIGINT stop cleanly (exit 0 unless the daemon

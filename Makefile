@@ -230,7 +230,8 @@ soak: deps all
 # the built console (make ui) into $(PREFIX)/lib/ztr/ui, the units into
 # /etc/systemd/system and the examples into /etc/ztr/*.example (both with the
 # /usr/local prefix replaced by $(PREFIX); an existing /etc/ztr/*.conf is
-# never touched), the docs into $(PREFIX)/share/doc/ztr.
+# never touched), the docs into $(PREFIX)/share/doc/ztr, the controller CLI's
+# bash completion into $(PREFIX)/share/bash-completion/completions.
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 BINDIR     := $(PREFIX)/bin
@@ -273,6 +274,9 @@ endif
 	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} || exit 1; \
 	done
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 0644 scripts/completion/controller.bash \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/controller
 	@echo "installed; next: docs/OPERATIONS.md, \"Install with systemd\" (systemctl daemon-reload)"
 
 # The units under a real systemd: a throw-away systemd-nspawn boot of this

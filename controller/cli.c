@@ -313,13 +313,17 @@ transport_exit(const struct ztr_err *err)
 
 /* --json: the API's reply as it came, keys sorted so the text is stable,
  * one line for jq or a log. */
-static void
+static int
 print_json_reply(const json_t *reply)
 {
     char *text = json_dumps(reply, JSON_COMPACT | JSON_SORT_KEYS);
-    if (text != NULL)
-        printf("%s\n", text);
+    if (text == NULL) {
+        fputs("error: out of memory\n", stderr);
+        return EXIT_FAILED;
+    }
+    printf("%s\n", text);
     free(text);
+    return EXIT_OK;
 }
 
 /*
@@ -392,7 +396,7 @@ get_list(const struct cli *cli, const struct args *args, const char *url, const 
     json_t *reply;
     int rc = call_api(cli, "GET", url, NULL, &reply);
     if (rc == EXIT_OK && arg_flag(args, "json"))
-        print_json_reply(reply);
+        rc = print_json_reply(reply);
     else if (rc == EXIT_OK)
         print_list(reply, key, fields);
     json_decref(reply);
@@ -459,7 +463,7 @@ token_command(const struct cli *cli, const char *path, json_t *body, enum token_
             fprintf(stderr, "error: the admin API answered without a token\n");
             rc = EXIT_FAILED;
         } else if (output == TOKEN_JSON) {
-            print_json_reply(reply);
+            rc = print_json_reply(reply);
         } else {
             printf("%s%s\n", output == TOKEN_ENV ? "ENROLLMENT_TOKEN=" : "", token);
         }
@@ -667,9 +671,9 @@ cmd_fleet(const struct cli *cli, const struct args *args)
     if (rc != EXIT_OK)
         return rc;
     if (arg_flag(args, "json")) {
-        print_json_reply(reply);
+        rc = print_json_reply(reply);
         json_decref(reply);
-        return EXIT_OK;
+        return rc;
     }
     const json_t *counts = json_object_get(reply, "counts");
     printf("fleet ONLINE=%lld OFFLINE=%lld EXPIRED=%lld REVOKED=%lld renewal_missed=%lld "
@@ -867,7 +871,7 @@ cmd_allowlist(const struct cli *cli, const struct args *args)
         return EXIT_FAILED;
     int rc = call_api(cli, "GET", url, NULL, &reply);
     if (rc == EXIT_OK && arg_flag(args, "json")) {
-        print_json_reply(reply);
+        rc = print_json_reply(reply);
     } else if (rc == EXIT_OK) {
         printf("version=%lld\n", reply_int(reply, "version"));
         print_list(reply, "grants", grant_fields);
@@ -892,7 +896,7 @@ cmd_ca_show(const struct cli *cli, const struct args *args)
         return EXIT_FAILED;
     int rc = call_api(cli, "GET", url, NULL, &reply);
     if (rc == EXIT_OK && arg_flag(args, "json")) {
-        print_json_reply(reply);
+        rc = print_json_reply(reply);
     } else if (rc == EXIT_OK && arg_flag(args, "pem")) {
         /* The bundle alone, for CONTROLLER_CA files: ca show --pem > ca.pem */
         fputs(reply_string(reply, "bundle"), stdout);
@@ -1280,13 +1284,16 @@ static const struct command commands[] = {
 static void
 print_usage(FILE *out)
 {
-    fputs("usage: controller [serve] [--config FILE] [flags]   run the controller\n", out);
+    fputs("usage: controller [serve] [--config FILE] [flags]   run the controller\n"
+          "       controller --version\n", out);
     for (size_t i = 0; i < COMMAND_COUNT; i++)
         fprintf(out, "       controller %s\n", commands[i].usage);
     fputs("environment: ADMIN_URL (default " CLI_DEFAULT_URL "), ADMIN_AUTH_TOKEN (required),\n"
           "             ADMIN_CA (https: the admin API's CA, PEM; default STATE_DIR/"
           ADMIN_TLS_CA_FILE " if readable, else the system's trust store)\n"
-          "every command takes --ca FILE (as ADMIN_CA)\n",
+          "every command takes --ca FILE (as ADMIN_CA)\n"
+          "exit status: 0 done, 1 the controller refused the request, 2 usage, 3 no answer\n"
+          "             from the admin API, 4 ADMIN_AUTH_TOKEN refused\n",
           out);
 }
 

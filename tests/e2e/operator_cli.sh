@@ -15,14 +15,17 @@ jget() {
 }
 
 # ---- --version ---------------------------------------------------------------------
-want_version="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 0.0.0-unknown)"
+# The commit the binaries were built from; whether the tree was clean then
+# is theirs to say (an edit since the build does not change them).
+want_version="$(git -C "$ROOT" describe --always 2>/dev/null || echo 0.0.0-unknown)"
 for bin in controller connector tunneler ztr-pki; do
   # A broken configuration must not stand in the way of --version.
   run env HEARTBEAT_INTERVAL=nonsense TRUST_DOMAIN= "$ZTR_TEST_BIN/$bin" --version
   expect_status 0 "$bin --version"
   [[ "$RUN_OUT" =~ ^$bin\ version=[^\ ]+\ wolfssl=[0-9.]+\ wolfssl_asm=[a-z0-9,-]+\ build=(release|asan)$ ]]
   check "$bin --version is one line: program, version, wolfssl, wolfssl_asm, build" $?
-  expect_out_has "version=$want_version " "$bin reports git describe of the tree it was built from"
+  [[ "$RUN_OUT" == *" version=$want_version "* || "$RUN_OUT" == *" version=$want_version-dirty "* ]]
+  check "$bin reports git describe of the commit it was built from ($want_version)" $?
 done
 version_line="$RUN_OUT"
 version="$(sed -n 's/.* version=\([^ ]*\) .*/\1/p' <<<"$version_line")"

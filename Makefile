@@ -46,7 +46,7 @@ CFLAGS  ?= -O2 -g
 COMMA := ,
 SANFLAGS := $(if $(SAN),-fsanitize=address$(COMMA)undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -D_DEFAULT_SOURCE -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
-             -I$(ROOT) $(WOLFSSL_CFLAGS) $(PKG_CFLAGS) -MMD -MP
+             -I$(ROOT) -I$(BUILD)/gen $(WOLFSSL_CFLAGS) $(PKG_CFLAGS) -MMD -MP
 LDFLAGS ?=
 ALL_LDFLAGS = $(SANFLAGS) -Wl,--as-needed $(LDFLAGS)
 
@@ -94,6 +94,19 @@ deps:
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The version --version, /health and ztr_build_info report (base/build_info.c):
+# checked on every make, the header rewritten only when its text changes, so
+# a new commit recompiles one file and relinks.
+VERSION_H := $(BUILD)/gen/ztr_build_version.h
+.PHONY: FORCE
+$(VERSION_H): FORCE
+	@mkdir -p $(dir $@)
+	@v="$$(git describe --always --dirty 2>/dev/null || echo 0.0.0-unknown)"; \
+	printf '#define ZTR_VERSION "%s"\n#define ZTR_BUILD_TYPE "%s"\n' \
+	  "$$v" "$(if $(SAN),asan,release)" >$@.tmp; \
+	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+$(OBJ)/base/build_info.o: $(VERSION_H)
 
 $(BIN)/ztr-pki: $(OBJ)/pki/tool/ztr_pki.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
@@ -217,7 +230,8 @@ soak: deps all
 # the built console (make ui) into $(PREFIX)/lib/ztr/ui, the units into
 # /etc/systemd/system and the examples into /etc/ztr/*.example (both with the
 # /usr/local prefix replaced by $(PREFIX); an existing /etc/ztr/*.conf is
-# never touched), the docs into $(PREFIX)/share/doc/ztr.
+# never touched), the docs into $(PREFIX)/share/doc/ztr, the controller CLI's
+# bash completion into $(PREFIX)/share/bash-completion/completions.
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 BINDIR     := $(PREFIX)/bin
@@ -260,6 +274,9 @@ endif
 	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} || exit 1; \
 	done
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 0644 scripts/completion/controller.bash \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/controller
 	@echo "installed; next: docs/OPERATIONS.md, \"Install with systemd\" (systemctl daemon-reload)"
 
 # The units under a real systemd: a throw-away systemd-nspawn boot of this

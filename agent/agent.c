@@ -388,7 +388,7 @@ agent_main(const struct agent_spec *spec, int argc, char **argv)
     snprintf(usage, sizeof(usage), "usage: %s [--config FILE] [flags]", pki_role_name(spec->role));
     struct agent_process process = {.spec = spec};
     struct daemon_spec daemon = {
-        .usage = usage, .msg_failed = "agent failed to start", .msg_stopping = "stopping",
+        .program = pki_role_name(spec->role), .usage = usage, .msg_failed = "agent failed to start", .msg_stopping = "stopping",
         .schema = spec->schema, .schema_len = spec->schema_len, .settings = spec->settings,
         .configure = process_configure, .start = process_start, .on_hup = process_hup,
         .stop = process_stop, .ctx = &process};

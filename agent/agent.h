@@ -104,6 +104,7 @@ struct agent_settings {
     uint64_t reconnect_attempts;
     bool reauth_on_expiry;                       /* proof of possession after an expiry */
     char log_level[16];                          /* "" = leave the logger's level */
+    char log_format[16];                         /* applied by base/daemon.c */
 };
 
 /* The rows every agent's schema starts with, bound to STRUCT's MEMBER (a
@@ -134,7 +135,9 @@ struct agent_settings {
                "re-authenticate an expired certificate by proof of possession of its key",      \
                STRUCT, MEMBER.reauth_on_expiry),                                                \
     CONFIG_KEY("LOG_LEVEL", CONFIG_STRING, "info", "debug, info, warn or error", STRUCT,        \
-               MEMBER.log_level)
+               MEMBER.log_level),                                                               \
+    CONFIG_KEY("LOG_FORMAT", CONFIG_STRING, "logfmt",                                           \
+               "logfmt (key=value) or json (one object per line)", STRUCT, MEMBER.log_format)
 
 struct agent_spec {
     enum pki_role role;                  /* connector or tunneler */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/build_info.h"
 #include "base/metrics.h"
 
 
@@ -61,6 +62,12 @@ health_json(struct agent *a)
                                   "enabled", a->reauth_on_expiry, "ok",
                                   (json_int_t)a->counters.reauth_ok, "refused",
                                   (json_int_t)a->counters.reauth_failed));
+    struct build_info build;
+    build_info_get(&build);
+    json_object_set_new(health, "build",
+                        json_pack("{s:s, s:s, s:s, s:s}", "version", build.version, "wolfssl",
+                                  build.wolfssl, "wolfssl_asm", build.wolfssl_asm, "build",
+                                  build.build));
     if (a->spec->add_health != NULL)
         a->spec->add_health(a->spec->ctx, health);
     return health;
@@ -106,6 +113,7 @@ metrics_text(struct agent *a, struct metrics *m)
                   a->have_identity ? a->not_after - now : 0);
     if (a->spec->add_metrics != NULL)
         a->spec->add_metrics(a->spec->ctx, m);
+    build_info_metric(m);
 }
 
 void

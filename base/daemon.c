@@ -4,7 +4,9 @@
 #include <ev.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "base/build_info.h"
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/sd_notify.h"
@@ -114,6 +116,16 @@ configure(struct daemon *d, int argc, char **argv, struct ztr_err *err)
     const struct daemon_spec *spec = d->spec;
     struct config *config = NULL;
     TRY(config_load(spec->schema, spec->schema_len, environ, argc, argv, &config, err));
+    /* First, so that even a configuration error below is written in it. */
+    const char *format_name = config_get(config, "LOG_FORMAT");
+    enum log_format format;
+    if (format_name != NULL && log_format_from_name(format_name, &format) != 0) {
+        int rc = config_fail(config, "LOG_FORMAT", err, "use logfmt or json");
+        config_free(config);
+        return rc;
+    }
+    if (format_name != NULL)
+        log_set_format(format);
     if (config_help_requested(config)) {
         printf("%s\n\nflags (each also an environment variable and a YAML key):\n", spec->usage);
         config_print_help(spec->schema, spec->schema_len, print_line, stdout);
@@ -155,11 +167,29 @@ unwatch(struct daemon *d)
     ev_signal_stop(d->loop, &d->sighup);
 }
 
+/* --version anywhere among the flags answers alone, before any
+ * configuration is read: it must work on a host with none. */
+static bool
+version_requested(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--version") == 0)
+            return true;
+    return false;
+}
+
 int
 daemon_run(const struct daemon_spec *spec, int argc, char **argv)
 {
+    if (version_requested(argc, argv)) {
+        char line[256];
+        build_info_line(spec->program != NULL ? spec->program : "ztr", line, sizeof(line));
+        printf("%s\n", line);
+        return DAEMON_EXIT_OK;
+    }
     struct daemon d = {.spec = spec, .clock = clock_system()};
     struct ztr_err err = {0};
+    log_set_journal_priority(log_stderr_is_journal());
     d.loop = ev_default_loop(EVFLAG_AUTO);
     int rc = configure(&d, argc, argv, &err);
     if (rc == 1)

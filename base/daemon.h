@@ -3,6 +3,8 @@
  * runs in, so the three cannot drift apart again:
  *
  *   configuration  config_load + --help (the same text for every daemon),
+ *                  LOG_FORMAT (logfmt or json) applied before anything is logged,
+ *                  --version (base/build_info.h),
  *                  config_fill into the daemon's typed settings
  *   signals        SIGTERM / SIGINT stop cleanly (exit 0 unless the daemon
  *                  already chose a status); SIGHUP calls the daemon's
@@ -37,6 +39,8 @@ struct daemon;
 struct ev_loop;
 
 struct daemon_spec {
+    /* The binary's name, first on the --version line ("controller"). */
+    const char *program;
     /* The --help text before the flags, e.g. "usage: tunneler [--config FILE] [flags]". */
     const char *usage;
     /* The log line for a failed start ("controller failed to start"); its

@@ -6,19 +6,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const format_names[] = {"logfmt", "json"};
+/* sd-daemon(3) priorities: LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR. */
+static const char *const journal_priorities[] = {"<7>", "<6>", "<4>", "<3>"};
 
 static struct {
     enum log_level level;
+    enum log_format format;
+    bool journal_priority;
     log_sink_fn sink;
     void *sink_ctx;
     int timestamps;
     char *secrets[LOG_SECRETS_MAX];
     size_t secret_count;
-} logger = {LOG_INFO, NULL, NULL, 1, {NULL}, 0};
+} logger = {LOG_INFO, LOG_FORMAT_LOGFMT, false, NULL, NULL, 1, {NULL}, 0};
 
 void
 log_set_level(enum log_level level)
@@ -36,6 +43,45 @@ log_level_from_name(const char *name, enum log_level *out)
         }
     }
     return -1;
+}
+
+int
+log_format_from_name(const char *name, enum log_format *out)
+{
+    for (size_t i = 0; i < sizeof(format_names) / sizeof(format_names[0]); i++) {
+        if (strcmp(name, format_names[i]) == 0) {
+            *out = (enum log_format)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void
+log_set_format(enum log_format format)
+{
+    logger.format = format;
+}
+
+bool
+log_stderr_is_journal(void)
+{
+    const char *stream = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    char extra;
+    if (stream == NULL || sscanf(stream, "%llu:%llu%c", &dev, &ino, &extra) != 2)
+        return false;
+    /* Inherited by a child whose stderr went elsewhere, it must not count. */
+    struct stat st;
+    if (fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void
+log_set_journal_priority(bool enabled)
+{
+    logger.journal_priority = enabled;
 }
 
 void
@@ -364,6 +410,244 @@ append_kv(char *line, size_t *len, size_t cap, const char *kv_fmt, va_list *ap)
     append_piece(line, len, cap, literal, strlen(literal), PIECE_TRUSTED, 0);
 }
 
+/* ---- LOG_FORMAT=json ------------------------------------------------------
+ * The same fields, read from the same format: `key=value` and `key="..."`
+ * runs of kv_fmt. A value is first assembled raw (secrets masked, nothing
+ * escaped), then written as a JSON string with every quote, backslash,
+ * control byte and invalid UTF-8 byte escaped, so it stays one value; a
+ * lone integer conversion is written as a number. */
+
+/* Room kept at the end of the line so a cut value can always be closed:
+ * '"', '}' and the NUL. */
+#define JSON_TAIL 3
+
+/* Appends src to dst[*len..cap) with secrets masked, nothing escaped. */
+static void
+append_masked(char *dst, size_t *len, size_t cap, const char *src, size_t src_len, int src_cut)
+{
+    static const char mask[] = "[REDACTED]";
+    const char *end = src + src_len;
+    for (const char *s = src; s < end && *s != '\0' && *len + 1 < cap; s++) {
+        size_t secret_len = secret_at(s, (size_t)(end - s), src_cut);
+        if (secret_len > 0) {
+            if (*len + sizeof(mask) > cap)
+                break;
+            memcpy(dst + *len, mask, sizeof(mask) - 1);
+            *len += sizeof(mask) - 1;
+            s += secret_len - 1;
+            continue;
+        }
+        dst[(*len)++] = *s;
+    }
+    dst[*len] = '\0';
+}
+
+/* Bytes of the well-formed UTF-8 sequence at s (at most left), or 0. */
+static size_t
+utf8_sequence(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (n == 0 || n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    /* Overlong forms, UTF-16 surrogates and code points above U+10FFFF. */
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+/* Writes src as a JSON string. Cut short (never inside an escape or a
+ * UTF-8 sequence) when the line is full; the closing quote always fits. */
+static void
+json_string(char *line, size_t *len, size_t cap, const char *src, size_t src_len)
+{
+    size_t limit = cap - JSON_TAIL;
+    if (*len >= limit)
+        return;
+    line[(*len)++] = '"';
+    const unsigned char *s = (const unsigned char *)src;
+    for (size_t i = 0; i < src_len;) {
+        char escaped[8];
+        const char *piece = escaped;
+        size_t n = 0;
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\') {
+            escaped[0] = '\\', escaped[1] = (char)c, n = 2;
+        } else if (c == '\n') {
+            memcpy(escaped, "\\n", 2), n = 2;
+        } else if (c == '\t') {
+            memcpy(escaped, "\\t", 2), n = 2;
+        } else if (c == '\r') {
+            memcpy(escaped, "\\r", 2), n = 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            n = (size_t)snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+        } else if (c < 0x80) {
+            escaped[0] = (char)c, n = 1;
+        } else if ((n = utf8_sequence(s + i, src_len - i)) > 0) {
+            piece = (const char *)s + i;
+        } else {
+            /* Not UTF-8: U+FFFD, as a reader would show it. */
+            memcpy(escaped, "\\ufffd", 6), n = 6;
+        }
+        if (*len + n > limit)
+            break;
+        memcpy(line + *len, piece, n);
+        *len += n;
+        i += piece == escaped ? 1 : n;
+    }
+    line[(*len)++] = '"';
+    line[*len] = '\0';
+}
+
+/* printf's text of an integer conversion, as JSON accepts a number. */
+static int
+is_json_integer(const char *text, size_t len)
+{
+    size_t i = text[0] == '-' ? 1 : 0;
+    if (i >= len || (text[i] == '0' && len > i + 1))
+        return 0;
+    for (; i < len; i++)
+        if (text[i] < '0' || text[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* Appends ,"key":value; nothing when the key itself does not fit. */
+static void
+json_field(char *line, size_t *len, size_t cap, const char *key, size_t key_len,
+           const char *value, size_t value_len, int number)
+{
+    size_t limit = cap - JSON_TAIL;
+    /* ,"key":"" must fit whole: a cut key would leave a dangling ':'. */
+    size_t key_escaped = 0;
+    for (size_t i = 0; i < key_len; i++) {
+        unsigned char c = (unsigned char)key[i];
+        key_escaped += c == '"' || c == '\\' ? 2 : c < 0x20 || c >= 0x7f ? 6 : 1;
+    }
+    if (*len + key_escaped + 6 > limit)
+        return;
+    line[(*len)++] = ',';
+    json_string(line, len, cap, key, key_len);
+    line[(*len)++] = ':';
+    if (number && *len + value_len <= limit) {
+        memcpy(line + *len, value, value_len);
+        *len += value_len;
+        line[*len] = '\0';
+    } else {
+        json_string(line, len, cap, value, value_len);
+    }
+}
+
+/* Walks kv_fmt as append_kv does, one field at a time. Text without a
+ * key= (no format in the tree has any) goes under "text". */
+static void
+json_kv(char *line, size_t *len, size_t cap, const char *kv_fmt, va_list *ap)
+{
+    const char *p = kv_fmt;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            return;
+        const char *key = p;
+        while (*p != '\0' && *p != '=' && *p != ' ' && *p != '%' && *p != '"')
+            p++;
+        size_t key_len = (size_t)(p - key);
+        if (*p == '=' && key_len > 0) {
+            p++;
+        } else {
+            p = key;
+            key = "text";
+            key_len = 4;
+        }
+        int quoted = *p == '"';
+        if (quoted)
+            p++;
+        char value[LOG_LINE_MAX];
+        size_t value_len = 0;
+        size_t pieces = 0;
+        char last_type = 0;
+        value[0] = '\0';
+        while (*p != '\0' && *p != (quoted ? '"' : ' ')) {
+            pieces++;
+            if (*p == '%' && p[1] == '%') {
+                append_masked(value, &value_len, sizeof(value), "%", 1, 0);
+                last_type = 0;
+                p += 2;
+                continue;
+            }
+            if (*p == '%') {
+                struct conversion conv;
+                if (parse_conversion(p, &conv) != 0 || conv.type == 'n')
+                    return;
+                char scratch[128];
+                const char *text;
+                size_t text_len;
+                int cut;
+                format_conversion(&conv, ap, scratch, sizeof(scratch), &text, &text_len, &cut);
+                append_masked(value, &value_len, sizeof(value), text, text_len, cut);
+                last_type = conv.type;
+                p += conv.fmt_len;
+                continue;
+            }
+            const char *literal = p;
+            while (*p != '\0' && *p != '%' && *p != (quoted ? '"' : ' '))
+                p++;
+            append_masked(value, &value_len, sizeof(value), literal, (size_t)(p - literal), 0);
+            last_type = 0;
+        }
+        if (quoted && *p == '"')
+            p++;
+        int number = !quoted && pieces == 1 && last_type != 0 && strchr("diu", last_type) != NULL &&
+                     value_len > 0 && is_json_integer(value, value_len);
+        json_field(line, len, cap, key, key_len, value, value_len, number);
+    }
+}
+
+static void
+write_line(enum log_level level, const char *line)
+{
+    if (logger.sink != NULL) {
+        logger.sink(logger.sink_ctx, level, line);
+        return;
+    }
+    fprintf(stderr, "%s%s\n", logger.journal_priority ? journal_priorities[level] : "", line);
+}
+
+static size_t
+json_line(char *line, size_t cap, const char *ts, enum log_level level, const char *msg,
+          const char *kv_fmt, va_list *ap)
+{
+    size_t len = 0;
+    line[len++] = '{';
+    line[len] = '\0';
+    if (ts != NULL) {
+        json_string(line, &len, cap, "ts", 2);
+        line[len++] = ':';
+        json_string(line, &len, cap, ts, strlen(ts));
+        line[len++] = ',';
+    }
+    json_string(line, &len, cap, "level", 5);
+    line[len++] = ':';
+    json_string(line, &len, cap, level_names[level], strlen(level_names[level]));
+    line[len++] = ',';
+    json_string(line, &len, cap, "msg", 3);
+    line[len++] = ':';
+    char masked[LOG_LINE_MAX];
+    size_t masked_len = 0;
+    append_masked(masked, &masked_len, sizeof(masked), msg, strlen(msg), 0);
+    json_string(line, &len, cap, masked, masked_len);
+    if (kv_fmt != NULL && kv_fmt[0] != '\0')
+        json_kv(line, &len, cap, kv_fmt, ap);
+    line[len++] = '}';
+    line[len] = '\0';
+    return len;
+}
+
 void
 log_event(enum log_level level, const char *msg, const char *kv_fmt, ...)
 {
@@ -372,15 +656,25 @@ log_event(enum log_level level, const char *msg, const char *kv_fmt, ...)
     char line[LOG_LINE_MAX];
     size_t len = 0;
     line[0] = '\0';
+    char ts[40] = "";
     if (logger.timestamps) {
         struct timespec now;
         struct tm tm;
         clock_gettime(CLOCK_REALTIME, &now);
         gmtime_r(&now.tv_sec, &tm);
-        len += strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
-        len += (size_t)snprintf(line + len, sizeof(line) - len, ".%03ldZ ",
-                                now.tv_nsec / 1000000L);
+        size_t ts_len = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(ts + ts_len, sizeof(ts) - ts_len, ".%03ldZ", now.tv_nsec / 1000000L);
     }
+    if (logger.format == LOG_FORMAT_JSON) {
+        va_list ap;
+        va_start(ap, kv_fmt);
+        json_line(line, sizeof(line), logger.timestamps ? ts : NULL, level, msg, kv_fmt, &ap);
+        va_end(ap);
+        write_line(level, line);
+        return;
+    }
+    if (logger.timestamps)
+        len += (size_t)snprintf(line, sizeof(line), "ts=%s ", ts);
     len += (size_t)snprintf(line + len, sizeof(line) - len, "level=%s msg=\"",
                             level_names[level]);
     append_escaped(line, &len, sizeof(line), msg, strlen(msg), 1, 0);
@@ -396,11 +690,7 @@ log_event(enum log_level level, const char *msg, const char *kv_fmt, ...)
         append_kv(line, &len, sizeof(line), kv_fmt, &ap);
         va_end(ap);
     }
-    if (logger.sink != NULL) {
-        logger.sink(logger.sink_ctx, level, line);
-        return;
-    }
-    fprintf(stderr, "%s\n", line);
+    write_line(level, line);
 }
 
 bool

@@ -1,6 +1,11 @@
 /*
- * One line per event, `ts=... level=... msg="..." key=value ...`, to stderr
+ * One line per event, `ts=... level=... msg="..." key=value ...` (logfmt,
+ * the default) or `{"ts":"...","level":"...","msg":"...","key":value,...}`
+ * (LOG_FORMAT=json: the same keys, one object per line), to stderr
  * (journald under systemd). Never on a hot path per byte or per frame.
+ *
+ * Values are escaped in both formats: whatever a peer puts in a name or a
+ * reason stays one value of one field of one line.
  *
  * Secrets: every value registered with log_add_secret() is replaced by
  * [REDACTED] in any line that would contain it, as a second line of defence
@@ -14,6 +19,7 @@
 #include <stdint.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_format { LOG_FORMAT_LOGFMT = 0, LOG_FORMAT_JSON };
 
 #define LOG_LINE_MAX 2048
 #define LOG_SECRETS_MAX 8
@@ -25,6 +31,16 @@ typedef void (*log_sink_fn)(void *ctx, enum log_level level, const char *line);
 void log_set_level(enum log_level level);
 /* Returns 0, or -1 for an unknown name (debug, info, warn, error). */
 int log_level_from_name(const char *name, enum log_level *out);
+/* Returns 0, or -1 for an unknown name (logfmt, json). */
+int log_format_from_name(const char *name, enum log_format *out);
+void log_set_format(enum log_format format);
+/* Whether stderr is the stream systemd connected to the journal:
+ * JOURNAL_STREAM ("dev:ino") names stderr's device and inode. */
+bool log_stderr_is_journal(void);
+/* Prefixes each line written to stderr with its syslog priority, <3>
+ * error, <4> warn, <6> info, <7> debug (sd-daemon(3)), so journald keeps
+ * the level; sinks get the line without it. */
+void log_set_journal_priority(bool enabled);
 void log_set_sink(log_sink_fn sink, void *ctx);
 /* NULL restores stderr. */
 void log_reset_sink(void);

@@ -21,6 +21,7 @@
 #include "base/config.h"
 #include "net/http.h"
 #include "base/log.h"
+#include "base/build_info.h"
 #include "base/metrics.h"
 #include "controller/federation.h"
 
@@ -2294,12 +2295,16 @@ route_health(struct admin_call *call)
         return;
     }
     int64_t uptime = stats.now - c->started_at;
+    struct build_info build;
+    build_info_get(&build);
     respond_json(call->response, 200,
-                 json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "status", "ok", "uptime_s",
-                           (json_int_t)(uptime > 0 ? uptime : 0), "sessions",
+                 json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:s, s:s, s:s, s:s}}", "status",
+                           "ok", "uptime_s", (json_int_t)(uptime > 0 ? uptime : 0), "sessions",
                            (json_int_t)session_count(c), "nodes_online",
                            (json_int_t)stats.online, "nodes_total", (json_int_t)stats.total,
-                           "bundle_version", (json_int_t)bundle_version(c)));
+                           "bundle_version", (json_int_t)bundle_version(c), "build", "version",
+                           build.version, "wolfssl", build.wolfssl, "wolfssl_asm",
+                           build.wolfssl_asm, "build", build.build));
 }
 
 static const struct metrics_row counter_metrics[] = {
@@ -2407,6 +2412,7 @@ write_metrics(struct metrics *m, const struct controller *c, const struct node_s
     metrics_printf(m, "%s", expiry_samples);
     write_fleet_metrics(m, c, stats);
     federation_write_metrics(c, m);
+    build_info_metric(m);
 }
 
 static void

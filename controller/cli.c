@@ -7,8 +7,10 @@
  * own STATE_DIR/admin-tls/ca.pem when this host can read it, else the
  * system's trust store; never unverified. Output is for shells: lists
  * print one `key=value ...` line per item, `token create` prints only the
- * token, other commands one short confirmation line. Exit status: 0 done, 1 the request failed (the
- * server's error or the transport's reason on stderr), 2 usage.
+ * token (`--env`: the EnvironmentFile line), other commands one short
+ * confirmation line. `--json` on the commands that list or show prints the
+ * admin API's reply instead (keys sorted, one line). The exit statuses are
+ * enum cli_exit below (docs/CONTROLLER.md, "Exit statuses").
  */
 #include "controller/controller.h"
 #include "controller/store.h"
@@ -37,7 +39,15 @@
 #define CLI_MAX_POSITIONALS 1
 #define CLI_MAX_REPEATS 32 /* PKI_MAX_IP_SANS: every --address a certificate can hold */
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+/* The CLI's exit statuses, the one place they are defined; scripts branch
+ * on them (docs/CONTROLLER.md, "Exit statuses"). */
+enum cli_exit {
+    EXIT_OK = 0,
+    EXIT_FAILED = 1,      /* the controller refused or failed the request, or a local step failed */
+    EXIT_USAGE = 2,       /* unknown command or option, missing argument, bad setting */
+    EXIT_UNREACHABLE = 3, /* no answer from the admin API: connect, timeout, TLS, not HTTP */
+    EXIT_AUTH = 4,        /* the admin API refused ADMIN_AUTH_TOKEN (HTTP 401 / 403) */
+};
 
 struct cli {
     char base[CLI_URL_MAX];  /* ADMIN_URL without a trailing '/' */
@@ -285,6 +295,37 @@ explain_transport_error(const struct cli *cli, const struct ztr_err *err)
                 "answers only http:// on loopback\n");
 }
 
+/* No answer at all is EXIT_UNREACHABLE; the client's own limits (memory, an
+ * oversized reply, a bad URL) are plain failures. */
+static int
+transport_exit(const struct ztr_err *err)
+{
+    switch (err->code) {
+    case ZTR_E_IO:
+    case HTTP_CLIENT_E_UNTRUSTED:
+    case HTTP_CLIENT_E_NO_REPLY:
+    case HTTP_CLIENT_E_TLS:
+        return EXIT_UNREACHABLE;
+    default:
+        return EXIT_FAILED;
+    }
+}
+
+/* --json: the API's reply as it came, keys sorted so the text is stable,
+ * one line for jq or a log. */
+static int
+print_json_reply(const json_t *reply)
+{
+    char *text = json_dumps(reply, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text == NULL) {
+        fputs("error: out of memory\n", stderr);
+        return EXIT_FAILED;
+    }
+    printf("%s\n", text);
+    free(text);
+    return EXIT_OK;
+}
+
 /*
  * One request. Takes ownership of body (may be NULL). On a 2xx answer
  * *reply holds the parsed JSON object and EXIT_OK is returned; otherwise
@@ -306,7 +347,7 @@ call_api(const struct cli *cli, const char *method, const char *url, json_t *bod
     if (rc != 0) {
         fprintf(stderr, "error: %s\n", err.msg);
         explain_transport_error(cli, &err);
-        return EXIT_FAILED;
+        return transport_exit(&err);
     }
     json_t *parsed = text != NULL && text[0] != '\0' ? json_loads(text, 0, NULL) : NULL;
     free(text);
@@ -317,7 +358,7 @@ call_api(const struct cli *cli, const char *method, const char *url, json_t *bod
         else
             fprintf(stderr, "error: the admin API answered HTTP %ld\n", status);
         json_decref(parsed);
-        return EXIT_FAILED;
+        return status == 401 || status == 403 ? EXIT_AUTH : EXIT_FAILED;
     }
     if (!json_is_object(parsed)) {
         fprintf(stderr, "error: the admin API answered HTTP %ld without a JSON object\n",
@@ -327,22 +368,6 @@ call_api(const struct cli *cli, const char *method, const char *url, json_t *bod
     }
     *reply = parsed;
     return EXIT_OK;
-}
-
-/* GET path and print the list under key. */
-static int
-list_command(const struct cli *cli, const char *path, const char *key,
-             const struct field *fields)
-{
-    char url[CLI_URL_MAX];
-    json_t *reply;
-    if (build_url(cli, url, sizeof(url), path, NULL, NULL) != 0)
-        return EXIT_FAILED;
-    int rc = call_api(cli, "GET", url, NULL, &reply);
-    if (rc == EXIT_OK)
-        print_list(reply, key, fields);
-    json_decref(reply);
-    return rc;
 }
 
 static const char *
@@ -361,6 +386,31 @@ arg_flag(const struct args *args, const char *name)
         if (strcmp(args->specs[i].name, name) == 0)
             return args->seen[i];
     return false;
+}
+
+/* GET url; print the list under key, or with --json the whole reply. */
+static int
+get_list(const struct cli *cli, const struct args *args, const char *url, const char *key,
+         const struct field *fields)
+{
+    json_t *reply;
+    int rc = call_api(cli, "GET", url, NULL, &reply);
+    if (rc == EXIT_OK && arg_flag(args, "json"))
+        rc = print_json_reply(reply);
+    else if (rc == EXIT_OK)
+        print_list(reply, key, fields);
+    json_decref(reply);
+    return rc;
+}
+
+static int
+list_command(const struct cli *cli, const struct args *args, const char *path, const char *key,
+             const struct field *fields)
+{
+    char url[CLI_URL_MAX];
+    if (build_url(cli, url, sizeof(url), path, NULL, NULL) != 0)
+        return EXIT_FAILED;
+    return get_list(cli, args, url, key, fields);
 }
 
 static const char *
@@ -387,11 +437,18 @@ static const struct field token_fields[] = {
     {NULL, NULL, F_PLAIN},
 };
 
-/* POSTs body to path and prints the token only, so that
+/* How a new token is printed. */
+enum token_output {
+    TOKEN_BARE, /* the token alone: ENROLLMENT_TOKEN=$(controller token create ...) */
+    TOKEN_ENV,  /* ENROLLMENT_TOKEN=<token>, a line for a systemd EnvironmentFile */
+    TOKEN_JSON, /* the API's reply: the token with its id, expiry and limits */
+};
+
+/* POSTs body to path and prints the token (output says how), so that
  * ENROLLMENT_TOKEN=$(controller token create ...) and
  * TOKEN=$(controller federation propose ...) work; it is shown once. */
 static int
-token_command(const struct cli *cli, const char *path, json_t *body)
+token_command(const struct cli *cli, const char *path, json_t *body, enum token_output output)
 {
     char url[CLI_URL_MAX];
     json_t *reply;
@@ -405,8 +462,10 @@ token_command(const struct cli *cli, const char *path, json_t *body)
         if (token == NULL) {
             fprintf(stderr, "error: the admin API answered without a token\n");
             rc = EXIT_FAILED;
+        } else if (output == TOKEN_JSON) {
+            rc = print_json_reply(reply);
         } else {
-            printf("%s\n", token);
+            printf("%s%s\n", output == TOKEN_ENV ? "ENROLLMENT_TOKEN=" : "", token);
         }
     }
     json_decref(reply);
@@ -434,14 +493,16 @@ cmd_token_create(const struct cli *cli, const struct args *args)
     const char *ttl = arg_value(args, "ttl");
     if (ttl != NULL)
         json_object_set_new(body, "ttl", json_string(ttl));
-    return token_command(cli, "/api/admin/tokens", body);
+    enum token_output output = arg_flag(args, "env")    ? TOKEN_ENV
+                               : arg_flag(args, "json") ? TOKEN_JSON
+                                                        : TOKEN_BARE;
+    return token_command(cli, "/api/admin/tokens", body, output);
 }
 
 static int
 cmd_token_list(const struct cli *cli, const struct args *args)
 {
-    (void)args;
-    return list_command(cli, "/api/admin/tokens", "tokens", token_fields);
+    return list_command(cli, args, "/api/admin/tokens", "tokens", token_fields);
 }
 
 /* DELETE prefix/<segment> and print "<what> deleted <label>=<segment>". */
@@ -485,8 +546,7 @@ static const struct field controller_fields[] = {
 static int
 cmd_controllers(const struct cli *cli, const struct args *args)
 {
-    (void)args;
-    return list_command(cli, "/api/admin/controllers", "controllers", controller_fields);
+    return list_command(cli, args, "/api/admin/controllers", "controllers", controller_fields);
 }
 
 /* ---- nodes ---------------------------------------------------------------- */
@@ -510,8 +570,7 @@ static const struct field node_fields[] = {
 static int
 cmd_node_list(const struct cli *cli, const struct args *args)
 {
-    (void)args;
-    return list_command(cli, "/api/admin/nodes", "nodes", node_fields);
+    return list_command(cli, args, "/api/admin/nodes", "nodes", node_fields);
 }
 
 static int
@@ -630,6 +689,11 @@ cmd_fleet(const struct cli *cli, const struct args *args)
     int rc = call_api(cli, "GET", url, NULL, &reply);
     if (rc != EXIT_OK)
         return rc;
+    if (arg_flag(args, "json")) {
+        rc = print_json_reply(reply);
+        json_decref(reply);
+        return rc;
+    }
     const json_t *counts = json_object_get(reply, "counts");
     printf("fleet ONLINE=%lld OFFLINE=%lld EXPIRED=%lld REVOKED=%lld renewal_missed=%lld "
            "flapping=%lld window_s=%lld\n",
@@ -706,8 +770,7 @@ cmd_resource_add(const struct cli *cli, const struct args *args)
 static int
 cmd_resource_list(const struct cli *cli, const struct args *args)
 {
-    (void)args;
-    return list_command(cli, "/api/admin/resources", "resources", resource_fields);
+    return list_command(cli, args, "/api/admin/resources", "resources", resource_fields);
 }
 
 static int
@@ -821,13 +884,14 @@ cmd_deny(const struct cli *cli, const struct args *args)
 static int
 cmd_allowlist(const struct cli *cli, const struct args *args)
 {
-    (void)args;
     char url[CLI_URL_MAX];
     json_t *reply;
     if (build_url(cli, url, sizeof(url), "/api/admin/allowlist", NULL, NULL) != 0)
         return EXIT_FAILED;
     int rc = call_api(cli, "GET", url, NULL, &reply);
-    if (rc == EXIT_OK) {
+    if (rc == EXIT_OK && arg_flag(args, "json")) {
+        rc = print_json_reply(reply);
+    } else if (rc == EXIT_OK) {
         printf("version=%lld\n", reply_int(reply, "version"));
         print_list(reply, "grants", grant_fields);
     }
@@ -850,7 +914,9 @@ cmd_ca_show(const struct cli *cli, const struct args *args)
     if (build_url(cli, url, sizeof(url), "/api/admin/ca", NULL, NULL) != 0)
         return EXIT_FAILED;
     int rc = call_api(cli, "GET", url, NULL, &reply);
-    if (rc == EXIT_OK && arg_flag(args, "pem")) {
+    if (rc == EXIT_OK && arg_flag(args, "json")) {
+        rc = print_json_reply(reply);
+    } else if (rc == EXIT_OK && arg_flag(args, "pem")) {
         /* The bundle alone, for CONTROLLER_CA files: ca show --pem > ca.pem */
         fputs(reply_string(reply, "bundle"), stdout);
     } else if (rc == EXIT_OK) {
@@ -888,7 +954,6 @@ static int
 cmd_events(const struct cli *cli, const struct args *args)
 {
     char url[CLI_URL_MAX];
-    json_t *reply;
     if (build_url(cli, url, sizeof(url), "/api/admin/events", NULL, NULL) != 0)
         return EXIT_FAILED;
     char sep = '?';
@@ -901,11 +966,7 @@ cmd_events(const struct cli *cli, const struct args *args)
     }
     if (arg_flag(args, "newest") && url_append_query(url, sizeof(url), &sep, "order", "desc") != 0)
         return EXIT_FAILED;
-    int rc = call_api(cli, "GET", url, NULL, &reply);
-    if (rc == EXIT_OK)
-        print_list(reply, "events", event_fields);
-    json_decref(reply);
-    return rc;
+    return get_list(cli, args, url, "events", event_fields);
 }
 
 /* ---- federation ----------------------------------------------------------- */
@@ -922,8 +983,7 @@ static const struct field peer_fields[] = {
 static int
 cmd_federation_list(const struct cli *cli, const struct args *args)
 {
-    (void)args;
-    return list_command(cli, "/api/admin/federation/peers", "peers", peer_fields);
+    return list_command(cli, args, "/api/admin/federation/peers", "peers", peer_fields);
 }
 
 static int
@@ -934,7 +994,7 @@ cmd_federation_propose(const struct cli *cli, const struct args *args)
         json_object_set_new(body, "url", json_string(arg_value(args, "url")));
     if (arg_value(args, "ttl") != NULL)
         json_object_set_new(body, "ttl", json_string(arg_value(args, "ttl")));
-    return token_command(cli, "/api/admin/federation/peers", body);
+    return token_command(cli, "/api/admin/federation/peers", body, TOKEN_BARE);
 }
 
 static int
@@ -951,7 +1011,7 @@ cmd_federation_token(const struct cli *cli, const struct args *args)
         json_decref(body);
         return EXIT_FAILED;
     }
-    return token_command(cli, path, body);
+    return token_command(cli, path, body, TOKEN_BARE);
 }
 
 /* The acceptance token is a secret: never a flag. It comes from
@@ -1075,12 +1135,7 @@ cmd_federation_grants(const struct cli *cli, const struct args *args)
         (arg_value(args, "peer") != NULL &&
          url_append_query(url, sizeof(url), &sep, "peer", arg_value(args, "peer")) != 0))
         return EXIT_FAILED;
-    json_t *reply;
-    int rc = call_api(cli, "GET", url, NULL, &reply);
-    if (rc == EXIT_OK)
-        print_list(reply, "grants", fed_grant_fields);
-    json_decref(reply);
-    return rc;
+    return get_list(cli, args, url, "grants", fed_grant_fields);
 }
 
 static int
@@ -1168,20 +1223,22 @@ out:
 static const struct command commands[] = {
     {"token", "create", 0,
      {{"role", true, true}, {"name", true, true}, {"uses", true, false}, {"ttl", true, false},
-      {"prefix", false, false}, {"replace", false, false}, {"address", true, false}},
+      {"prefix", false, false}, {"replace", false, false}, {"address", true, false},
+      {"env", false, false}, {"json", false, false}},
      cmd_token_create,
      "token create --role connector|tunneler --name NAME [--uses N] [--ttl 24h] [--prefix] "
-     "[--replace] [--address IP]..."},
-    {"token", "list", 0, {{NULL, false, false}}, cmd_token_list, "token list"},
+     "[--replace] [--address IP]... [--env|--json]"},
+    {"token", "list", 0, {{"json", false, false}}, cmd_token_list, "token list [--json]"},
     {"token", "delete", 1, {{NULL, false, false}}, cmd_token_delete, "token delete ID"},
-    {"node", "list", 0, {{NULL, false, false}}, cmd_node_list, "node list"},
-    {"controllers", NULL, 0, {{NULL, false, false}}, cmd_controllers, "controllers"},
+    {"node", "list", 0, {{"json", false, false}}, cmd_node_list, "node list [--json]"},
+    {"controllers", NULL, 0, {{"json", false, false}}, cmd_controllers, "controllers [--json]"},
     {"fleet", NULL, 0,
      {{"missed-renewal", false, false}, {"expiring-within", true, false},
-      {"expired", false, false}, {"flapping", false, false}, {"state", true, false}},
+      {"expired", false, false}, {"flapping", false, false}, {"state", true, false},
+      {"json", false, false}},
      cmd_fleet,
      "fleet [--missed-renewal] [--expiring-within 1h] [--expired] [--flapping] "
-     "[--state ONLINE|OFFLINE|EXPIRED|REVOKED]"},
+     "[--state ONLINE|OFFLINE|EXPIRED|REVOKED] [--json]"},
     {"node", "revoke", 1, {{"reason", true, false}}, cmd_node_revoke,
      "node revoke ID [--reason TEXT]"},
     {"node", "set-addresses", 1, {{"address", true, true}}, cmd_node_set_addresses,
@@ -1192,22 +1249,24 @@ static const struct command commands[] = {
      "resource bind NAME --connector NAME..."},
     {"resource", "unbind", 1, {{"connector", true, true}}, cmd_resource_unbind,
      "resource unbind NAME --connector NAME..."},
-    {"resource", "list", 0, {{NULL, false, false}}, cmd_resource_list, "resource list"},
+    {"resource", "list", 0, {{"json", false, false}}, cmd_resource_list,
+     "resource list [--json]"},
     {"resource", "delete", 1, {{NULL, false, false}}, cmd_resource_delete,
      "resource delete NAME"},
     {"allow", NULL, 0, {{"tunneler", true, true}, {"resource", true, true}}, cmd_allow,
      "allow --tunneler NAME --resource NAME"},
     {"deny", NULL, 0, {{"tunneler", true, true}, {"resource", true, true}}, cmd_deny,
      "deny --tunneler NAME --resource NAME"},
-    {"allowlist", NULL, 0, {{NULL, false, false}}, cmd_allowlist, "allowlist"},
+    {"allowlist", NULL, 0, {{"json", false, false}}, cmd_allowlist, "allowlist [--json]"},
     {"ca", "rotate", 0, {{NULL, false, false}}, cmd_ca_rotate, "ca rotate"},
-    {"ca", "show", 0, {{"pem", false, false}}, cmd_ca_show, "ca show [--pem]"},
+    {"ca", "show", 0, {{"pem", false, false}, {"json", false, false}}, cmd_ca_show,
+     "ca show [--pem|--json]"},
     {"events", NULL, 0,
      {{"after", true, false}, {"limit", true, false}, {"node", true, false},
       {"kind", true, false}, {"source", true, false}, {"since", true, false},
-      {"until", true, false}, {"newest", false, false}},
+      {"until", true, false}, {"newest", false, false}, {"json", false, false}},
      cmd_events, "events [--after ID] [--limit N] [--node ID] [--kind KIND] [--source SOURCE] "
-                 "[--since UNIX] [--until UNIX] [--newest]"},
+                 "[--since UNIX] [--until UNIX] [--newest] [--json]"},
     {"federation", "propose", 0, {{"name", true, true}, {"url", true, false}, {"ttl", true, false}},
      cmd_federation_propose, "federation propose --name NAME [--url HOST:PORT] [--ttl 7d]"},
     {"federation", "token", 0, {{"peer", true, true}, {"ttl", true, false}},
@@ -1217,7 +1276,8 @@ static const struct command commands[] = {
      cmd_federation_accept,
      "federation accept --url HOST:PORT [--token-file PATH|-] [--name NAME] "
      "(or the token in FEDERATION_TOKEN)"},
-    {"federation", "list", 0, {{NULL, false, false}}, cmd_federation_list, "federation list"},
+    {"federation", "list", 0, {{"json", false, false}}, cmd_federation_list,
+     "federation list [--json]"},
     {"federation", "suspend", 1, {{"reason", true, false}}, cmd_federation_suspend,
      "federation suspend NAME [--reason TEXT]"},
     {"federation", "resume", 1, {{NULL, false, false}}, cmd_federation_resume,
@@ -1230,8 +1290,8 @@ static const struct command commands[] = {
      cmd_federation_grant,
      "federation grant --peer NAME --resource NAME --tunneler spiffe://TD/tunneler/NAME "
      "[--source-cidr CIDR]... [--expires 2h|UNIX]"},
-    {"federation", "grants", 0, {{"peer", true, false}}, cmd_federation_grants,
-     "federation grants [--peer NAME]"},
+    {"federation", "grants", 0, {{"peer", true, false}, {"json", false, false}},
+     cmd_federation_grants, "federation grants [--peer NAME] [--json]"},
     {"federation", "revoke-grant", 1, {{NULL, false, false}}, cmd_federation_revoke_grant,
      "federation revoke-grant ID"},
     {"store", "migrate", 0, {{"from", true, true}, {"to", true, true}}, cmd_store_migrate,
@@ -1244,13 +1304,16 @@ static const struct command commands[] = {
 static void
 print_usage(FILE *out)
 {
-    fputs("usage: controller [serve] [--config FILE] [flags]   run the controller\n", out);
+    fputs("usage: controller [serve] [--config FILE] [flags]   run the controller\n"
+          "       controller --version\n", out);
     for (size_t i = 0; i < COMMAND_COUNT; i++)
         fprintf(out, "       controller %s\n", commands[i].usage);
     fputs("environment: ADMIN_URL (default " CLI_DEFAULT_URL "), ADMIN_AUTH_TOKEN (required),\n"
           "             ADMIN_CA (https: the admin API's CA, PEM; default STATE_DIR/"
           ADMIN_TLS_CA_FILE " if readable, else the system's trust store)\n"
-          "every command takes --ca FILE (as ADMIN_CA)\n",
+          "every command takes --ca FILE (as ADMIN_CA)\n"
+          "exit status: 0 done, 1 the controller refused the request, 2 usage, 3 no answer\n"
+          "             from the admin API, 4 ADMIN_AUTH_TOKEN refused\n",
           out);
 }
 
@@ -1332,6 +1395,12 @@ parse_args(const struct command *command, int argc, char **argv, struct args *ar
     for (size_t i = 0; i < CLI_MAX_OPTIONS && command->options[i].name != NULL; i++)
         if (command->options[i].required && !args->seen[i])
             return usage_error(command, "option \"--%s\" is required", command->options[i].name);
+    /* Two ways of printing the same reply: one must win, so neither does. */
+    static const char *const exclusive[][2] = {{"json", "env"}, {"json", "pem"}};
+    for (size_t i = 0; i < sizeof(exclusive) / sizeof(exclusive[0]); i++)
+        if (arg_flag(args, exclusive[i][0]) && arg_flag(args, exclusive[i][1]))
+            return usage_error(command, "options \"--%s\" and \"--%s\" exclude each other",
+                               exclusive[i][0], exclusive[i][1]);
     /* Numbers are checked here so that a typo is a usage error, not a
      * confusing answer from the server. */
     static const char *const numeric[] = {"uses", "after", "limit", "since", "until"};

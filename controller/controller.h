@@ -71,6 +71,7 @@ struct controller_settings {
     int64_t token_ttl_s;           /* default TTL of new tokens */
     char admin_auth_token[CONFIG_VALUE_MAX + 1]; /* secret, wiped on exit */
     char log_level[16];
+    char log_format[16]; /* applied by base/daemon.c */
     /* The events table is bounded by age and by count (the offline sweep
      * deletes the excess in batches): unauthenticated clients can add rows. */
     int64_t event_retention_s;     /* 1h..3650d */

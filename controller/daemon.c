@@ -67,6 +67,8 @@ static const struct config_key controller_schema[] = {
     CONFIG_KEY("TOKEN_TTL", CONFIG_DURATION_S, "24h", "default lifetime of enrollment tokens", S,
                token_ttl_s),
     CONFIG_KEY("LOG_LEVEL", CONFIG_STRING, "info", "debug, info, warn or error", S, log_level),
+    CONFIG_KEY("LOG_FORMAT", CONFIG_STRING, "logfmt",
+               "logfmt (key=value) or json (one object per line)", S, log_format),
     CONFIG_KEY("EVENT_RETENTION", CONFIG_DURATION_S, "30d",
                "events older than this are deleted (1h..3650d)", S,
                event_retention_s),
@@ -282,6 +284,7 @@ daemon_main(int argc, char **argv)
 {
     struct controller c = {0};
     struct daemon_spec spec = {
+        .program = "controller",
         .usage = "usage: controller [serve] [--config FILE] [flags]\n"
                  "       controller <token|node|fleet|resource|allow|deny|allowlist|ca|events|federation> ...",
         .msg_failed = "controller failed to start",

@@ -83,6 +83,9 @@ build_wolfssl() {
   dir="$(ls -d "$DEPS"/src/wolfssl-"$WOLFSSL_VERSION"*/ | head -1)"
   echo "deps: building wolfSSL in $dir (log: $DEPS/wolfssl-build.log)"
   (
+    # Our .deps prefix, never a caller's staging root (make install
+    # DESTDIR=... runs deps first).
+    unset DESTDIR
     cd "$dir"
     [ -x ./configure ] || ./autogen.sh
     ./configure --prefix="$PREFIX" "${WOLFSSL_CONFIGURE[@]}" CFLAGS="$WOLFSSL_CFLAGS"

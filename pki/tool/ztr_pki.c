@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/build_info.h"
 #include "base/clock.h"
 #include "base/config.h"
 #include "base/err.h"
@@ -37,6 +38,7 @@
 
 static const char usage_text[] =
     "usage:\n"
+    "  ztr-pki --version\n"
     "  ztr-pki parse-id URI\n"
     "  ztr-pki verify --bundle CA.pem --trust-domain TD --role ROLE [--ip IP]\n"
     "                 [--spiffe-id ID] [--time UNIX] CERT.pem\n"
@@ -610,6 +612,12 @@ main(int argc, char **argv)
     if (argc < 2)
         return usage(NULL);
     const char *command = argv[1];
+    if (strcmp(command, "--version") == 0 || strcmp(command, "version") == 0) {
+        char line[256];
+        build_info_line("ztr-pki", line, sizeof(line));
+        printf("%s\n", line);
+        return 0;
+    }
     int shift = 1;
     if (strcmp(command, "ca") == 0) {
         if (argc < 3)

@@ -105,21 +105,21 @@ expect_out_has "name=dc1" "sees the token"
 run env STATE_DIR=/nonexistent "$ZTR_TEST_BIN/controller" node list --ca "$T/copied-ca.pem"
 expect_status 0 "the same with --ca"
 run env STATE_DIR=/nonexistent ADMIN_CA="$CTL_STATE/ca/ca-1.crt" "$ZTR_TEST_BIN/controller" node list
-expect_status 1 "the CLI refuses an admin API its CA file does not verify"
+expect_status 3 "the CLI refuses an admin API its CA file does not verify"
 expect_err_has "SSL certificate problem" "with the TLS reason"
 expect_err_has "hint: the admin API's certificate does not verify against $CTL_STATE/ca/ca-1.crt, from ADMIN_CA" \
   "and what to fix"
 run env STATE_DIR="$CTL_STATE" ADMIN_URL="https://127.0.0.2:$port" "$ZTR_TEST_BIN/controller" node list
-expect_status 1 "the CLI refuses the right certificate for a host it does not name"
+expect_status 3 "the CLI refuses the right certificate for a host it does not name"
 expect_err_has "no alternative certificate subject name matches target host name '127.0.0.2'" \
   "with the TLS reason"
 run env STATE_DIR=/nonexistent ADMIN_CA="$T/missing.pem" "$ZTR_TEST_BIN/controller" node list
 expect_status 2 "an unreadable ADMIN_CA never falls back to another trust store"
 expect_err_has "ADMIN_CA: cannot read $T/missing.pem" "it says which file"
 run env STATE_DIR=/nonexistent "$ZTR_TEST_BIN/controller" node list
-expect_status 1 "without any CA the system's trust store does not vouch for it either"
+expect_status 3 "without any CA the system's trust store does not vouch for it either"
 run env ADMIN_URL="http://127.0.0.1:$port" "$ZTR_TEST_BIN/controller" node list
-expect_status 1 "the CLI over plain HTTP gets no answer"
+expect_status 3 "the CLI over plain HTTP gets no answer"
 expect_err_has "hint: no HTTP answer; a controller with ADMIN_TLS=true answers only https://" \
   "and is told why"
 
@@ -143,7 +143,7 @@ for _ in $(seq 1 100); do
   sleep 0.05
 done
 run env STATE_DIR="$CTL_STATE" ADMIN_URL="https://127.0.0.1:$fake_port" "$ZTR_TEST_BIN/controller" node list
-expect_status 1 "the CLI refuses the connector posing as the admin API"
+expect_status 3 "the CLI refuses the connector posing as the admin API"
 expect_err_has "SSL certificate problem" "it does not verify against the admin CA"
 sleep 0.3
 ! grep -qF "$E2E_ADMIN_TOKEN" "$T/fake.out"

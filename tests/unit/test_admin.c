@@ -1574,6 +1574,34 @@ test_cli_token_create_prints_only_the_token(void **state)
     assert_null(strchr(r.out, ' '));
     cli_result_free(&r);
 
+    /* --env: exactly "ENROLLMENT_TOKEN=<token>\n", an EnvironmentFile line. */
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "create", "--role", "tunneler", "--name", "env1",
+            "--env", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(strlen(r.out), strlen("ENROLLMENT_TOKEN=") + 16 + 1 + 64 + 1);
+    assert_int_equal(strncmp(r.out, "ENROLLMENT_TOKEN=", 17), 0);
+    assert_int_equal(r.out[17 + 16], '.');
+    assert_null(strchr(r.out, ' '));
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "list", "--json", NULL);
+    assert_int_equal(r.status, 0);
+    json_t *listed = json_loads(r.out, 0, NULL);
+    assert_non_null(listed);
+    json_t *env_token = NULL, *item;
+    size_t i;
+    json_array_foreach(json_object_get(listed, "tokens"), i, item)
+        if (strcmp(json_string_value(json_object_get(item, "name")), "env1") == 0)
+            env_token = item;
+    assert_non_null(env_token);
+    assert_null(json_object_get(env_token, "token")); /* never listed again */
+    char env_id[32];
+    snprintf(env_id, sizeof(env_id), "%s", json_string_value(json_object_get(env_token, "id")));
+    json_decref(listed);
+    cli_result_free(&r);
+    run_cli(f, true, ADMIN_TOKEN, &r, "token", "delete", env_id, NULL);
+    assert_int_equal(r.status, 0);
+    cli_result_free(&r);
+
     run_cli(f, true, ADMIN_TOKEN, &r, "token", "list", NULL);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "role=connector name=dc1-a prefix=false uses_left=2 "));
@@ -1787,12 +1815,13 @@ test_cli_errors_and_exit_codes(void **state)
     assert_int_equal(r.status, 2);
     cli_result_free(&r);
 
-    /* The server's message, exit 1. */
+    /* A refused ADMIN_AUTH_TOKEN: exit 4. */
     run_cli(f, true, "not-the-token", &r, "node", "list", NULL);
-    assert_int_equal(r.status, 1);
+    assert_int_equal(r.status, 4);
     assert_non_null(strstr(r.err, "unauthorized"));
     assert_string_equal(r.out, "");
     cli_result_free(&r);
+    /* The server's message, exit 1. */
     run_cli(f, true, ADMIN_TOKEN, &r, "token", "create", "--role", "connector", "--name", "x",
             "--ttl", "soon", NULL);
     assert_int_equal(r.status, 1);
@@ -1821,10 +1850,20 @@ test_cli_errors_and_exit_codes(void **state)
     assert_non_null(strstr(r.err, "not found"));
     cli_result_free(&r);
 
-    /* Nothing listening: the transport's reason, exit 1. */
+    /* --json only where a command lists or shows, never with --env. */
+    run_cli(f, false, ADMIN_TOKEN, &r, "node", "revoke", "x", "--json", NULL);
+    assert_int_equal(r.status, 2);
+    cli_result_free(&r);
+    run_cli(f, false, ADMIN_TOKEN, &r, "token", "create", "--role", "connector", "--name", "x",
+            "--env", "--json", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "exclude each other"));
+    cli_result_free(&r);
+
+    /* Nothing listening: the transport's reason, exit 3. */
     admin_stop(&f->c);
     run_cli(f, false, ADMIN_TOKEN, &r, "node", "list", NULL);
-    assert_int_equal(r.status, 1);
+    assert_int_equal(r.status, 3);
     assert_non_null(strstr(r.err, "refused"));
     cli_result_free(&r);
 }

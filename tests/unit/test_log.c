@@ -8,6 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <sys/stat.h>
+
 #include "base/log.h"
 
 static int
@@ -28,6 +31,8 @@ teardown(void **state)
     log_clear_secrets();
     log_set_level(LOG_INFO);
     log_set_timestamps(1);
+    log_set_format(LOG_FORMAT_LOGFMT);
+    log_set_journal_priority(false);
     return 0;
 }
 
@@ -681,6 +686,278 @@ test_log_limit_bounds_a_flood_and_counts_the_rest(void **state)
 
 #define LOG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* ---- LOG_FORMAT=json ----------------------------------------------------- */
+
+/* The one captured line, parsed: it must be exactly one JSON object. */
+static json_t *
+only_json_line(void)
+{
+    static char buf[LOG_LINE_MAX + 1];
+    const char *line = only_line(buf, sizeof(buf));
+    json_error_t error;
+    json_t *object = json_loads(line, JSON_REJECT_DUPLICATES, &error);
+    if (object == NULL)
+        fail_msg("not JSON (%s): %s", error.text, line);
+    assert_true(json_is_object(object));
+    return object;
+}
+
+static void
+test_format_names_parse(void **state)
+{
+    (void)state;
+    enum log_format format = LOG_FORMAT_JSON;
+    assert_int_equal(log_format_from_name("logfmt", &format), 0);
+    assert_int_equal(format, LOG_FORMAT_LOGFMT);
+    assert_int_equal(log_format_from_name("json", &format), 0);
+    assert_int_equal(format, LOG_FORMAT_JSON);
+    assert_int_equal(log_format_from_name("JSON", &format), -1);
+    assert_int_equal(log_format_from_name("", &format), -1);
+}
+
+static void
+test_json_line_has_the_logfmt_keys_in_order(void **state)
+{
+    (void)state;
+    log_set_format(LOG_FORMAT_JSON);
+    log_info("controller started", "control_port=%d admin=%s reason=\"%s\" size=%zu", 7443,
+             "127.0.0.1:8080", "fresh start", (size_t)12);
+    char buf[LOG_LINE_MAX];
+    assert_string_equal(only_line(buf, sizeof(buf)),
+                        "{\"level\":\"info\",\"msg\":\"controller started\",\"control_port\":7443,"
+                        "\"admin\":\"127.0.0.1:8080\",\"reason\":\"fresh start\",\"size\":12}");
+}
+
+static void
+test_json_quoted_numbers_and_mixed_values_stay_strings(void **state)
+{
+    (void)state;
+    log_set_format(LOG_FORMAT_JSON);
+    log_warn("w", "quoted=\"%d\" mixed=%s:%d neg=%lld hex=%x", 5, "h", 80, -3LL, 255u);
+    json_t *o = only_json_line();
+    assert_string_equal(json_string_value(json_object_get(o, "quoted")), "5");
+    assert_string_equal(json_string_value(json_object_get(o, "mixed")), "h:80");
+    assert_int_equal(json_integer_value(json_object_get(o, "neg")), -3);
+    assert_string_equal(json_string_value(json_object_get(o, "hex")), "ff");
+    json_decref(o);
+}
+
+/* Every hostile value comes back byte for byte as the one value of its
+ * own key: no field, line or object can be forged. */
+static void
+test_json_hostile_values_stay_one_value(void **state)
+{
+    (void)state;
+    static const char *const values[] = {
+        "x peer=10.6.6.6 role=controller",
+        "a\" peer=\"10.6.6.6",
+        "b\nts=2026-01-01T00:00:00.000Z level=error msg=\"forged\"",
+        "c\\",
+        "\"},{\"level\":\"error\",\"msg\":\"forged\"",
+        "ctl\x01\x02\x1b[31m\x7f\r\t end",
+        "key= =key ==",
+        "",
+    };
+    log_set_format(LOG_FORMAT_JSON);
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        test_log_capture_stop();
+        test_log_capture_start();
+        log_warn("enrollment denied", "reason=\"%s\" name=%s peer=%s", values[i], values[i],
+                 "127.0.0.1:5");
+        json_t *o = only_json_line();
+        assert_int_equal(json_object_size(o), 5);
+        assert_string_equal(json_string_value(json_object_get(o, "level")), "warn");
+        assert_string_equal(json_string_value(json_object_get(o, "reason")), values[i]);
+        assert_string_equal(json_string_value(json_object_get(o, "name")), values[i]);
+        assert_string_equal(json_string_value(json_object_get(o, "peer")), "127.0.0.1:5");
+        json_decref(o);
+    }
+}
+
+static void
+test_json_invalid_utf8_becomes_replacement_characters(void **state)
+{
+    (void)state;
+    log_set_format(LOG_FORMAT_JSON);
+    log_info("m", "name=%s ok=%s", "a\xff\xc0\x80\xed\xa0\x80z", "caf\xc3\xa9");
+    json_t *o = only_json_line();
+    assert_string_equal(json_string_value(json_object_get(o, "name")),
+                        "a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz");
+    assert_string_equal(json_string_value(json_object_get(o, "ok")), "caf\xc3\xa9");
+    json_decref(o);
+}
+
+static void
+test_json_secrets_are_redacted(void **state)
+{
+    (void)state;
+    assert_int_equal(log_add_secret("s3cr\"et-token"), 0);
+    log_set_format(LOG_FORMAT_JSON);
+    log_error("bad s3cr\"et-token seen", "token=%s echo=\"%s\" tail=x%sy", "s3cr\"et-token",
+              "pre s3cr\"et-token post", "s3cr\"et-token");
+    char buf[LOG_LINE_MAX];
+    assert_null(strstr(only_line(buf, sizeof(buf)), "et-token"));
+    json_t *o = only_json_line();
+    assert_string_equal(json_string_value(json_object_get(o, "msg")), "bad [REDACTED] seen");
+    assert_string_equal(json_string_value(json_object_get(o, "token")), "[REDACTED]");
+    assert_string_equal(json_string_value(json_object_get(o, "echo")), "pre [REDACTED] post");
+    assert_string_equal(json_string_value(json_object_get(o, "tail")), "x[REDACTED]y");
+    json_decref(o);
+}
+
+static void
+test_json_oversized_line_is_cut_and_still_one_object(void **state)
+{
+    (void)state;
+    char big[3 * LOG_LINE_MAX];
+    for (size_t i = 0; i < sizeof(big) - 1; i++)
+        big[i] = "\"\\\n\x01"[i % 4];
+    big[sizeof(big) - 1] = '\0';
+    log_set_format(LOG_FORMAT_JSON);
+    log_info("big", "a=%s b=%s c=%d", big, big, 7);
+    char buf[LOG_LINE_MAX + 1];
+    assert_true(strlen(only_line(buf, sizeof(buf))) < LOG_LINE_MAX);
+    json_t *o = only_json_line();
+    const char *a = json_string_value(json_object_get(o, "a"));
+    assert_non_null(a);
+    assert_true(strlen(a) > 100);
+    assert_memory_equal(a, big, strlen(a));
+    json_decref(o);
+}
+
+static void
+test_json_text_without_a_key_is_kept_under_text(void **state)
+{
+    (void)state;
+    log_set_format(LOG_FORMAT_JSON);
+    log_info("m", "%s k=v", "loose");
+    json_t *o = only_json_line();
+    assert_string_equal(json_string_value(json_object_get(o, "text")), "loose");
+    assert_string_equal(json_string_value(json_object_get(o, "k")), "v");
+    json_decref(o);
+}
+
+static void
+test_json_timestamp_is_the_first_key(void **state)
+{
+    (void)state;
+    log_set_format(LOG_FORMAT_JSON);
+    log_set_timestamps(1);
+    log_info("m", NULL);
+    char buf[LOG_LINE_MAX];
+    const char *line = only_line(buf, sizeof(buf));
+    assert_int_equal(strncmp(line, "{\"ts\":\"", 7), 0);
+    assert_int_equal(strlen(line), strlen("{\"ts\":\"2026-01-01T00:00:00.000Z\",\"level\":\"info\",\"msg\":\"m\"}"));
+}
+
+/* ---- journald --------------------------------------------------------- */
+
+/* Runs fn with stderr pointing at a fresh file and JOURNAL_STREAM set by
+ * how (0: that file's dev:ino, 1: another inode, 2: malformed); returns
+ * what reached the file. */
+static char *
+with_stderr_file(int how, bool *is_journal, void (*fn)(void))
+{
+    char *dir = test_mkdtemp();
+    char *path = test_path(dir, "stderr.txt");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    char stream[64];
+    if (how == 2)
+        snprintf(stream, sizeof(stream), "%llu-%llu", (unsigned long long)st.st_dev,
+                 (unsigned long long)st.st_ino);
+    else
+        snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
+                 (unsigned long long)st.st_ino + (how == 1));
+    setenv("JOURNAL_STREAM", stream, 1);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, STDERR_FILENO) >= 0);
+    *is_journal = log_stderr_is_journal();
+    log_reset_sink();
+    log_set_journal_priority(*is_journal);
+    fn();
+    fflush(stderr);
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    close(fd);
+    unsetenv("JOURNAL_STREAM");
+    char *text = test_read_file(path, NULL);
+    free(path);
+    test_rmtree(dir);
+    free(dir);
+    return text;
+}
+
+static void
+log_each_level(void)
+{
+    log_set_level(LOG_DEBUG);
+    log_debug("d", NULL);
+    log_info("i", NULL);
+    log_warn("w", "k=%s", "v\nlevel=error");
+    log_error("e", NULL);
+}
+
+static void
+test_journal_stream_of_stderr_prefixes_priorities(void **state)
+{
+    (void)state;
+    bool is_journal = false;
+    char *text = with_stderr_file(0, &is_journal, log_each_level);
+    assert_true(is_journal);
+    assert_string_equal(text, "<7>level=debug msg=\"d\"\n"
+                              "<6>level=info msg=\"i\"\n"
+                              "<4>level=warn msg=\"w\" k=\"v level=error\"\n"
+                              "<3>level=error msg=\"e\"\n");
+    free(text);
+}
+
+static void
+log_json_error(void)
+{
+    log_set_format(LOG_FORMAT_JSON);
+    log_error("e", "n=%d", 1);
+}
+
+static void
+test_journal_priority_precedes_a_json_line_too(void **state)
+{
+    (void)state;
+    bool is_journal = false;
+    char *text = with_stderr_file(0, &is_journal, log_json_error);
+    assert_string_equal(text, "<3>{\"level\":\"error\",\"msg\":\"e\",\"n\":1}\n");
+    free(text);
+}
+
+static void
+test_journal_stream_of_another_file_or_malformed_is_ignored(void **state)
+{
+    (void)state;
+    for (int how = 1; how <= 2; how++) {
+        bool is_journal = true;
+        char *text = with_stderr_file(how, &is_journal, log_each_level);
+        assert_false(is_journal);
+        assert_int_equal(strncmp(text, "level=debug", 11), 0);
+        free(text);
+    }
+    unsetenv("JOURNAL_STREAM");
+    assert_false(log_stderr_is_journal());
+}
+
+static void
+test_sink_gets_the_line_without_priority(void **state)
+{
+    (void)state;
+    log_set_journal_priority(true);
+    log_error("e", NULL);
+    char buf[LOG_LINE_MAX];
+    assert_string_equal(only_line(buf, sizeof(buf)), "level=error msg=\"e\"");
+}
+
 int
 main(void)
 {
@@ -723,6 +1000,19 @@ main(void)
         LOG_TEST(test_secret_longer_than_line_is_never_partly_shown),
         LOG_TEST(test_many_short_secrets_expanding_past_line_end_stay_bounded),
         LOG_TEST(test_random_lines_never_contain_a_registered_secret),
+        LOG_TEST(test_format_names_parse),
+        LOG_TEST(test_json_line_has_the_logfmt_keys_in_order),
+        LOG_TEST(test_json_quoted_numbers_and_mixed_values_stay_strings),
+        LOG_TEST(test_json_hostile_values_stay_one_value),
+        LOG_TEST(test_json_invalid_utf8_becomes_replacement_characters),
+        LOG_TEST(test_json_secrets_are_redacted),
+        LOG_TEST(test_json_oversized_line_is_cut_and_still_one_object),
+        LOG_TEST(test_json_text_without_a_key_is_kept_under_text),
+        LOG_TEST(test_json_timestamp_is_the_first_key),
+        LOG_TEST(test_journal_stream_of_stderr_prefixes_priorities),
+        LOG_TEST(test_journal_priority_precedes_a_json_line_too),
+        LOG_TEST(test_journal_stream_of_another_file_or_malformed_is_ignored),
+        LOG_TEST(test_sink_gets_the_line_without_priority),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,9 @@
 #   make bench    measure and write bench/RESULTS.md
 #   make churn    1 000 000 streams opened and closed, memory sampled (bench/churn.png)
 #   make soak     30 minutes of mixed load, memory sampled (bench/soak.png)
-#   make install  binaries, units, examples, docs, the console (INSTALL_UI=no: without)
+#   make docs     regenerate docs/CONFIG.md's settings tables and man/ from the schema
+#   make install  binaries, units, examples, docs, man pages, the console (INSTALL_UI=no: without)
+#   make deb      Debian packages into build/deb/ (ztr-controller, ztr-connector, ...)
 #   make clean
 
 SHELL := /bin/bash
@@ -82,11 +84,11 @@ TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 
 .PRECIOUS: $(OBJ)/%.o build/fuzz/obj/%.o
-.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench churn soak demo failure-modes ui ui-test
+.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench churn soak demo failure-modes ui ui-test docs
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(BUILD)/bench/ctl_load
 
 help:
-	@sed -n '2,15p' Makefile
+	@sed -n '2,17p' Makefile
 
 deps:
 	@bash scripts/deps.sh
@@ -142,6 +144,13 @@ e2e:
 # Every failure mode of the failure-modes document, as a table.
 failure-modes: all ui
 	@bash tests/run-failure-modes.sh $(BUILD)
+
+# ---- docs from the settings schema (docs/CONFIG.md, "Every setting") -------
+# Each daemon's --print-schema (the table --help prints) becomes the tables of
+# docs/CONFIG.md and the settings sections of man/; tests/docs_check.sh fails
+# when the committed files differ.
+docs: $(PROGRAMS)
+	python3 scripts/gen-docs.py $(BIN)
 
 # ---- the web console (ui/, docs/CONSOLE.md) ---------------------------------
 # Built once into ui/.next (next build, offline: system fonts, no telemetry);
@@ -225,6 +234,7 @@ DOCDIR     := $(PREFIX)/share/doc/ztr
 UIDIR      := $(PREFIX)/lib/ztr/ui
 SYSCONFDIR ?= /etc
 UNITDIR    ?= $(SYSCONFDIR)/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
 INSTALL_PROGRAMS := $(BIN)/controller $(BIN)/connector $(BIN)/tunneler $(BIN)/ztr-pki
 
 # INSTALL_UI=no leaves the console out (an agent-only host needs no Node.js).
@@ -260,6 +270,10 @@ endif
 	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} || exit 1; \
 	done
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	@echo "installed; next: docs/OPERATIONS.md, \"Install with systemd\" (systemctl daemon-reload)"
 
 # The units under a real systemd: a throw-away systemd-nspawn boot of this

@@ -4,6 +4,7 @@
 #include <ev.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "base/fileio.h"
 #include "base/log.h"
@@ -113,6 +114,12 @@ configure(struct daemon *d, int argc, char **argv, struct ztr_err *err)
 {
     const struct daemon_spec *spec = d->spec;
     struct config *config = NULL;
+    /* Hidden: for scripts/gen-docs.py; answered before any setting is read,
+     * so a machine's environment cannot change or break it. */
+    if (argc == 1 && strcmp(argv[0], "--print-schema") == 0) {
+        config_print_schema(spec->schema, spec->schema_len, print_line, stdout);
+        return 1;
+    }
     TRY(config_load(spec->schema, spec->schema_len, environ, argc, argv, &config, err));
     if (config_help_requested(config)) {
         printf("%s\n\nflags (each also an environment variable and a YAML key):\n", spec->usage);

@@ -3,7 +3,8 @@
  * runs in, so the three cannot drift apart again:
  *
  *   configuration  config_load + --help (the same text for every daemon),
- *                  config_fill into the daemon's typed settings
+ *                  config_fill into the daemon's typed settings; a lone
+ *                  --print-schema prints the schema for the docs generator
  *   signals        SIGTERM / SIGINT stop cleanly (exit 0 unless the daemon
  *                  already chose a status); SIGHUP calls the daemon's
  *                  on_hup (never the default action, which kills); SIGPIPE

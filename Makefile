@@ -276,6 +276,17 @@ endif
 	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	@echo "installed; next: docs/OPERATIONS.md, \"Install with systemd\" (systemctl daemon-reload)"
 
+# Debian packages (debian/, scripts/deb.sh): ztr-common, ztr-controller,
+# ztr-connector, ztr-tunneler into build/deb/, lintian-checked.
+.PHONY: deb deb-test
+deb:
+	@bash scripts/deb.sh build/deb
+
+# The packages installed into a throw-away root booted under systemd:
+# enroll, a request through, purge leaves nothing (tests/systemd/deb.sh).
+deb-test: deb $(BUILD)/tests/tools/tcp_peer
+	@bash tests/systemd/deb.sh build/deb $(BUILD)
+
 # The units under a real systemd: a throw-away systemd-nspawn boot of this
 # host's own root (needs root; prints "skipped" and why when it cannot run).
 systemd-test: $(INSTALL_PROGRAMS) $(BUILD)/tests/tools/tcp_peer $(UI_BUILT)

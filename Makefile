@@ -240,13 +240,35 @@ INSTALL_PROGRAMS := $(BIN)/controller $(BIN)/connector $(BIN)/tunneler $(BIN)/zt
 # INSTALL_UI=no leaves the console out (an agent-only host needs no Node.js).
 INSTALL_UI ?= yes
 
-.PHONY: install systemd-test
-install: $(INSTALL_PROGRAMS) $(if $(filter yes,$(INSTALL_UI)),$(UI_BUILT))
+.PHONY: install install-ui systemd-test
+# A unit, /usr/local/ replaced by $(PREFIX)/, written beside and moved in.
+install_unit = sed 's|/usr/local/|$(PREFIX)/|g' systemd/$(1).service >$(DESTDIR)$(UNITDIR)/$(1).service.tmp && \
+  chmod 0644 $(DESTDIR)$(UNITDIR)/$(1).service.tmp && \
+  mv -f $(DESTDIR)$(UNITDIR)/$(1).service.tmp $(DESTDIR)$(UNITDIR)/$(1).service
+
+install: $(INSTALL_PROGRAMS) $(if $(filter yes,$(INSTALL_UI)),install-ui)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/ztr
 	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(BINDIR)/
-ifeq ($(INSTALL_UI),yes)
-	install -d -m 0755 $(dir $(DESTDIR)$(UIDIR))
+	$(call install_unit,ztr-controller)
+	$(call install_unit,ztr-connector)
+	$(call install_unit,ztr-tunneler)
+	for example in conf/*.example; do \
+	  sed 's|/usr/local/|$(PREFIX)/|g' $$example >$(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} && \
+	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} || exit 1; \
+	done
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	@echo "installed; next: docs/OPERATIONS.md, \"Install with systemd\" (systemctl daemon-reload)"
+
+# The console alone (make install runs it unless INSTALL_UI=no; the
+# ztr-console package is made from it): $(UIDIR), ztr-ui.service,
+# /etc/ztr/ui.conf.example.
+install-ui: $(UI_BUILT)
+	install -d -m 0755 $(dir $(DESTDIR)$(UIDIR)) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/ztr
 	@# The console as `node server.mjs` runs it: the build without its cache
 	@# and the production dependencies only (npm prune, offline: it only
 	@# removes), assembled beside the old one, then swapped in.
@@ -259,22 +281,9 @@ ifeq ($(INSTALL_UI),yes)
 	chmod -R u=rwX,go=rX $(DESTDIR)$(UIDIR).tmp
 	if [ -e $(DESTDIR)$(UIDIR) ]; then mv $(DESTDIR)$(UIDIR) $(DESTDIR)$(UIDIR).old; fi
 	mv $(DESTDIR)$(UIDIR).tmp $(DESTDIR)$(UIDIR) && rm -rf $(DESTDIR)$(UIDIR).old
-endif
-	for unit in ztr-controller ztr-connector ztr-tunneler $(if $(filter yes,$(INSTALL_UI)),ztr-ui); do \
-	  sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$unit.service >$(DESTDIR)$(UNITDIR)/$$unit.service.tmp && \
-	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit.service.tmp && \
-	  mv -f $(DESTDIR)$(UNITDIR)/$$unit.service.tmp $(DESTDIR)$(UNITDIR)/$$unit.service || exit 1; \
-	done
-	for example in conf/*.example; do \
-	  sed 's|/usr/local/|$(PREFIX)/|g' $$example >$(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} && \
-	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} || exit 1; \
-	done
-	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
-	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
-	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
-	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
-	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
-	@echo "installed; next: docs/OPERATIONS.md, \"Install with systemd\" (systemctl daemon-reload)"
+	$(call install_unit,ztr-ui)
+	sed 's|/usr/local/|$(PREFIX)/|g' conf/ui.conf.example >$(DESTDIR)$(SYSCONFDIR)/ztr/ui.conf.example && \
+	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ztr/ui.conf.example
 
 # Debian packages (debian/, scripts/deb.sh): ztr-common, ztr-controller,
 # ztr-connector, ztr-tunneler into build/deb/, lintian-checked.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# make deb: the Debian packages ztr-common, ztr-controller, ztr-connector and
-# ztr-tunneler into build/deb/, built with debhelper (debian/) from a copy of
-# the working tree, then checked with lintian.
+# make deb: the Debian packages ztr-common, ztr-controller, ztr-connector,
+# ztr-tunneler and (when `make ui` built the console here) ztr-console into
+# build/deb/, built with debhelper (debian/) from a copy of the working tree,
+# then checked with lintian.
 #   scripts/deb.sh [OUT]     OUT: where the .debs go (default build/deb)
 # The version comes from `git describe --always --dirty` (a tag v1.2 gives
 # 1.2, 1.2-3-gabc gives 1.2+3+gabc, a bare commit 0~gitabc1234); debian/changelog
@@ -43,9 +44,21 @@ ztr ($version) unstable; urgency=medium
  -- ztr maintainers <maintainers@users.noreply.b-seed-61fb2206.example>  $(date -R)
 CHANGELOG
 
+# The console's package when the console is built here (make ui); otherwise
+# it is left out (ZTR_DEB_CONSOLE=no leaves it out always).
+profiles=()
+if [ "${ZTR_DEB_CONSOLE:-auto}" != no ] && [ -f "$ROOT/ui/.next/BUILD_ID" ] && [ -d "$ROOT/ui/node_modules/next" ]; then
+  make -C "$ROOT" --no-print-directory install-ui DESTDIR="$SRC/debian/console" PREFIX=/usr \
+    SYSCONFDIR=/etc UNITDIR=/lib/systemd/system >"$OUT/console.log" 2>&1 ||
+    { cat "$OUT/console.log" >&2; echo "deb: make install-ui failed" >&2; exit 1; }
+else
+  echo "deb: the console is not built here (make ui): no ztr-console package"
+  profiles=(-Ppkg.ztr.noconsole)
+fi
+
 jobs="${DEB_JOBS:-2}"
 echo "deb: building ztr $version in $SRC"
-(cd "$SRC" && DEB_BUILD_OPTIONS="parallel=$jobs nocheck" dpkg-buildpackage -b -us -uc \
+(cd "$SRC" && DEB_BUILD_OPTIONS="parallel=$jobs nocheck" dpkg-buildpackage -b -us -uc "${profiles[@]}" \
   >"$OUT/build.log" 2>&1) || { tail -30 "$OUT/build.log" >&2; echo "deb: dpkg-buildpackage failed ($OUT/build.log)" >&2; exit 1; }
 rm -rf "$SRC"
 

@@ -20,6 +20,9 @@ trap finish EXIT
 
 CTL=/usr/bin/controller
 PKGS=(ztr-common ztr-controller ztr-connector ztr-tunneler)
+# The console's package, when make deb built it (make ui had run).
+CONSOLE=0
+if ls "$R"/debs/ztr-console_*.deb >/dev/null 2>&1; then CONSOLE=1; PKGS+=(ztr-console); fi
 pass() { echo "PASS|$1" >>"$R/checks.txt"; echo "ok: $1"; }
 fail() { echo "FAIL|$1|${2:-}" >>"$R/checks.txt"; echo "FAIL: $1 ${2:-}"; }
 expect() { local what="$1"; shift; if "$@"; then pass "$what"; else fail "$what" "$*"; fi; }
@@ -63,10 +66,14 @@ if ldd /usr/bin/controller /usr/bin/connector /usr/bin/tunneler | grep -qi wolfs
 else
   pass "wolfSSL linked statically (no libwolfssl in ldd)"
 fi
-for n in ztr-controller ztr-connector ztr-tunneler; do
+UNITS=(ztr-controller ztr-connector ztr-tunneler)
+[ "$CONSOLE" = 1 ] && UNITS+=(ztr-ui)
+for n in "${UNITS[@]}"; do
   equal "$n enabled" "$(systemctl is-enabled "$n" 2>&1)" enabled
   equal "$n not started by the install" "$(prop "$n" ActiveState)" inactive
-  equal "$n ExecStart /usr/bin/${n#ztr-}" "$(prop "$n" ExecStart | sed -n 's/^{ path=\([^ ;]*\).*/\1/p')" "/usr/bin/${n#ztr-}"
+done
+for n in controller connector tunneler; do
+  equal "ztr-$n ExecStart /usr/bin/$n" "$(prop "ztr-$n" ExecStart | sed -n 's/^{ path=\([^ ;]*\).*/\1/p')" "/usr/bin/$n"
 done
 
 # ---- configure from the examples, enroll, a request through ------------------------
@@ -103,11 +110,22 @@ expect "a request through the tunneler's forward reaches the resource" wait_unti
 for n in connector controller tunneler; do
   expect "state in /var/lib/private/ztr-$n" test -d "/var/lib/private/ztr-$n"
 done
+if [ "$CONSOLE" = 1 ]; then
+  expect "the console: /usr/lib/ztr/ui/server.mjs, without devDependencies" \
+    test -f /usr/lib/ztr/ui/server.mjs -a ! -e /usr/lib/ztr/ui/node_modules/typescript
+  install -m 0600 /etc/ztr/ui.conf.example /etc/ztr/ui.conf
+  set_key /etc/ztr/ui.conf ADMIN_AUTH_TOKEN "$ADMIN_AUTH_TOKEN"
+  set_key /etc/ztr/ui.conf UI_PASSWORD "$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+  expect "systemctl start ztr-ui" timeout 60 systemctl start ztr-ui
+  ui_login() { [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/login)" = 200 ]; }
+  expect "the console answers on 127.0.0.1:3000 (GET /login 200)" wait_until 30 ui_login
+fi
 
 # ---- purge ---------------------------------------------------------------------------
-expect "dpkg --purge" env DEBIAN_FRONTEND=noninteractive \
-  dpkg --purge ztr-tunneler ztr-connector ztr-controller ztr-common
-for n in ztr-controller ztr-connector ztr-tunneler; do
+purge=(ztr-tunneler ztr-connector ztr-controller ztr-common)
+[ "$CONSOLE" = 1 ] && purge=(ztr-console "${purge[@]}")
+expect "dpkg --purge ${purge[*]}" env DEBIAN_FRONTEND=noninteractive dpkg --purge "${purge[@]}"
+for n in "${UNITS[@]}"; do
   equal "$n stopped by the purge" "$(prop "$n" ActiveState)" inactive
 done
 left=""

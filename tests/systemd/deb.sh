@@ -33,6 +33,7 @@ ls "$DEBS"/ztr-{common,controller,connector,tunneler}_*.deb >/dev/null 2>&1 ||
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS/debs" "$RESULTS/usr-upper"
 cp "$DEBS"/ztr-{common,controller,connector,tunneler}_*.deb "$RESULTS/debs/"
+cp "$DEBS"/ztr-console_*.deb "$RESULTS/debs/" 2>/dev/null   # when make deb built it
 # The throw-away root: what dpkg and systemd write outside /usr lands here.
 TROOT="$RESULTS/root"
 mkdir -p "$TROOT"/{usr,var/lib,var/log,var/tmp,var/cache,tmp,proc,sys,dev,run,root}

@@ -4,7 +4,7 @@
 #   make          build everything into build/ (-O2 -g)
 #   make asan     the same under ASan + UBSan into build/asan/
 #   make demo     deps + build, then the whole system on loopback (Ctrl-C stops it)
-#   make test     deps + asan build + unit + e2e + failure modes + systemd + fuzz smoke
+#   make test     deps + asan build + docs + unit + e2e + failure modes + systemd + packages + fuzz smoke
 #   make failure-modes  the failure-modes table (tests/e2e/failure_modes/)
 #   make ui       build the web console (ui/, Next.js; docs/CONSOLE.md)
 #   make fuzz     run every libFuzzer target longer (FUZZ_SECONDS, default 300)

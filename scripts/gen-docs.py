@@ -159,7 +159,7 @@ def replace_block(path, text, what, rows, problems, check):
                 problems.append(f"{rel}: {what}: key {name} is not in the schema")
                 named = True
         if not named:
-            problems.append(f"{rel}: {what}: differs from what the schema generates")
+            problems.append(f"{rel}: {what}: differs from what the binaries print (make docs)")
     return "\n".join(lines[:b + 1] + want + lines[e:])
 
 

@@ -128,8 +128,8 @@ w1=0; for p in "${pids[@]}"; do w1=$((w1 + $(io_field "$p" wchar))); done
 live=$(metric_sum ztr_controller_sessions)
 rss=(); rss_sum=0
 for p in "${pids[@]}"; do v=$(status_kb "$p" VmRSS); rss+=("$v"); rss_sum=$((rss_sum + v)); done
-online=$("$controller" fleet --json --state ONLINE |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["total"])' 2>/dev/null || echo "?")
+online=$(curl -fsS --max-time 10 "${healths[0]}/metrics" |
+  awk '$1 == "ztr_controller_nodes{status=\"online\"}" {print $2}') || online="?"
 controllers_alive=$("$controller" controllers | grep -c 'alive=true' || true)
 set +e
 load_rc=0

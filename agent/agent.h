@@ -215,6 +215,8 @@ void agent_free(struct agent *agent);
 int agent_exit_code(const struct agent *agent);
 /* SIGHUP: retry the controller now instead of waiting out the backoff. */
 void agent_retry_now(struct agent *agent);
+/* Sends msg (taken) on the control stream if one is up; dropped if not. */
+void agent_send(struct agent *agent, json_t *msg);
 
 /* For the daemon's data plane: the loop, the current TLS identity (chain,
  * key, bundle — updated in place on renewal), state and names. */

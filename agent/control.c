@@ -26,6 +26,12 @@ agent_ctl_send(struct agent *a, json_t *msg)
     }
 }
 
+void
+agent_send(struct agent *agent, json_t *msg)
+{
+    agent_ctl_send(agent, msg);
+}
+
 static json_t *
 counters_json(const struct agent *a)
 {

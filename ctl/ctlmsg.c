@@ -144,6 +144,11 @@ static const struct field fed_grants_fields[] = {
     END,
 };
 
+static const struct field applied_fields[] = {
+    {"version", F_INT, 1, NULL},   {"applied_ms", F_INT, 1, NULL},
+    {"closed_ms", F_INT, 1, NULL}, {"sessions_closed", F_INT, 1, NULL}, END,
+};
+
 static const struct {
     const char *name;
     const struct field *fields;
@@ -171,6 +176,7 @@ static const struct {
     [CTLMSG_FED_HEARTBEAT] = {"fed_heartbeat", fed_heartbeat_fields},
     [CTLMSG_FED_HEARTBEAT_ACK] = {"fed_heartbeat_ack", fed_heartbeat_fields},
     [CTLMSG_FED_GRANTS] = {"fed_grants", fed_grants_fields},
+    [CTLMSG_APPLIED] = {"applied", applied_fields},
 };
 
 const char *

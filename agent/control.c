@@ -158,6 +158,12 @@ handle_message(struct agent *a, enum ctlmsg_type type, const json_t *msg)
         if (a->spec->on_connectors != NULL)
             a->spec->on_connectors(a->spec->ctx, msg);
         break;
+    case CTLMSG_DRAIN:
+        if (a->spec->on_drain != NULL)
+            a->spec->on_drain(a->spec->ctx, msg);
+        else
+            log_warn("unexpected control message", "type=%s", ctlmsg_type_name(type));
+        break;
     default:
         log_warn("unexpected control message", "type=%s", ctlmsg_type_name(type));
         break;

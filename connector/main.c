@@ -289,18 +289,19 @@ drain_check(struct connector *c)
         return;
     d->streams_left = dp_workers_drain(c->dataplane, true);
     double now = ev_now(agent_loop(c->agent));
-    if (d->stopping && (d->streams_left == 0 || (d->closed && now - d->closed_at >=
-                                                                  DRAIN_CLOSE_GRACE_S))) {
+    bool closes_sent = d->closed && now - d->closed_at >= DRAIN_CLOSE_GRACE_S;
+    if (d->stopping && (d->streams_left == 0 || closes_sent)) {
         log_info("drained, stopping", "streams_left=%llu", (unsigned long long)d->streams_left);
         ev_timer_stop(agent_loop(c->agent), &d->timer);
         agent_finish(c->agent);
         return;
     }
-    if (d->closed || d->streams_left == 0 || clock_wall_s(agent_clock(c->agent)) < drain_deadline(c))
+    int64_t wall = clock_wall_s(agent_clock(c->agent));
+    if (d->closed || d->streams_left == 0 || wall < drain_deadline(c))
         return;
-    const char *reason = d->stopping && (!d->by_operator || d->stop_deadline <= d->operator_deadline)
-                             ? "connector stopping: DRAIN_TIMEOUT reached"
-                             : "connector drained: deadline reached";
+    bool stop_bound = d->stopping && (!d->by_operator || d->stop_deadline <= d->operator_deadline);
+    const char *reason = stop_bound ? "connector stopping: DRAIN_TIMEOUT reached"
+                                    : "connector drained: deadline reached";
     size_t closed = dp_workers_close_streams(c->dataplane, reason);
     log_warn("drain deadline reached, streams closed", "streams=%zu reason=\"%s\"", closed,
              reason);
@@ -425,6 +426,8 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
     struct allowlist *copy = allowlist_clone(c->allowlist);
     if (copy == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    ev_timer_init(&c->drain.timer, drain_timer_cb, DRAIN_CHECK_S, DRAIN_CHECK_S);
+    c->drain.timer.data = c;
     TRY(dp_workers_start(agent, &dp, c->workers, copy, &c->dataplane, err));
     /* No allowlist at all refuses every tunneler anyway; only an old one
      * needs the refusal (and its log line). */
@@ -433,11 +436,12 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
     double every = (double)c->settings.allowlist_max_age_ms / 4000.0;
     if (every > 1.0)
         every = 1.0;
-    ev_timer_init(&c->drain.timer, drain_timer_cb, DRAIN_CHECK_S, DRAIN_CHECK_S);
-    c->drain.timer.data = c;
     ev_timer_init(&c->age_timer, age_timer_cb, every, every);
     c->age_timer.data = c;
     ev_timer_start(agent_loop(agent), &c->age_timer);
+    /* A drain the controller sent before the data plane existed. */
+    if (draining(c))
+        drain_start(c);
     return 0;
 }
 

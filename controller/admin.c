@@ -548,7 +548,8 @@ node_json(const struct controller *c, const struct store_node *node, int64_t now
      * (the renewal grace): what an operator checks when a node's old key
      * may have been copied. */
     bool in_grace = node->prev_cert_serial[0] != '\0' && now < node->prev_cert_until;
-    json_t *item = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:o, s:s, s:I}",
+    json_t *item = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:o, s:s, s:I}",
                      "id", node->id, "name", node->name, "role", node->role, "spiffe_id",
                      node->spiffe_id, "status", node_status_name(node, now),
                      "revoked", node->revoked, "last_seen", (json_int_t)last_seen_of(c, node),

@@ -78,8 +78,9 @@ wait_drain "$DC1_URL" DRAINING
 check "dc1 /health: drain state DRAINING" $?
 [[ "$HEALTH_BODY" == *'"by":"operator"'* ]]; check "dc1 /health: drained by the operator" $?
 metric_at_least "$DC1_URL" ztr_connector_draining 1; check "dc1 /metrics: ztr_connector_draining 1" $?
-curl -s "$DC1_URL/metrics" | grep -q '^ztr_connector_drain_streams_left '
-check "dc1 /metrics: ztr_connector_drain_streams_left" $?
+metrics=$(curl -s "$DC1_URL/metrics")
+grep -q '^ztr_connector_drain_streams_left 0$' <<<"$metrics"
+check "dc1 /metrics: ztr_connector_drain_streams_left 0" $?
 for ((i = 0; i < 100; i++)); do
   health "$LAPTOP_URL"; [[ "$HEALTH_BODY" == *'"draining":true'* ]] && break; sleep 0.05
 done
@@ -191,6 +192,7 @@ wait_requests 20
 
 touch "$LOOP_STOP"; wait "$LOOP_PID"
 failed=$(wc -l <"$LOOP_FAILED"); total=$(($(loop_ok) + failed))
+echo "  request loop: $total requests, $failed failed"
 [ "$failed" -eq 0 ]; check "0 failed requests of $total through drain, undrain and restarts" $?
 [ "$failed" -eq 0 ] || cat "$LOOP_FAILED" >&2
 stop_agent "$LAPTOP_PID"; stop_agent "$DC1_PID"; stop_agent "$DC2_PID"

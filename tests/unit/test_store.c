@@ -428,7 +428,8 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     store_close(f->store);
     f->store = NULL;
     /* What a version 1 database looks like: no indexes yet, no keys. */
-    raw_exec(f->path, "ALTER TABLE nodes DROP COLUMN drain; ALTER TABLE nodes DROP COLUMN drain_since;"
+    raw_exec(f->path, "ALTER TABLE nodes DROP COLUMN drain;"
+                      "ALTER TABLE nodes DROP COLUMN drain_since;"
                       "ALTER TABLE nodes DROP COLUMN drain_deadline;"
                       "DROP INDEX nodes_revoked; DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
                       "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
@@ -1309,7 +1310,8 @@ test_migration_to_6_backfills_last_renewal(void **state)
     struct store_node fresh = enrolled(f, "connector", "c2");
     store_close(f->store);
     f->store = NULL;
-    raw_exec(f->path, "ALTER TABLE nodes DROP COLUMN drain; ALTER TABLE nodes DROP COLUMN drain_since;"
+    raw_exec(f->path, "ALTER TABLE nodes DROP COLUMN drain;"
+                      "ALTER TABLE nodes DROP COLUMN drain_since;"
                       "ALTER TABLE nodes DROP COLUMN drain_deadline;"
                       "DROP INDEX nodes_revoked; DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
                       "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"

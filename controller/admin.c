@@ -2364,6 +2364,7 @@ struct expiry_sample {
 struct node_stats {
     size_t total;
     size_t online;
+    size_t draining;        /* connectors, not revoked */
     int64_t now;
     struct metrics *expiry; /* ztr_svid_expiry_seconds samples, or NULL */
     /* For /metrics only (fleet != NULL): fleet states and the soonest
@@ -2418,6 +2419,8 @@ visit_node_stats(void *ctx, const struct store_node *node)
     stats->total++;
     if (node->status == STORE_ONLINE)
         stats->online++;
+    if (node->drain != STORE_DRAIN_NONE && !node->revoked)
+        stats->draining++;
     if (stats->fleet_of != NULL)
         count_fleet_node(stats, node);
     /* A revoked node's certificate is dead weight for expiry alerts. */
@@ -2564,6 +2567,9 @@ write_metrics(struct metrics *m, const struct controller *c, const struct node_s
     metrics_family(m, "ztr_controller_nodes", "gauge", "Enrolled nodes by status.");
     metrics_u64(m, "ztr_controller_nodes", "status=\"online\"", stats->online);
     metrics_u64(m, "ztr_controller_nodes", "status=\"offline\"", stats->total - stats->online);
+    metrics_gauge(m, "ztr_controller_connectors_draining",
+                  "Connectors draining: the operator's drain, or their own before they stop.",
+                  NULL, (int64_t)stats->draining);
     metrics_gauge(m, "ztr_controller_bundle_version", "Version of the trust bundle.", NULL,
                   bundle_version(c));
     metrics_gauge(m, "ztr_controller_allowlist_version", "Version of the allowlist.", NULL,

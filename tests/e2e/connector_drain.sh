@@ -91,6 +91,8 @@ check "controller node list: dc1 status=DRAINING" $?
 run ctl node list --json
 python3 -c 'import json,sys; n=[n for n in json.load(sys.stdin)["nodes"] if n["name"]=="dc1"][0]; sys.exit(not (n["status"]=="DRAINING" and n["drain"]["by"]=="operator" and n["drain"]["deadline"]>0))' <<<"$RUN_OUT"
 check "controller node list --json: status DRAINING and the drain object" $?
+metric_at_least "$HEALTH_URL" ztr_controller_connectors_draining 1
+check "controller /metrics: ztr_controller_connectors_draining 1" $?
 wait_requests 10
 health "$DC1_URL"; during=$(json_value streams_total)
 wait_requests 30; check "requests keep succeeding while dc1 drains" $?

@@ -137,6 +137,23 @@ agent_stop(struct agent *a, int exit_code)
     ev_break(a->loop, EVBREAK_ALL);
 }
 
+void
+agent_finish(struct agent *agent)
+{
+    agent_stop(agent, AGENT_EXIT_OK);
+}
+
+bool
+agent_send(struct agent *agent, json_t *msg)
+{
+    if (agent->ctl == NULL || !agent->welcomed) {
+        json_decref(msg);
+        return false;
+    }
+    agent_ctl_send(agent, msg);
+    return true;
+}
+
 int
 agent_exit_code(const struct agent *agent)
 {
@@ -357,6 +374,17 @@ process_hup(void *ctx, struct daemon *daemon)
     agent_retry_now(p->agent);
 }
 
+static bool
+process_term(void *ctx, struct daemon *daemon)
+{
+    (void)daemon;
+    struct agent_process *p = ctx;
+    const struct agent_spec *spec = p->spec;
+    if (spec->on_terminate == NULL || p->agent == NULL || p->agent->exit_code >= 0)
+        return false;
+    return spec->on_terminate(spec->ctx);
+}
+
 static int
 process_stop(void *ctx, bool started, int exit_status)
 {
@@ -391,7 +419,7 @@ agent_main(const struct agent_spec *spec, int argc, char **argv)
         .program = pki_role_name(spec->role), .usage = usage, .msg_failed = "agent failed to start", .msg_stopping = "stopping",
         .schema = spec->schema, .schema_len = spec->schema_len, .settings = spec->settings,
         .configure = process_configure, .start = process_start, .on_hup = process_hup,
-        .stop = process_stop, .ctx = &process};
+        .on_term = process_term, .stop = process_stop, .ctx = &process};
     return daemon_run(&daemon, argc, argv);
 }
 

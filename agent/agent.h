@@ -175,6 +175,13 @@ struct agent_spec {
     /* Adds daemon fields to /health and lines to /metrics (may be NULL). */
     void (*add_health)(void *ctx, json_t *health);
     void (*add_metrics)(void *ctx, struct metrics *metrics);
+    /* Connectors: the controller's drain message (schema-checked). May be
+     * NULL (a drain message is then logged and ignored). */
+    void (*on_drain)(void *ctx, const json_t *msg);
+    /* The first SIGTERM (agent_main only); may be NULL. Returns true when
+     * the daemon winds down first (a connector drains) and then calls
+     * agent_finish; false stops at once. */
+    bool (*on_terminate)(void *ctx);
     /* Called before exit to close what start() opened. */
     void (*stop)(void *ctx);
     void *ctx;
@@ -213,10 +220,13 @@ void agent_free(struct agent *agent);
 /* The status the agent chose to stop with (REVOKED: 3, ...), or -1 while
  * it runs; when it chooses one it also breaks the loop (ev_break). */
 int agent_exit_code(const struct agent *agent);
+/* Ends the loop with exit status 0 (after on_terminate returned true). */
+void agent_finish(struct agent *agent);
+/* Sends msg (taken) on the control stream; false (msg dropped) when there
+ * is no welcomed stream. */
+bool agent_send(struct agent *agent, json_t *msg);
 /* SIGHUP: retry the controller now instead of waiting out the backoff. */
 void agent_retry_now(struct agent *agent);
-/* Sends msg (taken) on the control stream if one is up; dropped if not. */
-void agent_send(struct agent *agent, json_t *msg);
 
 /* For the daemon's data plane: the loop, the current TLS identity (chain,
  * key, bundle — updated in place on renewal), state and names. */

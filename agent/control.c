@@ -26,12 +26,6 @@ agent_ctl_send(struct agent *a, json_t *msg)
     }
 }
 
-void
-agent_send(struct agent *agent, json_t *msg)
-{
-    agent_ctl_send(agent, msg);
-}
-
 static json_t *
 counters_json(const struct agent *a)
 {
@@ -163,6 +157,12 @@ handle_message(struct agent *a, enum ctlmsg_type type, const json_t *msg)
     case CTLMSG_CONNECTORS:
         if (a->spec->on_connectors != NULL)
             a->spec->on_connectors(a->spec->ctx, msg);
+        break;
+    case CTLMSG_DRAIN:
+        if (a->spec->on_drain != NULL)
+            a->spec->on_drain(a->spec->ctx, msg);
+        else
+            log_warn("unexpected control message", "type=%s", ctlmsg_type_name(type));
         break;
     default:
         log_warn("unexpected control message", "type=%s", ctlmsg_type_name(type));

@@ -20,6 +20,7 @@ struct daemon {
     ev_signal sigterm, sigint, sighup;
     ev_timer watchdog;
     bool stopped;
+    bool terminating;               /* on_term took the first SIGTERM */
     int exit_status;
 };
 
@@ -88,6 +89,11 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         else
             log_info("SIGHUP ignored", NULL);
         return;
+    }
+    if (w->signum == SIGTERM && !d->terminating && d->spec->on_term != NULL) {
+        d->terminating = true;
+        if (d->spec->on_term(d->spec->ctx, d))
+            return;
     }
     log_info(d->spec->msg_stopping, "signal=%d", w->signum);
     daemon_stop(d, DAEMON_EXIT_OK);

@@ -62,6 +62,10 @@ struct daemon_spec {
      * (preset to DAEMON_EXIT_RUNTIME) is the process's. May call daemon_stop
      * to end before the loop runs. */
     int (*start)(void *ctx, struct daemon *daemon, int *exit_status, struct ztr_err *err);
+    /* The first SIGTERM; may be NULL (then it stops at once). Returns true
+     * when the daemon winds down first and calls daemon_stop itself (a
+     * connector drains); a second SIGTERM, or SIGINT, stops at once. */
+    bool (*on_term)(void *ctx, struct daemon *daemon);
     /* SIGHUP; may be NULL (the signal is then logged and ignored). */
     void (*on_hup)(void *ctx, struct daemon *daemon);
     /* Releases everything configure and start made (also after either

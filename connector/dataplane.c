@@ -89,6 +89,7 @@ struct dataplane {
     struct dataplane_shared *shared; /* one reference held */
     struct dataplane_counts counts;  /* this loop's; summed by dataplane_count */
     char refusing[MUX_REASON_MAX];   /* "" = serving */
+    bool draining;                   /* new streams refused, open ones carry on */
     struct log_limit scope_log;      /* federation: refusals outside a grant */
 };
 
@@ -320,6 +321,13 @@ on_open(void *user, struct dsession *ds, uint32_t stream, const char *resource)
     struct dataplane *dp = s->dp;
     char reason[MUX_REASON_MAX];
     char why[MUX_REASON_MAX];
+    /* First: whoever asks, the answer is "another connector" (REFUSED is
+     * what tunnelers of every release fail over on). */
+    if (dp->draining) {
+        dp->counts.drain_refused++;
+        (void)dsession_reset(s->ds, stream, MUX_CODE_REFUSED, DATAPLANE_MSG_DRAINING);
+        return;
+    }
     if (s->foreign && !stream_permitted(s, resource, why, sizeof(why))) {
         scope_mismatch(s, resource, why);
         snprintf(reason, sizeof(reason), "%s", DATAPLANE_MSG_SCOPE_MISMATCH);
@@ -669,6 +677,45 @@ dataplane_refuse(struct dataplane *dp, const char *reason)
             dsession_close(s->ds, MUX_CODE_REFUSED, dp->refusing);
 }
 
+void
+dataplane_drain(struct dataplane *dp, bool draining)
+{
+    if (dp != NULL)
+        dp->draining = draining;
+}
+
+struct drain_close {
+    struct dp_session *session;
+    const char *reason;
+    size_t closed;
+};
+
+static void
+close_at_deadline(void *ctx, struct dsession *ds, uint32_t stream, const char *resource)
+{
+    struct drain_close *dc = ctx;
+    log_warn("stream closed at the drain deadline", "spiffe_id=%s resource=\"%s\" reason=\"%s\"",
+             dc->session->spiffe_id, resource != NULL ? resource : "", dc->reason);
+    (void)dsession_reset(ds, stream, MUX_CODE_REFUSED, dc->reason);
+    dc->closed++;
+}
+
+size_t
+dataplane_close_streams(struct dataplane *dp, const char *reason)
+{
+    if (dp == NULL)
+        return 0;
+    struct drain_close dc = {.reason = reason};
+    for (struct dp_session *s = dp->sessions; s != NULL; s = s->next) {
+        if (!s->ready)
+            continue;
+        dc.session = s;
+        dsession_foreach_stream(s->ds, close_at_deadline, &dc);
+    }
+    dp->counts.drain_closed += dc.closed;
+    return dc.closed;
+}
+
 /* ---- life cycle ------------------------------------------------------------------------- */
 
 int
@@ -791,6 +838,8 @@ dataplane_counts_add(struct dataplane_counts *sum, const struct dataplane_counts
     sum->quota_refused += c->quota_refused;
     sum->handshakes_refused += c->handshakes_refused;
     sum->scope_mismatches += c->scope_mismatches;
+    sum->drain_refused += c->drain_refused;
+    sum->drain_closed += c->drain_closed;
     for (int i = 0; i < DATAPLANE_REVOCATION_BUCKETS; i++)
         sum->revocation_buckets[i] += c->revocation_buckets[i];
     sum->revocation_count += c->revocation_count;
@@ -844,6 +893,10 @@ dataplane_counts_health(const struct dataplane_counts *c, const char *refusing, 
                         json_integer((json_int_t)c->handshakes_refused));
     json_object_set_new(data, "grant_scope_mismatches",
                         json_integer((json_int_t)c->scope_mismatches));
+    json_object_set_new(data, "streams_refused_draining",
+                        json_integer((json_int_t)c->drain_refused));
+    json_object_set_new(data, "streams_closed_at_drain_deadline",
+                        json_integer((json_int_t)c->drain_closed));
     if (refusing != NULL && refusing[0] != '\0')
         json_object_set_new(data, "refusing", json_string(refusing));
 }
@@ -865,6 +918,11 @@ dataplane_counts_metrics(const struct dataplane_counts *c, struct metrics *m)
                     "Sessions or streams of a peer trust domain's tunneler refused or closed "
                     "outside its federation grant.",
                     NULL, c->scope_mismatches);
+    metrics_counter(m, "ztr_drain_streams_refused_total",
+                    "Streams refused while the connector drains (tunnelers try another).", NULL,
+                    c->drain_refused);
+    metrics_counter(m, "ztr_drain_streams_closed_total",
+                    "Streams still open at a drain's deadline, closed.", NULL, c->drain_closed);
     metrics_family(m, "ztr_revocation_apply_seconds", "histogram",
                    "Allowlist change received to the removed tunneler's session closed.");
     for (int i = 0; i < DATAPLANE_REVOCATION_BUCKETS; i++)

@@ -43,6 +43,7 @@
 #ifndef ZTR_CONNECTOR_DATAPLANE_H
 #define ZTR_CONNECTOR_DATAPLANE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,8 @@ struct ztr_clock;
 
 #define DATAPLANE_MSG_NOT_ALLOWED "tunneler not allowed"
 #define DATAPLANE_MSG_QUOTA "stream quota reached"
+/* The RST REFUSED text of a stream opened while the connector drains. */
+#define DATAPLANE_MSG_DRAINING "connector draining"
 /* A tunneler of a peer trust domain outside its federation grant (seed 003). */
 #define DATAPLANE_MSG_SCOPE_MISMATCH "grant scope mismatch"
 /* handshakes_per_source when the config leaves it 0. */
@@ -99,6 +102,8 @@ struct dataplane_counts {
     uint64_t quota_refused;          /* streams over STREAMS_PER_TUNNELER */
     uint64_t handshakes_refused;     /* connections closed at accept */
     uint64_t scope_mismatches;       /* federation: refused outside a grant */
+    uint64_t drain_refused;          /* streams refused while draining */
+    uint64_t drain_closed;           /* streams closed at a drain's deadline */
     uint64_t revocation_buckets[DATAPLANE_REVOCATION_BUCKETS];
     uint64_t revocation_count;
     double revocation_sum;
@@ -157,6 +162,13 @@ void dataplane_present_identity(struct dataplane *dp, const char *chain_pem, siz
 /* reason != NULL: close every session and refuse new ones with it (copied);
  * NULL: serve again. */
 void dataplane_refuse(struct dataplane *dp, const char *reason);
+/* Drain (docs/OPERATIONS.md, "Drain a connector"): while draining, every
+ * new stream is refused with RST REFUSED DATAPLANE_MSG_DRAINING — the code
+ * tunnelers fail over on — and open streams carry on. Sessions stay up. */
+void dataplane_drain(struct dataplane *dp, bool draining);
+/* The drain's deadline: resets every open stream with RST REFUSED and
+ * reason (one log line each); returns how many. */
+size_t dataplane_close_streams(struct dataplane *dp, const char *reason);
 /* Ends every session (GOAWAY "shutting down") and closes the listener. */
 void dataplane_stop(struct dataplane *dp);
 

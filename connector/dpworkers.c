@@ -384,6 +384,66 @@ dp_workers_listen_port(const struct dp_workers *g)
     return g != NULL ? dataplane_listen_port(g->worker[0].dp) : 0;
 }
 
+/* ---- drain ---------------------------------------------------------------------------------- */
+
+struct drain_call {
+    struct dp_worker *worker;
+    bool draining;
+    const char *close_reason;        /* non-NULL: close the open streams with it */
+    size_t closed;
+    uint64_t streams;                /* open after the call */
+};
+
+static void
+drain_worker(void *arg)
+{
+    struct drain_call *c = arg;
+    struct dataplane *dp = c->worker->dp;
+    dataplane_drain(dp, c->draining);
+    if (c->close_reason != NULL)
+        c->closed = dataplane_close_streams(dp, c->close_reason);
+    struct dataplane_counts counts = {0};
+    dataplane_count(dp, &counts);
+    c->streams = counts.stats.streams;
+}
+
+/* Every worker in turn (workers_call waits for each): the drain state,
+ * then the optional close, then the streams still open. */
+static uint64_t
+drain_all(struct dp_workers *g, bool draining, const char *close_reason, size_t *closed)
+{
+    uint64_t streams = 0;
+    if (closed != NULL)
+        *closed = 0;
+    for (unsigned i = 0; g != NULL && i < g->count; i++) {
+        struct drain_call call = {.worker = &g->worker[i], .draining = draining,
+                                  .close_reason = close_reason};
+        struct ztr_err err = {0};
+        if (workers_call(g->workers, i, drain_worker, &call, &err) != 0) {
+            log_error("drain not delivered to a worker", "worker=%u error=\"%s\"", i, err.msg);
+            continue;
+        }
+        streams += call.streams;
+        if (closed != NULL)
+            *closed += call.closed;
+    }
+    return streams;
+}
+
+uint64_t
+dp_workers_drain(struct dp_workers *g, bool draining)
+{
+    return drain_all(g, draining, NULL, NULL);
+}
+
+size_t
+dp_workers_close_streams(struct dp_workers *g, const char *reason)
+{
+    size_t closed;
+    (void)drain_all(g, true, reason, &closed);
+    return closed;
+}
+
 /* ---- /health and /metrics ------------------------------------------------------------------ */
 
 struct count_call {

@@ -23,6 +23,8 @@
 #ifndef ZTR_CONNECTOR_DPWORKERS_H
 #define ZTR_CONNECTOR_DPWORKERS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/err.h"
@@ -51,6 +53,13 @@ void dp_workers_identity_changed(struct dp_workers *g);
 /* The agent's trust bundle changed: every worker's new handshakes check
  * against it and its live sessions' peers are verified again. */
 void dp_workers_bundle_changed(struct dp_workers *g);
+/* dataplane_drain on every worker; returns the streams open on all of
+ * them (dp_workers_drain(g, true) again is how a drain counts what is
+ * left). */
+uint64_t dp_workers_drain(struct dp_workers *g, bool draining);
+/* The drain's deadline: dataplane_close_streams on every worker (which
+ * stay draining); returns how many streams were closed. */
+size_t dp_workers_close_streams(struct dp_workers *g, const char *reason);
 uint16_t dp_workers_listen_port(const struct dp_workers *g);
 /* Stops every data plane and joins the workers. NULL is a no-op. */
 void dp_workers_stop(struct dp_workers *g);

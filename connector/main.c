@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "ctl/ctlmsg.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "data/dsession.h"
@@ -33,6 +34,7 @@ struct connector_settings {
     int64_t allowlist_max_age_ms;
     uint64_t streams_per_tunneler;
     uint64_t handshakes_per_source;
+    int64_t drain_timeout_ms;
 };
 
 static const struct config_key connector_keys[] = {
@@ -64,6 +66,24 @@ static const struct config_key connector_keys[] = {
                "TLS handshakes one source address (IPv4, IPv6 /64) may have in progress on "
                "the data listener; more connections are closed at once (1..16384)",
                struct connector_settings, handshakes_per_source),
+    CONFIG_KEY("DRAIN_TIMEOUT", CONFIG_DURATION, "5s",
+               "on SIGTERM, how long open streams may take to finish while no new ones are "
+               "taken (tunnelers use other connectors); 0: stop at once (0..1h)",
+               struct connector_settings, drain_timeout_ms),
+};
+
+/* A drain (docs/OPERATIONS.md, "Drain a connector"): the operator's, from
+ * the controller, and our own on SIGTERM; either refuses new streams, and
+ * each has a deadline past which open streams are closed. */
+struct drain {
+    bool by_operator;
+    int64_t operator_deadline;     /* wall seconds */
+    bool stopping;                 /* SIGTERM: exit once no stream is left */
+    int64_t stop_deadline;         /* wall seconds */
+    bool closed;                   /* the streams left at the deadline were closed */
+    double closed_at;              /* ev_now of that */
+    uint64_t streams_left;         /* at the last check */
+    ev_timer timer;                /* checks while draining */
 };
 
 struct connector {
@@ -92,6 +112,7 @@ struct connector {
     bool delivered_online;         /* an allowlist arrived on the current control stream */
     bool stale;
     bool refusing;                 /* dataplane_refuse'd for the age */
+    bool revoked;
     ev_timer age_timer;
     uint64_t pushes_ignored;       /* allowlists refused: stale or malformed */
     /* The `applied` report of the last allowlist change (revocation SLO):
@@ -102,12 +123,14 @@ struct connector {
     double report_applied_at;      /* ev_time */
     double report_deadline;
     uint64_t report_closed_base;   /* sessions closed by revocations before it */
+    struct drain drain;
 };
 
 #define REPORT_POLL_S 0.002
 #define REPORT_WAIT_MS 5000
 
 #define ALLOWLIST_MAX_AGE_MAX_MS (30LL * 86400 * 1000)
+#define DRAIN_TIMEOUT_MAX_MS (3600LL * 1000)
 
 static int
 connector_configure(void *ctx, struct agent *agent, const struct config *config,
@@ -175,6 +198,8 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
         return config_fail(config, "STREAMS_PER_TUNNELER", err, "must be 1..65536");
     if (s->handshakes_per_source < 1 || s->handshakes_per_source > 16384)
         return config_fail(config, "HANDSHAKES_PER_SOURCE", err, "must be 1..16384");
+    if (s->drain_timeout_ms < 0 || s->drain_timeout_ms > DRAIN_TIMEOUT_MAX_MS)
+        return config_fail(config, "DRAIN_TIMEOUT", err, "must be 0..1h");
     TRY(dsession_window_config(config, &c->window, err));
     TRY(workers_config(config, &c->workers, err));
     c->allowlist = allowlist_new();
@@ -244,6 +269,147 @@ age_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* ---- drain ---------------------------------------------------------------------------- */
+
+#define DRAIN_CHECK_S 0.1
+/* After closing what was left at the deadline, the resets get this long
+ * to reach the tunnelers before the process exits. */
+#define DRAIN_CLOSE_GRACE_S 0.5
+
+static bool
+draining(const struct connector *c)
+{
+    return c->drain.by_operator || c->drain.stopping;
+}
+
+/* The earlier of the deadlines in force (wall seconds). */
+static int64_t
+drain_deadline(const struct connector *c)
+{
+    const struct drain *d = &c->drain;
+    if (d->by_operator && d->stopping)
+        return d->operator_deadline < d->stop_deadline ? d->operator_deadline : d->stop_deadline;
+    return d->by_operator ? d->operator_deadline : d->stop_deadline;
+}
+
+static void
+drain_check(struct connector *c)
+{
+    struct drain *d = &c->drain;
+    if (!draining(c))
+        return;
+    d->streams_left = dp_workers_drain(c->dataplane, true);
+    double now = ev_now(agent_loop(c->agent));
+    bool closes_sent = d->closed && now - d->closed_at >= DRAIN_CLOSE_GRACE_S;
+    if (d->stopping && (d->streams_left == 0 || closes_sent)) {
+        log_info("drained, stopping", "streams_left=%llu", (unsigned long long)d->streams_left);
+        ev_timer_stop(agent_loop(c->agent), &d->timer);
+        agent_finish(c->agent);
+        return;
+    }
+    int64_t wall = clock_wall_s(agent_clock(c->agent));
+    if (d->closed || d->streams_left == 0 || wall < drain_deadline(c))
+        return;
+    bool stop_bound = d->stopping && (!d->by_operator || d->stop_deadline <= d->operator_deadline);
+    const char *reason = stop_bound ? "connector stopping: DRAIN_TIMEOUT reached"
+                                    : "connector drained: deadline reached";
+    size_t closed = dp_workers_close_streams(c->dataplane, reason);
+    log_warn("drain deadline reached, streams closed", "streams=%zu reason=\"%s\"", closed,
+             reason);
+    d->closed = true;
+    d->closed_at = now;
+}
+
+static void
+drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    drain_check(w->data);
+}
+
+static void
+drain_start(struct connector *c)
+{
+    struct drain *d = &c->drain;
+    d->streams_left = dp_workers_drain(c->dataplane, true);
+    if (!ev_is_active(&d->timer))
+        ev_timer_start(agent_loop(c->agent), &d->timer);
+    drain_check(c);
+}
+
+static void
+connector_on_drain(void *ctx, const json_t *msg)
+{
+    struct connector *c = ctx;
+    struct drain *d = &c->drain;
+    const char *state = json_string_value(json_object_get(msg, "state"));
+    if (strcmp(state, CTLMSG_DRAIN_DRAINING) == 0) {
+        int64_t deadline = json_integer_value(json_object_get(msg, "deadline"));
+        if (!d->by_operator || deadline != d->operator_deadline)
+            log_info("draining: no new streams", "by=operator deadline=%lld",
+                     (long long)deadline);
+        if (deadline != d->operator_deadline)
+            d->closed = false;
+        d->by_operator = true;
+        d->operator_deadline = deadline;
+        if (c->dataplane != NULL)
+            drain_start(c);
+        return;
+    }
+    if (strcmp(state, CTLMSG_DRAIN_SERVING) != 0) {
+        log_warn("drain ignored", "state=\"%s\"", state);
+        return;
+    }
+    if (!d->by_operator)
+        return;
+    d->by_operator = false;
+    d->closed = false;
+    if (d->stopping)
+        return;
+    log_info("drain ended, serving new streams", NULL);
+    ev_timer_stop(agent_loop(c->agent), &d->timer);
+    (void)dp_workers_drain(c->dataplane, false);
+}
+
+/* SIGTERM: drain first, bounded by DRAIN_TIMEOUT, so a restart fails
+ * nothing that could move; the controller tells tunnelers to use the
+ * other connectors. */
+static bool
+connector_on_terminate(void *ctx)
+{
+    struct connector *c = ctx;
+    struct drain *d = &c->drain;
+    if (c->dataplane == NULL || c->settings.drain_timeout_ms == 0 || c->revoked)
+        return false;
+    int64_t now = clock_wall_s(agent_clock(c->agent));
+    d->stopping = true;
+    d->closed = false;
+    d->stop_deadline = now + (c->settings.drain_timeout_ms + 999) / 1000;
+    bool told = agent_send(c->agent, json_pack("{s:s, s:s, s:I}", "type", "drain", "state",
+                                                CTLMSG_DRAIN_DRAINING, "deadline",
+                                                (json_int_t)d->stop_deadline));
+    log_info("stopping: draining first", "drain_timeout_ms=%lld controller_told=%s",
+             (long long)c->settings.drain_timeout_ms, told ? "true" : "false");
+    drain_start(c);
+    return true;
+}
+
+static void
+drain_health(const struct connector *c, json_t *health)
+{
+    const struct drain *d = &c->drain;
+    if (!draining(c)) {
+        json_object_set_new(health, "drain", json_pack("{s:s}", "state", "SERVING"));
+        return;
+    }
+    json_object_set_new(health, "drain",
+                        json_pack("{s:s, s:s, s:I, s:I}", "state", "DRAINING", "by",
+                                  d->stopping ? "shutdown" : "operator", "deadline",
+                                  (json_int_t)drain_deadline(c), "streams_left",
+                                  (json_int_t)d->streams_left));
+}
+
 /* The last allowlist received, from STATE_DIR: enforced even if the
  * controller never answers (fail-static), for at most ALLOWLIST_MAX_AGE
  * counted from when it arrived. */
@@ -271,6 +437,8 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
     struct allowlist *copy = allowlist_clone(c->allowlist);
     if (copy == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    ev_timer_init(&c->drain.timer, drain_timer_cb, DRAIN_CHECK_S, DRAIN_CHECK_S);
+    c->drain.timer.data = c;
     TRY(dp_workers_start(agent, &dp, c->workers, copy, &c->dataplane, err));
     /* No allowlist at all refuses every tunneler anyway; only an old one
      * needs the refusal (and its log line). */
@@ -282,6 +450,9 @@ connector_start(void *ctx, struct agent *agent, struct ztr_err *err)
     ev_timer_init(&c->age_timer, age_timer_cb, every, every);
     c->age_timer.data = c;
     ev_timer_start(agent_loop(agent), &c->age_timer);
+    /* A drain the controller sent before the data plane existed. */
+    if (draining(c))
+        drain_start(c);
     return 0;
 }
 
@@ -290,6 +461,7 @@ connector_stop(void *ctx)
 {
     struct connector *c = ctx;
     if (c->agent != NULL) {
+        ev_timer_stop(agent_loop(c->agent), &c->drain.timer);
         ev_timer_stop(agent_loop(c->agent), &c->age_timer);
         ev_timer_stop(agent_loop(c->agent), &c->report_timer);
     }
@@ -320,6 +492,12 @@ connector_add_hello(void *ctx, json_t *hello)
     json_object_set_new(hello, "data_listen", json_string(c->data_address));
     json_object_set(hello, "resources", c->resources);
     json_object_set(hello, "targets", c->targets);
+    /* Only while draining: a controller of an older release refuses a
+     * hello with a field it does not know. */
+    if (c->drain.stopping)
+        json_object_set_new(hello, "draining", json_integer(CTLMSG_HELLO_DRAINING_STOPPING));
+    else if (c->drain.by_operator)
+        json_object_set_new(hello, "draining", json_integer(CTLMSG_HELLO_DRAINING_OPERATOR));
 }
 
 static void
@@ -333,7 +511,7 @@ report_send(struct connector *c, const struct dataplane_counts *sum, bool done)
     if (!done)
         log_warn("allowlist change not applied in time", "version=%lld pending_sessions=%llu",
                  (long long)c->report_version, (unsigned long long)sum->revocations_pending);
-    agent_send(c->agent,
+    (void)agent_send(c->agent,
                json_pack("{s:s, s:I, s:I, s:I, s:I}", "type", "applied", "version",
                          (json_int_t)c->report_version, "applied_ms",
                          (json_int_t)(c->report_applied_at * 1000.0), "closed_ms",
@@ -442,6 +620,7 @@ connector_on_revoked(void *ctx)
 {
     struct connector *c = ctx;
     ev_timer_stop(agent_loop(c->agent), &c->age_timer);
+    c->revoked = true;
     dp_workers_refuse(c->dataplane, "node revoked");
 }
 
@@ -468,6 +647,7 @@ connector_add_health(void *ctx, json_t *health)
     json_object_set_new(list, "max_age_seconds",
                         json_integer(c->settings.allowlist_max_age_ms / 1000));
     json_object_set_new(list, "stale", json_boolean(c->stale));
+    drain_health(c, health);
     dp_workers_add_health(c->dataplane, health);
 }
 
@@ -486,6 +666,12 @@ connector_add_metrics(void *ctx, struct metrics *m)
     metrics_counter(m, "ztr_pushes_ignored_total",
                     "Versioned pushes from the controller refused (older version, same epoch).",
                     NULL, c->pushes_ignored);
+    metrics_gauge(m, "ztr_connector_draining",
+                  "1 while the connector drains: no new streams, open ones finish.", NULL,
+                  draining(c));
+    metrics_gauge(m, "ztr_connector_drain_streams_left",
+                  "Streams still open on the draining connector (0 when not draining).", NULL,
+                  draining(c) ? (int64_t)c->drain.streams_left : 0);
     dp_workers_add_metrics(c->dataplane, m);
 }
 
@@ -507,6 +693,8 @@ main(int argc, char **argv)
         .on_bundle = connector_on_bundle,
         .on_revoked = connector_on_revoked,
         .on_identity = connector_on_identity,
+        .on_drain = connector_on_drain,
+        .on_terminate = connector_on_terminate,
         .add_health = connector_add_health,
         .add_metrics = connector_add_metrics,
         .stop = connector_stop,

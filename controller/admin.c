@@ -517,6 +517,30 @@ last_seen_of(const struct controller *c, const struct store_node *node)
     return node->last_seen;
 }
 
+/* null, or who drains the connector ("operator", or "shutdown": the
+ * connector itself before it stops), since when and until when. */
+static json_t *
+drain_json(const struct store_node *node)
+{
+    if (node->drain == STORE_DRAIN_NONE)
+        return json_null();
+    return json_pack("{s:s, s:I, s:I}", "by",
+                     node->drain == STORE_DRAIN_OPERATOR ? "operator" : "shutdown", "since",
+                     (json_int_t)node->drain_since, "deadline",
+                     (json_int_t)node->drain_deadline);
+}
+
+/* ONLINE, OFFLINE or EXPIRED as the store says, DRAINING for an ONLINE
+ * connector that drains. */
+static const char *
+node_status_name(const struct store_node *node, int64_t now)
+{
+    const char *status = store_node_status_name(node, now);
+    if (node->drain != STORE_DRAIN_NONE && strcmp(status, "ONLINE") == 0)
+        return "DRAINING";
+    return status;
+}
+
 static json_t *
 node_json(const struct controller *c, const struct store_node *node, int64_t now)
 {
@@ -524,9 +548,10 @@ node_json(const struct controller *c, const struct store_node *node, int64_t now
      * (the renewal grace): what an operator checks when a node's old key
      * may have been copied. */
     bool in_grace = node->prev_cert_serial[0] != '\0' && now < node->prev_cert_until;
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:o, s:s, s:I}",
+    json_t *item = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:b, s:o, s:o, s:s, s:I}",
                      "id", node->id, "name", node->name, "role", node->role, "spiffe_id",
-                     node->spiffe_id, "status", store_node_status_name(node, now),
+                     node->spiffe_id, "status", node_status_name(node, now),
                      "revoked", node->revoked, "last_seen", (json_int_t)last_seen_of(c, node),
                      "cert_serial", node->cert_serial, "cert_not_after",
                      (json_int_t)node->cert_not_after, "enrolled_at",
@@ -535,6 +560,11 @@ node_json(const struct controller *c, const struct store_node *node, int64_t now
                      "allowed_addresses", addresses_value(node->allowed_addresses),
                      "previous_cert_serial", in_grace ? node->prev_cert_serial : "",
                      "previous_cert_until", (json_int_t)(in_grace ? node->prev_cert_until : 0));
+    if (item != NULL && json_object_set_new(item, "drain", drain_json(node)) != 0) {
+        json_decref(item);
+        item = NULL;
+    }
+    return item;
 }
 
 /* Collects rows of any list into a JSON array; a NULL element (out of
@@ -786,6 +816,135 @@ route_node_revoke(struct admin_call *call)
                  json_pack("{s:s, s:s, s:s, s:b, s:s}", "id", node.id, "name", node.name, "role",
                            node.role, "revoked", 1, "reason", reason));
     json_decref(body);
+}
+
+/* A connector named by id or by name. */
+static int
+connector_get(struct controller *c, const char *id_or_name, struct store_node *node,
+              struct ztr_err *err)
+{
+    struct pki_spiffe_id id;
+    if (store_node_get(c->store, id_or_name, node, err) == 0)
+        return 0;
+    if (err->code != ZTR_E_NOT_FOUND ||
+        pki_spiffe_id_build(c->settings.trust_domain, PKI_ROLE_CONNECTOR, id_or_name, &id,
+                            NULL) != 0 ||
+        store_node_get_by_spiffe_id(c->store, id.uri, node, err) != 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "no connector has id or name %.128s",
+                           id_or_name);
+    return 0;
+}
+
+/* The resources node serves that no other connector, draining or not,
+ * serves: drained, those get no new streams at all. */
+static json_t *
+sole_resources(struct controller *c, const char *node_id)
+{
+    json_t *serving = ctl_server_serving(c);
+    json_t *sole = json_array();
+    json_t *mine = NULL, *connector;
+    size_t i, j, k;
+    json_array_foreach(serving, i, connector)
+        if (strcmp(json_string_value(json_object_get(connector, "id")), node_id) == 0)
+            mine = json_object_get(connector, "served");
+    json_t *r;
+    json_array_foreach(mine, j, r) {
+        bool other = false;
+        json_array_foreach(serving, i, connector) {
+            json_t *served = json_object_get(connector, "served"), *o;
+            if (strcmp(json_string_value(json_object_get(connector, "id")), node_id) == 0 ||
+                json_is_true(json_object_get(connector, "draining")))
+                continue;
+            json_array_foreach(served, k, o)
+                other = other || json_equal(o, r);
+        }
+        if (!other)
+            json_array_append(sole, r);
+    }
+    json_decref(serving);
+    return sole;
+}
+
+#define DRAIN_DEADLINE_DEFAULT_S (10 * 60)
+#define DRAIN_DEADLINE_MAX_S (7 * 86400)
+
+static int
+parse_drain_deadline(const char *text, int64_t *ms, struct ztr_err *err)
+{
+    if (text == NULL)
+        return 0;
+    if (config_parse_duration_ms(text, ms) != 0 || *ms < 1000 ||
+        *ms > DRAIN_DEADLINE_MAX_S * 1000)
+        return ztr_err_set(err, ZTR_E_INVALID,
+                           "field \"deadline\" must be a duration of 1s..7d, e.g. 30s or 10m");
+    return 0;
+}
+
+/* POST /nodes/{id or name}/drain {"deadline": "10m"}: the connector takes
+ * no new streams and closes those still open at the deadline; tunnelers
+ * stop choosing it. Kept until undrain, across restarts of either side. */
+static void
+route_node_drain(struct admin_call *call)
+{
+    static const char *const fields[] = {"deadline", NULL};
+    struct controller *c = call->c;
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    struct ztr_err err = {0};
+    const char *text;
+    struct store_node node;
+    int64_t deadline_ms = DRAIN_DEADLINE_DEFAULT_S * 1000;
+    if (check_fields(body, fields, &err) != 0 ||
+        field_string(body, "deadline", false, 32, &text, &err) != 0 ||
+        parse_drain_deadline(text, &deadline_ms, &err) != 0 ||
+        connector_get(c, call->arg, &node, &err) != 0) {
+        respond_failure(call->response, &err);
+        json_decref(body);
+        return;
+    }
+    json_decref(body);
+    int64_t deadline = now_s(c) + deadline_ms / 1000;
+    if (store_node_set_drain(c->store, node.id, STORE_DRAIN_OPERATOR, deadline, NULL, &err) !=
+        0) {
+        respond_failure(call->response, &err);
+        return;
+    }
+    push_changes(c);
+    json_t *sole = sole_resources(c, node.id);
+    record_admin_event(c, node.id, "node draining id=%s name=%s deadline=%lld", node.id,
+                       node.name, (long long)deadline);
+    if (json_array_size(sole) > 0)
+        log_warn("drained connector is the only one for some resources",
+                 "node=%s name=%s resources=%zu", node.id, node.name, json_array_size(sole));
+    respond_json(call->response, 200,
+                 json_pack("{s:s, s:s, s:s, s:I, s:o}", "id", node.id, "name", node.name,
+                           "state", "draining", "deadline", (json_int_t)deadline,
+                           "sole_connector_for", sole));
+}
+
+static void
+route_node_undrain(struct admin_call *call)
+{
+    struct controller *c = call->c;
+    json_t *body = parse_body(call->request, call->response);
+    if (body == NULL)
+        return;
+    static const char *const fields[] = {NULL};
+    struct ztr_err err = {0};
+    struct store_node node;
+    if (check_fields(body, fields, &err) != 0 || connector_get(c, call->arg, &node, &err) != 0 ||
+        store_node_set_drain(c->store, node.id, STORE_DRAIN_NONE, 0, NULL, &err) != 0) {
+        respond_failure(call->response, &err);
+        json_decref(body);
+        return;
+    }
+    json_decref(body);
+    push_changes(c);
+    record_admin_event(c, node.id, "node undrained id=%s name=%s", node.id, node.name);
+    respond_json(call->response, 200,
+                 json_pack("{s:s, s:s, s:s}", "id", node.id, "name", node.name, "state",
+                           "serving"));
 }
 
 /* The IPs a connector's renewed certificate may name. Only the operator
@@ -2138,6 +2297,8 @@ static const struct route admin_routes[] = {
     {"GET", ADMIN_PREFIX "/changes", route_changes},
     {"GET", ADMIN_PREFIX "/nodes/*", route_node_get},
     {"POST", ADMIN_PREFIX "/nodes/*/revoke", route_node_revoke},
+    {"POST", ADMIN_PREFIX "/nodes/*/drain", route_node_drain},
+    {"POST", ADMIN_PREFIX "/nodes/*/undrain", route_node_undrain},
     {"POST", ADMIN_PREFIX "/nodes/*/addresses", route_node_set_addresses},
     {"GET", ADMIN_PREFIX "/tokens", route_tokens_list},
     {"POST", ADMIN_PREFIX "/tokens", route_token_create},
@@ -2223,6 +2384,7 @@ struct expiry_sample {
 struct node_stats {
     size_t total;
     size_t online;
+    size_t draining;        /* connectors, not revoked */
     int64_t now;
     struct metrics *expiry; /* ztr_svid_expiry_seconds samples, or NULL */
     /* For /metrics only (fleet != NULL): fleet states and the soonest
@@ -2277,6 +2439,8 @@ visit_node_stats(void *ctx, const struct store_node *node)
     stats->total++;
     if (node->status == STORE_ONLINE)
         stats->online++;
+    if (node->drain != STORE_DRAIN_NONE && !node->revoked)
+        stats->draining++;
     if (stats->fleet_of != NULL)
         count_fleet_node(stats, node);
     /* A revoked node's certificate is dead weight for expiry alerts. */
@@ -2423,6 +2587,9 @@ write_metrics(struct metrics *m, const struct controller *c, const struct node_s
     metrics_family(m, "ztr_controller_nodes", "gauge", "Enrolled nodes by status.");
     metrics_u64(m, "ztr_controller_nodes", "status=\"online\"", stats->online);
     metrics_u64(m, "ztr_controller_nodes", "status=\"offline\"", stats->total - stats->online);
+    metrics_gauge(m, "ztr_controller_connectors_draining",
+                  "Connectors draining: the operator's drain, or their own before they stop.",
+                  NULL, (int64_t)stats->draining);
     metrics_gauge(m, "ztr_controller_bundle_version", "Version of the trust bundle.", NULL,
                   bundle_version(c));
     if (c->changes != NULL)

@@ -622,6 +622,53 @@ cmd_node_revoke(const struct cli *cli, const struct args *args)
     return rc;
 }
 
+/* node drain NAME [--deadline D] / node undrain NAME: the admin API's
+ * answer, and a warning for resources no other connector serves. */
+static int
+drain_command(const struct cli *cli, const struct args *args, const char *verb)
+{
+    const char *deadline = arg_value(args, "deadline");
+    json_t *body = deadline != NULL ? json_pack("{s:s}", "deadline", deadline) : json_object();
+    char url[CLI_URL_MAX];
+    char suffix[16];
+    snprintf(suffix, sizeof(suffix), "/%s", verb);
+    json_t *reply;
+    if (build_url(cli, url, sizeof(url), "/api/admin/nodes/", args->pos[0], suffix) != 0) {
+        json_decref(body);
+        return EXIT_FAILED;
+    }
+    int rc = call_api(cli, "POST", url, body, &reply);
+    if (rc == EXIT_OK) {
+        static const struct field fields[] = {
+            {"id", NULL, F_PLAIN}, {"name", NULL, F_PLAIN}, {"state", NULL, F_PLAIN},
+            {"deadline", NULL, F_TIME}, {NULL, NULL, F_PLAIN}};
+        printf("node %s ", strcmp(verb, "drain") == 0 ? "draining" : "undrained");
+        print_item(reply, fields);
+        json_t *sole = json_object_get(reply, "sole_connector_for");
+        size_t i;
+        json_t *r;
+        json_array_foreach(sole, i, r)
+            fprintf(stderr,
+                    "warning: no other connector serves resource %s: its new streams are "
+                    "refused until the connector is undrained\n",
+                    json_string_value(r));
+    }
+    json_decref(reply);
+    return rc;
+}
+
+static int
+cmd_node_drain(const struct cli *cli, const struct args *args)
+{
+    return drain_command(cli, args, "drain");
+}
+
+static int
+cmd_node_undrain(const struct cli *cli, const struct args *args)
+{
+    return drain_command(cli, args, "undrain");
+}
+
 /* Replaces the node's allowed addresses with every --address given. */
 static int
 cmd_node_set_addresses(const struct cli *cli, const struct args *args)
@@ -1269,6 +1316,9 @@ static const struct command commands[] = {
      "[--state ONLINE|OFFLINE|EXPIRED|REVOKED] [--json]"},
     {"node", "revoke", 1, {{"reason", true, false}}, cmd_node_revoke,
      "node revoke ID [--reason TEXT]"},
+    {"node", "drain", 1, {{"deadline", true, false}}, cmd_node_drain,
+     "node drain ID|NAME [--deadline 10m]"},
+    {"node", "undrain", 1, {{NULL, false, false}}, cmd_node_undrain, "node undrain ID|NAME"},
     {"node", "set-addresses", 1, {{"address", true, true}}, cmd_node_set_addresses,
      "node set-addresses ID --address IP..."},
     {"resource", "add", 1, {{"description", true, false}, {"connector", true, false}},

@@ -87,6 +87,10 @@ struct session {
     int64_t bundle_version_sent;
     int64_t allowlist_version_sent;
     char *connectors_sent;            /* last connectors list sent (JSON text) */
+    /* Connectors: the operator's drain as this session's connector last
+     * heard it (from its hello, then from our drain messages). */
+    bool drain_sent;
+    int64_t drain_deadline_sent;
     int64_t opened_ms;                /* monotonic */
     int64_t last_frame_ms;
     /* The certificate this session stands for: the one it authenticated
@@ -320,6 +324,7 @@ struct push_snapshot {
     json_t *connectors;   /* [{id, spiffe_id, address, served}] usable connectors */
     json_t *revoked;      /* tunneler name -> true */
     json_t *bound;        /* connector name -> {resource: true}, the operator's bindings */
+    json_t *drains;       /* connector id -> operator's drain deadline (absent: none) */
     json_t *allowlist;    /* the connectors' allowlist entries, built once */
     int64_t allowlist_version;
     struct fed_snapshot fed; /* federation: grants, peers' bundles, peers' connectors */
@@ -362,6 +367,8 @@ collect_node(void *ctx, const struct store_node *node)
     }
     if (node->revoked)
         return 0;
+    if (node->drain == STORE_DRAIN_OPERATOR)
+        json_object_set_new(snap->drains, node->id, json_integer(node->drain_deadline));
     json_t *advert = json_loads(node->addresses, 0, NULL);
     json_t *data = json_object_get(advert, "data_listen");
     json_t *served = json_object_get(advert, "resources");
@@ -386,10 +393,14 @@ collect_node(void *ctx, const struct store_node *node)
         if (kept_targets != NULL)
             json_array_append(kept_targets, json_array_get(targets, i));
     }
-    json_array_append_new(snap->connectors,
-                          json_pack("{s:s, s:s, s:O, s:o, s:o*}", "id", node->id, "spiffe_id",
-                                    node->spiffe_id, "address", data, "served", kept, "targets",
-                                    kept_targets));
+    json_t *entry = json_pack("{s:s, s:s, s:O, s:o, s:o*}", "id", node->id, "spiffe_id",
+                              node->spiffe_id, "address", data, "served", kept, "targets",
+                              kept_targets);
+    /* Draining (the operator's, or the connector's own before it stops):
+     * tunnelers choose it only when no other serves the resource. */
+    if (entry != NULL && node->drain != STORE_DRAIN_NONE)
+        json_object_set_new(entry, "draining", json_true());
+    json_array_append_new(snap->connectors, entry);
     json_decref(advert);
     return 0;
 }
@@ -403,6 +414,7 @@ snapshot_build(struct controller *c, struct push_snapshot *snap)
     snap->revoked = json_object();
     snap->allowlist = json_array();
     snap->bound = json_object();
+    snap->drains = json_object();
     snap->allowlist_version = store_allowlist_version(c->store);
     store_allowlist_list(c->store, collect_grant, snap, &err);
     store_binding_list(c->store, collect_binding, snap, &err);
@@ -429,6 +441,7 @@ snapshot_free(struct push_snapshot *snap)
     json_decref(snap->revoked);
     json_decref(snap->allowlist);
     json_decref(snap->bound);
+    json_decref(snap->drains);
     federation_snapshot_free(&snap->fed);
 }
 
@@ -481,6 +494,10 @@ connectors_for(const struct push_snapshot *snap, const char *tunneler)
                                       reachable);
             if (targets != NULL)
                 json_object_set_new(entry, "targets", targets);
+            /* Only while draining: a tunneler of an older release refuses
+             * a list with a field it does not know. */
+            if (json_is_true(json_object_get(connector, "draining")))
+                json_object_set_new(entry, "draining", json_integer(1));
             json_array_append_new(entries, entry);
         } else {
             json_decref(reachable);
@@ -524,15 +541,35 @@ push_connectors(struct session *s, const struct push_snapshot *snap)
     json_decref(peers);
 }
 
+/* The operator's drain or undrain, to the connector it names, when it
+ * differs from what the connector last heard. */
+static void
+push_drain(struct session *s, const struct push_snapshot *snap)
+{
+    json_t *deadline = json_object_get(snap->drains, s->node.id);
+    bool draining = deadline != NULL;
+    int64_t at = draining ? json_integer_value(deadline) : 0;
+    if (draining == s->drain_sent && at == s->drain_deadline_sent)
+        return;
+    json_t *msg = json_pack("{s:s, s:s}", "type", "drain", "state",
+                            draining ? CTLMSG_DRAIN_DRAINING : CTLMSG_DRAIN_SERVING);
+    if (msg != NULL && draining)
+        json_object_set_new(msg, "deadline", json_integer(at));
+    session_send(s, msg);
+    s->drain_sent = draining;
+    s->drain_deadline_sent = at;
+}
+
 static void
 session_push_with(struct session *s, const struct push_snapshot *snap)
 {
     if (s->state != S_ACTIVE)
         return;
     push_bundle(s);
-    if (s->role == PKI_ROLE_CONNECTOR)
+    if (s->role == PKI_ROLE_CONNECTOR) {
         push_allowlist(s, snap);
-    else
+        push_drain(s, snap);
+    } else
         push_connectors(s, snap);
 }
 
@@ -829,6 +866,52 @@ hello_rate_limited(struct session *s)
     return true;
 }
 
+/* A connector's hello says whether it drains: 1 at the operator's word
+ * (what it heard last, which the first push corrects), 2 because it is
+ * stopping. A connector back from a stop no longer drains on its own. */
+static void
+hello_drain(struct session *s, json_int_t draining)
+{
+    struct ztr_err err = {0};
+    s->drain_sent = draining == CTLMSG_HELLO_DRAINING_OPERATOR;
+    /* A draining connector's deadline is unknown here: the push sends ours. */
+    s->drain_deadline_sent = s->drain_sent ? -1 : 0;
+    int rc = draining == CTLMSG_HELLO_DRAINING_STOPPING
+                 ? store_node_set_drain(s->server->c->store, s->node.id, STORE_DRAIN_SHUTDOWN,
+                                        0, NULL, &err)
+                 : store_node_clear_shutdown_drain(s->server->c->store, s->node.id, NULL, &err);
+    if (rc != 0)
+        log_warn("connector drain not recorded", "node=%s error=\"%s\"", s->node.id, err.msg);
+}
+
+/* drain from a connector: it drains itself before it stops (SIGTERM), so
+ * tunnelers stop choosing it. It names no node: only its own session's. */
+static void
+handle_drain(struct session *s, const json_t *msg)
+{
+    struct controller *c = s->server->c;
+    const char *state = json_string_value(json_object_get(msg, "state"));
+    if (s->role != PKI_ROLE_CONNECTOR || strcmp(state, CTLMSG_DRAIN_DRAINING) != 0) {
+        session_fail(s, CTLMSG_E_BAD_REQUEST,
+                     s->role != PKI_ROLE_CONNECTOR
+                         ? "unexpected message"
+                         : "drain: a connector may only announce that it drains");
+        return;
+    }
+    int64_t deadline = json_integer_value(json_object_get(msg, "deadline"));
+    struct ztr_err err = {0};
+    bool changed = false;
+    if (store_node_set_drain(c->store, s->node.id, STORE_DRAIN_SHUTDOWN, deadline, &changed,
+                             &err) != 0) {
+        log_warn("connector drain not recorded", "node=%s error=\"%s\"", s->node.id, err.msg);
+        return;
+    }
+    log_info("connector draining before it stops", "node=%s name=%s deadline=%lld",
+             s->node.id, s->node.name, (long long)deadline);
+    if (changed)
+        ctl_server_push_all(s->server);
+}
+
 static void
 handle_hello(struct session *s, const json_t *msg)
 {
@@ -876,6 +959,7 @@ handle_hello(struct session *s, const json_t *msg)
             report_unbound(s, json_object_get(msg, "resources"));
             report_unallowed(s, json_object_get(msg, "addresses"));
         }
+        hello_drain(s, json_integer_value(json_object_get(msg, "draining")));
     }
     bool status_changed = false;
     int online_rc = store_node_set_status(c->store, s->node.id, STORE_ONLINE,
@@ -1197,6 +1281,8 @@ handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
     case S_ACTIVE:
         if (type == CTLMSG_HEARTBEAT)
             handle_heartbeat(s, msg);
+        else if (type == CTLMSG_DRAIN)
+            handle_drain(s, msg);
         else if (type == CTLMSG_RENEW)
             handle_renew(s, msg);
         else if (type == CTLMSG_BUNDLE_REQUEST) {

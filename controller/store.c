@@ -142,6 +142,13 @@ struct store {
 #define STORE_SCHEMA_REVOKED_INDEX \
     "CREATE INDEX nodes_revoked ON nodes (role, name) WHERE revoked = 1;"
 
+/* A connector's drain: by whom (0 none, 1 the operator, 2 the connector
+ * itself before it stops), since when and the deadline for its streams. */
+#define STORE_SCHEMA_DRAIN(INT)                                                              \
+    "ALTER TABLE nodes ADD COLUMN drain INTEGER NOT NULL DEFAULT 0;"                         \
+    "ALTER TABLE nodes ADD COLUMN drain_since " INT " NOT NULL DEFAULT 0;"                   \
+    "ALTER TABLE nodes ADD COLUMN drain_deadline " INT " NOT NULL DEFAULT 0;"
+
 /* Both engines' step from SQLite's 9 (PostgreSQL's 1) on. */
 #define STORE_SCHEMA_CONTROLLERS(INT)                                                      \
     "ALTER TABLE nodes ADD COLUMN controller_id TEXT NOT NULL DEFAULT '';"                \
@@ -339,6 +346,8 @@ static const char *const sqlite_migrations[] = {
     STORE_SCHEMA_CAS("INTEGER", "BLOB"),
     /* 12: every push lists revoked tunnelers: found without a scan. */
     STORE_SCHEMA_REVOKED_INDEX,
+    /* 13: connector drain. */
+    STORE_SCHEMA_DRAIN("INTEGER"),
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof(sqlite_migrations) / sizeof(sqlite_migrations[0])))
@@ -355,6 +364,7 @@ static const char *const pg_migrations[] = {
     STORE_SCHEMA_CONTROLLERS("BIGINT"),
     STORE_SCHEMA_CAS("BIGINT", "BYTEA"),
     STORE_SCHEMA_REVOKED_INDEX,
+    STORE_SCHEMA_DRAIN("BIGINT"),
 };
 
 #define PG_SCHEMA_VERSION ((int)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
@@ -992,7 +1002,7 @@ store_token_list(struct store *s, int (*visit)(void *ctx, const struct store_tok
     "prev_cert_key, prev_cert_until, allowed_addresses, counters, counters_at, "        \
     "last_renewed_at, (SELECT issued_at FROM certificates WHERE "                        \
     "certificates.node_id = nodes.id AND certificates.serial = nodes.cert_serial), "     \
-    "controller_id FROM nodes "
+    "controller_id, drain, drain_since, drain_deadline FROM nodes "
 
 static int
 read_node(struct db_rows *st, struct store_node *n, struct ztr_err *err)
@@ -1020,6 +1030,12 @@ read_node(struct db_rows *st, struct store_node *n, struct ztr_err *err)
     n->last_seen = db_int(st, 7);
     n->cert_not_after = db_int(st, 9);
     n->enrolled_at = db_int(st, 10);
+    int64_t drain = db_int(st, 21);
+    n->drain = drain == STORE_DRAIN_OPERATOR || drain == STORE_DRAIN_SHUTDOWN
+                   ? (enum store_drain)drain
+                   : STORE_DRAIN_NONE;
+    n->drain_since = db_int(st, 22);
+    n->drain_deadline = db_int(st, 23);
     return 0;
 }
 
@@ -1723,6 +1739,84 @@ store_node_set_allowed_addresses(struct store *s, const char *id,
     TRY(check_text("node addresses", addresses_json, STORE_ADDRESSES_MAX, false, err));
     struct addresses_job job = {id, addresses_or_empty(addresses_json), true};
     return in_tx(s, addresses_body, &job, err);
+}
+
+struct drain_job {
+    const char *id;
+    enum store_drain drain;
+    int64_t deadline;
+    bool by_operator;       /* else the connector's own mark: never over the operator's */
+    bool changed;
+};
+
+static int
+drain_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    struct drain_job *job = ctx;
+    struct store_node node;
+    TRY(node_by_id(s, job->id, &node, err));
+    if (strcmp(node.role, "connector") != 0)
+        return ztr_err_set(err, ZTR_E_INVALID, "node %s is a %s: only connectors drain",
+                           node.name, node.role);
+    /* The connector's own marks never override or clear the operator's. */
+    if (!job->by_operator && node.drain == STORE_DRAIN_OPERATOR)
+        return 0;
+    if (node.drain == job->drain && node.drain_deadline == job->deadline)
+        return 0;
+    int64_t since = job->drain == STORE_DRAIN_NONE ? 0
+                    : node.drain != STORE_DRAIN_NONE ? node.drain_since
+                                                     : now_s(s);
+    TRY(stmt_exec(s,
+                  "UPDATE nodes SET drain = ?, drain_since = ?, drain_deadline = ? WHERE id = ?",
+                  ARGS(INT_ARG(job->drain), INT_ARG(since), INT_ARG(job->deadline),
+                       TEXT_ARG(job->id)),
+                  NULL, err));
+    char detail[128];
+    if (job->drain == STORE_DRAIN_NONE)
+        snprintf(detail, sizeof(detail), "undrained");
+    else
+        snprintf(detail, sizeof(detail), "draining by=%s deadline=%lld",
+                 job->drain == STORE_DRAIN_OPERATOR ? "operator" : "shutdown",
+                 (long long)job->deadline);
+    TRY(insert_event(s, job->drain == STORE_DRAIN_NONE ? "undrained" : "draining", job->id,
+                     detail, err));
+    job->changed = true;
+    /* Tunnelers' connector lists and the connector itself. */
+    return notify(s, "push", err);
+}
+
+int
+store_node_set_drain(struct store *s, const char *id, enum store_drain drain, int64_t deadline,
+                     bool *changed, struct ztr_err *err)
+{
+    if (changed != NULL)
+        *changed = false;
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    if (drain != STORE_DRAIN_NONE && drain != STORE_DRAIN_OPERATOR &&
+        drain != STORE_DRAIN_SHUTDOWN)
+        return ztr_err_set(err, ZTR_E_INVALID, "unknown drain %d", (int)drain);
+    if (deadline < 0)
+        return ztr_err_set(err, ZTR_E_INVALID, "drain deadline must not be negative");
+    struct drain_job job = {id, drain, drain == STORE_DRAIN_NONE ? 0 : deadline,
+                            drain != STORE_DRAIN_SHUTDOWN, false};
+    TRY(in_tx(s, drain_body, &job, err));
+    if (changed != NULL)
+        *changed = job.changed;
+    return 0;
+}
+
+int
+store_node_clear_shutdown_drain(struct store *s, const char *id, bool *changed,
+                                struct ztr_err *err)
+{
+    if (changed != NULL)
+        *changed = false;
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    struct drain_job job = {id, STORE_DRAIN_NONE, 0, false, false};
+    TRY(in_tx(s, drain_body, &job, err));
+    if (changed != NULL)
+        *changed = job.changed;
+    return 0;
 }
 
 /* ---- resources and the allowlist ----------------------------------------- */
@@ -2521,8 +2615,9 @@ static const struct copied_table {
     {"nodes",
      "id, name, role, spiffe_id, addresses, 0, revoked, last_seen, cert_serial, cert_not_after, "
      "enrolled_at, cert_key, prev_cert_serial, prev_cert_key, prev_cert_until, "
-     "allowed_addresses, counters, counters_at, last_renewed_at, ''",
-     "TTTTTIIITIITTTITTIIT"},
+     "allowed_addresses, counters, counters_at, last_renewed_at, '', drain, drain_since, "
+     "drain_deadline",
+     "TTTTTIIITIITTTITTIITIII"},
     {"tokens",
      "id, digest, role, name, name_is_prefix, uses_left, expires_at, created_at, replace_node, "
      "addresses",
@@ -2549,7 +2644,8 @@ static const char *const target_columns[] = {
     "name, description, created_at",
     "id, name, role, spiffe_id, addresses, status, revoked, last_seen, cert_serial, "
     "cert_not_after, enrolled_at, cert_key, prev_cert_serial, prev_cert_key, prev_cert_until, "
-    "allowed_addresses, counters, counters_at, last_renewed_at, controller_id",
+    "allowed_addresses, counters, counters_at, last_renewed_at, controller_id, drain, "
+    "drain_since, drain_deadline",
 };
 
 struct copy_job {

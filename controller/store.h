@@ -93,6 +93,10 @@ int store_token_list(struct store *store, int (*visit)(void *ctx, const struct s
 
 /* ---- nodes ---------------------------------------------------------------- */
 enum store_status { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
+/* A connector's drain (docs/OPERATIONS.md, "Drain a connector"): none, the
+ * operator's (kept until undrain), or the connector's own before it stops
+ * (SIGTERM; cleared by its next hello). */
+enum store_drain { STORE_DRAIN_NONE = 0, STORE_DRAIN_OPERATOR = 1, STORE_DRAIN_SHUTDOWN = 2 };
 
 struct store_node;
 /* What an operator is shown for node at now: "ONLINE", "OFFLINE", or
@@ -135,6 +139,11 @@ struct store_node {
      * may lag the live session by a few heartbeat intervals. */
     char counters[STORE_COUNTERS_MAX + 1];
     int64_t counters_at;
+    /* Connectors: draining since drain_since (Unix seconds); streams still
+     * open at drain_deadline are closed. */
+    enum store_drain drain;
+    int64_t drain_since;
+    int64_t drain_deadline;
 };
 
 /*
@@ -234,6 +243,18 @@ int store_node_set_addresses(struct store *store, const char *id, const char *ad
  * text); ZTR_E_NOT_FOUND for an unknown id. */
 int store_node_set_allowed_addresses(struct store *store, const char *id,
                                      const char *addresses_json, struct ztr_err *err);
+
+/* A connector's drain: STORE_DRAIN_OPERATOR (deadline: Unix seconds) or
+ * STORE_DRAIN_NONE (undrain) from the admin API; STORE_DRAIN_SHUTDOWN from
+ * the connector itself, which never replaces the operator's. Records a
+ * "draining" or "undrained" event and asks for a push when it changed
+ * anything (*changed, may be NULL). Only connectors drain (ZTR_E_INVALID). */
+int store_node_set_drain(struct store *store, const char *id, enum store_drain drain,
+                         int64_t deadline, bool *changed, struct ztr_err *err);
+/* Clears a STORE_DRAIN_SHUTDOWN mark (the connector is back); the
+ * operator's stays. */
+int store_node_clear_shutdown_drain(struct store *store, const char *id, bool *changed,
+                                    struct ztr_err *err);
 
 /* ---- resources and the allowlist ----------------------------------------- */
 struct store_resource {

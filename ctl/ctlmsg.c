@@ -31,6 +31,7 @@ static const struct field connector_entry[] = {
     {"address", F_STRING, 1, NULL},
     {"resources", F_STRINGS, 1, NULL},
     {"targets", F_STRINGS, 0, NULL},   /* ip:port of each resource, same order */
+    {"draining", F_INT, 0, NULL},      /* 1: draining, chosen only when no other serves */
     END,
 };
 
@@ -82,7 +83,8 @@ static const struct field enrolled_fields[] = {
 static const struct field hello_fields[] = {
     {"version", F_INT, 1, NULL}, {"role", F_STRING, 1, NULL},
     {"addresses", F_STRINGS, 0, NULL}, {"data_listen", F_STRING, 0, NULL},
-    {"resources", F_STRINGS, 0, NULL}, {"targets", F_STRINGS, 0, NULL}, END,
+    {"resources", F_STRINGS, 0, NULL}, {"targets", F_STRINGS, 0, NULL},
+    {"draining", F_INT, 0, NULL}, END,
 };
 static const struct field welcome_fields[] = {
     {"node_id", F_STRING, 1, NULL}, {"heartbeat_interval_ms", F_INT, 1, NULL},
@@ -138,6 +140,11 @@ static const struct field fed_heartbeat_fields[] = {
     {"seq", F_INT, 1, NULL},    {"bundle_version", F_INT, 1, NULL},
     {"bundle", F_STRING, 0, NULL}, {"peer_bundle_version", F_INT, 1, NULL}, END,
 };
+/* state: "draining" or "serving"; deadline: Unix seconds after which
+ * streams still open are closed (controller → connector). */
+static const struct field drain_fields[] = {
+    {"state", F_STRING, 1, NULL}, {"deadline", F_INT, 0, NULL}, END,
+};
 static const struct field fed_grants_fields[] = {
     {"version", F_INT, 1, NULL},
     {"grants", F_OBJECTS, 1, fed_remote_grant_entry},
@@ -177,6 +184,7 @@ static const struct {
     [CTLMSG_FED_HEARTBEAT_ACK] = {"fed_heartbeat_ack", fed_heartbeat_fields},
     [CTLMSG_FED_GRANTS] = {"fed_grants", fed_grants_fields},
     [CTLMSG_APPLIED] = {"applied", applied_fields},
+    [CTLMSG_DRAIN] = {"drain", drain_fields},
 };
 
 const char *

@@ -45,6 +45,10 @@ enum ctlmsg_type {
     /* connector → controller: an allowlist version applied on every data
      * loop, and when the last session it removed closed (revocation SLO) */
     CTLMSG_APPLIED,
+    /* Connector drain (docs/PROTOCOL.md, "Drain"): controller → connector,
+     * the operator's drain or undrain; connector → controller, the
+     * connector drains itself before it stops (SIGTERM). */
+    CTLMSG_DRAIN,
     CTLMSG_TYPE_COUNT,
 };
 
@@ -60,6 +64,14 @@ enum ctlmsg_type {
  * none. Text, not an integer: 64 random bits do not fit a JSON non-negative
  * integer everywhere. */
 #define CTLMSG_EPOCH_LEN 16
+
+/* drain.state values. */
+#define CTLMSG_DRAIN_DRAINING "draining"
+#define CTLMSG_DRAIN_SERVING "serving"
+/* hello.draining (connectors, sent only while draining): at the operator's
+ * word, or because the connector is stopping. */
+#define CTLMSG_HELLO_DRAINING_OPERATOR 1
+#define CTLMSG_HELLO_DRAINING_STOPPING 2
 
 /* Error codes carried in {"type":"error","code":...}. */
 #define CTLMSG_E_INVALID_TOKEN "invalid_token"

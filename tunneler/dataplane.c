@@ -47,6 +47,7 @@ struct tconn {
     ev_io dial_io;
     ev_timer dial_timer;
     bool removed;                /* left the list: freed once its session is gone */
+    bool draining;               /* the list says so: chosen only when no other is up */
     int64_t down_until_ms;       /* monotonic; 0 = up */
     struct backoff backoff;
     char last_error[ZTR_ERR_MSG_MAX];
@@ -384,7 +385,7 @@ tried(const struct client *c, const struct tconn *k)
 static struct tconn *
 choose(const struct tunnel *t, const struct client *c)
 {
-    struct tconn *best = NULL, *soonest = NULL;
+    struct tconn *best = NULL, *best_draining = NULL, *soonest = NULL;
     int64_t now = now_ms(t);
     for (size_t i = 0; i < t->conn_count; i++) {
         struct tconn *k = t->conns[i];
@@ -395,10 +396,15 @@ choose(const struct tunnel *t, const struct client *c)
                 soonest = k;
             continue;
         }
-        if (best == NULL || load_of(k) < load_of(best))
-            best = k;
+        /* A draining connector refuses new streams (REFUSED: we fail
+         * over); it is asked only when no other connector is up. */
+        struct tconn **tier = k->draining ? &best_draining : &best;
+        if (*tier == NULL || load_of(k) < load_of(*tier))
+            *tier = k;
     }
-    return best != NULL ? best : soonest;
+    if (best != NULL)
+        return best;
+    return best_draining != NULL ? best_draining : soonest;
 }
 
 static void
@@ -1022,6 +1028,7 @@ apply_list(struct tunnel *t, const json_t *list)
             json_decref(k->targets);
         }
         k->resources = json_incref(resources);
+        k->draining = json_integer_value(json_object_get(entry, "draining")) != 0;
         k->targets = json_is_array(targets) && json_array_size(targets) == json_array_size(resources)
                          ? json_incref(targets)
                          : NULL;
@@ -1231,6 +1238,8 @@ tunnel_connectors_health(const struct tunnel *t)
             json_object_set_new(entry, "rtt_ms", json_integer(k->rtt_ms));
         if (k->last_error[0] != '\0')
             json_object_set_new(entry, "last_error", json_string(k->last_error));
+        if (k->draining)
+            json_object_set_new(entry, "draining", json_true());
         json_array_append_new(list, entry);
     }
     return list;

@@ -13,6 +13,8 @@ declare -gA _ztr_controller_options=(
   ["token delete"]=""
   ["node list"]="--json"
   ["node revoke"]="--reason"
+  ["node drain"]="--deadline"
+  ["node undrain"]=""
   ["node set-addresses"]="--address"
   ["fleet"]="--missed-renewal --expiring-within --expired --flapping --state --json"
   ["controllers"]="--json"
@@ -49,7 +51,7 @@ _ztr_controller() {
   case "$prev" in
     --role) mapfile -t COMPREPLY < <(compgen -W "connector tunneler" -- "$cur"); return ;;
     --state) mapfile -t COMPREPLY < <(compgen -W "ONLINE OFFLINE EXPIRED REVOKED" -- "$cur"); return ;;
-    --kind) mapfile -t COMPREPLY < <(compgen -W "enrolled status renewed reauthenticated revoked denied admin security alert" -- "$cur"); return ;;
+    --kind) mapfile -t COMPREPLY < <(compgen -W "enrolled status renewed reauthenticated revoked denied draining undrained admin security alert" -- "$cur"); return ;;
     --ca | --token-file | --config) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
   esac
   # The command so far: the words before the cursor that are not options.

@@ -22,6 +22,8 @@
  *       "internal CA mismatch during renewal", sends bundle_request, and
  *       retries the check when the bundle arrives ("renewal recovered").
  *       --renew-csr sends FILE (PEM, made elsewhere) as the renewal's CSR.
+ *       [--send JSON]: one more frame, sent right after welcome (e.g. a
+ *       drain no node of that role may send).
  *       [--counters JSON] [--rise NAME]: every heartbeat carries the counters
  *       object JSON (e.g. {"auth_unavailable":4}); with --rise, counter NAME
  *       goes up by one with each heartbeat after the first.
@@ -411,6 +413,14 @@ handle(struct probe *p, const json_t *msg, enum ctlmsg_type type)
     }
     if (type == CTLMSG_WELCOME && (p->renew || p->renew_same_key || p->renew_csr))
         send_renew(p);
+    if (type == CTLMSG_WELCOME && p->send != NULL) {
+        json_t *extra = json_loads(p->send, 0, NULL);
+        if (extra == NULL) {
+            finish(p, 2, "--send is not JSON");
+            return;
+        }
+        send_msg(p, extra);
+    }
     if (type == CTLMSG_BUNDLE)
         handle_bundle(p, json_string_value(json_object_get(msg, "bundle")));
     if (type == CTLMSG_RENEWED && p->renew_key != NULL && !p->renew_same_key)

@@ -16,6 +16,7 @@ start_ui ADMIN_API_URL="$ADMIN_URL" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" || exit 
 
 TOKEN_FILE="$E2E_TMP/phone.token"
 run env UI_URL="$UI_URL" UI_PASSWORD="$UI_TEST_PASSWORD" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" UI_SHOTS="$UI_SHOTS" \
+  ADMIN_URL="$ADMIN_URL" \
   HEARTBEAT_MS=1000 LAPTOP_PID="$LAPTOP_PID" FWD="$FWD" TOKEN_FILE="$TOKEN_FILE" \
   node --test --test-reporter=spec --test-timeout=60000 "$UI_DIR/tests/browser/console.test.mjs"
 printf '%s\n' "$RUN_OUT" "$RUN_ERR" | grep -vE '^\s*$' | sed 's/^/  | /'

@@ -60,11 +60,14 @@ ctl_server_revoke(struct ctl_server *server, const char *node_id, const char *re
     snprintf(server->revoked_reason, sizeof(server->revoked_reason), "%s", reason);
 }
 
+/* What the push snapshot would say serves what (NULL: nothing). */
+static json_t *serving_now;
+
 json_t *
 ctl_server_serving(struct controller *c)
 {
     (void)c;
-    return json_array();
+    return serving_now != NULL ? json_incref(serving_now) : json_array();
 }
 
 size_t
@@ -809,6 +812,73 @@ test_node_allowed_addresses(void **state)
     expect_error(f, "POST", path, "{\"addresses\":[\"db1.example\"]}", 400, "IP addresses");
     expect_error(f, "POST", path, "{\"addresses\":\"10.0.0.6\"}", 400, "\"addresses\"");
     expect_error(f, "POST", "/api/admin/nodes/nope/addresses", "{\"addresses\":[]}", 404, "");
+}
+
+/* Drain and undrain, by name or id: stored, pushed, recorded; the answer
+ * names what only this connector serves; only connectors drain. */
+static void
+test_node_drain(void **state)
+{
+    struct fixture *f = *state;
+    struct store_node dc1, dc2, laptop;
+    seed_node(f, "connector", "dc1-a", &dc1);
+    seed_node(f, "connector", "dc2-a", &dc2);
+    seed_node(f, "tunneler", "laptop", &laptop);
+    serving_now = json_pack("[{s:s, s:[s, s]}, {s:s, s:[s], s:b}]", "id", dc1.id, "served", "pg",
+                            "web", "id", dc2.id, "served", "web", "draining", 0);
+    int pushes = f->ctl.pushes;
+    int64_t now = clock_wall_s(&f->clock);
+    struct reply r;
+    api(f, "POST", "/api/admin/nodes/dc1-a/drain", "{\"deadline\":\"30s\"}", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "id")), dc1.id);
+    assert_string_equal(json_string_value(json_object_get(r.json, "state")), "draining");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "deadline")), now + 30);
+    json_t *sole = json_object_get(r.json, "sole_connector_for");
+    assert_int_equal(json_array_size(sole), 1);
+    assert_string_equal(json_string_value(json_array_get(sole, 0)), "pg");
+    reply_free(&r);
+    assert_int_equal(f->ctl.pushes, pushes + 1);
+    char want[96], path[96];
+    snprintf(want, sizeof(want), "node draining id=%s name=dc1-a deadline=%lld", dc1.id,
+             (long long)(now + 30));
+    assert_true(has_admin_event(f, want));
+    struct store_node got;
+    struct ztr_err err = {0};
+    assert_int_equal(store_node_set_status(f->c.store, dc1.id, STORE_ONLINE, NULL, NULL, &err), 0);
+    snprintf(path, sizeof(path), "/api/admin/nodes/%s", dc1.id);
+    api(f, "GET", path, NULL, &r);
+    assert_string_equal(json_string_value(json_object_get(r.json, "status")), "DRAINING");
+    json_t *drain = json_object_get(r.json, "drain");
+    assert_string_equal(json_string_value(json_object_get(drain, "by")), "operator");
+    assert_int_equal(json_integer_value(json_object_get(drain, "deadline")), now + 30);
+    reply_free(&r);
+
+    expect_error(f, "POST", "/api/admin/nodes/dc1-a/drain", "{\"deadline\":\"0s\"}", 400,
+                 "field \"deadline\" must be a duration of 1s..7d");
+    expect_error(f, "POST", "/api/admin/nodes/dc1-a/drain", "{\"deadline\":\"8d\"}", 400,
+                 "1s..7d");
+    expect_error(f, "POST", "/api/admin/nodes/dc1-a/drain", "{\"until\":\"1m\"}", 400,
+                 "unknown field \"until\"");
+    expect_error(f, "POST", "/api/admin/nodes/laptop/drain", "{}", 404, "no connector");
+    snprintf(path, sizeof(path), "/api/admin/nodes/%s/drain", laptop.id);
+    expect_error(f, "POST", path, "{}", 400, "only connectors drain");
+    expect_error(f, "POST", "/api/admin/nodes/nope/drain", "{}", 404, "no connector");
+
+    snprintf(path, sizeof(path), "/api/admin/nodes/%s/undrain", dc1.id);
+    api(f, "POST", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "state")), "serving");
+    reply_free(&r);
+    assert_int_equal(store_node_get(f->c.store, dc1.id, &got, &err), 0);
+    assert_int_equal(got.drain, STORE_DRAIN_NONE);
+    snprintf(path, sizeof(path), "/api/admin/nodes/%s", dc1.id);
+    api(f, "GET", path, NULL, &r);
+    assert_string_equal(json_string_value(json_object_get(r.json, "status")), "ONLINE");
+    assert_true(json_is_null(json_object_get(r.json, "drain")));
+    reply_free(&r);
+    json_decref(serving_now);
+    serving_now = NULL;
 }
 
 static void
@@ -1974,6 +2044,7 @@ main(void)
         T(test_resources_and_allowlist),
         T(test_resource_bindings),
         T(test_node_allowed_addresses),
+        T(test_node_drain),
         T(test_cli_resource_bindings),
         T(test_events_paging),
         T(test_ca_show_and_rotate),

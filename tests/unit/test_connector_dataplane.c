@@ -502,6 +502,51 @@ test_refuse_closes_and_refuses_until_lifted(void **state)
     world_stop(&w);
 }
 
+/* Draining: a new OPEN gets RST REFUSED "connector draining" (what
+ * tunnelers fail over on), counted; the open stream carries on and the
+ * session stays; at the deadline dataplane_close_streams resets it with
+ * the reason, logged. */
+static void
+test_drain_refuses_new_streams_and_closes_the_rest_at_the_deadline(void **state)
+{
+    (void)state;
+    struct world w;
+    struct tunneler t;
+    world_start(&w);
+    dial(&w, &t, &laptop_id);
+    open_stream(&t, "echo");
+    TEST_LOOP_UNTIL(w.loop, t.open_oks == 1);
+    assert_int_equal(t.open_oks, 1);
+    w.target_fd = net_accept(w.target_listen);
+    dataplane_drain(w.dp, true);
+    open_stream(&t, "echo");
+    TEST_LOOP_UNTIL(w.loop, t.pending_closed == 1);
+    assert_int_equal(t.pending_code, MUX_CODE_REFUSED);
+    assert_string_equal(t.pending_reason, DATAPLANE_MSG_DRAINING);
+    assert_int_equal(health_data(&w, "streams_refused_draining"), 1);
+    assert_int_equal(t.stats.streams, 1);
+    assert_false(t.closed);
+    test_log_capture_start();
+    assert_int_equal(dataplane_close_streams(w.dp, "connector drained: deadline reached"), 1);
+    bool logged = strstr(test_log_captured(),
+                         "msg=\"stream closed at the drain deadline\" spiffe_id=" LAPTOP
+                         " resource=\"echo\" reason=\"connector drained: deadline reached\"") !=
+                  NULL;
+    test_log_capture_stop();
+    assert_true(logged);
+    TEST_LOOP_UNTIL(w.loop, t.stats.streams == 0);
+    assert_int_equal(t.stats.streams, 0);
+    assert_int_equal(health_data(&w, "streams_closed_at_drain_deadline"), 1);
+    assert_false(t.closed);
+    /* Undrained: streams open again. */
+    dataplane_drain(w.dp, false);
+    open_stream(&t, "echo");
+    TEST_LOOP_UNTIL(w.loop, t.open_oks == 2);
+    assert_int_equal(t.open_oks, 2);
+    hang_up(&w, &t);
+    world_stop(&w);
+}
+
 int
 main(void)
 {
@@ -513,6 +558,7 @@ main(void)
         cmocka_unit_test(test_stream_quota_per_tunneler),
         cmocka_unit_test(test_stream_quota_counts_every_data_plane),
         cmocka_unit_test(test_refuse_closes_and_refuses_until_lifted),
+        cmocka_unit_test(test_drain_refuses_new_streams_and_closes_the_rest_at_the_deadline),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

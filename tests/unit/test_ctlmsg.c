@@ -157,6 +157,20 @@ test_every_message_type_decodes(void **state)
                      CTLMSG_ENROLLED);
     assert_int_equal(decode_ok("{\"type\":\"hello\",\"version\":1,\"role\":\"tunneler\"}"),
                      CTLMSG_HELLO);
+    assert_int_equal(decode_ok("{\"type\":\"hello\",\"version\":1,\"role\":\"connector\","
+                               "\"draining\":2}"),
+                     CTLMSG_HELLO);
+    assert_int_equal(
+        decode_ok("{\"type\":\"drain\",\"state\":\"draining\",\"deadline\":1796460562}"),
+        CTLMSG_DRAIN);
+    assert_int_equal(decode_ok("{\"type\":\"drain\",\"state\":\"serving\"}"), CTLMSG_DRAIN);
+    decode_bad("{\"type\":\"drain\"}", "drain.state: missing");
+    decode_bad("{\"type\":\"drain\",\"state\":\"draining\",\"node\":\"dc1\"}",
+               "drain: unknown field \"node\"");
+    assert_int_equal(decode_ok("{\"type\":\"connectors\",\"version\":1,\"connectors\":"
+                               "[{\"id\":\"a\",\"spiffe_id\":\"s\",\"address\":\"127.0.0.1:1\","
+                               "\"resources\":[],\"draining\":1}]}"),
+                     CTLMSG_CONNECTORS);
     assert_int_equal(decode_ok("{\"type\":\"welcome\",\"node_id\":\"n\","
                                "\"heartbeat_interval_ms\":10000,\"server_time\":5}"),
                      CTLMSG_WELCOME);

@@ -18,8 +18,8 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 12   /* the number of SQLite migrations in store.c */
-#define PG_CURRENT_SCHEMA 4 /* PostgreSQL's */
+#define CURRENT_SCHEMA 13   /* the number of SQLite migrations in store.c */
+#define PG_CURRENT_SCHEMA 5 /* PostgreSQL's */
 
 struct fx {
     char *dir;
@@ -428,7 +428,10 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     store_close(f->store);
     f->store = NULL;
     /* What a version 1 database looks like: no indexes yet, no keys. */
-    raw_exec(f->path, "DROP INDEX nodes_revoked; DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
+    raw_exec(f->path, "ALTER TABLE nodes DROP COLUMN drain;"
+                      "ALTER TABLE nodes DROP COLUMN drain_since;"
+                      "ALTER TABLE nodes DROP COLUMN drain_deadline;"
+                      "DROP INDEX nodes_revoked; DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
                       "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
                       "DROP TABLE fed_grants; DROP INDEX nodes_by_status; DROP INDEX grants_by_resource;"
                       "DROP INDEX events_by_node; DROP TABLE peers;"
@@ -619,6 +622,59 @@ test_reopen_keeps_all_state(void **state)
     assert_int_equal(events_of_kind(f, "revoked"), 1);
     assert_int_equal(store_schema_version(f->store),
                      f->pg_name[0] != '\0' ? PG_CURRENT_SCHEMA : CURRENT_SCHEMA);
+}
+
+/* An operator's drain survives a reopen; the connector's own mark (before
+ * it stops) never replaces it nor clears it; undrain clears both. */
+static void
+test_drain_is_stored_and_only_the_operator_lifts_it(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct store_node c = enrolled(f, "connector", "db1");
+    struct store_node t = enrolled(f, "tunneler", "laptop");
+    bool changed = false;
+    assert_int_equal(store_node_set_drain(f->store, t.id, STORE_DRAIN_OPERATOR, T0 + 600,
+                                          &changed, &err), -1);
+    assert_string_equal(err.msg, "node laptop is a tunneler: only connectors drain");
+    assert_int_equal(store_node_set_drain(f->store, c.id, STORE_DRAIN_OPERATOR, T0 + 600,
+                                          &changed, &err), 0);
+    assert_true(changed);
+    restart(f);
+    struct store_node row;
+    assert_int_equal(store_node_get(f->store, c.id, &row, &err), 0);
+    assert_int_equal(row.drain, STORE_DRAIN_OPERATOR);
+    assert_int_equal(row.drain_since, T0);
+    assert_int_equal(row.drain_deadline, T0 + 600);
+    /* The connector stopping, then coming back: the operator's stays. */
+    assert_int_equal(store_node_set_drain(f->store, c.id, STORE_DRAIN_SHUTDOWN, T0 + 5, &changed,
+                                          &err), 0);
+    assert_false(changed);
+    assert_int_equal(store_node_clear_shutdown_drain(f->store, c.id, &changed, &err), 0);
+    assert_false(changed);
+    assert_int_equal(store_node_get(f->store, c.id, &row, &err), 0);
+    assert_int_equal(row.drain, STORE_DRAIN_OPERATOR);
+    assert_int_equal(row.drain_deadline, T0 + 600);
+    /* Undrain; then the connector's own mark comes and goes. */
+    assert_int_equal(store_node_set_drain(f->store, c.id, STORE_DRAIN_NONE, 0, &changed, &err), 0);
+    assert_true(changed);
+    assert_int_equal(store_node_get(f->store, c.id, &row, &err), 0);
+    assert_int_equal(row.drain, STORE_DRAIN_NONE);
+    assert_int_equal(row.drain_since, 0);
+    assert_int_equal(store_node_set_drain(f->store, c.id, STORE_DRAIN_SHUTDOWN, T0 + 5, &changed,
+                                          &err), 0);
+    assert_true(changed);
+    assert_int_equal(store_node_get(f->store, c.id, &row, &err), 0);
+    assert_int_equal(row.drain, STORE_DRAIN_SHUTDOWN);
+    assert_int_equal(store_node_clear_shutdown_drain(f->store, c.id, &changed, &err), 0);
+    assert_true(changed);
+    assert_int_equal(store_node_get(f->store, c.id, &row, &err), 0);
+    assert_int_equal(row.drain, STORE_DRAIN_NONE);
+    assert_int_equal(events_of_kind(f, "draining"), 2);
+    assert_int_equal(events_of_kind(f, "undrained"), 2);
+    assert_int_equal(store_node_set_drain(f->store, "nope", STORE_DRAIN_OPERATOR, T0, NULL, &err),
+                     -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
 }
 
 /* ---- tokens --------------------------------------------------------------- */
@@ -1254,7 +1310,10 @@ test_migration_to_6_backfills_last_renewal(void **state)
     struct store_node fresh = enrolled(f, "connector", "c2");
     store_close(f->store);
     f->store = NULL;
-    raw_exec(f->path, "DROP INDEX nodes_revoked; DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
+    raw_exec(f->path, "ALTER TABLE nodes DROP COLUMN drain;"
+                      "ALTER TABLE nodes DROP COLUMN drain_since;"
+                      "ALTER TABLE nodes DROP COLUMN drain_deadline;"
+                      "DROP INDEX nodes_revoked; DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
                       "DROP TABLE controllers; ALTER TABLE nodes DROP COLUMN controller_id;"
                       "DROP TABLE fed_grants; DROP TABLE peers; DROP INDEX events_by_source;"
                       "ALTER TABLE events DROP COLUMN source;"
@@ -1983,6 +2042,7 @@ test_nodes_of_a_silent_controller_are_released(void **state)
  * store's back). */
 #define ENGINE_TESTS(T)                                                                     \
     T(test_reopen_keeps_all_state), T(test_token_insert_get_list_delete),                   \
+        T(test_drain_is_stored_and_only_the_operator_lifts_it),                             \
         T(test_event_prune_by_age_and_count_in_batches),                                    \
         T(test_token_with_existing_id_or_bad_fields_is_refused),                            \
         T(test_enroll_creates_node_with_random_hex_id_and_event),                           \

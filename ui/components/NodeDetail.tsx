@@ -6,7 +6,7 @@ import { DEFAULT_PAGE_SIZE, NO_FILTER, pageQuery, type EventPage } from "@/lib/e
 import { loadEvents as loadPage } from "@/lib/events-client";
 import { COUNTERS, isoTime, type Fleet, type FleetNode } from "@/lib/fleet";
 import { useHydrated } from "@/lib/hydrated";
-import { expiryText, lastSeenText, shownStatus, type Node } from "@/lib/nodes";
+import { drainText, expiryText, lastSeenText, shownStatus, type Node } from "@/lib/nodes";
 
 interface Props {
   id: string;
@@ -113,6 +113,12 @@ export default function NodeDetail({ id, pollMs }: Props) {
               <span className={`status status-${shown.toLowerCase()}`} data-status={shown}>
                 {shown}
               </span>
+              {drainText(node, now) !== null && (
+                <span className="warn" data-testid="drain" data-drain={node.drain?.by}>
+                  {" "}
+                  {drainText(node, now)}
+                </span>
+              )}
               {fleet?.flapping && (
                 <span className="warn flap" data-testid="flapping">
                   {" "}

@@ -7,6 +7,7 @@ import { usePoll } from "@/lib/poll";
 import {
   PAGE_SIZE,
   clampOffset,
+  drainText,
   expiryText,
   lastSeenText,
   pageText,
@@ -217,6 +218,12 @@ export default function NodesView({ initialPage, initialError, initialNow, pollM
                   <span className={`status status-${shown.toLowerCase()}`} data-status={shown}>
                     {shown}
                   </span>
+                  {drainText(n, now) !== null && (
+                    <span className="warn" data-drain={n.drain?.by}>
+                      {" "}
+                      {drainText(n, now)}
+                    </span>
+                  )}
                 </td>
                 <td>{lastSeenText(n, now)}</td>
                 <td>

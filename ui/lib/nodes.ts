@@ -5,7 +5,7 @@ export interface Node {
   name: string;
   role: "connector" | "tunneler" | string;
   spiffe_id: string;
-  status: "ONLINE" | "OFFLINE" | "EXPIRED" | string;
+  status: "ONLINE" | "DRAINING" | "OFFLINE" | "EXPIRED" | string;
   revoked: boolean;
   last_seen: number;
   cert_serial: string;
@@ -14,6 +14,8 @@ export interface Node {
   renewal_overdue: boolean;
   addresses: string[];
   allowed_addresses?: string[];
+  // A draining connector: the operator's drain, or its own before it stops.
+  drain?: { by: "operator" | "shutdown" | string; since: number; deadline: number } | null;
 }
 
 export type Shown = "ONLINE" | "OFFLINE" | "EXPIRED" | "REVOKED";
@@ -22,7 +24,21 @@ export type Shown = "ONLINE" | "OFFLINE" | "EXPIRED" | "REVOKED";
 export function shownStatus(n: Node, nowS: number): Shown {
   if (n.revoked) return "REVOKED";
   if (n.status === "EXPIRED" || (n.cert_not_after > 0 && n.cert_not_after <= nowS)) return "EXPIRED";
-  return n.status === "ONLINE" ? "ONLINE" : "OFFLINE";
+  return n.status === "ONLINE" || n.status === "DRAINING" ? "ONLINE" : "OFFLINE";
+}
+
+// "DRAINING (by the operator, open streams closed in 9 min)", or null when
+// the connector takes new streams.
+export function drainText(n: Node, nowS: number): string | null {
+  if (n.drain === undefined || n.drain === null) return null;
+  const who = n.drain.by === "operator" ? "by the operator" : "stopping";
+  const left = n.drain.deadline - nowS;
+  const when = !n.drain.deadline
+    ? ""
+    : left > 0
+      ? `, open streams closed in ${relative(left)}`
+      : ", deadline passed: open streams closed";
+  return `DRAINING (${who}${when})`;
 }
 
 export function relative(seconds: number): string {

@@ -18,6 +18,7 @@ const SHOTS = process.env.UI_SHOTS;
 const HEARTBEAT_MS = Number(process.env.HEARTBEAT_MS ?? "1000");
 const LAPTOP_PID = Number(process.env.LAPTOP_PID);
 const FWD = Number(process.env.FWD); // the tunneler's port forward to resource web
+const ADMIN_URL = process.env.ADMIN_URL; // the controller's admin API, for changes made outside the console
 const TOKEN_FILE = process.env.TOKEN_FILE; // where the created token goes, for the agent that enrolls with it
 assert.ok(URL_ && PASSWORD && ADMIN_TOKEN && SHOTS && LAPTOP_PID, "UI_URL, UI_PASSWORD, ADMIN_AUTH_TOKEN, UI_SHOTS, LAPTOP_PID");
 mkdirSync(SHOTS, { recursive: true });
@@ -239,6 +240,28 @@ test("node detail: identity and the runbook counters with their 5-minute deltas"
   assert.match((await counter.getByTestId("delta").textContent()) ?? "", /^\+\d+( failing)?$/);
   await page.getByTestId("timeline").locator("li").first().waitFor();
   await shot("node-detail");
+});
+
+test("a drained connector: ONLINE with DRAINING here and in the list; undrained, plain ONLINE", async () => {
+  const admin = (verb, body) =>
+    fetch(`${ADMIN_URL}/api/admin/nodes/dc1/${verb}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  assert.equal((await admin("drain", { deadline: "10m" })).status, 200);
+  const drain = page.getByTestId("drain");
+  await drain.waitFor({ timeout: 5000 });
+  assert.match((await drain.textContent()) ?? "", /DRAINING \(by the operator, open streams closed in (9|10) min\)/);
+  await page.locator('[data-testid="identity"] [data-status="ONLINE"]').waitFor();
+  await page.getByRole("link", { name: "← Nodes" }).click();
+  await row("dc1").locator('[data-drain="operator"]').waitFor({ timeout: 5000 });
+  await row("dc1").locator('[data-status="ONLINE"]').waitFor();
+  await shot("nodes-draining");
+  assert.equal((await admin("undrain", {})).status, 200);
+  await row("dc1").locator("[data-drain]").waitFor({ state: "detached", timeout: 5000 });
+  await row("dc1").getByRole("link", { name: "dc1" }).click();
+  await page.getByRole("heading", { name: "connector dc1" }).waitFor();
 });
 
 test("revoke laptop: a confirmation first, then REVOKED here, in its timeline and in the list", async () => {

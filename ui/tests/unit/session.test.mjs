@@ -71,3 +71,16 @@ test("node status shown: revoked, expired, online, offline", () => {
   assert.equal(nodes.lastSeenText({ ...base, last_seen: 0 }, 100), "never");
   assert.equal(nodes.expiryText(base, 100), "in 1 min");
 });
+
+test("a draining connector is ONLINE, and says it drains and until when", () => {
+  const base = { id: "a", name: "dc1", role: "connector", spiffe_id: "", status: "DRAINING", revoked: false,
+    last_seen: 90, cert_serial: "", cert_not_after: 100000, enrolled_at: 0, renewal_overdue: false, addresses: [],
+    drain: { by: "operator", since: 90, deadline: 700 } };
+  assert.equal(nodes.shownStatus(base, 100), "ONLINE");
+  assert.equal(nodes.drainText(base, 100), "DRAINING (by the operator, open streams closed in 10 min)");
+  assert.equal(nodes.drainText(base, 800), "DRAINING (by the operator, deadline passed: open streams closed)");
+  assert.equal(nodes.drainText({ ...base, drain: { by: "shutdown", since: 90, deadline: 105 } }, 100),
+    "DRAINING (stopping, open streams closed in 5 s)");
+  assert.equal(nodes.drainText({ ...base, status: "ONLINE", drain: null }, 100), null);
+  assert.equal(nodes.drainText({ ...base, status: "ONLINE", drain: undefined }, 100), null);
+});

@@ -42,6 +42,10 @@ enum ctlmsg_type {
     CTLMSG_FED_HEARTBEAT,     /* either way on the mTLS link */
     CTLMSG_FED_HEARTBEAT_ACK,
     CTLMSG_FED_GRANTS,        /* either way: the grants given to the other's tunnelers */
+    /* `controller explain --connector` (docs/PROTOCOL.md, "Explain"), on an
+     * authenticated control stream only, one outstanding per session: */
+    CTLMSG_EXPLAIN_REQUEST,   /* controller → connector: this tunneler, this resource */
+    CTLMSG_EXPLAIN_ANSWER,    /* connector → controller: what it would do now */
     CTLMSG_TYPE_COUNT,
 };
 
@@ -114,6 +118,9 @@ int ctlmsg_write(struct tls_conn *conn, json_t *msg, struct ztr_err *err);
  * hex. */
 int ctlmsg_reauth_proof(const char *challenge_hex, const char *node_id, const char *spiffe_id,
                         const char *csr, uint8_t **out, size_t *len, struct ztr_err *err);
+
+/* An explain request's id: this many hex digits. */
+#define CTLMSG_EXPLAIN_ID_LEN 16
 
 /* Convenience for {"type":"error","code":...,"message":...}. */
 json_t *ctlmsg_error(const char *code, const char *message);

@@ -25,6 +25,8 @@
  *       [--counters JSON] [--rise NAME]: every heartbeat carries the counters
  *       object JSON (e.g. {"auth_unavailable":4}); with --rise, counter NAME
  *       goes up by one with each heartbeat after the first.
+ *       [--send JSON]: sends that message once welcomed (a node saying
+ *       what it was not asked, for hostile tests).
  *   ctl-probe raw     --controller ADDR --ca CA.pem --trust-domain TD --send JSON
  *       an unauthenticated session that sends one frame and prints replies.
  *   ctl-probe reauth  --controller ADDR --ca CA.pem --trust-domain TD --dir DIR
@@ -411,6 +413,14 @@ handle(struct probe *p, const json_t *msg, enum ctlmsg_type type)
     }
     if (type == CTLMSG_WELCOME && (p->renew || p->renew_same_key || p->renew_csr))
         send_renew(p);
+    if (type == CTLMSG_WELCOME && p->send != NULL) {
+        json_t *extra = json_loads(p->send, 0, NULL);
+        if (extra == NULL) {
+            finish(p, 2, "--send is not JSON");
+            return;
+        }
+        send_msg(p, extra);
+    }
     if (type == CTLMSG_BUNDLE)
         handle_bundle(p, json_string_value(json_object_get(msg, "bundle")));
     if (type == CTLMSG_RENEWED && p->renew_key != NULL && !p->renew_same_key)

@@ -7,6 +7,7 @@
  *   admin.c       the admin API (under /api/admin/) and /health, /metrics
  *   admin_tls.c   the admin API's TLS certificate (ADMIN_TLS): the operator's,
  *                 or issued from the admin CA in STATE_DIR/admin-tls/
+ *   explain.c     `controller explain`: why a tunneler may reach a resource (explain.h)
  *   federation.c  peers of other trust domains: tokens, accept, the link,
  *                 heartbeats, the sweep (federation.h)
  *   cli.c         the CLI subcommands, over the admin API

@@ -51,6 +51,18 @@ send_hello(struct agent *a)
     agent_ctl_send(a, hello);
 }
 
+static void
+send_heartbeat(struct agent *a)
+{
+    json_t *hb = json_pack("{s:s, s:I, s:o}", "type", "heartbeat", "seq",
+                           (json_int_t)++a->heartbeat_seq, "counters", counters_json(a));
+    if (hb != NULL && a->bundle_version > 0)
+        json_object_set_new(hb, "bundle_version", json_integer((json_int_t)a->bundle_version));
+    if (hb != NULL && a->spec->add_heartbeat != NULL)
+        a->spec->add_heartbeat(a->spec->ctx, hb);
+    agent_ctl_send(a, hb);
+}
+
 void
 agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -72,13 +84,14 @@ agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ctl_stream_close(a->ctl, "no heartbeat ack for 3 intervals");
         return;
     }
-    json_t *hb = json_pack("{s:s, s:I, s:o}", "type", "heartbeat", "seq",
-                           (json_int_t)++a->heartbeat_seq, "counters", counters_json(a));
-    if (hb != NULL && a->bundle_version > 0)
-        json_object_set_new(hb, "bundle_version", json_integer((json_int_t)a->bundle_version));
-    if (hb != NULL && a->spec->add_heartbeat != NULL)
-        a->spec->add_heartbeat(a->spec->ctx, hb);
-    agent_ctl_send(a, hb);
+    send_heartbeat(a);
+}
+
+void
+agent_heartbeat_now(struct agent *a)
+{
+    if (a->ctl != NULL && a->welcomed)
+        send_heartbeat(a);
 }
 
 static void

@@ -347,6 +347,9 @@ connector_on_allowlist(void *ctx, const json_t *msg)
     else
         dp_workers_set_allowlist(c->dataplane, copy);
     check_allowlist_age(c);
+    /* The controller learns the version applied now, not a heartbeat
+     * interval later (controller explain's allowlist_applied step). */
+    agent_heartbeat_now(c->agent);
 }
 
 static void

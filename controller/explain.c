@@ -1,6 +1,7 @@
 /* `controller explain`; explain.h is the contract. */
 #include "controller/explain.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,8 +251,12 @@ add_step(json_t *steps, const char *step, bool ok, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
-    json_array_append_new(steps, json_pack("{s:s, s:b, s:s}", "step", step, "ok", ok, "detail",
-                                           detail));
+    json_t *item = json_pack("{s:s, s:b, s:s}", "step", step, "ok", ok, "detail", detail);
+    /* A step never goes missing: a verdict over fewer steps could allow. */
+    if (item == NULL)
+        item = json_pack("{s:s, s:b, s:s}", "step", step, "ok", 0, "detail",
+                         "(detail could not be encoded)");
+    json_array_append_new(steps, item);
 }
 
 /* Appends "name" to a comma-separated list in buf. */
@@ -657,6 +662,18 @@ required_param(const char *query, const char *name, char *out, size_t cap, struc
     return 0;
 }
 
+/* As resource names are made (admin.c): nothing that needs quoting. */
+static int
+check_resource_param(const char *name, struct ztr_err *err)
+{
+    for (const char *p = name; *p != '\0'; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+            return ztr_err_set(err, ZTR_E_INVALID,
+                               "query parameter \"resource\" may hold only letters, digits, "
+                               "'-', '_' and '.'");
+    return 0;
+}
+
 static void
 respond_error(struct http_response *response, const struct ztr_err *err)
 {
@@ -711,6 +728,7 @@ explain_route(struct controller *c, const struct http_request *request,
     int has_connector = query_param(request->query, "connector", connector, sizeof(connector));
     if (required_param(request->query, "tunneler", tunneler, sizeof(tunneler), &err) != 0 ||
         required_param(request->query, "resource", f->resource, sizeof(f->resource), &err) != 0 ||
+        check_resource_param(f->resource, &err) != 0 ||
         explain_parse_tunneler(tunneler, c->settings.trust_domain, f, &err) != 0 ||
         (has_connector < 0 || (has_connector > 0 && connector[0] == '\0')
              ? ztr_err_set(&err, ZTR_E_INVALID,

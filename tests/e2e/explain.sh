@@ -53,7 +53,8 @@ check "connector starts" $?
 keep_agent DC1
 wait_for_state ONLINE 10 "$DC1_URL"; check "connector ONLINE" $?
 VERSION=$(ctl allowlist --json | sed -n 's/.*"version":\([0-9]*\).*/\1/p')
-# The connector reports the version it applied with its next heartbeat.
+# The connector reports the version it applied at once (a heartbeat right
+# after it applies a push).
 for ((i = 0; i < 50; i++)); do
   ctl explain --tunneler laptop --resource web | grep -qF "dc1 at $VERSION" && break
   sleep 0.1
@@ -160,6 +161,9 @@ explain_has "revoked tunneler" 'verdict=deny first_failure="revoked: laptop was 
 run ctl explain --tunneler 'a/b' --resource web
 expect_status 1 "a name that cannot be a tunneler's is refused"
 expect_err_has 'field "tunneler"' "the refusal names the field"
+run ctl explain --tunneler laptop --resource 'a b'
+expect_status 1 "a resource name no resource can have is refused"
+expect_err_has 'query parameter "resource" may hold only' "the refusal names the parameter"
 run curl -s -o /dev/null -w '%{http_code}' "$ADMIN_URL/api/admin/explain?tunneler=laptop&resource=web"
 expect_out "401" "the admin API wants its token for explain"
 finish

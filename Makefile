@@ -4,14 +4,16 @@
 #   make          build everything into build/ (-O2 -g)
 #   make asan     the same under ASan + UBSan into build/asan/
 #   make demo     deps + build, then the whole system on loopback (Ctrl-C stops it)
-#   make test     deps + asan build + unit + e2e + failure modes + systemd + fuzz smoke
+#   make test     deps + asan build + docs + unit + e2e + failure modes + systemd + packages + fuzz smoke
 #   make failure-modes  the failure-modes table (tests/e2e/failure_modes/)
 #   make ui       build the web console (ui/, Next.js; docs/CONSOLE.md)
 #   make fuzz     run every libFuzzer target longer (FUZZ_SECONDS, default 300)
 #   make bench    measure and write bench/RESULTS.md
 #   make churn    1 000 000 streams opened and closed, memory sampled (bench/churn.png)
 #   make soak     30 minutes of mixed load, memory sampled (bench/soak.png)
-#   make install  binaries, units, examples, docs, the console (INSTALL_UI=no: without)
+#   make docs     regenerate docs/CONFIG.md's settings tables and man/ from the schema
+#   make install  binaries, units, examples, docs, man pages, the console (INSTALL_UI=no: without)
+#   make deb      Debian packages into build/deb/ (ztr-controller, ztr-connector, ...)
 #   make clean
 
 SHELL := /bin/bash
@@ -82,11 +84,11 @@ TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 
 .PRECIOUS: $(OBJ)/%.o build/fuzz/obj/%.o
-.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench churn soak demo failure-modes ui ui-test
+.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench churn soak demo failure-modes ui ui-test docs
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(BUILD)/bench/ctl_load
 
 help:
-	@sed -n '2,15p' Makefile
+	@sed -n '2,17p' Makefile
 
 deps:
 	@bash scripts/deps.sh
@@ -155,6 +157,13 @@ e2e:
 # Every failure mode of the failure-modes document, as a table.
 failure-modes: all ui
 	@bash tests/run-failure-modes.sh $(BUILD)
+
+# ---- docs from the settings schema (docs/CONFIG.md, "Every setting") -------
+# Each daemon's --print-schema (the table --help prints) becomes the tables of
+# docs/CONFIG.md and the settings sections of man/; tests/docs_check.sh fails
+# when the committed files differ.
+docs: $(PROGRAMS)
+	python3 scripts/gen-docs.py $(BIN)
 
 # ---- the web console (ui/, docs/CONSOLE.md) ---------------------------------
 # Built once into ui/.next (next build, offline: system fonts, no telemetry);
@@ -239,18 +248,44 @@ DOCDIR     := $(PREFIX)/share/doc/ztr
 UIDIR      := $(PREFIX)/lib/ztr/ui
 SYSCONFDIR ?= /etc
 UNITDIR    ?= $(SYSCONFDIR)/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
 INSTALL_PROGRAMS := $(BIN)/controller $(BIN)/connector $(BIN)/tunneler $(BIN)/ztr-pki
 
 # INSTALL_UI=no leaves the console out (an agent-only host needs no Node.js).
 INSTALL_UI ?= yes
 
-.PHONY: install systemd-test
-install: $(INSTALL_PROGRAMS) $(if $(filter yes,$(INSTALL_UI)),$(UI_BUILT))
+.PHONY: install install-ui systemd-test
+# A unit, /usr/local/ replaced by $(PREFIX)/, written beside and moved in.
+install_unit = sed 's|/usr/local/|$(PREFIX)/|g' systemd/$(1).service >$(DESTDIR)$(UNITDIR)/$(1).service.tmp && \
+  chmod 0644 $(DESTDIR)$(UNITDIR)/$(1).service.tmp && \
+  mv -f $(DESTDIR)$(UNITDIR)/$(1).service.tmp $(DESTDIR)$(UNITDIR)/$(1).service
+
+install: $(INSTALL_PROGRAMS) $(if $(filter yes,$(INSTALL_UI)),install-ui)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/ztr
 	install -m 0755 $(INSTALL_PROGRAMS) $(DESTDIR)$(BINDIR)/
-ifeq ($(INSTALL_UI),yes)
-	install -d -m 0755 $(dir $(DESTDIR)$(UIDIR))
+	$(call install_unit,ztr-controller)
+	$(call install_unit,ztr-connector)
+	$(call install_unit,ztr-tunneler)
+	for example in conf/*.example; do \
+	  sed 's|/usr/local/|$(PREFIX)/|g' $$example >$(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} && \
+	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} || exit 1; \
+	done
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 0644 scripts/completion/controller.bash \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/controller
+	@echo "installed; next: docs/OPERATIONS.md, \"Install with systemd\" (systemctl daemon-reload)"
+
+# The console alone (make install runs it unless INSTALL_UI=no; the
+# ztr-console package is made from it): $(UIDIR), ztr-ui.service,
+# /etc/ztr/ui.conf.example.
+install-ui: $(UI_BUILT)
+	install -d -m 0755 $(dir $(DESTDIR)$(UIDIR)) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/ztr
 	@# The console as `node server.mjs` runs it: the build without its cache
 	@# and the production dependencies only (npm prune, offline: it only
 	@# removes), assembled beside the old one, then swapped in.
@@ -263,21 +298,20 @@ ifeq ($(INSTALL_UI),yes)
 	chmod -R u=rwX,go=rX $(DESTDIR)$(UIDIR).tmp
 	if [ -e $(DESTDIR)$(UIDIR) ]; then mv $(DESTDIR)$(UIDIR) $(DESTDIR)$(UIDIR).old; fi
 	mv $(DESTDIR)$(UIDIR).tmp $(DESTDIR)$(UIDIR) && rm -rf $(DESTDIR)$(UIDIR).old
-endif
-	for unit in ztr-controller ztr-connector ztr-tunneler $(if $(filter yes,$(INSTALL_UI)),ztr-ui); do \
-	  sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$unit.service >$(DESTDIR)$(UNITDIR)/$$unit.service.tmp && \
-	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit.service.tmp && \
-	  mv -f $(DESTDIR)$(UNITDIR)/$$unit.service.tmp $(DESTDIR)$(UNITDIR)/$$unit.service || exit 1; \
-	done
-	for example in conf/*.example; do \
-	  sed 's|/usr/local/|$(PREFIX)/|g' $$example >$(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} && \
-	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ztr/$${example#conf/} || exit 1; \
-	done
-	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
-	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
-	install -m 0644 scripts/completion/controller.bash \
-	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/controller
-	@echo "installed; next: docs/OPERATIONS.md, \"Install with systemd\" (systemctl daemon-reload)"
+	$(call install_unit,ztr-ui)
+	sed 's|/usr/local/|$(PREFIX)/|g' conf/ui.conf.example >$(DESTDIR)$(SYSCONFDIR)/ztr/ui.conf.example && \
+	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ztr/ui.conf.example
+
+# Debian packages (debian/, scripts/deb.sh): ztr-common, ztr-controller,
+# ztr-connector, ztr-tunneler into build/deb/, lintian-checked.
+.PHONY: deb deb-test
+deb:
+	@bash scripts/deb.sh build/deb
+
+# The packages installed into a throw-away root booted under systemd:
+# enroll, a request through, purge leaves nothing (tests/systemd/deb.sh).
+deb-test: deb $(BUILD)/tests/tools/tcp_peer
+	@bash tests/systemd/deb.sh build/deb $(BUILD)
 
 # The units under a real systemd: a throw-away systemd-nspawn boot of this
 # host's own root (needs root; prints "skipped" and why when it cannot run).

@@ -221,12 +221,10 @@ void agent_free(struct agent *agent);
 /* The status the agent chose to stop with (REVOKED: 3, ...), or -1 while
  * it runs; when it chooses one it also breaks the loop (ev_break). */
 int agent_exit_code(const struct agent *agent);
-/* Sends a heartbeat now, outside the interval, when the control stream is
- * welcomed (a connector that applied an allowlist tells the controller at
- * once; the periodic ones go on as before). */
-void agent_heartbeat_now(struct agent *agent);
 /* SIGHUP: retry the controller now instead of waiting out the backoff. */
 void agent_retry_now(struct agent *agent);
+/* Sends msg (taken) on the control stream if one is up; dropped if not. */
+void agent_send(struct agent *agent, json_t *msg);
 
 /* For the daemon's data plane: the loop, the current TLS identity (chain,
  * key, bundle — updated in place on renewal), state and names. */

@@ -26,6 +26,12 @@ agent_ctl_send(struct agent *a, json_t *msg)
     }
 }
 
+void
+agent_send(struct agent *agent, json_t *msg)
+{
+    agent_ctl_send(agent, msg);
+}
+
 static json_t *
 counters_json(const struct agent *a)
 {
@@ -85,13 +91,6 @@ agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     send_heartbeat(a);
-}
-
-void
-agent_heartbeat_now(struct agent *a)
-{
-    if (a->ctl != NULL && a->welcomed)
-        send_heartbeat(a);
 }
 
 static void

@@ -805,6 +805,46 @@ config_print_help(const struct config_key *schema, size_t schema_len,
     }
 }
 
+static const char *
+type_name(enum config_type type)
+{
+    switch (type) {
+    case CONFIG_STRING: return "string";
+    case CONFIG_SECRET: return "secret";
+    case CONFIG_DURATION: return "duration";
+    case CONFIG_DURATION_S: return "duration";
+    case CONFIG_UINT: return "uint";
+    case CONFIG_BOOL: return "bool";
+    case CONFIG_ADDR: return "addr";
+    case CONFIG_LIST: return "list";
+    }
+    return "string";
+}
+
+void
+config_print_schema(const struct config_key *schema, size_t schema_len,
+                    void (*emit)(void *ctx, const char *line), void *ctx)
+{
+    char line[1024];
+    char flag[NAME_MAX_LEN + 3];
+    char yaml[NAME_MAX_LEN + 1];
+    emit(ctx, "name\ttype\tdefault\tflag\tyaml\titem_keys\thelp");
+    for (size_t i = 0; i < schema_len; i++) {
+        const struct config_key *key = &schema[i];
+        flag_name(key->name, flag, sizeof(flag));
+        yaml_name(key->name, yaml, sizeof(yaml));
+        char items[256] = "";
+        size_t used = 0;
+        for (size_t k = 0; k < item_key_count(key) && used < sizeof(items); k++)
+            used += (size_t)snprintf(items + used, sizeof(items) - used, "%s%s", k ? "," : "",
+                                     key->item_keys[k]);
+        snprintf(line, sizeof(line), "%s\t%s\t%s\t%s\t%s\t%s\t%s", key->name, type_name(key->type),
+                 key->default_value ? key->default_value : "",
+                 key->type == CONFIG_SECRET ? "" : flag, yaml, items, key->help ? key->help : "");
+        emit(ctx, line);
+    }
+}
+
 static const struct config_value *
 value_of(const struct config *config, const char *name)
 {

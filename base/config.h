@@ -100,6 +100,16 @@ bool config_help_requested(const struct config *config);
 void config_print_help(const struct config_key *schema, size_t schema_len,
                        void (*emit)(void *ctx, const char *line), void *ctx);
 
+/*
+ * Writes the schema for tools (scripts/gen-docs.py builds the docs' tables
+ * and the man pages from it, so they cannot drift from --help): a header
+ * line, then one tab-separated line per key:
+ *   name  type  default  flag  yaml  item_keys  help
+ * "" for no default, no flag (a secret) or no item keys (comma-separated).
+ */
+void config_print_schema(const struct config_key *schema, size_t schema_len,
+                         void (*emit)(void *ctx, const char *line), void *ctx);
+
 /* NULL when unset. The string is owned by config. */
 const char *config_get(const struct config *config, const char *name);
 bool config_is_set(const struct config *config, const char *name);

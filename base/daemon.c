@@ -115,6 +115,12 @@ configure(struct daemon *d, int argc, char **argv, struct ztr_err *err)
 {
     const struct daemon_spec *spec = d->spec;
     struct config *config = NULL;
+    /* Hidden: for scripts/gen-docs.py; answered before any setting is read,
+     * so a machine's environment cannot change or break it. */
+    if (argc == 1 && strcmp(argv[0], "--print-schema") == 0) {
+        config_print_schema(spec->schema, spec->schema_len, print_line, stdout);
+        return 1;
+    }
     TRY(config_load(spec->schema, spec->schema_len, environ, argc, argv, &config, err));
     /* First, so that even a configuration error below is written in it. */
     const char *format_name = config_get(config, "LOG_FORMAT");

@@ -5,7 +5,8 @@
  *   configuration  config_load + --help (the same text for every daemon),
  *                  LOG_FORMAT (logfmt or json) applied before anything is logged,
  *                  --version (base/build_info.h),
- *                  config_fill into the daemon's typed settings
+ *                  config_fill into the daemon's typed settings; a lone
+ *                  --print-schema prints the schema for the docs generator
  *   signals        SIGTERM / SIGINT stop cleanly (exit 0 unless the daemon
  *                  already chose a status); SIGHUP calls the daemon's
  *                  on_hup (never the default action, which kills); SIGPIPE

@@ -128,7 +128,8 @@ w1=0; for p in "${pids[@]}"; do w1=$((w1 + $(io_field "$p" wchar))); done
 live=$(metric_sum ztr_controller_sessions)
 rss=(); rss_sum=0
 for p in "${pids[@]}"; do v=$(status_kb "$p" VmRSS); rss+=("$v"); rss_sum=$((rss_sum + v)); done
-online=$("$controller" node list | grep -c 'status=ONLINE' || true)
+online=$(curl -fsS --max-time 10 "${healths[0]}/metrics" |
+  awk '$1 == "ztr_controller_nodes{status=\"online\"}" {print $2}') || online="?"
 controllers_alive=$("$controller" controllers | grep -c 'alive=true' || true)
 set +e
 load_rc=0

@@ -472,8 +472,10 @@ on_closed(void *user, struct dsession *ds, enum mux_code code, const char *reaso
                  reason);
     else
         log_info("data session closed", "spiffe_id=%s reason=\"%s\"", s->spiffe_id, reason);
-    if (s->removed_at > 0)
+    if (s->removed_at > 0) {
         observe_revocation(dp, ev_time() - s->removed_at);
+        dp->counts.revocation_last_close = ev_time();
+    }
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -602,6 +604,8 @@ dataplane_set_allowlist(struct dataplane *dp, const struct allowlist *list, doub
     if (dp == NULL)
         return;
     dp->config.allowlist = list;
+    dp->counts.allowlist_version = list != NULL ? allowlist_version(list) : 0;
+    dp->counts.allowlist_applied_at = ev_time();
     for (struct dp_session *s = dp->sessions; s != NULL; s = s->next) {
         if (!s->ready || s->removed_at > 0)
             continue;
@@ -769,8 +773,14 @@ dataplane_stop(struct dataplane *dp)
 void
 dataplane_count(const struct dataplane *dp, struct dataplane_counts *sum)
 {
-    if (dp != NULL)
-        dataplane_counts_add(sum, &dp->counts);
+    if (dp == NULL)
+        return;
+    struct dataplane_counts own = dp->counts;
+    own.loops = 1;
+    for (const struct dp_session *s = dp->sessions; s != NULL; s = s->next)
+        if (s->removed_at > 0)
+            own.revocations_pending++;
+    dataplane_counts_add(sum, &own);
 }
 
 void
@@ -785,6 +795,16 @@ dataplane_counts_add(struct dataplane_counts *sum, const struct dataplane_counts
         sum->revocation_buckets[i] += c->revocation_buckets[i];
     sum->revocation_count += c->revocation_count;
     sum->revocation_sum += c->revocation_sum;
+    if (c->loops > 0) {
+        if (sum->loops == 0 || c->allowlist_version < sum->allowlist_version)
+            sum->allowlist_version = c->allowlist_version;
+        sum->loops += c->loops;
+    }
+    if (c->allowlist_applied_at > sum->allowlist_applied_at)
+        sum->allowlist_applied_at = c->allowlist_applied_at;
+    sum->revocations_pending += c->revocations_pending;
+    if (c->revocation_last_close > sum->revocation_last_close)
+        sum->revocation_last_close = c->revocation_last_close;
 }
 
 const char *

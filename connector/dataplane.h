@@ -102,6 +102,13 @@ struct dataplane_counts {
     uint64_t revocation_buckets[DATAPLANE_REVOCATION_BUCKETS];
     uint64_t revocation_count;
     double revocation_sum;
+    /* Where allowlist changes stand (summed: the lowest version any loop
+     * applied, the latest times), for the connector's `applied` report. */
+    unsigned loops;                  /* loops summed in */
+    int64_t allowlist_version;       /* applied by this loop (summed: the lowest) */
+    double allowlist_applied_at;     /* ev_time it was applied (summed: the latest) */
+    uint64_t revocations_pending;    /* sessions removed by a change, not yet closed */
+    double revocation_last_close;    /* ev_time the last of those closed (summed: latest) */
 };
 
 /* What the data plane takes from its agent. dataplane_start fills it from

@@ -416,6 +416,13 @@ sum_counts(struct dp_workers *g, struct dataplane_counts *sum,
 }
 
 void
+dp_workers_count(struct dp_workers *g, struct dataplane_counts *sum)
+{
+    if (g != NULL)
+        sum_counts(g, sum, NULL);
+}
+
+void
 dp_workers_add_health(struct dp_workers *g, json_t *health)
 {
     if (g == NULL)

@@ -55,6 +55,8 @@ uint16_t dp_workers_listen_port(const struct dp_workers *g);
 /* Stops every data plane and joins the workers. NULL is a no-op. */
 void dp_workers_stop(struct dp_workers *g);
 
+/* The counters summed over every loop (a synchronous call into each). */
+void dp_workers_count(struct dp_workers *g, struct dataplane_counts *sum);
 void dp_workers_add_health(struct dp_workers *g, struct json_t *health);
 void dp_workers_add_metrics(struct dp_workers *g, struct metrics *metrics);
 

@@ -94,7 +94,18 @@ struct connector {
     bool refusing;                 /* dataplane_refuse'd for the age */
     ev_timer age_timer;
     uint64_t pushes_ignored;       /* allowlists refused: stale or malformed */
+    /* The `applied` report of the last allowlist change (revocation SLO):
+     * sent once every loop applied it and the sessions it removed closed,
+     * or at REPORT_WAIT_MS. A newer change replaces an unreported one. */
+    ev_timer report_timer;
+    int64_t report_version;
+    double report_applied_at;      /* ev_time */
+    double report_deadline;
+    uint64_t report_closed_base;   /* sessions closed by revocations before it */
 };
+
+#define REPORT_POLL_S 0.002
+#define REPORT_WAIT_MS 5000
 
 #define ALLOWLIST_MAX_AGE_MAX_MS (30LL * 86400 * 1000)
 
@@ -278,8 +289,10 @@ static void
 connector_stop(void *ctx)
 {
     struct connector *c = ctx;
-    if (c->agent != NULL)
+    if (c->agent != NULL) {
         ev_timer_stop(agent_loop(c->agent), &c->age_timer);
+        ev_timer_stop(agent_loop(c->agent), &c->report_timer);
+    }
     dp_workers_stop(c->dataplane);
     c->dataplane = NULL;
 }
@@ -307,6 +320,54 @@ connector_add_hello(void *ctx, json_t *hello)
     json_object_set_new(hello, "data_listen", json_string(c->data_address));
     json_object_set(hello, "resources", c->resources);
     json_object_set(hello, "targets", c->targets);
+}
+
+static void
+report_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct connector *c = w->data;
+    struct dataplane_counts sum = {0};
+    dp_workers_count(c->dataplane, &sum);
+    double now = ev_time();
+    bool done = sum.loops > 0 && sum.allowlist_version >= c->report_version &&
+                sum.revocations_pending == 0;
+    if (!done && now < c->report_deadline)
+        return;
+    ev_timer_stop(loop, w);
+    double closed = sum.revocation_last_close > sum.allowlist_applied_at
+                        ? sum.revocation_last_close
+                        : sum.allowlist_applied_at;
+    if (closed < c->report_applied_at)
+        closed = c->report_applied_at;
+    if (!done)
+        log_warn("allowlist change not applied in time", "version=%lld pending_sessions=%llu",
+                 (long long)c->report_version, (unsigned long long)sum.revocations_pending);
+    agent_send(c->agent,
+               json_pack("{s:s, s:I, s:I, s:I, s:I}", "type", "applied", "version",
+                         (json_int_t)c->report_version, "applied_ms",
+                         (json_int_t)(c->report_applied_at * 1000.0), "closed_ms",
+                         (json_int_t)(closed * 1000.0), "sessions_closed",
+                         (json_int_t)(sum.revocation_count - c->report_closed_base)));
+}
+
+/* After a change was handed to the loops: report it once they are done. */
+static void
+report_start(struct connector *c, int64_t version)
+{
+    if (c->dataplane == NULL)
+        return; /* nothing serves yet: nothing to report */
+    struct ev_loop *loop = agent_loop(c->agent);
+    struct dataplane_counts sum = {0};
+    dp_workers_count(c->dataplane, &sum);
+    c->report_version = version;
+    c->report_applied_at = ev_time();
+    c->report_deadline = c->report_applied_at + REPORT_WAIT_MS / 1000.0;
+    c->report_closed_base = sum.revocation_count;
+    ev_timer_stop(loop, &c->report_timer);
+    ev_timer_init(&c->report_timer, report_timer_cb, 0, REPORT_POLL_S);
+    c->report_timer.data = c;
+    ev_timer_start(loop, &c->report_timer);
 }
 
 static void
@@ -342,14 +403,13 @@ connector_on_allowlist(void *ctx, const json_t *msg)
     /* The workers' copy: the same message into a fresh list (which takes
      * any version), so it holds whatever the list holds. */
     struct allowlist *copy = allowlist_clone(c->allowlist);
-    if (copy == NULL)
+    if (copy == NULL) {
         log_error("allowlist not enforced", "error=\"out of memory\"");
-    else
+    } else {
+        report_start(c, allowlist_version(c->allowlist));
         dp_workers_set_allowlist(c->dataplane, copy);
+    }
     check_allowlist_age(c);
-    /* The controller learns the version applied now, not a heartbeat
-     * interval later (controller explain's allowlist_applied step). */
-    agent_heartbeat_now(c->agent);
 }
 
 static void

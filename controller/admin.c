@@ -1144,6 +1144,25 @@ route_controllers_list(struct admin_call *call)
     respond_list(call, "controllers", list.array, list.failed, rc, &err);
 }
 
+/* ---- allowlist changes and their apply times (revocation SLO) ---------------------- */
+
+static void
+route_changes(struct admin_call *call)
+{
+    int64_t limit = 100;
+    struct ztr_err err = {0};
+    if (query_int(call->request->query, "limit", 1, &limit, &err) != 0) {
+        respond_failure(call->response, &err);
+        return;
+    }
+    if (call->c->changes == NULL) {
+        http_respond_error(call->response, 503, "the control plane is not running");
+        return;
+    }
+    respond_json(call->response, 200,
+                 changes_json(call->c->changes, limit > CHANGES_MAX ? CHANGES_MAX : (size_t)limit));
+}
+
 /* ---- tokens --------------------------------------------------------------- */
 
 static int
@@ -2125,6 +2144,7 @@ static const struct route admin_routes[] = {
     {"GET", ADMIN_PREFIX "/nodes", route_nodes_list},
     {"GET", ADMIN_PREFIX "/fleet", route_fleet},
     {"GET", ADMIN_PREFIX "/controllers", route_controllers_list},
+    {"GET", ADMIN_PREFIX "/changes", route_changes},
     {"GET", ADMIN_PREFIX "/nodes/*", route_node_get},
     {"POST", ADMIN_PREFIX "/nodes/*/revoke", route_node_revoke},
     {"POST", ADMIN_PREFIX "/nodes/*/addresses", route_node_set_addresses},
@@ -2421,6 +2441,8 @@ write_metrics(struct metrics *m, const struct controller *c, const struct node_s
     metrics_u64(m, "ztr_controller_nodes", "status=\"offline\"", stats->total - stats->online);
     metrics_gauge(m, "ztr_controller_bundle_version", "Version of the trust bundle.", NULL,
                   bundle_version(c));
+    if (c->changes != NULL)
+        changes_metrics(c->changes, m);
     metrics_gauge(m, "ztr_controller_allowlist_version", "Version of the allowlist.", NULL,
                   store_allowlist_version(c->store));
     metrics_family(m, "ztr_svid_expiry_seconds", "gauge",

@@ -543,6 +543,32 @@ static const struct field controller_fields[] = {
     {NULL, NULL, F_PLAIN},
 };
 
+static const struct field change_fields[] = {
+    {"id", NULL, F_PLAIN},
+    {"connectors", NULL, F_PLAIN},
+    {"applied", NULL, F_PLAIN},
+    {"complete", NULL, F_PLAIN},
+    {"apply_ms", NULL, F_PLAIN},
+    {"close_ms", NULL, F_PLAIN},
+    {"sessions_closed", NULL, F_PLAIN},
+    {"pushed_at_ms", NULL, F_PLAIN},
+    {NULL, NULL, F_PLAIN},
+};
+
+static int
+cmd_changes(const struct cli *cli, const struct args *args)
+{
+    const char *limit = arg_value(args, "limit");
+    if (limit != NULL && (limit[0] == '\0' || strlen(limit) > 6 ||
+                          strspn(limit, "0123456789") != strlen(limit))) {
+        fprintf(stderr, "error: --limit must be a number of changes (1..%d)\n", CHANGES_MAX);
+        return EXIT_USAGE;
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/api/admin/changes?limit=%s", limit != NULL ? limit : "20");
+    return list_command(cli, args, path, "changes", change_fields);
+}
+
 static int
 cmd_controllers(const struct cli *cli, const struct args *args)
 {
@@ -1274,6 +1300,8 @@ static const struct command commands[] = {
     {"token", "delete", 1, {{NULL, false, false}}, cmd_token_delete, "token delete ID"},
     {"node", "list", 0, {{"json", false, false}}, cmd_node_list, "node list [--json]"},
     {"controllers", NULL, 0, {{"json", false, false}}, cmd_controllers, "controllers [--json]"},
+    {"changes", NULL, 0, {{"limit", true, false}, {"json", false, false}}, cmd_changes,
+     "changes [--limit N] [--json]"},
     {"fleet", NULL, 0,
      {{"missed-renewal", false, false}, {"expiring-within", true, false},
       {"expired", false, false}, {"flapping", false, false}, {"state", true, false},

@@ -28,6 +28,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "controller/cert_names.h"
+#include "controller/changes.h"
 #include "controller/fleet.h"
 #include "controller/store.h"
 #include "ctl/ctlmsg.h"
@@ -137,7 +138,8 @@ struct controller {
     struct fleet *fleet;
     struct http_server *admin_http;
     struct http_server *health_http;
-    struct cert_names ctl_names;   /* what the controller's own certificate names */
+    struct cert_names ctl_names;
+    struct changes *changes;       /* allowlist changes and their apply times (ctl_server) */   /* what the controller's own certificate names */
     struct admin_tls *admin_tls;   /* NULL: the admin API is plain HTTP (loopback) */
     char *admin_token;             /* ADMIN_AUTH_TOKEN: points at settings.admin_auth_token */
     struct controller_counters counters;

@@ -561,6 +561,16 @@ ctl_server_push_all(struct ctl_server *server)
 {
     struct push_snapshot snap;
     snapshot_build(server->c, &snap);
+    /* A new version for connectors holding an older one is a change whose
+     * apply time the fleet reports (changes.h). */
+    unsigned behind = 0;
+    for (struct session *s = server->sessions; s != NULL; s = s->next)
+        if (s->state == S_ACTIVE && s->role == PKI_ROLE_CONNECTOR &&
+            s->allowlist_version_sent != snap.allowlist_version)
+            behind++;
+    if (behind > 0)
+        changes_pushed(server->c->changes, snap.allowlist_version,
+                       clock_wall_ms(server->c->clock), behind);
     for (struct session *s = server->sessions; s != NULL; s = s->next)
         session_push_with(s, &snap);
     federation_push_grants(server->c, snap.connectors);
@@ -1150,6 +1160,23 @@ handle_reauth(struct session *s, const json_t *msg)
     session_close(s, "re-authentication answered");
 }
 
+/* A connector applied an allowlist version: the revocation SLO's data. */
+static void
+handle_applied(struct session *s, const json_t *msg)
+{
+    struct controller *c = s->server->c;
+    int64_t version = json_integer_value(json_object_get(msg, "version"));
+    if (!changes_applied(c->changes, version, clock_wall_ms(c->clock),
+                         json_integer_value(json_object_get(msg, "applied_ms")),
+                         json_integer_value(json_object_get(msg, "closed_ms")),
+                         json_integer_value(json_object_get(msg, "sessions_closed"))))
+        log_debug("applied report of an unknown change", "node=%s version=%lld", s->node.id,
+                  (long long)version);
+    /* Every data loop enforces it now: what explain's allowlist_applied
+     * step reads (never backwards: a late report of an older change). */
+    fleet_allowlist_applied(c->fleet, s->node.id, version);
+}
+
 /* ---- explain ---------------------------------------------------------------- */
 
 /* Ends the ask with answer or failure (exactly one non-NULL). */
@@ -1279,6 +1306,8 @@ handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
         else if (type == CTLMSG_BUNDLE_REQUEST) {
             s->bundle_version_sent = -1; /* resend even if we think it has it */
             push_bundle(s);
+        } else if (type == CTLMSG_APPLIED && s->role == PKI_ROLE_CONNECTOR) {
+            handle_applied(s, msg);
         } else if (type == CTLMSG_ERROR)
             log_warn("agent reported an error", "node=%s code=%s message=\"%s\"", s->node.id,
                      json_string_value(json_object_get(msg, "code")),
@@ -1787,6 +1816,7 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
     /* Held entries are at most one per session slot; windowed ones are
      * dropped first when room is needed. */
     if (fleet_new(c->store, c->clock, set->svid_ttl_s, &c->fleet, err) != 0 ||
+        changes_new(&c->changes, err) != 0 ||
         quota_new(SESSIONS_MAX, 0, &server->unauthenticated, err) != 0 ||
         quota_new(SOURCE_TABLE_MAX, 60000, &server->enroll_failures, err) != 0 ||
         quota_new(SOURCE_TABLE_MAX, 60000, &server->hellos, err) != 0 ||
@@ -1796,6 +1826,8 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
         free_quotas(server);
         fleet_free(c->fleet);
         c->fleet = NULL;
+        changes_free(c->changes);
+        c->changes = NULL;
         free(server);
         return -1;
     }
@@ -1848,6 +1880,8 @@ ctl_server_stop(struct ctl_server *server)
         log_warn("heartbeats not stored", "error=\"%s\"", err.msg);
     fleet_free(c->fleet);
     c->fleet = NULL;
+    changes_free(c->changes);
+    c->changes = NULL;
     if (store_controller_leave(c->store, &err) != 0)
         log_warn("controller not deregistered", "error=\"%s\"", err.msg);
     c->ctl = NULL;

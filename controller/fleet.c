@@ -512,6 +512,16 @@ fleet_allowlist_held(struct fleet *f, const char *id, int64_t version, const cha
 }
 
 void
+fleet_allowlist_applied(struct fleet *f, const char *id, int64_t version)
+{
+    struct entry *e = entry_find(f, id);
+    if (e == NULL || (e->allowlist_reported && version <= e->allowlist_version))
+        return;
+    e->allowlist_reported = true;
+    e->allowlist_version = version;
+}
+
+void
 fleet_offline(struct fleet *f, const char *id)
 {
     struct entry *e = entry_find(f, id);

@@ -132,6 +132,9 @@ void fleet_bundle_held(struct fleet *fleet, const char *id, int64_t version);
 #define FLEET_EPOCH_MAX 16
 void fleet_allowlist_held(struct fleet *fleet, const char *id, int64_t version,
                           const char *epoch);
+/* A connector's `applied` report: every data loop enforces version now.
+ * Raises the version held, never lowers it (reports may come late). */
+void fleet_allowlist_applied(struct fleet *fleet, const char *id, int64_t version);
 /* The store marked the node OFFLINE (the sweep, or its last session's close). */
 void fleet_offline(struct fleet *fleet, const char *id);
 /* One of the node's sessions that said hello has ended. */

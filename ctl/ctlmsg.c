@@ -167,6 +167,11 @@ static const struct field fed_grants_fields[] = {
     END,
 };
 
+static const struct field applied_fields[] = {
+    {"version", F_INT, 1, NULL},   {"applied_ms", F_INT, 1, NULL},
+    {"closed_ms", F_INT, 1, NULL}, {"sessions_closed", F_INT, 1, NULL}, END,
+};
+
 static const struct {
     const char *name;
     const struct field *fields;
@@ -194,6 +199,7 @@ static const struct {
     [CTLMSG_FED_HEARTBEAT] = {"fed_heartbeat", fed_heartbeat_fields},
     [CTLMSG_FED_HEARTBEAT_ACK] = {"fed_heartbeat_ack", fed_heartbeat_fields},
     [CTLMSG_FED_GRANTS] = {"fed_grants", fed_grants_fields},
+    [CTLMSG_APPLIED] = {"applied", applied_fields},
     [CTLMSG_EXPLAIN_REQUEST] = {"explain_request", explain_request_fields},
     [CTLMSG_EXPLAIN_ANSWER] = {"explain_answer", explain_answer_fields},
 };

@@ -42,6 +42,9 @@ enum ctlmsg_type {
     CTLMSG_FED_HEARTBEAT,     /* either way on the mTLS link */
     CTLMSG_FED_HEARTBEAT_ACK,
     CTLMSG_FED_GRANTS,        /* either way: the grants given to the other's tunnelers */
+    /* connector → controller: an allowlist version applied on every data
+     * loop, and when the last session it removed closed (revocation SLO) */
+    CTLMSG_APPLIED,
     /* `controller explain --connector` (docs/PROTOCOL.md, "Explain"), on an
      * authenticated control stream only, one outstanding per session: */
     CTLMSG_EXPLAIN_REQUEST,   /* controller → connector: this tunneler, this resource */

@@ -15,6 +15,8 @@ PREFIX="$DEPS/wolfssl"
 
 # libwolfssl-dev: only for `make bench` (Debian's build, measured beside ours).
 # libcurl4-openssl-dev: the controller CLI's HTTP client for the admin API.
+# mandoc, groff: the man pages' lint (tests/docs_check.sh); debhelper,
+# fakeroot, lintian (and dpkg-dev): `make deb` and its test.
 # libpq-dev: the controller's PostgreSQL store (a cluster of controllers);
 # postgresql: the real server the store's tests start (initdb in a temp dir).
 PACKAGES=(build-essential pkg-config clang libclang-rt-14-dev
@@ -22,7 +24,7 @@ PACKAGES=(build-essential pkg-config clang libclang-rt-14-dev
   libmicrohttpd-dev libcmocka-dev python3
   autoconf automake libtool dpkg-dev openssl stunnel4 curl
   iproute2 ca-certificates libwolfssl-dev libcurl4-openssl-dev systemd-container
-  chromium)
+  chromium mandoc groff debhelper fakeroot lintian)
 # The console (ui/) needs Node.js >= 18.18 (Next.js 15): Debian's nodejs when
 # there is none; a machine's own Node.js (with its bundled npm) is kept.
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)

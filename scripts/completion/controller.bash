@@ -16,6 +16,7 @@ declare -gA _ztr_controller_options=(
   ["node set-addresses"]="--address"
   ["fleet"]="--missed-renewal --expiring-within --expired --flapping --state --json"
   ["controllers"]="--json"
+  ["changes"]="--limit --json"
   ["resource add"]="--description --connector"
   ["resource bind"]="--connector"
   ["resource unbind"]="--connector"

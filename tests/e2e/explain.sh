@@ -53,8 +53,8 @@ check "connector starts" $?
 keep_agent DC1
 wait_for_state ONLINE 10 "$DC1_URL"; check "connector ONLINE" $?
 VERSION=$(ctl allowlist --json | sed -n 's/.*"version":\([0-9]*\).*/\1/p')
-# The connector reports the version it applied at once (a heartbeat right
-# after it applies a push).
+# The connector reports the version it applied at once (its `applied`
+# report once every data loop enforces it).
 for ((i = 0; i < 50; i++)); do
   ctl explain --tunneler laptop --resource web | grep -qF "dc1 at $VERSION" && break
   sleep 0.1

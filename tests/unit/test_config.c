@@ -1077,6 +1077,28 @@ test_help_lists_every_key_with_flag_name_and_default(void **state)
     assert_non_null(strstr(lines.text[9], "(default info)"));
 }
 
+/* The machine-readable schema (--print-schema, scripts/gen-docs.py): a
+ * header, then every key with the spellings --help uses; a secret has no
+ * flag, a list names its item keys, a key without help an empty column. */
+static void
+test_print_schema_lists_every_key_as_tab_separated_fields(void **state)
+{
+    (void)state;
+    struct help_lines lines = {0};
+    config_print_schema(schema, SCHEMA_LEN, collect_line, &lines);
+    assert_int_equal(lines.count, (int)SCHEMA_LEN + 1);
+    assert_string_equal(lines.text[0], "name\ttype\tdefault\tflag\tyaml\titem_keys\thelp");
+    assert_string_equal(lines.text[1],
+                        "TRUST_DOMAIN\tstring\t\t--trust-domain\ttrust_domain\t\tSPIFFE trust domain");
+    assert_string_equal(lines.text[2],
+                        "JOIN_TOKEN\tsecret\t\t\tjoin_token\t\tone-time enrolment token");
+    assert_string_equal(lines.text[3], "HEARTBEAT_INTERVAL\tduration\t10s\t--heartbeat-interval\t"
+                                       "heartbeat_interval\t\thow often to report");
+    assert_string_equal(lines.text[8],
+                        "RESOURCES\tlist\t\t--resources\tresources\tname,target\tpublished resources");
+    assert_string_equal(lines.text[10], "LOG_LEVEL\tstring\tinfo\t--log-level\tlog_level\t\t");
+}
+
 static void
 test_schema_with_oversized_name_is_refused(void **state)
 {
@@ -1323,6 +1345,7 @@ main(void)
         CONFIG_TEST(test_secret_flag_is_refused_without_echoing_it),
         CONFIG_TEST(test_config_fail_formats_origin_key_and_reason),
         CONFIG_TEST(test_help_lists_every_key_with_flag_name_and_default),
+        CONFIG_TEST(test_print_schema_lists_every_key_as_tab_separated_fields),
         CONFIG_TEST(test_schema_with_oversized_name_is_refused),
         CONFIG_TEST(test_empty_schema_loads_and_rejects_every_flag),
         CONFIG_TEST(test_fill_writes_defaults_and_zero_values),

@@ -43,6 +43,10 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo
   CTL_CLUSTER_SESSIONS=50000 bash "$root/bench/controller_cluster.sh"
   echo
+  echo "## Revocation latency: 1 000 denies"
+  echo
+  bash "$root/bench/revocation.sh"
+  echo
   echo "## Web console at 10 000 nodes"
   echo
   bash "$root/bench/console.sh"

@@ -395,7 +395,7 @@ judge_connectors(const struct explain_facts *f, json_t *steps)
 
     /* Only the connectors tunnelers are handed matter from here on. */
     char applied[768] = "";
-    size_t current = 0, behind = 0, unreported = 0;
+    size_t current = 0, unreported = 0;
     for (size_t i = 0; i < f->connector_count; i++) {
         const struct explain_connector *k = &f->connectors[i];
         if (!usable(k))
@@ -408,7 +408,6 @@ judge_connectors(const struct explain_facts *f, json_t *steps)
             list_add(applied, sizeof(applied), "%s at %lld", k->name,
                      (long long)k->allowlist_version);
         } else {
-            behind++;
             list_add(applied, sizeof(applied), "%s behind at %lld", k->name,
                      (long long)k->allowlist_version);
         }
@@ -423,7 +422,6 @@ judge_connectors(const struct explain_facts *f, json_t *steps)
         add_step(steps, EXPLAIN_STEP_ALLOWLIST, false,
                  "allowlist not applied: no serving connector has applied version %lld yet: %s",
                  (long long)f->allowlist_version, applied);
-    (void)behind;
 
     char drain[768] = "";
     size_t draining = 0, reported = 0;
@@ -777,11 +775,9 @@ explain_route(struct controller *c, const struct http_request *request,
         if (ctl_server_explain_ask(c->ctl, id, spiffe_id, resource, EXPLAIN_CONNECTOR_TIMEOUT_MS,
                                    connector_answered, wait, &err) == 0)
             return; /* answered from connector_answered */
-        /* Not asked: the answer is the reason, now. */
-        char why[ZTR_ERR_MSG_MAX + 32];
-        snprintf(why, sizeof(why), "%s%s",
-                 err.code == ZTR_E_NOT_FOUND ? "connector is OFFLINE here: " : "", err.msg);
-        connector_answered(wait, NULL, why);
+        /* Not asked (no live session here, or one request already waits):
+         * the answer is the reason, now. */
+        connector_answered(wait, NULL, err.msg);
         return;
     }
     respond_result(response, result);

@@ -72,9 +72,10 @@ def api(method, path, body=None):
                                  headers={"Authorization": "Bearer " + token,
                                           "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
-        return r.status
+        return json.loads(r.read() or b"{}")
 failures = 0
 ended = []
+deny_versions = []
 for i in range(denies):
     k = i % 3
     res = "r%d" % (k + 1)
@@ -95,8 +96,9 @@ for i in range(denies):
         failures += 1
         continue
     t0 = time.monotonic()
-    api("DELETE", "/api/admin/allowlist?" +
-        urllib.parse.urlencode({"tunneler": "laptop", "resource": res}))
+    reply = api("DELETE", "/api/admin/allowlist?" +
+                urllib.parse.urlencode({"tunneler": "laptop", "resource": res}))
+    deny_versions.append(reply.get("version"))
     s.settimeout(5)
     try:
         data = s.recv(1)
@@ -106,7 +108,7 @@ for i in range(denies):
         pass                      # reset: ended
     ended.append((time.monotonic() - t0) * 1000)
     s.close()
-print(json.dumps({"ended_ms": ended, "failures": failures}))
+print(json.dumps({"ended_ms": ended, "failures": failures, "deny_versions": deny_versions}))
 EOF
 sleep 1
 curl -fsS -H "Authorization: Bearer $token" "$ADMIN_URL/api/admin/changes?limit=1024" >"$work/changes.json"
@@ -116,9 +118,10 @@ import json, sys
 changes = json.load(open(sys.argv[1]))["changes"]
 client = json.load(open(sys.argv[2]))
 denies = int(sys.argv[3])
-deny = [c for c in changes if c["sessions_closed"] > 0]
+wanted = set(client["deny_versions"])
+deny = [c for c in changes if c["id"] in wanted]
 incomplete = [c for c in deny if not c["complete"]]
-superseded = [c for c in changes if c["sessions_closed"] == 0 and not c["complete"]]
+closed_none = [c for c in deny if c["sessions_closed"] == 0]
 def pct(values, p):
     v = sorted(values)
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else float("nan")
@@ -140,8 +143,8 @@ print("| applied → the last removed session closed (connector clock) | %d ms |
 print("| push → closed, fleet-wide (target p99 < 100 ms) | **%d ms** | **%d ms** | %d ms |" % (pct(total, 50), pct(total, 99), max(total) if total else -1))
 print("| client: deny request sent → its stream ended (includes the admin API call) | %.1f ms | %.1f ms | %.1f ms |" % (pct(ended, 50), pct(ended, 99), max(ended) if ended else -1))
 print()
-print("Denies measured: %d of %d (the changes that closed a session); of those, not reported by" % (len(deny), denies))
-print("every connector: %d; streams that did not end or never opened: %d. The allows (%d of them" % (len(incomplete), client["failures"], len(changes) - len(deny)))
-print("without every report: %d) are often replaced by the deny right after them before the" % len(superseded))
-print("connector reports, and a connector reports only the newer change.")
+print("Denies measured: %d of %d (each deny's change, by the version the admin API returned);" % (len(deny), denies))
+print("not reported by every connector: %d; streams that did not end or never opened: %d." % (len(incomplete), client["failures"]))
+print("Denies whose report counted no closed session: %d (the session's close completed after the" % len(closed_none))
+print("next change arrived, so that change's report counted it; the stream itself had ended).")
 EOF

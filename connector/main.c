@@ -96,7 +96,7 @@ struct connector {
     uint64_t pushes_ignored;       /* allowlists refused: stale or malformed */
     /* The `applied` report of the last allowlist change (revocation SLO):
      * sent once every loop applied it and the sessions it removed closed,
-     * or at REPORT_WAIT_MS. A newer change replaces an unreported one. */
+     * or at REPORT_WAIT_MS, or as it stands when a newer change arrives. */
     ev_timer report_timer;
     int64_t report_version;
     double report_applied_at;      /* ev_time */
@@ -323,32 +323,43 @@ connector_add_hello(void *ctx, json_t *hello)
 }
 
 static void
+report_send(struct connector *c, const struct dataplane_counts *sum, bool done)
+{
+    double closed = sum->revocation_last_close > sum->allowlist_applied_at
+                        ? sum->revocation_last_close
+                        : sum->allowlist_applied_at;
+    if (closed < c->report_applied_at)
+        closed = c->report_applied_at;
+    if (!done)
+        log_warn("allowlist change not applied in time", "version=%lld pending_sessions=%llu",
+                 (long long)c->report_version, (unsigned long long)sum->revocations_pending);
+    agent_send(c->agent,
+               json_pack("{s:s, s:I, s:I, s:I, s:I}", "type", "applied", "version",
+                         (json_int_t)c->report_version, "applied_ms",
+                         (json_int_t)(c->report_applied_at * 1000.0), "closed_ms",
+                         (json_int_t)(closed * 1000.0), "sessions_closed",
+                         (json_int_t)(sum->revocation_count - c->report_closed_base)));
+}
+
+static bool
+report_done(const struct connector *c, const struct dataplane_counts *sum)
+{
+    return sum->loops > 0 && sum->allowlist_version >= c->report_version &&
+           sum->revocations_pending == 0;
+}
+
+static void
 report_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct connector *c = w->data;
     struct dataplane_counts sum = {0};
     dp_workers_count(c->dataplane, &sum);
-    double now = ev_time();
-    bool done = sum.loops > 0 && sum.allowlist_version >= c->report_version &&
-                sum.revocations_pending == 0;
-    if (!done && now < c->report_deadline)
+    bool done = report_done(c, &sum);
+    if (!done && ev_time() < c->report_deadline)
         return;
     ev_timer_stop(loop, w);
-    double closed = sum.revocation_last_close > sum.allowlist_applied_at
-                        ? sum.revocation_last_close
-                        : sum.allowlist_applied_at;
-    if (closed < c->report_applied_at)
-        closed = c->report_applied_at;
-    if (!done)
-        log_warn("allowlist change not applied in time", "version=%lld pending_sessions=%llu",
-                 (long long)c->report_version, (unsigned long long)sum.revocations_pending);
-    agent_send(c->agent,
-               json_pack("{s:s, s:I, s:I, s:I, s:I}", "type", "applied", "version",
-                         (json_int_t)c->report_version, "applied_ms",
-                         (json_int_t)(c->report_applied_at * 1000.0), "closed_ms",
-                         (json_int_t)(closed * 1000.0), "sessions_closed",
-                         (json_int_t)(sum.revocation_count - c->report_closed_base)));
+    report_send(c, &sum, done);
 }
 
 /* After a change was handed to the loops: report it once they are done. */
@@ -360,6 +371,12 @@ report_start(struct connector *c, int64_t version)
     struct ev_loop *loop = agent_loop(c->agent);
     struct dataplane_counts sum = {0};
     dp_workers_count(c->dataplane, &sum);
+    /* The previous change's report goes first, as it stands: each change
+     * gets its own, so a quick succession of changes loses none. */
+    if (ev_is_active(&c->report_timer)) {
+        ev_timer_stop(loop, &c->report_timer);
+        report_send(c, &sum, true);
+    }
     c->report_version = version;
     c->report_applied_at = ev_time();
     c->report_deadline = c->report_applied_at + REPORT_WAIT_MS / 1000.0;

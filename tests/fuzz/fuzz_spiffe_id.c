@@ -21,10 +21,11 @@ check_accepted(const struct pki_spiffe_id *id)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
               *p == '_'))
             abort();
-    size_t path_len = strlen(id->path);
-    if (path_len > 0 && (id->path[0] != '/' || id->path[path_len - 1] == '/'))
+    const char *path = pki_spiffe_id_path(id);
+    size_t path_len = strlen(path);
+    if (path_len > 0 && (path[0] != '/' || path[path_len - 1] == '/'))
         abort();
-    if (strstr(id->path, "//") != NULL || strchr(id->uri, '%') || strchr(id->uri, '?') ||
+    if (strstr(path, "//") != NULL || strchr(id->uri, '%') || strchr(id->uri, '?') ||
         strchr(id->uri, '#'))
         abort();
     struct pki_spiffe_id again;

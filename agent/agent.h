@@ -172,6 +172,14 @@ struct agent_spec {
     /* The node was revoked: close what start() opened now (stop() still
      * runs at exit). May be NULL. */
     void (*on_revoked)(void *ctx);
+    /* Adds daemon fields to each heartbeat (connector: the allowlist it
+     * enforces). May be NULL. */
+    void (*add_heartbeat)(void *ctx, json_t *heartbeat);
+    /* An `explain_request` from the controller, on the authenticated
+     * control stream (nothing else reaches it): returns the answer's
+     * fields (the caller adds type and id and sends it), or NULL to send
+     * nothing. May be NULL: the request is logged and not answered. */
+    json_t *(*explain)(void *ctx, const json_t *request);
     /* Adds daemon fields to /health and lines to /metrics (may be NULL). */
     void (*add_health)(void *ctx, json_t *health);
     void (*add_metrics)(void *ctx, struct metrics *metrics);

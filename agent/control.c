@@ -51,6 +51,18 @@ send_hello(struct agent *a)
     agent_ctl_send(a, hello);
 }
 
+static void
+send_heartbeat(struct agent *a)
+{
+    json_t *hb = json_pack("{s:s, s:I, s:o}", "type", "heartbeat", "seq",
+                           (json_int_t)++a->heartbeat_seq, "counters", counters_json(a));
+    if (hb != NULL && a->bundle_version > 0)
+        json_object_set_new(hb, "bundle_version", json_integer((json_int_t)a->bundle_version));
+    if (hb != NULL && a->spec->add_heartbeat != NULL)
+        a->spec->add_heartbeat(a->spec->ctx, hb);
+    agent_ctl_send(a, hb);
+}
+
 void
 agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -72,11 +84,7 @@ agent_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ctl_stream_close(a->ctl, "no heartbeat ack for 3 intervals");
         return;
     }
-    json_t *hb = json_pack("{s:s, s:I, s:o}", "type", "heartbeat", "seq",
-                           (json_int_t)++a->heartbeat_seq, "counters", counters_json(a));
-    if (hb != NULL && a->bundle_version > 0)
-        json_object_set_new(hb, "bundle_version", json_integer((json_int_t)a->bundle_version));
-    agent_ctl_send(a, hb);
+    send_heartbeat(a);
 }
 
 static void
@@ -132,6 +140,25 @@ handle_error(struct agent *a, const json_t *msg)
     log_warn("controller error", "code=%s message=\"%s\"", code, message);
 }
 
+/* Answered only once welcomed: the stream then stands for the controller
+ * this agent authenticated (CONTROLLER_CA / its bundle) and for our own
+ * certificate; the answer goes back on that stream and nowhere else. */
+static void
+handle_explain_request(struct agent *a, const json_t *msg)
+{
+    if (!a->welcomed || a->spec->explain == NULL) {
+        log_warn("explain request not answered", "reason=\"%s\"",
+                 a->welcomed ? "this agent does not explain" : "control stream not welcomed");
+        return;
+    }
+    json_t *answer = a->spec->explain(a->spec->ctx, msg);
+    if (answer == NULL)
+        return;
+    json_object_set_new(answer, "type", json_string("explain_answer"));
+    json_object_set(answer, "id", json_object_get(msg, "id"));
+    agent_ctl_send(a, answer);
+}
+
 static void
 handle_message(struct agent *a, enum ctlmsg_type type, const json_t *msg)
 {
@@ -164,6 +191,7 @@ handle_message(struct agent *a, enum ctlmsg_type type, const json_t *msg)
         else
             log_warn("unexpected control message", "type=%s", ctlmsg_type_name(type));
         break;
+    case CTLMSG_EXPLAIN_REQUEST: handle_explain_request(a, msg); break;
     default:
         log_warn("unexpected control message", "type=%s", ctlmsg_type_name(type));
         break;

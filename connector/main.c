@@ -632,6 +632,74 @@ connector_on_bundle(void *ctx)
 }
 
 static void
+connector_add_heartbeat(void *ctx, json_t *heartbeat)
+{
+    struct connector *c = ctx;
+    json_object_set_new(heartbeat, "allowlist_version",
+                        json_integer((json_int_t)allowlist_version(c->allowlist)));
+    if (allowlist_epoch(c->allowlist)[0] != '\0')
+        json_object_set_new(heartbeat, "allowlist_epoch",
+                            json_string(allowlist_epoch(c->allowlist)));
+}
+
+static const char *
+served_target(const struct connector *c, const char *resource)
+{
+    for (size_t i = 0; i < c->served_count; i++)
+        if (strcmp(c->served[i].name, resource) == 0)
+            return c->served[i].target;
+    return NULL;
+}
+
+/* What the data plane would decide now for a session of tunneler asking
+ * for resource (connector/dataplane.c decides the same from the same
+ * list): enforced list, its age, membership, the resource's target. */
+static json_t *
+connector_explain(void *ctx, const json_t *request)
+{
+    struct connector *c = ctx;
+    const char *tunneler = json_string_value(json_object_get(request, "tunneler"));
+    const char *resource = json_string_value(json_object_get(request, "resource"));
+    int64_t now = clock_wall_s(agent_clock(c->agent));
+    struct pki_spiffe_id id;
+    bool ours = pki_spiffe_id_parse(tunneler, &id, NULL) == 0 &&
+                strcmp(id.trust_domain, agent_trust_domain(c->agent)) == 0;
+    char reason[256] = "";
+    bool on_list, permitted;
+    if (ours) {
+        on_list = allowlist_contains(c->allowlist, tunneler);
+        permitted = allowlist_permits(c->allowlist, tunneler, resource);
+        if (!permitted)
+            snprintf(reason, sizeof(reason), "%s",
+                     on_list ? "tunneler is on the allowlist but not for this resource"
+                             : "tunneler not allowed");
+    } else {
+        on_list = allowlist_grant_live(c->allowlist, tunneler, now);
+        permitted = allowlist_grant_permits(c->allowlist, tunneler, resource, NULL, now,
+                                            reason, sizeof(reason));
+    }
+    const char *target = served_target(c, resource);
+    if (permitted && target == NULL)
+        snprintf(reason, sizeof(reason), "resource not served here (not in RESOURCES)");
+    if (c->stale)
+        snprintf(reason, sizeof(reason), "allowlist too old: data sessions refused");
+    bool allow = permitted && target != NULL && !c->stale;
+    json_t *answer = json_pack("{s:I, s:b, s:b, s:b, s:b, s:s, s:s, s:s}", "allowlist_version",
+                               (json_int_t)allowlist_version(c->allowlist), "stale", c->stale,
+                               "on_allowlist", on_list, "permitted", permitted, "serves",
+                               target != NULL, "target", target != NULL ? target : "",
+                               "verdict", allow ? "allow" : "deny", "reason",
+                               allow ? "" : reason);
+    if (answer != NULL && allowlist_epoch(c->allowlist)[0] != '\0')
+        json_object_set_new(answer, "allowlist_epoch", json_string(allowlist_epoch(c->allowlist)));
+    if (answer != NULL && allowlist_age(c) >= 0)
+        json_object_set_new(answer, "confirmed_age_seconds", json_integer(allowlist_age(c)));
+    log_info("explain answered", "tunneler=%s resource=%s verdict=%s", tunneler, resource,
+             allow ? "allow" : "deny");
+    return answer;
+}
+
+static void
 connector_add_health(void *ctx, json_t *health)
 {
     struct connector *c = ctx;
@@ -695,6 +763,8 @@ main(int argc, char **argv)
         .on_identity = connector_on_identity,
         .on_drain = connector_on_drain,
         .on_terminate = connector_on_terminate,
+        .add_heartbeat = connector_add_heartbeat,
+        .explain = connector_explain,
         .add_health = connector_add_health,
         .add_metrics = connector_add_metrics,
         .stop = connector_stop,

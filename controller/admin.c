@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "base/build_info.h"
 #include "base/metrics.h"
+#include "controller/explain.h"
 #include "controller/federation.h"
 
 #define ADMIN_PREFIX "/api/admin"
@@ -1783,6 +1784,14 @@ route_deny(struct admin_call *call)
     change_grant(call, false);
 }
 
+/* ---- explain (controller/explain.c) ---------------------------------------- */
+
+static void
+route_explain(struct admin_call *call)
+{
+    explain_route(call->c, call->request, call->response);
+}
+
 /* ---- events --------------------------------------------------------------- */
 
 static int
@@ -2312,6 +2321,7 @@ static const struct route admin_routes[] = {
     {"POST", ADMIN_PREFIX "/allowlist", route_allow},
     {"DELETE", ADMIN_PREFIX "/allowlist", route_deny},
     {"GET", ADMIN_PREFIX "/events", route_events},
+    {"GET", ADMIN_PREFIX "/explain", route_explain},
     {"GET", ADMIN_PREFIX "/ca", route_ca_show},
     {"POST", ADMIN_PREFIX "/ca/rotate", route_ca_rotate},
     {"GET", ADMIN_PREFIX "/federation/peers", route_peers_list},
@@ -2540,6 +2550,12 @@ static const struct metrics_row counter_metrics[] = {
      offsetof(struct controller_counters, fed_links_refused)},
     {"ztr_federation_heartbeats_total", "counter", "Federation heartbeats received.",
      offsetof(struct controller_counters, fed_heartbeats)},
+    {"ztr_controller_explain_requests_total", "counter",
+     "Explain requests sent to connectors (controller explain --connector).",
+     offsetof(struct controller_counters, explain_asks)},
+    {"ztr_controller_explain_answers_refused_total", "counter",
+     "Explain answers dropped: no request outstanding on that session, or another id.",
+     offsetof(struct controller_counters, explain_answers_refused)},
 };
 
 static void

@@ -972,6 +972,48 @@ cmd_allowlist(const struct cli *cli, const struct args *args)
     return rc;
 }
 
+/* ---- explain -------------------------------------------------------------- */
+
+/* One line per step, then the verdict: `step=grant ok=false detail="..."`. */
+static int
+cmd_explain(const struct cli *cli, const struct args *args)
+{
+    char url[CLI_URL_MAX];
+    char sep = '?';
+    const char *connector = arg_value(args, "connector");
+    if (build_url(cli, url, sizeof(url), "/api/admin/explain", NULL, NULL) != 0 ||
+        url_append_query(url, sizeof(url), &sep, "tunneler", arg_value(args, "tunneler")) != 0 ||
+        url_append_query(url, sizeof(url), &sep, "resource", arg_value(args, "resource")) != 0 ||
+        (connector != NULL &&
+         url_append_query(url, sizeof(url), &sep, "connector", connector) != 0))
+        return EXIT_FAILED;
+    json_t *reply;
+    int rc = call_api(cli, "GET", url, NULL, &reply);
+    if (rc == EXIT_OK && arg_flag(args, "json")) {
+        rc = print_json_reply(reply);
+    } else if (rc == EXIT_OK) {
+        size_t i;
+        const json_t *step;
+        json_array_foreach(json_object_get(reply, "steps"), i, step) {
+            fputs("step=", stdout);
+            print_value(reply_string(step, "step"));
+            printf(" ok=%s detail=", json_is_true(json_object_get(step, "ok")) ? "true" : "false");
+            print_value(reply_string(step, "detail"));
+            putchar('\n');
+        }
+        const json_t *failure = json_object_get(reply, "first_failure");
+        fputs("verdict=", stdout);
+        print_value(reply_string(reply, "verdict"));
+        if (json_is_object(failure)) {
+            fputs(" first_failure=", stdout);
+            print_value(reply_string(failure, "detail"));
+        }
+        putchar('\n');
+    }
+    json_decref(reply);
+    return rc;
+}
+
 /* ---- CA ------------------------------------------------------------------- */
 
 static const struct field ca_fields[] = {
@@ -1336,6 +1378,11 @@ static const struct command commands[] = {
     {"deny", NULL, 0, {{"tunneler", true, true}, {"resource", true, true}}, cmd_deny,
      "deny --tunneler NAME --resource NAME"},
     {"allowlist", NULL, 0, {{"json", false, false}}, cmd_allowlist, "allowlist [--json]"},
+    {"explain", NULL, 0,
+     {{"tunneler", true, true}, {"resource", true, true}, {"connector", true, false},
+      {"json", false, false}},
+     cmd_explain,
+     "explain --tunneler NAME[@TRUST_DOMAIN] --resource NAME [--connector NAME] [--json]"},
     {"ca", "rotate", 0, {{NULL, false, false}}, cmd_ca_rotate, "ca rotate"},
     {"ca", "show", 0, {{"pem", false, false}, {"json", false, false}}, cmd_ca_show,
      "ca show [--pem|--json]"},

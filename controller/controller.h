@@ -7,6 +7,7 @@
  *   admin.c       the admin API (under /api/admin/) and /health, /metrics
  *   admin_tls.c   the admin API's TLS certificate (ADMIN_TLS): the operator's,
  *                 or issued from the admin CA in STATE_DIR/admin-tls/
+ *   explain.c     `controller explain`: why a tunneler may reach a resource (explain.h)
  *   federation.c  peers of other trust domains: tokens, accept, the link,
  *                 heartbeats, the sweep (federation.h)
  *   cli.c         the CLI subcommands, over the admin API
@@ -119,6 +120,8 @@ struct controller_counters {
     uint64_t fed_accept_rate_limited;
     uint64_t fed_links_refused;      /* link handshakes refused: unknown CA or trust domain */
     uint64_t fed_heartbeats;         /* federation heartbeats received */
+    uint64_t explain_asks;             /* explain requests sent to connectors */
+    uint64_t explain_answers_refused;  /* explain answers nobody asked that session for */
 };
 
 struct controller {
@@ -244,6 +247,21 @@ void ctl_server_revoke(struct ctl_server *server, const char *node_id, const cha
 /* The IP SANs a connector's new certificate names: its advertised addresses
  * that the node is allowed (enrollment's, or the operator's). */
 size_t ctl_server_node_ips(const struct store_node *node, struct pki_ip *ips, size_t max);
+/* The epoch of this controller run, sent with every versioned push. */
+const char *ctl_server_epoch(const struct ctl_server *server);
+/* `controller explain --connector`: the answer to an explain_request, the
+ * message (borrowed for the call), or NULL and why (failure). Runs once,
+ * on the loop, never from inside ctl_server_explain_ask. */
+#define CTL_EXPLAIN_NO_ANSWER "connector did not answer within 2s"
+#define CTL_EXPLAIN_CLOSED "control stream closed before the connector answered"
+typedef void (*ctl_explain_done_fn)(void *ctx, const json_t *answer, const char *failure);
+/* Sends an explain_request (tunneler: a SPIFFE ID) to the live control
+ * session of connector node_id, one outstanding per session: ZTR_E_NOT_FOUND
+ * without a live session here, ZTR_E_LIMIT while one is outstanding. done
+ * then runs with the answer, or after timeout_ms without one. */
+int ctl_server_explain_ask(struct ctl_server *server, const char *node_id, const char *tunneler,
+                           const char *resource, int64_t timeout_ms, ctl_explain_done_fn done,
+                           void *ctx, struct ztr_err *err);
 /* Re-issues the controller's own certificate (after CA rotation). */
 int ctl_server_refresh_identity(struct ctl_server *server, struct ztr_err *err);
 

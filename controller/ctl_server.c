@@ -78,6 +78,16 @@ struct session_node {
     char *allowed_addresses;          /* JSON, as stored */
 };
 
+/* An explain_request sent to a connector: answered, timed out or its
+ * session gone, done runs once and the ask is freed. */
+struct explain_ask {
+    struct session *session;
+    char id[CTLMSG_EXPLAIN_ID_LEN + 1];
+    ev_timer timer;
+    ctl_explain_done_fn done;
+    void *ctx;
+};
+
 struct session {
     struct ctl_server *server;
     struct ctl_stream *stream;
@@ -102,6 +112,7 @@ struct session {
     char challenge[2 * CTLMSG_REAUTH_CHALLENGE_BYTES + 1];
     char reauth_node[STORE_ID_MAX + 1];
     char *reauth_spiffe_id;
+    struct explain_ask *explain;      /* the one explain_request awaiting its answer */
     bool refused;                     /* never admitted: its close changes no status */
     bool in_fleet;                    /* said hello: fleet_hello was called */
     /* Counted in server->unauthenticated until it has said hello. */
@@ -1013,6 +1024,10 @@ handle_heartbeat(struct session *s, const json_t *msg)
     const json_t *bundle_version = json_object_get(msg, "bundle_version");
     if (json_is_integer(bundle_version))
         fleet_bundle_held(c->fleet, s->node.id, json_integer_value(bundle_version));
+    const json_t *allowlist_version = json_object_get(msg, "allowlist_version");
+    if (s->role == PKI_ROLE_CONNECTOR && json_is_integer(allowlist_version))
+        fleet_allowlist_held(c->fleet, s->node.id, json_integer_value(allowlist_version),
+                             json_string_value(json_object_get(msg, "allowlist_epoch")));
     session_send(s, json_pack("{s:s, s:O, s:I}", "type", "heartbeat_ack", "seq",
                               json_object_get(msg, "seq"), "server_time",
                               (json_int_t)clock_wall_s(c->clock)));
@@ -1241,6 +1256,93 @@ handle_applied(struct session *s, const json_t *msg)
                          json_integer_value(json_object_get(msg, "sessions_closed"))))
         log_debug("applied report of an unknown change", "node=%s version=%lld", s->node.id,
                   (long long)version);
+    /* Every data loop enforces it now: what explain's allowlist_applied
+     * step reads (never backwards: a late report of an older change). */
+    fleet_allowlist_applied(c->fleet, s->node.id, version);
+}
+
+/* ---- explain ---------------------------------------------------------------- */
+
+/* Ends the ask with answer or failure (exactly one non-NULL). */
+static void
+explain_finish(struct explain_ask *ask, const json_t *answer, const char *failure)
+{
+    struct session *s = ask->session;
+    ev_timer_stop(s->server->c->loop, &ask->timer);
+    s->explain = NULL;
+    ask->done(ask->ctx, answer, failure);
+    free(ask);
+}
+
+static void
+explain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct explain_ask *ask = w->data;
+    log_warn("explain not answered", "node=%s", ask->session->node.id);
+    explain_finish(ask, NULL, CTL_EXPLAIN_NO_ANSWER);
+}
+
+/* Only the answer to the request outstanding on this very session is
+ * taken: a node cannot answer for another, nor answer what was not asked
+ * (a late answer after the time-out included). */
+static void
+handle_explain_answer(struct session *s, const json_t *msg)
+{
+    const char *id = json_string_value(json_object_get(msg, "id"));
+    if (s->explain == NULL || strcmp(s->explain->id, id) != 0) {
+        s->server->c->counters.explain_answers_refused++;
+        log_warn("explain answer refused", "node=%s reason=\"%s\"", s->node.id,
+                 s->explain == NULL ? "no explain request outstanding on this session"
+                                    : "answer to another request");
+        return;
+    }
+    explain_finish(s->explain, msg, NULL);
+}
+
+const char *
+ctl_server_epoch(const struct ctl_server *server)
+{
+    return server->epoch;
+}
+
+int
+ctl_server_explain_ask(struct ctl_server *server, const char *node_id, const char *tunneler,
+                       const char *resource, int64_t timeout_ms, ctl_explain_done_fn done,
+                       void *ctx, struct ztr_err *err)
+{
+    struct session *s = NULL;
+    FOR_EACH_NODE_SESSION(server, node_id, o)
+        if (o->state == S_ACTIVE && o->role == PKI_ROLE_CONNECTOR) {
+            s = o; /* the newest live one: indexed first */
+            break;
+        }
+    if (s == NULL)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND,
+                           "connector has no live control stream to this controller");
+    if (s->explain != NULL)
+        return ztr_err_set(err, ZTR_E_LIMIT,
+                           "an explain request is already waiting on this connector");
+    uint8_t raw[CTLMSG_EXPLAIN_ID_LEN / 2];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        return ztr_err_set(err, ZTR_E_IO, "getrandom failed");
+    struct explain_ask *ask = calloc(1, sizeof(*ask));
+    if (ask == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(ask->id + 2 * i, 3, "%02x", raw[i]);
+    ask->session = s;
+    ask->done = done;
+    ask->ctx = ctx;
+    ev_timer_init(&ask->timer, explain_timeout_cb, (double)timeout_ms / 1000.0, 0.0);
+    ask->timer.data = ask;
+    s->explain = ask;
+    server->c->counters.explain_asks++;
+    ev_timer_start(server->c->loop, &ask->timer);
+    session_send(s, json_pack("{s:s, s:s, s:s, s:s}", "type", "explain_request", "id", ask->id,
+                              "tunneler", tunneler, "resource", resource));
+    return 0;
 }
 
 static void
@@ -1285,6 +1387,8 @@ handle_message(struct session *s, enum ctlmsg_type type, const json_t *msg)
             handle_drain(s, msg);
         else if (type == CTLMSG_RENEW)
             handle_renew(s, msg);
+        else if (type == CTLMSG_EXPLAIN_ANSWER)
+            handle_explain_answer(s, msg);
         else if (type == CTLMSG_BUNDLE_REQUEST) {
             s->bundle_version_sent = -1; /* resend even if we think it has it */
             push_bundle(s);
@@ -1430,6 +1534,8 @@ on_close(void *user, const char *reason)
         log_warn("TLS handshake failed", "peer=%s reason=\"%s\"",
                  ctl_stream_peer_addr(s->stream), reason);
     }
+    if (s->explain != NULL)
+        explain_finish(s->explain, NULL, CTL_EXPLAIN_CLOSED);
     if (s->in_fleet)
         fleet_session_closed(c->fleet, s->node.id);
     index_remove(server, s);

@@ -78,6 +78,9 @@ struct entry {
     int64_t reconnects[RECONNECTS_KEPT];
     unsigned reconnect_head;
     int64_t bundle_version; /* as the node's last heartbeat reported; 0: none */
+    bool allowlist_reported;
+    int64_t allowlist_version;
+    char allowlist_epoch[FLEET_EPOCH_MAX + 1];
 };
 
 struct strike {
@@ -498,6 +501,27 @@ fleet_bundle_held(struct fleet *f, const char *id, int64_t version)
 }
 
 void
+fleet_allowlist_held(struct fleet *f, const char *id, int64_t version, const char *epoch)
+{
+    struct entry *e = entry_find(f, id);
+    if (e == NULL || version < 0)
+        return;
+    e->allowlist_reported = true;
+    e->allowlist_version = version;
+    snprintf(e->allowlist_epoch, sizeof(e->allowlist_epoch), "%s", epoch != NULL ? epoch : "");
+}
+
+void
+fleet_allowlist_applied(struct fleet *f, const char *id, int64_t version)
+{
+    struct entry *e = entry_find(f, id);
+    if (e == NULL || (e->allowlist_reported && version <= e->allowlist_version))
+        return;
+    e->allowlist_reported = true;
+    e->allowlist_version = version;
+}
+
+void
 fleet_offline(struct fleet *f, const char *id)
 {
     struct entry *e = entry_find(f, id);
@@ -635,6 +659,9 @@ fleet_node_view(struct fleet *f, const char *id, struct fleet_node_view *out)
     int64_t now = clock_wall_s(f->clock);
     out->last_seen = e->last_seen;
     out->bundle_version = e->bundle_version;
+    out->allowlist_reported = e->allowlist_reported;
+    out->allowlist_version = e->allowlist_version;
+    memcpy(out->allowlist_epoch, e->allowlist_epoch, sizeof(out->allowlist_epoch));
     out->have_counters = e->have_raw;
     memcpy(out->counters, e->raw, sizeof(out->counters));
     out->counters_at = e->counters_at;

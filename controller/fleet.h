@@ -127,6 +127,14 @@ bool fleet_heartbeat(struct fleet *fleet, const struct store_node *node, const j
 void fleet_online_written(struct fleet *fleet, const char *id);
 /* The node's heartbeat says which trust bundle version it installed. */
 void fleet_bundle_held(struct fleet *fleet, const char *id, int64_t version);
+/* A connector's heartbeat said which allowlist it enforces (epoch: "" for
+ * none; cut at FLEET_EPOCH_MAX). */
+#define FLEET_EPOCH_MAX 16
+void fleet_allowlist_held(struct fleet *fleet, const char *id, int64_t version,
+                          const char *epoch);
+/* A connector's `applied` report: every data loop enforces version now.
+ * Raises the version held, never lowers it (reports may come late). */
+void fleet_allowlist_applied(struct fleet *fleet, const char *id, int64_t version);
 /* The store marked the node OFFLINE (the sweep, or its last session's close). */
 void fleet_offline(struct fleet *fleet, const char *id);
 /* One of the node's sessions that said hello has ended. */
@@ -156,6 +164,9 @@ struct fleet_node_view {
     bool flapping;
     int sessions;                               /* live sessions that said hello */
     int64_t bundle_version;                     /* it reported holding; 0: not reported */
+    bool allowlist_reported;                    /* a heartbeat said which allowlist */
+    int64_t allowlist_version;                  /* the one it enforces (0: none yet) */
+    char allowlist_epoch[FLEET_EPOCH_MAX + 1];
 };
 
 /* false when the node is not tracked (never seen since the start, or

@@ -8,7 +8,7 @@
 #include "ctl/frame.h"
 #include "net/tls.h"
 
-enum field_kind { F_STRING, F_INT, F_STRINGS, F_OBJECTS, F_OBJECT };
+enum field_kind { F_STRING, F_INT, F_STRINGS, F_OBJECTS, F_OBJECT, F_BOOL };
 
 struct field {
     const char *name;
@@ -92,7 +92,9 @@ static const struct field welcome_fields[] = {
 };
 static const struct field heartbeat_fields[] = {
     {"seq", F_INT, 1, NULL}, {"counters", F_OBJECT, 0, NULL},
-    {"bundle_version", F_INT, 0, NULL}, END,
+    {"bundle_version", F_INT, 0, NULL},
+    /* A connector's: the allowlist it enforces (docs/PROTOCOL.md). */
+    {"allowlist_version", F_INT, 0, NULL}, {"allowlist_epoch", F_STRING, 0, NULL}, END,
 };
 static const struct field heartbeat_ack_fields[] = {
     {"seq", F_INT, 1, NULL}, {"server_time", F_INT, 1, NULL}, END,
@@ -123,6 +125,27 @@ static const struct field reauth_challenge_fields[] = {{"challenge", F_STRING, 1
 static const struct field reauth_fields[] = {
     {"csr", F_STRING, 1, NULL}, {"key", F_STRING, 1, NULL},
     {"signature", F_STRING, 1, NULL}, END,
+};
+
+/* `controller explain --connector`: what the connector would do now for
+ * one tunneler and one resource (docs/PROTOCOL.md, "Explain"). */
+static const struct field explain_request_fields[] = {
+    {"id", F_STRING, 1, NULL}, {"tunneler", F_STRING, 1, NULL},
+    {"resource", F_STRING, 1, NULL}, END,
+};
+static const struct field explain_answer_fields[] = {
+    {"id", F_STRING, 1, NULL},
+    {"allowlist_version", F_INT, 1, NULL},
+    {"allowlist_epoch", F_STRING, 0, NULL},
+    {"confirmed_age_seconds", F_INT, 0, NULL}, /* absent: never confirmed */
+    {"stale", F_BOOL, 1, NULL},
+    {"on_allowlist", F_BOOL, 1, NULL},
+    {"permitted", F_BOOL, 1, NULL},
+    {"serves", F_BOOL, 1, NULL},
+    {"target", F_STRING, 1, NULL},             /* "" when the resource has none */
+    {"verdict", F_STRING, 1, NULL},            /* allow | deny */
+    {"reason", F_STRING, 1, NULL},
+    END,
 };
 
 static const struct field fed_accept_fields[] = {
@@ -185,6 +208,8 @@ static const struct {
     [CTLMSG_FED_GRANTS] = {"fed_grants", fed_grants_fields},
     [CTLMSG_APPLIED] = {"applied", applied_fields},
     [CTLMSG_DRAIN] = {"drain", drain_fields},
+    [CTLMSG_EXPLAIN_REQUEST] = {"explain_request", explain_request_fields},
+    [CTLMSG_EXPLAIN_ANSWER] = {"explain_answer", explain_answer_fields},
 };
 
 const char *
@@ -214,6 +239,10 @@ check_field(const json_t *value, const struct field *field, const char *where,
     switch (field->kind) {
     case F_STRING:
         return check_string(value, where, err);
+    case F_BOOL:
+        if (!json_is_boolean(value))
+            return ztr_err_set(err, ZTR_E_INVALID, "%s: expected true or false", where);
+        return 0;
     case F_INT:
         if (!json_is_integer(value) || json_integer_value(value) < 0)
             return ztr_err_set(err, ZTR_E_INVALID, "%s: expected a non-negative integer", where);

@@ -49,6 +49,10 @@ enum ctlmsg_type {
      * the operator's drain or undrain; connector → controller, the
      * connector drains itself before it stops (SIGTERM). */
     CTLMSG_DRAIN,
+    /* `controller explain --connector` (docs/PROTOCOL.md, "Explain"), on an
+     * authenticated control stream only, one outstanding per session: */
+    CTLMSG_EXPLAIN_REQUEST,   /* controller → connector: this tunneler, this resource */
+    CTLMSG_EXPLAIN_ANSWER,    /* connector → controller: what it would do now */
     CTLMSG_TYPE_COUNT,
 };
 
@@ -129,6 +133,9 @@ int ctlmsg_write(struct tls_conn *conn, json_t *msg, struct ztr_err *err);
  * hex. */
 int ctlmsg_reauth_proof(const char *challenge_hex, const char *node_id, const char *spiffe_id,
                         const char *csr, uint8_t **out, size_t *len, struct ztr_err *err);
+
+/* An explain request's id: this many hex digits. */
+#define CTLMSG_EXPLAIN_ID_LEN 16
 
 /* Convenience for {"type":"error","code":...,"message":...}. */
 json_t *ctlmsg_error(const char *code, const char *message);

@@ -27,6 +27,7 @@ declare -gA _ztr_controller_options=(
   ["allow"]="--tunneler --resource"
   ["deny"]="--tunneler --resource"
   ["allowlist"]="--json"
+  ["explain"]="--tunneler --resource --connector --json"
   ["ca rotate"]=""
   ["ca show"]="--pem --json"
   ["events"]="--after --limit --node --kind --source --since --until --newest --json"

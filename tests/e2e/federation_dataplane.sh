@@ -53,6 +53,19 @@ expect_out "ok streams=4 bytes=4194304" "all bytes came back"
 grep -q "msg=\"data session opened\" spiffe_id=$LAPTOP_ID" "$DC1_LOG"
 check "dc1 admitted laptop by its b.example identity" $?
 
+# controller explain on A: the federated tunneler, its grant, and dc1's own answer.
+run on A explain --tunneler laptop@b.example --resource pg --connector dc1
+expect_status 0 "explain a federated tunneler"
+expect_out_has 'step=federation_peer ok=true detail="spiffe://b.example/tunneler/laptop is a tunneler of federation peer b (active)"' \
+  "explain: the tunneler's trust domain is a peer in force"
+expect_out_has "step=grant ok=true detail=\"federation grant $GRANT_ID: laptop@b.example to pg, source_cidrs any, expires never\"" \
+  "explain: the federation grant and its scope"
+expect_out_has 'step=connector_answer ok=true detail="dc1 would allow' "explain: dc1 permits it by the grant"
+expect_out_has "verdict=allow" "explain: allowed"
+run on A explain --tunneler laptop@c.example --resource pg
+expect_out_has 'verdict=deny first_failure="unknown trust domain: no federation peer holds the trust domain of laptop@c.example"' \
+  "explain: a trust domain that is no peer's"
+
 # A second resource, granted only from a CIDR the tunneler is not in.
 start_peer echo || exit 1; WEB_PORT=$PEER_PORT
 on A resource add web --connector dc1 >/dev/null

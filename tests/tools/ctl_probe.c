@@ -27,6 +27,8 @@
  *       [--counters JSON] [--rise NAME]: every heartbeat carries the counters
  *       object JSON (e.g. {"auth_unavailable":4}); with --rise, counter NAME
  *       goes up by one with each heartbeat after the first.
+ *       [--send JSON]: sends that message once welcomed (a node saying
+ *       what it was not asked, for hostile tests).
  *   ctl-probe raw     --controller ADDR --ca CA.pem --trust-domain TD --send JSON
  *       an unauthenticated session that sends one frame and prints replies.
  *   ctl-probe reauth  --controller ADDR --ca CA.pem --trust-domain TD --dir DIR

@@ -77,6 +77,17 @@ ctl_server_session_count(const struct ctl_server *server)
 }
 
 int
+ctl_server_explain_ask(struct ctl_server *server, const char *node_id, const char *tunneler,
+                       const char *resource, int64_t timeout_ms, ctl_explain_done_fn done,
+                       void *ctx, struct ztr_err *err)
+{
+    (void)server, (void)node_id, (void)tunneler, (void)resource, (void)timeout_ms;
+    (void)done, (void)ctx;
+    return ztr_err_set(err, ZTR_E_NOT_FOUND,
+                       "connector has no live control stream to this controller");
+}
+
+int
 ctl_server_refresh_identity(struct ctl_server *server, struct ztr_err *err)
 {
     (void)err;

@@ -894,6 +894,100 @@ group_teardown(void **state)
     return 0;
 }
 
+/* ---- explain over the control stream --------------------------------------- */
+
+struct explain_seen {
+    int asked;             /* requests the daemon's hook saw */
+    bool silent;           /* the hook answers nothing */
+    int done;              /* answers (or failures) the controller got */
+    json_t *answer;
+    char failure[128];
+};
+
+static json_t *
+daemon_explain(void *ctx, const json_t *request)
+{
+    struct explain_seen *seen = ctx;
+    seen->asked++;
+    assert_string_equal(json_string_value(json_object_get(request, "resource")), "web");
+    if (seen->silent)
+        return NULL;
+    return json_pack("{s:I, s:b, s:b, s:b, s:b, s:s, s:s, s:s}", "allowlist_version", 5,
+                     "stale", 0, "on_allowlist", 1, "permitted", 1, "serves", 1, "target",
+                     "127.0.0.1:1", "verdict", "allow", "reason", "");
+}
+
+static void
+explain_done(void *ctx, const json_t *answer, const char *failure)
+{
+    struct explain_seen *seen = ctx;
+    seen->done++;
+    seen->answer = answer != NULL ? json_deep_copy(answer) : NULL;
+    snprintf(seen->failure, sizeof(seen->failure), "%s", failure != NULL ? failure : "");
+}
+
+static void
+run_until_done(struct fixture *f, const struct explain_seen *seen, int done)
+{
+    int64_t deadline = clock_monotonic_ms(clock_system()) + WAIT_MS;
+    while (seen->done < done) {
+        if (clock_monotonic_ms(clock_system()) >= deadline)
+            fail_msg("no explain answer");
+        ev_run(f->loop, EVRUN_ONCE);
+    }
+}
+
+/* A connector asked by the controller answers on the same stream through
+ * the daemon's hook; one request at a time per session; a silent one is
+ * "did not answer" after the time-out; a node without a session here is
+ * not asked. */
+static void
+test_connector_answers_explain_over_its_control_stream(void **state)
+{
+    struct fixture *f = *state;
+    struct explain_seen seen = {0};
+    struct token_request request = {.role = "connector", .name = "t1", .uses = 1,
+                                    .ttl_s = 86400};
+    struct store_token record;
+    struct ztr_err err = {0};
+    char *text = NULL;
+    assert_int_equal(token_create(&f->c, &request, &text, &record, &err), 0);
+    snprintf(f->settings.enrollment_token, sizeof(f->settings.enrollment_token), "%s", text);
+    free(text);
+    f->spec.role = PKI_ROLE_CONNECTOR;
+    f->spec.explain = daemon_explain;
+    f->spec.ctx = &seen;
+    enroll_and_come_online(f);
+    char *id = node_id_of(f);
+    const char *tunneler = "spiffe://" TD "/tunneler/laptop";
+
+    assert_int_equal(ctl_server_explain_ask(f->c.ctl, id, tunneler, "web", 2000, explain_done,
+                                            &seen, &err), 0);
+    assert_int_equal(ctl_server_explain_ask(f->c.ctl, id, tunneler, "web", 2000, explain_done,
+                                            &seen, &err), -1);
+    assert_int_equal(err.code, ZTR_E_LIMIT);
+    run_until_done(f, &seen, 1);
+    assert_int_equal(seen.asked, 1);
+    assert_non_null(seen.answer);
+    assert_string_equal(json_string_value(json_object_get(seen.answer, "verdict")), "allow");
+    assert_int_equal(json_integer_value(json_object_get(seen.answer, "allowlist_version")), 5);
+    json_decref(seen.answer);
+
+    seen.silent = true;
+    assert_int_equal(ctl_server_explain_ask(f->c.ctl, id, tunneler, "web", 100, explain_done,
+                                            &seen, &err), 0);
+    run_until_done(f, &seen, 2);
+    assert_int_equal(seen.asked, 2);
+    assert_null(seen.answer);
+    assert_string_equal(seen.failure, CTL_EXPLAIN_NO_ANSWER);
+
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(ctl_server_explain_ask(f->c.ctl, "no-such-node", tunneler, "web", 100,
+                                            explain_done, &seen, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+    free(id);
+}
+
 #define AGENT_TEST(fn) cmocka_unit_test_setup_teardown(fn, agent_setup, agent_teardown)
 
 int
@@ -912,6 +1006,7 @@ main(void)
         AGENT_TEST(test_breaker_settles_expired_after_three_refusals_and_persists),
         AGENT_TEST(test_breaker_resets_on_register_inside_one_process),
         AGENT_TEST(test_revoked_node_stays_up_in_revoked),
+        AGENT_TEST(test_connector_answers_explain_over_its_control_stream),
         AGENT_TEST(test_controller_refuses_heartbeats_after_not_after),
         AGENT_TEST(test_connected_and_unavailable_follow_the_stream),
         AGENT_TEST(test_partial_identity_is_refused_never_a_fallback),

@@ -1,6 +1,7 @@
 "use client";
 import { useCallback, useEffect, useState } from "react";
 import ErrorPanel from "@/components/ErrorPanel";
+import ExplainPanel from "@/components/ExplainPanel";
 import { api, type ApiError } from "@/lib/client";
 import { useHydrated } from "@/lib/hydrated";
 import type { Node } from "@/lib/nodes";
@@ -134,6 +135,7 @@ export default function AccessView() {
           ))}
         </tbody>
       </table>
+      <ExplainPanel tunnelers={tunnelers} resources={resources.map((r) => r.name)} />
     </section>
   );
 }

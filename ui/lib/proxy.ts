@@ -64,6 +64,7 @@ const ROUTES: { pattern: RegExp; methods: Method[] }[] = [
   { pattern: new RegExp(`^resources/${SEG}/connectors$`), methods: ["POST", "DELETE"] },
   { pattern: /^allowlist$/, methods: ["GET", "POST", "DELETE"] },
   { pattern: /^events$/, methods: ["GET"] },
+  { pattern: /^explain$/, methods: ["GET"] },
   { pattern: /^fleet$/, methods: ["GET"] },
   { pattern: /^controllers$/, methods: ["GET"] },
   { pattern: /^ca$/, methods: ["GET"] },

@@ -1,6 +1,7 @@
 // The console in Debian's Chromium (playwright-core, no browser download),
 // against the real controller, connector and tunneler that
-// tests/ui/console.sh started: log in, a node ONLINE, the tunneler killed
+// tests/ui/console.sh started: log in, a node ONLINE, access and its
+// Explain panel (an allowed and a denied pair), the tunneler killed
 // and OFFLINE shown without a reload, the events, a node's detail, a revocation,
 // a CA rotation, the admin token nowhere in what the
 // browser got, the CSRF and session checks. Screenshots go to $UI_SHOTS.
@@ -131,6 +132,45 @@ test("access: deny laptop → web in one click, the request fails; allow, it wor
   const admin = events.events.filter((e) => e.kind === "admin").map((e) => e.detail);
   assert.ok(admin.some((d) => d.startsWith("denied tunneler=laptop resource=web")), "the deny is an admin event");
   assert.ok(admin.some((d) => d.startsWith("allowed tunneler=laptop resource=web")), "the allow is an admin event");
+});
+
+test("explain: laptop → web is allowed step by step, and asked, dc1 agrees; laptop → db is denied with its first failure", async () => {
+  await page.getByRole("link", { name: "Access" }).click();
+  await page.getByRole("heading", { name: "Explain" }).waitFor();
+  const form = page.getByRole("form", { name: "Explain access" });
+  await form.getByLabel("Tunneler").fill("laptop");
+  await form.getByLabel("Resource").fill("web");
+  await form.getByLabel("Ask connector (optional)").fill("dc1");
+  const result = page.getByTestId("explain-result");
+  // The grant was just denied and allowed again: dc1 reports the version it
+  // applied with its next heartbeat, until then explain says it is behind.
+  let verdict = "";
+  for (let i = 0; i < 20 && verdict !== "allow"; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 500));
+    await form.getByRole("button", { name: "Explain" }).click();
+    await result.waitFor({ timeout: 10_000 });
+    await page.locator('[data-testid="explain-result"] li').first().waitFor();
+    await form.getByRole("button", { name: "Explain" }).waitFor();
+    verdict = await result.getAttribute("data-verdict");
+  }
+  assert.equal(verdict, "allow", await result.textContent());
+  assert.match(await page.getByTestId("explain-verdict").textContent(), /^ALLOW laptop → web$/);
+  for (const step of ["tunneler", "certificate", "revoked", "resource", "bindings", "grant", "connectors_online",
+    "allowlist_applied", "draining", "connector_answer"])
+    assert.equal(await result.locator(`li[data-step="${step}"]`).getAttribute("data-ok"), "true", step);
+  assert.match(await result.locator('li[data-step="connector_answer"]').textContent(), /dc1 would allow: allowlist version \d+/);
+  assert.match(await result.locator('li[data-step="draining"]').textContent(), /draining: not reported/);
+  await shot("explain-allow");
+
+  await form.getByLabel("Resource").fill("db");
+  await form.getByLabel("Ask connector (optional)").fill("");
+  await form.getByRole("button", { name: "Explain" }).click();
+  await page.locator('[data-testid="explain-result"][data-verdict="deny"]').waitFor({ timeout: 10_000 });
+  assert.equal(await page.getByTestId("explain-verdict").textContent(),
+    "DENY laptop → db: unknown resource: no resource named db");
+  assert.equal(await result.locator('li[data-step="resource"]').getAttribute("data-ok"), "false");
+  assert.equal(await result.locator('li[data-step="grant"]').getAttribute("data-ok"), "false");
+  await shot("explain-deny");
 });
 
 test("events: newest first, the allow just made on top of the admin events; by node; paged", async () => {

@@ -47,6 +47,8 @@ test("routes: the admin API's paths and methods, nothing else", () => {
   assert.equal(matchRoute("get", ["nodes", "0123456789abcdef"]).kind, "ok");
   assert.equal(matchRoute("POST", ["nodes", "0123456789abcdef", "revoke"]).kind, "ok");
   assert.equal(matchRoute("DELETE", ["resources", "web", "connectors"]).kind, "ok");
+  assert.equal(matchRoute("GET", ["explain"]).kind, "ok");
+  assert.equal(matchRoute("POST", ["explain"]).kind, "method");
   assert.equal(matchRoute("POST", ["ca", "rotate"]).kind, "ok");
   assert.equal(matchRoute("GET", ["fleet"]).kind, "ok");
   assert.equal(matchRoute("GET", ["controllers"]).kind, "ok");

@@ -377,8 +377,8 @@ percent_decode(const char *text, size_t len, char *out, size_t cap)
 
 /* Finds name in the raw query string: 1 and the decoded value in out when
  * present, 0 when absent, -1 with err naming the parameter when malformed. */
-static int
-query_get(const char *query, const char *name, char *out, size_t cap, struct ztr_err *err)
+int
+admin_query_get(const char *query, const char *name, char *out, size_t cap, struct ztr_err *err)
 {
     size_t name_len = strlen(name);
     const char *p = query != NULL ? query : "";
@@ -408,7 +408,7 @@ static int
 query_int(const char *query, const char *name, int64_t min, int64_t *out, struct ztr_err *err)
 {
     char text[24];
-    int found = query_get(query, name, text, sizeof(text), err);
+    int found = admin_query_get(query, name, text, sizeof(text), err);
     if (found <= 0)
         return found;
     char *end;
@@ -627,18 +627,18 @@ parse_node_selection(const char *query, struct node_selection *sel, struct ztr_e
     memset(sel, 0, sizeof(*sel));
     sel->state = -1;
     char text[32];
-    if (query_get(query, "q", sel->q, sizeof(sel->q), err) < 0)
+    if (admin_query_get(query, "q", sel->q, sizeof(sel->q), err) < 0)
         return -1;
     for (char *p = sel->q; *p != '\0'; p++)
         *p = (char)tolower((unsigned char)*p);
-    int found = query_get(query, "role", sel->role, sizeof(sel->role), err);
+    int found = admin_query_get(query, "role", sel->role, sizeof(sel->role), err);
     if (found < 0)
         return -1;
     if (found == 1 && sel->role[0] != '\0' && strcmp(sel->role, "connector") != 0 &&
         strcmp(sel->role, "tunneler") != 0)
         return ztr_err_set(err, ZTR_E_INVALID,
                            "query parameter \"role\" must be connector or tunneler");
-    found = query_get(query, "state", text, sizeof(text), err);
+    found = admin_query_get(query, "state", text, sizeof(text), err);
     if (found < 0)
         return -1;
     if (found == 1 && text[0] != '\0') {
@@ -1022,7 +1022,7 @@ static int
 query_flag(const char *query, const char *name, bool *out, struct ztr_err *err)
 {
     char text[8];
-    int found = query_get(query, name, text, sizeof(text), err);
+    int found = admin_query_get(query, name, text, sizeof(text), err);
     if (found < 0)
         return -1;
     if (found == 0)
@@ -1046,7 +1046,7 @@ parse_fleet_filter(const char *query, struct fleet_filter *filter, struct ztr_er
     TRY(query_flag(query, "expired", &filter->expired, err));
     TRY(query_flag(query, "flapping", &filter->flapping, err));
     char text[32];
-    int found = query_get(query, "expiring_within", text, sizeof(text), err);
+    int found = admin_query_get(query, "expiring_within", text, sizeof(text), err);
     if (found < 0)
         return -1;
     if (found == 1) {
@@ -1643,7 +1643,7 @@ copy_field(const json_t *body, const char *field, char *out, size_t cap, struct 
 static int
 query_field(const char *query, const char *field, char *out, size_t cap, struct ztr_err *err)
 {
-    int found = query_get(query, field, out, cap, err);
+    int found = admin_query_get(query, field, out, cap, err);
     if (found < 0)
         return -1;
     if (found == 0 || out[0] == '\0')
@@ -1824,10 +1824,10 @@ route_events(struct admin_call *call)
         query_int(q, "since", 0, &filter.since, &err) != 0 ||
         query_int(q, "until", 0, &filter.until, &err) != 0 ||
         query_int(q, "limit", 1, &limit, &err) != 0 ||
-        query_get(q, "node", node, sizeof(node), &err) < 0 ||
-        query_get(q, "kind", kind, sizeof(kind), &err) < 0 ||
-        query_get(q, "source", source, sizeof(source), &err) < 0 ||
-        query_get(q, "order", order, sizeof(order), &err) < 0) {
+        admin_query_get(q, "node", node, sizeof(node), &err) < 0 ||
+        admin_query_get(q, "kind", kind, sizeof(kind), &err) < 0 ||
+        admin_query_get(q, "source", source, sizeof(source), &err) < 0 ||
+        admin_query_get(q, "order", order, sizeof(order), &err) < 0) {
         respond_failure(call->response, &err);
         return;
     }
@@ -2181,7 +2181,7 @@ route_fed_grants_list(struct admin_call *call)
     char peer[STORE_NAME_MAX + 1] = "";
     struct ztr_err err = {0};
     json_t *grants = NULL;
-    if (query_get(call->request->query, "peer", peer, sizeof(peer), &err) >= 0)
+    if (admin_query_get(call->request->query, "peer", peer, sizeof(peer), &err) >= 0)
         grants = federation_grants_json(call->c, peer, &err);
     if (grants == NULL)
         respond_failure(call->response, &err);

@@ -277,6 +277,10 @@ int admin_parse_token_request(const char *text, size_t len, int64_t default_ttl_
                               struct token_request *request, json_t **body,
                               struct ztr_err *err);
 int admin_start(struct controller *c, struct ztr_err *err);
+/* A query string's parameter, percent-decoded into out: 1 found, 0 absent,
+ * -1 malformed or longer than cap (err says which). */
+int admin_query_get(const char *query, const char *name, char *out, size_t cap,
+                    struct ztr_err *err);
 void admin_stop(struct controller *c);
 
 /* ---- admin_tls.c ----------------------------------------------------------- */

@@ -600,51 +600,13 @@ connector_answered(void *ctx, const json_t *answer, const char *failure)
     free(wait);
 }
 
-static int
-hex_digit(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* A query parameter (percent-decoded) into out: 1 present, 0 absent, -1 bad. */
+/* A query parameter (percent-decoded) into out: 1 present, 0 absent, -1 bad
+ * (admin.c's parser, so both read a query the same way). */
 static int
 query_param(const char *query, const char *name, char *out, size_t cap)
 {
-    size_t name_len = strlen(name);
-    for (const char *p = query != NULL ? query : ""; *p != '\0';) {
-        size_t pair_len = strcspn(p, "&");
-        if (pair_len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
-            size_t used = 0;
-            for (size_t i = name_len + 1; i < pair_len; i++) {
-                char ch = p[i];
-                if (ch == '+') {
-                    ch = ' ';
-                } else if (ch == '%') {
-                    int hi = i + 2 < pair_len ? hex_digit(p[i + 1]) : -1;
-                    int lo = hi >= 0 ? hex_digit(p[i + 2]) : -1;
-                    if (lo < 0)
-                        return -1;
-                    ch = (char)(hi * 16 + lo);
-                    i += 2;
-                }
-                if (ch == '\0' || used + 1 >= cap)
-                    return -1;
-                out[used++] = ch;
-            }
-            out[used] = '\0';
-            return 1;
-        }
-        p += pair_len;
-        if (*p == '&')
-            p++;
-    }
-    return 0;
+    struct ztr_err ignored = {0};
+    return admin_query_get(query, name, out, cap, &ignored);
 }
 
 static int

@@ -33,28 +33,34 @@ log_set_level(enum log_level level)
     logger.level = level;
 }
 
+/* name's index in names, or -1. */
+static int
+name_index(const char *const *names, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
 int
 log_level_from_name(const char *name, enum log_level *out)
 {
-    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-        if (strcmp(name, level_names[i]) == 0) {
-            *out = (enum log_level)i;
-            return 0;
-        }
-    }
-    return -1;
+    int i = name_index(level_names, sizeof(level_names) / sizeof(level_names[0]), name);
+    if (i < 0)
+        return -1;
+    *out = (enum log_level)i;
+    return 0;
 }
 
 int
 log_format_from_name(const char *name, enum log_format *out)
 {
-    for (size_t i = 0; i < sizeof(format_names) / sizeof(format_names[0]); i++) {
-        if (strcmp(name, format_names[i]) == 0) {
-            *out = (enum log_format)i;
-            return 0;
-        }
-    }
-    return -1;
+    int i = name_index(format_names, sizeof(format_names) / sizeof(format_names[0]), name);
+    if (i < 0)
+        return -1;
+    *out = (enum log_format)i;
+    return 0;
 }
 
 void

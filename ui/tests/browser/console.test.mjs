@@ -159,7 +159,7 @@ test("explain: laptop → web is allowed step by step, and asked, dc1 agrees; la
     "allowlist_applied", "draining", "connector_answer"])
     assert.equal(await result.locator(`li[data-step="${step}"]`).getAttribute("data-ok"), "true", step);
   assert.match(await result.locator('li[data-step="connector_answer"]').textContent(), /dc1 would allow: allowlist version \d+/);
-  assert.match(await result.locator('li[data-step="draining"]').textContent(), /draining: not reported/);
+  assert.match(await result.locator('li[data-step="draining"]').textContent(), /0 of 1 serving connectors draining/);
   await shot("explain-allow");
 
   await form.getByLabel("Resource").fill("db");

@@ -96,6 +96,10 @@ struct session {
     enum pki_role role;
     int64_t bundle_version_sent;
     int64_t allowlist_version_sent;
+    /* The change (allowlist version) pushed to this connector as one: only
+     * its report counts toward the change's times, not a report of the
+     * version handed to a connector that just connected. */
+    int64_t change_version;
     char *connectors_sent;            /* last connectors list sent (JSON text) */
     /* Connectors: the operator's drain as this session's connector last
      * heard it (from its hello, then from our drain messages). */
@@ -603,8 +607,10 @@ ctl_server_push_all(struct ctl_server *server)
     unsigned behind = 0;
     for (struct session *s = server->sessions; s != NULL; s = s->next)
         if (s->state == S_ACTIVE && s->role == PKI_ROLE_CONNECTOR &&
-            s->allowlist_version_sent != snap.allowlist_version)
+            s->allowlist_version_sent != snap.allowlist_version) {
+            s->change_version = snap.allowlist_version;
             behind++;
+        }
     if (behind > 0)
         changes_pushed(server->c->changes, snap.allowlist_version,
                        clock_wall_ms(server->c->clock), behind);
@@ -1250,7 +1256,10 @@ handle_applied(struct session *s, const json_t *msg)
 {
     struct controller *c = s->server->c;
     int64_t version = json_integer_value(json_object_get(msg, "version"));
-    if (!changes_applied(c->changes, version, clock_wall_ms(c->clock),
+    bool counted = version == s->change_version;
+    if (counted)
+        s->change_version = 0;
+    if (counted && !changes_applied(c->changes, version, clock_wall_ms(c->clock),
                          json_integer_value(json_object_get(msg, "applied_ms")),
                          json_integer_value(json_object_get(msg, "closed_ms")),
                          json_integer_value(json_object_get(msg, "sessions_closed"))))

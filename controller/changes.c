@@ -90,8 +90,14 @@ changes_applied(struct changes *changes, int64_t version, int64_t received_ms,
         return false;
     int64_t apply = received_ms - c->pushed_ms;
     /* The connector's own clock for the second phase: no skew between
-     * two machines' clocks enters it. */
+     * two machines' clocks enters it. It is the connector's claim, so it
+     * is held to what a report can take (a connector reports within
+     * CHANGES_REPORT_MAX_MS), as is its count. */
     int64_t close = closed_ms > applied_ms ? closed_ms - applied_ms : 0;
+    if (close > CHANGES_REPORT_MAX_MS)
+        close = CHANGES_REPORT_MAX_MS;
+    if (sessions_closed > CHANGES_SESSIONS_MAX)
+        sessions_closed = CHANGES_SESSIONS_MAX;
     observe(&changes->applied, apply);
     observe(&changes->closed, close);
     c->applied++;

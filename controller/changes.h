@@ -21,6 +21,10 @@
 
 #define CHANGES_MAX 1024
 #define CHANGES_BUCKETS 9
+/* Bounds on a connector's claims: the longest a connector waits before it
+ * reports (5 s) with room to spare, and the most data sessions one holds. */
+#define CHANGES_REPORT_MAX_MS 10000
+#define CHANGES_SESSIONS_MAX 1000000
 
 struct changes;
 

@@ -607,6 +607,7 @@ ctl_server_push_all(struct ctl_server *server)
     unsigned behind = 0;
     for (struct session *s = server->sessions; s != NULL; s = s->next)
         if (s->state == S_ACTIVE && s->role == PKI_ROLE_CONNECTOR &&
+            s->allowlist_version_sent > 0 &&
             s->allowlist_version_sent != snap.allowlist_version) {
             s->change_version = snap.allowlist_version;
             behind++;

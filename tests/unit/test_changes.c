@@ -50,6 +50,24 @@ test_fleet_time_is_the_slowest_connector(void **state)
     changes_free(changes);
 }
 
+/* A connector's claims are bounded: a close phase longer than a report can
+ * take, and an absurd session count, are cut down. */
+static void
+test_connector_claims_are_bounded(void **state)
+{
+    (void)state;
+    struct changes *changes;
+    assert_int_equal(changes_new(&changes, NULL), 0);
+    changes_pushed(changes, 8, 20000, 1);
+    assert_true(changes_applied(changes, 8, 20001, 0, 99999999999, INT64_MAX));
+    json_t *c = newest(changes);
+    assert_int_equal(json_integer_value(json_object_get(c, "close_ms")), CHANGES_REPORT_MAX_MS);
+    assert_int_equal(json_integer_value(json_object_get(c, "sessions_closed")),
+                     CHANGES_SESSIONS_MAX);
+    json_decref(c);
+    changes_free(changes);
+}
+
 /* Bounded: the oldest change leaves when CHANGES_MAX are kept; newest first. */
 static void
 test_ring_keeps_the_last_changes(void **state)
@@ -78,6 +96,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fleet_time_is_the_slowest_connector),
+        cmocka_unit_test(test_connector_claims_are_bounded),
         cmocka_unit_test(test_ring_keeps_the_last_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,6 +26,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 step() { printf '\n== %s\n' "$*"; }
+# A port below the kernel's ephemeral range that nothing uses now.
+free_port() {
+  local port used
+  used="$(ss -Htan 2>/dev/null | awk '{print $4}' | sed 's/.*://')"
+  for _ in $(seq 1 100); do
+    port=$((20000 + RANDOM % 12000))
+    grep -qx "$port" <<<"$used" || { echo "$port"; return 0; }
+  done
+  echo $((20000 + RANDOM % 12000))
+}
 # field FILE MSG KEY: KEY=value from the last log line with msg="MSG".
 field() { grep -F "msg=\"$2\"" "$1" | tail -1 | tr ' ' '\n' | sed -n "s/^$3=//p"; }
 wait_line() { # FILE TEXT: up to 20 s
@@ -61,7 +71,7 @@ agent_env=(CONTROLLER_ADDR="$ctl_addr" CONTROLLER_CA="$work/controller/ca/ca-1.c
   TRUST_DOMAIN=example.org HEALTH_LISTEN=127.0.0.1:0)
 
 step "connector dc1 enrolls with a one-time token"
-data_port=$((20000 + RANDOM % 20000))
+data_port=$(free_port)
 start connector env "${agent_env[@]}" STATE_DIR="$work/dc1" NODE_NAME=dc1 \
   ENROLLMENT_TOKEN="$("$bin/controller" token create --role connector --name dc1 --address 127.0.0.1)" \
   CONNECTOR_LISTEN="127.0.0.1:$data_port" RESOURCES="web=127.0.0.1:$res_port" "$bin/connector"
@@ -69,7 +79,8 @@ wait_line "$work/connector.log" 'msg="data listener started"'
 grep -F 'msg="enrolled"' "$work/connector.log" | sed 's/^/  /'
 
 step "tunneler laptop enrolls, and is allowed to reach web"
-fwd_port=$((20000 + RANDOM % 20000)); socks_port=$((20000 + RANDOM % 20000))
+fwd_port=$(free_port); socks_port=$(free_port)
+while [ "$socks_port" = "$fwd_port" ]; do socks_port=$(free_port); done
 "$bin/controller" allow --tunneler laptop --resource web >/dev/null
 start tunneler env "${agent_env[@]}" STATE_DIR="$work/laptop" NODE_NAME=laptop \
   ENROLLMENT_TOKEN="$("$bin/controller" token create --role tunneler --name laptop)" \

@@ -581,14 +581,10 @@ connector_on_allowlist(void *ctx, const json_t *msg)
     }
     if (allowlist_save(c->allowlist, agent_state_dir(c->agent), &err) != 0)
         log_warn("allowlist not persisted", "error=\"%s\"", err.msg);
-    /* Peers' bundles first: a tunneler of a peer no longer federated is then
-     * refused by its grant (enforce) and by its trust domain (recheck). */
     bool peers_changed = false;
     if (agent_set_peer_bundles(c->agent, allowlist_peers(c->allowlist), &peers_changed,
                                &err) != 0)
         log_error("peer trust domains not applied", "error=\"%s\"", err.msg);
-    else if (peers_changed)
-        dp_workers_bundle_changed(c->dataplane); /* every loop's context, then its recheck */
     c->grants_next_expiry = allowlist_next_expiry(c->allowlist, now - 1);
     log_info("allowlist received", "version=%lld tunnelers=%zu epoch=%s",
              (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist),
@@ -604,6 +600,11 @@ connector_on_allowlist(void *ctx, const json_t *msg)
         report_start(c, allowlist_version(c->allowlist));
         dp_workers_set_allowlist(c->dataplane, copy);
     }
+    /* The grants before the peers' bundles, on every loop: a tunneler whose
+     * last grant went (and its trust domain with it) ends with the grant's
+     * reason, the one the operator can act on, not only "no longer trusted". */
+    if (peers_changed)
+        dp_workers_bundle_changed(c->dataplane); /* every loop's context, then its recheck */
     check_allowlist_age(c);
 }
 

@@ -82,10 +82,13 @@ UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT_OBJ := $(OBJ)/tests/unit/support.o
 # Small programs the e2e scripts drive (tests/tools/*.c).
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
+# The fault suite's LD_PRELOAD injector (tests/faults/shim): no sanitizer of
+# its own, it sits beside the binaries' one.
+FAULT_SHIM := $(BUILD)/tests/faults/libfault_shim.so
 
 .PRECIOUS: $(OBJ)/%.o build/fuzz/obj/%.o
 .PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench churn soak demo failure-modes ui ui-test docs
-all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(BUILD)/bench/ctl_load
+all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(FAULT_SHIM) $(BUILD)/bench/ctl_load
 
 help:
 	@sed -n '2,17p' Makefile
@@ -122,6 +125,11 @@ $(BIN)/controller $(BIN)/connector $(BIN)/tunneler: $(BIN)/%: $(OBJ)/%/main.o $(
 $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
+
+$(FAULT_SHIM): tests/faults/shim/fault_shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -O1 -g \
+	    -fPIC -shared $< -ldl -o $@
 
 # The controller load generator bench/controller.sh drives.
 $(BUILD)/bench/ctl_load: $(OBJ)/bench/ctl_load.o $(ALL_LIBS)

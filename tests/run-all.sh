@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make test's runner: layering, the docs against the schema (and the man
-# pages' lint), unit, e2e, the failure modes (with the systemd units
-# under a real systemd), the web console (unit + browser), the Debian
-# packages (built, installed and purged under systemd), fuzz smoke against one build tree, then one closing
+# pages' lint), unit, e2e, hostile, faults (tests/faults: crashes, full and
+# failing disks), the failure modes (with the systemd units under a real
+# systemd), the web console (unit + browser), the Debian packages (built,
+# installed and purged under systemd), fuzz smoke against one build tree, then one closing
 # line with the totals.
 set -uo pipefail
 BUILD="${1:?build tree}"
@@ -18,6 +19,7 @@ bash "$ROOT/tests/docs_check.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[
 bash "$ROOT/tests/run-unit.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 bash "$ROOT/tests/run-e2e.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 bash "$ROOT/tests/run-e2e.sh" "$BUILD" hostile 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+bash "$ROOT/tests/run-e2e.sh" "$BUILD" faults 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 bash "$ROOT/tests/run-failure-modes.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 bash "$ROOT/tests/run-ui.sh" "$BUILD" 2>&1 | tee -a "$out"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 # The Debian packages: built (lintian-checked), then installed, run and purged
@@ -39,7 +41,7 @@ bash "$ROOT/tests/run-fuzz.sh" "$FUZZ_BUILD" "$FUZZ_SECONDS" "$@" 2>&1 | tee -a 
 total_passed=0; total_failed=0
 while read -r _ p _ f _; do
   total_passed=$((total_passed + p)); total_failed=$((total_failed + f))
-done < <(grep -E '^(layering|docs|deb|unit|e2e|hostile|fuzz|systemd|ui|failure modes): [0-9]+ passed, [0-9]+ failed' "$out" |
+done < <(grep -E '^(layering|docs|deb|unit|e2e|hostile|faults|fuzz|systemd|ui|failure modes): [0-9]+ passed, [0-9]+ failed' "$out" |
   sed 's/^failure modes:/failure-modes:/')
 [ "$status" -eq 0 ] || [ "$total_failed" -gt 0 ] || total_failed=1
 echo "all: $total_passed passed, $total_failed failed"

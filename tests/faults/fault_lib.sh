@@ -1,0 +1,31 @@
+# shellcheck shell=bash
+# Helpers for the fault suite (tests/faults/*.sh), on top of the e2e
+# helpers: the LD_PRELOAD injector (shim/fault_shim.c, built as
+# build/<tree>/tests/faults/libfault_shim.so) and its settings.
+. "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
+FAULT_SHIM="$ZTR_TEST_BIN/../tests/faults/libfault_shim.so"
+[ -f "$FAULT_SHIM" ] || { echo "no $FAULT_SHIM (make all builds it)" >&2; exit 1; }
+
+# fault_env OP ACTION [PATH-TEXT] [NTH] [TIMES] [WHILE-FILE]: sets FAULT_ENV,
+# the VAR=value words that load the injector into one process (pass them to
+# start_agent / start_controller / env). OP: rename|fsync|write|open;
+# ACTION: crash|crash-after|enospc|eio|delay:<ms>. Every matching call is
+# traced to $FAULT_TRACE (one line each), so a test can count the durable
+# writes of an operation and then crash at each one in turn.
+fault_env() {
+  FAULT_TRACE="$E2E_TMP/fault-trace.$((++FAULT_RUNS))"
+  : >"$FAULT_TRACE"
+  FAULT_ENV=(LD_PRELOAD="$FAULT_SHIM"
+    ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0"
+    ZTR_FAULT_OP="$1" ZTR_FAULT_ACTION="$2" ZTR_FAULT_PATH="${3:-}"
+    ZTR_FAULT_NTH="${4:-1}" ZTR_FAULT_TIMES="${5:-1}" ZTR_FAULT_TRACE="$FAULT_TRACE")
+  [ -n "${6:-}" ] && FAULT_ENV+=(ZTR_FAULT_WHILE="$6")
+  return 0
+}
+
+# fault_trace_env OP [PATH-TEXT]: the injector counting OP calls without
+# faulting any (NTH far beyond), traced to $FAULT_TRACE.
+fault_trace_env() { fault_env "$1" enospc "${2:-}" 1000000000 1; }
+
+# fault_count: how many matching calls the last traced run made.
+fault_count() { wc -l <"$FAULT_TRACE" | tr -d ' '; }

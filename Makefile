@@ -4,8 +4,9 @@
 #   make          build everything into build/ (-O2 -g)
 #   make asan     the same under ASan + UBSan into build/asan/
 #   make demo     deps + build, then the whole system on loopback (Ctrl-C stops it)
-#   make test     deps + asan build + docs + unit + e2e + failure modes + systemd + packages + fuzz smoke
+#   make test     deps + asan build + docs + unit + e2e + hostile + faults + failure modes + systemd + packages + fuzz smoke
 #   make failure-modes  the failure-modes table (tests/e2e/failure_modes/)
+#   make faults   the fault suite (tests/faults/) with its slow scenarios
 #   make ui       build the web console (ui/, Next.js; docs/CONSOLE.md)
 #   make fuzz     run every libFuzzer target longer (FUZZ_SECONDS, default 300)
 #   make bench    measure and write bench/RESULTS.md
@@ -87,7 +88,7 @@ TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests
 FAULT_SHIM := $(BUILD)/tests/faults/libfault_shim.so
 
 .PRECIOUS: $(OBJ)/%.o build/fuzz/obj/%.o
-.PHONY: all asan deps test unit e2e fuzz fuzz-smoke clean help bench churn soak demo failure-modes ui ui-test docs
+.PHONY: all asan deps test unit e2e faults fuzz fuzz-smoke clean help bench churn soak demo failure-modes ui ui-test docs
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(FAULT_SHIM) $(BUILD)/bench/ctl_load
 
 help:
@@ -161,6 +162,11 @@ unit:
 
 e2e:
 	@bash tests/run-e2e.sh $(BUILD)
+
+# The fault suite with its slow scenarios too (make test runs the quick ones).
+faults: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) asan
+	@ZTR_FAULTS_SLOW=1 bash tests/run-e2e.sh build/asan faults
 
 # Every failure mode of the failure-modes document, as a table.
 failure-modes: all ui

@@ -92,7 +92,7 @@ FAULT_SHIM := $(BUILD)/tests/faults/libfault_shim.so
 all: $(PROGRAMS) $(UNIT_BINS) $(TEST_TOOLS) $(FAULT_SHIM) $(BUILD)/bench/ctl_load
 
 help:
-	@sed -n '2,17p' Makefile
+	@sed -n '2,18p' Makefile
 
 deps:
 	@bash scripts/deps.sh

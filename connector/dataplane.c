@@ -638,9 +638,11 @@ dataplane_recheck_peers(struct dataplane *dp)
     if (dp == NULL)
         return;
     const struct pki_bundle *bundle = tls_ctx_bundle(dp->tls);
+    /* A peer whose CA left the bundle is revoked like a denied tunneler:
+     * its close counts toward the revocation histogram. */
     for (struct dp_session *s = dp->sessions; s != NULL; s = s->next)
-        if (s->ready)
-            (void)dsession_recheck_peer(s->ds, bundle);
+        if (s->ready && dsession_recheck_peer(s->ds, bundle) != 0 && s->removed_at <= 0)
+            s->removed_at = ev_time();
 }
 
 void

@@ -1134,6 +1134,8 @@ fleet_node_json(const struct controller *c, const struct store_node *node,
         json_array_append_new(flags, json_string("expired"));
     if (f->view.flapping)
         json_array_append_new(flags, json_string("flapping"));
+    if (node->drain != STORE_DRAIN_NONE)
+        json_array_append_new(flags, json_string("draining"));
     bool has_cert = node->cert_not_after != 0;
     json_t *item = json_pack(
         "{s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s:I, s:I, s:I, s:I, s:b, s:b, s:i, s:o, s:I, "
@@ -1152,11 +1154,13 @@ fleet_node_json(const struct controller *c, const struct store_node *node,
                                                             : node->counters_at),
         "deltas_5m", fleet_deltas_json(f), "deltas_window_s",
         (json_int_t)f->view.deltas_window_s, "flags", flags);
-    if (item != NULL)
+    if (item != NULL) {
         json_object_set_new(item, "bundle_version",
                             f->view.bundle_version > 0
                                 ? json_integer((json_int_t)f->view.bundle_version)
                                 : json_null());
+        json_object_set_new(item, "drain", drain_json(node));
+    }
     return item;
 }
 

@@ -460,18 +460,57 @@ snapshot_free(struct push_snapshot *snap)
     federation_snapshot_free(&snap->fed);
 }
 
+/* A connector is told only of the grants to resources the operator bound
+ * to it: an unbinding ends the streams it was carrying for them, and a
+ * connector that serves (or claims) a resource it is not bound to
+ * carries nothing for it. */
+static json_t *
+allowlist_for(const struct push_snapshot *snap, const char *connector)
+{
+    const json_t *bound = json_object_get(snap->bound, connector);
+    json_t *entries = json_array();
+    size_t i, j;
+    json_t *entry, *r;
+    json_array_foreach(snap->allowlist, i, entry) {
+        json_t *kept = json_array();
+        json_array_foreach(json_object_get(entry, "resources"), j, r)
+            if (json_object_get(bound, json_string_value(r)) != NULL)
+                json_array_append(kept, r);
+        if (json_array_size(kept) > 0)
+            json_array_append_new(entries, json_pack("{s:O, s:o}", "spiffe_id",
+                                                     json_object_get(entry, "spiffe_id"),
+                                                     "resources", kept));
+        else
+            json_decref(kept);
+    }
+    return entries;
+}
+
+static json_t *
+fed_grants_for(const struct push_snapshot *snap, const char *connector)
+{
+    const json_t *bound = json_object_get(snap->bound, connector);
+    json_t *kept = json_array();
+    size_t i;
+    json_t *grant;
+    json_array_foreach(snap->fed.grants, i, grant)
+        if (json_object_get(bound, json_string_value(json_object_get(grant, "resource"))) != NULL)
+            json_array_append(kept, grant);
+    return kept;
+}
+
 static void
 push_allowlist(struct session *s, const struct push_snapshot *snap)
 {
     if (s->allowlist_version_sent == snap->allowlist_version)
         return;
-    json_t *msg = json_pack("{s:s, s:I, s:s, s:O}", "type", "allowlist", "version",
+    json_t *msg = json_pack("{s:s, s:I, s:s, s:o}", "type", "allowlist", "version",
                             (json_int_t)snap->allowlist_version, "epoch", s->server->epoch,
-                            "tunnelers", snap->allowlist);
+                            "tunnelers", allowlist_for(snap, s->node.name));
     /* Only when federated: a connector of a release before grants would
      * refuse the list for its unknown fields. */
     if (msg != NULL && json_array_size(snap->fed.grants) > 0) {
-        json_object_set(msg, "grants", snap->fed.grants);
+        json_object_set_new(msg, "grants", fed_grants_for(snap, s->node.name));
         json_object_set(msg, "peers", snap->fed.peers);
     }
     session_send(s, msg);
@@ -1714,6 +1753,10 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     prune_events(c, now);
     bool pruned = false;
     if (ca_set_prune(c->cas, &pruned, &err) == 0 && pruned) {
+        /* A CA leaving the bundle ends the sessions of what it signed: a
+         * change like a deny, with its own id and apply times. */
+        if (store_allowlist_bump(c->store, &err) != 0)
+            log_error("allowlist version not bumped", "error=\"%s\"", err.msg);
         ctl_server_push_all(server);
         server->identity_renew_at = now; /* its signer may have just retired */
     }

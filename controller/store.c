@@ -1847,17 +1847,27 @@ store_resource_put(struct store *s, const char *name, const char *description,
     return in_tx(s, resource_put_body, &job, err);
 }
 
+/* Grants to a resource, ours and federated ones. */
+static int
+resource_grant_count(struct store *s, const char *resource, int64_t *count,
+                     struct ztr_err *err)
+{
+    int64_t grants = 0, fed_grants = 0;
+    if (query_int(s, "SELECT count(*) FROM grants WHERE resource = ?",
+                  ARGS(TEXT_ARG(resource)), &grants, err) < 0 ||
+        query_int(s, "SELECT count(*) FROM fed_grants WHERE resource = ?",
+                  ARGS(TEXT_ARG(resource)), &fed_grants, err) < 0)
+        return -1;
+    *count = grants + fed_grants;
+    return 0;
+}
+
 static int
 resource_delete_body(struct store *s, void *ctx, struct ztr_err *err)
 {
     const char *name = ctx;
-    int64_t grants = 0, fed_grants = 0;
-    if (query_int(s, "SELECT count(*) FROM grants WHERE resource = ?", ARGS(TEXT_ARG(name)),
-                  &grants, err) < 0 ||
-        query_int(s, "SELECT count(*) FROM fed_grants WHERE resource = ?",
-                  ARGS(TEXT_ARG(name)), &fed_grants, err) < 0)
-        return -1;
-    grants += fed_grants;
+    int64_t grants;
+    TRY(resource_grant_count(s, name, &grants, err));
     int changes;
     /* The grants go with it: ON DELETE CASCADE. */
     TRY(stmt_exec(s, "DELETE FROM resources WHERE name = ?", ARGS(TEXT_ARG(name)), &changes,
@@ -1928,14 +1938,22 @@ binding_body(struct store *s, void *ctx, struct ztr_err *err)
                       "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                       ARGS(TEXT_ARG(job->resource), TEXT_ARG(job->connector), INT_ARG(now_s(s))),
                       &changes, err));
-        return changes > 0 ? notify(s, "push", err) : 0;
+    } else {
+        TRY(stmt_exec(s,
+                      "DELETE FROM resource_connectors WHERE resource = ? AND connector_name = ?",
+                      ARGS(TEXT_ARG(job->resource), TEXT_ARG(job->connector)), &changes, err));
+        if (changes == 0)
+            return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s is not bound to connector %s",
+                               job->resource, job->connector);
     }
-    TRY(stmt_exec(s, "DELETE FROM resource_connectors WHERE resource = ? AND connector_name = ?",
-                  ARGS(TEXT_ARG(job->resource), TEXT_ARG(job->connector)), &changes, err));
     if (changes == 0)
-        return ztr_err_set(err, ZTR_E_NOT_FOUND, "resource %s is not bound to connector %s",
-                           job->resource, job->connector);
-    return notify(s, "push", err);
+        return 0;
+    /* Connectors are told only of the grants to what is bound to them: with
+     * grants to this resource, the connector's list changes (an unbinding
+     * is a change that closes streams, counted like a deny). */
+    int64_t grants;
+    TRY(resource_grant_count(s, job->resource, &grants, err));
+    return grants > 0 ? bump_allowlist(s, err) : notify(s, "push", err);
 }
 
 int

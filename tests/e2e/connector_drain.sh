@@ -91,6 +91,12 @@ check "controller node list: dc1 status=DRAINING" $?
 run ctl node list --json
 python3 -c 'import json,sys; n=[n for n in json.load(sys.stdin)["nodes"] if n["name"]=="dc1"][0]; sys.exit(not (n["status"]=="DRAINING" and n["drain"]["by"]=="operator" and n["drain"]["deadline"]>0))' <<<"$RUN_OUT"
 check "controller node list --json: status DRAINING and the drain object" $?
+run ctl fleet
+grep "name=dc1 " <<<"$RUN_OUT" | grep -q "flags=draining"
+check "controller fleet: dc1 flags=draining" $?
+run ctl fleet --json
+python3 -c 'import json,sys; n=[n for n in json.load(sys.stdin)["nodes"] if n["name"]=="dc1"][0]; sys.exit(not ("draining" in n["flags"] and n["drain"]["by"]=="operator"))' <<<"$RUN_OUT"
+check "controller fleet --json: the draining flag and the drain object" $?
 metric_at_least "$HEALTH_URL" ztr_controller_connectors_draining 1
 check "controller /metrics: ztr_controller_connectors_draining 1" $?
 wait_requests 10

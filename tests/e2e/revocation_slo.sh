@@ -4,9 +4,12 @@
 # reports when it applied it and when the last session it removed closed;
 # `controller changes` / GET /api/admin/changes show the fleet-wide times
 # and /metrics the histogram ztr_revocation_apply_seconds{phase}.
-# Two connectors (pg on dc1, web on dc2), a tunneler holding a stream
-# through each; deny pg (streams reset, no session closes), then deny web
-# (the tunneler is off the list: its session on each connector closes).
+# Two connectors (pg on dc1, web on dc2; each is told only of the grants
+# to what is bound to it), a tunneler holding a stream through each; deny
+# pg (the tunneler leaves dc1's list: its session there closes, the one on
+# dc2 lives on), then deny web (its session on dc2 closes);
+# allow web again and unbind it from dc2 (dc2's list loses it: the stream
+# ends).
 . "$(dirname "$0")/lib.sh"
 start_controller ctl || exit 1
 start_peer echo || exit 1; ECHO_PORT=$PEER_PORT
@@ -32,7 +35,7 @@ expect_status 0 "controller changes --json"
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); c=d["changes"][0]; sys.exit(0 if c["applied"]==c["connectors"]==2 and c["complete"] else 1)' "$RUN_OUT"
 check "the allow of web was applied by both connectors" $?
 
-# deny pg: the stream to pg is reset; the tunneler stays on the list.
+# deny pg: pg was laptop's only resource on dc1, so it leaves dc1's list.
 tcp_peer hold "127.0.0.1:$F1" 1 30 >"$E2E_TMP/hold1.out" 2>&1 &
 H1=$!; E2E_PIDS+=("$H1")
 tcp_peer hold "127.0.0.1:$F2" 1 30 >"$E2E_TMP/hold2.out" 2>&1 &
@@ -45,13 +48,13 @@ kill -0 "$H2" 2>/dev/null; check "the stream to web lives on" $?
 ok=1
 for _ in $(seq 1 40); do
   run ctl changes --limit 1 --json
-  python3 -c 'import json,sys; c=json.loads(sys.argv[1])["changes"][0]; sys.exit(0 if c["complete"] and c["applied"]==2 and c["sessions_closed"]==0 and c["apply_ms"]<1000 else 1)' "$RUN_OUT" &&
+  python3 -c 'import json,sys; c=json.loads(sys.argv[1])["changes"][0]; sys.exit(0 if c["complete"] and c["applied"]==2 and c["sessions_closed"]==1 and c["apply_ms"]<1000 else 1)' "$RUN_OUT" &&
     { ok=0; break; }
   sleep 0.05
 done
-check "deny pg: applied by both connectors within 1 s, no session closed ($RUN_OUT)" $ok
+check "deny pg: applied by both connectors within 1 s, one session (dc1's) closed ($RUN_OUT)" $ok
 
-# deny web: the tunneler leaves the allowlist; its sessions close.
+# deny web: the tunneler leaves dc2's list too; its session there closes.
 ctl deny --tunneler laptop --resource web >/dev/null
 for _ in $(seq 1 40); do kill -0 "$H2" 2>/dev/null || break; sleep 0.05; done
 ! kill -0 "$H2" 2>/dev/null; check "deny web ended the held stream to web" $?
@@ -66,6 +69,31 @@ done
 # reported; the stream's end above is what the operator's user sees.)
 check "deny web: applied by both connectors, removed sessions closed, all within 1 s ($RUN_OUT)" $ok
 echo "  last change: $RUN_OUT"
+
+# unbind web from dc2: the grant stands, but dc2 no longer carries web.
+ctl allow --tunneler laptop --resource web >/dev/null
+wait_through "127.0.0.1:$F2" 100; check "web granted again: a stream reaches it through dc2" $?
+tcp_peer hold "127.0.0.1:$F2" 1 30 >"$E2E_TMP/hold3.out" 2>&1 &
+H3=$!; E2E_PIDS+=("$H3")
+sleep 1
+before=$(ctl changes --limit 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["changes"][0]["id"])')
+ctl resource unbind web --connector dc2 >/dev/null
+for _ in $(seq 1 40); do kill -0 "$H3" 2>/dev/null || break; sleep 0.05; done
+! kill -0 "$H3" 2>/dev/null; check "unbind web from dc2 ended the held stream to web" $?
+# web was laptop's only resource on dc2: it is off dc2's list, its session ends.
+wait_for_line "$DC2_LOG" 'spiffe_id=spiffe://example.org/tunneler/laptop peer=' 5 &&
+  grep -F 'spiffe_id=spiffe://example.org/tunneler/laptop peer=' "$DC2_LOG" | grep -qF 'reason="removed from the allowlist"'
+check "dc2 says why: laptop is no longer on its allowlist" $?
+ok=1
+for _ in $(seq 1 40); do
+  run ctl changes --limit 1 --json
+  python3 -c 'import json,sys; c=json.loads(sys.argv[1])["changes"][0]; sys.exit(0 if c["id"]>int(sys.argv[2]) and c["complete"] and c["applied"]==2 and c["apply_ms"]<1000 else 1)' "$RUN_OUT" "$before" &&
+    { ok=0; break; }
+  sleep 0.05
+done
+check "the unbinding is a change of its own, applied by both connectors within 1 s ($RUN_OUT)" $ok
+run tcp_peer check "127.0.0.1:$F2" 1 1K --timeout 3
+expect_status 1 "no connector carries web now: a new stream is refused"
 
 run ctl changes --limit 2
 expect_status 0 "controller changes (human output)"

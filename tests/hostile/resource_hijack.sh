@@ -6,7 +6,9 @@
 # operator bound the resource to it (`resource add/bind --connector NAME`)
 # and it announces the resource: the hijacker is left out of the tunneler's
 # connector list, the bound connector stays in it, and the controller warns
-# and records a security event naming the connector and the resource.
+# and records a security event naming the connector and the resource; a
+# tunneler that dials the hijacker anyway is refused there, for the
+# hijacker's allowlist carries only the grants to what is bound to it.
 # Likewise an address a connector announces in hello becomes an IP SAN of
 # its renewed certificate only when it was certified at enrollment or the
 # operator set it (`node set-addresses`).
@@ -57,6 +59,15 @@ check "the bound connector dc1-a is in laptop's connector list" $?
 check "the hijacker is not in laptop's connector list" $?
 ! grep -qF '127.0.0.1:7445' <<<"$list"
 check "the hijacker's data address is not handed out" $?
+# A tunneler that dials the hijacker anyway (it knows its address) finds
+# nothing there: a connector is told only of the grants to what is bound
+# to it, so evil's allowlist does not carry laptop's pg.
+wait_for_line "$T/evil.out" '"type":"allowlist"' 5
+! grep '"type":"allowlist"' "$T/evil.out" | tail -1 | grep -qF 'spiffe://example.org/tunneler/laptop'
+check "the hijacker's allowlist does not carry laptop's grant to pg" $?
+wait_for_line "$T/dc1-a.out" 'spiffe://example.org/tunneler/laptop' 5
+grep '"type":"allowlist"' "$T/dc1-a.out" | tail -1 | grep -qF '"resources":["pg"]'
+check "the bound connector's allowlist does" $?
 
 wait_for_line "$CTL_LOG" 'msg="announced resource not bound"' 5
 grep -F 'msg="announced resource not bound"' "$CTL_LOG" | grep -qF 'resource=pg'

@@ -43,6 +43,12 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
                 echo -lyaml -ljansson -lmicrohttpd -lsqlite3 -lpq -lcurl) -lev
 
+# The agents serve only plain HTTP (/health, /metrics): they link
+# libmicrohttpd built without HTTPS when `make deps` made it (no GnuTLS and
+# its dependencies mapped into every agent); the controller keeps Debian's.
+MHD_LITE := $(ROOT)/.deps/microhttpd-lite/lib/libmicrohttpd.a
+AGENT_PKG_LIBS := $(if $(wildcard $(MHD_LITE)),$(MHD_LITE) $(filter-out -lmicrohttpd,$(PKG_LIBS)),$(PKG_LIBS))
+
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wno-format-nonliteral
 CFLAGS  ?= -O2 -g
@@ -118,9 +124,13 @@ $(BIN)/ztr-pki: $(OBJ)/pki/tool/ztr_pki.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
 
-$(BIN)/controller $(BIN)/connector $(BIN)/tunneler: $(BIN)/%: $(OBJ)/%/main.o $(ALL_LIBS)
+$(BIN)/controller: $(OBJ)/controller/main.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(LINK_LIBS) -o $@
+
+$(BIN)/connector $(BIN)/tunneler: $(BIN)/%: $(OBJ)/%/main.o $(ALL_LIBS) $(wildcard $(MHD_LITE))
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $< $(ALL_LIBS) $(WOLFSSL_LIBS) $(AGENT_PKG_LIBS) -o $@
 
 # Test tools: small programs the e2e scripts drive (TEST_TOOLS, above).
 $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(ALL_LIBS)

@@ -15,7 +15,7 @@ env TRUST_DOMAIN=example.org STATE_DIR="$work/ctl" ADMIN_AUTH_TOKEN="$token" \
   CONTROLLER_LISTEN=127.0.0.1:0 ADMIN_LISTEN=127.0.0.1:0 HEALTH_LISTEN=127.0.0.1:0 \
   HEARTBEAT_INTERVAL=10s "$bin/controller" >"$work/ctl.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do grep -q 'controller started' "$work/ctl.log" && break; sleep 0.05; done
+for _ in $(seq 400); do grep -q 'controller started' "$work/ctl.log" && break; sleep 0.05; done
 field() { grep -F "$1" "$2" | tail -1 | tr ' ' '\n' | sed -n "s/^$3=//p"; }
 ctl_port=$(field 'controller started' "$work/ctl.log" control_port)
 export ADMIN_URL="http://127.0.0.1:$(field 'controller started' "$work/ctl.log" admin_port)" ADMIN_AUTH_TOKEN="$token"

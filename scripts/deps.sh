@@ -7,6 +7,8 @@
 #  3. wolfSSL 5.5.4 from Debian's own source package, built with AES-NI/AVX2
 #     assembly into .deps/wolfssl (static). Falls back to the system
 #     libwolfssl-dev with a loud warning when the source build fails.
+#  4. libmicrohttpd from Debian's source package without HTTPS, for the
+#     agents (.deps/microhttpd-lite, static): see microhttpd_lite below.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -57,9 +59,10 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 }
 
-# Private apt configuration holding deb-src entries, so fetching the source
+# Private apt configuration holding deb-src entries, so fetching a source
 # package never touches the system's sources or lists.
-fetch_wolfssl_source() {
+APT_SOURCES_READY=
+apt_source() { # apt_source PACKAGE: its Debian source, unpacked in .deps/src
   local apt="$DEPS/apt" src="$DEPS/src"
   mkdir -p "$apt/sources" "$apt/lists/partial" "$src"
   local f
@@ -73,11 +76,52 @@ fetch_wolfssl_source() {
   local opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$apt/sources"
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache")
   mkdir -p "$apt/cache/archives/partial"
-  apt-get "${opts[@]}" update -q >"$apt/update.log" 2>&1 || { cat "$apt/update.log" >&2; return 1; }
-  rm -rf "$src"/wolfssl-*
-  (cd "$src" && apt-get "${opts[@]}" source -q wolfssl >"$apt/source.log" 2>&1) ||
-    { cat "$apt/source.log" >&2; return 1; }
-  ls -d "$src"/wolfssl-"$WOLFSSL_VERSION"* >/dev/null
+  if [ -z "$APT_SOURCES_READY" ]; then
+    apt-get "${opts[@]}" update -q >"$apt/update.log" 2>&1 || { cat "$apt/update.log" >&2; return 1; }
+    APT_SOURCES_READY=1
+  fi
+  rm -rf "$src/$1"-[0-9]*
+  (cd "$src" && apt-get "${opts[@]}" source -q "$1" >"$apt/source-$1.log" 2>&1) ||
+    { cat "$apt/source-$1.log" >&2; return 1; }
+}
+
+fetch_wolfssl_source() {
+  apt_source wolfssl && ls -d "$DEPS"/src/wolfssl-"$WOLFSSL_VERSION"* >/dev/null
+}
+
+# libmicrohttpd for the agents: Debian's source, built without HTTPS into
+# .deps/microhttpd-lite (static). Debian's library links GnuTLS and its
+# eight dependencies, about 2.5 MiB resident in every agent, which serves
+# only plain /health and /metrics; the controller keeps Debian's (its admin
+# API may speak TLS). Without it (the build failed) the agents link
+# Debian's too, larger but the same behaviour.
+MHD_LITE="$DEPS/microhttpd-lite"
+MHD_CONFIGURE=(--enable-static --disable-shared --disable-https --without-gnutls
+  --disable-curl --disable-doc --disable-examples)
+microhttpd_lite() {
+  local stamp="$MHD_LITE/.ztr-stamp" want dir
+  want="$(printf '%s\n' "${MHD_CONFIGURE[@]}" | sha256sum | cut -d' ' -f1)"
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$MHD_LITE/lib/libmicrohttpd.a" ] &&
+    return 0
+  [ -f "$DEPS/microhttpd-lite-failed" ] && [ "$(cat "$DEPS/microhttpd-lite-failed")" = "$want" ] &&
+    return 0
+  echo "deps: building libmicrohttpd without HTTPS for the agents (log: $DEPS/microhttpd-build.log)"
+  if apt_source libmicrohttpd && dir="$(ls -d "$DEPS"/src/libmicrohttpd-[0-9]*/ | head -1)" &&
+    (
+      unset DESTDIR
+      cd "$dir"
+      ./configure --prefix="$MHD_LITE" "${MHD_CONFIGURE[@]}" CFLAGS="-O2 -g -fPIC"
+      make -j"$(nproc)"
+      rm -rf "$MHD_LITE"
+      make install
+    ) >"$DEPS/microhttpd-build.log" 2>&1; then
+    rm -f "$DEPS/microhttpd-lite-failed"
+    echo "$want" >"$stamp"
+    return 0
+  fi
+  echo "deps: WARNING: libmicrohttpd without HTTPS did not build; the agents link Debian's" >&2
+  tail -5 "$DEPS/microhttpd-build.log" >&2 || true
+  echo "$want" >"$DEPS/microhttpd-lite-failed"
 }
 
 build_wolfssl() {
@@ -119,6 +163,7 @@ main() {
   install_packages
   ui_modules
   mkdir -p "$DEPS"
+  microhttpd_lite
   local stamp="$PREFIX/.ztr-stamp" want
   want="$(wolfssl_options_digest)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$PREFIX/lib/libwolfssl.a" ]; then

@@ -38,7 +38,6 @@ struct relay {
     ev_timer drain_timer;     /* runs while a finished stream drains */
     struct chunk *head, *tail;
     size_t queued;
-    uint8_t early[RELAY_EARLY_MAX];
     size_t early_off, early_len;
     bool socket_eof;          /* read EOF: our FIN is sent */
     bool peer_fin;            /* the stream's FIN arrived: shut down after the queue */
@@ -48,10 +47,14 @@ struct relay {
     unsigned depth;
     bool done;                /* finish when the outermost call returns */
     enum mux_code code;
-    char reason[MUX_REASON_MAX];
+    /* Set once, at the end: a relay lives idle far longer than it
+     * finishes, so neither the reason nor the early bytes take room in
+     * the struct (an idle stream costs two relays: docs/DATAPLANE.md). */
+    char *reason;
     struct relay_totals totals;
     relay_done_fn on_done;
     void *user;
+    uint8_t early[];          /* early_len bytes */
 };
 
 /* ---- pool ------------------------------------------------------------------ */
@@ -157,7 +160,8 @@ relay_finish(struct relay *r)
     }
     struct relay_pool *pool = r->pool;
     if (r->on_done != NULL)
-        r->on_done(r->user, r->code, r->reason, &r->totals);
+        r->on_done(r->user, r->code, r->reason != NULL ? r->reason : "", &r->totals);
+    free(r->reason);
     free(r);
     pool_unref(pool);
 }
@@ -171,6 +175,14 @@ relay_leave(struct relay *r)
     relay_finish(r);
 }
 
+/* Bounded like the wire's reasons; out of memory leaves it empty. */
+static void
+set_reason(struct relay *r, const char *reason)
+{
+    free(r->reason);
+    r->reason = strndup(reason != NULL ? reason : "", MUX_REASON_MAX - 1);
+}
+
 static void
 relay_mark_done(struct relay *r, enum mux_code code, const char *reason)
 {
@@ -178,7 +190,7 @@ relay_mark_done(struct relay *r, enum mux_code code, const char *reason)
         return;
     r->done = true;
     r->code = code;
-    snprintf(r->reason, sizeof(r->reason), "%s", reason);
+    set_reason(r, reason);
 }
 
 /* A socket error: the stream is reset (and on_stream_closed marks us done). */
@@ -456,7 +468,7 @@ relay_on_stream_closed(struct relay *r, enum mux_code code, const char *reason)
     if (r->finished_normally) {
         /* Both sides finished: what is queued still goes out, then close. */
         r->code = code;
-        snprintf(r->reason, sizeof(r->reason), "%s", reason);
+        set_reason(r, reason);
         maybe_shutdown(r);
         if (!r->done)
             ev_timer_start(r->loop, &r->drain_timer);
@@ -483,7 +495,7 @@ relay_new(struct ev_loop *loop, struct relay_pool *pool, struct mux *mux, uint32
         return ztr_err_set(err, ZTR_E_INVALID, "relay: %zu early bytes (at most %d)", early_len,
                            RELAY_EARLY_MAX);
     }
-    struct relay *r = calloc(1, sizeof(*r));
+    struct relay *r = calloc(1, sizeof(*r) + early_len);
     if (r == NULL) {
         close(fd);
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");

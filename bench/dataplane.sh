@@ -3,6 +3,7 @@
 # (sink, http, echo) on loopback, side by side in one run:
 #   direct TCP   the client talks to the resource itself;
 #   stunnel      a client + server stunnel pair, TLS 1.3 mutual TLS on P-256;
+#   haproxy      a client + server HAProxy pair (one thread each), the same TLS;
 #   ztr          a release-build controller, connector and tunneler (port forwards).
 # Prints a markdown section. Everything stays on 127.0.0.0/8.
 #
@@ -35,6 +36,7 @@ done
 command -v stunnel4 >/dev/null || command -v stunnel >/dev/null ||
   { echo "stunnel not installed: run make deps" >&2; exit 1; }
 stunnel_bin="$(command -v stunnel4 || command -v stunnel)"
+command -v haproxy >/dev/null || { echo "haproxy not installed: run make deps" >&2; exit 1; }
 
 work="$(mktemp -d)"
 pids=()
@@ -171,6 +173,47 @@ st_cli_pid=$!; pids+=($!)
 wait_listen "${st_srv[@]}" "${st_cli[@]}" ||
   { echo "stunnel did not start:" >&2; cat "$st/server.log" "$st/client.log" >&2; exit 1; }
 
+# ---- HAProxy pair -------------------------------------------------------------------------
+# The same certificates and TLS as stunnel's; TCP mode, one thread per
+# process (as each ztr agent here runs one loop), no logging.
+hp="$work/haproxy"; mkdir -p "$hp"
+cat "$st/server.crt" "$st/server.key" >"$hp/server.pem"
+cat "$st/client.crt" "$st/client.key" >"$hp/client.pem"
+haproxy_common() {
+  cat <<EOF
+global
+  nbthread 1
+  ssl-default-bind-options ssl-min-ver TLSv1.3
+  ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256
+  ssl-default-server-options ssl-min-ver TLSv1.3
+  ssl-default-server-ciphersuites TLS_AES_128_GCM_SHA256
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 5m
+  timeout server 5m
+EOF
+}
+declare -A hp_srv hp_cli
+haproxy_common >"$hp/server.cfg"
+haproxy_common >"$hp/client.cfg"
+for r in sink http echo; do
+  port; hp_srv[$r]=$PORT
+  port; hp_cli[$r]=$PORT
+  port_var="${r}_port"
+  printf 'listen %s\n  bind 127.0.0.1:%s ssl crt %s ca-file %s verify required curves P-256\n  server s 127.0.0.1:%s\n' \
+    "$r" "${hp_srv[$r]}" "$hp/server.pem" "$st/ca.crt" "${!port_var}" >>"$hp/server.cfg"
+  printf 'listen %s\n  bind 127.0.0.1:%s\n  server s 127.0.0.1:%s ssl crt %s ca-file %s verify required\n' \
+    "$r" "${hp_cli[$r]}" "${hp_srv[$r]}" "$hp/client.pem" "$st/ca.crt" >>"$hp/client.cfg"
+done
+haproxy -db -f "$hp/server.cfg" >"$hp/server.log" 2>&1 &
+hp_srv_pid=$!; pids+=($!)
+haproxy -db -f "$hp/client.cfg" >"$hp/client.log" 2>&1 &
+hp_cli_pid=$!; pids+=($!)
+wait_listen "${hp_srv[@]}" "${hp_cli[@]}" ||
+  { echo "haproxy did not start:" >&2; cat "$hp/server.log" "$hp/client.log" >&2; exit 1; }
+
 # ---- ztr: controller, connector, tunneler ---------------------------------------------------
 token=bench-admin-token-0123456789
 env TRUST_DOMAIN=example.org STATE_DIR="$work/ctl" ADMIN_AUTH_TOKEN="$token" \
@@ -236,9 +279,11 @@ addr_sink[direct]=127.0.0.1:$sink_port; addr_http[direct]=127.0.0.1:$http_port; 
 relay_pids[direct]=""
 addr_sink[stunnel]=127.0.0.1:${st_cli[sink]}; addr_http[stunnel]=127.0.0.1:${st_cli[http]}; addr_echo[stunnel]=127.0.0.1:${st_cli[echo]}
 relay_pids[stunnel]="$st_srv_pid $st_cli_pid"
+addr_sink[haproxy]=127.0.0.1:${hp_cli[sink]}; addr_http[haproxy]=127.0.0.1:${hp_cli[http]}; addr_echo[haproxy]=127.0.0.1:${hp_cli[echo]}
+relay_pids[haproxy]="$hp_srv_pid $hp_cli_pid"
 addr_sink[ztr]=127.0.0.1:${fwd[sink]}; addr_http[ztr]=127.0.0.1:${fwd[http]}; addr_echo[ztr]=127.0.0.1:${fwd[echo]}
 relay_pids[ztr]="$conn_pid $tun_pid"
-paths=(direct stunnel ztr)
+paths=(direct stunnel haproxy ztr)
 
 # Load from elsewhere on the machine while a path is measured: busy CPU
 # minus ours, summed over that path's runs.
@@ -320,8 +365,8 @@ done
 
 # ---- report -------------------------------------------------------------------------------
 v() { local x="${res[$1]:-}"; echo "${x:-failed}"; }
-ratio() { # METRIC
-  local a="${res[ztr.$1]:-}" b="${res[stunnel.$1]:-}"
+ratio() { # METRIC [OTHER-PATH]
+  local a="${res[ztr.$1]:-}" b="${res[${2:-stunnel}.$1]:-}"
   if [ -z "$a" ] || [ -z "$b" ]; then echo "—"; return; fi
   awk -v a="$a" -v b="$b" 'BEGIN { if (b == 0) print "—"; else printf "%.2f×", a / b }'
 }
@@ -333,46 +378,53 @@ verdict() {
   awk -v a="$a" -v b="$b" -v k="$k" -v op="$op" \
     'BEGIN { ok = (op == ">=") ? (a >= k * b) : (a <= k * b); print ok ? "**met**" : "**not met**" }'
 }
-echo "Three paths to the same tcp_peer servers on loopback, measured in this run, each"
-echo "measurement for the three paths back to back: **direct TCP**; **stunnel** $("$stunnel_bin" -version 2>&1 | sed -n 's/^stunnel \([0-9.]*\).*/\1/p' | head -1)"
+echo "Four paths to the same tcp_peer servers on loopback, measured in this run, each"
+echo "measurement for the four paths back to back: **direct TCP**; **stunnel** $("$stunnel_bin" -version 2>&1 | sed -n 's/^stunnel \([0-9.]*\).*/\1/p' | head -1)"
 echo "(a client + server pair, TLS 1.3 mutual TLS, ECDSA P-256 certificates from a throw-away"
 echo "CA, AES-128-GCM, P-256 ECDHE, \`verifyChain\` + \`requireCert\` on both sides, no"
-echo "per-connection logging); **ztr** (release build: tunneler port forward → one mTLS"
+echo "per-connection logging); **HAProxy** $(haproxy -v 2>/dev/null | sed -n 's/^HAProxy version \([0-9.]*\).*/\1/p' | head -1)"
+echo "(a client + server pair in TCP mode, \`nbthread 1\` each, the same certificates and TLS,"
+echo "\`verify required\` on both sides, no logging); **ztr** (release build: tunneler port forward → one mTLS"
 echo "\`ztr-data/1\` session → connector, \`LOG_LEVEL=info\`). The load generator"
 echo "(\`tests/tools/tcp_peer\`), the servers and the relays share the machine's $(nproc) cores."
 echo "Throughput: ${tput_secs} s against a sink; new connections: ${conn_secs} s of HTTP requests with"
 echo "\`Connection: close\`, ${conc} in flight, each a new TCP connection to the resource / stunnel"
-echo "client port / forward (stunnel: a new TLS handshake each, session resumption as it"
-echo "defaults; ztr: a new stream in the existing session); latency: ${lat_count} round trips"
+echo "client port / forward (stunnel, HAProxy: a new TLS handshake each, session resumption as"
+echo "they default; ztr: a new stream in the existing session); latency: ${lat_count} round trips"
 echo "of 64 bytes on one connection to an echo server; idle memory: ${hold_n} connections held"
 echo "open through the relay (each echoed 1 byte), RSS of both relay processes during the"
 echo "hold minus before it; CPU: utime + stime of both relay processes during the"
 echo "single-stream run per 10^9 bytes moved. stunnel runs a thread per connection in each"
-echo "process; each ztr agent is one event-loop thread. In the last column, higher is better"
-echo "for throughput and connections, lower for latency, memory and CPU. Source:"
+echo "process; each HAProxy process and each ztr agent is one event-loop thread. In the last"
+echo "columns, higher is better for throughput and connections, lower for latency, memory"
+echo "and CPU. Source:"
 echo "\`bench/dataplane.sh\`."
 echo
 worst=0
-for p in direct stunnel ztr; do [ "${res[$p.other]:-0}" -gt "$worst" ] && worst=${res[$p.other]}; done
+for p in "${paths[@]}"; do [ "${res[$p.other]:-0}" -gt "$worst" ] && worst=${res[$p.other]}; done
 if [ "$worst" -ge 20 ]; then
   echo "**This run shared the machine:** other processes used up to ${worst}% of a core while"
   echo "it measured (last row), so rates and latencies are worse and noisier than on a quiet"
   echo "machine."
   echo
 fi
-echo "| metric | direct TCP | stunnel | ztr | ztr / stunnel |"
-echo "|---|---|---|---|---|"
-echo "| throughput, 1 stream (Mbit/s) | $(v direct.tput1) | $(v stunnel.tput1) | $(v ztr.tput1) | $(ratio tput1) |"
-echo "| throughput, $streams streams (Mbit/s) | $(v direct.tputN) | $(v stunnel.tputN) | $(v ztr.tputN) | $(ratio tputN) |"
-echo "| new connections/s (concurrency $conc) | $(v direct.connect) | $(v stunnel.connect) | $(v ztr.connect) | $(ratio connect) |"
-echo "| latency p50, 64 B round trip (µs) | $(v direct.p50) | $(v stunnel.p50) | $(v ztr.p50) | $(ratio p50) |"
-echo "| latency p99, 64 B round trip (µs) | $(v direct.p99) | $(v stunnel.p99) | $(v ztr.p99) | $(ratio p99) |"
-echo "| RSS per idle stream (KiB; ${hold_n} held) | n/a | $(v stunnel.rss) | $(v ztr.rss) | $(ratio rss) |"
-echo "| relay CPU per GB, 1 stream (s) | n/a | $(v stunnel.cpu) | $(v ztr.cpu) | $(ratio cpu) |"
-echo "| everything else on the machine meanwhile (% of one core) | $(v direct.other) | $(v stunnel.other) | $(v ztr.other) | |"
+row() { # LABEL METRIC [NO-DIRECT]
+  local d; if [ -n "${3:-}" ]; then d="n/a"; else d=$(v "direct.$2"); fi
+  echo "| $1 | $d | $(v "stunnel.$2") | $(v "haproxy.$2") | $(v "ztr.$2") | $(ratio "$2") | $(ratio "$2" haproxy) |"
+}
+echo "| metric | direct TCP | stunnel | HAProxy | ztr | ztr / stunnel | ztr / HAProxy |"
+echo "|---|---|---|---|---|---|---|"
+row "throughput, 1 stream (Mbit/s)" tput1
+row "throughput, $streams streams (Mbit/s)" tputN
+row "new connections/s (concurrency $conc)" connect
+row "latency p50, 64 B round trip (µs)" p50
+row "latency p99, 64 B round trip (µs)" p99
+row "RSS per idle stream (KiB; ${hold_n} held)" rss no-direct
+row "relay CPU per GB, 1 stream (s)" cpu no-direct
+echo "| everything else on the machine meanwhile (% of one core) | $(v direct.other) | $(v stunnel.other) | $(v haproxy.other) | $(v ztr.other) | | |"
 echo
 echo "RSS of the relay processes before → during the hold: stunnel ${res[stunnel.rss_detail]:-n/a},"
-echo "ztr ${res[ztr.rss_detail]:-n/a}."
+echo "HAProxy ${res[haproxy.rss_detail]:-n/a}, ztr ${res[ztr.rss_detail]:-n/a}."
 echo
 echo "Targets for ztr:"
 echo

@@ -21,7 +21,7 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "## Relay throughput"
   echo
   echo "ztr's data plane (a tunneler's port forward, one mTLS session, a connector) next to"
-  echo "an stunnel pair (TLS 1.3 mutual TLS on P-256) and direct TCP, on the same servers in"
+  echo "an stunnel pair and an HAProxy pair (TLS 1.3 mutual TLS on P-256) and direct TCP, on the same servers in"
   echo "the same run. Targets: throughput ≥ 1.2× stunnel, new streams/s ≥ 10× stunnel's new"
   echo "connections/s, p99 latency ≤ 2× stunnel's, ≤ 16 KiB per idle stream."
   echo

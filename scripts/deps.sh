@@ -16,6 +16,7 @@ DEPS="$ROOT/.deps"
 PREFIX="$DEPS/wolfssl"
 
 # libwolfssl-dev: only for `make bench` (Debian's build, measured beside ours).
+# haproxy, stunnel4: `make bench` measures the data plane beside them.
 # libcurl4-openssl-dev: the controller CLI's HTTP client for the admin API.
 # mandoc, groff: the man pages' lint (tests/docs_check.sh); debhelper,
 # fakeroot, lintian (and dpkg-dev): `make deb` and its test.
@@ -25,7 +26,7 @@ PACKAGES=(build-essential pkg-config clang libclang-rt-14-dev
   libev-dev libyaml-dev libsqlite3-dev sqlite3 libjansson-dev libpq-dev postgresql
   libmicrohttpd-dev libcmocka-dev python3
   autoconf automake libtool dpkg-dev openssl stunnel4 curl
-  iproute2 ca-certificates libwolfssl-dev libcurl4-openssl-dev systemd-container
+  iproute2 ca-certificates libwolfssl-dev libcurl4-openssl-dev systemd-container haproxy
   chromium mandoc groff debhelper fakeroot lintian)
 # The console (ui/) needs Node.js >= 18.18 (Next.js 15): Debian's nodejs when
 # there is none; a machine's own Node.js (with its bundled npm) is kept.

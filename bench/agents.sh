@@ -41,7 +41,7 @@ sleep 1
 for p in "$conn_pid" "$tun_pid"; do
   kill -0 "$p" 2>/dev/null && continue
   echo "an agent exited before the measurement:" >&2
-  tail -3 "$work"/dc1.log "$work"/laptop.log >&2
+  tail -n 3 "$work"/dc1.log "$work"/laptop.log >&2
   exit 1
 done
 ticks=$(getconf CLK_TCK)

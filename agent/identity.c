@@ -99,6 +99,7 @@ agent_adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err)
     TRY(key_matches_chain(a, err));
     a->not_before = info.not_before;
     a->not_after = info.not_after;
+    snprintf(a->cert_serial, sizeof(a->cert_serial), "%s", info.serial_hex);
     snprintf(a->spiffe_id, sizeof(a->spiffe_id), "%s", info.uri);
     int jitter = (int)(a->renew_backoff.rng_state % 201) - 100;
     /* The controller backdates notBefore by 60 s of clock-skew allowance.

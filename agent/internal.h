@@ -73,6 +73,7 @@ struct agent {
     char *chain_pem, *key_pem, *bundle_pem;
     size_t chain_len, key_len, bundle_len;
     int64_t not_before, not_after, renew_at;
+    char cert_serial[2 * 20 + 1];       /* the leaf's, named in renew requests */
     struct tls_ctx *ctl_tls;
     struct tls_ctx *data_tls;      /* the data plane's (agent_data_tls), same identity */
     json_t *peer_bundles;          /* federation: peer trust domain -> bundle PEM (peers.c) */

@@ -1741,6 +1741,24 @@ renew_body(struct store *s, void *ctx, struct ztr_err *err)
 }
 
 int
+store_node_cert_key(struct store *s, const char *id, const char *serial, char *key, size_t cap,
+                    struct ztr_err *err)
+{
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    TRY(check_text("certificate serial", serial, STORE_SERIAL_MAX, true, err));
+    struct db_rows *st;
+    TRY(stmt_open(s, "SELECT key FROM certificates WHERE node_id = ? AND serial = ?",
+                  ARGS(TEXT_ARG(id), TEXT_ARG(serial)), &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1)
+        rc = col_text(st, 0, key, cap, err) == 0 ? 1 : -1;
+    db_rows_close(st);
+    if (rc == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "node %s has no certificate %s", id, serial);
+    return rc < 0 ? -1 : 0;
+}
+
+int
 store_node_certificates_since(struct store *s, const char *id, int64_t since, int64_t *count,
                               struct ztr_err *err)
 {

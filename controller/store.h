@@ -240,6 +240,10 @@ int store_node_renew(struct store *store, const char *id, const char *session_ke
                      struct ztr_err *err);
 /* How many certificates the node was issued at or after since (Unix
  * seconds): enrollments and renewals alike. */
+/* The key (fingerprint) certificate serial of node id certified, from the
+ * history of issued certificates; ZTR_E_NOT_FOUND when none. */
+int store_node_cert_key(struct store *store, const char *id, const char *serial, char *key,
+                        size_t cap, struct ztr_err *err);
 int store_node_certificates_since(struct store *store, const char *id, int64_t since,
                                   int64_t *count, struct ztr_err *err);
 /* Marks the node revoked and OFFLINE, writes a revocations row and a

@@ -20,7 +20,7 @@ FULL="$T/disk-full"
 
 # ---- the disk is full from the first write ------------------------------------------
 touch "$FULL"
-fault_env write enospc "$STATE/" 1 0 "$FULL"
+fault_env open enospc "$STATE/" 1 0 "$FULL"
 start_agent connector dc1 "${FAULT_ENV[@]}" ENROLLMENT_TOKEN="$tok"
 [ "$AGENT_STATUS" = 255 ] && wait_agent_exit 15
 [ "$AGENT_STATUS" != 0 ] && [ "$AGENT_STATUS" != 255 ]

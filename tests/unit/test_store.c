@@ -874,6 +874,16 @@ test_enroll_retry_same_key_returns_same_node(void **state)
     assert_int_equal(store_node_list(f->store, count_node, &c, &err), 0);
     assert_int_equal(c.n, 1);
 
+    /* Every certificate's key stays findable by serial (a renew names the
+     * one it holds). */
+    char key[STORE_KEY_MAX + 1];
+    assert_int_equal(store_node_cert_key(f->store, first.id, "0a0b", key, sizeof(key), &err), 0);
+    assert_string_equal(key, "key-c1");
+    assert_int_equal(store_node_cert_key(f->store, first.id, "0c0d", key, sizeof(key), &err), 0);
+    assert_string_equal(key, "key-c1");
+    assert_int_equal(store_node_cert_key(f->store, first.id, "ffff", key, sizeof(key), &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+
     /* Another key: the token is used up, as before. */
     n = node_for("connector", "c1");
     snprintf(n.cert_key, sizeof(n.cert_key), "key-thief");

@@ -1074,13 +1074,16 @@ handle_renew(struct session *s, const json_t *msg)
      * the renewals since: a full or failing disk). That one then stays the
      * previous certificate, admitted through the grace, instead of a
      * renewal the agent never used, so that it can still reconnect with
-     * what it has. A serial that is neither current nor previous is
-     * superseded and refused below, as the session's own would be. */
+     * what it has. A serial that is neither current nor previous (the
+     * grace is over) changes nothing: the session's own stands, as before. */
     const char *in_use = json_string_value(json_object_get(msg, "serial"));
     char held_key[PKI_KEY_FINGERPRINT_MAX + 1];
     const char *session_key = s->key;
+    struct store_cert_check held;
     if (in_use != NULL && strcmp(in_use, s->serial) != 0 &&
-        store_node_cert_key(c->store, s->node.id, in_use, held_key, sizeof(held_key), &err) == 0)
+        store_node_cert_key(c->store, s->node.id, in_use, held_key, sizeof(held_key), &err) == 0 &&
+        store_node_cert_state(c->store, s->node.id, held_key, &held, &err) == 0 &&
+        held.state != STORE_CERT_SUPERSEDED)
         session_key = held_key;
     /* Checked again now, not only at hello: the grace of the certificate
      * this session opened with may have ended since. */

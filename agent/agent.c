@@ -267,6 +267,12 @@ agent_start(struct agent *a, struct ztr_err *err)
         a->exit_code = AGENT_EXIT_CONFIG;
         return -1;
     }
+    /* Before the controller is contacted: a token is spent only on a key
+     * this host has kept. */
+    if (a->state == AGENT_ENROLLING && agent_prepare_enroll_key(a, err) != 0) {
+        a->exit_code = AGENT_EXIT_RUNTIME;
+        return -1;
+    }
     if (a->health_listen[0] != '\0' &&
         http_server_start(a->loop, a->health_listen, agent_health_handler, a, &a->health,
                           err) != 0) {

@@ -17,6 +17,14 @@ agent_send_enroll(struct agent *a)
     /* The token fallback of a re-authentication uses the attempt's key. */
     if (a->state == AGENT_REAUTHENTICATING && a->reauth_csr != NULL) {
         csr = strdup(a->reauth_csr);
+    } else if (a->state == AGENT_ENROLLING) {
+        /* The key kept in STATE_DIR: every attempt, and every start, asks
+         * with the same one, so a lost answer can be asked for again. */
+        if (agent_enroll_csr(a, &csr, &err) != 0) {
+            log_error("cannot make the enrollment request", "error=\"%s\"", err.msg);
+            agent_stop(a, AGENT_EXIT_RUNTIME);
+            return;
+        }
     } else if (agent_new_pending_key(a, &csr, &err) != 0) {
         log_error("cannot make a key", "error=\"%s\"", err.msg);
         agent_stop(a, AGENT_EXIT_RUNTIME);
@@ -53,7 +61,14 @@ save_enrollment(struct agent *a, const json_t *msg, struct ztr_err *err)
     snprintf(a->node_id, sizeof(a->node_id), "%s",
              json_string_value(json_object_get(msg, "node_id")));
     agent_replace_text(&a->bundle_pem, &a->bundle_len, strdup(bundle), strlen(bundle), false);
-    return agent_install_pending_identity(a, chain, err);
+    TRY(agent_install_pending_identity(a, chain, err));
+    /* Only once key.pem and cert.pem are committed: until then a restart
+     * asks again with this key. A failure here is litter, not a loss (the
+     * next start removes it). */
+    struct ztr_err ignored = {0};
+    if (agent_enrollment_kept(a, &ignored) != 0)
+        log_warn("pending enrollment key not removed", "error=\"%s\"", ignored.msg);
+    return 0;
 }
 
 void
@@ -82,6 +97,10 @@ agent_handle_enrolled(struct agent *a, const json_t *msg)
             agent_reauth_refused(a, CTLMSG_E_INTERNAL, "cannot save the new identity");
             return;
         }
+        /* The enrollment key is kept (enroll-key.pem): started again once
+         * the disk is fixed, the agent asks with it and gets this node. */
+        log_error("enrollment not kept: start the agent again once the disk is fixed (the same "
+                  "token enrolls it again, with the same key)", "state_dir=%s", a->state_dir);
         agent_stop(a, AGENT_EXIT_RUNTIME);
         return;
     }

@@ -1,6 +1,7 @@
 /* The identity in STATE_DIR: key, certificate chain, bundle, node.json. */
 #include "agent/internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,7 @@ agent_adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err)
     TRY(key_matches_chain(a, err));
     a->not_before = info.not_before;
     a->not_after = info.not_after;
+    snprintf(a->cert_serial, sizeof(a->cert_serial), "%s", info.serial_hex);
     snprintf(a->spiffe_id, sizeof(a->spiffe_id), "%s", info.uri);
     int jitter = (int)(a->renew_backoff.rng_state % 201) - 100;
     /* The controller backdates notBefore by 60 s of clock-skew allowance.
@@ -152,6 +154,9 @@ agent_adopt_identity(struct agent *a, int64_t received_at, struct ztr_err *err)
  */
 #define STAGED_KEY "key.pem.new"
 #define STAGED_CERT "cert.pem.new"
+/* The key an enrollment presents, kept before the controller is asked
+ * (see agent_prepare_enroll_key). */
+#define ENROLL_KEY "enroll-key.pem"
 
 static int
 path_exists(const char *path, bool *exists, struct ztr_err *err)
@@ -198,11 +203,50 @@ settle_staged_pair(const struct agent *a, struct ztr_err *err)
     return 0;
 }
 
+static int
+remove_state_file(const struct agent *a, const char *name, struct ztr_err *err)
+{
+    char path[1200];
+    TRY(state_path(a, name, path, sizeof(path), err));
+    if (unlink(path) != 0 && errno != ENOENT) {
+        char reason[128];
+        return ztr_err_set(err, ZTR_E_IO, "unlink %s: %s", path,
+                           file_strerror(errno, reason, sizeof(reason)));
+    }
+    return 0;
+}
+
+/* A crash inside file_write_atomic leaves its temporary ("<name>.tmp.<pid>.<n>")
+ * behind; the write it belonged to never happened, so it is only litter. */
+static void
+remove_stale_temporaries(const struct agent *a)
+{
+    DIR *dir = opendir(a->state_dir);
+    if (dir == NULL)
+        return;
+    struct dirent *entry;
+    unsigned removed = 0;
+    while ((entry = readdir(dir)) != NULL) {
+        const char *tmp = strstr(entry->d_name, ".tmp.");
+        if (tmp == NULL || tmp == entry->d_name || strspn(tmp + 5, "0123456789.") != strlen(tmp + 5))
+            continue;
+        char path[1200];
+        struct ztr_err ignored;
+        if (state_path(a, entry->d_name, path, sizeof(path), &ignored) == 0 && unlink(path) == 0)
+            removed++;
+    }
+    closedir(dir);
+    if (removed > 0)
+        log_warn("unfinished writes from before a crash removed", "state_dir=%s files=%u",
+                 a->state_dir, removed);
+}
+
 int
 agent_load_identity(struct agent *a, bool *found, struct ztr_err *err)
 {
     char path[1200];
     *found = false;
+    remove_stale_temporaries(a);
     TRY(settle_staged_pair(a, err));
     char *chain = NULL, *key = NULL, *bundle = NULL, *node = NULL;
     size_t chain_len = 0, key_len = 0, bundle_len = 0, node_len = 0;
@@ -262,7 +306,81 @@ agent_load_identity(struct agent *a, bool *found, struct ztr_err *err)
     agent_replace_text(&a->key_pem, &a->key_len, key, key_len, true);
     agent_replace_text(&a->bundle_pem, &a->bundle_len, bundle, bundle_len, false);
     *found = true;
-    return agent_adopt_identity(a, 0, err);
+    TRY(agent_adopt_identity(a, 0, err));
+    /* Enrolled: a pending key left by a crash after the commit is key.pem. */
+    struct ztr_err ignored = {0};
+    if (remove_state_file(a, ENROLL_KEY, &ignored) != 0)
+        log_warn("pending enrollment key not removed", "error=\"%s\"", ignored.msg);
+    return 0;
+}
+
+/*
+ * The enrollment key is written down before the controller hears of it:
+ * the controller consumes the token when it answers, and an agent that
+ * could not keep the answer (a full disk, a crash) must be able to ask
+ * again with the same key, which the controller recognises (the same
+ * token and key give back the same node). A disk that cannot take the key
+ * fails here, before the token is spent. A restart reuses the key.
+ */
+int
+agent_prepare_enroll_key(struct agent *a, struct ztr_err *err)
+{
+    char path[1200];
+    TRY(state_path(a, ENROLL_KEY, path, sizeof(path), err));
+    char *pem = NULL;
+    size_t len = 0;
+    struct ztr_err probe = {0};
+    if (file_ensure_private(path, err) != 0)
+        return -1;
+    if (file_read_all(path, STATE_FILE_MAX, &pem, &len, &probe) == 0) {
+        struct pki_key *key = NULL;
+        int rc = pki_key_from_pem(pem, len, &key, err);
+        explicit_bzero(pem, len);
+        free(pem);
+        if (rc != 0)
+            return ztr_err_wrap(err, "%s (a pending enrollment key; move it aside to make a "
+                                "new one)", path);
+        pki_key_free(a->pending_key);
+        a->pending_key = key;
+        log_info("enrolling with the pending key kept by an earlier attempt", "path=%s", path);
+        return 0;
+    }
+    if (probe.code != ZTR_E_NOT_FOUND) {
+        *err = probe;
+        return -1;
+    }
+    struct pki_key *key = NULL;
+    TRY(pki_key_generate(&key, err));
+    int rc = pki_key_to_pem(key, &pem, &len, err);
+    if (rc == 0) {
+        rc = agent_write_state_file(a, ENROLL_KEY, pem, len, 0600, err);
+        explicit_bzero(pem, len);
+        free(pem);
+    }
+    if (rc != 0) {
+        pki_key_free(key);
+        return ztr_err_wrap(err, "cannot keep the enrollment key in %s before enrolling (the "
+                            "token was not used; free the disk and start again)",
+                            a->state_dir);
+    }
+    pki_key_free(a->pending_key);
+    a->pending_key = key;
+    return 0;
+}
+
+int
+agent_enroll_csr(struct agent *a, char **csr_pem, struct ztr_err *err)
+{
+    size_t csr_len;
+    if (a->pending_key == NULL)
+        TRY(agent_prepare_enroll_key(a, err));
+    return pki_csr_create(a->pending_key, a->node_name, csr_pem, &csr_len, err);
+}
+
+int
+agent_enrollment_kept(struct agent *a, struct ztr_err *err)
+{
+    return remove_state_file(a, ENROLL_KEY, err);
 }
 
 int
@@ -276,6 +394,18 @@ agent_new_pending_key(struct agent *a, char **csr_pem, struct ztr_err *err)
     return pki_csr_create(a->pending_key, a->node_name, csr_pem, &csr_len, err);
 }
 
+/* Takes back a change that failed before its commit point: the staged
+ * certificate first (without it the staged key is discarded anyway). */
+static void
+unstage_pair(const struct agent *a)
+{
+    struct ztr_err ignored = {0};
+    if (remove_state_file(a, STAGED_CERT, &ignored) != 0 ||
+        remove_state_file(a, STAGED_KEY, &ignored) != 0)
+        log_warn("staged identity not removed: the next start discards it", "error=\"%s\"",
+                 ignored.msg);
+}
+
 int
 agent_install_pending_identity(struct agent *a, const char *chain, struct ztr_err *err)
 {
@@ -283,7 +413,9 @@ agent_install_pending_identity(struct agent *a, const char *chain, struct ztr_er
     size_t key_len;
     TRY(pki_key_to_pem(a->pending_key, &key_pem, &key_len, err));
     /* Staged, then committed (see settle_staged_pair); the key 0600, its
-     * temporary file created O_EXCL. */
+     * temporary file created O_EXCL. A change an earlier attempt left half
+     * done is settled first, so that this key is never paired with an
+     * older staged certificate. */
     char key_new[1200], cert_new[1200], key_path[1200], cert_path[1200];
     int rc = state_path(a, STAGED_KEY, key_new, sizeof(key_new), err);
     if (rc == 0)
@@ -293,18 +425,27 @@ agent_install_pending_identity(struct agent *a, const char *chain, struct ztr_er
     if (rc == 0)
         rc = state_path(a, "cert.pem", cert_path, sizeof(cert_path), err);
     if (rc == 0)
+        rc = settle_staged_pair(a, err);
+    if (rc == 0) {
         rc = agent_write_state_file(a, STAGED_KEY, key_pem, key_len, 0600, err);
-    if (rc == 0)
-        rc = agent_write_state_file(a, STAGED_CERT, chain, strlen(chain), 0644, err);
-    if (rc == 0)
-        rc = file_rename(key_new, key_path, err);
-    if (rc == 0)
-        rc = file_rename(cert_new, cert_path, err);
+        if (rc == 0)
+            rc = agent_write_state_file(a, STAGED_CERT, chain, strlen(chain), 0644, err);
+        /* Before the commit point: the old pair stays, on disk and here. */
+        if (rc != 0)
+            unstage_pair(a);
+    }
     if (rc != 0) {
         explicit_bzero(key_pem, key_len);
         free(key_pem);
         return -1;
     }
+    /* Committed: the new pair is what a restart loads, so it is the one in
+     * use from here even if moving it into place fails now (the next
+     * change or start completes the move). */
+    struct ztr_err moved = {0};
+    if (file_rename(key_new, key_path, &moved) != 0 || file_rename(cert_new, cert_path, &moved) != 0)
+        log_warn("identity change committed but not moved into place: completed at the next "
+                 "change or start", "error=\"%s\"", moved.msg);
     agent_replace_text(&a->key_pem, &a->key_len, key_pem, key_len, true);
     agent_replace_text(&a->chain_pem, &a->chain_len, strdup(chain), strlen(chain), false);
     TRY(agent_adopt_identity(a, clock_wall_s(a->clock), err));

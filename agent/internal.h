@@ -73,6 +73,7 @@ struct agent {
     char *chain_pem, *key_pem, *bundle_pem;
     size_t chain_len, key_len, bundle_len;
     int64_t not_before, not_after, renew_at;
+    char cert_serial[2 * 20 + 1];       /* the leaf's, named in renew requests */
     struct tls_ctx *ctl_tls;
     struct tls_ctx *data_tls;      /* the data plane's (agent_data_tls), same identity */
     json_t *peer_bundles;          /* federation: peer trust domain -> bundle PEM (peers.c) */
@@ -133,6 +134,14 @@ int agent_load_identity(struct agent *a, bool *found, struct ztr_err *err);
 /* Replaces the pending key (enrollment, renewal) with a fresh one and
  * makes its CSR for NODE_NAME; *csr_pem is the caller's to free. */
 int agent_new_pending_key(struct agent *a, char **csr_pem, struct ztr_err *err);
+/* The enrollment's key: read from STATE_DIR/enroll-key.pem (an earlier
+ * attempt's) or made and written there (0600) before the controller is
+ * asked; a disk that refuses it fails here, with the token unspent. */
+int agent_prepare_enroll_key(struct agent *a, struct ztr_err *err);
+/* A CSR for the enrollment key (prepared first if it is not yet). */
+int agent_enroll_csr(struct agent *a, char **csr_pem, struct ztr_err *err);
+/* The enrolled pair is committed: the pending enrollment key goes. */
+int agent_enrollment_kept(struct agent *a, struct ztr_err *err);
 /* Makes the pending key and chain (PEM, verified by the caller) the
  * identity: on disk, in memory and in the TLS contexts. */
 int agent_install_pending_identity(struct agent *a, const char *chain, struct ztr_err *err);

@@ -26,7 +26,11 @@ agent_renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
     agent_set_state(a, AGENT_RENEWING, "renewal due");
     log_info("renewing certificate", "not_after=%lld renew_at=%lld", (long long)a->not_after,
              (long long)a->renew_at);
-    agent_ctl_send(a, json_pack("{s:s, s:s}", "type", "renew", "csr", csr));
+    /* The serial of the certificate in use: after a renewal this agent
+     * could not keep (a full disk), the controller keeps that one admitted
+     * rather than the renewal it never used. */
+    agent_ctl_send(a, json_pack("{s:s, s:s, s:s}", "type", "renew", "csr", csr, "serial",
+                                a->cert_serial));
     free(csr);
 }
 

@@ -1108,11 +1108,27 @@ handle_renew(struct session *s, const json_t *msg)
                                      "renewal must use a fresh key, not the current one"));
         return;
     }
+    /* The certificate the agent holds: the last one renewed through this
+     * session, unless it names an earlier one of its own (it could not keep
+     * the renewals since: a full or failing disk). That one then stays the
+     * previous certificate, admitted through the grace, instead of a
+     * renewal the agent never used, so that it can still reconnect with
+     * what it has. A serial that is neither current nor previous (the
+     * grace is over) changes nothing: the session's own stands, as before. */
+    const char *in_use = json_string_value(json_object_get(msg, "serial"));
+    char held_key[PKI_KEY_FINGERPRINT_MAX + 1];
+    const char *session_key = s->key;
+    struct store_cert_check held;
+    if (in_use != NULL && strcmp(in_use, s->serial) != 0 &&
+        store_node_cert_key(c->store, s->node.id, in_use, held_key, sizeof(held_key), &err) == 0 &&
+        store_node_cert_state(c->store, s->node.id, held_key, &held, &err) == 0 &&
+        held.state != STORE_CERT_SUPERSEDED)
+        session_key = held_key;
     /* Checked again now, not only at hello: the grace of the certificate
      * this session opened with may have ended since. */
     struct store_cert_check from;
     char new_fp[PKI_KEY_FINGERPRINT_MAX + 1];
-    if (store_node_cert_state(c->store, s->node.id, s->key, &from, &err) == 0 &&
+    if (store_node_cert_state(c->store, s->node.id, session_key, &from, &err) == 0 &&
         from.state == STORE_CERT_SUPERSEDED) {
         pki_csr_free(csr);
         c->counters.renewal_denied++;
@@ -1156,7 +1172,7 @@ handle_renew(struct session *s, const json_t *msg)
         pki_chain_free(parsed);
     }
     if (rc == 0)
-        rc = store_node_renew(c->store, s->node.id, s->key, info.serial_hex, new_fp,
+        rc = store_node_renew(c->store, s->node.id, session_key, info.serial_hex, new_fp,
                               info.not_after, STORE_RENEWAL_GRACE_S, &err);
     if (rc != 0 && err.code == STORE_E_SUPERSEDED) {
         free(chain);

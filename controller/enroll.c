@@ -321,6 +321,26 @@ report_unallowed(struct controller *c, const struct store_node *node, const stru
     }
 }
 
+/* Whether the CSR's key is one that consumed a use of token. */
+static bool
+used_by_same_key(struct controller *c, const struct store_token *token, const char *csr_text)
+{
+    struct pki_csr *csr = NULL;
+    struct ztr_err err = {0};
+    bool used = false;
+    if (csr_text == NULL ||
+        pki_csr_parse((const uint8_t *)csr_text, strlen(csr_text), &csr, &err) != 0)
+        return false;
+    size_t public_len;
+    const uint8_t *public_der = pki_csr_public_der(csr, &public_len);
+    char key[PKI_KEY_FINGERPRINT_MAX + 1];
+    if (pki_public_key_fingerprint(public_der, public_len, key, &err) != 0 ||
+        store_token_used_by(c->store, token->id, key, &used, &err) != 0)
+        used = false;
+    pki_csr_free(csr);
+    return used;
+}
+
 json_t *
 enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
 {
@@ -336,7 +356,10 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
         return deny(&e, CTLMSG_E_INVALID_TOKEN, CTLMSG_TEXT_INVALID_TOKEN, "unknown token");
     if (token.expires_at <= now)
         return deny(&e, CTLMSG_E_INVALID_TOKEN, CTLMSG_TEXT_INVALID_TOKEN, "token expired");
-    if (token.uses_left <= 0)
+    /* A used-up token still answers the key that used it (a retry by an
+     * agent that never kept the answer); any other key is refused here,
+     * as before, before anything is issued. */
+    if (token.uses_left <= 0 && !used_by_same_key(c, &token, csr_text))
         return deny(&e, CTLMSG_E_INVALID_TOKEN, CTLMSG_TEXT_INVALID_TOKEN, "token used up");
     if (strcmp(token.role, e.role) != 0)
         return deny(&e, CTLMSG_E_PERMISSION_DENIED, CTLMSG_TEXT_PERMISSION_DENIED,
@@ -412,7 +435,8 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
     snprintf(node.cert_serial, sizeof(node.cert_serial), "%s", info.serial_hex);
     snprintf(node.cert_key, sizeof(node.cert_key), "%s", key);
     node.cert_not_after = info.not_after;
-    if (store_node_enroll(c->store, token.id, &node, &stored, &err) != 0) {
+    bool retried = false;
+    if (store_node_enroll(c->store, token.id, &node, &stored, &retried, &err) != 0) {
         if (err.code == ZTR_E_NOT_FOUND)
             reply = deny(&e, CTLMSG_E_INVALID_TOKEN, CTLMSG_TEXT_INVALID_TOKEN,
                          "token already consumed");
@@ -430,8 +454,13 @@ enroll_handle(struct controller *c, const json_t *msg, const char *peer_addr)
         goto out;
     }
     c->counters.enrollments++;
-    log_info("node enrolled", "node=%s spiffe_id=%s peer=%s not_after=%lld", stored.id, id.uri,
-             peer_addr, (long long)info.not_after);
+    if (retried)
+        log_info("node enrollment retried", "node=%s spiffe_id=%s peer=%s not_after=%lld "
+                 "detail=\"same token, same key: the agent had not kept the first answer\"",
+                 stored.id, id.uri, peer_addr, (long long)info.not_after);
+    else
+        log_info("node enrolled", "node=%s spiffe_id=%s peer=%s not_after=%lld", stored.id,
+                 id.uri, peer_addr, (long long)info.not_after);
     for (size_t i = 0; i < announced_count; i++)
         if (!ip_listed(&announced[i], allowed, allowed_count))
             report_unallowed(c, &stored, &announced[i]);

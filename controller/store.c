@@ -167,6 +167,18 @@ struct store {
     "INSERT INTO meta (key, value) VALUES ('ca_signer', 0);"                              \
     "INSERT INTO meta (key, value) VALUES ('ca_version', 0);"
 
+/* Which key consumed each use of a token, so that an enrollment retried
+ * with the same token and the same key (an agent whose disk refused the
+ * answer, or that crashed before keeping it) gets its node back instead of
+ * a refusal; another key finds nothing here and stays refused. */
+#define STORE_SCHEMA_TOKEN_USES(INT)                                                      \
+    "CREATE TABLE token_uses ("                                                           \
+    "  token_id TEXT NOT NULL,"                                                           \
+    "  key TEXT NOT NULL,"                                                                \
+    "  node_id TEXT NOT NULL,"                                                            \
+    "  used_at " INT " NOT NULL,"                                                         \
+    "  PRIMARY KEY (token_id, key));"
+
 /* ---- schema --------------------------------------------------------------
  * migrations[i] takes user_version i to i + 1, in one transaction. Append
  * only: a released entry never changes, since databases in the field have
@@ -348,6 +360,8 @@ static const char *const sqlite_migrations[] = {
     STORE_SCHEMA_REVOKED_INDEX,
     /* 13: connector drain. */
     STORE_SCHEMA_DRAIN("INTEGER"),
+    /* 14: the key behind each use of a token (idempotent enrollment). */
+    STORE_SCHEMA_TOKEN_USES("INTEGER"),
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof(sqlite_migrations) / sizeof(sqlite_migrations[0])))
@@ -365,6 +379,7 @@ static const char *const pg_migrations[] = {
     STORE_SCHEMA_CAS("BIGINT", "BYTEA"),
     STORE_SCHEMA_REVOKED_INDEX,
     STORE_SCHEMA_DRAIN("BIGINT"),
+    STORE_SCHEMA_TOKEN_USES("BIGINT"),
 };
 
 #define PG_SCHEMA_VERSION ((int)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
@@ -933,6 +948,24 @@ store_token_insert(struct store *s, const struct store_token *token, struct ztr_
     return in_tx(s, token_body, (void *)token, err);
 }
 
+static int token_use_node(struct store *s, const char *token_id, const char *key, char *node_id,
+                          size_t cap, struct ztr_err *err);
+
+int
+store_token_used_by(struct store *s, const char *token_id, const char *key, bool *used,
+                    struct ztr_err *err)
+{
+    *used = false;
+    TRY(check_text("token id", token_id, STORE_ID_MAX, true, err));
+    TRY(check_text("certificate key", key, STORE_KEY_MAX, true, err));
+    char node_id[STORE_ID_MAX + 1];
+    int rc = token_use_node(s, token_id, key, node_id, sizeof(node_id), err);
+    if (rc < 0)
+        return -1;
+    *used = rc == 1;
+    return 0;
+}
+
 int
 store_token_get(struct store *s, const char *id, struct store_token *out, struct ztr_err *err)
 {
@@ -956,7 +989,9 @@ token_delete_body(struct store *s, void *ctx, struct ztr_err *err)
     TRY(stmt_exec(s, "DELETE FROM tokens WHERE id = ?", ARGS(TEXT_ARG(id)), &changes, err));
     if (changes == 0)
         return ztr_err_set(err, ZTR_E_NOT_FOUND, "token %s not found", id);
-    return 0;
+    /* A deleted token enrolls nothing more, retries included. */
+    return stmt_exec(s, "DELETE FROM token_uses WHERE token_id = ?", ARGS(TEXT_ARG(id)), NULL,
+                     err);
 }
 
 int
@@ -1081,6 +1116,7 @@ struct enroll_job {
     const char *token_id;
     const struct store_node *node;
     struct store_node *out;
+    bool *retried;
 };
 
 static int
@@ -1146,11 +1182,81 @@ insert_node(struct store *s, const char *id, const struct store_node *n, struct 
 
 /* The token is consumed first: if anything after it fails, the rollback
  * gives the use back, and when it cannot be consumed nothing else runs. */
+/* The node an earlier use of token_id by key enrolled: 1 found (*node_id
+ * set), 0 none, -1 error. */
+static int
+token_use_node(struct store *s, const char *token_id, const char *key, char *node_id,
+               size_t cap, struct ztr_err *err)
+{
+    struct db_rows *st;
+    TRY(stmt_open(s, "SELECT node_id FROM token_uses WHERE token_id = ? AND key = ?",
+                  ARGS(TEXT_ARG(token_id), TEXT_ARG(key)), &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1)
+        rc = col_text(st, 0, node_id, cap, err) == 0 ? 1 : -1;
+    db_rows_close(st);
+    return rc;
+}
+
+/* The same token and the same key again: the agent never kept the answer
+ * (a full disk, a crash). Its node gets a new certificate for that key;
+ * the token is not used again. Only while the token is within its TTL,
+ * for the role and name it enrolled, for a node not revoked that still
+ * has that key as its current one (not re-enrolled or renewed since). */
+static int
+enroll_retry(struct store *s, const struct enroll_job *job, const char *node_id,
+             struct ztr_err *err)
+{
+    const struct store_node *n = job->node;
+    int64_t live = 0;
+    int found = query_int(s, "SELECT 1 FROM tokens WHERE id = ? AND expires_at > ?",
+                          ARGS(TEXT_ARG(job->token_id), INT_ARG(now_s(s))), &live, err);
+    if (found < 0)
+        return -1;
+    struct store_node node;
+    if (found == 0 || node_fetch(s, NODE_SELECT "WHERE id = ?", ARGS(TEXT_ARG(node_id)), &node,
+                                 err) != 1)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "token %s is unknown, used up or expired",
+                           job->token_id);
+    if (strcmp(node.role, n->role) != 0 || strcmp(node.name, n->name) != 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND,
+                           "token %s is used up (its key enrolled another node)", job->token_id);
+    if (node.revoked)
+        return ztr_err_set(err, ZTR_E_INVALID, "node %s is revoked", n->name);
+    if (strcmp(node.cert_key, n->cert_key) != 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND,
+                           "token %s is used up (node %s has another key since)", job->token_id,
+                           n->name);
+    TRY(stmt_exec(s,
+                  "UPDATE nodes SET addresses = ?, cert_serial = ?, cert_not_after = ? "
+                  "WHERE id = ?",
+                  ARGS(TEXT_ARG(addresses_or_empty(n->addresses)), TEXT_ARG(n->cert_serial),
+                       INT_ARG(n->cert_not_after), TEXT_ARG(node.id)),
+                  NULL, err));
+    TRY(record_cert(s, node.id, n->cert_serial, n->cert_key, err));
+    char detail[STORE_DETAIL_MAX + 1];
+    snprintf(detail, sizeof(detail), "enrollment retried: %s %s with token %s, the same key: "
+             "serial %s replaces %s", n->role, n->name, job->token_id, n->cert_serial,
+             node.cert_serial);
+    TRY(insert_event(s, "enrolled", node.id, detail, err));
+    *job->retried = true;
+    return node_by_id(s, node.id, job->out, err);
+}
+
 static int
 enroll_body(struct store *s, void *ctx, struct ztr_err *err)
 {
     struct enroll_job *job = ctx;
     const struct store_node *n = job->node;
+    *job->retried = false;
+    if (n->cert_key[0] != '\0') {
+        char used_by[STORE_ID_MAX + 1];
+        int used = token_use_node(s, job->token_id, n->cert_key, used_by, sizeof(used_by), err);
+        if (used < 0)
+            return -1;
+        if (used == 1)
+            return enroll_retry(s, job, used_by, err);
+    }
     TRY(consume_token(s, job->token_id, err));
     struct store_node existing;
     int found = node_fetch(s, NODE_SELECT "WHERE role = ? AND name = ?",
@@ -1197,18 +1303,30 @@ enroll_body(struct store *s, void *ctx, struct ztr_err *err)
         snprintf(detail, sizeof(detail), "%s %s %s with token %s",
                  found ? "re-enrolled" : "enrolled", n->role, n->name, job->token_id);
     TRY(insert_event(s, "enrolled", id, detail, err));
+    if (n->cert_key[0] != '\0')
+        TRY(stmt_exec(s,
+                      "INSERT INTO token_uses (token_id, key, node_id, used_at) "
+                      "VALUES (?, ?, ?, ?)",
+                      ARGS(TEXT_ARG(job->token_id), TEXT_ARG(n->cert_key), TEXT_ARG(id),
+                           INT_ARG(now_s(s))),
+                      NULL, err));
     return node_by_id(s, id, job->out, err);
 }
 
 int
 store_node_enroll(struct store *s, const char *token_id, const struct store_node *node,
-                  struct store_node *out, struct ztr_err *err)
+                  struct store_node *out, bool *retried, struct ztr_err *err)
 {
     TRY(check_text("token id", token_id, STORE_ID_MAX, true, err));
     TRY(check_node(node, err));
     struct store_node row;
-    struct enroll_job job = {token_id, node, &row};
+    bool was_retry = false;
+    struct enroll_job job = {token_id, node, &row, &was_retry};
+    if (retried != NULL)
+        *retried = false;
     TRY(in_tx(s, enroll_body, &job, err));
+    if (retried != NULL)
+        *retried = was_retry;
     /* Copied only after COMMIT, so *out never shows a row that was rolled
      * back (and out may be node itself). */
     if (out != NULL)
@@ -1620,6 +1738,24 @@ renew_body(struct store *s, void *ctx, struct ztr_err *err)
     snprintf(detail, sizeof(detail), "serial %s not_after %lld", job->serial,
              (long long)job->not_after);
     return insert_event(s, "renewed", job->id, detail, err);
+}
+
+int
+store_node_cert_key(struct store *s, const char *id, const char *serial, char *key, size_t cap,
+                    struct ztr_err *err)
+{
+    TRY(check_text("node id", id, STORE_ID_MAX, true, err));
+    TRY(check_text("certificate serial", serial, STORE_SERIAL_MAX, true, err));
+    struct db_rows *st;
+    TRY(stmt_open(s, "SELECT key FROM certificates WHERE node_id = ? AND serial = ?",
+                  ARGS(TEXT_ARG(id), TEXT_ARG(serial)), &st, err));
+    int rc = stmt_step(s, st, err);
+    if (rc == 1)
+        rc = col_text(st, 0, key, cap, err) == 0 ? 1 : -1;
+    db_rows_close(st);
+    if (rc == 0)
+        return ztr_err_set(err, ZTR_E_NOT_FOUND, "node %s has no certificate %s", id, serial);
+    return rc < 0 ? -1 : 0;
 }
 
 int
@@ -2652,6 +2788,7 @@ static const struct copied_table {
      "TTTTTTBITIITTIIT"},
     {"fed_grants", "id, peer_id, resource, tunneler, source_cidrs, expires_at, created_at",
      "TTTTTII"},
+    {"token_uses", "token_id, key, node_id, used_at", "TTTI"},
 };
 
 #define COPY_COLUMNS_MAX 24

@@ -88,6 +88,10 @@ int store_token_insert(struct store *store, const struct store_token *token,
 int store_token_get(struct store *store, const char *id, struct store_token *out,
                     struct ztr_err *err);
 int store_token_delete(struct store *store, const char *id, struct ztr_err *err);
+/* Whether key (a public key fingerprint) enrolled a node with token_id: the
+ * one consumed token an enrollment retry may still present. */
+int store_token_used_by(struct store *store, const char *token_id, const char *key, bool *used,
+                        struct ztr_err *err);
 int store_token_list(struct store *store, int (*visit)(void *ctx, const struct store_token *),
                      void *ctx, struct ztr_err *err);
 
@@ -159,9 +163,15 @@ struct store_node {
  * certificate; it becomes the only one admitted (no previous one).
  * node->allowed_addresses ("" = none) replaces the node's.
  * node->id may be empty: a new id is generated. *out receives the row.
+ * Each use records node->cert_key with the token: a retry with the same
+ * token and key (the agent never kept the answer) consumes nothing and
+ * gives the same node the new certificate (*retried true), while the
+ * token is within its TTL, for the same role and name, for a node not
+ * revoked whose current key it still is; else ZTR_E_NOT_FOUND (revoked:
+ * ZTR_E_INVALID), and nothing is written.
  */
 int store_node_enroll(struct store *store, const char *token_id, const struct store_node *node,
-                      struct store_node *out, struct ztr_err *err);
+                      struct store_node *out, bool *retried, struct ztr_err *err);
 int store_node_get(struct store *store, const char *id, struct store_node *out,
                    struct ztr_err *err);
 int store_node_get_by_spiffe_id(struct store *store, const char *spiffe_id,
@@ -230,6 +240,10 @@ int store_node_renew(struct store *store, const char *id, const char *session_ke
                      struct ztr_err *err);
 /* How many certificates the node was issued at or after since (Unix
  * seconds): enrollments and renewals alike. */
+/* The key (fingerprint) certificate serial of node id certified, from the
+ * history of issued certificates; ZTR_E_NOT_FOUND when none. */
+int store_node_cert_key(struct store *store, const char *id, const char *serial, char *key,
+                        size_t cap, struct ztr_err *err);
 int store_node_certificates_since(struct store *store, const char *id, int64_t since,
                                   int64_t *count, struct ztr_err *err);
 /* Marks the node revoked and OFFLINE, writes a revocations row and a

@@ -108,7 +108,10 @@ static const struct field connectors_fields[] = {
     {"version", F_INT, 1, NULL}, {"connectors", F_OBJECTS, 1, connector_entry},
     {"epoch", F_STRING, 0, NULL}, {"peers", F_OBJECTS, 0, peer_bundle_entry}, END,
 };
-static const struct field renew_fields[] = {{"csr", F_STRING, 1, NULL}, END};
+/* serial: the certificate the agent holds (docs/PROTOCOL.md). */
+static const struct field renew_fields[] = {
+    {"csr", F_STRING, 1, NULL}, {"serial", F_STRING, 0, NULL}, END,
+};
 static const struct field renewed_fields[] = {{"chain", F_STRING, 1, NULL}, END};
 static const struct field bundle_fields[] = {
     {"bundle", F_STRING, 1, NULL}, {"version", F_INT, 0, NULL}, END,

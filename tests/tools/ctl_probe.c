@@ -5,7 +5,9 @@
  *
  *   ctl-probe enroll  --controller ADDR --ca CA.pem --trust-domain TD
  *                     --token T --role R --name N [--address IP[:PORT]]... --out DIR
- *       writes DIR/key.pem (0600), DIR/cert.pem, DIR/bundle.pem;
+ *                     [--key KEY.pem]
+ *       writes DIR/key.pem (0600), DIR/cert.pem, DIR/bundle.pem (the key:
+ *       a fresh one, or --key's, as an agent retrying with its kept key);
  *       prints "enrolled <node_id> <spiffe_id>"; a refusal prints the
  *       controller's message on stderr and exits 1.
  *   ctl-probe session --controller ADDR --dir DIR --trust-domain TD --role R
@@ -441,8 +443,16 @@ on_ready(void *user)
         struct ztr_err err = {0};
         char *csr;
         size_t csr_len;
-        if (pki_key_generate(&p->renew_key, &err) != 0 ||
-            pki_csr_create(p->renew_key, p->name, &csr, &csr_len, &err) != 0) {
+        /* --key: an enrollment (or its retry) with a key kept elsewhere. */
+        char *pem = NULL;
+        size_t pem_len = 0;
+        int rc = p->key_file != NULL
+                     ? file_read_all(p->key_file, FILE_MAX, &pem, &pem_len, &err) == 0
+                           ? pki_key_from_pem(pem, pem_len, &p->renew_key, &err)
+                           : -1
+                     : pki_key_generate(&p->renew_key, &err);
+        free(pem);
+        if (rc != 0 || pki_csr_create(p->renew_key, p->name, &csr, &csr_len, &err) != 0) {
             fprintf(stderr, "%s\n", err.msg);
             finish(p, 1, "cannot make a CSR");
             return;

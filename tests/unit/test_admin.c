@@ -341,7 +341,7 @@ seed_node(struct fixture *f, const char *role, const char *name, struct store_no
     snprintf(node.allowed_addresses, sizeof(node.allowed_addresses), "[\"10.0.0.5:7444\"]");
     snprintf(node.cert_serial, sizeof(node.cert_serial), "0a0b0c");
     node.cert_not_after = clock_wall_s(&f->clock) + SVID_TTL_S;
-    if (store_node_enroll(f->c.store, token.id, &node, out, &err) != 0)
+    if (store_node_enroll(f->c.store, token.id, &node, out, NULL, &err) != 0)
         fail_msg("store_node_enroll: %s", err.msg);
 }
 

@@ -22,10 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/agent.h"
 #include "agent/internal.h"
 #include "base/clock.h"
+#include "base/fileio.h"
 #include "base/log.h"
 #include "controller/controller.h"
 #include "pki/pki.h"
@@ -465,6 +467,56 @@ test_torn_identity_change_is_settled_on_start(void **state)
     restart_comes_online(f);
     assert_int_equal(count_lines("identity change interrupted by a crash: completed"), 2);
     assert_int_equal(count_lines("msg=\"enrolled\""), 1);
+}
+
+static char *
+read_state_file(struct fixture *f, const char *name)
+{
+    char *path = test_path(f->agent_dir, name), *text = NULL;
+    struct ztr_err err = {0};
+    assert_int_equal(file_read_all(path, 1 << 20, &text, NULL, &err), 0);
+    free(path);
+    return text;
+}
+
+/* The enrollment key is on disk before the controller is asked, is the
+ * one enrolled, and goes once key.pem holds it. An agent that lost the
+ * answer (only enroll-key.pem left) enrolls again with that key and the
+ * used-up single-use token, and gets the same node back. */
+static void
+test_enrollment_key_is_kept_and_a_lost_answer_is_asked_again(void **state)
+{
+    struct fixture *f = *state;
+    issue_token(f, 1);
+    assert_int_equal(mkdir(f->agent_dir, 0700), 0);
+    write_stray_key(f, "enroll-key.pem");
+    char *pending = read_state_file(f, "enroll-key.pem");
+    enroll_and_come_online(f);
+    assert_int_equal(count_lines("enrolling with the pending key kept by an earlier attempt"), 1);
+    char *key = read_state_file(f, "key.pem");
+    assert_string_equal(key, pending);
+    free(key);
+    assert_false(state_file_exists(f, "enroll-key.pem"));
+    json_t *node = node_file(f);
+    char *first_id = strdup(json_string_value(json_object_get(node, "node_id")));
+    json_decref(node);
+
+    /* The answer lost: the kept key alone, the token used up. */
+    move_state_file(f, "key.pem", "enroll-key.pem");
+    char *cert = test_path(f->agent_dir, "cert.pem");
+    assert_int_equal(unlink(cert), 0);
+    free(cert);
+    restart_comes_online(f);
+    assert_int_equal(count_lines("msg=\"node enrollment retried\""), 1);
+    node = node_file(f);
+    assert_string_equal(json_string_value(json_object_get(node, "node_id")), first_id);
+    json_decref(node);
+    key = read_state_file(f, "key.pem");
+    assert_string_equal(key, pending);
+    free(key);
+    assert_false(state_file_exists(f, "enroll-key.pem"));
+    free(first_id);
+    free(pending);
 }
 
 /* ---- expiry, re-authentication, the breaker, revocation ---------------------- */
@@ -1000,6 +1052,7 @@ main(void)
         AGENT_TEST(test_agent_enrolls_with_a_token_and_comes_online),
         AGENT_TEST(test_agent_reconnects_with_backoff_while_the_controller_is_away),
         AGENT_TEST(test_torn_identity_change_is_settled_on_start),
+        AGENT_TEST(test_enrollment_key_is_kept_and_a_lost_answer_is_asked_again),
         AGENT_TEST(test_expiry_while_online_reauthenticates_by_proof_of_possession),
         AGENT_TEST(test_expired_while_the_controller_is_away_retries_the_same_attempt),
         AGENT_TEST(test_reauth_off_uses_a_reusable_token),

@@ -271,7 +271,23 @@ expect_refused(struct fixture *f, const char *token, const char *role, const cha
     expect_refused(f, token, role, name, (f)->csr, NULL, CTLMSG_E_PERMISSION_DENIED,          \
                    CTLMSG_TEXT_PERMISSION_DENIED)
 
-/* Enrolls and expects success; returns the reply (caller: json_decref). */
+/* A new agent: a key and CSR of its own (the same token and key again is
+ * a retry, which the controller answers with the same node). */
+static void
+new_agent_key(struct fixture *f)
+{
+    struct ztr_err err = {0};
+    pki_key_free(f->key);
+    free(f->csr);
+    f->key = NULL;
+    f->csr = NULL;
+    assert_int_equal(pki_key_generate(&f->key, &err), 0);
+    size_t len;
+    assert_int_equal(pki_csr_create(f->key, "agent", &f->csr, &len, &err), 0);
+}
+
+/* Enrolls and expects success; returns the reply (caller: json_decref).
+ * The next enrollment is another agent's, with another key. */
 static json_t *
 expect_enrolled(struct fixture *f, const char *token, const char *role, const char *name,
                 const char *addresses)
@@ -282,6 +298,7 @@ expect_enrolled(struct fixture *f, const char *token, const char *role, const ch
         reply_text(reply, text, sizeof(text));
         fail_msg("enroll role=%s name=%s: %s", role, name, text);
     }
+    new_agent_key(f);
     return reply;
 }
 
@@ -1106,6 +1123,66 @@ test_expired_token(void **state)
     assert_int_equal(events(f, "denied", "invalid enrollment token (token expired)", NULL), 2);
 }
 
+/* An agent that never kept the answer (a full disk, a crash) asks again
+ * with the same token and the same key: the same node, a certificate for
+ * that key, nothing consumed. Another key, another name, a token past its
+ * TTL or a revoked node get the refusals they always got. */
+static void
+test_retry_with_the_same_key_returns_the_same_node(void **state)
+{
+    struct fixture *f = *state;
+    const char *token = new_token(f, "connector", "db-", true, 1, 600, NULL);
+    char *csr = strdup(f->csr);
+    assert_non_null(csr);
+    json_t *first = expect_enrolled(f, token, "connector", "db-1", NULL);
+    clock_manual_advance(&f->clock, 5000);
+    json_t *again = enroll(f, token, "connector", "db-1", csr, NULL);
+    assert_string_equal(str_of(again, "type"), "enrolled");
+    assert_string_equal(str_of(again, "node_id"), str_of(first, "node_id"));
+    assert_string_equal(str_of(again, "spiffe_id"), "spiffe://example.org/connector/db-1");
+    assert_string_not_equal(str_of(again, "chain"), str_of(first, "chain"));
+    struct store_node node;
+    struct ztr_err err = {0};
+    assert_int_equal(store_node_get(f->c.store, str_of(first, "node_id"), &node, &err), 0);
+    struct issued issued;
+    issued_parse(again, &issued);
+    assert_string_equal(
+        verify(f, &issued, PKI_ROLE_CONNECTOR, "spiffe://example.org/connector/db-1", NULL, &err),
+        "");
+    /* The node now names the certificate of this answer. */
+    assert_string_equal(node.cert_serial, issued.info.serial_hex);
+    issued_free(&issued);
+    assert_int_equal(uses_left(f, token), 0);
+    assert_int_equal(events(f, "enrolled", "enrollment retried", NULL), 1);
+    json_decref(again);
+
+    /* Another key: refused exactly as before. */
+    expect_invalid_token(f, token, "connector", "db-1");
+    /* The same key for another name under the prefix, or another role. */
+    expect_refused(f, token, "connector", "db-2", csr, NULL, CTLMSG_E_INVALID_TOKEN,
+                   CTLMSG_TEXT_INVALID_TOKEN);
+    expect_refused(f, token, "tunneler", "db-1", csr, NULL, CTLMSG_E_PERMISSION_DENIED,
+                   CTLMSG_TEXT_PERMISSION_DENIED);
+    /* The revoked node is not brought back by its token. */
+    assert_int_equal(store_node_revoke(f->c.store, str_of(first, "node_id"), "lost", &err), 0);
+    expect_refused(f, token, "connector", "db-1", csr, NULL, CTLMSG_E_PERMISSION_DENIED,
+                   CTLMSG_TEXT_PERMISSION_DENIED);
+    assert_int_equal(store_node_get(f->c.store, str_of(first, "node_id"), &node, &err), 0);
+    assert_true(node.revoked);
+    json_decref(first);
+
+    /* After the token's TTL, the same key is refused too. */
+    const char *token2 = new_token(f, "connector", "db-9", false, 1, 600, NULL);
+    free(csr);
+    csr = strdup(f->csr);
+    json_decref(expect_enrolled(f, token2, "connector", "db-9", NULL));
+    clock_manual_advance(&f->clock, 600 * 1000LL);
+    expect_refused(f, token2, "connector", "db-9", csr, NULL, CTLMSG_E_INVALID_TOKEN,
+                   CTLMSG_TEXT_INVALID_TOKEN);
+    assert_int_equal(events(f, "denied", "token expired", NULL), 1);
+    free(csr);
+}
+
 static void
 test_used_up_token(void **state)
 {
@@ -1390,6 +1467,7 @@ main(void)
         T(test_unknown_and_garbled_tokens),
         T(test_expired_token),
         T(test_used_up_token),
+        T(test_retry_with_the_same_key_returns_the_same_node),
         T(test_role_mismatch),
         T(test_name_mismatch),
         T(test_bad_names_under_a_prefix),

@@ -93,7 +93,7 @@ enrolled(struct fx *f, const char *role, const char *name)
     snprintf(n.cert_serial, sizeof(n.cert_serial), "s-%s", name);
     snprintf(n.cert_key, sizeof(n.cert_key), "k-%s", name);
     n.cert_not_after = now_s(f) + TTL_S;
-    if (store_node_enroll(f->store, t.id, &n, &n, &err) != 0)
+    if (store_node_enroll(f->store, t.id, &n, &n, NULL, &err) != 0)
         fail_msg("store_node_enroll: %s", err.msg);
     return n;
 }

@@ -18,8 +18,8 @@
 
 #define T0_MS 1700000000000LL
 #define T0 (T0_MS / 1000)
-#define CURRENT_SCHEMA 13   /* the number of SQLite migrations in store.c */
-#define PG_CURRENT_SCHEMA 5 /* PostgreSQL's */
+#define CURRENT_SCHEMA 14   /* the number of SQLite migrations in store.c */
+#define PG_CURRENT_SCHEMA 6 /* PostgreSQL's */
 
 struct fx {
     char *dir;
@@ -255,7 +255,7 @@ enroll(struct store *store, const char *token, const char *role, const char *nam
        struct store_node *out, struct ztr_err *err)
 {
     struct store_node n = node_for(role, name);
-    return store_node_enroll(store, token, &n, out, err);
+    return store_node_enroll(store, token, &n, out, NULL, err);
 }
 
 /* A token and a node enrolled with it; returns the node. */
@@ -408,7 +408,7 @@ test_new_database_gets_current_schema_in_wal_mode_private_to_owner(void **state)
     assert_string_equal(mode, "wal");
     const char *tables[] = {"nodes",  "tokens", "resources", "grants",
                             "revocations", "events", "meta",      "resource_connectors",
-                            "peers"};
+                            "peers", "token_uses"};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         char sql[128];
         snprintf(sql, sizeof(sql),
@@ -428,7 +428,8 @@ test_database_at_older_version_is_migrated_on_open(void **state)
     store_close(f->store);
     f->store = NULL;
     /* What a version 1 database looks like: no indexes yet, no keys. */
-    raw_exec(f->path, "ALTER TABLE nodes DROP COLUMN drain;"
+    raw_exec(f->path, "DROP TABLE token_uses;"
+                      "ALTER TABLE nodes DROP COLUMN drain;"
                       "ALTER TABLE nodes DROP COLUMN drain_since;"
                       "ALTER TABLE nodes DROP COLUMN drain_deadline;"
                       "DROP INDEX nodes_revoked; DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
@@ -831,10 +832,127 @@ test_enroll_uses_given_id_and_defaults_addresses_to_empty_array(void **state)
     snprintf(n.id, sizeof(n.id), "chosen-id");
     n.addresses[0] = '\0';
     n.allowed_addresses[0] = '\0';
-    assert_int_equal(store_node_enroll(f->store, "tok", &n, &n, &err), 0);
+    assert_int_equal(store_node_enroll(f->store, "tok", &n, &n, NULL, &err), 0);
     assert_string_equal(n.id, "chosen-id");
     assert_string_equal(n.addresses, "[]");
     assert_string_equal(n.allowed_addresses, "[]");
+}
+
+/* An agent that never kept the answer asks again with the same token and
+ * key: its node comes back with the new certificate, nothing consumed. */
+static void
+test_enroll_retry_same_key_returns_same_node(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    add_token(f, "one", 1, 600);
+    struct store_node first, again;
+    assert_int_equal(enroll(f->store, "one", "connector", "c1", &first, &err), 0);
+    assert_int_equal(uses_left(f, "one"), 0);
+    bool used = false;
+    assert_int_equal(store_token_used_by(f->store, "one", "key-c1", &used, &err), 0);
+    assert_true(used);
+    assert_int_equal(store_token_used_by(f->store, "one", "key-other", &used, &err), 0);
+    assert_false(used);
+
+    struct store_node n = node_for("connector", "c1");
+    snprintf(n.cert_serial, sizeof(n.cert_serial), "0c0d");
+    n.cert_not_after = T0 + 7200;
+    bool retried = false;
+    advance_s(f, 30);
+    assert_int_equal(store_node_enroll(f->store, "one", &n, &again, &retried, &err), 0);
+    assert_true(retried);
+    assert_string_equal(again.id, first.id);
+    assert_string_equal(again.spiffe_id, first.spiffe_id);
+    assert_string_equal(again.cert_serial, "0c0d");
+    assert_string_equal(again.cert_key, "key-c1");
+    assert_int_equal(again.cert_not_after, T0 + 7200);
+    assert_int_equal(again.enrolled_at, first.enrolled_at);
+    assert_int_equal(uses_left(f, "one"), 0);
+    assert_int_equal(events_of_kind(f, "enrolled"), 2);
+    struct counter c = {0, 0};
+    assert_int_equal(store_node_list(f->store, count_node, &c, &err), 0);
+    assert_int_equal(c.n, 1);
+
+    /* Every certificate's key stays findable by serial (a renew names the
+     * one it holds). */
+    char key[STORE_KEY_MAX + 1];
+    assert_int_equal(store_node_cert_key(f->store, first.id, "0a0b", key, sizeof(key), &err), 0);
+    assert_string_equal(key, "key-c1");
+    assert_int_equal(store_node_cert_key(f->store, first.id, "0c0d", key, sizeof(key), &err), 0);
+    assert_string_equal(key, "key-c1");
+    assert_int_equal(store_node_cert_key(f->store, first.id, "ffff", key, sizeof(key), &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+
+    /* Another key: the token is used up, as before. */
+    n = node_for("connector", "c1");
+    snprintf(n.cert_key, sizeof(n.cert_key), "key-thief");
+    assert_int_equal(store_node_enroll(f->store, "one", &n, &again, &retried, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+    assert_false(retried);
+    /* The same key for another name or role. */
+    n = node_for("connector", "c2");
+    snprintf(n.cert_key, sizeof(n.cert_key), "key-c1");
+    assert_int_equal(store_node_enroll(f->store, "one", &n, &again, &retried, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+    n = node_for("tunneler", "c1");
+    snprintf(n.cert_key, sizeof(n.cert_key), "key-c1");
+    assert_int_equal(store_node_enroll(f->store, "one", &n, &again, &retried, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+    c.n = 0;
+    assert_int_equal(store_node_list(f->store, count_node, &c, &err), 0);
+    assert_int_equal(c.n, 1);
+
+    /* The same key after the token's TTL. */
+    advance_s(f, 600);
+    n = node_for("connector", "c1");
+    assert_int_equal(store_node_enroll(f->store, "one", &n, &again, &retried, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+    assert_int_equal(events_of_kind(f, "enrolled"), 2);
+}
+
+/* A retry gives back only a node that still has that key as its own, that
+ * is not revoked, with a token that still exists. */
+static void
+test_enroll_retry_refused_after_revoke_renewal_or_delete(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    add_token(f, "many", 5, 600);
+    struct store_node a, b, d, out;
+    assert_int_equal(enroll(f->store, "many", "connector", "ca", &a, &err), 0);
+    assert_int_equal(enroll(f->store, "many", "connector", "cb", &b, &err), 0);
+    assert_int_equal(enroll(f->store, "many", "connector", "cd", &d, &err), 0);
+    assert_int_equal(uses_left(f, "many"), 2);
+    bool retried = false;
+
+    /* A multi-use token: a retry uses nothing more. */
+    struct store_node n = node_for("connector", "cd");
+    assert_int_equal(store_node_enroll(f->store, "many", &n, &out, &retried, &err), 0);
+    assert_true(retried);
+    assert_string_equal(out.id, d.id);
+    assert_int_equal(uses_left(f, "many"), 2);
+
+    assert_int_equal(store_node_revoke(f->store, a.id, "lost", &err), 0);
+    n = node_for("connector", "ca");
+    assert_int_equal(store_node_enroll(f->store, "many", &n, &out, &retried, &err), -1);
+    assert_int_equal(err.code, ZTR_E_INVALID);
+    assert_int_equal(store_node_get(f->store, a.id, &out, &err), 0);
+    assert_true(out.revoked);
+
+    assert_int_equal(store_node_renew(f->store, b.id, "key-cb", "0e0f", "key-cb-2", T0 + 7200,
+                                      600, &err),
+                     0);
+    n = node_for("connector", "cb");
+    assert_int_equal(store_node_enroll(f->store, "many", &n, &out, &retried, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+    assert_int_equal(store_node_get(f->store, b.id, &out, &err), 0);
+    assert_string_equal(out.cert_key, "key-cb-2");
+
+    assert_int_equal(store_token_delete(f->store, "many", &err), 0);
+    n = node_for("connector", "cd");
+    assert_int_equal(store_node_enroll(f->store, "many", &n, &out, &retried, &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
 }
 
 static void
@@ -996,7 +1114,7 @@ test_reenroll_same_name_keeps_id_and_takes_new_certificate(void **state)
     snprintf(n.addresses, sizeof(n.addresses), "[\"10.0.0.9:7444\"]");
     n.cert_not_after = T0 + 9999;
     struct store_node second;
-    assert_int_equal(store_node_enroll(f->store, "again", &n, &second, &err), 0);
+    assert_int_equal(store_node_enroll(f->store, "again", &n, &second, NULL, &err), 0);
     assert_string_equal(second.id, first.id);
     assert_string_equal(second.cert_serial, "ffee");
     assert_int_equal(second.cert_not_after, T0 + 9999);
@@ -1310,7 +1428,8 @@ test_migration_to_6_backfills_last_renewal(void **state)
     struct store_node fresh = enrolled(f, "connector", "c2");
     store_close(f->store);
     f->store = NULL;
-    raw_exec(f->path, "ALTER TABLE nodes DROP COLUMN drain;"
+    raw_exec(f->path, "DROP TABLE token_uses;"
+                      "ALTER TABLE nodes DROP COLUMN drain;"
                       "ALTER TABLE nodes DROP COLUMN drain_since;"
                       "ALTER TABLE nodes DROP COLUMN drain_deadline;"
                       "DROP INDEX nodes_revoked; DROP TABLE cas; DELETE FROM meta WHERE key IN ('ca_signer', 'ca_version');"
@@ -1446,7 +1565,7 @@ test_enroll_live_node_needs_a_replacing_token(void **state)
     snprintf(n.cert_key, sizeof(n.cert_key), "k-new");
     size_t events_before = all_events_count(f);
     struct store_node out;
-    assert_int_equal(store_node_enroll(f->store, "plain", &n, &out, &err), -1);
+    assert_int_equal(store_node_enroll(f->store, "plain", &n, &out, NULL, &err), -1);
     assert_int_equal(err.code, STORE_E_ENROLLED);
     assert_non_null(strstr(err.msg, "node c1 already enrolled"));
     assert_int_equal(uses_left(f, "plain"), 5);
@@ -1458,7 +1577,7 @@ test_enroll_live_node_needs_a_replacing_token(void **state)
     struct store_token got_token;
     assert_int_equal(store_token_get(f->store, "swap", &got_token, &err), 0);
     assert_true(got_token.replace);
-    assert_int_equal(store_node_enroll(f->store, "swap", &n, &out, &err), 0);
+    assert_int_equal(store_node_enroll(f->store, "swap", &n, &out, NULL, &err), 0);
     assert_string_equal(out.id, first.id);
     assert_string_equal(out.cert_serial, "77");
     assert_string_equal(out.cert_key, "k-new");
@@ -1477,7 +1596,7 @@ test_enroll_live_node_needs_a_replacing_token(void **state)
     snprintf(n.cert_serial, sizeof(n.cert_serial), "78");
     snprintf(n.addresses, sizeof(n.addresses), "[\"198.51.100.7\"]");
     snprintf(n.allowed_addresses, sizeof(n.allowed_addresses), "[\"198.51.100.8\"]");
-    assert_int_equal(store_node_enroll(f->store, "plain", &n, &out, &err), 0);
+    assert_int_equal(store_node_enroll(f->store, "plain", &n, &out, NULL, &err), 0);
     assert_string_equal(out.id, first.id);
     assert_int_equal(uses_left(f, "plain"), 4);
     /* Re-enrollment replaces the allowed addresses with its token's, never
@@ -1840,23 +1959,23 @@ test_values_longer_than_their_fields_are_refused_not_cut(void **state)
     /* Exactly at the limit fits and reads back whole. */
     struct store_node n = node_for("connector", name_max);
     struct store_node out;
-    assert_int_equal(store_node_enroll(f->store, "tok", &n, &out, &err), 0);
+    assert_int_equal(store_node_enroll(f->store, "tok", &n, &out, NULL, &err), 0);
     assert_string_equal(out.name, name_max);
     assert_int_equal(uses_left(f, "tok"), 9);
 
     /* Unterminated record fields. */
     n = node_for("connector", "x");
     memset(n.spiffe_id, 's', sizeof(n.spiffe_id));
-    assert_limit(store_node_enroll(f->store, "tok", &n, &out, &err), &err);
+    assert_limit(store_node_enroll(f->store, "tok", &n, &out, NULL, &err), &err);
     n = node_for("connector", "x");
     memset(n.addresses, '[', sizeof(n.addresses));
-    assert_limit(store_node_enroll(f->store, "tok", &n, &out, &err), &err);
+    assert_limit(store_node_enroll(f->store, "tok", &n, &out, NULL, &err), &err);
     n = node_for("connector", "x");
     memset(n.cert_serial, '1', sizeof(n.cert_serial));
-    assert_limit(store_node_enroll(f->store, "tok", &n, &out, &err), &err);
+    assert_limit(store_node_enroll(f->store, "tok", &n, &out, NULL, &err), &err);
     assert_int_equal(uses_left(f, "tok"), 9);
 
-    assert_limit(store_node_enroll(f->store, id_over, &n, &out, &err), &err);
+    assert_limit(store_node_enroll(f->store, id_over, &n, &out, NULL, &err), &err);
     assert_limit(store_node_get(f->store, id_over, &out, &err), &err);
     assert_limit(store_node_renew(f->store, ok.id, "k", serial_over, "k2", 1, 600, &err), &err);
     assert_limit(store_node_set_addresses(f->store, ok.id, addresses_over, &err), &err);
@@ -2048,6 +2167,8 @@ test_nodes_of_a_silent_controller_are_released(void **state)
         T(test_enroll_creates_node_with_random_hex_id_and_event),                           \
         T(test_enroll_uses_given_id_and_defaults_addresses_to_empty_array),                 \
         T(test_enroll_consumes_one_use_each_until_used_up),                                 \
+        T(test_enroll_retry_same_key_returns_same_node),                                    \
+        T(test_enroll_retry_refused_after_revoke_renewal_or_delete),                        \
         T(test_enroll_with_expired_token_writes_nothing),                                   \
         T(test_enroll_with_unknown_or_deleted_token_is_not_found),                          \
         T(test_single_use_token_on_two_handles_enrolls_exactly_once),                       \

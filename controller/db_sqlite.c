@@ -15,7 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BUSY_TIMEOUT_MS "5000" /* spliced into the PRAGMA */
+/* Spliced into the PRAGMA. Short: a write waits on the controller's event
+ * loop, which serves every session meanwhile (store.h STORE_BUSY_MS). */
+#define BUSY_TIMEOUT_MS "2000"
 
 struct sqlite_db {
     struct db base;
@@ -30,6 +32,36 @@ struct sqlite_rows {
 };
 
 static const struct db_ops sqlite_ops;
+
+/* The failures that are the disk's or another process's, not the
+ * statement's (db_fault). */
+static void
+note_fault(struct sqlite_db *db, int rc)
+{
+    enum db_fault fault;
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        fault = DB_FAULT_BUSY;
+        break;
+    case SQLITE_FULL:
+        fault = DB_FAULT_FULL;
+        break;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PROTOCOL:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        fault = DB_FAULT_IO;
+        break;
+    default:
+        return;
+    }
+    db->base.fault = fault;
+    snprintf(db->base.fault_reason, sizeof(db->base.fault_reason), "%s",
+             sqlite3_errmsg(db->conn));
+}
 
 static int
 fail(struct sqlite_db *db, const char *sql, struct ztr_err *err)
@@ -51,6 +83,7 @@ fail(struct sqlite_db *db, const char *sql, struct ztr_err *err)
         code = ZTR_E_IO;
         break;
     }
+    note_fault(db, rc);
     return ztr_err_set(err, code, "sqlite: %s (in \"%.*s\")", sqlite3_errmsg(db->conn),
                        DB_SQL_IN_ERRORS, sql != NULL ? sql : "");
 }
@@ -191,6 +224,7 @@ sq_exec_script(struct db *base, const char *script, struct ztr_err *err)
     struct sqlite_db *db = (struct sqlite_db *)base;
     char *msg = NULL;
     if (sqlite3_exec(db->conn, script, NULL, NULL, &msg) != SQLITE_OK) {
+        note_fault(db, sqlite3_extended_errcode(db->conn));
         ztr_err_set(err, ZTR_E_IO, "%s", msg != NULL ? msg : sqlite3_errmsg(db->conn));
         sqlite3_free(msg);
         return -1;
@@ -204,10 +238,23 @@ sq_begin(struct db *base, struct ztr_err *err)
     return sq_exec(base, "BEGIN IMMEDIATE", NO_ARGS, NULL, err);
 }
 
+/* Pages written to the database or its WAL by this connection so far. */
+static int
+pages_written(struct sqlite_db *db)
+{
+    int current = 0, highest = 0;
+    sqlite3_db_status(db->conn, SQLITE_DBSTATUS_CACHE_WRITE, &current, &highest, 0);
+    return current;
+}
+
 static int
 sq_commit(struct db *base, struct ztr_err *err)
 {
-    return sq_exec(base, "COMMIT", NO_ARGS, NULL, err);
+    struct sqlite_db *db = (struct sqlite_db *)base;
+    int before = pages_written(db);
+    TRY(sq_exec(base, "COMMIT", NO_ARGS, NULL, err));
+    base->commit_wrote = pages_written(db) != before;
+    return 0;
 }
 
 static void
@@ -273,8 +320,15 @@ sq_close(struct db *base)
 
 static int sq_configure(struct db *base, struct ztr_err *err);
 
+static void
+sq_set_busy_timeout(struct db *base, int ms)
+{
+    sqlite3_busy_timeout(((struct sqlite_db *)base)->conn, ms);
+}
+
 static const struct db_ops sqlite_ops = {
     .configure = sq_configure,
+    .set_busy_timeout = sq_set_busy_timeout,
     .query = sq_query,
     .next = sq_next,
     .rows_close = sq_rows_close,

@@ -5,6 +5,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
 FAULT_SHIM="$ZTR_TEST_BIN/../tests/faults/libfault_shim.so"
 [ -f "$FAULT_SHIM" ] || { echo "no $FAULT_SHIM (make all builds it)" >&2; exit 1; }
+FAULT_RUNS=${FAULT_RUNS:-0}
 
 # fault_env OP ACTION [PATH-TEXT] [NTH] [TIMES] [WHILE-FILE]: sets FAULT_ENV,
 # the VAR=value words that load the injector into one process (pass them to

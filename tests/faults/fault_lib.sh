@@ -46,3 +46,6 @@ clock_env() {
 # clock_jump FILE SECONDS: the wall clock of every process using FILE
 # jumps to SECONDS from true time (negative: back); seen within 50 ms.
 clock_jump() { echo "$2" >"$1.tmp" && mv "$1.tmp" "$1"; sleep 0.1; }
+
+# fault_count_of TRACE: how many matching calls a trace file holds.
+fault_count_of() { wc -l <"$1" | tr -d ' '; }

@@ -560,6 +560,33 @@ test_close_checkpoints_the_wal_and_accepts_null(void **state)
     free(wal);
 }
 
+/* Checkpoints run off the caller's thread: once commits leave 1000 frames
+ * in the WAL the pages reach the database file without any further call
+ * into the store (the caller, the controller's event loop, never waits
+ * for their fsync). */
+static void
+test_wal_is_checkpointed_by_its_own_thread(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), 0);
+    off_t before = st.st_size;
+    char detail[200];
+    memset(detail, 'x', sizeof(detail) - 1);
+    detail[sizeof(detail) - 1] = '\0';
+    for (int i = 0; i < 1100; i++)
+        assert_int_equal(store_event_add(f->store, "admin", NULL, detail, &err), 0);
+    bool grew = false;
+    for (int i = 0; i < 100 && !grew; i++) {
+        assert_int_equal(stat(f->path, &st), 0);
+        grew = st.st_size > before + 64 * 1024;
+        if (!grew)
+            usleep(50 * 1000);
+    }
+    assert_true(grew);
+}
+
 struct snapshot {
     struct store_node node;
     struct store_token token;
@@ -2141,6 +2168,7 @@ main(void)
         T(test_migration_to_6_backfills_last_renewal),
         T(test_oversized_value_written_behind_the_stores_back_is_an_error),
         T(test_locked_database_refuses_a_change_whole_and_recovers),
+        T(test_wal_is_checkpointed_by_its_own_thread),
         ENGINE_TESTS(T),
 #undef T
     };

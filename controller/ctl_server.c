@@ -1701,10 +1701,9 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     /* Three missed intervals make a node OFFLINE (failure-modes §3.2). */
     int64_t cutoff = now - (3 * c->settings.heartbeat_interval_ms + 999) / 1000;
     /* Heartbeats live in memory: first store those the sweep would judge
-     * by a stale last_seen. */
-    /* A store that cannot write (locked, full, failing) made the flush
-     * wait out its busy timeout on this loop, and would make every other
-     * write here wait again: those wait for the next sweep. */
+     * by a stale last_seen. A store that cannot write (locked, full,
+     * failing) fails that flush; the other writes here then wait for the
+     * next sweep too. */
     bool store_down = false;
     /* A loop blocked past two intervals (a write waiting for a locked
      * store, a slow disk) has not read the heartbeats queued meanwhile:

@@ -108,6 +108,12 @@ struct connector {
      * stream, so nothing newer exists). Past ALLOWLIST_MAX_AGE without
      * that, the connector stops serving. */
     int64_t confirmed_at;          /* wall seconds; 0 = never */
+    /* The same moments on the monotonic clock (0: not in this process):
+     * ages are measured on it, so that a wall clock that jumps neither
+     * makes them negative (back) nor refuses sessions for an age that did
+     * not pass (forward). The wall times stay for what came from disk. */
+    int64_t confirmed_mono_ms;
+    int64_t received_mono_ms;
     int64_t grants_next_expiry;    /* the next federation grant to expire, 0 = none */
     bool delivered_online;         /* an allowlist arrived on the current control stream */
     bool stale;
@@ -208,10 +214,38 @@ connector_configure(void *ctx, struct agent *agent, const struct config *config,
     return 0;
 }
 
+/* Seconds since a moment known by its monotonic time (this process) or
+ * else its wall time (from disk: never negative); -1 for never. */
+static int64_t
+seconds_since(const struct connector *c, int64_t mono_ms, int64_t wall_s)
+{
+    const struct ztr_clock *clock = agent_clock(c->agent);
+    if (mono_ms > 0)
+        return (clock_monotonic_ms(clock) - mono_ms) / 1000;
+    if (wall_s <= 0)
+        return -1;
+    int64_t age = clock_wall_s(clock) - wall_s;
+    return age > 0 ? age : 0;
+}
+
 static int64_t
 allowlist_age(const struct connector *c)
 {
-    return c->confirmed_at > 0 ? clock_wall_s(agent_clock(c->agent)) - c->confirmed_at : -1;
+    return seconds_since(c, c->confirmed_mono_ms, c->confirmed_at);
+}
+
+/* Since the enforced allowlist arrived. */
+static int64_t
+allowlist_received_age(const struct connector *c)
+{
+    return seconds_since(c, c->received_mono_ms, allowlist_received_at(c->allowlist));
+}
+
+static void
+allowlist_confirmed(struct connector *c, int64_t now)
+{
+    c->confirmed_at = now;
+    c->confirmed_mono_ms = clock_monotonic_ms(agent_clock(c->agent));
 }
 
 static void
@@ -222,7 +256,7 @@ check_allowlist_age(struct connector *c)
     if (state != AGENT_ONLINE && state != AGENT_RENEWING)
         c->delivered_online = false;
     else if (c->delivered_online)
-        c->confirmed_at = now;
+        allowlist_confirmed(c, now);
     int64_t age = allowlist_age(c);
     bool stale = age < 0 || age * 1000 > c->settings.allowlist_max_age_ms;
     if (stale == c->stale)
@@ -589,7 +623,8 @@ connector_on_allowlist(void *ctx, const json_t *msg)
     log_info("allowlist received", "version=%lld tunnelers=%zu epoch=%s",
              (long long)allowlist_version(c->allowlist), allowlist_size(c->allowlist),
              allowlist_epoch(c->allowlist));
-    c->confirmed_at = now;
+    allowlist_confirmed(c, now);
+    c->received_mono_ms = c->confirmed_mono_ms;
     c->delivered_online = true;
     /* The workers' copy: the same message into a fresh list (which takes
      * any version), so it holds whatever the list holds. */
@@ -704,13 +739,11 @@ static void
 connector_add_health(void *ctx, json_t *health)
 {
     struct connector *c = ctx;
-    int64_t received = allowlist_received_at(c->allowlist);
-    int64_t now = clock_wall_s(agent_clock(c->agent));
     json_object_set_new(health, "allowlist",
                         json_pack("{s:I, s:I, s:I}", "version",
                                   (json_int_t)allowlist_version(c->allowlist), "tunnelers",
                                   (json_int_t)allowlist_size(c->allowlist), "age_seconds",
-                                  (json_int_t)(received > 0 ? now - received : -1)));
+                                  (json_int_t)allowlist_received_age(c)));
     json_t *list = json_object_get(health, "allowlist");
     json_object_set_new(list, "confirmed_age_seconds", json_integer(allowlist_age(c)));
     json_object_set_new(list, "max_age_seconds",
@@ -724,11 +757,10 @@ static void
 connector_add_metrics(void *ctx, struct metrics *m)
 {
     struct connector *c = ctx;
-    int64_t received = allowlist_received_at(c->allowlist);
     metrics_gauge(m, "ztr_allowlist_version", "Version of the allowlist being enforced.", NULL,
                   allowlist_version(c->allowlist));
     metrics_gauge(m, "ztr_allowlist_age_seconds", "Time since the enforced allowlist arrived.",
-                  NULL, received > 0 ? clock_wall_s(agent_clock(c->agent)) - received : -1);
+                  NULL, allowlist_received_age(c));
     metrics_gauge(m, "ztr_allowlist_stale",
                   "1 while the allowlist is older than ALLOWLIST_MAX_AGE and sessions are refused.",
                   NULL, c->stale);

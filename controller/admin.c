@@ -81,6 +81,8 @@ status_for(const struct ztr_err *err)
         return 404;
     case STORE_E_PEER_EXISTS:
         return 409;
+    case STORE_E_UNAVAILABLE: /* nothing changed; the same request may work later */
+        return 503;
     case ZTR_E_INVALID:
     case ZTR_E_LIMIT:
     case PKI_E_BAD_SPIFFE_ID: /* a name that cannot be a SPIFFE ID segment */
@@ -1547,14 +1549,21 @@ connectors_field(const struct controller *c, const json_t *body, const json_t **
     return 0;
 }
 
+/* The resource and its bindings in one transaction: a failure halfway
+ * (a full disk) leaves no resource without the connectors it was given. */
 static int
-bind_all(struct controller *c, const char *name, const json_t *connectors, struct ztr_err *err)
+resource_add(struct controller *c, const char *name, const char *description,
+             const json_t *connectors, struct ztr_err *err)
 {
-    size_t i;
-    const json_t *item;
-    json_array_foreach(connectors, i, item)
-        TRY(store_resource_bind(c->store, name, json_string_value(item), true, err));
-    return 0;
+    size_t count = connectors != NULL ? json_array_size(connectors) : 0;
+    const char **names = calloc(count > 0 ? count : 1, sizeof(*names));
+    if (names == NULL)
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < count; i++)
+        names[i] = json_string_value(json_array_get(connectors, i));
+    int rc = store_resource_add(c->store, name, description, names, count, err);
+    free(names);
+    return rc;
 }
 
 static void
@@ -1572,9 +1581,8 @@ route_resource_add(struct admin_call *call)
         check_resource_name("name", name, &err) != 0 ||
         field_string(body, "description", false, STORE_DETAIL_MAX, &description, &err) != 0 ||
         connectors_field(call->c, body, &connectors, &err) != 0 ||
-        store_resource_put(call->c->store, name, description != NULL ? description : "", &err) !=
-            0 ||
-        bind_all(call->c, name, connectors, &err) != 0) {
+        resource_add(call->c, name, description != NULL ? description : "", connectors, &err) !=
+            0) {
         respond_failure(call->response, &err);
         json_decref(body);
         return;
@@ -2495,14 +2503,26 @@ route_health(struct admin_call *call)
     int64_t uptime = stats.now - c->started_at;
     struct build_info build;
     build_info_get(&build);
-    respond_json(call->response, 200,
-                 json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:s, s:s, s:s, s:s}}", "status",
+    struct store_writes writes;
+    store_writes_get(c->store, &writes);
+    json_t *reply = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:s, s:s, s:s, s:s}}", "status",
                            "ok", "uptime_s", (json_int_t)(uptime > 0 ? uptime : 0), "sessions",
                            (json_int_t)session_count(c), "nodes_online",
                            (json_int_t)stats.online, "nodes_total", (json_int_t)stats.total,
                            "bundle_version", (json_int_t)bundle_version(c), "build", "version",
                            build.version, "wolfssl", build.wolfssl, "wolfssl_asm",
-                           build.wolfssl_asm, "build", build.build));
+                           build.wolfssl_asm, "build", build.build);
+    /* The store's writability: changes are refused (503) while unavailable,
+     * sessions and heartbeats go on from memory. */
+    if (reply != NULL &&
+        (json_object_set_new(reply, "store",
+                             json_string(writes.writable ? "writable" : "unavailable")) != 0 ||
+         (!writes.writable &&
+          json_object_set_new(reply, "store_error", json_text(writes.reason)) != 0))) {
+        json_decref(reply);
+        reply = NULL;
+    }
+    respond_json(call->response, 200, reply);
 }
 
 static const struct metrics_row counter_metrics[] = {
@@ -2616,6 +2636,19 @@ write_metrics(struct metrics *m, const struct controller *c, const struct node_s
         changes_metrics(c->changes, m);
     metrics_gauge(m, "ztr_controller_allowlist_version", "Version of the allowlist.", NULL,
                   store_allowlist_version(c->store));
+    struct store_writes writes;
+    store_writes_get(c->store, &writes);
+    metrics_gauge(m, "ztr_store_writable",
+                  "1 while the store takes writes; 0 after a write failed (locked, full, I/O).",
+                  NULL, writes.writable ? 1 : 0);
+    metrics_family(m, "ztr_store_errors_total", "counter",
+                   "Write transactions that failed because of the database: kind busy (locked "
+                   "past the busy timeout), full (disk full) or io (I/O error).");
+    for (int k = 0; k < STORE_FAULT_KINDS; k++) {
+        char labels[32];
+        snprintf(labels, sizeof(labels), "kind=\"%s\"", store_fault_kind_name(k));
+        metrics_u64(m, "ztr_store_errors_total", labels, writes.errors[k]);
+    }
     metrics_family(m, "ztr_svid_expiry_seconds", "gauge",
                    "Time left on each node's current certificate.");
     metrics_printf(m, "%s", expiry_samples);

@@ -186,6 +186,7 @@ struct ctl_server {
     uint16_t port;
     ev_io accept_io;
     ev_timer sweep_timer;
+    int64_t swept_at_ms; /* monotonic; 0 before the first sweep */
     struct tls_ctx *tls;
     int64_t identity_renew_at;
     struct session *sessions;
@@ -1755,18 +1756,46 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     /* Three missed intervals make a node OFFLINE (failure-modes §3.2). */
     int64_t cutoff = now - (3 * c->settings.heartbeat_interval_ms + 999) / 1000;
     /* Heartbeats live in memory: first store those the sweep would judge
-     * by a stale last_seen. */
-    if (fleet_persist(c->fleet, cutoff, &err) != 0)
-        log_warn("heartbeats not stored", "error=\"%s\"", err.msg);
-    if (store_node_sweep_offline(c->store, cutoff, log_offline, c, &err) != 0)
+     * by a stale last_seen. A store that cannot write (locked, full,
+     * failing) fails that flush; the other writes here then wait for the
+     * next sweep too. */
+    bool store_down = false;
+    /* A loop blocked past two intervals (a write waiting for a locked
+     * store, a slow disk) has not read the heartbeats queued meanwhile:
+     * judged now, live nodes would look silent (OFFLINE, or their sessions
+     * closed as idle). They are judged at the next sweep. */
+    int64_t mono_ms = clock_monotonic_ms(c->clock);
+    int64_t gap_ms = server->swept_at_ms != 0 ? mono_ms - server->swept_at_ms : 0;
+    server->swept_at_ms = mono_ms;
+    bool blocked = gap_ms > 2 * c->settings.heartbeat_interval_ms;
+    /* Here a locked store fails fast: heartbeats wait in memory for the
+     * next sweep, the loop does not wait out the busy timeout. */
+    store_set_busy_timeout(c->store, STORE_BACKGROUND_BUSY_MS);
+    if (fleet_persist(c->fleet, cutoff, &err) != 0) {
+        /* Kept in memory and written at the next sweep; judging nodes by
+         * the stale last_seen in the store would mark live ones OFFLINE. */
+        log_warn("heartbeats not stored, kept in memory; offline sweep skipped",
+                 "error=\"%s\"", err.msg);
+        store_down = err.code == STORE_E_UNAVAILABLE;
+    } else if (blocked) {
+        log_warn("offline sweep skipped: the loop was blocked", "blocked_ms=%lld",
+                 (long long)gap_ms);
+    } else if (store_node_sweep_offline(c->store, cutoff, log_offline, c, &err) != 0) {
         log_warn("offline sweep failed", "error=\"%s\"", err.msg);
-    if (store_controller_beat(c->store, server->address, &err) != 0 ||
-        (store_is_shared(c->store) &&
-         store_nodes_release(c->store, now - stale_after_s(c), NULL, log_released, c, &err) != 0))
+        store_down = err.code == STORE_E_UNAVAILABLE;
+    }
+    if (!store_down &&
+        (store_controller_beat(c->store, server->address, &err) != 0 ||
+         (store_is_shared(c->store) &&
+          store_nodes_release(c->store, now - stale_after_s(c), NULL, log_released, c, &err) !=
+              0)))
         log_warn("controller heartbeat not stored", "error=\"%s\"", err.msg);
     fleet_tick(c->fleet);
-    close_idle_sessions(server);
-    prune_events(c, now);
+    if (!blocked)
+        close_idle_sessions(server);
+    if (!store_down)
+        prune_events(c, now);
+    store_set_busy_timeout(c->store, STORE_BUSY_MS);
     bool pruned = false;
     if (ca_set_prune(c->cas, &pruned, &err) == 0 && pruned) {
         /* A CA leaving the bundle ends the sessions of what it signed: a

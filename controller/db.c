@@ -12,6 +12,14 @@ db_url_is_postgres(const char *url)
            (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0);
 }
 
+static void
+clear_failure(struct db *db)
+{
+    db->constraint_failed = false;
+    db->fault = DB_FAULT_NONE;
+    db->fault_reason[0] = '\0';
+}
+
 int
 db_open(const char *url, struct db **out, struct ztr_err *err)
 {
@@ -47,7 +55,7 @@ db_query(struct db *db, const char *sql, const struct db_arg *args, size_t count
          struct db_rows **rows, struct ztr_err *err)
 {
     *rows = NULL;
-    db->constraint_failed = false;
+    clear_failure(db);
     return db->ops->query(db, sql, args, count, rows, err);
 }
 
@@ -104,26 +112,29 @@ int
 db_exec(struct db *db, const char *sql, const struct db_arg *args, size_t count,
         int64_t *changes, struct ztr_err *err)
 {
-    db->constraint_failed = false;
+    clear_failure(db);
     return db->ops->exec(db, sql, args, count, changes, err);
 }
 
 int
 db_exec_script(struct db *db, const char *script, struct ztr_err *err)
 {
-    db->constraint_failed = false;
+    clear_failure(db);
     return db->ops->exec_script(db, script, err);
 }
 
 int
 db_begin(struct db *db, struct ztr_err *err)
 {
+    clear_failure(db);
     return db->ops->begin(db, err);
 }
 
 int
 db_commit(struct db *db, struct ztr_err *err)
 {
+    clear_failure(db);
+    db->commit_wrote = true;
     return db->ops->commit(db, err);
 }
 
@@ -137,6 +148,48 @@ bool
 db_constraint_failed(const struct db *db)
 {
     return db->constraint_failed;
+}
+
+enum db_fault
+db_fault(const struct db *db)
+{
+    return db->fault;
+}
+
+void
+db_set_busy_timeout(struct db *db, int ms)
+{
+    if (db->ops->set_busy_timeout != NULL)
+        db->ops->set_busy_timeout(db, ms);
+}
+
+bool
+db_commit_wrote(const struct db *db)
+{
+    return db->commit_wrote;
+}
+
+const char *
+db_fault_reason(const struct db *db)
+{
+    return db->fault_reason;
+}
+
+const char *
+db_fault_name(enum db_fault fault)
+{
+    switch (fault) {
+    case DB_FAULT_BUSY:
+        return "busy";
+    case DB_FAULT_FULL:
+        return "full";
+    case DB_FAULT_IO:
+        return "io";
+    case DB_FAULT_NONE:
+    case DB_FAULT_COUNT:
+        break;
+    }
+    return "";
 }
 
 int

@@ -87,6 +87,23 @@ void db_rollback(struct db *db);
 /* Whether the last failure was a constraint (unique, foreign key, check). */
 bool db_constraint_failed(const struct db *db);
 
+/* Why the last call failed when the engine, not the statement, was at
+ * fault: the database was locked past the busy timeout, the disk is full,
+ * or it failed to read or write. Such a failure says nothing about the
+ * change; the same change may succeed once the fault clears. */
+enum db_fault { DB_FAULT_NONE, DB_FAULT_BUSY, DB_FAULT_FULL, DB_FAULT_IO, DB_FAULT_COUNT };
+enum db_fault db_fault(const struct db *db);
+/* The engine's own words for the last fault ("database or disk is full"). */
+const char *db_fault_reason(const struct db *db);
+/* SQLite: how long a statement waits for another connection's lock before
+ * it fails "database is locked" (db_open sets 2 s); PostgreSQL: ignored. */
+void db_set_busy_timeout(struct db *db, int ms);
+/* Whether the last db_commit wrote to the disk: SQLite skips a commit
+ * whose rows came out unchanged (PostgreSQL: always true). */
+bool db_commit_wrote(const struct db *db);
+/* "busy", "full", "io" (metric labels, log fields); "" for none. */
+const char *db_fault_name(enum db_fault fault);
+
 /* The schema version: SQLite's user_version, PostgreSQL's
  * ztr_schema_version table. Set only inside a transaction. */
 int db_schema_version(struct db *db, int64_t *version, struct ztr_err *err);

@@ -27,6 +27,7 @@ struct db_ops {
     int (*set_schema_version)(struct db *db, int64_t version, struct ztr_err *err);
     int (*lock_schema)(struct db *db, struct ztr_err *err);
     int (*configure)(struct db *db, struct ztr_err *err);
+    void (*set_busy_timeout)(struct db *db, int ms); /* NULL: not the engine's notion */
     int (*listen)(struct db *db, const char *channel, struct ztr_err *err);
     int (*notify)(struct db *db, const char *channel, const char *payload, struct ztr_err *err);
     int (*socket)(const struct db *db);
@@ -40,6 +41,9 @@ struct db {
     const struct db_ops *ops;
     enum db_engine engine;
     bool constraint_failed;
+    enum db_fault fault;
+    bool commit_wrote;
+    char fault_reason[128];
 };
 
 struct db_rows {

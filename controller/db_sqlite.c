@@ -7,20 +7,44 @@
  * (SQLITE_BUSY_SNAPSHOT, no retry). */
 #include "controller/db_internal.h"
 
+#include "base/log.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define BUSY_TIMEOUT_MS "5000" /* spliced into the PRAGMA */
+/* Spliced into the PRAGMA. Short: a write waits on the controller's event
+ * loop, which serves every session meanwhile (store.h STORE_BUSY_MS). */
+#define BUSY_TIMEOUT_MS "2000"
+
+/* WAL checkpoints, the only writes that fsync with synchronous=NORMAL, run
+ * on a thread of their own with a connection of its own (PASSIVE: never
+ * in a writer's way), instead of inside whichever commit crossed SQLite's
+ * automatic checkpoint threshold: that commit runs on the controller's
+ * event loop, and a slow disk's fsync would hold every session there. The
+ * threshold is SQLite's default: a commit that leaves this many frames in
+ * the WAL wakes the thread. */
+#define CHECKPOINT_FRAMES 1000
+
+struct checkpointer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool started, stop, due;
+    char *path;
+};
 
 struct sqlite_db {
     struct db base;
     sqlite3 *conn;
     bool in_memory;
+    char *path;
+    struct checkpointer checkpoints;
 };
 
 struct sqlite_rows {
@@ -30,6 +54,36 @@ struct sqlite_rows {
 };
 
 static const struct db_ops sqlite_ops;
+
+/* The failures that are the disk's or another process's, not the
+ * statement's (db_fault). */
+static void
+note_fault(struct sqlite_db *db, int rc)
+{
+    enum db_fault fault;
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        fault = DB_FAULT_BUSY;
+        break;
+    case SQLITE_FULL:
+        fault = DB_FAULT_FULL;
+        break;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PROTOCOL:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        fault = DB_FAULT_IO;
+        break;
+    default:
+        return;
+    }
+    db->base.fault = fault;
+    snprintf(db->base.fault_reason, sizeof(db->base.fault_reason), "%s",
+             sqlite3_errmsg(db->conn));
+}
 
 static int
 fail(struct sqlite_db *db, const char *sql, struct ztr_err *err)
@@ -51,6 +105,7 @@ fail(struct sqlite_db *db, const char *sql, struct ztr_err *err)
         code = ZTR_E_IO;
         break;
     }
+    note_fault(db, rc);
     return ztr_err_set(err, code, "sqlite: %s (in \"%.*s\")", sqlite3_errmsg(db->conn),
                        DB_SQL_IN_ERRORS, sql != NULL ? sql : "");
 }
@@ -191,6 +246,7 @@ sq_exec_script(struct db *base, const char *script, struct ztr_err *err)
     struct sqlite_db *db = (struct sqlite_db *)base;
     char *msg = NULL;
     if (sqlite3_exec(db->conn, script, NULL, NULL, &msg) != SQLITE_OK) {
+        note_fault(db, sqlite3_extended_errcode(db->conn));
         ztr_err_set(err, ZTR_E_IO, "%s", msg != NULL ? msg : sqlite3_errmsg(db->conn));
         sqlite3_free(msg);
         return -1;
@@ -204,10 +260,23 @@ sq_begin(struct db *base, struct ztr_err *err)
     return sq_exec(base, "BEGIN IMMEDIATE", NO_ARGS, NULL, err);
 }
 
+/* Pages written to the database or its WAL by this connection so far. */
+static int
+pages_written(struct sqlite_db *db)
+{
+    int current = 0, highest = 0;
+    sqlite3_db_status(db->conn, SQLITE_DBSTATUS_CACHE_WRITE, &current, &highest, 0);
+    return current;
+}
+
 static int
 sq_commit(struct db *base, struct ztr_err *err)
 {
-    return sq_exec(base, "COMMIT", NO_ARGS, NULL, err);
+    struct sqlite_db *db = (struct sqlite_db *)base;
+    int before = pages_written(db);
+    TRY(sq_exec(base, "COMMIT", NO_ARGS, NULL, err));
+    base->commit_wrote = pages_written(db) != before;
+    return 0;
 }
 
 static void
@@ -259,22 +328,123 @@ sq_lock_schema(struct db *base, struct ztr_err *err)
     return 0; /* BEGIN IMMEDIATE holds the file's write lock already */
 }
 
+static void *
+checkpoint_main(void *arg)
+{
+    struct checkpointer *cp = arg;
+    sqlite3 *conn = NULL;
+    if (sqlite3_open_v2(cp->path, &conn, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        log_warn("store checkpoints not started", "error=\"%s\"",
+                 conn != NULL ? sqlite3_errmsg(conn) : "out of memory");
+        sqlite3_close_v2(conn);
+        conn = NULL;
+    }
+    /* A connection learns the file is in WAL mode when it first reads it;
+     * until then a checkpoint is a no-op. */
+    if (conn != NULL)
+        sqlite3_exec(conn, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+    bool failing = false;
+    pthread_mutex_lock(&cp->lock);
+    while (!cp->stop) {
+        if (!cp->due)
+            pthread_cond_wait(&cp->wake, &cp->lock);
+        if (cp->stop || !cp->due)
+            continue;
+        cp->due = false;
+        if (conn == NULL)
+            continue;
+        pthread_mutex_unlock(&cp->lock);
+        int rc = sqlite3_wal_checkpoint_v2(conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        /* The WAL keeps every commit meanwhile; logged when it starts and
+         * stops failing, not at every try. */
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY && !failing)
+            log_warn("store checkpoint failed", "error=\"%s\"", sqlite3_errmsg(conn));
+        else if (rc == SQLITE_OK && failing)
+            log_info("store checkpoints work again", NULL);
+        failing = rc != SQLITE_OK && rc != SQLITE_BUSY;
+        pthread_mutex_lock(&cp->lock);
+    }
+    pthread_mutex_unlock(&cp->lock);
+    sqlite3_close_v2(conn);
+    return NULL;
+}
+
+static int
+checkpointer_start(struct checkpointer *cp, const char *path, struct ztr_err *err)
+{
+    if (pthread_cond_init(&cp->wake, NULL) != 0)
+        return ztr_err_set(err, ZTR_E_NOMEM, "cannot start the checkpoint thread");
+    pthread_mutex_init(&cp->lock, NULL);
+    cp->path = strdup(path);
+    if (cp->path == NULL || pthread_create(&cp->thread, NULL, checkpoint_main, cp) != 0) {
+        free(cp->path);
+        cp->path = NULL;
+        pthread_cond_destroy(&cp->wake);
+        pthread_mutex_destroy(&cp->lock);
+        return ztr_err_set(err, ZTR_E_NOMEM, "cannot start the checkpoint thread");
+    }
+    cp->started = true;
+    return 0;
+}
+
+/* SQLite's WAL hook, after each commit on the main connection: only asks
+ * (the lock is held by the thread only between checkpoints). */
+static int
+wal_committed(void *ctx, sqlite3 *conn, const char *name, int frames)
+{
+    (void)conn;
+    (void)name;
+    struct checkpointer *cp = ctx;
+    if (frames >= CHECKPOINT_FRAMES) {
+        pthread_mutex_lock(&cp->lock);
+        cp->due = true;
+        pthread_cond_signal(&cp->wake);
+        pthread_mutex_unlock(&cp->lock);
+    }
+    return SQLITE_OK;
+}
+
+static void
+checkpointer_stop(struct checkpointer *cp)
+{
+    if (!cp->started)
+        return;
+    pthread_mutex_lock(&cp->lock);
+    cp->stop = true;
+    pthread_cond_signal(&cp->wake);
+    pthread_mutex_unlock(&cp->lock);
+    pthread_join(cp->thread, NULL);
+    pthread_cond_destroy(&cp->wake);
+    pthread_mutex_destroy(&cp->lock);
+    free(cp->path);
+    cp->started = false;
+}
+
 static void
 sq_close(struct db *base)
 {
     struct sqlite_db *db = (struct sqlite_db *)base;
+    checkpointer_stop(&db->checkpoints);
     /* Folds the WAL back into the database so that at rest the state is the
      * one file (what a backup that copies only it would expect). Best
      * effort: a reader on another handle may keep part of the WAL alive. */
     sqlite3_exec(db->conn, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
     sqlite3_close_v2(db->conn);
+    free(db->path);
     free(db);
 }
 
 static int sq_configure(struct db *base, struct ztr_err *err);
 
+static void
+sq_set_busy_timeout(struct db *base, int ms)
+{
+    sqlite3_busy_timeout(((struct sqlite_db *)base)->conn, ms);
+}
+
 static const struct db_ops sqlite_ops = {
     .configure = sq_configure,
+    .set_busy_timeout = sq_set_busy_timeout,
     .query = sq_query,
     .next = sq_next,
     .rows_close = sq_rows_close,
@@ -337,6 +507,11 @@ sq_configure(struct db *base, struct ztr_err *err)
     TRY(query_one_int(db, "PRAGMA foreign_keys", &on, err));
     if (on != 1)
         return ztr_err_set(err, ZTR_E_IO, "this SQLite does not enforce foreign keys");
+    if (db->in_memory || db->checkpoints.started)
+        return 0;
+    TRY(checkpointer_start(&db->checkpoints, db->path, err));
+    /* Replaces SQLite's automatic checkpoint on this connection. */
+    sqlite3_wal_hook(db->conn, wal_committed, &db->checkpoints);
     return 0;
 }
 
@@ -354,11 +529,17 @@ db_sqlite_open(const char *path, struct db **out, struct ztr_err *err)
     db->base.ops = &sqlite_ops;
     db->base.engine = DB_SQLITE;
     db->in_memory = in_memory(path);
+    db->path = strdup(path);
+    if (db->path == NULL) {
+        free(db);
+        return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
+    }
     int rc = sqlite3_open_v2(path, &db->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) {
         ztr_err_set(err, rc == SQLITE_NOMEM ? ZTR_E_NOMEM : ZTR_E_IO, "sqlite: %s",
                     db->conn != NULL ? sqlite3_errmsg(db->conn) : sqlite3_errstr(rc));
         sqlite3_close_v2(db->conn);
+        free(db->path);
         free(db);
         return -1;
     }
@@ -366,6 +547,7 @@ db_sqlite_open(const char *path, struct db **out, struct ztr_err *err)
     /* busy_timeout first: reading the version may wait for a writer. */
     if (sq_exec(&db->base, "PRAGMA busy_timeout = " BUSY_TIMEOUT_MS, NO_ARGS, NULL, err) != 0) {
         sqlite3_close_v2(db->conn);
+        free(db->path);
         free(db);
         return -1;
     }

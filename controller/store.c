@@ -7,6 +7,7 @@
  * this file's own counter. */
 #include "controller/store.h"
 
+#include "base/log.h"
 #include "controller/db.h"
 
 #include <errno.h>
@@ -27,6 +28,7 @@ struct store {
     char *url;              /* what it was opened with (a second connection listens) */
     char controller_id[STORE_ID_MAX + 1]; /* the controller using it ("" in tools) */
     struct db *changes;     /* PostgreSQL: LISTENs on STORE_CHANNEL; NULL until opened */
+    struct store_writes writes;
 };
 
 /* Every controller on the database LISTENs here; payloads: "push" (what
@@ -448,12 +450,51 @@ for_each_row(struct store *s, struct db_rows *st,
 
 /* ---- transactions --------------------------------------------------------- */
 
-/* Returns -1 so that error paths can end in `return tx_abort(s);`. */
+static int64_t now_s(const struct store *s);
+
+/* A transaction that failed because of the database itself (locked, disk
+ * full, I/O error) rather than its statements: counted, logged when the
+ * store turns unavailable, and reported as STORE_E_UNAVAILABLE with the
+ * engine's reason, which is what an operator can act on. */
 static int
-tx_abort(struct store *s)
+tx_failed(struct store *s, struct ztr_err *err)
 {
+    enum db_fault fault = db_fault(s->db);
+    char reason[sizeof(s->writes.reason)];
+    snprintf(reason, sizeof(reason), "%s", db_fault_reason(s->db));
     db_rollback(s->db);
-    return -1;
+    if (fault == DB_FAULT_NONE)
+        return -1;
+    enum store_fault_kind kind = fault == DB_FAULT_BUSY   ? STORE_FAULT_BUSY
+                                 : fault == DB_FAULT_FULL ? STORE_FAULT_FULL
+                                                          : STORE_FAULT_IO;
+    s->writes.errors[kind]++;
+    if (s->writes.writable)
+        log_error("store unavailable", "kind=%s reason=\"%s\" error=\"%s\"",
+                  store_fault_kind_name(kind), reason, err->msg);
+    else
+        log_debug("store write failed", "kind=%s reason=\"%s\"", store_fault_kind_name(kind),
+                  reason);
+    if (s->writes.writable)
+        s->writes.unwritable_since = now_s(s);
+    s->writes.writable = false;
+    snprintf(s->writes.reason, sizeof(s->writes.reason), "%s", reason);
+    return ztr_err_set(err, STORE_E_UNAVAILABLE, "store unavailable: %s", reason);
+}
+
+/* Only a commit that wrote proves the disk takes writes again: one whose
+ * rows came out the same never touched it. */
+static void
+tx_committed(struct store *s)
+{
+    if (s->writes.writable || !db_commit_wrote(s->db))
+        return;
+    int64_t down = now_s(s) - s->writes.unwritable_since;
+    log_info("store writable again", "unwritable_s=%lld last_reason=\"%s\"", 
+             (long long)(down > 0 ? down : 0), s->writes.reason);
+    s->writes.writable = true;
+    s->writes.reason[0] = '\0';
+    s->writes.unwritable_since = 0;
 }
 
 /* Runs body inside a write transaction; any failure rolls back, so a body
@@ -462,12 +503,37 @@ static int
 in_tx(struct store *s, int (*body)(struct store *s, void *ctx, struct ztr_err *err), void *ctx,
       struct ztr_err *err)
 {
-    TRY(db_begin(s->db, err));
-    if (body(s, ctx, err) != 0)
-        return tx_abort(s);
-    if (db_commit(s->db, err) != 0)
-        return tx_abort(s);
+    if (db_begin(s->db, err) != 0 || body(s, ctx, err) != 0 || db_commit(s->db, err) != 0)
+        return tx_failed(s, err);
+    tx_committed(s);
     return 0;
+}
+
+void
+store_writes_get(const struct store *s, struct store_writes *out)
+{
+    *out = s->writes;
+}
+
+void
+store_set_busy_timeout(struct store *s, int ms)
+{
+    db_set_busy_timeout(s->db, ms);
+}
+
+const char *
+store_fault_kind_name(enum store_fault_kind kind)
+{
+    switch (kind) {
+    case STORE_FAULT_BUSY:
+        return "busy";
+    case STORE_FAULT_FULL:
+        return "full";
+    case STORE_FAULT_IO:
+    case STORE_FAULT_KINDS:
+        break;
+    }
+    return "io";
 }
 
 /* ---- values in and out ---------------------------------------------------- */
@@ -629,6 +695,7 @@ store_open(const char *path, const struct ztr_clock *clock, struct store **out,
     if (s == NULL)
         return ztr_err_set(err, ZTR_E_NOMEM, "out of memory");
     s->clock = clock;
+    s->writes.writable = true;
     s->url = strdup(path);
     if (s->url == NULL) {
         free(s);
@@ -2100,6 +2167,36 @@ store_resource_bind(struct store *s, const char *resource, const char *connector
     TRY(check_text("connector name", connector, STORE_NAME_MAX, true, err));
     struct binding_job job = {resource, connector, bind};
     return in_tx(s, binding_body, &job, err);
+}
+
+struct resource_add_job {
+    struct resource_job resource;
+    const char *const *connectors;
+    size_t count;
+};
+
+static int
+resource_add_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    const struct resource_add_job *job = ctx;
+    TRY(resource_put_body(s, (void *)&job->resource, err));
+    for (size_t i = 0; i < job->count; i++) {
+        struct binding_job bind = {job->resource.name, job->connectors[i], true};
+        TRY(binding_body(s, &bind, err));
+    }
+    return 0;
+}
+
+int
+store_resource_add(struct store *s, const char *name, const char *description,
+                   const char *const *connectors, size_t count, struct ztr_err *err)
+{
+    TRY(check_text("resource name", name, STORE_NAME_MAX, true, err));
+    TRY(check_text("resource description", description, STORE_DETAIL_MAX, false, err));
+    for (size_t i = 0; i < count; i++)
+        TRY(check_text("connector name", connectors[i], STORE_NAME_MAX, true, err));
+    struct resource_add_job job = {{name, or_empty(description)}, connectors, count};
+    return in_tx(s, resource_add_body, &job, err);
 }
 
 struct binding_visit {

@@ -50,9 +50,36 @@ enum store_error {
     STORE_E_SUPERSEDED,     /* a key that is not the node's current (or previous) one */
     STORE_E_PEER_EXISTS,    /* a live peer already has that name or trust domain */
     STORE_E_CA_CHANGED,     /* the CA set is not the version the writer read */
+    /* The database was locked past the busy timeout, the disk is full or
+     * failing: nothing was written (the change's transaction rolled back);
+     * the same change may succeed once that clears. */
+    STORE_E_UNAVAILABLE,
 };
 
 struct store;
+
+/* Whether the store takes writes, as its last write transaction found. A
+ * failed write marks it unavailable (logged once as "store unavailable");
+ * the next one that commits marks it writable again ("store writable
+ * again"). */
+enum store_fault_kind { STORE_FAULT_BUSY, STORE_FAULT_FULL, STORE_FAULT_IO, STORE_FAULT_KINDS };
+struct store_writes {
+    bool writable;
+    char reason[128];        /* the engine's words for the last fault; "" when writable */
+    int64_t unwritable_since; /* wall seconds; 0 when writable */
+    uint64_t errors[STORE_FAULT_KINDS]; /* failed write transactions, by kind */
+};
+void store_writes_get(const struct store *store, struct store_writes *out);
+/* How long a write waits for another process's lock on the database
+ * (SQLite's busy timeout; PostgreSQL: ignored) before it fails with
+ * STORE_E_UNAVAILABLE. The store opens with STORE_BUSY_MS; the
+ * controller's periodic writes, which keep their data in memory and try
+ * again, wait only STORE_BACKGROUND_BUSY_MS on its event loop. */
+#define STORE_BUSY_MS 2000
+#define STORE_BACKGROUND_BUSY_MS 100
+void store_set_busy_timeout(struct store *store, int ms);
+/* "busy", "full", "io". */
+const char *store_fault_kind_name(enum store_fault_kind kind);
 
 /* Opens (creating and migrating as needed) the database at path: WAL mode,
  * foreign keys on, schema version in PRAGMA user_version. */
@@ -298,6 +325,10 @@ struct store_binding {
  * deleting a resource removes its bindings. */
 int store_resource_bind(struct store *store, const char *resource, const char *connector,
                         bool bind, struct ztr_err *err);
+/* store_resource_put and a binding to each of connectors in one
+ * transaction: all of it or nothing. */
+int store_resource_add(struct store *store, const char *name, const char *description,
+                       const char *const *connectors, size_t count, struct ztr_err *err);
 /* Every binding, ordered by resource then connector name. */
 int store_binding_list(struct store *store, int (*visit)(void *ctx, const struct store_binding *),
                        void *ctx, struct ztr_err *err);

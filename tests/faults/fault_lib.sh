@@ -5,6 +5,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
 FAULT_SHIM="$ZTR_TEST_BIN/../tests/faults/libfault_shim.so"
 [ -f "$FAULT_SHIM" ] || { echo "no $FAULT_SHIM (make all builds it)" >&2; exit 1; }
+FAULT_RUNS=${FAULT_RUNS:-0}
 
 # fault_env OP ACTION [PATH-TEXT] [NTH] [TIMES] [WHILE-FILE]: sets FAULT_ENV,
 # the VAR=value words that load the injector into one process (pass them to
@@ -29,3 +30,22 @@ fault_trace_env() { fault_env "$1" enospc "${2:-}" 1000000000 1; }
 
 # fault_count: how many matching calls the last traced run made.
 fault_count() { wc -l <"$FAULT_TRACE" | tr -d ' '; }
+
+# clock_env FILE: sets CLOCK_ENV, the VAR=value words that load the
+# injector for its wall-clock offset only (ZTR_FAULT_CLOCK_FILE): FILE
+# holds signed seconds added to CLOCK_REALTIME, gettimeofday and time (what
+# wolfSSL checks certificates with); the test rewrites it (clock_jump) while
+# the process runs. Several processes sharing FILE share one clock, like
+# daemons on one host.
+clock_env() {
+  [ -f "$1" ] || echo 0 >"$1"
+  CLOCK_ENV=(LD_PRELOAD="$FAULT_SHIM" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0"
+    ZTR_FAULT_CLOCK_FILE="$1")
+}
+
+# clock_jump FILE SECONDS: the wall clock of every process using FILE
+# jumps to SECONDS from true time (negative: back); seen within 50 ms.
+clock_jump() { echo "$2" >"$1.tmp" && mv "$1.tmp" "$1"; sleep 0.1; }
+
+# fault_count_of TRACE: how many matching calls a trace file holds.
+fault_count_of() { wc -l <"$1" | tr -d ' '; }

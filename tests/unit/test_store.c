@@ -561,6 +561,33 @@ test_close_checkpoints_the_wal_and_accepts_null(void **state)
     free(wal);
 }
 
+/* Checkpoints run off the caller's thread: once commits leave 1000 frames
+ * in the WAL the pages reach the database file without any further call
+ * into the store (the caller, the controller's event loop, never waits
+ * for their fsync). */
+static void
+test_wal_is_checkpointed_by_its_own_thread(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), 0);
+    off_t before = st.st_size;
+    char detail[200];
+    memset(detail, 'x', sizeof(detail) - 1);
+    detail[sizeof(detail) - 1] = '\0';
+    for (int i = 0; i < 1100; i++)
+        assert_int_equal(store_event_add(f->store, "admin", NULL, detail, &err), 0);
+    bool grew = false;
+    for (int i = 0; i < 100 && !grew; i++) {
+        assert_int_equal(stat(f->path, &st), 0);
+        grew = st.st_size > before + 64 * 1024;
+        if (!grew)
+            usleep(50 * 1000);
+    }
+    assert_true(grew);
+}
+
 struct snapshot {
     struct store_node node;
     struct store_token token;
@@ -2159,6 +2186,54 @@ test_nodes_of_a_silent_controller_are_released(void **state)
 /* Every test but those about SQLite's file (its mode, WAL, migrations of
  * files from older releases, in-memory use, bytes changed behind the
  * store's back). */
+/* Another process holds the write lock past the busy timeout: the change
+ * fails as STORE_E_UNAVAILABLE with SQLite's reason, nothing of it is
+ * written, the store reports itself unavailable and counts the failure;
+ * the first change after the lock is released commits and marks the
+ * store writable again. */
+static void
+test_locked_database_refuses_a_change_whole_and_recovers(void **state)
+{
+    struct fx *f = *state;
+    struct ztr_err err = {0};
+    assert_int_equal(store_resource_put(f->store, "web", "intranet", &err), 0);
+    int64_t version = store_allowlist_version(f->store);
+    struct store_writes writes;
+    store_writes_get(f->store, &writes);
+    assert_true(writes.writable);
+
+    sqlite3 *holder = NULL;
+    assert_int_equal(sqlite3_open(f->path, &holder), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(holder, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    store_set_busy_timeout(f->store, 50);
+    assert_int_equal(store_allow(f->store, "laptop", "web", &err), -1);
+    assert_int_equal(err.code, STORE_E_UNAVAILABLE);
+    assert_string_equal(err.msg, "store unavailable: database is locked");
+    store_writes_get(f->store, &writes);
+    assert_false(writes.writable);
+    assert_string_equal(writes.reason, "database is locked");
+    assert_int_equal(writes.errors[STORE_FAULT_BUSY], 1);
+    assert_int_equal(writes.errors[STORE_FAULT_FULL], 0);
+    assert_int_equal(writes.unwritable_since, T0);
+    /* A refused statement is the caller's fault, not the store's. */
+    assert_int_equal(sqlite3_exec(holder, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(holder);
+    assert_int_equal(store_allow(f->store, "laptop", "missing", &err), -1);
+    assert_int_equal(err.code, ZTR_E_NOT_FOUND);
+    store_writes_get(f->store, &writes);
+    assert_false(writes.writable);
+    assert_int_equal(raw_int(f->path, "SELECT COUNT(*) FROM grants"), 0);
+    assert_int_equal(store_allowlist_version(f->store), version);
+
+    assert_int_equal(store_allow(f->store, "laptop", "web", &err), 0);
+    store_writes_get(f->store, &writes);
+    assert_true(writes.writable);
+    assert_string_equal(writes.reason, "");
+    assert_int_equal(writes.errors[STORE_FAULT_BUSY], 1);
+    assert_int_equal(raw_int(f->path, "SELECT COUNT(*) FROM grants"), 1);
+    assert_string_equal(store_fault_kind_name(STORE_FAULT_FULL), "full");
+}
+
 #define ENGINE_TESTS(T)                                                                     \
     T(test_reopen_keeps_all_state), T(test_token_insert_get_list_delete),                   \
         T(test_drain_is_stored_and_only_the_operator_lifts_it),                             \
@@ -2213,6 +2288,8 @@ main(void)
         T(test_close_checkpoints_the_wal_and_accepts_null),
         T(test_migration_to_6_backfills_last_renewal),
         T(test_oversized_value_written_behind_the_stores_back_is_an_error),
+        T(test_locked_database_refuses_a_change_whole_and_recovers),
+        T(test_wal_is_checkpointed_by_its_own_thread),
         ENGINE_TESTS(T),
 #undef T
     };

@@ -20,6 +20,16 @@
  *                     to crash at each one in turn)
  *
  * Without ZTR_FAULT_OP the shim passes every call through untouched.
+ *
+ * A clock jump, independent of the above:
+ *
+ *   ZTR_FAULT_CLOCK_FILE  a file holding a signed number of seconds added to
+ *                     the wall clock (clock_gettime CLOCK_REALTIME and
+ *                     _COARSE, gettimeofday, time; what wolfSSL checks
+ *                     certificates with). The test rewrites it while the
+ *                     process runs: it is read again at most every 50 ms of
+ *                     monotonic time. Missing or empty: no offset. The
+ *                     monotonic clock never jumps, as on a real machine.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -33,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -360,4 +371,81 @@ open64(const char *path, int flags, ...)
     }
     int rc = real_open64(path, flags, mode);
     AFTER(rc);
+}
+
+/* ---- the wall clock's offset ------------------------------------------------ */
+
+static atomic_long clock_offset_s;
+static atomic_llong clock_read_at_ms = -1000000; /* monotonic ms of the last read */
+
+static int
+clock_passthrough(clockid_t id, struct timespec *ts)
+{
+    REAL(clock_gettime);
+    return real_clock_gettime(id, ts);
+}
+
+static long
+wall_offset_s(void)
+{
+    static const char *file;
+    static atomic_int looked;
+    if (!atomic_load(&looked)) {
+        file = getenv("ZTR_FAULT_CLOCK_FILE");
+        atomic_store(&looked, 1);
+    }
+    if (file == NULL)
+        return 0;
+    struct timespec mono;
+    if (clock_passthrough(CLOCK_MONOTONIC, &mono) != 0)
+        return atomic_load(&clock_offset_s);
+    long long now_ms = (long long)mono.tv_sec * 1000 + mono.tv_nsec / 1000000;
+    long long last = atomic_load(&clock_read_at_ms);
+    if (now_ms - last >= 50 && atomic_compare_exchange_strong(&clock_read_at_ms, &last, now_ms)) {
+        long offset = 0;
+        /* The raw calls: no allocation, and the shim's own open is not a
+         * creating one, so it never faults. */
+        int fd = (int)open(file, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            char text[32];
+            ssize_t n = read(fd, text, sizeof(text) - 1);
+            close(fd);
+            if (n > 0) {
+                text[n] = '\0';
+                offset = strtol(text, NULL, 10);
+            }
+        }
+        atomic_store(&clock_offset_s, offset);
+    }
+    return atomic_load(&clock_offset_s);
+}
+
+int
+clock_gettime(clockid_t id, struct timespec *ts)
+{
+    int rc = clock_passthrough(id, ts);
+    if (rc == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE))
+        ts->tv_sec += wall_offset_s();
+    return rc;
+}
+
+int
+gettimeofday(struct timeval *restrict tv, void *restrict tz)
+{
+    REAL(gettimeofday);
+    int rc = real_gettimeofday(tv, tz);
+    if (rc == 0)
+        tv->tv_sec += wall_offset_s();
+    return rc;
+}
+
+time_t
+time(time_t *out)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return (time_t)-1;
+    if (out != NULL)
+        *out = ts.tv_sec;
+    return ts.tv_sec;
 }

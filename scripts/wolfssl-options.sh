@@ -8,6 +8,7 @@ WOLFSSL_CONFIGURE=(
   --enable-aesni --enable-intelasm --enable-sp --enable-sp-asm
   --enable-tls13 --disable-oldtls --disable-tlsv12
   --enable-ecc --enable-sha384 --enable-aesgcm --enable-chacha --enable-poly1305
+  --disable-dh
   --disable-rsa-verify-only
   --enable-certgen --enable-certreq --enable-certext --enable-keygen
   --enable-alpn --enable-sni

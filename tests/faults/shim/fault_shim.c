@@ -257,9 +257,10 @@ fdatasync(int fd)
 static int
 write_fault(int fd, const char *name, bool *crash_after)
 {
+    *crash_after = false;
     char path[4096];
     fd_path(fd, path, sizeof(path));
-    /* Sockets, pipes and terminals are not the disk. */
+    /* Sockets, pipes, eventfds and terminals are not the disk. */
     if (path[0] != '/')
         return 0;
     return decide(OP_WRITE, name, path, crash_after);
@@ -282,47 +283,66 @@ write(int fd, const void *buf, size_t len)
     AFTER(rc);
 }
 
-ssize_t
-pwrite(int fd, const void *buf, size_t len, off_t off)
+static ssize_t
+pwrite_like(ssize_t (*real)(int, const void *, size_t, off_t), const char *name, int fd,
+            const void *buf, size_t len, off_t off)
 {
-    REAL(pwrite);
     load_config();
     if (cfg.op != OP_WRITE)
-        return real_pwrite(fd, buf, len, off);
+        return real(fd, buf, len, off);
     bool crash_after;
-    int e = write_fault(fd, "pwrite", &crash_after);
+    int e = write_fault(fd, name, &crash_after);
     if (e != 0) {
         errno = e;
         return -1;
     }
-    ssize_t rc = real_pwrite(fd, buf, len, off);
+    ssize_t rc = real(fd, buf, len, off);
     AFTER(rc);
+}
+
+ssize_t
+pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    REAL(pwrite);
+    return pwrite_like(real_pwrite, "pwrite", fd, buf, len, off);
 }
 
 ssize_t
 pwrite64(int fd, const void *buf, size_t len, off_t off)
 {
     REAL(pwrite64);
+    return pwrite_like(real_pwrite64, "pwrite64", fd, buf, len, off);
+}
+
+/* The mode argument exists only with O_CREAT or O_TMPFILE. */
+#define OPEN_MODE(flags, mode)                                                                    \
+    do {                                                                                          \
+        if (((flags) & O_CREAT) != 0 || ((flags) & O_TMPFILE) == O_TMPFILE) {                     \
+            va_list ap;                                                                           \
+            va_start(ap, flags);                                                                  \
+            mode = (mode_t)va_arg(ap, int);                                                       \
+            va_end(ap);                                                                           \
+        }                                                                                         \
+    } while (0)
+
+static int
+open_like(int (*real)(const char *, int, ...), const char *name, const char *path, int flags,
+          mode_t mode)
+{
     load_config();
-    if (cfg.op != OP_WRITE)
-        return real_pwrite64(fd, buf, len, off);
-    bool crash_after;
-    int e = write_fault(fd, "pwrite64", &crash_after);
+    if (cfg.op != OP_OPEN)
+        return real(path, flags, mode);
+    bool crash_after = false;
+    int e = 0;
+    /* Only opens that create or write: reading is not what a full disk stops. */
+    if ((flags & (O_CREAT | O_TRUNC)) != 0 || (flags & O_ACCMODE) != O_RDONLY)
+        e = decide(OP_OPEN, name, path != NULL ? path : "", &crash_after);
     if (e != 0) {
         errno = e;
         return -1;
     }
-    ssize_t rc = real_pwrite64(fd, buf, len, off);
+    int rc = real(path, flags, mode);
     AFTER(rc);
-}
-
-static int
-open_fault(const char *path, int flags, const char *name, bool *crash_after)
-{
-    *crash_after = false;
-    if ((flags & (O_CREAT | O_TRUNC)) == 0 && (flags & O_ACCMODE) == O_RDONLY)
-        return 0;
-    return decide(OP_OPEN, name, path != NULL ? path : "", crash_after);
 }
 
 int
@@ -330,23 +350,8 @@ open(const char *path, int flags, ...)
 {
     REAL(open);
     mode_t mode = 0;
-    if ((flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
-    load_config();
-    if (cfg.op != OP_OPEN)
-        return real_open(path, flags, mode);
-    bool crash_after;
-    int e = open_fault(path, flags, "open", &crash_after);
-    if (e != 0) {
-        errno = e;
-        return -1;
-    }
-    int rc = real_open(path, flags, mode);
-    AFTER(rc);
+    OPEN_MODE(flags, mode);
+    return open_like(real_open, "open", path, flags, mode);
 }
 
 int
@@ -354,23 +359,8 @@ open64(const char *path, int flags, ...)
 {
     REAL(open64);
     mode_t mode = 0;
-    if ((flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
-    load_config();
-    if (cfg.op != OP_OPEN)
-        return real_open64(path, flags, mode);
-    bool crash_after;
-    int e = open_fault(path, flags, "open64", &crash_after);
-    if (e != 0) {
-        errno = e;
-        return -1;
-    }
-    int rc = real_open64(path, flags, mode);
-    AFTER(rc);
+    OPEN_MODE(flags, mode);
+    return open_like(real_open64, "open64", path, flags, mode);
 }
 
 /* ---- the wall clock's offset ------------------------------------------------ */

@@ -331,10 +331,16 @@ tputN() {
     res[$1.tputN]=$(kv "$work/$1.tputN.out" mbit_per_s)
   return 0
 }
-connect() {
-  local errs
+connect() { # with the relays' CPU per new connection or stream
+  local errs relay=(${relay_pids[$1]}) c0 c1
+  [ ${#relay[@]} -gt 0 ] && c0=$(cpu_ticks "${relay[@]}")
   run_tool "$1" connect bench-connect "${addr_http[$1]}" "$conn_secs" "$conc" || return 0
   res[$1.connect]=$(kv "$work/$1.connect.out" per_s)
+  if [ ${#relay[@]} -gt 0 ]; then
+    c1=$(cpu_ticks "${relay[@]}")
+    res[$1.cpu_conn]=$(awk -v t=$((c1 - c0)) -v hz="$ticks" -v n="$(kv "$work/$1.connect.out" requests)" \
+      'BEGIN { if (n > 0) printf "%.3f", (t / hz) / n * 1000 }')
+  fi
   errs=$(kv "$work/$1.connect.out" errors)
   [ "${errs:-0}" != 0 ] && problem "$1: bench-connect counted $errs failed requests"
   return 0
@@ -394,7 +400,8 @@ echo "they default; ztr: a new stream in the existing session); latency: ${lat_c
 echo "of 64 bytes on one connection to an echo server; idle memory: ${hold_n} connections held"
 echo "open through the relay (each echoed 1 byte), RSS of both relay processes during the"
 echo "hold minus before it; CPU: utime + stime of both relay processes during the"
-echo "single-stream run per 10^9 bytes moved. stunnel runs a thread per connection in each"
+echo "single-stream run per 10^9 bytes moved, and during the new-connections run per"
+echo "request (what one free core would allow: 1000 / that many per second). stunnel runs a thread per connection in each"
 echo "process; each HAProxy process and each ztr agent is one event-loop thread. In the last"
 echo "columns, higher is better for throughput and connections, lower for latency, memory"
 echo "and CPU. Source:"
@@ -421,6 +428,7 @@ row "latency p50, 64 B round trip (µs)" p50
 row "latency p99, 64 B round trip (µs)" p99
 row "RSS per idle stream (KiB; ${hold_n} held)" rss no-direct
 row "relay CPU per GB, 1 stream (s)" cpu no-direct
+row "relay CPU per new connection / stream (ms)" cpu_conn no-direct
 echo "| everything else on the machine meanwhile (% of one core) | $(v direct.other) | $(v stunnel.other) | $(v haproxy.other) | $(v ztr.other) | | |"
 echo
 echo "RSS of the relay processes before → during the hold: stunnel ${res[stunnel.rss_detail]:-n/a},"
@@ -433,6 +441,11 @@ echo "- $streams-stream throughput ≥ 1.2× stunnel's: $(verdict tputN '>=' 1.2
 echo "- new streams/s ≥ 10× stunnel's new connections/s: $(verdict connect '>=' 10)"
 echo "- p99 latency ≤ 2× stunnel's: $(verdict p99 '<=' 2)"
 echo "- ≤ 16 KiB RSS per idle stream: $(verdict rss '<=' 1 16)"
+if [ -n "${res[ztr.cpu_conn]:-}" ]; then
+  echo "- ≥ 10 000 new streams/s on one core for the pair (1000 / relay CPU per stream:"
+  echo "  $(awk -v c="${res[ztr.cpu_conn]}" 'BEGIN { if (c > 0) printf "%.0f", 1000 / c; else print "—" }')/s):" \
+    "$(awk -v c="${res[ztr.cpu_conn]}" 'BEGIN { print (c > 0 && 1000 / c >= 10000) ? "**met**" : "**not met**" }')"
+fi
 
 # ---- problems: failed runs, errors in the relays' logs -------------------------------------
 ztr_counters=""

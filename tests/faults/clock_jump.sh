@@ -19,19 +19,7 @@ CLOCK="$E2E_TMP/clock"
 clock_env "$CLOCK"
 start_controller ctl "${CLOCK_ENV[@]}" || exit 1
 start_peer echo || exit 1
-ctl resource add echo --connector dc1 >/dev/null
-start_agent connector dc1 "${CLOCK_ENV[@]}" \
-  ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
-  RESOURCES="echo=127.0.0.1:$PEER_PORT"
-check "connector starts" $?
-keep_agent DC1
-ctl allow --tunneler laptop --resource echo >/dev/null
-FWD=$(free_port)
-start_agent tunneler laptop "${CLOCK_ENV[@]}" \
-  ENROLLMENT_TOKEN="$(ctl token create --role tunneler --name laptop)" FORWARDS="127.0.0.1:$FWD=echo"
-check "tunneler starts" $?
-keep_agent LAPTOP
-wait_through "127.0.0.1:$FWD"; check "a stream goes through" $?
+relay_pair echo "${CLOCK_ENV[@]}" -- "${CLOCK_ENV[@]}" || exit 1
 
 renewals() { curl -s "$HEALTH_URL/metrics" | awk '$1 == "ztr_controller_renewals_total" {print $2}'; }
 # negatives: every negative number in the three's /health and /metrics.

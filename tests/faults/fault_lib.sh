@@ -49,3 +49,41 @@ clock_jump() { echo "$2" >"$1.tmp" && mv "$1.tmp" "$1"; sleep 0.1; }
 
 # fault_count_of TRACE: how many matching calls a trace file holds.
 fault_count_of() { wc -l <"$1" | tr -d ' '; }
+
+# relay_pair RESOURCES [CONNECTOR-SETTING ...] [-- TUNNELER-SETTING ...]:
+# with a controller running and an echo peer started (PEER_PORT), binds
+# each resource of the comma list RESOURCES (the first one is the one the
+# stream uses) to connector dc1 served by the echo peer, starts dc1 and
+# tunneler laptop (granted the first resource, forwarding $FWD to it) with
+# the settings given, and checks a stream goes through. Sets DC1_* and
+# LAPTOP_* (keep_agent), FWD; false when something did not start.
+relay_pair() {
+  local list="$1" first r served="" conn=() tun=()
+  shift
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do conn+=("$1"); shift; done
+  [ "${1:-}" = -- ] && shift
+  tun=("$@")
+  first="${list%%,*}"
+  for r in ${list//,/ }; do
+    ctl resource add "$r" --connector dc1 >/dev/null
+    served+="${served:+,}$r=127.0.0.1:$PEER_PORT"
+  done
+  start_agent connector dc1 "${conn[@]}" \
+    ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
+    RESOURCES="$served"
+  local rc=$?
+  check "connector starts" $rc
+  [ "$rc" -eq 0 ] || return 1
+  keep_agent DC1
+  ctl allow --tunneler laptop --resource "$first" >/dev/null
+  FWD=$(free_port)
+  start_agent tunneler laptop "${tun[@]}" \
+    ENROLLMENT_TOKEN="$(ctl token create --role tunneler --name laptop)" \
+    FORWARDS="127.0.0.1:$FWD=$first"
+  rc=$?
+  check "tunneler starts" $rc
+  [ "$rc" -eq 0 ] || return 1
+  keep_agent LAPTOP
+  wait_through "127.0.0.1:$FWD"
+  check "a stream goes through" $?
+}

@@ -26,21 +26,9 @@ fault_env fsync delay:2000 controller.db 1 0 "$SLOW"
 start_controller ctl HEARTBEAT_INTERVAL=2s "${FAULT_ENV[@]}" || exit 1
 CTL_TRACE=$FAULT_TRACE
 start_peer echo || exit 1
-ctl resource add echo --connector dc1 >/dev/null
 fault_env fsync delay:2000 "$E2E_TMP/agent-dc1" 1 0 "$E2E_TMP/slow-dc1"
-start_agent connector dc1 "${FAULT_ENV[@]}" \
-  ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
-  RESOURCES="echo=127.0.0.1:$PEER_PORT"
-check "connector starts" $?
-keep_agent DC1
 DC1_TRACE=$FAULT_TRACE
-ctl allow --tunneler laptop --resource echo >/dev/null
-FWD=$(free_port)
-start_agent tunneler laptop ENROLLMENT_TOKEN="$(ctl token create --role tunneler --name laptop)" \
-  FORWARDS="127.0.0.1:$FWD=echo"
-check "tunneler starts" $?
-keep_agent LAPTOP
-wait_through "127.0.0.1:$FWD"; check "a stream goes through" $?
+relay_pair echo "${FAULT_ENV[@]}" || exit 1
 
 # sample URL COUNT: COUNT /health requests 50 ms apart; prints "n p50_ms max_ms".
 sample() {

@@ -11,19 +11,7 @@ HOLD_S=5   # the controller's busy timeout is 2 s
 # every second, agents (3 intervals without an ack) ride it out.
 start_controller ctl HEARTBEAT_INTERVAL=1s || exit 1
 start_peer echo || exit 1
-ctl resource add echo --connector dc1 >/dev/null
-ctl resource add spare --connector dc1 >/dev/null
-start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
-  RESOURCES="echo=127.0.0.1:$PEER_PORT,spare=127.0.0.1:$PEER_PORT"
-check "connector starts" $?
-keep_agent DC1
-ctl allow --tunneler laptop --resource echo >/dev/null
-FWD=$(free_port)
-start_agent tunneler laptop ENROLLMENT_TOKEN="$(ctl token create --role tunneler --name laptop)" \
-  FORWARDS="127.0.0.1:$FWD=echo"
-check "tunneler starts" $?
-keep_agent LAPTOP
-wait_through "127.0.0.1:$FWD"; check "a stream goes through before the lock" $?
+relay_pair echo,spare || exit 1
 before="$(store_snapshot)"
 
 # The lock holder: takes the write lock, says so, holds it HOLD_S seconds.

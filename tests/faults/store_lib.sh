@@ -34,19 +34,7 @@ store_fault_scenario() {
   fault_env write "$action" controller.db 1 0 "$flag"
   start_controller ctl "${FAULT_ENV[@]}" || return 1
   start_peer echo || return 1
-  ctl resource add echo --connector dc1 >/dev/null
-  ctl resource add spare --connector dc1 >/dev/null
-  start_agent connector dc1 ENROLLMENT_TOKEN="$(ctl token create --role connector --name dc1 --address 127.0.0.1)" \
-    RESOURCES="echo=127.0.0.1:$PEER_PORT,spare=127.0.0.1:$PEER_PORT"
-  check "connector starts" $?
-  keep_agent DC1
-  ctl allow --tunneler laptop --resource echo >/dev/null
-  FWD=$(free_port)
-  start_agent tunneler laptop ENROLLMENT_TOKEN="$(ctl token create --role tunneler --name laptop)" \
-    FORWARDS="127.0.0.1:$FWD=echo"
-  check "tunneler starts" $?
-  keep_agent LAPTOP
-  wait_through "127.0.0.1:$FWD"; check "a stream goes through before the fault" $?
+  relay_pair echo,spare || return 1
   before="$(store_snapshot)"
 
   : >"$flag"   # the disk fails from here

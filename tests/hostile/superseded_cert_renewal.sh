@@ -7,7 +7,9 @@
 # node's current certificate (and the previous one for a short grace, until
 # the new one is used) opens a session: the copy is refused with an error
 # and a close, a warn line with node and serial, and a `security` event; two
-# live sessions of one node with different keys raise an `alert` event.
+# live sessions of one node with different keys raise an `alert` event. A
+# renewal naming the old certificate as the one the node holds (`serial`)
+# does not bring it back either.
 . "$(dirname "$0")/../e2e/lib.sh"
 T="$E2E_TMP"
 PKI="$ZTR_TEST_BIN/ztr-pki"
@@ -85,6 +87,36 @@ check "the previous certificate's live session is closed once the new one is use
 run probe session "${P[@]}" --dir "$T/previous" --until welcome --duration 5000
 [ "$RUN_STATUS" -ne 0 ]; check "and it is refused from then on (exit $RUN_STATUS)" $?
 [ "$(stored_serial)" = "$NEWER" ]; check "the node's serial is its newest ($NEWER)" $?
+# ---- a renewal naming the stolen certificate as the one held ---------------------------
+# A renewal may name the certificate the agent holds (`serial`: one whose
+# renewals it could not keep, still within its grace). A node n2 whose old
+# certificate was copied renews once and uses the new one; then its own
+# session names the old serial: that changes nothing (an ordinary renewal
+# of the current certificate), and the copy stays refused.
+mkdir -p "$T/n2"
+run probe enroll --controller "$CTL_ADDR" --trust-domain example.org --ca "$CA" \
+  --token "$(ctl token create --role connector --name n2 --address 127.0.0.1)" --role connector --name n2 \
+  --address 127.0.0.1:7445 --out "$T/n2"
+expect_status 0 "node n2 enrolls"
+N2=$(sed -n 's/^enrolled \([0-9a-f]*\) .*/\1/p' <<<"$RUN_OUT")
+cp -r "$T/n2" "$T/stolen2"
+OLD2=$(serial "$T/stolen2/cert.pem")
+run probe session "${P[@]}" --dir "$T/n2" --renew --until renewed --duration 5000
+expect_out_has '"type":"renewed"' "n2 renews"
+NEW2=$(serial "$T/n2/cert.pem")
+run probe session "${P[@]}" --dir "$T/n2" --until welcome --duration 5000
+expect_status 0 "n2 uses its new certificate (the old one's grace ends)"
+run probe session "${P[@]}" --dir "$T/n2" --renew --renew-serial "$OLD2" --until renewed --duration 5000
+expect_out_has '"type":"renewed"' "a renewal naming the old serial is an ordinary renewal"
+NEWER2=$(serial "$T/n2/cert.pem")
+node2() { curl -s -H "Authorization: Bearer $E2E_ADMIN_TOKEN" "$ADMIN_URL/api/admin/nodes" |
+  python3 -c 'import json,sys; n=[n for n in json.load(sys.stdin)["nodes"] if n["id"]==sys.argv[1]][0]; print(n["cert_serial"], n["previous_cert_serial"])' "$N2"; }
+[ "$(node2)" = "$NEWER2 $NEW2" ]
+check "the certificate kept through the grace is the one it renewed from ($NEW2), not the named $OLD2" $?
+run probe session "${P[@]}" --dir "$T/stolen2" --until welcome --duration 5000
+! grep -qF '"type":"welcome"' <<<"$RUN_OUT"; check "the copy of the old certificate is still refused" $?
+expect_err_has "certificate superseded" "it is told: certificate superseded"
+
 kill -0 "$CTL_PID" 2>/dev/null; check "controller still running" $?
 stop_controller
 [ "$STOP_STATUS" -eq 0 ]; check "controller exits 0, nothing leaked (got $STOP_STATUS)" $?

@@ -24,6 +24,8 @@
  *       "internal CA mismatch during renewal", sends bundle_request, and
  *       retries the check when the bundle arrives ("renewal recovered").
  *       --renew-csr sends FILE (PEM, made elsewhere) as the renewal's CSR.
+ *       --renew-serial S names S as the certificate the agent holds (the
+ *       renewal's `serial`), e.g. an older one of the node's.
  *       [--send JSON]: one more frame, sent right after welcome (e.g. a
  *       drain no node of that role may send).
  *       [--counters JSON] [--rise NAME]: every heartbeat carries the counters
@@ -67,7 +69,7 @@
 
 struct probe {
     const char *command, *controller, *ca, *trust_domain, *token, *role, *name, *out, *dir,
-        *data_listen, *send, *until, *renew_csr, *rise, *key_file, *save, *replay;
+        *data_listen, *send, *until, *renew_csr, *rise, *key_file, *save, *replay, *renew_serial;
     json_t *counters;      /* --counters, or NULL */
     const char *addresses[8];
     size_t address_count;
@@ -177,7 +179,10 @@ send_renew(struct probe *p)
         return;
     }
     p->renew_key = key;
-    send_msg(p, json_pack("{s:s, s:s}", "type", "renew", "csr", csr));
+    json_t *renew = json_pack("{s:s, s:s}", "type", "renew", "csr", csr);
+    if (renew != NULL && p->renew_serial != NULL)
+        json_object_set_new(renew, "serial", json_string(p->renew_serial));
+    send_msg(p, renew);
     free(csr);
 }
 
@@ -638,7 +643,8 @@ main(int argc, char **argv)
         {"stale-bundle", no_argument, NULL, 'S'}, {"renew-csr", required_argument, NULL, 'C'},
         {"counters", required_argument, NULL, 'N'}, {"rise", required_argument, NULL, 'I'},
         {"key", required_argument, NULL, 'K'}, {"save", required_argument, NULL, 'v'},
-        {"replay", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0}};
+        {"replay", required_argument, NULL, 'p'}, {"renew-serial", required_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -673,6 +679,7 @@ main(int argc, char **argv)
         case 'K': p.key_file = optarg; break;
         case 'v': p.save = optarg; break;
         case 'p': p.replay = optarg; break;
+        case 'V': p.renew_serial = optarg; break;
         default: json_decref(p.counters); return usage("unknown option");
         }
     }

@@ -214,6 +214,8 @@ struct ctl_server {
     ev_io changes_io;
     ev_timer changes_retry;
     bool changes_push;      /* a "push" arrived: one push_all after reading them all */
+    bool changes_released;  /* a "released": take back what has a session here */
+    int64_t beat_ok_ms;     /* monotonic time of the last beat stored; 0 before */
 };
 
 /* ---- the node index --------------------------------------------------------- */
@@ -1690,6 +1692,38 @@ log_released(void *ctx, const struct store_node *node)
     return 0;
 }
 
+static int
+log_reclaimed(void *ctx, const struct store_node *node)
+{
+    (void)ctx;
+    log_info("node ONLINE", "node=%s name=%s reason=\"its session is live here\"", node->id,
+             node->name);
+    return 0;
+}
+
+/* Another controller released nodes whose sessions are live here (it judged
+ * this one silent while its loop or its beats were late, or they were held
+ * by one that stopped while a second session of theirs is here): ONLINE
+ * again, held by this controller. */
+static void
+reclaim_nodes(struct ctl_server *server)
+{
+    const char **ids = malloc((server->session_count + 1) * sizeof(*ids));
+    if (ids == NULL) {
+        log_error("nodes not reclaimed", "error=\"out of memory\"");
+        return;
+    }
+    size_t count = 0;
+    for (struct session *s = server->sessions; s != NULL && count < server->session_count;
+         s = s->next)
+        if (s->state == S_ACTIVE)
+            ids[count++] = s->node.id;
+    struct ztr_err err = {0};
+    if (store_nodes_reclaim(server->c->store, ids, count, log_reclaimed, server, &err) != 0)
+        log_warn("nodes not reclaimed", "error=\"%s\"", err.msg);
+    free(ids);
+}
+
 /* Three missed intervals, as for nodes (failure-modes §3.2). */
 static int64_t
 stale_after_s(const struct controller *c)
@@ -1744,6 +1778,32 @@ prune_events(struct controller *c, int64_t now)
         log_debug("events pruned", "deleted=%zu", deleted);
 }
 
+/* Shared store: this controller's beat, then the nodes of those that
+ * stopped beating. A beat stored late (a blocked loop, a slow database)
+ * may have let the others release nodes whose sessions are here. */
+static void
+beat_and_release(struct ctl_server *server)
+{
+    struct controller *c = server->c;
+    struct ztr_err err = {0};
+    int64_t db_now;
+    if (store_controller_beat(c->store, server->address, &err) != 0) {
+        log_warn("controller heartbeat not stored", "error=\"%s\"", err.msg);
+        return;
+    }
+    int64_t mono_ms = clock_monotonic_ms(c->clock);
+    bool late = server->beat_ok_ms != 0 &&
+                mono_ms - server->beat_ok_ms > 2 * c->settings.heartbeat_interval_ms;
+    server->beat_ok_ms = mono_ms;
+    if (!store_is_shared(c->store))
+        return;
+    if (late)
+        reclaim_nodes(server);
+    if (store_clock_s(c->store, &db_now, &err) != 0 ||
+        store_nodes_release(c->store, db_now - stale_after_s(c), NULL, log_released, c, &err) != 0)
+        log_warn("nodes of silent controllers not released", "error=\"%s\"", err.msg);
+}
+
 static void
 sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -1784,12 +1844,8 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         log_warn("offline sweep failed", "error=\"%s\"", err.msg);
         store_down = err.code == STORE_E_UNAVAILABLE;
     }
-    if (!store_down &&
-        (store_controller_beat(c->store, server->address, &err) != 0 ||
-         (store_is_shared(c->store) &&
-          store_nodes_release(c->store, now - stale_after_s(c), NULL, log_released, c, &err) !=
-              0)))
-        log_warn("controller heartbeat not stored", "error=\"%s\"", err.msg);
+    if (!store_down)
+        beat_and_release(server);
     fleet_tick(c->fleet);
     if (!blocked)
         close_idle_sessions(server);
@@ -1880,6 +1936,10 @@ on_change(void *ctx, const char *change)
         server->changes_push = true;
         return;
     }
+    if (strcmp(change, "released") == 0) {
+        server->changes_released = true;
+        return;
+    }
     if (strcmp(change, "ca") == 0) {
         /* A rotation or a pruning through another controller (or this
          * one): the bundle to push, and a certificate from the new signer. */
@@ -1917,6 +1977,10 @@ changes_cb(struct ev_loop *loop, ev_io *w, int revents)
         ev_timer_start(loop, &server->changes_retry);
         /* What was missed meanwhile: recompute everything once back. */
         server->changes_push = true;
+    }
+    if (server->changes_released) {
+        server->changes_released = false;
+        reclaim_nodes(server);
     }
     if (server->changes_push)
         ctl_server_push_all(server);
@@ -1981,9 +2045,14 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
      * (alone on SQLite) any node, is OFFLINE until it says hello again
      * (failure-modes §3.1's flap shows as OFFLINE → ONLINE events). On a
      * shared database, nodes of controllers still beating stay theirs. */
-    int64_t alive_since = store_is_shared(c->store)
-                              ? clock_wall_s(c->clock) - stale_after_s(c)
-                              : INT64_MAX;
+    int64_t alive_since = INT64_MAX;
+    if (store_is_shared(c->store)) {
+        if (store_clock_s(c->store, &alive_since, err) != 0) {
+            free(server);
+            return -1;
+        }
+        alive_since -= stale_after_s(c);
+    }
     if (store_nodes_release(c->store, alive_since, "OFFLINE: controller restarted", NULL, NULL,
                             err) != 0 ||
         store_controller_beat(c->store, c->settings.controller_listen, err) != 0) {

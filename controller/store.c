@@ -32,7 +32,8 @@ struct store {
 };
 
 /* Every controller on the database LISTENs here; payloads: "push" (what
- * agents should have may have changed) or "revoke <node id> <reason>". */
+ * agents should have may have changed), "revoke <node id> <reason>" or
+ * "released" (store_nodes_release took nodes OFFLINE). */
 #define STORE_CHANNEL "ztr_changes"
 
 /* PostgreSQL's whole schema as of SQLite's version 9, in its dialect:
@@ -2728,6 +2729,23 @@ store_is_shared(const struct store *s)
     return db_engine(s->db) == DB_POSTGRES;
 }
 
+int
+store_clock_s(struct store *s, int64_t *now, struct ztr_err *err)
+{
+    /* Controllers on several machines judge each other's beats: on one
+     * clock, the database's, a controller whose own clock is off is
+     * neither released while it beats nor kept alive once it stops. */
+    if (!store_is_shared(s)) {
+        *now = now_s(s);
+        return 0;
+    }
+    int rc = query_int(s, "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)", NO_ARGS,
+                       now, err);
+    if (rc == 0)
+        return ztr_err_set(err, ZTR_E_IO, "the database did not tell its time");
+    return rc < 0 ? -1 : 0;
+}
+
 struct beat_job {
     const char *address;
     int64_t last_seen;
@@ -2759,7 +2777,8 @@ store_controller_beat(struct store *s, const char *address, struct ztr_err *err)
 {
     TRY(check_text("controller id", s->controller_id, STORE_ID_MAX, true, err));
     TRY(check_text("controller address", address, STORE_DETAIL_MAX, false, err));
-    struct beat_job job = {or_empty(address), now_s(s)};
+    struct beat_job job = {or_empty(address), 0};
+    TRY(store_clock_s(s, &job.last_seen, err));
     return in_tx(s, beat_body, &job, err);
 }
 
@@ -2835,7 +2854,72 @@ release_body(struct store *s, void *ctx, struct ztr_err *err)
         TRY(insert_event(s, "status", n->id, detail, err));
         n->status = STORE_OFFLINE;
     }
+    /* A holder that was only slow still has these nodes' sessions: it
+     * takes them back (store_nodes_reclaim) once it hears this. */
+    if (job->collect.count > 0)
+        TRY(notify(s, "released", err));
     return 0;
+}
+
+/* Ids asked about per statement: one prepared shape, padded by repeating
+ * the last id. */
+#define RECLAIM_CHUNK 32
+#define RECLAIM_MARKS8 "?, ?, ?, ?, ?, ?, ?, ?"
+
+struct reclaim_job {
+    const char *const *ids;
+    size_t count;
+    struct sweep_job found; /* the nodes taken back */
+};
+
+static int
+reclaim_body(struct store *s, void *ctx, struct ztr_err *err)
+{
+    struct reclaim_job *job = ctx;
+    for (size_t first = 0; first < job->count; first += RECLAIM_CHUNK) {
+        struct db_arg args[RECLAIM_CHUNK];
+        for (size_t i = 0; i < RECLAIM_CHUNK; i++) {
+            size_t at = first + i < job->count ? first + i : job->count - 1;
+            args[i] = (struct db_arg)TEXT_ARG(job->ids[at]);
+        }
+        struct db_rows *st;
+        TRY(stmt_open(s,
+                      NODE_SELECT "WHERE status = 0 AND revoked = 0 AND id IN (" RECLAIM_MARKS8
+                                  ", " RECLAIM_MARKS8 ", " RECLAIM_MARKS8 ", " RECLAIM_MARKS8
+                                  ") ORDER BY id",
+                      args, RECLAIM_CHUNK, &st, err));
+        TRY(for_each_row(s, st, collect_node, &job->found, err));
+    }
+    char detail[STORE_DETAIL_MAX + 1];
+    snprintf(detail, sizeof(detail), "ONLINE: its session is live on controller %s",
+             s->controller_id);
+    for (size_t i = 0; i < job->found.count; i++) {
+        struct store_node *n = &job->found.nodes[i];
+        TRY(stmt_exec(s, "UPDATE nodes SET status = 1, controller_id = ? WHERE id = ?",
+                      ARGS(TEXT_ARG(s->controller_id), TEXT_ARG(n->id)), NULL, err));
+        TRY(insert_event(s, "status", n->id, detail, err));
+        n->status = STORE_ONLINE;
+        snprintf(n->controller_id, sizeof(n->controller_id), "%s", s->controller_id);
+    }
+    return 0;
+}
+
+int
+store_nodes_reclaim(struct store *s, const char *const *ids, size_t count,
+                    int (*visit)(void *ctx, const struct store_node *), void *ctx,
+                    struct ztr_err *err)
+{
+    if (count == 0)
+        return 0;
+    for (size_t i = 0; i < count; i++)
+        TRY(check_text("node id", ids[i], STORE_ID_MAX, true, err));
+    struct reclaim_job job = {.ids = ids, .count = count};
+    int rc = in_tx(s, reclaim_body, &job, err);
+    for (size_t i = 0; rc == 0 && visit != NULL && i < job.found.count; i++)
+        if (visit(ctx, &job.found.nodes[i]) != 0)
+            break;
+    free(job.found.nodes);
+    return rc;
 }
 
 int
@@ -3012,10 +3096,12 @@ store_copy(struct store *from, struct store *to, struct store_copy_counts *count
     if (query_int(from, "SELECT COALESCE(max(last_seen), 0) FROM controllers", NO_ARGS, &beat,
                   err) < 0)
         return -1;
-    if (beat > now_s(from) - STORE_COPY_QUIET_S)
+    int64_t now;
+    TRY(store_clock_s(from, &now, err));
+    if (beat > now - STORE_COPY_QUIET_S)
         return ztr_err_set(err, ZTR_E_INVALID,
                            "a controller used the source %llds ago: stop every controller on it "
-                           "first", (long long)(now_s(from) - beat));
+                           "first", (long long)(now - beat));
     struct copy_job job = {from, counts};
     return in_tx(to, copy_body, &job, err);
 }

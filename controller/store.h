@@ -477,7 +477,8 @@ int store_allowlist_bump(struct store *store, struct ztr_err *err);
 /* ---- changes made through other controllers --------------------------------
  * Controllers sharing a PostgreSQL database tell each other, at commit, what
  * their agents' sessions must act on (LISTEN/NOTIFY): "push" (recompute
- * what each agent should have) and "revoke <node id> <reason>". A writer
+ * what each agent should have), "revoke <node id> <reason>" and "released"
+ * (nodes of a controller judged silent were taken OFFLINE). A writer
  * hears its own changes too. On SQLite (one controller) there is nothing to
  * hear: *fd is -1. Otherwise *fd is a socket to wait on for reading, then
  * store_changes_read() calls each(ctx, change) per change; after a -1 (the
@@ -497,6 +498,9 @@ void store_set_controller(struct store *store, const char *id);
 const char *store_controller_self(const struct store *store);
 /* Whether other controllers may share the database (PostgreSQL). */
 bool store_is_shared(const struct store *store);
+/* The clock beats are stamped and judged by: the database's on a shared
+ * store (controllers' own clocks may differ), the store's clock otherwise. */
+int store_clock_s(struct store *store, int64_t *now, struct ztr_err *err);
 int store_controller_beat(struct store *store, const char *address, struct ztr_err *err);
 /* A clean stop: the others release its nodes at once. */
 int store_controller_leave(struct store *store, struct ztr_err *err);
@@ -514,10 +518,20 @@ int store_controller_list(struct store *store,
                           int (*visit)(void *ctx, const struct store_controller *), void *ctx,
                           struct ztr_err *err);
 /* Takes OFFLINE every ONLINE node held by another controller that has not
- * beaten since alive_since (INT64_MAX: every other), with detail as the
- * event's (NULL: `OFFLINE: controller <id> stopped answering`); visit sees
- * each after the commit. */
+ * beaten since alive_since (store_clock_s; INT64_MAX: every other), with
+ * detail as the event's (NULL: `OFFLINE: controller <id> stopped
+ * answering`); visit sees each after the commit. Tells the others
+ * ("released") when it took any. */
 int store_nodes_release(struct store *store, int64_t alive_since, const char *detail,
+                        int (*visit)(void *ctx, const struct store_node *), void *ctx,
+                        struct ztr_err *err);
+
+/* Takes back ONLINE, held by this controller, each of ids (nodes with a
+ * live session here) that is OFFLINE and not revoked: another controller
+ * released them while this one was slow to beat, or they were held by
+ * one that stopped. Event `ONLINE: its session is live on controller <id>`;
+ * visit sees each after the commit. */
+int store_nodes_reclaim(struct store *store, const char *const *ids, size_t count,
                         int (*visit)(void *ctx, const struct store_node *), void *ctx,
                         struct ztr_err *err);
 

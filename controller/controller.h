@@ -78,6 +78,8 @@ struct controller_settings {
      * deletes the excess in batches): unauthenticated clients can add rows. */
     int64_t event_retention_s;     /* 1h..3650d */
     uint64_t event_max;            /* 1..100000000 */
+    /* Control sessions held at once (0: the default, 20000). */
+    uint64_t sessions_max;
     /* What a peer that has not authenticated may cost (0: the default). */
     uint64_t handshakes_per_source;      /* unauthenticated sessions per source */
     uint64_t enroll_failures_per_source; /* denied enrollments per source per minute */

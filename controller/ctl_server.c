@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,7 +33,8 @@
 #include "controller/controller.h"
 #include "controller/federation.h"
 
-#define SESSIONS_MAX 20000
+/* SESSIONS_MAX when the settings leave it 0. */
+#define SESSIONS_MAX_DEFAULT 20000
 /* A session must say what it is for within this long after its handshake. */
 #define FIRST_MESSAGE_TIMEOUT_MS 10000
 #define IDENTITY_KEY_MAX 4096
@@ -197,6 +199,7 @@ struct ctl_server {
     struct quota *unauthenticated;
     struct quota *enroll_failures;
     struct quota *hellos;
+    size_t sessions_max;
     uint64_t handshakes_per_source;
     uint64_t enroll_failures_per_source;
     uint64_t hellos_per_node;
@@ -1639,7 +1642,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         struct quota_key source;
         bool has_source = net_source_key_of(&peer, &source) == 0;
         const char *refusal = NULL;
-        if (server->session_count >= SESSIONS_MAX)
+        if (server->session_count >= server->sessions_max)
             refusal = "too many sessions open";
         else if (has_source &&
                  !quota_enter(server->unauthenticated, &source,
@@ -2017,6 +2020,30 @@ changes_open(struct ctl_server *server)
     ctl_server_push_all(server);
 }
 
+/* Descriptors beside the sessions: listeners, the store, admin and health
+ * connections, federation links. */
+#define FD_RESERVE 256
+
+/* Every session is a descriptor: with the soft limit below SESSIONS_MAX
+ * the kernel would refuse connections the setting promises. Raised up to
+ * the hard limit; said once when even that is too low. */
+static void
+check_fd_limit(size_t sessions_max)
+{
+    struct rlimit limit;
+    rlim_t wanted = (rlim_t)sessions_max + FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY ||
+        limit.rlim_cur >= wanted)
+        return;
+    limit.rlim_cur = limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted ? limit.rlim_max
+                                                                                : wanted;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur < wanted)
+        log_warn("file descriptor limit below SESSIONS_MAX",
+                 "limit=%llu sessions_max=%zu hint=\"raise LimitNOFILE (or ulimit -n) above "
+                 "SESSIONS_MAX + %d\"",
+                 (unsigned long long)limit.rlim_cur, sessions_max, FD_RESERVE);
+}
+
 static void
 free_quotas(struct ctl_server *server)
 {
@@ -2060,6 +2087,8 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
         return -1;
     }
     const struct controller_settings *set = &c->settings;
+    server->sessions_max = set->sessions_max ? (size_t)set->sessions_max : SESSIONS_MAX_DEFAULT;
+    check_fd_limit(server->sessions_max);
     server->handshakes_per_source = set->handshakes_per_source ? set->handshakes_per_source : 64;
     server->enroll_failures_per_source =
         set->enroll_failures_per_source ? set->enroll_failures_per_source : 20;
@@ -2070,7 +2099,7 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
      * dropped first when room is needed. */
     if (fleet_new(c->store, c->clock, set->svid_ttl_s, &c->fleet, err) != 0 ||
         changes_new(&c->changes, err) != 0 ||
-        quota_new(SESSIONS_MAX, 0, &server->unauthenticated, err) != 0 ||
+        quota_new(server->sessions_max, 0, &server->unauthenticated, err) != 0 ||
         quota_new(SOURCE_TABLE_MAX, 60000, &server->enroll_failures, err) != 0 ||
         quota_new(SOURCE_TABLE_MAX, 60000, &server->hellos, err) != 0 ||
         issue_identity(server, false, err) != 0 ||
@@ -2084,6 +2113,7 @@ ctl_server_start(struct controller *c, struct ztr_err *err)
         free(server);
         return -1;
     }
+    fleet_hold(c->fleet, server->sessions_max);
     server->port = net_local_port(server->listen_fd);
     char host[128];
     uint16_t configured_port;

@@ -75,6 +75,10 @@ static const struct config_key controller_schema[] = {
     CONFIG_KEY("EVENT_MAX", CONFIG_UINT, "100000",
                "at most this many events are kept, the oldest go first (1..100000000)", S,
                event_max),
+    CONFIG_KEY("SESSIONS_MAX", CONFIG_UINT, "20000",
+               "control sessions this controller holds at once (agents' and enrollments'); "
+               "more are refused as they connect. Each costs about 14 KiB and a file "
+               "descriptor: LimitNOFILE must be above it (100..500000)", S, sessions_max),
     CONFIG_KEY("HANDSHAKES_PER_SOURCE", CONFIG_UINT, "64",
                "unauthenticated control connections (TLS handshake, enroll, waiting for hello) "
                "one source address (IPv4, IPv6 /64) may hold; more are closed at once "
@@ -170,6 +174,8 @@ check_settings(void *ctx, struct daemon *daemon, const struct config *config,
         return config_fail(config, "EVENT_RETENTION", err, "must be between 1h and 3650d");
     if (s->event_max < 1 || s->event_max > 100000000)
         return config_fail(config, "EVENT_MAX", err, "must be between 1 and 100000000");
+    if (s->sessions_max < 100 || s->sessions_max > 500000)
+        return config_fail(config, "SESSIONS_MAX", err, "must be between 100 and 500000");
     if (s->handshakes_per_source < 1 || s->handshakes_per_source > 16384)
         return config_fail(config, "HANDSHAKES_PER_SOURCE", err, "must be between 1 and 16384");
     if (s->enroll_failures_per_source < 1 || s->enroll_failures_per_source > 1000000)

@@ -102,6 +102,7 @@ struct fleet {
     int64_t horizon_scanned_to;
     struct entry *buckets[BUCKETS];
     size_t count;
+    size_t nodes_max;
     struct pattern patterns[FLEET_FAILURE_COUNT];
     uint64_t escalations_logged;
     struct store_heartbeat *batch;
@@ -263,7 +264,7 @@ entry_get(struct fleet *f, const struct store_node *node, int64_t now)
     struct entry *e = entry_find(f, node->id);
     if (e != NULL)
         return e;
-    if (f->count >= FLEET_NODES_MAX && !make_room(f))
+    if (f->count >= f->nodes_max && !make_room(f))
         return NULL;
     e = calloc(1, sizeof(*e));
     if (e == NULL)
@@ -387,9 +388,17 @@ fleet_new(struct store *store, const struct ztr_clock *clock, int64_t svid_ttl_s
     f->store = store;
     f->clock = clock;
     f->svid_ttl_s = svid_ttl_s;
+    f->nodes_max = FLEET_NODES_MAX;
     f->started_at = f->horizon_scanned_to = clock_wall_s(clock);
     *out = f;
     return 0;
+}
+
+void
+fleet_hold(struct fleet *f, size_t sessions)
+{
+    size_t wanted = sessions + sessions / 2;
+    f->nodes_max = wanted > FLEET_NODES_MAX ? wanted : FLEET_NODES_MAX;
 }
 
 void

@@ -39,9 +39,9 @@
 #define FLEET_ESCALATE_NODES 3
 /* A node is flapping with this many reconnects within FLEET_WINDOW_S. */
 #define FLEET_FLAP_RECONNECTS 3
-/* Nodes tracked at once. Above the control plane's session limit (20000),
- * so that every node with a live session fits; idle ones are dropped
- * first when room is needed. About 1 KiB each. */
+/* Nodes tracked at once, at least (fleet_hold raises it above the
+ * control plane's SESSIONS_MAX), so that every node with a live session
+ * fits; idle ones are dropped first when room is needed. About 1 KiB each. */
 #define FLEET_NODES_MAX 32768
 /* Nodes an escalation names (log line, event, admin API); the count
  * covers all of them. */
@@ -112,6 +112,9 @@ struct fleet;
  * events in store. */
 int fleet_new(struct store *store, const struct ztr_clock *clock, int64_t svid_ttl_s,
               struct fleet **out, struct ztr_err *err);
+/* Room for at least sessions nodes with a live session, and half as many
+ * idle ones beside them (never below FLEET_NODES_MAX). */
+void fleet_hold(struct fleet *fleet, size_t sessions);
 /* Frees without writing anything: call fleet_persist(f, INT64_MAX) first
  * to keep what is pending. NULL is fine. */
 void fleet_free(struct fleet *fleet);

@@ -24,6 +24,21 @@ run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" HEARTBEAT_INTERVAL=10 "
 expect_status 2 "bad duration"
 expect_err_has "env: HEARTBEAT_INTERVAL: invalid duration" "config error names key and origin"
 
+run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" SESSIONS_MAX=5 "$C"
+expect_status 2 "SESSIONS_MAX out of range"
+expect_err_has "SESSIONS_MAX: must be between 100 and 500000" "names the key and its range"
+# Each session is a descriptor: a soft limit below SESSIONS_MAX is raised
+# up to the hard one, and a hard one below it is said at start.
+run bash -c 'ulimit -Sn 300 && exec timeout --preserve-status -s TERM 3 "$@"' _ env "${base[@]}" \
+  ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" STATE_DIR="$T/fd1" SESSIONS_MAX=1000 "$C"
+expect_status 0 "starts with a soft descriptor limit of 300 and SESSIONS_MAX=1000"
+[[ "$RUN_ERR" != *"file descriptor limit below SESSIONS_MAX"* ]]
+check "the soft limit was raised: no warning" $?
+run bash -c 'ulimit -n 400 && exec timeout --preserve-status -s TERM 3 "$@"' _ env "${base[@]}" \
+  ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" STATE_DIR="$T/fd2" SESSIONS_MAX=1000 "$C"
+expect_status 0 "starts with a hard descriptor limit of 400"
+expect_err_has 'msg="file descriptor limit below SESSIONS_MAX" limit=400 sessions_max=1000' "says the limit is too low, with both numbers"
+
 # Operator CA: missing file, bad PEM, no keyCertSign (failure-modes 1.3, 1.5)
 bash "$ROOT/tests/fixtures/foreign-certs.sh" "$T/f" >/dev/null
 run env "${base[@]}" ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" CA_CERT="$T/nope.crt" CA_KEY="$T/nope.key" "$C"

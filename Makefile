@@ -107,14 +107,16 @@ $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-# The version --version, /health and ztr_build_info report (base/build_info.c):
-# checked on every make, the header rewritten only when its text changes, so
-# a new commit recompiles one file and relinks.
+# The version --version, /health and ztr_build_info report (base/build_info.c;
+# scripts/version.sh: git describe, else a VERSION file, else the commit a
+# `git archive` export carries, else 0.0.0-unknown): checked on every make,
+# the header rewritten only when its text changes, so a new commit
+# recompiles one file and relinks.
 VERSION_H := $(BUILD)/gen/ztr_build_version.h
 .PHONY: FORCE
 $(VERSION_H): FORCE
 	@mkdir -p $(dir $@)
-	@v="$$(git describe --always --dirty 2>/dev/null || echo 0.0.0-unknown)"; \
+	@v="$$(bash $(ROOT)/scripts/version.sh)"; \
 	printf '#define ZTR_VERSION "%s"\n#define ZTR_BUILD_TYPE "%s"\n' \
 	  "$$v" "$(if $(SAN),asan,release)" >$@.tmp; \
 	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi

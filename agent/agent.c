@@ -419,10 +419,11 @@ int
 agent_main(const struct agent_spec *spec, int argc, char **argv)
 {
     char usage[128];
-    snprintf(usage, sizeof(usage), "usage: %s [--config FILE] [flags]", pki_role_name(spec->role));
+    const char *program = pki_role_name(spec->role);
+    snprintf(usage, sizeof(usage), "usage: %s [--config FILE] [flags]\n       %s --version", program, program);
     struct agent_process process = {.spec = spec};
     struct daemon_spec daemon = {
-        .program = pki_role_name(spec->role), .usage = usage, .msg_failed = "agent failed to start", .msg_stopping = "stopping",
+        .program = program, .usage = usage, .msg_failed = "agent failed to start", .msg_stopping = "stopping",
         .schema = spec->schema, .schema_len = spec->schema_len, .settings = spec->settings,
         .configure = process_configure, .start = process_start, .on_hup = process_hup,
         .on_term = process_term, .stop = process_stop, .ctx = &process};

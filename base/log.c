@@ -168,9 +168,37 @@ enum piece_kind {
     PIECE_BARE,      /* a value right after key=: quoted when it needs to be */
 };
 
+/* Bytes of the well-formed UTF-8 sequence at s (at most left), or 0. */
+static size_t
+utf8_sequence(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (n == 0 || n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    /* Overlong forms, UTF-16 surrogates and code points above U+10FFFF. */
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+/* A C1 control (U+0080..U+009F): some readers break a line at U+0085. */
+static int
+utf8_is_c1(const unsigned char *s, size_t n)
+{
+    return n == 2 && s[0] == 0xc2 && s[1] < 0xa0;
+}
+
 /* Appends src (src_len bytes) to dst[*len..cap) so that one event stays
- * one line and a value stays one field: control characters become ' ' or
- * '?', and in a quoted value '"' and '\' are escaped. Secrets are matched
+ * one line and a value stays one field: control characters (C0, DEL, C1)
+ * become ' ' or '?', and in a quoted value '"' and '\' are escaped. A byte
+ * that is not part of well-formed UTF-8 becomes '?' too, so the line stays
+ * UTF-8 (journald keeps anything else as a blob, which journalctl does
+ * not show), and a sequence is copied whole or not at all. Secrets are matched
  * in src, before escaping could change their bytes and before the line
  * limit could cut one in half; the mask is never rescanned, so a secret
  * that occurs inside "[REDACTED]" cannot loop. */
@@ -198,8 +226,25 @@ append_escaped(char *dst, size_t *len, size_t cap, const char *src, size_t src_l
         } else if (escape_quotes && (c == '"' || c == '\\')) {
             dst[(*len)++] = '\\';
             dst[(*len)++] = (char)c;
-        } else {
+        } else if (c < 0x80) {
             dst[(*len)++] = (char)c;
+        } else {
+            const unsigned char *u = (const unsigned char *)s;
+            size_t n = utf8_sequence(u, (size_t)(end - s));
+            /* A secret that starts inside the sequence is masked from there. */
+            for (size_t k = 1; k < n; k++)
+                if (secret_at(s + k, (size_t)(end - s) - k, src_cut) > 0)
+                    n = 0;
+            if (n == 0 || utf8_is_c1(u, n)) {
+                dst[(*len)++] = '?';
+                s += n == 0 ? 0 : n - 1;
+                continue;
+            }
+            if (*len + n >= cap)
+                break;
+            memcpy(dst + *len, s, n);
+            *len += n;
+            s += n - 1;
         }
     }
     dst[*len] = '\0';
@@ -448,24 +493,6 @@ append_masked(char *dst, size_t *len, size_t cap, const char *src, size_t src_le
     dst[*len] = '\0';
 }
 
-/* Bytes of the well-formed UTF-8 sequence at s (at most left), or 0. */
-static size_t
-utf8_sequence(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-    if (n == 0 || n > left)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    /* Overlong forms, UTF-16 surrogates and code points above U+10FFFF. */
-    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) || (c == 0xf0 && s[1] < 0x90) ||
-        (c == 0xf4 && s[1] >= 0x90))
-        return 0;
-    return n;
-}
-
 /* Writes src as a JSON string. Cut short (never inside an escape or a
  * UTF-8 sequence) when the line is full; the closing quote always fits. */
 static void
@@ -479,7 +506,7 @@ json_string(char *line, size_t *len, size_t cap, const char *src, size_t src_len
     for (size_t i = 0; i < src_len;) {
         char escaped[8];
         const char *piece = escaped;
-        size_t n = 0;
+        size_t n = 0, used = 1;   /* bytes written, bytes of src they stand for */
         unsigned char c = s[i];
         if (c == '"' || c == '\\') {
             escaped[0] = '\\', escaped[1] = (char)c, n = 2;
@@ -493,8 +520,12 @@ json_string(char *line, size_t *len, size_t cap, const char *src, size_t src_len
             n = (size_t)snprintf(escaped, sizeof(escaped), "\\u%04x", c);
         } else if (c < 0x80) {
             escaped[0] = (char)c, n = 1;
-        } else if ((n = utf8_sequence(s + i, src_len - i)) > 0) {
+        } else if ((n = utf8_sequence(s + i, src_len - i)) > 0 && utf8_is_c1(s + i, n)) {
+            used = n;
+            n = (size_t)snprintf(escaped, sizeof(escaped), "\\u%04x", s[i + 1]);
+        } else if (n > 0) {
             piece = (const char *)s + i;
+            used = n;
         } else {
             /* Not UTF-8: U+FFFD, as a reader would show it. */
             memcpy(escaped, "\\ufffd", 6), n = 6;
@@ -503,7 +534,7 @@ json_string(char *line, size_t *len, size_t cap, const char *src, size_t src_len
             break;
         memcpy(line + *len, piece, n);
         *len += n;
-        i += piece == escaped ? 1 : n;
+        i += used;
     }
     line[(*len)++] = '"';
     line[*len] = '\0';

@@ -292,7 +292,9 @@ daemon_main(int argc, char **argv)
     struct daemon_spec spec = {
         .program = "controller",
         .usage = "usage: controller [serve] [--config FILE] [flags]\n"
-                 "       controller <token|node|fleet|resource|allow|deny|allowlist|ca|events|federation> ...",
+                 "       controller --version\n"
+                 "       controller <token|node|controllers|changes|fleet|resource|allow|deny|allowlist|explain|\n"
+                 "                   ca|events|federation|store> ...   (each command: controller help)",
         .msg_failed = "controller failed to start",
         .msg_stopping = "controller stopping",
         .schema = controller_schema,

@@ -4,9 +4,10 @@
 # build/deb/, built with debhelper (debian/) from a copy of the working tree,
 # then checked with lintian.
 #   scripts/deb.sh [OUT]     OUT: where the .debs go (default build/deb)
-# The version comes from `git describe --always --dirty` (a tag v1.2 gives
-# 1.2, 1.2-3-gabc gives 1.2+3+gabc, a bare commit 0~gitabc1234); debian/changelog
-# is written into the copy only. lintian's errors fail the build; its
+# The version comes from scripts/version.sh (`git describe --always --dirty`
+# in a checkout; a tag v1.2 gives 1.2, 1.2-3-gabc gives 1.2+3+gabc, a bare
+# commit 0~gitabc1234); debian/changelog and VERSION (what the binaries
+# report) are written into the copy only. lintian's errors fail the build; its
 # warnings are printed and kept in OUT/lintian.txt.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,7 +15,7 @@ OUT="${1:-$ROOT/build/deb}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 
-describe="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+describe="$(bash "$ROOT/scripts/version.sh")"
 case "$describe" in
   v[0-9]*) version="${describe#v}" ;;
   [0-9]*.*) version="$describe" ;;
@@ -36,6 +37,8 @@ mkdir -p "$SRC"
 (cd "$ROOT" && git ls-files -co --exclude-standard -z | grep -zv '^ui/' |
   xargs -0 tar -cf - --no-recursion) | tar -xf - -C "$SRC"
 ln -s "$(readlink -f "$ROOT/.deps")" "$SRC/.deps"
+# The copy is no git checkout of its own: the binaries read their version here.
+printf '%s\n' "$describe" >"$SRC/VERSION"
 cat >"$SRC/debian/changelog" <<CHANGELOG
 ztr ($version) unstable; urgency=medium
 

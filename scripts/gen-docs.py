@@ -10,6 +10,7 @@ between marker lines, so the docs cannot drift from the code:
   man/DAEMON.8       .\\" BEGIN generated: DAEMON settings           (roff)
   man/ztr.conf.5     the same, one block per daemon
   man/controller.8   also `controller help` (the CLI's commands)
+  docs/CONTROLLER.md `controller help` again, in "The CLI"
   man/ztr-pki.1      the usage ztr-pki prints
 
   scripts/gen-docs.py BINDIR           rewrite the files (make docs)
@@ -113,6 +114,11 @@ def roff_rows(keys):
     return rows
 
 
+def md_cli(help_text):
+    lines = help_text.rstrip("\n").splitlines()
+    return [(None, "```")] + [(None, line) for line in lines] + [(None, "```")]
+
+
 def roff_cli(help_text):
     rows = [(None, ".PP\n.nf\n.RS 4")]
     for line in help_text.rstrip("\n").splitlines():
@@ -181,6 +187,7 @@ def main(argv):
     for d in DAEMONS:
         targets[f"man/{d}.8"] = [(f"{d} settings", roff_rows(schemas[d]))]
     targets["man/controller.8"].append(("controller commands", roff_cli(cli_help)))
+    targets["docs/CONTROLLER.md"] = [("controller commands", md_cli(cli_help))]
     targets["man/ztr-pki.1"] = [("ztr-pki usage", roff_cli(pki_usage))]
     problems = []
     for rel, blocks in targets.items():

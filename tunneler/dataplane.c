@@ -328,9 +328,12 @@ socks_flush(struct client *c)
 static void
 client_fail(struct client *c, enum socks5_reply_code reply, const char *reason)
 {
-    log_warn("stream failed", "client=%s resource=\"%s\" reason=\"%s\"%s%s", c->peer,
-             c->resource, reason, c->socks ? " socks5_reply=" : "",
-             c->socks ? socks5_reply_name(reply) : "");
+    if (c->socks)
+        log_warn("stream failed", "client=%s resource=\"%s\" reason=\"%s\" socks5_reply=\"%s\"",
+                 c->peer, c->resource, reason, socks5_reply_name(reply));
+    else
+        log_warn("stream failed", "client=%s resource=\"%s\" reason=\"%s\"", c->peer,
+                 c->resource, reason);
     c->tunnel->counts.streams_refused++;
     if (c->socks) {
         struct ztr_err err;

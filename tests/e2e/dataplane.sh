@@ -41,11 +41,11 @@ run curl -s -m 10 --socks5-hostname "127.0.0.1:$SOCKS" "http://127.0.0.1:$HTTP_P
 expect_out "hello from resource" "curl through SOCKS5, resource by target"
 run curl -s -m 10 --socks5-hostname "127.0.0.1:$SOCKS" "http://db.internal:5432/"
 [ "$RUN_STATUS" -ne 0 ]; check "SOCKS5 to an unknown name fails (curl exit $RUN_STATUS)" $?
-grep -qF 'reason="no resource matches the SOCKS5 request" socks5_reply=host unreachable' "$LAPTOP_LOG"
+grep -qF 'reason="no resource matches the SOCKS5 request" socks5_reply="host unreachable"' "$LAPTOP_LOG"
 check "the tunneler logs why and answers SOCKS5 host unreachable" $?
 run curl -s -m 10 --socks5-hostname "127.0.0.1:$SOCKS" "http://dead/"
 [ "$RUN_STATUS" -ne 0 ]; check "SOCKS5 to a resource whose target refuses fails (curl exit $RUN_STATUS)" $?
-grep -F 'resource="dead"' "$LAPTOP_LOG" | grep -qF "connect: connection refused)\" socks5_reply=connection refused"
+grep -F 'resource="dead"' "$LAPTOP_LOG" | grep -qF "connect: connection refused)\" socks5_reply=\"connection refused\""
 check "the tunneler logs the target's refusal and answers SOCKS5 connection refused" $?
 grep -qF 'msg="data session opened" connector=' "$LAPTOP_LOG"
 check "one data session to the connector" $?

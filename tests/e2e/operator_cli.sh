@@ -38,6 +38,42 @@ if [ -f "$ROOT/.deps/wolfssl/lib/libwolfssl.a" ] && [ "$(uname -m)" = x86_64 ]; 
 fi
 run "$ZTR_TEST_BIN/controller" serve --version
 expect_out "controller ${version_line#ztr-pki }" "controller serve --version: the same line"
+for bin in controller connector tunneler; do
+  run "$ZTR_TEST_BIN/$bin" --help
+  grep -qxF "       $bin --version" <<<"$RUN_OUT"; check "$bin --help names --version" $?
+done
+# controller --help names every command group `controller help` lists.
+run "$ZTR_TEST_BIN/controller" --help
+help_groups="$(head -5 <<<"$RUN_OUT" | tr -d ' \n' | grep -o 'controller<[a-z|]*>' | tr -d '<>' | sed 's/^controller//')"
+missing=""
+for group in $("$ZTR_TEST_BIN/controller" help | sed -n 's/^ *controller \([a-z]*\)\( .*\)\{0,1\}$/\1/p' | sort -u); do
+  [[ "|$help_groups|" == *"|$group|"* ]] || missing+=" $group"
+done
+[ -n "$help_groups" ] && [ -z "$missing" ]
+check "controller --help names every command group of controller help (missing:${missing:- none})" $?
+
+# ---- the version outside git (scripts/version.sh; the Makefile builds with it) ------
+# A `git archive` export (export-subst) reports the commit it came from, even
+# unpacked inside another repository; a VERSION file (the package build's
+# copy) wins over that; a plain copy reports 0.0.0-unknown.
+mkdir -p "$T/export/scripts" "$T/copy/scripts"
+if git -C "$ROOT" rev-parse -q --verify HEAD >/dev/null 2>&1; then
+  head_version="$(git -C "$ROOT" describe --always HEAD)"
+  git -C "$ROOT" archive HEAD scripts/version.sh | tar -x -C "$T/export"
+  run bash "$T/export/scripts/version.sh"
+  expect_out "$head_version" "a git archive export: the commit it came from"
+  git init -q "$T/other" && mkdir -p "$T/other/src" && cp -R "$T/export/scripts" "$T/other/src/"
+  run bash "$T/other/src/scripts/version.sh"
+  expect_out "$head_version" "an export inside another repository: still its own commit"
+  cp "$ROOT/scripts/version.sh" "$T/copy/scripts/"
+  run bash "$T/copy/scripts/version.sh"
+  expect_out 0.0.0-unknown "a plain copy, outside git: 0.0.0-unknown"
+else
+  cp "$ROOT/scripts/version.sh" "$T/export/scripts/"   # this tree is itself an export
+fi
+echo 1.2.3+4+gabcdef >"$T/export/VERSION"
+run bash "$T/export/scripts/version.sh"
+expect_out 1.2.3+4+gabcdef "a VERSION file: its first line"
 
 # ---- /health and /metrics carry the same facts ---------------------------------------
 start_controller ctl || exit 1
@@ -94,6 +130,9 @@ resource list|j["resources"] == [{"name": "web", "description": "", "created_at"
 allowlist|isinstance(j["version"], int) and j["grants"][0]["tunneler"] == "laptop" and j["grants"][0]["resource"] == "web"
 ca show|j["cas"][0]["number"] == 1 and j["bundle"].startswith("-----BEGIN CERTIFICATE-----") and isinstance(j["version"], int)
 events --limit 50|any(e["kind"] == "admin" and "token created" in e["detail"] for e in j["events"]) and all(isinstance(e["id"], int) for e in j["events"])
+controllers|len(j["controllers"]) == 1 and j["controllers"][0]["self"] is True and j["controllers"][0]["alive"] is True
+changes --limit 5|isinstance(j["changes"], list) and all("apply_ms" in c and "complete" in c for c in j["changes"])
+explain --tunneler laptop --resource web|j["tunneler"] == "laptop" and j["resource"] == "web" and j["verdict"] in ("allow", "deny") and isinstance(j["steps"], list)
 federation list|j == {"peers": []}
 federation grants|j == {"grants": []}
 LIST

@@ -61,6 +61,16 @@ for e in controller.conf controller.yaml connector.conf connector.yaml tunneler.
 done
 expect "docs in /usr/share/doc/ztr (OPERATIONS.md)" test -f /usr/share/doc/ztr/OPERATIONS.md.gz
 expect "controller --help (exit 0)" "$CTL" --help
+# The bash completion, where bash-completion loads it on first use.
+COMPLETION=/usr/share/bash-completion/completions/controller
+expect "bash completion $COMPLETION (ztr-controller)" grep -qxF "$COMPLETION" "$R/dpkg-L-ztr-controller.txt"
+equal "the completion completes 'controller fl' to fleet" \
+  "$(bash -c '. "$1"; COMP_WORDS=(controller fl); COMP_CWORD=1; _ztr_controller; echo "${COMPREPLY[*]}"' _ "$COMPLETION")" fleet
+# --version names the commit the package was built from (scripts/deb.sh's
+# version rule: v1.2-3-gabc -> 1.2+3+gabc, a bare commit abc -> 0~gitabc).
+built="$("$CTL" --version | sed -n 's/.* version=\([^ ]*\) .*/\1/p')"
+case "$built" in v[0-9]*) want="${built#v}" ;; [0-9]*.*) want="$built" ;; *) want="0~git$built" ;; esac
+equal "controller --version ($built) is the package's version" "${want//-/+}" "$(dpkg-query -W -f='${Version}' ztr-controller)"
 if ldd /usr/bin/controller /usr/bin/connector /usr/bin/tunneler | grep -qi wolfssl; then
   fail "wolfSSL linked statically" "$(ldd /usr/bin/controller | grep -i wolfssl)"
 else
@@ -110,6 +120,33 @@ expect "a request through the tunneler's forward reaches the resource" wait_unti
 for n in connector controller tunneler; do
   expect "state in /var/lib/private/ztr-$n" test -d "/var/lib/private/ztr-$n"
 done
+# journald keeps each line's level as its priority (the <N> prefix the
+# daemons write when JOURNAL_STREAM names their stderr), and the prefix is
+# not left in the message.
+refused() { [ "$(curl -s -m 3 -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer not-the-token' \
+  http://127.0.0.1:8080/api/admin/nodes)" = 401 ]; }
+expect "a request with a wrong admin token is refused (401)" refused
+priorities() {
+  journalctl --no-pager -o json -u ztr-controller.service | python3 -c '
+import json, sys
+seen = {}
+for line in sys.stdin:
+    e = json.loads(line)
+    m = e.get("MESSAGE")
+    if not isinstance(m, str) or m.startswith("<"):
+        continue
+    for msg in ("controller started", "admin request refused"):
+        if " msg=\"%s\"" % msg in m:
+            seen[msg] = e.get("PRIORITY")
+print(seen.get("controller started"), seen.get("admin request refused"))'
+}
+priorities_kept() { [ "$(priorities)" = "6 4" ]; }
+expect "journald: controller started at priority 6 (info), admin request refused at 4 (warning)" \
+  wait_until 5 priorities_kept
+equal "journald: no message keeps a <N> prefix" \
+  "$(journalctl --no-pager -o cat -u ztr-controller.service -u ztr-connector.service -u ztr-tunneler.service | grep -c '^<[0-7]>')" 0
+equal "journalctl -p warning shows the refusal, not the info lines" \
+  "$(journalctl --no-pager -o cat -p warning -u ztr-controller.service | grep -c 'msg="admin request refused"\|msg="controller started"')" 1
 if [ "$CONSOLE" = 1 ]; then
   expect "the console: /usr/lib/ztr/ui/server.mjs, without devDependencies" \
     test -f /usr/lib/ztr/ui/server.mjs -a ! -e /usr/lib/ztr/ui/node_modules/typescript

@@ -384,6 +384,55 @@ test_utf8_passes_through_unchanged(void **state)
                         "level=info msg=\"caf\xc3\xa9\" who=\xe2\x9c\x93");
 }
 
+/* A line is UTF-8 (journald keeps anything else as a blob journalctl does
+ * not show): a byte outside well-formed UTF-8 and a C1 control become '?',
+ * in the message, a quoted value and a bare one alike. */
+static void
+test_invalid_utf8_and_c1_controls_become_question_marks(void **state)
+{
+    (void)state;
+    char line[LOG_LINE_MAX];
+    log_info("m\xff", "name=%s q=\"%s\" ok=%s", "a\xfe\xc0\xa2\xed\xa0\x80z", "G\xc2\x85T\xe2\x9c",
+             "\xe2\x9c\x93\xf0\x9f\x94\x92");
+    assert_string_equal(only_line(line, sizeof(line)),
+                        "level=info msg=\"m?\" name=a??????z q=\"G?T??\" ok=\xe2\x9c\x93\xf0\x9f\x94\x92");
+}
+
+static void
+test_a_line_cut_at_its_limit_never_splits_a_utf8_sequence(void **state)
+{
+    (void)state;
+    /* Three-byte characters from an odd offset: the cut falls inside one. */
+    char msg[LOG_LINE_MAX * 2];
+    size_t len = 0;
+    msg[len++] = 'x';
+    while (len + 3 < sizeof(msg)) {
+        memcpy(msg + len, "\xe2\x9c\x93", 3);
+        len += 3;
+    }
+    msg[len] = '\0';
+    log_info(msg, NULL);
+    const char *text = test_log_captured();
+    const char *body = text + strlen("level=info msg=\"x");
+    size_t checks = 0;
+    while (memcmp(body, "\xe2\x9c\x93", 3) == 0) {
+        body += 3;
+        checks++;
+    }
+    assert_true(checks > LOG_LINE_MAX / 3 - 20);
+    assert_true(strcmp(body, "\"\n") == 0 || strcmp(body, "\n") == 0);
+}
+
+static void
+test_a_secret_inside_a_utf8_sequence_is_still_masked(void **state)
+{
+    (void)state;
+    assert_int_equal(log_add_secret("\x9c\x93SECRETVALUE"), 0);
+    char line[LOG_LINE_MAX];
+    log_info("m", "v=%s", "\xe2\x9c\x93SECRETVALUE");
+    assert_string_equal(only_line(line, sizeof(line)), "level=info msg=\"m\" v=?[REDACTED]");
+}
+
 static void
 test_oversized_event_is_truncated_to_one_bounded_line(void **state)
 {
@@ -788,6 +837,19 @@ test_json_invalid_utf8_becomes_replacement_characters(void **state)
 }
 
 static void
+test_json_c1_controls_are_escaped(void **state)
+{
+    (void)state;
+    log_set_format(LOG_FORMAT_JSON);
+    log_info("m", "name=%s", "G\xc2\x85T\xc2\x9f\xc2\xa0");
+    char buf[LOG_LINE_MAX];
+    assert_non_null(strstr(only_line(buf, sizeof(buf)), "\"name\":\"G\\u0085T\\u009f\xc2\xa0\""));
+    json_t *o = only_json_line();
+    assert_string_equal(json_string_value(json_object_get(o, "name")), "G\xc2\x85T\xc2\x9f\xc2\xa0");
+    json_decref(o);
+}
+
+static void
 test_json_secrets_are_redacted(void **state)
 {
     (void)state;
@@ -985,6 +1047,9 @@ main(void)
         LOG_TEST(test_quoted_bare_value_at_line_end_stays_bounded_and_closed),
         LOG_TEST(test_secret_cut_by_precision_leaves_no_prefix),
         LOG_TEST(test_utf8_passes_through_unchanged),
+        LOG_TEST(test_invalid_utf8_and_c1_controls_become_question_marks),
+        LOG_TEST(test_a_line_cut_at_its_limit_never_splits_a_utf8_sequence),
+        LOG_TEST(test_a_secret_inside_a_utf8_sequence_is_still_masked),
         LOG_TEST(test_oversized_event_is_truncated_to_one_bounded_line),
         LOG_TEST(test_oversized_escaped_message_never_splits_an_escape),
         LOG_TEST(test_short_or_null_secrets_are_refused),
@@ -1005,6 +1070,7 @@ main(void)
         LOG_TEST(test_json_quoted_numbers_and_mixed_values_stay_strings),
         LOG_TEST(test_json_hostile_values_stay_one_value),
         LOG_TEST(test_json_invalid_utf8_becomes_replacement_characters),
+        LOG_TEST(test_json_c1_controls_are_escaped),
         LOG_TEST(test_json_secrets_are_redacted),
         LOG_TEST(test_json_oversized_line_is_cut_and_still_one_object),
         LOG_TEST(test_json_text_without_a_key_is_kept_under_text),

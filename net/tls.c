@@ -16,6 +16,10 @@
 #include "net/net.h"
 
 #define READ_CHUNK 16384
+/* Read-ahead of connections without io_buffer (control streams): held only
+ * while a read is under way, so that an idle session keeps no buffer. A
+ * heartbeat record is a few hundred bytes. */
+#define READ_AHEAD_ON_DEMAND 4096
 #define WRITE_CHUNK 16384
 
 /* One WOLFSSL_CTX and what it trusts. Connections hold a reference, so an
@@ -73,6 +77,10 @@ struct tls_conn {
      * the socket has not taken yet, enc[enc_off, enc_len). */
     uint8_t *in, *enc;
     size_t in_off, in_len, in_cap;
+    /* A recv() this readiness returned less than asked: the socket is
+     * empty, and asking again would only return EAGAIN. The loop's
+     * level-triggered watcher says when more arrives. */
+    bool in_drained;
     size_t enc_off, enc_len, enc_cap;
     int want_events;          /* what the TLS state needs; EV_WRITE is added
                                  while enc holds bytes */
@@ -614,6 +622,7 @@ conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     struct tls_conn *conn = w->data;
+    conn->in_drained = false;
     if (!conn->close_requested && conn->state == CONN_HANDSHAKE)
         conn_handshake(conn);
     if (!conn->close_requested && conn->state == CONN_OPEN) {
@@ -625,6 +634,12 @@ conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             conn_flush(conn);
     }
     conn_send_output(conn);
+    /* An on-demand read-ahead goes once wolfSSL took all of it. */
+    if (conn->ctx->io_buffer == 0 && conn->in != NULL && conn->in_off == conn->in_len) {
+        free(conn->in);
+        conn->in = NULL;
+        conn->in_off = conn->in_len = conn->in_cap = 0;
+    }
     if (conn->close_requested)
         conn_finish(conn);
 }
@@ -704,14 +719,22 @@ conn_send_output(struct tls_conn *conn)
 }
 
 /* wolfSSL reads a record header and then its body, two recv() calls a
- * record; with read-ahead one recv() takes what the socket has and the
- * records are served from memory. */
+ * record, and one more that returns EAGAIN; with read-ahead one recv()
+ * takes what the socket has and the records are served from memory. */
 static int
 conn_recv_cb(WOLFSSL *ssl, char *buf, int size, void *ctx)
 {
     (void)ssl;
     struct tls_conn *conn = ctx;
     if (conn->in_off == conn->in_len) {
+        if (conn->in_drained)
+            return WOLFSSL_CBIO_ERR_WANT_READ;
+        if (conn->in == NULL) {
+            conn->in = malloc(READ_AHEAD_ON_DEMAND);
+            if (conn->in == NULL)
+                return WOLFSSL_CBIO_ERR_GENERAL;
+            conn->in_cap = READ_AHEAD_ON_DEMAND;
+        }
         ssize_t n;
         do {
             n = recv(conn->fd, conn->in, conn->in_cap, 0);
@@ -727,6 +750,7 @@ conn_recv_cb(WOLFSSL *ssl, char *buf, int size, void *ctx)
         }
         conn->in_off = 0;
         conn->in_len = (size_t)n;
+        conn->in_drained = (size_t)n < conn->in_cap;
     }
     size_t take = conn->in_len - conn->in_off;
     if (take > (size_t)size)
@@ -822,9 +846,9 @@ tls_conn_new(struct ev_loop *loop, struct tls_ctx *ctx, int fd,
         rc = -1;
     if (rc == 0) {
         wolfSSL_set_using_nonblock(conn->ssl, 1);
-        if (conn->in != NULL) {
-            wolfSSL_SSLSetIORecv(conn->ssl, conn_recv_cb);
-            wolfSSL_SetIOReadCtx(conn->ssl, conn);
+        wolfSSL_SSLSetIORecv(conn->ssl, conn_recv_cb);
+        wolfSSL_SetIOReadCtx(conn->ssl, conn);
+        if (conn->enc != NULL) {
             wolfSSL_SSLSetIOSend(conn->ssl, conn_send_cb);
             wolfSSL_SetIOWriteCtx(conn->ssl, conn);
         }

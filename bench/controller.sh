@@ -126,7 +126,8 @@ start_controller() {
   admin_token="bench-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
   env TRUST_DOMAIN="$trust_domain" STATE_DIR="$state" CONTROLLER_LISTEN=127.0.0.1:0 \
     ADMIN_LISTEN=127.0.0.1:0 HEALTH_LISTEN=127.0.0.1:0 HEARTBEAT_INTERVAL="$interval" \
-    ADMIN_AUTH_TOKEN="$admin_token" "${store_env[@]}" "$controller" >"$log" 2>&1 &
+    ADMIN_AUTH_TOKEN="$admin_token" SESSIONS_MAX=$((sessions > 20000 ? sessions + 100 : 20000)) \
+    "${store_env[@]}" "$controller" >"$log" 2>&1 &
   ctl_pid=$!
   for ((i = 0; i < 200; i++)); do
     grep -qF 'msg="controller started"' "$log" && break

@@ -78,7 +78,8 @@ for ((n = 1; n <= count; n++)); do
   env TRUST_DOMAIN="$trust_domain" STATE_DIR="$state" CONTROLLER_LISTEN=127.0.0.1:0 \
     ADMIN_LISTEN=127.0.0.1:0 HEALTH_LISTEN=127.0.0.1:0 HEARTBEAT_INTERVAL="$interval" \
     HANDSHAKES_PER_SOURCE=16384 STORE_URL="$url" CA_SEAL_KEY_FILE="$seal" \
-    ADMIN_AUTH_TOKEN="$admin_token" "$controller" >"$log" 2>&1 &
+    ADMIN_AUTH_TOKEN="$admin_token" SESSIONS_MAX=$((per > 20000 ? per + 100 : 20000)) \
+    "$controller" >"$log" 2>&1 &
   pids+=($!)
   for ((i = 0; i < 400; i++)); do grep -qF 'msg="controller started"' "$log" && break; sleep 0.05; done
   line="$(grep -F 'msg="controller started"' "$log" | tail -1)" || die "controller $n did not start"

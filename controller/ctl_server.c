@@ -2026,7 +2026,7 @@ changes_open(struct ctl_server *server)
 
 /* Every session is a descriptor: with the soft limit below SESSIONS_MAX
  * the kernel would refuse connections the setting promises. Raised up to
- * the hard limit; said once when even that is too low. */
+ * the hard limit; said once when even that is below SESSIONS_MAX itself. */
 static void
 check_fd_limit(size_t sessions_max)
 {
@@ -2037,7 +2037,8 @@ check_fd_limit(size_t sessions_max)
         return;
     limit.rlim_cur = limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted ? limit.rlim_max
                                                                                 : wanted;
-    if (setrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur < wanted)
+    if ((setrlimit(RLIMIT_NOFILE, &limit) != 0 && getrlimit(RLIMIT_NOFILE, &limit) != 0) ||
+        limit.rlim_cur < sessions_max)
         log_warn("file descriptor limit below SESSIONS_MAX",
                  "limit=%llu sessions_max=%zu hint=\"raise LimitNOFILE (or ulimit -n) above "
                  "SESSIONS_MAX + %d\"",

@@ -39,6 +39,14 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo
   CTL_BENCH_STORE=postgres bash "$root/bench/controller.sh"
   echo
+  echo "## One controller, 50 000 sessions or the descriptor limit (SQLite)"
+  echo
+  CTL_BENCH_SESSIONS=50000 bash "$root/bench/controller.sh"
+  echo
+  echo "## One controller, 50 000 sessions or the descriptor limit (PostgreSQL)"
+  echo
+  CTL_BENCH_SESSIONS=50000 CTL_BENCH_STORE=postgres bash "$root/bench/controller.sh"
+  echo
   echo "## Controller cluster: three controllers on one PostgreSQL database"
   echo
   CTL_CLUSTER_SESSIONS=50000 bash "$root/bench/controller_cluster.sh"

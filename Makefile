@@ -322,6 +322,7 @@ install-ui: $(UI_BUILT)
 	cd $(DESTDIR)$(UIDIR).tmp && npm prune --omit=dev --omit=optional --offline --ignore-scripts \
 	  --no-audit --no-fund --loglevel=error && rm package-lock.json
 	chmod -R u=rwX,go=rX $(DESTDIR)$(UIDIR).tmp
+	chmod 0755 $(DESTDIR)$(UIDIR).tmp/server.mjs
 	if [ -e $(DESTDIR)$(UIDIR) ]; then mv $(DESTDIR)$(UIDIR) $(DESTDIR)$(UIDIR).old; fi
 	mv $(DESTDIR)$(UIDIR).tmp $(DESTDIR)$(UIDIR) && rm -rf $(DESTDIR)$(UIDIR).old
 	$(call install_unit,ztr-ui)

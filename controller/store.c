@@ -1589,6 +1589,19 @@ collect_node(struct db_rows *st, void *ctx, struct ztr_err *err)
     return 0;
 }
 
+/* After the transaction (rc) committed, shows visit each node it
+ * collected, which may then write to the store itself; frees them. */
+static int
+visit_collected(struct sweep_job *collected, int rc,
+                int (*visit)(void *ctx, const struct store_node *), void *ctx)
+{
+    for (size_t i = 0; rc == 0 && visit != NULL && i < collected->count; i++)
+        if (visit(ctx, &collected->nodes[i]) != 0)
+            break;
+    free(collected->nodes);
+    return rc;
+}
+
 static int
 sweep_body(struct store *s, void *ctx, struct ztr_err *err)
 {
@@ -1618,13 +1631,7 @@ store_node_sweep_offline(struct store *s, int64_t cutoff,
                          struct ztr_err *err)
 {
     struct sweep_job job = {cutoff, NULL, 0, 0};
-    int rc = in_tx(s, sweep_body, &job, err);
-    for (size_t i = 0; rc == 0 && visit != NULL && i < job.count; i++) {
-        if (visit(ctx, &job.nodes[i]) != 0)
-            break;
-    }
-    free(job.nodes);
-    return rc;
+    return visit_collected(&job, in_tx(s, sweep_body, &job, err), visit, ctx);
 }
 
 struct heartbeats_job {
@@ -2914,12 +2921,7 @@ store_nodes_reclaim(struct store *s, const char *const *ids, size_t count,
     for (size_t i = 0; i < count; i++)
         TRY(check_text("node id", ids[i], STORE_ID_MAX, true, err));
     struct reclaim_job job = {.ids = ids, .count = count};
-    int rc = in_tx(s, reclaim_body, &job, err);
-    for (size_t i = 0; rc == 0 && visit != NULL && i < job.found.count; i++)
-        if (visit(ctx, &job.found.nodes[i]) != 0)
-            break;
-    free(job.found.nodes);
-    return rc;
+    return visit_collected(&job.found, in_tx(s, reclaim_body, &job, err), visit, ctx);
 }
 
 int
@@ -2928,12 +2930,7 @@ store_nodes_release(struct store *s, int64_t alive_since, const char *detail,
                     struct ztr_err *err)
 {
     struct release_job job = {.alive_since = alive_since, .detail = detail};
-    int rc = in_tx(s, release_body, &job, err);
-    for (size_t i = 0; rc == 0 && visit != NULL && i < job.collect.count; i++)
-        if (visit(ctx, &job.collect.nodes[i]) != 0)
-            break;
-    free(job.collect.nodes);
-    return rc;
+    return visit_collected(&job.collect, in_tx(s, release_body, &job, err), visit, ctx);
 }
 
 /* ---- copying a store into another (controller store migrate) ------------------------ */

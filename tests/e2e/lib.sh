@@ -105,6 +105,28 @@ stop_controller() {
   STOP_STATUS=$?
 }
 
+# start_json_controller LOG STATE_DIR [VAR=value ...]: a controller logging
+# LOG_FORMAT=json to LOG, its PID in CTL_PID; checks that it started.
+start_json_controller() {
+  local log="$1" state="$2"
+  shift 2
+  env TRUST_DOMAIN=example.org STATE_DIR="$state" CONTROLLER_LISTEN=127.0.0.1:0 \
+    ADMIN_LISTEN=127.0.0.1:0 HEALTH_LISTEN=off ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" \
+    LOG_FORMAT=json "$@" "$ZTR_TEST_BIN/controller" 2>"$log" &
+  CTL_PID=$!
+  E2E_PIDS+=("$CTL_PID")
+  wait_for_line "$log" '"msg":"controller started"' 20
+  check "the controller starts with LOG_FORMAT=json" $?
+}
+
+# json_start_value LOG KEY: KEY of the "controller started" line of a JSON log.
+json_start_value() {
+  python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    if o.get("msg") == "controller started": print(o[sys.argv[2]])' "$1" "$2" 2>/dev/null
+}
+
 ctl() { "$ZTR_TEST_BIN/controller" "$@"; }
 probe() { "$ZTR_TEST_BIN/../tests/tools/ctl_probe" "$@"; }
 

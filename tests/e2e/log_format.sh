@@ -35,12 +35,7 @@ PY
 
 # ---- the controller in JSON ------------------------------------------------------
 LOG="$T/ctl.json.log"
-env TRUST_DOMAIN=example.org STATE_DIR="$T/ctl" CONTROLLER_LISTEN=127.0.0.1:0 ADMIN_LISTEN=127.0.0.1:0 \
-  HEALTH_LISTEN=127.0.0.1:0 HEARTBEAT_INTERVAL=300ms ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" \
-  LOG_FORMAT=json "$ZTR_TEST_BIN/controller" 2>"$LOG" &
-CTL_PID=$!
-E2E_PIDS+=("$CTL_PID")
-wait_for_line "$LOG" '"msg":"controller started"' 20; check "the controller starts with LOG_FORMAT=json" $?
+start_json_controller "$LOG" "$T/ctl" HEALTH_LISTEN=127.0.0.1:0 HEARTBEAT_INTERVAL=300ms
 out="$(json_lines "$LOG")"; check "every controller line is one JSON object: ts, level, msg first ($out)" $?
 control_port="$(jfield "$LOG" "controller started" control_port)"
 [[ "$control_port" =~ ^[0-9]+$ ]]; check "an integer field is a JSON number (control_port=$control_port)" $?

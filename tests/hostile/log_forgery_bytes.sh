@@ -84,16 +84,8 @@ stop_controller
 
 # ---- json --------------------------------------------------------------------
 LOG="$T/ctl.json.log"
-env TRUST_DOMAIN=example.org STATE_DIR="$T/ctl-json" CONTROLLER_LISTEN=127.0.0.1:0 ADMIN_LISTEN=127.0.0.1:0 \
-  HEALTH_LISTEN=off ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" LOG_FORMAT=json \
-  "$ZTR_TEST_BIN/controller" 2>"$LOG" &
-E2E_PIDS+=("$!")
-wait_for_line "$LOG" '"msg":"controller started"' 20
-check "the controller starts with LOG_FORMAT=json" $?
-port="$(python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    o = json.loads(l)
-    if o.get("msg") == "controller started": print(o["admin_port"])' "$LOG" 2>/dev/null)"
+start_json_controller "$LOG" "$T/ctl-json"
+port="$(json_start_value "$LOG" admin_port)"
 for method in "${methods[@]}"; do
   shown="$(printf %q "$method")"
   before=$(count_lines "$LOG" '"msg":"admin request refused"')

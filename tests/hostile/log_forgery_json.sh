@@ -10,16 +10,8 @@
 . "$(dirname "$0")/../e2e/lib.sh"
 T="$E2E_TMP"
 LOG="$T/ctl.json.log"
-env TRUST_DOMAIN=example.org STATE_DIR="$T/ctl" CONTROLLER_LISTEN=127.0.0.1:0 ADMIN_LISTEN=127.0.0.1:0 \
-  HEALTH_LISTEN=off ADMIN_AUTH_TOKEN="$E2E_ADMIN_TOKEN" LOG_FORMAT=json \
-  "$ZTR_TEST_BIN/controller" 2>"$LOG" &
-E2E_PIDS+=("$!")
-wait_for_line "$LOG" '"msg":"controller started"' 20
-check "the controller starts with LOG_FORMAT=json" $?
-port="$(python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    o = json.loads(l)
-    if o.get("msg") == "controller started": print(o["control_port"])' "$LOG" 2>/dev/null)"
+start_json_controller "$LOG" "$T/ctl"
+port="$(json_start_value "$LOG" control_port)"
 [ -n "$port" ]; check "its start line is JSON with a control_port" $?
 CA="$T/ctl/ca/ca-1.crt"
 

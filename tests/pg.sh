@@ -59,3 +59,11 @@ pg_e2e() {
   psql -q "${PG_URL_PREFIX}postgres" -c "CREATE DATABASE ztr" || return 1
   PG_URL="${PG_URL_PREFIX}ztr"
 }
+
+# pg_cluster_e2e: pg_e2e, and SEAL, a CA seal key file (CA_SEAL_KEY_FILE)
+# for controllers sharing PG_URL.
+pg_cluster_e2e() {
+  pg_e2e || return 1
+  SEAL="$E2E_TMP/ca-seal.key"
+  openssl rand -hex 32 >"$SEAL" && chmod 600 "$SEAL"
+}

@@ -14,11 +14,8 @@
 #    and a dump of the database holds no private key.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../pg.sh"
-pg_e2e || exit 1
+pg_cluster_e2e || exit 1
 URL="$PG_URL"
-
-SEAL="$E2E_TMP/ca-seal.key"
-openssl rand -hex 32 >"$SEAL"; chmod 600 "$SEAL"
 start_controller c1 STORE_URL="$URL" CA_SEAL_KEY_FILE="$SEAL" || exit 1
 C1_ADMIN="$ADMIN_URL" C1_CTL="$CTL_ADDR" C1_PID="$CTL_PID" C1_STATE="$CTL_STATE" C1_LOG="$CTL_LOG"
 grep -q 'msg="CA set put into the store"' "$C1_LOG"; check "controller 1 puts its CA into the store" $?

@@ -17,10 +17,8 @@
 # alone did the same.
 . "$(dirname "$0")/fault_lib.sh"
 . "$(dirname "$0")/../pg.sh"
-pg_e2e || exit 1
+pg_cluster_e2e || exit 1
 URL="$PG_URL"
-SEAL="$E2E_TMP/ca-seal.key"
-openssl rand -hex 32 >"$SEAL"; chmod 600 "$SEAL"
 CLOCK="$E2E_TMP/clock"
 echo -30 >"$CLOCK"
 clock_env "$CLOCK"
